@@ -1,0 +1,24 @@
+"""I_T nexus: the pair (initiator port, target port) PR state is kept per (SAM-5 4.7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.transportid import TransportId
+
+
+@dataclass(frozen=True, order=True)
+class ITNexus:
+    """An initiator port talking to one target port, named by its RELATIVE TARGET PORT
+    IDENTIFIER (SPC-5 7.7.3.7)."""
+
+    initiator: TransportId
+    target_port: int = 1
+
+    @classmethod
+    def named(cls, initiator: str, target_port: int = 1) -> ITNexus:
+        """``ITNexus.named("naa.5001405000000001")``, ``ITNexus.named("iqn.x,i,0x23d000000001")``."""
+        return cls(TransportId.from_name(initiator), target_port)
+
+    def __str__(self) -> str:
+        return f"{self.initiator}@{self.target_port}"

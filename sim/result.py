@@ -1,0 +1,121 @@
+"""What a logical unit returns for one command, and how fixed-format sense is built.
+
+SPC-5 4.4.3 defines fixed-format sense data; the model always produces it (D_SENSE=0), with a
+sense-key specific FIELD POINTER for ILLEGAL REQUEST so that an initiator can see which byte was
+wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sim.constants import (
+    ADDITIONAL_SENSE_BY_CODE,
+    FIXED_SENSE_LENGTH,
+    AdditionalSense,
+    SenseKey,
+    Status,
+)
+
+
+@dataclass(frozen=True)
+class FieldPointer:
+    """SPC-5 4.4.3.2.2: where the offending field is (C/D, byte, optional bit)."""
+
+    in_cdb: bool
+    byte: int
+    bit: int | None = None
+
+    def encode(self) -> bytes:
+        b15 = 0x80 | (0x40 if self.in_cdb else 0)
+        if self.bit is not None:
+            b15 |= 0x08 | (self.bit & 0x07)
+        return bytes([b15]) + self.byte.to_bytes(2, "big")
+
+
+def fixed_sense(
+    key: SenseKey, code: AdditionalSense, pointer: FieldPointer | None = None
+) -> bytes:
+    """18 bytes of current, fixed-format sense data (response code 70h)."""
+    sense = bytearray(FIXED_SENSE_LENGTH)
+    sense[0] = 0x70
+    sense[2] = key
+    sense[7] = FIXED_SENSE_LENGTH - 8
+    sense[12] = code.asc
+    sense[13] = code.ascq
+    if pointer is not None:
+        sense[15:18] = pointer.encode()
+    return bytes(sense)
+
+
+@dataclass(frozen=True)
+class SenseData:
+    """Decoded key/ASC/ASCQ of fixed (70h/71h) or descriptor (72h/73h) sense."""
+
+    key: int
+    asc: int
+    ascq: int
+
+    @classmethod
+    def parse(cls, sense: bytes) -> SenseData | None:
+        if len(sense) < 1:
+            return None
+        code = sense[0] & 0x7F
+        if code in (0x70, 0x71) and len(sense) >= 14:
+            return cls(sense[2] & 0x0F, sense[12], sense[13])
+        if code in (0x72, 0x73) and len(sense) >= 4:
+            return cls(sense[1] & 0x0F, sense[2], sense[3])
+        return None
+
+    def __str__(self) -> str:
+        try:
+            key = SenseKey(self.key).name.replace("_", " ")
+        except ValueError:
+            key = f"KEY {self.key:#x}"
+        known = ADDITIONAL_SENSE_BY_CODE.get((self.asc, self.ascq))
+        text = known.name if known else f"ASC {self.asc:02X}h ASCQ {self.ascq:02X}h"
+        return f"{key}: {text}"
+
+    @property
+    def triple(self) -> tuple[int, int, int]:
+        return (self.key, self.asc, self.ascq)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """Status, sense and data-in of one command, as a SCSI target returns them.
+
+    ``stall`` is the fault hook's request that the caller (the I/O edge) delay the answer by
+    that many seconds: the model itself never sleeps.
+    """
+
+    status: Status | int
+    sense: bytes = b""
+    data: bytes = b""
+    stall: float = field(default=0.0, compare=False)
+
+    @classmethod
+    def good(cls, data: bytes = b"") -> CommandResult:
+        return cls(Status.GOOD, b"", data)
+
+    @classmethod
+    def check_condition(
+        cls, key: SenseKey, code: AdditionalSense, pointer: FieldPointer | None = None
+    ) -> CommandResult:
+        return cls(Status.CHECK_CONDITION, fixed_sense(key, code, pointer))
+
+    @classmethod
+    def reservation_conflict(cls) -> CommandResult:
+        return cls(Status.RESERVATION_CONFLICT)
+
+    @property
+    def sense_data(self) -> SenseData | None:
+        return SenseData.parse(self.sense) if self.status == Status.CHECK_CONDITION else None
+
+    def __str__(self) -> str:
+        try:
+            status = Status(self.status).name.replace("_", " ")
+        except ValueError:
+            status = f"STATUS {int(self.status):#04x}"
+        sense = self.sense_data
+        return f"{status} ({sense})" if sense else status
