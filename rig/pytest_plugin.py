@@ -1,0 +1,187 @@
+"""pytest plugin: run the same device tests on every backend (``--backend sim|lio|…``).
+
+Registered through the ``pytest11`` entry point, so any test that asks for the ``backend`` or
+``initiators`` fixture is parametrised over the chosen backends without a conftest.
+
+Where the backend names come from, strongest first: ``--backend`` (repeatable), the
+``SCSI_PR_BACKENDS`` environment variable (comma separated), the ``scsi_pr_backends`` ini value,
+then ``sim``.
+
+A backend that cannot run here (no root, no LIO kernel) is skipped with its reason on a
+developer's machine; with ``CI=true`` that is a failure instead, because a CI run that silently
+skipped the real-kernel tier would look green while testing nothing.
+
+Markers:
+
+- ``requires(*capabilities)``: the test needs e.g. ``power_cycle``; backends without it skip
+  (a visible skip with the reason: LIO in a VM cannot cut power to a ramdisk).
+- ``deviates(*backends, reason=, clause=)``: that backend answers differently from SPC; the test
+  becomes a strict xfail there, so a fixed kernel turns it into a failure we notice.
+- ``lio_hangs(reason=)``: the test makes LIO hang (PREEMPT AND ABORT on tcm_loop). On LIO
+  backends it runs only when ``--run-lio-hangs`` is given (the VM tier does so last, in a
+  process of its own); a command timeout there is reported as xfail "LIO hangs", never a pass.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterator
+
+import pytest
+
+from rig.backends import BACKENDS, Backend, BackendUnavailable, Initiator, open_backend
+
+ENV_BACKENDS = "SCSI_PR_BACKENDS"
+DEFAULT_BACKENDS = ("sim",)
+#: initiators every backend is opened with; tests use as many as they need from the front
+DEFAULT_INITIATORS = 3
+#: backends that run on LIO and therefore show its known defects
+LIO_BACKENDS = frozenset({"lio", "helper-lio"})
+LIO_HANGS = "LIO hangs"
+
+
+class CommandTimeout(TimeoutError):
+    """A command sent to a real device did not complete in time (raised by I/O backends)."""
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _parse_names(text: str, source: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise pytest.UsageError(
+            f"{source}: unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}"
+        )
+    return names
+
+
+def selected_backends(config: pytest.Config) -> list[str]:
+    """The backend names for this run, deduplicated in order (see module docstring)."""
+    names: list[str] = config.getoption("scsi_pr_backends") or []
+    if not names and os.environ.get(ENV_BACKENDS):
+        names = _parse_names(os.environ[ENV_BACKENDS], f"${ENV_BACKENDS}")
+    if not names:
+        ini = config.getini("scsi_pr_backends")
+        names = _parse_names(",".join(ini), "ini scsi_pr_backends") if ini else []
+    return list(dict.fromkeys(names or DEFAULT_BACKENDS))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("scsi-pr", "SCSI persistent reservation backends")
+    group.addoption(
+        "--backend",
+        action="append",
+        dest="scsi_pr_backends",
+        choices=list(BACKENDS),
+        help="device backend to run backend-independent tests on (repeatable; default: sim, "
+        f"or ${ENV_BACKENDS}=a,b)",
+    )
+    group.addoption(
+        "--run-lio-hangs",
+        action="store_true",
+        default=False,
+        help="also run tests marked lio_hangs on LIO backends (they may wedge the LUN: run "
+        "them last, in their own process)",
+    )
+    parser.addini("scsi_pr_backends", "default backends", type="args", default=[])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "requires(*capabilities): skip on backends without these capabilities"
+    )
+    config.addinivalue_line(
+        "markers",
+        "deviates(*backends, reason, clause): known deviation from SPC on these backends "
+        "(strict xfail there)",
+    )
+    config.addinivalue_line(
+        "markers", "lio_hangs(reason): makes LIO on tcm_loop hang (known defect, run last)"
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    names = selected_backends(config)
+    ci = "CI=true: unavailable backends fail" if _in_ci() else "unavailable backends skip"
+    return [
+        f"scsi-pr backends: {', '.join(names)} ({ci})",
+        f"kernel: {platform.system()} {platform.release()}",
+    ]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        names = selected_backends(metafunc.config)
+        metafunc.parametrize("backend", names, indirect=True, ids=names)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    run_hangs = config.getoption("run_lio_hangs")
+    for item in items:
+        name = _backend_name(item)
+        if name is None:
+            continue
+        dev = item.get_closest_marker("deviates")
+        if dev is not None and name in dev.args:
+            reason = dev.kwargs.get("reason", "deviates from SPC")
+            clause = dev.kwargs.get("clause")
+            text = f"{name} deviates: {reason}" + (f" ({clause})" if clause else "")
+            item.add_marker(pytest.mark.xfail(reason=text, strict=True))
+        hang = item.get_closest_marker("lio_hangs")
+        if hang is not None and name in LIO_BACKENDS:
+            reason = hang.kwargs.get("reason", "")
+            if not run_hangs:
+                # Not a silent skip: the VM tier runs these with --run-lio-hangs and counts them.
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason=f"{LIO_HANGS} ({reason}): deferred to the --run-lio-hangs run"
+                    )
+                )
+
+
+def _backend_name(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("backend") if callspec is not None else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Turn a command timeout in an ``lio_hangs`` test on LIO into xfail "LIO hangs"."""
+    try:
+        return (yield)
+    except CommandTimeout as e:
+        name = _backend_name(item)
+        if name in LIO_BACKENDS and item.get_closest_marker("lio_hangs") is not None:
+            pytest.xfail(f"{LIO_HANGS}: {e}")
+        raise
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """A fresh backend (clean PR state) for one test: ``backend.initiators`` share one LU."""
+    name: str = request.param
+    needed = request.node.get_closest_marker("requires")
+    try:
+        opened = open_backend(name, initiators=DEFAULT_INITIATORS)
+    except BackendUnavailable as e:
+        message = f"backend {name} unavailable: {e}"
+        if _in_ci():
+            pytest.fail(f"{message} (CI=true: this must run in CI)", pytrace=False)
+        pytest.skip(message)
+    with opened as b:
+        if needed is not None:
+            missing = sorted(set(needed.args) - set(b.capabilities))
+            if missing:
+                pytest.skip(f"backend {name} lacks {', '.join(missing)}")
+        yield b
+
+
+@pytest.fixture
+def initiators(backend: Backend) -> list[Initiator]:
+    """The backend's initiator handles: ``initiators[i].execute(cdb, data) -> CommandResult``."""
+    return backend.initiators
+

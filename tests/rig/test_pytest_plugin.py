@@ -1,0 +1,70 @@
+"""The backend plugin, driven through pytester on the in-process ``sim`` backend."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+PROBE = """
+import pytest
+
+def test_probe(backend, initiators):
+    assert backend.name == "{name}"
+    assert [i.name for i in initiators] == [
+        "naa.5001405000000001", "naa.5001405000000002", "naa.5001405000000003"]
+    assert [i.relative_target_port for i in initiators] == [1, 2, 3]
+"""
+
+
+def test_default_backend_is_sim(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(PROBE.format(name="sim"))
+    result = pytester.runpytest_subprocess("-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*scsi-pr backends: sim*", "*test_probe?sim? PASSED*"])
+
+
+def test_env_selects_backends(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCSI_PR_BACKENDS", "sim,nonsense")
+    pytester.makepyfile(PROBE.format(name="sim"))
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*SCSI_PR_BACKENDS: unknown backend(s) nonsense*"])
+
+
+def test_unknown_option_value_is_rejected(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(PROBE.format(name="sim"))
+    result = pytester.runpytest_subprocess("--backend", "nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*invalid choice: 'nope'*"])
+
+
+MARKERS = """
+import pytest
+
+@pytest.mark.deviates("sim", reason="pretend", clause="SPC-5 5.14.11.2.2")
+def test_deviation(backend):
+    assert False, "the deviating answer"
+
+@pytest.mark.deviates("sim", reason="pretend")
+def test_deviation_fixed(backend):
+    pass
+
+@pytest.mark.requires("power_cycle")
+def test_power(backend):
+    backend.power_cycle
+
+@pytest.mark.requires("teleport")
+def test_missing_capability(backend):
+    raise AssertionError("must not run")
+"""
+
+
+def test_markers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(MARKERS)
+    result = pytester.runpytest_subprocess("-rxXs")
+    # a deviation that stops deviating fails (strict), so a kernel fix is noticed
+    result.assert_outcomes(xfailed=1, failed=1, passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["*sim deviates: pretend (SPC-5 5.14.11.2.2)*", "*backend sim lacks teleport*"]
+    )
