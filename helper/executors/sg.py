@@ -1,0 +1,193 @@
+"""SG_IO on a Linux SCSI generic (or block) device fd, and the executor that uses it.
+
+``sg_io`` is the one place the project talks to a kernel SCSI device: it packs an ``sg_io_hdr``
+(``<scsi/sg.h>``, interface 'S') with ctypes, issues the ioctl and returns every field a caller
+may need, errors included, as data. ``SgExecutor`` issues exactly the SG_IO the C
+``qemu-pr-helper`` issues (16-byte CDB, 96-byte sense, 8192-byte PR IN buffer, its 1 ms timeout
+field) and maps the outcome with ``helper.executors.status`` so the reply is byte-compatible.
+
+``fcntl.ioctl`` copies a mutable argument of at most 1024 bytes into a C buffer and releases the
+GIL around the call, so a device that hangs (LIO's PREEMPT AND ABORT) blocks only the calling
+thread; callers that need a deadline run ``sg_io`` in a worker thread and stop waiting.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as E
+import fcntl
+import os
+from dataclasses import dataclass
+
+from helper.executors.base import SENSE_BUFFER_LENGTH, Executor, Reply
+from helper.executors.status import INVALID_OPCODE, check_condition, reply_from_sg_io
+from sim.constants import Opcode
+
+# <scsi/sg.h>
+SG_IO = 0x2285
+SG_DXFER_NONE = -1
+SG_DXFER_TO_DEV = -2
+SG_DXFER_FROM_DEV = -3
+SG_INTERFACE_ID = ord("S")
+SG_INFO_OK_MASK = 0x1
+# QEMU scsi/pr-helper.h: PR_HELPER_CDB_SIZE / PR_HELPER_DATA_SIZE.
+HELPER_CDB_LENGTH = 16
+HELPER_DATA_LENGTH = 8192
+# qemu-pr-helper.c do_sgio_worker sets ``timeout = 1`` (milliseconds). The block layer rounds a
+# request's deadline up to a whole second, so in practice that is a 1-2 s timeout.
+HELPER_TIMEOUT_MS = 1
+DEFAULT_TIMEOUT_MS = 30_000
+MAX_CDB_LENGTH = 252  # the sg driver's upper bound (SCSI_MAX_VARLEN_CDB_SIZE + 8 rounded)
+
+
+class SgIoHdr(ctypes.Structure):
+    """``struct sg_io_hdr`` from ``<scsi/sg.h>``; ctypes reproduces the C padding."""
+
+    _fields_ = (
+        ("interface_id", ctypes.c_int),
+        ("dxfer_direction", ctypes.c_int),
+        ("cmd_len", ctypes.c_ubyte),
+        ("mx_sb_len", ctypes.c_ubyte),
+        ("iovec_count", ctypes.c_ushort),
+        ("dxfer_len", ctypes.c_uint),
+        ("dxferp", ctypes.c_void_p),
+        ("cmdp", ctypes.c_void_p),
+        ("sbp", ctypes.c_void_p),
+        ("timeout", ctypes.c_uint),
+        ("flags", ctypes.c_uint),
+        ("pack_id", ctypes.c_int),
+        ("usr_ptr", ctypes.c_void_p),
+        ("status", ctypes.c_ubyte),
+        ("masked_status", ctypes.c_ubyte),
+        ("msg_status", ctypes.c_ubyte),
+        ("sb_len_wr", ctypes.c_ubyte),
+        ("host_status", ctypes.c_ushort),
+        ("driver_status", ctypes.c_ushort),
+        ("resid", ctypes.c_int),
+        ("duration", ctypes.c_uint),
+        ("info", ctypes.c_uint),
+    )
+
+
+@dataclass(frozen=True)
+class SgIoResult:
+    """One SG_IO outcome. ``errno`` != 0 means the ioctl itself failed (other fields zero).
+
+    ``sense`` is the full sense buffer the caller offered (``sb_len_wr`` says how much the
+    kernel wrote); ``data`` is the data-in buffer trimmed by ``resid``.
+    """
+
+    status: int
+    host_status: int
+    driver_status: int
+    sense: bytes
+    data: bytes
+    resid: int
+    errno: int = 0
+    sb_len_wr: int = 0
+    duration_ms: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Transport and device both reported success (no check of the data)."""
+        return not (self.errno or self.host_status or self.driver_status or self.status)
+
+
+class SgIoError(ValueError):
+    """The caller asked for an SG_IO the kernel would reject outright."""
+
+
+def sg_io(
+    fd: int,
+    cdb: bytes,
+    data_out: bytes = b"",
+    data_in_length: int = 0,
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    *,
+    sense_length: int = SENSE_BUFFER_LENGTH,
+) -> SgIoResult:
+    """Issue ``cdb`` on ``fd`` with SG_IO; never raises for device or transport errors.
+
+    At most one of ``data_out`` / ``data_in_length`` may be given (SG_IO has one direction).
+    """
+    if not 6 <= len(cdb) <= MAX_CDB_LENGTH:
+        raise SgIoError(f"CDB length {len(cdb)} outside 6..{MAX_CDB_LENGTH}")
+    if data_out and data_in_length:
+        raise SgIoError("SG_IO moves data one way: give data_out or data_in_length, not both")
+    if data_in_length < 0 or timeout_ms < 0 or not 0 < sense_length < 256:
+        raise SgIoError("negative data_in_length/timeout or sense_length outside 1..255")
+    cdb_buf = ctypes.create_string_buffer(bytes(cdb), len(cdb))
+    sense_buf = ctypes.create_string_buffer(sense_length)
+    if data_out:
+        direction, length = SG_DXFER_TO_DEV, len(data_out)
+        data_buf = ctypes.create_string_buffer(bytes(data_out), length)
+    elif data_in_length:
+        direction, length = SG_DXFER_FROM_DEV, data_in_length
+        data_buf = ctypes.create_string_buffer(length)
+    else:
+        direction, length, data_buf = SG_DXFER_NONE, 0, None
+    hdr = SgIoHdr(
+        interface_id=SG_INTERFACE_ID,
+        dxfer_direction=direction,
+        cmd_len=len(cdb),
+        mx_sb_len=sense_length,
+        dxfer_len=length,
+        dxferp=ctypes.addressof(data_buf) if data_buf is not None else None,
+        cmdp=ctypes.addressof(cdb_buf),
+        sbp=ctypes.addressof(sense_buf),
+        timeout=timeout_ms,
+    )
+    try:
+        fcntl.ioctl(fd, SG_IO, hdr)
+    except OSError as e:
+        return SgIoResult(0, 0, 0, bytes(sense_length), b"", 0, errno=e.errno or E.EIO)
+    data = b""
+    if direction == SG_DXFER_FROM_DEV and data_buf is not None:
+        data = data_buf.raw[: max(0, length - hdr.resid)]
+    return SgIoResult(
+        status=hdr.status,
+        host_status=hdr.host_status,
+        driver_status=hdr.driver_status,
+        sense=sense_buf.raw,
+        data=data,
+        resid=hdr.resid,
+        sb_len_wr=hdr.sb_len_wr,
+        duration_ms=hdr.duration,
+    )
+
+
+class SgExecutor(Executor):
+    """PR IN/OUT on the fd QEMU passed, the way ``qemu-pr-helper`` (non-multipath) does it."""
+
+    name = "sg"
+
+    def __init__(self, timeout_ms: int = HELPER_TIMEOUT_MS) -> None:
+        self.timeout_ms = timeout_ms
+
+    def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> Reply:
+        padded = bytes(cdb[:HELPER_CDB_LENGTH]).ljust(HELPER_CDB_LENGTH, b"\0")
+        if padded[0] == Opcode.PERSISTENT_RESERVE_IN:
+            r = sg_io(fd, padded, b"", HELPER_DATA_LENGTH, self.timeout_ms)
+        else:
+            # The one answer qemu-pr-helper makes up itself: PR OUT needs a writable fd.
+            if _read_only(fd):
+                return check_condition(INVALID_OPCODE)
+            r = sg_io(fd, padded, data_out, 0, self.timeout_ms)
+            allocation_length = 0
+        return reply_from_sg_io(
+            err=r.errno,
+            host_status=r.host_status,
+            driver_status=r.driver_status,
+            status=r.status,
+            sense=r.sense,
+            data_in=r.data,
+            resid=0,  # sg_io already trimmed data by resid
+            allocation_length=allocation_length,
+        )
+
+
+def _read_only(fd: int) -> bool:
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+    except OSError:
+        return False  # a bad fd: let SG_IO fail and map its errno like QEMU does
