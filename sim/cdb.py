@@ -12,7 +12,6 @@ from collections.abc import Iterable
 
 from sim.constants import (
     LU_SCOPE,
-    PR_OUT_BASIC_PARAMETER_LIST_LENGTH,
     Opcode,
     PersistentReserveInAction,
     PersistentReserveOutAction,

@@ -1,22 +1,275 @@
-"""LogicalUnit: the public face of the model (work in progress: full model lands next)."""
+"""LogicalUnit: one SCSI logical unit with persistent reservations, as a pure state machine.
+
+``execute(nexus, cdb, data)`` runs one command the way SAM-5 orders the checks a device server
+makes before a command runs (SAM-5 5.3/5.14, SPC-5 5.14.1):
+
+1. the fault hook (a test's way to make the LU fail or stall);
+2. the CDB must name a supported operation code and be long enough;
+3. a pending unit attention is reported, except to INQUIRY, REPORT LUNS and REQUEST SENSE;
+4. an SPC-2 reservation (RESERVE(6/10)) held by another I_T nexus conflicts;
+5. the persistent reservation's conflict table;
+6. the command itself.
+
+Events that are not commands (power loss/on, resets, I_T nexus loss, losing PR information)
+are methods with the PR and unit-attention effects SPC-5 and SAM-5 give them.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from typing import Any
 
+from sim import pr_in, pr_out
+from sim.commands import COMMANDS, cdb_length
+from sim.conflict import Access, allowed
+from sim.constants import (
+    BUS_DEVICE_RESET_FUNCTION_OCCURRED,
+    I_T_NEXUS_LOSS_OCCURRED,
+    INTERNAL_TARGET_FAILURE,
+    INVALID_COMMAND_OPERATION_CODE,
+    INVALID_FIELD_IN_CDB,
+    LOGICAL_UNIT_NOT_SUPPORTED,
+    LUN_NOT_READY_CAUSE_NOT_REPORTABLE,
+    PERSISTENT_RESERVATION_INFORMATION_LOST,
+    POWER_ON_OCCURRED,
+    POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED,
+    Opcode,
+    SenseKey,
+    Status,
+)
+from sim.faults import Fail, FaultHook, Stall
+from sim.medium import Medium, SparseMedium
 from sim.nexus import ITNexus
-from sim.result import CommandResult
+from sim.result import CommandResult, CommandTerminated, illegal_request
+from sim.state import PersistentReservations, nexus_from_dict, nexus_to_dict
+from sim.store import AptplStore
+from sim.unit_attention import UnitAttentions
+
+#: Commands that neither report nor clear a unit attention (SAM-5 5.14).
+UA_EXEMPT = frozenset({Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE})
+#: Commands another I_T nexus may still send while an SPC-2 reservation is held (SPC-2 5.5.1).
+SPC2_ALLOWED = frozenset(
+    {Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE, Opcode.RELEASE_6, Opcode.RELEASE_10}
+)
+#: Commands a lost-reservation LU still runs (SPC-5 5.14.12, informative).
+PR_LOST_ALLOWED = frozenset(
+    {
+        Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE, Opcode.TEST_UNIT_READY,
+        Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT,
+    }
+)
 
 
 class LogicalUnit:
-    def __init__(self, *, target_ports: Sequence[int] = (1, 2), **_: object) -> None:
+    def __init__(
+        self,
+        *,
+        blocks: int = 65536,
+        block_size: int = 512,
+        target_ports: Sequence[int] = (1, 2),
+        serial: str = "SCSIPR0000000001",
+        vendor: str = "SCSI-PR",
+        product: str = "SIMULATED LU",
+        revision: str = "0001",
+        store: AptplStore | None = None,
+        max_registrations: int = 64,
+        fault: FaultHook | None = None,
+        medium: Medium | None = None,
+        replace_lost_reservation: bool = True,
+    ) -> None:
+        if not target_ports or any(not 0 < p < 0x10000 for p in target_ports):
+            raise ValueError("target ports are RELATIVE TARGET PORT IDENTIFIERs 1..65535")
+        if blocks <= 0 or block_size <= 0:
+            raise ValueError("blocks and block_size must be positive")
+        self.blocks, self.block_size = blocks, block_size
         self.target_ports = tuple(target_ports)
+        self.serial, self.vendor, self.product, self.revision = serial, vendor, product, revision
+        #: NAA 6 (IEEE registered extended) name derived from the serial: stable per LU
+        self.naa = (0x6 << 60) | int.from_bytes(hashlib.sha1(serial.encode()).digest()[:8]) >> 4
+        self.store = store
+        self.max_registrations = max_registrations
+        self.fault = fault
+        self.medium: Medium = medium or SparseMedium(block_size)
+        self.capabilities = pr_in.Capabilities(replace_lost_reservation)
+        self.pr = PersistentReservations()
+        self.ua = UnitAttentions()
+        self.spc2_holder: ITNexus | None = None
+        self.powered = True
+        self.reservation_lost = False
+        #: I_T nexuses whose tasks the last PREEMPT AND ABORT aborted (for observers)
+        self.last_aborted: list[ITNexus] = []
+        if store is not None:
+            self._load_aptpl()
 
+    # -- commands ---------------------------------------------------------------------------
     def execute(self, nexus: ITNexus, cdb: bytes, data: bytes = b"") -> CommandResult:
-        raise NotImplementedError
+        """Run one command; never raises for any input."""
+        stall = 0.0
+        if self.fault is not None:
+            fault = self.fault(nexus, cdb)
+            if isinstance(fault, Fail):
+                return fault.result
+            if isinstance(fault, Stall):
+                stall = fault.seconds
+        try:
+            result = CommandResult(Status.GOOD, b"", self._execute(nexus, bytes(cdb), bytes(data)))
+        except CommandTerminated as e:
+            result = e.result
+        except Exception:  # a model bug must still look like a SCSI answer
+            result = CommandResult.check_condition(SenseKey.HARDWARE_ERROR, INTERNAL_TARGET_FAILURE)
+        if stall:
+            result = CommandResult(result.status, result.sense, result.data, stall)
+        return result
 
+    def _execute(self, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+        if not cdb:
+            raise illegal_request(INVALID_COMMAND_OPERATION_CODE)
+        opcode = cdb[0]
+        is_pr = opcode in (Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT)
+        spec = None if is_pr else COMMANDS.get(opcode)
+        if spec is None and not is_pr:
+            raise illegal_request(INVALID_COMMAND_OPERATION_CODE, cdb_byte=0)
+        if len(cdb) < cdb_length(opcode):
+            raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=len(cdb))
+        if not self.powered:
+            raise CommandTerminated(
+                CommandResult.check_condition(
+                    SenseKey.NOT_READY, LUN_NOT_READY_CAUSE_NOT_REPORTABLE
+                )
+            )
+        if nexus.target_port not in self.target_ports:
+            raise illegal_request(LOGICAL_UNIT_NOT_SUPPORTED)
+        if opcode not in UA_EXEMPT and self.ua.pending(nexus):
+            code = self.ua.pop(nexus)
+            assert code is not None
+            raise CommandTerminated(CommandResult.check_condition(SenseKey.UNIT_ATTENTION, code))
+        if self.spc2_holder is not None and (
+            is_pr or (self.spc2_holder != nexus and opcode not in SPC2_ALLOWED)
+        ):
+            raise CommandTerminated(CommandResult.reservation_conflict())
+        if self.reservation_lost and opcode not in PR_LOST_ALLOWED:
+            raise CommandTerminated(
+                CommandResult.check_condition(
+                    SenseKey.HARDWARE_ERROR, PERSISTENT_RESERVATION_INFORMATION_LOST
+                )
+            )
+        if opcode == Opcode.PERSISTENT_RESERVE_IN:
+            return pr_in.persistent_reserve_in(cdb, self.pr, self.capabilities)
+        if opcode == Opcode.PERSISTENT_RESERVE_OUT:
+            self._persistent_reserve_out(nexus, cdb, data)
+            return b""
+        assert spec is not None
+        res = self.pr.reservation
+        if (
+            res is not None
+            and spec.access is not Access.OWN_RULES
+            and not self.pr.is_holder(nexus)
+            and not allowed(spec.access, res.type, nexus in self.pr.registrations)
+        ):
+            raise CommandTerminated(CommandResult.reservation_conflict())
+        return spec.handler(self, nexus, cdb, data)
+
+    def _persistent_reserve_out(self, nexus: ITNexus, cdb: bytes, data: bytes) -> None:
+        action, rule = pr_out.rule_for(cdb)
+        length = int.from_bytes(cdb[5:9], "big")
+        if len(data) < length:
+            raise illegal_request(
+                pr_out.PARAMETER_LIST_LENGTH_ERROR, cdb_byte=pr_out.CDB_PARAMETER_LIST_LENGTH
+            )
+        params = rule.parse(data[:length], action)
+        aptpl_was = self.pr.aptpl
+        command = pr_out.PrOut(
+            self.pr, self.ua, nexus, params, cdb[2] & 0x0F, cdb[2] >> 4, self.target_ports,
+            self.max_registrations, self.reservation_lost,
+        )
+        # Every handler checks everything before it changes anything, so a command that ends
+        # in an error or a conflict leaves the state untouched (SPC-5 5.14.1).
+        rule.apply(command)
+        if rule.bumps_generation:
+            self.pr.bump_generation()
+        if action == pr_out.SA.REPLACE_LOST_RESERVATION:
+            self.reservation_lost = False
+        self.last_aborted = command.aborted
+        self._save_aptpl(aptpl_was)
+
+    # -- APTPL ------------------------------------------------------------------------------
+    def _save_aptpl(self, aptpl_was: bool) -> None:
+        """SPC-5 5.14.6: while APTPL is active every change is persisted; turning it off
+        persists the fact that nothing survives power loss."""
+        if self.store is None or not (self.pr.aptpl or aptpl_was):
+            return
+        state = self.pr.to_dict()
+        if not self.pr.aptpl:
+            state = PersistentReservations().to_dict()
+        self.store.save(state)
+
+    def _load_aptpl(self) -> None:
+        saved = self.store.load() if self.store is not None else None
+        pr = PersistentReservations() if not saved else PersistentReservations.from_dict(saved)
+        pr.generation = 0  # PRGENERATION is not preserved (SPC-5 6.16.2)
+        if not pr.aptpl:
+            pr = PersistentReservations()
+        self.pr = pr
+
+    # -- events -----------------------------------------------------------------------------
     def power_loss(self) -> None:
-        raise NotImplementedError
+        """Everything volatile is gone; the LU answers nothing useful until ``power_on``."""
+        self.powered = False
+        self.pr = PersistentReservations()
+        self.ua = UnitAttentions()
+        self.spc2_holder = None
 
     def power_on(self) -> None:
-        raise NotImplementedError
+        """Restore APTPL state from the store; POWER ON OCCURRED for every I_T nexus."""
+        self.powered = True
+        self._load_aptpl()
+        self.spc2_holder = None
+        self.ua.establish_for_all(POWER_ON_OCCURRED)
+
+    def hard_reset(self) -> None:
+        """SAM-5 6.3.2: SPC-2 reservations are released; persistent reservations are not."""
+        self.spc2_holder = None
+        self.ua.establish_for_all(POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
+
+    def lun_reset(self) -> None:
+        """SAM-5 7.7 LOGICAL UNIT RESET: like a hard reset for this LU."""
+        self.spc2_holder = None
+        self.ua.establish_for_all(BUS_DEVICE_RESET_FUNCTION_OCCURRED)
+
+    def nexus_loss(self, nexus: ITNexus) -> None:
+        """SAM-5 6.3.4: registrations survive; an SPC-2 reservation of that nexus does not."""
+        if self.spc2_holder == nexus:
+            self.spc2_holder = None
+        self.ua.clear(nexus)
+        self.ua.establish([nexus], I_T_NEXUS_LOSS_OCCURRED)
+
+    def lose_reservations(self) -> None:
+        """The device server lost its PR information (SPC-5 5.14.12): media access fails with
+        PERSISTENT RESERVATION INFORMATION LOST until REPLACE LOST RESERVATION."""
+        self.pr = PersistentReservations(generation=self.pr.generation)
+        self.reservation_lost = True
+
+    # -- snapshots (shared LUs across processes) ---------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "pr": self.pr.to_dict(),
+            "ua": self.ua.to_dict(),
+            "spc2_holder": None if self.spc2_holder is None else nexus_to_dict(self.spc2_holder),
+            "powered": self.powered,
+            "reservation_lost": self.reservation_lost,
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.pr = PersistentReservations.from_dict(snapshot["pr"])
+        self.ua = UnitAttentions.from_dict(snapshot["ua"])
+        holder = snapshot.get("spc2_holder")
+        self.spc2_holder = None if holder is None else nexus_from_dict(holder)
+        self.powered = bool(snapshot.get("powered", True))
+        self.reservation_lost = bool(snapshot.get("reservation_lost", False))
+
+    @classmethod
+    def from_snapshot(cls, snapshot: dict[str, Any], **kwargs: Any) -> LogicalUnit:
+        lu = cls(**kwargs)
+        lu.restore(snapshot)
+        return lu

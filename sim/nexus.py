@@ -17,7 +17,7 @@ class ITNexus:
 
     @classmethod
     def named(cls, initiator: str, target_port: int = 1) -> ITNexus:
-        """``ITNexus.named("naa.5001405000000001")``, ``ITNexus.named("iqn.x,i,0x23d000000001")``."""
+        """``ITNexus.named("naa.5001405000000001")`` or ``"iqn.x,i,0x23d000000001"``."""
         return cls(TransportId.from_name(initiator), target_port)
 
     def __str__(self) -> str:

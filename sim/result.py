@@ -119,3 +119,31 @@ class CommandResult:
             status = f"STATUS {int(self.status):#04x}"
         sense = self.sense_data
         return f"{status} ({sense})" if sense else status
+
+
+class CommandTerminated(Exception):
+    """Raised inside the model to end a command with ``result``; ``execute`` catches it."""
+
+    def __init__(self, result: CommandResult) -> None:
+        super().__init__(str(result))
+        self.result = result
+
+
+def illegal_request(
+    code: AdditionalSense, *, cdb_byte: int | None = None, param_byte: int | None = None,
+    bit: int | None = None,
+) -> CommandTerminated:
+    """CHECK CONDITION, ILLEGAL REQUEST with a field pointer to the offending CDB or
+    parameter-list byte (SPC-5 4.4.3.2.2)."""
+    pointer = None
+    if cdb_byte is not None:
+        pointer = FieldPointer(True, cdb_byte, bit)
+    elif param_byte is not None:
+        pointer = FieldPointer(False, param_byte, bit)
+    return CommandTerminated(
+        CommandResult.check_condition(SenseKey.ILLEGAL_REQUEST, code, pointer)
+    )
+
+
+def reservation_conflict() -> CommandTerminated:
+    return CommandTerminated(CommandResult.reservation_conflict())

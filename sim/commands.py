@@ -1,0 +1,253 @@
+"""Every command the model accepts besides PERSISTENT RESERVE IN/OUT (SPC-5, SBC-4).
+
+``COMMANDS`` maps an operation code to its handler and its access class in the conflict table
+(``sim.conflict``). Handlers return data-in bytes (already cut to ALLOCATION LENGTH) or raise
+``CommandTerminated``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sim.conflict import Access
+from sim.constants import (
+    INVALID_FIELD_IN_CDB,
+    LBA_OUT_OF_RANGE,
+    NO_ADDITIONAL_SENSE,
+    Opcode,
+    SenseKey,
+    ServiceActionIn16,
+)
+from sim.nexus import ITNexus
+from sim.result import fixed_sense, illegal_request, reservation_conflict
+
+if TYPE_CHECKING:
+    from sim.device import LogicalUnit
+
+Handler = Callable[["LogicalUnit", ITNexus, bytes, bytes], bytes]
+
+
+def cdb_length(opcode: int) -> int:
+    """SPC-5 4.2.5.1: the group code (top three bits) fixes the CDB length."""
+    return {0: 6, 1: 10, 2: 10, 4: 16, 5: 12}.get(opcode >> 5, 6)
+
+
+# -- SPC-5 ----------------------------------------------------------------------------------
+def test_unit_ready(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    return b""
+
+
+def inquiry(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    """SPC-5 6.7: standard data, or VPD pages 00h, 80h, 83h."""
+    evpd, page = cdb[1] & 0x01, cdb[2]
+    allocation_length = int.from_bytes(cdb[3:5], "big")
+    if cdb[1] & 0xFE:
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=1)
+    if not evpd:
+        if page:
+            raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=2)
+        body = (
+            bytes([0x00, 0x00, 0x07, 0x02, 0, 0x00, 0x00, 0x02])  # disk, SPC-5, CMDQUE
+            + lu.vendor.encode().ljust(8)[:8]
+            + lu.product.encode().ljust(16)[:16]
+            + lu.revision.encode().ljust(4)[:4]
+        )
+        out = body[:4] + bytes([len(body) - 5]) + body[5:]
+    else:
+        builder = VPD_PAGES.get(page)
+        if builder is None:
+            raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=2)
+        payload = builder(lu, nexus)
+        out = bytes([0x00, page]) + len(payload).to_bytes(2, "big") + payload
+    return out[:allocation_length]
+
+
+def _vpd_supported(lu: LogicalUnit, nexus: ITNexus) -> bytes:
+    return bytes(sorted(VPD_PAGES))
+
+
+def _vpd_serial(lu: LogicalUnit, nexus: ITNexus) -> bytes:
+    return lu.serial.encode()
+
+
+def _vpd_device_identification(lu: LogicalUnit, nexus: ITNexus) -> bytes:
+    """SPC-5 7.7.3: NAA LU name, T10 vendor id, and the receiving relative target port."""
+    naa = bytes([0x01, 0x03, 0x00, 0x08]) + lu.naa.to_bytes(8, "big")
+    t10_id = (lu.vendor.ljust(8)[:8] + lu.serial).encode()
+    t10 = bytes([0x02, 0x01, 0x00, len(t10_id)]) + t10_id
+    rtpi = bytes([0x61, 0x94, 0x00, 0x04, 0, 0]) + nexus.target_port.to_bytes(2, "big")
+    return naa + t10 + rtpi
+
+
+VPD_PAGES: dict[int, Callable[[LogicalUnit, ITNexus], bytes]] = {
+    0x00: _vpd_supported,
+    0x80: _vpd_serial,
+    0x83: _vpd_device_identification,
+}
+
+
+def request_sense(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    """SPC-5 6.39: a pending unit attention is returned (and cleared) as parameter data."""
+    if cdb[1] & 0x01:  # DESC: descriptor format is not supported (D_SENSE=0 device)
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=0)
+    code = lu.ua.pop(nexus)
+    if code is None:
+        sense = fixed_sense(SenseKey.NO_SENSE, NO_ADDITIONAL_SENSE)
+    else:
+        sense = fixed_sense(SenseKey.UNIT_ATTENTION, code)
+    return sense[: cdb[4]]
+
+
+def report_luns(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    """SPC-5 6.33: one LUN, 0. ALLOCATION LENGTH below 16 is invalid."""
+    allocation_length = int.from_bytes(cdb[6:10], "big")
+    if allocation_length < 16:
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=6)
+    return (struct.pack(">I4x", 8) + bytes(8))[:allocation_length]
+
+
+def mode_sense(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    """SPC-5 6.13/6.14: caching (08h) and control (0Ah) pages, current values."""
+    ten = cdb[0] == Opcode.MODE_SENSE_10
+    dbd, pc, page = cdb[1] & 0x08, cdb[2] >> 6, cdb[2] & 0x3F
+    if pc == 0b11:  # saved values are not supported (SPC-5 6.14.2)
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=2, bit=7)
+    if page != 0x3F and page not in MODE_PAGES:
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=2, bit=5)
+    pages = b"".join(MODE_PAGES[p] for p in sorted(MODE_PAGES) if page in (0x3F, p))
+    descriptor = b"" if dbd else struct.pack(">II", min(lu.blocks, 0xFFFFFFFF), lu.block_size)
+    if ten:
+        total = 8 + len(descriptor) + len(pages)
+        header = struct.pack(">HBBxxH", total - 2, 0, 0, len(descriptor))
+        allocation_length = int.from_bytes(cdb[7:9], "big")
+    else:
+        total = 4 + len(descriptor) + len(pages)
+        header = bytes([total - 1, 0, 0, len(descriptor)])
+        allocation_length = cdb[4]
+    return (header + descriptor + pages)[:allocation_length]
+
+
+MODE_PAGES: dict[int, bytes] = {
+    0x08: bytes([0x08, 0x12]) + bytes(18),  # caching: WCE=0, RCD=0
+    0x0A: bytes([0x0A, 0x0A, 0x00, 0x10]) + bytes(8),  # control: D_SENSE=0, QERR=00b
+}
+
+
+# -- SBC-4 ----------------------------------------------------------------------------------
+def read_capacity_10(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    return struct.pack(">II", min(lu.blocks - 1, 0xFFFFFFFF), lu.block_size)
+
+
+def service_action_in_16(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    if cdb[1] & 0x1F != ServiceActionIn16.READ_CAPACITY_16:
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=4)
+    allocation_length = int.from_bytes(cdb[10:14], "big")
+    return struct.pack(">QI20x", lu.blocks - 1, lu.block_size)[:allocation_length]
+
+
+def _lba_range(cdb: bytes) -> tuple[int, int]:
+    if cdb[0] in (Opcode.READ_16, Opcode.WRITE_16):
+        return int.from_bytes(cdb[2:10], "big"), int.from_bytes(cdb[10:14], "big")
+    if cdb[0] in (Opcode.READ_10, Opcode.WRITE_10, Opcode.VERIFY_10):
+        return int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[7:9], "big")
+    return int.from_bytes(cdb[1:4], "big") & 0x1FFFFF, cdb[4] or 256  # READ/WRITE(6)
+
+
+def _checked_range(lu: LogicalUnit, cdb: bytes) -> tuple[int, int]:
+    lba, blocks = _lba_range(cdb)
+    if lba + blocks > lu.blocks:
+        raise illegal_request(LBA_OUT_OF_RANGE)
+    return lba, blocks
+
+
+def read(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    lba, blocks = _checked_range(lu, cdb)
+    return lu.medium.read(lba, blocks)
+
+
+def write(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    """The data-out buffer is what the CDB declares; a short buffer is zero-filled, as a
+    target sees a short transfer."""
+    lba, blocks = _checked_range(lu, cdb)
+    size = blocks * lu.block_size
+    lu.medium.write(lba, data[:size].ljust(size, b"\0"))
+    return b""
+
+
+def verify(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    _checked_range(lu, cdb)
+    return b""
+
+
+def no_data(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    """SYNCHRONIZE CACHE, START STOP UNIT: nothing to do for an in-memory medium."""
+    return b""
+
+
+# -- RESERVE/RELEASE(6/10) with Compatible Reservation Handling (SPC-5 5.14.3) ---------------
+def reserve_spc2(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    if cdb[1] & 0x1F if cdb[0] == Opcode.RESERVE_6 else cdb[1] & 0x13:
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1)  # extents, third-party
+    if _crh_exempt(lu, nexus):
+        return b""
+    if lu.pr.registrations or (lu.spc2_holder not in (None, nexus)):
+        raise reservation_conflict()
+    lu.spc2_holder = nexus
+    return b""
+
+
+def release_spc2(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+    if _crh_exempt(lu, nexus):
+        return b""
+    if lu.pr.registrations:
+        raise reservation_conflict()
+    if lu.spc2_holder == nexus:
+        lu.spc2_holder = None
+    return b""  # releasing someone else's (or no) reservation is a no-op (SPC-2 7.17)
+
+
+def _crh_exempt(lu: LogicalUnit, nexus: ITNexus) -> bool:
+    """SPC-5 5.14.3 a): RESERVE/RELEASE from a PR holder, or from a registrant while an RO/AR
+    reservation exists, completes with GOOD and changes nothing."""
+    res = lu.pr.reservation
+    if res is None:
+        return False
+    if lu.pr.is_holder(nexus):
+        return True
+    return nexus in lu.pr.registrations and (res.type.registrants_only)
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    handler: Handler
+    access: Access
+    data_out: bool = False
+
+
+COMMANDS: dict[int, CommandSpec] = {
+    Opcode.TEST_UNIT_READY: CommandSpec(test_unit_ready, Access.ALWAYS),
+    Opcode.REQUEST_SENSE: CommandSpec(request_sense, Access.ALWAYS),
+    Opcode.INQUIRY: CommandSpec(inquiry, Access.ALWAYS),
+    Opcode.REPORT_LUNS: CommandSpec(report_luns, Access.ALWAYS),
+    Opcode.READ_CAPACITY_10: CommandSpec(read_capacity_10, Access.ALWAYS),
+    Opcode.SERVICE_ACTION_IN_16: CommandSpec(service_action_in_16, Access.ALWAYS),
+    Opcode.MODE_SENSE_6: CommandSpec(mode_sense, Access.READ),
+    Opcode.MODE_SENSE_10: CommandSpec(mode_sense, Access.READ),
+    Opcode.READ_6: CommandSpec(read, Access.READ),
+    Opcode.READ_10: CommandSpec(read, Access.READ),
+    Opcode.READ_16: CommandSpec(read, Access.READ),
+    Opcode.VERIFY_10: CommandSpec(verify, Access.READ),
+    Opcode.WRITE_6: CommandSpec(write, Access.WRITE, data_out=True),
+    Opcode.WRITE_10: CommandSpec(write, Access.WRITE, data_out=True),
+    Opcode.WRITE_16: CommandSpec(write, Access.WRITE, data_out=True),
+    Opcode.SYNCHRONIZE_CACHE_10: CommandSpec(no_data, Access.WRITE),
+    Opcode.SYNCHRONIZE_CACHE_16: CommandSpec(no_data, Access.WRITE),
+    Opcode.START_STOP_UNIT: CommandSpec(no_data, Access.WRITE),
+    Opcode.RESERVE_6: CommandSpec(reserve_spc2, Access.OWN_RULES),
+    Opcode.RESERVE_10: CommandSpec(reserve_spc2, Access.OWN_RULES),
+    Opcode.RELEASE_6: CommandSpec(release_spc2, Access.OWN_RULES),
+    Opcode.RELEASE_10: CommandSpec(release_spc2, Access.OWN_RULES),
+}

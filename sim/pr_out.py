@@ -1,0 +1,347 @@
+"""PERSISTENT RESERVE OUT (SPC-5 6.17 and 5.14.7-5.14.12): every service action.
+
+``SERVICE_ACTIONS`` is the table SPC-5 calls "PERSISTENT RESERVE OUT service actions and valid
+parameters" (table 173) plus the PRgeneration rule of 6.16.2: one row per service action, with
+the parameter list it takes and whether success increments PRGENERATION. The handlers below
+are the numbered steps of the clauses named in their docstrings.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sim.constants import (
+    INSUFFICIENT_REGISTRATION_RESOURCES,
+    INVALID_FIELD_IN_CDB,
+    INVALID_FIELD_IN_PARAMETER_LIST,
+    INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
+    LU_SCOPE,
+    PARAMETER_LIST_LENGTH_ERROR,
+    PR_OUT_BASIC_PARAMETER_LIST_LENGTH,
+    REGISTRATIONS_PREEMPTED,
+    RESERVATIONS_PREEMPTED,
+    RESERVATIONS_RELEASED,
+    ReservationType,
+    SenseKey,
+)
+from sim.constants import (
+    PersistentReserveOutAction as SA,
+)
+from sim.nexus import ITNexus
+from sim.result import CommandResult, CommandTerminated, illegal_request, reservation_conflict
+from sim.state import PersistentReservations, Registration, Reservation
+from sim.transportid import TransportId, TransportIdError, decode_transport_id_list
+from sim.unit_attention import UnitAttentions
+
+# Byte offsets named for field pointers (SPC-5 tables 171, 174, 176).
+CDB_SERVICE_ACTION, CDB_SCOPE_TYPE, CDB_PARAMETER_LIST_LENGTH = 1, 2, 5
+PARAM_SA_KEY, PARAM_FLAGS, PARAM_TRANSPORTID_LENGTH = 8, 20, 24
+MOVE_RTPI, MOVE_TRANSPORTID_LENGTH = 18, 20
+BIT_SPEC_I_PT, BIT_ALL_TG_PT = 3, 2
+
+
+@dataclass(frozen=True)
+class ParameterList:
+    """The basic PR OUT parameter list (table 174), or REGISTER AND MOVE's (table 176)."""
+
+    key: int
+    sa_key: int
+    aptpl: bool = False
+    all_tg_pt: bool = False
+    spec_i_pt: bool = False
+    transport_ids: tuple[TransportId, ...] = ()
+    unreg: bool = False
+    relative_target_port: int = 0
+
+
+def parse_basic(data: bytes, action: SA) -> ParameterList:
+    if len(data) < PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
+        raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
+    key, sa_key, flags = struct.unpack_from(">QQ4xB", data)
+    spec_i_pt = bool(flags & 0x08)
+    if spec_i_pt and action != SA.REGISTER:
+        # SPC-5 6.17.3: SPEC_I_PT is valid only for REGISTER.
+        raise illegal_request(
+            INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_FLAGS, bit=BIT_SPEC_I_PT
+        )
+    tids: tuple[TransportId, ...] = ()
+    if not spec_i_pt:
+        if len(data) != PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
+            raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
+    else:
+        if len(data) < PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4:
+            raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
+        (tid_length,) = struct.unpack_from(">I", data, PARAM_TRANSPORTID_LENGTH)
+        if PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4 + tid_length != len(data):
+            raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
+        try:
+            tids = tuple(decode_transport_id_list(data[PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4 :]))
+        except TransportIdError:
+            raise illegal_request(
+                INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_TRANSPORTID_LENGTH + 4
+            ) from None
+    return ParameterList(key, sa_key, bool(flags & 0x01), bool(flags & 0x04), spec_i_pt, tids)
+
+
+def parse_move(data: bytes, action: SA) -> ParameterList:
+    if len(data) < PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
+        raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
+    key, sa_key, flags, rtpi, tid_length = struct.unpack_from(">QQxBHI", data)
+    if PR_OUT_BASIC_PARAMETER_LIST_LENGTH + tid_length != len(data):
+        raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
+    try:
+        tids = decode_transport_id_list(data[PR_OUT_BASIC_PARAMETER_LIST_LENGTH:])
+    except TransportIdError:
+        tids = []
+    if len(tids) != 1:
+        raise illegal_request(
+            INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PR_OUT_BASIC_PARAMETER_LIST_LENGTH
+        )
+    return ParameterList(
+        key, sa_key, bool(flags & 0x01), transport_ids=(tids[0],), unreg=bool(flags & 0x02),
+        relative_target_port=rtpi,
+    )
+
+
+@dataclass
+class PrOut:
+    """One PR OUT command being applied to the LU's state."""
+
+    pr: PersistentReservations
+    ua: UnitAttentions
+    nexus: ITNexus
+    params: ParameterList
+    type_code: int
+    scope: int
+    target_ports: tuple[int, ...]
+    max_registrations: int
+    #: set by REPLACE LOST RESERVATION's precondition, owned by the LU
+    reservation_lost: bool = False
+    #: I_T nexuses whose tasks PREEMPT AND ABORT aborts (the LU reports them to its caller)
+    aborted: list[ITNexus] = field(default_factory=list)
+
+    # -- shared steps ----------------------------------------------------------------------
+    def check_key(self) -> Registration:
+        """SPC-5 5.14.7: RESERVATION KEY must match the nexus's registration."""
+        reg = self.pr.registrations.get(self.nexus)
+        if reg is None or reg.key != self.params.key:
+            raise reservation_conflict()
+        return reg
+
+    def reservation_type(self) -> ReservationType:
+        try:
+            type_ = ReservationType(self.type_code)
+        except ValueError:
+            raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SCOPE_TYPE, bit=3) from None
+        if self.scope != LU_SCOPE:
+            raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SCOPE_TYPE, bit=7)
+        return type_
+
+    def others(self) -> list[ITNexus]:
+        return [n for n in self.pr.registrations if n != self.nexus]
+
+    def unregister(self, nexus: ITNexus) -> None:
+        """SPC-5 5.14.11.2.2 / 5.14.7.3: removing a registration may release the reservation."""
+        res = self.pr.reservation
+        del self.pr.registrations[nexus]
+        if res is None:
+            return
+        if res.type.all_registrants:
+            if not self.pr.registrations:  # the last registrant took the reservation with it
+                self.pr.reservation = None
+        elif res.holder == nexus:
+            self.pr.reservation = None
+            if res.type.registrants_only:
+                self.ua.establish(self.pr.registrations, RESERVATIONS_RELEASED)
+
+    def check_capacity(self, new: int) -> None:
+        if len(self.pr.registrations) + new > self.max_registrations:
+            raise CommandTerminated(
+                CommandResult.check_condition(
+                    SenseKey.ILLEGAL_REQUEST, INSUFFICIENT_REGISTRATION_RESOURCES
+                )
+            )
+
+    def nexuses_for(self, initiator: TransportId) -> list[ITNexus]:
+        """I_T nexuses a new registration covers: this port only, or every target port."""
+        ports = self.target_ports if self.params.all_tg_pt else (self.nexus.target_port,)
+        return [ITNexus(initiator, port) for port in ports]
+
+    # -- REGISTER / REGISTER AND IGNORE EXISTING KEY (SPC-5 5.14.7) -------------------------
+    def register(self, ignore_existing_key: bool) -> None:
+        p, pr = self.params, self.pr
+        reg = pr.registrations.get(self.nexus)
+        if reg is None:
+            if not ignore_existing_key and p.key != 0:
+                raise reservation_conflict()
+            if p.sa_key == 0:
+                return  # nothing to do; APTPL is ignored (5.14.7.2)
+            new = self.nexuses_for(self.nexus.initiator)
+            for tid in p.transport_ids:  # SPEC_I_PT (5.14.7.4)
+                new += [n for n in self.nexuses_for(tid) if n not in new]
+            if any(n in pr.registrations for n in new):
+                raise illegal_request(
+                    INVALID_FIELD_IN_PARAMETER_LIST,
+                    param_byte=PARAM_TRANSPORTID_LENGTH if p.spec_i_pt else PARAM_FLAGS,
+                    bit=None if p.spec_i_pt else BIT_ALL_TG_PT,
+                )
+            self.check_capacity(len(new))
+            for n in new:
+                pr.registrations[n] = Registration(n, p.sa_key, p.all_tg_pt)
+        else:
+            if not ignore_existing_key and p.key != reg.key:
+                raise reservation_conflict()
+            if p.spec_i_pt:
+                raise illegal_request(
+                    INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_FLAGS, bit=BIT_SPEC_I_PT
+                )
+            if p.sa_key == 0:
+                self.unregister(self.nexus)
+            else:
+                reg.key = p.sa_key
+        pr.aptpl = p.aptpl
+
+    # -- RESERVE (SPC-5 5.14.9) --------------------------------------------------------------
+    def reserve(self) -> None:
+        self.check_key()
+        type_ = self.reservation_type()
+        res = self.pr.reservation
+        if res is None:
+            holder = None if type_.all_registrants else self.nexus
+            self.pr.reservation = Reservation(holder, type_, self.scope)
+        elif not (self.pr.is_holder(self.nexus) and res.type == type_ and res.scope == self.scope):
+            raise reservation_conflict()
+
+    # -- RELEASE (SPC-5 5.14.11.2) -----------------------------------------------------------
+    def release(self) -> None:
+        self.check_key()
+        res = self.pr.reservation
+        if res is None or not self.pr.is_holder(self.nexus):
+            return
+        if res.type != self.type_code or res.scope != self.scope:
+            raise illegal_request(INVALID_RELEASE_OF_PERSISTENT_RESERVATION)
+        self.pr.reservation = None
+        if res.type.registrants_only or res.type.all_registrants:
+            self.ua.establish(self.others(), RESERVATIONS_RELEASED)
+
+    # -- CLEAR (SPC-5 5.14.11.3) -------------------------------------------------------------
+    def clear(self) -> None:
+        self.check_key()
+        self.ua.establish(self.others(), RESERVATIONS_PREEMPTED)
+        self.pr.registrations.clear()
+        self.pr.reservation = None
+        self.pr.aptpl = False
+
+    # -- PREEMPT / PREEMPT AND ABORT (SPC-5 5.14.11.4) ---------------------------------------
+    def preempt(self, abort: bool) -> None:
+        self.check_key()
+        type_ = self.reservation_type()
+        pr, sa_key = self.pr, self.params.sa_key
+        res = pr.reservation
+        if res is not None and res.type.all_registrants and sa_key == 0:
+            # 5.14.11.4.4: every other registration goes; a new reservation for the issuer
+            removed = self.others()
+            pr.reservation = Reservation(
+                None if type_.all_registrants else self.nexus, type_, self.scope
+            )
+        elif sa_key == 0:
+            raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
+        elif res is not None and not res.type.all_registrants and pr.holder_key() == sa_key:
+            # 5.14.11.4.3: preempting the holder moves the reservation to the issuer
+            removed = [
+                n for n, r in pr.registrations.items() if r.key == sa_key and n != self.nexus
+            ]
+            changed = res.type != type_ or res.scope != self.scope
+            pr.reservation = Reservation(self.nexus, type_, self.scope)
+            if changed:
+                survivors = [n for n in self.others() if n not in removed]
+                self.ua.establish(survivors, RESERVATIONS_RELEASED)
+        else:
+            # 5.14.11.4.2 / .5: only registrations go; the reservation (if any) stays
+            removed = [n for n, r in pr.registrations.items() if r.key == sa_key]
+            if not removed:
+                raise reservation_conflict()
+        for nexus in removed:
+            del pr.registrations[nexus]
+        left = pr.reservation
+        if left is not None and left.type.all_registrants and not pr.registrations:
+            pr.reservation = None
+        self.ua.establish([n for n in removed if n != self.nexus], REGISTRATIONS_PREEMPTED)
+        if abort:
+            self.aborted = [n for n in removed if n != self.nexus]
+
+    # -- REGISTER AND MOVE (SPC-5 5.14.8) ----------------------------------------------------
+    def register_and_move(self) -> None:
+        p, pr = self.params, self.pr
+        self.check_key()
+        res = pr.reservation
+        if res is None or res.type.all_registrants or res.holder != self.nexus:
+            raise reservation_conflict()
+        if p.sa_key == 0:
+            raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
+        if p.relative_target_port not in self.target_ports:
+            raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=MOVE_RTPI)
+        dest = ITNexus(p.transport_ids[0], p.relative_target_port)
+        if dest == self.nexus:
+            raise illegal_request(
+                INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PR_OUT_BASIC_PARAMETER_LIST_LENGTH
+            )
+        if dest in pr.registrations:
+            pr.registrations[dest].key = p.sa_key
+        else:
+            self.check_capacity(1)
+            pr.registrations[dest] = Registration(dest, p.sa_key)
+        pr.reservation = Reservation(dest, res.type, res.scope)
+        if p.unreg:
+            del pr.registrations[self.nexus]
+        pr.aptpl = p.aptpl
+
+    # -- REPLACE LOST RESERVATION (SPC-5 5.14.12) --------------------------------------------
+    def replace_lost_reservation(self) -> None:
+        """Only meaningful after the LU lost its PR information (``LogicalUnit.
+        lose_reservations``); the issuer becomes the only registrant and the holder."""
+        if not self.reservation_lost:
+            raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SERVICE_ACTION, bit=4)
+        type_ = self.reservation_type()
+        if self.params.sa_key == 0:
+            raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
+        self.pr.registrations.clear()
+        self.pr.registrations[self.nexus] = Registration(self.nexus, self.params.sa_key)
+        holder = None if type_.all_registrants else self.nexus
+        self.pr.reservation = Reservation(holder, type_, self.scope)
+
+
+@dataclass(frozen=True)
+class ServiceActionRule:
+    apply: Callable[[PrOut], None]
+    parse: Callable[[bytes, SA], ParameterList] = parse_basic
+    bumps_generation: bool = False
+
+
+SERVICE_ACTIONS: dict[SA, ServiceActionRule] = {
+    SA.REGISTER: ServiceActionRule(lambda c: c.register(False), bumps_generation=True),
+    SA.RESERVE: ServiceActionRule(PrOut.reserve),
+    SA.RELEASE: ServiceActionRule(PrOut.release),
+    SA.CLEAR: ServiceActionRule(PrOut.clear, bumps_generation=True),
+    SA.PREEMPT: ServiceActionRule(lambda c: c.preempt(False), bumps_generation=True),
+    SA.PREEMPT_AND_ABORT: ServiceActionRule(lambda c: c.preempt(True), bumps_generation=True),
+    SA.REGISTER_AND_IGNORE_EXISTING_KEY: ServiceActionRule(
+        lambda c: c.register(True), bumps_generation=True
+    ),
+    SA.REGISTER_AND_MOVE: ServiceActionRule(
+        PrOut.register_and_move, parse_move, bumps_generation=True
+    ),
+    SA.REPLACE_LOST_RESERVATION: ServiceActionRule(
+        PrOut.replace_lost_reservation, bumps_generation=True
+    ),
+}
+
+
+def rule_for(cdb: bytes) -> tuple[SA, ServiceActionRule]:
+    try:
+        action = SA(cdb[1] & 0x1F)
+    except ValueError:
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SERVICE_ACTION, bit=4) from None
+    return action, SERVICE_ACTIONS[action]

@@ -1,0 +1,113 @@
+"""Persistent-reservation state of one logical unit (SPC-5 5.14), as plain data.
+
+Only data and the questions SPC asks of it ("is this I_T nexus a reservation holder?") live
+here; the rules that change it are in ``sim.pr_out``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim.constants import LU_SCOPE, ProtocolIdentifier, ReservationType
+from sim.nexus import ITNexus
+from sim.transportid import TransportId
+
+
+@dataclass
+class Registration:
+    """One registered I_T nexus and its reservation key (SPC-5 5.14.5)."""
+
+    nexus: ITNexus
+    key: int
+    all_tg_pt: bool = False
+
+
+@dataclass
+class Reservation:
+    """The persistent reservation. ``holder`` is None for all-registrants types, where every
+    registered I_T nexus is a holder (SPC-5 5.14.10)."""
+
+    holder: ITNexus | None
+    type: ReservationType
+    scope: int = LU_SCOPE
+
+
+@dataclass
+class PersistentReservations:
+    generation: int = 0
+    #: insertion order = registration order, which READ KEYS and READ FULL STATUS report
+    registrations: dict[ITNexus, Registration] = field(default_factory=dict)
+    reservation: Reservation | None = None
+    #: PTPL_A: the APTPL bit of the last successful register-type command (SPC-5 5.14.6)
+    aptpl: bool = False
+
+    def key_of(self, nexus: ITNexus) -> int | None:
+        reg = self.registrations.get(nexus)
+        return None if reg is None else reg.key
+
+    def is_holder(self, nexus: ITNexus) -> bool:
+        """SPC-5 5.14.10: the holder, or any registrant under an all-registrants type."""
+        res = self.reservation
+        if res is None:
+            return False
+        if res.type.all_registrants:
+            return nexus in self.registrations
+        return res.holder == nexus
+
+    def holder_key(self) -> int:
+        """RESERVATION KEY reported by READ RESERVATION: zero for all-registrants types."""
+        res = self.reservation
+        if res is None or res.holder is None:
+            return 0
+        return self.registrations[res.holder].key
+
+    def bump_generation(self) -> None:
+        self.generation = (self.generation + 1) & 0xFFFFFFFF
+
+    # -- serialisation (APTPL store, shared simulated LUs) --------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        res = self.reservation
+        return {
+            "generation": self.generation,
+            "aptpl": self.aptpl,
+            "registrations": [
+                {**nexus_to_dict(r.nexus), "key": r.key, "all_tg_pt": r.all_tg_pt}
+                for r in self.registrations.values()
+            ],
+            "reservation": None
+            if res is None
+            else {
+                "holder": None if res.holder is None else nexus_to_dict(res.holder),
+                "type": int(res.type),
+                "scope": res.scope,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PersistentReservations:
+        regs = {}
+        for r in d.get("registrations", []):
+            nexus = nexus_from_dict(r)
+            regs[nexus] = Registration(nexus, int(r["key"]), bool(r.get("all_tg_pt", False)))
+        res = d.get("reservation")
+        reservation = None
+        if res is not None:
+            holder = None if res["holder"] is None else nexus_from_dict(res["holder"])
+            reservation = Reservation(holder, ReservationType(res["type"]), int(res["scope"]))
+        return cls(int(d.get("generation", 0)), regs, reservation, bool(d.get("aptpl", False)))
+
+
+def nexus_to_dict(nexus: ITNexus) -> dict[str, Any]:
+    tid = nexus.initiator
+    return {
+        "protocol": int(tid.protocol),
+        "name": tid.name,
+        "isid": tid.isid,
+        "target_port": nexus.target_port,
+    }
+
+
+def nexus_from_dict(d: dict[str, Any]) -> ITNexus:
+    tid = TransportId(ProtocolIdentifier(d["protocol"]), d["name"], d.get("isid"))
+    return ITNexus(tid, int(d["target_port"]))
