@@ -30,9 +30,12 @@ if TYPE_CHECKING:
 Handler = Callable[["LogicalUnit", ITNexus, bytes, bytes], bytes]
 
 
+_GROUP_CDB_LENGTH = {0: 6, 1: 10, 2: 10, 4: 16, 5: 12}
+
+
 def cdb_length(opcode: int) -> int:
     """SPC-5 4.2.5.1: the group code (top three bits) fixes the CDB length."""
-    return {0: 6, 1: 10, 2: 10, 4: 16, 5: 12}.get(opcode >> 5, 6)
+    return _GROUP_CDB_LENGTH.get(opcode >> 5, 6)
 
 
 # -- SPC-5 ----------------------------------------------------------------------------------

@@ -113,7 +113,9 @@ class LogicalUnit:
             if isinstance(fault, Stall):
                 stall = fault.seconds
         try:
-            result = CommandResult(Status.GOOD, b"", self._execute(nexus, bytes(cdb), bytes(data)))
+            cdb = cdb if type(cdb) is bytes else bytes(cdb)
+            data = data if type(data) is bytes else bytes(data)
+            result = CommandResult(Status.GOOD, b"", self._execute(nexus, cdb, data))
         except CommandTerminated as e:
             result = e.result
         except Exception:  # a model bug must still look like a SCSI answer

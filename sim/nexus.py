@@ -15,6 +15,14 @@ class ITNexus:
     initiator: TransportId
     target_port: int = 1
 
+    def __post_init__(self) -> None:
+        # Nexuses key every PR table; hashing the nested dataclasses each time is the model's
+        # hottest path, so the hash is computed once.
+        object.__setattr__(self, "_hash", hash((self.initiator, self.target_port)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
     @classmethod
     def named(cls, initiator: str, target_port: int = 1) -> ITNexus:
         """``ITNexus.named("naa.5001405000000001")`` or ``"iqn.x,i,0x23d000000001"``."""

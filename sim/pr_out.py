@@ -339,9 +339,11 @@ SERVICE_ACTIONS: dict[SA, ServiceActionRule] = {
 }
 
 
+_RULES_BY_CODE = {int(action): (action, rule) for action, rule in SERVICE_ACTIONS.items()}
+
+
 def rule_for(cdb: bytes) -> tuple[SA, ServiceActionRule]:
-    try:
-        action = SA(cdb[1] & 0x1F)
-    except ValueError:
-        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SERVICE_ACTION, bit=4) from None
-    return action, SERVICE_ACTIONS[action]
+    found = _RULES_BY_CODE.get(cdb[1] & 0x1F)
+    if found is None:
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SERVICE_ACTION, bit=4)
+    return found
