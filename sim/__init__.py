@@ -12,6 +12,8 @@ from sim.constants import (
     SenseKey,
     Status,
 )
+from sim.describe import describe
+from sim.device import LogicalUnit
 from sim.nexus import ITNexus
 from sim.result import CommandResult, SenseData
 from sim.transportid import TransportId
@@ -19,6 +21,7 @@ from sim.transportid import TransportId
 __all__ = [
     "CommandResult",
     "ITNexus",
+    "LogicalUnit",
     "PersistentReserveInAction",
     "PersistentReserveOutAction",
     "ReservationType",
@@ -26,4 +29,5 @@ __all__ = [
     "SenseKey",
     "Status",
     "TransportId",
+    "describe",
 ]
