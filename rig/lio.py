@@ -1,0 +1,341 @@
+"""LIO loopback rig: one backstore seen by N initiators through N tcm_loop targets.
+
+Each initiator is one loopback target (one emulated SCSI host) whose TPG carries a fixed I_T
+nexus, so LIO sees N distinct I_T nexuses on N distinct target ports, and the kernel gives each a
+``/dev/sgN`` and ``/dev/sdX``. Initiator WWNs come from ``rig.backends.initiator_name`` so the
+TransportIDs LIO reports equal the model's.
+
+rtslib-fb owns configfs (backstores, targets, LUNs). We add only what it lacks or gets wrong:
+
+- the loopback nexus: ``TPG()`` writes a *random* nexus when none is set, so ``tpgt_1`` and its
+  ``nexus`` are written by hand first and rtslib then looks the TPG up;
+- the stale APTPL file ``<dbroot>/pr/aptpl_<unit serial>``, which rtslib replays into a new LU
+  with the same serial: deleted on ``up`` and ``down``;
+- finding the SCSI devices of each target, waiting for their /dev nodes, and clearing the
+  start-up unit attentions (which are reported, not hidden).
+
+Everything here needs root and an LIO kernel; nothing is imported or touched at import time.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from helper.executors.sg import sg_io
+from rig.backends import initiator_name
+from sim import cdb as C
+from sim.result import SenseData
+from sim.transportid import TransportId
+
+CONFIGFS = Path("/sys/kernel/config")
+TARGET_CONFIGFS = CONFIGFS / "target"
+LOOPBACK = TARGET_CONFIGFS / "loopback"
+DBROOT = Path("/etc/target")
+KERNEL_MODULES = (
+    "configfs",
+    "target_core_mod",
+    "target_core_file",
+    "target_core_iblock",
+    "tcm_loop",
+    "sg",
+    "sd_mod",
+)
+STATE_FILE = Path("/run/scsi-pr/lio.json")
+DEFAULT_NAME = "scsipr0"
+DEFAULT_SIZE = 64 << 20
+BACKSTORES = ("ramdisk", "fileio", "block")
+TUR_TIMEOUT_MS = 10_000
+#: how many commands may answer UNIT ATTENTION before a device counts as not settling
+MAX_STARTUP_UAS = 8
+DEVICE_WAIT_SECONDS = 60.0
+
+
+class RigError(RuntimeError):
+    """The LIO rig could not be built, found or torn down; the message says what to do."""
+
+
+class LioUnavailable(RigError):
+    """This machine cannot run LIO (not root, no target modules, no configfs)."""
+
+
+def target_wwn(index: int) -> str:
+    """Fixed loopback target WWN for initiator ``index`` (SAS ``naa.5001405f…``)."""
+    return f"naa.5001405f{index + 1:08x}"
+
+
+def unit_serial(name: str) -> str:
+    """A stable T10 unit serial per backstore name, so APTPL files and VPD are reproducible."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"scsi-pr:{name}"))
+
+
+@dataclass(frozen=True)
+class LunSpec:
+    """What to build. ``path`` is the file (fileio) or block device (block); ramdisk needs none."""
+
+    initiators: int = 3
+    size: int = DEFAULT_SIZE
+    backstore: str = "ramdisk"
+    name: str = DEFAULT_NAME
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.initiators <= 32:
+            raise RigError(f"initiators must be 1..32, not {self.initiators}")
+        if self.backstore not in BACKSTORES:
+            raise RigError(f"backstore must be one of {', '.join(BACKSTORES)}")
+        if self.backstore == "block" and not self.path:
+            raise RigError("a block backstore needs --path /dev/<disk>")
+        if self.backstore != "block" and self.size < 1 << 20:
+            raise RigError(f"size {self.size} too small (at least 1 MiB)")
+        if not self.name or any(c in self.name for c in "/ \t\n"):
+            raise RigError(f"bad backstore name {self.name!r}")
+
+
+@dataclass(frozen=True)
+class InitiatorPort:
+    """One initiator's view of the LU: what tests and the helper need to reach it."""
+
+    index: int
+    wwn: str  # the initiator port (nexus) name
+    transport_id: str  # hex of the SPC-5 TransportID LIO reports for this initiator
+    target_wwn: str
+    relative_target_port: int
+    hctl: str
+    sg: str
+    sd: str
+    startup_unit_attentions: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RigDescription:
+    spec: LunSpec
+    unit_serial: str
+    initiators: list[InitiatorPort]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RigDescription:
+        raw = json.loads(text)
+        return cls(
+            LunSpec(**raw["spec"]),
+            raw["unit_serial"],
+            [InitiatorPort(**p) for p in raw["initiators"]],
+        )
+
+
+# -- kernel preconditions -------------------------------------------------------------------
+def check_available() -> None:
+    """Raise LioUnavailable with the reason unless LIO with tcm_loop can be driven here."""
+    if os.geteuid() != 0:
+        raise LioUnavailable("LIO needs root (configfs and /dev/sg*)")
+    if not TARGET_CONFIGFS.is_dir():
+        _load_kernel()
+    if not TARGET_CONFIGFS.is_dir():
+        raise LioUnavailable(
+            f"{TARGET_CONFIGFS} missing: this kernel has no LIO (target_core_mod); "
+            "run inside the VM: scsi-pr vm run -- …"
+        )
+
+
+def _load_kernel() -> None:
+    """modprobe the target stack and mount configfs (rtslib-fb can only detect the mount)."""
+    for module in KERNEL_MODULES:
+        subprocess.run(["modprobe", "-q", module], check=False, capture_output=True)
+    if CONFIGFS.is_dir() and not os.path.ismount(CONFIGFS):
+        subprocess.run(["mount", "-t", "configfs", "none", str(CONFIGFS)], check=False)
+    if TARGET_CONFIGFS.is_dir():
+        return
+    # Loading target_core_mod creates target/ only once configfs is mounted; retry once.
+    subprocess.run(["modprobe", "-q", "target_core_mod"], check=False)
+
+
+def _rtslib() -> ModuleType:
+    """Import rtslib-fb; Debian's python3-rtslib-fb lives outside the venv, so fall back to
+    the system site directory (rtslib-fb and pyudev are pure Python)."""
+    try:
+        import rtslib  # type: ignore[import-not-found]
+    except ImportError:
+        sys.path.append("/usr/lib/python3/dist-packages")
+        try:
+            import rtslib  # type: ignore[import-not-found]
+        except ImportError as e:
+            raise LioUnavailable(
+                "rtslib-fb missing: apt-get install python3-rtslib-fb (or pip install rtslib-fb)"
+            ) from e
+    return rtslib
+
+
+# -- build ----------------------------------------------------------------------------------
+def up(spec: LunSpec) -> RigDescription:
+    """Build the rig from scratch (tearing down an earlier one first) and describe it."""
+    check_available()
+    down(spec.name)
+    rts = _rtslib()
+    DBROOT.mkdir(parents=True, exist_ok=True)
+    (DBROOT / "pr").mkdir(exist_ok=True)  # LIO writes APTPL files here but never creates it
+    rts.RTSRoot()  # sets dbroot to /etc/target before any device exists
+    serial = unit_serial(spec.name)
+    _remove_aptpl(serial)
+    try:
+        so = _storage_object(rts, spec, serial)
+        fabric = rts.FabricModule("loopback")
+        for i in range(spec.initiators):
+            target = rts.Target(fabric, target_wwn(i), "create")
+            tpg_dir = Path(target.path) / "tpgt_1"
+            tpg_dir.mkdir()
+            # The nexus must exist before the LUN is linked (else the disk never probes), and
+            # rtslib's TPG() would invent a random one: write ours first, then look it up.
+            (tpg_dir / "nexus").write_text(initiator_name(i))
+            tpg = rts.TPG(target, 1, "lookup")
+            rts.LUN(tpg, 0, so)
+        ports = [_describe_port(spec.name, i) for i in range(spec.initiators)]
+    except Exception:
+        with suppress(Exception):
+            down(spec.name)
+        raise
+    desc = RigDescription(spec, serial, ports)
+    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STATE_FILE.write_text(desc.to_json())
+    return desc
+
+
+def _storage_object(rts: ModuleType, spec: LunSpec, serial: str) -> Any:
+    if spec.backstore == "ramdisk":
+        return rts.RDMCPStorageObject(spec.name, size=spec.size, wwn=serial)
+    if spec.backstore == "fileio":
+        path = spec.path or f"/var/tmp/{spec.name}.img"
+        return rts.FileIOStorageObject(spec.name, dev=path, size=spec.size, wwn=serial)
+    return rts.BlockStorageObject(spec.name, dev=spec.path, wwn=serial)
+
+
+def _describe_port(name: str, index: int) -> InitiatorPort:
+    tpg_dir = LOOPBACK / target_wwn(index) / "tpgt_1"
+    hctl = _wait_for_hctl(tpg_dir)
+    sg, sd = _wait_for_nodes(hctl)
+    uas = clear_unit_attentions(sg)
+    return InitiatorPort(
+        index=index,
+        wwn=initiator_name(index),
+        transport_id=TransportId.from_name(initiator_name(index)).encode().hex(),
+        target_wwn=target_wwn(index),
+        relative_target_port=_relative_target_port(tpg_dir),
+        hctl=hctl,
+        sg=sg,
+        sd=sd,
+        startup_unit_attentions=uas,
+    )
+
+
+def _wait_for_hctl(tpg_dir: Path) -> str:
+    """H:C:T:L of LUN 0 behind this TPG: ``tpgt_1/address`` gives ``H:0:T`` on kernels that
+    have it; otherwise the tcm_loop adapter's host under /sys/devices/tcm_loop_0."""
+    address = tpg_dir / "address"
+    if address.exists():
+        return address.read_text().strip() + ":0"
+    raise RigError(f"{address} missing: kernel too old for this rig (needs tcm_loop 'address')")
+
+
+def _wait_for_nodes(hctl: str) -> tuple[str, str]:
+    """/dev/sgN and /dev/sdX once sysfs and devtmpfs show both (sd probes asynchronously)."""
+    base = Path("/sys/class/scsi_device") / hctl / "device"
+    deadline = time.monotonic() + DEVICE_WAIT_SECONDS
+    while True:
+        sg = glob.glob(str(base / "scsi_generic" / "sg*"))
+        sd = glob.glob(str(base / "block" / "sd*"))
+        if sg and sd:
+            nodes = (f"/dev/{Path(sg[0]).name}", f"/dev/{Path(sd[0]).name}")
+            if all(os.path.exists(n) for n in nodes):
+                return nodes
+        if time.monotonic() > deadline:
+            raise RigError(f"no /dev/sg* and /dev/sd* for {hctl} after {DEVICE_WAIT_SECONDS}s")
+        time.sleep(0.1)
+
+
+def _relative_target_port(tpg_dir: Path) -> int:
+    """LIO's RELATIVE TARGET PORT IDENTIFIER for LUN 0 (``statistics/scsi_port/indx``)."""
+    return int((tpg_dir / "lun" / "lun_0" / "statistics" / "scsi_port" / "indx").read_text())
+
+
+def clear_unit_attentions(sg: str) -> list[str]:
+    """TEST UNIT READY until GOOD; return the unit attentions consumed (power on, LUN data
+    changed…) so callers can report them. Raise RigError if the device does not settle."""
+    seen: list[str] = []
+    fd = os.open(sg, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        for _ in range(MAX_STARTUP_UAS):
+            r = sg_io(fd, C.test_unit_ready(), timeout_ms=TUR_TIMEOUT_MS)
+            if r.ok:
+                return seen
+            sense = SenseData.parse(r.sense[: r.sb_len_wr]) if r.sb_len_wr else None
+            if r.errno or r.host_status or sense is None or sense.key != 0x6:
+                raise RigError(f"{sg}: TEST UNIT READY failed: {r} ({sense})")
+            seen.append(str(sense))
+    finally:
+        os.close(fd)
+    raise RigError(f"{sg}: still UNIT ATTENTION after {MAX_STARTUP_UAS} commands: {seen}")
+
+
+# -- tear down ------------------------------------------------------------------------------
+def down(name: str = DEFAULT_NAME) -> list[str]:
+    """Remove our targets, the backstore and its APTPL file; idempotent. Returns what went."""
+    removed: list[str] = []
+    if TARGET_CONFIGFS.is_dir():
+        rts = _rtslib()
+        root = rts.RTSRoot()
+        for target in list(root.targets):
+            if (
+                target.wwn.startswith(target_wwn(0)[:12])
+                and target.fabric_module.name == "loopback"
+            ):
+                target.delete()
+                removed.append(f"loopback/{target.wwn}")
+        for so in list(root.storage_objects):
+            if so.name == name:
+                so.delete()
+                removed.append(f"{so.plugin}/{name}")
+    if _remove_aptpl(unit_serial(name)):
+        removed.append(f"aptpl_{unit_serial(name)}")
+    with suppress(FileNotFoundError):
+        STATE_FILE.unlink()
+    return removed
+
+
+def _remove_aptpl(serial: str) -> bool:
+    try:
+        (DBROOT / "pr" / f"aptpl_{serial}").unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+# -- inspection -----------------------------------------------------------------------------
+def current() -> RigDescription | None:
+    """The rig ``up`` described last (from STATE_FILE), if its devices are still there."""
+    try:
+        desc = RigDescription.from_json(STATE_FILE.read_text())
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    return desc if all(os.path.exists(p.sg) for p in desc.initiators) else None
+
+
+def pr_state(name: str = DEFAULT_NAME) -> dict[str, str]:
+    """The ``pr/res_*`` files of the backstore (LIO's own view of PR state), for reports."""
+    out: dict[str, str] = {}
+    for d in glob.glob(str(TARGET_CONFIGFS / "core" / "*" / name / "pr")):
+        for f in sorted(Path(d).glob("res_*")):
+            with suppress(OSError):
+                out[f.name] = f.read_text().strip()
+    return out

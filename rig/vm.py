@@ -1,0 +1,187 @@
+"""``scsi-pr vm run [--kernel PATH] -- CMD…``: run CMD in a virtme-ng TCG VM with LIO ready.
+
+The host kernel of a CI machine has no SCSI target stack, so the real-kernel tier boots Debian's
+distribution kernel under QEMU/TCG with virtme-ng: the guest shares the host's root read-only,
+``rig/vm_guest.sh`` loads the target modules, mounts configfs and tmpfs where LIO and the tools
+write, then runs CMD. Output streams through; the exit status is CMD's (vng forwards it), 124
+when ``--timeout`` expires (the VM is killed), 255 when the guest died.
+
+What the VM needs is installed when missing and we are root (Debian packages via apt-get,
+``virtme-ng`` into this venv); otherwise the message names what to install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GUEST_SCRIPT = ROOT / "rig" / "vm_guest.sh"
+VIRTME_NG = "virtme-ng==1.42"
+#: Debian package -> a file it installs that the VM tier uses
+DEBIAN_PACKAGES: dict[str, str] = {
+    "qemu-system-x86": "/usr/bin/qemu-system-x86_64",
+    "qemu-system-common": "/usr/bin/qemu-pr-helper",
+    "linux-image-amd64": "/boot/vmlinuz-*",
+    "sg3-utils": "/usr/bin/sg_persist",
+    "targetcli-fb": "/usr/bin/targetcli",
+    "python3-rtslib-fb": "/usr/lib/python3/dist-packages/rtslib/__init__.py",
+    "busybox-static": "/bin/busybox",
+    "multipath-tools": "/sbin/multipath",
+}
+#: environment passed into the guest (the guest starts with a clean environment)
+PASSED_ENV_PREFIXES = ("CI", "SCSI_PR_", "PYTEST_ADDOPTS", "HYPOTHESIS_")
+DEFAULT_MEMORY = "2G"
+EXIT_TIMEOUT = 124
+
+
+class VmError(RuntimeError):
+    """The VM cannot be started here; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Missing:
+    packages: list[str]
+    virtme_ng: bool
+
+    def __bool__(self) -> bool:
+        return bool(self.packages or self.virtme_ng)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.packages:
+            parts.append("apt-get install " + " ".join(self.packages))
+        if self.virtme_ng:
+            parts.append(f"pip install '{VIRTME_NG}' (into {sys.prefix})")
+        return "; ".join(parts)
+
+
+def _venv_bin() -> Path:
+    return Path(sys.executable).parent
+
+
+def missing() -> Missing:
+    pkgs = [p for p, f in DEBIAN_PACKAGES.items() if not glob.glob(f)]
+    return Missing(pkgs, not (_venv_bin() / "vng").exists() and shutil.which("vng") is None)
+
+
+def ensure_tools() -> None:
+    """Install what is missing when root; raise VmError naming it otherwise."""
+    need = missing()
+    if not need:
+        return
+    if os.geteuid() != 0:
+        raise VmError(f"the VM tier needs root to install: {need}")
+    if need.packages:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for cmd in (
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *need.packages],
+        ):
+            if subprocess.run(cmd, env=env, check=False).returncode != 0:
+                raise VmError(f"{' '.join(cmd)} failed")
+    if need.virtme_ng:
+        cmd = [sys.executable, "-m", "pip", "install", "-q", VIRTME_NG]
+        if subprocess.run(cmd, check=False).returncode != 0:
+            raise VmError(f"{' '.join(cmd)} failed")
+    still = missing()
+    if still:
+        raise VmError(f"still missing after installing: {still}")
+
+
+def default_kernel() -> str:
+    """The newest /boot/vmlinuz-* whose modules are installed (the guest loads LIO from them)."""
+    kernels = [
+        k
+        for k in glob.glob("/boot/vmlinuz-*")
+        if Path("/lib/modules", k.removeprefix("/boot/vmlinuz-"), "kernel").is_dir()
+    ]
+    if not kernels:
+        raise VmError("no /boot/vmlinuz-* with /lib/modules: apt-get install linux-image-amd64")
+
+    return max(kernels, key=_natural)
+
+
+def _natural(text: str) -> list[tuple[int, int, str]]:
+    """Sort key that orders 6.12 after 6.1 and -56 after -9."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text)]
+
+
+def vng_command(cmd: list[str], kernel: str, memory: str, cpus: int) -> list[str]:
+    env = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith(PASSED_ENV_PREFIXES)]
+    return [
+        str(_venv_bin() / "vng") if (_venv_bin() / "vng").exists() else "vng",
+        "--run", kernel,
+        "--disable-kvm",  # CI machines have no /dev/kvm; TCG everywhere keeps timings comparable
+        "--memory", memory,
+        "--cpus", str(cpus),
+        "--", "sh", str(GUEST_SCRIPT), *env, *cmd,
+    ]  # fmt: skip
+
+
+def run(
+    cmd: list[str],
+    *,
+    kernel: str | None = None,
+    memory: str = DEFAULT_MEMORY,
+    cpus: int = 2,
+    timeout: float | None = None,
+) -> int:
+    """Boot, run ``cmd`` in the guest, stream its output, return its exit status."""
+    if not cmd:
+        raise VmError("no command: scsi-pr vm run -- CMD [ARGS…]")
+    ensure_tools()
+    kernel = kernel or default_kernel()
+    if not Path(kernel).is_file():
+        raise VmError(f"kernel {kernel} not found")
+    # The guest mounts its tmpfs dbroot here; the read-only 9p root needs the mount point.
+    Path("/etc/target").mkdir(parents=True, exist_ok=True)
+    argv = vng_command(cmd, kernel, memory, cpus)
+    env = dict(os.environ, PATH=f"{_venv_bin()}:{os.environ.get('PATH', '')}")
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # vng and its qemu: a hung guest cannot clean up
+        proc.wait()
+        print(f"scsi-pr vm: timed out after {timeout:.0f}s, VM killed", file=sys.stderr)
+        return EXIT_TIMEOUT
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="scsi-pr vm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="action", required=True)
+    r = sub.add_parser("run", help="run CMD in a TCG VM with LIO ready")
+    r.add_argument("--kernel", help="bzImage to boot (default: newest /boot/vmlinuz-*)")
+    r.add_argument("--memory", default=DEFAULT_MEMORY)
+    r.add_argument("--cpus", type=int, default=2)
+    r.add_argument("--timeout", type=float, help="kill the VM after this many seconds")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS…]")
+    sub.add_parser("check", help="say what the VM tier lacks on this machine")
+    args = p.parse_args(argv)
+    try:
+        if args.action == "check":
+            need = missing()
+            print(f"missing: {need}" if need else f"ready; kernel {default_kernel()}")
+            return 1 if need else 0
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        return run(
+            cmd, kernel=args.kernel, memory=args.memory, cpus=args.cpus, timeout=args.timeout
+        )
+    except VmError as e:
+        print(f"scsi-pr vm: {e}", file=sys.stderr)
+        return 2

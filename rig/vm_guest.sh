@@ -1,0 +1,23 @@
+#!/bin/sh
+# Runs inside the virtme-ng guest before the user's command (rig/vm.py passes it as the command).
+# The guest sees the host's root read-only over 9p, so everything LIO and the tools write goes
+# to tmpfs. Usage: sh rig/vm_guest.sh [VAR=value ...] CMD [ARGS...]
+set -eu
+cd "$(dirname "$0")/.."
+# Order matters: configfs before target_core_mod (which registers target/ in it), the fabric
+# after the core, sg/sd so each loopback LUN gets /dev/sgN and /dev/sdX.
+for m in configfs target_core_mod target_core_file target_core_iblock tcm_loop sg sd_mod; do
+    modprobe "$m"
+done
+mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+# LIO's dbroot (APTPL files in pr/) must be an existing, writable directory before the first
+# backstore exists; the host provides the empty mount point /etc/target.
+mount -t tmpfs -o mode=0700 scsi-pr-target /etc/target
+mkdir -p /etc/target/pr
+# pytest's tmp_path, targetcli's prefs/lock and helper sockets need writable scratch space.
+mount -t tmpfs scsi-pr-tmp /tmp
+mkdir -p /tmp/targetcli
+export TARGETCLI_HOME=/tmp/targetcli HOME=/tmp PYTHONDONTWRITEBYTECODE=1
+export PATH="$PWD/.venv/bin:$PATH"
+echo "scsi-pr vm: $(uname -r), LIO ready ($(cat /sys/kernel/config/target/version 2>/dev/null | head -1))"
+exec env "$@"
