@@ -139,6 +139,11 @@ class PrOut:
             raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SCOPE_TYPE, bit=7)
         return type_
 
+    def establish(self, type_: ReservationType) -> None:
+        """Make the issuer the holder (or, for all-registrants types, every registrant)."""
+        holder = None if type_.all_registrants else self.nexus
+        self.pr.reservation = Reservation(holder, type_, self.scope)
+
     def others(self) -> list[ITNexus]:
         return [n for n in self.pr.registrations if n != self.nexus]
 
@@ -209,8 +214,7 @@ class PrOut:
         type_ = self.reservation_type()
         res = self.pr.reservation
         if res is None:
-            holder = None if type_.all_registrants else self.nexus
-            self.pr.reservation = Reservation(holder, type_, self.scope)
+            self.establish(type_)
         elif not (self.pr.is_holder(self.nexus) and res.type == type_ and res.scope == self.scope):
             raise reservation_conflict()
 
@@ -243,9 +247,7 @@ class PrOut:
         if res is not None and res.type.all_registrants and sa_key == 0:
             # 5.14.11.4.4: every other registration goes; a new reservation for the issuer
             removed = self.others()
-            pr.reservation = Reservation(
-                None if type_.all_registrants else self.nexus, type_, self.scope
-            )
+            self.establish(type_)
         elif sa_key == 0:
             raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
         elif res is not None and not res.type.all_registrants and pr.holder_key() == sa_key:
@@ -254,7 +256,7 @@ class PrOut:
                 n for n, r in pr.registrations.items() if r.key == sa_key and n != self.nexus
             ]
             changed = res.type != type_ or res.scope != self.scope
-            pr.reservation = Reservation(self.nexus, type_, self.scope)
+            self.establish(type_)
             if changed:
                 survivors = [n for n in self.others() if n not in removed]
                 self.ua.establish(survivors, RESERVATIONS_RELEASED)
@@ -309,8 +311,7 @@ class PrOut:
             raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
         self.pr.registrations.clear()
         self.pr.registrations[self.nexus] = Registration(self.nexus, self.params.sa_key)
-        holder = None if type_.all_registrants else self.nexus
-        self.pr.reservation = Reservation(holder, type_, self.scope)
+        self.establish(type_)
 
 
 @dataclass(frozen=True)
