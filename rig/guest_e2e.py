@@ -1,0 +1,577 @@
+"""End-to-end check with the real client: a QEMU guest's sg_persist, through a PR helper, on LIO.
+
+Runs inside the LIO VM (root, LIO kernel, ``qemu-system-x86_64``). For each helper under test:
+
+1. ``rig.lio.up``: a fresh ramdisk LU seen by two initiators, A and B (fresh, so PRgeneration
+   starts at 0 and every run starts from the same state);
+2. start the helper on a socket (``qemu-pr-helper -k SOCK``, the C reference, or ours,
+   ``scsi-pr-helper -k SOCK``);
+3. boot a nested TCG guest (``rig.guest``) whose ``scsi-block`` disk is initiator A's
+   ``/dev/sdX`` opened with ``file.pr-manager=`` pointing at that socket, so every PERSISTENT
+   RESERVE IN/OUT the guest sends goes through the helper;
+4. the guest runs ``SEQUENCE``; at each pause the host acts as initiator B with ``sg_persist``
+   on B's ``/dev/sgN`` (a conflicting reserve, then a look at what the preempt left) and, at the
+   end, stops the helper so the guest sees what a missing helper looks like;
+5. ``rig.lio.down``.
+
+Then every guest- and host-visible result is checked against ``expected_problems`` (SPC values
+for this sequence on this LU) and the helpers' results are compared with each other: ours must
+equal the C helper's, byte for byte, for every step.
+
+``python -m rig.guest_e2e [--helper NAME]... [--json FILE]``; exit status 0 only if every check
+passed. A nested TCG guest boots in about a minute on two cores; budget several minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rig.guest import Command, Console, Pause, Step, StepResult, build_initramfs, qemu_guest_args
+
+GUEST_KEY = 0xA1  # registered by the guest (initiator A, through the helper)
+HOST_KEY = 0xB2  # registered by initiator B on the host side
+WE_RO = 5  # WRITE EXCLUSIVE - REGISTRANTS ONLY
+WE = 1  # WRITE EXCLUSIVE
+LU_NAME = "e2e"
+LU_SIZE = 16 << 20
+#: whole-guest deadline (boot + sequence + power off), and helper start-up deadline
+GUEST_TIMEOUT = 1500.0
+HELPER_START_TIMEOUT = 30.0
+HOST_COMMAND_TIMEOUT = 60.0
+QEMU = "qemu-system-x86_64"
+
+# sg_persist exit statuses (sg3_utils sg_lib.h SG_LIB_CAT_*)
+RC_GOOD = 0
+RC_ILLEGAL_REQUEST = 5
+RC_UNIT_ATTENTION = 6
+RC_RESERVATION_CONFLICT = 24
+
+
+def _pr(*args: str) -> tuple[str, ...]:
+    """sg_persist without its INQUIRY, on the step's device."""
+    return ("sg_persist", "-n", *args, "{dev}")
+
+
+#: What the guest runs. Key values are hex without 0x, as sg_persist takes them.
+SEQUENCE: tuple[Step, ...] = (
+    Command("tur", ("sg_turs", "{dev}")),
+    Command("keys0", _pr("-H", "-k")),
+    Command("register", _pr("-o", "-G", "-S", f"{GUEST_KEY:x}")),
+    Command("keys1", _pr("-H", "-k")),
+    Command("bad_register", _pr("-o", "-G", "-K", "dead", "-S", "beef")),
+    Command("bad_type", _pr("-o", "-R", "-T", "2", "-K", f"{GUEST_KEY:x}")),
+    Command("reserve", _pr("-o", "-R", "-T", str(WE_RO), "-K", f"{GUEST_KEY:x}")),
+    Command("resv1", _pr("-H", "-r")),
+    Command("caps", _pr("-H", "-c")),
+    Pause("host_conflict"),
+    Command("keys2", _pr("-H", "-k")),
+    Command("status2", _pr("-H", "-s")),
+    Command("preempt", _pr("-o", "-P", "-T", str(WE_RO), "-K", f"{GUEST_KEY:x}",
+                           "-S", f"{HOST_KEY:x}")),
+    Command("keys3", _pr("-H", "-k")),
+    Command("resv3", _pr("-H", "-r")),
+    Pause("host_after_preempt"),
+    Command("release", _pr("-o", "-L", "-T", str(WE_RO), "-K", f"{GUEST_KEY:x}")),
+    Command("resv4", _pr("-H", "-r")),
+    Command("unregister", _pr("-o", "-G", "-K", f"{GUEST_KEY:x}", "-S", "0")),
+    Command("keys5", _pr("-H", "-k")),
+    Command("status5", _pr("-H", "-s")),
+    Pause("stop_helper"),
+    Command("keys_nohelper", _pr("-H", "-k")),
+)  # fmt: skip
+
+#: What initiator B does on the host at each pause (``{dev}`` = B's /dev/sgN); the
+#: ``stop_helper`` pause is handled by the runner itself.
+HOST_ACTIONS: dict[str, tuple[Command, ...]] = {
+    "host_conflict": (
+        Command("host.register", _pr("-o", "-G", "-S", f"{HOST_KEY:x}")),
+        Command("host.reserve", _pr("-o", "-R", "-T", str(WE), "-K", f"{HOST_KEY:x}")),
+        Command("host.resv", _pr("-H", "-r")),
+    ),
+    "host_after_preempt": (
+        Command("host.tur", ("sg_turs", "{dev}")),
+        Command("host.keys", _pr("-H", "-k")),
+        Command("host.register_old_key", _pr("-o", "-G", "-K", f"{HOST_KEY:x}", "-S", "c3")),
+    ),
+}
+
+
+# -- decoding what sg_persist printed -------------------------------------------------------
+_GENERATION = re.compile(r"PR generation=0x([0-9a-fA-F]+)")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One step as the initiator saw it: exit status, PRgeneration and the response bytes that
+    ``sg_persist --hex`` printed (descriptors only for READ KEYS/RESERVATION/FULL STATUS)."""
+
+    rc: int | None
+    generation: int | None
+    data: str  # hex
+
+    @classmethod
+    def from_step(cls, result: StepResult | None) -> Observation:
+        if result is None:
+            return cls(None, None, "")
+        gen = next((int(m.group(1), 16) for m in map(_GENERATION.search, result.out) if m), None)
+        return cls(result.rc, gen, result.data.hex())
+
+
+def decode_keys(data: bytes) -> list[int]:
+    if len(data) % 8:
+        raise ValueError(f"READ KEYS list of {len(data)} bytes is not a multiple of 8")
+    return [int.from_bytes(data[i : i + 8], "big") for i in range(0, len(data), 8)]
+
+
+def decode_reservation(data: bytes) -> tuple[int, int] | None:
+    """(key, type) of the READ RESERVATION descriptor (SPC-5 table 163), None if no holder."""
+    if not data:
+        return None
+    if len(data) != 16:
+        raise ValueError(f"READ RESERVATION descriptor of {len(data)} bytes, expected 16")
+    return int.from_bytes(data[:8], "big"), data[13] & 0x0F
+
+
+@dataclass(frozen=True)
+class FullStatusDescriptor:
+    """SPC-5 table 166."""
+
+    key: int
+    all_tg_pt: bool
+    holder: bool
+    type: int
+    relative_target_port: int
+    transport_id: str  # hex
+
+
+def decode_full_status(data: bytes) -> list[FullStatusDescriptor]:
+    out = []
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < 24:
+            raise ValueError(f"truncated full status descriptor at {pos}")
+        tid_len = int.from_bytes(data[pos + 20 : pos + 24], "big")
+        out.append(
+            FullStatusDescriptor(
+                key=int.from_bytes(data[pos : pos + 8], "big"),
+                all_tg_pt=bool(data[pos + 12] & 0x02),
+                holder=bool(data[pos + 12] & 0x01),
+                type=data[pos + 13] & 0x0F,
+                relative_target_port=int.from_bytes(data[pos + 18 : pos + 20], "big"),
+                transport_id=data[pos + 24 : pos + 24 + tid_len].hex(),
+            )
+        )
+        pos += 24 + tid_len
+    return out
+
+
+# -- expectations ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Port:
+    """What the checks need to know about one initiator of the LU."""
+
+    relative_target_port: int
+    transport_id: str  # hex, as LIO reports it
+
+
+def expected_problems(obs: dict[str, Observation], guest: Port, host: Port) -> list[str]:
+    """Every way ``obs`` differs from what SPC-5 (and LIO's known behaviour) gives for
+    ``SEQUENCE``/``HOST_ACTIONS`` on a fresh LU. Empty list = all as expected."""
+    problems: list[str] = []
+
+    def want(name: str, rc: int | None = RC_GOOD, gen: int | None = None) -> Observation | None:
+        o = obs.get(name)
+        if o is None or o.rc is None:
+            problems.append(f"{name}: no result")
+            return None
+        if rc is not None and o.rc != rc:
+            problems.append(f"{name}: exit status {o.rc}, expected {rc}")
+        if gen is not None and o.generation != gen:
+            problems.append(f"{name}: PRgeneration {o.generation}, expected {gen}")
+        return o
+
+    def keys(name: str, gen: int, expected: list[int]) -> None:
+        o = want(name, gen=gen)
+        if o and sorted(decode_keys(bytes.fromhex(o.data))) != sorted(expected):
+            problems.append(f"{name}: keys {_hexes(decode_keys(bytes.fromhex(o.data)))}, "
+                            f"expected {_hexes(expected)}")  # fmt: skip
+
+    def reservation(name: str, gen: int, expected: tuple[int, int] | None) -> None:
+        o = want(name, gen=gen)
+        if o and decode_reservation(bytes.fromhex(o.data)) != expected:
+            problems.append(
+                f"{name}: reservation {decode_reservation(bytes.fromhex(o.data))}, "
+                f"expected {expected}"
+            )
+
+    def holder(key: int, port: Port, is_holder: bool) -> FullStatusDescriptor:
+        return FullStatusDescriptor(
+            key, False, is_holder, WE_RO if is_holder else 0,
+            port.relative_target_port, port.transport_id,
+        )  # fmt: skip
+
+    want("tur")
+    keys("keys0", 0, [])
+    want("register")
+    keys("keys1", 1, [GUEST_KEY])
+    want("bad_register", RC_RESERVATION_CONFLICT)
+    want("bad_type", RC_ILLEGAL_REQUEST)
+    want("reserve")
+    reservation("resv1", 1, (GUEST_KEY, WE_RO))
+    caps = want("caps")
+    if caps:
+        data = bytes.fromhex(caps.data)
+        # SPC-5 table 167: LENGTH 8; PERSISTENT RESERVATION TYPE MASK with WE-RO supported
+        if len(data) != 8 or int.from_bytes(data[:2], "big") != 8 or not data[4] & 0x20:
+            problems.append(f"caps: unexpected REPORT CAPABILITIES data {caps.data}")
+    want("host.register")
+    want("host.reserve", RC_RESERVATION_CONFLICT)
+    reservation("host.resv", 2, (GUEST_KEY, WE_RO))
+    keys("keys2", 2, [GUEST_KEY, HOST_KEY])
+    status = want("status2", gen=2)
+    if status:
+        got = sorted(decode_full_status(bytes.fromhex(status.data)), key=lambda d: d.key)
+        exp = [holder(GUEST_KEY, guest, True), holder(HOST_KEY, host, False)]
+        if got != exp:
+            problems.append(f"status2: {got}, expected {exp}")
+    want("preempt")
+    keys("keys3", 3, [GUEST_KEY])
+    reservation("resv3", 3, (GUEST_KEY, WE_RO))
+    # B's registration was preempted: its next command reports REGISTRATIONS PREEMPTED (UA)
+    want("host.tur", RC_UNIT_ATTENTION)
+    keys("host.keys", 3, [GUEST_KEY])
+    # an unregistered nexus that REGISTERs with a non-zero key gets RESERVATION CONFLICT
+    want("host.register_old_key", RC_RESERVATION_CONFLICT)
+    want("release")
+    reservation("resv4", 3, None)
+    want("unregister")
+    keys("keys5", 4, [])
+    status = want("status5", gen=4)
+    if status and status.data:
+        problems.append(f"status5: descriptors left: {status.data}")
+    # With the helper gone the guest's PR command must fail (QEMU gives up after its retries);
+    # a pass here would mean PR commands were not going through the helper at all.
+    gone = want("keys_nohelper", rc=None)
+    if gone and gone.rc == RC_GOOD:
+        problems.append("keys_nohelper: succeeded without a helper: PR bypassed the helper")
+    return problems
+
+
+def _hexes(values: Iterable[int]) -> str:
+    return "[" + ", ".join(f"{v:#x}" for v in values) + "]"
+
+
+def compare_runs(runs: Sequence[RunResult]) -> list[str]:
+    """Steps where a helper's observation differs from the first (reference) run's."""
+    if len(runs) < 2:
+        return []
+    ref = runs[0]
+    problems = []
+    for run in runs[1:]:
+        for name in sorted(set(ref.observations) | set(run.observations)):
+            a, b = ref.observations.get(name), run.observations.get(name)
+            if a != b:
+                problems.append(f"{name}: {ref.helper} gave {a}, {run.helper} gave {b}")
+    return problems
+
+
+# -- helpers under test ---------------------------------------------------------------------
+def _ours() -> list[str]:
+    exe = Path(sys.executable).parent / "scsi-pr-helper"
+    return [str(exe)] if exe.exists() else [shutil.which("scsi-pr-helper") or str(exe)]
+
+
+#: name → argv before ``-k SOCKET``
+HELPERS: dict[str, Callable[[], list[str]]] = {
+    "qemu-pr-helper": lambda: [shutil.which("qemu-pr-helper") or "/usr/bin/qemu-pr-helper"],
+    "scsi-pr-helper": _ours,
+}
+
+
+class E2EError(RuntimeError):
+    """The end-to-end run could not be carried out (missing tool, helper died, timeout)."""
+
+
+class HelperProcess:
+    """A helper listening on ``sock``; its stderr goes to ``log``."""
+
+    def __init__(self, name: str, sock: Path, log: Path) -> None:
+        argv = [*HELPERS[name](), "-k", str(sock)]
+        if not Path(argv[0]).exists():
+            raise E2EError(f"{name}: {argv[0]} not found")
+        self.name, self.sock, self.log = name, sock, log
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + HELPER_START_TIMEOUT
+        while not _connectable(sock):
+            if self.proc.poll() is not None:
+                raise E2EError(f"{name} exited with {self.proc.returncode}: {self.output()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise E2EError(f"{name} did not listen on {sock} in {HELPER_START_TIMEOUT}s")
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log.read_text(errors="replace")[-2000:]
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def _connectable(path: Path) -> bool:
+    # Connecting would make the helper send its handshake to a client that leaves at once;
+    # both helpers take that in stride, and it is the only proof the socket is listening.
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+# -- QMP (just enough to ask whether the pr-manager is connected) ---------------------------
+class Qmp:
+    """A minimal QMP client: greeting, ``qmp_capabilities``, then commands; events are kept."""
+
+    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(str(path))
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.file = self.sock.makefile("rwb")
+        self.events: list[dict[str, Any]] = []
+        greeting = self._read()
+        if "QMP" not in greeting:
+            raise E2EError(f"not a QMP greeting: {greeting}")
+        self.execute("qmp_capabilities")
+
+    def _read(self) -> dict[str, Any]:
+        line = self.file.readline()
+        if not line:
+            raise E2EError("QMP connection closed")
+        return json.loads(line)
+
+    def execute(self, command: str, **arguments: Any) -> Any:
+        msg: dict[str, Any] = {"execute": command}
+        if arguments:
+            msg["arguments"] = arguments
+        self.file.write(json.dumps(msg).encode() + b"\n")
+        self.file.flush()
+        while True:
+            reply = self._read()
+            if "event" in reply:
+                self.events.append(reply)
+            elif "error" in reply:
+                raise E2EError(f"QMP {command}: {reply['error']}")
+            elif "return" in reply:
+                return reply["return"]
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+# -- one run --------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    helper: str
+    observations: dict[str, Observation] = field(default_factory=dict)
+    pr_managers: list[Any] = field(default_factory=list)
+    guest_errors: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_host_command(cmd: Command, device: str) -> StepResult:
+    argv = [a.replace("{dev}", device) for a in cmd.argv]
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=HOST_COMMAND_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return StepResult(cmd.name, None, [], [f"timed out after {HOST_COMMAND_TIMEOUT}s"])
+    return StepResult(cmd.name, p.returncode, p.stdout.splitlines(), p.stderr.splitlines())
+
+
+def _log(helper: str, start: float, text: str) -> None:
+    print(f"[{helper} {time.monotonic() - start:7.1f}s] {text}", file=sys.stderr, flush=True)
+
+
+def run_one(
+    helper: str, initramfs: Any, workdir: Path, timeout: float = GUEST_TIMEOUT
+) -> RunResult:
+    """The whole sequence with one helper, on a fresh LU."""
+    from rig import lio  # root + LIO kernel only; never imported on the host tier
+
+    start = time.monotonic()
+    result = RunResult(helper)
+    desc = lio.up(lio.LunSpec(initiators=2, size=LU_SIZE, name=LU_NAME))
+    a, b = desc.initiators[0], desc.initiators[1]
+    _log(helper, start, f"LU up: guest disk {a.sd} (rtpi {a.relative_target_port}), "
+                        f"host {b.sg} (rtpi {b.relative_target_port})")  # fmt: skip
+    sock, qmp_sock = workdir / f"{helper}.sock", workdir / f"{helper}.qmp"
+    helper_proc = HelperProcess(helper, sock, workdir / f"{helper}.log")
+    host_results: list[StepResult] = []
+    qemu: subprocess.Popen[bytes] | None = None
+    try:
+        argv = [
+            QEMU, *qemu_guest_args(initramfs),
+            "-object", f"pr-manager-helper,id=pr0,path={sock}",
+            "-blockdev",
+            f"node-name=lun0,driver=raw,file.driver=host_device,file.filename={a.sd},"
+            "file.pr-manager=pr0",
+            "-device", "virtio-scsi-pci,id=scsi0",
+            "-device", "scsi-block,drive=lun0,bus=scsi0.0",
+            "-qmp", f"unix:{qmp_sock},server=on,wait=off",
+        ]  # fmt: skip
+        qemu = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        lines: queue.Queue[bytes | None] = queue.Queue()
+        threading.Thread(target=_pump, args=(qemu.stdout, lines), daemon=True).start()
+        qmp = Qmp(qmp_sock)
+        console = Console()
+        deadline = start + timeout
+        while True:
+            try:
+                raw = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise E2EError(f"guest did not finish in {timeout}s") from None
+            if raw is None:
+                break
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            _log(helper, start, line)
+            pause = console.feed(line)
+            if pause is None:
+                continue
+            if pause == "stop_helper":
+                result.pr_managers = qmp.execute("query-pr-managers")
+                _log(helper, start, f"query-pr-managers: {result.pr_managers}")
+                _log(helper, start, f"{helper} stopped: exit {helper_proc.stop()}")
+            for cmd in HOST_ACTIONS.get(pause, ()):
+                r = run_host_command(cmd, b.sg)
+                _log(helper, start, f"host {cmd.name}: rc={r.rc} {r.out} {r.err}")
+                host_results.append(r)
+            assert qemu.stdin is not None
+            qemu.stdin.write(b"go\n")
+            qemu.stdin.flush()
+        qemu.wait(30)
+        qmp.close()
+        result.guest_errors = console.errors
+        if not console.done:
+            result.problems.append(f"guest did not finish its sequence: {console.errors}")
+        steps = {**console.steps, **{r.name: r for r in host_results}}
+        names = [s.name for s in SEQUENCE if isinstance(s, Command)]
+        names += [c.name for cmds in HOST_ACTIONS.values() for c in cmds]
+        result.observations = {n: Observation.from_step(steps.get(n)) for n in names}
+        guest = Port(a.relative_target_port, a.transport_id)
+        host = Port(b.relative_target_port, b.transport_id)
+        result.problems += expected_problems(result.observations, guest, host)
+        if result.pr_managers != [{"id": "pr0", "connected": True}]:
+            result.problems.append(f"query-pr-managers: {result.pr_managers}, expected connected")
+    finally:
+        if qemu is not None and qemu.poll() is None:
+            qemu.kill()
+            qemu.wait()
+        helper_proc.stop()
+        lio.down(LU_NAME)
+        result.seconds = time.monotonic() - start
+    return result
+
+
+def _pump(stream: Any, lines: queue.Queue[bytes | None]) -> None:
+    for raw in stream:
+        lines.put(raw)
+    lines.put(None)
+
+
+def run(
+    helpers: Sequence[str], workdir: Path | None = None, timeout: float = GUEST_TIMEOUT
+) -> tuple[list[RunResult], list[str]]:
+    """Run the sequence once per helper; return the runs and the cross-helper differences."""
+    for tool in (QEMU, "sg_persist", "sg_turs"):
+        if shutil.which(tool) is None:
+            raise E2EError(f"{tool} not found: apt-get install qemu-system-x86 sg3-utils")
+    work = workdir or Path(tempfile.mkdtemp(prefix="scsi-pr-e2e-"))
+    initramfs = build_initramfs(SEQUENCE, work / "initramfs.gz")
+    runs = []
+    for h in helpers:
+        try:
+            runs.append(run_one(h, initramfs, work, timeout))
+        except E2EError as e:  # report it with the other helpers' results, never hide it
+            runs.append(RunResult(h, problems=[f"could not run: {e}"]))
+    return runs, compare_runs([r for r in runs if r.observations])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m rig.guest_e2e", description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--helper", action="append", choices=list(HELPERS),
+        help="helper to test (repeatable; default: qemu-pr-helper then scsi-pr-helper; the "
+        "first is the reference the others are compared with)",
+    )  # fmt: skip
+    ap.add_argument("--json", type=Path, help="write all observations and problems here")
+    ap.add_argument("--workdir", type=Path, help="keep the initramfs, sockets and helper logs here")
+    ap.add_argument("--timeout", type=float, default=GUEST_TIMEOUT, help="seconds per guest")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("guest_e2e: needs root inside the LIO VM (scsi-pr vm run -- ...)", file=sys.stderr)
+        return 2
+    helpers = args.helper or list(HELPERS)
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    runs, differences = run(helpers, args.workdir, args.timeout)
+    report = {
+        "runs": [asdict(r) for r in runs],
+        "differences": differences,
+        "sequence": [s.name for s in SEQUENCE],
+    }
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    ok = not differences and all(not r.problems for r in runs)
+    for r in runs:
+        print(f"{r.helper}: {len(r.observations)} steps, {len(r.problems)} problems, "
+              f"{r.seconds:.0f}s")  # fmt: skip
+        for p in r.problems:
+            print(f"  {p}")
+    for d in differences:
+        print(f"  differs: {d}")
+    print("guest e2e:", "PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
