@@ -1,0 +1,114 @@
+"""``scsi-pr scenario NAME [--backend B] [--svg FILE] [--json]``: run one scenario.
+
+Exit status: 0 pass, 1 an expectation failed, 2 could not run (usage, backend unavailable,
+backend error), 3 the device hung (LIO's PREEMPT AND ABORT), 4 the backend lacks a capability
+the scenario needs (e.g. no helper to restart on ``sim``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from rig.backends import BACKENDS, BackendUnavailable, open_backend
+from rig.scenarios.engine import (
+    DEFAULT_TIMEOUT,
+    EXIT_CODES,
+    Run,
+    Runner,
+    Verdict,
+    call_with_deadline,
+)
+from rig.scenarios.library import ALIASES, SCENARIOS, get
+from rig.scenarios.model import Scenario, ScenarioError
+from rig.scenarios.render import print_timeline, to_json, write_svg
+
+#: How long closing a backend may take after a hang before we leave it to process exit.
+TEARDOWN_TIMEOUT = 10.0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scsi-pr scenario",
+        description="Run a reservation-conflict scenario and show its timeline.",
+        epilog="exit status: 0 pass, 1 expectation failed, 2 could not run, 3 device hung, "
+        "4 backend lacks a needed capability",
+    )
+    p.add_argument("name", nargs="?", choices=[*SCENARIOS, *ALIASES], metavar="NAME",
+                   help=f"one of: {', '.join([*SCENARIOS, *ALIASES])}")
+    p.add_argument("--backend", default="sim", choices=list(BACKENDS),
+                   help="device to run on (default: sim)")
+    p.add_argument("--svg", type=Path, metavar="FILE", help="write the sequence chart here")
+    p.add_argument("--json", action="store_true", help="print the run as JSON, not a table")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"per-command deadline before the run is declared hung "
+                   f"(default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    return p
+
+
+def run_scenario(scenario: Scenario, backend_name: str, timeout: float = DEFAULT_TIMEOUT) -> Run:
+    """Open ``backend_name`` with one initiator per actor plus the observer and run.
+
+    Raises BackendUnavailable when the backend cannot run here. After a hang the backend is
+    closed with a deadline too: a wedged LUN must not turn a verdict into a stall.
+    """
+    try:
+        backend = open_backend(backend_name, initiators=len(scenario.actors) + 1)
+    except ImportError as e:
+        raise BackendUnavailable(f"its module is missing ({e})") from e
+    entered = backend.__enter__()
+    run = None
+    try:
+        run = Runner(scenario, entered, timeout).run()
+        return run
+    finally:
+        if run is not None and run.verdict == Verdict.HUNG:
+            try:
+                call_with_deadline(lambda: backend.__exit__(None, None, None), TEARDOWN_TIMEOUT)
+            except Exception as e:
+                print(f"scsi-pr scenario: closing {backend_name} after the hang: {e}",
+                      file=sys.stderr)
+        else:
+            backend.__exit__(*sys.exc_info())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.list:
+        for s in SCENARIOS.values():
+            print(f"{s.name:<18} {s.title}")
+        return 0
+    if args.name is None:
+        parser().print_usage(sys.stderr)
+        print("scsi-pr scenario: a scenario NAME is required (see --list)", file=sys.stderr)
+        return 2
+    if not args.timeout > 0:
+        print(f"scsi-pr scenario: --timeout must be positive, not {args.timeout}",
+              file=sys.stderr)
+        return 2
+    scenario = get(args.name)
+    try:
+        run = run_scenario(scenario, args.backend, args.timeout)
+    except BackendUnavailable as e:
+        print(f"scsi-pr scenario: backend {args.backend} unavailable: {e}", file=sys.stderr)
+        return EXIT_CODES[Verdict.ERROR]
+    except ScenarioError as e:
+        print(f"scsi-pr scenario: {e}", file=sys.stderr)
+        return EXIT_CODES[Verdict.ERROR]
+    if args.json:
+        print(to_json(run))
+    else:
+        print_timeline(run, Console())
+    if args.svg is not None:
+        write_svg(run, args.svg)
+        if not args.json:
+            print(f"sequence chart: {args.svg}")
+    return run.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Showing a run: a ``rich`` timeline table, JSON, and an SVG sequence chart.
+
+The SVG is built with ``xml.etree`` so it is well-formed by construction: one lane per
+initiator plus the LUN, one arrow per command (label above, answer below, coloured by
+outcome), and a holder bar beside the LUN lane coloured by whoever holds the reservation.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from rig.scenarios.engine import Row, Run, Verdict
+from rig.scenarios.model import ALL_REGISTRANTS
+from rig.scenarios.observe import PrState
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+ALL_COLOUR, NONE_COLOUR = "#7f7f7f", "#eeeeee"
+VERDICT_STYLE = {
+    Verdict.PASS: "bold green",
+    Verdict.FAIL: "bold red",
+    Verdict.ERROR: "bold red",
+    Verdict.HUNG: "bold magenta",
+    Verdict.UNSUPPORTED: "bold yellow",
+}
+
+
+def result_colour(row: Row) -> str:
+    """Green GOOD, red RESERVATION CONFLICT, orange CHECK CONDITION; magenta hang."""
+    if row.kind == "hang":
+        return "#c000c0"
+    if row.result.startswith("GOOD"):
+        return "#2a8a2a"
+    if row.result.startswith("RESERVATION CONFLICT"):
+        return "#c62828"
+    return "#e07000"
+
+
+def holder_text(state: PrState | None) -> str:
+    if state is None:
+        return "?"
+    if state.holder is None:
+        return "—"
+    kind = f" {state.type_.abbreviation}" if state.type_ else ""
+    return f"{state.holder}{kind}"
+
+
+def keys_text(state: PrState | None, known: dict[str, int]) -> str:
+    """Registered actors; the key is spelled out only where it is not the actor's own
+    (``known``, listed once in the caption)."""
+    if state is None:
+        return "?"
+    return " ".join(
+        a if known.get(a) == k else f"{a}=0x{k:x}" for a, k in state.keys.items()
+    ) or "—"
+
+
+def keys_caption(run: Run) -> str:
+    return "keys: " + ", ".join(f"{a}=0x{k:x}" for a, k in run.scenario.keys.items())
+
+
+# -- terminal -------------------------------------------------------------------------------
+def timeline_table(run: Run) -> Table:
+    s = run.scenario
+    table = Table(title=f"{s.name} on {run.backend}: {s.title}", title_justify="left",
+                  caption=keys_caption(run), caption_justify="left", header_style="bold",
+                  expand=False)
+    for name, justify in (("#", "right"), ("t", "right"), ("initiator", "left"),
+                          ("command", "left"), ("result", "left"), ("holder", "left"),
+                          ("keys", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    phase = None
+    for row in run.rows:
+        if row.phase and row.phase != phase:
+            phase = row.phase
+            table.add_row("", "", "", Text(phase, style="bold cyan"), "", "", "")
+        mark = {True: ("✓ ", "green"), False: ("✗ ", "bold red"), None: ("  ", "dim")}[row.ok]
+        result = Text(mark[0], style=mark[1]) + Text(row.result, style=_rich_style(row))
+        if row.failures:
+            result += Text("\n" + "\n".join(row.failures), style="red")
+        command = Text(row.command, style="dim" if row.kind == "ua" else "")
+        if row.note:
+            command += Text(f"  · {row.note}", style="dim italic")
+        table.add_row(str(row.step), f"{row.time:g}s", row.actor, command, result,
+                      holder_text(row.state), keys_text(row.state, s.keys))
+    return table
+
+
+def _rich_style(row: Row) -> str:
+    return {"#2a8a2a": "green", "#c62828": "red", "#e07000": "dark_orange",
+            "#c000c0": "magenta"}[result_colour(row)]
+
+
+def print_timeline(run: Run, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(timeline_table(run))
+    style = VERDICT_STYLE[run.verdict]
+    console.print(Text(f"{run.verdict.value.upper()}: {run.message}", style=style))
+
+
+def timeline_text(run: Run, width: int = 160) -> str:
+    """The table as plain text (for docs): what ``print_timeline`` shows, without colour."""
+    console = Console(record=True, width=width, color_system=None, file=io.StringIO())
+    print_timeline(run, console)
+    return console.export_text()
+
+
+def to_json(run: Run) -> str:
+    return json.dumps(run.to_json(), indent=2)
+
+
+# -- SVG ------------------------------------------------------------------------------------
+LANE_GAP, LEFT, TOP, ROW_H, PHASE_H = 250, 70, 96, 30, 22
+BAR_W = 16
+
+
+def colours(run: Run) -> dict[str, str]:
+    return {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(run.scenario.actors)}
+
+
+def svg_chart(run: Run) -> ET.Element:
+    """The sequence chart of ``run`` as an ``<svg>`` element."""
+    actors = list(run.scenario.actors)
+    colour = colours(run)
+    lane_x = {a: LEFT + 80 + i * LANE_GAP for i, a in enumerate(actors)}
+    lun_x = LEFT + 80 + len(actors) * LANE_GAP
+    bar_x = lun_x + 40
+    # vertical layout: one slot per row, plus a heading slot when the phase changes
+    ys: list[tuple[Row, float, str | None]] = []
+    y, phase = float(TOP), None
+    for row in run.rows:
+        heading = None
+        if row.phase and row.phase != phase:
+            phase = heading = row.phase
+            y += PHASE_H
+        y += ROW_H
+        ys.append((row, y, heading))
+    height = int(y + 70)
+    width = bar_x + 420
+    svg = ET.Element("svg", xmlns="http://www.w3.org/2000/svg", width=str(width),
+                     height=str(height), viewBox=f"0 0 {width} {height}",
+                     **{"font-family": "DejaVu Sans, Arial, sans-serif", "font-size": "11"})
+    ET.SubElement(svg, "title").text = f"{run.scenario.name} on {run.backend}"
+    defs = ET.SubElement(svg, "defs")
+    marker = ET.SubElement(defs, "marker", id="arrow", viewBox="0 0 10 10", refX="10", refY="5",
+                           markerWidth="7", markerHeight="7", orient="auto-start-reverse")
+    ET.SubElement(marker, "path", d="M 0 0 L 10 5 L 0 10 z", fill="#444")
+    ET.SubElement(svg, "rect", width=str(width), height=str(height), fill="white")
+    _text(svg, 16, 24, f"{run.scenario.name} on {run.backend} — {run.scenario.title}",
+          size="15", weight="bold")
+    verdict_colour = {"pass": "#2a8a2a", "hung": "#c000c0", "unsupported": "#b08000"}.get(
+        run.verdict.value, "#c62828")
+    _text(svg, 16, 44, f"{run.verdict.value.upper()}: {run.message}", fill=verdict_colour,
+          size="12", weight="bold")
+
+    # lane heads and lifelines
+    lanes = [(a, lane_x[a], colour[a], run.initiators.get(a, "")) for a in actors]
+    lanes.append(("LUN", lun_x, "#444444", "logical unit"))
+    for name, x, fill, sub in lanes:
+        ET.SubElement(svg, "rect", x=str(x - 70), y="58", width="140", height="32", rx="5",
+                      fill=fill, **{"fill-opacity": "0.15", "stroke": fill})
+        _text(svg, x, 72, name, anchor="middle", weight="bold")
+        _text(svg, x, 85, sub, anchor="middle", size="9", fill="#444")
+        ET.SubElement(svg, "line", x1=str(x), y1="90", x2=str(x), y2=str(height - 40),
+                      stroke=fill, **{"stroke-dasharray": "4 4", "stroke-opacity": "0.6"})
+    _text(svg, bar_x + BAR_W / 2, 72, "holder", anchor="middle", weight="bold")
+    _text(svg, bar_x + BAR_W + 12, 72, "registered", weight="bold")
+    _text(svg, bar_x + BAR_W + 12, 85, keys_caption(run), size="9", fill="#444")
+
+    last_holder: str | None = "\0"
+    for row, ry, heading in ys:
+        if heading:
+            ET.SubElement(svg, "rect", x="8", y=str(ry - ROW_H - PHASE_H + 6),
+                          width=str(width - 16), height=str(PHASE_H - 4), fill="#f3f6fa")
+            _text(svg, 14, ry - ROW_H - 4, heading, weight="bold", fill="#335")
+        _text(svg, LEFT - 10, ry - 8, f"{row.step}", anchor="end", fill="#888")
+        _text(svg, LEFT + 18, ry - 8, f"t={row.time:g}s", anchor="end", fill="#888", size="9")
+        # holder bar slot
+        state = row.state
+        fill = NONE_COLOUR
+        if state is not None and state.holder == ALL_REGISTRANTS:
+            fill = ALL_COLOUR
+        elif state is not None and state.holder is not None:
+            fill = colour.get(state.holder, ALL_COLOUR)
+        ET.SubElement(svg, "rect", x=str(bar_x), y=str(ry - ROW_H + 4), width=str(BAR_W),
+                      height=str(ROW_H), fill=fill)
+        holder = holder_text(state)
+        if holder != last_holder:
+            _text(svg, bar_x - 4, ry - 8, holder, anchor="end", size="9", fill="#333")
+            last_holder = holder
+        _text(svg, bar_x + BAR_W + 12, ry - 8, keys_text(state, run.scenario.keys), size="9",
+              fill="#333")
+        actor_x = lane_x.get(row.actor, lun_x)
+        if row.kind in ("command", "ua"):
+            _arrow(svg, actor_x, lun_x, ry - 12, row)
+        elif row.kind == "action":
+            ET.SubElement(svg, "rect", x=str(actor_x - 110), y=str(ry - 24), width="220",
+                          height="20", rx="8", fill="#fff4d6", stroke="#b08000")
+            _text(svg, actor_x, ry - 10, row.command, anchor="middle", size="10")
+        else:  # hang
+            _text(svg, lun_x, ry - 8, "✖ HUNG", anchor="middle", size="13", weight="bold",
+                  fill=result_colour(row))
+    return svg
+
+
+def _arrow(svg: ET.Element, x1: float, x2: float, y: float, row: Row) -> None:
+    dim = row.kind == "ua"
+    ET.SubElement(svg, "line", x1=str(x1), y1=str(y), x2=str(x2 - 2), y2=str(y),
+                  stroke="#999" if dim else "#444", **{"marker-end": "url(#arrow)"})
+    mid = (x1 + x2) / 2
+    label = row.command if len(row.command) < 60 else row.command[:57] + "…"
+    _text(svg, mid, y - 3, label, anchor="middle", size="10", fill="#777" if dim else "#111")
+    mark = {True: "✓ ", False: "✗ ", None: ""}[row.ok]
+    result = row.result if len(row.result) < 70 else row.result[:67] + "…"
+    _text(svg, mid, y + 11, mark + result, anchor="middle", size="9", fill=result_colour(row),
+          weight="bold" if row.ok is False else "normal")
+
+
+def _text(parent: ET.Element, x: float, y: float, text: str, *, anchor: str = "start",
+          size: str = "11", weight: str = "normal", fill: str = "#111") -> ET.Element:
+    el = ET.SubElement(parent, "text", x=f"{x:g}", y=f"{y:g}", fill=fill,
+                       **{"text-anchor": anchor, "font-size": size, "font-weight": weight})
+    el.text = text
+    return el
+
+
+def write_svg(run: Run, path: Path) -> None:
+    """Write the chart atomically enough for a CLI: parent directories are created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tree = ET.ElementTree(svg_chart(run))
+    ET.indent(tree)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
