@@ -17,6 +17,7 @@ from typing import Protocol
 from sim.device import LogicalUnit
 from sim.nexus import ITNexus
 from sim.result import CommandResult
+from sim.store import MemoryAptplStore
 from sim.transportid import TransportId
 
 
@@ -77,7 +78,9 @@ class SimBackend(AbstractContextManager["SimBackend"]):
     capabilities = frozenset({"power_cycle", "nexus_loss", "lun_reset"})
 
     def __init__(self, initiators: int = 2, lu: LogicalUnit | None = None) -> None:
-        self.lu = lu or LogicalUnit(target_ports=tuple(range(1, initiators + 1)))
+        self.lu = lu or LogicalUnit(
+            target_ports=tuple(range(1, initiators + 1)), store=MemoryAptplStore()
+        )
         self.initiators: list[Initiator] = [
             SimInitiator(self.lu, ITNexus.named(initiator_name(i), i + 1))
             for i in range(initiators)
