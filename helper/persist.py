@@ -32,6 +32,7 @@ import errno
 import os
 import struct
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -246,7 +247,7 @@ def sense_length(sense: bytes) -> int:
         return 0
     if 0x70 <= (sense[0] & 0x7F) <= 0x73 and len(sense) > 7:
         return min(len(sense), sense[7] + 8)
-    return len(sense)
+    return len(sense.rstrip(b"\0"))  # not SPC sense: all we can drop is the helper's padding
 
 
 @dataclass(frozen=True)
@@ -1194,6 +1195,8 @@ class Response:
     status: int
     sense: bytes = b""
     data: bytes = b""
+    #: how long the command took, when the transport knows better than a wall clock
+    duration_ms: int | None = None
 
 
 class Transport(Protocol):
@@ -1241,6 +1244,7 @@ def run_command(
         if verbose > 1 and cdb[0] == Opcode.PERSISTENT_RESERVE_OUT:
             out.err(f"    {leadin} parameters:\n")
             out.err(hex_dump(data_out, 0))
+    started = time.monotonic()
     try:
         response = transport.execute(cdb, data_out)
     except OSError as e:
@@ -1250,6 +1254,11 @@ def run_command(
         if err == errno.ENXIO:  # sg3_utils reads ENXIO as "not ready"
             return Exit.NOT_READY, b""
         return convert_errno(err), b""
+    if verbose > 2:
+        elapsed = response.duration_ms
+        if elapsed is None:
+            elapsed = int((time.monotonic() - started) * 1000)
+        out.err(f"      duration={elapsed} ms\n")
     data = response.data[:allocation] if cdb[0] == Opcode.PERSISTENT_RESERVE_IN else b""
     status = response.status & 0x7E
     sense = response.sense[: sense_length(response.sense)]
