@@ -622,8 +622,11 @@ def hex_list_transport_id(text: str) -> bytes:
     return bytes(out)
 
 
-def file_transport_ids(lines: Sequence[str]) -> list[bytes]:
-    """decode_file_tids: one TransportID per line, ``#`` comments, hex or symbolic forms."""
+def file_transport_ids(lines: Sequence[str], messages: list[str]) -> list[bytes]:
+    """decode_file_tids: one TransportID per line, ``#`` comments, hex or symbolic forms.
+
+    ``messages`` receives what sg_persist prints on the way (it tries the symbolic forms first,
+    and says so, for every line)."""
     tids: list[bytes] = []
     for lineno, raw in enumerate(lines[:512], start=1):
         line = raw.rstrip("\n")
@@ -631,7 +634,6 @@ def file_transport_ids(lines: Sequence[str]) -> list[bytes]:
         if not stripped or stripped.startswith("#"):
             continue
         col = len(line) - len(stripped)
-        messages: list[str] = []
         sym = symbolic_transport_id(stripped, messages)
         if sym is not None:
             tids.append(sym)
@@ -640,18 +642,14 @@ def file_transport_ids(lines: Sequence[str]) -> list[bytes]:
             bad = len(body) - len(body.lstrip(_HEX + " ,\t"))
             if bad < len(body):
                 raise TransportIdSyntax(
-                    "\n".join([*messages, f"decode_file_tids: syntax error at line {lineno}, "
-                               f"pos {col + bad + 1}"])
+                    f"decode_file_tids: syntax error at line {lineno}, pos {col + bad + 1}"
                 )
-            values = [v for v in body.replace(",", " ").split() if v]
             out = bytearray()
-            for v in values:
+            for v in body.replace(",", " ").split():
                 number = int(v, 16)
                 if number > 0xFF:
-                    raise TransportIdSyntax(
-                        "\n".join([*messages, f"decode_file_tids: hex number larger than 0xff "
-                                   f"in line {lineno}, pos {col + 1}"])
-                    )
+                    raise TransportIdSyntax(f"decode_file_tids: hex number larger than 0xff "
+                                            f"in line {lineno}, pos {col + 1}")
                 out.append(number)
             tids.append(bytes(out))
         if len(tids) >= MX_TIDS:
@@ -1003,8 +1001,11 @@ HEX_ARGS = {"K": ("param_rk", "param-rk", 64), "S": ("param_sark", "param-sark",
             "T": ("prout_type", "prout-type", 32)}  # fmt: skip
 
 
-def _transport_id_arg(value: str, out: Outcome, read_stdin: Callable[[], list[str]]) -> list[bytes]:
+def _transport_id_arg(
+    value: str, out: Outcome, read_stdin: Callable[[], list[str]]
+) -> list[bytes]:
     """build_transportid for one -X argument; raises Done(1) after sg_persist's messages."""
+    messages: list[str] = []
     try:
         if value.startswith("-") or value[:5] in ("file=", "FILE="):
             if value.startswith("-"):
@@ -1017,16 +1018,16 @@ def _transport_id_arg(value: str, out: Outcome, read_stdin: Callable[[], list[st
                     raise TransportIdSyntax(
                         f"decode_file_tids: unable to open {value[5:]}"
                     ) from None
-            return file_transport_ids(lines)
-        messages: list[str] = []
+            return file_transport_ids(lines, messages)
         sym = symbolic_transport_id(value, messages)
-        for m in messages:
-            out.err(m + "\n")
         return [sym if sym is not None else hex_list_transport_id(value)]
     except TransportIdSyntax as e:
-        out.err(f"{e}\n")
-        out.err("bad argument to '--transport-id'\n")
+        messages.append(str(e))
+        messages.append("bad argument to '--transport-id'")
         raise Done(Exit.SYNTAX_ERROR) from None
+    finally:
+        for m in messages:
+            out.err(f"{m}\n")
 
 
 def parse_options(
