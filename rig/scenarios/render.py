@@ -130,7 +130,8 @@ def svg_chart(run: Run) -> ET.Element:
     colour = colours(run)
     lane_x = {a: LEFT + 80 + i * LANE_GAP for i, a in enumerate(actors)}
     lun_x = LEFT + 80 + len(actors) * LANE_GAP
-    bar_x = lun_x + 40
+    bar_x = lun_x + 95
+    holder_x, keys_x = bar_x + BAR_W + 8, bar_x + BAR_W + 110
     # vertical layout: one slot per row, plus a heading slot when the phase changes
     ys: list[tuple[Row, float, str | None]] = []
     y, phase = float(TOP), None
@@ -142,7 +143,7 @@ def svg_chart(run: Run) -> ET.Element:
         y += ROW_H
         ys.append((row, y, heading))
     height = int(y + 70)
-    width = bar_x + 420
+    width = keys_x + 260
     svg = ET.Element("svg", xmlns="http://www.w3.org/2000/svg", width=str(width),
                      height=str(height), viewBox=f"0 0 {width} {height}",
                      **{"font-family": "DejaVu Sans, Arial, sans-serif", "font-size": "11"})
@@ -169,9 +170,9 @@ def svg_chart(run: Run) -> ET.Element:
         _text(svg, x, 85, sub, anchor="middle", size="9", fill="#444")
         ET.SubElement(svg, "line", x1=str(x), y1="90", x2=str(x), y2=str(height - 40),
                       stroke=fill, **{"stroke-dasharray": "4 4", "stroke-opacity": "0.6"})
-    _text(svg, bar_x + BAR_W / 2, 72, "holder", anchor="middle", weight="bold")
-    _text(svg, bar_x + BAR_W + 12, 72, "registered", weight="bold")
-    _text(svg, bar_x + BAR_W + 12, 85, keys_caption(run), size="9", fill="#444")
+    _text(svg, bar_x, 72, "holder", weight="bold")
+    _text(svg, keys_x, 72, "registered", weight="bold")
+    _text(svg, keys_x, 85, keys_caption(run), size="9", fill="#444")
 
     last_holder: str | None = "\0"
     for row, ry, heading in ys:
@@ -192,10 +193,10 @@ def svg_chart(run: Run) -> ET.Element:
                       height=str(ROW_H), fill=fill)
         holder = holder_text(state)
         if holder != last_holder:
-            _text(svg, bar_x - 4, ry - 8, holder, anchor="end", size="9", fill="#333")
+            _text(svg, holder_x, ry - 8, holder, size="10", weight="bold",
+                  fill=fill if fill != NONE_COLOUR else "#777")
             last_holder = holder
-        _text(svg, bar_x + BAR_W + 12, ry - 8, keys_text(state, run.scenario.keys), size="9",
-              fill="#333")
+        _text(svg, keys_x, ry - 8, keys_text(state, run.scenario.keys), size="9", fill="#333")
         actor_x = lane_x.get(row.actor, lun_x)
         if row.kind in ("command", "ua"):
             _arrow(svg, actor_x, lun_x, ry - 12, row)

@@ -1,0 +1,100 @@
+"""``scsi-pr scenario``: exit codes, JSON, and the SVG chart."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from rig.cli import main as umbrella
+from rig.scenarios import library
+from rig.scenarios.cli import main
+from rig.scenarios.commands import Write
+from rig.scenarios.model import CONFLICT, Scenario, Source, Step
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+def test_pass_exits_zero_and_prints_the_timeline(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "240")  # rich wraps cells to the terminal width
+    assert umbrella(["scenario", "fence-scsi", "--backend", "sim"]) == 0
+    out = capsys.readouterr().out
+    assert "PREEMPT AND ABORT" in out and "RESERVATION CONFLICT" in out
+    assert "PASS:" in out
+
+
+def test_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["wsfc-validation", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "pass" and doc["exit_code"] == 0
+    assert doc["scenario"] == "wsfc-validation" and doc["backend"] == "sim"
+    assert set(doc["initiators"]) == {"nodeA", "nodeB", "observer"}
+    rows = doc["timeline"]
+    assert {r["step"] for r in rows} == set(range(1, 15))
+    conflicts = [r for r in rows if r["result"] == "RESERVATION CONFLICT"]
+    assert [r["actor"] for r in conflicts] == ["nodeB", "nodeB"]
+    assert rows[-1]["state"] == {"generation": rows[-1]["state"]["generation"], "keys": {},
+                                 "holder": None, "type": None}
+
+
+def test_failed_expectation_exits_non_zero(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "240")
+    # Expects a conflict where any device must accept the write: no reservation exists.
+    wrong = Scenario("wrong", "wrong expectation", "", ("a", "b"),
+                     (Step("a", Write(0), expect=(CONFLICT,)),),
+                     Source("test", ("tests/scenarios/test_cli.py",)))
+    monkeypatch.setitem(library.SCENARIOS, "wrong", wrong)
+    assert main(["wrong"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL:" in out and "expected RESERVATION CONFLICT, got GOOD" in out
+
+
+def test_unsupported_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["helper-restart", "--backend", "sim"]) == 4
+    assert "UNSUPPORTED" in capsys.readouterr().out
+
+
+def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["no-such-scenario"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["fence-scsi", "--backend", "nope"])
+    assert e.value.code == 2
+    assert main([]) == 2
+    assert "NAME is required" in capsys.readouterr().err
+    assert main(["fence-scsi", "--timeout", "0"]) == 2
+
+
+def test_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in library.SCENARIOS)
+
+
+@pytest.mark.parametrize("name", list(library.SCENARIOS))
+def test_svg_is_well_formed_and_names_every_initiator(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sub" / f"{name}.svg"
+    code = main([name, "--json", "--svg", str(path)])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == doc["exit_code"]
+    root = ET.parse(path).getroot()  # raises on malformed XML
+    assert root.tag == f"{SVG_NS}svg"
+    texts = [t.text or "" for t in root.iter(f"{SVG_NS}text")]
+    actors = library.SCENARIOS[name].actors
+    for actor in actors:
+        assert actor in texts, f"lane for {actor} missing"
+        assert doc["initiators"][actor] in texts, f"initiator port of {actor} missing"
+    assert "LUN" in texts
+    # one arrow per command row, with its answer underneath
+    commands = [r for r in doc["timeline"] if r["kind"] in ("command", "ua")]
+    lines = [ln for ln in root.iter(f"{SVG_NS}line") if ln.get("marker-end")]
+    assert len(lines) == len(commands)

@@ -1,0 +1,219 @@
+"""The engine's own behaviour: failed expectations, hangs, unsupported actions, bad scenarios.
+
+The device misbehaves through the model's real fault hook (``LogicalUnit.fault``), so these
+runs go through exactly the code path a misbehaving real LUN would.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rig.backends import SimBackend
+from rig.scenarios.commands import Preempt, Read, ReadKeys, Register, Reserve, Write
+from rig.scenarios.engine import EXIT_CODES, Runner, Verdict
+from rig.scenarios.library import SCENARIOS, WE_RO, get
+from rig.scenarios.model import CONFLICT, Action, Race, Scenario, ScenarioError, Source, Step
+from rig.scenarios.observe import parse_read_full_status, parse_read_keys, parse_read_reservation
+from sim.constants import Opcode, PersistentReserveOutAction
+from sim.faults import Fail, Stall
+from sim.nexus import ITNexus
+from sim.result import CommandResult
+
+SRC = Source("test", ("tests/scenarios/test_engine.py",))
+
+
+def backend_with(fault: object = None) -> SimBackend:
+    b = SimBackend(initiators=3)
+    b.lu.fault = fault  # type: ignore[assignment]
+    return b
+
+
+def is_paa(cdb: bytes) -> bool:
+    return cdb[0] == Opcode.PERSISTENT_RESERVE_OUT and (
+        cdb[1] & 0x1F == PersistentReserveOutAction.PREEMPT_AND_ABORT
+    )
+
+
+def test_fenced_write_that_succeeds_fails_the_run() -> None:
+    """A device that lets the fenced node write must turn the verdict into FAIL."""
+    b = backend_with()
+    victim: ITNexus = b.initiators[1].nexus  # type: ignore[attr-defined]
+
+    def let_victim_write(nexus: ITNexus, cdb: bytes) -> Fail | None:
+        fenced = b.lu.pr.registrations.get(victim) is None and b.lu.pr.reservation is not None
+        if nexus == victim and cdb[0] == Opcode.WRITE_16 and fenced:
+            return Fail(CommandResult.good())
+        return None
+
+    b.lu.fault = let_victim_write
+    run = Runner(SCENARIOS["fence-scsi"], b).run()
+    assert run.verdict == Verdict.FAIL
+    assert run.exit_code == 1
+    assert any("expected RESERVATION CONFLICT, got GOOD" in f for f in run.failures)
+
+
+def test_hang_ends_the_run_with_a_hung_verdict_not_a_stall() -> None:
+    scenario = SCENARIOS["fence-scsi"]
+    paa_step = next(
+        n for n, i in enumerate(scenario.items, 1)
+        if isinstance(i, Step) and isinstance(i.command, Preempt) and i.command.abort
+    )
+    b = backend_with(lambda nexus, cdb: Stall(3600.0) if is_paa(cdb) else None)
+    run = Runner(scenario, b, timeout=0.2).run()
+    assert run.verdict == Verdict.HUNG
+    assert run.exit_code == EXIT_CODES[Verdict.HUNG] == 3
+    assert f"hung at step {paa_step}:" in run.message
+    assert "PREEMPT AND ABORT" in run.message
+    assert run.rows[-1].kind == "hang"
+    assert max(r.step for r in run.rows) == paa_step  # nothing ran after the hang
+
+
+def test_hung_race_is_reported_too() -> None:
+    b = backend_with(lambda nexus, cdb: Stall(3600.0) if is_paa(cdb) else None)
+    run = Runner(SCENARIOS["split-brain"], b, timeout=0.2).run()
+    assert run.verdict == Verdict.HUNG
+    assert "node1" in run.message and "node2" in run.message
+
+
+def test_missing_capability_is_unsupported_before_any_command() -> None:
+    b = backend_with(lambda nexus, cdb: pytest.fail("no command may be sent"))
+    run = Runner(SCENARIOS["helper-restart"], b).run()
+    assert run.verdict == Verdict.UNSUPPORTED and run.exit_code == 4
+    assert "restart_helper" in run.message
+
+
+def test_unexpected_check_condition_is_a_failure() -> None:
+    busy = CommandResult(0x08)  # BUSY on every READ KEYS
+    b = backend_with(
+        lambda nexus, cdb: Fail(busy) if cdb[0] == Opcode.PERSISTENT_RESERVE_IN
+        and cdb[1] == 0 else None
+    )
+    run = Runner(SCENARIOS["fence-scsi"], b).run()
+    assert run.verdict == Verdict.FAIL
+    assert "got BUSY" in run.message
+
+
+def test_expected_unit_attention_that_never_comes_fails() -> None:
+    from sim.constants import REGISTRATIONS_PREEMPTED
+
+    s = Scenario("t", "t", "t", ("a", "b"), (
+        Step("a", Register(0, 1)),
+        Step("a", Write(0), expect_ua=(REGISTRATIONS_PREEMPTED,)),
+    ), SRC, {"a": 1})
+    run = Runner(s, backend_with()).run()
+    assert run.verdict == Verdict.FAIL
+    assert "expected unit attention REGISTRATIONS PREEMPTED" in run.message
+
+
+def test_read_returns_what_was_written() -> None:
+    s = Scenario("t", "t", "t", ("a", "b"), (
+        Step("a", Write(3)), Step("b", Read(3)), Step("b", Write(3)), Step("a", Read(3)),
+    ), SRC)
+    assert Runner(s, backend_with()).run().verdict == Verdict.PASS
+
+
+def test_read_of_other_data_fails() -> None:
+    other = CommandResult.good(b"x" * 512)
+    b = backend_with(lambda nexus, cdb: Fail(other) if cdb[0] == Opcode.READ_16 else None)
+    s = Scenario("t", "t", "t", ("a", "b"), (Step("a", Write(3)), Step("b", Read(3))), SRC)
+    run = Runner(s, b).run()
+    assert run.verdict == Verdict.FAIL
+    assert "other data than last written" in run.message
+
+
+def test_payload_expectations_are_checked() -> None:
+    s = Scenario("t", "t", "t", ("a", "b"), (
+        Step("a", Register(0, 0x11)),
+        Step("b", ReadKeys(present=(0x22,), absent=(0x11,))),
+    ), SRC)
+    run = Runner(s, backend_with()).run()
+    assert run.verdict == Verdict.FAIL
+    assert "key 0x22 missing" in run.message
+    assert any("key 0x11 still registered" in f for f in run.failures)
+
+
+def test_race_with_two_winners_fails() -> None:
+    # Both register distinct keys, nobody holds: both RESERVEs of the same type cannot win,
+    # so make the device (wrongly) grant both through the fault hook.
+    b = backend_with(
+        lambda nexus, cdb: Fail(CommandResult.good())
+        if cdb[0] == Opcode.PERSISTENT_RESERVE_OUT and cdb[1] & 0x1F == 1 else None
+    )
+    s = Scenario("t", "t", "t", ("a", "b"), (
+        Step("a", Register(0, 1)), Step("b", Register(0, 2)),
+        Race((Step("a", Reserve(1, WE_RO)), Step("b", Reserve(2, WE_RO)))),
+    ), SRC)
+    run = Runner(s, b).run()
+    assert run.verdict == Verdict.FAIL
+    assert "2 initiators won" in run.message
+
+
+def test_race_loser_conflicts_on_the_model() -> None:
+    s = Scenario("t", "t", "t", ("a", "b"), (
+        Step("a", Register(0, 1)), Step("b", Register(0, 2)),
+        Race((Step("a", Reserve(1, WE_RO)), Step("b", Reserve(2, WE_RO))),
+             losers_expect=(CONFLICT,)),
+        Step("winner", Write(0)),
+    ), SRC)
+    run = Runner(s, backend_with()).run()
+    assert run.verdict == Verdict.PASS, run.message
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Scenario("t", "t", "t", ("a",), (Step("z", Write(0)),), SRC), "unknown actor"),
+        (lambda: Race((Step("a", Write(0)),)), "two or more distinct actors"),
+        (lambda: Step("a", Write(0), expect=()), "expects nothing"),
+    ],
+)
+def test_bad_scenarios_are_refused(build: object, message: str) -> None:
+    with pytest.raises(ScenarioError, match=message):
+        build()  # type: ignore[operator]
+
+
+def test_too_few_initiators_is_a_clear_error() -> None:
+    with pytest.raises(ScenarioError, match="needs 3 initiators"):
+        Runner(SCENARIOS["fence-scsi"], SimBackend(initiators=2))
+
+
+def test_bad_timeout_is_refused() -> None:
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        Runner(SCENARIOS["fence-scsi"], SimBackend(initiators=3), timeout=0)
+
+
+def test_role_before_race_is_a_scenario_error() -> None:
+    s = Scenario("t", "t", "t", ("a", "b"), (Step("winner", Write(0)),), SRC)
+    run = Runner(s, backend_with()).run()
+    assert run.verdict == Verdict.ERROR
+    assert "before a race decided it" in run.message
+
+
+def test_narrative_action_sends_nothing() -> None:
+    sent: list[bytes] = []
+    b = backend_with(lambda nexus, cdb: sent.append(cdb))
+    s = Scenario("t", "t", "t", ("a", "b"), (Action("a dies", actor="a"),), SRC)
+    Runner(s, b).run()
+    # only the observer's READ FULL STATUS (before and after) reached the LU
+    assert {c[0] for c in sent} == {Opcode.PERSISTENT_RESERVE_IN}
+
+
+def test_unknown_scenario_name() -> None:
+    with pytest.raises(KeyError, match="unknown scenario 'nope'"):
+        get("nope")
+    assert get("register-and-move") is SCENARIOS["vm-migration"]
+
+
+@pytest.mark.parametrize(
+    ("parse", "data", "message"),
+    [
+        (parse_read_keys, b"\0" * 4, "shorter than the 8-byte header"),
+        (parse_read_keys, b"\0\0\0\1\0\0\0\x10" + b"\0" * 8, "runs past"),
+        (parse_read_keys, b"\0\0\0\1\0\0\0\x04" + b"\0" * 4, "not a multiple of 8"),
+        (parse_read_reservation, b"\0\0\0\1\0\0\0\x08" + b"\0" * 8, "need 16"),
+        (parse_read_full_status, b"\0\0\0\1\0\0\0\x08" + b"\0" * 8, "truncated descriptor"),
+    ],
+)
+def test_pr_in_parsers_reject_malformed_data(parse: object, data: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse(data)  # type: ignore[operator]
