@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from sim.cdb import (
     persistent_reserve_in,
@@ -1474,23 +1474,28 @@ def prout_work(transport: Transport, op: Options, out: Outcome) -> int:
 
 # -- the I/O edge ------------------------------------------------------------------------------
 class HelperTransport:
-    """PR commands through a qemu-pr-helper-compatible socket, on the fd of an opened device."""
+    """PR commands through a qemu-pr-helper-compatible socket, on the fd of an opened device.
+
+    Connection problems (no helper, refused, dropped) surface as OSError naming the socket, so
+    they are reported like sg_persist reports a failing pass-through."""
 
     def __init__(self, socket_path: str, fd: int) -> None:
-        from helper.client import Client  # imported here: the core above needs no sockets
-
-        self._client = Client(socket_path)
-        self._fd = fd
         self.socket_path = socket_path
+        self._fd = fd
+        self._client: Any = None
 
     def execute(self, cdb: bytes, data: bytes = b"") -> Response:
+        from helper.client import Client  # imported here: the core above needs no sockets
+
         allocation = (
             int.from_bytes(cdb[7:9], "big") if cdb[0] == Opcode.PERSISTENT_RESERVE_IN else None
         )
         try:
+            if self._client is None:
+                self._client = Client(self.socket_path)
             reply = self._client.execute(self._fd, cdb, data_out=data, allocation_length=allocation)
         except OSError as e:
-            reason = e.strerror or str(e)
+            reason = e.strerror or str(e) or type(e).__name__
             raise OSError(e.errno or errno.EIO, f"PR helper at {self.socket_path}: {reason}") from e
         return Response(reply.status, reply.sense, reply.data)
 
