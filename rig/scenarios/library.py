@@ -362,38 +362,76 @@ def _helper_restart() -> Scenario:
 
 
 KV = 0x9E5700000001  # the guest's key: the guest does not know which host it runs on
+QEMU_MIGRATE_PR = Source(
+    "QEMU scsi-block migrate-pr=on (QEMU 11.0; KubeVirt PR #17505 enables live migration)",
+    ("QEMU docs: 'SCSI Persistent Reservation Live Migration' (label scsi_migrate_pr)",),
+    "QEMU's documentation says the destination submits PREEMPT to take the reservation over "
+    "before the guest runs; that it first registers the guest's key on its own I_T nexus "
+    "(REGISTER AND IGNORE EXISTING KEY) is our reading: PREEMPT needs a registered issuer.",
+)
+
+
+def _guest_holds(phase: str) -> list[Step | Action]:
+    return [
+        Step("hostA", Register(0, KV), phase=phase),
+        Step("hostA", Reserve(KV, WE_RO), phase=phase),
+        Step("hostA", Write(0), phase=phase),
+        Step("hostB", Write(0), expect=(CONFLICT,), phase="migrated, PR left on the source",
+             note="migrate-pr=off: the destination host is not registered"),
+    ]
 
 
 def _vm_migration() -> Scenario:
-    src = "guest on host A holds the disk"
-    naive = "migrated without moving the PR"
-    move = "REGISTER AND MOVE to host B's I_T nexus"
+    move = "destination QEMU takes the reservation over (migrate-pr=on)"
     steps: list[Step | Action] = [
-        Step("hostA", Register(0, KV), phase=src),
-        Step("hostA", Reserve(KV, WE_RO), phase=src),
-        Step("hostA", Write(0), phase=src),
-        Step("hostB", Write(0), expect=(CONFLICT,), phase=naive,
-             note="destination host is not registered: the guest's writes fail"),
-        Step("hostA", RegisterAndMove(KV, KV, "hostB", WE_RO, unreg=True), phase=move,
+        *_guest_holds("guest on host A holds the disk"),
+        Step("hostB", Register(sa_key=KV, ignore=True), phase=move,
+             note="register the guest's key on host B's nexus"),
+        Step("hostB", Preempt(KV, KV, WE_RO), phase=move,
+             note="PREEMPT of the holder's key: B holds, A's registration goes",
              state=StateCheck(holder="hostB", registered=("hostB",))),
-        Step("hostB", ReadReservation(holder_key=KV), phase=move),
-        Step("hostB", Write(0), phase=move),
-        Step("hostA", Write(1), expect=(CONFLICT,), phase=move,
-             note="source nexus unregistered (UNREG)"),
-        Step("hostA", Read(0), phase=move),
+        Step("hostB", Write(0), phase="guest runs on host B"),
+        Step("hostA", Write(1), expect=(CONFLICT,), expect_ua=(REGISTRATIONS_PREEMPTED,),
+             phase="guest runs on host B", note="a stale source can no longer write"),
+        Step("hostA", Read(0), phase="guest runs on host B"),
     ]
     return Scenario(
         "vm-migration",
-        "VM migration: REGISTER AND MOVE between I_T nexuses",
-        "A guest's reservation is held through host A's I_T nexus; after live migration host "
-        "B's nexus is unregistered and its writes conflict, until the source moves the "
-        "registration and reservation with REGISTER AND MOVE.",
+        "VM live migration: the destination preempts the guest's reservation",
+        "A guest's reservation is held through host A's I_T nexus. After live migration host "
+        "B's nexus is unregistered and the guest's writes conflict; with QEMU's migrate-pr the "
+        "destination registers the guest's key and PREEMPTs, moving the reservation atomically.",
         ("hostA", "hostB"),
         tuple(steps),
-        Source("SPC-5 REGISTER AND MOVE (sg_persist --register-move)",
+        QEMU_MIGRATE_PR,
+        {"hostA": KV, "hostB": KV},
+    )
+
+
+def _register_and_move() -> Scenario:
+    move = "source moves the PR with REGISTER AND MOVE"
+    steps: list[Step | Action] = [
+        *_guest_holds("guest on host A holds the disk"),
+        Step("hostA", RegisterAndMove(KV, KV, "hostB", WE_RO, unreg=True), phase=move,
+             state=StateCheck(holder="hostB", registered=("hostB",))),
+        Step("hostB", ReadReservation(holder_key=KV), phase=move),
+        Step("hostB", Write(0), phase="guest runs on host B"),
+        Step("hostA", Write(1), expect=(CONFLICT,), phase="guest runs on host B",
+             note="source unregistered (UNREG); REGISTER AND MOVE raises no unit attention"),
+        Step("hostA", Read(0), phase="guest runs on host B"),
+    ]
+    return Scenario(
+        "register-and-move",
+        "Reservation moved between I_T nexuses with REGISTER AND MOVE",
+        "The same migration done from the source side: the holder moves its registration and "
+        "reservation to host B's I_T nexus (TransportID + relative target port) and drops its "
+        "own registration.",
+        ("hostA", "hostB"),
+        tuple(steps),
+        Source("SPC-5 REGISTER AND MOVE as sg_persist --register-move sends it",
                ("sg3_utils sg_persist(8)",),
-               "QEMU and libvirt do not migrate PR state; this is the SPC mechanism a "
-               "migration-aware helper would use, not a trace of existing software."),
+               "No virtualisation stack we read issues REGISTER AND MOVE on migration; this is "
+               "the standard's own mechanism, shown for comparison with vm-migration."),
         {"hostA": KV, "hostB": KV},
     )
 
@@ -409,9 +447,10 @@ SCENARIOS: dict[str, Scenario] = {
         _failover(aptpl=True),
         _helper_restart(),
         _vm_migration(),
+        _register_and_move(),
     )
 }
-ALIASES = {"register-and-move": "vm-migration"}
+ALIASES: dict[str, str] = {}
 
 
 def get(name: str) -> Scenario:

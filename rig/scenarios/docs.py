@@ -1,0 +1,60 @@
+"""Regenerate the timelines and charts in ``docs/scenarios.md`` from real runs on ``sim``.
+
+``python -m rig.scenarios.docs`` runs every scenario, writes ``docs/scenarios/NAME.svg`` and
+replaces the text between ``<!-- BEGIN timeline NAME -->`` and ``<!-- END timeline NAME -->``
+with that run's timeline, so the docs show what the code does, not what someone typed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from rig.scenarios.cli import run_scenario
+from rig.scenarios.library import SCENARIOS
+from rig.scenarios.render import timeline_text, write_svg
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "scenarios.md"
+WIDTH = 168
+BLOCK = re.compile(
+    r"(<!-- BEGIN timeline (?P<name>[\w-]+) -->\n).*?(<!-- END timeline (?P=name) -->)", re.S
+)
+
+
+def regenerate(doc: Path = DOC, backend: str = "sim") -> list[str]:
+    """Rewrite ``doc`` in place; return the scenario names whose block was refreshed."""
+    text = doc.read_text()
+    done: list[str] = []
+
+    def replace(m: re.Match[str]) -> str:
+        name = m.group("name")
+        if name not in SCENARIOS:
+            raise SystemExit(f"{doc}: timeline block for unknown scenario {name!r}")
+        run = run_scenario(SCENARIOS[name], backend)
+        write_svg(run, doc.parent / "scenarios" / f"{name}.svg")
+        table = "\n".join(line.rstrip() for line in timeline_text(run, WIDTH).splitlines())
+        done.append(name)
+        return f"{m.group(1)}```text\n{table}\n```\n{m.group(3)}"
+
+    doc.write_text(BLOCK.sub(replace, text))
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rig.scenarios.docs", description=__doc__)
+    p.add_argument("--doc", type=Path, default=DOC)
+    args = p.parse_args(argv)
+    done = regenerate(args.doc)
+    missing = sorted(set(SCENARIOS) - set(done))
+    print(f"refreshed: {', '.join(done)}")
+    if missing:
+        print(f"no timeline block for: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
