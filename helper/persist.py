@@ -963,12 +963,16 @@ class Outcome:
     stdout: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
     code: int = 0
+    #: (is_stderr, text) in the order the program produced them
+    events: list[tuple[bool, str]] = field(default_factory=list)
 
     def out(self, text: str) -> None:
         self.stdout.append(text)
+        self.events.append((False, text))
 
     def err(self, text: str) -> None:
         self.stderr.append(text)
+        self.events.append((True, text))
 
 
 class Done(Exception):
@@ -1571,7 +1575,13 @@ def main(argv: list[str] | None = None, transport_factory: TransportFactory = he
     outcome = execute(sys.argv[1:] if argv is None else argv, transport_factory)
     out_stream = stdout or sys.stdout
     err_stream = stderr or sys.stderr
-    # sg_persist writes stdout through stdio buffering and stderr unbuffered; keep that order
+    if out_stream.isatty():  # line-buffered stdout: the two streams interleave as produced
+        for is_err, text in outcome.events:
+            stream = err_stream if is_err else out_stream
+            stream.write(text)
+            stream.flush()
+        return outcome.code
+    # stdout to a pipe or file is block-buffered in sg_persist: it comes out after stderr
     err_stream.write("".join(outcome.stderr))
     err_stream.flush()
     out_stream.write("".join(outcome.stdout))
