@@ -181,7 +181,8 @@ PRIN_VIEWS = [
     ["-n", "-c", "-H"], ["-n", "-s", "-v"], ["-n", "-k", "-v"], ["-n", "-k", "-vv"],
     ["-n", "-s", "-vvv"], ["-n", "--read-full-status"], ["--no-inquiry", "--read-keys"],
     ["-n", "-k", "-l", "1c"], ["-n", "-k", "-m", "64"], ["-n", "-s", "-l", "200"],
-    ["-n", "-r", "-m", "0x18"], ["-n", "-k", "-y"], ["-nik"],
+    ["-n", "-r", "-m", "0x18"], ["-n", "-k", "-y"], ["-nik"], ["-n", "-s", "-HH"],
+    ["-n", "-r", "-HHH"], ["-n", "-c", "-HH"], ["-n", "-s", "-HHH", "-vvv"],
 ]  # fmt: skip
 # Allocation lengths that cut a response short are left out: sg_persist then decodes past its
 # buffer (heap bytes it never received); we decode zeros there (tests/helper/test_persist_sim.py).
