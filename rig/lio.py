@@ -41,7 +41,9 @@ from sim.transportid import TransportId
 CONFIGFS = Path("/sys/kernel/config")
 TARGET_CONFIGFS = CONFIGFS / "target"
 LOOPBACK = TARGET_CONFIGFS / "loopback"
-DBROOT = Path("/etc/target")
+# Where rtslib-fb points LIO's dbroot (APTPL files under pr/): upstream uses /etc/target,
+# Debian's package /etc/rtslib-fb-target. The kernel's own default is /var/target.
+DBROOT_CANDIDATES = (Path("/etc/rtslib-fb-target"), Path("/etc/target"))
 KERNEL_MODULES = (
     "configfs",
     "target_core_mod",
@@ -69,9 +71,13 @@ class LioUnavailable(RigError):
     """This machine cannot run LIO (not root, no target modules, no configfs)."""
 
 
-def target_wwn(index: int) -> str:
-    """Fixed loopback target WWN for initiator ``index`` (SAS ``naa.5001405f…``)."""
-    return f"naa.5001405f{index + 1:08x}"
+TARGET_WWN_PREFIX = "naa.5001405f"
+
+
+def target_wwn(index: int, generation: int = 0) -> str:
+    """Fixed loopback target WWN for initiator ``index`` of rig ``generation`` (SAS
+    ``naa.5001405f…``). A new generation is built beside a hung one, which cannot be removed."""
+    return f"{TARGET_WWN_PREFIX}{generation:02x}{index + 1:06x}"
 
 
 def unit_serial(name: str) -> str:
@@ -88,8 +94,11 @@ class LunSpec:
     backstore: str = "ramdisk"
     name: str = DEFAULT_NAME
     path: str | None = None
+    generation: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.generation < 256:
+            raise RigError(f"generation must be 0..255, not {self.generation}")
         if not 1 <= self.initiators <= 32:
             raise RigError(f"initiators must be 1..32, not {self.initiators}")
         if self.backstore not in BACKSTORES:
@@ -182,18 +191,21 @@ def _rtslib() -> ModuleType:
 def up(spec: LunSpec) -> RigDescription:
     """Build the rig from scratch (tearing down an earlier one first) and describe it."""
     check_available()
-    down(spec.name)
+    down(spec.name, spec.generation)
     rts = _rtslib()
-    DBROOT.mkdir(parents=True, exist_ok=True)
-    (DBROOT / "pr").mkdir(exist_ok=True)  # LIO writes APTPL files here but never creates it
-    rts.RTSRoot()  # sets dbroot to /etc/target before any device exists
+    for d in DBROOT_CANDIDATES:
+        d.mkdir(parents=True, exist_ok=True)
+    rts.RTSRoot()  # sets dbroot (before any device exists: the kernel refuses it later)
+    # LIO rewrites <dbroot>/pr/aptpl_<serial> on every registration change, APTPL or not, and
+    # fails the PR OUT (LOGICAL UNIT COMMUNICATION FAILURE) when it cannot: pr/ must exist.
+    (dbroot() / "pr").mkdir(parents=True, exist_ok=True)
     serial = unit_serial(spec.name)
     _remove_aptpl(serial)
     try:
         so = _storage_object(rts, spec, serial)
         fabric = rts.FabricModule("loopback")
         for i in range(spec.initiators):
-            target = rts.Target(fabric, target_wwn(i), "create")
+            target = rts.Target(fabric, target_wwn(i, spec.generation), "create")
             tpg_dir = Path(target.path) / "tpgt_1"
             tpg_dir.mkdir()
             # The nexus must exist before the LUN is linked (else the disk never probes), and
@@ -201,7 +213,7 @@ def up(spec: LunSpec) -> RigDescription:
             (tpg_dir / "nexus").write_text(initiator_name(i))
             tpg = rts.TPG(target, 1, "lookup")
             rts.LUN(tpg, 0, so)
-        ports = [_describe_port(spec.name, i) for i in range(spec.initiators)]
+        ports = [_describe_port(i, spec.generation) for i in range(spec.initiators)]
     except Exception:
         with suppress(Exception):
             down(spec.name)
@@ -221,8 +233,8 @@ def _storage_object(rts: ModuleType, spec: LunSpec, serial: str) -> Any:
     return rts.BlockStorageObject(spec.name, dev=spec.path, wwn=serial)
 
 
-def _describe_port(name: str, index: int) -> InitiatorPort:
-    tpg_dir = LOOPBACK / target_wwn(index) / "tpgt_1"
+def _describe_port(index: int, generation: int) -> InitiatorPort:
+    tpg_dir = LOOPBACK / target_wwn(index, generation) / "tpgt_1"
     hctl = _wait_for_hctl(tpg_dir)
     sg, sd = _wait_for_nodes(hctl)
     uas = clear_unit_attentions(sg)
@@ -230,7 +242,7 @@ def _describe_port(name: str, index: int) -> InitiatorPort:
         index=index,
         wwn=initiator_name(index),
         transport_id=TransportId.from_name(initiator_name(index)).encode().hex(),
-        target_wwn=target_wwn(index),
+        target_wwn=target_wwn(index, generation),
         relative_target_port=_relative_target_port(tpg_dir),
         hctl=hctl,
         sg=sg,
@@ -289,17 +301,17 @@ def clear_unit_attentions(sg: str) -> list[str]:
 
 
 # -- tear down ------------------------------------------------------------------------------
-def down(name: str = DEFAULT_NAME) -> list[str]:
-    """Remove our targets, the backstore and its APTPL file; idempotent. Returns what went."""
+def down(name: str = DEFAULT_NAME, generation: int | None = None) -> list[str]:
+    """Remove our loopback targets (of one generation, or all), the backstore and its APTPL
+    file; idempotent. Returns what went. Removing a LUN that LIO has hung blocks: leave a hung
+    generation to the VM's end."""
     removed: list[str] = []
+    prefix = TARGET_WWN_PREFIX + ("" if generation is None else f"{generation:02x}")
     if TARGET_CONFIGFS.is_dir():
         rts = _rtslib()
         root = rts.RTSRoot()
         for target in list(root.targets):
-            if (
-                target.wwn.startswith(target_wwn(0)[:12])
-                and target.fabric_module.name == "loopback"
-            ):
+            if target.wwn.startswith(prefix) and target.fabric_module.name == "loopback":
                 target.delete()
                 removed.append(f"loopback/{target.wwn}")
         for so in list(root.storage_objects):
@@ -313,12 +325,22 @@ def down(name: str = DEFAULT_NAME) -> list[str]:
     return removed
 
 
-def _remove_aptpl(serial: str) -> bool:
+def dbroot() -> Path:
+    """LIO's current dbroot (read from configfs; the kernel default when LIO is not loaded)."""
     try:
-        (DBROOT / "pr" / f"aptpl_{serial}").unlink()
-    except FileNotFoundError:
-        return False
-    return True
+        return Path((TARGET_CONFIGFS / "dbroot").read_text().strip())
+    except OSError:
+        return Path("/var/target")
+
+
+def _remove_aptpl(serial: str) -> bool:
+    """Delete a stale APTPL file wherever an earlier run may have left it."""
+    removed = False
+    for d in {dbroot(), *DBROOT_CANDIDATES}:
+        with suppress(FileNotFoundError, NotADirectoryError):
+            (d / "pr" / f"aptpl_{serial}").unlink()
+            removed = True
+    return removed
 
 
 # -- inspection -----------------------------------------------------------------------------

@@ -19,7 +19,11 @@ Markers:
   becomes a strict xfail there, so a fixed kernel turns it into a failure we notice.
 - ``lio_hangs(reason=)``: the test makes LIO hang (PREEMPT AND ABORT on tcm_loop). On LIO
   backends it runs only when ``--run-lio-hangs`` is given (the VM tier does so last, in a
-  process of its own); a command timeout there is reported as xfail "LIO hangs", never a pass.
+  process of its own); if the LUN hung (a command timed out, or the backend says ``hung``)
+  the outcome is xfail "LIO hangs", never a pass, whatever the test itself concluded.
+
+Every test that takes the ``backend`` fixture also gets the marker ``uses_backend``, so the VM
+tier can select "every backend-independent test" with ``-m "uses_backend or vm"``.
 """
 
 from __future__ import annotations
@@ -39,10 +43,6 @@ DEFAULT_INITIATORS = 3
 #: backends that run on LIO and therefore show its known defects
 LIO_BACKENDS = frozenset({"lio", "helper-lio"})
 LIO_HANGS = "LIO hangs"
-
-
-class CommandTimeout(TimeoutError):
-    """A command sent to a real device did not complete in time (raised by I/O backends)."""
 
 
 def _in_ci() -> bool:
@@ -102,6 +102,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "lio_hangs(reason): makes LIO on tcm_loop hang (known defect, run last)"
     )
+    config.addinivalue_line(
+        "markers", "uses_backend: added by the plugin to every test taking the backend fixture"
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -125,6 +128,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = _backend_name(item)
         if name is None:
             continue
+        item.add_marker(pytest.mark.uses_backend)
         dev = item.get_closest_marker("deviates")
         if dev is not None and name in dev.args:
             reason = dev.kwargs.get("reason", "deviates from SPC")
@@ -150,14 +154,20 @@ def _backend_name(item: pytest.Item) -> str | None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Turn a command timeout in an ``lio_hangs`` test on LIO into xfail "LIO hangs"."""
+    """An ``lio_hangs`` test on LIO that hung the LUN is xfail "LIO hangs", even if the test
+    caught the timeout itself and passed: a hang is a known defect, never a pass."""
+    hang_expected = (
+        _backend_name(item) in LIO_BACKENDS and item.get_closest_marker("lio_hangs") is not None
+    )
     try:
-        return (yield)
-    except CommandTimeout as e:
-        name = _backend_name(item)
-        if name in LIO_BACKENDS and item.get_closest_marker("lio_hangs") is not None:
+        result = yield
+    except TimeoutError as e:  # CommandTimeout and socket timeouts alike
+        if hang_expected:
             pytest.xfail(f"{LIO_HANGS}: {e}")
         raise
+    if hang_expected and getattr(getattr(item, "funcargs", {}).get("backend"), "hung", False):
+        pytest.xfail(f"{LIO_HANGS}: a command timed out and the LUN stayed hung")
+    return result
 
 
 @pytest.fixture
@@ -184,4 +194,3 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 def initiators(backend: Backend) -> list[Initiator]:
     """The backend's initiator handles: ``initiators[i].execute(cdb, data) -> CommandResult``."""
     return backend.initiators
-

@@ -3,6 +3,7 @@
 # The guest sees the host's root read-only over 9p, so everything LIO and the tools write goes
 # to tmpfs. Usage: sh rig/vm_guest.sh [VAR=value ...] CMD [ARGS...]
 set -eu
+t0=$(cut -d" " -f1 /proc/uptime)
 cd "$(dirname "$0")/.."
 # Order matters: configfs before target_core_mod (which registers target/ in it), the fabric
 # after the core, sg/sd so each loopback LUN gets /dev/sgN and /dev/sdX.
@@ -11,13 +12,18 @@ for m in configfs target_core_mod target_core_file target_core_iblock tcm_loop s
 done
 mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
 # LIO's dbroot (APTPL files in pr/) must be an existing, writable directory before the first
-# backstore exists; the host provides the empty mount point /etc/target.
-mount -t tmpfs -o mode=0700 scsi-pr-target /etc/target
-mkdir -p /etc/target/pr
+# backstore exists. rtslib-fb picks /etc/target upstream, /etc/rtslib-fb-target on Debian; the
+# host provides the mount points (rig/vm.py creates /etc/target).
+for d in /etc/target /etc/rtslib-fb-target; do
+    if [ -d "$d" ]; then
+        mount -t tmpfs -o mode=0700 scsi-pr-target "$d"
+        mkdir -p "$d/pr"
+    fi
+done
 # pytest's tmp_path, targetcli's prefs/lock and helper sockets need writable scratch space.
 mount -t tmpfs scsi-pr-tmp /tmp
 mkdir -p /tmp/targetcli
 export TARGETCLI_HOME=/tmp/targetcli HOME=/tmp PYTHONDONTWRITEBYTECODE=1
 export PATH="$PWD/.venv/bin:$PATH"
-echo "scsi-pr vm: $(uname -r), LIO ready ($(cat /sys/kernel/config/target/version 2>/dev/null | head -1))"
+echo "scsi-pr vm: $(uname -r), LIO ready at ${t0}s+$(awk -v t="$t0" '{print $1-t}' /proc/uptime)s ($(cat /sys/kernel/config/target/version 2>/dev/null | head -1))"
 exec env "$@"

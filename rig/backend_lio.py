@@ -1,0 +1,236 @@
+"""Backend ``lio``: the real kernel target, reached by SG_IO on each initiator's /dev/sgN.
+
+One LIO rig (``rig.lio``) serves the whole process: it is built on first use (or reused when
+``scsi-pr lio up`` already built one with enough initiators) and torn down at exit if we built
+it. Each backend instance starts from an empty PR state: every initiator registers a scratch key
+with REGISTER AND IGNORE EXISTING KEY (APTPL off), one CLEARs, and the unit attentions that
+CLEAR raises are drained. PRgeneration keeps counting across tests (LIO cannot reset it), so
+tests compare generations relative to a first READ KEYS.
+
+Every command runs with an SG_IO timeout and, because a wedged LUN can also block the SCSI
+error handler the timeout wakes, in a worker thread the caller stops waiting for: a hang becomes
+``CommandTimeout`` instead of a stuck test run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from contextlib import AbstractContextManager, suppress
+from dataclasses import dataclass, field
+
+from helper.executors.sg import SgIoResult, sg_io
+from rig import lio
+from rig.backends import BackendUnavailable, Initiator
+from sim import cdb as C
+from sim.constants import PersistentReserveOutAction, SenseKey, Status
+from sim.result import CommandResult
+from sim.transportid import TransportId
+
+#: SG_IO timeout: TCG is slow, but a PR command still answers in well under a second
+COMMAND_TIMEOUT_MS = 8_000
+#: how long we wait for the ioctl to return after its own timeout (EH abort, LUN reset)
+GRACE_SECONDS = 4.0
+RESET_KEY = 0x5C5150_0000_0000  # scratch key used only while clearing PR state
+MAX_UAS = 16
+
+
+class CommandTimeout(TimeoutError):
+    """A command to the real device did not complete: the LUN is (probably) hung."""
+
+
+class TransportError(RuntimeError):
+    """SG_IO failed below the SCSI status (errno, host or driver status): no SCSI answer."""
+
+
+def execute_with_timeout(
+    fd: int, cdb: bytes, data: bytes, what: str, timeout_ms: int = COMMAND_TIMEOUT_MS
+) -> SgIoResult:
+    """sg_io in a daemon thread; raise CommandTimeout if it has not returned in time."""
+    box: list[SgIoResult | BaseException] = []
+
+    def work() -> None:
+        try:
+            box.append(sg_io(fd, cdb, data, C.data_in_length(cdb), timeout_ms))
+        except BaseException as e:  # handed to the caller below
+            box.append(e)
+
+    t = threading.Thread(target=work, name=f"sg_io {what}", daemon=True)
+    t.start()
+    t.join(timeout_ms / 1000 + GRACE_SECONDS)
+    if not box:
+        raise CommandTimeout(f"{what}: {cdb.hex()} did not complete in {timeout_ms} ms")
+    result = box[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+@dataclass
+class LioInitiator:
+    """One initiator port: an open /dev/sgN reaching the LU through its own target port."""
+
+    port: lio.InitiatorPort
+    fd: int = field(default=-1, repr=False)
+    hung: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.port.wwn
+
+    @property
+    def transport_id(self) -> TransportId:
+        return TransportId.from_name(self.port.wwn)
+
+    @property
+    def relative_target_port(self) -> int:
+        return self.port.relative_target_port
+
+    def open(self) -> None:
+        if self.fd < 0:
+            self.fd = os.open(self.port.sg, os.O_RDWR | os.O_NONBLOCK)
+
+    def close(self) -> None:
+        # After a hang the fd's command is still in flight: leave it to process exit.
+        if self.fd >= 0 and not self.hung:
+            os.close(self.fd)
+        self.fd = -1
+
+    def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
+        if self.hung:
+            raise CommandTimeout(f"{self.name}: LUN already hung by an earlier command")
+        try:
+            r = execute_with_timeout(self.fd, cdb, data, self.name)
+        except CommandTimeout:
+            self.hung = True
+            mark_hung()
+            raise
+        if r.errno or r.host_status or (r.driver_status & ~0x08):
+            raise TransportError(
+                f"{self.name} {self.port.sg}: {cdb.hex()} errno={r.errno} "
+                f"host_status={r.host_status:#x} driver_status={r.driver_status:#x}"
+            )
+        sense = r.sense[: r.sb_len_wr] if r.status == Status.CHECK_CONDITION else b""
+        return CommandResult(r.status, sense, r.data)
+
+
+@dataclass
+class _Shared:
+    """The process-wide rig. ``hung`` is set when any command to it timed out: the next
+    backend then builds a new generation (new backstore and targets, same initiator names)
+    beside it, because a hung LUN can be neither used nor removed."""
+
+    rig: lio.RigDescription | None = None
+    built_here: set[int] = field(default_factory=set)
+    hung_generations: set[int] = field(default_factory=set)
+    hung: bool = False
+
+
+_shared = _Shared()
+
+
+def shared_rig(initiators: int) -> lio.RigDescription:
+    """The process-wide rig with at least ``initiators`` ports (built once, reused)."""
+    s = _shared
+    if s.rig is not None and not s.hung and len(s.rig.initiators) >= initiators:
+        return s.rig
+    existing = None if s.rig is not None else lio.current()
+    if existing is not None and len(existing.initiators) >= initiators:
+        s.rig = existing  # built by ``scsi-pr lio up``: its owner tears it down
+        return s.rig
+    generation = 0 if s.rig is None else s.rig.spec.generation + (1 if s.hung else 0)
+    spec = lio.LunSpec(
+        initiators=max(initiators, 3),
+        name=_name(generation),
+        generation=generation,
+    )
+    if not s.built_here:
+        atexit.register(_teardown)
+    s.rig, s.hung = lio.up(spec), False
+    s.built_here.add(generation)
+    return s.rig
+
+
+def _name(generation: int) -> str:
+    return f"scsipr{generation}"  # generation 0 is lio.DEFAULT_NAME, as ``scsi-pr lio up``
+
+
+def mark_hung() -> None:
+    """A command to the shared rig timed out (called by every backend that uses it)."""
+    _shared.hung = True
+    if _shared.rig is not None:
+        _shared.hung_generations.add(_shared.rig.spec.generation)
+
+
+def _teardown() -> None:
+    """Remove the rigs this process built, except a hung one (removal would block too)."""
+    s = _shared
+    for generation in sorted(s.built_here):
+        if generation in s.hung_generations:
+            continue
+        with suppress(Exception):
+            lio.down(_name(generation), generation)
+
+
+def clear_pr_state(its: list[LioInitiator]) -> None:
+    """Leave the LU with no registrations, no reservation, APTPL off and no pending UAs."""
+    for it in its:
+        _drain(it)
+    for it in its:
+        cdb, data = C.prout(
+            PersistentReserveOutAction.REGISTER_AND_IGNORE_EXISTING_KEY, 0, RESET_KEY
+        )
+        _expect_good(it, it.execute(cdb, data), "REGISTER AND IGNORE EXISTING KEY")
+    cdb, data = C.prout(PersistentReserveOutAction.CLEAR, RESET_KEY)
+    _expect_good(its[0], its[0].execute(cdb, data), "CLEAR")
+    for it in its:
+        _drain(it)
+
+
+def _drain(it: LioInitiator) -> None:
+    for _ in range(MAX_UAS):
+        r = it.execute(C.test_unit_ready())
+        if r.status == Status.GOOD:
+            return
+        sense = r.sense_data
+        if sense is None or sense.key != SenseKey.UNIT_ATTENTION:
+            raise lio.RigError(f"{it.name}: TEST UNIT READY answered {r}")
+    raise lio.RigError(f"{it.name}: unit attentions do not stop")
+
+
+def _expect_good(it: LioInitiator, r: CommandResult, what: str) -> None:
+    if r.status != Status.GOOD:
+        raise lio.RigError(f"resetting PR state: {what} from {it.name} answered {r}")
+
+
+class LioBackend(AbstractContextManager["LioBackend"]):
+    """N initiators on one LIO LU (tcm_loop, ramdisk); needs root and an LIO kernel."""
+
+    name = "lio"
+    capabilities = frozenset({"real_kernel"})
+
+    def __init__(self, initiators: int = 2) -> None:
+        forced = os.environ.get("SCSI_PR_LIO_UNAVAILABLE")
+        if forced:  # lets the host tier check the skip/fail path even on a machine with LIO
+            raise BackendUnavailable(forced)
+        try:
+            lio.check_available()
+            desc = shared_rig(initiators)
+        except lio.RigError as e:
+            raise BackendUnavailable(str(e)) from e
+        self.description = desc
+        self.lio_initiators = [LioInitiator(p) for p in desc.initiators[:initiators]]
+        for it in self.lio_initiators:
+            it.open()
+        self.initiators: list[Initiator] = list(self.lio_initiators)
+        clear_pr_state(self.lio_initiators)
+
+    @property
+    def hung(self) -> bool:
+        """Did a command time out (LIO hung the LUN) while this backend was in use?"""
+        return any(it.hung for it in self.lio_initiators)
+
+    def __exit__(self, *exc: object) -> None:
+        for it in self.lio_initiators:
+            it.close()
