@@ -37,15 +37,25 @@ def parser() -> argparse.ArgumentParser:
         epilog="exit status: 0 pass, 1 expectation failed, 2 could not run, 3 device hung, "
         "4 backend lacks a needed capability",
     )
-    p.add_argument("name", nargs="?", choices=[*SCENARIOS, *ALIASES], metavar="NAME",
-                   help=f"one of: {', '.join([*SCENARIOS, *ALIASES])}")
-    p.add_argument("--backend", default="sim", choices=list(BACKENDS),
-                   help="device to run on (default: sim)")
+    p.add_argument(
+        "name",
+        nargs="?",
+        choices=[*SCENARIOS, *ALIASES],
+        metavar="NAME",
+        help=f"one of: {', '.join([*SCENARIOS, *ALIASES])}",
+    )
+    p.add_argument(
+        "--backend", default="sim", choices=list(BACKENDS), help="device to run on (default: sim)"
+    )
     p.add_argument("--svg", type=Path, metavar="FILE", help="write the sequence chart here")
     p.add_argument("--json", action="store_true", help="print the run as JSON, not a table")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                   help=f"per-command deadline before the run is declared hung "
-                   f"(default {DEFAULT_TIMEOUT:g})")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"per-command deadline before the run is declared hung (default {DEFAULT_TIMEOUT:g})",
+    )
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return p
 
@@ -70,8 +80,9 @@ def run_scenario(scenario: Scenario, backend_name: str, timeout: float = DEFAULT
             try:
                 call_with_deadline(lambda: backend.__exit__(None, None, None), TEARDOWN_TIMEOUT)
             except Exception as e:
-                print(f"scsi-pr scenario: closing {backend_name} after the hang: {e}",
-                      file=sys.stderr)
+                print(
+                    f"scsi-pr scenario: closing {backend_name} after the hang: {e}", file=sys.stderr
+                )
         else:
             backend.__exit__(*sys.exc_info())
 
@@ -87,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print("scsi-pr scenario: a scenario NAME is required (see --list)", file=sys.stderr)
         return 2
     if not args.timeout > 0:
-        print(f"scsi-pr scenario: --timeout must be positive, not {args.timeout}",
-              file=sys.stderr)
+        print(f"scsi-pr scenario: --timeout must be positive, not {args.timeout}", file=sys.stderr)
         return 2
     scenario = get(args.name)
     try:

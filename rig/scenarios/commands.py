@@ -80,8 +80,9 @@ class ReadKeys(Command):
         except ValueError as e:
             return [str(e)]
         shown = ", ".join(hexkey(k) for k in keys) or "none"
-        missing = [f"key {hexkey(k)} missing (keys: {shown})" for k in self.present
-                   if k not in keys]
+        missing = [
+            f"key {hexkey(k)} missing (keys: {shown})" for k in self.present if k not in keys
+        ]
         return missing + [
             f"key {hexkey(k)} still registered (keys: {shown})" for k in self.absent if k in keys
         ]
@@ -107,8 +108,10 @@ class ReadReservation(Command):
             _, reservation = parse_read_reservation(result.data)
         except ValueError as e:
             return [str(e)]
-        shown = "no reservation" if reservation is None else (
-            f"key {hexkey(reservation[0])} {reservation[1].abbreviation}"
+        shown = (
+            "no reservation"
+            if reservation is None
+            else (f"key {hexkey(reservation[0])} {reservation[1].abbreviation}")
         )
         if self.holder_key is None:
             return [] if reservation is None else [f"expected no reservation, got {shown}"]
@@ -211,7 +214,11 @@ class RegisterAndMove(Command):
     def build(self, ctx: Context, actor: str) -> tuple[bytes, bytes]:
         dest = ctx.target(self.destination)
         return cdbs.register_and_move(
-            self.key, self.sa_key, dest.relative_target_port, dest.transport_id, self.type_,
+            self.key,
+            self.sa_key,
+            dest.relative_target_port,
+            dest.transport_id,
+            self.type_,
             unreg=self.unreg,
         )
 

@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+from rig.backends import BackendUnavailable
 from rig.scenarios.cli import run_scenario
 from rig.scenarios.library import SCENARIOS
 from rig.scenarios.render import timeline_text, write_svg
@@ -19,36 +20,46 @@ from rig.scenarios.render import timeline_text, write_svg
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "scenarios.md"
 WIDTH = 168
+#: scenarios the model alone cannot run: they need a helper process to restart
+BACKEND_FOR = {"helper-restart": "helper-sim"}
 BLOCK = re.compile(
     r"(<!-- BEGIN timeline (?P<name>[\w-]+) -->\n).*?(<!-- END timeline (?P=name) -->)", re.S
 )
 
 
-def regenerate(doc: Path = DOC, backend: str = "sim") -> list[str]:
-    """Rewrite ``doc`` in place; return the scenario names whose block was refreshed."""
+def regenerate(doc: Path = DOC) -> tuple[list[str], list[str]]:
+    """Rewrite ``doc`` in place; return the scenario names whose block was refreshed and those
+    left as they were because their backend cannot run here."""
     text = doc.read_text()
     done: list[str] = []
+    kept: list[str] = []
 
     def replace(m: re.Match[str]) -> str:
         name = m.group("name")
         if name not in SCENARIOS:
             raise SystemExit(f"{doc}: timeline block for unknown scenario {name!r}")
-        run = run_scenario(SCENARIOS[name], backend)
+        backend = BACKEND_FOR.get(name, "sim")
+        try:
+            run = run_scenario(SCENARIOS[name], backend)
+        except BackendUnavailable as e:
+            print(f"{name}: kept the old timeline, {backend} unavailable: {e}", file=sys.stderr)
+            kept.append(name)
+            return m.group(0)
         write_svg(run, doc.parent / "scenarios" / f"{name}.svg")
         table = "\n".join(line.rstrip() for line in timeline_text(run, WIDTH).splitlines())
         done.append(name)
         return f"{m.group(1)}```text\n{table}\n```\n{m.group(3)}"
 
     doc.write_text(BLOCK.sub(replace, text))
-    return done
+    return done, kept
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rig.scenarios.docs", description=__doc__)
     p.add_argument("--doc", type=Path, default=DOC)
     args = p.parse_args(argv)
-    done = regenerate(args.doc)
-    missing = sorted(set(SCENARIOS) - set(done))
+    done, kept = regenerate(args.doc)
+    missing = sorted(set(SCENARIOS) - set(done) - set(kept))
     print(f"refreshed: {', '.join(done)}")
     if missing:
         print(f"no timeline block for: {', '.join(missing)}", file=sys.stderr)

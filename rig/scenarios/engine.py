@@ -254,16 +254,28 @@ class Runner:
                 self.run_item(number, item)
         except Hung as e:
             label = "LIO" if self.backend.name in LIO_BACKENDS else f"backend {self.backend.name}"
-            self.rows.append(Row(number, self.clock, self._actor_of(number), "—", "HUNG", "hang",
-                                 ok=False, failures=[f"hung: {e}"]))
-            return self._finish(Verdict.HUNG, f"{label} hung at step {number}: "
-                                f"{self._label_of(number)} {e}")
+            self.rows.append(
+                Row(
+                    number,
+                    self.clock,
+                    self._actor_of(number),
+                    "—",
+                    "HUNG",
+                    "hang",
+                    ok=False,
+                    failures=[f"hung: {e}"],
+                )
+            )
+            return self._finish(
+                Verdict.HUNG, f"{label} hung at step {number}: {self._label_of(number)} {e}"
+            )
         except (BackendFault, ScenarioError) as e:
             return self._finish(Verdict.ERROR, f"step {number}: {e}")
         failures = self._failures()
         if failures:
-            return self._finish(Verdict.FAIL, f"{len(failures)} expectation(s) failed; first: "
-                                f"{failures[0]}")
+            return self._finish(
+                Verdict.FAIL, f"{len(failures)} expectation(s) failed; first: {failures[0]}"
+            )
         return self._finish(Verdict.PASS, f"all {len(self.scenario.items)} steps as expected")
 
     def _failures(self) -> list[str]:
@@ -316,8 +328,17 @@ class Runner:
             if int(result.status) == Status.GOOD:
                 break
             # A unit attention changes no PR state: the row shows the last observed one.
-            row = Row(number, self.clock, actor, "TEST UNIT READY", str(result), "ua",
-                      state=self.state, elapsed_ms=took * 1000, phase=step.phase)
+            row = Row(
+                number,
+                self.clock,
+                actor,
+                "TEST UNIT READY",
+                str(result),
+                "ua",
+                state=self.state,
+                elapsed_ms=took * 1000,
+                phase=step.phase,
+            )
             rows.append(row)
             sense = result.sense_data
             if sense is None or sense.key != SenseKey.UNIT_ATTENTION:
@@ -334,13 +355,28 @@ class Runner:
             rows[-1].failures.append(f"unit attentions still pending after {MAX_UA_REPORTS}")
         missing = [w for i, w in enumerate(wanted) if i not in seen_wanted]
         if missing:
-            seen = ", ".join(
-                ADDITIONAL_SENSE_BY_CODE[c].name if c in ADDITIONAL_SENSE_BY_CODE
-                else f"{c[0]:02X}h/{c[1]:02X}h" for c in reported
-            ) or "none"
+            seen = (
+                ", ".join(
+                    ADDITIONAL_SENSE_BY_CODE[c].name
+                    if c in ADDITIONAL_SENSE_BY_CODE
+                    else f"{c[0]:02X}h/{c[1]:02X}h"
+                    for c in reported
+                )
+                or "none"
+            )
             if not rows:
-                rows.append(Row(number, self.clock, actor, "TEST UNIT READY", "GOOD", "ua",
-                                state=self.state, phase=step.phase))
+                rows.append(
+                    Row(
+                        number,
+                        self.clock,
+                        actor,
+                        "TEST UNIT READY",
+                        "GOOD",
+                        "ua",
+                        state=self.state,
+                        phase=step.phase,
+                    )
+                )
             rows[0].ok = False
             rows[0].failures += [
                 f"expected unit attention {ua_name(w)} (reported: {seen})" for w in missing
@@ -348,13 +384,29 @@ class Runner:
         return rows
 
     def _command_row(
-        self, number: int, step: Step, actor: str, expect: tuple[Outcome, ...],
-        sent: tuple[bytes, bytes], result: CommandResult, took: float,
+        self,
+        number: int,
+        step: Step,
+        actor: str,
+        expect: tuple[Outcome, ...],
+        sent: tuple[bytes, bytes],
+        result: CommandResult,
+        took: float,
     ) -> Row:
         ok = any(o.matches(result) for o in expect)
-        row = Row(number, self.clock, actor, step.command.label(), str(result), "command",
-                  ok=ok, expected=" or ".join(str(o) for o in expect),
-                  elapsed_ms=took * 1000, phase=step.phase, note=step.note)
+        row = Row(
+            number,
+            self.clock,
+            actor,
+            step.command.label(),
+            str(result),
+            "command",
+            ok=ok,
+            expected=" or ".join(str(o) for o in expect),
+            elapsed_ms=took * 1000,
+            phase=step.phase,
+            note=step.note,
+        )
         if not ok:
             row.failures.append(f"{step.command.label()}: expected {row.expected}, got {result}")
         if int(result.status) == Status.GOOD and ok:
@@ -382,6 +434,7 @@ class Runner:
             def go() -> CommandResult:
                 gate.wait(self.timeout)
                 return self._execute(initiator, *sent)
+
             return go
 
         box: dict[int, tuple[CommandResult, float] | BaseException] = {}
@@ -393,8 +446,9 @@ class Runner:
                 box[i] = e
 
         threads = [
-            threading.Thread(target=contender, args=(i, racer(self.actors[s.actor], sent)),
-                             daemon=True)
+            threading.Thread(
+                target=contender, args=(i, racer(self.actors[s.actor], sent)), daemon=True
+            )
             for i, (s, sent) in enumerate(built)
         ]
         for t in threads:
@@ -429,9 +483,17 @@ class Runner:
         if action.capability is not None:
             method = getattr(self.backend, action.capability)
             _, took = call_with_deadline(method, self.timeout)
-        row = Row(number, self.clock, action.actor, action.label,
-                  "done" if action.capability else "—", "action",
-                  elapsed_ms=took * 1000, phase=action.phase, note=action.note)
+        row = Row(
+            number,
+            self.clock,
+            action.actor,
+            action.label,
+            "done" if action.capability else "—",
+            "action",
+            elapsed_ms=took * 1000,
+            phase=action.phase,
+            note=action.note,
+        )
         self.rows.append(row)
         self.check_state(row, action.state)
 
@@ -460,9 +522,7 @@ class Runner:
         if state is None:
             row.failures.append("observer could not read the PR state (READ FULL STATUS failed)")
         else:
-            row.failures += state_failures(
-                state, before, check, self.resolve, self.scenario.keys
-            )
+            row.failures += state_failures(state, before, check, self.resolve, self.scenario.keys)
         row.ok = not row.failures if row.ok is not False else False
 
 

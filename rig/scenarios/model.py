@@ -41,16 +41,27 @@ class Outcome:
     @classmethod
     def ua(cls, code: AdditionalSense | None = None, *, asc: int | None = None) -> Outcome:
         if code is not None:
-            return cls(Status.CHECK_CONDITION, SenseKey.UNIT_ATTENTION, code.asc, code.ascq,
-                       f"UNIT ATTENTION ({code.name})")
+            return cls(
+                Status.CHECK_CONDITION,
+                SenseKey.UNIT_ATTENTION,
+                code.asc,
+                code.ascq,
+                f"UNIT ATTENTION ({code.name})",
+            )
         label = f"ASC {asc:02X}h" if asc is not None else "any"
-        return cls(Status.CHECK_CONDITION, SenseKey.UNIT_ATTENTION, asc, None,
-                   f"UNIT ATTENTION ({label})")
+        return cls(
+            Status.CHECK_CONDITION, SenseKey.UNIT_ATTENTION, asc, None, f"UNIT ATTENTION ({label})"
+        )
 
     @classmethod
     def check(cls, key: SenseKey, code: AdditionalSense) -> Outcome:
-        return cls(Status.CHECK_CONDITION, key, code.asc, code.ascq,
-                   f"{key.name.replace('_', ' ')} ({code.name})")
+        return cls(
+            Status.CHECK_CONDITION,
+            key,
+            code.asc,
+            code.ascq,
+            f"{key.name.replace('_', ' ')} ({code.name})",
+        )
 
     def matches(self, result: CommandResult) -> bool:
         if int(result.status) != self.status:
@@ -191,9 +202,7 @@ class Scenario:
     @property
     def needs(self) -> frozenset[str]:
         """Backend capabilities the scenario cannot run without."""
-        return frozenset(
-            i.capability for i in self.items if isinstance(i, Action) and i.capability
-        )
+        return frozenset(i.capability for i in self.items if isinstance(i, Action) and i.capability)
 
     @property
     def hangs_lio(self) -> bool:

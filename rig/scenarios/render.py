@@ -56,9 +56,9 @@ def keys_text(state: PrState | None, known: dict[str, int]) -> str:
     (``known``, listed once in the caption)."""
     if state is None:
         return "?"
-    return " ".join(
-        a if known.get(a) == k else f"{a}=0x{k:x}" for a, k in state.keys.items()
-    ) or "—"
+    return (
+        " ".join(a if known.get(a) == k else f"{a}=0x{k:x}" for a, k in state.keys.items()) or "—"
+    )
 
 
 def keys_caption(run: Run) -> str:
@@ -68,12 +68,23 @@ def keys_caption(run: Run) -> str:
 # -- terminal -------------------------------------------------------------------------------
 def timeline_table(run: Run) -> Table:
     s = run.scenario
-    table = Table(title=f"{s.name} on {run.backend}: {s.title}", title_justify="left",
-                  caption=keys_caption(run), caption_justify="left", header_style="bold",
-                  expand=False)
-    for name, justify in (("#", "right"), ("t", "right"), ("initiator", "left"),
-                          ("command", "left"), ("result", "left"), ("holder", "left"),
-                          ("keys", "left")):
+    table = Table(
+        title=f"{s.name} on {run.backend}: {s.title}",
+        title_justify="left",
+        caption=keys_caption(run),
+        caption_justify="left",
+        header_style="bold",
+        expand=False,
+    )
+    for name, justify in (
+        ("#", "right"),
+        ("t", "right"),
+        ("initiator", "left"),
+        ("command", "left"),
+        ("result", "left"),
+        ("holder", "left"),
+        ("keys", "left"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     phase = None
     for row in run.rows:
@@ -87,14 +98,22 @@ def timeline_table(run: Run) -> Table:
         command = Text(row.command, style="dim" if row.kind == "ua" else "")
         if row.note:
             command += Text(f"  · {row.note}", style="dim italic")
-        table.add_row(str(row.step), f"{row.time:g}s", row.actor, command, result,
-                      holder_text(row.state), keys_text(row.state, s.keys))
+        table.add_row(
+            str(row.step),
+            f"{row.time:g}s",
+            row.actor,
+            command,
+            result,
+            holder_text(row.state),
+            keys_text(row.state, s.keys),
+        )
     return table
 
 
 def _rich_style(row: Row) -> str:
-    return {"#2a8a2a": "green", "#c62828": "red", "#e07000": "dark_orange",
-            "#c000c0": "magenta"}[result_colour(row)]
+    return {"#2a8a2a": "green", "#c62828": "red", "#e07000": "dark_orange", "#c000c0": "magenta"}[
+        result_colour(row)
+    ]
 
 
 def print_timeline(run: Run, console: Console | None = None) -> None:
@@ -116,7 +135,7 @@ def to_json(run: Run) -> str:
 
 
 # -- SVG ------------------------------------------------------------------------------------
-LANE_GAP, LEFT, TOP, ROW_H, PHASE_H = 250, 70, 96, 30, 22
+LANE_GAP, LEFT, TOP, ROW_H, PHASE_H = 250, 90, 96, 30, 22
 BAR_W = 16
 
 
@@ -144,32 +163,77 @@ def svg_chart(run: Run) -> ET.Element:
         ys.append((row, y, heading))
     height = int(y + 70)
     width = keys_x + 260
-    svg = ET.Element("svg", xmlns="http://www.w3.org/2000/svg", width=str(width),
-                     height=str(height), viewBox=f"0 0 {width} {height}",
-                     **{"font-family": "DejaVu Sans, Arial, sans-serif", "font-size": "11"})
+    svg = ET.Element(
+        "svg",
+        xmlns="http://www.w3.org/2000/svg",
+        width=str(width),
+        height=str(height),
+        viewBox=f"0 0 {width} {height}",
+        **{"font-family": "DejaVu Sans, Arial, sans-serif", "font-size": "11"},
+    )
     ET.SubElement(svg, "title").text = f"{run.scenario.name} on {run.backend}"
     defs = ET.SubElement(svg, "defs")
-    marker = ET.SubElement(defs, "marker", id="arrow", viewBox="0 0 10 10", refX="10", refY="5",
-                           markerWidth="7", markerHeight="7", orient="auto-start-reverse")
+    marker = ET.SubElement(
+        defs,
+        "marker",
+        id="arrow",
+        viewBox="0 0 10 10",
+        refX="10",
+        refY="5",
+        markerWidth="7",
+        markerHeight="7",
+        orient="auto-start-reverse",
+    )
     ET.SubElement(marker, "path", d="M 0 0 L 10 5 L 0 10 z", fill="#444")
     ET.SubElement(svg, "rect", width=str(width), height=str(height), fill="white")
-    _text(svg, 16, 24, f"{run.scenario.name} on {run.backend} — {run.scenario.title}",
-          size="15", weight="bold")
+    _text(
+        svg,
+        16,
+        24,
+        f"{run.scenario.name} on {run.backend} — {run.scenario.title}",
+        size="15",
+        weight="bold",
+    )
     verdict_colour = {"pass": "#2a8a2a", "hung": "#c000c0", "unsupported": "#b08000"}.get(
-        run.verdict.value, "#c62828")
-    _text(svg, 16, 44, f"{run.verdict.value.upper()}: {run.message}", fill=verdict_colour,
-          size="12", weight="bold")
+        run.verdict.value, "#c62828"
+    )
+    _text(
+        svg,
+        16,
+        44,
+        f"{run.verdict.value.upper()}: {run.message}",
+        fill=verdict_colour,
+        size="12",
+        weight="bold",
+    )
 
     # lane heads and lifelines
     lanes = [(a, lane_x[a], colour[a], run.initiators.get(a, "")) for a in actors]
     lanes.append(("LUN", lun_x, "#444444", "logical unit"))
     for name, x, fill, sub in lanes:
-        ET.SubElement(svg, "rect", x=str(x - 70), y="58", width="140", height="32", rx="5",
-                      fill=fill, **{"fill-opacity": "0.15", "stroke": fill})
+        ET.SubElement(
+            svg,
+            "rect",
+            x=str(x - 70),
+            y="58",
+            width="140",
+            height="32",
+            rx="5",
+            fill=fill,
+            **{"fill-opacity": "0.15", "stroke": fill},
+        )
         _text(svg, x, 72, name, anchor="middle", weight="bold")
         _text(svg, x, 85, sub, anchor="middle", size="9", fill="#444")
-        ET.SubElement(svg, "line", x1=str(x), y1="90", x2=str(x), y2=str(height - 40),
-                      stroke=fill, **{"stroke-dasharray": "4 4", "stroke-opacity": "0.6"})
+        ET.SubElement(
+            svg,
+            "line",
+            x1=str(x),
+            y1="90",
+            x2=str(x),
+            y2=str(height - 40),
+            stroke=fill,
+            **{"stroke-dasharray": "4 4", "stroke-opacity": "0.6"},
+        )
     _text(svg, bar_x, 72, "holder", weight="bold")
     _text(svg, keys_x, 72, "registered", weight="bold")
     _text(svg, keys_x, 85, keys_caption(run), size="9", fill="#444")
@@ -177,11 +241,18 @@ def svg_chart(run: Run) -> ET.Element:
     last_holder: str | None = "\0"
     for row, ry, heading in ys:
         if heading:
-            ET.SubElement(svg, "rect", x="8", y=str(ry - ROW_H - PHASE_H + 6),
-                          width=str(width - 16), height=str(PHASE_H - 4), fill="#f3f6fa")
+            ET.SubElement(
+                svg,
+                "rect",
+                x="8",
+                y=str(ry - ROW_H - PHASE_H + 6),
+                width=str(width - 16),
+                height=str(PHASE_H - 4),
+                fill="#f3f6fa",
+            )
             _text(svg, 14, ry - ROW_H - 4, heading, weight="bold", fill="#335")
-        _text(svg, LEFT - 10, ry - 8, f"{row.step}", anchor="end", fill="#888")
-        _text(svg, LEFT + 18, ry - 8, f"t={row.time:g}s", anchor="end", fill="#888", size="9")
+        _text(svg, 36, ry - 8, f"{row.step}", anchor="end", fill="#888")
+        _text(svg, 44, ry - 8, f"t={row.time:g}s", fill="#888", size="9")
         # holder bar slot
         state = row.state
         fill = NONE_COLOUR
@@ -189,44 +260,110 @@ def svg_chart(run: Run) -> ET.Element:
             fill = ALL_COLOUR
         elif state is not None and state.holder is not None:
             fill = colour.get(state.holder, ALL_COLOUR)
-        ET.SubElement(svg, "rect", x=str(bar_x), y=str(ry - ROW_H + 4), width=str(BAR_W),
-                      height=str(ROW_H), fill=fill)
+        ET.SubElement(
+            svg,
+            "rect",
+            x=str(bar_x),
+            y=str(ry - ROW_H + 4),
+            width=str(BAR_W),
+            height=str(ROW_H),
+            fill=fill,
+        )
         holder = holder_text(state)
         if holder != last_holder:
-            _text(svg, holder_x, ry - 8, holder, size="10", weight="bold",
-                  fill=fill if fill != NONE_COLOUR else "#777")
+            _text(
+                svg,
+                holder_x,
+                ry - 8,
+                holder,
+                size="10",
+                weight="bold",
+                fill=fill if fill != NONE_COLOUR else "#777",
+            )
             last_holder = holder
         _text(svg, keys_x, ry - 8, keys_text(state, run.scenario.keys), size="9", fill="#333")
         actor_x = lane_x.get(row.actor, lun_x)
         if row.kind in ("command", "ua"):
             _arrow(svg, actor_x, lun_x, ry - 12, row)
         elif row.kind == "action":
-            ET.SubElement(svg, "rect", x=str(actor_x - 110), y=str(ry - 24), width="220",
-                          height="20", rx="8", fill="#fff4d6", stroke="#b08000")
-            _text(svg, actor_x, ry - 10, row.command, anchor="middle", size="10")
+            # events of the LUN or the helper sit left of the LUN lane, clear of the holder bar
+            box_w = max(120, 6 * len(row.command) + 24)
+            box_x = actor_x - box_w / 2 if row.actor in lane_x else lun_x - box_w + 30
+            box_x = max(box_x, LEFT)
+            ET.SubElement(
+                svg,
+                "rect",
+                x=f"{box_x:g}",
+                y=str(ry - 24),
+                width=str(box_w),
+                height="20",
+                rx="8",
+                fill="#fff4d6",
+                stroke="#b08000",
+            )
+            _text(svg, box_x + box_w / 2, ry - 10, row.command, anchor="middle", size="10")
         else:  # hang
-            _text(svg, lun_x, ry - 8, "✖ HUNG", anchor="middle", size="13", weight="bold",
-                  fill=result_colour(row))
+            _text(
+                svg,
+                lun_x,
+                ry - 8,
+                "✖ HUNG",
+                anchor="middle",
+                size="13",
+                weight="bold",
+                fill=result_colour(row),
+            )
     return svg
 
 
 def _arrow(svg: ET.Element, x1: float, x2: float, y: float, row: Row) -> None:
     dim = row.kind == "ua"
-    ET.SubElement(svg, "line", x1=str(x1), y1=str(y), x2=str(x2 - 2), y2=str(y),
-                  stroke="#999" if dim else "#444", **{"marker-end": "url(#arrow)"})
+    ET.SubElement(
+        svg,
+        "line",
+        x1=str(x1),
+        y1=str(y),
+        x2=str(x2 - 2),
+        y2=str(y),
+        stroke="#999" if dim else "#444",
+        **{"marker-end": "url(#arrow)"},
+    )
     mid = (x1 + x2) / 2
     label = row.command if len(row.command) < 60 else row.command[:57] + "…"
     _text(svg, mid, y - 3, label, anchor="middle", size="10", fill="#777" if dim else "#111")
     mark = {True: "✓ ", False: "✗ ", None: ""}[row.ok]
     result = row.result if len(row.result) < 70 else row.result[:67] + "…"
-    _text(svg, mid, y + 11, mark + result, anchor="middle", size="9", fill=result_colour(row),
-          weight="bold" if row.ok is False else "normal")
+    _text(
+        svg,
+        mid,
+        y + 11,
+        mark + result,
+        anchor="middle",
+        size="9",
+        fill=result_colour(row),
+        weight="bold" if row.ok is False else "normal",
+    )
 
 
-def _text(parent: ET.Element, x: float, y: float, text: str, *, anchor: str = "start",
-          size: str = "11", weight: str = "normal", fill: str = "#111") -> ET.Element:
-    el = ET.SubElement(parent, "text", x=f"{x:g}", y=f"{y:g}", fill=fill,
-                       **{"text-anchor": anchor, "font-size": size, "font-weight": weight})
+def _text(
+    parent: ET.Element,
+    x: float,
+    y: float,
+    text: str,
+    *,
+    anchor: str = "start",
+    size: str = "11",
+    weight: str = "normal",
+    fill: str = "#111",
+) -> ET.Element:
+    el = ET.SubElement(
+        parent,
+        "text",
+        x=f"{x:g}",
+        y=f"{y:g}",
+        fill=fill,
+        **{"text-anchor": anchor, "font-size": size, "font-weight": weight},
+    )
     el.text = text
     return el
 

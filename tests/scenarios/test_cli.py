@@ -37,8 +37,12 @@ def test_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert {r["step"] for r in rows} == set(range(1, 15))
     conflicts = [r for r in rows if r["result"] == "RESERVATION CONFLICT"]
     assert [r["actor"] for r in conflicts] == ["nodeB", "nodeB"]
-    assert rows[-1]["state"] == {"generation": rows[-1]["state"]["generation"], "keys": {},
-                                 "holder": None, "type": None}
+    assert rows[-1]["state"] == {
+        "generation": rows[-1]["state"]["generation"],
+        "keys": {},
+        "holder": None,
+        "type": None,
+    }
 
 
 def test_failed_expectation_exits_non_zero(
@@ -46,9 +50,14 @@ def test_failed_expectation_exits_non_zero(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "240")
     # Expects a conflict where any device must accept the write: no reservation exists.
-    wrong = Scenario("wrong", "wrong expectation", "", ("a", "b"),
-                     (Step("a", Write(0), expect=(CONFLICT,)),),
-                     Source("test", ("tests/scenarios/test_cli.py",)))
+    wrong = Scenario(
+        "wrong",
+        "wrong expectation",
+        "",
+        ("a", "b"),
+        (Step("a", Write(0), expect=(CONFLICT,)),),
+        Source("test", ("tests/scenarios/test_cli.py",)),
+    )
     monkeypatch.setitem(library.SCENARIOS, "wrong", wrong)
     assert main(["wrong"]) == 1
     out = capsys.readouterr().out

@@ -55,7 +55,8 @@ def test_fenced_write_that_succeeds_fails_the_run() -> None:
 def test_hang_ends_the_run_with_a_hung_verdict_not_a_stall() -> None:
     scenario = SCENARIOS["fence-scsi"]
     paa_step = next(
-        n for n, i in enumerate(scenario.items, 1)
+        n
+        for n, i in enumerate(scenario.items, 1)
         if isinstance(i, Step) and isinstance(i.command, Preempt) and i.command.abort
     )
     b = backend_with(lambda nexus, cdb: Stall(3600.0) if is_paa(cdb) else None)
@@ -85,8 +86,9 @@ def test_missing_capability_is_unsupported_before_any_command() -> None:
 def test_unexpected_check_condition_is_a_failure() -> None:
     busy = CommandResult(0x08)  # BUSY on every READ KEYS
     b = backend_with(
-        lambda nexus, cdb: Fail(busy) if cdb[0] == Opcode.PERSISTENT_RESERVE_IN
-        and cdb[1] == 0 else None
+        lambda nexus, cdb: (
+            Fail(busy) if cdb[0] == Opcode.PERSISTENT_RESERVE_IN and cdb[1] == 0 else None
+        )
     )
     run = Runner(SCENARIOS["fence-scsi"], b).run()
     assert run.verdict == Verdict.FAIL
@@ -96,19 +98,37 @@ def test_unexpected_check_condition_is_a_failure() -> None:
 def test_expected_unit_attention_that_never_comes_fails() -> None:
     from sim.constants import REGISTRATIONS_PREEMPTED
 
-    s = Scenario("t", "t", "t", ("a", "b"), (
-        Step("a", Register(0, 1)),
-        Step("a", Write(0), expect_ua=(REGISTRATIONS_PREEMPTED,)),
-    ), SRC, {"a": 1})
+    s = Scenario(
+        "t",
+        "t",
+        "t",
+        ("a", "b"),
+        (
+            Step("a", Register(0, 1)),
+            Step("a", Write(0), expect_ua=(REGISTRATIONS_PREEMPTED,)),
+        ),
+        SRC,
+        {"a": 1},
+    )
     run = Runner(s, backend_with()).run()
     assert run.verdict == Verdict.FAIL
     assert "expected unit attention REGISTRATIONS PREEMPTED" in run.message
 
 
 def test_read_returns_what_was_written() -> None:
-    s = Scenario("t", "t", "t", ("a", "b"), (
-        Step("a", Write(3)), Step("b", Read(3)), Step("b", Write(3)), Step("a", Read(3)),
-    ), SRC)
+    s = Scenario(
+        "t",
+        "t",
+        "t",
+        ("a", "b"),
+        (
+            Step("a", Write(3)),
+            Step("b", Read(3)),
+            Step("b", Write(3)),
+            Step("a", Read(3)),
+        ),
+        SRC,
+    )
     assert Runner(s, backend_with()).run().verdict == Verdict.PASS
 
 
@@ -122,10 +142,17 @@ def test_read_of_other_data_fails() -> None:
 
 
 def test_payload_expectations_are_checked() -> None:
-    s = Scenario("t", "t", "t", ("a", "b"), (
-        Step("a", Register(0, 0x11)),
-        Step("b", ReadKeys(present=(0x22,), absent=(0x11,))),
-    ), SRC)
+    s = Scenario(
+        "t",
+        "t",
+        "t",
+        ("a", "b"),
+        (
+            Step("a", Register(0, 0x11)),
+            Step("b", ReadKeys(present=(0x22,), absent=(0x11,))),
+        ),
+        SRC,
+    )
     run = Runner(s, backend_with()).run()
     assert run.verdict == Verdict.FAIL
     assert "key 0x22 missing" in run.message
@@ -136,25 +163,46 @@ def test_race_with_two_winners_fails() -> None:
     # Both register distinct keys, nobody holds: both RESERVEs of the same type cannot win,
     # so make the device (wrongly) grant both through the fault hook.
     b = backend_with(
-        lambda nexus, cdb: Fail(CommandResult.good())
-        if cdb[0] == Opcode.PERSISTENT_RESERVE_OUT and cdb[1] & 0x1F == 1 else None
+        lambda nexus, cdb: (
+            Fail(CommandResult.good())
+            if cdb[0] == Opcode.PERSISTENT_RESERVE_OUT and cdb[1] & 0x1F == 1
+            else None
+        )
     )
-    s = Scenario("t", "t", "t", ("a", "b"), (
-        Step("a", Register(0, 1)), Step("b", Register(0, 2)),
-        Race((Step("a", Reserve(1, WE_RO)), Step("b", Reserve(2, WE_RO)))),
-    ), SRC)
+    s = Scenario(
+        "t",
+        "t",
+        "t",
+        ("a", "b"),
+        (
+            Step("a", Register(0, 1)),
+            Step("b", Register(0, 2)),
+            Race((Step("a", Reserve(1, WE_RO)), Step("b", Reserve(2, WE_RO)))),
+        ),
+        SRC,
+    )
     run = Runner(s, b).run()
     assert run.verdict == Verdict.FAIL
     assert "2 initiators won" in run.message
 
 
 def test_race_loser_conflicts_on_the_model() -> None:
-    s = Scenario("t", "t", "t", ("a", "b"), (
-        Step("a", Register(0, 1)), Step("b", Register(0, 2)),
-        Race((Step("a", Reserve(1, WE_RO)), Step("b", Reserve(2, WE_RO))),
-             losers_expect=(CONFLICT,)),
-        Step("winner", Write(0)),
-    ), SRC)
+    s = Scenario(
+        "t",
+        "t",
+        "t",
+        ("a", "b"),
+        (
+            Step("a", Register(0, 1)),
+            Step("b", Register(0, 2)),
+            Race(
+                (Step("a", Reserve(1, WE_RO)), Step("b", Reserve(2, WE_RO))),
+                losers_expect=(CONFLICT,),
+            ),
+            Step("winner", Write(0)),
+        ),
+        SRC,
+    )
     run = Runner(s, backend_with()).run()
     assert run.verdict == Verdict.PASS, run.message
 

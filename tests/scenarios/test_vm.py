@@ -34,9 +34,7 @@ def expected(scenario: Scenario, backend: Backend) -> Verdict:
 def test_scenario_on_backend(backend: Backend, name: str) -> None:
     scenario = SCENARIOS[name]
     run = Runner(scenario, backend).run()
-    assert run.verdict == expected(scenario, backend), f"{run.message}\n" + "\n".join(
-        run.failures
-    )
+    assert run.verdict == expected(scenario, backend), f"{run.message}\n" + "\n".join(run.failures)
 
 
 @pytest.mark.lio_hangs(reason="PREEMPT AND ABORT never completes on tcm_loop")
