@@ -146,7 +146,11 @@ class Run:
             "message": self.message,
             "initiators": self.initiators,
             "keys": {a: f"0x{k:x}" for a, k in s.keys.items()},
-            "source": {"software": s.source.software, "files": list(s.source.files)},
+            "source": {
+                "software": s.source.software,
+                "files": list(s.source.files),
+                "assumed": s.source.assumed,
+            },
             "failures": self.failures,
             "timeline": [r.to_json() for r in self.rows],
         }
