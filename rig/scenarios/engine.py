@@ -512,7 +512,10 @@ class Runner:
                 continue
             if int(result.status) != Status.GOOD:
                 return None
-            generation, entries = parse_read_full_status(result.data)
+            try:
+                generation, entries = parse_read_full_status(result.data)
+            except ValueError as e:  # the device's answer, not the scenario, is broken
+                raise BackendFault(f"observer: {e}") from e
             ports = {a: (i.transport_id, i.relative_target_port) for a, i in self.actors.items()}
             return actor_state(generation, entries, ports)
         return None

@@ -265,3 +265,15 @@ def test_unknown_scenario_name() -> None:
 def test_pr_in_parsers_reject_malformed_data(parse: object, data: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse(data)  # type: ignore[operator]
+
+
+def test_malformed_read_full_status_is_a_clear_error() -> None:
+    garbage = CommandResult.good(b"\0\0\0\1\0\0\0\x20" + b"\0" * 8)
+    b = backend_with(
+        lambda nexus, cdb: (
+            Fail(garbage) if cdb[0] == Opcode.PERSISTENT_RESERVE_IN and cdb[1] == 3 else None
+        )
+    )
+    run = Runner(SCENARIOS["failover"], b).run()
+    assert run.verdict == Verdict.ERROR and run.exit_code == 2
+    assert "observer: READ FULL STATUS" in run.message
