@@ -258,18 +258,11 @@ class Runner:
                 self.run_item(number, item)
         except Hung as e:
             label = "LIO" if self.backend.name in LIO_BACKENDS else f"backend {self.backend.name}"
-            self.rows.append(
-                Row(
-                    number,
-                    self.clock,
-                    self._actor_of(number),
-                    "—",
-                    "HUNG",
-                    "hang",
-                    ok=False,
-                    failures=[f"hung: {e}"],
-                )
-            )
+            for actor, command in self._hung_commands(number):
+                self.rows.append(
+                    Row(number, self.clock, actor, command, "HUNG (no answer)", "hang",
+                        ok=False, failures=[f"hung: {e}"], state=self.state)
+                )  # fmt: skip
             return self._finish(
                 Verdict.HUNG, f"{label} hung at step {number}: {self._label_of(number)} {e}"
             )
@@ -300,6 +293,17 @@ class Runner:
         if isinstance(item, Race):
             return " / ".join(f"{s.command.label()} from {s.actor}" for s in item.steps)
         return item.label if isinstance(item, Action) else "setup"
+
+    def _hung_commands(self, number: int) -> list[tuple[str, str]]:
+        """(actor, command) pairs that were outstanding when step ``number`` hung."""
+        item = self.scenario.items[number - 1] if number else None
+        if isinstance(item, Step):
+            return [(self._actor_of(number), item.command.label())]
+        if isinstance(item, Race):
+            return [(s.actor, s.command.label()) for s in item.steps]
+        if isinstance(item, Action):
+            return [(item.actor, item.label)]
+        return [("observer", "PR IN READ FULL STATUS")]
 
     def _finish(self, verdict: Verdict, message: str) -> Run:
         names = {a: i.name for a, i in self.actors.items()}

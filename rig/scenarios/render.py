@@ -283,7 +283,7 @@ def svg_chart(run: Run) -> ET.Element:
             last_holder = holder
         _text(svg, keys_x, ry - 8, keys_text(state, run.scenario.keys), size="9", fill="#333")
         actor_x = lane_x.get(row.actor, lun_x)
-        if row.kind in ("command", "ua"):
+        if row.kind in ("command", "ua", "hang"):
             _arrow(svg, actor_x, lun_x, ry - 12, row)
         elif row.kind == "action":
             # events of the LUN or the helper sit left of the LUN lane, clear of the holder bar
@@ -302,17 +302,6 @@ def svg_chart(run: Run) -> ET.Element:
                 stroke="#b08000",
             )
             _text(svg, box_x + box_w / 2, ry - 10, row.command, anchor="middle", size="10")
-        else:  # hang
-            _text(
-                svg,
-                lun_x,
-                ry - 8,
-                "✖ HUNG",
-                anchor="middle",
-                size="13",
-                weight="bold",
-                fill=result_colour(row),
-            )
     return svg
 
 
