@@ -172,6 +172,7 @@ def svg_chart(run: Run) -> ET.Element:
         **{"font-family": "DejaVu Sans, Arial, sans-serif", "font-size": "11"},
     )
     ET.SubElement(svg, "title").text = f"{run.scenario.name} on {run.backend}"
+    ET.SubElement(svg, "desc").text = f"{run.verdict.value.upper()}: {run.message}"
     defs = ET.SubElement(svg, "defs")
     marker = ET.SubElement(
         defs,
@@ -201,7 +202,7 @@ def svg_chart(run: Run) -> ET.Element:
         svg,
         16,
         44,
-        f"{run.verdict.value.upper()}: {run.message}",
+        _fit(f"{run.verdict.value.upper()}: {run.message}", width - 32, 7.2),
         fill=verdict_colour,
         size="12",
         weight="bold",
@@ -332,6 +333,12 @@ def _arrow(svg: ET.Element, x1: float, x2: float, y: float, row: Row) -> None:
         fill=result_colour(row),
         weight="bold" if row.ok is False else "normal",
     )
+
+
+def _fit(text: str, pixels: float, per_char: float) -> str:
+    """Cut ``text`` to what fits in ``pixels`` at ``per_char`` (the full text is in <desc>)."""
+    limit = int(pixels / per_char)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _text(
