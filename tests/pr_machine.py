@@ -462,6 +462,7 @@ MEDIA = {
 UA_EXEMPT = {"INQUIRY"}
 MAX_DRAIN = 16
 CLEAN_KEY = 0x5C5150_C1EA2
+POWER_CYCLE_ODDS = 5
 
 
 class PRMachine(RuleBasedStateMachine):
@@ -684,6 +685,17 @@ class PRMachine(RuleBasedStateMachine):
             Oracle.release(self.s, who, key, type_),
         )
 
+    @rule(who=initiators, sark=st.sampled_from(KEYS), type_=TYPES)
+    def register_then_reserve(self, who: int, sark: int, type_: ReservationType) -> None:
+        """A shortcut to the states worth exploring: registered, then reserving."""
+        self.register_ignore(who, sark, False)
+        self.reserve(who, "own", type_)
+
+    @rule(who=initiators, sark=st.sampled_from(KEYS))
+    def join(self, who: int, sark: int) -> None:
+        """Register a non-zero key (what cluster nodes do first)."""
+        self.register_ignore(who, sark, False)
+
     @rule(who=initiators, rk=RK_CHOICES)
     def clear(self, who: int, rk: int | str) -> None:
         key = self._rk(who, rk)
@@ -722,8 +734,15 @@ class PRMachine(RuleBasedStateMachine):
         )
 
     # -- media and other commands --------------------------------------------------------------
+    @rule(who=initiators, command=st.sampled_from(["READ(10)", "WRITE(10)"]), lba=LBAS)
+    def read_write(self, who: int, command: str, lba: int) -> None:
+        self._media(who, command, lba)
+
     @rule(who=initiators, command=st.sampled_from(sorted(MEDIA)), lba=LBAS)
     def media(self, who: int, command: str, lba: int) -> None:
+        self._media(who, command, lba)
+
+    def _media(self, who: int, command: str, lba: int) -> None:
         payload = b""
         if command == "READ(10)":
             cdb = C.read_10(lba, 1)
@@ -760,11 +779,14 @@ class PRMachine(RuleBasedStateMachine):
         elif command == "READ(10)" and lba in self.medium:
             assert result.data == self.medium[lba], f"READ(10) lba {lba} returned stale data"
 
-    @precondition(lambda self: self.t.power_cycle is not None)
-    @rule()
-    def power_cycle(self) -> None:
-        """Power loss then power on: APTPL state survives, the rest goes (SPC-5 5.14.5)."""
+    @precondition(lambda self: self.t.power_cycle is not None and self.s.keys)
+    @rule(now=st.integers(0, POWER_CYCLE_ODDS))
+    def power_cycle(self, now: int) -> None:
+        """Power loss then power on: APTPL state survives, the rest goes (SPC-5 5.14.5).
+        Only one draw in POWER_CYCLE_ODDS+1 cycles, so that state has time to build up."""
         assert self.t.power_cycle is not None
+        if now:
+            return
         self.t.power_cycle()
         note(f"power cycle (APTPL {'on' if self.s.aptpl else 'off'})")
         n = copy.deepcopy(self.s)

@@ -1,0 +1,112 @@
+"""Small helpers for the conformance suite: send PR commands through an initiator, decode the
+PR IN answers, and compare results the way every backend can be compared (status and sense
+key/ASC/ASCQ; LIO sends no field pointer, so the sense-key specific bytes are not compared)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pr_machine import parse_read_full_status, parse_read_keys, parse_read_reservation
+
+from sim import cdb as C
+from sim.constants import (
+    AdditionalSense,
+    PersistentReserveInAction,
+    PersistentReserveOutAction,
+    ReservationType,
+    SenseKey,
+    Status,
+)
+from sim.result import CommandResult
+
+SA = PersistentReserveOutAction
+IN = PersistentReserveInAction
+MAX_UNIT_ATTENTIONS = 16
+
+__all__ = [
+    "IN",
+    "SA",
+    "drain",
+    "expect_check",
+    "expect_conflict",
+    "expect_good",
+    "expect_ua",
+    "full_status",
+    "parse_read_full_status",
+    "prout",
+    "read_keys",
+    "read_reservation",
+    "register",
+    "reserve",
+]
+
+
+def drain(it: Any) -> list[tuple[int, int]]:
+    """TEST UNIT READY until GOOD; return the unit attentions (ASC, ASCQ) reported on the way."""
+    seen: list[tuple[int, int]] = []
+    for _ in range(MAX_UNIT_ATTENTIONS):
+        r = it.execute(C.test_unit_ready())
+        if r.status == Status.GOOD:
+            return seen
+        sense = r.sense_data
+        assert sense is not None and sense.key == SenseKey.UNIT_ATTENTION, (
+            f"{it.name}: TEST UNIT READY returned {r}"
+        )
+        seen.append((sense.asc, sense.ascq))
+    raise AssertionError(f"{it.name}: unit attentions never stop: {seen}")
+
+
+def expect_good(r: CommandResult) -> CommandResult:
+    assert r.status == Status.GOOD, f"expected GOOD, got {r}"
+    return r
+
+
+def expect_conflict(r: CommandResult) -> None:
+    assert r.status == Status.RESERVATION_CONFLICT, f"expected RESERVATION CONFLICT, got {r}"
+    assert r.data == b"", "RESERVATION CONFLICT carries no data"
+
+
+def expect_check(r: CommandResult, key: SenseKey, code: AdditionalSense) -> None:
+    assert r.status == Status.CHECK_CONDITION, f"expected CHECK CONDITION {code.name}, got {r}"
+    sense = r.sense_data
+    assert sense is not None, f"unparseable sense {r.sense.hex()}"
+    assert sense.triple == (key, code.asc, code.ascq), f"expected {key.name}/{code.name}, got {r}"
+
+
+def expect_ua(r: CommandResult, code: AdditionalSense) -> None:
+    expect_check(r, SenseKey.UNIT_ATTENTION, code)
+
+
+def prout(
+    it: Any,
+    action: SA,
+    key: int = 0,
+    sa_key: int = 0,
+    type_: ReservationType | int = 0,
+    **kwargs: Any,
+) -> CommandResult:
+    cdb, data = C.prout(action, key, sa_key, type_, **kwargs)
+    return it.execute(cdb, data)
+
+
+def register(it: Any, key: int, **kwargs: Any) -> None:
+    """Register ``key`` for an unregistered I_T nexus (RESERVATION KEY 0)."""
+    expect_good(prout(it, SA.REGISTER, 0, key, **kwargs))
+
+
+def reserve(it: Any, key: int, type_: ReservationType) -> None:
+    expect_good(prout(it, SA.RESERVE, key, 0, type_))
+
+
+def read_keys(it: Any) -> tuple[int, list[int]]:
+    return parse_read_keys(expect_good(it.execute(C.persistent_reserve_in(IN.READ_KEYS))).data)
+
+
+def read_reservation(it: Any) -> tuple[int, tuple[int, int] | None]:
+    r = expect_good(it.execute(C.persistent_reserve_in(IN.READ_RESERVATION)))
+    return parse_read_reservation(r.data)
+
+
+def full_status(it: Any) -> tuple[int, list[tuple[int, bool, bool, int, int, bytes]]]:
+    r = expect_good(it.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS)))
+    return parse_read_full_status(r.data)

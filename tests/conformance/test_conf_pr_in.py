@@ -1,0 +1,156 @@
+"""PERSISTENT RESERVE IN on every backend (SPC-5 6.16): layouts, truncation, PRgeneration."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from prtest import (
+    IN,
+    SA,
+    expect_check,
+    expect_good,
+    full_status,
+    prout,
+    read_keys,
+    register,
+    reserve,
+)
+
+from sim import cdb as C
+from sim.constants import INVALID_FIELD_IN_CDB, ReservationType, SenseKey
+
+WE = ReservationType.WRITE_EXCLUSIVE
+A, B = 0xAAAA_0000_0000_0001, 0xBBBB_0000_0000_0002
+
+
+def test_read_keys_empty(nexuses: list) -> None:
+    r = expect_good(nexuses[0].execute(C.persistent_reserve_in(IN.READ_KEYS)))
+    assert len(r.data) == 8
+    assert r.data[4:8] == bytes(4), "ADDITIONAL LENGTH must be 0 with no registrations"
+
+
+def test_read_keys_lists_every_registration(nexuses: list) -> None:
+    a, b, _ = nexuses
+    gen0, _ = read_keys(a)
+    register(a, A)
+    register(b, B)
+    r = expect_good(b.execute(C.persistent_reserve_in(IN.READ_KEYS)))
+    assert r.data[:8] == struct.pack(">II", gen0 + 2, 16)
+    assert sorted([r.data[8:16], r.data[16:24]]) == sorted(
+        [A.to_bytes(8, "big"), B.to_bytes(8, "big")]
+    )
+
+
+def test_read_keys_truncated_keeps_full_additional_length(nexuses: list) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_KEYS, allocation_length=12)))
+    assert len(r.data) == 12, "data-in is truncated to ALLOCATION LENGTH"
+    assert r.data[4:8] == (16).to_bytes(4, "big"), "ADDITIONAL LENGTH counts the whole list"
+
+
+@pytest.mark.lio_deviation(
+    reason="LIO rejects ALLOCATION LENGTH < 8 with INVALID FIELD IN CDB (§11 row 7)",
+    clause="SPC-5 4.2.5.6: allocation length only truncates",
+)
+def test_read_keys_allocation_length_below_header(nexuses: list) -> None:
+    register(nexuses[0], A)
+    r = expect_good(nexuses[0].execute(C.persistent_reserve_in(IN.READ_KEYS, allocation_length=4)))
+    gen, _ = read_keys(nexuses[0])
+    assert r.data == gen.to_bytes(4, "big")
+
+
+def test_read_reservation_without_reservation(nexuses: list) -> None:
+    a = nexuses[0]
+    register(a, A)
+    gen, _ = read_keys(a)
+    r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_RESERVATION)))
+    assert r.data == struct.pack(">II", gen, 0)
+
+
+@pytest.mark.parametrize("type_", list(ReservationType), ids=lambda t: t.abbreviation)
+def test_read_reservation_layout(nexuses: list, type_: ReservationType) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    reserve(a, A, type_)
+    gen, _ = read_keys(b)
+    r = expect_good(b.execute(C.persistent_reserve_in(IN.READ_RESERVATION)))
+    key = 0 if type_.all_registrants else A  # SPC-5 6.16.3: all-registrants report key 0
+    assert r.data == struct.pack(">IIQ4xBB2x", gen, 16, key, 0, 0x00 | type_)
+
+
+def test_report_capabilities(nexuses: list) -> None:
+    a = nexuses[0]
+    r = expect_good(a.execute(C.persistent_reserve_in(IN.REPORT_CAPABILITIES)))
+    d = r.data
+    assert len(d) == 8 and d[0:2] == b"\x00\x08", "LENGTH is 8"
+    # CRH, SIP_C, ATP_C, PTPL_C (RLR_C is optional: LIO clears it, the model sets it).
+    assert d[2] & 0x7F == 0x1D
+    assert d[3] & 0x80, "TMV: the type mask is valid"
+    assert (d[3] >> 4) & 0x07 <= 5, "ALLOW COMMANDS is a defined code"
+    assert d[3] & 0x01 == 0, "PTPL_A clear: APTPL not active"
+    assert d[4:6] == b"\xea\x01", (
+        "all six types supported: WR_EX_AR EX_AC_RO WR_EX_RO EX_AC WR_EX + EX_AC_AR"
+    )
+
+
+def test_report_capabilities_ptpl_a_follows_aptpl(nexuses: list) -> None:
+    a = nexuses[0]
+    register(a, A, aptpl=True)
+    r = expect_good(a.execute(C.persistent_reserve_in(IN.REPORT_CAPABILITIES)))
+    assert r.data[3] & 0x01, "PTPL_A set after REGISTER with APTPL=1"
+    expect_good(prout(a, SA.REGISTER, A, A, aptpl=False))
+    r = expect_good(a.execute(C.persistent_reserve_in(IN.REPORT_CAPABILITIES)))
+    assert r.data[3] & 0x01 == 0, "the last REGISTER's APTPL bit decides (SPC-5 5.14.5)"
+
+
+@pytest.mark.parametrize(
+    "holder_type", [None, WE, ReservationType.EXCLUSIVE_ACCESS_ALL_REGISTRANTS]
+)
+def test_read_full_status_names_each_nexus(
+    nexuses: list, holder_type: ReservationType | None
+) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    if holder_type is not None:
+        reserve(a, A, holder_type)
+    gen, descriptors = full_status(c)
+    assert gen == read_keys(c)[0]
+    want = set()
+    for it, key in ((a, A), (b, B)):
+        holds = holder_type is not None and (it is a or holder_type.all_registrants)
+        want.add(
+            (
+                key,
+                False,
+                holds,
+                int(holder_type) if holds else 0,
+                it.relative_target_port,
+                it.transport_id.encode(),
+            )
+        )
+    assert set(descriptors) == want
+
+
+@pytest.mark.lio_deviation(
+    reason="ADDITIONAL LENGTH counts only the descriptors that fit (§11 row 8)",
+    clause="SPC-5 6.16.5",
+)
+def test_read_full_status_header_counts_whole_list(nexuses: list) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS)))
+    full = len(r.data) - 8
+    r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS, allocation_length=40)))
+    assert len(r.data) == 40
+    assert int.from_bytes(r.data[4:8], "big") == full, "ADDITIONAL LENGTH is not truncated"
+
+
+@pytest.mark.parametrize("action", [0x04, 0x05, 0x1F])
+def test_reserved_service_action_is_invalid_field_in_cdb(nexuses: list, action: int) -> None:
+    r = nexuses[0].execute(C.persistent_reserve_in(action))
+    expect_check(r, SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB)
