@@ -1,0 +1,480 @@
+"""PERSISTENT RESERVE OUT service actions on every backend (SPC-5 5.14, 6.17): each result's
+status and sense key/ASC/ASCQ, the PR state read back, PRgeneration and unit attentions."""
+
+from __future__ import annotations
+
+import pytest
+from prtest import (
+    SA,
+    drain,
+    expect_check,
+    expect_conflict,
+    expect_good,
+    expect_ua,
+    full_status,
+    prout,
+    read_keys,
+    read_reservation,
+    register,
+    reserve,
+)
+
+from sim import cdb as C
+from sim.constants import (
+    INVALID_FIELD_IN_CDB,
+    INVALID_FIELD_IN_PARAMETER_LIST,
+    INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
+    PARAMETER_LIST_LENGTH_ERROR,
+    REGISTRATIONS_PREEMPTED,
+    RESERVATIONS_PREEMPTED,
+    RESERVATIONS_RELEASED,
+    ReservationType,
+    SenseKey,
+)
+
+T = ReservationType
+WE, EA = T.WRITE_EXCLUSIVE, T.EXCLUSIVE_ACCESS
+WE_RO, EA_RO = T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY, T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY
+WE_AR, EA_AR = T.WRITE_EXCLUSIVE_ALL_REGISTRANTS, T.EXCLUSIVE_ACCESS_ALL_REGISTRANTS
+A, B, C3 = 0xA, 0xB, 0xC
+ILLEGAL = SenseKey.ILLEGAL_REQUEST
+
+UNREGISTERED_NOT_READY = pytest.mark.lio_deviation(
+    reason="LIO answers NOT READY, LOGICAL UNIT COMMUNICATION FAILURE to an unregistered "
+    "I_T nexus when no PR is held (lio-rig.md Measured; §11 row 2)",
+    clause="SPC-5 5.14.11.1: RESERVATION CONFLICT",
+)
+
+
+def ids(t: T) -> str:
+    return t.abbreviation
+
+
+# -- REGISTER / REGISTER AND IGNORE EXISTING KEY ---------------------------------------------
+def test_register_then_change_key(nexuses: list) -> None:
+    a = nexuses[0]
+    gen, keys = read_keys(a)
+    assert keys == []
+    register(a, A)
+    assert read_keys(a) == (gen + 1, [A])
+    expect_good(prout(a, SA.REGISTER, A, B))
+    assert read_keys(a) == (gen + 2, [B])
+
+
+@pytest.mark.lio_deviation(
+    reason="LIO does not bump PRGENERATION when a registration is removed (§11 row 3)",
+    clause="SPC-5 6.16.2",
+)
+def test_unregister_bumps_generation(nexuses: list) -> None:
+    a = nexuses[0]
+    register(a, A)
+    gen, _ = read_keys(a)
+    expect_good(prout(a, SA.REGISTER, A, 0))
+    assert read_keys(a) == (gen + 1, [])
+
+
+@pytest.mark.parametrize("rk", [B, 0], ids=["wrong-key", "zero-key"])
+def test_register_with_wrong_key_conflicts(nexuses: list, rk: int) -> None:
+    a = nexuses[0]
+    register(a, A)
+    gen, _ = read_keys(a)
+    expect_conflict(prout(a, SA.REGISTER, rk, C3))
+    assert read_keys(a) == (gen, [A]), "a conflict changes nothing, PRgeneration included"
+
+
+def test_register_unregistered_with_nonzero_key_conflicts(nexuses: list) -> None:
+    expect_conflict(prout(nexuses[0], SA.REGISTER, A, B))
+    assert read_keys(nexuses[0])[1] == []
+
+
+def test_register_and_ignore_existing_key(nexuses: list) -> None:
+    a = nexuses[0]
+    gen, _ = read_keys(a)
+    expect_good(prout(a, SA.REGISTER_AND_IGNORE_EXISTING_KEY, 0x999, A))
+    expect_good(prout(a, SA.REGISTER_AND_IGNORE_EXISTING_KEY, 0x999, B))
+    assert read_keys(a) == (gen + 2, [B])
+
+
+def test_new_key_is_carried_by_the_reservation(nexuses: list) -> None:
+    a = nexuses[0]
+    register(a, A)
+    reserve(a, A, WE)
+    expect_good(prout(a, SA.REGISTER, A, B))
+    assert read_reservation(a)[1] == (B, WE)
+
+
+def test_holder_unregistering_releases_ro_with_ua(nexuses: list) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    reserve(a, A, WE_RO)
+    expect_good(prout(a, SA.REGISTER, A, 0))
+    assert read_reservation(a)[1] is None
+    expect_ua(b.execute(C.test_unit_ready()), RESERVATIONS_RELEASED)
+    assert drain(c) == [], "an unregistered I_T nexus is not told"
+
+
+def test_all_registrants_reservation_outlives_its_first_registrant(nexuses: list) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    reserve(a, A, WE_AR)
+    expect_good(prout(a, SA.REGISTER, A, 0))
+    assert read_reservation(b)[1] == (0, WE_AR)
+    expect_good(prout(b, SA.REGISTER, B, 0))
+    assert read_reservation(b)[1] is None, "released with the last registrant"
+
+
+def test_spec_i_pt_only_with_register(nexuses: list) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    r = prout(a, SA.RESERVE, A, 0, WE, spec_i_pt=True, transport_ids=[b.transport_id])
+    expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
+
+
+def test_spec_i_pt_from_registered_nexus_is_invalid(nexuses: list) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    r = prout(a, SA.REGISTER, A, B, spec_i_pt=True, transport_ids=[b.transport_id])
+    expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
+
+
+@pytest.mark.parametrize("length", [0, 20, 23, 25, 28])
+def test_parameter_list_length_must_be_24(nexuses: list, length: int) -> None:
+    a = nexuses[0]
+    data = C.pr_out_parameters(0, A).ljust(length, b"\0")[:length]
+    r = a.execute(C.persistent_reserve_out(SA.REGISTER, length), data)
+    expect_check(r, ILLEGAL, PARAMETER_LIST_LENGTH_ERROR)
+    assert read_keys(a)[1] == []
+
+
+@pytest.mark.parametrize("action", [0x09, 0x1F])
+def test_reserved_service_action(nexuses: list, action: int) -> None:
+    a = nexuses[0]
+    register(a, A)
+    expect_check(prout(a, action, A), ILLEGAL, INVALID_FIELD_IN_CDB)
+
+
+# -- RESERVE ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("type_", list(T), ids=ids)
+def test_reserve_and_rereserve(nexuses: list, type_: T) -> None:
+    a = nexuses[0]
+    register(a, A)
+    gen, _ = read_keys(a)
+    reserve(a, A, type_)
+    reserve(a, A, type_)  # the holder reserving again with the same type: nothing changes
+    assert read_reservation(a) == (gen, (0 if type_.all_registrants else A, type_))
+
+
+@pytest.mark.parametrize("type_", list(T), ids=ids)
+def test_holder_cannot_change_type_by_reserve(nexuses: list, type_: T) -> None:
+    a = nexuses[0]
+    register(a, A)
+    reserve(a, A, type_)
+    other = EA if type_ != EA else WE
+    expect_conflict(prout(a, SA.RESERVE, A, 0, other))
+
+
+@pytest.mark.parametrize("type_", [WE, EA, WE_RO, EA_RO], ids=ids)
+def test_registered_non_holder_reserve_conflicts(nexuses: list, type_: T) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    reserve(a, A, type_)
+    expect_conflict(prout(b, SA.RESERVE, B, 0, type_))
+
+
+@pytest.mark.parametrize("type_", [WE_AR, EA_AR], ids=ids)
+def test_any_registrant_holds_all_registrants(nexuses: list, type_: T) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    reserve(a, A, type_)
+    reserve(b, B, type_)  # b is a holder too: same type is a no-op
+    assert read_reservation(b)[1] == (0, type_)
+
+
+@UNREGISTERED_NOT_READY
+def test_unregistered_reserve_conflicts(nexuses: list) -> None:
+    expect_conflict(prout(nexuses[0], SA.RESERVE, 0, 0, WE))
+
+
+def test_reserve_with_wrong_key_conflicts(nexuses: list) -> None:
+    a = nexuses[0]
+    register(a, A)
+    expect_conflict(prout(a, SA.RESERVE, B, 0, WE))
+    assert read_reservation(a)[1] is None
+
+
+@pytest.mark.parametrize("type_", [0x0, 0x2, 0x4, 0x9, 0xF])
+def test_reserve_with_reserved_type(nexuses: list, type_: int) -> None:
+    a = nexuses[0]
+    register(a, A)
+    expect_check(prout(a, SA.RESERVE, A, 0, type_), ILLEGAL, INVALID_FIELD_IN_CDB)
+
+
+@pytest.mark.lio_deviation(
+    reason="LIO reports a non-zero SCOPE as INVALID FIELD IN PARAMETER LIST (§2 row 9, §11 row 6)",
+    clause="SPC-5 6.17.2: SCOPE is a CDB field",
+)
+def test_reserve_with_reserved_scope(nexuses: list) -> None:
+    a = nexuses[0]
+    register(a, A)
+    expect_check(prout(a, SA.RESERVE, A, 0, WE, scope=0x1), ILLEGAL, INVALID_FIELD_IN_CDB)
+
+
+# -- RELEASE ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("type_", list(T), ids=ids)
+def test_release_by_holder(nexuses: list, type_: T) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    reserve(a, A, type_)
+    gen, _ = read_keys(a)
+    expect_good(prout(a, SA.RELEASE, A, 0, type_))
+    assert read_reservation(a) == (gen, None), "RELEASE does not bump PRgeneration"
+    notified = type_.registrants_only or type_.all_registrants
+    assert drain(b) == ([(0x2A, 0x04)] if notified else [])
+    assert drain(a) == [] and drain(c) == []
+
+
+def test_release_by_non_holder_is_a_no_op(nexuses: list) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    reserve(a, A, EA)
+    expect_good(prout(b, SA.RELEASE, B, 0, EA))
+    assert read_reservation(b)[1] == (A, EA)
+
+
+def test_release_without_reservation(nexuses: list) -> None:
+    a = nexuses[0]
+    register(a, A)
+    expect_good(prout(a, SA.RELEASE, A, 0, WE))
+
+
+@pytest.mark.lio_deviation(
+    reason="LIO returns RESERVATION CONFLICT (lio-rig.md Measured; §11 row 1)",
+    clause="SPC-5 5.14.11.2.2: INVALID RELEASE OF PERSISTENT RESERVATION",
+)
+def test_release_with_wrong_type(nexuses: list) -> None:
+    a = nexuses[0]
+    register(a, A)
+    reserve(a, A, WE)
+    r = prout(a, SA.RELEASE, A, 0, EA)
+    expect_check(r, ILLEGAL, INVALID_RELEASE_OF_PERSISTENT_RESERVATION)
+    assert read_reservation(a)[1] == (A, WE)
+
+
+def test_release_with_wrong_key_conflicts(nexuses: list) -> None:
+    a = nexuses[0]
+    register(a, A)
+    reserve(a, A, WE)
+    expect_conflict(prout(a, SA.RELEASE, B, 0, WE))
+
+
+@UNREGISTERED_NOT_READY
+def test_unregistered_release_conflicts(nexuses: list) -> None:
+    expect_conflict(prout(nexuses[0], SA.RELEASE, 0, 0, WE))
+
+
+# -- CLEAR -----------------------------------------------------------------------------------
+def test_clear(nexuses: list) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    reserve(a, A, WE_RO)
+    gen, _ = read_keys(a)
+    expect_good(prout(b, SA.CLEAR, B))
+    assert read_keys(b) == (gen + 1, [])
+    assert read_reservation(b)[1] is None
+    expect_ua(a.execute(C.read_10(0, 1)), RESERVATIONS_PREEMPTED)
+    assert drain(a) == [] and drain(c) == []
+
+
+def test_clear_with_wrong_key_conflicts(nexuses: list) -> None:
+    a = nexuses[0]
+    register(a, A)
+    expect_conflict(prout(a, SA.CLEAR, B))
+    assert read_keys(a)[1] == [A]
+
+
+@UNREGISTERED_NOT_READY
+def test_unregistered_clear_conflicts(nexuses: list) -> None:
+    expect_conflict(prout(nexuses[0], SA.CLEAR, 0))
+
+
+# -- PREEMPT / PREEMPT AND ABORT ---------------------------------------------------------------
+PREEMPTS = [
+    pytest.param(SA.PREEMPT, id="PREEMPT"),
+    pytest.param(
+        SA.PREEMPT_AND_ABORT,
+        id="PREEMPT_AND_ABORT",
+        marks=pytest.mark.lio_hangs(reason="PREEMPT AND ABORT never completes on tcm_loop"),
+    ),
+]
+
+
+@pytest.mark.parametrize("action", PREEMPTS)
+def test_preempt_holder_takes_reservation(nexuses: list, action: SA) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    register(c, C3)
+    reserve(a, A, WE_RO)
+    gen, _ = read_keys(a)
+    expect_good(prout(b, action, B, A, WE_RO))
+    assert read_keys(b) == (gen + 1, [B, C3])
+    assert read_reservation(b)[1] == (B, WE_RO)
+    expect_ua(a.execute(C.test_unit_ready()), REGISTRATIONS_PREEMPTED)
+    assert drain(c) == [], "same type: the survivors are not told"
+
+
+@pytest.mark.parametrize("action", PREEMPTS)
+def test_preempt_with_type_change_tells_survivors(nexuses: list, action: SA) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    register(c, C3)
+    reserve(a, A, WE_RO)
+    expect_good(prout(b, action, B, A, EA_RO))
+    assert read_reservation(b)[1] == (B, EA_RO)
+    assert drain(a) == [(0x2A, 0x05)]
+    assert drain(c) == [(0x2A, 0x04)]
+
+
+def test_preempt_non_holder_removes_registration_only(nexuses: list) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    register(c, C3)
+    reserve(a, A, WE)
+    expect_good(prout(a, SA.PREEMPT, A, C3, WE))
+    assert sorted(read_keys(a)[1]) == [A, B]
+    assert read_reservation(a)[1] == (A, WE)
+    assert drain(c) == [(0x2A, 0x05)]
+    assert drain(b) == []
+
+
+def test_preempt_removes_every_registration_with_the_key(nexuses: list) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    register(c, B)
+    expect_good(prout(a, SA.PREEMPT, A, B, WE))
+    assert read_keys(a)[1] == [A]
+    assert read_reservation(a)[1] is None, "no reservation before: TYPE is ignored"
+    assert drain(b) == [(0x2A, 0x05)] and drain(c) == [(0x2A, 0x05)]
+
+
+def test_preempt_unknown_key_conflicts(nexuses: list) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    gen, _ = read_keys(a)
+    expect_conflict(prout(a, SA.PREEMPT, A, C3, WE))
+    assert read_keys(a)[0] == gen
+
+
+@pytest.mark.parametrize("reserved", [False, True], ids=["no-reservation", "WE"])
+def test_preempt_zero_key_without_all_registrants(nexuses: list, reserved: bool) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    if reserved:
+        reserve(b, B, WE)
+    expect_check(prout(a, SA.PREEMPT, A, 0, WE), ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
+
+
+@pytest.mark.parametrize("type_", [WE_AR, EA_AR], ids=ids)
+def test_preempt_all_registrants_with_zero_key(nexuses: list, type_: T) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    register(c, C3)
+    reserve(b, B, type_)
+    expect_good(prout(a, SA.PREEMPT, A, 0, WE))
+    assert read_keys(a)[1] == [A]
+    assert read_reservation(a)[1] == (A, WE)
+    assert drain(b) == [(0x2A, 0x05)] and drain(c) == [(0x2A, 0x05)]
+
+
+def test_self_preempt_changes_type(nexuses: list) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    reserve(a, A, WE)
+    expect_good(prout(a, SA.PREEMPT, A, A, EA))
+    assert read_keys(a)[1] == sorted([A, B])
+    assert read_reservation(a)[1] == (A, EA)
+    assert drain(b) == [(0x2A, 0x04)]
+
+
+def test_unregistered_preempt_conflicts(nexuses: list) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    reserve(a, A, WE)
+    expect_conflict(prout(b, SA.PREEMPT, 0, A, WE))
+
+
+# -- REGISTER AND MOVE -----------------------------------------------------------------------
+def _move(it: object, key: int, sa_key: int, dest: object, unreg: bool = False) -> object:
+    cdb, data = C.register_and_move(
+        key,
+        sa_key,
+        dest.relative_target_port,
+        dest.transport_id,
+        unreg=unreg,  # type: ignore[attr-defined]
+    )
+    return it.execute(cdb, data)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("unreg", [False, True], ids=["keep", "unreg"])
+def test_register_and_move(nexuses: list, unreg: bool) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    reserve(a, A, EA)
+    gen, _ = read_keys(a)
+    expect_good(_move(a, A, B, b, unreg=unreg))
+    assert read_keys(c) == (gen + 1, [B] if unreg else sorted([A, B]))
+    assert read_reservation(c)[1] == (B, EA)
+    _, descriptors = full_status(c)
+    holder = [d for d in descriptors if d[2]]
+    assert holder == [(B, False, True, EA, b.relative_target_port, b.transport_id.encode())]
+    assert drain(a) == [] and drain(b) == [], "REGISTER AND MOVE establishes no UA"
+
+
+def test_register_and_move_by_non_holder_conflicts(nexuses: list) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    reserve(a, A, WE)
+    expect_conflict(_move(b, B, C3, c))
+
+
+@pytest.mark.parametrize("type_", [WE_AR, EA_AR], ids=ids)
+def test_register_and_move_all_registrants_conflicts(nexuses: list, type_: T) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    reserve(a, A, type_)
+    expect_conflict(_move(a, A, B, b))
+
+
+@pytest.mark.lio_deviation(
+    reason="LIO answers INVALID FIELD IN CDB when no reservation exists (§11 row 4)",
+    clause="SPC-5 5.14.10: the issuer is not the holder",
+)
+def test_register_and_move_without_reservation_conflicts(nexuses: list) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    expect_conflict(_move(a, A, B, b))
+
+
+@pytest.mark.parametrize("to_self", [False, True], ids=["zero-sa-key", "to-itself"])
+def test_register_and_move_invalid_parameters(nexuses: list, to_self: bool) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    reserve(a, A, WE)
+    r = _move(a, A, B, a) if to_self else _move(a, A, 0, b)
+    expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
+    assert read_reservation(a)[1] == (A, WE)
