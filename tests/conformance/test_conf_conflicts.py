@@ -1,0 +1,242 @@
+"""The reservation conflict table (SPC-5 5.14.3, spc-persistent-reservations.md §5) for every
+type, from the holder, a registered non-holder and an unregistered I_T nexus, over the commands
+the model accepts; plus unit attention reporting and SPC-2 RESERVE/RELEASE with CRH."""
+
+from __future__ import annotations
+
+import pytest
+from prtest import SA, drain, expect_conflict, expect_good, expect_ua, prout, register, reserve
+
+from sim import cdb as C
+from sim.constants import (
+    REGISTRATIONS_PREEMPTED,
+    RESERVATIONS_PREEMPTED,
+    RESERVATIONS_RELEASED,
+    ReservationType,
+    SenseKey,
+)
+
+T = ReservationType
+A, B = 0xA, 0xB
+BLOCK = 512
+
+ALWAYS, READS, WRITES = "always", "reads", "writes"
+#: command name -> (CDB, data-out, class in the conflict table)
+COMMANDS: dict[str, tuple[bytes, bytes, str]] = {
+    "TEST UNIT READY": (C.test_unit_ready(), b"", ALWAYS),
+    "INQUIRY": (C.inquiry(), b"", ALWAYS),
+    "REPORT LUNS": (C.report_luns(), b"", ALWAYS),
+    "REQUEST SENSE": (C.request_sense(), b"", ALWAYS),
+    "READ CAPACITY(10)": (C.read_capacity_10(), b"", ALWAYS),
+    "READ CAPACITY(16)": (C.read_capacity_16(), b"", ALWAYS),
+    "PR IN READ KEYS": (C.persistent_reserve_in(0), b"", ALWAYS),
+    "MODE SENSE(6)": (C.mode_sense_6(), b"", READS),
+    "MODE SENSE(10)": (C.mode_sense_10(), b"", READS),
+    "READ(10)": (C.read_10(0, 1), b"", READS),
+    "READ(16)": (C.read_16(0, 1), b"", READS),
+    "WRITE(10)": (C.write_10(0, 1), bytes(BLOCK), WRITES),
+    "WRITE(16)": (C.write_16(0, 1), bytes(BLOCK), WRITES),
+    "SYNCHRONIZE CACHE(10)": (C.synchronize_cache_10(), b"", WRITES),
+}
+
+
+def conflicts(kind: str, type_: T, registered: bool) -> bool:
+    """The table, read for a non-holder."""
+    if kind == ALWAYS:
+        return False
+    if type_ == T.WRITE_EXCLUSIVE:
+        return kind == WRITES
+    if type_ == T.EXCLUSIVE_ACCESS:
+        return True
+    if registered:
+        return False
+    ea = type_ in (T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY, T.EXCLUSIVE_ACCESS_ALL_REGISTRANTS)
+    return ea or kind == WRITES
+
+
+def lio_exception(command: str, type_: T, registered: bool) -> str | None:
+    """Where LIO's data-direction classifier departs from the table (§5 "How LIO actually
+    decides", §11 rows 10 and 21)."""
+    ea_family = type_ in (
+        T.EXCLUSIVE_ACCESS,
+        T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY,
+        T.EXCLUSIVE_ACCESS_ALL_REGISTRANTS,
+    )
+    we_family = not ea_family
+    if (
+        command == "READ CAPACITY(16)"
+        and ea_family
+        and (type_ == T.EXCLUSIVE_ACCESS or not registered)
+    ):
+        return "READ CAPACITY(16) is classified as a plain data-in command (§11 row 21)"
+    if command.startswith("MODE SENSE") and type_ == T.EXCLUSIVE_ACCESS and registered:
+        return "a registered nexus may MODE SENSE under EA (§5 LIO rule 2, §11 row 10)"
+    if command == "SYNCHRONIZE CACHE(10)" and we_family and not registered:
+        return "no-data commands pass for unregistered nexuses under WE types (§11 row 10)"
+    return None
+
+
+def cases() -> list[object]:
+    out = []
+    for type_ in T:
+        for registered in (True, False):
+            for command in COMMANDS:
+                marks = []
+                reason = lio_exception(command, type_, registered)
+                if reason is not None:
+                    marks.append(
+                        pytest.mark.lio_deviation(
+                            reason=reason, clause="SPC-5 5.14.3 conflict table"
+                        )
+                    )
+                who = "registered" if registered else "unregistered"
+                out.append(
+                    pytest.param(
+                        type_,
+                        registered,
+                        command,
+                        marks=marks,
+                        id=f"{type_.abbreviation}-{who}-{command}",
+                    )
+                )
+    return out
+
+
+@pytest.mark.parametrize(("type_", "registered", "command"), cases())
+def test_non_holder(nexuses: list, type_: T, registered: bool, command: str) -> None:
+    holder, other, _ = nexuses
+    register(holder, A)
+    if registered:
+        register(other, B)
+    reserve(holder, A, type_)
+    cdb, data, kind = COMMANDS[command]
+    r = other.execute(cdb, data)
+    # Every registrant holds an all-registrants reservation.
+    holds = registered and type_.all_registrants
+    if not holds and conflicts(kind, type_, registered):
+        expect_conflict(r)
+    else:
+        expect_good(r)
+
+
+@pytest.mark.parametrize("type_", list(T), ids=lambda t: t.abbreviation)
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_holder_is_never_in_conflict(nexuses: list, type_: T, command: str) -> None:
+    holder = nexuses[0]
+    register(holder, A)
+    reserve(holder, A, type_)
+    cdb, data, _ = COMMANDS[command]
+    expect_good(holder.execute(cdb, data))
+
+
+# -- unit attentions -------------------------------------------------------------------------
+def _preempted(nexuses: list) -> None:
+    """b ends with REGISTRATIONS PREEMPTED pending."""
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    expect_good(prout(a, SA.PREEMPT, A, B, T.WRITE_EXCLUSIVE))
+
+
+def test_unit_attention_comes_before_reservation_conflict(nexuses: list) -> None:
+    a, b, _ = nexuses
+    _preempted(nexuses)
+    reserve(a, A, T.EXCLUSIVE_ACCESS)
+    expect_ua(b.execute(C.read_10(0, 1)), REGISTRATIONS_PREEMPTED)
+    expect_conflict(b.execute(C.read_10(0, 1)))
+
+
+def test_inquiry_neither_reports_nor_clears(nexuses: list) -> None:
+    b = nexuses[1]
+    _preempted(nexuses)
+    expect_good(b.execute(C.inquiry()))
+    expect_ua(b.execute(C.test_unit_ready()), REGISTRATIONS_PREEMPTED)
+    expect_good(b.execute(C.test_unit_ready()))
+
+
+def test_request_sense_reports_and_clears(nexuses: list) -> None:
+    b = nexuses[1]
+    _preempted(nexuses)
+    r = expect_good(b.execute(C.request_sense(18)))
+    assert r.data[0] & 0x7F == 0x70, "fixed format sense data"
+    assert (r.data[2] & 0x0F, r.data[12], r.data[13]) == (SenseKey.UNIT_ATTENTION, 0x2A, 0x05)
+    expect_good(b.execute(C.test_unit_ready()))
+
+
+def test_pr_out_reports_pending_unit_attention(nexuses: list) -> None:
+    b = nexuses[1]
+    _preempted(nexuses)
+    expect_ua(prout(b, SA.REGISTER, 0, B), REGISTRATIONS_PREEMPTED)
+    expect_good(prout(b, SA.REGISTER, 0, B))
+
+
+@pytest.mark.lio_deviation(
+    reason="reporting one unit attention clears the whole queue (§6, §11 row 11)",
+    clause="SAM-5 5.14: one unit attention condition is cleared per report",
+)
+def test_unit_attentions_reported_one_at_a_time(nexuses: list) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    reserve(a, A, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+    expect_good(prout(a, SA.RELEASE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY))
+    expect_good(prout(a, SA.CLEAR, A))
+    seen = drain(b)
+    assert sorted(seen) == sorted([(0x2A, 0x04), (0x2A, 0x03)])
+    assert drain(c) == []
+
+
+def test_unit_attention_is_per_i_t_nexus(nexuses: list) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    expect_good(prout(a, SA.CLEAR, A))
+    expect_ua(b.execute(C.test_unit_ready()), RESERVATIONS_PREEMPTED)
+    expect_good(a.execute(C.test_unit_ready()))
+    expect_good(c.execute(C.test_unit_ready()))
+
+
+def test_release_ua_only_for_registrants(nexuses: list) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    reserve(a, A, T.EXCLUSIVE_ACCESS_ALL_REGISTRANTS)
+    expect_good(prout(b, SA.RELEASE, B, 0, T.EXCLUSIVE_ACCESS_ALL_REGISTRANTS))
+    expect_ua(a.execute(C.test_unit_ready()), RESERVATIONS_RELEASED)
+    assert drain(b) == [] and drain(c) == []
+
+
+# -- SPC-2 RESERVE(6)/RELEASE(6) and Compatible Reservation Handling (SPC-5 5.14.4) -----------
+def test_reserve_6_excludes_others(nexuses: list) -> None:
+    a, b, _ = nexuses
+    expect_good(a.execute(C.reserve_6()))
+    expect_conflict(b.execute(C.read_10(0, 1)))
+    expect_conflict(b.execute(C.write_10(0, 1), bytes(BLOCK)))
+    expect_good(b.execute(C.inquiry()))
+    expect_good(a.execute(C.read_10(0, 1)))
+    expect_good(a.execute(C.release_6()))
+    expect_good(b.execute(C.read_10(0, 1)))
+
+
+def test_reserve_6_conflicts_with_pr_out(nexuses: list) -> None:
+    a, b, _ = nexuses
+    expect_good(a.execute(C.reserve_6()))
+    expect_conflict(prout(b, SA.REGISTER, 0, B))
+    expect_good(a.execute(C.release_6()))
+    register(b, B)
+
+
+def test_reserve_6_conflicts_once_registrations_exist(nexuses: list) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    expect_conflict(b.execute(C.reserve_6()))
+
+
+def test_reserve_6_by_pr_holder_is_a_no_op(nexuses: list) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    reserve(a, A, T.WRITE_EXCLUSIVE)
+    expect_good(a.execute(C.reserve_6()))
+    expect_good(c.execute(C.read_10(0, 1)))  # still just Write Exclusive
+    expect_good(a.execute(C.release_6()))
+    expect_conflict(b.execute(C.write_10(0, 1), bytes(BLOCK)))

@@ -1,0 +1,36 @@
+"""The reusable PR state machine (tests/pr_machine.py) on the selected backend, step by step
+through the initiators' ``execute``. On LIO the known deviations are accepted branches and
+PREEMPT AND ABORT is left out (it hangs tcm_loop), so what fails here is a new difference."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+from pr_machine import LIO_DEVIATIONS, PRMachine, Target
+
+from rig.pytest_plugin import LIO_BACKENDS
+
+#: few examples: on a real LUN every step is several SG_IO round trips in a TCG VM
+EXAMPLES = {"sim": 60, "helper-sim": 20}
+DEFAULT_EXAMPLES = 10
+
+
+def test_pr_machine(nexuses: list, request: pytest.FixtureRequest) -> None:
+    backend = request.node.callspec.params.get("backend", "sim")
+    on_lio = backend in LIO_BACKENDS
+    target = Target.from_initiators(
+        nexuses,
+        deviations=LIO_DEVIATIONS if on_lio else frozenset(),
+        preempt_and_abort=not on_lio,
+    )
+    run_state_machine_as_test(
+        lambda: PRMachine(target),
+        settings=settings(
+            max_examples=EXAMPLES.get(backend, DEFAULT_EXAMPLES),
+            stateful_step_count=30,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
