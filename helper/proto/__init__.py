@@ -1,0 +1,35 @@
+"""Sans-IO codec of the qemu-pr-helper protocol (h11-style): events, states, readers, writers
+and the ``Connection`` that ties them together. No sockets or ``os`` here."""
+
+from helper.proto.connection import NEED_DATA, PAUSED, Connection
+from helper.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from helper.proto.events import (
+    PR_HELPER_CDB_SIZE,
+    PR_HELPER_DATA_SIZE,
+    PR_HELPER_SENSE_SIZE,
+    ConnectionClosed,
+    Features,
+    Request,
+    Response,
+    transfer_length,
+)
+from helper.proto.state import Role, State
+
+__all__ = [
+    "NEED_DATA",
+    "PAUSED",
+    "PR_HELPER_CDB_SIZE",
+    "PR_HELPER_DATA_SIZE",
+    "PR_HELPER_SENSE_SIZE",
+    "Connection",
+    "ConnectionClosed",
+    "Features",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Request",
+    "Response",
+    "Role",
+    "State",
+    "transfer_length",
+]

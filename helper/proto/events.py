@@ -1,0 +1,113 @@
+"""The frames of the qemu-pr-helper protocol as frozen, validated events.
+
+Wire limits are QEMU's (``scsi/pr-helper.h``): a 16-byte CDB, a 96-byte sense buffer and at
+most 8192 bytes of data either way. Events never hold sockets; a request's file descriptor is
+an opaque int that only the I/O edge opens, passes or closes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from helper.proto.errors import LocalProtocolError
+
+PR_HELPER_CDB_SIZE = 16  # qemu scsi/pr-helper.h
+PR_HELPER_SENSE_SIZE = 96  # qemu scsi/pr-helper.h
+PR_HELPER_DATA_SIZE = 8192  # qemu scsi/pr-helper.h
+FEATURES_SIZE = 4  # u32 BE, each way, helper first
+RESPONSE_HEADER_SIZE = 8 + PR_HELPER_SENSE_SIZE  # result s32, sz s32, sense
+
+PERSISTENT_RESERVE_IN = 0x5E
+PERSISTENT_RESERVE_OUT = 0x5F
+PR_OPCODES = frozenset({PERSISTENT_RESERVE_IN, PERSISTENT_RESERVE_OUT})
+
+S32_MIN, S32_MAX = -(2**31), 2**31 - 1
+
+
+def transfer_length(cdb: bytes) -> int:
+    """QEMU's ``scsi_cdb_xfer`` for 5Eh/5Fh (group 2): the 16-bit value at CDB bytes 7-8.
+
+    For PR OUT the standard's 32-bit PARAMETER LIST LENGTH (bytes 5-8) is thus read only in its
+    low 16 bits, exactly as QEMU reads it on both sides of the socket.
+    """
+    return int.from_bytes(cdb[7:9], "big")
+
+
+@dataclass(frozen=True)
+class Features:
+    """The 4-byte feature word each side sends once (no feature is defined: both send 0)."""
+
+    flags: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.flags <= 0xFFFFFFFF:
+            raise LocalProtocolError(f"feature word {self.flags!r} is not a u32")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One PERSISTENT RESERVE IN/OUT: 16-byte CDB, the passed fd, and PR OUT's parameter list.
+
+    ``data`` is empty for PR IN; for PR OUT it has exactly ``transfer_length(cdb)`` bytes.
+    """
+
+    cdb: bytes
+    data: bytes = b""
+    fd: int | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.cdb) != PR_HELPER_CDB_SIZE:
+            raise LocalProtocolError(f"CDB must be {PR_HELPER_CDB_SIZE} bytes, not {len(self.cdb)}")
+        if self.cdb[0] not in PR_OPCODES:
+            raise LocalProtocolError(f"opcode {self.cdb[0]:#04x} is not PERSISTENT RESERVE IN/OUT")
+        length = transfer_length(self.cdb)
+        if length > PR_HELPER_DATA_SIZE:
+            raise LocalProtocolError(f"transfer length {length} exceeds {PR_HELPER_DATA_SIZE}")
+        wanted = length if self.is_pr_out else 0
+        if len(self.data) != wanted:
+            raise LocalProtocolError(f"data is {len(self.data)} bytes, the CDB says {wanted}")
+
+    @classmethod
+    def build(cls, cdb: bytes, data: bytes = b"", fd: int | None = None) -> Request:
+        """Pad a 10-byte PR CDB to 16 bytes as QEMU does before sending it."""
+        if not 1 <= len(cdb) <= PR_HELPER_CDB_SIZE:
+            raise LocalProtocolError(f"CDB length {len(cdb)} is not 1..{PR_HELPER_CDB_SIZE}")
+        return cls(cdb.ljust(PR_HELPER_CDB_SIZE, b"\0"), data, fd)
+
+    @property
+    def is_pr_out(self) -> bool:
+        return self.cdb[0] == PERSISTENT_RESERVE_OUT
+
+    @property
+    def transfer_length(self) -> int:
+        return transfer_length(self.cdb)
+
+    @property
+    def allocation_length(self) -> int:
+        """PR IN ALLOCATION LENGTH (0 for PR OUT): the most data-in the reply may carry."""
+        return 0 if self.is_pr_out else self.transfer_length
+
+
+@dataclass(frozen=True)
+class Response:
+    """``result`` (the SCSI status QEMU uses verbatim), 96 bytes of sense, PR IN data-in."""
+
+    status: int
+    sense: bytes = bytes(PR_HELPER_SENSE_SIZE)
+    data: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not S32_MIN <= self.status <= S32_MAX:
+            raise LocalProtocolError(f"result {self.status!r} is not an s32")
+        if len(self.sense) != PR_HELPER_SENSE_SIZE:
+            raise LocalProtocolError(f"sense must be {PR_HELPER_SENSE_SIZE} bytes")
+        if len(self.data) > PR_HELPER_DATA_SIZE:
+            raise LocalProtocolError(f"data-in exceeds {PR_HELPER_DATA_SIZE} bytes")
+
+
+@dataclass(frozen=True)
+class ConnectionClosed:
+    """The peer closed at a frame boundary (after a handshake or a complete exchange)."""
+
+
+Event = Features | Request | Response | ConnectionClosed

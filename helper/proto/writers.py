@@ -1,0 +1,30 @@
+"""Event -> bytes. Pure; the I/O edge attaches a request's fd to the first CDB byte."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from helper.proto.events import Features, Request, Response
+
+_RESPONSE_HEADER = struct.Struct(">ii")
+
+
+def write_features(event: Features) -> bytes:
+    return event.flags.to_bytes(4, "big")
+
+
+def write_request(event: Request) -> bytes:
+    """CDB (16 bytes) then, for PR OUT, the parameter list; QEMU writes them separately."""
+    return event.cdb + event.data
+
+
+def write_response(event: Response) -> bytes:
+    return _RESPONSE_HEADER.pack(event.status, len(event.data)) + event.sense + event.data
+
+
+WRITERS: dict[type, Callable] = {
+    Features: write_features,
+    Request: write_request,
+    Response: write_response,
+}

@@ -1,0 +1,300 @@
+"""The sans-IO codec: frame tables both ways, a QEMU/helper pair joined by bytes, and
+hypothesis splitting the stream at every boundary. No sockets."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helper.proto import (
+    NEED_DATA,
+    PAUSED,
+    Connection,
+    ConnectionClosed,
+    Features,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Request,
+    Response,
+    Role,
+    State,
+)
+from sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
+
+FD = 7
+READ_KEYS = persistent_reserve_in(0, 0x2000).ljust(16, b"\0")
+REGISTER = persistent_reserve_out(0, 24).ljust(16, b"\0")
+PARAMS = pr_out_parameters(0, 0x1234)
+READ_KEYS_8 = persistent_reserve_in(0, 8).ljust(16, b"\0")
+KEY_1 = b"\0\0\0\x01\0\0\0\0"
+
+
+def helper_after_handshake() -> Connection:
+    conn = Connection(Role.HELPER)
+    assert conn.send(Features(0)) == b"\0\0\0\0"
+    conn.receive_data(b"\0\0\0\0")
+    assert conn.next_event() == Features(0)
+    assert conn.state is State.IDLE
+    return conn
+
+
+def feed(conn: Connection, chunks: list[tuple[bytes, list[int]]]) -> list[object]:
+    events: list[object] = []
+    for data, fds in chunks:
+        conn.receive_data(data, fds)
+        while True:
+            ev = conn.next_event()
+            if ev is NEED_DATA or ev is PAUSED:
+                break
+            events.append(ev)
+            if isinstance(ev, ConnectionClosed):
+                return events
+    return events
+
+
+# ((role, state), event, bytes): each event encodes to exactly these bytes, and parses back.
+FRAMES = [
+    (Features(0), b"\0\0\0\0"),
+    (Features(0x80000001), b"\x80\0\0\x01"),
+    (Request(READ_KEYS), READ_KEYS),
+    (Request(REGISTER, PARAMS), REGISTER + PARAMS),
+    (Response(0, bytes(96), KEY_1), struct.pack(">ii", 0, 8) + bytes(96) + KEY_1),
+    (Response(0x18), struct.pack(">ii", 0x18, 0) + bytes(96)),
+]
+
+
+@pytest.mark.parametrize(("event", "wire"), FRAMES)
+def test_frame_table_writers(event: object, wire: bytes) -> None:
+    from helper.proto.writers import WRITERS
+
+    assert WRITERS[type(event)](event) == wire
+
+
+def test_helper_reads_pr_in_and_pr_out() -> None:
+    conn = helper_after_handshake()
+    events = feed(conn, [(READ_KEYS, [FD])])
+    assert events == [Request(READ_KEYS, b"", FD)]
+    assert conn.state is State.SEND_RESPONSE
+    assert conn.next_event() is PAUSED
+    wire = conn.send(Response(0, bytes(96), b"\0" * 8))
+    assert wire[:8] == struct.pack(">ii", 0, 8)
+    events = feed(conn, [(REGISTER, [FD + 1]), (PARAMS, [])])
+    assert events == [Request(REGISTER, PARAMS, FD + 1)]
+    conn.send(Response(0x18))
+    assert feed(conn, [(b"", [])]) == [ConnectionClosed()]
+    assert conn.state is State.CLOSED
+
+
+def test_client_and_helper_pair_round_trip() -> None:
+    helper, client = Connection(Role.HELPER), Connection(Role.CLIENT)
+    client.receive_data(helper.send(Features(0)))
+    assert client.next_event() == Features(0)
+    helper.receive_data(client.send(Features(0)))
+    assert helper.next_event() == Features(0)
+    for request, reply in [
+        (Request(REGISTER, PARAMS, FD), Response(0)),
+        (Request(READ_KEYS, b"", FD), Response(0, bytes(96), bytes(range(16)))),
+        (Request(READ_KEYS, b"", FD), Response(2, b"\x70" + bytes(95))),
+    ]:
+        wire = client.send(request)
+        helper.receive_data(wire[:16], [FD])
+        if wire[16:]:
+            helper.receive_data(wire[16:])
+        got = helper.next_event()
+        assert got == request
+        client.receive_data(helper.send(reply))
+        assert client.next_event() == reply
+        assert client.state is State.IDLE and helper.state is State.IDLE
+
+
+@pytest.mark.parametrize(
+    ("chunks", "reason"),
+    [
+        ([(READ_KEYS, [])], "No file descriptor"),
+        ([(READ_KEYS, [FD, FD + 1])], "2 file descriptors"),
+        ([(READ_KEYS[:4], [FD]), (READ_KEYS[4:], [FD + 1])], "2 file descriptors"),
+        ([(b"\x12" + bytes(15), [FD])], "Invalid CDB"),
+        ([(b"\x5e" + bytes(6) + b"\x20\x01" + bytes(7), [FD])], "exceeds 8192"),
+        ([(READ_KEYS[:10], [FD]), (b"", [])], "mid-frame"),
+        ([(REGISTER, [FD]), (PARAMS[:23], []), (b"", [])], "mid-frame"),
+    ],
+)
+def test_protocol_violations_close(chunks: list[tuple[bytes, list[int]]], reason: str) -> None:
+    conn = helper_after_handshake()
+    with pytest.raises(RemoteProtocolError, match=reason):
+        feed(conn, chunks)
+    assert conn.state is State.ERROR
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()
+    released = conn.release_fds()
+    assert sorted(released) == sorted(fd for _, fds in chunks for fd in fds)
+
+
+def test_fd_sent_with_handshake_or_data_is_dropped_not_used() -> None:
+    conn = Connection(Role.HELPER)
+    conn.send(Features(0))
+    conn.receive_data(b"\0\0\0\0", [FD])
+    conn.next_event()
+    assert conn.release_fds() == [FD]
+    with pytest.raises(RemoteProtocolError, match="No file descriptor"):
+        feed(conn, [(READ_KEYS, [])])
+    conn = helper_after_handshake()
+    assert feed(conn, [(REGISTER, [FD]), (PARAMS, [FD + 1])]) == [Request(REGISTER, PARAMS, FD)]
+    assert conn.release_fds() == [FD + 1]
+
+
+@pytest.mark.parametrize("word", [1, 0x80000000, 0xFFFFFFFF])
+def test_handshake_with_unsupported_features_closes(word: int) -> None:
+    conn = Connection(Role.HELPER)
+    conn.send(Features(0))
+    conn.receive_data(word.to_bytes(4, "big"))
+    with pytest.raises(RemoteProtocolError, match="unsupported features"):
+        conn.next_event()
+
+
+def test_handshake_eof_is_a_short_read() -> None:
+    conn = Connection(Role.HELPER)
+    conn.send(Features(0))
+    conn.receive_data(b"\0\0")
+    conn.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="mid-frame"):
+        conn.next_event()
+
+
+def test_prout_length_uses_only_cdb_bytes_7_8() -> None:
+    cdb = bytearray(REGISTER)
+    cdb[5:9] = (0x00010018).to_bytes(4, "big")  # 65560: QEMU reads 0x0018 = 24
+    conn = helper_after_handshake()
+    assert feed(conn, [(bytes(cdb), [FD]), (PARAMS, [])]) == [Request(bytes(cdb), PARAMS, FD)]
+
+
+@pytest.mark.parametrize(
+    ("request_", "reply"),
+    [
+        (Request(REGISTER, PARAMS, FD), Response(0, bytes(96), b"x")),
+        (Request(READ_KEYS_8, b"", FD), Response(0, bytes(96), b"x" * 9)),
+        (Request(READ_KEYS, b"", FD), Response(2, bytes(96), b"x")),
+    ],
+)
+def test_helper_refuses_replies_that_abort_qemu(request_: Request, reply: Response) -> None:
+    conn = helper_after_handshake()
+    chunks = [(request_.cdb, [FD])] + ([(request_.data, [])] if request_.data else [])
+    assert feed(conn, chunks) == [request_]
+    with pytest.raises(LocalProtocolError):
+        conn.send(reply)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"cdb": bytes(15)}, "16 bytes"),
+        ({"cdb": b"\x12" + bytes(15)}, "not PERSISTENT"),
+        ({"cdb": REGISTER, "data": b""}, "the CDB says 24"),
+        ({"cdb": READ_KEYS, "data": b"x"}, "the CDB says 0"),
+    ],
+)
+def test_request_validation(kwargs: dict, match: str) -> None:
+    with pytest.raises(LocalProtocolError, match=match):
+        Request(**kwargs)
+
+
+def test_events_repr_is_valid_python() -> None:
+    for ev in [Features(3), Request(REGISTER, PARAMS, 5), Response(0x18)]:
+        assert eval(repr(ev)) == ev
+
+
+def test_client_refuses_oversized_sz() -> None:
+    client = Connection(Role.CLIENT)
+    client.receive_data(b"\0\0\0\0")
+    client.next_event()
+    client.send(Features(0))
+    client.send(Request(REGISTER, PARAMS, FD))
+    client.receive_data(struct.pack(">ii", 0, 4) + bytes(96) + b"abcd")
+    with pytest.raises(RemoteProtocolError, match="sz=4"):
+        client.next_event()
+
+
+# --- hypothesis: any split of a valid stream parses to the same events ---------------------
+
+STREAM = [(REGISTER, PARAMS), (READ_KEYS, b""), (REGISTER, PARAMS[:8] + bytes(16))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=200), max_size=40), fd_pos=st.data())
+def test_any_chunking_gives_same_events(cuts: list[int], fd_pos: st.DataObject) -> None:
+    wire = b"\0\0\0\0"
+    cdb_ranges = []
+    for cdb, data in STREAM:
+        cdb_ranges.append((len(wire), len(wire) + 16))
+        wire += cdb + data
+    # Split points: the random cuts plus, for each CDB, one point inside it where its fd rides.
+    points = set()
+    pos = 0
+    for c in cuts:
+        pos += c
+        if pos < len(wire):
+            points.add(pos)
+    fd_at = {}
+    for i, (a, b) in enumerate(cdb_ranges):
+        p = fd_pos.draw(st.integers(min_value=a, max_value=b - 1))
+        points.add(p)
+        fd_at[p] = 100 + i
+    conn = Connection(Role.HELPER)
+    conn.send(Features(0))
+    events: list[object] = []
+    bounds = sorted(points | {0, len(wire)})
+    for a, b in itertools.pairwise(bounds):
+        conn.receive_data(wire[a:b], [fd_at[a]] if a in fd_at else [])
+        while (ev := conn.next_event()) not in (NEED_DATA, PAUSED):
+            events.append(ev)
+            if isinstance(ev, Request):
+                conn.send(Response(0x18))
+    assert events == [Features(0)] + [
+        Request(cdb, data, 100 + i) for i, (cdb, data) in enumerate(STREAM)
+    ]
+    assert conn.release_fds() == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(cut=st.integers(min_value=0, max_value=4 + 16 + 24 - 1).filter(lambda c: c != 4))
+def test_truncation_at_every_boundary_is_an_error_never_an_event(cut: int) -> None:
+    # Every cut except 4 (right after the handshake, a clean close) is mid-frame.
+    wire = b"\0\0\0\0" + REGISTER + PARAMS
+    conn = Connection(Role.HELPER)
+    conn.send(Features(0))
+    conn.receive_data(wire[:4])
+    if cut > 4:
+        conn.next_event()
+        conn.receive_data(wire[4:cut], [FD])
+    else:
+        conn = Connection(Role.HELPER)
+        conn.send(Features(0))
+        conn.receive_data(wire[:cut])
+    conn.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="mid-frame"):
+        for _ in range(3):
+            assert not isinstance(conn.next_event(), Request | ConnectionClosed)
+    assert conn.state is State.ERROR
+
+
+@settings(max_examples=500, deadline=None)
+@given(blob=st.binary(max_size=300), fds=st.lists(st.integers(3, 50), max_size=3))
+def test_garbage_never_raises_anything_but_protocol_errors(blob: bytes, fds: list[int]) -> None:
+    conn = Connection(Role.HELPER)
+    conn.send(Features(0))
+    conn.receive_data(blob, fds)
+    conn.receive_data(b"")
+    try:
+        while True:
+            ev = conn.next_event()
+            if isinstance(ev, Request):
+                assert ev.cdb[0] in (0x5E, 0x5F) and ev.fd in fds
+                conn.send(Response(0))
+            elif ev is NEED_DATA or isinstance(ev, ConnectionClosed):
+                break
+    except RemoteProtocolError:
+        assert conn.state is State.ERROR
