@@ -1,0 +1,94 @@
+"""The ``sim`` executor: the fd of a regular file is a simulated LU (``helper.simserve``).
+
+QEMU hands the helper the fd of its disk; with ``--backend sim`` that is the image file, and
+every helper process that receives an fd of the same file reaches the same LU, as initiator
+``--initiator NAME`` through RELATIVE TARGET PORT 1. Anything that is not a regular file (pipe,
+socket, directory, /dev/null) is answered as the C helper answers a device that rejects SG_IO:
+the ioctl fails with ENOTTY, which the status table maps to CHECK CONDITION 0B/00/06.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import stat
+import time
+
+from helper.executors.base import Executor, Reply
+from helper.executors.status import from_errno
+from helper.simserve import LuKey, SharedLUs
+from sim.constants import Status
+from sim.nexus import ITNexus
+from sim.result import CommandResult
+
+DEFAULT_INITIATOR = "naa.5001405000000001"
+TARGET_PORT = 1
+
+
+class NotASimulatedLU(Exception):
+    """The passed fd is not a regular file; carries the errno SG_IO would have failed with."""
+
+    def __init__(self, reason: str, err: int = errno.ENOTTY) -> None:
+        super().__init__(reason)
+        self.errno = err
+
+
+def reply_from_result(result: CommandResult, allocation_length: int) -> Reply:
+    """What SG_IO would have returned for the model's answer, through QEMU's clamp."""
+    status = int(result.status)
+    if status != Status.GOOD:
+        return Reply(status, result.sense)
+    return Reply(status, b"", result.data[:allocation_length])
+
+
+class SimExecutor(Executor):
+    name = "sim"
+
+    def __init__(
+        self,
+        initiator: str = DEFAULT_INITIATOR,
+        state_dir: str | os.PathLike[str] | None = None,
+        target_port: int = TARGET_PORT,
+    ) -> None:
+        self.nexus = ITNexus.named(initiator, target_port)
+        self.lus = SharedLUs(state_dir)
+        # Without a state dir the model is in memory and fast enough to run on the event loop.
+        self.inline = state_dir is None
+
+    @staticmethod
+    def lu_key(fd: int) -> tuple[LuKey, int]:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = stat.filemode(st.st_mode)[0]
+            raise NotASimulatedLU(f"fd {fd} is not a regular file (mode {kind!r})")
+        return LuKey.of(st), st.st_size
+
+    def run(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> CommandResult:
+        """The model's answer (raises NotASimulatedLU for a non-file fd)."""
+        key, size = self.lu_key(fd)
+        return self.lus.run(key, size, lambda lu: lu.execute(self.nexus, cdb, data_out))
+
+    def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> Reply:
+        try:
+            result = self.run(fd, cdb, data_out, allocation_length)
+        except NotASimulatedLU as e:
+            return Reply(*from_errno(e.errno))
+        if result.stall:
+            time.sleep(result.stall)
+        return reply_from_result(result, allocation_length)
+
+    async def execute_async(
+        self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int
+    ) -> Reply:
+        """Like ``execute``, but a stall sleeps on the event loop instead of in a thread."""
+        try:
+            if self.inline:
+                result = self.run(fd, cdb, data_out, allocation_length)
+            else:
+                result = await asyncio.to_thread(self.run, fd, cdb, data_out, allocation_length)
+        except NotASimulatedLU as e:
+            return Reply(*from_errno(e.errno))
+        if result.stall:
+            await asyncio.sleep(result.stall)
+        return reply_from_result(result, allocation_length)

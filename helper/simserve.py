@@ -1,0 +1,202 @@
+"""Simulated LUs shared by several helper processes: one LU per image file, state on disk.
+
+Several ``scsi-pr-helper --backend sim --initiator NAME --state-dir DIR`` processes stand for
+several hosts sharing one LUN. They share the LU through flock'ed state files rather than a
+server process: nothing to start or supervise, and a helper that crashes mid-command cannot
+wedge the others (the kernel drops its lock). Per LU, under an exclusive ``flock`` of
+``lu-<dev>-<ino>.lock``, a helper reloads ``lu-<dev>-<ino>.json`` if another process changed it,
+runs the command on the model, and writes the new snapshot with write-temp + ``rename`` (atomic:
+readers see the old or the new state, never a torn one). Each save first writes a fresh random
+token into the lock file, so "did anyone else write since I did?" costs one ``pread`` (a crash
+between token and rename only makes the others reload). No fsync per command: the state must
+survive a helper crash, not a host crash (the model's own APTPL file covers power loss).
+
+The LU is named by the image file's (st_dev, st_ino), so any path or fd of the same file reaches
+the same LU. ``scsi-pr sim`` inspects and manipulates that state from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sim.device import LogicalUnit
+from sim.store import FileAptplStore
+
+T = TypeVar("T")
+STATE_FORMAT = 1
+LU_BLOCK_SIZE = 512
+TOKEN_SIZE = 16
+
+
+@dataclass(frozen=True)
+class LuKey:
+    """Which simulated LU a file stands for: its device and inode number."""
+
+    dev: int
+    ino: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> LuKey:
+        return cls(st.st_dev, st.st_ino)
+
+    @property
+    def stem(self) -> str:
+        return f"lu-{self.dev:x}-{self.ino:x}"
+
+    @property
+    def serial(self) -> str:
+        """Stable unit serial number, the same in every helper process (16 characters)."""
+        return f"SP{self.dev & 0xFFFF:04X}{self.ino & 0xFFFFFFFFFF:010X}"
+
+
+class SharedLUs:
+    """The simulated LUs a helper process serves; on disk when ``state_dir`` is set.
+
+    Without a state dir the LUs live in this process only (the benchmark's fast path).
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str] | None = None) -> None:
+        self.state_dir = None if state_dir is None else Path(state_dir)
+        if self.state_dir is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lus: dict[LuKey, LogicalUnit] = {}
+        self._seen: dict[LuKey, bytes] = {}  # token of the state we last loaded or saved
+        self._guard = threading.Lock()  # one command at a time per process, as per LU lock
+
+    def _new_lu(self, key: LuKey, size: int) -> LogicalUnit:
+        store = None
+        if self.state_dir is not None:
+            store = FileAptplStore(self.state_dir / f"{key.stem}.aptpl.json")
+        return LogicalUnit(
+            blocks=max(size // LU_BLOCK_SIZE, 1),
+            block_size=LU_BLOCK_SIZE,
+            serial=key.serial,
+            store=store,
+        )
+
+    @contextlib.contextmanager
+    def _locked(self, key: LuKey) -> Iterator[int | None]:
+        if self.state_dir is None:
+            yield None
+            return
+        lock = os.open(self.state_dir / f"{key.stem}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield lock
+        finally:
+            os.close(lock)  # releases the flock
+
+    def _state_path(self, key: LuKey) -> Path:
+        assert self.state_dir is not None
+        return self.state_dir / f"{key.stem}.json"
+
+    def _load(self, key: LuKey, size: int, lock: int | None) -> LogicalUnit:
+        lu = self._lus.get(key)
+        if lock is None:
+            if lu is None:
+                lu = self._lus[key] = self._new_lu(key, size)
+            return lu
+        token = os.pread(lock, TOKEN_SIZE, 0)
+        if lu is not None and token and self._seen.get(key) == token:
+            return lu  # nobody wrote since we last did
+        lu = self._new_lu(key, size)
+        path = self._state_path(key)
+        if path.exists():
+            doc = json.loads(path.read_bytes())
+            if doc.get("format") != STATE_FORMAT:
+                raise ValueError(f"{path}: unknown simulated LU state format")
+            lu.restore(doc["state"])
+        self._lus[key] = lu
+        self._seen[key] = token
+        return lu
+
+    def _save(self, key: LuKey, lu: LogicalUnit, lock: int, before: dict[str, Any]) -> None:
+        state = lu.snapshot()
+        if state == before and self._seen.get(key):
+            return
+        path = self._state_path(key)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"format": STATE_FORMAT, "state": state}, sort_keys=True))
+        token = os.urandom(TOKEN_SIZE)
+        os.pwrite(lock, token, 0)
+        os.replace(tmp, path)
+        self._seen[key] = token
+
+    def run(self, key: LuKey, size: int, fn: Callable[[LogicalUnit], T]) -> T:
+        """Run ``fn`` on the LU for ``key`` with its state current and persisted afterwards."""
+        with self._guard, self._locked(key) as lock:
+            lu = self._load(key, size, lock)
+            if lock is None:
+                return fn(lu)
+            before = lu.snapshot()
+            result = fn(lu)
+            self._save(key, lu, lock, before)
+            return result
+
+    def run_on_file(self, path: str | os.PathLike[str], fn: Callable[[LogicalUnit], T]) -> T:
+        st = os.stat(path)
+        return self.run(LuKey.of(st), st.st_size, fn)
+
+
+# -- scsi-pr sim ----------------------------------------------------------------------------
+def _describe_lu(lu: LogicalUnit) -> dict[str, Any]:
+    res = lu.pr.reservation
+    return {
+        "generation": lu.pr.generation,
+        "aptpl": lu.pr.aptpl,
+        "registrations": [
+            {"nexus": str(r.nexus), "key": f"{r.key:#x}", "all_tg_pt": r.all_tg_pt}
+            for r in lu.pr.registrations.values()
+        ],
+        "reservation": None
+        if res is None
+        else {
+            "holder": None if res.holder is None else str(res.holder),
+            "type": res.type.abbreviation,
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``scsi-pr sim {show,power-cycle,forget} --state-dir DIR IMAGE``."""
+    parser = argparse.ArgumentParser(
+        prog="scsi-pr sim",
+        description="Inspect or change simulated LUs shared by scsi-pr-helper --backend sim.",
+    )
+    parser.add_argument("action", choices=["show", "power-cycle", "forget"])
+    parser.add_argument("image", help="the image file that stands for the LU")
+    parser.add_argument("--state-dir", required=True, help="the helpers' --state-dir")
+    args = parser.parse_args(argv)
+    try:
+        lus = SharedLUs(args.state_dir)
+        if args.action == "forget":
+            key = LuKey.of(os.stat(args.image))
+            for suffix in (".json", ".aptpl.json"):
+                (lus.state_dir / f"{key.stem}{suffix}").unlink(missing_ok=True)  # type: ignore[operator]
+            return 0
+        if args.action == "power-cycle":
+
+            def cycle(lu: LogicalUnit) -> None:
+                lu.power_loss()
+                lu.power_on()
+
+            lus.run_on_file(args.image, cycle)
+        print(json.dumps(lus.run_on_file(args.image, _describe_lu), indent=2))
+    except (OSError, ValueError) as e:
+        print(f"scsi-pr sim: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
