@@ -62,6 +62,7 @@ TRANSPORT_ID_MIN_LEN = 24
 SOCKET_ENV = "SCSI_PR_HELPER_SOCKET"
 DEFAULT_SOCKET = "/var/run/qemu-pr-helper.sock"  # qemu-pr-helper's compiled-in default
 READONLY_ENV = "SG_PERSIST_IN_RDONLY"
+COMMAND_TIMEOUT = 60  # seconds; sg3_utils' DEF_PT_TIMEOUT for one command
 
 
 class Exit(IntEnum):
@@ -1496,11 +1497,16 @@ class HelperTransport:
         )
         try:
             if self._client is None:
-                self._client = Client(self.socket_path)
+                self._client = Client(self.socket_path, timeout=COMMAND_TIMEOUT)
             reply = self._client.execute(self._fd, cdb, data_out=data, allocation_length=allocation)
-        except OSError as e:
+        except TimeoutError as e:
+            raise OSError(errno.ETIMEDOUT, f"PR helper at {self.socket_path}: no answer within "
+                          f"{COMMAND_TIMEOUT} s") from e
+        except OSError as e:  # includes helper.client.HelperError
             reason = e.strerror or str(e) or type(e).__name__
             raise OSError(e.errno or errno.EIO, f"PR helper at {self.socket_path}: {reason}") from e
+        except ValueError as e:  # refused locally, as QEMU's -EINVAL
+            raise OSError(errno.EINVAL, f"PR helper request refused: {e}") from e
         return Response(reply.status, reply.sense, reply.data)
 
     def close(self) -> None:
