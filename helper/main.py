@@ -15,6 +15,7 @@ import fcntl
 import grp
 import os
 import pwd
+import shutil
 import signal
 import socket
 import stat
@@ -346,8 +347,21 @@ async def _run(server: HelperServer, listener: socket.socket) -> None:
     await server.serve(listener, stop)
 
 
+def invoked_name(path: str) -> str:
+    """argv[0] as the user typed it, as far as we can tell. The kernel's shebang handling
+    replaces it with the script's path; when that path is what PATH resolves the bare name
+    to, the user most likely typed the bare name (what the C helper would print)."""
+    base = os.path.basename(path)
+    found = shutil.which(base)
+    if found and os.path.realpath(found) == os.path.realpath(path):
+        return base
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
+    if argv and argv[0]:
+        argv[0] = invoked_name(argv[0])
     name = os.path.basename(argv[0])
     try:
         return _main(argv, name)
@@ -403,7 +417,7 @@ def _main(argv: list[str], name: str) -> int:
         try:
             pid_fd = write_pidfile(opts.pidfile)
         except OSError as e:
-            raise fail(str(e)) from None
+            raise fail(str(e.strerror)) from None
     if os.geteuid() == 0 or opts.uid is not None or opts.gid is not None:
         keep = [caps.CAP_SYS_RAWIO]
         if getattr(executor, "needs_sys_admin", False):

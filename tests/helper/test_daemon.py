@@ -1,0 +1,427 @@
+"""The real ``scsi-pr-helper --backend sim`` process over real Unix sockets.
+
+Covers: concurrent clients, two helpers (two initiators) sharing one LU, fd checks, every
+protocol violation closing only that connection, the audit log, the C helper's CLI, privilege
+drop (root only), SIGTERM shutdown, socket activation and pidfile locking.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from helper.client import Client
+from helper.executors.base import Reply
+from sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
+
+EXE = Path(sys.executable).parent / "scsi-pr-helper"
+NODE1, NODE2 = "naa.5001405000000001", "naa.5001405000000002"
+GOOD, CHECK, CONFLICT = 0x00, 0x02, 0x18
+READ_KEYS = persistent_reserve_in(0, 256)
+READ_RESERVATION = persistent_reserve_in(1, 256)
+
+
+def sense_triple(reply: Reply) -> tuple[int, int, int]:
+    return reply.sense[2] & 0x0F, reply.sense[12], reply.sense[13]
+
+
+def register(key: int) -> tuple[bytes, bytes]:
+    return persistent_reserve_out(6, 24), pr_out_parameters(0, key)
+
+
+class Helper:
+    def __init__(self, tmp: Path, name: str, *extra: str, initiator: str = NODE1) -> None:
+        self.sock = tmp / f"{name}.sock"
+        self.log = tmp / f"{name}.log"
+        self.argv = [str(EXE), "--backend", "sim", "--initiator", initiator, "-k", str(self.sock)]
+        self.argv += list(extra)
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+        wait_listening(self.sock, self.proc)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+
+def wait_listening(sock: Path, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"helper exited with {proc.returncode}"
+        if sock.exists():
+            with socket.socket(socket.AF_UNIX) as s:
+                try:
+                    s.connect(str(sock))
+                    return
+                except OSError:
+                    pass
+        time.sleep(0.02)
+    raise AssertionError(f"helper did not listen on {sock}")
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "lu.img"
+    path.write_bytes(bytes(1 << 16))
+    return path
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def helper(tmp_path: Path, state_dir: Path) -> Iterator[Helper]:
+    h = Helper(tmp_path, "h1", "--state-dir", str(state_dir))
+    yield h
+    h.stop()
+
+
+@pytest.fixture
+def open_image(image: Path) -> Iterator[Callable[[int], int]]:
+    fds: list[int] = []
+
+    def opener(flags: int = os.O_RDWR) -> int:
+        fds.append(os.open(image, flags))
+        return fds[-1]
+
+    yield opener
+    for fd in fds:
+        os.close(fd)
+
+
+# -- happy paths ------------------------------------------------------------------------------
+def test_concurrent_clients_each_get_their_own_answers(
+    helper: Helper, open_image: Callable[[int], int]
+) -> None:
+    fd = open_image(os.O_RDWR)
+    with Client(str(helper.sock)) as c:
+        assert c.execute(fd, *register(0xABC)).status == GOOD
+    errors: list[str] = []
+
+    def worker(n: int) -> None:
+        with Client(str(helper.sock)) as c:
+            for _ in range(25):
+                r = c.execute(fd, READ_KEYS)
+                if r.status != GOOD or r.data[8:16] != (0xABC).to_bytes(8, "big"):
+                    errors.append(f"client {n}: {r}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    audit = helper.log_text()
+    assert audit.count('command="PR IN READ KEYS alloc=256" status=GOOD') == 16 * 25
+    assert f"device={helper.sock.parent / 'lu.img'}" in audit
+    assert f"pid={os.getpid()} uid={os.getuid()}" in audit
+
+
+def test_two_helpers_two_initiators_share_one_lu(
+    tmp_path: Path, state_dir: Path, open_image: Callable[[int], int]
+) -> None:
+    h1 = Helper(tmp_path, "n1", "--state-dir", str(state_dir), initiator=NODE1)
+    h2 = Helper(tmp_path, "n2", "--state-dir", str(state_dir), initiator=NODE2)
+    try:
+        fd = open_image(os.O_RDWR)
+        with Client(str(h1.sock)) as c1, Client(str(h2.sock)) as c2:
+            assert c1.execute(fd, *register(0x1A2B)).status == GOOD
+            assert c2.execute(fd, *register(0x3C4D)).status == GOOD
+            reserve = persistent_reserve_out(1, 24, 5), pr_out_parameters(0x1A2B)
+            assert c1.execute(fd, *reserve).status == GOOD
+            keys = c2.execute(fd, READ_KEYS)
+            assert keys.data[:8] == (2).to_bytes(4, "big") + (16).to_bytes(4, "big")
+            assert keys.data[8:24] == (0x1A2B).to_bytes(8, "big") + (0x3C4D).to_bytes(8, "big")
+            # node2 cannot reserve over node1's WE-RO reservation
+            conflict = c2.execute(fd, persistent_reserve_out(1, 24, 5), pr_out_parameters(0x3C4D))
+            assert conflict.status == CONFLICT
+            # node2 preempts node1 (fence): node1's key is gone, node2 holds the reservation
+            preempt = persistent_reserve_out(4, 24, 5), pr_out_parameters(0x3C4D, 0x1A2B)
+            assert c2.execute(fd, *preempt).status == GOOD
+            ua = c1.execute(fd, READ_KEYS)
+            assert ua.status == CHECK and sense_triple(ua) == (0x6, 0x2A, 0x05)
+            res = c1.execute(fd, READ_RESERVATION)
+            assert res.status == GOOD
+            assert res.data[8:16] == (0x3C4D).to_bytes(8, "big")
+            assert c1.execute(fd, *reserve).status == CONFLICT
+    finally:
+        assert h1.stop() == 0 and h2.stop() == 0
+
+
+# -- what the helper refuses ------------------------------------------------------------------
+def _non_files(tmp_path: Path) -> dict[str, Callable[[], int]]:
+    def pipe() -> int:
+        r, w = os.pipe()
+        os.close(r)
+        return w
+
+    def sock() -> int:
+        a, b = socket.socketpair()
+        b.close()
+        return a.detach()
+
+    return {
+        "pipe": pipe,
+        "/dev/null": lambda: os.open("/dev/null", os.O_RDWR),
+        "socket": sock,
+        "directory": lambda: os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY),
+    }
+
+
+@pytest.mark.parametrize("kind", ["pipe", "/dev/null", "socket", "directory"])
+def test_non_file_fds_get_the_failed_sg_io_answer(
+    helper: Helper, tmp_path: Path, kind: str, open_image: Callable[[int], int]
+) -> None:
+    fd = _non_files(tmp_path)[kind]()
+    try:
+        with Client(str(helper.sock)) as c:
+            r = c.execute(fd, READ_KEYS)
+            assert (r.status, sense_triple(r), r.data) == (CHECK, (0x0B, 0x00, 0x06), b"")
+            assert r.sense[:18] == bytes.fromhex("70000b000000000a000000000006") + bytes(4)
+            # the connection stays usable, and a real file works on it
+            assert c.execute(open_image(os.O_RDWR), READ_KEYS).status == GOOD
+    finally:
+        os.close(fd)
+
+
+def test_pr_out_on_read_only_fd_is_invalid_opcode(
+    helper: Helper, open_image: Callable[[int], int]
+) -> None:
+    with Client(str(helper.sock)) as c:
+        r = c.execute(open_image(os.O_RDONLY), *register(1))
+        assert (r.status, sense_triple(r)) == (CHECK, (0x05, 0x20, 0x00))
+        assert c.execute(open_image(os.O_RDONLY), READ_KEYS).status == GOOD
+
+
+def _raw(helper: Helper) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(str(helper.sock))
+    assert s.recv(4) == b"\0\0\0\0"
+    return s
+
+
+def _closed_without_answer(s: socket.socket) -> bool:
+    try:
+        return s.recv(200) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _send_cdb(s: socket.socket, cdb: bytes, fds: list[int]) -> None:
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"".join(f.to_bytes(4, "little") for f in fds))]
+    s.sendmsg([cdb], anc if fds else [])
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "features-1",
+        "features-short",
+        "no-fd",
+        "two-fds",
+        "not-pr-opcode",
+        "too-long",
+        "short-cdb",
+        "short-data",
+    ],
+)
+def test_protocol_violations_close_only_that_connection(
+    helper: Helper, case: str, open_image: Callable[[int], int]
+) -> None:
+    fd = open_image(os.O_RDWR)
+    rk = READ_KEYS.ljust(16, b"\0")
+    with Client(str(helper.sock)) as bystander, _raw(helper) as s:
+        assert bystander.execute(fd, READ_KEYS).status == GOOD
+        if case == "features-1":
+            s.sendall(b"\0\0\0\1")
+        elif case == "features-short":
+            s.sendall(b"\0\0")
+            s.shutdown(socket.SHUT_WR)
+        else:
+            s.sendall(b"\0\0\0\0")
+            if case == "no-fd":
+                _send_cdb(s, rk, [])
+            elif case == "two-fds":
+                _send_cdb(s, rk, [fd, fd])
+            elif case == "not-pr-opcode":
+                _send_cdb(s, b"\x12" + bytes(15), [fd])
+            elif case == "too-long":
+                _send_cdb(s, b"\x5e" + bytes(6) + b"\x20\x01" + bytes(7), [fd])
+            elif case == "short-cdb":
+                _send_cdb(s, rk[:9], [fd])
+                s.shutdown(socket.SHUT_WR)
+            elif case == "short-data":
+                _send_cdb(s, persistent_reserve_out(6, 24).ljust(16, b"\0"), [fd])
+                s.sendall(pr_out_parameters(0, 5)[:10])
+                s.shutdown(socket.SHUT_WR)
+        assert _closed_without_answer(s)
+        # the other client was not disturbed, and no state changed
+        r = bystander.execute(fd, READ_KEYS)
+        assert (r.status, r.data[:8]) == (GOOD, bytes(8))
+    time.sleep(0.2)
+    assert "prh_refused" in helper.log_text()
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+C_HELPER = shutil.which("qemu-pr-helper")
+
+
+def _run(argv0: str, exe: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [argv0, *args], executable=exe, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def _as_prog(exe: str, *args: str) -> tuple[int, str, str]:
+    """Run by full path; the path in messages becomes PROG (the basename stays as it is)."""
+    r = _run(exe, exe, *args)
+    return r.returncode, r.stdout.replace(exe, "PROG"), r.stderr.replace(exe, "PROG")
+
+
+@pytest.mark.skipif(C_HELPER is None, reason="qemu-pr-helper (qemu-system-common) not installed")
+def test_help_lists_every_line_of_the_c_helper() -> None:
+    assert C_HELPER is not None
+    theirs = _as_prog(C_HELPER, "--help")
+    ours = _as_prog(str(EXE), "--help")
+    assert theirs[0] == ours[0] == 0
+    lines = ours[1].splitlines()
+    for line in theirs[1].splitlines():
+        assert line in lines
+    # same order for the C helper's lines
+    positions = [lines.index(line) for line in theirs[1].splitlines() if line]
+    assert positions == sorted(positions)
+
+
+@pytest.mark.skipif(C_HELPER is None, reason="qemu-pr-helper (qemu-system-common) not installed")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-x"],
+        ["-k", "relative.sock"],
+        ["-k"],
+        ["--socket"],
+        ["--sock"],
+        ["--help=x"],
+        ["--foo"],
+        ["-u"],
+        ["-u", "no-such-user-here"],
+        ["-g", "no-such-group-here"],
+        ["-vqx"],
+    ],
+)
+def test_option_errors_match_the_c_helper(args: list[str]) -> None:
+    assert C_HELPER is not None
+    theirs = _as_prog(C_HELPER, *args)
+    ours = _as_prog(str(EXE), *args)
+    # error_report() prefixes the program's basename: the only expected difference
+    renamed = tuple(t.replace("qemu-pr-helper", "scsi-pr-helper") for t in theirs[1:])
+    assert ours == (theirs[0], *renamed)
+
+
+def test_version_and_help_exit_zero_before_anything_else() -> None:
+    r = _run("scsi-pr-helper", str(EXE), "-V", "-x")
+    assert r.returncode == 0 and r.stdout.splitlines()[1] == "Written by Paolo Bonzini."
+    r = _run("scsi-pr-helper", str(EXE), "-h", "-k", "relative")
+    assert r.returncode == 0 and r.stdout.startswith(f"Usage: {EXE} [OPTIONS] FILE\n")
+    r = _run("scsi-pr-helper", str(EXE), "--backend", "nvme")
+    assert r.returncode == 1 and "invalid backend 'nvme'" in r.stderr
+
+
+# -- process lifecycle -------------------------------------------------------------------------
+@pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs root")
+def test_privileges_dropped_to_cap_sys_rawio(helper: Helper) -> None:
+    status = Path(f"/proc/{helper.proc.pid}/status").read_text()
+    caps = {k: int(v, 16) for k, v in (ln.split(":\t") for ln in status.splitlines())
+            if k.startswith("Cap")}  # fmt: skip
+    assert caps["CapEff"] == caps["CapPrm"] == 1 << 17
+    assert caps["CapBnd"] == 1 << 17 and caps["CapInh"] == 0 and caps.get("CapAmb", 0) == 0
+    assert "Groups:\t\n" in status or "Groups:\t0 \n" not in status
+
+
+def test_sigterm_exits_zero_with_idle_client_and_removes_socket(
+    tmp_path: Path, open_image: Callable[[int], int]
+) -> None:
+    h = Helper(tmp_path, "t")
+    with Client(str(h.sock)) as idle:
+        assert idle.execute(open_image(os.O_RDWR), READ_KEYS).status == GOOD
+        start = time.monotonic()
+        assert h.stop() == 0
+        assert time.monotonic() - start < 10
+    assert not h.sock.exists()
+
+
+ACTIVATE = """
+import os, sys
+os.dup2(int(sys.argv[1]), 3)
+os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def test_socket_activation(tmp_path: Path, open_image: Callable[[int], int]) -> None:
+    path = tmp_path / "activated.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+    # as systemd does: the listener on fd 3, LISTEN_PID = the pid that execs the helper
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ACTIVATE, str(listener.fileno()), str(EXE), "--backend", "sim"],
+        pass_fds=[listener.fileno()],
+    )
+    listener.close()
+    try:
+        with Client(str(path)) as c:
+            assert c.execute(open_image(os.O_RDWR), READ_KEYS).status == GOOD
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    bad = subprocess.run(
+        ["sh", "-c", f"LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" -k {tmp_path}/x.sock", str(EXE)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert bad.stderr.endswith("Unix socket can't be set when using socket activation\n")
+    two = subprocess.run(
+        ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=2 exec "$0"', str(EXE)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert two.returncode == 1 and "LISTEN_FDS > 1" in two.stderr
+
+
+def test_pidfile_is_locked(tmp_path: Path) -> None:
+    pidfile = tmp_path / "helper.pid"
+    h = Helper(tmp_path, "p1", "-f", str(pidfile))
+    try:
+        assert pidfile.read_text() == f"{h.proc.pid}\n"
+        second = subprocess.run(
+            [str(EXE), "--backend", "sim", "-k", str(tmp_path / "p2.sock"), "-f", str(pidfile)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert second.stderr.endswith(": Cannot lock pid file: Resource temporarily unavailable\n")
+    finally:
+        assert h.stop() == 0
