@@ -4,6 +4,8 @@ the model accepts; plus unit attention reporting and SPC-2 RESERVE/RELEASE with 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from prtest import SA, drain, expect_conflict, expect_good, expect_ua, prout, register, reserve
 
@@ -207,8 +209,17 @@ def test_release_ua_only_for_registrants(nexuses: list) -> None:
 
 
 # -- SPC-2 RESERVE(6)/RELEASE(6) and Compatible Reservation Handling (SPC-5 5.14.4) -----------
-def test_reserve_6_excludes_others(nexuses: list) -> None:
-    a, b, _ = nexuses
+@pytest.fixture
+def spc2(nexuses: list) -> Iterator[list]:
+    """The initiators; afterwards every one sends RELEASE(6), so that a failing test does not
+    leave an SPC-2 reservation behind for the next test on a shared LUN."""
+    yield nexuses
+    for it in nexuses:
+        it.execute(C.release_6())
+
+
+def test_reserve_6_excludes_others(spc2: list) -> None:
+    a, b, _ = spc2
     expect_good(a.execute(C.reserve_6()))
     expect_conflict(b.execute(C.read_10(0, 1)))
     expect_conflict(b.execute(C.write_10(0, 1), bytes(BLOCK)))
@@ -218,22 +229,22 @@ def test_reserve_6_excludes_others(nexuses: list) -> None:
     expect_good(b.execute(C.read_10(0, 1)))
 
 
-def test_reserve_6_conflicts_with_pr_out(nexuses: list) -> None:
-    a, b, _ = nexuses
+def test_reserve_6_conflicts_with_pr_out(spc2: list) -> None:
+    a, b, _ = spc2
     expect_good(a.execute(C.reserve_6()))
     expect_conflict(prout(b, SA.REGISTER, 0, B))
     expect_good(a.execute(C.release_6()))
     register(b, B)
 
 
-def test_reserve_6_conflicts_once_registrations_exist(nexuses: list) -> None:
-    a, b, _ = nexuses
+def test_reserve_6_conflicts_once_registrations_exist(spc2: list) -> None:
+    a, b, _ = spc2
     register(a, A)
     expect_conflict(b.execute(C.reserve_6()))
 
 
-def test_reserve_6_by_pr_holder_is_a_no_op(nexuses: list) -> None:
-    a, b, c = nexuses
+def test_reserve_6_by_pr_holder_is_a_no_op(spc2: list) -> None:
+    a, b, c = spc2
     register(a, A)
     reserve(a, A, T.WRITE_EXCLUSIVE)
     expect_good(a.execute(C.reserve_6()))
