@@ -66,11 +66,12 @@ def lio_exception(command: str, type_: T, registered: bool) -> str | None:
     )
     we_family = not ea_family
     if (
-        command == "READ CAPACITY(16)"
+        command.startswith("READ CAPACITY")
         and ea_family
         and (type_ == T.EXCLUSIVE_ACCESS or not registered)
     ):
-        return "READ CAPACITY(16) is classified as a plain data-in command (§11 row 21)"
+        # §11 row 21 names READ CAPACITY(16); measured on Debian's 6.1: (10) conflicts as well.
+        return "READ CAPACITY is classified as a plain data-in command (§11 row 21)"
     if command.startswith("MODE SENSE") and type_ == T.EXCLUSIVE_ACCESS and registered:
         return "a registered nexus may MODE SENSE under EA (§5 LIO rule 2, §11 row 10)"
     if command == "SYNCHRONIZE CACHE(10)" and we_family and not registered:
