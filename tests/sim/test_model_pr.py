@@ -259,3 +259,33 @@ def test_transport_id_in_full_status_is_per_protocol() -> None:
     out(lu, fc, 0, 0, B)
     data = pr_in(lu, fc, 3).data
     assert iscsi.initiator.encode() in data and fc.initiator.encode() in data
+
+
+def test_register_and_ignore_existing_key_bytes(lu: LogicalUnit) -> None:
+    results_equal(out(lu, I1, 6, 0x1234, A), GOOD)
+    results_equal(out(lu, I1, 6, 0x9999, B), GOOD)
+    assert lu.pr.registrations[I1].key == B and lu.pr.generation == 2
+    got = out(lu, I1, 6, 0, A, spec_i_pt=True, transport_ids=[I2.initiator])
+    results_equal(got, check(ILLEGAL_REQUEST, 0x26, 0, cd=False, byte=20, bit=3))
+
+
+def test_clear_bytes_and_unit_attention_sense(lu: LogicalUnit) -> None:
+    out(lu, I1, 0, 0, A)
+    out(lu, I2, 0, 0, B)
+    out(lu, I1, 1, A, 0, T.EXCLUSIVE_ACCESS)
+    results_equal(out(lu, I2, 3, A), CONFLICT)
+    results_equal(out(lu, I2, 3, B), GOOD)
+    assert lu.pr.registrations == {} and lu.pr.reservation is None and lu.pr.generation == 3
+    results_equal(lu.execute(I1, C.read_10(0, 1)), check(UNIT_ATTENTION, 0x2A, 0x03))
+    assert lu.execute(I1, C.read_10(0, 1)).status == Status.GOOD
+    assert lu.execute(I3, C.test_unit_ready()).status == Status.GOOD
+
+
+def test_request_sense_returns_unit_attention_as_data(lu: LogicalUnit) -> None:
+    out(lu, I1, 0, 0, A)
+    out(lu, I2, 0, 0, B)
+    out(lu, I1, 4, A, B, T.WRITE_EXCLUSIVE)
+    got = lu.execute(I2, C.request_sense(18))
+    results_equal(got, CommandResult(Status.GOOD, b"", sense(UNIT_ATTENTION, 0x2A, 0x05)))
+    no_sense = lu.execute(I2, C.request_sense(18))
+    results_equal(no_sense, CommandResult(Status.GOOD, b"", sense(0, 0, 0)))
