@@ -95,6 +95,7 @@ DEV_UNREGISTER_GENERATION = "unregister-keeps-generation"  # §11 row 3
 DEV_MOVE_WITHOUT_RESERVATION = "register-and-move-no-pr-invalid-cdb"  # §11 row 4
 DEV_UA_CLEARS_ALL = "ua-report-clears-all"  # §11 row 11
 DEV_PREEMPT_KEEPS_ISSUER = "preempt-keeps-issuer-registration"  # §4 AR table, LIO
+DEV_READ_CAPACITY_CONFLICT = "read-capacity-conflicts-under-ea"  # §11 row 21, measured on 6.1
 LIO_DEVIATIONS = frozenset(
     {
         DEV_RELEASE_WRONG_TYPE,
@@ -103,6 +104,7 @@ LIO_DEVIATIONS = frozenset(
         DEV_MOVE_WITHOUT_RESERVATION,
         DEV_UA_CLEARS_ALL,
         DEV_PREEMPT_KEEPS_ISSUER,
+        DEV_READ_CAPACITY_CONFLICT,
     }
 )
 
@@ -767,6 +769,14 @@ class PRMachine(RuleBasedStateMachine):
             and who not in self.s.holders()
             and media_conflicts(MEDIA[command], res[1], who in self.s.keys)
         )
+        if (
+            command == "READ CAPACITY(10)"
+            and DEV_READ_CAPACITY_CONFLICT in self.t.deviations
+            and res is not None
+            and who not in self.s.holders()
+            and media_conflicts(READS, res[1], who in self.s.keys)
+        ):
+            conflict = True  # LIO classifies it as a plain read
         assert outcome == (CONFLICT if conflict else GOOD), (
             f"initiator {who} ({'registered' if who in self.s.keys else 'unregistered'}) "
             f"{command} under {res[1].abbreviation if res else 'no reservation'}: "
