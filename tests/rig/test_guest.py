@@ -1,0 +1,253 @@
+"""rig.guest: the initramfs the end-to-end guest boots, and reading what it prints.
+
+The pure parts run everywhere; one test builds the real initramfs from this machine's busybox,
+sg3-utils and kernel modules and boots it under QEMU (TCG, a few seconds) with an emulated
+scsi-hd disk, which proves the archive, module order, /init and console protocol work on a real
+kernel. The LIO + helper path is covered by tests/vm/test_guest_e2e.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rig.guest import (
+    S_IFDIR,
+    S_IFLNK,
+    S_IFREG,
+    Command,
+    Console,
+    ConsoleError,
+    Entry,
+    GuestBuildError,
+    Pause,
+    build_initramfs,
+    default_kernel_release,
+    module_load_order,
+    newc_archive,
+    parse_hex_dump,
+    qemu_guest_args,
+    read_newc,
+    render_init,
+)
+
+MODULES_DEP = """\
+kernel/drivers/scsi/sd_mod.ko: kernel/block/t10-pi.ko kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko
+kernel/block/t10-pi.ko: kernel/lib/crc-t10dif.ko
+kernel/lib/crc-t10dif.ko:
+kernel/drivers/scsi/scsi_mod.ko: kernel/drivers/scsi/scsi_common.ko
+kernel/drivers/scsi/scsi_common.ko:
+kernel/drivers/scsi/sg.ko: kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko
+"""  # noqa: E501 - modules.dep lines are long
+
+# What sg_persist --hex printed in the nested guest for READ FULL STATUS on LIO (two
+# registrations, the first holding WE-RO), ASCII-free as sg3_utils 1.46 prints it.
+FULL_STATUS_DUMP = [
+    "  PR generation=0x2, Additional length=96",
+    " 00     00 00 00 00 00 00 00 a1  00 00 00 00 01 05 00 00",
+    " 10     00 00 00 01 00 00 00 18  06 00 00 00 50 01 40 50",
+    " 20     00 00 00 01 00 00 00 00  00 00 00 00 00 00 00 00",
+    " 30     00 00 00 00 00 00 00 b2  00 00 00 00 00 00 00 00",
+    " 40     00 00 00 02 00 00 00 18  06 00 00 00 50 01 40 50",
+    " 50     00 00 00 02 00 00 00 00  00 00 00 00 00 00 00 00",
+]
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unavailable(reason: str) -> None:
+    if _in_ci():
+        pytest.fail(f"{reason} (CI=true: this must run in CI)", pytrace=False)
+    pytest.skip(reason)
+
+
+# -- archive --------------------------------------------------------------------------------
+def test_newc_round_trip_keeps_every_member() -> None:
+    entries = [
+        Entry("bin", S_IFDIR | 0o755),
+        Entry("bin/busybox", S_IFREG | 0o755, b"\x7fELF" + bytes(range(256)) * 3),
+        Entry("bin/sh", S_IFLNK | 0o777, b"busybox"),
+        Entry("init", S_IFREG | 0o755, b"#!/bin/sh\n"),
+        Entry("odd", S_IFREG | 0o644, b"x" * 5),  # odd sizes exercise the 4-byte padding
+    ]
+    archive = newc_archive(entries)
+    assert len(archive) % 4 == 0
+    back = read_newc(archive)
+    assert back == {e.path: e for e in entries}
+
+
+def test_newc_is_reproducible_and_ends_with_trailer() -> None:
+    entries = [Entry("init", S_IFREG | 0o755, b"echo hi\n")]
+    assert newc_archive(entries) == newc_archive(entries)
+    assert b"TRAILER!!!\0" in newc_archive(entries)[-128:]
+
+
+def test_read_newc_rejects_other_formats() -> None:
+    with pytest.raises(ValueError, match="not a newc header"):
+        read_newc(b"070707" + bytes(200))  # odc, not newc
+
+
+# -- modules --------------------------------------------------------------------------------
+def test_module_load_order_puts_dependencies_first_once() -> None:
+    order = module_load_order(MODULES_DEP, ["sd_mod", "sg"])
+    assert order == [
+        "kernel/lib/crc-t10dif.ko",
+        "kernel/block/t10-pi.ko",
+        "kernel/drivers/scsi/scsi_common.ko",
+        "kernel/drivers/scsi/scsi_mod.ko",
+        "kernel/drivers/scsi/sd_mod.ko",
+        "kernel/drivers/scsi/sg.ko",
+    ]
+
+
+def test_module_names_treat_dash_and_underscore_alike() -> None:
+    assert module_load_order(MODULES_DEP, ["crc_t10dif"]) == ["kernel/lib/crc-t10dif.ko"]
+
+
+def test_missing_module_and_cycles_are_errors() -> None:
+    with pytest.raises(GuestBuildError, match="'virtio_scsi' not found"):
+        module_load_order(MODULES_DEP, ["virtio_scsi"])
+    with pytest.raises(GuestBuildError, match="cycle"):
+        module_load_order("a.ko: b.ko\nb.ko: a.ko\n", ["a"])
+
+
+# -- /init ----------------------------------------------------------------------------------
+def test_init_runs_steps_in_order_with_device_and_quoting() -> None:
+    steps = [
+        Command("keys", ("sg_persist", "-n", "-k", "{dev}")),
+        Pause("host"),
+        Command("odd", ("sh", "-c", "echo 'a b'; exit 3")),
+    ]
+    init = render_init(steps, ["scsi_mod", "sd_mod"], device="/dev/sdb")
+    body = init[init.index("step keys") :]
+    assert body.index("step keys sg_persist -n -k /dev/sdb") < body.index("pause host")
+    assert body.index("pause host") < body.index("step odd sh -c '")
+    assert "for m in scsi_mod sd_mod; do" in init
+    assert init.rstrip().endswith("halt_guest")
+
+
+def test_bad_sequences_are_refused() -> None:
+    with pytest.raises(ValueError, match="duplicate step name 'a'"):
+        render_init([Command("a", ("true",)), Pause("a")], [])
+    with pytest.raises(ValueError, match="bad step name"):
+        Command("has space", ("true",))
+    with pytest.raises(ValueError, match="empty command"):
+        Command("x", ())
+
+
+# -- console --------------------------------------------------------------------------------
+def test_console_collects_steps_pauses_and_errors() -> None:
+    con = Console()
+    lines = [
+        "[    2.1] sd 0:0:0:0: [sda] Attached SCSI disk",
+        "@@READY /dev/sda",
+        "@@OUT keys   PR generation=0x1, Additional length=8",
+        "@@OUT keys  00     00 00 00 00 00 00 00 a1",
+        "@@RC keys 0",
+        "@@ERR bad PR out (Register): Reservation conflict",
+        "[   3.0] random kernel line @@RC bad 24",  # a kernel message sharing our line
+    ]
+    con.feed_all(lines)
+    assert con.feed("@@PAUSE host\r\n") == "host"
+    con.feed("@@DONE")
+    assert con.ready and con.done and con.pauses == ["host"]
+    assert con.steps["keys"].rc == 0 and con.steps["keys"].data == bytes(7) + b"\xa1"
+    assert con.steps["bad"].rc == 24
+    assert con.steps["bad"].err == ["PR out (Register): Reservation conflict"]
+    assert con.other == ["[    2.1] sd 0:0:0:0: [sda] Attached SCSI disk"]
+
+
+def test_console_rejects_garbled_exit_status() -> None:
+    with pytest.raises(ConsoleError, match="bad exit status"):
+        Console().feed("@@RC keys zero")
+
+
+def test_hex_dump_of_full_status() -> None:
+    data = parse_hex_dump(FULL_STATUS_DUMP)
+    assert len(data) == 96
+    assert data[:8] == bytes(7) + b"\xa1" and data[12:14] == b"\x01\x05"
+    assert data[0x18:0x20].hex() == "0600000050014050"
+
+
+def test_hex_dump_ignores_ascii_column_and_checks_offsets() -> None:
+    line = " 00     41 42 43 44 00 00 00 00  00 00 00 00 00 00 00 01    ABCD............"
+    assert parse_hex_dump([line]) == b"ABCD" + bytes(11) + b"\x01"
+    with pytest.raises(ConsoleError, match="offset 0x10"):
+        parse_hex_dump([" 10     00 01"])
+
+
+# -- the real thing -------------------------------------------------------------------------
+def _release_or_skip() -> str:
+    try:
+        release = default_kernel_release()
+    except GuestBuildError as e:
+        _unavailable(str(e))
+    for tool in ("busybox", "sg_persist", "sg_turs", "ldd"):
+        if shutil.which(tool) is None:
+            _unavailable(f"{tool} not installed (apt-get install busybox-static sg3-utils)")
+    return release
+
+
+def test_build_initramfs_from_this_machine(tmp_path: Path) -> None:
+    release = _release_or_skip()
+    steps = [Command("tur", ("sg_turs", "{dev}"))]
+    built = build_initramfs(steps, tmp_path / "a.gz", release)
+    again = build_initramfs(steps, tmp_path / "b.gz", release)
+    assert built.path.read_bytes() == again.path.read_bytes()  # reproducible
+    members = read_newc(gzip.decompress(built.path.read_bytes()))
+    for path in ("init", "bin/busybox", "bin/sg_persist", "bin/sg_turs", "bin/sh"):
+        assert path in members, path
+    assert members["bin/sh"].mode & 0o170000 == S_IFLNK
+    assert any("libsgutils2" in p for p in members)  # sg_persist's shared library came along
+    assert [m.rsplit("/", 1)[-1] for m in built.modules][-1] == "sg.ko"
+    for name in ("virtio_pci.ko", "virtio_scsi.ko", "sd_mod.ko", "scsi_mod.ko"):
+        assert f"lib/modules/{name}" in members, name
+
+
+def test_guest_boots_and_reports_through_the_console(tmp_path: Path) -> None:
+    """Boot the real initramfs on an emulated (non-PR) scsi-hd disk: QEMU's own disk model
+    rejects PERSISTENT RESERVE IN as an invalid opcode, which must come back as sg_persist's
+    exit status 9 through the whole console protocol, pause included."""
+    release = _release_or_skip()
+    if shutil.which("qemu-system-x86_64") is None:
+        _unavailable("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+    steps = [
+        Command("tur", ("sg_turs", "{dev}")),
+        Pause("mid"),
+        Command("keys", ("sg_persist", "-n", "-H", "-k", "{dev}")),
+        Command("exit3", ("sh", "-c", "echo 'two words'; exit 3")),
+    ]
+    built = build_initramfs(steps, tmp_path / "initramfs.gz", release)
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(1 << 20))
+    argv = [
+        "qemu-system-x86_64", *qemu_guest_args(built),
+        "-device", "virtio-scsi-pci,id=scsi0",
+        "-drive", f"if=none,id=d0,file={disk},format=raw",
+        "-device", "scsi-hd,drive=d0",
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    con = Console()
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        for raw in proc.stdout:
+            if con.feed(raw.decode(errors="replace")) == "mid":
+                proc.stdin.write(b"go\n")
+                proc.stdin.flush()
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert con.errors == [] and con.ready and con.done, con.other[-20:]
+    assert con.pauses == ["mid"]
+    assert con.steps["tur"].rc == 0
+    assert con.steps["keys"].rc == 9  # SG_LIB_CAT_INVALID_OP
+    assert con.steps["exit3"].rc == 3 and con.steps["exit3"].out == ["two words"]
