@@ -1,0 +1,44 @@
+"""The real client end to end: a nested QEMU guest's sg_persist through each helper, on LIO.
+
+Runs inside the LIO VM (``scsi-pr vm run``), once per CI run: the nested TCG guest takes minutes
+to boot, so one guest runs the whole sequence once per helper (``rig.guest_e2e``). The C
+``qemu-pr-helper`` goes first as the reference; ours must give the guest exactly the same
+results, and both must match the values SPC-5 (with LIO's known deviations) gives for the
+sequence. See docs/guest-e2e.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rig.guest_e2e import HELPERS, run, step_names
+
+pytestmark = [pytest.mark.vm, pytest.mark.guest_e2e]
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI=true: the guest e2e must run in the VM tier)", pytrace=False)
+    pytest.skip(reason)
+
+
+def test_guest_sees_the_same_through_both_helpers(tmp_path: Path) -> None:
+    from rig import lio
+
+    try:
+        lio.check_available()
+    except lio.LioUnavailable as e:
+        _unavailable(f"needs the LIO VM: {e}")
+    helpers = ["qemu-pr-helper", "scsi-pr-helper"]
+    assert list(HELPERS) == helpers  # the reference first
+    runs, differences = run(helpers, tmp_path)
+    assert [r.helper for r in runs] == helpers
+    for r in runs:
+        # every step of the round produced an exit status (guest steps and host steps)
+        missing = [n for n in step_names() if r.observations[n].rc is None]
+        assert not missing, f"{r.helper}: no result for {missing}; problems: {r.problems}"
+        assert r.problems == [], f"{r.helper}:\n  " + "\n  ".join(r.problems)
+    assert differences == [], "ours differs from qemu-pr-helper:\n  " + "\n  ".join(differences)
