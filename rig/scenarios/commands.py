@@ -277,5 +277,16 @@ class Read(Command):
         want = ctx.medium.get(self.lba)
         if want is None or result.data == want:
             return []
-        got = result.data[:48].rstrip(b"\0").decode("ascii", "replace").strip()
-        return [f"READ returned other data than last written ({got!r})"]
+        return [f"READ returned {_block_text(result.data)}, not {_block_text(want)}"]
+
+
+def _block_text(data: bytes) -> str:
+    """A block as a reader wants to see it: the writer's text, or what else it holds."""
+    if not data:
+        return "no data"
+    if not any(data):
+        return f"{len(data)} zero bytes"
+    text = data.split(b"\n", 1)[0].rstrip(b"\0")
+    if text.isascii() and text.decode("ascii").isprintable():
+        return repr(text.decode("ascii"))
+    return f"bytes {data[:16].hex()}…"

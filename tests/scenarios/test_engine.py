@@ -138,7 +138,7 @@ def test_read_of_other_data_fails() -> None:
     s = Scenario("t", "t", "t", ("a", "b"), (Step("a", Write(3)), Step("b", Read(3))), SRC)
     run = Runner(s, b).run()
     assert run.verdict == Verdict.FAIL
-    assert "other data than last written" in run.message
+    assert "READ returned 'xxxx" in run.message and "written by a'" in run.message
 
 
 def test_payload_expectations_are_checked() -> None:
