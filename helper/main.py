@@ -48,6 +48,8 @@ LONG_OPTIONS: dict[str, tuple[bool, str]] = {
     "backend": (True, "backend"),
     "initiator": (True, "initiator"),
     "state-dir": (True, "state-dir"),
+    "target-port": (True, "target-port"),
+    "target-ports": (True, "target-ports"),
 }
 BACKENDS = ("sg", "sim")
 
@@ -73,6 +75,9 @@ scsi-pr extensions:
                             devices through multipathd as a multipath build does)
       --initiator=NAME      sim: this helper's initiator port (default '{initiator}')
       --state-dir=DIR       sim: share simulated LUs with other helpers through DIR
+      --target-port=N       sim: this helper's relative target port (default 1)
+      --target-ports=N      sim: target ports of the simulated LUs (default 2; the
+                            same for every helper sharing a state dir)
   -v, --verbose / -q, --quiet   more / no diagnostics; trace events: prh_command,
                             prh_refused, prh_error, prh_connect, prh_disconnect
 
@@ -113,6 +118,8 @@ class Options:
     backend: str = "sg"
     initiator: str | None = None
     state_dir: str | None = None
+    target_port: int = 1
+    target_ports: int = 2
 
     @property
     def verbose(self) -> int:
@@ -250,6 +257,11 @@ def parse(argv: Sequence[str], out: TextIO, err: TextIO) -> Options:
             opts.initiator = value
         elif key == "state-dir":
             opts.state_dir = value
+        elif key in ("target-port", "target-ports"):
+            assert value is not None
+            if not value.isdigit() or not 1 <= int(value) <= 0xFFFF:
+                raise fail(f"invalid {key} '{value}' (1..65535)")
+            setattr(opts, key.replace("-", "_"), int(value))
         elif key == "?":
             raise fail(f"Try `{argv[0]} --help' for more information.")
     return opts
@@ -332,7 +344,12 @@ def make_executor(opts: Options) -> Executor:
     if opts.backend == "sim":
         from helper.executors.sim import DEFAULT_INITIATOR, SimExecutor
 
-        return SimExecutor(opts.initiator or DEFAULT_INITIATOR, opts.state_dir)
+        return SimExecutor(
+            opts.initiator or DEFAULT_INITIATOR,
+            opts.state_dir,
+            opts.target_port,
+            max(opts.target_ports, opts.target_port),
+        )
     from helper.executors.multipath import with_multipath
     from helper.executors.sg import SgExecutor
 

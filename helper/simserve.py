@@ -59,29 +59,59 @@ class LuKey:
         return f"SP{self.dev & 0xFFFF:04X}{self.ino & 0xFFFFFFFFFF:010X}"
 
 
+class FileMedium:
+    """The LU's blocks are the image file's bytes, so every process sees the same data."""
+
+    def __init__(self, path: str | os.PathLike[str], block_size: int = LU_BLOCK_SIZE) -> None:
+        self.path = os.fspath(path)
+        self.block_size = block_size
+
+    def read(self, lba: int, blocks: int) -> bytes:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, blocks * self.block_size, lba * self.block_size)
+        finally:
+            os.close(fd)
+        return data.ljust(blocks * self.block_size, b"\0")
+
+    def write(self, lba: int, data: bytes) -> None:
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, lba * self.block_size)
+        finally:
+            os.close(fd)
+
+
 class SharedLUs:
     """The simulated LUs a helper process serves; on disk when ``state_dir`` is set.
 
     Without a state dir the LUs live in this process only (the benchmark's fast path).
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, state_dir: str | os.PathLike[str] | None = None, target_ports: int = 2
+    ) -> None:
         self.state_dir = None if state_dir is None else Path(state_dir)
+        # Every process sharing a state dir must build the LU with the same ports: the port
+        # set is not PR state, but ALL_TG_PT registrations expand over it.
+        self.target_ports = tuple(range(1, target_ports + 1))
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lus: dict[LuKey, LogicalUnit] = {}
         self._seen: dict[LuKey, bytes] = {}  # token of the state we last loaded or saved
         self._guard = threading.Lock()  # one command at a time per process, as per LU lock
 
-    def _new_lu(self, key: LuKey, size: int) -> LogicalUnit:
+    def _new_lu(self, key: LuKey, size: int, path: str | None = None) -> LogicalUnit:
         store = None
         if self.state_dir is not None:
             store = FileAptplStore(self.state_dir / f"{key.stem}.aptpl.json")
         return LogicalUnit(
             blocks=max(size // LU_BLOCK_SIZE, 1),
             block_size=LU_BLOCK_SIZE,
+            target_ports=self.target_ports,
             serial=key.serial,
             store=store,
+            medium=None if path is None else FileMedium(path),
         )
 
     @contextlib.contextmanager
@@ -100,16 +130,16 @@ class SharedLUs:
         assert self.state_dir is not None
         return self.state_dir / f"{key.stem}.json"
 
-    def _load(self, key: LuKey, size: int, lock: int | None) -> LogicalUnit:
+    def _load(self, key: LuKey, size: int, lock: int | None, path: str | None) -> LogicalUnit:
         lu = self._lus.get(key)
         if lock is None:
             if lu is None:
-                lu = self._lus[key] = self._new_lu(key, size)
+                lu = self._lus[key] = self._new_lu(key, size, path)
             return lu
         token = os.pread(lock, TOKEN_SIZE, 0)
         if lu is not None and token and self._seen.get(key) == token:
             return lu  # nobody wrote since we last did
-        lu = self._new_lu(key, size)
+        lu = self._new_lu(key, size, path)
         path = self._state_path(key)
         if path.exists():
             doc = json.loads(path.read_bytes())
@@ -132,10 +162,16 @@ class SharedLUs:
         os.replace(tmp, path)
         self._seen[key] = token
 
-    def run(self, key: LuKey, size: int, fn: Callable[[LogicalUnit], T]) -> T:
-        """Run ``fn`` on the LU for ``key`` with its state current and persisted afterwards."""
+    def run(
+        self, key: LuKey, size: int, fn: Callable[[LogicalUnit], T], path: str | None = None
+    ) -> T:
+        """Run ``fn`` on the LU for ``key`` with its state current and persisted afterwards.
+
+        With ``path`` (the image file) READ/WRITE use the file's bytes as the medium; the
+        helper itself only runs PR commands, which never touch the medium.
+        """
         with self._guard, self._locked(key) as lock:
-            lu = self._load(key, size, lock)
+            lu = self._load(key, size, lock, path)
             if lock is None:
                 return fn(lu)
             before = lu.snapshot()
@@ -145,7 +181,7 @@ class SharedLUs:
 
     def run_on_file(self, path: str | os.PathLike[str], fn: Callable[[LogicalUnit], T]) -> T:
         st = os.stat(path)
-        return self.run(LuKey.of(st), st.st_size, fn)
+        return self.run(LuKey.of(st), st.st_size, fn, os.fspath(path))
 
 
 # -- scsi-pr sim ----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 QEMU hands the helper the fd of its disk; with ``--backend sim`` that is the image file, and
 every helper process that receives an fd of the same file reaches the same LU, as initiator
-``--initiator NAME`` through RELATIVE TARGET PORT 1. Anything that is not a regular file (pipe,
+``--initiator NAME`` through RELATIVE TARGET PORT ``--target-port`` (default 1) of an LU with
+``--target-ports`` ports (default 2). Anything that is not a regular file (pipe,
 socket, directory, /dev/null) is answered as the C helper answers a device that rejects SG_IO:
 the ioctl fails with ENOTTY, which the status table maps to CHECK CONDITION 0B/00/06.
 """
@@ -50,9 +51,12 @@ class SimExecutor(Executor):
         initiator: str = DEFAULT_INITIATOR,
         state_dir: str | os.PathLike[str] | None = None,
         target_port: int = TARGET_PORT,
+        target_ports: int = 2,
     ) -> None:
+        if not 1 <= target_port <= target_ports:
+            raise ValueError(f"target port {target_port} is not one of the LU's 1..{target_ports}")
         self.nexus = ITNexus.named(initiator, target_port)
-        self.lus = SharedLUs(state_dir)
+        self.lus = SharedLUs(state_dir, target_ports)
         # Without a state dir the model is in memory and fast enough to run on the event loop.
         self.inline = state_dir is None
 

@@ -1,0 +1,296 @@
+"""Backends that reach the LU the way a guest does under QEMU: PR commands through real
+``scsi-pr-helper`` processes over their sockets, everything else straight to the device.
+
+* ``helper-sim``: one helper per initiator (``--backend sim --initiator NAME --target-port
+  i+1``), all sharing one state dir, so N helper processes play N hosts sharing a LUN. The
+  image file's fd is what each initiator passes. Non-PR commands (TEST UNIT READY, READ,
+  WRITE ...) go to the same shared LU directly, as QEMU sends them to the disk, not the helper.
+* ``helper-lio``: one ``--backend sg`` helper in front of the LIO rig's /dev/sgN nodes (root, LIO
+  kernel); non-PR commands use SG_IO directly, as the ``lio`` backend does.
+
+Both offer ``restart_helper()``: kill -9 the helpers and start them again on the same sockets;
+the initiators' clients reconnect on their next command, as QEMU's do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from helper.client import Client
+from helper.executors.base import Reply
+from helper.simserve import SharedLUs
+from rig.backends import BackendUnavailable, Initiator, initiator_name
+from sim.constants import Opcode, Status
+from sim.nexus import ITNexus
+from sim.result import CommandResult
+from sim.transportid import TransportId
+
+START_TIMEOUT = 20.0
+PR_OPCODES = (Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT)
+
+
+def helper_executable() -> str:
+    exe = Path(sys.executable).parent / "scsi-pr-helper"
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("scsi-pr-helper")
+    if found is None:
+        raise BackendUnavailable("scsi-pr-helper is not installed (pip install -e .)")
+    return found
+
+
+def sense_length(sense: bytes) -> int:
+    """Bytes of sense the device actually returned: fixed format says so in byte 7."""
+    if sense and (sense[0] & 0x7F) in (0x70, 0x71) and len(sense) >= 8:
+        return min(8 + sense[7], len(sense))
+    if sense and (sense[0] & 0x7F) in (0x72, 0x73) and len(sense) >= 8:
+        return min(8 + sense[7], len(sense))
+    return len(sense)
+
+
+def result_from_reply(reply: Reply) -> CommandResult:
+    checked = reply.status == Status.CHECK_CONDITION
+    sense = reply.sense[: sense_length(reply.sense)] if checked else b""
+    return CommandResult(reply.status, sense, reply.data)
+
+
+def allocation_length(cdb: bytes) -> int | None:
+    return int.from_bytes(cdb[7:9], "big") if cdb[0] == Opcode.PERSISTENT_RESERVE_IN else None
+
+
+@dataclass
+class HelperProcess:
+    """One running ``scsi-pr-helper`` on ``sock``; ``restart()`` is kill -9 + start."""
+
+    argv: list[str]
+    sock: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*self.argv, "-k", str(self.sock)], stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BackendUnavailable(
+                    f"scsi-pr-helper exited with {self.proc.returncode}: "
+                    f"{self.log.read_text(errors='replace')[-2000:]}"
+                )
+            with socket.socket(socket.AF_UNIX) as s:
+                try:
+                    s.connect(str(self.sock))
+                    return
+                except OSError:
+                    time.sleep(0.02)
+        self.kill()
+        raise BackendUnavailable(f"scsi-pr-helper did not listen on {self.sock}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> None:
+        self.kill()  # leaves the socket file behind, as a crash does; start() replaces it
+        self.start()
+
+
+@dataclass
+class HelperSimInitiator:
+    """An initiator port whose PR commands go through its own helper process."""
+
+    nexus: ITNexus
+    client: Client
+    fd: int
+    lus: SharedLUs
+    image: Path
+
+    @property
+    def name(self) -> str:
+        return str(self.nexus.initiator)
+
+    @property
+    def transport_id(self) -> TransportId:
+        return self.nexus.initiator
+
+    @property
+    def relative_target_port(self) -> int:
+        return self.nexus.target_port
+
+    def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
+        if cdb and cdb[0] in PR_OPCODES:
+            reply = self.client.execute(self.fd, cdb, data, allocation_length(cdb))
+            return result_from_reply(reply)
+        return self.lus.run_on_file(self.image, lambda lu: lu.execute(self.nexus, cdb, data))
+
+
+class HelperSimBackend(AbstractContextManager["HelperSimBackend"]):
+    name = "helper-sim"
+    capabilities = frozenset({"restart_helper"})
+
+    def __init__(self, initiators: int = 2) -> None:
+        exe = helper_executable()
+        self._tmp = tempfile.TemporaryDirectory(prefix="scsi-pr-helper-sim-")
+        root = Path(self._tmp.name)
+        self.image = root / "lu.img"
+        self.image.write_bytes(b"")
+        os.truncate(self.image, 1 << 25)
+        self.state_dir = root / "state"
+        self.state_dir.mkdir()
+        ports = max(initiators, 2)
+        self.lus = SharedLUs(self.state_dir, ports)
+        self.fd = os.open(self.image, os.O_RDWR)
+        self.helpers: list[HelperProcess] = []
+        self.initiators: list[Initiator] = []
+        try:
+            for i in range(initiators):
+                name = initiator_name(i)
+                argv = [exe, "-q", "--backend", "sim", "--initiator", name]
+                argv += ["--state-dir", str(self.state_dir), "--target-port", str(i + 1)]
+                argv += ["--target-ports", str(ports)]
+                helper = HelperProcess(argv, root / f"helper{i}.sock", root / f"helper{i}.log")
+                helper.start()
+                self.helpers.append(helper)
+                self.initiators.append(
+                    HelperSimInitiator(
+                        ITNexus.named(name, i + 1),
+                        Client(str(helper.sock)),
+                        self.fd,
+                        self.lus,
+                        self.image,
+                    )
+                )
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def restart_helper(self) -> None:
+        for helper in self.helpers:
+            helper.restart()
+
+    def __exit__(self, *exc: object) -> None:
+        for it in self.initiators:
+            it.client.close()  # type: ignore[attr-defined]
+        for helper in self.helpers:
+            helper.stop()
+        os.close(self.fd)
+        self._tmp.cleanup()
+
+
+@dataclass
+class HelperLioInitiator:
+    """An LIO initiator port: PR through the helper, everything else SG_IO on /dev/sgN."""
+
+    direct: object  # rig.backend_lio.LioInitiator (or anything with fd/name/execute)
+    transport_id: TransportId
+    relative_target_port: int
+    client: Client
+
+    @property
+    def name(self) -> str:
+        return str(self.transport_id)
+
+    def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
+        if cdb and cdb[0] in PR_OPCODES:
+            fd = self.direct.fd  # type: ignore[attr-defined]
+            return result_from_reply(self.client.execute(fd, cdb, data, allocation_length(cdb)))
+        return self.direct.execute(cdb, data)  # type: ignore[attr-defined,no-any-return]
+
+
+class _SgPath:
+    """A /dev/sgN opened for SG_IO, for devices given explicitly (not from the LIO rig)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+
+    def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
+        from helper.executors.sg import sg_io
+
+        r = sg_io(self.fd, cdb, data, 0 if data else 8192, 8000)
+        sense = r.sense[: r.sb_len_wr] if r.status == Status.CHECK_CONDITION else b""
+        return CommandResult(r.status, sense, r.data)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class HelperLioBackend(AbstractContextManager["HelperLioBackend"]):
+    """PR through one ``scsi-pr-helper --backend sg`` in front of LIO devices.
+
+    ``devices``: (/dev/sgN path, TransportId, relative target port) per initiator; default: the
+    LIO rig's, via ``rig.backend_lio`` (root and an LIO kernel, else BackendUnavailable).
+    """
+
+    name = "helper-lio"
+    capabilities = frozenset({"restart_helper", "real_kernel"})
+
+    def __init__(
+        self,
+        initiators: int = 2,
+        devices: Sequence[tuple[str, TransportId, int]] | None = None,
+    ) -> None:
+        exe = helper_executable()
+        if os.geteuid() != 0:
+            raise BackendUnavailable("helper-lio needs root (SG_IO on LIO devices)")
+        self._lio = None
+        directs: list[tuple[object, TransportId, int]] = []
+        if devices is None:
+            from rig.backend_lio import LioBackend
+
+            self._lio = LioBackend(initiators)  # raises BackendUnavailable without LIO
+            for it in self._lio.lio_initiators:
+                directs.append((it, it.transport_id, it.relative_target_port))
+        else:
+            directs = [(_SgPath(path), tid, rtp) for path, tid, rtp in devices]
+        self._tmp = tempfile.TemporaryDirectory(prefix="scsi-pr-helper-lio-")
+        root = Path(self._tmp.name)
+        self.helper = HelperProcess([exe, "-q", "--backend", "sg"], root / "h.sock", root / "h.log")
+        try:
+            self.helper.start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        self.initiators: list[Initiator] = [
+            HelperLioInitiator(direct, tid, rtp, Client(str(self.helper.sock)))
+            for direct, tid, rtp in directs
+        ]
+        self._directs = [d for d, _, _ in directs]
+
+    def restart_helper(self) -> None:
+        self.helper.restart()
+
+    def __exit__(self, *exc: object) -> None:
+        for it in getattr(self, "initiators", []):
+            it.client.close()  # type: ignore[attr-defined]
+        if hasattr(self, "helper"):
+            self.helper.stop()
+        for d in getattr(self, "_directs", []):
+            if isinstance(d, _SgPath):
+                d.close()
+        if self._lio is not None:
+            self._lio.__exit__(*exc)
+        if hasattr(self, "_tmp"):
+            self._tmp.cleanup()
