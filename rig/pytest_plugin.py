@@ -22,21 +22,27 @@ Markers:
   process of its own); if the LUN hung (a command timed out, or the backend says ``hung``)
   the outcome is xfail "LIO hangs", never a pass, whatever the test itself concluded.
 
+With ``SCSI_PR_RESULT_LOG=path`` every test outcome is appended to ``path`` as one JSON line
+the moment it is known, so a run that LIO wedges still leaves its results behind.
+
 Every test that takes the ``backend`` fixture also gets the marker ``uses_backend``, so the VM
 tier can select "every backend-independent test" with ``-m "uses_backend or vm"``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from rig.backends import BACKENDS, Backend, BackendUnavailable, Initiator, open_backend
 
 ENV_BACKENDS = "SCSI_PR_BACKENDS"
+ENV_RESULT_LOG = "SCSI_PR_RESULT_LOG"
 DEFAULT_BACKENDS = ("sim",)
 #: initiators every backend is opened with; tests use as many as they need from the front
 DEFAULT_INITIATORS = 3
@@ -194,3 +200,35 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 def initiators(backend: Backend) -> list[Initiator]:
     """The backend's initiator handles: ``initiators[i].execute(cdb, data) -> CommandResult``."""
     return backend.initiators
+
+
+def _log(line: dict[str, Any]) -> None:
+    path = os.environ.get(ENV_RESULT_LOG)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Log what will run, so a reader can tell which tests a wedged run never reported."""
+    _log({"collected": [item.nodeid for item in session.items]})
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Append each outcome to $SCSI_PR_RESULT_LOG (see module docstring)."""
+    if not (report.when == "call" or report.outcome != "passed"):
+        return
+    xfail = getattr(report, "wasxfail", None)
+    if xfail is not None:
+        outcome = "xpassed" if report.passed else "xfailed"
+    elif report.when != "call" and report.failed:
+        outcome = "error"
+    else:
+        outcome = report.outcome
+    reason = xfail or ""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+    if report.failed:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        reason = crash.message if crash is not None else str(report.longrepr)[-500:]
+    _log({"nodeid": report.nodeid, "when": report.when, "outcome": outcome, "reason": reason})

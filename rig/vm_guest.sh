@@ -3,6 +3,10 @@
 # The guest sees the host's root read-only over 9p, so everything LIO and the tools write goes
 # to tmpfs. Usage: sh rig/vm_guest.sh [VAR=value ...] CMD [ARGS...]
 set -eu
+# Leading VAR=value arguments are the host's environment for the guest (rig/vm.py passes them).
+while [ $# -gt 0 ]; do
+    case "$1" in *=*) export "$1"; shift ;; *) break ;; esac
+done
 t0=$(cut -d" " -f1 /proc/uptime)
 cd "$(dirname "$0")/.."
 # Order matters: configfs before target_core_mod (which registers target/ in it), the fabric
@@ -20,10 +24,22 @@ for d in /etc/target /etc/rtslib-fb-target; do
         mkdir -p "$d/pr"
     fi
 done
+# rig/vm.py may attach this checkout and the stdlib as a disk image (virtio-blk, /dev/vda):
+# reading them over 9p is the slowest part of the VM tier under TCG.
+if [ -n "${SCSI_PR_IMAGE_BINDS:-}" ]; then
+    modprobe virtio_blk 2>/dev/null || true
+    mkdir -p /run/scsi-pr-image
+    for _ in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.5; done
+    mount -o ro /dev/vda /run/scsi-pr-image
+    for pair in $(echo "$SCSI_PR_IMAGE_BINDS" | tr , ' '); do
+        mount --bind "/run/scsi-pr-image/${pair%%:*}" "${pair#*:}"
+    done
+    cd "$PWD"  # re-enter the checkout through the bind mount
+fi
 # pytest's tmp_path, targetcli's prefs/lock and helper sockets need writable scratch space.
 mount -t tmpfs scsi-pr-tmp /tmp
 mkdir -p /tmp/targetcli
 export TARGETCLI_HOME=/tmp/targetcli HOME=/tmp PYTHONDONTWRITEBYTECODE=1
 export PATH="$PWD/.venv/bin:$PATH"
 echo "scsi-pr vm: $(uname -r), LIO ready at ${t0}s+$(awk -v t="$t0" '{print $1-t}' /proc/uptime)s ($(cat /sys/kernel/config/target/version 2>/dev/null | head -1))"
-exec env "$@"
+exec "$@"

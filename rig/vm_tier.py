@@ -1,0 +1,157 @@
+"""The VM tier's driver, run inside the VM by ``scripts/vm-tier``: two pytest runs, one summary.
+
+1. Every backend-independent test (``uses_backend``) and every ``vm`` test, on ``lio`` and
+   ``helper-lio``, except those marked ``lio_hangs`` or ``guest_e2e``.
+2. The nested-guest end-to-end test (``guest_e2e``: minutes under TCG), once, on its own.
+3. Last, in a process of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
+   tcm_loop). The rig builds a fresh LU after each hang; should the process itself get stuck,
+   it is abandoned at the deadline and the tests it did not report are counted as hung.
+
+Outcomes are read from the plugin's per-test JSON log (``SCSI_PR_RESULT_LOG``), written as each
+test ends, so a wedged run still reports what it did. Exit status: 0 when nothing failed or
+errored; "LIO hangs" and LIO deviations are known defects (xfail), shown but not failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rig.pytest_plugin import ENV_RESULT_LOG, LIO_HANGS
+
+BACKENDS = tuple(os.environ.get("SCSI_PR_VM_BACKENDS", "lio,helper-lio").split(","))
+#: phase name -> (marker expression, extra pytest args, deadline in seconds, hang phase?)
+PHASES: dict[str, tuple[str, tuple[str, ...], float, bool]] = {
+    "main": ("(uses_backend or vm) and not lio_hangs and not guest_e2e", (), 480.0, False),
+    "guest-e2e": ("guest_e2e", (), 1200.0, False),
+    "lio-hangs": ("lio_hangs", ("--run-lio-hangs",), 180.0, True),
+}
+ORDER = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
+
+
+@dataclass
+class Phase:
+    name: str
+    rc: int | None = None
+    seconds: float = 0.0
+    results: list[dict[str, str]] = field(default_factory=list)
+    abandoned: bool = False
+
+    def counts(self) -> Counter[str]:
+        c: Counter[str] = Counter()
+        for r in self.results:
+            kind = r["outcome"]
+            if kind == "xfailed" and r["reason"].startswith(LIO_HANGS):
+                kind = "LIO hangs"
+            elif kind == "xfailed":
+                kind = "xfailed (LIO deviation)"
+            c[kind] += 1
+        return c
+
+    def failed(self) -> bool:
+        c = self.counts()
+        if c["failed"] or c["error"] or c["xpassed"]:
+            return True
+        # pytest's own exit status catches collection errors and crashes the log cannot show
+        return self.rc not in (0, 5) and not self.abandoned
+
+
+def _collect(log: Path, abandoned: bool, hang_phase: bool) -> list[dict[str, str]]:
+    """Per-test outcomes from the log. When the run was abandoned, every collected test that
+    never reported is counted: in the hang phase as "LIO hangs" (it was running, or waiting
+    behind the one that hung), elsewhere as an error, because nothing there should hang."""
+    if not log.exists():
+        return []
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    results = [r for r in lines if "nodeid" in r]
+    if abandoned:
+        seen = {r["nodeid"] for r in results}
+        for collected in (r["collected"] for r in lines if "collected" in r):
+            results += [
+                {"nodeid": n, "when": "call", "outcome": "xfailed" if hang_phase else "error",
+                 "reason": f"{LIO_HANGS}: never reported, the run was abandoned"}
+                for n in collected if n not in seen
+            ]  # fmt: skip
+    return results
+
+
+def run_phase(
+    name: str, args: list[str], deadline: float, workdir: Path, *, hang_phase: bool = False
+) -> Phase:
+    log = workdir / f"{name}.jsonl"
+    log.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{ENV_RESULT_LOG: str(log)})
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfExX", *args]
+    for b in BACKENDS:
+        cmd += ["--backend", b]
+    print(f"\n== VM tier, {name}: {' '.join(cmd[2:])}", flush=True)
+    phase = Phase(name)
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        phase.rc = proc.wait(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        # A thread stuck in SG_IO on a wedged LUN can keep the process from exiting: kill it
+        # and stop waiting; the VM's power-off reaps it.
+        phase.abandoned = True
+        with suppress(OSError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, 9)
+        with suppress(OSError, subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+        print(f"== {name}: abandoned after {deadline:.0f}s (LIO wedged the run)", flush=True)
+    phase.seconds = time.monotonic() - start
+    phase.results = _collect(log, phase.abandoned, hang_phase)
+    return phase
+
+
+def summary_line(phases: list[Phase]) -> str:
+    total: Counter[str] = Counter()
+    for p in phases:
+        total.update(p.counts())
+    keys = [k for k in ORDER if total[k]] + sorted(k for k in total if k not in ORDER)
+    return "VM tier: " + (", ".join(f"{total[k]} {k}" for k in keys) or "no tests ran")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rig.vm_tier", description=__doc__)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/scsi-pr-vm-tier"))
+    p.add_argument(
+        "--phases", default=",".join(PHASES), help=f"comma separated, from {', '.join(PHASES)}"
+    )
+    p.add_argument("pytest_args", nargs="*", default=["tests"], help="paths (default: tests)")
+    args = p.parse_args(argv)
+    chosen = [n for n in args.phases.split(",") if n]
+    unknown = sorted(set(chosen) - set(PHASES))
+    if unknown:
+        p.error(f"unknown phase(s) {', '.join(unknown)}")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    phases = []
+    for name in PHASES:  # always in this order: the hang phase last
+        if name in chosen:
+            marks, extra, deadline, hangs = PHASES[name]
+            argv_ = [*args.pytest_args, "-m", marks, *extra]
+            phases.append(run_phase(name, argv_, deadline, args.workdir, hang_phase=hangs))
+    print("\n== VM tier summary ==")
+    for ph in phases:
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(ph.counts().items())) or "no tests"
+        state = "abandoned (hung)" if ph.abandoned else f"pytest exit {ph.rc}"
+        print(f"  {ph.name:<10} {counts}; {state}; {ph.seconds:.0f}s")
+        for r in ph.results:
+            if r["outcome"] == "xfailed" and r["reason"].startswith(LIO_HANGS):
+                print(f"    known defect: {r['nodeid']}: {r['reason']}")
+            elif r["outcome"] in ("failed", "error", "xpassed"):
+                print(f"    {r['outcome'].upper()}: {r['nodeid']}: {r['reason'][:300]}")
+    print(summary_line(phases), flush=True)
+    return 1 if any(ph.failed() for ph in phases) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
