@@ -79,8 +79,9 @@ def drop_privileges(
     _check(_libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)")
     os.setgroups([])
     os.setresgid(target_gid, target_gid, target_gid)
+    bounding = capabilities().get("CapBnd", (1 << (_last_cap() + 1)) - 1)
     for cap in range(_last_cap() + 1):
-        if cap not in keep:
+        if cap not in keep and bounding >> cap & 1:  # already out (e.g. systemd's set): skip
             _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl(PR_CAPBSET_DROP)")
     _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # absent before 4.3: fine
     os.setresuid(target_uid, target_uid, target_uid)

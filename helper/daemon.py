@@ -196,27 +196,30 @@ class HelperServer:
         start = time.perf_counter()
         fd = request.fd
         assert fd is not None
-        device = device_name(fd) if "prh_command" in self.audit.enabled else ""
+        logging = "prh_command" in self.audit.enabled and self.audit.stream is not None
+        device = device_name(fd) if logging else ""
         try:
             reply = await self._execute(request)
         except Exception as e:  # an executor bug must still be a SCSI answer, and logged
             err = e.errno if isinstance(e, OSError) and e.errno else errno.EIO
+            device = device or device_name(fd)
             self.audit("prh_error", pid=peer[0], device=device, error=f"{type(e).__name__}: {e}")
             reply = Reply(*from_errno(err))
         finally:
             _close_fds([fd])  # the helper closes the passed fd after every request
         data = reply.data[: request.allocation_length] if reply.status == 0 else b""
-        self.audit(
-            "prh_command",
-            pid=peer[0],
-            uid=peer[1],
-            device=device,
-            command=describe(request.cdb, request.data),
-            status=STATUS_NAMES.get(reply.status, f"{reply.status:#04x}"),
-            sense=sense_text(reply),
-            bytes_in=len(data),
-            duration_us=int((time.perf_counter() - start) * 1e6),
-        )
+        if logging:
+            self.audit(
+                "prh_command",
+                pid=peer[0],
+                uid=peer[1],
+                device=device,
+                command=describe(request.cdb, request.data),
+                status=STATUS_NAMES.get(reply.status, f"{reply.status:#04x}"),
+                sense=sense_text(reply),
+                bytes_in=len(data),
+                duration_us=int((time.perf_counter() - start) * 1e6),
+            )
         return Response(reply.status, reply.sense, data)
 
     async def handle(self, sock: socket.socket) -> None:

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sim.device import LogicalUnit
+from sim.faults import FaultHook, Stall
+from sim.nexus import ITNexus
 from sim.store import FileAptplStore
 
 T = TypeVar("T")
@@ -105,7 +107,7 @@ class SharedLUs:
         store = None
         if self.state_dir is not None:
             store = FileAptplStore(self.state_dir / f"{key.stem}.aptpl.json")
-        return LogicalUnit(
+        lu = LogicalUnit(
             blocks=max(size // LU_BLOCK_SIZE, 1),
             block_size=LU_BLOCK_SIZE,
             target_ports=self.target_ports,
@@ -113,6 +115,24 @@ class SharedLUs:
             store=store,
             medium=None if path is None else FileMedium(path),
         )
+        if self.state_dir is not None:
+            lu.fault = self._fault_hook(self.state_dir / f"{key.stem}.fault.json")
+        return lu
+
+    @staticmethod
+    def _fault_hook(path: Path) -> FaultHook:
+        """Faults set with ``scsi-pr sim stall``: read per command, so a running helper obeys
+        them at once (one stat per command when there is none)."""
+
+        def hook(nexus: ITNexus, cdb: bytes) -> Stall | None:
+            try:
+                doc = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                return None
+            stall = float(doc.get("stall", 0))
+            return Stall(stall) if stall > 0 else None
+
+        return hook
 
     @contextlib.contextmanager
     def _locked(self, key: LuKey) -> Iterator[int | None]:
@@ -204,20 +224,29 @@ def _describe_lu(lu: LogicalUnit) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``scsi-pr sim {show,power-cycle,forget} --state-dir DIR IMAGE``."""
+    """``scsi-pr sim {show,power-cycle,forget,stall} --state-dir DIR IMAGE [--seconds S]``."""
     parser = argparse.ArgumentParser(
         prog="scsi-pr sim",
         description="Inspect or change simulated LUs shared by scsi-pr-helper --backend sim.",
     )
-    parser.add_argument("action", choices=["show", "power-cycle", "forget"])
+    parser.add_argument("action", choices=["show", "power-cycle", "forget", "stall"])
     parser.add_argument("image", help="the image file that stands for the LU")
     parser.add_argument("--state-dir", required=True, help="the helpers' --state-dir")
+    parser.add_argument(
+        "--seconds", type=float, default=0.0, help="stall: delay every command (0 = stop)"
+    )
     args = parser.parse_args(argv)
     try:
         lus = SharedLUs(args.state_dir)
+        key = LuKey.of(os.stat(args.image))
+        if args.action == "stall":
+            fault = lus.state_dir / f"{key.stem}.fault.json"  # type: ignore[operator]
+            tmp = fault.with_name(fault.name + ".tmp")
+            tmp.write_text(json.dumps({"stall": args.seconds}))
+            os.replace(tmp, fault)
+            return 0
         if args.action == "forget":
-            key = LuKey.of(os.stat(args.image))
-            for suffix in (".json", ".aptpl.json"):
+            for suffix in (".json", ".aptpl.json", ".fault.json"):
                 (lus.state_dir / f"{key.stem}{suffix}").unlink(missing_ok=True)  # type: ignore[operator]
             return 0
         if args.action == "power-cycle":

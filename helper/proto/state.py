@@ -21,6 +21,8 @@ class Role(Enum):
     HELPER = "helper"
     CLIENT = "client"
 
+    __hash__ = object.__hash__  # members are singletons; Enum's name hash is slow per request
+
 
 class State(Enum):
     SEND_FEATURES = "SEND_FEATURES"
@@ -31,6 +33,8 @@ class State(Enum):
     AWAIT_RESPONSE = "AWAIT_RESPONSE"
     CLOSED = "CLOSED"
     ERROR = "ERROR"
+
+    __hash__ = object.__hash__
 
 
 # (role, state, event type, direction) -> next state. "send" = we emit it, "recv" = peer sent it.

@@ -1,0 +1,31 @@
+"""``scripts/bench [--model] [--helper]``: run the chosen benchmarks (default: all).
+
+Benchmarks print rates and latencies; they are never timed tests (timings vary per machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+BENCHMARKS = {
+    "model": "benchmarks.model",
+    "helper": "benchmarks.helper",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
+    for name, module in BENCHMARKS.items():
+        parser.add_argument(f"--{name}", action="store_true", help=f"run {module}")
+    args = parser.parse_args(argv)
+    chosen = [n for n in BENCHMARKS if getattr(args, n)] or list(BENCHMARKS)
+    status = 0
+    for name in chosen:
+        status |= int(importlib.import_module(BENCHMARKS[name]).main() or 0)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

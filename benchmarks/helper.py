@@ -1,0 +1,166 @@
+"""Requests per second of ``scsi-pr-helper --backend sim`` over its real socket, and proof that
+a stalled device does not delay other clients.
+
+* 1 client: one connection, one request at a time (QEMU's pattern per pr-manager object).
+* 64 clients: 64 connections spread over several client processes (so the client's own
+  Python does not become the bottleneck before the helper does).
+* Stall: ``scsi-pr sim stall`` makes one LU answer after 1 s; one client keeps hitting it while
+  16 others use another LU. Their latency must stay in milliseconds.
+
+Requests are PERSISTENT RESERVE IN / READ KEYS with the image file's fd passed every time,
+the full protocol path (handshake once, SCM_RIGHTS per request, 104-byte header + data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from helper.simserve import main as sim_main
+from sim.cdb import persistent_reserve_in
+
+DURATION = 3.0
+READ_KEYS = persistent_reserve_in(0, 64).ljust(16, b"\0")
+HEADER = struct.Struct(">ii")
+EXE = str(Path(sys.executable).parent / "scsi-pr-helper")
+
+
+def start_helper(sock: Path, *extra: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([EXE, "-q", "--backend", "sim", "-k", str(sock), *extra])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(str(sock))
+                return proc
+            except OSError:
+                time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("helper did not start")
+
+
+async def _recv_exactly(loop: asyncio.AbstractEventLoop, s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = await loop.sock_recv(s, n - len(buf))
+        if not chunk:
+            raise ConnectionError("helper closed the connection")
+        buf += chunk
+    return buf
+
+
+async def _client(path: str, fd: int, until: float, latencies: list[float]) -> int:
+    loop = asyncio.get_running_loop()
+    s = socket.socket(socket.AF_UNIX)
+    s.setblocking(False)
+    await loop.sock_connect(s, path)
+    await _recv_exactly(loop, s, 4)
+    await loop.sock_sendall(s, b"\0\0\0\0")
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))]
+    done = 0
+    while time.monotonic() < until:
+        start = time.perf_counter()
+        while True:
+            try:
+                s.sendmsg([READ_KEYS], anc)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0)
+        header = await _recv_exactly(loop, s, 104)
+        status, sz = HEADER.unpack_from(header)
+        if sz:
+            await _recv_exactly(loop, s, sz)
+        if status != 0:
+            raise RuntimeError(f"unexpected status {status:#x}")
+        latencies.append(time.perf_counter() - start)
+        done += 1
+    s.close()
+    return done
+
+
+async def _clients(path: str, image: str, count: int, seconds: float) -> tuple[int, list[float]]:
+    fd = os.open(image, os.O_RDWR)
+    latencies: list[float] = []
+    until = time.monotonic() + seconds
+    counts = await asyncio.gather(*(_client(path, fd, until, latencies) for _ in range(count)))
+    os.close(fd)
+    return sum(counts), latencies
+
+
+def _worker(args: tuple[str, str, int, float]) -> int:
+    return asyncio.run(_clients(*args))[0]
+
+
+def throughput(path: str, image: str, clients: int) -> float:
+    procs = min(clients, max(1, (os.cpu_count() or 2) - 1), 4)
+    shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    start = time.monotonic()
+    if procs == 1:
+        total = _worker((path, image, clients, DURATION))
+    else:
+        with multiprocessing.get_context("fork").Pool(procs) as pool:
+            total = sum(pool.map(_worker, [(path, image, n, DURATION) for n in shares]))
+    return total / (time.monotonic() - start)
+
+
+async def _stall_run(path: str, slow: str, fast: str) -> tuple[int, list[float], int]:
+    slow_fd = os.open(slow, os.O_RDWR)
+    fast_fd = os.open(fast, os.O_RDWR)
+    until = time.monotonic() + DURATION
+    slow_lat: list[float] = []
+    fast_lat: list[float] = []
+    results = await asyncio.gather(
+        _client(path, slow_fd, until, slow_lat),
+        *(_client(path, fast_fd, until, fast_lat) for _ in range(16)),
+    )
+    os.close(slow_fd)
+    os.close(fast_fd)
+    return results[0], fast_lat, sum(results[1:])
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="scsi-pr-bench-") as tmp:
+        root = Path(tmp)
+        image = root / "lu.img"
+        image.write_bytes(bytes(1 << 16))
+        sock = root / "helper.sock"
+        proc = start_helper(sock)
+        try:
+            for clients in (1, 64):
+                rate = throughput(str(sock), str(image), clients)
+                print(f"helper: {rate:,.0f} requests/s with {clients} concurrent client(s)")
+        finally:
+            proc.terminate()
+            proc.wait()
+        state = root / "state"
+        slow, fast = root / "slow.img", root / "fast.img"
+        slow.write_bytes(bytes(1 << 16))
+        fast.write_bytes(bytes(1 << 16))
+        sim_main(["stall", str(slow), "--state-dir", str(state), "--seconds", "1.0"])
+        proc = start_helper(sock, "--state-dir", str(state))
+        try:
+            slow_done, lat, fast_done = asyncio.run(_stall_run(str(sock), str(slow), str(fast)))
+        finally:
+            proc.terminate()
+            proc.wait()
+        lat.sort()
+        p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99) - 1]
+        print(
+            f"helper stall: 1 client on a device stalled 1 s finished {slow_done} requests; "
+            f"16 clients on another device finished {fast_done} meanwhile, "
+            f"latency p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms, max {lat[-1] * 1e3:.2f} ms"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
