@@ -79,10 +79,17 @@ class HelperProcess:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
+        self.spawn()
+        self.wait_listening()
+
+    def spawn(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [*self.argv, "-k", str(self.sock)], stdout=log, stderr=subprocess.STDOUT
             )
+
+    def wait_listening(self) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -171,7 +178,7 @@ class HelperSimBackend(AbstractContextManager["HelperSimBackend"]):
                 argv += ["--state-dir", str(self.state_dir), "--target-port", str(i + 1)]
                 argv += ["--target-ports", str(ports)]
                 helper = HelperProcess(argv, root / f"helper{i}.sock", root / f"helper{i}.log")
-                helper.start()
+                helper.spawn()  # all start in parallel; waited for below
                 self.helpers.append(helper)
                 self.initiators.append(
                     HelperSimInitiator(
@@ -182,17 +189,26 @@ class HelperSimBackend(AbstractContextManager["HelperSimBackend"]):
                         self.image,
                     )
                 )
+            for helper in self.helpers:
+                helper.wait_listening()
         except BaseException:
             self.__exit__(None, None, None)
             raise
 
     def restart_helper(self) -> None:
         for helper in self.helpers:
-            helper.restart()
+            helper.kill()  # leaves the socket files behind, as a crash does
+        for helper in self.helpers:
+            helper.spawn()
+        for helper in self.helpers:
+            helper.wait_listening()
 
     def __exit__(self, *exc: object) -> None:
         for it in self.initiators:
             it.client.close()  # type: ignore[attr-defined]
+        for helper in self.helpers:
+            if helper.proc is not None and helper.proc.poll() is None:
+                helper.proc.terminate()
         for helper in self.helpers:
             helper.stop()
         os.close(self.fd)
