@@ -84,13 +84,19 @@ def _collect(log: Path, abandoned: bool, hang_phase: bool) -> list[dict[str, str
 
 
 def run_phase(
-    name: str, args: list[str], deadline: float, workdir: Path, *, hang_phase: bool = False
+    name: str,
+    args: list[str],
+    deadline: float,
+    workdir: Path,
+    *,
+    hang_phase: bool = False,
+    backends: tuple[str, ...] = BACKENDS,
 ) -> Phase:
     log = workdir / f"{name}.jsonl"
     log.unlink(missing_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{ENV_RESULT_LOG: str(log)})
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfExX", *args]
-    for b in BACKENDS:
+    for b in backends:
         cmd += ["--backend", b]
     print(f"\n== VM tier, {name}: {' '.join(cmd[2:])}", flush=True)
     phase = Phase(name)

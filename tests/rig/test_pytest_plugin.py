@@ -39,6 +39,25 @@ def test_unknown_option_value_is_rejected(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*invalid choice: 'nope'*"])
 
 
+UNAVAILABLE = """
+def test_needs_lio(backend):
+    raise AssertionError("must not run without LIO")
+"""
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("", "skipped"), ("true", "errors")])
+def test_unavailable_backend_skips_outside_ci_fails_in_ci(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: str
+) -> None:
+    """Not root / no LIO: a visible skip on a laptop, a failure in CI."""
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setenv("SCSI_PR_LIO_UNAVAILABLE", "test: pretend there is no LIO")
+    pytester.makepyfile(UNAVAILABLE)
+    result = pytester.runpytest_subprocess("--backend", "lio", "-rs")
+    result.assert_outcomes(**{outcome: 1})
+    result.stdout.fnmatch_lines(["*backend lio unavailable: *"])
+
+
 MARKERS = """
 import pytest
 

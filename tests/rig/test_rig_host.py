@@ -1,0 +1,147 @@
+"""The rig's host-side logic: specs, names, the VM command line and the VM tier's accounting.
+
+What needs LIO itself runs in the VM tier (``--backend lio``); these tests need no root.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rig import lio, vm, vm_tier
+from rig.backends import initiator_name
+from rig.lio_cli import parse_size
+from sim.transportid import decode_transport_id
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("64M", 64 << 20), ("1G", 1 << 30), ("1048576", 1 << 20), ("512k", 512 << 10),
+     ("2MiB", 2 << 20)],
+)  # fmt: skip
+def test_sizes_are_1024_based_like_targetcli(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "M", "-1M", "lots", "0"])
+def test_bad_sizes_say_so(text: str) -> None:
+    with pytest.raises(Exception, match="size"):
+        parse_size(text)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"initiators": 0}, "initiators must be 1..32"),
+        ({"initiators": 33}, "initiators must be 1..32"),
+        ({"backstore": "pscsi"}, "backstore must be one of"),
+        ({"backstore": "block"}, "needs --path"),
+        ({"size": 4096}, "too small"),
+        ({"name": "a/b"}, "bad backstore name"),
+        ({"generation": 256}, "generation must be"),
+    ],
+)
+def test_bad_specs_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(lio.RigError, match=message):
+        lio.LunSpec(**kwargs)
+
+
+def test_names_are_fixed_and_distinct() -> None:
+    """Stable across runs (TransportIDs in PR data stay comparable), distinct per generation."""
+    wwns = {lio.target_wwn(i, g) for i in range(32) for g in range(4)}
+    assert len(wwns) == 128
+    assert all(len(w) == len("naa.") + 16 and w.startswith("naa.5001405f") for w in wwns)
+    assert lio.unit_serial("scsipr0") == lio.unit_serial("scsipr0") != lio.unit_serial("x")
+
+
+def test_description_round_trips_and_carries_sas_transport_ids() -> None:
+    port = lio.InitiatorPort(
+        index=0, wwn=initiator_name(0), target_wwn=lio.target_wwn(0),
+        transport_id="060000005001405000000001000000000000000000000000",
+        relative_target_port=1, hctl="6:0:1:0", sg="/dev/sg1", sd="/dev/sda",
+        startup_unit_attentions=["UNIT ATTENTION: POWER ON OCCURRED"],
+    )  # fmt: skip
+    desc = lio.RigDescription(lio.LunSpec(initiators=1), lio.unit_serial("scsipr0"), [port])
+    again = lio.RigDescription.from_json(desc.to_json())
+    assert again == desc
+    tid, used = decode_transport_id(bytes.fromhex(again.initiators[0].transport_id))
+    assert (str(tid), used) == (initiator_name(0), 24)
+
+
+def test_vng_command_boots_tcg_as_root_with_tsc_and_the_image() -> None:
+    argv = vm.vng_command(["pytest", "-q"], "/boot/vmlinuz-x", "2G", 2, {"main": "/work/main"})
+    assert argv[argv.index("--run") + 1] == "/boot/vmlinuz-x"
+    assert "--disable-kvm" in argv
+    assert argv[argv.index("--user") + 1] == "root"
+    assert "clocksource=tsc" in argv[argv.index("--append") + 1]
+    assert any(a.startswith("--qemu-opts=-drive file=") and "readonly=on" in a for a in argv)
+    tail = argv[argv.index("--") + 1 :]
+    assert tail[:2] == ["sh", str(vm.GUEST_SCRIPT)]
+    assert "SCSI_PR_IMAGE_BINDS=main:/work/main" in tail
+    assert tail[-2:] == ["pytest", "-q"]
+
+
+def test_kernel_versions_sort_naturally() -> None:
+    kernels = [
+        "/boot/vmlinuz-6.1.0-9-amd64",
+        "/boot/vmlinuz-6.12.1-amd64",
+        "/boot/vmlinuz-6.1.0-56-amd64",
+    ]
+    assert max(kernels, key=vm._natural) == "/boot/vmlinuz-6.12.1-amd64"
+    assert sorted(kernels, key=vm._natural)[0] == "/boot/vmlinuz-6.1.0-9-amd64"
+
+
+def test_vm_run_needs_a_command() -> None:
+    with pytest.raises(vm.VmError, match="no command"):
+        vm.run([])
+
+
+PHASE_TESTS = """
+import time
+import pytest
+
+def test_good(backend):
+    pass
+
+@pytest.mark.deviates("sim", reason="pretend", clause="SPC-5 x")
+def test_known_deviation(backend):
+    assert False
+
+def test_wedges(backend):
+    time.sleep(60)
+
+def test_never_reached(backend):
+    pass
+"""
+
+
+def test_a_wedged_hang_phase_counts_unreported_tests_as_lio_hangs(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """The phase is abandoned at its deadline; what never reported is "LIO hangs", the rest
+    keeps its real outcome, and nothing of it is a pass."""
+    test_file = pytester.makepyfile(PHASE_TESTS)
+    phase = vm_tier.run_phase(
+        "lio-hangs", [str(test_file)], 15.0, tmp_path,
+        hang_phase=True, backends=("sim",),
+    )  # fmt: skip
+    assert phase.abandoned
+    assert phase.counts() == {"passed": 1, "xfailed (LIO deviation)": 1, "LIO hangs": 2}
+    assert not phase.failed()
+    line = vm_tier.summary_line([phase])
+    assert line == "VM tier: 1 passed, 2 LIO hangs, 1 xfailed (LIO deviation)"
+
+
+def test_a_wedged_main_phase_is_a_failure(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    test_file = pytester.makepyfile(PHASE_TESTS)
+    phase = vm_tier.run_phase("main", [str(test_file)], 15.0, tmp_path, backends=("sim",))
+    assert phase.abandoned
+    assert phase.counts()["error"] == 2
+    assert phase.failed()
+    log = [json.loads(x) for x in (tmp_path / "main.jsonl").read_text().splitlines()]
+    assert len(log[0]["collected"]) == 4
+
+
+pytest_plugins = ["pytester"]
