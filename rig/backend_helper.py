@@ -14,6 +14,7 @@ the initiators' clients reconnect on their next command, as QEMU's do.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -153,47 +154,94 @@ class HelperSimInitiator:
         return self.lus.run_on_file(self.image, lambda lu: lu.execute(self.nexus, cdb, data))
 
 
+class _HelperPool:
+    """The helper processes of a test session, shared by every ``HelperSimBackend``.
+
+    Starting N Python processes per test would dominate the suite's run time. A fresh LU
+    per backend needs no fresh helper: every backend makes a new image file, and a new file
+    is a new simulated LU. Images stay until the session ends, so no inode (the LU's name) is
+    ever reused. ``restart_helper`` kills and restarts the pooled processes themselves.
+    """
+
+    def __init__(self) -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.helpers: dict[tuple[int, int], HelperProcess] = {}
+        self.images = 0
+
+    @property
+    def root(self) -> Path:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="scsi-pr-helper-sim-")
+            atexit.register(self.close)
+        return Path(self._tmp.name)
+
+    def state_dir(self, ports: int) -> Path:
+        path = self.root / f"state-{ports}"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def new_image(self) -> Path:
+        self.images += 1
+        image = self.root / f"lu{self.images}.img"
+        image.write_bytes(b"")
+        os.truncate(image, 1 << 25)
+        return image
+
+    def helpers_for(self, initiators: int, ports: int) -> list[HelperProcess]:
+        exe = helper_executable()
+        out: list[HelperProcess] = []
+        for i in range(initiators):
+            helper = self.helpers.get((i, ports))
+            if helper is None:
+                argv = [exe, "-q", "--backend", "sim", "--initiator", initiator_name(i)]
+                argv += ["--state-dir", str(self.state_dir(ports))]
+                argv += ["--target-port", str(i + 1), "--target-ports", str(ports)]
+                name = f"helper{i}-{ports}"
+                helper = HelperProcess(argv, self.root / f"{name}.sock", self.root / f"{name}.log")
+                self.helpers[(i, ports)] = helper
+            if helper.proc is None or helper.proc.poll() is not None:
+                helper.spawn()  # all start in parallel; waited for below
+            out.append(helper)
+        for helper in out:
+            helper.wait_listening()
+        return out
+
+    def close(self) -> None:
+        for helper in self.helpers.values():
+            if helper.proc is not None and helper.proc.poll() is None:
+                helper.proc.terminate()
+        for helper in self.helpers.values():
+            helper.stop()
+        self.helpers.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+_pool = _HelperPool()
+
+
 class HelperSimBackend(AbstractContextManager["HelperSimBackend"]):
     name = "helper-sim"
     capabilities = frozenset({"restart_helper"})
 
     def __init__(self, initiators: int = 2) -> None:
-        exe = helper_executable()
-        self._tmp = tempfile.TemporaryDirectory(prefix="scsi-pr-helper-sim-")
-        root = Path(self._tmp.name)
-        self.image = root / "lu.img"
-        self.image.write_bytes(b"")
-        os.truncate(self.image, 1 << 25)
-        self.state_dir = root / "state"
-        self.state_dir.mkdir()
         ports = max(initiators, 2)
+        self.helpers = _pool.helpers_for(initiators, ports)
+        self.image = _pool.new_image()
+        self.state_dir = _pool.state_dir(ports)
         self.lus = SharedLUs(self.state_dir, ports)
         self.fd = os.open(self.image, os.O_RDWR)
-        self.helpers: list[HelperProcess] = []
-        self.initiators: list[Initiator] = []
-        try:
-            for i in range(initiators):
-                name = initiator_name(i)
-                argv = [exe, "-q", "--backend", "sim", "--initiator", name]
-                argv += ["--state-dir", str(self.state_dir), "--target-port", str(i + 1)]
-                argv += ["--target-ports", str(ports)]
-                helper = HelperProcess(argv, root / f"helper{i}.sock", root / f"helper{i}.log")
-                helper.spawn()  # all start in parallel; waited for below
-                self.helpers.append(helper)
-                self.initiators.append(
-                    HelperSimInitiator(
-                        ITNexus.named(name, i + 1),
-                        Client(str(helper.sock)),
-                        self.fd,
-                        self.lus,
-                        self.image,
-                    )
-                )
-            for helper in self.helpers:
-                helper.wait_listening()
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
+        self.initiators: list[Initiator] = [
+            HelperSimInitiator(
+                ITNexus.named(initiator_name(i), i + 1),
+                Client(str(helper.sock)),
+                self.fd,
+                self.lus,
+                self.image,
+            )
+            for i, helper in enumerate(self.helpers)
+        ]
 
     def restart_helper(self) -> None:
         for helper in self.helpers:
@@ -206,13 +254,7 @@ class HelperSimBackend(AbstractContextManager["HelperSimBackend"]):
     def __exit__(self, *exc: object) -> None:
         for it in self.initiators:
             it.client.close()  # type: ignore[attr-defined]
-        for helper in self.helpers:
-            if helper.proc is not None and helper.proc.poll() is None:
-                helper.proc.terminate()
-        for helper in self.helpers:
-            helper.stop()
         os.close(self.fd)
-        self._tmp.cleanup()
 
 
 @dataclass
