@@ -72,6 +72,15 @@ class Connection:
         self._discarded: list[int] = []
         self._pending_cdb: bytes | None = None
         self._error: ProtocolError | None = None
+        # Dispatch tables, built once: next_event and bytes_needed run for every frame part.
+        self._parsers = {
+            (Role.HELPER, State.AWAIT_FEATURES): self._parse_features,
+            (Role.CLIENT, State.AWAIT_FEATURES): self._parse_features,
+            (Role.HELPER, State.IDLE): self._parse_cdb,
+            (Role.HELPER, State.AWAIT_PROUT_DATA): self._parse_prout_data,
+            (Role.CLIENT, State.AWAIT_RESPONSE): self._parse_response,
+            (Role.CLIENT, State.IDLE): self._parse_idle_client,
+        }
 
     # -- input -------------------------------------------------------------------------------
     def receive_data(self, data: bytes, fds: Iterable[int] = ()) -> None:
@@ -90,12 +99,17 @@ class Connection:
     @property
     def bytes_needed(self) -> int:
         """How many bytes complete the frame part being read (0 when nothing is being read)."""
-        want = {
-            State.AWAIT_FEATURES: FEATURES_SIZE,
-            State.IDLE: PR_HELPER_CDB_SIZE if self.role is Role.HELPER else 0,
-            State.AWAIT_PROUT_DATA: transfer_length(self._pending_cdb or bytes(16)),
-            State.AWAIT_RESPONSE: self._response_size(),
-        }.get(self.state, 0)
+        state = self.state
+        if state is State.IDLE:
+            want = PR_HELPER_CDB_SIZE if self.role is Role.HELPER else 0
+        elif state is State.AWAIT_FEATURES:
+            want = FEATURES_SIZE
+        elif state is State.AWAIT_PROUT_DATA:
+            want = transfer_length(self._pending_cdb or bytes(PR_HELPER_CDB_SIZE))
+        elif state is State.AWAIT_RESPONSE:
+            want = self._response_size()
+        else:
+            want = 0
         return max(want - len(self._buf), 0) if want else 0
 
     def next_event(self) -> Event | _NeedData | _Paused:
@@ -172,14 +186,7 @@ class Connection:
                 self._discarded += fds
 
     def _parse(self) -> Event | _NeedData | _Paused:
-        parser = {
-            (Role.HELPER, State.AWAIT_FEATURES): self._parse_features,
-            (Role.CLIENT, State.AWAIT_FEATURES): self._parse_features,
-            (Role.HELPER, State.IDLE): self._parse_cdb,
-            (Role.HELPER, State.AWAIT_PROUT_DATA): self._parse_prout_data,
-            (Role.CLIENT, State.AWAIT_RESPONSE): self._parse_response,
-            (Role.CLIENT, State.IDLE): self._parse_idle_client,
-        }.get((self.role, self.state))
+        parser = self._parsers.get((self.role, self.state))
         # Our turn to send: bytes the peer sent early wait, as in qemu-pr-helper.
         return PAUSED if parser is None else parser()
 
