@@ -216,15 +216,27 @@ class LioBackend(AbstractContextManager["LioBackend"]):
             raise BackendUnavailable(forced)
         try:
             lio.check_available()
-            desc = shared_rig(initiators)
         except lio.RigError as e:
             raise BackendUnavailable(str(e)) from e
+        self.lio_initiators: list[LioInitiator] = []
+        for attempt in (1, 2):
+            desc = shared_rig(initiators)
+            self.lio_initiators = [LioInitiator(p) for p in desc.initiators[:initiators]]
+            for it in self.lio_initiators:
+                it.open()
+            try:
+                clear_pr_state(self.lio_initiators)
+                break
+            except CommandTimeout:
+                # An earlier user (e.g. helper-lio, whose helper timed out) left the LU hung
+                # without telling us: build the next generation once, then give up.
+                mark_hung()
+                for it in self.lio_initiators:
+                    it.close()
+                if attempt == 2:
+                    raise
         self.description = desc
-        self.lio_initiators = [LioInitiator(p) for p in desc.initiators[:initiators]]
-        for it in self.lio_initiators:
-            it.open()
         self.initiators: list[Initiator] = list(self.lio_initiators)
-        clear_pr_state(self.lio_initiators)
 
     @property
     def hung(self) -> bool:

@@ -188,8 +188,9 @@ def _rtslib() -> ModuleType:
 
 
 # -- build ----------------------------------------------------------------------------------
-def up(spec: LunSpec) -> RigDescription:
-    """Build the rig from scratch (tearing down an earlier one first) and describe it."""
+def up(spec: LunSpec, *, record: bool = True) -> RigDescription:
+    """Build the rig from scratch (tearing down an earlier one first) and describe it; with
+    ``record`` the description goes to STATE_FILE for ``scsi-pr lio status`` and the backends."""
     check_available()
     down(spec.name, spec.generation)
     rts = _rtslib()
@@ -219,8 +220,9 @@ def up(spec: LunSpec) -> RigDescription:
             down(spec.name)
         raise
     desc = RigDescription(spec, serial, ports)
-    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    STATE_FILE.write_text(desc.to_json())
+    if record:
+        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        STATE_FILE.write_text(desc.to_json())
     return desc
 
 
@@ -320,8 +322,9 @@ def down(name: str = DEFAULT_NAME, generation: int | None = None) -> list[str]:
                 removed.append(f"{so.plugin}/{name}")
     if _remove_aptpl(unit_serial(name)):
         removed.append(f"aptpl_{unit_serial(name)}")
-    with suppress(FileNotFoundError):
-        STATE_FILE.unlink()
+    recorded = _recorded()
+    if recorded is not None and recorded.spec.name == name:
+        STATE_FILE.unlink(missing_ok=True)
     return removed
 
 
@@ -344,13 +347,19 @@ def _remove_aptpl(serial: str) -> bool:
 
 
 # -- inspection -----------------------------------------------------------------------------
-def current() -> RigDescription | None:
-    """The rig ``up`` described last (from STATE_FILE), if its devices are still there."""
+def _recorded() -> RigDescription | None:
     try:
-        desc = RigDescription.from_json(STATE_FILE.read_text())
+        return RigDescription.from_json(STATE_FILE.read_text())
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-    return desc if all(os.path.exists(p.sg) for p in desc.initiators) else None
+
+
+def current() -> RigDescription | None:
+    """The rig ``up`` recorded last (STATE_FILE), if its devices are still there."""
+    desc = _recorded()
+    if desc is None or not all(os.path.exists(p.sg) for p in desc.initiators):
+        return None
+    return desc
 
 
 def pr_state(name: str = DEFAULT_NAME) -> dict[str, str]:

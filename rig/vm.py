@@ -42,7 +42,7 @@ DEBIAN_PACKAGES: dict[str, str] = {
 PASSED_ENV_PREFIXES = ("CI", "SCSI_PR_", "PYTEST_ADDOPTS", "HYPOTHESIS_")
 DEFAULT_MEMORY = "2G"
 EXIT_TIMEOUT = 124
-IMAGE = Path("/var/tmp/scsi-pr-vm-image.ext4")
+IMAGE_DIR = Path("/var/tmp")
 #: parts of the interpreter's stdlib no test imports (the image stays small and quick to build)
 STDLIB_EXCLUDE = (
     "test",
@@ -128,7 +128,7 @@ def _natural(text: str) -> list[tuple[int, int, str]]:
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text)]
 
 
-def build_image(path: Path = IMAGE) -> dict[str, str]:
+def build_image(path: Path) -> dict[str, str]:
     """An ext4 image with this checkout (venv included) and the interpreter's stdlib.
 
     Why: the guest reads the host's root over 9p, and under TCG every file open is a slow
@@ -164,13 +164,18 @@ def build_image(path: Path = IMAGE) -> dict[str, str]:
 
 
 def vng_command(
-    cmd: list[str], kernel: str, memory: str, cpus: int, binds: dict[str, str] | None = None
+    cmd: list[str],
+    kernel: str,
+    memory: str,
+    cpus: int,
+    binds: dict[str, str] | None = None,
+    image: Path | None = None,
 ) -> list[str]:
     env = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith(PASSED_ENV_PREFIXES)]
     extra: list[str] = []
-    if binds:
+    if binds and image is not None:
         env.append("SCSI_PR_IMAGE_BINDS=" + ",".join(f"{k}:{v}" for k, v in binds.items()))
-        drive = f"file={IMAGE},if=virtio,format=raw,readonly=on"
+        drive = f"file={image},if=virtio,format=raw,readonly=on"
         extra = [f"--qemu-opts=-drive {drive}"]
     return [
         str(_venv_bin() / "vng") if (_venv_bin() / "vng").exists() else "vng",
@@ -205,8 +210,18 @@ def run(
         raise VmError(f"kernel {kernel} not found")
     # The guest mounts its tmpfs dbroot here; the read-only 9p root needs the mount point.
     Path("/etc/target").mkdir(parents=True, exist_ok=True)
-    argv = vng_command(cmd, kernel, memory, cpus, build_image() if image else None)
+    # One image per run: several VMs may run side by side (each needs its own copy).
+    path = IMAGE_DIR / f"scsi-pr-vm-{os.getpid()}.ext4"
+    binds = build_image(path) if image else None
+    argv = vng_command(cmd, kernel, memory, cpus, binds, path)
     env = dict(os.environ, PATH=f"{_venv_bin()}:{os.environ.get('PATH', '')}")
+    try:
+        return _boot(argv, env, timeout)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _boot(argv: list[str], env: dict[str, str], timeout: float | None) -> int:
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True)
     try:
         return proc.wait(timeout=timeout)

@@ -30,7 +30,12 @@ from rig.pytest_plugin import ENV_RESULT_LOG, LIO_HANGS
 BACKENDS = tuple(os.environ.get("SCSI_PR_VM_BACKENDS", "lio,helper-lio").split(","))
 #: phase name -> (marker expression, extra pytest args, deadline in seconds, hang phase?)
 PHASES: dict[str, tuple[str, tuple[str, ...], float, bool]] = {
-    "main": ("(uses_backend or vm) and not lio_hangs and not guest_e2e", (), 480.0, False),
+    "main": (
+        "(uses_backend or vm) and not lio_hangs and not guest_e2e",
+        ("--durations=15",),
+        900.0,
+        False,
+    ),
     "guest-e2e": ("guest_e2e", (), 1200.0, False),
     "lio-hangs": ("lio_hangs", ("--run-lio-hangs",), 180.0, True),
 }
@@ -118,6 +123,17 @@ def run_phase(
     return phase
 
 
+def report(ph: Phase, details: bool = True) -> None:
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(ph.counts().items())) or "no tests"
+    state = "abandoned (hung)" if ph.abandoned else f"pytest exit {ph.rc}"
+    print(f"  {ph.name:<10} {counts}; {state}; {ph.seconds:.0f}s", flush=True)
+    for r in ph.results if details else []:
+        if r["outcome"] == "xfailed" and r["reason"].startswith(LIO_HANGS):
+            print(f"    known defect: {r['nodeid']}: {r['reason']}")
+        elif r["outcome"] in ("failed", "error", "xpassed"):
+            print(f"    {r['outcome'].upper()}: {r['nodeid']}: {r['reason'][:300]}")
+
+
 def summary_line(phases: list[Phase]) -> str:
     total: Counter[str] = Counter()
     for p in phases:
@@ -145,16 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             marks, extra, deadline, hangs = PHASES[name]
             argv_ = [*args.pytest_args, "-m", marks, *extra]
             phases.append(run_phase(name, argv_, deadline, args.workdir, hang_phase=hangs))
+            report(phases[-1], details=False)  # counts now: a later phase may take long
     print("\n== VM tier summary ==")
     for ph in phases:
-        counts = ", ".join(f"{n} {k}" for k, n in sorted(ph.counts().items())) or "no tests"
-        state = "abandoned (hung)" if ph.abandoned else f"pytest exit {ph.rc}"
-        print(f"  {ph.name:<10} {counts}; {state}; {ph.seconds:.0f}s")
-        for r in ph.results:
-            if r["outcome"] == "xfailed" and r["reason"].startswith(LIO_HANGS):
-                print(f"    known defect: {r['nodeid']}: {r['reason']}")
-            elif r["outcome"] in ("failed", "error", "xpassed"):
-                print(f"    {r['outcome'].upper()}: {r['nodeid']}: {r['reason'][:300]}")
+        report(ph)
     print(summary_line(phases), flush=True)
     return 1 if any(ph.failed() for ph in phases) else 0
 

@@ -71,12 +71,14 @@ def test_description_round_trips_and_carries_sas_transport_ids() -> None:
 
 
 def test_vng_command_boots_tcg_as_root_with_tsc_and_the_image() -> None:
-    argv = vm.vng_command(["pytest", "-q"], "/boot/vmlinuz-x", "2G", 2, {"main": "/work/main"})
+    argv = vm.vng_command(
+        ["pytest", "-q"], "/boot/vmlinuz-x", "2G", 2, {"main": "/work/main"}, Path("/var/tmp/i")
+    )
     assert argv[argv.index("--run") + 1] == "/boot/vmlinuz-x"
     assert "--disable-kvm" in argv
     assert argv[argv.index("--user") + 1] == "root"
     assert "clocksource=tsc" in argv[argv.index("--append") + 1]
-    assert any(a.startswith("--qemu-opts=-drive file=") and "readonly=on" in a for a in argv)
+    assert "--qemu-opts=-drive file=/var/tmp/i,if=virtio,format=raw,readonly=on" in argv
     tail = argv[argv.index("--") + 1 :]
     assert tail[:2] == ["sh", str(vm.GUEST_SCRIPT)]
     assert "SCSI_PR_IMAGE_BINDS=main:/work/main" in tail
