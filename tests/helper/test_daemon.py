@@ -425,3 +425,43 @@ def test_pidfile_is_locked(tmp_path: Path) -> None:
         assert second.stderr.endswith(": Cannot lock pid file: Resource temporarily unavailable\n")
     finally:
         assert h.stop() == 0
+
+
+def test_daemon_mode_forks_writes_pidfile_and_serves(
+    tmp_path: Path, open_image: Callable[[int], int]
+) -> None:
+    sock, pidfile = tmp_path / "d.sock", tmp_path / "d.pid"
+    r = subprocess.run(
+        [str(EXE), "-d", "-f", str(pidfile), "--backend", "sim", "-k", str(sock)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0 and r.stdout == r.stderr == ""
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().endswith("\n"):
+        assert time.monotonic() < deadline, "daemon wrote no pidfile"
+        time.sleep(0.02)
+    pid = int(pidfile.read_text())
+    try:
+        assert Path(f"/proc/{pid}/status").exists()
+        with Client(str(sock)) as c:
+            assert c.execute(open_image(os.O_RDWR), READ_KEYS).status == GOOD
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
+        assert time.monotonic() < deadline + 10, "daemon did not exit on SIGTERM"
+        time.sleep(0.02)
+    assert not sock.exists() and not pidfile.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing uid needs root")
+def test_user_and_group_drop_keeps_cap_sys_rawio(tmp_path: Path) -> None:
+    h = Helper(tmp_path, "u", "-u", "nobody", "-g", "nogroup")
+    try:
+        status = Path(f"/proc/{h.proc.pid}/status").read_text()
+        fields = dict(ln.split(":\t", 1) for ln in status.splitlines() if ":\t" in ln)
+        nobody = int(subprocess.check_output(["id", "-u", "nobody"]))
+        assert fields["Uid"].split() == [str(nobody)] * 4
+        assert int(fields["CapEff"], 16) == 1 << 17
+        assert fields["Groups"].strip() == ""
+    finally:
+        assert h.stop() == 0
