@@ -223,19 +223,70 @@ def _describe_lu(lu: LogicalUnit) -> dict[str, Any]:
     }
 
 
+def serve(state_dir: str, socket_dir: str, initiators: int, ports: int) -> int:
+    """Run one ``scsi-pr-helper --backend sim`` per initiator on ``socket_dir/hostN.sock``, all
+    sharing ``state_dir`` (N hosts sharing a LUN), until SIGTERM/SIGINT; then stop them."""
+    import signal
+    import subprocess
+    import time
+
+    exe = Path(sys.executable).parent / "scsi-pr-helper"
+    helper = str(exe) if exe.exists() else "scsi-pr-helper"
+    Path(socket_dir).mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        for i in range(initiators):
+            name = f"naa.50014050000000{i + 1:02x}"
+            sock = Path(socket_dir) / f"host{i + 1}.sock"
+            argv = [helper, "--backend", "sim", "--initiator", name, "--state-dir", state_dir]
+            argv += ["--target-port", str(i + 1), "--target-ports", str(max(ports, initiators))]
+            procs.append(subprocess.Popen([*argv, "-k", str(sock)]))
+            print(f"{name} (relative target port {i + 1}): {sock}", flush=True)
+        while not stop and all(p.poll() is None for p in procs):
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            p.wait()
+    failed = [p.returncode for p in procs if p.returncode not in (0, -signal.SIGTERM)]
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``scsi-pr sim {show,power-cycle,forget,stall} --state-dir DIR IMAGE [--seconds S]``."""
+    """``scsi-pr sim {serve,show,power-cycle,stall,forget} ...``."""
     parser = argparse.ArgumentParser(
         prog="scsi-pr sim",
-        description="Inspect or change simulated LUs shared by scsi-pr-helper --backend sim.",
+        description="Simulated LUs shared by several scsi-pr-helper --backend sim processes: "
+        "serve starts one helper per initiator on one state dir; the other actions inspect "
+        "or change the LU an image file stands for.",
     )
-    parser.add_argument("action", choices=["show", "power-cycle", "forget", "stall"])
-    parser.add_argument("image", help="the image file that stands for the LU")
+    parser.add_argument("action", choices=["serve", "show", "power-cycle", "forget", "stall"])
+    parser.add_argument("image", nargs="?", help="the image file that stands for the LU")
     parser.add_argument("--state-dir", required=True, help="the helpers' --state-dir")
     parser.add_argument(
         "--seconds", type=float, default=0.0, help="stall: delay every command (0 = stop)"
     )
+    parser.add_argument("--socket-dir", help="serve: where hostN.sock go (default: state dir)")
+    parser.add_argument("--initiators", type=int, default=2, help="serve: helpers to start")
+    parser.add_argument("--target-ports", type=int, default=2, help="serve: LU target ports")
     args = parser.parse_args(argv)
+    if args.action == "serve":
+        if args.initiators < 1:
+            parser.error("--initiators must be at least 1")
+        return serve(args.state_dir, args.socket_dir or args.state_dir, args.initiators,
+                     args.target_ports)  # fmt: skip
+    if args.image is None:
+        parser.error(f"{args.action} needs the IMAGE file")
     try:
         lus = SharedLUs(args.state_dir)
         key = LuKey.of(os.stat(args.image))
@@ -246,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             os.replace(tmp, fault)
             return 0
         if args.action == "forget":
-            for suffix in (".json", ".aptpl.json", ".fault.json"):
+            for suffix in (".json", ".aptpl.json", ".fault.json", ".lock"):
                 (lus.state_dir / f"{key.stem}{suffix}").unlink(missing_ok=True)  # type: ignore[operator]
             return 0
         if args.action == "power-cycle":

@@ -80,3 +80,45 @@ def test_stall_fault_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         {"nexus": "naa.5001405000000001@1", "key": "0x9", "all_tg_pt": False}
     ]
     assert main(["show", str(tmp_path / "missing.img"), "--state-dir", str(state)]) == 1
+
+
+def test_serve_runs_one_helper_per_initiator(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helper.client import Client
+
+    image = tmp_path / "lu.img"
+    image.write_bytes(bytes(4096))
+    state = tmp_path / "state"
+    exe = Path(sys.executable).parent / "scsi-pr"
+    proc = subprocess.Popen(
+        [str(exe), "sim", "serve", "--state-dir", str(state), "--initiators", "2"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    socks = [state / "host1.sock", state / "host2.sock"]
+    try:
+        deadline = time.monotonic() + 20
+        while not all(s.exists() for s in socks):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.3)
+        fd = os.open(image, os.O_RDWR)
+        try:
+            for n, sock in enumerate(socks, 1):
+                with Client(str(sock)) as c:
+                    reply = c.execute(fd, persistent_reserve_out(6, 24), pr_out_parameters(0, n))
+                    assert reply.status == 0
+            lu = SharedLUs(state).run_on_file(image, lambda lu: lu)
+            assert sorted((r.nexus.target_port, r.key) for r in lu.pr.registrations.values()) == [
+                (1, 1),
+                (2, 2),
+            ]
+        finally:
+            os.close(fd)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    assert not any(s.exists() for s in socks)
