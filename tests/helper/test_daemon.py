@@ -465,3 +465,26 @@ def test_user_and_group_drop_keeps_cap_sys_rawio(tmp_path: Path) -> None:
         assert fields["Groups"].strip() == ""
     finally:
         assert h.stop() == 0
+
+
+def test_trace_patterns_select_audit_events_and_file(
+    tmp_path: Path, open_image: Callable[[int], int]
+) -> None:
+    trace = tmp_path / "trace.log"
+    events = tmp_path / "events"
+    events.write_text("# connection events only\nprh_conn*\n")
+    h = Helper(tmp_path, "tr", "-T", f"events={events},file={trace}", "-T", "prh_refused")
+    try:
+        with Client(str(h.sock)) as c:
+            assert c.execute(open_image(os.O_RDWR), READ_KEYS).status == GOOD
+        with _raw(h) as s:
+            s.sendall(b"\0\0\0\0")
+            _send_cdb(s, READ_KEYS.ljust(16, b"\0"), [])
+            assert _closed_without_answer(s)
+    finally:
+        assert h.stop() == 0
+    text = trace.read_text()
+    assert "prh_connect pid=" in text and "prh_refused" in text
+    assert 'reason="No file descriptor in request."' in text
+    assert "prh_command" not in text and "prh_disconnect" not in text
+    assert "prh_" not in h.log_text().replace("No file descriptor in request.", "")
