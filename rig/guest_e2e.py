@@ -143,6 +143,24 @@ class Observation:
         return cls(result.rc, gen, result.data.hex())
 
 
+HOST_LOG_TAG = "host-result"
+
+
+def host_log_line(result: StepResult) -> str:
+    """A host step as one JSON log line, so a recorded run can be replayed (tests/rig)."""
+    return f"{HOST_LOG_TAG} " + json.dumps(
+        {"name": result.name, "rc": result.rc, "out": result.out, "err": result.err}
+    )
+
+
+def parse_host_log_line(line: str) -> StepResult | None:
+    tag, _, payload = line.partition(" ")
+    if tag != HOST_LOG_TAG:
+        return None
+    d = json.loads(payload)
+    return StepResult(d["name"], d["rc"], d["out"], d["err"])
+
+
 def decode_keys(data: bytes) -> list[int]:
     if len(data) % 8:
         raise ValueError(f"READ KEYS list of {len(data)} bytes is not a multiple of 8")
@@ -297,14 +315,16 @@ def _hexes(values: Iterable[int]) -> str:
 
 
 def compare_runs(runs: Sequence[RunResult]) -> list[str]:
-    """Steps where a helper's observation differs from the first (reference) run's."""
+    """Steps where a helper's observation differs from the first (reference) run's; generations
+    are compared relative to each round's start."""
     if len(runs) < 2:
         return []
-    ref = runs[0]
+    ref = runs[0].relative()
     problems = []
     for run in runs[1:]:
-        for name in sorted(set(ref.observations) | set(run.observations)):
-            a, b = ref.observations.get(name), run.observations.get(name)
+        mine = run.relative()
+        for name in sorted(set(ref) | set(mine)):
+            a, b = ref.get(name), mine.get(name)
             if a != b:
                 problems.append(f"{name}: {ref.helper} gave {a}, {run.helper} gave {b}")
     return problems
@@ -434,6 +454,18 @@ class RunResult:
     observations: dict[str, Observation] = field(default_factory=dict)
     pr_managers: list[Any] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: PRgeneration when the round started (rounds after the first inherit the LU)
+    base_generation: int = 0
+
+    def relative(self) -> dict[str, Observation]:
+        """Observations with PRgeneration counted from the round's start, for comparing
+        rounds: the absolute value depends only on how many rounds ran before."""
+        return {
+            n: replace(
+                o, generation=None if o.generation is None else o.generation - self.base_generation
+            )
+            for n, o in self.observations.items()
+        }
 
 
 def round_prefix(index: int) -> str:
@@ -511,7 +543,7 @@ class Runner:
         for cmd in HOST_ACTIONS.get(what, ()):
             r = run_host_command(cmd, self.host_sg)
             r.name = name.partition(".")[0] + "." + cmd.name
-            self.log(f"host {r.name}: rc={r.rc} {r.out} {r.err}")
+            self.log(host_log_line(r))
             self.host_steps[r.name] = r
 
     def qemu_argv(self, initramfs: Initramfs) -> list[str]:
@@ -539,7 +571,13 @@ class Runner:
         try:
             lines: queue.Queue[bytes | None] = queue.Queue()
             threading.Thread(target=_pump, args=(qemu.stdout, lines), daemon=True).start()
-            self.qmp = Qmp(self.qmp_path)
+            try:
+                self.qmp = Qmp(self.qmp_path)
+            except (OSError, E2EError) as e:
+                with suppress(subprocess.TimeoutExpired):
+                    qemu.wait(5)
+                said = _drain(lines)
+                raise E2EError(f"QEMU did not start (exit {qemu.poll()}): {e}: {said}") from e
             deadline = time.monotonic() + timeout
             while (raw := _next_line(lines, deadline, timeout)) is not None:
                 line = raw.decode(errors="replace").rstrip("\r\n")
@@ -566,6 +604,20 @@ def _pump(stream: Any, lines: queue.Queue[bytes | None]) -> None:
     for raw in stream:
         lines.put(raw)
     lines.put(None)
+
+
+def _drain(lines: queue.Queue[bytes | None]) -> str:
+    """What QEMU printed so far (it explains why it refused to start)."""
+    out = []
+    while True:
+        try:
+            item = lines.get(timeout=1)
+        except queue.Empty:
+            break
+        if item is None:
+            break
+        out.append(item)
+    return b"".join(out).decode(errors="replace")[-2000:]
 
 
 def _next_line(lines: queue.Queue[bytes | None], deadline: float, timeout: float) -> bytes | None:
@@ -606,10 +658,22 @@ def run(
         lio.down(LU_NAME)
     guest = Port(a.relative_target_port, a.transport_id)
     host = Port(b.relative_target_port, b.transport_id)
-    steps = {**console.steps, **runner.host_steps}
+    differences = evaluate(runner.results, {**console.steps, **runner.host_steps}, guest, host)
+    if console.errors or not console.done:
+        runner.results[-1].problems.append(f"guest did not finish: {console.errors}")
+    return runner.results, differences
+
+
+def evaluate(
+    results: list[RunResult], steps: dict[str, StepResult], guest: Port, host: Port
+) -> list[str]:
+    """Fill each round's observations and problems from the steps of one boot (guest and host
+    steps, keyed ``r<r>.<name>``); return the differences between helpers. Pure, so a recorded
+    run can be checked again without a VM."""
     base = 0
-    for r, result in enumerate(runner.results):
+    for r, result in enumerate(results):
         prefix = round_prefix(r)
+        result.base_generation = base
         result.observations = {
             n: Observation.from_step(steps.get(prefix + n)) for n in step_names()
         }
@@ -618,9 +682,7 @@ def run(
             result.problems.append(f"query-pr-managers: {result.pr_managers}, expected connected")
         # the next round starts where this one left the LU
         base = result.observations["keys5"].generation or 0
-    if console.errors or not console.done:
-        runner.results[-1].problems.append(f"guest did not finish: {console.errors}")
-    return runner.results, compare_runs(runner.results)
+    return compare_runs(results)
 
 
 def main(argv: list[str] | None = None) -> int:
