@@ -15,6 +15,7 @@ the initiators' clients reconnect on their next command, as QEMU's do.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -38,6 +39,10 @@ from sim.result import CommandResult
 from sim.transportid import TransportId
 
 START_TIMEOUT = 20.0
+KILL_WAIT = 5.0
+# A PR command through the helper that takes longer than this is a hung LUN (the lio backend's
+# SG_IO timeout plus its grace): the client raises TimeoutError, the plugin's hang signal.
+HELPER_COMMAND_TIMEOUT = 12.0
 PR_OPCODES = (Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT)
 
 
@@ -110,7 +115,10 @@ class HelperProcess:
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+            # A helper stuck in SG_IO on a hung LUN dies only when the I/O ends: don't wait
+            # forever for it (its socket is replaced by the next start anyway).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(KILL_WAIT)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -265,16 +273,27 @@ class HelperLioInitiator:
     transport_id: TransportId
     relative_target_port: int
     client: Client
+    hung: bool = False
 
     @property
     def name(self) -> str:
         return str(self.transport_id)
 
     def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
-        if cdb and cdb[0] in PR_OPCODES:
-            fd = self.direct.fd  # type: ignore[attr-defined]
-            return result_from_reply(self.client.execute(fd, cdb, data, allocation_length(cdb)))
-        return self.direct.execute(cdb, data)  # type: ignore[attr-defined,no-any-return]
+        if not (cdb and cdb[0] in PR_OPCODES):
+            return self.direct.execute(cdb, data)  # type: ignore[attr-defined,no-any-return]
+        if self.hung:
+            raise TimeoutError(f"{self.name}: LUN already hung by an earlier command")
+        fd = self.direct.fd  # type: ignore[attr-defined]
+        try:
+            reply = self.client.execute(fd, cdb, data, allocation_length(cdb))
+        except TimeoutError:
+            self.hung = True
+            from rig.backend_lio import mark_hung
+
+            mark_hung()
+            raise
+        return result_from_reply(reply)
 
 
 class _SgPath:
@@ -332,10 +351,20 @@ class HelperLioBackend(AbstractContextManager["HelperLioBackend"]):
             self.__exit__(None, None, None)
             raise
         self.initiators: list[Initiator] = [
-            HelperLioInitiator(direct, tid, rtp, Client(str(self.helper.sock)))
+            HelperLioInitiator(
+                direct, tid, rtp, Client(str(self.helper.sock), timeout=HELPER_COMMAND_TIMEOUT)
+            )
             for direct, tid, rtp in directs
         ]
         self._directs = [d for d, _, _ in directs]
+
+    @property
+    def hung(self) -> bool:
+        """Did a command time out (LIO hung the LUN) while this backend was in use?"""
+        direct_hung = any(getattr(d, "hung", False) for d in getattr(self, "_directs", []))
+        return direct_hung or any(
+            getattr(it, "hung", False) for it in getattr(self, "initiators", [])
+        )
 
     def restart_helper(self) -> None:
         self.helper.restart()
@@ -344,7 +373,10 @@ class HelperLioBackend(AbstractContextManager["HelperLioBackend"]):
         for it in getattr(self, "initiators", []):
             it.client.close()  # type: ignore[attr-defined]
         if hasattr(self, "helper"):
-            self.helper.stop()
+            if self.hung:
+                self.helper.kill()  # its SG_IO thread is stuck: SIGTERM would wait for it
+            else:
+                self.helper.stop()
         for d in getattr(self, "_directs", []):
             if isinstance(d, _SgPath):
                 d.close()
