@@ -316,7 +316,7 @@ def write_pidfile(path: str) -> int:
     try:
         fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
     except OSError as e:
-        raise OSError(e.errno, f"Cannot open pid file: {e.strerror}") from e
+        raise OSError(e.errno, f"Could not create '{path}': {e.strerror}") from e
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:

@@ -331,12 +331,15 @@ def test_help_lists_every_line_of_the_c_helper() -> None:
         ["-u", "no-such-user-here"],
         ["-g", "no-such-group-here"],
         ["-vqx"],
+        ["-k", "/nonexistent/dir/x.sock"],
+        ["-k", "/tmp/scsi-pr-test-stale.sock", "-f", "/nonexistent/x.pid"],
     ],
 )
 def test_option_errors_match_the_c_helper(args: list[str]) -> None:
     assert C_HELPER is not None
     theirs = _as_prog(C_HELPER, *args)
     ours = _as_prog(str(EXE), *args)
+    Path("/tmp/scsi-pr-test-stale.sock").unlink(missing_ok=True)  # both leave it, as designed
     # error_report() prefixes the program's basename: the only expected difference
     renamed = tuple(t.replace("qemu-pr-helper", "scsi-pr-helper") for t in theirs[1:])
     assert ours == (theirs[0], *renamed)
