@@ -491,3 +491,35 @@ def test_trace_patterns_select_audit_events_and_file(
     assert 'reason="No file descriptor in request."' in text
     assert "prh_command" not in text and "prh_disconnect" not in text
     assert "prh_" not in h.log_text().replace("No file descriptor in request.", "")
+
+
+def test_client_reconnects_once_after_a_helper_restart(
+    tmp_path: Path, state_dir: Path, open_image: Callable[[int], int]
+) -> None:
+    h = Helper(tmp_path, "r", "--state-dir", str(state_dir))
+    fd = open_image(os.O_RDWR)
+    with Client(str(h.sock)) as c:
+        assert c.execute(fd, *register(0x77)).status == GOOD
+        h.proc.kill()
+        h.proc.wait()
+        h = Helper(tmp_path, "r", "--state-dir", str(state_dir))  # same socket path
+        try:
+            keys = c.execute(fd, READ_KEYS)  # the old connection is dead: one reconnect
+            assert keys.status == GOOD and keys.data[8:16] == (0x77).to_bytes(8, "big")
+        finally:
+            h.stop()
+        with pytest.raises(OSError):
+            c.execute(fd, READ_KEYS)  # nobody listening any more: the error surfaces
+
+
+def test_client_refuses_what_qemu_refuses_locally(helper: Helper) -> None:
+    with Client(str(helper.sock)) as c:
+        with pytest.raises(ValueError, match="CDB length"):
+            c.execute(0, bytes(17))
+        with pytest.raises(ValueError, match="not PERSISTENT RESERVE"):
+            c.execute(0, b"\x12" + bytes(5))
+        with pytest.raises(ValueError, match="exceeds 8192"):
+            c.execute(0, persistent_reserve_in(0, 8193))
+        with pytest.raises(ValueError, match="data-in buffer"):
+            c.execute(0, persistent_reserve_in(0, 100), allocation_length=50)
+        assert not c.connected  # refused before touching the socket
