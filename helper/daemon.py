@@ -59,9 +59,7 @@ class Audit:
     enabled: frozenset[str] = DEFAULT_EVENTS
 
     @classmethod
-    def from_patterns(
-        cls, patterns: Iterable[str], stream: TextIO | None = sys.stderr
-    ) -> Audit:
+    def from_patterns(cls, patterns: Iterable[str], stream: TextIO | None = sys.stderr) -> Audit:
         """QEMU -T semantics: each pattern (glob) enables events; ``-pattern`` disables them.
         With no pattern at all the default audit events are on."""
         patterns = list(patterns)

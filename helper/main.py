@@ -126,9 +126,7 @@ class Options:
         return 0 if self.quiet else min(self.loglevel, 3)
 
 
-def getopt_long(
-    argv: Sequence[str], err: TextIO
-) -> list[tuple[str, str | None]]:
+def getopt_long(argv: Sequence[str], err: TextIO) -> list[tuple[str, str | None]]:
     """glibc getopt_long with argument permutation; errors become ``("?", None)`` after the
     message glibc prints. Processing stops at the first error, like the C helper's loop."""
     prog = argv[0]

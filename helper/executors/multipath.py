@@ -179,9 +179,7 @@ def validate_pr_out(cdb: bytes, param: bytes) -> ProutParams | SenseCode:
         if isinstance(parsed, SenseCode):
             return parsed
         tids = parsed
-    return ProutParams(
-        action, cdb[2] >> 4, cdb[2] & 0x0F, param[0:8], param[8:16], param[20], tids
-    )
+    return ProutParams(action, cdb[2] >> 4, cdb[2] & 0x0F, param[0:8], param[8:16], param[20], tids)
 
 
 # libmpathpersist result -> answer. "tur" rows: the library ate the sense; ask the device.
