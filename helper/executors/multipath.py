@@ -132,7 +132,8 @@ class ProutParams:
 
 
 def validate_pr_in(cdb: bytes) -> SenseCode | None:
-    return None if (cdb[1] & 0x1F) in PR_IN_ALLOWED else INVALID_FIELD
+    # The C helper compares the whole byte 1, so reserved bits 5-7 set are refused too.
+    return None if cdb[1] in PR_IN_ALLOWED else INVALID_FIELD
 
 
 def _transport_ids(param: bytes, end: int) -> list[bytes] | SenseCode:
@@ -165,8 +166,8 @@ def validate_pr_out(cdb: bytes, param: bytes) -> ProutParams | SenseCode:
     size = len(param)
     if size < PR_OUT_FIXED_PARAM_SIZE:
         return INVALID_PARAM_LEN
-    action = cdb[1] & 0x1F  # the C helper compares cdb[1] as a whole; the top bits are 0 in PR
-    if cdb[1] not in PR_OUT_ALLOWED:
+    action = cdb[1]  # the C helper compares the whole byte 1 (reserved bits 5-7 included)
+    if action not in PR_OUT_ALLOWED:
         return INVALID_FIELD
     tids: list[bytes] = []
     if size > PR_OUT_FIXED_PARAM_SIZE:
@@ -337,7 +338,7 @@ class MultipathExecutor(Executor):
             bad = validate_pr_in(cdb)
             if bad is not None:
                 return check_condition(bad)
-            action = cdb[1] & 0x1F
+            action = cdb[1]
             argv = ["mpathpersist", "--in", PR_IN_FLAGS[action], "--hex"]
             done = self._run([*argv, "--alloc-length", str(MPATH_MAX_PARAM_LEN), device])
             reply = reply_for_result(done.returncode, self._tur(fd))

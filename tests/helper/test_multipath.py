@@ -82,9 +82,13 @@ def test_request_header_fields() -> None:
     assert first_target_type(buf) is None
 
 
-@pytest.mark.parametrize(("sa", "ok"), [(0, True), (1, True), (2, True), (3, False), (7, False)])
+@pytest.mark.parametrize(
+    ("sa", "ok"), [(0, True), (1, True), (2, True), (3, False), (7, False), (0x20, False)]
+)
 def test_pr_in_service_actions(sa: int, ok: bool) -> None:
-    bad = validate_pr_in(persistent_reserve_in(sa, 8192).ljust(16, b"\0"))
+    cdb = bytearray(persistent_reserve_in(0, 8192).ljust(16, b"\0"))
+    cdb[1] = sa  # the whole byte: reserved bits set are refused as the C helper does
+    bad = validate_pr_in(bytes(cdb))
     assert (bad is None) is ok
     if not ok:
         assert (bad.key, bad.asc, bad.ascq) == (5, 0x24, 0)  # type: ignore[union-attr]
