@@ -326,7 +326,7 @@ def compare_runs(runs: Sequence[RunResult]) -> list[str]:
         for name in sorted(set(ref) | set(mine)):
             a, b = ref.get(name), mine.get(name)
             if a != b:
-                problems.append(f"{name}: {ref.helper} gave {a}, {run.helper} gave {b}")
+                problems.append(f"{name}: {runs[0].helper} gave {a}, {run.helper} gave {b}")
     return problems
 
 
