@@ -34,6 +34,7 @@ from helper.executors.base import Reply
 from helper.simserve import SharedLUs
 from rig.backends import BackendUnavailable, Initiator, initiator_name
 from sim.constants import Opcode, Status
+from sim.device import LogicalUnit
 from sim.nexus import ITNexus
 from sim.result import CommandResult
 from sim.transportid import TransportId
@@ -231,7 +232,7 @@ _pool = _HelperPool()
 
 class HelperSimBackend(AbstractContextManager["HelperSimBackend"]):
     name = "helper-sim"
-    capabilities = frozenset({"restart_helper"})
+    capabilities = frozenset({"restart_helper", "power_cycle"})
 
     def __init__(self, initiators: int = 2) -> None:
         ports = max(initiators, 2)
@@ -250,6 +251,16 @@ class HelperSimBackend(AbstractContextManager["HelperSimBackend"]):
             )
             for i, helper in enumerate(self.helpers)
         ]
+
+    def power_cycle(self) -> None:
+        """Power loss + power on of the shared LU. The helpers see it on their next command
+        (the state file changed); APTPL state comes back from the state dir's APTPL file."""
+
+        def cycle(lu: LogicalUnit) -> None:
+            lu.power_loss()
+            lu.power_on()
+
+        self.lus.run_on_file(self.image, cycle)
 
     def restart_helper(self) -> None:
         for helper in self.helpers:

@@ -17,12 +17,11 @@ from rig.scenarios.engine import EXIT_CODES, Verdict
 from rig.scenarios.library import SCENARIOS
 
 HOST_BACKENDS = ("sim", "helper-sim")
-#: capabilities the host backends lack: sim has no helper process to restart (by design);
-#: helper-sim cannot power-cycle its shared LU yet. When it can, this test fails (PASS is not
-#: UNSUPPORTED) and the entry must go: a gap is recorded here, never silently accepted.
+#: capabilities the host backends lack: sim has no helper process to restart (by design).
+#: When a backend gains one, this test fails (PASS is not UNSUPPORTED) and the entry must go:
+#: a gap is recorded here, never silently accepted.
 NOT_ON = {
     ("helper-restart", "sim"): "restart_helper",
-    ("failover-aptpl", "helper-sim"): "power_cycle",
 }
 
 
