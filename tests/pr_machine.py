@@ -96,6 +96,9 @@ DEV_MOVE_WITHOUT_RESERVATION = "register-and-move-no-pr-invalid-cdb"  # §11 row
 DEV_UA_CLEARS_ALL = "ua-report-clears-all"  # §11 row 11
 DEV_PREEMPT_KEEPS_ISSUER = "preempt-keeps-issuer-registration"  # §4 AR table, LIO
 DEV_READ_CAPACITY_CONFLICT = "read-capacity-conflicts-under-ea"  # §11 row 21, measured on 6.1
+# Found by this machine on Debian's 6.1 (LIO keeps one holder pointer even for AR types, §5):
+DEV_RELEASE_SKIPS_KEY_CHECK = "release-by-non-holder-skips-key-check"
+DEV_AR_PREEMPT_TAKES_OVER = "all-registrants-preempt-by-key-takes-reservation"
 LIO_DEVIATIONS = frozenset(
     {
         DEV_RELEASE_WRONG_TYPE,
@@ -105,6 +108,8 @@ LIO_DEVIATIONS = frozenset(
         DEV_UA_CLEARS_ALL,
         DEV_PREEMPT_KEEPS_ISSUER,
         DEV_READ_CAPACITY_CONFLICT,
+        DEV_RELEASE_SKIPS_KEY_CHECK,
+        DEV_AR_PREEMPT_TAKES_OVER,
     }
 )
 
@@ -234,6 +239,9 @@ class Oracle:
     def release(cls, s: PRState, i: int, rk: int, type_: ReservationType) -> list[Branch]:
         """RELEASE (SPC-5 5.14.11.2.2)."""
         if (err := cls._key_check(s, i, rk)) is not None:
+            if i in s.keys and i not in s.holders():
+                # LIO finds "not the holder, nothing to do" before it compares the key.
+                err.append(Branch(GOOD, s, DEV_RELEASE_SKIPS_KEY_CHECK))
             return err
         if s.reservation is None or i not in s.holders():
             return _same(s, GOOD)
@@ -277,15 +285,7 @@ class Oracle:
             n.bump()
             return [Branch(GOOD, n)]
         if res is not None and not res[1].all_registrants and sark == s.keys[res[0]]:  # type: ignore[index]
-            # SARK names the holder: take the reservation over with the CDB's TYPE.
-            removed = [j for j in s.keys if s.keys[j] == sark and j != i]
-            n.remove_registrations(removed)
-            n.reservation = (None if type_.all_registrants else i, type_)
-            n.attention(removed, REGISTRATIONS_PREEMPTED)
-            if type_ != res[1]:
-                n.attention([j for j in n.keys if j != i], RESERVATIONS_RELEASED)
-            n.bump()
-            return [Branch(GOOD, n)]
+            return [Branch(GOOD, cls._take_over(s, i, sark, type_))]
         if sark == 0:
             return _same(s, INVALID_FIELD_IN_PARAMETER_LIST)
         # Remove registrations only (5.14.11.2.5): every I_T nexus holding SARK, the issuer
@@ -297,6 +297,10 @@ class Oracle:
         n.attention([j for j in removed if j != i], REGISTRATIONS_PREEMPTED)
         n.bump()
         out = [Branch(GOOD, n)]
+        if res is not None and res[1].all_registrants:
+            # LIO: SARK equal to the key of the registrant it files as "the" holder takes the
+            # holder path. Which registrant that is is LIO bookkeeping, so any match is admitted.
+            out.append(Branch(GOOD, cls._take_over(s, i, sark, type_), DEV_AR_PREEMPT_TAKES_OVER))
         if i in removed and res is not None and res[1].all_registrants:
             # LIO never removes the issuer, itself a holder of an all-registrants reservation.
             keep = copy.deepcopy(s)
@@ -310,6 +314,21 @@ class Oracle:
                 )
             )
         return out
+
+    @staticmethod
+    def _take_over(s: PRState, i: int, sark: int, type_: ReservationType) -> PRState:
+        """Preempt the holder (5.14.11.2.4): the others holding SARK go, the issuer holds a new
+        reservation of the CDB's TYPE; survivors hear RESERVATIONS RELEASED if TYPE changed."""
+        assert s.reservation is not None
+        n = copy.deepcopy(s)
+        removed = [j for j in s.keys if s.keys[j] == sark and j != i]
+        n.remove_registrations(removed)
+        n.reservation = (None if type_.all_registrants else i, type_)
+        n.attention(removed, REGISTRATIONS_PREEMPTED)
+        if type_ != s.reservation[1]:
+            n.attention([j for j in n.keys if j != i], RESERVATIONS_RELEASED)
+        n.bump()
+        return n
 
     @classmethod
     def register_and_move(

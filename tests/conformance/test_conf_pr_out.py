@@ -273,6 +273,17 @@ def test_release_with_wrong_key_conflicts(nexuses: list) -> None:
     expect_conflict(prout(a, SA.RELEASE, B, 0, WE))
 
 
+@pytest.mark.lio_deviation(
+    reason="with no reservation (or as a non-holder) LIO answers GOOD before it compares the "
+    "RESERVATION KEY (found by the PR machine on Debian's 6.1)",
+    clause="SPC-5 5.14.11.1: a RESERVATION KEY mismatch is a RESERVATION CONFLICT",
+)
+def test_release_with_wrong_key_without_reservation_conflicts(nexuses: list) -> None:
+    a = nexuses[0]
+    register(a, A)
+    expect_conflict(prout(a, SA.RELEASE, B, 0, WE))
+
+
 @UNREGISTERED_NOT_READY
 def test_unregistered_release_conflicts(nexuses: list) -> None:
     expect_conflict(prout(nexuses[0], SA.RELEASE, 0, 0, WE))
@@ -397,6 +408,26 @@ def test_preempt_all_registrants_with_zero_key(nexuses: list, type_: T) -> None:
     assert read_keys(a)[1] == [A]
     assert read_reservation(a)[1] == (A, WE)
     assert drain(b) == [(0x2A, 0x05)] and drain(c) == [(0x2A, 0x05)]
+
+
+@pytest.mark.lio_deviation(
+    reason="LIO files one registrant as the holder of an all-registrants reservation; a "
+    "SERVICE ACTION RESERVATION KEY equal to its key preempts the reservation (§5 'How LIO "
+    "actually decides'; found by the PR machine on Debian's 6.1)",
+    clause="SPC-5 5.14.11.2.4, figure 'PREEMPT': all-registrants + SARK != 0 only removes "
+    "registrations",
+)
+def test_preempt_all_registrants_by_key_removes_registrations_only(nexuses: list) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    register(c, C3)
+    reserve(a, A, WE_AR)
+    expect_good(prout(b, SA.PREEMPT, B, A, WE))
+    assert read_keys(b)[1] == [B, C3]
+    assert read_reservation(b)[1] == (0, WE_AR), "the all-registrants reservation stays"
+    assert drain(a) == [(0x2A, 0x05)]
+    assert drain(c) == []
 
 
 def test_self_preempt_changes_type(nexuses: list) -> None:
