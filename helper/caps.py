@@ -20,6 +20,7 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
@@ -52,7 +53,7 @@ def _last_cap() -> int:
         return 40
 
 
-def _capset(keep: Iterable[int]) -> None:
+def _capset(keep: Iterable[int], inheritable: bool = False) -> None:
     mask = 0
     for cap in keep:
         mask |= 1 << cap
@@ -61,12 +62,15 @@ def _capset(keep: Iterable[int]) -> None:
     for i in range(2):
         word = (mask >> (32 * i)) & 0xFFFFFFFF
         data[i].effective = data[i].permitted = word
-        data[i].inheritable = 0
+        data[i].inheritable = word if inheritable else 0
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
 def drop_privileges(
-    uid: int | None = None, gid: int | None = None, keep: Iterable[int] = (CAP_SYS_RAWIO,)
+    uid: int | None = None,
+    gid: int | None = None,
+    keep: Iterable[int] = (CAP_SYS_RAWIO,),
+    for_children: bool = False,
 ) -> None:
     """Keep only ``keep`` (effective + permitted), clear the bounding and ambient sets, drop
     supplementary groups and switch to ``uid``/``gid`` (default: the current ones).
@@ -85,7 +89,12 @@ def drop_privileges(
             _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl(PR_CAPBSET_DROP)")
     _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # absent before 4.3: fine
     os.setresuid(target_uid, target_uid, target_uid)
-    _capset(keep)
+    _capset(keep, inheritable=for_children)
+    if for_children:
+        # The multipath executor execs mpathpersist: ambient caps let it keep exactly ``keep``
+        # even as a non-root user (an exec'd non-root program otherwise starts with none).
+        for cap in keep:
+            _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "ambient")
     _check(_libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)")
 
 

@@ -435,10 +435,11 @@ def _main(argv: list[str], name: str) -> int:
             raise fail(str(e.strerror)) from None
     if os.geteuid() == 0 or opts.uid is not None or opts.gid is not None:
         keep = [caps.CAP_SYS_RAWIO]
-        if getattr(executor, "needs_sys_admin", False):
+        multipath = getattr(executor, "needs_sys_admin", False)
+        if multipath:
             keep.append(caps.CAP_SYS_ADMIN)  # dm ioctls on /dev/mapper/control
         try:
-            caps.drop_privileges(opts.uid, opts.gid, keep)
+            caps.drop_privileges(opts.uid, opts.gid, keep, for_children=multipath)
         except OSError as e:
             raise fail(f"Failed to drop privileges: {e.strerror}") from None
 
