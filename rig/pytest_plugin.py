@@ -34,6 +34,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +51,16 @@ DEFAULT_INITIATORS = 3
 #: backends that run on LIO and therefore show its known defects
 LIO_BACKENDS = frozenset({"lio", "helper-lio"})
 LIO_HANGS = "LIO hangs"
+#: a test on a real-kernel backend that runs longer than this fails (``--lio-test-timeout``)
+DEFAULT_LIO_TEST_TIMEOUT = 240.0
+
+
+class DeadlineExceeded(BaseException):
+    """Raised by SIGALRM in a test on LIO that overran ``--lio-test-timeout``.
+
+    A BaseException, so no ``except Exception`` in the test (nor Hypothesis' shrinker, which
+    would replay a slow test again and again) can swallow it.
+    """
 
 
 def _in_ci() -> bool:
@@ -92,6 +104,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="also run tests marked lio_hangs on LIO backends (they may wedge the LUN: run "
         "them last, in their own process)",
+    )
+    group.addoption(
+        "--lio-test-timeout",
+        type=float,
+        default=DEFAULT_LIO_TEST_TIMEOUT,
+        help="seconds one test may take on an LIO backend before it fails (0: no limit); "
+        "keeps one slow or wedged test from eating the VM tier's time",
     )
     parser.addini("scsi_pr_backends", "default backends", type="args", default=[])
 
@@ -160,20 +179,46 @@ def _backend_name(item: pytest.Item) -> str | None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """An ``lio_hangs`` test on LIO that hung the LUN is xfail "LIO hangs", even if the test
-    caught the timeout itself and passed: a hang is a known defect, never a pass."""
-    hang_expected = (
-        _backend_name(item) in LIO_BACKENDS and item.get_closest_marker("lio_hangs") is not None
-    )
-    try:
-        result = yield
-    except TimeoutError as e:  # CommandTimeout and socket timeouts alike
-        if hang_expected:
-            pytest.xfail(f"{LIO_HANGS}: {e}")
-        raise
+    """On LIO backends: bound the test's time, and report an ``lio_hangs`` test that hung the
+    LUN as xfail "LIO hangs", even if the test caught the timeout itself and passed: a hang is
+    a known defect, never a pass."""
+    on_lio = _backend_name(item) in LIO_BACKENDS
+    hang_expected = on_lio and item.get_closest_marker("lio_hangs") is not None
+    limit = item.config.getoption("lio_test_timeout") if on_lio else 0
+    with _deadline(limit):
+        try:
+            result = yield
+        except TimeoutError as e:  # CommandTimeout and socket timeouts alike
+            if hang_expected:
+                pytest.xfail(f"{LIO_HANGS}: {e}")
+            raise
+        except DeadlineExceeded:
+            if hang_expected:
+                pytest.xfail(f"{LIO_HANGS}: the test did not finish in {limit:g} s")
+            pytest.fail(f"test exceeded --lio-test-timeout={limit:g} s", pytrace=False)
     if hang_expected and getattr(getattr(item, "funcargs", {}).get("backend"), "hung", False):
         pytest.xfail(f"{LIO_HANGS}: a command timed out and the LUN stayed hung")
     return result
+
+
+class _deadline:
+    """SIGALRM after ``seconds`` raising DeadlineExceeded in the main thread (0: no deadline)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds if threading.current_thread() is threading.main_thread() else 0
+
+    def _fire(self, signum: int, frame: object) -> None:
+        raise DeadlineExceeded
+
+    def __enter__(self) -> None:
+        if self.seconds > 0:
+            self.previous = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.seconds > 0:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
 
 
 @pytest.fixture

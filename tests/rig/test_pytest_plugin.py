@@ -87,3 +87,24 @@ def test_markers(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*sim deviates: pretend (SPC-5 5.14.11.2.2)*", "*backend sim lacks teleport*"]
     )
+
+
+def test_deadline_interrupts_a_blocked_test_and_cannot_be_swallowed() -> None:
+    import socket
+
+    from rig.pytest_plugin import DeadlineExceeded, _deadline
+
+    a, b = socket.socketpair()
+    with pytest.raises(DeadlineExceeded), _deadline(0.3):
+        try:
+            a.recv(1)  # blocks: nobody writes
+        except Exception:  # what a careless test (or Hypothesis) would do
+            pytest.fail("DeadlineExceeded must not be an Exception")
+    a.close()
+    b.close()
+
+
+def test_uses_backend_marker_selects_backend_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(PROBE.format(name="sim") + "\n\ndef test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("-m", "uses_backend")
+    result.assert_outcomes(passed=1, deselected=1)
