@@ -130,6 +130,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "uses_backend: added by the plugin to every test taking the backend fixture"
     )
+    # Registered here too (tests/vm/conftest.py owns it) so the VM tier's marker expression
+    # stays valid when it runs a subset of the test tree.
+    config.addinivalue_line("markers", "guest_e2e: boots a nested QEMU guest inside the VM")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
