@@ -13,7 +13,7 @@ from rig.pytest_plugin import LIO_BACKENDS
 
 #: few examples: on a real LUN every step is several SG_IO round trips in a TCG VM
 EXAMPLES = {"sim": 60, "helper-sim": 20}
-DEFAULT_EXAMPLES = 8
+DEFAULT_EXAMPLES = 20
 
 
 def test_pr_machine(nexuses: list, request: pytest.FixtureRequest) -> None:
