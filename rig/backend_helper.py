@@ -32,7 +32,7 @@ from pathlib import Path
 from helper.client import Client
 from helper.executors.base import Reply
 from helper.simserve import SharedLUs
-from rig.backends import BackendUnavailable, Initiator, initiator_name
+from rig.backends import BackendUnavailable, Initiator, NexusIdentity, initiator_name
 from sim.constants import Opcode, Status
 from sim.device import LogicalUnit
 from sim.nexus import ITNexus
@@ -135,7 +135,7 @@ class HelperProcess:
 
 
 @dataclass
-class HelperSimInitiator:
+class HelperSimInitiator(NexusIdentity):
     """An initiator port whose PR commands go through its own helper process."""
 
     nexus: ITNexus
@@ -143,18 +143,6 @@ class HelperSimInitiator:
     fd: int
     lus: SharedLUs
     image: Path
-
-    @property
-    def name(self) -> str:
-        return str(self.nexus.initiator)
-
-    @property
-    def transport_id(self) -> TransportId:
-        return self.nexus.initiator
-
-    @property
-    def relative_target_port(self) -> int:
-        return self.nexus.target_port
 
     def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
         if cdb and cdb[0] in PR_OPCODES:

@@ -49,9 +49,9 @@ def initiator_name(index: int) -> str:
     return f"naa.50014050000000{index + 1:02x}"
 
 
-@dataclass
-class SimInitiator:
-    lu: LogicalUnit
+class NexusIdentity:
+    """The Initiator protocol's identity, read off an I_T nexus (sim and helper-sim)."""
+
     nexus: ITNexus
 
     @property
@@ -65,6 +65,12 @@ class SimInitiator:
     @property
     def relative_target_port(self) -> int:
         return self.nexus.target_port
+
+
+@dataclass
+class SimInitiator(NexusIdentity):
+    lu: LogicalUnit
+    nexus: ITNexus
 
     def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
         return self.lu.execute(self.nexus, cdb, data)

@@ -308,16 +308,8 @@ class MultipathExecutor(Executor):
     def _tur(self, fd: int) -> TurProbe:
         def probe() -> Reply:
             from helper.executors.sg import sg_io
-            from helper.executors.status import reply_from_sg_io
 
-            r = sg_io(fd, bytes(6), b"", 0, 1)
-            return reply_from_sg_io(
-                err=r.errno,
-                host_status=r.host_status,
-                driver_status=r.driver_status,
-                status=r.status,
-                sense=r.sense,
-            )
+            return sg_io(fd, bytes(6), b"", 0, 1).reply()
 
         return probe
 

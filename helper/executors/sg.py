@@ -92,6 +92,19 @@ class SgIoResult:
         """Transport and device both reported success (no check of the data)."""
         return not (self.errno or self.host_status or self.driver_status or self.status)
 
+    def reply(self, allocation_length: int = 0) -> Reply:
+        """What qemu-pr-helper answers for this outcome (``helper.executors.status``)."""
+        return reply_from_sg_io(
+            err=self.errno,
+            host_status=self.host_status,
+            driver_status=self.driver_status,
+            status=self.status,
+            sense=self.sense,
+            data_in=self.data,
+            resid=0,  # sg_io already trimmed data by resid
+            allocation_length=allocation_length,
+        )
+
 
 class SgIoError(ValueError):
     """The caller asked for an SG_IO the kernel would reject outright."""
@@ -174,16 +187,7 @@ class SgExecutor(Executor):
                 return check_condition(INVALID_OPCODE)
             r = sg_io(fd, padded, data_out, 0, self.timeout_ms)
             allocation_length = 0
-        return reply_from_sg_io(
-            err=r.errno,
-            host_status=r.host_status,
-            driver_status=r.driver_status,
-            status=r.status,
-            sense=r.sense,
-            data_in=r.data,
-            resid=0,  # sg_io already trimmed data by resid
-            allocation_length=allocation_length,
-        )
+        return r.reply(allocation_length)
 
 
 def _read_only(fd: int) -> bool:
