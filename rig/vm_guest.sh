@@ -24,6 +24,20 @@ for d in /etc/target /etc/rtslib-fb-target; do
         mkdir -p "$d/pr"
     fi
 done
+# pytest's tmp_path, targetcli's prefs/lock and helper sockets need writable scratch space. A
+# checkout that itself lives under /tmp (a CI clone, say) must stay visible: bind it back.
+checkout="$PWD"
+case "$checkout/" in
+    /tmp/*)
+        mkdir -p /run/scsi-pr-checkout
+        mount --bind "$checkout" /run/scsi-pr-checkout
+        mount -t tmpfs scsi-pr-tmp /tmp
+        mkdir -p "$checkout"
+        mount --bind /run/scsi-pr-checkout "$checkout"
+        ;;
+    *) mount -t tmpfs scsi-pr-tmp /tmp ;;
+esac
+cd "$checkout"  # through the new mounts
 # rig/vm.py may attach this checkout and the stdlib as a disk image (virtio-blk, /dev/vda):
 # reading them over 9p is the slowest part of the VM tier under TCG.
 if [ -n "${SCSI_PR_IMAGE_BINDS:-}" ]; then
@@ -32,12 +46,11 @@ if [ -n "${SCSI_PR_IMAGE_BINDS:-}" ]; then
     for _ in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.5; done
     mount -o ro /dev/vda /run/scsi-pr-image
     for pair in $(echo "$SCSI_PR_IMAGE_BINDS" | tr , ' '); do
+        mkdir -p "${pair#*:}" 2>/dev/null || true  # under the /tmp tmpfs it may not exist
         mount --bind "/run/scsi-pr-image/${pair%%:*}" "${pair#*:}"
     done
     cd "$PWD"  # re-enter the checkout through the bind mount
 fi
-# pytest's tmp_path, targetcli's prefs/lock and helper sockets need writable scratch space.
-mount -t tmpfs scsi-pr-tmp /tmp
 mkdir -p /tmp/targetcli
 export TARGETCLI_HOME=/tmp/targetcli HOME=/tmp PYTHONDONTWRITEBYTECODE=1
 export PATH="$PWD/.venv/bin:$PATH"

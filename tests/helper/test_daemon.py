@@ -291,9 +291,18 @@ C_HELPER = shutil.which("qemu-pr-helper")
 
 
 def _run(argv0: str, exe: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [argv0, *args], executable=exe, capture_output=True, text=True, timeout=30, check=False
+    # Our helper prints the bare name when PATH resolves it to the same file (see
+    # helper.main.invoked_name); keep the program's own directory off PATH so that the
+    # run-by-full-path cases mean the same under scripts/test (venv on PATH) and plain pytest.
+    exe_dir = os.path.dirname(os.path.realpath(exe))
+    path = os.pathsep.join(
+        d for d in os.environ.get("PATH", "").split(os.pathsep)
+        if d and os.path.realpath(d) != exe_dir
     )
+    return subprocess.run(
+        [argv0, *args], executable=exe, capture_output=True, text=True, timeout=30,
+        check=False, env={**os.environ, "PATH": path},
+    )  # fmt: skip
 
 
 def _as_prog(exe: str, *args: str) -> tuple[int, str, str]:
