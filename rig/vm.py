@@ -253,8 +253,13 @@ def main(argv: list[str]) -> int:
     )
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS…]")
     sub.add_parser("check", help="say what the VM tier lacks on this machine")
+    sub.add_parser("install", help="install what the VM tier lacks (root: apt-get, pip)")
     args = p.parse_args(argv)
     try:
+        if args.action == "install":
+            ensure_tools()
+            print(f"ready; kernel {default_kernel()}")
+            return 0
         if args.action == "check":
             need = missing()
             print(f"missing: {need}" if need else f"ready; kernel {default_kernel()}")

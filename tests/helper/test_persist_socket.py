@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from needs import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPER = ROOT / "scripts" / "sg_persist-via-helper"
@@ -29,10 +30,6 @@ START_TIMEOUT = 30.0
 NODE1, NODE2 = "naa.5001405000000001", "naa.5001405000000002"
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: this check must run in CI)", pytrace=False)
-    pytest.skip(reason)
 
 
 def _start(cmd: list[str], sock: Path) -> subprocess.Popen[bytes]:
@@ -77,7 +74,7 @@ def persist(sock: Path | None, line: str, *, env: dict[str, str] | None = None
 def two_nodes(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
     exe = Path(sys.executable).parent / "scsi-pr-helper"
     if not exe.exists():
-        _unavailable(f"{exe} not installed (pip install -e .)")
+        unavailable(f"{exe} not installed (pip install -e .)")
     state = tmp_path / "state"
     state.mkdir()
     image = tmp_path / "shared-lu.img"
@@ -143,9 +140,9 @@ def test_socket_option_and_unreachable_helper(
 def test_against_the_c_qemu_pr_helper(tmp_path: Path) -> None:
     exe = shutil.which("qemu-pr-helper")
     if exe is None:
-        _unavailable("qemu-pr-helper not installed (apt-get install qemu-system-common)")
+        unavailable("qemu-pr-helper not installed (apt-get install qemu-system-common)")
     if os.geteuid() != 0:
-        _unavailable("the C qemu-pr-helper needs root (it keeps only CAP_SYS_RAWIO)")
+        unavailable("the C qemu-pr-helper needs root (it keeps only CAP_SYS_RAWIO)")
     sock = tmp_path / "c-helper.sock"
     image = tmp_path / "not-a-disk.img"
     image.write_bytes(bytes(4096))

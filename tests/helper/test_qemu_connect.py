@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from needs import unavailable
 
 from rig.guest_e2e import Qmp
 
@@ -30,25 +31,21 @@ QEMU = "qemu-system-x86_64"
 START_TIMEOUT = 30.0
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: this check must run in CI)", pytrace=False)
-    pytest.skip(reason)
 
 
 def _ours(sock: Path, state: Path) -> list[str]:
     exe = Path(sys.executable).parent / "scsi-pr-helper"
     if not exe.exists():
-        _unavailable(f"{exe} not installed (pip install -e .)")
+        unavailable(f"{exe} not installed (pip install -e .)")
     return [str(exe), "-k", str(sock), "--backend", "sim", "--state-dir", str(state)]
 
 
 def _c_helper(sock: Path, state: Path) -> list[str]:
     exe = shutil.which("qemu-pr-helper")
     if exe is None:
-        _unavailable("qemu-pr-helper not installed (apt-get install qemu-system-common)")
+        unavailable("qemu-pr-helper not installed (apt-get install qemu-system-common)")
     if os.geteuid() != 0:
-        _unavailable("the C qemu-pr-helper needs root (it keeps only CAP_SYS_RAWIO)")
+        unavailable("the C qemu-pr-helper needs root (it keeps only CAP_SYS_RAWIO)")
     return [str(exe), "-k", str(sock)]
 
 
@@ -86,7 +83,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def helper_socket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     """A running helper (ours or the C one) listening on a fresh socket."""
     if shutil.which(QEMU) is None:
-        _unavailable(f"{QEMU} not installed (apt-get install qemu-system-x86)")
+        unavailable(f"{QEMU} not installed (apt-get install qemu-system-x86)")
     sock = tmp_path / "pr-helper.sock"
     state = tmp_path / "state"
     state.mkdir()

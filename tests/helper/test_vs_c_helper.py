@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from needs import unavailable
 
 from sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
@@ -26,10 +27,6 @@ C_HELPER = shutil.which("qemu-pr-helper")
 OURS = Path(sys.executable).parent / "scsi-pr-helper"
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: this check must run in CI)", pytrace=False)
-    pytest.skip(reason)
 
 
 def _start(argv: list[str], sock: Path) -> subprocess.Popen[bytes]:
@@ -50,9 +47,9 @@ def _start(argv: list[str], sock: Path) -> subprocess.Popen[bytes]:
 @pytest.fixture(scope="module")
 def helpers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     if C_HELPER is None:
-        _unavailable("qemu-pr-helper not installed (apt-get install qemu-system-common)")
+        unavailable("qemu-pr-helper not installed (apt-get install qemu-system-common)")
     if os.geteuid() != 0:
-        _unavailable("the C qemu-pr-helper needs root")
+        unavailable("the C qemu-pr-helper needs root")
     tmp = tmp_path_factory.mktemp("vs-c")
     socks = {"c": tmp / "c.sock", "ours": tmp / "ours.sock"}
     procs = [

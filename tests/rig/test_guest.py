@@ -9,12 +9,12 @@ kernel. The LIO + helper path is covered by tests/vm/test_guest_e2e.py.
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from needs import unavailable
 
 from rig.guest import (
     S_IFDIR,
@@ -58,14 +58,7 @@ FULL_STATUS_DUMP = [
 ]
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-
-def _unavailable(reason: str) -> None:
-    if _in_ci():
-        pytest.fail(f"{reason} (CI=true: this must run in CI)", pytrace=False)
-    pytest.skip(reason)
 
 
 # -- archive --------------------------------------------------------------------------------
@@ -188,10 +181,10 @@ def _release_or_skip() -> str:
     try:
         release = default_kernel_release()
     except GuestBuildError as e:
-        _unavailable(str(e))
+        unavailable(str(e))
     for tool in ("busybox", "sg_persist", "sg_turs", "ldd"):
         if shutil.which(tool) is None:
-            _unavailable(f"{tool} not installed (apt-get install busybox-static sg3-utils)")
+            unavailable(f"{tool} not installed (apt-get install busybox-static sg3-utils)")
     return release
 
 
@@ -217,7 +210,7 @@ def test_guest_boots_and_reports_through_the_console(tmp_path: Path) -> None:
     exit status 9 through the whole console protocol, pause included."""
     release = _release_or_skip()
     if shutil.which("qemu-system-x86_64") is None:
-        _unavailable("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+        unavailable("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
     steps = [
         Command("tur", ("sg_turs", "{dev}")),
         Pause("mid"),

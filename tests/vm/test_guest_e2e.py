@@ -9,20 +9,16 @@ sequence. See docs/guest-e2e.md.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from needs import unavailable
 
 from rig.guest_e2e import HELPERS, run, step_names
 
 pytestmark = [pytest.mark.vm, pytest.mark.guest_e2e]
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: the guest e2e must run in the VM tier)", pytrace=False)
-    pytest.skip(reason)
 
 
 def test_guest_sees_the_same_through_both_helpers(tmp_path: Path) -> None:
@@ -31,7 +27,7 @@ def test_guest_sees_the_same_through_both_helpers(tmp_path: Path) -> None:
     try:
         lio.check_available()
     except lio.LioUnavailable as e:
-        _unavailable(f"needs the LIO VM: {e}")
+        unavailable(f"needs the LIO VM: {e}")
     helpers = ["qemu-pr-helper", "scsi-pr-helper"]
     assert list(HELPERS) == helpers  # the reference first
     runs, differences = run(helpers, tmp_path)
