@@ -101,6 +101,7 @@ class SharedLUs:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lus: dict[LuKey, LogicalUnit] = {}
         self._seen: dict[LuKey, bytes] = {}  # token of the state we last loaded or saved
+        self._state: dict[LuKey, dict[str, Any]] = {}  # that state, to tell if a command changed it
         self._guard = threading.Lock()  # one command at a time per process, as per LU lock
 
     def _new_lu(self, key: LuKey, size: int, path: str | None = None) -> LogicalUnit:
@@ -168,11 +169,12 @@ class SharedLUs:
             lu.restore(doc["state"])
         self._lus[key] = lu
         self._seen[key] = token
+        self._state[key] = lu.snapshot()
         return lu
 
-    def _save(self, key: LuKey, lu: LogicalUnit, lock: int, before: dict[str, Any]) -> None:
+    def _save(self, key: LuKey, lu: LogicalUnit, lock: int) -> None:
         state = lu.snapshot()
-        if state == before and self._seen.get(key):
+        if state == self._state.get(key) and self._seen.get(key):
             return
         path = self._state_path(key)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -181,6 +183,7 @@ class SharedLUs:
         os.pwrite(lock, token, 0)
         os.replace(tmp, path)
         self._seen[key] = token
+        self._state[key] = state
 
     def run(
         self, key: LuKey, size: int, fn: Callable[[LogicalUnit], T], path: str | None = None
@@ -194,9 +197,8 @@ class SharedLUs:
             lu = self._load(key, size, lock, path)
             if lock is None:
                 return fn(lu)
-            before = lu.snapshot()
             result = fn(lu)
-            self._save(key, lu, lock, before)
+            self._save(key, lu, lock)
             return result
 
     def run_on_file(self, path: str | os.PathLike[str], fn: Callable[[LogicalUnit], T]) -> T:
