@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from helper.simserve import main as sim_main
+from rig.processes import NotListening, wait_listening
 from sim.cdb import persistent_reserve_in
 
 DURATION = 3.0
@@ -37,16 +38,12 @@ EXE = str(Path(sys.executable).parent / "scsi-pr-helper")
 
 def start_helper(sock: Path, *extra: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([EXE, "-q", "--backend", "sim", "-k", str(sock), *extra])
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_UNIX) as s:
-            try:
-                s.connect(str(sock))
-                return proc
-            except OSError:
-                time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("helper did not start")
+    try:
+        wait_listening(proc, sock, 20)
+    except NotListening:
+        proc.kill()
+        raise
+    return proc
 
 
 async def _recv_exactly(loop: asyncio.AbstractEventLoop, s: socket.socket, n: int) -> bytes:

@@ -19,11 +19,9 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from helper.client import Client
 from helper.executors.base import Reply
 from helper.simserve import SharedLUs
 from rig.backends import BackendUnavailable, Initiator, NexusIdentity, initiator_name
+from rig.processes import NotListening, wait_listening
 from sim.constants import Opcode, Status
 from sim.device import LogicalUnit
 from sim.nexus import ITNexus
@@ -97,21 +96,17 @@ class HelperProcess:
 
     def wait_listening(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BackendUnavailable(
-                    f"scsi-pr-helper exited with {self.proc.returncode}: "
-                    f"{self.log.read_text(errors='replace')[-2000:]}"
-                )
-            with socket.socket(socket.AF_UNIX) as s:
-                try:
-                    s.connect(str(self.sock))
-                    return
-                except OSError:
-                    time.sleep(0.02)
-        self.kill()
-        raise BackendUnavailable(f"scsi-pr-helper did not listen on {self.sock}")
+        try:
+            wait_listening(
+                self.proc,
+                self.sock,
+                START_TIMEOUT,
+                name="scsi-pr-helper",
+                output=lambda: self.log.read_text(errors="replace")[-2000:],
+            )
+        except NotListening as e:
+            self.kill()
+            raise BackendUnavailable(str(e)) from None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -22,6 +22,8 @@ import pytest
 
 from helper.client import Client
 from helper.executors.base import Reply
+from rig import processes
+from rig.processes import stop
 from sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
 EXE = Path(sys.executable).parent / "scsi-pr-helper"
@@ -50,32 +52,17 @@ class Helper:
         wait_listening(self.sock, self.proc)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop(self.proc, timeout=15)
 
     def log_text(self) -> str:
         return self.log.read_text()
 
 
 def wait_listening(sock: Path, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"helper exited with {proc.returncode}"
-        if sock.exists():
-            with socket.socket(socket.AF_UNIX) as s:
-                try:
-                    s.connect(str(sock))
-                    return
-                except OSError:
-                    pass
-        time.sleep(0.02)
-    raise AssertionError(f"helper did not listen on {sock}")
+    try:
+        processes.wait_listening(proc, sock, 20)
+    except processes.NotListening as e:
+        raise AssertionError(str(e)) from None
 
 
 @pytest.fixture

@@ -14,15 +14,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from needs import unavailable
+
+from rig.processes import NotListening, stop, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPER = ROOT / "scripts" / "sg_persist-via-helper"
@@ -34,31 +34,20 @@ NODE1, NODE2 = "naa.5001405000000001", "naa.5001405000000002"
 
 def _start(cmd: list[str], sock: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            pytest.fail(f"{cmd[0]} exited with {proc.returncode}: {out}")
-        if sock.exists():
-            with socket.socket(socket.AF_UNIX) as s:
-                try:
-                    s.connect(str(sock))
-                    return proc
-                except OSError:
-                    pass
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"{cmd[0]} did not listen on {sock} within {START_TIMEOUT}s")
+    try:
+        wait_listening(proc, sock, START_TIMEOUT, name=cmd[0], output=lambda: _output(proc))
+    except NotListening as e:
+        proc.kill()
+        pytest.fail(str(e))
+    return proc
+
+
+def _output(proc: subprocess.Popen[bytes]) -> str:
+    return proc.stdout.read().decode(errors="replace") if proc.stdout else ""
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop(proc)
 
 
 def persist(sock: Path | None, line: str, *, env: dict[str, str] | None = None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pytest
 from needs import unavailable
 
 from rig.guest_e2e import Qmp
+from rig.processes import NotListening, stop, wait_listening
 
 QEMU = "qemu-system-x86_64"
 START_TIMEOUT = 30.0
@@ -53,30 +53,17 @@ HELPERS = {"scsi-pr-helper": _ours, "qemu-pr-helper": _c_helper}
 
 
 def _wait_connectable(path: Path, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            pytest.fail(f"helper exited with {proc.returncode}: {out}")
-        if path.exists():
-            with socket.socket(socket.AF_UNIX) as s:
-                try:
-                    s.connect(str(path))
-                    return
-                except OSError:
-                    pass
-        time.sleep(0.05)
-    pytest.fail(f"helper did not listen on {path} within {START_TIMEOUT}s")
+    def output() -> str:
+        return proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+
+    try:
+        wait_listening(proc, path, START_TIMEOUT, output=output)
+    except NotListening as e:
+        pytest.fail(str(e))
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop(proc)
 
 
 @pytest.fixture(params=list(HELPERS))

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from needs import unavailable
 
+from rig.processes import NotListening, wait_listening
 from sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
 C_HELPER = shutil.which("qemu-pr-helper")
@@ -31,17 +32,12 @@ OURS = Path(sys.executable).parent / "scsi-pr-helper"
 
 def _start(argv: list[str], sock: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([*argv, "-k", str(sock)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{argv[0]} exited with {proc.returncode}"
-        with socket.socket(socket.AF_UNIX) as s:
-            try:
-                s.connect(str(sock))
-                return proc
-            except OSError:
-                time.sleep(0.02)
-    proc.kill()
-    raise AssertionError(f"{argv[0]} did not listen")
+    try:
+        wait_listening(proc, sock, 20, name=argv[0])
+    except NotListening as e:
+        proc.kill()
+        raise AssertionError(str(e)) from None
+    return proc
 
 
 @pytest.fixture(scope="module")
