@@ -191,9 +191,13 @@ def no_data(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
 
 
 # -- RESERVE/RELEASE(6/10) with Compatible Reservation Handling (SPC-5 5.14.3) ---------------
+#: CDB byte 1 bits asking for extent or third-party reservations, which the model refuses
+SPC2_RESERVE_UNSUPPORTED_BITS = {Opcode.RESERVE_6: 0x1F, Opcode.RESERVE_10: 0x13}
+
+
 def reserve_spc2(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
-    if cdb[1] & 0x1F if cdb[0] == Opcode.RESERVE_6 else cdb[1] & 0x13:
-        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1)  # extents, third-party
+    if cdb[1] & SPC2_RESERVE_UNSUPPORTED_BITS[cdb[0]]:
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1)
     if _crh_exempt(lu, nexus):
         return b""
     if lu.pr.registrations or (lu.spc2_holder not in (None, nexus)):
@@ -220,7 +224,8 @@ def _crh_exempt(lu: LogicalUnit, nexus: ITNexus) -> bool:
         return False
     if lu.pr.is_holder(nexus):
         return True
-    return nexus in lu.pr.registrations and (res.type.registrants_only)
+    # (all-registrants registrants are holders, so is_holder already answered for them)
+    return nexus in lu.pr.registrations and res.type.registrants_only
 
 
 @dataclass(frozen=True)
