@@ -12,14 +12,9 @@ failure we notice.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+# prtest (here) is importable as this conftest's directory is on sys.path; pr_machine (tests/)
+# through pyproject's pytest pythonpath.
 import pytest
-
-# tests/ holds pr_machine.py; tests/conformance holds prtest.py.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from prtest import drain
 
 LIO_BACKENDS = ("lio", "helper-lio")
