@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from helper.simserve import main as sim_main
-from rig.processes import NotListening, wait_listening
-from sim.cdb import persistent_reserve_in
+from scsi_pr.helper.simserve import main as sim_main
+from scsi_pr.rig.processes import NotListening, wait_listening
+from scsi_pr.sim.cdb import persistent_reserve_in
 
 DURATION = 3.0
 READ_KEYS = persistent_reserve_in(0, 64).ljust(16, b"\0")

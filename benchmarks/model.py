@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 
-from sim.cdb import prout, test_unit_ready
-from sim.constants import PersistentReserveOutAction as SA
-from sim.constants import ReservationType as T
-from sim.device import LogicalUnit
-from sim.nexus import ITNexus
+from scsi_pr.sim.cdb import prout, test_unit_ready
+from scsi_pr.sim.constants import PersistentReserveOutAction as SA
+from scsi_pr.sim.constants import ReservationType as T
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.nexus import ITNexus
 
 WE = T.WRITE_EXCLUSIVE  # releasing WE raises no unit attention
 

@@ -13,8 +13,8 @@ import socket
 import threading
 from types import TracebackType
 
-from helper.executors.base import Reply
-from helper.proto import (
+from scsi_pr.helper.executors.base import Reply
+from scsi_pr.helper.proto import (
     NEED_DATA,
     PR_HELPER_CDB_SIZE,
     PR_HELPER_DATA_SIZE,

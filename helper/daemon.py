@@ -1,7 +1,7 @@
 """The asyncio server: one task per client connection, requests in order per connection,
 connections in parallel, blocking executors in worker threads.
 
-Everything protocol-shaped is decided by ``helper.proto.Connection``; this module only moves
+Everything protocol-shaped is decided by ``scsi_pr.helper.proto.Connection``; this module only moves
 bytes and fds between it and the socket, asks the executor, and writes the audit log.
 
 Why raw non-blocking sockets rather than asyncio streams: streams cannot receive SCM_RIGHTS.
@@ -26,9 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from helper.executors.base import Executor, Reply
-from helper.executors.status import INVALID_OPCODE, check_condition, from_errno
-from helper.proto import (
+from scsi_pr.helper.executors.base import Executor, Reply
+from scsi_pr.helper.executors.status import INVALID_OPCODE, check_condition, from_errno
+from scsi_pr.helper.proto import (
     NEED_DATA,
     PAUSED,
     Connection,
@@ -39,8 +39,8 @@ from helper.proto import (
     Response,
     Role,
 )
-from sim.describe import describe
-from sim.result import SenseData
+from scsi_pr.sim.describe import describe
+from scsi_pr.sim.result import SenseData
 
 MAX_FDS_PER_READ = 8  # more than one is already a violation; read a few to close them all
 SHUTDOWN_GRACE = 30.0  # seconds an in-flight request may take to finish after SIGTERM

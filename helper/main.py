@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from helper import caps
-from helper.daemon import Audit, HelperServer
-from helper.executors.base import Executor
+from scsi_pr.helper import caps
+from scsi_pr.helper.daemon import Audit, HelperServer
+from scsi_pr.helper.executors.base import Executor
 
 DEFAULT_SOCKET = "/var/run/qemu-pr-helper.sock"  # qemu: <localstatedir>/run/qemu-pr-helper.sock
 DEFAULT_PIDFILE = "/var/run/qemu-pr-helper.pid"
@@ -340,7 +340,7 @@ def daemonize() -> None:
 
 def make_executor(opts: Options) -> Executor:
     if opts.backend == "sim":
-        from helper.executors.sim import DEFAULT_INITIATOR, SimExecutor
+        from scsi_pr.helper.executors.sim import DEFAULT_INITIATOR, SimExecutor
 
         return SimExecutor(
             opts.initiator or DEFAULT_INITIATOR,
@@ -348,8 +348,8 @@ def make_executor(opts: Options) -> Executor:
             opts.target_port,
             max(opts.target_ports, opts.target_port),
         )
-    from helper.executors.multipath import with_multipath
-    from helper.executors.sg import SgExecutor
+    from scsi_pr.helper.executors.multipath import with_multipath
+    from scsi_pr.helper.executors.sg import SgExecutor
 
     return with_multipath(SgExecutor(), verbose=opts.verbose)
 

@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Protocol, TextIO
 
-from sim.cdb import (
+from scsi_pr.sim.cdb import (
     persistent_reserve_in,
     persistent_reserve_out,
     pr_out_parameters,
     register_and_move_parameters,
 )
-from sim.constants import (
+from scsi_pr.sim.constants import (
     Opcode,
     PersistentReserveInAction,
     PersistentReserveOutAction,
@@ -277,8 +277,12 @@ class SenseHeader:
             )
         if n > 7:
             n = min(n, sense[7] + 8)
-        return cls(code, sense[2] & 0x0F if n > 2 else 0, sense[12] if n > 12 else 0,
-                   sense[13] if n > 13 else 0)
+        return cls(
+            code,
+            sense[2] & 0x0F if n > 2 else 0,
+            sense[12] if n > 12 else 0,
+            sense[13] if n > 13 else 0,
+        )
 
 
 # sg_err_category_sense: sense key -> exit status (ILLEGAL REQUEST and ABORTED COMMAND refine).
@@ -365,8 +369,9 @@ def sense_text(sense: bytes, raw: bool) -> str:
         if not descriptor and n > 7:
             n = min(n, sense[7] + 8)
         ovfl = bool(sense[4] & 0x80) if descriptor else bool(n > 2 and sense[2] & 0x10)
-        out.append(f"{RESPONSE_CODE_TEXT[header.response_code]}; Sense key: "
-                   f"{SENSE_KEY_TEXT[header.key]}\n")
+        out.append(
+            f"{RESPONSE_CODE_TEXT[header.response_code]}; Sense key: {SENSE_KEY_TEXT[header.key]}\n"
+        )
         if ovfl and (not descriptor or len(sense) > 4):
             out.append("<<<Sense data overflow (SDAT_OVFL)>>>\n")
         if descriptor:
@@ -649,8 +654,10 @@ def file_transport_ids(lines: Sequence[str], messages: list[str]) -> list[bytes]
             for v in body.replace(",", " ").split():
                 number = int(v, 16)
                 if number > 0xFF:
-                    raise TransportIdSyntax(f"decode_file_tids: hex number larger than 0xff "
-                                            f"in line {lineno}, pos {col + 1}")
+                    raise TransportIdSyntax(
+                        f"decode_file_tids: hex number larger than 0xff "
+                        f"in line {lineno}, pos {col + 1}"
+                    )
                 out.append(number)
             tids.append(bytes(out))
         if len(tids) >= MX_TIDS:
@@ -695,17 +702,24 @@ def transport_id_text(leadin: str, tid: bytes, length: int, only_one: bool = Tru
             out.append(f"{leadin}  FCP-2 World Wide Name:\n")
             out += [unexpected, hex_text(bp[8:16], leadin, 1)]
         elif proto == ProtocolIdentifier.PARALLEL_SCSI:
-            out.append(f"{leadin}  Parallel SCSI initiator SCSI address: "
-                       f"0x{int.from_bytes(bp[2:4], 'big'):x}\n")
+            out.append(
+                f"{leadin}  Parallel SCSI initiator SCSI address: "
+                f"0x{int.from_bytes(bp[2:4], 'big'):x}\n"
+            )
             out.append(unexpected)
-            out.append(f"{leadin}  relative port number (of corresponding target): "
-                       f"0x{int.from_bytes(bp[6:8], 'big'):x}\n")
+            out.append(
+                f"{leadin}  relative port number (of corresponding target): "
+                f"0x{int.from_bytes(bp[6:8], 'big'):x}\n"
+            )
         elif proto == ProtocolIdentifier.IEEE_1394:
             out.append(f"{leadin}  IEEE 1394 EUI-64 name:\n")
             out += [unexpected, hex_text(bp[8:16], leadin, 1)]
         elif proto == ProtocolIdentifier.SCSI_RDMA:
-            out += [f"{leadin}  RDMA initiator port identifier:\n", unexpected,
-                    hex_text(bp[8:24], leadin, 1)]
+            out += [
+                f"{leadin}  RDMA initiator port identifier:\n",
+                unexpected,
+                hex_text(bp[8:24], leadin, 1),
+            ]
         elif proto == ProtocolIdentifier.ISCSI:
             num = int.from_bytes(bp[2:4], "big")
             name = bp[4 : 4 + num].split(b"\0", 1)[0].decode("latin-1")
@@ -791,9 +805,9 @@ class GetoptError(Exception):
     """getopt_long's complaint (already worded as glibc prints it, without the program name)."""
 
 
-def getopt_long(argv: Sequence[str], posixly_correct: bool = False) -> tuple[
-    list[tuple[str, str | None]], list[str]
-]:
+def getopt_long(
+    argv: Sequence[str], posixly_correct: bool = False
+) -> tuple[list[tuple[str, str | None]], list[str]]:
     """GNU getopt_long over SHORT_OPTIONS/LONG_OPTIONS: permutes operands to the end (unless
     POSIXLY_CORRECT), ``--`` ends options, long names may be abbreviated when unambiguous,
     short flags cluster (``-nik``) and take attached arguments (``-K5``)."""
@@ -1006,9 +1020,7 @@ HEX_ARGS = {"K": ("param_rk", "param-rk", 64), "S": ("param_sark", "param-sark",
             "T": ("prout_type", "prout-type", 32)}  # fmt: skip
 
 
-def _transport_id_arg(
-    value: str, out: Outcome, read_stdin: Callable[[], list[str]]
-) -> list[bytes]:
+def _transport_id_arg(value: str, out: Outcome, read_stdin: Callable[[], list[str]]) -> list[bytes]:
     """build_transportid for one -X argument; raises Done(1) after sg_persist's messages."""
     messages: list[str] = []
     try:
@@ -1152,17 +1164,23 @@ def _check_service_actions(
     if want_prout:
         op.pr_in = False
         if n_out != 1 or n_in != 0:
-            out.err(">> For Persistent Reserve Out one and only one appropriate\n>> service "
-                    "action must be chosen (e.g. '--register')\n")
+            out.err(
+                ">> For Persistent Reserve Out one and only one appropriate\n>> service "
+                "action must be chosen (e.g. '--register')\n"
+            )
             raise Done(Exit.CONTRADICT)
     else:
         if n_out > 0:
-            out.err(">> When a service action for Persistent Reserve Out is chosen the\n"
-                    ">> '--out' option must be given (as a safeguard)\n")
+            out.err(
+                ">> When a service action for Persistent Reserve Out is chosen the\n"
+                ">> '--out' option must be given (as a safeguard)\n"
+            )
             raise Done(Exit.CONTRADICT)
         if n_in == 0:
-            out.err(">> No service action given; assume Persistent Reserve In command\n"
-                    ">> with Read Keys service action\n")
+            out.err(
+                ">> No service action given; assume Persistent Reserve In command\n"
+                ">> with Read Keys service action\n"
+            )
             op.prin_sa = PersistentReserveInAction.READ_KEYS
         elif n_in > 1:
             out.err("Too many service actions given; choose one only\n")
@@ -1186,8 +1204,10 @@ def _check_service_actions(
     if op.prout_sa in needs_type and op.prout_type == 0:
         out.err("warning>>> --prout-type probably needs to be given\n")
     if op.verbose > 2 and op.transport_ids:
-        out.err(f"number of tranport-ids decoded from command line (or stdin): "
-                f"{len(op.transport_ids)}\n")
+        out.err(
+            f"number of tranport-ids decoded from command line (or stdin): "
+            f"{len(op.transport_ids)}\n"
+        )
         out.err("  Decode given transport-ids:\n")
         for tid in op.transport_ids:
             out.out(transport_id_text("      ", tid.ljust(MX_TID_LEN, b"\0"), MX_TID_LEN))
@@ -1236,13 +1256,20 @@ QUIET_CATEGORIES = {
 
 def _resid_line(leadin: str, data_in: bool, requested: int, got: int) -> str:
     kind = "in), got" if data_in else "out) but reported"
-    return (f"    {leadin}: pass-through requested {requested} bytes (data-{kind}  got {got} "
-            f"bytes{'' if data_in else ' sent'}\n")
+    return (
+        f"    {leadin}: pass-through requested {requested} bytes (data-{kind}  got {got} "
+        f"bytes{'' if data_in else ' sent'}\n"
+    )
 
 
 def run_command(
-    transport: Transport, leadin: str, cdb: bytes, data_out: bytes, allocation: int,
-    verbose: int, out: Outcome,
+    transport: Transport,
+    leadin: str,
+    cdb: bytes,
+    data_out: bytes,
+    allocation: int,
+    verbose: int,
+    out: Outcome,
 ) -> tuple[int, bytes]:
     """sg_ll_persistent_reserve_in/out + sg_cmds_process_resp: (exit category, data-in)."""
     if verbose:
@@ -1315,8 +1342,10 @@ def _failure_text(direction: str, what: str, code: int, verbose: int) -> str:
     if code == Exit.INVALID_OP:
         return f"PR {direction} ({what}): command not supported\n"
     if code == Exit.ILLEGAL_REQ:
-        return (f"PR {direction} ({what}): bad field in cdb or parameter list (perhaps "
-                "unsupported service action)\n")
+        return (
+            f"PR {direction} ({what}): bad field in cdb or parameter list (perhaps "
+            "unsupported service action)\n"
+        )
     return f"PR {direction} ({what}): {category_text(code, verbose)}\n"
 
 
@@ -1344,8 +1373,14 @@ def format_capabilities(buf: bytes) -> str:
     ]
     if buf[3] & 0x80:
         lines.append("    Support indicated in Type mask:\n")
-        for pr_type, byte, bit in ((7, 4, 0x80), (6, 4, 0x40), (5, 4, 0x20), (3, 4, 0x08),
-                                   (1, 4, 0x02), (8, 5, 0x01)):
+        for pr_type, byte, bit in (
+            (7, 4, 0x80),
+            (6, 4, 0x40),
+            (5, 4, 0x20),
+            (3, 4, 0x08),
+            (1, 4, 0x02),
+            (8, 5, 0x01),
+        ):
             lines.append(f"      {PR_TYPE_TEXT[pr_type]}: {int(bool(buf[byte] & bit))}\n")
     return "".join(lines)
 
@@ -1355,11 +1390,15 @@ def format_keys(generation: int, add_len: int, buf: bytes) -> str:
     num = int(add_len / 8)  # C division truncates toward zero
     if num <= 0:
         return text + "there are NO registered reservation keys\n"
-    text += ("1 registered reservation key follows:\n" if num == 1
-             else f"{num} registered reservation keys follow:\n")
+    text += (
+        "1 registered reservation key follows:\n"
+        if num == 1
+        else f"{num} registered reservation keys follow:\n"
+    )
     keys = buf[8 : 8 + 8 * num].ljust(8 * num, b"\0")
-    return text + "".join(f"    0x{int.from_bytes(keys[k:k + 8], 'big'):x}\n"
-                          for k in range(0, 8 * num, 8))
+    return text + "".join(
+        f"    0x{int.from_bytes(keys[k : k + 8], 'big'):x}\n" for k in range(0, 8 * num, 8)
+    )
 
 
 def format_reservation(generation: int, add_len: int, buf: bytes) -> str:
@@ -1367,8 +1406,10 @@ def format_reservation(generation: int, add_len: int, buf: bytes) -> str:
     if int(add_len / 16) <= 0:
         return text + "there is NO reservation held\n"
     d = buf[8:24].ljust(16, b"\0")
-    return (text + "Reservation follows:\n"
-            f"    Key=0x{int.from_bytes(d[:8], 'big'):x}\n    {_scope_type(d[13])}")
+    return (
+        text + "Reservation follows:\n"
+        f"    Key=0x{int.from_bytes(d[:8], 'big'):x}\n    {_scope_type(d[13])}"
+    )
 
 
 def format_full_status(generation: int, add_len: int, buf: bytes, verbose: int) -> str:
@@ -1405,8 +1446,9 @@ def format_full_status(generation: int, add_len: int, buf: bytes, verbose: int) 
 def prin_work(transport: Transport, op: Options, out: Outcome) -> int:
     action = op.prin_sa
     cdb = persistent_reserve_in(action, op.alloc_len)
-    code, data = run_command(transport, "Persistent reservation in", cdb, b"", op.alloc_len,
-                             op.verbose, out)
+    code, data = run_command(
+        transport, "Persistent reservation in", cdb, b"", op.alloc_len, op.verbose, out
+    )
     if code:
         what = PRIN_SA_TEXT[action]
         out.err(_failure_text("in", what, code, op.verbose))
@@ -1453,7 +1495,11 @@ def prout_work(transport: Transport, op: Options, out: Outcome) -> int:
     tids = compact_transport_ids(op.transport_ids)
     if action == PersistentReserveOutAction.REGISTER_AND_MOVE:
         params = register_and_move_parameters(
-            op.param_rk, op.param_sark, op.param_rtp, tids, unreg=op.param_unreg,
+            op.param_rk,
+            op.param_sark,
+            op.param_rtp,
+            tids,
+            unreg=op.param_unreg,
             aptpl=op.param_aptpl,
         )
         if not tids:  # the TransportID PARAMETER DATA LENGTH stays 0
@@ -1461,8 +1507,12 @@ def prout_work(transport: Transport, op: Options, out: Outcome) -> int:
         what = "register and move"
     else:
         params = pr_out_parameters(
-            op.param_rk, op.param_sark, aptpl=op.param_aptpl, all_tg_pt=op.param_alltgpt,
-            spec_i_pt=bool(tids), transport_ids=[tids] if tids else (),
+            op.param_rk,
+            op.param_sark,
+            aptpl=op.param_aptpl,
+            all_tg_pt=op.param_alltgpt,
+            spec_i_pt=bool(tids),
+            transport_ids=[tids] if tids else (),
         )
         what = PROUT_SA_TEXT[action]
     cdb = persistent_reserve_out(action, len(params), op.prout_type)
@@ -1490,7 +1540,7 @@ class HelperTransport:
         self._client: Any = None
 
     def execute(self, cdb: bytes, data: bytes = b"") -> Response:
-        from helper.client import Client  # imported here: the core above needs no sockets
+        from scsi_pr.helper.client import Client  # imported here: the core above needs no sockets
 
         allocation = (
             int.from_bytes(cdb[7:9], "big") if cdb[0] == Opcode.PERSISTENT_RESERVE_IN else None
@@ -1500,9 +1550,11 @@ class HelperTransport:
                 self._client = Client(self.socket_path, timeout=COMMAND_TIMEOUT)
             reply = self._client.execute(self._fd, cdb, data_out=data, allocation_length=allocation)
         except TimeoutError as e:
-            raise OSError(errno.ETIMEDOUT, f"PR helper at {self.socket_path}: no answer within "
-                          f"{COMMAND_TIMEOUT} s") from e
-        except OSError as e:  # includes helper.client.HelperError
+            raise OSError(
+                errno.ETIMEDOUT,
+                f"PR helper at {self.socket_path}: no answer within {COMMAND_TIMEOUT} s",
+            ) from e
+        except OSError as e:  # includes scsi_pr.helper.client.HelperError
             reason = e.strerror or str(e) or type(e).__name__
             raise OSError(e.errno or errno.EIO, f"PR helper at {self.socket_path}: {reason}") from e
         except ValueError as e:  # refused locally, as QEMU's -EINVAL
@@ -1557,8 +1609,9 @@ def _run(op: Options, out: Outcome, transport_factory: TransportFactory) -> int:
     except OSError as e:
         if op.verbose > 1:
             out.err(f"scsi_pt_open_flags: open({op.device}, 0x{flags:x}) failed: {e.strerror}\n")
-        out.err(f"{ME}: error opening file {op.device} (r{'o' if op.readonly else 'w'}): "
-                f"{e.strerror}\n")
+        out.err(
+            f"{ME}: error opening file {op.device} (r{'o' if op.readonly else 'w'}): {e.strerror}\n"
+        )
         return convert_errno(e.errno or errno.EIO)
     transport: Transport | None = None
     try:
@@ -1575,8 +1628,12 @@ def _run(op: Options, out: Outcome, transport_factory: TransportFactory) -> int:
     return code if code >= 0 else Exit.OTHER
 
 
-def main(argv: list[str] | None = None, transport_factory: TransportFactory = helper_transport,
-         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    transport_factory: TransportFactory = helper_transport,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
     """``scsi-pr persist [sg_persist options] [--socket PATH] DEVICE``."""
     outcome = execute(sys.argv[1:] if argv is None else argv, transport_factory)
     out_stream = stdout or sys.stdout

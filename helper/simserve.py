@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sim.device import LogicalUnit
-from sim.faults import FaultHook, Stall
-from sim.nexus import ITNexus
-from sim.store import FileAptplStore
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.faults import FaultHook, Stall
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.store import FileAptplStore
 
 T = TypeVar("T")
 STATE_FORMAT = 1

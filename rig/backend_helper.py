@@ -27,16 +27,16 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helper.client import Client
-from helper.executors.base import Reply
-from helper.simserve import SharedLUs
-from rig.backends import BackendUnavailable, Initiator, NexusIdentity, initiator_name
-from rig.processes import NotListening, wait_listening
-from sim.constants import Opcode, Status
-from sim.device import LogicalUnit
-from sim.nexus import ITNexus
-from sim.result import CommandResult
-from sim.transportid import TransportId
+from scsi_pr.helper.client import Client
+from scsi_pr.helper.executors.base import Reply
+from scsi_pr.helper.simserve import SharedLUs
+from scsi_pr.rig.backends import BackendUnavailable, Initiator, NexusIdentity, initiator_name
+from scsi_pr.rig.processes import NotListening, wait_listening
+from scsi_pr.sim.constants import Opcode, Status
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.transportid import TransportId
 
 START_TIMEOUT = 20.0
 KILL_WAIT = 5.0
@@ -263,7 +263,7 @@ class HelperSimBackend(AbstractContextManager["HelperSimBackend"]):
 class HelperLioInitiator:
     """An LIO initiator port: PR through the helper, everything else SG_IO on /dev/sgN."""
 
-    direct: object  # rig.backend_lio.LioInitiator (or anything with fd/name/execute)
+    direct: object  # scsi_pr.rig.backend_lio.LioInitiator (or anything with fd/name/execute)
     transport_id: TransportId
     relative_target_port: int
     client: Client
@@ -283,7 +283,7 @@ class HelperLioInitiator:
             reply = self.client.execute(fd, cdb, data, allocation_length(cdb))
         except TimeoutError:
             self.hung = True
-            from rig.backend_lio import mark_hung
+            from scsi_pr.rig.backend_lio import mark_hung
 
             mark_hung()
             raise
@@ -298,7 +298,7 @@ class _SgPath:
         self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
 
     def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
-        from helper.executors.sg import sg_io
+        from scsi_pr.helper.executors.sg import sg_io
 
         r = sg_io(self.fd, cdb, data, 0 if data else 8192, 8000)
         sense = r.sense[: r.sb_len_wr] if r.status == Status.CHECK_CONDITION else b""
@@ -312,7 +312,7 @@ class HelperLioBackend(AbstractContextManager["HelperLioBackend"]):
     """PR through one ``scsi-pr-helper --backend sg`` in front of LIO devices.
 
     ``devices``: (/dev/sgN path, TransportId, relative target port) per initiator; default: the
-    LIO rig's, via ``rig.backend_lio`` (root and an LIO kernel, else BackendUnavailable).
+    LIO rig's, via ``scsi_pr.rig.backend_lio`` (root and an LIO kernel, else BackendUnavailable).
     """
 
     name = "helper-lio"
@@ -329,7 +329,7 @@ class HelperLioBackend(AbstractContextManager["HelperLioBackend"]):
         self._lio = None
         directs: list[tuple[object, TransportId, int]] = []
         if devices is None:
-            from rig.backend_lio import LioBackend
+            from scsi_pr.rig.backend_lio import LioBackend
 
             self._lio = LioBackend(initiators)  # raises BackendUnavailable without LIO
             for it in self._lio.lio_initiators:

@@ -1,6 +1,6 @@
 """Backend ``lio``: the real kernel target, reached by SG_IO on each initiator's /dev/sgN.
 
-One LIO rig (``rig.lio``) serves the whole process: it is built on first use (or reused when
+One LIO rig (``scsi_pr.rig.lio``) serves the whole process: it is built on first use (or reused when
 ``scsi-pr lio up`` already built one with enough initiators) and torn down at exit if we built
 it. Each backend instance starts from an empty PR state: every initiator registers a scratch key
 with REGISTER AND IGNORE EXISTING KEY (APTPL off), one CLEARs, and the unit attentions that
@@ -20,13 +20,13 @@ import threading
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 
-from helper.executors.sg import SgIoResult, sg_io
-from rig import lio
-from rig.backends import BackendUnavailable, Initiator
-from sim import cdb as C
-from sim.constants import PersistentReserveOutAction, SenseKey, Status
-from sim.result import CommandResult
-from sim.transportid import TransportId
+from scsi_pr.helper.executors.sg import SgIoResult, sg_io
+from scsi_pr.rig import lio
+from scsi_pr.rig.backends import BackendUnavailable, Initiator
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import PersistentReserveOutAction, SenseKey, Status
+from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.transportid import TransportId
 
 #: SG_IO timeout: TCG is slow, but a PR command still answers in well under a second
 COMMAND_TIMEOUT_MS = 8_000

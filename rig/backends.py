@@ -14,11 +14,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from sim.device import LogicalUnit
-from sim.nexus import ITNexus
-from sim.result import CommandResult
-from sim.store import MemoryAptplStore
-from sim.transportid import TransportId
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.store import MemoryAptplStore
+from scsi_pr.sim.transportid import TransportId
 
 
 class BackendUnavailable(RuntimeError):
@@ -101,10 +101,10 @@ class SimBackend(AbstractContextManager["SimBackend"]):
 
 
 BACKENDS: dict[str, str] = {
-    "sim": "rig.backends:SimBackend",
-    "helper-sim": "rig.backend_helper:HelperSimBackend",
-    "lio": "rig.backend_lio:LioBackend",
-    "helper-lio": "rig.backend_helper:HelperLioBackend",
+    "sim": "scsi_pr.rig.backends:SimBackend",
+    "helper-sim": "scsi_pr.rig.backend_helper:HelperSimBackend",
+    "lio": "scsi_pr.rig.backend_lio:LioBackend",
+    "helper-lio": "scsi_pr.rig.backend_helper:HelperLioBackend",
 }
 
 

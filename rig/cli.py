@@ -10,11 +10,17 @@ import importlib
 import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "persist": ("helper.persist", "sg_persist-compatible PR commands through a helper socket"),
-    "sim": ("helper.simserve", "serve simulated LUs shared by several helper processes"),
-    "scenario": ("rig.scenarios.cli", "run a reservation-conflict scenario with a timeline"),
-    "lio": ("rig.lio_cli", "bring LIO loopback LUNs up or down (root, LIO kernel)"),
-    "vm": ("rig.vm", "run a command in a virtme-ng VM with LIO ready"),
+    "persist": (
+        "scsi_pr.helper.persist",
+        "sg_persist-compatible PR commands through a helper socket",
+    ),
+    "sim": ("scsi_pr.helper.simserve", "serve simulated LUs shared by several helper processes"),
+    "scenario": (
+        "scsi_pr.rig.scenarios.cli",
+        "run a reservation-conflict scenario with a timeline",
+    ),
+    "lio": ("scsi_pr.rig.lio_cli", "bring LIO loopback LUNs up or down (root, LIO kernel)"),
+    "vm": ("scsi_pr.rig.vm", "run a command in a virtme-ng VM with LIO ready"),
 }
 
 

@@ -208,7 +208,7 @@ def newc_archive(entries: Iterable[Entry]) -> bytes:
 
 
 def read_newc(archive: bytes) -> dict[str, Entry]:
-    """Parse a newc archive back (used by tests and ``rig.guest --list``)."""
+    """Parse a newc archive back (used by tests and ``scsi_pr.rig.guest --list``)."""
     entries: dict[str, Entry] = {}
     pos = 0
     while True:

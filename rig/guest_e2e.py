@@ -6,19 +6,20 @@ Runs inside the LIO VM (root, LIO kernel, ``qemu-system-x86_64``). For each help
    starts at 0 and every run starts from the same state);
 2. start the helper on a socket (``qemu-pr-helper -k SOCK``, the C reference, or ours,
    ``scsi-pr-helper -k SOCK``);
-3. boot a nested TCG guest (``rig.guest``) whose ``scsi-block`` disk is initiator A's
+3. boot a nested TCG guest (``scsi_pr.rig.guest``) whose ``scsi-block`` disk is initiator A's
    ``/dev/sdX`` opened with ``file.pr-manager=`` pointing at that socket, so every PERSISTENT
    RESERVE IN/OUT the guest sends goes through the helper;
 4. the guest runs ``SEQUENCE``; at each pause the host acts as initiator B with ``sg_persist``
    on B's ``/dev/sgN`` (a conflicting reserve, then a look at what the preempt left) and, at the
    end, stops the helper so the guest sees what a missing helper looks like;
-5. ``rig.lio.down``.
+5. ``scsi_pr.rig.lio.down``.
 
 Then every guest- and host-visible result is checked against ``expected_problems`` (SPC values
 for this sequence on this LU) and the helpers' results are compared with each other: ours must
 equal the C helper's, byte for byte, for every step.
 
-``python -m rig.guest_e2e [--helper NAME]... [--json FILE]``; exit status 0 only if every check
+``python -m scsi_pr.rig.guest_e2e [--helper NAME]... [--json FILE]``; exit status 0 only if
+every check
 passed. A nested TCG guest boots in about a minute on two cores; budget several minutes.
 """
 
@@ -43,7 +44,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rig.guest import (
+from scsi_pr.rig.guest import (
     Command,
     Console,
     Initramfs,
@@ -637,7 +638,7 @@ def run(
 ) -> tuple[list[RunResult], list[str]]:
     """One guest boot, one round per helper on one fresh LU; returns each helper's result and
     the steps where a helper differs from the first (the reference)."""
-    from rig import lio  # root + LIO kernel only; never imported on the host tier
+    from scsi_pr.rig import lio  # root + LIO kernel only; never imported on the host tier
 
     for tool in (QEMU, "sg_persist", "sg_turs"):
         if shutil.which(tool) is None:
@@ -686,7 +687,9 @@ def evaluate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rig.guest_e2e", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m scsi_pr.rig.guest_e2e", description=__doc__.split("\n")[0]
+    )
     ap.add_argument(
         "--helper", action="append", choices=list(HELPERS),
         help="helper to test (repeatable; default: qemu-pr-helper then scsi-pr-helper; the "

@@ -32,11 +32,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from helper.executors.sg import sg_io
-from rig.backends import initiator_name
-from sim import cdb as C
-from sim.result import SenseData
-from sim.transportid import TransportId
+from scsi_pr.helper.executors.sg import sg_io
+from scsi_pr.rig.backends import initiator_name
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.result import SenseData
+from scsi_pr.sim.transportid import TransportId
 
 CONFIGFS = Path("/sys/kernel/config")
 TARGET_CONFIGFS = CONFIGFS / "target"

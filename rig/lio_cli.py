@@ -1,7 +1,7 @@
 """``scsi-pr lio up|down|status``: the LIO loopback rig from the command line (root, LIO kernel).
 
 ``up`` prints one line per initiator (or ``--json``: the full description, the same document
-``rig.lio`` keeps in /run/scsi-pr/lio.json for the test backends).
+``scsi_pr.rig.lio`` keeps in /run/scsi-pr/lio.json for the test backends).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from rig import lio
+from scsi_pr.rig import lio
 
 SIZE_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 

@@ -40,8 +40,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from rig.backends import BACKENDS, Backend, BackendUnavailable, Initiator, open_backend
+from scsi_pr.rig.backends import BACKENDS, Backend, BackendUnavailable, Initiator, open_backend
 
 ENV_BACKENDS = "SCSI_PR_BACKENDS"
 ENV_RESULT_LOG = "SCSI_PR_RESULT_LOG"

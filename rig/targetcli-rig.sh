@@ -10,8 +10,8 @@ set -eu
 N=${N:-3}
 SIZE=${SIZE:-64M}
 LOOP=/sys/kernel/config/target/loopback
-target() { printf 'naa.5001405f00%06x' "$1"; }      # rig.lio.target_wwn(i - 1)
-nexus() { printf 'naa.50014050000000%02x' "$1"; }   # rig.backends.initiator_name(i - 1)
+target() { printf 'naa.5001405f00%06x' "$1"; }      # scsi_pr.rig.lio.target_wwn(i - 1)
+nexus() { printf 'naa.50014050000000%02x' "$1"; }   # scsi_pr.rig.backends.initiator_name(i - 1)
 
 if [ "${1:-up}" = down ]; then
     i=1; while [ $i -le "$N" ]; do targetcli /loopback delete "$(target $i)" 2>/dev/null || true; i=$((i + 1)); done

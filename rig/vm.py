@@ -24,8 +24,13 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-GUEST_SCRIPT = ROOT / "rig" / "vm_guest.sh"
+from scsi_pr import CHECKOUT
+
+#: package data: the wheel carries it beside this module
+GUEST_SCRIPT = Path(__file__).resolve().with_name("vm_guest.sh")
+#: what the guest needs from the host besides the stdlib: the checkout (with its .venv) when we run
+#: from one, else the environment the package is installed in
+ROOT = CHECKOUT or Path(sys.prefix)
 VIRTME_NG = "virtme-ng==1.42"
 #: Debian package -> a file it installs that the VM tier uses
 DEBIAN_PACKAGES: dict[str, str] = {
@@ -82,6 +87,8 @@ def _venv_bin() -> Path:
 
 
 def missing() -> Missing:
+    if not GUEST_SCRIPT.is_file():
+        raise VmError(f"the guest script {GUEST_SCRIPT} is missing from this installation")
     pkgs = [p for p, f in DEBIAN_PACKAGES.items() if not glob.glob(f)]
     return Missing(pkgs, not (_venv_bin() / "vng").exists() and shutil.which("vng") is None)
 
@@ -172,6 +179,8 @@ def vng_command(
     image: Path | None = None,
 ) -> list[str]:
     env = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith(PASSED_ENV_PREFIXES)]
+    # The guest starts where the host command was started, with this environment's tools first.
+    env += [f"SCSI_PR_GUEST_CWD={Path.cwd()}", f"SCSI_PR_GUEST_BIN={_venv_bin()}"]
     extra: list[str] = []
     if binds and image is not None:
         env.append("SCSI_PR_IMAGE_BINDS=" + ",".join(f"{k}:{v}" for k, v in binds.items()))
@@ -222,7 +231,7 @@ def run(
 
 
 def _boot(argv: list[str], env: dict[str, str], timeout: float | None) -> int:
-    proc = subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -8,7 +8,8 @@ while [ $# -gt 0 ]; do
     case "$1" in *=*) export "$1"; shift ;; *) break ;; esac
 done
 t0=$(cut -d" " -f1 /proc/uptime)
-cd "$(dirname "$0")/.."
+# rig/vm.py passes the directory the host command ran in (a checkout, or anywhere for a wheel).
+cd "${SCSI_PR_GUEST_CWD:-$(dirname "$0")/..}"
 # Order matters: configfs before target_core_mod (which registers target/ in it), the fabric
 # after the core, sg/sd so each loopback LUN gets /dev/sgN and /dev/sdX.
 for m in configfs target_core_mod target_core_file target_core_iblock tcm_loop sg sd_mod; do
@@ -53,6 +54,6 @@ if [ -n "${SCSI_PR_IMAGE_BINDS:-}" ]; then
 fi
 mkdir -p /tmp/targetcli
 export TARGETCLI_HOME=/tmp/targetcli HOME=/tmp PYTHONDONTWRITEBYTECODE=1
-export PATH="$PWD/.venv/bin:$PATH"
+export PATH="${SCSI_PR_GUEST_BIN:-$PWD/.venv/bin}:$PATH"
 echo "scsi-pr vm: $(uname -r), LIO ready at ${t0}s+$(awk -v t="$t0" '{print $1-t}' /proc/uptime)s ($(cat /sys/kernel/config/target/version 2>/dev/null | head -1))"
 exec "$@"

@@ -25,7 +25,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rig.pytest_plugin import ENV_RESULT_LOG, LIO_HANGS
+from scsi_pr.rig.pytest_plugin import ENV_RESULT_LOG, LIO_HANGS
 
 BACKENDS = tuple(os.environ.get("SCSI_PR_VM_BACKENDS", "lio,helper-lio").split(","))
 #: phase name -> (marker expression, extra pytest args, deadline in seconds, hang phase?)
@@ -143,7 +143,7 @@ def summary_line(phases: list[Phase]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rig.vm_tier", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m scsi_pr.rig.vm_tier", description=__doc__)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/scsi-pr-vm-tier"))
     p.add_argument(
         "--phases", default=",".join(PHASES), help=f"comma separated, from {', '.join(PHASES)}"

@@ -5,18 +5,18 @@ model touches files, sockets, clocks or threads. Persistence (APTPL) and faults 
 caller supplies.
 """
 
-from sim.constants import (
+from scsi_pr.sim.constants import (
     PersistentReserveInAction,
     PersistentReserveOutAction,
     ReservationType,
     SenseKey,
     Status,
 )
-from sim.describe import describe
-from sim.device import LogicalUnit
-from sim.nexus import ITNexus
-from sim.result import CommandResult, SenseData
-from sim.transportid import TransportId
+from scsi_pr.sim.describe import describe
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import CommandResult, SenseData
+from scsi_pr.sim.transportid import TransportId
 
 __all__ = [
     "CommandResult",

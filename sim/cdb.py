@@ -2,7 +2,7 @@
 
 Every caller that talks to a device (tests, scenarios, the sg_persist-compatible CLI, the rig's
 SG_IO backend) builds its bytes here, so there is one place where the layouts of SPC-5 6.16/6.17
-and SBC-4 are written down for the sending side. The model parses them in ``sim.pr_out``.
+and SBC-4 are written down for the sending side. The model parses them in ``scsi_pr.sim.pr_out``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from sim.constants import (
+from scsi_pr.sim.constants import (
     LU_SCOPE,
     Opcode,
     PersistentReserveInAction,
@@ -18,7 +18,7 @@ from sim.constants import (
     ReservationType,
     ServiceActionIn16,
 )
-from sim.transportid import TransportId
+from scsi_pr.sim.transportid import TransportId
 
 MAX_PR_IN_ALLOCATION = 8192  # what qemu-pr-helper asks the device for
 
@@ -146,8 +146,11 @@ def read_capacity_10() -> bytes:
 
 def read_capacity_16(allocation_length: int = 32) -> bytes:
     return struct.pack(
-        ">BB8xIxB", Opcode.SERVICE_ACTION_IN_16, ServiceActionIn16.READ_CAPACITY_16,
-        allocation_length, 0,
+        ">BB8xIxB",
+        Opcode.SERVICE_ACTION_IN_16,
+        ServiceActionIn16.READ_CAPACITY_16,
+        allocation_length,
+        0,
     )
 
 

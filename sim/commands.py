@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sim.conflict import Access
-from sim.constants import (
+from scsi_pr.sim.conflict import Access
+from scsi_pr.sim.constants import (
     INVALID_FIELD_IN_CDB,
     LBA_OUT_OF_RANGE,
     NO_ADDITIONAL_SENSE,
@@ -21,11 +21,11 @@ from sim.constants import (
     SenseKey,
     ServiceActionIn16,
 )
-from sim.nexus import ITNexus
-from sim.result import fixed_sense, illegal_request, reservation_conflict
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import fixed_sense, illegal_request, reservation_conflict
 
 if TYPE_CHECKING:
-    from sim.device import LogicalUnit
+    from scsi_pr.sim.device import LogicalUnit
 
 Handler = Callable[["LogicalUnit", ITNexus, bytes, bytes], bytes]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from sim.constants import ReservationType as T
+from scsi_pr.sim.constants import ReservationType as T
 
 
 class Access(Enum):

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from sim.constants import (
+from scsi_pr.sim.constants import (
     Opcode,
     PersistentReserveInAction,
     PersistentReserveOutAction,
@@ -50,8 +50,11 @@ def _pr_out(cdb: bytes, data: bytes) -> str:
             parts.append("aptpl")
     elif len(data) >= 21:
         flags = data[20]
-        parts += [n for bit, n in ((0x08, "spec_i_pt"), (0x04, "all_tg_pt"), (0x01, "aptpl"))
-                  if flags & bit]
+        parts += [
+            n
+            for bit, n in ((0x08, "spec_i_pt"), (0x04, "all_tg_pt"), (0x01, "aptpl"))
+            if flags & bit
+        ]
     length = int.from_bytes(cdb[5:9], "big") if len(cdb) >= 9 else 0
     if length != 24:
         parts.append(f"len={length}")

@@ -20,10 +20,10 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sim import pr_in, pr_out
-from sim.commands import COMMANDS, cdb_length
-from sim.conflict import Access, allowed
-from sim.constants import (
+from scsi_pr.sim import pr_in, pr_out
+from scsi_pr.sim.commands import COMMANDS, cdb_length
+from scsi_pr.sim.conflict import Access, allowed
+from scsi_pr.sim.constants import (
     BUS_DEVICE_RESET_FUNCTION_OCCURRED,
     I_T_NEXUS_LOSS_OCCURRED,
     INTERNAL_TARGET_FAILURE,
@@ -38,13 +38,13 @@ from sim.constants import (
     SenseKey,
     Status,
 )
-from sim.faults import Fail, FaultHook, Stall
-from sim.medium import Medium, SparseMedium
-from sim.nexus import ITNexus
-from sim.result import CommandResult, CommandTerminated, illegal_request
-from sim.state import PersistentReservations, nexus_from_dict, nexus_to_dict
-from sim.store import AptplStore
-from sim.unit_attention import UnitAttentions
+from scsi_pr.sim.faults import Fail, FaultHook, Stall
+from scsi_pr.sim.medium import Medium, SparseMedium
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import CommandResult, CommandTerminated, illegal_request
+from scsi_pr.sim.state import PersistentReservations, nexus_from_dict, nexus_to_dict
+from scsi_pr.sim.store import AptplStore
+from scsi_pr.sim.unit_attention import UnitAttentions
 
 #: Commands that neither report nor clear a unit attention (SAM-5 5.14).
 UA_EXEMPT = frozenset({Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE})
@@ -55,8 +55,12 @@ SPC2_ALLOWED = frozenset(
 #: Commands a lost-reservation LU still runs (SPC-5 5.14.12, informative).
 PR_LOST_ALLOWED = frozenset(
     {
-        Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE, Opcode.TEST_UNIT_READY,
-        Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT,
+        Opcode.INQUIRY,
+        Opcode.REPORT_LUNS,
+        Opcode.REQUEST_SENSE,
+        Opcode.TEST_UNIT_READY,
+        Opcode.PERSISTENT_RESERVE_IN,
+        Opcode.PERSISTENT_RESERVE_OUT,
     }
 )
 
@@ -182,8 +186,15 @@ class LogicalUnit:
         params = rule.parse(data[:length], action)
         aptpl_was = self.pr.aptpl
         command = pr_out.PrOut(
-            self.pr, self.ua, nexus, params, cdb[2] & 0x0F, cdb[2] >> 4, self.target_ports,
-            self.max_registrations, self.reservation_lost,
+            self.pr,
+            self.ua,
+            nexus,
+            params,
+            cdb[2] & 0x0F,
+            cdb[2] >> 4,
+            self.target_ports,
+            self.max_registrations,
+            self.reservation_lost,
         )
         # Every handler checks everything before it changes anything, so a command that ends
         # in an error or a conflict leaves the state untouched (SPC-5 5.14.1).

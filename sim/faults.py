@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sim.nexus import ITNexus
-from sim.result import CommandResult
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import CommandResult
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.transportid import TransportId
+from scsi_pr.sim.transportid import TransportId
 
 
 @dataclass(frozen=True, order=True)

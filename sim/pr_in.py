@@ -9,9 +9,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from sim.constants import INVALID_FIELD_IN_CDB, PersistentReserveInAction
-from sim.result import illegal_request
-from sim.state import PersistentReservations
+from scsi_pr.sim.constants import INVALID_FIELD_IN_CDB, PersistentReserveInAction
+from scsi_pr.sim.result import illegal_request
+from scsi_pr.sim.state import PersistentReservations
 
 
 def read_keys(pr: PersistentReservations, caps: Capabilities) -> bytes:

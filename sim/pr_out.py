@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sim.constants import (
+from scsi_pr.sim.constants import (
     INSUFFICIENT_REGISTRATION_RESOURCES,
     INVALID_FIELD_IN_CDB,
     INVALID_FIELD_IN_PARAMETER_LIST,
@@ -26,14 +26,19 @@ from sim.constants import (
     ReservationType,
     SenseKey,
 )
-from sim.constants import (
+from scsi_pr.sim.constants import (
     PersistentReserveOutAction as SA,
 )
-from sim.nexus import ITNexus
-from sim.result import CommandResult, CommandTerminated, illegal_request, reservation_conflict
-from sim.state import PersistentReservations, Registration, Reservation
-from sim.transportid import TransportId, TransportIdError, decode_transport_id_list
-from sim.unit_attention import UnitAttentions
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import (
+    CommandResult,
+    CommandTerminated,
+    illegal_request,
+    reservation_conflict,
+)
+from scsi_pr.sim.state import PersistentReservations, Registration, Reservation
+from scsi_pr.sim.transportid import TransportId, TransportIdError, decode_transport_id_list
+from scsi_pr.sim.unit_attention import UnitAttentions
 
 # Byte offsets named for field pointers (SPC-5 tables 171, 174, 176).
 CDB_SERVICE_ACTION, CDB_SCOPE_TYPE, CDB_PARAMETER_LIST_LENGTH = 1, 2, 5
@@ -100,7 +105,11 @@ def parse_move(data: bytes, action: SA) -> ParameterList:
             INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PR_OUT_BASIC_PARAMETER_LIST_LENGTH
         )
     return ParameterList(
-        key, sa_key, bool(flags & 0x01), transport_ids=(tids[0],), unreg=bool(flags & 0x02),
+        key,
+        sa_key,
+        bool(flags & 0x01),
+        transport_ids=(tids[0],),
+        unreg=bool(flags & 0x02),
         relative_target_port=rtpi,
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sim.constants import (
+from scsi_pr.sim.constants import (
     ADDITIONAL_SENSE_BY_CODE,
     FIXED_SENSE_LENGTH,
     AdditionalSense,
@@ -33,9 +33,7 @@ class FieldPointer:
         return bytes([b15]) + self.byte.to_bytes(2, "big")
 
 
-def fixed_sense(
-    key: SenseKey, code: AdditionalSense, pointer: FieldPointer | None = None
-) -> bytes:
+def fixed_sense(key: SenseKey, code: AdditionalSense, pointer: FieldPointer | None = None) -> bytes:
     """18 bytes of current, fixed-format sense data (response code 70h)."""
     sense = bytearray(FIXED_SENSE_LENGTH)
     sense[0] = 0x70
@@ -130,7 +128,10 @@ class CommandTerminated(Exception):
 
 
 def illegal_request(
-    code: AdditionalSense, *, cdb_byte: int | None = None, param_byte: int | None = None,
+    code: AdditionalSense,
+    *,
+    cdb_byte: int | None = None,
+    param_byte: int | None = None,
     bit: int | None = None,
 ) -> CommandTerminated:
     """CHECK CONDITION, ILLEGAL REQUEST with a field pointer to the offending CDB or
@@ -140,9 +141,7 @@ def illegal_request(
         pointer = FieldPointer(True, cdb_byte, bit)
     elif param_byte is not None:
         pointer = FieldPointer(False, param_byte, bit)
-    return CommandTerminated(
-        CommandResult.check_condition(SenseKey.ILLEGAL_REQUEST, code, pointer)
-    )
+    return CommandTerminated(CommandResult.check_condition(SenseKey.ILLEGAL_REQUEST, code, pointer))
 
 
 def reservation_conflict() -> CommandTerminated:

@@ -1,7 +1,7 @@
 """Persistent-reservation state of one logical unit (SPC-5 5.14), as plain data.
 
 Only data and the questions SPC asks of it ("is this I_T nexus a reservation holder?") live
-here; the rules that change it are in ``sim.pr_out``.
+here; the rules that change it are in ``scsi_pr.sim.pr_out``.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.constants import LU_SCOPE, ProtocolIdentifier, ReservationType
-from sim.nexus import ITNexus
-from sim.transportid import TransportId
+from scsi_pr.sim.constants import LU_SCOPE, ProtocolIdentifier, ReservationType
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.transportid import TransportId
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.constants import ProtocolIdentifier
+from scsi_pr.sim.constants import ProtocolIdentifier
 
 FIXED_TRANSPORT_ID_LENGTH = 24
 ISCSI_MIN_ADDITIONAL_LENGTH = 20  # SPC-5 7.6.4.6: at least 20 and a multiple of 4

@@ -12,9 +12,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from sim.constants import ADDITIONAL_SENSE_BY_CODE, AdditionalSense
-from sim.nexus import ITNexus
-from sim.state import nexus_from_dict, nexus_to_dict
+from scsi_pr.sim.constants import ADDITIONAL_SENSE_BY_CODE, AdditionalSense
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.state import nexus_from_dict, nexus_to_dict
 
 
 class UnitAttentions:

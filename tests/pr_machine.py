@@ -7,7 +7,7 @@ the same rules can drive the in-process model or, step by step, a LIO LUN in a V
 The oracle (``Oracle`` and ``PRState`` below) is deliberately independent of ``sim/``: it is a
 second reading of SPC-5 5.14 (persistent reservations) and 6.16/6.17 (PR IN/OUT), small enough
 to audit, so that a wrong model and a wrong oracle are unlikely to agree by accident. It uses
-``sim.cdb``/``sim.constants`` only for byte layouts and code points.
+``scsi_pr.sim.cdb``/``scsi_pr.sim.constants`` only for byte layouts and code points.
 
 Where the standard leaves a choice open, or a known backend deviates, a step predicts several
 ``Branch``es; the observed status/sense, and then the PR state read back through PR IN, pick the
@@ -39,17 +39,16 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-
-from sim import cdb as C
-from sim.constants import (
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import (
     PersistentReserveInAction,
     PersistentReserveOutAction,
     ReservationType,
     SenseKey,
     Status,
 )
-from sim.result import CommandResult
-from sim.transportid import TransportId
+from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.transportid import TransportId
 
 SA = PersistentReserveOutAction
 

@@ -1,6 +1,6 @@
 """The one interface every executor implements: run one PR CDB on one passed fd.
 
-The daemon validates the request first (``helper.proto``); an executor only ever sees a
+The daemon validates the request first (``scsi_pr.helper.proto``); an executor only ever sees a
 PERSISTENT RESERVE IN/OUT CDB, and returns exactly what the helper sends back on the wire.
 Executors are blocking; the daemon calls them from a worker thread so a stalled device never
 blocks the event loop.

@@ -29,8 +29,8 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from helper.executors.base import Executor, Reply
-from helper.executors.status import (
+from scsi_pr.helper.executors.base import Executor, Reply
+from scsi_pr.helper.executors.status import (
     INVALID_FIELD,
     INVALID_OPCODE,
     INVALID_PARAM,
@@ -45,7 +45,7 @@ from helper.executors.status import (
     SenseCode,
     check_condition,
 )
-from sim.constants import Status
+from scsi_pr.sim.constants import Status
 
 # linux/dm-ioctl.h
 DM_VERSION_MAJOR = 4
@@ -307,7 +307,7 @@ class MultipathExecutor(Executor):
 
     def _tur(self, fd: int) -> TurProbe:
         def probe() -> Reply:
-            from helper.executors.sg import sg_io
+            from scsi_pr.helper.executors.sg import sg_io
 
             return sg_io(fd, bytes(6), b"", 0, 1).reply()
 

@@ -4,7 +4,7 @@
 (``<scsi/sg.h>``, interface 'S') with ctypes, issues the ioctl and returns every field a caller
 may need, errors included, as data. ``SgExecutor`` issues exactly the SG_IO the C
 ``qemu-pr-helper`` issues (16-byte CDB, 96-byte sense, 8192-byte PR IN buffer, its 1 ms timeout
-field) and maps the outcome with ``helper.executors.status`` so the reply is byte-compatible.
+field) and maps the outcome with ``executors.status`` so the reply is byte-compatible.
 
 ``fcntl.ioctl`` copies a mutable argument of at most 1024 bytes into a C buffer and releases the
 GIL around the call, so a device that hangs (LIO's PREEMPT AND ABORT) blocks only the calling
@@ -19,9 +19,9 @@ import fcntl
 import os
 from dataclasses import dataclass
 
-from helper.executors.base import SENSE_BUFFER_LENGTH, Executor, Reply
-from helper.executors.status import INVALID_OPCODE, check_condition, reply_from_sg_io
-from sim.constants import Opcode
+from scsi_pr.helper.executors.base import SENSE_BUFFER_LENGTH, Executor, Reply
+from scsi_pr.helper.executors.status import INVALID_OPCODE, check_condition, reply_from_sg_io
+from scsi_pr.sim.constants import Opcode
 
 # <scsi/sg.h>
 SG_IO = 0x2285
@@ -93,7 +93,7 @@ class SgIoResult:
         return not (self.errno or self.host_status or self.driver_status or self.status)
 
     def reply(self, allocation_length: int = 0) -> Reply:
-        """What qemu-pr-helper answers for this outcome (``helper.executors.status``)."""
+        """What qemu-pr-helper answers for this outcome (``executors.status``)."""
         return reply_from_sg_io(
             err=self.errno,
             host_status=self.host_status,

@@ -1,4 +1,4 @@
-"""The ``sim`` executor: the fd of a regular file is a simulated LU (``helper.simserve``).
+"""The ``sim`` executor: the fd of a regular file is a simulated LU (``scsi_pr.helper.simserve``).
 
 QEMU hands the helper the fd of its disk; with ``--backend sim`` that is the image file, and
 every helper process that receives an fd of the same file reaches the same LU, as initiator
@@ -16,12 +16,12 @@ import os
 import stat
 import time
 
-from helper.executors.base import Executor, Reply
-from helper.executors.status import from_errno
-from helper.simserve import LuKey, SharedLUs
-from sim.constants import Status
-from sim.nexus import ITNexus
-from sim.result import CommandResult
+from scsi_pr.helper.executors.base import Executor, Reply
+from scsi_pr.helper.executors.status import from_errno
+from scsi_pr.helper.simserve import LuKey, SharedLUs
+from scsi_pr.sim.constants import Status
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import CommandResult
 
 DEFAULT_INITIATOR = "naa.5001405000000001"
 TARGET_PORT = 1

@@ -3,7 +3,7 @@
 QEMU's helper (>= 6.0, ``do_sgio_worker``) decides in a fixed order: a failed ioctl (errno),
 then a non-zero ``host_status``, then a driver timeout, else the device's own status byte. The
 first two may *fabricate* fixed-format sense; everything else passes the sense buffer through
-exactly as the kernel wrote it. Shared by the SG_IO executor (``helper.executors.sg``), the
+exactly as the kernel wrote it. Shared by the SG_IO executor (``scsi_pr.helper.executors.sg``), the
 simulated executor (which refuses non-files the way a device rejecting SG_IO is answered) and the
 multipath executor (its TEST UNIT READY probe). Reference: protocol note section 2.4.
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import errno as E
 from dataclasses import dataclass
 
-from helper.executors.base import SENSE_BUFFER_LENGTH, Reply
-from sim.constants import SenseKey, Status
+from scsi_pr.helper.executors.base import SENSE_BUFFER_LENGTH, Reply
+from scsi_pr.sim.constants import SenseKey, Status
 
 # QEMU include/scsi/utils.h: SCSI_SENSE_LEN. scsi_build_sense() writes only these 18 bytes of
 # fixed-format sense (70h, key, ADDITIONAL SENSE LENGTH 0Ah, ASC, ASCQ) over the buffer.

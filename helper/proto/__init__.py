@@ -1,9 +1,9 @@
 """Sans-IO codec of the qemu-pr-helper protocol (h11-style): events, states, readers, writers
 and the ``Connection`` that ties them together. No sockets or ``os`` here."""
 
-from helper.proto.connection import NEED_DATA, PAUSED, Connection
-from helper.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from helper.proto.events import (
+from scsi_pr.helper.proto.connection import NEED_DATA, PAUSED, Connection
+from scsi_pr.helper.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from scsi_pr.helper.proto.events import (
     PR_HELPER_CDB_SIZE,
     PR_HELPER_DATA_SIZE,
     PR_HELPER_SENSE_SIZE,
@@ -13,7 +13,7 @@ from helper.proto.events import (
     Response,
     transfer_length,
 )
-from helper.proto.state import Role, State
+from scsi_pr.helper.proto.state import Role, State
 
 __all__ = [
     "NEED_DATA",

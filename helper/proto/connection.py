@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Final
 
-from helper.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from helper.proto.events import (
+from scsi_pr.helper.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from scsi_pr.helper.proto.events import (
     FEATURES_SIZE,
     PR_HELPER_CDB_SIZE,
     PR_HELPER_DATA_SIZE,
@@ -31,9 +31,9 @@ from helper.proto.events import (
     Response,
     transfer_length,
 )
-from helper.proto.readers import read_cdb, read_features, read_response_header, take
-from helper.proto.state import INITIAL_STATE, Role, State, next_state
-from helper.proto.writers import WRITERS
+from scsi_pr.helper.proto.readers import read_cdb, read_features, read_response_header, take
+from scsi_pr.helper.proto.state import INITIAL_STATE, Role, State, next_state
+from scsi_pr.helper.proto.writers import WRITERS
 
 
 class _NeedData:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 class ProtocolError(Exception):
-    """Root of every error raised by ``helper.proto``."""
+    """Root of every error raised by ``scsi_pr.helper.proto``."""
 
 
 class LocalProtocolError(ProtocolError):

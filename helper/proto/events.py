@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from helper.proto.errors import LocalProtocolError
+from scsi_pr.helper.proto.errors import LocalProtocolError
 
 PR_HELPER_CDB_SIZE = 16  # qemu scsi/pr-helper.h
 PR_HELPER_SENSE_SIZE = 96  # qemu scsi/pr-helper.h

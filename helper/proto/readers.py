@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from helper.proto.events import (
+from scsi_pr.helper.proto.events import (
     FEATURES_SIZE,
     PR_HELPER_CDB_SIZE,
     PR_HELPER_SENSE_SIZE,

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from enum import Enum
 
-from helper.proto.errors import LocalProtocolError
-from helper.proto.events import ConnectionClosed, Features, Request, Response
+from scsi_pr.helper.proto.errors import LocalProtocolError
+from scsi_pr.helper.proto.events import ConnectionClosed, Features, Request, Response
 
 
 class Role(Enum):

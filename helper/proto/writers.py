@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from helper.proto.events import Features, Request, Response
+from scsi_pr.helper.proto.events import Features, Request, Response
 
 _RESPONSE_HEADER = struct.Struct(">ii")
 

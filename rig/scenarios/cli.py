@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-
-from rig.backends import BACKENDS, BackendUnavailable, open_backend
-from rig.scenarios.engine import (
+from scsi_pr.rig.backends import BACKENDS, BackendUnavailable, open_backend
+from scsi_pr.rig.scenarios.engine import (
     DEFAULT_TIMEOUT,
     EXIT_CODES,
     Run,
@@ -22,9 +21,9 @@ from rig.scenarios.engine import (
     Verdict,
     call_with_deadline,
 )
-from rig.scenarios.library import ALIASES, SCENARIOS, get
-from rig.scenarios.model import Scenario, ScenarioError
-from rig.scenarios.render import print_timeline, to_json, write_svg
+from scsi_pr.rig.scenarios.library import ALIASES, SCENARIOS, get
+from scsi_pr.rig.scenarios.model import Scenario, ScenarioError
+from scsi_pr.rig.scenarios.render import print_timeline, to_json, write_svg
 
 #: How long closing a backend may take after a hang before we leave it to process exit.
 TEARDOWN_TIMEOUT = 10.0

@@ -1,4 +1,4 @@
-"""The commands scenario steps send, built from ``sim.cdb`` and checked on their answer.
+"""The commands scenario steps send, built from ``scsi_pr.sim.cdb`` and checked on their answer.
 
 Each command knows its bytes (``build``), a short label in sg_persist's vocabulary for the
 timeline, and what its data-in must show when it succeeds (``check``): READ KEYS may require
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from types import EllipsisType
 from typing import Protocol
 
-from rig.scenarios.observe import parse_read_keys, parse_read_reservation
-from sim import cdb as cdbs
-from sim.constants import PersistentReserveInAction as In
-from sim.constants import PersistentReserveOutAction as Out
-from sim.constants import ReservationType
-from sim.result import CommandResult
-from sim.transportid import TransportId
+from scsi_pr.rig.scenarios.observe import parse_read_keys, parse_read_reservation
+from scsi_pr.sim import cdb as cdbs
+from scsi_pr.sim.constants import PersistentReserveInAction as In
+from scsi_pr.sim.constants import PersistentReserveOutAction as Out
+from scsi_pr.sim.constants import ReservationType
+from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.transportid import TransportId
 
 BLOCK_SIZE = 512
 #: ``ReadReservation(holder_key=ANY_KEY)``: some reservation must exist (fence_scsi's check).

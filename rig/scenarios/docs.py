@@ -1,6 +1,6 @@
 """Regenerate the timelines and charts in ``docs/scenarios.md`` from real runs on ``sim``.
 
-``python -m rig.scenarios.docs`` runs every scenario, writes ``docs/scenarios/NAME.svg`` and
+``python -m scsi_pr.rig.scenarios.docs`` runs every scenario, writes ``docs/scenarios/NAME.svg`` and
 replaces the text between ``<!-- BEGIN timeline NAME -->`` and ``<!-- END timeline NAME -->``
 with that run's timeline, so the docs show what the code does, not what someone typed.
 """
@@ -12,10 +12,10 @@ import re
 import sys
 from pathlib import Path
 
-from rig.backends import BackendUnavailable
-from rig.scenarios.cli import run_scenario
-from rig.scenarios.library import SCENARIOS
-from rig.scenarios.render import timeline_text, write_svg
+from scsi_pr.rig.backends import BackendUnavailable
+from scsi_pr.rig.scenarios.cli import run_scenario
+from scsi_pr.rig.scenarios.library import SCENARIOS
+from scsi_pr.rig.scenarios.render import timeline_text, write_svg
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "scenarios.md"
@@ -55,7 +55,7 @@ def regenerate(doc: Path = DOC) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rig.scenarios.docs", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m scsi_pr.rig.scenarios.docs", description=__doc__)
     p.add_argument("--doc", type=Path, default=DOC)
     args = p.parse_args(argv)
     done, kept = regenerate(args.doc)

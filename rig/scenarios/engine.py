@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from rig.backends import Backend, Initiator
-from rig.scenarios.commands import Target, TestUnitReady
-from rig.scenarios.model import (
+from scsi_pr.rig.backends import Backend, Initiator
+from scsi_pr.rig.scenarios.commands import Target, TestUnitReady
+from scsi_pr.rig.scenarios.model import (
     ALL_REGISTRANTS,
     GOOD,
     ROLES,
@@ -34,16 +34,16 @@ from rig.scenarios.model import (
     StateCheck,
     Step,
 )
-from rig.scenarios.observe import PrState, actor_state, parse_read_full_status
-from sim import cdb as cdbs
-from sim.constants import (
+from scsi_pr.rig.scenarios.observe import PrState, actor_state, parse_read_full_status
+from scsi_pr.sim import cdb as cdbs
+from scsi_pr.sim.constants import (
     ADDITIONAL_SENSE_BY_CODE,
     AdditionalSense,
     PersistentReserveInAction,
     SenseKey,
     Status,
 )
-from sim.result import CommandResult
+from scsi_pr.sim.result import CommandResult
 
 #: Seconds a command may take before the run is declared hung. LIO in a TCG VM answers in
 #: milliseconds; 30 s leaves room for a loaded CI machine without hiding a real hang.
@@ -179,7 +179,7 @@ def call_with_deadline(fn: Callable[[], T], timeout: float) -> tuple[T, float]:
         raise Hung(f"did not complete within {timeout:g}s")
     if "error" in box:
         error = box["error"]
-        if isinstance(error, TimeoutError):  # e.g. rig.pytest_plugin.CommandTimeout
+        if isinstance(error, TimeoutError):  # e.g. scsi_pr.rig.pytest_plugin.CommandTimeout
             raise Hung(str(error) or "timed out") from error
         raise BackendFault(f"{type(error).__name__}: {error}") from error
     return box["value"], took

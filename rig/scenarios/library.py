@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from rig.scenarios.commands import (
+from scsi_pr.rig.scenarios.commands import (
     ANY_KEY,
     Preempt,
     Read,
@@ -21,7 +21,7 @@ from rig.scenarios.commands import (
     Reserve,
     Write,
 )
-from rig.scenarios.model import (
+from scsi_pr.rig.scenarios.model import (
     CONFLICT,
     TASK_ABORTED,
     Action,
@@ -32,7 +32,7 @@ from rig.scenarios.model import (
     StateCheck,
     Step,
 )
-from sim.constants import REGISTRATIONS_PREEMPTED, ReservationType
+from scsi_pr.sim.constants import REGISTRATIONS_PREEMPTED, ReservationType
 
 WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
 POWER_ON_OR_RESET = 0x29  # ASC of every "power on, reset, or bus device reset" UA

@@ -3,7 +3,7 @@
 A scenario is data, not code: a list of ``Step`` (one initiator sends one command and expects
 an outcome) and ``Race`` (several initiators send at once; exactly one must win), plus
 ``Action`` steps for events that are not commands (power cycle of the LUN, restart of the PR
-helper). The engine (``rig.scenarios.engine``) runs the same scenario on any backend and checks
+helper). The engine (``scenarios.engine``) runs the same scenario on any backend and checks
 every expectation; nothing here talks to a device.
 """
 
@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from types import EllipsisType
 from typing import TYPE_CHECKING
 
-from sim.constants import AdditionalSense, SenseKey, Status
-from sim.result import CommandResult
+from scsi_pr.sim.constants import AdditionalSense, SenseKey, Status
+from scsi_pr.sim.result import CommandResult
 
 if TYPE_CHECKING:
-    from rig.scenarios.commands import Command
+    from scsi_pr.rig.scenarios.commands import Command
 
 
 class ScenarioError(ValueError):
@@ -207,7 +207,7 @@ class Scenario:
     @property
     def hangs_lio(self) -> bool:
         """Sends PREEMPT AND ABORT, which hangs LIO's tcm_loop (see docs/scenarios.md)."""
-        from rig.scenarios.commands import Preempt
+        from scsi_pr.rig.scenarios.commands import Preempt
 
         def steps(i: Item) -> tuple[Step | Action, ...]:
             return i.steps if isinstance(i, Race) else (i,)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from sim.constants import ReservationType
-from sim.transportid import TransportId, TransportIdError, decode_transport_id
+from scsi_pr.sim.constants import ReservationType
+from scsi_pr.sim.transportid import TransportId, TransportIdError, decode_transport_id
 
 PR_IN_HEADER = 8  # PRGENERATION + ADDITIONAL LENGTH (SPC-5 6.16.2)
 FULL_STATUS_DESCRIPTOR = 24  # fixed part before the TransportID (SPC-5 table 171)

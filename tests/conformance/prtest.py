@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from pr_machine import parse_read_full_status, parse_read_keys, parse_read_reservation
-
-from sim import cdb as C
-from sim.constants import (
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import (
     AdditionalSense,
     PersistentReserveInAction,
     PersistentReserveOutAction,
@@ -17,7 +16,7 @@ from sim.constants import (
     SenseKey,
     Status,
 )
-from sim.result import CommandResult
+from scsi_pr.sim.result import CommandResult
 
 SA = PersistentReserveOutAction
 IN = PersistentReserveInAction

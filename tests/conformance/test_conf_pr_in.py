@@ -16,9 +16,8 @@ from prtest import (
     register,
     reserve,
 )
-
-from sim import cdb as C
-from sim.constants import INVALID_FIELD_IN_CDB, ReservationType, SenseKey
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import INVALID_FIELD_IN_CDB, ReservationType, SenseKey
 
 WE = ReservationType.WRITE_EXCLUSIVE
 A, B = 0xAAAA_0000_0000_0001, 0xBBBB_0000_0000_0002

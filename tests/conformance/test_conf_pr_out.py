@@ -18,9 +18,8 @@ from prtest import (
     register,
     reserve,
 )
-
-from sim import cdb as C
-from sim.constants import (
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import (
     INVALID_FIELD_IN_CDB,
     INVALID_FIELD_IN_PARAMETER_LIST,
     INVALID_RELEASE_OF_PERSISTENT_RESERVATION,

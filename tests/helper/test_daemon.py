@@ -19,12 +19,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from helper.client import Client
-from helper.executors.base import Reply
-from rig import processes
-from rig.processes import stop
-from sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
+from scsi_pr.helper.client import Client
+from scsi_pr.helper.executors.base import Reply
+from scsi_pr.rig import processes
+from scsi_pr.rig.processes import stop
+from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
 EXE = Path(sys.executable).parent / "scsi-pr-helper"
 NODE1, NODE2 = "naa.5001405000000001", "naa.5001405000000002"
@@ -279,11 +278,12 @@ C_HELPER = shutil.which("qemu-pr-helper")
 
 def _run(argv0: str, exe: str, *args: str) -> subprocess.CompletedProcess[str]:
     # Our helper prints the bare name when PATH resolves it to the same file (see
-    # helper.main.invoked_name); keep the program's own directory off PATH so that the
+    # scsi_pr.helper.main.invoked_name); keep the program's own directory off PATH so that the
     # run-by-full-path cases mean the same under scripts/test (venv on PATH) and plain pytest.
     exe_dir = os.path.dirname(os.path.realpath(exe))
     path = os.pathsep.join(
-        d for d in os.environ.get("PATH", "").split(os.pathsep)
+        d
+        for d in os.environ.get("PATH", "").split(os.pathsep)
         if d and os.path.realpath(d) != exe_dir
     )
     return subprocess.run(

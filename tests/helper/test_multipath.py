@@ -6,9 +6,8 @@ from __future__ import annotations
 import struct
 
 import pytest
-
-from helper.executors.base import Reply
-from helper.executors.multipath import (
+from scsi_pr.helper.executors.base import Reply
+from scsi_pr.helper.executors.multipath import (
     DM_IOCTL,
     DM_TABLE_STATUS,
     DM_TARGET_SPEC,
@@ -36,8 +35,8 @@ from helper.executors.multipath import (
     validate_pr_in,
     validate_pr_out,
 )
-from helper.executors.status import SenseCode
-from sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
+from scsi_pr.helper.executors.status import SenseCode
+from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
 
 def test_ioctl_numbers_match_linux_dm_ioctl_h() -> None:

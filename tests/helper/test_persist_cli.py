@@ -13,8 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from helper.persist import (
+from scsi_pr.helper.persist import (
     Exit,
     GetoptError,
     convert_errno,
@@ -63,9 +62,14 @@ CASES = [
 
 def run_real(argv: list[str], env: dict[str, str]) -> tuple[str, str, int]:
     # argv[0] "sg_persist": glibc's getopt names the program by argv[0]
-    real = subprocess.run(["sg_persist", *argv], executable=SG_PERSIST, capture_output=True,
-                          text=True, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C", **env},
-                          check=False)
+    real = subprocess.run(
+        ["sg_persist", *argv],
+        executable=SG_PERSIST,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C", **env},
+        check=False,
+    )
     return real.stdout, real.stderr, real.returncode
 
 
@@ -101,10 +105,13 @@ def test_environment_same_as_sg_persist(line: str, env: dict[str, str]) -> None:
     mine, real = run_mine(argv, env), run_real(argv, env)
     if not line.startswith("-n") and mine != real:
         # without -n sg_persist opens read-only for its INQUIRY first; we send none
-        assert real[1] == f"sg_persist: error opening file (ro): {MISSING}: " \
+        assert (
+            real[1] == f"sg_persist: error opening file (ro): {MISSING}: "
             "No such file or directory\n"
-        assert mine[1] == f"sg_persist: error opening file {MISSING} (ro): " \
-            "No such file or directory\n"
+        )
+        assert (
+            mine[1] == f"sg_persist: error opening file {MISSING} (ro): No such file or directory\n"
+        )
         assert mine[2] == real[2] == 52
     else:
         assert mine == real
@@ -131,22 +138,43 @@ def test_transport_ids_from_a_file_and_stdin(tmp_path: Path) -> None:
     assert run_mine(argv, {}) == run_real(argv, {})
     stdin_argv = ["-vvv", "-n", "-o", "-G", "-X", "-", MISSING]
     text = tids.read_text()
-    real = subprocess.run(["sg_persist", *stdin_argv], executable=SG_PERSIST, input=text,
-                          capture_output=True, text=True, check=False)
-    mine = execute(stdin_argv, lambda op, fd: None,  # type: ignore[arg-type,return-value]
-                   env={}, read_stdin=lambda: text.splitlines(keepends=True))
+    real = subprocess.run(
+        ["sg_persist", *stdin_argv],
+        executable=SG_PERSIST,
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    mine = execute(
+        stdin_argv,
+        lambda op, fd: None,  # type: ignore[arg-type,return-value]
+        env={},
+        read_stdin=lambda: text.splitlines(keepends=True),
+    )
     assert ("".join(mine.stdout), "".join(mine.stderr), mine.code) == (
-        real.stdout, real.stderr, real.returncode)
+        real.stdout,
+        real.stderr,
+        real.returncode,
+    )
 
 
 # -- the pieces, checked on their own ------------------------------------------------------
 @pytest.mark.parametrize(
     ("text", "bits", "value"),
     [
-        ("123abc", 64, 0x123ABC), ("0x123ABC", 64, 0x123ABC), ("  ff", 64, 0xFF),
-        ("12zz", 64, 0x12), ("0x", 64, 0), ("-1", 64, (1 << 64) - 1),
-        ("1" * 17, 64, (1 << 64) - 1), ("100000005", 32, 5), ("+a", 32, 10),
-        ("zz", 64, None), ("", 64, None), ("-", 64, None),
+        ("123abc", 64, 0x123ABC),
+        ("0x123ABC", 64, 0x123ABC),
+        ("  ff", 64, 0xFF),
+        ("12zz", 64, 0x12),
+        ("0x", 64, 0),
+        ("-1", 64, (1 << 64) - 1),
+        ("1" * 17, 64, (1 << 64) - 1),
+        ("100000005", 32, 5),
+        ("+a", 32, 10),
+        ("zz", 64, None),
+        ("", 64, None),
+        ("-", 64, None),
     ],
 )
 def test_scan_hex_is_scanf_x(text: str, bits: int, value: int | None) -> None:

@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from helper.persist import Response, execute
-from sim.constants import Status
-from sim.device import LogicalUnit
-from sim.faults import Fail
-from sim.nexus import ITNexus
-from sim.result import CommandResult
-from sim.transportid import TransportId
+from scsi_pr.helper.persist import Response, execute
+from scsi_pr.sim.constants import Status
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.faults import Fail
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.transportid import TransportId
 
 SG_PERSIST = shutil.which("sg_persist")
 CC = shutil.which("cc") or shutil.which("gcc")
@@ -100,8 +99,16 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = tmp_path_factory.mktemp("sgshim")
     (build / "sgshim.c").write_text(SHIM_SOURCE)
     subprocess.run(
-        [CC, "-shared", "-fPIC", "-O2", "-o", str(build / "sgshim.so"), str(build / "sgshim.c"),
-         "-ldl"],
+        [
+            CC,
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-o",
+            str(build / "sgshim.so"),
+            str(build / "sgshim.c"),
+            "-ldl",
+        ],
         check=True,
     )
     return build / "sgshim.so"
@@ -154,7 +161,10 @@ class Oracle:
                "LD_PRELOAD": str(self.shim), "LC_ALL": "C"}  # fmt: skip
         real = subprocess.run(
             [SG_PERSIST or "sg_persist", *argv, str(self.image)],
-            capture_output=True, text=True, env=env, check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
         )
         real_sent = b"".join(p.read_bytes() for p in sorted(box.glob("req.*")))
         mine = Run("".join(outcome.stdout), "".join(outcome.stderr), outcome.code, sent)
@@ -306,13 +316,17 @@ def test_full_status_transport_id_decoding(shim: Path, tmp_path: Path) -> None:
     for argv in (["-n", "-s"], ["-n", "-s", "-v"], ["-n", "-s", "-H"], ["-n", "-k"], ["-n", "-r"]):
         oracle.check(argv, code=0)
     decoded = oracle.check(["-n", "-s"]).stdout
-    for text in ("FCP-2 World Wide Name:\n      10 00 00 00 c9 f3 a5 71\n",
-                 "iSCSI name: iqn.2003-01.org.example:a\n",
-                 "iSCSI world wide unique port id: iqn.x,i,0x23d000000001\n",
-                 "All target ports bit set", "SAS address: 0x5001405000000009",
-                 "SOP Routing ID: 0x1234", "unknown protocol id=0xc",
-                 "Transport Id short or not multiple of 4 [length=1024]",
-                 "Parallel SCSI initiator SCSI address: 0x7"):
+    for text in (
+        "FCP-2 World Wide Name:\n      10 00 00 00 c9 f3 a5 71\n",
+        "iSCSI name: iqn.2003-01.org.example:a\n",
+        "iSCSI world wide unique port id: iqn.x,i,0x23d000000001\n",
+        "All target ports bit set",
+        "SAS address: 0x5001405000000009",
+        "SOP Routing ID: 0x1234",
+        "unknown protocol id=0xc",
+        "Transport Id short or not multiple of 4 [length=1024]",
+        "Parallel SCSI initiator SCSI address: 0x7",
+    ):
         assert text in decoded
 
 
@@ -326,16 +340,26 @@ def test_full_status_transport_id_decoding(shim: Path, tmp_path: Path) -> None:
         CommandResult(0x10),  # an obsolete status sg3_utils does not map: it "succeeds"
         CommandResult(Status.CHECK_CONDITION),  # CHECK CONDITION without sense
         CommandResult(Status.CHECK_CONDITION, bytes([0x72, 0x06, 0x29, 0x07, 0, 0, 0, 0])),
-        CommandResult(Status.CHECK_CONDITION, bytes([0xF1, 0, 0x03, 0, 0, 0, 9, 10] + [0] * 4
-                                                    + [0x11, 0, 4, 0x80, 0, 2])),
-        CommandResult(Status.CHECK_CONDITION, bytes([0x70, 0, 0x02, 0, 0, 0, 0, 10] + [0] * 4
-                                                    + [0x04, 0x01, 0, 0x80, 0x40, 0])),
-        CommandResult(Status.CHECK_CONDITION, bytes([0x70, 0, 0x05, 0, 0, 0, 0, 10] + [0] * 4
-                                                    + [0x20, 0x00, 0, 0xC0, 0, 0])),
-        CommandResult(Status.CHECK_CONDITION, bytes([0x70, 0, 0x0B, 0, 0, 0, 0, 10] + [0] * 4
-                                                    + [0x08, 0x00, 0, 0, 0, 0])),
-        CommandResult(Status.CHECK_CONDITION, bytes([0x70, 0, 0x01, 0, 0, 0, 0, 10] + [0] * 4
-                                                    + [0x0B, 0x00, 0, 0, 0, 0])),
+        CommandResult(
+            Status.CHECK_CONDITION,
+            bytes([0xF1, 0, 0x03, 0, 0, 0, 9, 10] + [0] * 4 + [0x11, 0, 4, 0x80, 0, 2]),
+        ),
+        CommandResult(
+            Status.CHECK_CONDITION,
+            bytes([0x70, 0, 0x02, 0, 0, 0, 0, 10] + [0] * 4 + [0x04, 0x01, 0, 0x80, 0x40, 0]),
+        ),
+        CommandResult(
+            Status.CHECK_CONDITION,
+            bytes([0x70, 0, 0x05, 0, 0, 0, 0, 10] + [0] * 4 + [0x20, 0x00, 0, 0xC0, 0, 0]),
+        ),
+        CommandResult(
+            Status.CHECK_CONDITION,
+            bytes([0x70, 0, 0x0B, 0, 0, 0, 0, 10] + [0] * 4 + [0x08, 0x00, 0, 0, 0, 0]),
+        ),
+        CommandResult(
+            Status.CHECK_CONDITION,
+            bytes([0x70, 0, 0x01, 0, 0, 0, 0, 10] + [0] * 4 + [0x0B, 0x00, 0, 0, 0, 0]),
+        ),
         CommandResult(Status.CHECK_CONDITION, bytes([0x01, 2, 3, 4, 5])),
         CommandResult(Status.GOOD, b"", bytes(8)),  # REPORT CAPABILITIES with a bad length
     ],

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from helper.persist import (
+from scsi_pr.helper.persist import (
     DEFAULT_SOCKET,
     Exit,
     Options,
@@ -24,9 +23,9 @@ from helper.persist import (
     main,
     socket_path,
 )
-from sim.constants import Opcode, ReservationType
-from sim.device import LogicalUnit
-from sim.nexus import ITNexus
+from scsi_pr.sim.constants import Opcode, ReservationType
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.nexus import ITNexus
 
 ROOT = Path(__file__).resolve().parents[2]
 A = ITNexus.named("naa.5001405000000001", 1)
@@ -143,15 +142,25 @@ class FailingTransport:
 @pytest.mark.parametrize(
     ("error", "code", "stderr"),
     [
-        (ConnectionRefusedError(errno.ECONNREFUSED, "PR helper at /s: Connection refused"), 50,
-         "Persistent reservation in: pass-through os error: PR helper at /s: Connection refused\n"
-         "PR in (Read keys): An OS error occurred\nsg_persist failed: An OS error occurred\n"),
-        (FileNotFoundError(errno.ENOENT, "PR helper at /s: No such file or directory"), 52,
-         "Persistent reservation in: pass-through os error: PR helper at /s: No such file or "
-         "directory\nPR in (Read keys): No such file or directory\n"
-         "sg_persist failed: No such file or directory\n"),
-        (OSError(errno.ENXIO, "gone"), 2,
-         "PR in (Read keys): Device not ready\nsg_persist failed: Device not ready\n"),
+        (
+            ConnectionRefusedError(errno.ECONNREFUSED, "PR helper at /s: Connection refused"),
+            50,
+            "Persistent reservation in: pass-through os error: "
+            "PR helper at /s: Connection refused\n"
+            "PR in (Read keys): An OS error occurred\nsg_persist failed: An OS error occurred\n",
+        ),
+        (
+            FileNotFoundError(errno.ENOENT, "PR helper at /s: No such file or directory"),
+            52,
+            "Persistent reservation in: pass-through os error: PR helper at /s: No such file or "
+            "directory\nPR in (Read keys): No such file or directory\n"
+            "sg_persist failed: No such file or directory\n",
+        ),
+        (
+            OSError(errno.ENXIO, "gone"),
+            2,
+            "PR in (Read keys): Device not ready\nsg_persist failed: Device not ready\n",
+        ),
     ],
 )
 def test_transport_failures(image: str, error: OSError, code: int, stderr: str) -> None:
@@ -183,7 +192,7 @@ def test_main_writes_both_streams(lu: LogicalUnit, image: str) -> None:
 
 
 def test_umbrella_command_and_wrapper_script(tmp_path: Path) -> None:
-    from rig.cli import main as scsi_pr
+    from scsi_pr.rig.cli import main as scsi_pr
 
     assert scsi_pr(["persist", "-V"]) == 0
     wrapper = ROOT / "scripts" / "sg_persist-via-helper"
@@ -193,5 +202,6 @@ def test_umbrella_command_and_wrapper_script(tmp_path: Path) -> None:
     done = subprocess.run([str(wrapper), "-n", "-k", "-d", missing], capture_output=True,
                           text=True, check=False)  # fmt: skip
     assert done.returncode == 52
-    assert done.stderr == f"sg_persist: error opening file {missing} (rw): No such file or " \
-        "directory\n"
+    assert (
+        done.stderr == f"sg_persist: error opening file {missing} (rw): No such file or directory\n"
+    )

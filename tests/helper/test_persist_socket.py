@@ -21,15 +21,12 @@ from pathlib import Path
 
 import pytest
 from needs import unavailable
-
-from rig.processes import NotListening, stop, wait_listening
+from scsi_pr.rig.processes import NotListening, stop, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPER = ROOT / "scripts" / "sg_persist-via-helper"
 START_TIMEOUT = 30.0
 NODE1, NODE2 = "naa.5001405000000001", "naa.5001405000000002"
-
-
 
 
 def _start(cmd: list[str], sock: Path) -> subprocess.Popen[bytes]:
@@ -94,7 +91,8 @@ def test_fence_scsi_sequence_between_two_nodes(two_nodes: tuple[Path, Path, Path
     # fence_scsi's parsing: one regex per line
     lines = keys.stdout.split("\n")
     assert [m.group(1) for line in lines if (m := re.search(r"\s+0x(\S+)\s*", line))] == [
-        "1a2b", "3c4d"
+        "1a2b",
+        "3c4d",
     ]
     res = persist(node2, f"-n -i -r {dev}")
     assert re.search(r"\s+key=0x(\S+)\s+", res.stdout, re.IGNORECASE).group(1) == "1a2b"  # type: ignore[union-attr]

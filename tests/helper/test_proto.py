@@ -9,8 +9,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from helper.proto import (
+from scsi_pr.helper.proto import (
     NEED_DATA,
     PAUSED,
     Connection,
@@ -23,7 +22,7 @@ from helper.proto import (
     Role,
     State,
 )
-from sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
+from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
 FD = 7
 READ_KEYS = persistent_reserve_in(0, 0x2000).ljust(16, b"\0")
@@ -69,7 +68,7 @@ FRAMES = [
 
 @pytest.mark.parametrize(("event", "wire"), FRAMES)
 def test_frame_table_writers(event: object, wire: bytes) -> None:
-    from helper.proto.writers import WRITERS
+    from scsi_pr.helper.proto.writers import WRITERS
 
     assert WRITERS[type(event)](event) == wire
 

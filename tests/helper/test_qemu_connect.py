@@ -23,14 +23,11 @@ from pathlib import Path
 
 import pytest
 from needs import unavailable
-
-from rig.guest_e2e import Qmp
-from rig.processes import NotListening, stop, wait_listening
+from scsi_pr.rig.guest_e2e import Qmp
+from scsi_pr.rig.processes import NotListening, stop, wait_listening
 
 QEMU = "qemu-system-x86_64"
 START_TIMEOUT = 30.0
-
-
 
 
 def _ours(sock: Path, state: Path) -> list[str]:

@@ -9,11 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
-
-from helper.executors.sim import SimExecutor
-from helper.simserve import LuKey, SharedLUs, main
-from sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
-from sim.nexus import ITNexus
+from scsi_pr.helper.executors.sim import SimExecutor
+from scsi_pr.helper.simserve import LuKey, SharedLUs, main
+from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
+from scsi_pr.sim.nexus import ITNexus
 
 ROUNDS = 25
 
@@ -88,7 +87,7 @@ def test_serve_runs_one_helper_per_initiator(tmp_path: Path) -> None:
     import sys
     import time
 
-    from helper.client import Client
+    from scsi_pr.helper.client import Client
 
     image = tmp_path / "lu.img"
     image.write_bytes(bytes(4096))

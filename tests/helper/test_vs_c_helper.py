@@ -20,14 +20,11 @@ from pathlib import Path
 
 import pytest
 from needs import unavailable
-
-from rig.processes import NotListening, wait_listening
-from sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
+from scsi_pr.rig.processes import NotListening, wait_listening
+from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
 C_HELPER = shutil.which("qemu-pr-helper")
 OURS = Path(sys.executable).parent / "scsi-pr-helper"
-
-
 
 
 def _start(argv: list[str], sock: Path) -> subprocess.Popen[bytes]:

@@ -1,4 +1,4 @@
-"""rig.guest: the initramfs the end-to-end guest boots, and reading what it prints.
+"""scsi_pr.rig.guest: the initramfs the end-to-end guest boots, and reading what it prints.
 
 The pure parts run everywhere; one test builds the real initramfs from this machine's busybox,
 sg3-utils and kernel modules and boots it under QEMU (TCG, a few seconds) with an emulated
@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 from needs import unavailable
-
-from rig.guest import (
+from scsi_pr.rig.guest import (
     S_IFDIR,
     S_IFLNK,
     S_IFREG,
@@ -56,9 +55,6 @@ FULL_STATUS_DUMP = [
     " 40     00 00 00 02 00 00 00 18  06 00 00 00 50 01 40 50",
     " 50     00 00 00 02 00 00 00 00  00 00 00 00 00 00 00 00",
 ]
-
-
-
 
 
 # -- archive --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""rig.guest_e2e's checks, replayed on a recorded run (no VM needed).
+"""scsi_pr.rig.guest_e2e's checks, replayed on a recorded run (no VM needed).
 
 ``data/guest_e2e_lio61.log`` is the console and host-step log of one real run inside the LIO VM:
 Debian 6.1 LIO, a nested TCG guest, round r0 through the C ``qemu-pr-helper`` and round r1
@@ -12,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from rig.backends import initiator_name
-from rig.guest import Console, Pause, StepResult
-from rig.guest_e2e import (
+from scsi_pr.rig.backends import initiator_name
+from scsi_pr.rig.guest import Console, Pause, StepResult
+from scsi_pr.rig.guest_e2e import (
     GUEST_KEY,
     HELPERS,
     HOST_KEY,
@@ -34,7 +33,7 @@ from rig.guest_e2e import (
     host_log_line,
     parse_host_log_line,
 )
-from sim.transportid import TransportId
+from scsi_pr.sim.transportid import TransportId
 
 RECORDED = Path(__file__).parent / "data" / "guest_e2e_lio61.log"
 GUEST = Port(1, TransportId.from_name(initiator_name(0)).encode().hex())

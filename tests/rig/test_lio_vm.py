@@ -11,15 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from rig import lio
-from rig.backend_lio import execute_with_timeout
-from rig.backends import initiator_name
-from sim import cdb as C
-from sim.constants import PersistentReserveInAction as IN
-from sim.constants import PersistentReserveOutAction as SA
-from sim.constants import Status
-from sim.transportid import decode_transport_id
+from scsi_pr.rig import lio
+from scsi_pr.rig.backend_lio import execute_with_timeout
+from scsi_pr.rig.backends import initiator_name
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import PersistentReserveInAction as IN
+from scsi_pr.sim.constants import PersistentReserveOutAction as SA
+from scsi_pr.sim.constants import Status
+from scsi_pr.sim.transportid import decode_transport_id
 
 pytestmark = pytest.mark.vm
 

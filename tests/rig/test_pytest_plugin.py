@@ -92,7 +92,7 @@ def test_markers(pytester: pytest.Pytester) -> None:
 def test_deadline_interrupts_a_blocked_test_and_cannot_be_swallowed() -> None:
     import socket
 
-    from rig.pytest_plugin import DeadlineExceeded, _deadline
+    from scsi_pr.rig.pytest_plugin import DeadlineExceeded, _deadline
 
     a, b = socket.socketpair()
     with pytest.raises(DeadlineExceeded), _deadline(0.3):

@@ -9,11 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from rig import lio, vm, vm_tier
-from rig.backends import initiator_name
-from rig.lio_cli import parse_size
-from sim.transportid import decode_transport_id
+from scsi_pr.rig import lio, vm, vm_tier
+from scsi_pr.rig.backends import initiator_name
+from scsi_pr.rig.lio_cli import parse_size
+from scsi_pr.sim.transportid import decode_transport_id
 
 
 @pytest.mark.parametrize(

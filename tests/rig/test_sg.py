@@ -8,11 +8,10 @@ import os
 from collections.abc import Iterator
 
 import pytest
-
-from helper.executors.sg import SgExecutor, SgIoError, SgIoHdr, sg_io
-from helper.executors.status import INVALID_OPCODE, IO_ERROR
-from sim import cdb as C
-from sim.constants import PersistentReserveInAction, PersistentReserveOutAction, Status
+from scsi_pr.helper.executors.sg import SgExecutor, SgIoError, SgIoHdr, sg_io
+from scsi_pr.helper.executors.status import INVALID_OPCODE, IO_ERROR
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import PersistentReserveInAction, PersistentReserveOutAction, Status
 
 
 def test_sg_io_hdr_matches_the_c_layout() -> None:

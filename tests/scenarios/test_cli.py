@@ -7,12 +7,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from rig.cli import main as umbrella
-from rig.scenarios import library
-from rig.scenarios.cli import main
-from rig.scenarios.commands import Write
-from rig.scenarios.model import CONFLICT, Scenario, Source, Step
+from scsi_pr.rig.cli import main as umbrella
+from scsi_pr.rig.scenarios import library
+from scsi_pr.rig.scenarios.cli import main
+from scsi_pr.rig.scenarios.commands import Write
+from scsi_pr.rig.scenarios.model import CONFLICT, Scenario, Source, Step
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 

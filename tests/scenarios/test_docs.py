@@ -5,8 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from rig.scenarios.docs import DOC, regenerate
-from rig.scenarios.library import SCENARIOS
+from scsi_pr.rig.scenarios.docs import DOC, regenerate
+from scsi_pr.rig.scenarios.library import SCENARIOS
 
 
 def test_every_scenario_has_a_section_timeline_and_chart() -> None:

@@ -7,17 +7,28 @@ runs go through exactly the code path a misbehaving real LUN would.
 from __future__ import annotations
 
 import pytest
-
-from rig.backends import SimBackend
-from rig.scenarios.commands import Preempt, Read, ReadKeys, Register, Reserve, Write
-from rig.scenarios.engine import EXIT_CODES, Runner, Verdict
-from rig.scenarios.library import SCENARIOS, WE_RO, get
-from rig.scenarios.model import CONFLICT, Action, Race, Scenario, ScenarioError, Source, Step
-from rig.scenarios.observe import parse_read_full_status, parse_read_keys, parse_read_reservation
-from sim.constants import Opcode, PersistentReserveOutAction
-from sim.faults import Fail, Stall
-from sim.nexus import ITNexus
-from sim.result import CommandResult
+from scsi_pr.rig.backends import SimBackend
+from scsi_pr.rig.scenarios.commands import Preempt, Read, ReadKeys, Register, Reserve, Write
+from scsi_pr.rig.scenarios.engine import EXIT_CODES, Runner, Verdict
+from scsi_pr.rig.scenarios.library import SCENARIOS, WE_RO, get
+from scsi_pr.rig.scenarios.model import (
+    CONFLICT,
+    Action,
+    Race,
+    Scenario,
+    ScenarioError,
+    Source,
+    Step,
+)
+from scsi_pr.rig.scenarios.observe import (
+    parse_read_full_status,
+    parse_read_keys,
+    parse_read_reservation,
+)
+from scsi_pr.sim.constants import Opcode, PersistentReserveOutAction
+from scsi_pr.sim.faults import Fail, Stall
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import CommandResult
 
 SRC = Source("test", ("tests/scenarios/test_engine.py",))
 
@@ -96,7 +107,7 @@ def test_unexpected_check_condition_is_a_failure() -> None:
 
 
 def test_expected_unit_attention_that_never_comes_fails() -> None:
-    from sim.constants import REGISTRATIONS_PREEMPTED
+    from scsi_pr.sim.constants import REGISTRATIONS_PREEMPTED
 
     s = Scenario(
         "t",

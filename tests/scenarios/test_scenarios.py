@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from rig.backends import BackendUnavailable
-from rig.scenarios.cli import run_scenario
-from rig.scenarios.engine import EXIT_CODES, Verdict
-from rig.scenarios.library import SCENARIOS
+from scsi_pr.rig.backends import BackendUnavailable
+from scsi_pr.rig.scenarios.cli import run_scenario
+from scsi_pr.rig.scenarios.engine import EXIT_CODES, Verdict
+from scsi_pr.rig.scenarios.library import SCENARIOS
 
 HOST_BACKENDS = ("sim", "helper-sim")
 #: capabilities the host backends lack: sim has no helper process to restart (by design).

@@ -10,11 +10,10 @@ UNSUPPORTED rather than pass.
 from __future__ import annotations
 
 import pytest
-
-from rig.backends import Backend
-from rig.scenarios.engine import LIO_BACKENDS, Runner, Verdict
-from rig.scenarios.library import SCENARIOS
-from rig.scenarios.model import Scenario
+from scsi_pr.rig.backends import Backend
+from scsi_pr.rig.scenarios.engine import LIO_BACKENDS, Runner, Verdict
+from scsi_pr.rig.scenarios.library import SCENARIOS
+from scsi_pr.rig.scenarios.model import Scenario
 
 pytestmark = pytest.mark.vm
 

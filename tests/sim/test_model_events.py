@@ -9,14 +9,13 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from sim import cdb as C
-from sim.constants import ReservationType, SenseKey, Status
-from sim.device import LogicalUnit
-from sim.faults import Fail, FaultRules, Stall
-from sim.nexus import ITNexus
-from sim.result import CommandResult
-from sim.store import FileAptplStore, MemoryAptplStore, StoreError
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import ReservationType, SenseKey, Status
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.faults import Fail, FaultRules, Stall
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.store import FileAptplStore, MemoryAptplStore, StoreError
 
 T = ReservationType
 A, B = 0xA, 0xB

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from sim import cdb as C
-from sim.constants import Opcode, SenseKey, Status
-from sim.device import LogicalUnit
-from sim.nexus import ITNexus
-from sim.transportid import TransportId
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import Opcode, SenseKey, Status
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.transportid import TransportId
 
 NEXUSES = [ITNexus.named(f"naa.50014050000000{i:02x}", i) for i in (1, 2)]
 KNOWN = [int(o) for o in Opcode]

@@ -6,10 +6,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 from pr_machine import PRMachine, Target
-
-from rig.backends import SimBackend
-from sim.device import LogicalUnit
-from sim.store import MemoryAptplStore
+from scsi_pr.rig.backends import SimBackend
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.store import MemoryAptplStore
 
 MACHINE_SETTINGS = settings(
     max_examples=200,

@@ -2,7 +2,7 @@
 the full 18 bytes of fixed sense data (with the sense-key specific field pointer that SPC-5
 4.4.3.2.2 defines for ILLEGAL REQUEST) and the data-in bytes.
 
-Expected sense is spelled out byte by byte here, not built with ``sim.result``, so a wrong
+Expected sense is spelled out byte by byte here, not built with ``scsi_pr.sim.result``, so a wrong
 encoder in the model cannot make its own test pass.
 """
 
@@ -11,13 +11,12 @@ from __future__ import annotations
 import struct
 
 import pytest
-
-from sim import cdb as C
-from sim.constants import ReservationType, Status
-from sim.device import LogicalUnit
-from sim.nexus import ITNexus
-from sim.result import CommandResult
-from sim.transportid import TransportId
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import ReservationType, Status
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.transportid import TransportId
 
 T = ReservationType
 A, B = 0xA, 0xB

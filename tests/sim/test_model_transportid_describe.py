@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from sim import cdb as C
-from sim.describe import describe
-from sim.transportid import (
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.describe import describe
+from scsi_pr.sim.transportid import (
     TransportId,
     TransportIdError,
     decode_transport_id,

@@ -1,7 +1,7 @@
 """The real client end to end: a nested QEMU guest's sg_persist through each helper, on LIO.
 
 Runs inside the LIO VM (``scsi-pr vm run``), once per CI run: the nested TCG guest takes minutes
-to boot, so one guest runs the whole sequence once per helper (``rig.guest_e2e``). The C
+to boot, so one guest runs the whole sequence once per helper (``scsi_pr.rig.guest_e2e``). The C
 ``qemu-pr-helper`` goes first as the reference; ours must give the guest exactly the same
 results, and both must match the values SPC-5 (with LIO's known deviations) gives for the
 sequence. See docs/guest-e2e.md.
@@ -13,16 +13,13 @@ from pathlib import Path
 
 import pytest
 from needs import unavailable
-
-from rig.guest_e2e import HELPERS, run, step_names
+from scsi_pr.rig.guest_e2e import HELPERS, run, step_names
 
 pytestmark = [pytest.mark.vm, pytest.mark.guest_e2e]
 
 
-
-
 def test_guest_sees_the_same_through_both_helpers(tmp_path: Path) -> None:
-    from rig import lio
+    from scsi_pr.rig import lio
 
     try:
         lio.check_available()
