@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from scsi_pr.helper.executable import helper_executable
 from scsi_pr.helper.simserve import main as sim_main
 from scsi_pr.rig.processes import NotListening, wait_listening
 from scsi_pr.sim.cdb import persistent_reserve_in
@@ -33,7 +34,7 @@ from scsi_pr.sim.cdb import persistent_reserve_in
 DURATION = 3.0
 READ_KEYS = persistent_reserve_in(0, 64).ljust(16, b"\0")
 HEADER = struct.Struct(">ii")
-EXE = str(Path(sys.executable).parent / "scsi-pr-helper")
+EXE = helper_executable()
 
 
 def start_helper(sock: Path, *extra: str) -> subprocess.Popen[bytes]:

@@ -13,6 +13,7 @@ import socket
 import threading
 from types import TracebackType
 
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Reply
 from scsi_pr.helper.proto import (
     NEED_DATA,
@@ -30,7 +31,7 @@ from scsi_pr.helper.proto import (
 RECV_CHUNK = 65536
 
 
-class HelperError(ConnectionError):
+class HelperConnectionError(HelperError, ConnectionError):
     """The helper broke the protocol or went away mid-command."""
 
 
@@ -56,7 +57,7 @@ class Client:
             conn = Connection(Role.CLIENT)
             event = self._next(sock, conn)
             if not isinstance(event, Features):
-                raise HelperError("helper closed the connection during the handshake")
+                raise HelperConnectionError("helper closed the connection during the handshake")
             sock.sendall(conn.send(Features(0)))
         except BaseException:
             sock.close()
@@ -87,7 +88,7 @@ class Client:
             try:
                 event = conn.next_event()
             except ProtocolError as e:
-                raise HelperError(f"helper protocol error: {e}") from e
+                raise HelperConnectionError(f"helper protocol error: {e}") from e
             if event is not NEED_DATA:
                 return event
             data = sock.recv(max(conn.bytes_needed, 1) if conn.bytes_needed else RECV_CHUNK)
@@ -132,12 +133,12 @@ class Client:
                 if request.data:
                     self._sock.sendall(request.data)
                 event = self._next(self._sock, self._conn)
-            except (OSError, HelperError):
+            except (OSError, HelperConnectionError):
                 self.close()
                 raise
             if isinstance(event, ConnectionClosed) or not isinstance(event, Response):
                 self.close()
-                raise HelperError("helper closed the connection before answering")
+                raise HelperConnectionError("helper closed the connection before answering")
             return Reply(event.status, event.sense, event.data)
 
     @staticmethod

@@ -26,6 +26,7 @@ from typing import TextIO
 
 from scsi_pr.helper import caps
 from scsi_pr.helper.daemon import Audit, HelperServer
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor
 
 DEFAULT_SOCKET = "/var/run/qemu-pr-helper.sock"  # qemu: <localstatedir>/run/qemu-pr-helper.sock
@@ -95,7 +96,7 @@ warranty; not even for MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.
 """
 
 
-class Exit(Exception):
+class Exit(HelperError):
     """Stop startup with this exit code (messages were already printed)."""
 
     def __init__(self, code: int) -> None:

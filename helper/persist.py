@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Protocol, TextIO
 
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.sim.cdb import (
     persistent_reserve_in,
     persistent_reserve_out,
@@ -533,7 +534,7 @@ def get_num(text: str) -> int:
 
 
 # -- TransportIDs given with -X ----------------------------------------------------------------
-class TransportIdSyntax(ValueError):
+class TransportIdSyntax(HelperError, ValueError):
     """A -X argument sg_persist would refuse; the message is what it prints."""
 
 
@@ -801,7 +802,7 @@ LONG_OPTIONS: tuple[tuple[str, Arg, str], ...] = (
 SHORT_OPTIONS = "AcCd:GHhiIkK:l:Lm:MnoPQ:rRsS:T:UvVX:yYzZ"
 
 
-class GetoptError(Exception):
+class GetoptError(HelperError):
     """getopt_long's complaint (already worded as glibc prints it, without the program name)."""
 
 
@@ -990,7 +991,7 @@ class Outcome:
         self.events.append((True, text))
 
 
-class Done(Exception):
+class Done(HelperError):
     """Stop with an exit code (after the messages already recorded)."""
 
     def __init__(self, code: int) -> None:
@@ -1554,7 +1555,7 @@ class HelperTransport:
                 errno.ETIMEDOUT,
                 f"PR helper at {self.socket_path}: no answer within {COMMAND_TIMEOUT} s",
             ) from e
-        except OSError as e:  # includes scsi_pr.helper.client.HelperError
+        except OSError as e:  # includes scsi_pr.helper.client.HelperConnectionError
             reason = e.strerror or str(e) or type(e).__name__
             raise OSError(e.errno or errno.EIO, f"PR helper at {self.socket_path}: {reason}") from e
         except ValueError as e:  # refused locally, as QEMU's -EINVAL

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from scsi_pr.helper.executable import helper_executable
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.faults import FaultHook, Stall
 from scsi_pr.sim.nexus import ITNexus
@@ -232,8 +233,7 @@ def serve(state_dir: str, socket_dir: str, initiators: int, ports: int) -> int:
     import subprocess
     import time
 
-    exe = Path(sys.executable).parent / "scsi-pr-helper"
-    helper = str(exe) if exe.exists() else "scsi-pr-helper"
+    helper = helper_executable()
     Path(socket_dir).mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
     stop = False

@@ -17,16 +17,15 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scsi_pr.helper import executable
 from scsi_pr.helper.client import Client
 from scsi_pr.helper.executors.base import Reply
 from scsi_pr.helper.simserve import SharedLUs
@@ -47,13 +46,10 @@ PR_OPCODES = (Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT)
 
 
 def helper_executable() -> str:
-    exe = Path(sys.executable).parent / "scsi-pr-helper"
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("scsi-pr-helper")
-    if found is None:
-        raise BackendUnavailable("scsi-pr-helper is not installed (pip install -e .)")
-    return found
+    try:
+        return executable.helper_executable()
+    except executable.HelperNotInstalled as e:
+        raise BackendUnavailable(str(e)) from e
 
 
 def sense_length(sense: bytes) -> int:

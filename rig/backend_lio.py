@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from scsi_pr.helper.executors.sg import SgIoResult, sg_io
 from scsi_pr.rig import lio
 from scsi_pr.rig.backends import BackendUnavailable, Initiator
+from scsi_pr.rig.errors import RigError
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import PersistentReserveOutAction, SenseKey, Status
 from scsi_pr.sim.result import CommandResult
@@ -36,11 +37,11 @@ RESET_KEY = 0x5C5150_0000_0000  # scratch key used only while clearing PR state
 MAX_UAS = 16
 
 
-class CommandTimeout(TimeoutError):
+class CommandTimeout(RigError, TimeoutError):
     """A command to the real device did not complete: the LUN is (probably) hung."""
 
 
-class TransportError(RuntimeError):
+class TransportError(RigError):
     """SG_IO failed below the SCSI status (errno, host or driver status): no SCSI answer."""
 
 

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from scsi_pr.rig.errors import RigError
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
@@ -21,7 +22,7 @@ from scsi_pr.sim.store import MemoryAptplStore
 from scsi_pr.sim.transportid import TransportId
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(RigError):
     """The backend cannot run on this machine (no root, no LIO, no VM); says why."""
 
 

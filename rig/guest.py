@@ -40,6 +40,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scsi_pr.rig.errors import RigError
+
 MARK = "@@"
 #: modules the guest needs for a virtio-scsi disk seen as /dev/sdX and /dev/sgN
 GUEST_MODULES: tuple[str, ...] = ("virtio_pci", "virtio_scsi", "sd_mod", "sg")
@@ -54,11 +56,11 @@ PAUSE_WAIT_SECONDS = 1200
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-class GuestBuildError(RuntimeError):
+class GuestBuildError(RigError):
     """The initramfs cannot be built on this machine (a program, library or module is missing)."""
 
 
-class ConsoleError(ValueError):
+class ConsoleError(RigError, ValueError):
     """The guest's console output does not follow the marker protocol."""
 
 

@@ -44,6 +44,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from scsi_pr.helper.executable import helper_executable
+from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.guest import (
     Command,
     Console,
@@ -333,8 +335,7 @@ def compare_runs(runs: Sequence[RunResult]) -> list[str]:
 
 # -- helpers under test ---------------------------------------------------------------------
 def _ours() -> list[str]:
-    exe = Path(sys.executable).parent / "scsi-pr-helper"
-    return [str(exe)] if exe.exists() else [shutil.which("scsi-pr-helper") or str(exe)]
+    return [helper_executable()]
 
 
 #: name → argv before ``-k SOCKET``
@@ -344,7 +345,7 @@ HELPERS: dict[str, Callable[[], list[str]]] = {
 }
 
 
-class E2EError(RuntimeError):
+class E2EError(RigError):
     """The end-to-end run could not be carried out (missing tool, helper died, timeout)."""
 
 

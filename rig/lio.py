@@ -34,6 +34,7 @@ from typing import Any
 
 from scsi_pr.helper.executors.sg import sg_io
 from scsi_pr.rig.backends import initiator_name
+from scsi_pr.rig.errors import RigError
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.result import SenseData
 from scsi_pr.sim.transportid import TransportId
@@ -61,10 +62,6 @@ TUR_TIMEOUT_MS = 10_000
 #: how many commands may answer UNIT ATTENTION before a device counts as not settling
 MAX_STARTUP_UAS = 8
 DEVICE_WAIT_SECONDS = 60.0
-
-
-class RigError(RuntimeError):
-    """The LIO rig could not be built, found or torn down; the message says what to do."""
 
 
 class LioUnavailable(RigError):

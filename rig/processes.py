@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from scsi_pr.rig.errors import RigError
 
-class NotListening(RuntimeError):
+
+class NotListening(RigError):
     """The process exited, or its socket did not accept a connection in time."""
 
 

@@ -40,7 +40,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from scsi_pr.rig.backends import BACKENDS, Backend, BackendUnavailable, Initiator, open_backend
+from scsi_pr.rig.ci import in_ci
 
 ENV_BACKENDS = "SCSI_PR_BACKENDS"
 ENV_RESULT_LOG = "SCSI_PR_RESULT_LOG"
@@ -60,10 +62,6 @@ class DeadlineExceeded(BaseException):
     A BaseException, so no ``except Exception`` in the test (nor Hypothesis' shrinker, which
     would replay a slow test again and again) can swallow it.
     """
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _parse_names(text: str, source: str) -> list[str]:
@@ -136,7 +134,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     names = selected_backends(config)
-    ci = "CI=true: unavailable backends fail" if _in_ci() else "unavailable backends skip"
+    ci = "CI=true: unavailable backends fail" if in_ci() else "unavailable backends skip"
     return [
         f"scsi-pr backends: {', '.join(names)} ({ci})",
         f"kernel: {platform.system()} {platform.release()}",
@@ -232,7 +230,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         opened = open_backend(name, initiators=DEFAULT_INITIATORS)
     except BackendUnavailable as e:
         message = f"backend {name} unavailable: {e}"
-        if _in_ci():
+        if in_ci():
             pytest.fail(f"{message} (CI=true: this must run in CI)", pytrace=False)
         pytest.skip(message)
     with opened as b:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scsi_pr import CHECKOUT
+from scsi_pr.rig.errors import RigError
 
 #: package data: the wheel carries it beside this module
 GUEST_SCRIPT = Path(__file__).resolve().with_name("vm_guest.sh")
@@ -61,7 +62,7 @@ STDLIB_EXCLUDE = (
 )
 
 
-class VmError(RuntimeError):
+class VmError(RigError):
     """The VM cannot be started here; the message says why and what to do."""
 
 

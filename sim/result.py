@@ -16,6 +16,7 @@ from scsi_pr.sim.constants import (
     SenseKey,
     Status,
 )
+from scsi_pr.sim.errors import SimError
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class CommandResult:
         return f"{status} ({sense})" if sense else status
 
 
-class CommandTerminated(Exception):
+class CommandTerminated(SimError):
     """Raised inside the model to end a command with ``result``; ``execute`` catches it."""
 
     def __init__(self, result: CommandResult) -> None:

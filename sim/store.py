@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
+from scsi_pr.sim.errors import SimError
+
 FORMAT_VERSION = 1
 
 
@@ -40,7 +42,7 @@ class MemoryAptplStore:
         return None if self._blob is None else json.loads(self._blob)
 
 
-class StoreError(RuntimeError):
+class StoreError(SimError):
     """The APTPL file exists but cannot be used; the message says why."""
 
 

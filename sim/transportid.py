@@ -13,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scsi_pr.sim.constants import ProtocolIdentifier
+from scsi_pr.sim.errors import SimError
 
 FIXED_TRANSPORT_ID_LENGTH = 24
 ISCSI_MIN_ADDITIONAL_LENGTH = 20  # SPC-5 7.6.4.6: at least 20 and a multiple of 4
 ISCSI_SEPARATOR = ",i,0x"
 
 
-class TransportIdError(ValueError):
+class TransportIdError(SimError, ValueError):
     """The bytes (or text) do not form a TransportID this model understands."""
 
 

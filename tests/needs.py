@@ -3,13 +3,11 @@ machine, fail in CI (CI=true), where every tier must really run."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
+from scsi_pr.rig.ci import in_ci
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+__all__ = ["in_ci", "unavailable"]
 
 
 def unavailable(reason: str) -> None:

@@ -39,6 +39,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import (
     PersistentReserveInAction,

@@ -19,6 +19,7 @@ import fcntl
 import os
 from dataclasses import dataclass
 
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import SENSE_BUFFER_LENGTH, Executor, Reply
 from scsi_pr.helper.executors.status import INVALID_OPCODE, check_condition, reply_from_sg_io
 from scsi_pr.sim.constants import Opcode
@@ -106,7 +107,7 @@ class SgIoResult:
         )
 
 
-class SgIoError(ValueError):
+class SgIoError(HelperError, ValueError):
     """The caller asked for an SG_IO the kernel would reject outright."""
 
 

@@ -16,6 +16,7 @@ import os
 import stat
 import time
 
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor, Reply
 from scsi_pr.helper.executors.status import from_errno
 from scsi_pr.helper.simserve import LuKey, SharedLUs
@@ -27,7 +28,7 @@ DEFAULT_INITIATOR = "naa.5001405000000001"
 TARGET_PORT = 1
 
 
-class NotASimulatedLU(Exception):
+class NotASimulatedLU(HelperError):
     """The passed fd is not a regular file; carries the errno SG_IO would have failed with."""
 
     def __init__(self, reason: str, err: int = errno.ENOTTY) -> None:

@@ -8,8 +8,10 @@ the protocol forbids, e.g. a reply that would make QEMU abort on its ``sz`` asse
 
 from __future__ import annotations
 
+from scsi_pr.helper.errors import HelperError
 
-class ProtocolError(Exception):
+
+class ProtocolError(HelperError):
     """Root of every error raised by ``scsi_pr.helper.proto``."""
 
 

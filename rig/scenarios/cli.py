@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+
 from scsi_pr.rig.backends import BACKENDS, BackendUnavailable, open_backend
 from scsi_pr.rig.scenarios.engine import (
     DEFAULT_TIMEOUT,

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from scsi_pr.rig.backends import Backend, Initiator
+from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.scenarios.commands import Target, TestUnitReady
 from scsi_pr.rig.scenarios.model import (
     ALL_REGISTRANTS,
@@ -73,11 +74,11 @@ EXIT_CODES: dict[Verdict, int] = {
 }
 
 
-class Hung(Exception):
+class Hung(RigError):
     """A command or action missed its deadline (or the backend said it timed out)."""
 
 
-class BackendFault(Exception):
+class BackendFault(RigError):
     """The backend raised instead of answering (socket closed, helper died, ...)."""
 
 

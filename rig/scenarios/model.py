@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import EllipsisType
 from typing import TYPE_CHECKING
 
+from scsi_pr.rig.errors import RigError
 from scsi_pr.sim.constants import AdditionalSense, SenseKey, Status
 from scsi_pr.sim.result import CommandResult
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from scsi_pr.rig.scenarios.commands import Command
 
 
-class ScenarioError(ValueError):
+class ScenarioError(RigError, ValueError):
     """A scenario definition is inconsistent (unknown actor, empty race, ...)."""
 
 

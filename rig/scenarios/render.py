@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
 from scsi_pr.rig.scenarios.engine import Row, Run, Verdict
 from scsi_pr.rig.scenarios.model import ALL_REGISTRANTS
 from scsi_pr.rig.scenarios.observe import PrState

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from pr_machine import parse_read_full_status, parse_read_keys, parse_read_reservation
+
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import (
     AdditionalSense,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from prtest import SA, drain, expect_conflict, expect_good, expect_ua, prout, register, reserve
+
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import (
     REGISTRATIONS_PREEMPTED,

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 from pr_machine import LIO_DEVIATIONS, PRMachine, Target
+
 from scsi_pr.rig.pytest_plugin import LIO_BACKENDS
 
 #: few examples: on a real LUN every step is several SG_IO round trips in a TCG VM

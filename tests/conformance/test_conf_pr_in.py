@@ -16,6 +16,7 @@ from prtest import (
     register,
     reserve,
 )
+
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import INVALID_FIELD_IN_CDB, ReservationType, SenseKey
 

@@ -19,13 +19,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from scsi_pr.helper.client import Client
+from scsi_pr.helper.executable import helper_executable
 from scsi_pr.helper.executors.base import Reply
 from scsi_pr.rig import processes
 from scsi_pr.rig.processes import stop
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
-EXE = Path(sys.executable).parent / "scsi-pr-helper"
+EXE = Path(helper_executable())
 NODE1, NODE2 = "naa.5001405000000001", "naa.5001405000000002"
 GOOD, CHECK, CONFLICT = 0x00, 0x02, 0x18
 READ_KEYS = persistent_reserve_in(0, 256)

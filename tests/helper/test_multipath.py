@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+
 from scsi_pr.helper.executors.base import Reply
 from scsi_pr.helper.executors.multipath import (
     DM_IOCTL,

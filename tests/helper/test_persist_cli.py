@@ -7,12 +7,13 @@ stdout, stderr and exit status must be identical.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from needs import in_ci
+
 from scsi_pr.helper.persist import (
     Exit,
     GetoptError,
@@ -25,7 +26,7 @@ from scsi_pr.helper.persist import (
 
 SG_PERSIST = shutil.which("sg_persist")
 MISSING = "/nonexistent/scsi-pr-test-device"
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CI = in_ci()
 # without the oracle these comparisons cannot run; in CI that is a failure, not a skip
 needs_oracle = pytest.mark.skipif(
     SG_PERSIST is None and not CI, reason="needs sg_persist (apt sg3-utils) as the oracle"

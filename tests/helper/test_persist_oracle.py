@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from needs import unavailable
+
 from scsi_pr.helper.persist import Response, execute
 from scsi_pr.sim.constants import Status
 from scsi_pr.sim.device import LogicalUnit
@@ -93,9 +95,7 @@ B = ITNexus.named("naa.5001405000000002", 2)
 def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if SG_PERSIST is None or CC is None:
         reason = "needs sg_persist (apt sg3-utils) and a C compiler to run the oracle"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{reason} (CI=true: the oracle must run in CI)", pytrace=False)
-        pytest.skip(reason)
+        unavailable(reason)
     build = tmp_path_factory.mktemp("sgshim")
     (build / "sgshim.c").write_text(SHIM_SOURCE)
     subprocess.run(

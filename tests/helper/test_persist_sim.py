@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from scsi_pr.helper.persist import (
     DEFAULT_SOCKET,
     Exit,

@@ -15,12 +15,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from needs import unavailable
+
+from scsi_pr.helper.executable import HelperNotInstalled, helper_executable
 from scsi_pr.rig.processes import NotListening, stop, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,9 +59,10 @@ def persist(sock: Path | None, line: str, *, env: dict[str, str] | None = None
 
 @pytest.fixture
 def two_nodes(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
-    exe = Path(sys.executable).parent / "scsi-pr-helper"
-    if not exe.exists():
-        unavailable(f"{exe} not installed (pip install -e .)")
+    try:
+        exe = helper_executable()
+    except HelperNotInstalled as e:
+        unavailable(str(e))
     state = tmp_path / "state"
     state.mkdir()
     image = tmp_path / "shared-lu.img"

@@ -9,6 +9,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from scsi_pr.helper.proto import (
     NEED_DATA,
     PAUSED,

@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from needs import unavailable
+
+from scsi_pr.helper.executable import HelperNotInstalled, helper_executable
 from scsi_pr.rig.guest_e2e import Qmp
 from scsi_pr.rig.processes import NotListening, stop, wait_listening
 
@@ -31,10 +32,11 @@ START_TIMEOUT = 30.0
 
 
 def _ours(sock: Path, state: Path) -> list[str]:
-    exe = Path(sys.executable).parent / "scsi-pr-helper"
-    if not exe.exists():
-        unavailable(f"{exe} not installed (pip install -e .)")
-    return [str(exe), "-k", str(sock), "--backend", "sim", "--state-dir", str(state)]
+    try:
+        exe = helper_executable()
+    except HelperNotInstalled as e:
+        unavailable(str(e))
+    return [exe, "-k", str(sock), "--backend", "sim", "--state-dir", str(state)]
 
 
 def _c_helper(sock: Path, state: Path) -> list[str]:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from scsi_pr.helper.executors.sim import SimExecutor
 from scsi_pr.helper.simserve import LuKey, SharedLUs, main
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 import pytest
+
 from scsi_pr.helper.executors.status import map_sg_io, reply_from_sg_io
 
 GOOD, CHECK, BUSY, CONFLICT, TSF = 0x00, 0x02, 0x08, 0x18, 0x28

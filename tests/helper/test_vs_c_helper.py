@@ -13,18 +13,19 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from needs import unavailable
+
+from scsi_pr.helper.executable import helper_executable
 from scsi_pr.rig.processes import NotListening, wait_listening
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
 C_HELPER = shutil.which("qemu-pr-helper")
-OURS = Path(sys.executable).parent / "scsi-pr-helper"
+OURS = Path(helper_executable())
 
 
 def _start(argv: list[str], sock: Path) -> subprocess.Popen[bytes]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from needs import unavailable
+
 from scsi_pr.rig.guest import (
     S_IFDIR,
     S_IFLNK,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from scsi_pr.rig.backends import initiator_name
 from scsi_pr.rig.guest import Console, Pause, StepResult
 from scsi_pr.rig.guest_e2e import (

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from scsi_pr.rig import lio, vm, vm_tier
 from scsi_pr.rig.backends import initiator_name
 from scsi_pr.rig.lio_cli import parse_size

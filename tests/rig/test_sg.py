@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
 from scsi_pr.helper.executors.sg import SgExecutor, SgIoError, SgIoHdr, sg_io
 from scsi_pr.helper.executors.status import INVALID_OPCODE, IO_ERROR
 from scsi_pr.sim import cdb as C

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
 from scsi_pr.rig.cli import main as umbrella
 from scsi_pr.rig.scenarios import library
 from scsi_pr.rig.scenarios.cli import main

@@ -7,6 +7,7 @@ runs go through exactly the code path a misbehaving real LUN would.
 from __future__ import annotations
 
 import pytest
+
 from scsi_pr.rig.backends import SimBackend
 from scsi_pr.rig.scenarios.commands import Preempt, Read, ReadKeys, Register, Reserve, Write
 from scsi_pr.rig.scenarios.engine import EXIT_CODES, Runner, Verdict

@@ -7,9 +7,9 @@ fencing, preemption, APTPL or REGISTER AND MOVE fails these tests.
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from needs import in_ci
+
 from scsi_pr.rig.backends import BackendUnavailable
 from scsi_pr.rig.scenarios.cli import run_scenario
 from scsi_pr.rig.scenarios.engine import EXIT_CODES, Verdict
@@ -22,10 +22,6 @@ HOST_BACKENDS = ("sim", "helper-sim")
 NOT_ON = {
     ("helper-restart", "sim"): "restart_helper",
 }
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def expected_verdict(name: str, backend: str) -> Verdict:

@@ -10,6 +10,7 @@ UNSUPPORTED rather than pass.
 from __future__ import annotations
 
 import pytest
+
 from scsi_pr.rig.backends import Backend
 from scsi_pr.rig.scenarios.engine import LIO_BACKENDS, Runner, Verdict
 from scsi_pr.rig.scenarios.library import SCENARIOS

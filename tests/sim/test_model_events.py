@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import ReservationType, SenseKey, Status
 from scsi_pr.sim.device import LogicalUnit

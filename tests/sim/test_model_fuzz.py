@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import Opcode, SenseKey, Status
 from scsi_pr.sim.device import LogicalUnit

@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 from pr_machine import PRMachine, Target
+
 from scsi_pr.rig.backends import SimBackend
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.store import MemoryAptplStore

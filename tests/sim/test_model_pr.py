@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import ReservationType, Status
 from scsi_pr.sim.device import LogicalUnit

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.describe import describe
 from scsi_pr.sim.transportid import (

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from needs import unavailable
+
 from scsi_pr.rig.guest_e2e import HELPERS, run, step_names
 
 pytestmark = [pytest.mark.vm, pytest.mark.guest_e2e]
