@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from scsi_pr.sim.constants import (
     LU_SCOPE,
+    PR_HELPER_DATA_SIZE,
     Opcode,
     PersistentReserveInAction,
     PersistentReserveOutAction,
@@ -20,11 +21,9 @@ from scsi_pr.sim.constants import (
 )
 from scsi_pr.sim.transportid import TransportId
 
-MAX_PR_IN_ALLOCATION = 8192  # what qemu-pr-helper asks the device for
-
 
 def persistent_reserve_in(
-    action: PersistentReserveInAction | int, allocation_length: int = MAX_PR_IN_ALLOCATION
+    action: PersistentReserveInAction | int, allocation_length: int = PR_HELPER_DATA_SIZE
 ) -> bytes:
     """SPC-5 6.16.1, table 164."""
     return struct.pack(">BB5xHB", Opcode.PERSISTENT_RESERVE_IN, action & 0x1F, allocation_length, 0)

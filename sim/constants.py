@@ -8,6 +8,12 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import NamedTuple
 
+#: QEMU's PR_HELPER_DATA_SIZE (scsi/pr-helper.h): the most data a PR command carries either way
+#: over the helper socket, and the PR IN allocation length qemu-pr-helper gives the device. The
+#: one definition of this limit: the codec, the executors, sg_persist's default and the CDB
+#: builders all use it.
+PR_HELPER_DATA_SIZE = 8192
+
 
 class Status(IntEnum):
     """SAM-5 status byte values."""
