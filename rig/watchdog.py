@@ -1,0 +1,175 @@
+"""Tell a slow run from a hung one: a deadline that follows progress.
+
+A fixed wall-clock deadline for a whole phase calls a run on a busy machine "hung" when it is only
+slow (seen: the VM tier's main phase abandoned at 900 s while tests were still completing). Here
+a run is hung only when it makes no progress for ``quiet_limit`` seconds, a limit chosen above the
+longest single step's own deadline (a test's ``--lio-test-timeout``, a guest pause): as long as
+steps keep finishing, the run goes on however long it takes.
+
+Progress is anything the watched process shows of itself: a line on its stdout or stderr, or
+growth of a progress file (the pytest plugin's per-test result log, the ``heartbeat`` file that
+long single steps such as the nested-guest test append to).
+
+``Watchdog`` is the pure decision (fed with times and progress); ``run_watched`` is the edge that
+runs a command, forwards its output and feeds the watchdog.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+#: environment variable naming the file that ``heartbeat`` appends to
+ENV_PROGRESS = "SCSI_PR_PROGRESS_FILE"
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class Watchdog:
+    """``progress(now)`` on every sign of life; ``hung(now)`` once none came for ``quiet_limit``."""
+
+    quiet_limit: float
+    started: float
+    last_progress: float = field(init=False)
+    steps: int = 0
+    last_what: str = ""
+
+    def __post_init__(self) -> None:
+        if self.quiet_limit <= 0:
+            raise ValueError(f"quiet limit must be positive, not {self.quiet_limit}")
+        self.last_progress = self.started
+
+    def progress(self, now: float, what: str = "") -> None:
+        self.last_progress = max(self.last_progress, now)
+        self.steps += 1
+        if what:
+            self.last_what = what
+
+    def quiet_for(self, now: float) -> float:
+        return now - self.last_progress
+
+    def hung(self, now: float) -> bool:
+        return self.quiet_for(now) > self.quiet_limit
+
+
+@dataclass(frozen=True)
+class WatchedRun:
+    """How a watched command ended. ``hung``: killed after ``quiet_limit`` without progress;
+    ``slow``: finished (or still progressing) beyond its nominal ``budget``."""
+
+    rc: int | None
+    seconds: float
+    hung: bool
+    slow: bool
+    quiet_limit: float
+    last_what: str
+
+    @property
+    def verdict(self) -> str:
+        if self.hung:
+            last = f" (last sign of life: {self.last_what})" if self.last_what else ""
+            return f"hung: no progress for {self.quiet_limit:.0f}s{last}"
+        return "slow" if self.slow else "in time"
+
+
+def heartbeat(text: str) -> None:
+    """Record progress of a long step for whoever watches this process (no-op when unwatched)."""
+    path = os.environ.get(ENV_PROGRESS)
+    if not path:
+        return
+    with suppress(OSError), open(path, "a") as f:
+        f.write(f"{time.time():.3f} {text}\n")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def run_watched(
+    cmd: Sequence[str],
+    *,
+    quiet_limit: float,
+    budget: float | None = None,
+    env: dict[str, str] | None = None,
+    progress_files: Sequence[Path] = (),
+    out: BinaryIO | None = None,
+    poll: float = POLL_SECONDS,
+) -> WatchedRun:
+    """Run ``cmd`` (its own process group), forward its output to ``out`` (default: our stdout),
+    and kill the group once it makes no progress for ``quiet_limit`` seconds."""
+    sink = out if out is not None else sys.stdout.buffer
+    start = time.monotonic()
+    dog = Watchdog(quiet_limit, start)
+    sizes = {p: _size(p) for p in progress_files}
+    proc = subprocess.Popen(
+        list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    hung = False
+    open_pipe = True
+    try:
+        while True:
+            if open_pipe:
+                for _key, _ in sel.select(timeout=poll):
+                    chunk = proc.stdout.read(65536)
+                    if not chunk:
+                        open_pipe = False
+                        sel.unregister(proc.stdout)
+                        break
+                    sink.write(chunk)
+                    sink.flush()
+                    tail = chunk.rstrip().rsplit(b"\n", 1)[-1]
+                    dog.progress(time.monotonic(), tail.decode(errors="replace")[:120])
+            else:
+                time.sleep(poll)
+            for p, old in sizes.items():
+                if (new := _size(p)) != old:
+                    sizes[p] = new
+                    dog.progress(time.monotonic(), f"{p.name} grew")
+            if proc.poll() is not None:
+                # Exited: forward what is left, but do not wait for children that inherited
+                # the pipe (a daemon the run started may keep it open).
+                if open_pipe:
+                    with suppress(OSError):
+                        while rest := proc.stdout.read(65536):
+                            sink.write(rest)
+                    sink.flush()
+                break
+            if dog.hung(time.monotonic()):
+                hung = True
+                break
+    finally:
+        sel.close()
+        # Whatever is left of the group goes: after a hang, the process (a thread stuck in SG_IO
+        # on a wedged LUN can keep it from exiting; the VM's power-off reaps what stays in D
+        # state), and in any case daemons it left behind.
+        with suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+        proc.stdout.close()
+    seconds = time.monotonic() - start
+    return WatchedRun(
+        rc=None if hung else proc.returncode,
+        seconds=seconds,
+        hung=hung,
+        slow=budget is not None and seconds > budget,
+        quiet_limit=quiet_limit,
+        last_what=dog.last_what,
+    )
