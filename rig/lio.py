@@ -213,8 +213,11 @@ def up(spec: LunSpec, *, record: bool = True) -> RigDescription:
             rts.LUN(tpg, 0, so)
         ports = [_describe_port(i, spec.generation) for i in range(spec.initiators)]
     except Exception:
+        # Roll back exactly what this call built: its backstore and its generation's targets.
+        # Without the generation, down() would also delete a hung generation's targets, and
+        # removing a LUN that LIO has hung blocks for good.
         with suppress(Exception):
-            down(spec.name)
+            down(spec.name, spec.generation)
         raise
     desc = RigDescription(spec, serial, ports)
     if record:

@@ -11,6 +11,7 @@ import json
 import sys
 
 from scsi_pr.rig import lio
+from scsi_pr.rig.errors import RigError
 
 SIZE_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -74,7 +75,7 @@ def main(argv: list[str]) -> int:
                     indent=2,
                 )
             )
-    except lio.RigError as e:
+    except RigError as e:
         print(f"scsi-pr lio: {e}", file=sys.stderr)
         return 2
     return 0

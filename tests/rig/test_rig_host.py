@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from scsi_pr.rig import lio, vm, vm_tier
 from scsi_pr.rig.backends import initiator_name
+from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.lio_cli import parse_size
 from scsi_pr.sim.transportid import decode_transport_id
 
@@ -44,7 +46,7 @@ def test_bad_sizes_say_so(text: str) -> None:
     ],
 )
 def test_bad_specs_are_refused(kwargs: dict, message: str) -> None:
-    with pytest.raises(lio.RigError, match=message):
+    with pytest.raises(RigError, match=message):
         lio.LunSpec(**kwargs)
 
 
@@ -144,6 +146,78 @@ def test_a_wedged_main_phase_is_a_failure(pytester: pytest.Pytester, tmp_path: P
     assert phase.failed()
     log = [json.loads(x) for x in (tmp_path / "main.jsonl").read_text().splitlines()]
     assert len(log[0]["collected"]) == 4
+
+
+class FakeObject:
+    """A loopback target or a backstore; ``delete()`` removes it and records its name."""
+
+    def __init__(self, rts: FakeRtslib, name: str, home: list[FakeObject], path: str = "") -> None:
+        self.rts, self.home, self.name, self.wwn, self.path = rts, home, name, name, path
+        self.plugin = "rd_mcp"
+        self.fabric_module = SimpleNamespace(name="loopback")
+        home.append(self)
+
+    def delete(self) -> None:
+        self.home.remove(self)
+        self.rts.deleted.append(self.name)
+
+
+class FakeRtslib:
+    """Just enough of rtslib-fb for ``lio.up`` and ``lio.down``, with the rtslib names they call:
+    configfs objects as records, so a test sees what was created and what was deleted."""
+
+    def __init__(self, configfs: Path) -> None:
+        self.configfs = configfs
+        self.targets: list[FakeObject] = []
+        self.storage_objects: list[FakeObject] = []
+        self.deleted: list[str] = []
+
+    def RTSRoot(self) -> FakeRtslib:
+        return self
+
+    def RDMCPStorageObject(self, name: str, size: int, wwn: str) -> FakeObject:
+        return FakeObject(self, name, self.storage_objects)
+
+    def FabricModule(self, name: str) -> str:
+        return name
+
+    def Target(self, fabric: str, wwn: str, mode: str) -> FakeObject:
+        path = self.configfs / fabric / wwn
+        path.mkdir(parents=True)
+        return FakeObject(self, wwn, self.targets, str(path))
+
+    def TPG(self, target: FakeObject, tag: int, mode: str) -> FakeObject:
+        return target
+
+    def LUN(self, tpg: FakeObject, lun: int, so: FakeObject) -> None:
+        pass
+
+
+def test_a_failed_up_removes_its_own_generation_and_never_touches_a_hung_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Generation 1 is built beside a hung generation 0, whose removal would block forever;
+    when building generation 1 fails, only generation 1's targets and backstore go."""
+    configfs = tmp_path / "target"
+    rts = FakeRtslib(configfs)
+    hung = rts.Target("loopback", lio.target_wwn(0, generation=0), "create")
+    hung_so = rts.RDMCPStorageObject("scsipr0", size=1 << 20, wwn="")
+    monkeypatch.setattr(lio, "TARGET_CONFIGFS", configfs)
+    monkeypatch.setattr(lio, "LOOPBACK", configfs / "loopback")
+    monkeypatch.setattr(lio, "DBROOT_CANDIDATES", (tmp_path / "dbroot",))
+    monkeypatch.setattr(lio, "STATE_FILE", tmp_path / "lio.json")
+    monkeypatch.setattr(lio, "check_available", lambda: None)
+    monkeypatch.setattr(lio, "_rtslib", lambda: rts)
+
+    def no_devices(index: int, generation: int) -> lio.InitiatorPort:
+        raise RigError(f"no /dev/sg* for initiator {index}")
+
+    monkeypatch.setattr(lio, "_describe_port", no_devices)
+    spec = lio.LunSpec(initiators=2, name="scsipr1", generation=1)
+    with pytest.raises(RigError, match="no /dev/sg"):
+        lio.up(spec)
+    assert rts.targets == [hung] and rts.storage_objects == [hung_so]
+    assert sorted(rts.deleted) == sorted([lio.target_wwn(0, 1), lio.target_wwn(1, 1), "scsipr1"])
 
 
 pytest_plugins = ["pytester"]
