@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from scsi_pr.helper.aptpl_file import FileAptplStore
 from scsi_pr.helper.executable import helper_executable
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.faults import FaultHook, Stall
 from scsi_pr.sim.nexus import ITNexus
-from scsi_pr.sim.store import FileAptplStore
 
 T = TypeVar("T")
 STATE_FORMAT = 1

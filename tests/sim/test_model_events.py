@@ -1,14 +1,12 @@
-"""Events besides commands (power loss/on, hard reset, LUN reset, I_T nexus loss), the APTPL
-store and its crash safety, and the fault hook."""
+"""Events besides commands (power loss/on, hard reset, LUN reset, I_T nexus loss), APTPL through
+the store interface, snapshots, and the fault hook. The crash-safe file store is the helper's
+(tests/helper/test_aptpl_file.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import stat
-from pathlib import Path
 
-import pytest
+from modeltest import out
 
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import ReservationType, SenseKey, Status
@@ -16,24 +14,12 @@ from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.faults import Fail, FaultRules, Stall
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
-from scsi_pr.sim.store import FileAptplStore, MemoryAptplStore, StoreError
+from scsi_pr.sim.store import MemoryAptplStore
 
 T = ReservationType
 A, B = 0xA, 0xB
 I1 = ITNexus.named("naa.5001405000000001", 1)
 I2 = ITNexus.named("naa.5001405000000002", 2)
-
-
-def out(
-    lu: LogicalUnit,
-    nexus: ITNexus,
-    action: int,
-    key: int = 0,
-    sa_key: int = 0,
-    type_: int = 0,
-    **kw: bool,
-) -> CommandResult:
-    return lu.execute(nexus, *C.prout(action, key, sa_key, type_, **kw))
 
 
 def ua(lu: LogicalUnit, nexus: ITNexus) -> tuple[int, int] | None:
@@ -93,19 +79,6 @@ def test_aptpl_turned_off_persists_nothing() -> None:
     assert lu.pr.registrations == {}
 
 
-def test_aptpl_survives_a_restart_through_the_file_store(tmp_path: Path) -> None:
-    path = tmp_path / "pr" / "aptpl_SCSIPR0000000001"
-    reserved_lu(FileAptplStore(path))
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    reborn = LogicalUnit(store=FileAptplStore(path))  # a new process, same file
-    assert {n: r.key for n, r in reborn.pr.registrations.items()} == {I1: A, I2: B}
-    assert reborn.pr.reservation is not None
-    assert reborn.pr.reservation.type == T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
-    assert reborn.execute(I2, C.write_10(0, 1), bytes(512)).status == Status.GOOD
-    other = ITNexus.named("naa.5001405000000009", 1)
-    assert reborn.execute(other, C.write_10(0, 1), bytes(512)).status == 0x18
-
-
 def test_hard_reset_keeps_pr_and_drops_spc2() -> None:
     lu = reserved_lu()
     lu.hard_reset()
@@ -152,48 +125,6 @@ def test_snapshot_round_trip() -> None:
     copy = LogicalUnit.from_snapshot(snap)
     assert copy.snapshot() == lu.snapshot()
     assert drain(copy, I2) == [(0x2A, 0x03)]
-
-
-# -- the file store's crash safety -----------------------------------------------------------
-def test_file_store_round_trip(tmp_path: Path) -> None:
-    store = FileAptplStore(tmp_path / "state")
-    assert store.load() is None
-    store.save({"a": [1, 2]})
-    assert store.load() == {"a": [1, 2]}
-
-
-def test_crash_before_rename_keeps_old_state(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = FileAptplStore(tmp_path / "state")
-    store.save({"v": 1})
-
-    def crash(*_: object) -> None:
-        raise OSError("power cut")
-
-    monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="power cut"):
-        store.save({"v": 2})
-    monkeypatch.undo()
-    assert (tmp_path / "state.tmp").exists(), "the new state got as far as the temp file"
-    assert store.load() == {"v": 1}
-    assert not (tmp_path / "state.tmp").exists(), "load removes the leftover temp file"
-
-
-def test_torn_temp_file_is_never_loaded(tmp_path: Path) -> None:
-    store = FileAptplStore(tmp_path / "state")
-    (tmp_path / "state.tmp").write_bytes(b'{"format": 1, "state": {"v"')
-    assert store.load() is None
-    store.save({"v": 3})
-    (tmp_path / "state.tmp").write_bytes(b"\x00garbage")
-    assert store.load() == {"v": 3}
-
-
-@pytest.mark.parametrize("content", [b"not json", b'{"format": 99, "state": {}}', b"[]"])
-def test_bad_store_file_is_a_clear_error(tmp_path: Path, content: bytes) -> None:
-    (tmp_path / "state").write_bytes(content)
-    with pytest.raises(StoreError, match="state"):
-        FileAptplStore(tmp_path / "state").load()
 
 
 # -- fault hook ------------------------------------------------------------------------------
