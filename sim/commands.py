@@ -10,7 +10,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from scsi_pr.sim.conflict import Access
 from scsi_pr.sim.constants import (
@@ -21,13 +20,11 @@ from scsi_pr.sim.constants import (
     SenseKey,
     ServiceActionIn16,
 )
+from scsi_pr.sim.lu_state import LuState
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import fixed_sense, illegal_request, reservation_conflict
 
-if TYPE_CHECKING:
-    from scsi_pr.sim.device import LogicalUnit
-
-Handler = Callable[["LogicalUnit", ITNexus, bytes, bytes], bytes]
+Handler = Callable[[LuState, ITNexus, bytes, bytes], bytes]
 
 
 _GROUP_CDB_LENGTH = {0: 6, 1: 10, 2: 10, 4: 16, 5: 12}
@@ -39,11 +36,11 @@ def cdb_length(opcode: int) -> int:
 
 
 # -- SPC-5 ----------------------------------------------------------------------------------
-def test_unit_ready(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def test_unit_ready(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     return b""
 
 
-def inquiry(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def inquiry(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     """SPC-5 6.7: standard data, or VPD pages 00h, 80h, 83h."""
     evpd, page = cdb[1] & 0x01, cdb[2]
     allocation_length = int.from_bytes(cdb[3:5], "big")
@@ -68,15 +65,15 @@ def inquiry(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     return out[:allocation_length]
 
 
-def _vpd_supported(lu: LogicalUnit, nexus: ITNexus) -> bytes:
+def _vpd_supported(lu: LuState, nexus: ITNexus) -> bytes:
     return bytes(sorted(VPD_PAGES))
 
 
-def _vpd_serial(lu: LogicalUnit, nexus: ITNexus) -> bytes:
+def _vpd_serial(lu: LuState, nexus: ITNexus) -> bytes:
     return lu.serial.encode()
 
 
-def _vpd_device_identification(lu: LogicalUnit, nexus: ITNexus) -> bytes:
+def _vpd_device_identification(lu: LuState, nexus: ITNexus) -> bytes:
     """SPC-5 7.7.3: NAA LU name, T10 vendor id, and the receiving relative target port."""
     naa = bytes([0x01, 0x03, 0x00, 0x08]) + lu.naa.to_bytes(8, "big")
     t10_id = (lu.vendor.ljust(8)[:8] + lu.serial).encode()
@@ -85,14 +82,14 @@ def _vpd_device_identification(lu: LogicalUnit, nexus: ITNexus) -> bytes:
     return naa + t10 + rtpi
 
 
-VPD_PAGES: dict[int, Callable[[LogicalUnit, ITNexus], bytes]] = {
+VPD_PAGES: dict[int, Callable[[LuState, ITNexus], bytes]] = {
     0x00: _vpd_supported,
     0x80: _vpd_serial,
     0x83: _vpd_device_identification,
 }
 
 
-def request_sense(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def request_sense(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     """SPC-5 6.39: a pending unit attention is returned (and cleared) as parameter data."""
     if cdb[1] & 0x01:  # DESC: descriptor format is not supported (D_SENSE=0 device)
         raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=0)
@@ -104,7 +101,7 @@ def request_sense(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> b
     return sense[: cdb[4]]
 
 
-def report_luns(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def report_luns(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     """SPC-5 6.33: one LUN, 0. ALLOCATION LENGTH below 16 is invalid."""
     allocation_length = int.from_bytes(cdb[6:10], "big")
     if allocation_length < 16:
@@ -112,7 +109,7 @@ def report_luns(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> byt
     return (struct.pack(">I4x", 8) + bytes(8))[:allocation_length]
 
 
-def mode_sense(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def mode_sense(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     """SPC-5 6.13/6.14: caching (08h) and control (0Ah) pages, current values."""
     ten = cdb[0] == Opcode.MODE_SENSE_10
     dbd, pc, page = cdb[1] & 0x08, cdb[2] >> 6, cdb[2] & 0x3F
@@ -140,11 +137,11 @@ MODE_PAGES: dict[int, bytes] = {
 
 
 # -- SBC-4 ----------------------------------------------------------------------------------
-def read_capacity_10(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def read_capacity_10(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     return struct.pack(">II", min(lu.blocks - 1, 0xFFFFFFFF), lu.block_size)
 
 
-def service_action_in_16(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def service_action_in_16(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     if cdb[1] & 0x1F != ServiceActionIn16.READ_CAPACITY_16:
         raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=4)
     allocation_length = int.from_bytes(cdb[10:14], "big")
@@ -159,19 +156,19 @@ def _lba_range(cdb: bytes) -> tuple[int, int]:
     return int.from_bytes(cdb[1:4], "big") & 0x1FFFFF, cdb[4] or 256  # READ/WRITE(6)
 
 
-def _checked_range(lu: LogicalUnit, cdb: bytes) -> tuple[int, int]:
+def _checked_range(lu: LuState, cdb: bytes) -> tuple[int, int]:
     lba, blocks = _lba_range(cdb)
     if lba + blocks > lu.blocks:
         raise illegal_request(LBA_OUT_OF_RANGE)
     return lba, blocks
 
 
-def read(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def read(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     lba, blocks = _checked_range(lu, cdb)
     return lu.medium.read(lba, blocks)
 
 
-def write(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def write(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     """The data-out buffer is what the CDB declares; a short buffer is zero-filled, as a
     target sees a short transfer."""
     lba, blocks = _checked_range(lu, cdb)
@@ -180,12 +177,12 @@ def write(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     return b""
 
 
-def verify(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def verify(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     _checked_range(lu, cdb)
     return b""
 
 
-def no_data(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def no_data(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     """SYNCHRONIZE CACHE, START STOP UNIT: nothing to do for an in-memory medium."""
     return b""
 
@@ -195,7 +192,7 @@ def no_data(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
 SPC2_RESERVE_UNSUPPORTED_BITS = {Opcode.RESERVE_6: 0x1F, Opcode.RESERVE_10: 0x13}
 
 
-def reserve_spc2(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def reserve_spc2(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     if cdb[1] & SPC2_RESERVE_UNSUPPORTED_BITS[cdb[0]]:
         raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1)
     if _crh_exempt(lu, nexus):
@@ -206,7 +203,7 @@ def reserve_spc2(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> by
     return b""
 
 
-def release_spc2(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+def release_spc2(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     if _crh_exempt(lu, nexus):
         return b""
     if lu.pr.registrations:
@@ -216,7 +213,7 @@ def release_spc2(lu: LogicalUnit, nexus: ITNexus, cdb: bytes, data: bytes) -> by
     return b""  # releasing someone else's (or no) reservation is a no-op (SPC-2 7.17)
 
 
-def _crh_exempt(lu: LogicalUnit, nexus: ITNexus) -> bool:
+def _crh_exempt(lu: LuState, nexus: ITNexus) -> bool:
     """SPC-5 5.14.3 a): RESERVE/RELEASE from a PR holder, or from a registrant while an RO/AR
     reservation exists, completes with GOOD and changes nothing."""
     res = lu.pr.reservation
