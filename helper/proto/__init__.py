@@ -2,7 +2,19 @@
 and the ``Connection`` that ties them together. No sockets or ``os`` here."""
 
 from scsi_pr.helper.proto.connection import NEED_DATA, PAUSED, Connection
-from scsi_pr.helper.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from scsi_pr.helper.proto.errors import (
+    LocalProtocolError,
+    MissingFileDescriptor,
+    ProtocolError,
+    RemoteProtocolError,
+    ResponseTooLong,
+    ShortRead,
+    TooManyFileDescriptors,
+    TransferTooLong,
+    UnsolicitedData,
+    UnsupportedFeatures,
+    UnsupportedOpcode,
+)
 from scsi_pr.helper.proto.events import (
     PR_HELPER_CDB_SIZE,
     PR_HELPER_DATA_SIZE,
@@ -25,11 +37,19 @@ __all__ = [
     "ConnectionClosed",
     "Features",
     "LocalProtocolError",
+    "MissingFileDescriptor",
     "ProtocolError",
     "RemoteProtocolError",
     "Request",
     "Response",
+    "ResponseTooLong",
     "Role",
+    "ShortRead",
     "State",
+    "TooManyFileDescriptors",
+    "TransferTooLong",
+    "UnsolicitedData",
+    "UnsupportedFeatures",
+    "UnsupportedOpcode",
     "transfer_length",
 ]

@@ -17,7 +17,19 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Final
 
-from scsi_pr.helper.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from scsi_pr.helper.proto.errors import (
+    LocalProtocolError,
+    MissingFileDescriptor,
+    ProtocolError,
+    RemoteProtocolError,
+    ResponseTooLong,
+    ShortRead,
+    TooManyFileDescriptors,
+    TransferTooLong,
+    UnsolicitedData,
+    UnsupportedFeatures,
+    UnsupportedOpcode,
+)
 from scsi_pr.helper.proto.events import (
     FEATURES_SIZE,
     PR_HELPER_CDB_SIZE,
@@ -34,6 +46,7 @@ from scsi_pr.helper.proto.events import (
 from scsi_pr.helper.proto.readers import read_cdb, read_features, read_response_header, take
 from scsi_pr.helper.proto.state import INITIAL_STATE, Role, State, next_state
 from scsi_pr.helper.proto.writers import WRITERS
+from scsi_pr.sim.constants import Opcode
 
 
 class _NeedData:
@@ -131,7 +144,7 @@ class Connection:
             return PAUSED
         if event is NEED_DATA:
             if self._eof:
-                self._fail(RemoteProtocolError(self._short_read_reason()))
+                self._fail(ShortRead(self._short_read_reason()))
                 raise self._error  # type: ignore[misc]
             return NEED_DATA
         assert not isinstance(event, _NeedData | _Paused)
@@ -199,12 +212,12 @@ class Connection:
         self._claim_fds(start, self._consumed, keep=False)
         self.peer_features = flags
         if self.role is Role.HELPER and flags & ~self.supported_features:
-            raise RemoteProtocolError(f"client requested unsupported features {flags:#010x}")
+            raise UnsupportedFeatures(f"client requested unsupported features {flags:#010x}")
         return Features(flags)
 
     def _parse_idle_client(self) -> Event | _NeedData:
         if self._buf:
-            raise RemoteProtocolError("helper sent bytes without a request")
+            raise UnsolicitedData("helper sent bytes without a request")
         return ConnectionClosed() if self._eof else NEED_DATA
 
     def _parse_cdb(self) -> Event | _NeedData:
@@ -214,21 +227,22 @@ class Connection:
         start = self._consumed
         # qemu-pr-helper refuses a second fd as soon as it arrives, even mid-CDB.
         self._claim_fds(start, min(self._received, start + PR_HELPER_CDB_SIZE), keep=True)
-        if len(self._request_fds) > 1:
-            raise RemoteProtocolError(f"{len(self._request_fds)} file descriptors in one request")
+        count = len(self._request_fds)
+        if count > 1:
+            raise TooManyFileDescriptors(f"{count} file descriptors in one request")
         cdb = read_cdb(self._buf)
         if cdb is None:
             return NEED_DATA
         self._consumed += PR_HELPER_CDB_SIZE
         if not self._request_fds:
-            raise RemoteProtocolError("No file descriptor in request.")
+            raise MissingFileDescriptor("No file descriptor in request.")
         if cdb[0] not in PR_OPCODES:
-            raise RemoteProtocolError("Invalid CDB, closing socket.")
+            raise UnsupportedOpcode("Invalid CDB, closing socket.")
         length = transfer_length(cdb)
         if length > PR_HELPER_DATA_SIZE:
-            raise RemoteProtocolError(f"transfer length {length} exceeds {PR_HELPER_DATA_SIZE}")
+            raise TransferTooLong(f"transfer length {length} exceeds {PR_HELPER_DATA_SIZE}")
         self._pending_cdb = cdb
-        if cdb[0] == 0x5F:
+        if cdb[0] == Opcode.PERSISTENT_RESERVE_OUT:
             self.state = State.AWAIT_PROUT_DATA
             return self._parse_prout_data()
         return self._finish_request(b"")
@@ -267,7 +281,7 @@ class Connection:
         limit = self.pending.allocation_length
         if sz < 0 or sz > limit:
             # QEMU would abort on its assertion; we refuse the reply instead.
-            raise RemoteProtocolError(f"response sz={sz} outside 0..{limit}")
+            raise ResponseTooLong(f"response sz={sz} outside 0..{limit}")
         frame = self._consume(RESPONSE_HEADER_SIZE + sz)
         if frame is None:
             return NEED_DATA

@@ -17,11 +17,18 @@ from scsi_pr.helper.proto import (
     ConnectionClosed,
     Features,
     LocalProtocolError,
+    MissingFileDescriptor,
     RemoteProtocolError,
     Request,
     Response,
+    ResponseTooLong,
     Role,
+    ShortRead,
     State,
+    TooManyFileDescriptors,
+    TransferTooLong,
+    UnsupportedFeatures,
+    UnsupportedOpcode,
 )
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
@@ -112,23 +119,29 @@ def test_client_and_helper_pair_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    ("chunks", "reason"),
+    ("chunks", "error", "reason"),
     [
-        ([(READ_KEYS, [])], "No file descriptor"),
-        ([(READ_KEYS, [FD, FD + 1])], "2 file descriptors"),
-        ([(READ_KEYS[:4], [FD]), (READ_KEYS[4:], [FD + 1])], "2 file descriptors"),
-        ([(b"\x12" + bytes(15), [FD])], "Invalid CDB"),
-        ([(b"\x5e" + bytes(6) + b"\x20\x01" + bytes(7), [FD])], "exceeds 8192"),
-        ([(READ_KEYS[:10], [FD]), (b"", [])], "mid-frame"),
-        ([(REGISTER, [FD]), (PARAMS[:23], []), (b"", [])], "mid-frame"),
+        ([(READ_KEYS, [])], MissingFileDescriptor, "^No file descriptor in request.$"),
+        ([(READ_KEYS, [FD, FD + 1])], TooManyFileDescriptors, "2 file descriptors"),
+        (
+            [(READ_KEYS[:4], [FD]), (READ_KEYS[4:], [FD + 1])],
+            TooManyFileDescriptors,
+            "2 file descriptors",
+        ),
+        ([(b"\x12" + bytes(15), [FD])], UnsupportedOpcode, "^Invalid CDB, closing socket.$"),
+        ([(b"\x5e" + bytes(6) + b"\x20\x01" + bytes(7), [FD])], TransferTooLong, "exceeds 8192"),
+        ([(READ_KEYS[:10], [FD]), (b"", [])], ShortRead, "mid-frame"),
+        ([(REGISTER, [FD]), (PARAMS[:23], []), (b"", [])], ShortRead, "mid-frame"),
     ],
 )
-def test_protocol_violations_close(chunks: list[tuple[bytes, list[int]]], reason: str) -> None:
+def test_protocol_violations_close(
+    chunks: list[tuple[bytes, list[int]]], error: type[RemoteProtocolError], reason: str
+) -> None:
     conn = helper_after_handshake()
-    with pytest.raises(RemoteProtocolError, match=reason):
+    with pytest.raises(error, match=reason):
         feed(conn, chunks)
     assert conn.state is State.ERROR
-    with pytest.raises(RemoteProtocolError):
+    with pytest.raises(error):  # the same error again: the connection stays failed
         conn.next_event()
     released = conn.release_fds()
     assert sorted(released) == sorted(fd for _, fds in chunks for fd in fds)
@@ -140,7 +153,7 @@ def test_fd_sent_with_handshake_or_data_is_dropped_not_used() -> None:
     conn.receive_data(b"\0\0\0\0", [FD])
     conn.next_event()
     assert conn.release_fds() == [FD]
-    with pytest.raises(RemoteProtocolError, match="No file descriptor"):
+    with pytest.raises(MissingFileDescriptor):
         feed(conn, [(READ_KEYS, [])])
     conn = helper_after_handshake()
     assert feed(conn, [(REGISTER, [FD]), (PARAMS, [FD + 1])]) == [Request(REGISTER, PARAMS, FD)]
@@ -152,7 +165,7 @@ def test_handshake_with_unsupported_features_closes(word: int) -> None:
     conn = Connection(Role.HELPER)
     conn.send(Features(0))
     conn.receive_data(word.to_bytes(4, "big"))
-    with pytest.raises(RemoteProtocolError, match="unsupported features"):
+    with pytest.raises(UnsupportedFeatures, match="unsupported features"):
         conn.next_event()
 
 
@@ -161,7 +174,7 @@ def test_handshake_eof_is_a_short_read() -> None:
     conn.send(Features(0))
     conn.receive_data(b"\0\0")
     conn.receive_data(b"")
-    with pytest.raises(RemoteProtocolError, match="mid-frame"):
+    with pytest.raises(ShortRead, match="mid-frame"):
         conn.next_event()
 
 
@@ -214,7 +227,7 @@ def test_client_refuses_oversized_sz() -> None:
     client.send(Features(0))
     client.send(Request(REGISTER, PARAMS, FD))
     client.receive_data(struct.pack(">ii", 0, 4) + bytes(96) + b"abcd")
-    with pytest.raises(RemoteProtocolError, match="sz=4"):
+    with pytest.raises(ResponseTooLong, match="sz=4"):
         client.next_event()
 
 
@@ -275,7 +288,7 @@ def test_truncation_at_every_boundary_is_an_error_never_an_event(cut: int) -> No
         conn.send(Features(0))
         conn.receive_data(wire[:cut])
     conn.receive_data(b"")
-    with pytest.raises(RemoteProtocolError, match="mid-frame"):
+    with pytest.raises(ShortRead, match="mid-frame"):
         for _ in range(3):
             assert not isinstance(conn.next_event(), Request | ConnectionClosed)
     assert conn.state is State.ERROR
