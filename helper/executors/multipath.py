@@ -45,7 +45,7 @@ from scsi_pr.helper.executors.status import (
     SenseCode,
     check_condition,
 )
-from scsi_pr.sim.constants import Status
+from scsi_pr.sim.constants import PR_HELPER_DATA_SIZE, Opcode, Status
 
 # linux/dm-ioctl.h
 DM_VERSION_MAJOR = 4
@@ -66,7 +66,6 @@ DM_TABLE_STATUS = _iowr(12, DM_IOCTL.size)
 CONTROL_PATH = "/dev/mapper/control"
 
 PR_OUT_FIXED_PARAM_SIZE = 24
-MPATH_MAX_PARAM_LEN = 8192  # mpath_mx_alloc_len as qemu-pr-helper sets it
 
 # libmpathpersist mpath_persist.h return codes (= mpathpersist's exit status)
 MPATH_PR_SUCCESS = 0
@@ -326,13 +325,14 @@ class MultipathExecutor(Executor):
         if not self.is_multipath(fd):
             return self.inner.execute(fd, cdb, data_out, allocation_length)
         device = self.device(fd)
-        if cdb[0] == 0x5E:
+        if cdb[0] == Opcode.PERSISTENT_RESERVE_IN:
             bad = validate_pr_in(cdb)
             if bad is not None:
                 return check_condition(bad)
             action = cdb[1]
+            # qemu-pr-helper sets libmpathpersist's mpath_mx_alloc_len to its data buffer size.
             argv = ["mpathpersist", "--in", PR_IN_FLAGS[action], "--hex"]
-            done = self._run([*argv, "--alloc-length", str(MPATH_MAX_PARAM_LEN), device])
+            done = self._run([*argv, "--alloc-length", str(PR_HELPER_DATA_SIZE), device])
             reply = reply_for_result(done.returncode, self._tur(fd))
             if reply.status != Status.GOOD:
                 return reply

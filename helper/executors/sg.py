@@ -20,8 +20,14 @@ import os
 from dataclasses import dataclass
 
 from scsi_pr.helper.errors import HelperError
-from scsi_pr.helper.executors.base import SENSE_BUFFER_LENGTH, Executor, Reply
-from scsi_pr.helper.executors.status import INVALID_OPCODE, check_condition, reply_from_sg_io
+from scsi_pr.helper.executors.base import Executor, Reply
+from scsi_pr.helper.executors.status import (
+    INVALID_OPCODE,
+    check_condition,
+    map_sg_io,
+    reply_from_sg_io,
+)
+from scsi_pr.helper.proto import PR_HELPER_CDB_SIZE, PR_HELPER_DATA_SIZE, PR_HELPER_SENSE_SIZE
 from scsi_pr.sim.constants import Opcode
 
 # <scsi/sg.h>
@@ -31,9 +37,6 @@ SG_DXFER_TO_DEV = -2
 SG_DXFER_FROM_DEV = -3
 SG_INTERFACE_ID = ord("S")
 SG_INFO_OK_MASK = 0x1
-# QEMU scsi/pr-helper.h: PR_HELPER_CDB_SIZE / PR_HELPER_DATA_SIZE.
-HELPER_CDB_LENGTH = 16
-HELPER_DATA_LENGTH = 8192
 # qemu-pr-helper.c do_sgio_worker sets ``timeout = 1`` (milliseconds). The block layer rounds a
 # request's deadline up to a whole second, so in practice that is a 1-2 s timeout.
 HELPER_TIMEOUT_MS = 1
@@ -95,16 +98,15 @@ class SgIoResult:
 
     def reply(self, allocation_length: int = 0) -> Reply:
         """What qemu-pr-helper answers for this outcome (``executors.status``)."""
-        return reply_from_sg_io(
+        mapped = map_sg_io(
             err=self.errno,
             host_status=self.host_status,
             driver_status=self.driver_status,
             status=self.status,
             sense=self.sense,
-            data_in=self.data,
-            resid=0,  # sg_io already trimmed data by resid
-            allocation_length=allocation_length,
         )
+        # resid 0: sg_io already trimmed the data by resid
+        return reply_from_sg_io(mapped, self.data, 0, allocation_length)
 
 
 class SgIoError(HelperError, ValueError):
@@ -118,7 +120,7 @@ def sg_io(
     data_in_length: int = 0,
     timeout_ms: int = DEFAULT_TIMEOUT_MS,
     *,
-    sense_length: int = SENSE_BUFFER_LENGTH,
+    sense_length: int = PR_HELPER_SENSE_SIZE,
 ) -> SgIoResult:
     """Issue ``cdb`` on ``fd`` with SG_IO; never raises for device or transport errors.
 
@@ -179,9 +181,9 @@ class SgExecutor(Executor):
         self.timeout_ms = timeout_ms
 
     def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> Reply:
-        padded = bytes(cdb[:HELPER_CDB_LENGTH]).ljust(HELPER_CDB_LENGTH, b"\0")
+        padded = bytes(cdb[:PR_HELPER_CDB_SIZE]).ljust(PR_HELPER_CDB_SIZE, b"\0")
         if padded[0] == Opcode.PERSISTENT_RESERVE_IN:
-            r = sg_io(fd, padded, b"", HELPER_DATA_LENGTH, self.timeout_ms)
+            r = sg_io(fd, padded, b"", PR_HELPER_DATA_SIZE, self.timeout_ms)
         else:
             # The one answer qemu-pr-helper makes up itself: PR OUT needs a writable fd.
             if _read_only(fd):

@@ -15,7 +15,8 @@ from __future__ import annotations
 import errno as E
 from dataclasses import dataclass
 
-from scsi_pr.helper.executors.base import SENSE_BUFFER_LENGTH, Reply
+from scsi_pr.helper.executors.base import Reply
+from scsi_pr.helper.proto import PR_HELPER_SENSE_SIZE
 from scsi_pr.sim.constants import SenseKey, Status
 
 # QEMU include/scsi/utils.h: SCSI_SENSE_LEN. scsi_build_sense() writes only these 18 bytes of
@@ -52,8 +53,8 @@ class SenseCode:
         QEMU zeroes the buffer before SG_IO and builds sense in place, so whatever the kernel
         wrote beyond byte 17 survives: copied here for byte compatibility.
         """
-        tail = sense[BUILT_SENSE_LENGTH:SENSE_BUFFER_LENGTH]
-        return (self.build() + tail).ljust(SENSE_BUFFER_LENGTH, b"\0")
+        tail = sense[BUILT_SENSE_LENGTH:PR_HELPER_SENSE_SIZE]
+        return (self.build() + tail).ljust(PR_HELPER_SENSE_SIZE, b"\0")
 
 
 # QEMU scsi/utils.c sense codes, named as there (SENSE_CODE(name)).
@@ -124,7 +125,7 @@ HOST_STATUS_DEFAULT = Mapping(Status.GOOD)
 
 
 def _apply(mapping: Mapping, sense: bytes) -> tuple[int, bytes]:
-    buf = sense[:SENSE_BUFFER_LENGTH].ljust(SENSE_BUFFER_LENGTH, b"\0")
+    buf = sense[:PR_HELPER_SENSE_SIZE].ljust(PR_HELPER_SENSE_SIZE, b"\0")
     if mapping.sense is not None:
         buf = mapping.sense.over(buf)
     return int(mapping.status), buf
@@ -158,25 +159,16 @@ def map_sg_io(
 
 
 def reply_from_sg_io(
-    *,
-    err: int = 0,
-    host_status: int = 0,
-    driver_status: int = 0,
-    status: int = 0,
-    sense: bytes = b"",
-    data_in: bytes = b"",
-    resid: int = 0,
-    allocation_length: int = 0,
+    mapped: tuple[int, bytes], data_in: bytes = b"", resid: int = 0, allocation_length: int = 0
 ) -> Reply:
-    """The full Reply for a PR IN/OUT that went through SG_IO.
+    """The full Reply for a PR IN/OUT that went through SG_IO; ``mapped`` is ``map_sg_io``'s
+    (status, sense) for the outcome.
 
     PR IN data: QEMU always asks for 8192 bytes, keeps ``8192 - resid`` of them when the
     mapped status is GOOD, then clamps to the CDB's ALLOCATION LENGTH; anything else sends no
     data. For PR OUT pass ``allocation_length=0`` (QEMU asserts ``sz == 0``).
     """
-    result, buf = map_sg_io(
-        err=err, host_status=host_status, driver_status=driver_status, status=status, sense=sense
-    )
+    result, buf = mapped
     if result != Status.GOOD:
         return Reply(result, buf)
     size = max(0, min(len(data_in) - resid, allocation_length))

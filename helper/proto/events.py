@@ -10,16 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scsi_pr.helper.proto.errors import LocalProtocolError
+from scsi_pr.sim.constants import PR_HELPER_DATA_SIZE, Opcode
 
-PR_HELPER_CDB_SIZE = 16  # qemu scsi/pr-helper.h
-PR_HELPER_SENSE_SIZE = 96  # qemu scsi/pr-helper.h
-PR_HELPER_DATA_SIZE = 8192  # qemu scsi/pr-helper.h
+# The wire limits, each defined once. The data limit is shared with the model and the CDB
+# builders, so it lives in ``scsi_pr.sim.constants`` and is re-exported here.
+PR_HELPER_CDB_SIZE = 16  # QEMU scsi/pr-helper.h PR_HELPER_CDB_SIZE: every CDB, zero padded
+PR_HELPER_SENSE_SIZE = 96  # QEMU scsi/pr-helper.h PR_HELPER_SENSE_SIZE: every reply's sense
 FEATURES_SIZE = 4  # u32 BE, each way, helper first
 RESPONSE_HEADER_SIZE = 8 + PR_HELPER_SENSE_SIZE  # result s32, sz s32, sense
 
-PERSISTENT_RESERVE_IN = 0x5E
-PERSISTENT_RESERVE_OUT = 0x5F
-PR_OPCODES = frozenset({PERSISTENT_RESERVE_IN, PERSISTENT_RESERVE_OUT})
+# The only opcodes the protocol carries; plain ints so the per-request membership test is cheap.
+PR_OPCODES = frozenset({int(Opcode.PERSISTENT_RESERVE_IN), int(Opcode.PERSISTENT_RESERVE_OUT)})
 
 S32_MIN, S32_MAX = -(2**31), 2**31 - 1
 
@@ -76,7 +77,7 @@ class Request:
 
     @property
     def is_pr_out(self) -> bool:
-        return self.cdb[0] == PERSISTENT_RESERVE_OUT
+        return self.cdb[0] == Opcode.PERSISTENT_RESERVE_OUT
 
     @property
     def transfer_length(self) -> int:

@@ -89,7 +89,8 @@ def test_fabricated_sense_keeps_kernel_tail() -> None:
 
 def test_pr_in_size_is_8192_minus_resid_clamped_to_allocation_length() -> None:
     data = bytes(range(256)) * 32
-    assert len(reply_from_sg_io(data_in=data, resid=8192 - 16, allocation_length=8).data) == 8
-    assert len(reply_from_sg_io(data_in=data, resid=8192 - 16, allocation_length=100).data) == 16
-    assert reply_from_sg_io(status=CHECK, data_in=data, allocation_length=100).data == b""
-    assert reply_from_sg_io(data_in=data, allocation_length=0).data == b""
+    good, check = map_sg_io(), map_sg_io(status=CHECK)
+    assert len(reply_from_sg_io(good, data, resid=8192 - 16, allocation_length=8).data) == 8
+    assert len(reply_from_sg_io(good, data, resid=8192 - 16, allocation_length=100).data) == 16
+    assert reply_from_sg_io(check, data, allocation_length=100).data == b""
+    assert reply_from_sg_io(good, data, allocation_length=0).data == b""
