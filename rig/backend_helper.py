@@ -21,21 +21,31 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from scsi_pr.helper import executable
 from scsi_pr.helper.client import Client
 from scsi_pr.helper.executors.base import Reply
 from scsi_pr.helper.simserve import SharedLUs
-from scsi_pr.rig.backends import BackendUnavailable, Initiator, NexusIdentity, initiator_name
+from scsi_pr.rig.backends import (
+    Backend,
+    BackendUnavailable,
+    Capability,
+    Initiator,
+    NexusIdentity,
+    initiator_name,
+)
 from scsi_pr.rig.processes import NotListening, wait_listening
 from scsi_pr.sim.constants import Opcode, Status
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
 from scsi_pr.sim.transportid import TransportId
+
+if TYPE_CHECKING:
+    from scsi_pr.rig.backend_lio import LioBackend
 
 START_TIMEOUT = 20.0
 KILL_WAIT = 5.0
@@ -209,9 +219,9 @@ class _HelperPool:
 _pool = _HelperPool()
 
 
-class HelperSimBackend(AbstractContextManager["HelperSimBackend"]):
+class HelperSimBackend(Backend):
     name = "helper-sim"
-    capabilities = frozenset({"restart_helper", "power_cycle"})
+    capabilities = frozenset({Capability.RESTART_HELPER, Capability.POWER_CYCLE})
 
     def __init__(self, initiators: int = 2) -> None:
         ports = max(initiators, 2)
@@ -220,7 +230,7 @@ class HelperSimBackend(AbstractContextManager["HelperSimBackend"]):
         self.state_dir = _pool.state_dir(ports)
         self.lus = SharedLUs(self.state_dir, ports)
         self.fd = os.open(self.image, os.O_RDWR)
-        self.initiators: list[Initiator] = [
+        self.helper_initiators = [
             HelperSimInitiator(
                 ITNexus.named(initiator_name(i), i + 1),
                 Client(str(helper.sock)),
@@ -230,6 +240,7 @@ class HelperSimBackend(AbstractContextManager["HelperSimBackend"]):
             )
             for i, helper in enumerate(self.helpers)
         ]
+        self.initiators: list[Initiator] = list(self.helper_initiators)
 
     def power_cycle(self) -> None:
         """Power loss + power on of the shared LU. The helpers see it on their next command
@@ -250,16 +261,27 @@ class HelperSimBackend(AbstractContextManager["HelperSimBackend"]):
             helper.wait_listening()
 
     def __exit__(self, *exc: object) -> None:
-        for it in self.initiators:
-            it.client.close()  # type: ignore[attr-defined]
+        for it in self.helper_initiators:
+            it.client.close()
         os.close(self.fd)
+
+
+class DirectPath(Protocol):
+    """An open /dev/sgN that non-PR commands take, and whose fd the helper is passed
+    (``scsi_pr.rig.backend_lio.LioInitiator``, or ``_SgPath`` for devices given explicitly)."""
+
+    fd: int
+    #: a command on it timed out: the LUN is (probably) hung
+    hung: bool
+
+    def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult: ...
 
 
 @dataclass
 class HelperLioInitiator:
     """An LIO initiator port: PR through the helper, everything else SG_IO on /dev/sgN."""
 
-    direct: object  # scsi_pr.rig.backend_lio.LioInitiator (or anything with fd/name/execute)
+    direct: DirectPath
     transport_id: TransportId
     relative_target_port: int
     client: Client
@@ -271,12 +293,11 @@ class HelperLioInitiator:
 
     def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
         if not (cdb and cdb[0] in PR_OPCODES):
-            return self.direct.execute(cdb, data)  # type: ignore[attr-defined,no-any-return]
+            return self.direct.execute(cdb, data)
         if self.hung:
             raise TimeoutError(f"{self.name}: LUN already hung by an earlier command")
-        fd = self.direct.fd  # type: ignore[attr-defined]
         try:
-            reply = self.client.execute(fd, cdb, data, allocation_length(cdb))
+            reply = self.client.execute(self.direct.fd, cdb, data, allocation_length(cdb))
         except TimeoutError:
             self.hung = True
             from scsi_pr.rig.backend_lio import mark_hung
@@ -292,6 +313,7 @@ class _SgPath:
     def __init__(self, path: str) -> None:
         self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        self.hung = False  # never set: its own SG_IO timeout answers the caller
 
     def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
         from scsi_pr.helper.executors.sg import sg_io
@@ -304,7 +326,7 @@ class _SgPath:
         os.close(self.fd)
 
 
-class HelperLioBackend(AbstractContextManager["HelperLioBackend"]):
+class HelperLioBackend(Backend):
     """PR through one ``scsi-pr-helper --backend sg`` in front of LIO devices.
 
     ``devices``: (/dev/sgN path, TransportId, relative target port) per initiator; default: the
@@ -312,7 +334,7 @@ class HelperLioBackend(AbstractContextManager["HelperLioBackend"]):
     """
 
     name = "helper-lio"
-    capabilities = frozenset({"restart_helper", "real_kernel"})
+    capabilities = frozenset({Capability.RESTART_HELPER, Capability.REAL_KERNEL})
 
     def __init__(
         self,
@@ -322,16 +344,20 @@ class HelperLioBackend(AbstractContextManager["HelperLioBackend"]):
         exe = helper_executable()
         if os.geteuid() != 0:
             raise BackendUnavailable("helper-lio needs root (SG_IO on LIO devices)")
-        self._lio = None
-        directs: list[tuple[object, TransportId, int]] = []
+        self._lio: LioBackend | None = None
+        self.helper_initiators: list[HelperLioInitiator] = []
+        self.initiators: list[Initiator] = []
+        ports: list[tuple[DirectPath, TransportId, int]]
         if devices is None:
             from scsi_pr.rig.backend_lio import LioBackend
 
             self._lio = LioBackend(initiators)  # raises BackendUnavailable without LIO
-            for it in self._lio.lio_initiators:
-                directs.append((it, it.transport_id, it.relative_target_port))
+            ports = [
+                (it, it.transport_id, it.relative_target_port) for it in self._lio.lio_initiators
+            ]
         else:
-            directs = [(_SgPath(path), tid, rtp) for path, tid, rtp in devices]
+            ports = [(_SgPath(path), tid, rtp) for path, tid, rtp in devices]
+        self._directs = [direct for direct, _, _ in ports]
         self._tmp = tempfile.TemporaryDirectory(prefix="scsi-pr-helper-lio-")
         root = Path(self._tmp.name)
         self.helper = HelperProcess([exe, "-q", "--backend", "sg"], root / "h.sock", root / "h.log")
@@ -340,37 +366,32 @@ class HelperLioBackend(AbstractContextManager["HelperLioBackend"]):
         except BaseException:
             self.__exit__(None, None, None)
             raise
-        self.initiators: list[Initiator] = [
+        self.helper_initiators = [
             HelperLioInitiator(
                 direct, tid, rtp, Client(str(self.helper.sock), timeout=HELPER_COMMAND_TIMEOUT)
             )
-            for direct, tid, rtp in directs
+            for direct, tid, rtp in ports
         ]
-        self._directs = [d for d, _, _ in directs]
+        self.initiators = list(self.helper_initiators)
 
     @property
     def hung(self) -> bool:
         """Did a command time out (LIO hung the LUN) while this backend was in use?"""
-        direct_hung = any(getattr(d, "hung", False) for d in getattr(self, "_directs", []))
-        return direct_hung or any(
-            getattr(it, "hung", False) for it in getattr(self, "initiators", [])
-        )
+        return any(d.hung for d in self._directs) or any(it.hung for it in self.helper_initiators)
 
     def restart_helper(self) -> None:
         self.helper.restart()
 
     def __exit__(self, *exc: object) -> None:
-        for it in getattr(self, "initiators", []):
-            it.client.close()  # type: ignore[attr-defined]
-        if hasattr(self, "helper"):
-            if self.hung:
-                self.helper.kill()  # its SG_IO thread is stuck: SIGTERM would wait for it
-            else:
-                self.helper.stop()
-        for d in getattr(self, "_directs", []):
+        for it in self.helper_initiators:
+            it.client.close()
+        if self.hung:
+            self.helper.kill()  # its SG_IO thread is stuck: SIGTERM would wait for it
+        else:
+            self.helper.stop()
+        for d in self._directs:
             if isinstance(d, _SgPath):
                 d.close()
         if self._lio is not None:
             self._lio.__exit__(*exc)
-        if hasattr(self, "_tmp"):
-            self._tmp.cleanup()
+        self._tmp.cleanup()

@@ -17,12 +17,12 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from contextlib import AbstractContextManager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from scsi_pr.helper.executors.sg import SgIoResult, sg_io
 from scsi_pr.rig import lio
-from scsi_pr.rig.backends import BackendUnavailable, Initiator
+from scsi_pr.rig.backends import Backend, BackendUnavailable, Capability, Initiator
 from scsi_pr.rig.errors import RigError
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import PersistentReserveOutAction, SenseKey, Status
@@ -43,6 +43,10 @@ class CommandTimeout(RigError, TimeoutError):
 
 class TransportError(RigError):
     """SG_IO failed below the SCSI status (errno, host or driver status): no SCSI answer."""
+
+
+class ResetFailed(RigError):
+    """Clearing the LU's PR state for a new backend got an answer it cannot go on from."""
 
 
 def execute_with_timeout(
@@ -196,20 +200,20 @@ def _drain(it: LioInitiator) -> None:
             return
         sense = r.sense_data
         if sense is None or sense.key != SenseKey.UNIT_ATTENTION:
-            raise lio.RigError(f"{it.name}: TEST UNIT READY answered {r}")
-    raise lio.RigError(f"{it.name}: unit attentions do not stop")
+            raise ResetFailed(f"{it.name}: TEST UNIT READY answered {r}")
+    raise ResetFailed(f"{it.name}: unit attentions do not stop")
 
 
 def _expect_good(it: LioInitiator, r: CommandResult, what: str) -> None:
     if r.status != Status.GOOD:
-        raise lio.RigError(f"resetting PR state: {what} from {it.name} answered {r}")
+        raise ResetFailed(f"resetting PR state: {what} from {it.name} answered {r}")
 
 
-class LioBackend(AbstractContextManager["LioBackend"]):
+class LioBackend(Backend):
     """N initiators on one LIO LU (tcm_loop, ramdisk); needs root and an LIO kernel."""
 
     name = "lio"
-    capabilities = frozenset({"real_kernel"})
+    capabilities = frozenset({Capability.REAL_KERNEL})
 
     def __init__(self, initiators: int = 2) -> None:
         forced = os.environ.get("SCSI_PR_LIO_UNAVAILABLE")
@@ -217,7 +221,7 @@ class LioBackend(AbstractContextManager["LioBackend"]):
             raise BackendUnavailable(forced)
         try:
             lio.check_available()
-        except lio.RigError as e:
+        except lio.LioUnavailable as e:
             raise BackendUnavailable(str(e)) from e
         self.lio_initiators: list[LioInitiator] = []
         for attempt in (1, 2):

@@ -3,7 +3,8 @@
 The conformance tests, the hypothesis machine and the scenarios talk to a device only through
 ``Initiator.execute(cdb, data)``. A backend is a context manager that yields its initiators;
 ``BACKENDS`` maps the names used by ``--backend`` to "module:factory" so that heavy modules
-(SG_IO, sockets, rtslib) are imported only when chosen.
+(SG_IO, sockets, rtslib) are imported only when chosen. What a backend can do besides commands
+(power cycle, helper restart, ...) is declared in its ``capabilities``, never probed for.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import importlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from enum import StrEnum
+from typing import ClassVar, Protocol
 
 from scsi_pr.rig.errors import RigError
 from scsi_pr.sim.device import LogicalUnit
@@ -26,6 +28,27 @@ class BackendUnavailable(RigError):
     """The backend cannot run on this machine (no root, no LIO, no VM); says why."""
 
 
+class CapabilityMissing(RigError):
+    """A backend was asked for something its ``capabilities`` do not declare."""
+
+
+class Capability(StrEnum):
+    """What a backend can do besides carrying commands.
+
+    A ``StrEnum`` so the pytest plugin's ``requires("power_cycle")`` marker and the scenarios'
+    messages can keep naming them as plain strings.
+    """
+
+    #: power loss + power on of the LU: APTPL state survives, the rest goes (SPC-5 5.14.5)
+    POWER_CYCLE = "power_cycle"
+    #: SAM-5 LOGICAL UNIT RESET of the LU
+    LUN_RESET = "lun_reset"
+    #: kill -9 the PR helper process(es) and start them again on the same sockets
+    RESTART_HELPER = "restart_helper"
+    #: the LU is LIO in a real kernel (a property, not an action)
+    REAL_KERNEL = "real_kernel"
+
+
 class Initiator(Protocol):
     name: str
     transport_id: TransportId
@@ -34,15 +57,57 @@ class Initiator(Protocol):
     def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult: ...
 
 
-class Backend(Protocol):
-    name: str
+class Backend(AbstractContextManager["Backend"]):
+    """One LU seen by ``initiators``; what else the backend can do is declared, not probed.
+
+    Callers decide on ``capabilities`` alone. The optional operations below raise
+    ``CapabilityMissing`` unless a backend declares the capability and overrides the method,
+    so an undeclared call fails loudly instead of finding (or missing) an attribute.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: False for the in-process model: senders on several threads must serialise commands
+    #: themselves (a real device, or a helper process, serialises them on its own).
+    thread_safe: ClassVar[bool] = True
     initiators: list[Initiator]
-    #: what the backend can do besides commands, e.g. {"power_cycle", "restart_helper"}
-    capabilities: frozenset[str]
 
-    def __enter__(self) -> Backend: ...
+    @property
+    def hung(self) -> bool:
+        """Did a command time out (the LUN hung) while this backend was in use?"""
+        return False
 
-    def __exit__(self, *exc: object) -> None: ...
+    def power_cycle(self) -> None:
+        raise self._missing(Capability.POWER_CYCLE)
+
+    def lun_reset(self) -> None:
+        raise self._missing(Capability.LUN_RESET)
+
+    def restart_helper(self) -> None:
+        raise self._missing(Capability.RESTART_HELPER)
+
+    def perform(self, capability: Capability) -> None:
+        """Do the action ``capability`` names (a scenario's ``Action``)."""
+        action = ACTIONS.get(capability)
+        if action is None or capability not in self.capabilities:
+            raise self._missing(capability)
+        action(self)
+
+    def _missing(self, capability: Capability) -> CapabilityMissing:
+        if capability not in ACTIONS:
+            return CapabilityMissing(f"{capability} is a property of a backend, not an action")
+        return CapabilityMissing(f"backend {self.name} does not declare {capability}")
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+#: The capabilities that are actions, and the operation each one runs.
+ACTIONS: dict[Capability, Callable[[Backend], None]] = {
+    Capability.POWER_CYCLE: lambda b: b.power_cycle(),
+    Capability.LUN_RESET: lambda b: b.lun_reset(),
+    Capability.RESTART_HELPER: lambda b: b.restart_helper(),
+}
 
 
 def initiator_name(index: int) -> str:
@@ -77,12 +142,13 @@ class SimInitiator(NexusIdentity):
         return self.lu.execute(self.nexus, cdb, data)
 
 
-class SimBackend(AbstractContextManager["SimBackend"]):
+class SimBackend(Backend):
     """The model in-process: initiator i reaches the LU through target port i+1, like one
     tcm_loop target per initiator on LIO."""
 
     name = "sim"
-    capabilities = frozenset({"power_cycle", "nexus_loss", "lun_reset"})
+    capabilities = frozenset({Capability.POWER_CYCLE, Capability.LUN_RESET})
+    thread_safe = False  # the model is plain Python objects, with no lock of its own
 
     def __init__(self, initiators: int = 2, lu: LogicalUnit | None = None) -> None:
         self.lu = lu or LogicalUnit(
@@ -97,8 +163,8 @@ class SimBackend(AbstractContextManager["SimBackend"]):
         self.lu.power_loss()
         self.lu.power_on()
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+    def lun_reset(self) -> None:
+        self.lu.lun_reset()
 
 
 BACKENDS: dict[str, str] = {

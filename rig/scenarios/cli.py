@@ -14,17 +14,12 @@ from pathlib import Path
 from rich.console import Console
 
 from scsi_pr.rig.backends import BACKENDS, BackendUnavailable, open_backend
-from scsi_pr.rig.scenarios.engine import (
-    DEFAULT_TIMEOUT,
-    EXIT_CODES,
-    Run,
-    Runner,
-    Verdict,
-    call_with_deadline,
-)
+from scsi_pr.rig.scenarios.deadline import DEFAULT_TIMEOUT, call_with_deadline
+from scsi_pr.rig.scenarios.engine import Runner
 from scsi_pr.rig.scenarios.library import ALIASES, SCENARIOS, get
 from scsi_pr.rig.scenarios.model import Scenario, ScenarioError
 from scsi_pr.rig.scenarios.render import print_timeline, to_json, write_svg
+from scsi_pr.rig.scenarios.results import EXIT_CODES, Run, Verdict
 
 #: How long closing a backend may take after a hang before we leave it to process exit.
 TEARDOWN_TIMEOUT = 10.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import EllipsisType
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from scsi_pr.rig.scenarios.observe import parse_read_keys, parse_read_reservation
 from scsi_pr.sim import cdb as cdbs
@@ -147,27 +147,28 @@ class Register(Command):
 
 
 @dataclass(frozen=True)
-class Reserve(Command):
+class _KeyAndType(Command):
+    """A PR OUT service action whose only parameters are the RESERVATION KEY and a TYPE."""
+
+    action: ClassVar[Out]
     key: int
     type_: ReservationType
 
     def build(self, ctx: Context, actor: str) -> tuple[bytes, bytes]:
-        return cdbs.prout(Out.RESERVE, self.key, 0, self.type_)
+        return cdbs.prout(self.action, self.key, 0, self.type_)
 
     def label(self) -> str:
-        return f"PR OUT RESERVE {self.type_.abbreviation} key={hexkey(self.key)}"
+        return f"PR OUT {self.action.name} {self.type_.abbreviation} key={hexkey(self.key)}"
 
 
 @dataclass(frozen=True)
-class Release(Command):
-    key: int
-    type_: ReservationType
+class Reserve(_KeyAndType):
+    action = Out.RESERVE
 
-    def build(self, ctx: Context, actor: str) -> tuple[bytes, bytes]:
-        return cdbs.prout(Out.RELEASE, self.key, 0, self.type_)
 
-    def label(self) -> str:
-        return f"PR OUT RELEASE {self.type_.abbreviation} key={hexkey(self.key)}"
+@dataclass(frozen=True)
+class Release(_KeyAndType):
+    action = Out.RELEASE
 
 
 @dataclass(frozen=True)

@@ -1,30 +1,35 @@
-"""Run a scenario on a backend and check every expectation: the I/O edge of the scenarios.
+"""Run a scenario on a backend: the I/O edge of the scenarios.
 
-Each command runs in a worker thread with a deadline, because a real LUN can hang (LIO's
-tcm_loop never completes PREEMPT AND ABORT): a command that misses its deadline ends the run
-with the verdict HUNG and "LIO hung at step N", instead of stalling the caller. The model's
-``CommandResult.stall`` is honoured here too (the model never sleeps; this edge does), which
-lets the host tier exercise the hang path with a fault hook.
+The ``Runner`` walks a scenario's items in order, sends each command from its actor's
+initiator (``deadline``: a command that misses its deadline ends the run with the verdict HUNG
+and "LIO hung at step N" instead of stalling the caller), has ``checks`` judge every answer,
+races concurrent steps (``race``), and reads the PR state back through a separate observer
+initiator after each step. The model's ``CommandResult.stall`` is honoured here too (the model
+never sleeps; this edge does), which lets the host tier exercise the hang path with a fault
+hook.
 
-Verdicts are distinct exit codes so scripts and tests can tell "the device misbehaved" (FAIL)
-from "the device hung" (HUNG) and "this backend cannot do that" (UNSUPPORTED).
+What a backend can do besides commands (power cycle, helper restart) is its declared
+``capabilities``: a scenario that needs one the backend lacks ends UNSUPPORTED before any
+command is sent.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, TypeVar
+from functools import partial
 
-from scsi_pr.rig.backends import Backend, Initiator
-from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.backends import Backend, Capability, Initiator
+from scsi_pr.rig.scenarios import checks, race
+from scsi_pr.rig.scenarios.checks import MAX_UA_REPORTS, is_unit_attention
 from scsi_pr.rig.scenarios.commands import Target, TestUnitReady
+from scsi_pr.rig.scenarios.deadline import (
+    DEFAULT_TIMEOUT,
+    BackendFault,
+    Hung,
+    call_with_deadline,
+)
 from scsi_pr.rig.scenarios.model import (
-    ALL_REGISTRANTS,
-    GOOD,
     ROLES,
     Action,
     Item,
@@ -36,154 +41,22 @@ from scsi_pr.rig.scenarios.model import (
     Step,
 )
 from scsi_pr.rig.scenarios.observe import PrState, actor_state, parse_read_full_status
+from scsi_pr.rig.scenarios.results import EXIT_CODES, Row, Run, Verdict, row_failures
 from scsi_pr.sim import cdb as cdbs
-from scsi_pr.sim.constants import (
-    ADDITIONAL_SENSE_BY_CODE,
-    AdditionalSense,
-    PersistentReserveInAction,
-    SenseKey,
-    Status,
-)
+from scsi_pr.sim.constants import PersistentReserveInAction, Status
 from scsi_pr.sim.result import CommandResult
 
-#: Seconds a command may take before the run is declared hung. LIO in a TCG VM answers in
-#: milliseconds; 30 s leaves room for a loaded CI machine without hiding a real hang.
-DEFAULT_TIMEOUT = 30.0
-#: TEST UNIT READY retries when clearing unit attentions (SAM-5 lets a LU queue several).
-MAX_UA_REPORTS = 8
-#: Backends whose hangs are LIO's known PREEMPT AND ABORT defect.
-LIO_BACKENDS = frozenset({"lio", "helper-lio"})
-
-T = TypeVar("T")
-
-
-class Verdict(StrEnum):
-    PASS = "pass"
-    FAIL = "fail"
-    ERROR = "error"
-    HUNG = "hung"
-    UNSUPPORTED = "unsupported"
-
-
-EXIT_CODES: dict[Verdict, int] = {
-    Verdict.PASS: 0,
-    Verdict.FAIL: 1,
-    Verdict.ERROR: 2,
-    Verdict.HUNG: 3,
-    Verdict.UNSUPPORTED: 4,
-}
-
-
-class Hung(RigError):
-    """A command or action missed its deadline (or the backend said it timed out)."""
-
-
-class BackendFault(RigError):
-    """The backend raised instead of answering (socket closed, helper died, ...)."""
-
-
-@dataclass
-class Row:
-    """One line of the timeline."""
-
-    step: int
-    time: float
-    actor: str
-    command: str
-    result: str
-    kind: str  # "command", "ua" (a unit attention reported while clearing), "action", "hang"
-    ok: bool | None = None  # None: informational, no expectation
-    expected: str = ""
-    failures: list[str] = field(default_factory=list)
-    state: PrState | None = None
-    elapsed_ms: float = 0.0
-    phase: str = ""
-    note: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "time": self.time,
-            "actor": self.actor,
-            "command": self.command,
-            "result": self.result,
-            "kind": self.kind,
-            "ok": self.ok,
-            "expected": self.expected,
-            "failures": self.failures,
-            "state": self.state.to_json() if self.state else None,
-            "elapsed_ms": round(self.elapsed_ms, 3),
-            "phase": self.phase,
-            "note": self.note,
-        }
-
-
-@dataclass
-class Run:
-    scenario: Scenario
-    backend: str
-    verdict: Verdict
-    message: str
-    rows: list[Row]
-    #: actor -> initiator port name (TransportID text)
-    initiators: dict[str, str]
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict]
-
-    @property
-    def failures(self) -> list[str]:
-        return [f"step {r.step} ({r.actor}): {f}" for r in self.rows for f in r.failures]
-
-    def to_json(self) -> dict[str, Any]:
-        s = self.scenario
-        return {
-            "scenario": s.name,
-            "title": s.title,
-            "backend": self.backend,
-            "verdict": self.verdict.value,
-            "exit_code": self.exit_code,
-            "message": self.message,
-            "initiators": self.initiators,
-            "keys": {a: f"0x{k:x}" for a, k in s.keys.items()},
-            "source": {
-                "software": s.source.software,
-                "files": list(s.source.files),
-                "assumed": s.source.assumed,
-            },
-            "failures": self.failures,
-            "timeline": [r.to_json() for r in self.rows],
-        }
-
-
-def call_with_deadline(fn: Callable[[], T], timeout: float) -> tuple[T, float]:
-    """Run ``fn`` in a daemon thread; (its value, seconds taken) or Hung after ``timeout``.
-
-    A thread blocked in the kernel cannot be cancelled; it is left behind as a daemon so the
-    process can still report and exit.
-    """
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # handed to the caller below
-            box["error"] = e
-
-    started = time.monotonic()
-    worker = threading.Thread(target=work, name="scenario-command", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    took = time.monotonic() - started
-    if worker.is_alive():
-        raise Hung(f"did not complete within {timeout:g}s")
-    if "error" in box:
-        error = box["error"]
-        if isinstance(error, TimeoutError):  # e.g. scsi_pr.rig.pytest_plugin.CommandTimeout
-            raise Hung(str(error) or "timed out") from error
-        raise BackendFault(f"{type(error).__name__}: {error}") from error
-    return box["value"], took
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "EXIT_CODES",
+    "BackendFault",
+    "Hung",
+    "Row",
+    "Run",
+    "Runner",
+    "Verdict",
+    "call_with_deadline",
+]
 
 
 class Runner:
@@ -206,8 +79,8 @@ class Runner:
             zip(scenario.actors, backend.initiators, strict=False)
         )
         self.observer = backend.initiators[len(scenario.actors)]
-        # The in-process model is not thread-safe; a real device serialises commands itself.
-        self.device_lock = threading.Lock() if getattr(backend, "lu", None) is not None else None
+        # Races send from several threads; a real device serialises commands itself.
+        self.device_lock = None if backend.thread_safe else threading.Lock()
         self.roles: dict[str, str] = {}
         self.medium: dict[int, bytes] = {}
         self.clock = 0.0
@@ -243,7 +116,7 @@ class Runner:
 
     # -- the run ----------------------------------------------------------------------------
     def run(self) -> Run:
-        missing = sorted(self.scenario.needs - set(self.backend.capabilities))
+        missing = sorted(self.scenario.needs - self.backend.capabilities)
         if missing:
             return self._finish(
                 Verdict.UNSUPPORTED,
@@ -258,7 +131,8 @@ class Runner:
                 self.clock += item.wait
                 self.run_item(number, item)
         except Hung as e:
-            label = "LIO" if self.backend.name in LIO_BACKENDS else f"backend {self.backend.name}"
+            on_lio = Capability.REAL_KERNEL in self.backend.capabilities
+            label = "LIO" if on_lio else f"backend {self.backend.name}"
             for actor, command in self._hung_commands(number):
                 self.rows.append(
                     Row(number, self.clock, actor, command, "HUNG (no answer)", "hang",
@@ -269,37 +143,29 @@ class Runner:
             )
         except (BackendFault, ScenarioError) as e:
             return self._finish(Verdict.ERROR, f"step {number}: {e}")
-        failures = self._failures()
+        failures = row_failures(self.rows)
         if failures:
             return self._finish(
                 Verdict.FAIL, f"{len(failures)} expectation(s) failed; first: {failures[0]}"
             )
         return self._finish(Verdict.PASS, f"all {len(self.scenario.items)} steps as expected")
 
-    def _failures(self) -> list[str]:
-        return [f"step {r.step} ({r.actor}): {f}" for r in self.rows for f in r.failures]
-
-    def _actor_of(self, number: int) -> str:
-        item = self.scenario.items[number - 1] if number else None
-        if isinstance(item, Step):
-            return self.roles.get(item.actor, item.actor)
-        if isinstance(item, Race):
-            return "+".join(s.actor for s in item.steps)
-        return item.actor if isinstance(item, Action) else "—"
+    def _item(self, number: int) -> Item | None:
+        return self.scenario.items[number - 1] if number else None
 
     def _label_of(self, number: int) -> str:
-        item = self.scenario.items[number - 1] if number else None
+        item = self._item(number)
         if isinstance(item, Step):
-            return f"{item.command.label()} from {self._actor_of(number)}"
+            return f"{item.command.label()} from {self.roles.get(item.actor, item.actor)}"
         if isinstance(item, Race):
             return " / ".join(f"{s.command.label()} from {s.actor}" for s in item.steps)
         return item.label if isinstance(item, Action) else "setup"
 
     def _hung_commands(self, number: int) -> list[tuple[str, str]]:
         """(actor, command) pairs that were outstanding when step ``number`` hung."""
-        item = self.scenario.items[number - 1] if number else None
+        item = self._item(number)
         if isinstance(item, Step):
-            return [(self._actor_of(number), item.command.label())]
+            return [(self.roles.get(item.actor, item.actor), item.command.label())]
         if isinstance(item, Race):
             return [(s.actor, s.command.label()) for s in item.steps]
         if isinstance(item, Action):
@@ -320,77 +186,16 @@ class Runner:
             self.run_action(number, item)
 
     def clear_unit_attentions(self, number: int, step: Step, actor: str) -> list[Row]:
-        """TEST UNIT READY until GOOD, one timeline row per unit attention reported.
-
-        Rows for unit attentions in ``step.expect_ua`` are marked as expected; others are
-        informational (a device may queue more, e.g. after a power cycle). An expected one that
-        never came is a failure.
-        """
-        rows: list[Row] = []
-        reported: list[tuple[int, int]] = []
+        """TEST UNIT READY until it answers anything but a unit attention (at most
+        ``MAX_UA_REPORTS`` times); one timeline row per unit attention reported."""
         initiator = self.actors[actor]
         cdb, data = TestUnitReady().build(self, actor)
-        wanted = list(step.expect_ua)
-        seen_wanted: set[int] = set()
+        answers: list[tuple[CommandResult, float]] = []
         for _ in range(MAX_UA_REPORTS):
-            result, took = self.send(initiator, cdb, data)
-            if int(result.status) == Status.GOOD:
+            answers.append(self.send(initiator, cdb, data))
+            if not is_unit_attention(answers[-1][0]):
                 break
-            # A unit attention changes no PR state: the row shows the last observed one.
-            row = Row(
-                number,
-                self.clock,
-                actor,
-                "TEST UNIT READY",
-                str(result),
-                "ua",
-                state=self.state,
-                elapsed_ms=took * 1000,
-                phase=step.phase,
-            )
-            rows.append(row)
-            sense = result.sense_data
-            if sense is None or sense.key != SenseKey.UNIT_ATTENTION:
-                row.ok = False
-                row.failures.append(f"TEST UNIT READY answered {result}")
-                break
-            reported.append((sense.asc, sense.ascq))
-            for i, want in enumerate(wanted):
-                if ua_matches(want, sense.asc, sense.ascq):
-                    seen_wanted.add(i)
-                    row.ok, row.expected = True, f"UNIT ATTENTION ({ua_name(want)})"
-        else:
-            rows[-1].ok = False
-            rows[-1].failures.append(f"unit attentions still pending after {MAX_UA_REPORTS}")
-        missing = [w for i, w in enumerate(wanted) if i not in seen_wanted]
-        if missing:
-            seen = (
-                ", ".join(
-                    ADDITIONAL_SENSE_BY_CODE[c].name
-                    if c in ADDITIONAL_SENSE_BY_CODE
-                    else f"{c[0]:02X}h/{c[1]:02X}h"
-                    for c in reported
-                )
-                or "none"
-            )
-            if not rows:
-                rows.append(
-                    Row(
-                        number,
-                        self.clock,
-                        actor,
-                        "TEST UNIT READY",
-                        "GOOD",
-                        "ua",
-                        state=self.state,
-                        phase=step.phase,
-                    )
-                )
-            rows[0].ok = False
-            rows[0].failures += [
-                f"expected unit attention {ua_name(w)} (reported: {seen})" for w in missing
-            ]
-        return rows
+        return checks.unit_attention_rows(number, self.clock, actor, step, self.state, answers)
 
     def _command_row(
         self,
@@ -399,110 +204,51 @@ class Runner:
         actor: str,
         expect: tuple[Outcome, ...],
         sent: tuple[bytes, bytes],
-        result: CommandResult,
-        took: float,
+        answer: tuple[CommandResult, float],
     ) -> Row:
-        ok = any(o.matches(result) for o in expect)
-        row = Row(
-            number,
-            self.clock,
-            actor,
-            step.command.label(),
-            str(result),
-            "command",
-            ok=ok,
-            expected=" or ".join(str(o) for o in expect),
-            elapsed_ms=took * 1000,
-            phase=step.phase,
-            note=step.note,
-        )
-        if not ok:
-            row.failures.append(f"{step.command.label()}: expected {row.expected}, got {result}")
-        if int(result.status) == Status.GOOD and ok:
-            row.failures += step.command.check(result, self, sent[1])
-            row.ok = not row.failures
+        result, took = answer
+        label = step.command.label()
+        row = Row(number, self.clock, actor, label, str(result), "command",
+                  elapsed_ms=took * 1000, phase=step.phase, note=step.note)  # fmt: skip
+        checks.judge_answer(row, step.command, expect, result, self, sent[1])
         return row
 
     def run_step(self, number: int, step: Step) -> None:
         actor = self.resolve(step.actor)
-        rows = self.clear_unit_attentions(number, step, actor) if step.clear_ua else []
-        self.rows += rows
+        if step.clear_ua:
+            self.rows += self.clear_unit_attentions(number, step, actor)
         sent = step.command.build(self, actor)
-        result, took = self.send(self.actors[actor], *sent)
-        row = self._command_row(number, step, actor, step.expect, sent, result, took)
+        answer = self.send(self.actors[actor], *sent)
+        row = self._command_row(number, step, actor, step.expect, sent, answer)
         self.rows.append(row)
         self.check_state(row, step.state)
 
-    def run_race(self, number: int, race: Race) -> None:
-        for step in race.steps:
+    def run_race(self, number: int, item: Race) -> None:
+        for step in item.steps:
             self.rows += self.clear_unit_attentions(number, step, step.actor)
-        built = [(step, step.command.build(self, step.actor)) for step in race.steps]
-        gate = threading.Barrier(len(built))
-
-        def racer(initiator: Initiator, sent: tuple[bytes, bytes]) -> Callable[[], CommandResult]:
-            def go() -> CommandResult:
-                gate.wait(self.timeout)
-                return self._execute(initiator, *sent)
-
-            return go
-
-        box: dict[int, tuple[CommandResult, float] | BaseException] = {}
-
-        def contender(i: int, fn: Callable[[], CommandResult]) -> None:
-            try:
-                box[i] = call_with_deadline(fn, self.timeout)
-            except BaseException as e:  # re-raised in order below
-                box[i] = e
-
-        threads = [
-            threading.Thread(
-                target=contender, args=(i, racer(self.actors[s.actor], sent)), daemon=True
-            )
-            for i, (s, sent) in enumerate(built)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        built = [(step, step.command.build(self, step.actor)) for step in item.steps]
+        calls = [partial(self._execute, self.actors[s.actor], *sent) for s, sent in built]
         rows = []
-        for i, (step, sent) in enumerate(built):
-            outcome = box[i]
-            if isinstance(outcome, BaseException):
-                raise outcome
-            result, took = outcome
-            won = int(result.status) == Status.GOOD
-            expect = (GOOD,) if won else race.losers_expect
-            row = self._command_row(number, step, step.actor, expect, sent, result, took)
-            row.note = "won the race" if won else "lost the race"
+        for (step, sent), answer in zip(built, race.send_at_once(calls, self.timeout), strict=True):
+            expect, note = race.expectation(answer[0], item)
+            row = self._command_row(number, step, step.actor, expect, sent, answer)
+            row.note = note
             rows.append(row)
         self.rows += rows
-        winners = [r for r in rows if r.result == "GOOD"]
-        if len(winners) != 1:
-            rows[-1].failures.append(f"race: {len(winners)} initiators won, exactly one must")
-            rows[-1].ok = False
-        else:
-            self.roles["winner"] = winners[0].actor
-            self.roles["loser"] = next(r.actor for r in rows if r is not winners[0])
-        self.check_state(rows[-1], race.state)
+        self.roles.update(race.roles(rows))
+        self.check_state(rows[-1], item.state)
         for row in rows:
             row.state = self.state
 
     def run_action(self, number: int, action: Action) -> None:
         took = 0.0
         if action.capability is not None:
-            method = getattr(self.backend, action.capability)
-            _, took = call_with_deadline(method, self.timeout)
-        row = Row(
-            number,
-            self.clock,
-            action.actor,
-            action.label,
-            "done" if action.capability else "—",
-            "action",
-            elapsed_ms=took * 1000,
-            phase=action.phase,
-            note=action.note,
-        )
+            _, took = call_with_deadline(
+                partial(self.backend.perform, action.capability), self.timeout
+            )
+        row = Row(number, self.clock, action.actor, action.label,
+                  "done" if action.capability else "—", "action", elapsed_ms=took * 1000,
+                  phase=action.phase, note=action.note)  # fmt: skip
         self.rows.append(row)
         self.check_state(row, action.state)
 
@@ -512,8 +258,7 @@ class Runner:
         cdb = cdbs.persistent_reserve_in(PersistentReserveInAction.READ_FULL_STATUS)
         for _ in range(MAX_UA_REPORTS):
             result, _ = self.send(self.observer, cdb)
-            sense = result.sense_data
-            if sense is not None and sense.key == SenseKey.UNIT_ATTENTION:
+            if is_unit_attention(result):
                 continue
             if int(result.status) != Status.GOOD:
                 return None
@@ -528,47 +273,5 @@ class Runner:
     def check_state(self, row: Row, check: StateCheck | None) -> None:
         before = self.state
         self.state = row.state = self.observe()
-        if check is None:
-            return
-        state = self.state
-        if state is None:
-            row.failures.append("observer could not read the PR state (READ FULL STATUS failed)")
-        else:
-            row.failures += state_failures(state, before, check, self.resolve, self.scenario.keys)
-        row.ok = not row.failures if row.ok is not False else False
-
-
-def ua_matches(want: AdditionalSense | int, asc: int, ascq: int) -> bool:
-    if isinstance(want, int):
-        return asc == want
-    return (want.asc, want.ascq) == (asc, ascq)
-
-
-def ua_name(want: AdditionalSense | int) -> str:
-    return f"ASC {want:02X}h" if isinstance(want, int) else want.name
-
-
-def state_failures(
-    state: PrState,
-    before: PrState | None,
-    check: StateCheck,
-    resolve: Callable[[str], str],
-    keys: dict[str, int],
-) -> list[str]:
-    failures: list[str] = []
-    if check.holder is not ...:
-        want = check.holder if check.holder in (None, ALL_REGISTRANTS) else resolve(check.holder)
-        if state.holder != want:
-            failures.append(f"holder: expected {want or 'none'}, observed {state.holder or 'none'}")
-    if check.registered is not None:
-        want_keys = {resolve(a): keys[resolve(a)] for a in check.registered}
-        if state.keys != dict(sorted(want_keys.items())):
-            shown = {a: f"0x{k:x}" for a, k in state.keys.items()}
-            wanted = {a: f"0x{k:x}" for a, k in sorted(want_keys.items())}
-            failures.append(f"registrations: expected {wanted}, observed {shown}")
-    if check.unchanged:
-        if before is None:
-            failures.append("no earlier state to compare with")
-        elif not state.same_as(before):
-            failures.append(f"PR state changed: was {before.to_json()}, now {state.to_json()}")
-    return failures
+        if check is not None:
+            checks.judge_state(row, self.state, before, check, self.resolve, self.scenario.keys)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import EllipsisType
 from typing import TYPE_CHECKING
 
+from scsi_pr.rig.backends import Capability
 from scsi_pr.rig.errors import RigError
 from scsi_pr.sim.constants import AdditionalSense, SenseKey, Status
 from scsi_pr.sim.result import CommandResult
@@ -154,11 +155,12 @@ class Race:
 
 @dataclass(frozen=True)
 class Action:
-    """An event that is not a SCSI command: ``capability`` names the backend method to call
-    (``power_cycle``, ``restart_helper``); ``None`` is a narrative marker (a node dies)."""
+    """An event that is not a SCSI command: ``capability`` names the backend action to perform
+    (``Capability.POWER_CYCLE``, ``RESTART_HELPER``); ``None`` is a narrative marker (a node
+    dies)."""
 
     label: str
-    capability: str | None = None
+    capability: Capability | None = None
     actor: str = "LUN"
     state: StateCheck | None = None
     wait: float = 0.0
@@ -201,7 +203,7 @@ class Scenario:
                     raise ScenarioError(f"{self.name}: unknown actor {step.actor!r}")
 
     @property
-    def needs(self) -> frozenset[str]:
+    def needs(self) -> frozenset[Capability]:
         """Backend capabilities the scenario cannot run without."""
         return frozenset(i.capability for i in self.items if isinstance(i, Action) and i.capability)
 

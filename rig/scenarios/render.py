@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from scsi_pr.rig.scenarios.engine import Row, Run, Verdict
 from scsi_pr.rig.scenarios.model import ALL_REGISTRANTS
 from scsi_pr.rig.scenarios.observe import PrState
+from scsi_pr.rig.scenarios.results import Row, Run, Verdict
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 ALL_COLOUR, NONE_COLOUR = "#7f7f7f", "#eeeeee"

@@ -9,12 +9,15 @@ from __future__ import annotations
 import pytest
 
 from scsi_pr.rig.backends import SimBackend
+from scsi_pr.rig.scenarios import checks, race
 from scsi_pr.rig.scenarios.commands import Preempt, Read, ReadKeys, Register, Reserve, Write
-from scsi_pr.rig.scenarios.engine import EXIT_CODES, Runner, Verdict
+from scsi_pr.rig.scenarios.engine import EXIT_CODES, BackendFault, Runner, Verdict
 from scsi_pr.rig.scenarios.library import SCENARIOS, WE_RO, get
+from scsi_pr.rig.scenarios.library.common import phase
 from scsi_pr.rig.scenarios.model import (
     CONFLICT,
     Action,
+    Item,
     Race,
     Scenario,
     ScenarioError,
@@ -26,12 +29,23 @@ from scsi_pr.rig.scenarios.observe import (
     parse_read_keys,
     parse_read_reservation,
 )
-from scsi_pr.sim.constants import Opcode, PersistentReserveOutAction
+from scsi_pr.sim.constants import (
+    POWER_ON_OCCURRED,
+    Opcode,
+    PersistentReserveOutAction,
+    SenseKey,
+    Status,
+)
 from scsi_pr.sim.faults import Fail, Stall
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
 
 SRC = Source("test", ("tests/scenarios/test_engine.py",))
+
+
+def two_actors(*items: Item, keys: dict[str, int] | None = None) -> Scenario:
+    """A throwaway scenario whose actors are ``a`` and ``b``."""
+    return Scenario("t", "t", "t", ("a", "b"), items, SRC, keys or {})
 
 
 def backend_with(fault: object = None) -> SimBackend:
@@ -110,17 +124,10 @@ def test_unexpected_check_condition_is_a_failure() -> None:
 def test_expected_unit_attention_that_never_comes_fails() -> None:
     from scsi_pr.sim.constants import REGISTRATIONS_PREEMPTED
 
-    s = Scenario(
-        "t",
-        "t",
-        "t",
-        ("a", "b"),
-        (
-            Step("a", Register(0, 1)),
-            Step("a", Write(0), expect_ua=(REGISTRATIONS_PREEMPTED,)),
-        ),
-        SRC,
-        {"a": 1},
+    s = two_actors(
+        Step("a", Register(0, 1)),
+        Step("a", Write(0), expect_ua=(REGISTRATIONS_PREEMPTED,)),
+        keys={"a": 1},
     )
     run = Runner(s, backend_with()).run()
     assert run.verdict == Verdict.FAIL
@@ -128,18 +135,11 @@ def test_expected_unit_attention_that_never_comes_fails() -> None:
 
 
 def test_read_returns_what_was_written() -> None:
-    s = Scenario(
-        "t",
-        "t",
-        "t",
-        ("a", "b"),
-        (
-            Step("a", Write(3)),
-            Step("b", Read(3)),
-            Step("b", Write(3)),
-            Step("a", Read(3)),
-        ),
-        SRC,
+    s = two_actors(
+        Step("a", Write(3)),
+        Step("b", Read(3)),
+        Step("b", Write(3)),
+        Step("a", Read(3)),
     )
     assert Runner(s, backend_with()).run().verdict == Verdict.PASS
 
@@ -147,23 +147,16 @@ def test_read_returns_what_was_written() -> None:
 def test_read_of_other_data_fails() -> None:
     other = CommandResult.good(b"x" * 512)
     b = backend_with(lambda nexus, cdb: Fail(other) if cdb[0] == Opcode.READ_16 else None)
-    s = Scenario("t", "t", "t", ("a", "b"), (Step("a", Write(3)), Step("b", Read(3))), SRC)
+    s = two_actors(Step("a", Write(3)), Step("b", Read(3)))
     run = Runner(s, b).run()
     assert run.verdict == Verdict.FAIL
     assert "READ returned 'xxxx" in run.message and "written by a'" in run.message
 
 
 def test_payload_expectations_are_checked() -> None:
-    s = Scenario(
-        "t",
-        "t",
-        "t",
-        ("a", "b"),
-        (
-            Step("a", Register(0, 0x11)),
-            Step("b", ReadKeys(present=(0x22,), absent=(0x11,))),
-        ),
-        SRC,
+    s = two_actors(
+        Step("a", Register(0, 0x11)),
+        Step("b", ReadKeys(present=(0x22,), absent=(0x11,))),
     )
     run = Runner(s, backend_with()).run()
     assert run.verdict == Verdict.FAIL
@@ -181,17 +174,10 @@ def test_race_with_two_winners_fails() -> None:
             else None
         )
     )
-    s = Scenario(
-        "t",
-        "t",
-        "t",
-        ("a", "b"),
-        (
-            Step("a", Register(0, 1)),
-            Step("b", Register(0, 2)),
-            Race((Step("a", Reserve(1, WE_RO)), Step("b", Reserve(2, WE_RO)))),
-        ),
-        SRC,
+    s = two_actors(
+        Step("a", Register(0, 1)),
+        Step("b", Register(0, 2)),
+        Race((Step("a", Reserve(1, WE_RO)), Step("b", Reserve(2, WE_RO)))),
     )
     run = Runner(s, b).run()
     assert run.verdict == Verdict.FAIL
@@ -199,21 +185,14 @@ def test_race_with_two_winners_fails() -> None:
 
 
 def test_race_loser_conflicts_on_the_model() -> None:
-    s = Scenario(
-        "t",
-        "t",
-        "t",
-        ("a", "b"),
-        (
-            Step("a", Register(0, 1)),
-            Step("b", Register(0, 2)),
-            Race(
-                (Step("a", Reserve(1, WE_RO)), Step("b", Reserve(2, WE_RO))),
-                losers_expect=(CONFLICT,),
-            ),
-            Step("winner", Write(0)),
+    s = two_actors(
+        Step("a", Register(0, 1)),
+        Step("b", Register(0, 2)),
+        Race(
+            (Step("a", Reserve(1, WE_RO)), Step("b", Reserve(2, WE_RO))),
+            losers_expect=(CONFLICT,),
         ),
-        SRC,
+        Step("winner", Write(0)),
     )
     run = Runner(s, backend_with()).run()
     assert run.verdict == Verdict.PASS, run.message
@@ -243,7 +222,7 @@ def test_bad_timeout_is_refused() -> None:
 
 
 def test_role_before_race_is_a_scenario_error() -> None:
-    s = Scenario("t", "t", "t", ("a", "b"), (Step("winner", Write(0)),), SRC)
+    s = two_actors(Step("winner", Write(0)))
     run = Runner(s, backend_with()).run()
     assert run.verdict == Verdict.ERROR
     assert "before a race decided it" in run.message
@@ -252,7 +231,7 @@ def test_role_before_race_is_a_scenario_error() -> None:
 def test_narrative_action_sends_nothing() -> None:
     sent: list[bytes] = []
     b = backend_with(lambda nexus, cdb: sent.append(cdb))
-    s = Scenario("t", "t", "t", ("a", "b"), (Action("a dies", actor="a"),), SRC)
+    s = two_actors(Action("a dies", actor="a"))
     Runner(s, b).run()
     # only the observer's READ FULL STATUS (before and after) reached the LU
     assert {c[0] for c in sent} == {Opcode.PERSISTENT_RESERVE_IN}
@@ -289,3 +268,42 @@ def test_malformed_read_full_status_is_a_clear_error() -> None:
     run = Runner(SCENARIOS["failover"], b).run()
     assert run.verdict == Verdict.ERROR and run.exit_code == 2
     assert "observer: READ FULL STATUS" in run.message
+
+
+def test_unit_attentions_that_never_stop_fail_the_step() -> None:
+    ua = CommandResult.check_condition(SenseKey.UNIT_ATTENTION, POWER_ON_OCCURRED)
+    answers = [(ua, 0.001)] * checks.MAX_UA_REPORTS
+    rows = checks.unit_attention_rows(1, 0.0, "a", Step("a", Write(0)), None, answers)
+    assert len(rows) == checks.MAX_UA_REPORTS
+    assert rows[-1].ok is False and rows[-1].failures == ["unit attentions still pending after 8"]
+    assert all(r.ok is None for r in rows[:-1])  # unexpected but harmless: informational
+
+
+def test_a_test_unit_ready_that_is_no_unit_attention_fails() -> None:
+    busy = CommandResult(Status.BUSY)
+    step = Step("a", Write(0), expect_ua=(POWER_ON_OCCURRED,))
+    rows = checks.unit_attention_rows(1, 0.0, "a", step, None, [(busy, 0.0)])
+    assert [r.result for r in rows] == ["BUSY"]
+    assert rows[0].failures == [
+        "TEST UNIT READY answered BUSY",
+        "expected unit attention POWER ON OCCURRED (reported: none)",
+    ]
+
+
+def test_race_contenders_start_together_and_the_first_error_wins() -> None:
+    def good() -> CommandResult:
+        return CommandResult.good()
+
+    def broken() -> CommandResult:
+        raise OSError("socket closed")
+
+    assert [r.status for r, _ in race.send_at_once([good, good], 1.0)] == [Status.GOOD] * 2
+    with pytest.raises(BackendFault, match="OSError: socket closed"):
+        race.send_at_once([good, broken, good], 1.0)
+
+
+def test_phase_names_every_item_of_a_phase() -> None:
+    contest = Race((Step("a", Write(0)), Step("b", Write(0))))
+    items = phase("p", Step("a", Write(0)), Action("x"), contest)
+    assert [i.phase for i in items] == ["p", "p", "p"]
+    assert items[2] == Race(contest.steps, phase="p")  # a race's own steps keep theirs

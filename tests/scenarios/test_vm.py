@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from scsi_pr.rig.backends import Backend
-from scsi_pr.rig.scenarios.engine import LIO_BACKENDS, Runner, Verdict
+from scsi_pr.rig.backends import Backend, Capability
+from scsi_pr.rig.scenarios.engine import Runner, Verdict
 from scsi_pr.rig.scenarios.library import SCENARIOS
 from scsi_pr.rig.scenarios.model import Scenario
 
@@ -23,9 +23,9 @@ OTHERS = [n for n in SCENARIOS if n not in HANGING]
 
 
 def expected(scenario: Scenario, backend: Backend) -> Verdict:
-    if scenario.needs - set(backend.capabilities):
+    if scenario.needs - backend.capabilities:
         return Verdict.UNSUPPORTED
-    if scenario.hangs_lio and backend.name in LIO_BACKENDS:
+    if scenario.hangs_lio and Capability.REAL_KERNEL in backend.capabilities:
         return Verdict.HUNG
     return Verdict.PASS
 

@@ -1,0 +1,29 @@
+"""What several scenario families share: the reservation type, the cluster's keys, phases."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+from scsi_pr.rig.scenarios.model import Item
+from scsi_pr.sim.constants import ReservationType
+
+WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
+POWER_ON_OR_RESET = 0x29  # ASC of every "power on, reset, or bus device reset" UA
+CLUSTER_NAME = "scsi-pr"
+
+
+def fence_scsi_key(cluster: str, node_id: int) -> int:
+    """fence_scsi's default ``--key-value=id`` key: 4 hex digits of md5(cluster name) and the
+    corosync node id as 4 decimal digits (``"%.4s%.4d"``), read by sg_persist as hex."""
+    return int(f"{hashlib.md5(cluster.encode('ascii')).hexdigest()[:4]}{node_id:04d}", 16)
+
+
+#: The two cluster nodes' keys, as fence_scsi makes them (failover and helper-restart reuse them).
+K1, K2 = fence_scsi_key(CLUSTER_NAME, 1), fence_scsi_key(CLUSTER_NAME, 2)
+
+
+def phase(name: str, *items: Item) -> list[Item]:
+    """``items`` as one phase of the timeline: each gets the phase ``name``, so a scenario
+    reads like its docs, a phase heading and then the commands sent in it."""
+    return [dataclasses.replace(item, phase=name) for item in items]
