@@ -17,19 +17,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Final
 
-from scsi_pr.helper.proto.errors import (
-    LocalProtocolError,
-    MissingFileDescriptor,
-    ProtocolError,
-    RemoteProtocolError,
-    ResponseTooLong,
-    ShortRead,
-    TooManyFileDescriptors,
-    TransferTooLong,
-    UnsolicitedData,
-    UnsupportedFeatures,
-    UnsupportedOpcode,
-)
+from scsi_pr.helper.proto import errors
+from scsi_pr.helper.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from scsi_pr.helper.proto.events import (
     FEATURES_SIZE,
     PR_HELPER_CDB_SIZE,
@@ -144,7 +133,7 @@ class Connection:
             return PAUSED
         if event is NEED_DATA:
             if self._eof:
-                self._fail(ShortRead(self._short_read_reason()))
+                self._fail(errors.ShortRead(self._short_read_reason()))
                 raise self._error  # type: ignore[misc]
             return NEED_DATA
         assert not isinstance(event, _NeedData | _Paused)
@@ -212,12 +201,12 @@ class Connection:
         self._claim_fds(start, self._consumed, keep=False)
         self.peer_features = flags
         if self.role is Role.HELPER and flags & ~self.supported_features:
-            raise UnsupportedFeatures(f"client requested unsupported features {flags:#010x}")
+            raise errors.UnsupportedFeatures(f"client requested unsupported features {flags:#010x}")
         return Features(flags)
 
     def _parse_idle_client(self) -> Event | _NeedData:
         if self._buf:
-            raise UnsolicitedData("helper sent bytes without a request")
+            raise errors.UnsolicitedData("helper sent bytes without a request")
         return ConnectionClosed() if self._eof else NEED_DATA
 
     def _parse_cdb(self) -> Event | _NeedData:
@@ -229,18 +218,18 @@ class Connection:
         self._claim_fds(start, min(self._received, start + PR_HELPER_CDB_SIZE), keep=True)
         count = len(self._request_fds)
         if count > 1:
-            raise TooManyFileDescriptors(f"{count} file descriptors in one request")
+            raise errors.TooManyFileDescriptors(f"{count} file descriptors in one request")
         cdb = read_cdb(self._buf)
         if cdb is None:
             return NEED_DATA
         self._consumed += PR_HELPER_CDB_SIZE
         if not self._request_fds:
-            raise MissingFileDescriptor("No file descriptor in request.")
+            raise errors.MissingFileDescriptor("No file descriptor in request.")
         if cdb[0] not in PR_OPCODES:
-            raise UnsupportedOpcode("Invalid CDB, closing socket.")
+            raise errors.UnsupportedOpcode("Invalid CDB, closing socket.")
         length = transfer_length(cdb)
         if length > PR_HELPER_DATA_SIZE:
-            raise TransferTooLong(f"transfer length {length} exceeds {PR_HELPER_DATA_SIZE}")
+            raise errors.TransferTooLong(f"transfer length {length} exceeds {PR_HELPER_DATA_SIZE}")
         self._pending_cdb = cdb
         if cdb[0] == Opcode.PERSISTENT_RESERVE_OUT:
             self.state = State.AWAIT_PROUT_DATA
@@ -281,7 +270,7 @@ class Connection:
         limit = self.pending.allocation_length
         if sz < 0 or sz > limit:
             # QEMU would abort on its assertion; we refuse the reply instead.
-            raise ResponseTooLong(f"response sz={sz} outside 0..{limit}")
+            raise errors.ResponseTooLong(f"response sz={sz} outside 0..{limit}")
         frame = self._consume(RESPONSE_HEADER_SIZE + sz)
         if frame is None:
             return NEED_DATA
