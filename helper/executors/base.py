@@ -2,35 +2,45 @@
 
 The daemon validates the request first (``scsi_pr.helper.proto``); an executor only ever sees a
 PERSISTENT RESERVE IN/OUT CDB, and returns exactly what the helper sends back on the wire.
-Executors are blocking; the daemon calls them from a worker thread so a stalled device never
-blocks the event loop.
+What an executor can do beyond that is declared here, with defaults, rather than probed for:
+``needs_sys_admin`` (keep CAP_SYS_ADMIN after the privilege drop) and ``execute_async`` (how the
+daemon runs it: by default the blocking ``execute`` in a worker thread, so a stalled device
+never blocks the event loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from concurrent.futures import Executor as ThreadPool
 from dataclasses import dataclass
+from typing import ClassVar
 
-SENSE_BUFFER_LENGTH = 96  # qemu scsi/pr-helper.h PR_HELPER_SENSE_SIZE
+from scsi_pr.helper.proto import PR_HELPER_SENSE_SIZE, Response
 
 
 @dataclass(frozen=True)
-class Reply:
-    """``result`` is the SCSI status QEMU uses verbatim; ``sense`` is always 96 bytes."""
+class Reply(Response):
+    """An executor's answer: a wire ``Response`` whose sense may be given at any length.
 
-    status: int
-    sense: bytes = bytes(SENSE_BUFFER_LENGTH)
-    data: bytes = b""
+    Sense is cut or zero-padded to the 96 bytes the helper sends, as QEMU zeroes its buffer
+    before the device writes into it; devices and the model write fewer.
+    """
 
     def __post_init__(self) -> None:
-        if len(self.sense) != SENSE_BUFFER_LENGTH:
-            object.__setattr__(self, "sense", self.sense[:SENSE_BUFFER_LENGTH].ljust(96, b"\0"))
+        if len(self.sense) != PR_HELPER_SENSE_SIZE:
+            padded = self.sense[:PR_HELPER_SENSE_SIZE].ljust(PR_HELPER_SENSE_SIZE, b"\0")
+            object.__setattr__(self, "sense", padded)
+        super().__post_init__()
 
 
 class Executor(ABC):
     """Runs PR commands on device fds handed over by QEMU."""
 
     name: str
+    #: Keep CAP_SYS_ADMIN (and pass it to children) after the privilege drop: device-mapper
+    #: ioctls and ``mpathpersist`` need it. Everything else needs CAP_SYS_RAWIO only.
+    needs_sys_admin: ClassVar[bool] = False
 
     @abstractmethod
     def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> Reply:
@@ -40,6 +50,16 @@ class Executor(ABC):
         the PR IN ALLOCATION LENGTH (0 for PR OUT). Must not raise for device errors: map them
         to a Reply the way qemu-pr-helper does.
         """
+
+    async def execute_async(
+        self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int, pool: ThreadPool
+    ) -> Reply:
+        """What the daemon awaits for one request: ``execute`` in one of ``pool``'s threads.
+
+        Executors that can answer without blocking (the in-memory model) override this.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, self.execute, fd, cdb, data_out, allocation_length)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (threads, sockets) at daemon shutdown."""

@@ -15,6 +15,7 @@ import errno
 import os
 import stat
 import time
+from concurrent.futures import Executor as ThreadPool
 
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor, Reply
@@ -84,14 +85,17 @@ class SimExecutor(Executor):
         return reply_from_result(result, allocation_length)
 
     async def execute_async(
-        self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int
+        self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int, pool: ThreadPool
     ) -> Reply:
-        """Like ``execute``, but a stall sleeps on the event loop instead of in a thread."""
+        """Like ``execute``, but a stall sleeps on the event loop instead of in a thread, and
+        the in-memory model runs on the loop itself (only file-backed state goes to ``pool``)."""
         try:
             if self.inline:
                 result = self.run(fd, cdb, data_out, allocation_length)
             else:
-                result = await asyncio.to_thread(self.run, fd, cdb, data_out, allocation_length)
+                loop = asyncio.get_running_loop()
+                args = (fd, cdb, data_out, allocation_length)
+                result = await loop.run_in_executor(pool, self.run, *args)
         except NotASimulatedLU as e:
             return Reply(*from_errno(e.errno))
         if result.stall:

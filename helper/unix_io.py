@@ -1,0 +1,76 @@
+"""The operating-system edge of a helper connection: a Unix socket carrying SCM_RIGHTS fds.
+
+Why raw non-blocking sockets rather than asyncio streams: streams cannot receive SCM_RIGHTS.
+Callers must never read more than the codec asks for: fds ride on the first byte of a
+``sendmsg`` and qemu-pr-helper accepts them only with the CDB, so reads must not straddle frame
+parts. Besides reading, this module answers what the kernel knows about the peer (SO_PEERCRED)
+and about a passed fd (its path, its access mode), and closes fds without raising.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import socket
+import struct
+from collections.abc import Iterable
+
+MAX_FDS_PER_READ = 8  # more than one is already a violation; read a few to close them all
+_UCRED = struct.Struct("3i")
+
+
+async def _wait_readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    fut = loop.create_future()
+    fd = sock.fileno()
+    loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+    try:
+        await fut
+    finally:
+        loop.remove_reader(fd)
+
+
+async def recv_with_fds(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int
+) -> tuple[bytes, list[int]]:
+    """Up to ``n`` bytes and the fds sent with them (``b""`` = EOF)."""
+    space = socket.CMSG_SPACE(MAX_FDS_PER_READ * 4)
+    while True:
+        try:
+            data, ancdata, _flags, _addr = sock.recvmsg(n, space, socket.MSG_CMSG_CLOEXEC)
+            break
+        except (BlockingIOError, InterruptedError):
+            await _wait_readable(loop, sock)
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds += struct.unpack(f"{usable // 4}i", payload[:usable])
+    return data, fds
+
+
+def close_fds(fds: Iterable[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the connecting process (SO_PEERCRED)."""
+    try:
+        return _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    except OSError:
+        return (-1, -1, -1)
+
+
+def device_name(fd: int) -> str:
+    """The path a passed fd was opened with (for the audit log), or ``fd:N``."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return f"fd:{fd}"
+
+
+def is_read_only(fd: int) -> bool:
+    return (fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE) == os.O_RDONLY

@@ -1,0 +1,147 @@
+"""One helper connection in process: ``ClientHandler`` over a socketpair with a recording
+executor, and the fd-carrying reads of ``unix_io`` it relies on. The process-level behaviour
+(the real daemon, its CLI and signals) is in ``test_daemon.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import os
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from scsi_pr.helper.audit import Audit
+from scsi_pr.helper.executors.base import Executor, Reply
+from scsi_pr.helper.session import ClientHandler
+from scsi_pr.helper.unix_io import recv_with_fds
+from scsi_pr.sim.cdb import persistent_reserve_in
+
+READ_KEYS = persistent_reserve_in(0, 8).ljust(16, b"\0")
+HANDSHAKE = b"\0\0\0\0"
+
+
+class Recorder(Executor):
+    """Answers every command GOOD with ``allocation_length`` bytes of 0xAB; remembers which
+    thread ran it. ``error`` makes ``execute`` raise instead (an executor bug)."""
+
+    name = "recorder"
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.threads: list[str] = []
+
+    def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> Reply:
+        self.threads.append(threading.current_thread().name)
+        if self.error is not None:
+            raise self.error
+        return Reply(0, b"", b"\xab" * allocation_length)
+
+
+@pytest.fixture
+def device(tmp_path: Path) -> Iterator[int]:
+    fd = os.open(tmp_path / "lu.img", os.O_RDWR | os.O_CREAT)
+    yield fd
+    os.close(fd)
+
+
+def exchange(executor: Executor, chunks: list[tuple[bytes, list[int]]], audit: Audit) -> bytes:
+    """Serve one connection: send ``chunks`` (bytes, fds) as the client, then EOF; return every
+    byte the handler answered before it closed."""
+
+    async def main() -> None:
+        with ThreadPoolExecutor(2, thread_name_prefix="test-pool") as pool:
+            handler = ClientHandler(executor, pool, audit, verbose=1)
+            served.setblocking(False)
+            task = asyncio.create_task(handler.handle(served))
+            for data, fds in chunks:
+                raw = b"".join(f.to_bytes(4, "little") for f in fds)
+                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)] if fds else []
+                client.sendmsg([data], anc)
+                await asyncio.sleep(0.01)  # one recvmsg per chunk: fds stay on their chunk
+            client.shutdown(socket.SHUT_WR)
+            await asyncio.wait_for(task, 10)
+
+    client, served = socket.socketpair()
+    with client:
+        asyncio.run(main())
+        answer = b""
+        while part := client.recv(65536):
+            answer += part
+    return answer
+
+
+def test_a_request_is_answered_through_the_pool_and_audited(device: int) -> None:
+    recorder, log = Recorder(), io.StringIO()
+    answer = exchange(recorder, [(HANDSHAKE, []), (READ_KEYS, [device])], Audit(log))
+    assert answer == HANDSHAKE + struct.pack(">ii", 0, 8) + bytes(96) + b"\xab" * 8
+    assert recorder.threads and recorder.threads[0].startswith("test-pool")
+    assert 'command="PR IN READ KEYS alloc=8" status=GOOD' in log.getvalue()
+
+
+def test_an_executor_exception_is_answered_by_errno_and_logged(device: int) -> None:
+    log = io.StringIO()
+    recorder = Recorder(OSError(errno.ENODEV, "gone"))
+    answer = exchange(recorder, [(HANDSHAKE, []), (READ_KEYS, [device])], Audit(log))
+    status, sz = struct.unpack(">ii", answer[4:12])
+    sense = answer[12:108]
+    assert (status, sz, sense[2], sense[12]) == (0x02, 0, 0x04, 0x44)  # TARGET FAILURE
+    assert "prh_error" in log.getvalue() and "OSError: [Errno 19] gone" in log.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("case", "reported"),
+    [
+        ("no-fd", "No file descriptor in request."),
+        ("not-pr-opcode", "Invalid CDB, closing socket."),
+        ("two-fds", None),
+        ("too-long", None),
+    ],
+)
+def test_only_the_refusals_qemu_reports_reach_stderr(
+    device: int, case: str, reported: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chunks = {
+        "no-fd": (READ_KEYS, []),
+        "not-pr-opcode": (b"\x12" + bytes(15), [device]),
+        "two-fds": (READ_KEYS, [device, device]),
+        "too-long": (b"\x5e" + bytes(6) + b"\x20\x01" + bytes(7), [device]),
+    }
+    log = io.StringIO()
+    recorder = Recorder()
+    answer = exchange(recorder, [(HANDSHAKE, []), chunks[case]], Audit(log))
+    assert answer == HANDSHAKE and recorder.threads == []  # closed without an answer
+    assert "prh_refused" in log.getvalue()
+    stderr = capsys.readouterr().err
+    if reported is None:
+        assert stderr == ""
+    else:
+        assert stderr.endswith(f": {reported}\n") and stderr.count("\n") == 1
+
+
+def test_recv_with_fds_reads_no_more_than_asked(device: int) -> None:
+    async def main() -> list[tuple[bytes, list[int]]]:
+        loop = asyncio.get_running_loop()
+        a.sendmsg([b"xy"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, device.to_bytes(4, "little"))])
+        first = await recv_with_fds(loop, b, 1)
+        second = await recv_with_fds(loop, b, 5)
+        a.close()
+        return [first, second, await recv_with_fds(loop, b, 5)]
+
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    with b:
+        (one, fds), second, eof = asyncio.run(main())
+    try:
+        assert one == b"x" and len(fds) == 1
+        assert os.path.sameopenfile(fds[0], device)
+        assert second == (b"y", []) and eof == (b"", [])
+    finally:
+        for fd in fds:
+            os.close(fd)
