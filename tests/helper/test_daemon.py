@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fd_kinds import non_device_fds
+from needs import unavailable
 
 from scsi_pr.helper.client import Client
 from scsi_pr.helper.executable import helper_executable
@@ -160,30 +162,11 @@ def test_two_helpers_two_initiators_share_one_lu(
 
 
 # -- what the helper refuses ------------------------------------------------------------------
-def _non_files(tmp_path: Path) -> dict[str, Callable[[], int]]:
-    def pipe() -> int:
-        r, w = os.pipe()
-        os.close(r)
-        return w
-
-    def sock() -> int:
-        a, b = socket.socketpair()
-        b.close()
-        return a.detach()
-
-    return {
-        "pipe": pipe,
-        "/dev/null": lambda: os.open("/dev/null", os.O_RDWR),
-        "socket": sock,
-        "directory": lambda: os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY),
-    }
-
-
 @pytest.mark.parametrize("kind", ["pipe", "/dev/null", "socket", "directory"])
 def test_non_file_fds_get_the_failed_sg_io_answer(
     helper: Helper, tmp_path: Path, kind: str, open_image: Callable[[int], int]
 ) -> None:
-    fd = _non_files(tmp_path)[kind]()
+    fd = non_device_fds(tmp_path)[kind]()
     try:
         with Client(str(helper.sock)) as c:
             r = c.execute(fd, READ_KEYS)
@@ -300,10 +283,21 @@ def _as_prog(exe: str, *args: str) -> tuple[int, str, str]:
     return r.returncode, r.stdout.replace(exe, "PROG"), r.stderr.replace(exe, "PROG")
 
 
-@pytest.mark.skipif(C_HELPER is None, reason="qemu-pr-helper (qemu-system-common) not installed")
-def test_help_lists_every_line_of_the_c_helper() -> None:
+def c_helper() -> str:
+    """The C helper to compare with (skip, or fail in CI, without it)."""
+    if C_HELPER is None:
+        unavailable("qemu-pr-helper (qemu-system-common) not installed")
     assert C_HELPER is not None
-    theirs = _as_prog(C_HELPER, "--help")
+    return C_HELPER
+
+
+def needs_root(what: str) -> None:
+    if os.geteuid() != 0:
+        unavailable(f"{what} needs root")
+
+
+def test_help_lists_every_line_of_the_c_helper() -> None:
+    theirs = _as_prog(c_helper(), "--help")
     ours = _as_prog(str(EXE), "--help")
     assert theirs[0] == ours[0] == 0
     lines = ours[1].splitlines()
@@ -314,7 +308,6 @@ def test_help_lists_every_line_of_the_c_helper() -> None:
     assert positions == sorted(positions)
 
 
-@pytest.mark.skipif(C_HELPER is None, reason="qemu-pr-helper (qemu-system-common) not installed")
 @pytest.mark.parametrize(
     "args",
     [
@@ -334,8 +327,7 @@ def test_help_lists_every_line_of_the_c_helper() -> None:
     ],
 )
 def test_option_errors_match_the_c_helper(args: list[str]) -> None:
-    assert C_HELPER is not None
-    theirs = _as_prog(C_HELPER, *args)
+    theirs = _as_prog(c_helper(), *args)
     ours = _as_prog(str(EXE), *args)
     Path("/tmp/scsi-pr-test-stale.sock").unlink(missing_ok=True)  # both leave it, as designed
     # error_report() prefixes the program's basename: the only expected difference
@@ -353,8 +345,8 @@ def test_version_and_help_exit_zero_before_anything_else() -> None:
 
 
 # -- process lifecycle -------------------------------------------------------------------------
-@pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs root")
 def test_privileges_dropped_to_cap_sys_rawio(helper: Helper) -> None:
+    needs_root("privilege drop")
     status = Path(f"/proc/{helper.proc.pid}/status").read_text()
     caps = {k: int(v, 16) for k, v in (ln.split(":\t") for ln in status.splitlines())
             if k.startswith("Cap")}  # fmt: skip
@@ -454,8 +446,8 @@ def test_daemon_mode_forks_writes_pidfile_and_serves(
     assert not sock.exists() and not pidfile.exists()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="changing uid needs root")
 def test_user_and_group_drop_keeps_cap_sys_rawio(tmp_path: Path) -> None:
+    needs_root("changing uid")
     h = Helper(tmp_path, "u", "-u", "nobody", "-g", "nogroup")
     try:
         status = Path(f"/proc/{h.proc.pid}/status").read_text()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fd_kinds import non_device_fds
 from needs import unavailable
 
 from scsi_pr.helper.executable import helper_executable
@@ -93,24 +94,10 @@ PARAMS = pr_out_parameters(0, 0x1234)
 def _fds(tmp: Path) -> dict[str, Callable[[], int]]:
     image = tmp / "img"
     image.write_bytes(bytes(4096))
-
-    def pipe() -> int:
-        r, w = os.pipe()
-        os.close(r)
-        return w
-
-    def sock() -> int:
-        a, b = socket.socketpair()
-        b.close()
-        return a.detach()
-
     return {
         "file-rw": lambda: os.open(image, os.O_RDWR),
         "file-ro": lambda: os.open(image, os.O_RDONLY),
-        "pipe": pipe,
-        "socket": sock,
-        "/dev/null": lambda: os.open("/dev/null", os.O_RDWR),
-        "directory": lambda: os.open(tmp, os.O_RDONLY | os.O_DIRECTORY),
+        **non_device_fds(tmp),
     }
 
 
