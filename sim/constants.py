@@ -208,6 +208,7 @@ LU_SCOPE = 0x0
 
 # Sizes fixed by SPC-5.
 PR_OUT_BASIC_PARAMETER_LIST_LENGTH = 24  # 6.17.3, table 174
+REPORT_CAPABILITIES_LENGTH = 8  # 6.16.4: LENGTH, and the whole parameter data
 FIXED_SENSE_LENGTH = 18  # 4.4.3, with ADDITIONAL SENSE LENGTH = 0Ah
 
 

@@ -2,6 +2,10 @@
 
 Each builder returns the *whole* parameter data; the caller truncates it to ALLOCATION LENGTH
 (SPC-5 4.2.5.6), so ADDITIONAL LENGTH always describes the full list (SPC-5 6.16.2).
+
+The layouts (``HEADER``, ``RESERVATION_DESCRIPTOR``, ``FULL_STATUS_DESCRIPTOR``) and the bits of
+REPORT CAPABILITIES are defined once here and shared with the readers in
+``scsi_pr.sim.pr_in_data``.
 """
 
 from __future__ import annotations
@@ -9,29 +13,65 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from scsi_pr.sim.constants import INVALID_FIELD_IN_CDB, PersistentReserveInAction
+from scsi_pr.sim.constants import (
+    INVALID_FIELD_IN_CDB,
+    REPORT_CAPABILITIES_LENGTH,
+    PersistentReserveInAction,
+    ReservationType,
+)
 from scsi_pr.sim.result import illegal_request
 from scsi_pr.sim.state import PersistentReservations
 
+#: PRGENERATION, ADDITIONAL LENGTH: the 8 bytes before every list (SPC-5 6.16.2, 6.16.3, 6.16.5)
+HEADER = struct.Struct(">II")
+#: READ RESERVATION descriptor: RESERVATION KEY, obsolete, reserved, SCOPE|TYPE, obsolete
+RESERVATION_DESCRIPTOR = struct.Struct(">Q4xxB2x")
+#: READ FULL STATUS descriptor before its TransportID: RESERVATION KEY, reserved, ALL_TG_PT|
+#: R_HOLDER, SCOPE|TYPE, reserved, RELATIVE TARGET PORT IDENTIFIER, ADDITIONAL DESCRIPTOR LENGTH
+FULL_STATUS_DESCRIPTOR = struct.Struct(">Q4xBB4xHI")
+#: one entry of the READ KEYS reservation key list
+KEY = struct.Struct(">Q")
+#: READ FULL STATUS descriptor byte 12
+R_HOLDER, ALL_TG_PT = 0x01, 0x02
+
+# REPORT CAPABILITIES (SPC-5 6.16.4): byte 2 ...
+RLR_C, CRH, SIP_C, ATP_C, PTPL_C = 0x80, 0x10, 0x08, 0x04, 0x01
+# ... and byte 3 (ALLOW COMMANDS is bits 6-4)
+TMV, PTPL_A = 0x80, 0x01
+ALLOW_COMMANDS_SHIFT, ALLOW_COMMANDS_MASK = 4, 0x07
+#: PERSISTENT RESERVATION TYPE MASK: (byte, bit mask) of each type, bytes 4 and 5
+TYPE_MASK_BITS: dict[ReservationType, tuple[int, int]] = {
+    ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS: (4, 0x80),
+    ReservationType.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY: (4, 0x40),
+    ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY: (4, 0x20),
+    ReservationType.EXCLUSIVE_ACCESS: (4, 0x08),
+    ReservationType.WRITE_EXCLUSIVE: (4, 0x02),
+    ReservationType.EXCLUSIVE_ACCESS_ALL_REGISTRANTS: (5, 0x01),
+}
+
+
+def scope_type(scope: int, type_: int) -> int:
+    """The SCOPE (bits 7-4) and TYPE (bits 3-0) byte."""
+    return (scope << 4) | type_
+
 
 def read_keys(pr: PersistentReservations, caps: Capabilities) -> bytes:
-    """SPC-5 6.16.2, table 166."""
-    keys = b"".join(struct.pack(">Q", r.key) for r in pr.registrations.values())
-    return struct.pack(">II", pr.generation, len(keys)) + keys
+    """SPC-5 6.16.2: PRGENERATION and every registered I_T nexus's key, in registration order."""
+    keys = b"".join(KEY.pack(r.key) for r in pr.registrations.values())
+    return HEADER.pack(pr.generation, len(keys)) + keys
 
 
 def read_reservation(pr: PersistentReservations, caps: Capabilities) -> bytes:
-    """SPC-5 6.16.3, tables 167/168."""
+    """SPC-5 6.16.3: PRGENERATION and the reservation, if there is one."""
     res = pr.reservation
     if res is None:
-        return struct.pack(">II", pr.generation, 0)
-    return struct.pack(
-        ">IIQ4xxB2x", pr.generation, 16, pr.holder_key(), (res.scope << 4) | res.type
-    )
+        return HEADER.pack(pr.generation, 0)
+    descriptor = RESERVATION_DESCRIPTOR.pack(pr.holder_key(), scope_type(res.scope, res.type))
+    return HEADER.pack(pr.generation, len(descriptor)) + descriptor
 
 
 class Capabilities:
-    """What REPORT CAPABILITIES advertises (SPC-5 6.16.4, table 169)."""
+    """What REPORT CAPABILITIES advertises (SPC-5 6.16.4)."""
 
     #: ALLOW COMMANDS 001b: TEST UNIT READY is allowed through WE and EA reservations
     allow_commands = 0b001
@@ -40,31 +80,38 @@ class Capabilities:
         self.rlr_c = replace_lost_reservation
 
 
-# PERSISTENT RESERVATION TYPE MASK bits (SPC-5 table 170): byte 4 then byte 5
-TYPE_MASK = bytes([0b1110_1010, 0b0000_0001])
+def _type_mask() -> bytes:
+    mask = bytearray(2)
+    for byte, bit in TYPE_MASK_BITS.values():
+        mask[byte - 4] |= bit
+    return bytes(mask)
+
+
+#: every type the model implements
+TYPE_MASK = _type_mask()
 
 
 def report_capabilities(pr: PersistentReservations, caps: Capabilities) -> bytes:
-    flags = (0x80 if caps.rlr_c else 0) | 0x10 | 0x08 | 0x04 | 0x01  # RLR_C CRH SIP_C ATP_C PTPL_C
-    tmv = 0x80 | (caps.allow_commands << 4) | (0x01 if pr.aptpl else 0)  # TMV, ALLOW, PTPL_A
-    return struct.pack(">HBB", 8, flags, tmv) + TYPE_MASK + bytes(2)
+    """SPC-5 6.16.4: always 8 bytes."""
+    flags = (RLR_C if caps.rlr_c else 0) | CRH | SIP_C | ATP_C | PTPL_C
+    tmv = TMV | (caps.allow_commands << ALLOW_COMMANDS_SHIFT) | (PTPL_A if pr.aptpl else 0)
+    return struct.pack(">HBB", REPORT_CAPABILITIES_LENGTH, flags, tmv) + TYPE_MASK + bytes(2)
 
 
 def read_full_status(pr: PersistentReservations, caps: Capabilities) -> bytes:
-    """SPC-5 6.16.5, tables 171/172: one descriptor per registered I_T nexus."""
+    """SPC-5 6.16.5: one descriptor per registered I_T nexus, with its TransportID."""
     res = pr.reservation
     out = []
     for reg in pr.registrations.values():
         holder = pr.is_holder(reg.nexus)
         tid = reg.nexus.initiator.encode()
-        scope_type = (res.scope << 4) | res.type if holder and res is not None else 0
-        flags = (0x02 if reg.all_tg_pt else 0) | (0x01 if holder else 0)
+        flags = (ALL_TG_PT if reg.all_tg_pt else 0) | (R_HOLDER if holder else 0)
+        st = scope_type(res.scope, res.type) if holder and res is not None else 0
         out.append(
-            struct.pack(">Q4xBB4xHI", reg.key, flags, scope_type, reg.nexus.target_port, len(tid))
-            + tid
+            FULL_STATUS_DESCRIPTOR.pack(reg.key, flags, st, reg.nexus.target_port, len(tid)) + tid
         )
     body = b"".join(out)
-    return struct.pack(">II", pr.generation, len(body)) + body
+    return HEADER.pack(pr.generation, len(body)) + body
 
 
 SERVICE_ACTIONS: dict[

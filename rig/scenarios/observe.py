@@ -1,60 +1,41 @@
-"""Reading PR state back: parsers for PR IN data and the observer's view of the LU.
+"""The observer's view of the LU: PR IN data read back into actor terms.
 
 The timeline's holder/keys columns must come from the device, not from what the scenario
 expected, and must look the same on every backend (the model, LIO, through a helper). So the
 engine keeps one extra, never-registered initiator, the *observer*, that sends READ FULL STATUS
-after every step. PR IN is allowed under every reservation type (SPC-5 table 66) and its unit
-attentions are its own, so observing never changes what the actors see.
+after every step. PERSISTENT RESERVE IN is allowed under every reservation type (SPC-5 5.14.1)
+and its unit attentions are its own, so observing never changes what the actors see.
+
+The bytes are read by the model's strict readers (``scsi_pr.sim.pr_in_data``); the functions
+here only give their results the shapes the scenario engine and commands use.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
+from scsi_pr.sim import pr_in_data
 from scsi_pr.sim.constants import ReservationType
-from scsi_pr.sim.transportid import TransportId, TransportIdError, decode_transport_id
-
-PR_IN_HEADER = 8  # PRGENERATION + ADDITIONAL LENGTH (SPC-5 6.16.2)
-FULL_STATUS_DESCRIPTOR = 24  # fixed part before the TransportID (SPC-5 table 171)
-RESERVATION_DESCRIPTOR = 16  # SPC-5 6.16.3
-
-
-def _header(data: bytes, what: str) -> tuple[int, bytes]:
-    if len(data) < PR_IN_HEADER:
-        raise ValueError(f"{what}: {len(data)} bytes, shorter than the 8-byte header")
-    generation, length = struct.unpack_from(">II", data)
-    body = data[PR_IN_HEADER : PR_IN_HEADER + length]
-    if len(body) < length:
-        raise ValueError(f"{what}: ADDITIONAL LENGTH {length} runs past {len(data)} bytes")
-    return generation, body
+from scsi_pr.sim.transportid import TransportId
 
 
 def parse_read_keys(data: bytes) -> tuple[int, list[int]]:
-    """(PRGENERATION, keys) of READ KEYS parameter data (SPC-5 6.16.2)."""
-    generation, body = _header(data, "READ KEYS")
-    if len(body) % 8:
-        raise ValueError(f"READ KEYS: key list of {len(body)} bytes is not a multiple of 8")
-    return generation, [k for (k,) in struct.iter_unpack(">Q", body)]
+    """(PRGENERATION, keys) of READ KEYS parameter data; PrInDataError (a ValueError) if
+    malformed."""
+    got = pr_in_data.parse_read_keys(data)
+    return got.generation, list(got.keys)
 
 
 def parse_read_reservation(data: bytes) -> tuple[int, tuple[int, ReservationType] | None]:
-    """(PRGENERATION, (key, type) or None) of READ RESERVATION data (SPC-5 6.16.3)."""
-    generation, body = _header(data, "READ RESERVATION")
-    if not body:
-        return generation, None
-    if len(body) < RESERVATION_DESCRIPTOR:
-        raise ValueError(f"READ RESERVATION: descriptor of {len(body)} bytes, need 16")
-    key = int.from_bytes(body[:8], "big")
-    try:
-        return generation, (key, ReservationType(body[13] & 0x0F))
-    except ValueError:
-        raise ValueError(f"READ RESERVATION: unknown TYPE {body[13] & 0x0F:#x}") from None
+    """(PRGENERATION, (key, type) or None) of READ RESERVATION parameter data."""
+    got = pr_in_data.parse_read_reservation(data)
+    res = got.reservation
+    return got.generation, None if res is None else (res.key, res.type)
 
 
 @dataclass(frozen=True)
 class FullStatusEntry:
-    """One READ FULL STATUS descriptor: a registered I_T nexus (SPC-5 table 171)."""
+    """One READ FULL STATUS descriptor with its TransportID decoded: a registered I_T nexus."""
 
     key: int
     all_tg_pt: bool
@@ -65,33 +46,16 @@ class FullStatusEntry:
 
 
 def parse_read_full_status(data: bytes) -> tuple[int, list[FullStatusEntry]]:
-    generation, body = _header(data, "READ FULL STATUS")
-    entries: list[FullStatusEntry] = []
-    offset = 0
-    while offset < len(body):
-        if offset + FULL_STATUS_DESCRIPTOR > len(body):
-            raise ValueError("READ FULL STATUS: truncated descriptor")
-        key = int.from_bytes(body[offset : offset + 8], "big")
-        flags, scope_type = body[offset + 12], body[offset + 13]
-        port = int.from_bytes(body[offset + 18 : offset + 20], "big")
-        tid_length = int.from_bytes(body[offset + 20 : offset + 24], "big")
-        tid_bytes = body[offset + 24 : offset + 24 + tid_length]
-        if len(tid_bytes) < tid_length:
-            raise ValueError("READ FULL STATUS: TransportID runs past the data")
-        try:
-            tid, _ = decode_transport_id(tid_bytes)
-        except TransportIdError as e:
-            raise ValueError(f"READ FULL STATUS: {e}") from e
-        holder = bool(flags & 0x01)
-        type_ = None
-        if holder:
-            try:
-                type_ = ReservationType(scope_type & 0x0F)
-            except ValueError:
-                raise ValueError(f"READ FULL STATUS: unknown TYPE {scope_type:#x}") from None
-        entries.append(FullStatusEntry(key, bool(flags & 0x02), holder, type_, port, tid))
-        offset += FULL_STATUS_DESCRIPTOR + tid_length
-    return generation, entries
+    """(PRGENERATION, entries) of READ FULL STATUS parameter data; PrInDataError if malformed,
+    including a TransportID the model cannot decode."""
+    got = pr_in_data.parse_read_full_status(data)
+    entries = [
+        FullStatusEntry(
+            d.key, d.all_tg_pt, d.r_holder, d.type, d.relative_target_port, d.initiator()
+        )
+        for d in got.descriptors
+    ]
+    return got.generation, entries
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pr_machine import parse_read_full_status, parse_read_keys, parse_read_reservation
-
 from scsi_pr.sim import cdb as C
+from scsi_pr.sim import pr_in_data
 from scsi_pr.sim.constants import (
     AdditionalSense,
     PersistentReserveInAction,
@@ -32,7 +31,6 @@ __all__ = [
     "expect_good",
     "expect_ua",
     "full_status",
-    "parse_read_full_status",
     "prout",
     "read_keys",
     "read_reservation",
@@ -99,14 +97,20 @@ def reserve(it: Any, key: int, type_: ReservationType) -> None:
 
 
 def read_keys(it: Any) -> tuple[int, list[int]]:
-    return parse_read_keys(expect_good(it.execute(C.persistent_reserve_in(IN.READ_KEYS))).data)
+    """(PRGENERATION, keys) as READ KEYS reports them."""
+    r = expect_good(it.execute(C.persistent_reserve_in(IN.READ_KEYS)))
+    got = pr_in_data.parse_read_keys(r.data)
+    return got.generation, list(got.keys)
 
 
-def read_reservation(it: Any) -> tuple[int, tuple[int, int] | None]:
+def read_reservation(it: Any) -> tuple[int, tuple[int, ReservationType] | None]:
+    """(PRGENERATION, (key, type) or None) as READ RESERVATION reports them."""
     r = expect_good(it.execute(C.persistent_reserve_in(IN.READ_RESERVATION)))
-    return parse_read_reservation(r.data)
+    got = pr_in_data.parse_read_reservation(r.data)
+    res = got.reservation
+    return got.generation, None if res is None else (res.key, res.type)
 
 
-def full_status(it: Any) -> tuple[int, list[tuple[int, bool, bool, int, int, bytes]]]:
+def full_status(it: Any) -> pr_in_data.ReadFullStatusData:
     r = expect_good(it.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS)))
-    return parse_read_full_status(r.data)
+    return pr_in_data.parse_read_full_status(r.data)

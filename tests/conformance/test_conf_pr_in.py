@@ -18,7 +18,8 @@ from prtest import (
 )
 
 from scsi_pr.sim import cdb as C
-from scsi_pr.sim.constants import INVALID_FIELD_IN_CDB, ReservationType, SenseKey
+from scsi_pr.sim.constants import INVALID_FIELD_IN_CDB, LU_SCOPE, ReservationType, SenseKey
+from scsi_pr.sim.pr_in_data import FullStatusDescriptor
 
 WE = ReservationType.WRITE_EXCLUSIVE
 A, B = 0xAAAA_0000_0000_0001, 0xBBBB_0000_0000_0002
@@ -117,22 +118,23 @@ def test_read_full_status_names_each_nexus(
     register(b, B)
     if holder_type is not None:
         reserve(a, A, holder_type)
-    gen, descriptors = full_status(c)
-    assert gen == read_keys(c)[0]
+    status = full_status(c)
+    assert status.generation == read_keys(c)[0]
     want = set()
     for it, key in ((a, A), (b, B)):
         holds = holder_type is not None and (it is a or holder_type.all_registrants)
         want.add(
-            (
+            FullStatusDescriptor(
                 key,
-                False,
-                holds,
-                int(holder_type) if holds else 0,
-                it.relative_target_port,
-                it.transport_id.encode(),
+                all_tg_pt=False,
+                r_holder=holds,
+                scope=LU_SCOPE if holds else None,
+                type=holder_type if holds else None,
+                relative_target_port=it.relative_target_port,
+                transport_id=it.transport_id.encode(),
             )
         )
-    assert set(descriptors) == want
+    assert set(status.descriptors) == want
 
 
 @pytest.mark.lio_deviation(

@@ -24,6 +24,7 @@ from scsi_pr.sim.constants import (
     INVALID_FIELD_IN_CDB,
     INVALID_FIELD_IN_PARAMETER_LIST,
     INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
+    LU_SCOPE,
     PARAMETER_LIST_LENGTH_ERROR,
     REGISTRATIONS_PREEMPTED,
     RESERVATIONS_PREEMPTED,
@@ -31,6 +32,7 @@ from scsi_pr.sim.constants import (
     ReservationType,
     SenseKey,
 )
+from scsi_pr.sim.pr_in_data import FullStatusDescriptor
 
 T = ReservationType
 WE, EA = T.WRITE_EXCLUSIVE, T.EXCLUSIVE_ACCESS
@@ -469,9 +471,9 @@ def test_register_and_move(nexuses: list, unreg: bool) -> None:
     expect_good(_move(a, A, B, b, unreg=unreg))
     assert read_keys(c) == (gen + 1, [B] if unreg else sorted([A, B]))
     assert read_reservation(c)[1] == (B, EA)
-    _, descriptors = full_status(c)
-    holder = [d for d in descriptors if d[2]]
-    assert holder == [(B, False, True, EA, b.relative_target_port, b.transport_id.encode())]
+    holder = [d for d in full_status(c).descriptors if d.r_holder]
+    port, tid = b.relative_target_port, b.transport_id.encode()
+    assert holder == [FullStatusDescriptor(B, False, True, LU_SCOPE, EA, port, tid)]
     assert drain(a) == [] and drain(b) == [], "REGISTER AND MOVE establishes no UA"
 
 
