@@ -1,0 +1,53 @@
+"""scsi_pr.rig.processes with stand-in helpers: plain Python processes that listen on a Unix
+socket, exit early, or never listen."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scsi_pr.rig.processes import NotListening, kill, spawn_listening, stop
+
+LISTENS = (
+    "import socket, sys, time\n"
+    "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen()\n"
+    "print('listening', flush=True); time.sleep(60)\n"
+)
+EXITS = "import sys; print('no LUN here', flush=True); sys.exit(3)"
+NEVER = "import os, sys, time; open(sys.argv[2], 'w').write(str(os.getpid())); time.sleep(60)"
+
+
+def python(code: str, *args: Path) -> list[str]:
+    return [sys.executable, "-c", code, *map(str, args)]
+
+
+def test_a_listening_helper_is_returned_running_and_stops_on_sigterm(tmp_path: Path) -> None:
+    sock, log = tmp_path / "s", tmp_path / "helper.log"
+    proc = spawn_listening(python(LISTENS, sock), sock, log, 20, name="stand-in")
+    assert proc.poll() is None
+    assert stop(proc) == -signal.SIGTERM
+    assert log.read_text() == "listening\n"
+
+
+def test_an_exiting_helper_is_reported_with_its_output(tmp_path: Path) -> None:
+    sock = tmp_path / "s"
+    with pytest.raises(NotListening, match="stand-in exited with 3: no LUN here"):
+        spawn_listening(python(EXITS), sock, tmp_path / "helper.log", 20, name="stand-in")
+
+
+def test_a_helper_that_never_listens_is_stopped_at_the_deadline(tmp_path: Path) -> None:
+    sock, pid_file = tmp_path / "s", tmp_path / "pid"
+    with pytest.raises(NotListening, match=r"did not listen on .* within 2\.0s"):
+        spawn_listening(python(NEVER, sock, pid_file), sock, tmp_path / "helper.log", 2.0)
+    assert not Path(f"/proc/{pid_file.read_text()}").exists()  # stopped and reaped
+
+
+def test_kill_does_not_wait_for_sigterm() -> None:
+    proc = subprocess.Popen(python("import signal, time; signal.signal(15, signal.SIG_IGN); "
+                                   "time.sleep(60)"))  # fmt: skip
+    assert kill(proc) == -signal.SIGKILL
+    assert kill(proc) == -signal.SIGKILL  # a second call only reports
