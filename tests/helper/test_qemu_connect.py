@@ -24,8 +24,8 @@ import pytest
 from needs import unavailable
 
 from scsi_pr.helper.executable import HelperNotInstalled, helper_executable
-from scsi_pr.rig.guest_e2e import Qmp
 from scsi_pr.rig.processes import NotListening, stop, wait_listening
+from scsi_pr.rig.qmp import Qmp
 
 QEMU = "qemu-system-x86_64"
 START_TIMEOUT = 30.0

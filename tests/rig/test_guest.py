@@ -9,6 +9,7 @@ kernel. The LIO + helper path is covered by tests/vm/test_guest_e2e.py.
 from __future__ import annotations
 
 import gzip
+import io
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,25 +17,18 @@ from pathlib import Path
 import pytest
 from needs import unavailable
 
-from scsi_pr.rig.guest import (
-    S_IFDIR,
-    S_IFLNK,
-    S_IFREG,
-    Command,
-    Console,
-    ConsoleError,
-    Entry,
+from scsi_pr.rig.guest.console import Console, ConsoleError, parse_hex_dump
+from scsi_pr.rig.guest.cpio import S_IFDIR, S_IFLNK, S_IFREG, Entry, newc_archive, read_newc
+from scsi_pr.rig.guest.init_script import render_init
+from scsi_pr.rig.guest.initramfs import (
     GuestBuildError,
-    Pause,
     build_initramfs,
     default_kernel_release,
     module_load_order,
-    newc_archive,
-    parse_hex_dump,
     qemu_guest_args,
-    read_newc,
-    render_init,
 )
+from scsi_pr.rig.guest.steps import Command, Pause
+from scsi_pr.rig.processes import kill
 
 MODULES_DEP = """\
 kernel/drivers/scsi/sd_mod.ko: kernel/block/t10-pi.ko kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko
@@ -154,6 +148,22 @@ def test_console_collects_steps_pauses_and_errors() -> None:
     assert con.other == ["[    2.1] sd 0:0:0:0: [sda] Attached SCSI disk"]
 
 
+def test_follow_lets_the_host_act_before_the_guest_goes_on() -> None:
+    """Each pause is answered with one line on QEMU's stdin, only after the host has acted."""
+    reply = io.BytesIO()
+    acted: list[tuple[str, bytes]] = []
+    seen: list[str] = []
+    lines = [b"@@PAUSE a\r\n", b"@@RC x 0\n", b"@@PAUSE b\n", b"@@DONE\n"]
+    con = Console().follow(
+        lines, reply, on_pause=lambda name: acted.append((name, reply.getvalue())),
+        on_line=seen.append,
+    )  # fmt: skip
+    assert acted == [("a", b""), ("b", b"go\n")]
+    assert reply.getvalue() == b"go\ngo\n"
+    assert seen == ["@@PAUSE a", "@@RC x 0", "@@PAUSE b", "@@DONE"]
+    assert con.done and con.steps["x"].rc == 0
+
+
 def test_console_rejects_garbled_exit_status() -> None:
     with pytest.raises(ConsoleError, match="bad exit status"):
         Console().feed("@@RC keys zero")
@@ -224,20 +234,15 @@ def test_guest_boots_and_reports_through_the_console(tmp_path: Path) -> None:
         "-device", "scsi-hd,drive=d0",
     ]  # fmt: skip
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    con = Console()
+    host_acted: list[str] = []
     try:
         assert proc.stdout is not None and proc.stdin is not None
-        for raw in proc.stdout:
-            if con.feed(raw.decode(errors="replace")) == "mid":
-                proc.stdin.write(b"go\n")
-                proc.stdin.flush()
+        con = Console().follow(proc.stdout, proc.stdin, on_pause=host_acted.append)
         proc.wait(60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill(proc)
     assert con.errors == [] and con.ready and con.done, con.other[-20:]
-    assert con.pauses == ["mid"]
+    assert con.pauses == host_acted == ["mid"]
     assert con.steps["tur"].rc == 0
     assert con.steps["keys"].rc == 9  # SG_LIB_CAT_INVALID_OP
     assert con.steps["exit3"].rc == 3 and con.steps["exit3"].out == ["two words"]

@@ -14,25 +14,28 @@ from pathlib import Path
 import pytest
 
 from scsi_pr.rig.backends import initiator_name
-from scsi_pr.rig.guest import Console, Pause, StepResult
-from scsi_pr.rig.guest_e2e import (
-    GUEST_KEY,
-    HELPERS,
-    HOST_KEY,
-    SEQUENCE,
-    WE_RO,
+from scsi_pr.rig.guest.console import Console, StepResult
+from scsi_pr.rig.guest.steps import Pause
+from scsi_pr.rig.guest_e2e.checks import Port, RunResult, compare_runs, evaluate
+from scsi_pr.rig.guest_e2e.cli import summary
+from scsi_pr.rig.guest_e2e.driver import HELPERS
+from scsi_pr.rig.guest_e2e.observation import (
     FullStatusDescriptor,
     Observation,
-    Port,
-    RunResult,
-    compare_runs,
     decode_full_status,
     decode_keys,
     decode_reservation,
-    evaluate,
-    guest_steps,
     host_log_line,
     parse_host_log_line,
+)
+from scsi_pr.rig.guest_e2e.sequence import (
+    GUEST_KEY,
+    HOST_KEY,
+    SEQUENCE,
+    WE_RO,
+    guest_steps,
+    parse_pause,
+    round_prefix,
 )
 from scsi_pr.sim.transportid import TransportId
 
@@ -76,6 +79,11 @@ def test_recorded_run_passes_every_check() -> None:
     assert console.pauses == [p.name for p in guest_steps(2) if isinstance(p, Pause)]
     assert [r.problems for r in runs] == [[], []]
     assert differences == []
+    assert summary(runs, differences) == (True, [
+        "qemu-pr-helper: 26 steps, 0 problems",
+        "scsi-pr-helper: 26 steps, 0 problems",
+        "guest e2e: PASS",
+    ])  # fmt: skip
     # round r1 inherited the LU from r0: three generations later (LIO skips unregister)
     assert [r.base_generation for r in runs] == [0, 3]
 
@@ -125,6 +133,9 @@ def test_a_host_side_change_is_caught() -> None:
     _, runs, differences = replay(lines)
     assert "host.reserve: exit status 0, expected 24" in runs[1].problems
     assert any(d.startswith("host.reserve:") for d in differences)
+    ok, lines = summary(runs, differences)
+    assert not ok and lines[-1] == "guest e2e: FAIL"
+    assert "  host.reserve: exit status 0, expected 24" in lines
 
 
 def test_disconnected_pr_manager_is_a_problem() -> None:
@@ -167,3 +178,10 @@ def test_guest_steps_repeat_the_sequence_per_round() -> None:
     assert names[: len(SEQUENCE)] == ["r0." + s.name for s in SEQUENCE]
     assert names[len(SEQUENCE)] == "r1.start"
     assert names[len(SEQUENCE) + 1 :] == ["r1." + s.name for s in SEQUENCE]
+
+
+def test_pause_names_give_back_their_round() -> None:
+    pauses = [p.name for p in guest_steps(3) if isinstance(p, Pause)]
+    assert parse_pause(pauses[-1]) == (2, "stop_helper")
+    assert [parse_pause(p) for p in pauses if p.endswith(".start")] == [(1, "start"), (2, "start")]
+    assert all(p.startswith(round_prefix(parse_pause(p)[0])) for p in pauses)

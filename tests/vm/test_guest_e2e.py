@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from needs import unavailable
 
-from scsi_pr.rig.guest_e2e import HELPERS, run, step_names
+from scsi_pr.rig.guest_e2e.driver import HELPERS, run
+from scsi_pr.rig.guest_e2e.sequence import step_names
 
 pytestmark = [pytest.mark.vm, pytest.mark.guest_e2e]
 

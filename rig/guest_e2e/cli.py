@@ -1,0 +1,75 @@
+"""``python -m scsi_pr.rig.guest_e2e``: run the end-to-end check, print and save its report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.guest_e2e import __doc__ as OVERVIEW
+from scsi_pr.rig.guest_e2e.checks import RunResult
+from scsi_pr.rig.guest_e2e.driver import GUEST_TIMEOUT, HELPERS, run
+from scsi_pr.rig.guest_e2e.sequence import SEQUENCE
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m scsi_pr.rig.guest_e2e", description=(OVERVIEW or "").split("\n")[0]
+    )
+    ap.add_argument(
+        "--helper", action="append", choices=list(HELPERS),
+        help="helper to test (repeatable; default: qemu-pr-helper then scsi-pr-helper; the "
+        "first is the reference the others are compared with)",
+    )  # fmt: skip
+    ap.add_argument("--json", type=Path, help="write all observations and problems here")
+    ap.add_argument("--workdir", type=Path, help="keep the initramfs, sockets and helper logs here")
+    ap.add_argument(
+        "--timeout", type=float, default=GUEST_TIMEOUT, help="seconds for the whole guest boot"
+    )
+    return ap
+
+
+def report(runs: list[RunResult], differences: list[str]) -> dict[str, Any]:
+    """The ``--json`` document: every observation and problem of every round."""
+    return {
+        "runs": [asdict(r) for r in runs],
+        "differences": differences,
+        "sequence": [s.name for s in SEQUENCE],
+    }
+
+
+def summary(runs: list[RunResult], differences: list[str]) -> tuple[bool, list[str]]:
+    """Whether everything passed, and the lines that say what did not."""
+    ok = not differences and all(not r.problems for r in runs)
+    lines = []
+    for r in runs:
+        lines.append(f"{r.helper}: {len(r.observations)} steps, {len(r.problems)} problems")
+        lines += [f"  {p}" for p in r.problems]
+    lines += [f"  differs: {d}" for d in differences]
+    lines.append("guest e2e: " + ("PASS" if ok else "FAIL"))
+    return ok, lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if os.geteuid() != 0:
+        print("guest_e2e: needs root inside the LIO VM (scsi-pr vm run -- ...)", file=sys.stderr)
+        return 2
+    helpers = args.helper or list(HELPERS)
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs, differences = run(helpers, args.workdir, args.timeout)
+    except RigError as e:  # a tool, a helper, QEMU or the LU itself could not be set up
+        print(f"guest e2e: FAIL: {e}")
+        return 1
+    if args.json:
+        args.json.write_text(json.dumps(report(runs, differences), indent=2))
+    ok, lines = summary(runs, differences)
+    print("\n".join(lines))
+    return 0 if ok else 1

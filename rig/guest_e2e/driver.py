@@ -1,0 +1,237 @@
+"""The host side of the end-to-end run: the LU, the helpers behind QEMU's socket, QEMU itself,
+and initiator B's actions at the guest's pauses.
+
+Runs inside the LIO VM as root; nothing here is imported by the host tier except for the
+names (``HELPERS``), and ``scsi_pr.rig.lio`` only inside ``run``.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import IO
+
+from scsi_pr.helper.executable import helper_executable
+from scsi_pr.rig import processes
+from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.guest.console import Console, StepResult
+from scsi_pr.rig.guest.initramfs import Initramfs, build_initramfs, qemu_guest_args
+from scsi_pr.rig.guest.steps import Command
+from scsi_pr.rig.guest_e2e.checks import Port, RunResult, evaluate
+from scsi_pr.rig.guest_e2e.observation import host_log_line
+from scsi_pr.rig.guest_e2e.sequence import HOST_ACTIONS, guest_steps, parse_pause, round_prefix
+from scsi_pr.rig.processes import NotListening
+from scsi_pr.rig.qmp import Qmp, QmpError
+
+LU_NAME = "e2e"
+LU_SIZE = 16 << 20
+#: whole-guest deadline (boot + sequence + power off), and helper start-up deadline
+GUEST_TIMEOUT = 1000.0  # measured ~510 s for two rounds; below the VM tier phase deadline
+HELPER_START_TIMEOUT = 30.0
+HOST_COMMAND_TIMEOUT = 60.0
+QEMU_EXIT_TIMEOUT = 30.0
+QEMU = "qemu-system-x86_64"
+#: name → argv before ``-k SOCKET``; the first is the reference the others are compared with
+HELPERS: dict[str, Callable[[], list[str]]] = {
+    "qemu-pr-helper": lambda: [shutil.which("qemu-pr-helper") or "/usr/bin/qemu-pr-helper"],
+    "scsi-pr-helper": lambda: [helper_executable()],
+}
+
+
+class E2EError(RigError):
+    """The end-to-end run could not be carried out (missing tool, helper died, timeout)."""
+
+
+def start_helper(name: str, sock: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Helper ``name`` listening on ``sock``, its output in ``log``."""
+    argv = [*HELPERS[name](), "-k", str(sock)]
+    if not Path(argv[0]).exists():
+        raise E2EError(f"{name}: {argv[0]} not found")
+    return processes.spawn_listening(argv, sock, log, HELPER_START_TIMEOUT, name=name)
+
+
+def run_host_command(cmd: Command, device: str) -> StepResult:
+    argv = [a.replace("{dev}", device) for a in cmd.argv]
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=HOST_COMMAND_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return StepResult(cmd.name, None, [], [f"timed out after {HOST_COMMAND_TIMEOUT}s"])
+    return StepResult(cmd.name, p.returncode, p.stdout.splitlines(), p.stderr.splitlines())
+
+
+class Runner:
+    """Drives one guest boot: starts and stops helpers, answers pauses, collects results."""
+
+    def __init__(self, helpers: Sequence[str], workdir: Path, guest_disk: str, host_sg: str):
+        self.helpers, self.workdir = list(helpers), workdir
+        self.guest_disk, self.host_sg = guest_disk, host_sg
+        self.sock = workdir / "pr-helper.sock"
+        self.qmp_path = workdir / "qmp.sock"
+        self.start = time.monotonic()
+        self.results = [RunResult(h) for h in self.helpers]
+        self.host_steps: dict[str, StepResult] = {}
+        #: the helper now behind QEMU's socket, with its name
+        self.helper: tuple[str, subprocess.Popen[bytes]] | None = None
+        self.qmp: Qmp | None = None
+
+    def log(self, text: str) -> None:
+        print(f"[e2e {time.monotonic() - self.start:7.1f}s] {text}", file=sys.stderr, flush=True)
+
+    def start_helper(self, index: int) -> None:
+        """Start helper ``index`` on the shared socket path, removing a stale socket file the
+        previous helper may have left (libvirt does the same before it starts a helper)."""
+        with suppress(FileNotFoundError):
+            self.sock.unlink()
+        name = self.helpers[index]
+        try:
+            self.helper = name, start_helper(name, self.sock, self.workdir / f"{name}.log")
+            self.log(f"{name} listening on {self.sock}")
+        except (E2EError, NotListening) as e:
+            self.helper = None
+            self.results[index].problems.append(f"could not start: {e}")
+            self.log(f"{name}: {e}")
+
+    def stop_helper(self, index: int) -> None:
+        assert self.qmp is not None
+        self.results[index].pr_managers = self.qmp.execute("query-pr-managers")
+        self.log(f"query-pr-managers: {self.results[index].pr_managers}")
+        if self.helper is not None:
+            name, proc = self.helper
+            self.log(f"{name} stopped: exit {processes.stop(proc)}")
+            self.helper = None
+
+    def on_pause(self, name: str) -> None:
+        index, what = parse_pause(name)
+        if what == "start":
+            self.start_helper(index)
+        elif what == "stop_helper":
+            self.stop_helper(index)
+        for cmd in HOST_ACTIONS.get(what, ()):
+            r = run_host_command(cmd, self.host_sg)
+            r.name = round_prefix(index) + cmd.name
+            self.log(host_log_line(r))
+            self.host_steps[r.name] = r
+
+    def qemu_argv(self, initramfs: Initramfs) -> list[str]:
+        return [
+            QEMU, *qemu_guest_args(initramfs),
+            "-object", f"pr-manager-helper,id=pr0,path={self.sock}",
+            "-blockdev",
+            f"node-name=lun0,driver=raw,file.driver=host_device,file.filename={self.guest_disk},"
+            "file.pr-manager=pr0",
+            "-device", "virtio-scsi-pci,id=scsi0",
+            "-device", "scsi-block,drive=lun0,bus=scsi0.0",
+            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
+        ]  # fmt: skip
+
+    def boot(self, initramfs: Initramfs, timeout: float) -> Console:
+        """Run the guest to the end; every pause is answered after the host has acted."""
+        self.start_helper(0)
+        if self.helper is None:
+            raise E2EError(f"{self.helpers[0]} did not start: {self.results[0].problems}")
+        qemu = subprocess.Popen(
+            self.qemu_argv(initramfs),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            assert qemu.stdout is not None and qemu.stdin is not None
+            lines = _pump(qemu.stdout)
+            try:
+                self.qmp = Qmp(self.qmp_path)
+            except (OSError, QmpError) as e:
+                with suppress(subprocess.TimeoutExpired):
+                    qemu.wait(5)
+                said = _drain(lines)
+                raise E2EError(f"QEMU did not start (exit {qemu.poll()}): {e}: {said}") from e
+            console = Console().follow(
+                _until(lines, timeout), qemu.stdin, on_pause=self.on_pause, on_line=self.log
+            )
+            qemu.wait(QEMU_EXIT_TIMEOUT)
+        finally:
+            processes.kill(qemu)
+            if self.qmp is not None:
+                self.qmp.close()
+            if self.helper is not None:
+                processes.stop(self.helper[1])
+        return console
+
+
+def _pump(stream: IO[bytes]) -> queue.Queue[bytes | None]:
+    """QEMU's output lines, read by a thread so the reader can give up at a deadline; None
+    marks the end."""
+    lines: queue.Queue[bytes | None] = queue.Queue()
+
+    def pump() -> None:
+        for raw in stream:
+            lines.put(raw)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _drain(lines: queue.Queue[bytes | None]) -> str:
+    """What QEMU printed so far (it explains why it refused to start)."""
+    out = []
+    while True:
+        try:
+            item = lines.get(timeout=1)
+        except queue.Empty:
+            break
+        if item is None:
+            break
+        out.append(item)
+    return b"".join(out).decode(errors="replace")[-2000:]
+
+
+def _until(lines: queue.Queue[bytes | None], timeout: float) -> Iterator[bytes]:
+    """The lines to their end; E2EError if the end is not there within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            raw = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise E2EError(f"guest did not finish in {timeout:.0f}s") from None
+        if raw is None:
+            return
+        yield raw
+
+
+def run(
+    helpers: Sequence[str], workdir: Path | None = None, timeout: float = GUEST_TIMEOUT
+) -> tuple[list[RunResult], list[str]]:
+    """One guest boot, one round per helper on one fresh LU; returns each helper's result and
+    the steps where a helper differs from the first (the reference)."""
+    from scsi_pr.rig import lio  # root + LIO kernel only; never imported on the host tier
+
+    for tool in (QEMU, "sg_persist", "sg_turs"):
+        if shutil.which(tool) is None:
+            raise E2EError(f"{tool} not found: apt-get install qemu-system-x86 sg3-utils")
+    unknown = [h for h in helpers if h not in HELPERS]
+    if not helpers or unknown:
+        raise E2EError(f"helpers must be among {', '.join(HELPERS)}, got {list(helpers)}")
+    work = workdir or Path(tempfile.mkdtemp(prefix="scsi-pr-e2e-"))
+    initramfs = build_initramfs(guest_steps(len(helpers)), work / "initramfs.gz")
+    desc = lio.up(lio.LunSpec(initiators=2, size=LU_SIZE, name=LU_NAME))
+    try:
+        a, b = desc.initiators[0], desc.initiators[1]
+        runner = Runner(helpers, work, a.sd, b.sg)
+        runner.log(f"LU up: guest disk {a.sd} (rtpi {a.relative_target_port}), "
+                   f"host {b.sg} (rtpi {b.relative_target_port})")  # fmt: skip
+        console = runner.boot(initramfs, timeout)
+    finally:
+        lio.down(LU_NAME, desc.spec.generation)  # what this run built, nothing beside it
+    guest = Port(a.relative_target_port, a.transport_id)
+    host = Port(b.relative_target_port, b.transport_id)
+    differences = evaluate(runner.results, {**console.steps, **runner.host_steps}, guest, host)
+    if console.errors or not console.done:
+        runner.results[-1].problems.append(f"guest did not finish: {console.errors}")
+    return runner.results, differences
