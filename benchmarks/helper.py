@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from scsi_pr.helper.executable import helper_executable
-from scsi_pr.helper.simserve import main as sim_main
+from scsi_pr.helper.sim_cli import main as sim_main
 from scsi_pr.rig.processes import NotListening, wait_listening
 from scsi_pr.sim.cdb import persistent_reserve_in
 

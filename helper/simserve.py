@@ -12,17 +12,16 @@ between token and rename only makes the others reload). No fsync per command: th
 survive a helper crash, not a host crash (the model's own APTPL file covers power loss).
 
 The LU is named by the image file's (st_dev, st_ino), so any path or fd of the same file reaches
-the same LU. ``scsi-pr sim`` inspects and manipulates that state from the command line.
+the same LU. ``scsi-pr sim`` (``scsi_pr.helper.sim_cli``) inspects and changes that state from
+the command line through ``SharedLUs``, so the state dir's layout is known here only.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from scsi_pr.helper.aptpl_file import FileAptplStore
-from scsi_pr.helper.executable import helper_executable
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.faults import FaultHook, Stall
 from scsi_pr.sim.nexus import ITNexus
@@ -60,6 +58,30 @@ class LuKey:
     def serial(self) -> str:
         """Stable unit serial number, the same in every helper process (16 characters)."""
         return f"SP{self.dev & 0xFFFF:04X}{self.ino & 0xFFFFFFFFFF:010X}"
+
+
+@dataclass(frozen=True)
+class LuFiles:
+    """The files one LU keeps in a state dir, all named after its key."""
+
+    state: Path  # the model's snapshot, replaced whole after every change
+    aptpl: Path  # the model's APTPL store (``scsi_pr.helper.aptpl_file``)
+    fault: Path  # faults set with ``scsi-pr sim stall``, read before every command
+    lock: Path  # flock'ed per command; its first bytes are the token of the last save
+
+    @classmethod
+    def of(cls, state_dir: Path, key: LuKey) -> LuFiles:
+        stem = key.stem
+        return cls(
+            state=state_dir / f"{stem}.json",
+            aptpl=state_dir / f"{stem}.aptpl.json",
+            fault=state_dir / f"{stem}.fault.json",
+            lock=state_dir / f"{stem}.lock",
+        )
+
+    @property
+    def all(self) -> tuple[Path, ...]:
+        return (self.state, self.aptpl, self.fault, self.lock)
 
 
 class FileMedium:
@@ -105,20 +127,23 @@ class SharedLUs:
         self._state: dict[LuKey, dict[str, Any]] = {}  # that state, to tell if a command changed it
         self._guard = threading.Lock()  # one command at a time per process, as per LU lock
 
+    def files(self, key: LuKey) -> LuFiles:
+        if self.state_dir is None:
+            raise ValueError("simulated LUs without a state dir keep no files")
+        return LuFiles.of(self.state_dir, key)
+
     def _new_lu(self, key: LuKey, size: int, path: str | None = None) -> LogicalUnit:
-        store = None
-        if self.state_dir is not None:
-            store = FileAptplStore(self.state_dir / f"{key.stem}.aptpl.json")
+        files = None if self.state_dir is None else self.files(key)
         lu = LogicalUnit(
             blocks=max(size // LU_BLOCK_SIZE, 1),
             block_size=LU_BLOCK_SIZE,
             target_ports=self.target_ports,
             serial=key.serial,
-            store=store,
+            store=None if files is None else FileAptplStore(files.aptpl),
             medium=None if path is None else FileMedium(path),
         )
-        if self.state_dir is not None:
-            lu.fault = self._fault_hook(self.state_dir / f"{key.stem}.fault.json")
+        if files is not None:
+            lu.fault = self._fault_hook(files.fault)
         return lu
 
     @staticmethod
@@ -136,21 +161,29 @@ class SharedLUs:
 
         return hook
 
+    def set_stall(self, key: LuKey, seconds: float) -> None:
+        """Delay every command on the LU by ``seconds`` (0 = stop), in every helper at once."""
+        fault = self.files(key).fault
+        tmp = fault.with_name(fault.name + ".tmp")
+        tmp.write_text(json.dumps({"stall": seconds}))
+        os.replace(tmp, fault)
+
+    def forget(self, key: LuKey) -> None:
+        """Remove every file of the LU: the next command finds a fresh LU."""
+        for path in self.files(key).all:
+            path.unlink(missing_ok=True)
+
     @contextlib.contextmanager
     def _locked(self, key: LuKey) -> Iterator[int | None]:
         if self.state_dir is None:
             yield None
             return
-        lock = os.open(self.state_dir / f"{key.stem}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        lock = os.open(self.files(key).lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield lock
         finally:
             os.close(lock)  # releases the flock
-
-    def _state_path(self, key: LuKey) -> Path:
-        assert self.state_dir is not None
-        return self.state_dir / f"{key.stem}.json"
 
     def _load(self, key: LuKey, size: int, lock: int | None, path: str | None) -> LogicalUnit:
         lu = self._lus.get(key)
@@ -162,11 +195,11 @@ class SharedLUs:
         if lu is not None and token and self._seen.get(key) == token:
             return lu  # nobody wrote since we last did
         lu = self._new_lu(key, size, path)
-        path = self._state_path(key)
-        if path.exists():
-            doc = json.loads(path.read_bytes())
+        state_file = self.files(key).state
+        if state_file.exists():
+            doc = json.loads(state_file.read_bytes())
             if doc.get("format") != STATE_FORMAT:
-                raise ValueError(f"{path}: unknown simulated LU state format")
+                raise ValueError(f"{state_file}: unknown simulated LU state format")
             lu.restore(doc["state"])
         self._lus[key] = lu
         self._seen[key] = token
@@ -177,7 +210,7 @@ class SharedLUs:
         state = lu.snapshot()
         if state == self._state.get(key) and self._seen.get(key):
             return
-        path = self._state_path(key)
+        path = self.files(key).state
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"format": STATE_FORMAT, "state": state}, sort_keys=True))
         token = os.urandom(TOKEN_SIZE)
@@ -205,116 +238,3 @@ class SharedLUs:
     def run_on_file(self, path: str | os.PathLike[str], fn: Callable[[LogicalUnit], T]) -> T:
         st = os.stat(path)
         return self.run(LuKey.of(st), st.st_size, fn, os.fspath(path))
-
-
-# -- scsi-pr sim ----------------------------------------------------------------------------
-def _describe_lu(lu: LogicalUnit) -> dict[str, Any]:
-    res = lu.pr.reservation
-    return {
-        "generation": lu.pr.generation,
-        "aptpl": lu.pr.aptpl,
-        "registrations": [
-            {"nexus": str(r.nexus), "key": f"{r.key:#x}", "all_tg_pt": r.all_tg_pt}
-            for r in lu.pr.registrations.values()
-        ],
-        "reservation": None
-        if res is None
-        else {
-            "holder": None if res.holder is None else str(res.holder),
-            "type": res.type.abbreviation,
-        },
-    }
-
-
-def serve(state_dir: str, socket_dir: str, initiators: int, ports: int) -> int:
-    """Run one ``scsi-pr-helper --backend sim`` per initiator on ``socket_dir/hostN.sock``, all
-    sharing ``state_dir`` (N hosts sharing a LUN), until SIGTERM/SIGINT; then stop them."""
-    import signal
-    import subprocess
-    import time
-
-    helper = helper_executable()
-    Path(socket_dir).mkdir(parents=True, exist_ok=True)
-    procs: list[subprocess.Popen[bytes]] = []
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        for i in range(initiators):
-            name = f"naa.50014050000000{i + 1:02x}"
-            sock = Path(socket_dir) / f"host{i + 1}.sock"
-            argv = [helper, "--backend", "sim", "--initiator", name, "--state-dir", state_dir]
-            argv += ["--target-port", str(i + 1), "--target-ports", str(max(ports, initiators))]
-            procs.append(subprocess.Popen([*argv, "-k", str(sock)]))
-            print(f"{name} (relative target port {i + 1}): {sock}", flush=True)
-        while not stop and all(p.poll() is None for p in procs):
-            time.sleep(0.2)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            p.wait()
-    failed = [p.returncode for p in procs if p.returncode not in (0, -signal.SIGTERM)]
-    return 1 if failed else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``scsi-pr sim {serve,show,power-cycle,stall,forget} ...``."""
-    parser = argparse.ArgumentParser(
-        prog="scsi-pr sim",
-        description="Simulated LUs shared by several scsi-pr-helper --backend sim processes: "
-        "serve starts one helper per initiator on one state dir; the other actions inspect "
-        "or change the LU an image file stands for.",
-    )
-    parser.add_argument("action", choices=["serve", "show", "power-cycle", "forget", "stall"])
-    parser.add_argument("image", nargs="?", help="the image file that stands for the LU")
-    parser.add_argument("--state-dir", required=True, help="the helpers' --state-dir")
-    parser.add_argument(
-        "--seconds", type=float, default=0.0, help="stall: delay every command (0 = stop)"
-    )
-    parser.add_argument("--socket-dir", help="serve: where hostN.sock go (default: state dir)")
-    parser.add_argument("--initiators", type=int, default=2, help="serve: helpers to start")
-    parser.add_argument("--target-ports", type=int, default=2, help="serve: LU target ports")
-    args = parser.parse_args(argv)
-    if args.action == "serve":
-        if args.initiators < 1:
-            parser.error("--initiators must be at least 1")
-        return serve(args.state_dir, args.socket_dir or args.state_dir, args.initiators,
-                     args.target_ports)  # fmt: skip
-    if args.image is None:
-        parser.error(f"{args.action} needs the IMAGE file")
-    try:
-        lus = SharedLUs(args.state_dir)
-        key = LuKey.of(os.stat(args.image))
-        if args.action == "stall":
-            fault = lus.state_dir / f"{key.stem}.fault.json"  # type: ignore[operator]
-            tmp = fault.with_name(fault.name + ".tmp")
-            tmp.write_text(json.dumps({"stall": args.seconds}))
-            os.replace(tmp, fault)
-            return 0
-        if args.action == "forget":
-            for suffix in (".json", ".aptpl.json", ".fault.json", ".lock"):
-                (lus.state_dir / f"{key.stem}{suffix}").unlink(missing_ok=True)  # type: ignore[operator]
-            return 0
-        if args.action == "power-cycle":
-
-            def cycle(lu: LogicalUnit) -> None:
-                lu.power_loss()
-                lu.power_on()
-
-            lus.run_on_file(args.image, cycle)
-        print(json.dumps(lus.run_on_file(args.image, _describe_lu), indent=2))
-    except (OSError, ValueError) as e:
-        print(f"scsi-pr sim: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "scsi_pr.helper.persist",
         "sg_persist-compatible PR commands through a helper socket",
     ),
-    "sim": ("scsi_pr.helper.simserve", "serve simulated LUs shared by several helper processes"),
+    "sim": ("scsi_pr.helper.sim_cli", "serve simulated LUs shared by several helper processes"),
     "scenario": (
         "scsi_pr.rig.scenarios.cli",
         "run a reservation-conflict scenario with a timeline",

@@ -1,9 +1,8 @@
 """Simulated LUs shared through a state dir: no lost updates across processes, crash leftovers
-ignored, faults and the ``scsi-pr sim`` command."""
+ignored, the state dir's files. The ``scsi-pr sim`` command is in ``test_sim_cli.py``."""
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scsi_pr.helper.executors.sim import SimExecutor
-from scsi_pr.helper.simserve import LuKey, SharedLUs, main
+from scsi_pr.helper.simserve import LuFiles, LuKey, SharedLUs
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 from scsi_pr.sim.nexus import ITNexus
 
@@ -58,67 +57,29 @@ def test_a_crash_leftover_temp_file_is_ignored(tmp_path: Path) -> None:
         os.close(fd)
 
 
-def test_stall_fault_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stall_and_forget_act_on_the_lu_files(tmp_path: Path) -> None:
     image = tmp_path / "lu.img"
     image.write_bytes(bytes(4096))
-    state = tmp_path / "state"
-    ex = SimExecutor("naa.5001405000000001", state)
-    fd = os.open(image, os.O_RDWR)
-    try:
-        assert main(["stall", str(image), "--state-dir", str(state), "--seconds", "2.5"]) == 0
-        result = ex.run(fd, persistent_reserve_in(0, 64), b"", 64)
-        assert result.stall == 2.5
-        assert main(["stall", str(image), "--state-dir", str(state), "--seconds", "0"]) == 0
-        assert ex.run(fd, persistent_reserve_out(6, 24), pr_out_parameters(0, 9), 0).stall == 0
-    finally:
-        os.close(fd)
-    capsys.readouterr()
-    assert main(["show", str(image), "--state-dir", str(state)]) == 0
-    shown = json.loads(capsys.readouterr().out)
-    assert shown["generation"] == 1
-    assert shown["registrations"] == [
-        {"nexus": "naa.5001405000000001@1", "key": "0x9", "all_tg_pt": False}
+    lus = SharedLUs(tmp_path / "state")
+    key = LuKey.of(os.stat(image))
+    files = lus.files(key)
+    assert files == LuFiles.of(tmp_path / "state", key)
+    assert [p.name for p in files.all] == [
+        f"{key.stem}.json",
+        f"{key.stem}.aptpl.json",
+        f"{key.stem}.fault.json",
+        f"{key.stem}.lock",
     ]
-    assert main(["show", str(tmp_path / "missing.img"), "--state-dir", str(state)]) == 1
-
-
-def test_serve_runs_one_helper_per_initiator(tmp_path: Path) -> None:
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from scsi_pr.helper.client import Client
-
-    image = tmp_path / "lu.img"
-    image.write_bytes(bytes(4096))
-    state = tmp_path / "state"
-    exe = Path(sys.executable).parent / "scsi-pr"
-    proc = subprocess.Popen(
-        [str(exe), "sim", "serve", "--state-dir", str(state), "--initiators", "2"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    socks = [state / "host1.sock", state / "host2.sock"]
-    try:
-        deadline = time.monotonic() + 20
-        while not all(s.exists() for s in socks):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        time.sleep(0.3)
-        fd = os.open(image, os.O_RDWR)
-        try:
-            for n, sock in enumerate(socks, 1):
-                with Client(str(sock)) as c:
-                    reply = c.execute(fd, persistent_reserve_out(6, 24), pr_out_parameters(0, n))
-                    assert reply.status == 0
-            lu = SharedLUs(state).run_on_file(image, lambda lu: lu)
-            assert sorted((r.nexus.target_port, r.key) for r in lu.pr.registrations.values()) == [
-                (1, 1),
-                (2, 2),
-            ]
-        finally:
-            os.close(fd)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
-    assert not any(s.exists() for s in socks)
+    nexus = ITNexus.named("naa.5001405000000001")
+    register = persistent_reserve_out(6, 24), pr_out_parameters(0, 5)
+    lus.set_stall(key, 1.5)
+    result = lus.run_on_file(image, lambda lu: lu.execute(nexus, *register))
+    assert (result.status, result.stall) == (0, 1.5)
+    assert files.state.exists() and files.lock.exists() and files.fault.exists()
+    lus.forget(key)
+    assert not any(p.exists() for p in files.all)
+    fresh = SharedLUs(tmp_path / "state").run_on_file(image, lambda lu: lu)
+    assert fresh.pr.generation == 0 and not fresh.pr.registrations
+    assert fresh.fault(nexus, register[0]) is None  # the stall went with the LU
+    with pytest.raises(ValueError, match="no files"):
+        SharedLUs().files(key)

@@ -1,0 +1,93 @@
+"""``scsi-pr sim``: stall, show, forget and serve, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scsi_pr.helper.client import Client
+from scsi_pr.helper.executors.sim import SimExecutor
+from scsi_pr.helper.sim_cli import main
+from scsi_pr.helper.simserve import SharedLUs
+from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
+
+
+def test_stall_fault_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = tmp_path / "lu.img"
+    image.write_bytes(bytes(4096))
+    state = tmp_path / "state"
+    ex = SimExecutor("naa.5001405000000001", state)
+    fd = os.open(image, os.O_RDWR)
+    try:
+        assert main(["stall", str(image), "--state-dir", str(state), "--seconds", "2.5"]) == 0
+        result = ex.run(fd, persistent_reserve_in(0, 64), b"", 64)
+        assert result.stall == 2.5
+        assert main(["stall", str(image), "--state-dir", str(state), "--seconds", "0"]) == 0
+        assert ex.run(fd, persistent_reserve_out(6, 24), pr_out_parameters(0, 9), 0).stall == 0
+    finally:
+        os.close(fd)
+    capsys.readouterr()
+    assert main(["show", str(image), "--state-dir", str(state)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["generation"] == 1
+    assert shown["registrations"] == [
+        {"nexus": "naa.5001405000000001@1", "key": "0x9", "all_tg_pt": False}
+    ]
+    assert main(["show", str(tmp_path / "missing.img"), "--state-dir", str(state)]) == 1
+    # power-cycle keeps registrations only with APTPL (this one has none) and prints the LU
+    assert main(["power-cycle", str(image), "--state-dir", str(state)]) == 0
+    assert json.loads(capsys.readouterr().out)["registrations"] == []
+    # forget: the next helper command finds a fresh LU, generation 0 and no stall
+    assert main(["stall", str(image), "--state-dir", str(state), "--seconds", "3"]) == 0
+    assert main(["forget", str(image), "--state-dir", str(state)]) == 0
+    assert list(state.iterdir()) == []
+    fd = os.open(image, os.O_RDWR)
+    try:
+        fresh = SimExecutor("naa.5001405000000002", state)
+        assert fresh.run(fd, persistent_reserve_out(6, 24), pr_out_parameters(0, 4), 0).stall == 0
+    finally:
+        os.close(fd)
+    assert main(["show", str(image), "--state-dir", str(state)]) == 0
+    assert json.loads(capsys.readouterr().out)["generation"] == 1
+
+
+def test_serve_runs_one_helper_per_initiator(tmp_path: Path) -> None:
+    image = tmp_path / "lu.img"
+    image.write_bytes(bytes(4096))
+    state = tmp_path / "state"
+    exe = Path(sys.executable).parent / "scsi-pr"
+    proc = subprocess.Popen(
+        [str(exe), "sim", "serve", "--state-dir", str(state), "--initiators", "2"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    socks = [state / "host1.sock", state / "host2.sock"]
+    try:
+        deadline = time.monotonic() + 20
+        while not all(s.exists() for s in socks):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.3)
+        fd = os.open(image, os.O_RDWR)
+        try:
+            for n, sock in enumerate(socks, 1):
+                with Client(str(sock)) as c:
+                    reply = c.execute(fd, persistent_reserve_out(6, 24), pr_out_parameters(0, n))
+                    assert reply.status == 0
+            lu = SharedLUs(state).run_on_file(image, lambda lu: lu)
+            assert sorted((r.nexus.target_port, r.key) for r in lu.pr.registrations.values()) == [
+                (1, 1),
+                (2, 2),
+            ]
+        finally:
+            os.close(fd)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    assert not any(s.exists() for s in socks)
