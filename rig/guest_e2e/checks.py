@@ -6,18 +6,12 @@ Pure: a recorded run is checked again without a VM (tests/rig/test_guest_e2e_che
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from scsi_pr.rig.guest.console import StepResult
-from scsi_pr.rig.guest_e2e.observation import (
-    FullStatusDescriptor,
-    Observation,
-    decode_full_status,
-    decode_keys,
-    decode_reservation,
-)
+from scsi_pr.rig.guest_e2e.observation import Observation
 from scsi_pr.rig.guest_e2e.sequence import (
     GUEST_KEY,
     HOST_KEY,
@@ -29,6 +23,18 @@ from scsi_pr.rig.guest_e2e.sequence import (
     round_prefix,
     step_names,
 )
+from scsi_pr.sim.constants import LU_SCOPE
+from scsi_pr.sim.pr_in_data import (
+    FullStatusDescriptor,
+    PrInDataError,
+    ReservationDescriptor,
+    parse_full_status_descriptors,
+    parse_key_list,
+    parse_report_capabilities,
+    parse_reservation_descriptor,
+)
+
+T = TypeVar("T")
 
 #: LIO does not increment PRgeneration when a REGISTER removes a registration (SPC-5 6.16.2
 #: says every successful REGISTER does); see the SPC note's LIO deviation table, row 3.
@@ -87,24 +93,32 @@ def expected_problems(
             problems.append(f"{name}: PRgeneration {o.generation}, expected {gen}")
         return o
 
+    def read(name: str, parse: Callable[[bytes], T], gen: int | None = None) -> tuple[T] | None:
+        """The step's data as ``parse`` reads it, in a 1-tuple (a reader may return None);
+        None when the step has no result or its data is malformed, both problems."""
+        o = want(name, gen=gen)
+        if o is None:
+            return None
+        try:
+            return (parse(bytes.fromhex(o.data)),)
+        except PrInDataError as e:
+            problems.append(f"{name}: {e}")
+            return None
+
     def keys(name: str, gen: int, expected: list[int]) -> None:
-        o = want(name, gen=gen)
-        if o and sorted(decode_keys(bytes.fromhex(o.data))) != sorted(expected):
-            problems.append(f"{name}: keys {_hexes(decode_keys(bytes.fromhex(o.data)))}, "
-                            f"expected {_hexes(expected)}")  # fmt: skip
+        if (got := read(name, parse_key_list, gen)) and sorted(got[0]) != sorted(expected):
+            problems.append(f"{name}: keys {_hexes(got[0])}, expected {_hexes(expected)}")
 
-    def reservation(name: str, gen: int, expected: tuple[int, int] | None) -> None:
-        o = want(name, gen=gen)
-        if o and decode_reservation(bytes.fromhex(o.data)) != expected:
-            problems.append(
-                f"{name}: reservation {decode_reservation(bytes.fromhex(o.data))}, "
-                f"expected {expected}"
-            )
+    def reservation(name: str, gen: int, key: int | None) -> None:
+        """``key`` holds the WE-RO reservation; None: there is none."""
+        expected = None if key is None else ReservationDescriptor(key, LU_SCOPE, WE_RO)
+        if (got := read(name, parse_reservation_descriptor, gen)) and got[0] != expected:
+            problems.append(f"{name}: reservation {got[0]}, expected {expected}")
 
-    def holder(key: int, port: Port, is_holder: bool) -> FullStatusDescriptor:
+    def registration(key: int, port: Port, holder: bool) -> FullStatusDescriptor:
         return FullStatusDescriptor(
-            key, False, is_holder, WE_RO if is_holder else 0,
-            port.relative_target_port, port.transport_id,
+            key, False, holder, LU_SCOPE if holder else None, WE_RO if holder else None,
+            port.relative_target_port, bytes.fromhex(port.transport_id),
         )  # fmt: skip
 
     want("tur")
@@ -114,26 +128,21 @@ def expected_problems(
     want("bad_register", RC_RESERVATION_CONFLICT)
     want("bad_type", RC_ILLEGAL_REQUEST)
     want("reserve")
-    reservation("resv1", base + 1, (GUEST_KEY, WE_RO))
-    caps = want("caps")
-    if caps:
-        data = bytes.fromhex(caps.data)
-        # SPC-5 table 167: LENGTH 8; PERSISTENT RESERVATION TYPE MASK with WE-RO supported
-        if len(data) != 8 or int.from_bytes(data[:2], "big") != 8 or not data[4] & 0x20:
-            problems.append(f"caps: unexpected REPORT CAPABILITIES data {caps.data}")
+    reservation("resv1", base + 1, GUEST_KEY)
+    if (caps := read("caps", parse_report_capabilities)) and WE_RO not in caps[0].type_mask:
+        problems.append(f"caps: type mask {sorted(caps[0].type_mask)} without {WE_RO.name}")
     want("host.register")
     want("host.reserve", RC_RESERVATION_CONFLICT)
-    reservation("host.resv", base + 2, (GUEST_KEY, WE_RO))
+    reservation("host.resv", base + 2, GUEST_KEY)
     keys("keys2", base + 2, [GUEST_KEY, HOST_KEY])
-    status = want("status2", gen=base + 2)
-    if status:
-        got = sorted(decode_full_status(bytes.fromhex(status.data)), key=lambda d: d.key)
-        exp = [holder(GUEST_KEY, guest, True), holder(HOST_KEY, host, False)]
+    if status := read("status2", parse_full_status_descriptors, base + 2):
+        got = sorted(status[0], key=lambda d: d.key)
+        exp = [registration(GUEST_KEY, guest, True), registration(HOST_KEY, host, False)]
         if got != exp:
             problems.append(f"status2: {got}, expected {exp}")
     want("preempt")
     keys("keys3", base + 3, [GUEST_KEY])
-    reservation("resv3", base + 3, (GUEST_KEY, WE_RO))
+    reservation("resv3", base + 3, GUEST_KEY)
     # B's registration was preempted: its next command reports REGISTRATIONS PREEMPTED (UA)
     want("host.tur", RC_UNIT_ATTENTION)
     keys("host.keys", base + 3, [GUEST_KEY])
@@ -143,9 +152,9 @@ def expected_problems(
     reservation("resv4", base + 3, None)
     want("unregister")
     keys("keys5", base + 3 + unreg, [])
-    status = want("status5", gen=base + 3 + unreg)
-    if status and status.data:
-        problems.append(f"status5: descriptors left: {status.data}")
+    left = want("status5", gen=base + 3 + unreg)
+    if left and left.data:
+        problems.append(f"status5: descriptors left: {left.data}")
     # With the helper gone the guest's PR command must fail (QEMU gives up after its retries);
     # a pass here would mean PR commands were not going through the helper at all.
     gone = want("keys_nohelper", rc=None)

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from scsi_pr.rig.guest.steps import Command, Pause, Step
+from scsi_pr.sim.constants import ReservationType
 
 GUEST_KEY = 0xA1  # registered by the guest (initiator A, through the helper)
 HOST_KEY = 0xB2  # registered by initiator B on the host side
-WE_RO = 5  # WRITE EXCLUSIVE - REGISTRANTS ONLY
-WE = 1  # WRITE EXCLUSIVE
+WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
+WE = ReservationType.WRITE_EXCLUSIVE
 
 # sg_persist exit statuses (sg3_utils sg_lib.h SG_LIB_CAT_*)
 RC_GOOD = 0
