@@ -3,6 +3,9 @@
 Sans-IO: ``LogicalUnit.execute(nexus, cdb, data)`` returns a ``CommandResult``; nothing in the
 model touches files, sockets, clocks or threads. Persistence (APTPL) and faults are hooks the
 caller supplies.
+
+Every ``SPC-5 x.y`` citation in this package is a clause of SPC-5 revision 17, never a table
+number; docs/model.md ("Standard") lists the canonical clause for each PR topic.
 """
 
 from scsi_pr.sim.constants import (

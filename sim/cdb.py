@@ -25,7 +25,7 @@ from scsi_pr.sim.transportid import TransportId
 def persistent_reserve_in(
     action: PersistentReserveInAction | int, allocation_length: int = PR_HELPER_DATA_SIZE
 ) -> bytes:
-    """SPC-5 6.16.1, table 164."""
+    """SPC-5 6.16.1: the PERSISTENT RESERVE IN CDB."""
     return struct.pack(">BB5xHB", Opcode.PERSISTENT_RESERVE_IN, action & 0x1F, allocation_length, 0)
 
 
@@ -35,7 +35,7 @@ def persistent_reserve_out(
     type_: ReservationType | int = 0,
     scope: int = LU_SCOPE,
 ) -> bytes:
-    """SPC-5 6.17.1, table 171 (32-bit PARAMETER LIST LENGTH at bytes 5-8)."""
+    """SPC-5 6.17.1: the PERSISTENT RESERVE OUT CDB (32-bit PARAMETER LIST LENGTH, bytes 5-8)."""
     return struct.pack(
         ">BBB2xIB",
         Opcode.PERSISTENT_RESERVE_OUT,
@@ -55,7 +55,7 @@ def pr_out_parameters(
     spec_i_pt: bool = False,
     transport_ids: Iterable[TransportId | bytes] = (),
 ) -> bytes:
-    """SPC-5 6.17.3, table 174: the basic parameter list, with TransportIDs when SPEC_I_PT."""
+    """SPC-5 6.17.3: the basic parameter list, with TransportIDs when SPEC_I_PT."""
     flags = (0x08 if spec_i_pt else 0) | (0x04 if all_tg_pt else 0) | (0x01 if aptpl else 0)
     data = struct.pack(">QQ4xBx2x", key, sa_key, flags)
     if spec_i_pt:
@@ -73,7 +73,7 @@ def register_and_move_parameters(
     unreg: bool = False,
     aptpl: bool = False,
 ) -> bytes:
-    """SPC-5 6.17.4, table 176."""
+    """SPC-5 6.17.4: the REGISTER AND MOVE parameter list."""
     tid = transport_id if isinstance(transport_id, bytes) else transport_id.encode()
     flags = (0x02 if unreg else 0) | (0x01 if aptpl else 0)
     return struct.pack(">QQxBHI", key, sa_key, flags, relative_target_port, len(tid)) + tid

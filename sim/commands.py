@@ -31,7 +31,7 @@ _GROUP_CDB_LENGTH = {0: 6, 1: 10, 2: 10, 4: 16, 5: 12}
 
 
 def cdb_length(opcode: int) -> int:
-    """SPC-5 4.2.5.1: the group code (top three bits) fixes the CDB length."""
+    """SPC-5 OPERATION CODE: the group code (top three bits) fixes the CDB length."""
     return _GROUP_CDB_LENGTH.get(opcode >> 5, 6)
 
 
@@ -74,7 +74,8 @@ def _vpd_serial(lu: LuState, nexus: ITNexus) -> bytes:
 
 
 def _vpd_device_identification(lu: LuState, nexus: ITNexus) -> bytes:
-    """SPC-5 7.7.3: NAA LU name, T10 vendor id, and the receiving relative target port."""
+    """SPC-5 Device Identification VPD page: NAA LU name, T10 vendor id, and the receiving
+    relative target port."""
     naa = bytes([0x01, 0x03, 0x00, 0x08]) + lu.naa.to_bytes(8, "big")
     t10_id = (lu.vendor.ljust(8)[:8] + lu.serial).encode()
     t10 = bytes([0x02, 0x01, 0x00, len(t10_id)]) + t10_id
@@ -90,7 +91,8 @@ VPD_PAGES: dict[int, Callable[[LuState, ITNexus], bytes]] = {
 
 
 def request_sense(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
-    """SPC-5 6.39: a pending unit attention is returned (and cleared) as parameter data."""
+    """SPC-5 REQUEST SENSE: a pending unit attention is returned (and cleared) as parameter
+    data."""
     if cdb[1] & 0x01:  # DESC: descriptor format is not supported (D_SENSE=0 device)
         raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=0)
     code = lu.ua.pop(nexus)
@@ -102,7 +104,7 @@ def request_sense(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes
 
 
 def report_luns(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
-    """SPC-5 6.33: one LUN, 0. ALLOCATION LENGTH below 16 is invalid."""
+    """SPC-5 REPORT LUNS: one LUN, 0. ALLOCATION LENGTH below 16 is invalid."""
     allocation_length = int.from_bytes(cdb[6:10], "big")
     if allocation_length < 16:
         raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=6)
@@ -110,10 +112,11 @@ def report_luns(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
 
 
 def mode_sense(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
-    """SPC-5 6.13/6.14: caching (08h) and control (0Ah) pages, current values."""
+    """SPC-5 6.14/6.15 (MODE SENSE(6)/(10)): caching (08h) and control (0Ah) pages, current
+    values."""
     ten = cdb[0] == Opcode.MODE_SENSE_10
     dbd, pc, page = cdb[1] & 0x08, cdb[2] >> 6, cdb[2] & 0x3F
-    if pc == 0b11:  # saved values are not supported (SPC-5 6.14.2)
+    if pc == 0b11:  # saved values are not supported (SPC-5 6.14)
         raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=2, bit=7)
     if page != 0x3F and page not in MODE_PAGES:
         raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=2, bit=5)

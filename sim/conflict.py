@@ -1,5 +1,5 @@
-"""The command-conflict table for persistent reservations (SPC-5 5.14.1, table 64; SBC-4
-4.18, table 13), written as data.
+"""The command-conflict table for persistent reservations (SPC-5 5.14.1; SBC-4 4.18), written
+as data.
 
 Each command the model accepts belongs to one access class. For a reservation of a given type,
 a *non-holder* I_T nexus may run a command of that class if the table says ALLOWED for its

@@ -29,7 +29,7 @@ class Status(IntEnum):
 
 
 class SenseKey(IntEnum):
-    """SPC-5 table 52 (sense key descriptions)."""
+    """SENSE KEY values (SPC-5, sense data)."""
 
     NO_SENSE = 0x0
     RECOVERED_ERROR = 0x1
@@ -48,7 +48,7 @@ class SenseKey(IntEnum):
 
 
 class AdditionalSense(NamedTuple):
-    """An ASC/ASCQ pair with the name SPC-5 annex F gives it."""
+    """An ASC/ASCQ pair with the name SPC-5 gives it."""
 
     asc: int
     ascq: int
@@ -143,7 +143,7 @@ class ServiceActionIn16(IntEnum):
 
 
 class PersistentReserveInAction(IntEnum):
-    """SPC-5 table 165."""
+    """SERVICE ACTION codes of PERSISTENT RESERVE IN (SPC-5 6.16.1)."""
 
     READ_KEYS = 0x00
     READ_RESERVATION = 0x01
@@ -152,7 +152,7 @@ class PersistentReserveInAction(IntEnum):
 
 
 class PersistentReserveOutAction(IntEnum):
-    """SPC-5 table 172."""
+    """SERVICE ACTION codes of PERSISTENT RESERVE OUT (SPC-5 6.17.2)."""
 
     REGISTER = 0x00
     RESERVE = 0x01
@@ -166,7 +166,7 @@ class PersistentReserveOutAction(IntEnum):
 
 
 class ReservationType(IntEnum):
-    """SPC-5 table 167 (persistent reservation TYPE field)."""
+    """The persistent reservation TYPE field (SPC-5 6.16.3)."""
 
     WRITE_EXCLUSIVE = 0x1
     EXCLUSIVE_ACCESS = 0x3
@@ -181,7 +181,7 @@ class ReservationType(IntEnum):
 
     @property
     def all_registrants(self) -> bool:
-        """Every registered I_T nexus is a reservation holder (SPC-5 5.14.3.2)."""
+        """Every registered I_T nexus is a reservation holder (SPC-5 5.14.10)."""
         return self in (
             ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS,
             ReservationType.EXCLUSIVE_ACCESS_ALL_REGISTRANTS,
@@ -207,13 +207,13 @@ _TYPE_ABBREVIATIONS = {
 LU_SCOPE = 0x0
 
 # Sizes fixed by SPC-5.
-PR_OUT_BASIC_PARAMETER_LIST_LENGTH = 24  # 6.17.3, table 174
+PR_OUT_BASIC_PARAMETER_LIST_LENGTH = 24  # 6.17.3
 REPORT_CAPABILITIES_LENGTH = 8  # 6.16.4: LENGTH, and the whole parameter data
-FIXED_SENSE_LENGTH = 18  # 4.4.3, with ADDITIONAL SENSE LENGTH = 0Ah
+FIXED_SENSE_LENGTH = 18  # fixed format sense data, with ADDITIONAL SENSE LENGTH = 0Ah
 
 
 class ProtocolIdentifier(IntEnum):
-    """SPC-5 table 444."""
+    """PROTOCOL IDENTIFIER values (SPC-5 7.6.1)."""
 
     FIBRE_CHANNEL = 0x0
     PARALLEL_SCSI = 0x1

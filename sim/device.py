@@ -52,7 +52,7 @@ UA_EXEMPT = frozenset({Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE}
 SPC2_ALLOWED = frozenset(
     {Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE, Opcode.RELEASE_6, Opcode.RELEASE_10}
 )
-#: Commands a lost-reservation LU still runs (SPC-5 5.14.12, informative).
+#: Commands a lost-reservation LU still runs (SPC-5 5.14.5, informative).
 PR_LOST_ALLOWED = frozenset(
     {
         Opcode.INQUIRY,
@@ -208,7 +208,7 @@ class LogicalUnit:
 
     # -- APTPL ------------------------------------------------------------------------------
     def _save_aptpl(self, aptpl_was: bool) -> None:
-        """SPC-5 5.14.6: while APTPL is active every change is persisted; turning it off
+        """SPC-5 5.14.5: while APTPL is active every change is persisted; turning it off
         persists the fact that nothing survives power loss."""
         if self.store is None or not (self.pr.aptpl or aptpl_was):
             return
@@ -258,7 +258,7 @@ class LogicalUnit:
         self.ua.establish([nexus], I_T_NEXUS_LOSS_OCCURRED)
 
     def lose_reservations(self) -> None:
-        """The device server lost its PR information (SPC-5 5.14.12): media access fails with
+        """The device server lost its PR information (SPC-5 5.14.5): media access fails with
         PERSISTENT RESERVATION INFORMATION LOST until REPLACE LOST RESERVATION."""
         self.pr = PersistentReservations(generation=self.pr.generation)
         self.reservation_lost = True

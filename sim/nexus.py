@@ -10,7 +10,7 @@ from scsi_pr.sim.transportid import TransportId
 @dataclass(frozen=True, order=True)
 class ITNexus:
     """An initiator port talking to one target port, named by its RELATIVE TARGET PORT
-    IDENTIFIER (SPC-5 7.7.3.7)."""
+    IDENTIFIER (SPC-5 Device Identification VPD page)."""
 
     initiator: TransportId
     target_port: int = 1

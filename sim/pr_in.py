@@ -1,7 +1,7 @@
 """PERSISTENT RESERVE IN (SPC-5 6.16): the four service actions, byte for byte.
 
 Each builder returns the *whole* parameter data; the caller truncates it to ALLOCATION LENGTH
-(SPC-5 4.2.5.6), so ADDITIONAL LENGTH always describes the full list (SPC-5 6.16.2).
+(SPC-5 ALLOCATION LENGTH field), so ADDITIONAL LENGTH always describes the full list (SPC-5 6.16.2).
 
 The layouts (``HEADER``, ``RESERVATION_DESCRIPTOR``, ``FULL_STATUS_DESCRIPTOR``) and the bits of
 REPORT CAPABILITIES are defined once here and shared with the readers in

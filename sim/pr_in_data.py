@@ -8,8 +8,8 @@ Strict by default: ADDITIONAL LENGTH must agree with the bytes received, descrip
 exactly, and a reservation's SCOPE and TYPE must be values SPC-5 defines; anything else raises
 ``PrInDataError``. Reserved bits are ignored, so data from a later revision still reads.
 
-A reply cut short by a small ALLOCATION LENGTH is legitimate (SPC-5 4.2.5.6; ADDITIONAL LENGTH
-still counts the whole list, SPC-5 6.16.2): ``allow_truncated=True`` accepts data shorter than
+A reply cut short by a small ALLOCATION LENGTH is legitimate (ADDITIONAL LENGTH still counts
+the whole list, SPC-5 6.16.2): ``allow_truncated=True`` accepts data shorter than
 ADDITIONAL LENGTH says and returns the items that arrived whole (``complete`` tells whether that
 was all of them). The 8-byte header must always be there.
 

@@ -1,7 +1,7 @@
-"""PERSISTENT RESERVE OUT (SPC-5 6.17 and 5.14.7-5.14.12): every service action.
+"""PERSISTENT RESERVE OUT (SPC-5 6.17 and 5.14.5-5.14.11): every service action.
 
-``SERVICE_ACTIONS`` is the table SPC-5 calls "PERSISTENT RESERVE OUT service actions and valid
-parameters" (table 173) plus the PRgeneration rule of 6.16.2: one row per service action, with
+``SERVICE_ACTIONS`` is the table SPC-5 6.17.2 calls "PERSISTENT RESERVE OUT service actions and
+valid parameters" plus the PRgeneration rule of 6.16.2: one row per service action, with
 the parameter list it takes and whether success increments PRGENERATION. The handlers below
 are the numbered steps of the clauses named in their docstrings.
 """
@@ -40,7 +40,7 @@ from scsi_pr.sim.state import PersistentReservations, Registration, Reservation
 from scsi_pr.sim.transportid import TransportId, TransportIdError, decode_transport_id_list
 from scsi_pr.sim.unit_attention import UnitAttentions
 
-# Byte offsets named for field pointers (SPC-5 tables 171, 174, 176).
+# Byte offsets named for field pointers (SPC-5 6.17.1 CDB, 6.17.3 and 6.17.4 parameter lists).
 CDB_SERVICE_ACTION, CDB_SCOPE_TYPE, CDB_PARAMETER_LIST_LENGTH = 1, 2, 5
 PARAM_SA_KEY, PARAM_FLAGS, PARAM_TRANSPORTID_LENGTH = 8, 20, 24
 MOVE_RTPI, MOVE_TRANSPORTID_LENGTH = 18, 20
@@ -49,7 +49,7 @@ BIT_SPEC_I_PT, BIT_ALL_TG_PT = 3, 2
 
 @dataclass(frozen=True)
 class ParameterList:
-    """The basic PR OUT parameter list (table 174), or REGISTER AND MOVE's (table 176)."""
+    """The basic PR OUT parameter list (SPC-5 6.17.3), or REGISTER AND MOVE's (6.17.4)."""
 
     key: int
     sa_key: int
@@ -133,7 +133,7 @@ class PrOut:
 
     # -- shared steps ----------------------------------------------------------------------
     def check_key(self) -> Registration:
-        """SPC-5 5.14.7: RESERVATION KEY must match the nexus's registration."""
+        """SPC-5 6.17.3: RESERVATION KEY must match the nexus's registration."""
         reg = self.pr.registrations.get(self.nexus)
         if reg is None or reg.key != self.params.key:
             raise reservation_conflict()
@@ -157,7 +157,7 @@ class PrOut:
         return [n for n in self.pr.registrations if n != self.nexus]
 
     def unregister(self, nexus: ITNexus) -> None:
-        """SPC-5 5.14.11.2.2 / 5.14.7.3: removing a registration may release the reservation."""
+        """SPC-5 5.14.11.2: removing a registration may release the reservation."""
         res = self.pr.reservation
         del self.pr.registrations[nexus]
         if res is None:
@@ -191,9 +191,9 @@ class PrOut:
             if not ignore_existing_key and p.key != 0:
                 raise reservation_conflict()
             if p.sa_key == 0:
-                return  # nothing to do; APTPL is ignored (5.14.7.2)
+                return  # nothing to do; APTPL is ignored (5.14.7)
             new = self.nexuses_for(self.nexus.initiator)
-            for tid in p.transport_ids:  # SPEC_I_PT (5.14.7.4)
+            for tid in p.transport_ids:  # SPEC_I_PT (5.14.7)
                 new += [n for n in self.nexuses_for(tid) if n not in new]
             if any(n in pr.registrations for n in new):
                 raise illegal_request(
@@ -239,7 +239,7 @@ class PrOut:
         if res.type.registrants_only or res.type.all_registrants:
             self.ua.establish(self.others(), RESERVATIONS_RELEASED)
 
-    # -- CLEAR (SPC-5 5.14.11.3) -------------------------------------------------------------
+    # -- CLEAR (SPC-5 5.14.11, clearing) -----------------------------------------------------
     def clear(self) -> None:
         self.check_key()
         self.ua.establish(self.others(), RESERVATIONS_PREEMPTED)
@@ -247,20 +247,20 @@ class PrOut:
         self.pr.reservation = None
         self.pr.aptpl = False
 
-    # -- PREEMPT / PREEMPT AND ABORT (SPC-5 5.14.11.4) ---------------------------------------
+    # -- PREEMPT / PREEMPT AND ABORT (SPC-5 5.14.11, preempting) -----------------------------
     def preempt(self, abort: bool) -> None:
         self.check_key()
         type_ = self.reservation_type()
         pr, sa_key = self.pr, self.params.sa_key
         res = pr.reservation
         if res is not None and res.type.all_registrants and sa_key == 0:
-            # 5.14.11.4.4: every other registration goes; a new reservation for the issuer
+            # all-registrants and SARK 0: the others' registrations go, the issuer reserves anew
             removed = self.others()
             self.establish(type_)
         elif sa_key == 0:
             raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
         elif res is not None and not res.type.all_registrants and pr.holder_key() == sa_key:
-            # 5.14.11.4.3: preempting the holder moves the reservation to the issuer
+            # preempting the holder moves the reservation to the issuer
             removed = [
                 n for n, r in pr.registrations.items() if r.key == sa_key and n != self.nexus
             ]
@@ -270,7 +270,7 @@ class PrOut:
                 survivors = [n for n in self.others() if n not in removed]
                 self.ua.establish(survivors, RESERVATIONS_RELEASED)
         else:
-            # 5.14.11.4.2 / .5: only registrations go; the reservation (if any) stays
+            # removing registrations: only registrations go; the reservation (if any) stays
             removed = [n for n, r in pr.registrations.items() if r.key == sa_key]
             if not removed:
                 raise reservation_conflict()
@@ -309,7 +309,7 @@ class PrOut:
             del pr.registrations[self.nexus]
         pr.aptpl = p.aptpl
 
-    # -- REPLACE LOST RESERVATION (SPC-5 5.14.12) --------------------------------------------
+    # -- REPLACE LOST RESERVATION (SPC-5 5.14.5, 6.17.2) -------------------------------------
     def replace_lost_reservation(self) -> None:
         """Only meaningful after the LU lost its PR information (``LogicalUnit.
         lose_reservations``); the issuer becomes the only registrant and the holder."""

@@ -1,6 +1,6 @@
 """What a logical unit returns for one command, and how fixed-format sense is built.
 
-SPC-5 4.4.3 defines fixed-format sense data; the model always produces it (D_SENSE=0), with a
+SPC-5 defines fixed-format sense data; the model always produces it (D_SENSE=0), with a
 sense-key specific FIELD POINTER for ILLEGAL REQUEST so that an initiator can see which byte was
 wrong.
 """
@@ -21,7 +21,8 @@ from scsi_pr.sim.errors import SimError
 
 @dataclass(frozen=True)
 class FieldPointer:
-    """SPC-5 4.4.3.2.2: where the offending field is (C/D, byte, optional bit)."""
+    """The sense-key specific FIELD POINTER (SPC-5): where the offending field is (C/D, byte,
+    optional bit)."""
 
     in_cdb: bool
     byte: int
@@ -136,7 +137,7 @@ def illegal_request(
     bit: int | None = None,
 ) -> CommandTerminated:
     """CHECK CONDITION, ILLEGAL REQUEST with a field pointer to the offending CDB or
-    parameter-list byte (SPC-5 4.4.3.2.2)."""
+    parameter-list byte (the sense-key specific FIELD POINTER)."""
     pointer = None
     if cdb_byte is not None:
         pointer = FieldPointer(True, cdb_byte, bit)

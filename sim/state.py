@@ -16,7 +16,7 @@ from scsi_pr.sim.transportid import TransportId
 
 @dataclass
 class Registration:
-    """One registered I_T nexus and its reservation key (SPC-5 5.14.5)."""
+    """One registered I_T nexus and its reservation key (SPC-5 5.14.1, 5.14.7)."""
 
     nexus: ITNexus
     key: int
@@ -39,7 +39,7 @@ class PersistentReservations:
     #: insertion order = registration order, which READ KEYS and READ FULL STATUS report
     registrations: dict[ITNexus, Registration] = field(default_factory=dict)
     reservation: Reservation | None = None
-    #: PTPL_A: the APTPL bit of the last successful register-type command (SPC-5 5.14.6)
+    #: PTPL_A: the APTPL bit of the last successful register-type command (SPC-5 5.14.5)
     aptpl: bool = False
 
     def key_of(self, nexus: ITNexus) -> int | None:

@@ -4,8 +4,8 @@ Three protocols are modelled because they are the ones PR users meet: Fibre Chan
 N_Port name), SAS (24 bytes, SAS address; what LIO's tcm_loop reports) and iSCSI in both formats
 (00b = initiator device name, 01b = initiator port name with ``,i,0x<ISID>``).
 
-Comparison follows SPC-5 7.6.4.6: iSCSI names compare case-insensitively, and a format 00b
-TransportID names every port of that iSCSI device.
+Comparison follows SPC-5 7.6.4 (the iSCSI TransportID): iSCSI names compare case-insensitively,
+and a format 00b TransportID names every port of that iSCSI device.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from scsi_pr.sim.constants import ProtocolIdentifier
 from scsi_pr.sim.errors import SimError
 
 FIXED_TRANSPORT_ID_LENGTH = 24
-ISCSI_MIN_ADDITIONAL_LENGTH = 20  # SPC-5 7.6.4.6: at least 20 and a multiple of 4
+ISCSI_MIN_ADDITIONAL_LENGTH = 20  # SPC-5 7.6.4: at least 20 and a multiple of 4
 ISCSI_SEPARATOR = ",i,0x"
 
 
@@ -105,7 +105,7 @@ class TransportId:
     def matches(self, other: TransportId) -> bool:
         """Does this TransportID (as sent by an application client) name port ``other``?
 
-        A format 00b iSCSI TransportID names every port of the device (SPC-5 7.6.4.6).
+        A format 00b iSCSI TransportID names every port of the device (SPC-5 7.6.4).
         """
         if self.protocol != other.protocol or self.name != other.name:
             return False

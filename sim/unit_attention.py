@@ -1,4 +1,4 @@
-"""Unit attention conditions, queued per I_T nexus (SAM-5 5.14, SPC-5 4.4.4 / 5.14.11).
+"""Unit attention conditions, queued per I_T nexus (SAM-5 5.14; the PR ones: SPC-5 5.14.11).
 
 Reset-class conditions (ASC 29h) are established for *every* I_T nexus, including ones the LU
 has not seen yet, so they are kept as an epoch counter rather than per-nexus entries: a nexus

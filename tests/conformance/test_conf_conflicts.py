@@ -1,4 +1,4 @@
-"""The reservation conflict table (SPC-5 5.14.3, spc-persistent-reservations.md §5) for every
+"""The reservation conflict table (SPC-5 5.14.1, spc-persistent-reservations.md §5) for every
 type, from the holder, a registered non-holder and an unregistered I_T nexus, over the commands
 the model accepts; plus unit attention reporting and SPC-2 RESERVE/RELEASE with CRH."""
 
@@ -92,7 +92,7 @@ def deviating() -> list[object]:
     return [
         pytest.param(
             type_, registered, command,
-            marks=pytest.mark.lio_deviation(reason=reason, clause="SPC-5 5.14.3 conflict table"),
+            marks=pytest.mark.lio_deviation(reason=reason, clause="SPC-5 5.14.1 conflict table"),
             id=f"{situation_id(type_, registered)}-{command}",
         )
         for type_, registered in SITUATIONS
@@ -234,7 +234,7 @@ def test_release_ua_only_for_registrants(nexuses: list) -> None:
     assert drain(b) == [] and drain(c) == []
 
 
-# -- SPC-2 RESERVE(6)/RELEASE(6) and Compatible Reservation Handling (SPC-5 5.14.4) -----------
+# -- SPC-2 RESERVE(6)/RELEASE(6) and Compatible Reservation Handling (SPC-5 5.14.3) -----------
 @pytest.fixture
 def spc2(nexuses: list) -> Iterator[list]:
     """The initiators; afterwards every one sends RELEASE(6), so that a failing test does not

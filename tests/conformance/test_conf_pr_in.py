@@ -54,7 +54,7 @@ def test_read_keys_truncated_keeps_full_additional_length(nexuses: list) -> None
 
 @pytest.mark.lio_deviation(
     reason="LIO rejects ALLOCATION LENGTH < 8 with INVALID FIELD IN CDB (§11 row 7)",
-    clause="SPC-5 4.2.5.6: allocation length only truncates",
+    clause="SPC-5 ALLOCATION LENGTH field: an allocation length only truncates",
 )
 def test_read_keys_allocation_length_below_header(nexuses: list) -> None:
     register(nexuses[0], A)

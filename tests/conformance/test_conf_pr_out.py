@@ -44,7 +44,7 @@ ILLEGAL = SenseKey.ILLEGAL_REQUEST
 UNREGISTERED_NOT_READY = pytest.mark.lio_deviation(
     reason="LIO answers NOT READY, LOGICAL UNIT COMMUNICATION FAILURE to an unregistered "
     "I_T nexus when no PR is held (lio-rig.md Measured; §11 row 2)",
-    clause="SPC-5 5.14.11.1: RESERVATION CONFLICT",
+    clause="SPC-5 6.17.3: RESERVATION CONFLICT",
 )
 
 
@@ -217,7 +217,7 @@ def test_reserve_with_reserved_type(nexuses: list, type_: int) -> None:
 
 @pytest.mark.lio_deviation(
     reason="LIO reports a non-zero SCOPE as INVALID FIELD IN PARAMETER LIST (§2 row 9, §11 row 6)",
-    clause="SPC-5 6.17.2: SCOPE is a CDB field",
+    clause="SPC-5 6.17.1: SCOPE is a CDB field",
 )
 def test_reserve_with_reserved_scope(nexuses: list) -> None:
     a = nexuses[0]
@@ -257,7 +257,7 @@ def test_release_without_reservation(nexuses: list) -> None:
 
 @pytest.mark.lio_deviation(
     reason="LIO returns RESERVATION CONFLICT (lio-rig.md Measured; §11 row 1)",
-    clause="SPC-5 5.14.11.2.2: INVALID RELEASE OF PERSISTENT RESERVATION",
+    clause="SPC-5 5.14.11.2: INVALID RELEASE OF PERSISTENT RESERVATION",
 )
 def test_release_with_wrong_type(nexuses: list) -> None:
     a = nexuses[0]
@@ -278,7 +278,7 @@ def test_release_with_wrong_key_conflicts(nexuses: list) -> None:
 @pytest.mark.lio_deviation(
     reason="with no reservation (or as a non-holder) LIO answers GOOD before it compares the "
     "RESERVATION KEY (found by the PR machine on Debian's 6.1)",
-    clause="SPC-5 5.14.11.1: a RESERVATION KEY mismatch is a RESERVATION CONFLICT",
+    clause="SPC-5 6.17.3: a RESERVATION KEY mismatch is a RESERVATION CONFLICT",
 )
 def test_release_with_wrong_key_without_reservation_conflicts(nexuses: list) -> None:
     a = nexuses[0]
@@ -416,8 +416,7 @@ def test_preempt_all_registrants_with_zero_key(nexuses: list, type_: T) -> None:
     reason="LIO files one registrant as the holder of an all-registrants reservation; a "
     "SERVICE ACTION RESERVATION KEY equal to its key preempts the reservation (§5 'How LIO "
     "actually decides'; found by the PR machine on Debian's 6.1)",
-    clause="SPC-5 5.14.11.2.4, figure 'PREEMPT': all-registrants + SARK != 0 only removes "
-    "registrations",
+    clause="SPC-5 5.14.11 (preempting): all-registrants + SARK != 0 only removes registrations",
 )
 def test_preempt_all_registrants_by_key_removes_registrations_only(nexuses: list) -> None:
     a, b, c = nexuses

@@ -1,5 +1,5 @@
 """Fuzz: random CDBs and parameter lists never make the model raise, and every answer is a
-well-formed SCSI answer (SAM-5 status, SPC-5 4.4.3 fixed sense)."""
+well-formed SCSI answer (SAM-5 status, SPC-5 fixed format sense)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Example tests of the model, one or more per PR IN/OUT service action, asserting status,
-the full 18 bytes of fixed sense data (with the sense-key specific field pointer that SPC-5
-4.4.3.2.2 defines for ILLEGAL REQUEST) and the data-in bytes.
+the full 18 bytes of fixed sense data (with the sense-key specific FIELD POINTER that SPC-5
+defines for ILLEGAL REQUEST) and the data-in bytes.
 
 Expected sense is spelled out byte by byte here, not built with ``scsi_pr.sim.result``, so a wrong
 encoder in the model cannot make its own test pass.
@@ -37,7 +37,7 @@ def sense(
     byte: int = 0,
     bit: int | None = None,
 ) -> bytes:
-    """Fixed format sense (SPC-5 4.4.3), optionally with a FIELD POINTER (C/D given)."""
+    """Fixed format sense (SPC-5), optionally with a FIELD POINTER (C/D given)."""
     out = bytearray(18)
     out[0], out[2], out[7], out[12], out[13] = 0x70, key, 10, asc, ascq
     if cd is not None:
