@@ -26,10 +26,11 @@ for d in /etc/target /etc/rtslib-fb-target; do
     fi
 done
 # pytest's tmp_path, targetcli's prefs/lock and helper sockets need writable scratch space. A
-# checkout that itself lives under /tmp (a CI clone, say) must stay visible: bind it back.
+# checkout that itself lives under /tmp (a CI clone, say) must stay visible: bind it back. Not
+# /tmp itself (a command started there): binding that back would hide the tmpfs again.
 checkout="$PWD"
 case "$checkout/" in
-    /tmp/*)
+    /tmp/?*)
         mkdir -p /run/scsi-pr-checkout
         mount --bind "$checkout" /run/scsi-pr-checkout
         mount -t tmpfs scsi-pr-tmp /tmp
