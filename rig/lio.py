@@ -68,6 +68,14 @@ class LioUnavailable(RigError):
     """This machine cannot run LIO (not root, no target modules, no configfs)."""
 
 
+class BadLunSpec(RigError, ValueError):
+    """A ``LunSpec`` the rig cannot build (caught before anything is touched)."""
+
+
+class DeviceNotReady(RigError):
+    """A loopback LUN's SCSI devices did not appear, or did not settle, in time."""
+
+
 TARGET_WWN_PREFIX = "naa.5001405f"
 
 
@@ -95,17 +103,17 @@ class LunSpec:
 
     def __post_init__(self) -> None:
         if not 0 <= self.generation < 256:
-            raise RigError(f"generation must be 0..255, not {self.generation}")
+            raise BadLunSpec(f"generation must be 0..255, not {self.generation}")
         if not 1 <= self.initiators <= 32:
-            raise RigError(f"initiators must be 1..32, not {self.initiators}")
+            raise BadLunSpec(f"initiators must be 1..32, not {self.initiators}")
         if self.backstore not in BACKSTORES:
-            raise RigError(f"backstore must be one of {', '.join(BACKSTORES)}")
+            raise BadLunSpec(f"backstore must be one of {', '.join(BACKSTORES)}")
         if self.backstore == "block" and not self.path:
-            raise RigError("a block backstore needs --path /dev/<disk>")
+            raise BadLunSpec("a block backstore needs --path /dev/<disk>")
         if self.backstore != "block" and self.size < 1 << 20:
-            raise RigError(f"size {self.size} too small (at least 1 MiB)")
+            raise BadLunSpec(f"size {self.size} too small (at least 1 MiB)")
         if not self.name or any(c in self.name for c in "/ \t\n"):
-            raise RigError(f"bad backstore name {self.name!r}")
+            raise BadLunSpec(f"bad backstore name {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -259,7 +267,7 @@ def _wait_for_hctl(tpg_dir: Path) -> str:
     address = tpg_dir / "address"
     if address.exists():
         return address.read_text().strip() + ":0"
-    raise RigError(f"{address} missing: kernel too old for this rig (needs tcm_loop 'address')")
+    raise LioUnavailable(f"{address} missing: kernel too old for this rig (tcm_loop 'address')")
 
 
 def _wait_for_nodes(hctl: str) -> tuple[str, str]:
@@ -274,7 +282,9 @@ def _wait_for_nodes(hctl: str) -> tuple[str, str]:
             if all(os.path.exists(n) for n in nodes):
                 return nodes
         if time.monotonic() > deadline:
-            raise RigError(f"no /dev/sg* and /dev/sd* for {hctl} after {DEVICE_WAIT_SECONDS}s")
+            raise DeviceNotReady(
+                f"no /dev/sg* and /dev/sd* for {hctl} after {DEVICE_WAIT_SECONDS}s"
+            )
         time.sleep(0.1)
 
 
@@ -285,7 +295,7 @@ def _relative_target_port(tpg_dir: Path) -> int:
 
 def clear_unit_attentions(sg: str) -> list[str]:
     """TEST UNIT READY until GOOD; return the unit attentions consumed (power on, LUN data
-    changed…) so callers can report them. Raise RigError if the device does not settle."""
+    changed…) so callers can report them. DeviceNotReady if the device does not settle."""
     seen: list[str] = []
     fd = os.open(sg, os.O_RDWR | os.O_NONBLOCK)
     try:
@@ -295,11 +305,11 @@ def clear_unit_attentions(sg: str) -> list[str]:
                 return seen
             sense = SenseData.parse(r.sense[: r.sb_len_wr]) if r.sb_len_wr else None
             if r.errno or r.host_status or sense is None or sense.key != 0x6:
-                raise RigError(f"{sg}: TEST UNIT READY failed: {r} ({sense})")
+                raise DeviceNotReady(f"{sg}: TEST UNIT READY failed: {r} ({sense})")
             seen.append(str(sense))
     finally:
         os.close(fd)
-    raise RigError(f"{sg}: still UNIT ATTENTION after {MAX_STARTUP_UAS} commands: {seen}")
+    raise DeviceNotReady(f"{sg}: still UNIT ATTENTION after {MAX_STARTUP_UAS} commands: {seen}")
 
 
 # -- tear down ------------------------------------------------------------------------------

@@ -11,9 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from scsi_pr.rig import lio, vm, vm_tier
+from scsi_pr.rig import lio, lio_cli, vm, vm_tier
 from scsi_pr.rig.backends import initiator_name
-from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.lio_cli import parse_size
 from scsi_pr.sim.transportid import decode_transport_id
 
@@ -46,8 +45,16 @@ def test_bad_sizes_say_so(text: str) -> None:
     ],
 )
 def test_bad_specs_are_refused(kwargs: dict, message: str) -> None:
-    with pytest.raises(RigError, match=message):
+    with pytest.raises(lio.BadLunSpec, match=message):
         lio.LunSpec(**kwargs)
+
+
+def test_lio_cli_reports_a_bad_spec_without_touching_lio(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lio, "up", lambda spec: pytest.fail("lio.up called"))
+    assert lio_cli.main(["up", "--initiators", "0"]) == 2
+    assert capsys.readouterr().err == "scsi-pr lio: initiators must be 1..32, not 0\n"
 
 
 def test_names_are_fixed_and_distinct() -> None:
@@ -210,11 +217,11 @@ def test_a_failed_up_removes_its_own_generation_and_never_touches_a_hung_one(
     monkeypatch.setattr(lio, "_rtslib", lambda: rts)
 
     def no_devices(index: int, generation: int) -> lio.InitiatorPort:
-        raise RigError(f"no /dev/sg* for initiator {index}")
+        raise lio.DeviceNotReady(f"no /dev/sg* for initiator {index}")
 
     monkeypatch.setattr(lio, "_describe_port", no_devices)
     spec = lio.LunSpec(initiators=2, name="scsipr1", generation=1)
-    with pytest.raises(RigError, match="no /dev/sg"):
+    with pytest.raises(lio.DeviceNotReady, match="no /dev/sg"):
         lio.up(spec)
     assert rts.targets == [hung] and rts.storage_objects == [hung_so]
     assert sorted(rts.deleted) == sorted([lio.target_wwn(0, 1), lio.target_wwn(1, 1), "scsipr1"])
