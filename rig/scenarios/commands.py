@@ -189,12 +189,15 @@ class Preempt(Command):
     type_: ReservationType
     abort: bool = False
 
+    @property
+    def action(self) -> Out:
+        return Out.PREEMPT_AND_ABORT if self.abort else Out.PREEMPT
+
     def build(self, ctx: Context, actor: str) -> tuple[bytes, bytes]:
-        action = Out.PREEMPT_AND_ABORT if self.abort else Out.PREEMPT
-        return cdbs.prout(action, self.key, self.sa_key, self.type_)
+        return cdbs.prout(self.action, self.key, self.sa_key, self.type_)
 
     def label(self) -> str:
-        name = "PREEMPT AND ABORT" if self.abort else "PREEMPT"
+        name = self.action.name.replace("_", " ")
         return (
             f"PR OUT {name} {self.type_.abbreviation} key={hexkey(self.key)} "
             f"sark={hexkey(self.sa_key)}"

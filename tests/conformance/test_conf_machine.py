@@ -1,4 +1,4 @@
-"""The reusable PR state machine (tests/pr_machine.py) on the selected backend, step by step
+"""The reusable PR state machine (tests/pr_machine/) on the selected backend, step by step
 through the initiators' ``execute``. On LIO the known deviations are accepted branches and
 PREEMPT AND ABORT is left out (it hangs tcm_loop), so what fails here is a new difference."""
 

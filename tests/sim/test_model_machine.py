@@ -1,4 +1,4 @@
-"""The reusable PR state machine (tests/pr_machine.py) against the model, with power cycles
+"""The reusable PR state machine (tests/pr_machine/) against the model, with power cycles
 and an APTPL store, so APTPL round trips are exercised too."""
 
 from __future__ import annotations

@@ -17,8 +17,6 @@ from scsi_pr.sim.constants import REGISTRATIONS_PREEMPTED
 
 
 def helper_restart() -> Scenario:
-    restart = "qemu-pr-helper is killed and restarted"
-    after = "PR OUT after the restart"
     items = [
         *phase(
             "a guest cluster holds the disk",
@@ -28,7 +26,7 @@ def helper_restart() -> Scenario:
             Step("vm1", Write(0)),
         ),
         *phase(
-            restart,
+            "qemu-pr-helper is killed and restarted",
             Action(
                 "kill -9 the helper, start it again",
                 capability=Capability.RESTART_HELPER,
@@ -44,7 +42,7 @@ def helper_restart() -> Scenario:
             Step("vm2", ReadKeys(present=(K1, K2))),
         ),
         *phase(
-            after,
+            "PR OUT after the restart",
             Step(
                 "vm2",
                 Preempt(K2, K1, WE_RO),

@@ -170,7 +170,6 @@ def fence_scsi() -> Scenario:
 
 
 def split_brain() -> Scenario:
-    race = "heartbeat lost: each node runs fence_scsi -o off against the other"
     items = [
         *phase(
             "both nodes unfenced",
@@ -183,7 +182,7 @@ def split_brain() -> Scenario:
             ),
         ),
         *phase(
-            race,
+            "heartbeat lost: each node runs fence_scsi -o off against the other",
             *fence_scsi_register_dev_existing("node1", K1, K1),
             *fence_scsi_register_dev_existing("node2", K2, K1),
             Step("node1", ReadKeys(present=(K2,))),

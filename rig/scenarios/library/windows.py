@@ -30,7 +30,6 @@ WSFC_ASSUMED = (
 
 
 def wsfc_arbitration() -> Scenario:
-    crash = "node A crashes; node B challenges again"
     items = [
         *phase(
             "node A brings the disk online",
@@ -85,7 +84,7 @@ def wsfc_arbitration() -> Scenario:
             Step("nodeB", Write(1), expect=(CONFLICT,), note="B is not registered"),
         ),
         *phase(
-            crash,
+            "node A crashes; node B challenges again",
             Action(
                 "node A stops responding (its registration stays)",
                 actor="nodeA",

@@ -1,0 +1,478 @@
+"""The rules: random PR OUT service actions and media I/O from several initiators.
+
+Each result is checked against the oracle (``deviations.OracleWithDeviations``, whose tagged
+branches count only when the target accepts the tag). Where a step admits several branches,
+the observed status/sense, and then the PR state read back through PR IN, pick the branch that
+happened.
+
+Invariants checked after every step, on what the device reports (not on the oracle alone):
+PRgeneration never decreases (between power cycles) and equals the oracle's; the reservation
+holder is registered; READ KEYS equals the set of registrations; READ FULL STATUS names exactly
+the registered I_T nexuses with their TransportIDs and relative target ports; media commands
+conflict exactly where the conflict table says; no exception.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+from hypothesis import note
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+from pr_machine.deviations import (
+    DEV_READ_CAPACITY_CONFLICT,
+    DEV_UA_CLEARS_ALL,
+    OracleWithDeviations,
+)
+from pr_machine.device import (
+    Observed,
+    Target,
+    parse_read_full_status,
+    parse_read_keys,
+    parse_read_reservation,
+)
+from pr_machine.oracle import (
+    ALWAYS,
+    CONFLICT,
+    GOOD,
+    POWER_ON_OR_RESET_ASC,
+    READS,
+    WRITES,
+    Branch,
+    Outcome,
+    PRState,
+    media_conflicts,
+)
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import (
+    PersistentReserveInAction,
+    PersistentReserveOutAction,
+    ReservationType,
+    SenseKey,
+    Status,
+)
+from scsi_pr.sim.result import CommandResult
+
+SA = PersistentReserveOutAction
+#: SPC-5 plus LIO's tagged answers: ``PRMachine._apply`` drops the tags the target does not list
+ORACLE = OracleWithDeviations
+
+KEYS = (0x1, 0x2, 0xA1B2_0000_0000_0003)
+KEY_CHOICES = st.sampled_from((0, *KEYS))
+#: "own" resolves to the issuer's registered key (0 if unregistered), so most commands pass
+#: the key check and reach the interesting paths
+RK_CHOICES = st.sampled_from(("own", "own", "own", 0, *KEYS))
+TYPES = st.sampled_from(list(ReservationType))
+LBAS = st.integers(0, 3)
+MEDIA = {
+    "READ(10)": READS,
+    "WRITE(10)": WRITES,
+    "TEST UNIT READY": ALWAYS,
+    "INQUIRY": ALWAYS,
+    "READ CAPACITY(10)": ALWAYS,
+}
+#: commands that neither report nor clear a unit attention (SAM-5 5.14)
+UA_EXEMPT = {"INQUIRY"}
+MAX_DRAIN = 16
+CLEAN_KEY = 0x5C5150_C1EA2
+POWER_CYCLE_ODDS = 5
+
+
+class PRMachine(RuleBasedStateMachine):
+    """Random PR OUT service actions and media I/O from several initiators, each result
+    checked against the oracle; PR state read back and checked after every step."""
+
+    def __init__(self, target: Target) -> None:
+        super().__init__()
+        self.t = target
+        self.n = len(target.transport_ids)
+        assert self.n >= 3, "the machine needs at least 3 initiators"
+        self.s = PRState()
+        self.medium: dict[int, bytes] = {}
+        self.block_size = 512
+        self.write_serial = 0
+        self.last_generation: int | None = None
+        self.reader = 0
+
+    initiators = Bundle("initiators")
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _execute(self, i: int, cdb: bytes, data: bytes = b"") -> CommandResult:
+        result = self.t.execute(i, cdb, data)
+        assert isinstance(result, CommandResult), f"execute returned {result!r}"
+        return result
+
+    @staticmethod
+    def _outcome(result: CommandResult) -> Outcome:
+        if result.status != Status.CHECK_CONDITION:
+            return Outcome(int(result.status))
+        sense = result.sense_data
+        assert sense is not None, f"CHECK CONDITION without parseable sense: {result.sense.hex()}"
+        return Outcome(Status.CHECK_CONDITION, sense.triple)
+
+    def _drain(self, i: int) -> list[tuple[int, int]]:
+        """TEST UNIT READY until GOOD; return the unit attentions reported on the way."""
+        seen = []
+        for _ in range(MAX_DRAIN):
+            r = self._execute(i, C.test_unit_ready())
+            if r.status == Status.GOOD:
+                self.s.unit_attentions[i] = set()
+                return seen
+            sense = r.sense_data
+            assert sense is not None and sense.key == SenseKey.UNIT_ATTENTION, (
+                f"TEST UNIT READY from initiator {i}: {r}"
+            )
+            seen.append((sense.asc, sense.ascq))
+        raise AssertionError(f"initiator {i}: unit attentions never cleared: {seen}")
+
+    def _ua_gate(self, i: int, outcome: Outcome, exempt: bool = False) -> bool:
+        """Check unit attention reporting (SAM-5 5.14); True when the command was stopped by
+        a unit attention (and so did nothing else)."""
+        pending = self.s.unit_attentions.get(i, set())
+        if exempt:
+            assert not (outcome.sense and outcome.sense[0] == SenseKey.UNIT_ATTENTION)
+            return False
+        if not pending:
+            assert not (outcome.sense and outcome.sense[0] == SenseKey.UNIT_ATTENTION), (
+                f"initiator {i}: unexpected {outcome}"
+            )
+            return False
+        assert outcome.sense is not None and outcome.sense[0] == SenseKey.UNIT_ATTENTION, (
+            f"initiator {i} has pending unit attentions {sorted(pending)} but got {outcome}"
+        )
+        code = outcome.sense[1:]
+        assert code in pending, f"initiator {i}: UA {code} reported, pending {sorted(pending)}"
+        if DEV_UA_CLEARS_ALL in self.t.deviations:
+            pending.clear()
+        else:
+            pending.discard(code)
+        return True
+
+    def _observe(self, i: int) -> Observed:
+        r = self._execute(i, C.persistent_reserve_in(PersistentReserveInAction.READ_KEYS))
+        assert r.status == Status.GOOD, f"READ KEYS: {r}"
+        gen, keys = parse_read_keys(r.data)
+        r = self._execute(i, C.persistent_reserve_in(PersistentReserveInAction.READ_RESERVATION))
+        assert r.status == Status.GOOD, f"READ RESERVATION: {r}"
+        gen2, res = parse_read_reservation(r.data)
+        r = self._execute(i, C.persistent_reserve_in(PersistentReserveInAction.READ_FULL_STATUS))
+        assert r.status == Status.GOOD, f"READ FULL STATUS: {r}"
+        gen3, full = parse_read_full_status(r.data)
+        assert gen == gen2 == gen3, f"PRgeneration differs between PR IN reads: {gen} {gen2} {gen3}"
+        assert not any(d[1] for d in full), "machine never registers with ALL_TG_PT"
+        return Observed(
+            gen,
+            tuple(sorted(keys)),
+            res,
+            frozenset((k, h, t, p, tid) for k, _, h, t, p, tid in full),
+        )
+
+    def _predict(self, s: PRState) -> Observed:
+        res = None
+        holders = s.holders()
+        if s.reservation is not None:
+            holder, type_ = s.reservation
+            res = (0 if type_.all_registrants else s.keys[holder], int(type_))  # type: ignore[index]
+        full = frozenset(
+            (
+                key,
+                i in holders,
+                int(s.reservation[1]) if i in holders and s.reservation else 0,
+                self.t.relative_target_ports[i],
+                self.t.transport_ids[i].encode(),
+            )
+            for i, key in s.keys.items()
+        )
+        return Observed(s.generation or 0, tuple(sorted(s.keys.values())), res, full)
+
+    def _matches(self, s: PRState, seen: Observed) -> bool:
+        want = self._predict(s)
+        same_gen = s.generation is None or want.generation == seen.generation
+        return same_gen and (want.keys, want.reservation, want.full_status) == (
+            seen.keys,
+            seen.reservation,
+            seen.full_status,
+        )
+
+    def _apply(self, i: int, what: str, cdb: bytes, data: bytes, branches: list[Branch]) -> None:
+        """Send one PR OUT command and pick the branch the device took."""
+        result = self._execute(i, cdb, data)
+        outcome = self._outcome(result)
+        note(f"initiator {i}: {what} -> {outcome}")
+        if self._ua_gate(i, outcome):
+            return
+        allowed = [b for b in branches if b.deviation is None or b.deviation in self.t.deviations]
+        fitting = [b for b in allowed if b.outcome == outcome]
+        assert fitting, (
+            f"initiator {i}: {what} returned {outcome}; SPC-5 expects "
+            f"{' or '.join(sorted({str(b.outcome) for b in allowed}))}"
+        )
+        if len(fitting) > 1:
+            # The issuer has no pending UA now (its command ran), so it can read state back.
+            seen = self._observe(i)
+            fitting = [b for b in fitting if self._matches(b.state, seen)] or fitting[:1]
+        if fitting[0].deviation:
+            note(f"  known deviation: {fitting[0].deviation}")
+        self.s = fitting[0].state
+        self.reader = i
+
+    def _rk(self, i: int, rk: int | str) -> int:
+        return self.s.keys.get(i, 0) if rk == "own" else int(rk)
+
+    # -- setup -------------------------------------------------------------------------------
+    @initialize(target=initiators)
+    def start(self) -> object:
+        """Clear unit attentions and any PR state left behind, then learn PRgeneration."""
+        for i in range(self.n):
+            self._drain(i)
+        cdb, data = C.prout(SA.REGISTER_AND_IGNORE_EXISTING_KEY, 0, CLEAN_KEY)
+        assert self._execute(0, cdb, data).status == Status.GOOD
+        cdb, data = C.prout(SA.CLEAR, CLEAN_KEY)
+        assert self._execute(0, cdb, data).status == Status.GOOD
+        for i in range(self.n):
+            self._drain(i)
+        r = self._execute(0, C.read_capacity_10())
+        assert r.status == Status.GOOD, f"READ CAPACITY(10): {r}"
+        self.block_size = int.from_bytes(r.data[4:8], "big")
+        self.s = PRState(unit_attentions={i: set() for i in range(self.n)})
+        self.s.generation = self._observe(0).generation
+        return multiple(*range(self.n))
+
+    def teardown(self) -> None:
+        """Leave the LU empty with APTPL off, so that the next example starts clean."""
+        try:
+            for i in range(self.n):
+                self._drain(i)
+            cdb, data = C.prout(SA.REGISTER_AND_IGNORE_EXISTING_KEY, 0, CLEAN_KEY)
+            self._execute(0, cdb, data)
+            cdb, data = C.prout(SA.CLEAR, CLEAN_KEY)
+            self._execute(0, cdb, data)
+        except AssertionError:
+            pass
+
+    # -- PR OUT rules --------------------------------------------------------------------------
+    @rule(who=initiators, rk=RK_CHOICES, sark=KEY_CHOICES, aptpl=st.booleans())
+    def register(self, who: int, rk: int | str, sark: int, aptpl: bool) -> None:
+        key = self._rk(who, rk)
+        cdb, data = C.prout(SA.REGISTER, key, sark, aptpl=aptpl)
+        self._apply(
+            who,
+            f"REGISTER key={key:#x} sa_key={sark:#x} aptpl={aptpl}",
+            cdb,
+            data,
+            ORACLE.register(self.s, who, key, sark, aptpl, ignore_existing=False),
+        )
+
+    @rule(who=initiators, sark=KEY_CHOICES, aptpl=st.booleans())
+    def register_ignore(self, who: int, sark: int, aptpl: bool) -> None:
+        cdb, data = C.prout(SA.REGISTER_AND_IGNORE_EXISTING_KEY, 0, sark, aptpl=aptpl)
+        self._apply(
+            who,
+            f"REGISTER AND IGNORE EXISTING KEY sa_key={sark:#x}",
+            cdb,
+            data,
+            ORACLE.register(self.s, who, 0, sark, aptpl, ignore_existing=True),
+        )
+
+    @rule(who=initiators, rk=RK_CHOICES, type_=TYPES)
+    def reserve(self, who: int, rk: int | str, type_: ReservationType) -> None:
+        self._key_and_type(SA.RESERVE, ORACLE.reserve, who, rk, type_)
+
+    @rule(who=initiators, rk=RK_CHOICES, type_=TYPES)
+    def release(self, who: int, rk: int | str, type_: ReservationType) -> None:
+        self._key_and_type(SA.RELEASE, ORACLE.release, who, rk, type_)
+
+    def _key_and_type(
+        self,
+        action: PersistentReserveOutAction,
+        predict: Callable[[PRState, int, int, ReservationType], list[Branch]],
+        who: int,
+        rk: int | str,
+        type_: ReservationType,
+    ) -> None:
+        """RESERVE or RELEASE: the service actions whose parameters are a key and a TYPE."""
+        key = self._rk(who, rk)
+        cdb, data = C.prout(action, key, 0, type_)
+        what = f"{action.name} {type_.abbreviation} key={key:#x}"
+        self._apply(who, what, cdb, data, predict(self.s, who, key, type_))
+
+    @rule(who=initiators, sark=st.sampled_from(KEYS), type_=TYPES)
+    def register_then_reserve(self, who: int, sark: int, type_: ReservationType) -> None:
+        """A shortcut to the states worth exploring: registered, then reserving."""
+        self.register_ignore(who, sark, False)
+        self.reserve(who, "own", type_)
+
+    @rule(who=initiators, sark=st.sampled_from(KEYS))
+    def join(self, who: int, sark: int) -> None:
+        """Register a non-zero key (what cluster nodes do first)."""
+        self.register_ignore(who, sark, False)
+
+    @rule(who=initiators, rk=RK_CHOICES)
+    def clear(self, who: int, rk: int | str) -> None:
+        key = self._rk(who, rk)
+        cdb, data = C.prout(SA.CLEAR, key)
+        self._apply(who, f"CLEAR key={key:#x}", cdb, data, ORACLE.clear(self.s, who, key))
+
+    @rule(who=initiators, rk=RK_CHOICES, sark=KEY_CHOICES, type_=TYPES, abort=st.booleans())
+    def preempt(
+        self, who: int, rk: int | str, sark: int, type_: ReservationType, abort: bool
+    ) -> None:
+        if abort and not self.t.preempt_and_abort:
+            abort = False  # the harness excludes PREEMPT AND ABORT (it hangs LIO)
+        key = self._rk(who, rk)
+        action = SA.PREEMPT_AND_ABORT if abort else SA.PREEMPT
+        cdb, data = C.prout(action, key, sark, type_)
+        self._apply(
+            who,
+            f"{action.name} {type_.abbreviation} key={key:#x} sa_key={sark:#x}",
+            cdb,
+            data,
+            ORACLE.preempt(self.s, who, key, sark, type_),
+        )
+
+    @rule(who=initiators, dest=initiators, rk=RK_CHOICES, sark=KEY_CHOICES, unreg=st.booleans())
+    def register_and_move(self, who: int, dest: int, rk: int | str, sark: int, unreg: bool) -> None:
+        key = self._rk(who, rk)
+        cdb, data = C.register_and_move(
+            key, sark, self.t.relative_target_ports[dest], self.t.transport_ids[dest], unreg=unreg
+        )
+        self._apply(
+            who,
+            f"REGISTER AND MOVE key={key:#x} sa_key={sark:#x} to {dest}",
+            cdb,
+            data,
+            ORACLE.register_and_move(self.s, who, key, sark, dest, unreg, False),
+        )
+
+    # -- media and other commands --------------------------------------------------------------
+    @rule(who=initiators, command=st.sampled_from(["READ(10)", "WRITE(10)"]), lba=LBAS)
+    def read_write(self, who: int, command: str, lba: int) -> None:
+        self._media(who, command, lba)
+
+    @rule(who=initiators, command=st.sampled_from(sorted(MEDIA)), lba=LBAS)
+    def media(self, who: int, command: str, lba: int) -> None:
+        self._media(who, command, lba)
+
+    def _media(self, who: int, command: str, lba: int) -> None:
+        payload = b""
+        if command == "READ(10)":
+            cdb = C.read_10(lba, 1)
+        elif command == "WRITE(10)":
+            self.write_serial += 1
+            payload = (f"{who}:{self.write_serial}:".encode() * self.block_size)[: self.block_size]
+            cdb = C.write_10(lba, 1)
+        else:
+            cdb = {
+                "TEST UNIT READY": C.test_unit_ready(),
+                "INQUIRY": C.inquiry(),
+                "READ CAPACITY(10)": C.read_capacity_10(),
+            }[command]
+        result = self._execute(who, cdb, payload)
+        outcome = self._outcome(result)
+        note(f"initiator {who}: {command} lba={lba} -> {outcome}")
+        if self._ua_gate(who, outcome, exempt=command in UA_EXEMPT):
+            return
+        res = self.s.reservation
+        conflict = (
+            res is not None
+            and who not in self.s.holders()
+            and media_conflicts(MEDIA[command], res[1], who in self.s.keys)
+        )
+        if (
+            command == "READ CAPACITY(10)"
+            and DEV_READ_CAPACITY_CONFLICT in self.t.deviations
+            and res is not None
+            and who not in self.s.holders()
+            and media_conflicts(READS, res[1], who in self.s.keys)
+        ):
+            conflict = True  # LIO classifies it as a plain read
+        assert outcome == (CONFLICT if conflict else GOOD), (
+            f"initiator {who} ({'registered' if who in self.s.keys else 'unregistered'}) "
+            f"{command} under {res[1].abbreviation if res else 'no reservation'}: "
+            f"got {outcome}, the conflict table says {'CONFLICT' if conflict else 'GOOD'}"
+        )
+        if outcome != GOOD:
+            return
+        if command == "WRITE(10)":
+            self.medium[lba] = payload
+        elif command == "READ(10)" and lba in self.medium:
+            assert result.data == self.medium[lba], f"READ(10) lba {lba} returned stale data"
+
+    @precondition(lambda self: self.t.power_cycle is not None and self.s.keys)
+    @rule(now=st.integers(0, POWER_CYCLE_ODDS))
+    def power_cycle(self, now: int) -> None:
+        """Power loss then power on: APTPL state survives, the rest goes (SPC-5 5.14.5).
+        Only one draw in POWER_CYCLE_ODDS+1 cycles, so that state has time to build up."""
+        assert self.t.power_cycle is not None
+        if now:
+            return
+        self.t.power_cycle()
+        note(f"power cycle (APTPL {'on' if self.s.aptpl else 'off'})")
+        n = copy.deepcopy(self.s)
+        if not n.aptpl:
+            n.keys.clear()
+            n.reservation = None
+        n.generation = None
+        self.last_generation = None
+        self.s = n
+        for i in range(self.n):
+            seen = self._drain(i)
+            assert seen and seen[0][0] == POWER_ON_OR_RESET_ASC, (
+                f"initiator {i}: first UA after power on is {seen}, want 29h/xx"
+            )
+
+    # -- invariants -------------------------------------------------------------------------
+    @invariant()
+    def device_agrees(self) -> None:
+        if self.s.generation is None and not self.s.unit_attentions:
+            return  # before initialisation
+        readers = [i for i in range(self.n) if not self.s.unit_attentions.get(i)]
+        if not readers:
+            return
+        reader = self.reader if self.reader in readers else readers[0]
+        seen = self._observe(reader)
+        # Invariants on what the device says, whatever the oracle thinks:
+        if self.last_generation is not None:
+            assert seen.generation >= self.last_generation, (
+                f"PRgeneration went back from {self.last_generation} to {seen.generation}"
+            )
+        self.last_generation = seen.generation
+        holders = {d for d in seen.full_status if d[1]}
+        if seen.reservation is not None:
+            key, type_ = seen.reservation
+            assert holders, "a reservation exists but no registration is R_HOLDER"
+            if key != 0:
+                assert key in seen.keys, "the reservation holder's key is not registered"
+            assert all(d[2] == type_ for d in holders), (
+                "R_HOLDER TYPE differs from READ RESERVATION"
+            )
+        else:
+            assert not holders, "R_HOLDER set without a reservation"
+        assert sorted(d[0] for d in seen.full_status) == list(seen.keys), (
+            "READ KEYS and READ FULL STATUS disagree"
+        )
+        # ... and agreement with the oracle.
+        want = self._predict(self.s)
+        if self.s.generation is None:
+            self.s.generation = seen.generation
+        else:
+            assert seen.generation == self.s.generation, (
+                f"PRgeneration {seen.generation}, SPC-5 6.16.2 expects {self.s.generation}"
+            )
+        assert seen.keys == want.keys, f"READ KEYS {seen.keys}, expected {want.keys}"
+        assert seen.reservation == want.reservation, (
+            f"READ RESERVATION {seen.reservation}, expected {want.reservation}"
+        )
+        assert seen.full_status == want.full_status, (
+            f"READ FULL STATUS {sorted(seen.full_status)}, expected {sorted(want.full_status)}"
+        )
