@@ -24,33 +24,24 @@ class Access(Enum):
     OWN_RULES = "the command's own rules"
 
 
-A, C = True, False  # Allowed, Conflict: the letters SPC-5 uses in its tables
+A, C = True, False  # Allowed, Conflict: the words SPC-5 uses in its tables
 
-# (registered non-holder, unregistered) per reservation type. Under all-registrants types a
-# registered I_T nexus is a holder, so only the unregistered column ever applies there.
-CONFLICT_TABLE: dict[Access, dict[T, tuple[bool, bool]]] = {
-    Access.READ: {
-        T.WRITE_EXCLUSIVE: (A, A),
-        T.EXCLUSIVE_ACCESS: (C, C),
-        T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY: (A, A),
-        T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY: (A, C),
-        T.WRITE_EXCLUSIVE_ALL_REGISTRANTS: (A, A),
-        T.EXCLUSIVE_ACCESS_ALL_REGISTRANTS: (A, C),
-    },
-    Access.WRITE: {
-        T.WRITE_EXCLUSIVE: (C, C),
-        T.EXCLUSIVE_ACCESS: (C, C),
-        T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY: (A, C),
-        T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY: (A, C),
-        T.WRITE_EXCLUSIVE_ALL_REGISTRANTS: (A, C),
-        T.EXCLUSIVE_ACCESS_ALL_REGISTRANTS: (A, C),
-    },
+# One row per reservation type, as SPC-5 lays out its columns: for each access class, may a
+# (registered non-holder, unregistered) I_T nexus run the command? Under all-registrants types a
+# registered I_T nexus is a holder, so only the unregistered entry ever applies there.
+CONFLICT_TABLE: dict[T, dict[Access, tuple[bool, bool]]] = {
+    T.WRITE_EXCLUSIVE: {Access.READ: (A, A), Access.WRITE: (C, C)},
+    T.EXCLUSIVE_ACCESS: {Access.READ: (C, C), Access.WRITE: (C, C)},
+    T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY: {Access.READ: (A, A), Access.WRITE: (A, C)},
+    T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY: {Access.READ: (A, C), Access.WRITE: (A, C)},
+    T.WRITE_EXCLUSIVE_ALL_REGISTRANTS: {Access.READ: (A, A), Access.WRITE: (A, C)},
+    T.EXCLUSIVE_ACCESS_ALL_REGISTRANTS: {Access.READ: (A, C), Access.WRITE: (A, C)},
 }
 
 
 def allowed(access: Access, type_: T, registered: bool) -> bool:
     """May a non-holder with this registration state run a command of class ``access``?"""
-    row = CONFLICT_TABLE.get(access)
-    if row is None:
+    entry = CONFLICT_TABLE[type_].get(access)
+    if entry is None:  # ALWAYS, OWN_RULES
         return True
-    return row[type_][0 if registered else 1]
+    return entry[0 if registered else 1]

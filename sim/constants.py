@@ -55,7 +55,7 @@ class AdditionalSense(NamedTuple):
     name: str
 
 
-# The additional sense codes this project produces or recognises (SPC-5 annex F).
+# The additional sense codes this project produces or recognises (SPC-5 ASC and ASCQ assignments).
 NO_ADDITIONAL_SENSE = AdditionalSense(0x00, 0x00, "NO ADDITIONAL SENSE INFORMATION")
 I_O_PROCESS_TERMINATED = AdditionalSense(0x00, 0x06, "I/O PROCESS TERMINATED")
 LUN_NOT_READY_CAUSE_NOT_REPORTABLE = AdditionalSense(

@@ -38,11 +38,17 @@ from scsi_pr.sim.constants import (
     SenseKey,
     Status,
 )
+from scsi_pr.sim.errors import SimError
 from scsi_pr.sim.faults import Fail, FaultHook, Stall
 from scsi_pr.sim.medium import Medium, SparseMedium
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult, CommandTerminated, illegal_request
-from scsi_pr.sim.state import PersistentReservations, nexus_from_dict, nexus_to_dict
+from scsi_pr.sim.state import (
+    PersistentReservations,
+    nexus_from_dict,
+    nexus_to_dict,
+    reading_state,
+)
 from scsi_pr.sim.store import AptplStore
 from scsi_pr.sim.unit_attention import UnitAttentions
 
@@ -65,6 +71,11 @@ PR_LOST_ALLOWED = frozenset(
 )
 
 
+class LogicalUnitConfigError(SimError, ValueError):
+    """A LogicalUnit was asked to be something SCSI does not allow (no or out-of-range target
+    ports, no blocks)."""
+
+
 class LogicalUnit:
     def __init__(
         self,
@@ -83,9 +94,11 @@ class LogicalUnit:
         replace_lost_reservation: bool = True,
     ) -> None:
         if not target_ports or any(not 0 < p < 0x10000 for p in target_ports):
-            raise ValueError("target ports are RELATIVE TARGET PORT IDENTIFIERs 1..65535")
+            raise LogicalUnitConfigError(
+                "target ports are RELATIVE TARGET PORT IDENTIFIERs 1..65535"
+            )
         if blocks <= 0 or block_size <= 0:
-            raise ValueError("blocks and block_size must be positive")
+            raise LogicalUnitConfigError("blocks and block_size must be positive")
         self.blocks, self.block_size = blocks, block_size
         self.target_ports = tuple(target_ports)
         self.serial, self.vendor, self.product, self.revision = serial, vendor, product, revision
@@ -274,12 +287,17 @@ class LogicalUnit:
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
-        self.pr = PersistentReservations.from_dict(snapshot["pr"])
-        self.ua = UnitAttentions.from_dict(snapshot["ua"])
-        holder = snapshot.get("spc2_holder")
-        self.spc2_holder = None if holder is None else nexus_from_dict(holder)
-        self.powered = bool(snapshot.get("powered", True))
-        self.reservation_lost = bool(snapshot.get("reservation_lost", False))
+        """Inverse of ``snapshot``; StateFormatError (nothing changed) for anything it did not
+        write."""
+        with reading_state("LU snapshot"):
+            pr = PersistentReservations.from_dict(snapshot["pr"])
+            ua = UnitAttentions.from_dict(snapshot["ua"])
+            holder = snapshot.get("spc2_holder")
+            spc2_holder = None if holder is None else nexus_from_dict(holder)
+            powered = bool(snapshot.get("powered", True))
+            reservation_lost = bool(snapshot.get("reservation_lost", False))
+        self.pr, self.ua, self.spc2_holder = pr, ua, spc2_holder
+        self.powered, self.reservation_lost = powered, reservation_lost
 
     @classmethod
     def from_snapshot(cls, snapshot: dict[str, Any], **kwargs: Any) -> LogicalUnit:

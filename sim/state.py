@@ -6,12 +6,32 @@ here; the rules that change it are in ``scsi_pr.sim.pr_out``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from scsi_pr.sim.constants import LU_SCOPE, ProtocolIdentifier, ReservationType
+from scsi_pr.sim.errors import SimError
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.transportid import TransportId
+
+
+class StateFormatError(SimError, ValueError):
+    """A snapshot or saved APTPL state that ``to_dict`` did not write (a field missing or of the
+    wrong kind); the message names what was being read."""
+
+
+@contextmanager
+def reading_state(what: str) -> Iterator[None]:
+    """Turn the KeyError/TypeError/ValueError of reading a malformed dict into one typed error,
+    so a caller restoring a snapshot or an APTPL state has one exception to handle."""
+    try:
+        yield
+    except StateFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise StateFormatError(f"malformed {what}: {e!r}") from e
 
 
 @dataclass
@@ -86,16 +106,18 @@ class PersistentReservations:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PersistentReservations:
-        regs = {}
-        for r in d.get("registrations", []):
-            nexus = nexus_from_dict(r)
-            regs[nexus] = Registration(nexus, int(r["key"]), bool(r.get("all_tg_pt", False)))
-        res = d.get("reservation")
-        reservation = None
-        if res is not None:
-            holder = None if res["holder"] is None else nexus_from_dict(res["holder"])
-            reservation = Reservation(holder, ReservationType(res["type"]), int(res["scope"]))
-        return cls(int(d.get("generation", 0)), regs, reservation, bool(d.get("aptpl", False)))
+        """Inverse of ``to_dict``; StateFormatError for anything it did not write."""
+        with reading_state("PR state"):
+            regs = {}
+            for r in d.get("registrations", []):
+                nexus = nexus_from_dict(r)
+                regs[nexus] = Registration(nexus, int(r["key"]), bool(r.get("all_tg_pt", False)))
+            res = d.get("reservation")
+            reservation = None
+            if res is not None:
+                holder = None if res["holder"] is None else nexus_from_dict(res["holder"])
+                reservation = Reservation(holder, ReservationType(res["type"]), int(res["scope"]))
+            return cls(int(d.get("generation", 0)), regs, reservation, bool(d.get("aptpl", False)))
 
 
 def nexus_to_dict(nexus: ITNexus) -> dict[str, Any]:
@@ -109,5 +131,6 @@ def nexus_to_dict(nexus: ITNexus) -> dict[str, Any]:
 
 
 def nexus_from_dict(d: dict[str, Any]) -> ITNexus:
-    tid = TransportId(ProtocolIdentifier(d["protocol"]), d["name"], d.get("isid"))
-    return ITNexus(tid, int(d["target_port"]))
+    with reading_state("I_T nexus"):
+        tid = TransportId(ProtocolIdentifier(d["protocol"]), d["name"], d.get("isid"))
+        return ITNexus(tid, int(d["target_port"]))

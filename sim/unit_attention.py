@@ -14,7 +14,7 @@ from typing import Any
 
 from scsi_pr.sim.constants import ADDITIONAL_SENSE_BY_CODE, AdditionalSense
 from scsi_pr.sim.nexus import ITNexus
-from scsi_pr.sim.state import nexus_from_dict, nexus_to_dict
+from scsi_pr.sim.state import nexus_from_dict, nexus_to_dict, reading_state
 
 
 class UnitAttentions:
@@ -82,13 +82,15 @@ class UnitAttentions:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UnitAttentions:
+        """Inverse of ``to_dict``; StateFormatError for anything it did not write."""
         ua = cls()
-        ua._epoch = int(d.get("epoch", 0))
-        code = d.get("epoch_code")
-        ua._epoch_code = None if code is None else ADDITIONAL_SENSE_BY_CODE[tuple(code)]
-        ua._seen_epoch = {nexus_from_dict(n): int(e) for n, e in d.get("seen", [])}
-        ua._queues = {
-            nexus_from_dict(n): deque(ADDITIONAL_SENSE_BY_CODE[tuple(c)] for c in codes)
-            for n, codes in d.get("queues", [])
-        }
+        with reading_state("unit attention state"):
+            ua._epoch = int(d.get("epoch", 0))
+            code = d.get("epoch_code")
+            ua._epoch_code = None if code is None else ADDITIONAL_SENSE_BY_CODE[tuple(code)]
+            ua._seen_epoch = {nexus_from_dict(n): int(e) for n, e in d.get("seen", [])}
+            ua._queues = {
+                nexus_from_dict(n): deque(ADDITIONAL_SENSE_BY_CODE[tuple(c)] for c in codes)
+                for n, codes in d.get("queues", [])
+            }
         return ua

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from modeltest import out
 
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import ReservationType, SenseKey, Status
-from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.device import LogicalUnit, LogicalUnitConfigError
+from scsi_pr.sim.errors import SimError
 from scsi_pr.sim.faults import Fail, FaultRules, Stall
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.state import StateFormatError
 from scsi_pr.sim.store import MemoryAptplStore
 
 T = ReservationType
@@ -125,6 +128,37 @@ def test_snapshot_round_trip() -> None:
     copy = LogicalUnit.from_snapshot(snap)
     assert copy.snapshot() == lu.snapshot()
     assert drain(copy, I2) == [(0x2A, 0x03)]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda s: s.pop("pr"),
+        lambda s: s["pr"]["registrations"][0].pop("key"),
+        lambda s: s["pr"]["reservation"].update(type=2),
+        lambda s: s["ua"].update(queues=[[{"protocol": 6}, []]]),
+        lambda s: s.update(spc2_holder="naa.5001405000000001"),
+    ],
+    ids=["no PR state", "registration without key", "reserved TYPE", "bad nexus", "bad holder"],
+)
+def test_malformed_snapshot_is_a_typed_error_and_changes_nothing(damage: object) -> None:
+    lu = reserved_lu()
+    before = lu.snapshot()
+    snap = json.loads(json.dumps(before))
+    damage(snap)  # type: ignore[operator]
+    with pytest.raises(StateFormatError) as caught:
+        lu.restore(snap)
+    assert isinstance(caught.value, SimError)
+    assert lu.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"target_ports": ()}, {"target_ports": (0,)}, {"blocks": 0}], ids=str
+)
+def test_impossible_logical_unit_is_a_typed_error(kwargs: dict[str, object]) -> None:
+    with pytest.raises(LogicalUnitConfigError) as caught:
+        LogicalUnit(**kwargs)  # type: ignore[arg-type]
+    assert isinstance(caught.value, SimError) and isinstance(caught.value, ValueError)
 
 
 # -- fault hook ------------------------------------------------------------------------------

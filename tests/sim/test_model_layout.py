@@ -5,12 +5,14 @@ small enough to read."""
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
 
 import scsi_pr.sim
 from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.errors import SimError
 from scsi_pr.sim.lu_state import LuState
 
 SIM = Path(scsi_pr.sim.__file__).parent
@@ -56,3 +58,18 @@ def test_command_handlers_do_not_import_the_device() -> None:
 
 def test_logical_unit_provides_the_state_the_handlers_use() -> None:
     assert isinstance(LogicalUnit(), LuState)
+
+
+def test_every_error_the_model_defines_is_a_sim_error() -> None:
+    found = []
+    for path in MODULES:
+        module = importlib.import_module(f"scsi_pr.sim.{path.stem}")
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+            ):
+                found.append(value)
+                assert issubclass(value, SimError), f"{value.__qualname__} is not a SimError"
+    assert len(found) >= 5  # SimError itself, TransportIdError, CommandTerminated, ...
