@@ -13,7 +13,7 @@ from collections.abc import Callable
 from scsi_pr.rig.scenarios.commands import Command, Context
 from scsi_pr.rig.scenarios.model import ALL_REGISTRANTS, Outcome, StateCheck, Step
 from scsi_pr.rig.scenarios.observe import PrState
-from scsi_pr.rig.scenarios.results import Row
+from scsi_pr.rig.scenarios.results import Row, RowKind
 from scsi_pr.sim.constants import ADDITIONAL_SENSE_BY_CODE, AdditionalSense, SenseKey, Status
 from scsi_pr.sim.result import CommandResult
 
@@ -68,8 +68,8 @@ def unit_attention_rows(
     for result, took in answers:
         if int(result.status) == Status.GOOD:
             break
-        row = Row(number, clock, actor, "TEST UNIT READY", str(result), "ua", state=state,
-                  elapsed_ms=took * 1000, phase=step.phase)  # fmt: skip
+        row = Row(number, clock, actor, "TEST UNIT READY", str(result), RowKind.UA, state=state,
+                  elapsed_ms=took * 1000, phase=step.phase, status=int(result.status))  # fmt: skip
         rows.append(row)
         sense = result.sense_data
         if sense is None or sense.key != SenseKey.UNIT_ATTENTION:
@@ -86,8 +86,8 @@ def unit_attention_rows(
     if missing:
         seen = ", ".join(sense_name(code) for code in reported) or "none"
         if not rows:
-            rows.append(Row(number, clock, actor, "TEST UNIT READY", "GOOD", "ua", state=state,
-                            phase=step.phase))  # fmt: skip
+            rows.append(Row(number, clock, actor, "TEST UNIT READY", "GOOD", RowKind.UA,
+                            state=state, phase=step.phase, status=Status.GOOD))  # fmt: skip
         rows[0].fail(*(f"expected unit attention {ua_name(w)} (reported: {seen})" for w in missing))
     return rows
 

@@ -41,7 +41,7 @@ from scsi_pr.rig.scenarios.model import (
     Step,
 )
 from scsi_pr.rig.scenarios.observe import PrState, actor_state, parse_read_full_status
-from scsi_pr.rig.scenarios.results import EXIT_CODES, Row, Run, Verdict, row_failures
+from scsi_pr.rig.scenarios.results import EXIT_CODES, Row, RowKind, Run, Verdict, row_failures
 from scsi_pr.sim import cdb as cdbs
 from scsi_pr.sim.constants import PersistentReserveInAction, Status
 from scsi_pr.sim.result import CommandResult
@@ -135,7 +135,7 @@ class Runner:
             label = "LIO" if on_lio else f"backend {self.backend.name}"
             for actor, command in self._hung_commands(number):
                 self.rows.append(
-                    Row(number, self.clock, actor, command, "HUNG (no answer)", "hang",
+                    Row(number, self.clock, actor, command, "HUNG (no answer)", RowKind.HANG,
                         ok=False, failures=[f"hung: {e}"], state=self.state)
                 )  # fmt: skip
             return self._finish(
@@ -208,8 +208,9 @@ class Runner:
     ) -> Row:
         result, took = answer
         label = step.command.label()
-        row = Row(number, self.clock, actor, label, str(result), "command",
-                  elapsed_ms=took * 1000, phase=step.phase, note=step.note)  # fmt: skip
+        row = Row(number, self.clock, actor, label, str(result), RowKind.COMMAND,
+                  elapsed_ms=took * 1000, phase=step.phase, note=step.note,
+                  status=int(result.status))  # fmt: skip
         checks.judge_answer(row, step.command, expect, result, self, sent[1])
         return row
 
@@ -247,7 +248,7 @@ class Runner:
                 partial(self.backend.perform, action.capability), self.timeout
             )
         row = Row(number, self.clock, action.actor, action.label,
-                  "done" if action.capability else "—", "action", elapsed_ms=took * 1000,
+                  "done" if action.capability else "—", RowKind.ACTION, elapsed_ms=took * 1000,
                   phase=action.phase, note=action.note)  # fmt: skip
         self.rows.append(row)
         self.check_state(row, action.state)

@@ -66,7 +66,7 @@ def expectation(result: CommandResult, race: Race) -> tuple[tuple[Outcome, ...],
 def roles(rows: list[Row]) -> dict[str, str]:
     """The ``winner`` and ``loser`` actors of a race's rows; none (and a failure on the last
     row) unless exactly one contender won."""
-    winners = [r for r in rows if r.result == "GOOD"]
+    winners = [r for r in rows if r.status == Status.GOOD]
     if len(winners) != 1:
         rows[-1].fail(f"race: {len(winners)} initiators won, exactly one must")
         return {}

@@ -18,10 +18,15 @@ from rich.text import Text
 
 from scsi_pr.rig.scenarios.model import ALL_REGISTRANTS
 from scsi_pr.rig.scenarios.observe import PrState
-from scsi_pr.rig.scenarios.results import Row, Run, Verdict
+from scsi_pr.rig.scenarios.results import Row, RowKind, Run, Verdict
+from scsi_pr.sim.constants import Status
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 ALL_COLOUR, NONE_COLOUR = "#7f7f7f", "#eeeeee"
+STATUS_COLOUR: dict[int | None, str] = {
+    Status.GOOD: "#2a8a2a",
+    Status.RESERVATION_CONFLICT: "#c62828",
+}
 VERDICT_STYLE = {
     Verdict.PASS: "bold green",
     Verdict.FAIL: "bold red",
@@ -33,13 +38,9 @@ VERDICT_STYLE = {
 
 def result_colour(row: Row) -> str:
     """Green GOOD, red RESERVATION CONFLICT, orange CHECK CONDITION; magenta hang."""
-    if row.kind == "hang":
+    if row.kind == RowKind.HANG:
         return "#c000c0"
-    if row.result.startswith("GOOD"):
-        return "#2a8a2a"
-    if row.result.startswith("RESERVATION CONFLICT"):
-        return "#c62828"
-    return "#e07000"
+    return STATUS_COLOUR.get(row.status, "#e07000")
 
 
 def holder_text(state: PrState | None) -> str:
@@ -95,7 +96,7 @@ def timeline_table(run: Run) -> Table:
         result = Text(mark[0], style=mark[1]) + Text(row.result, style=_rich_style(row))
         if row.failures:
             result += Text("\n" + "\n".join(row.failures), style="red")
-        command = Text(row.command, style="dim" if row.kind == "ua" else "")
+        command = Text(row.command, style="dim" if row.kind == RowKind.UA else "")
         if row.note:
             command += Text(f"  · {row.note}", style="dim italic")
         table.add_row(
@@ -284,9 +285,9 @@ def svg_chart(run: Run) -> ET.Element:
             last_holder = holder
         _text(svg, keys_x, ry - 8, keys_text(state, run.scenario.keys), size="9", fill="#333")
         actor_x = lane_x.get(row.actor, lun_x)
-        if row.kind in ("command", "ua", "hang"):
+        if row.kind in (RowKind.COMMAND, RowKind.UA, RowKind.HANG):
             _arrow(svg, actor_x, lun_x, ry - 12, row)
-        elif row.kind == "action":
+        elif row.kind == RowKind.ACTION:
             # events of the LUN or the helper sit left of the LUN lane, clear of the holder bar
             box_w = max(120, 6 * len(row.command) + 24)
             box_x = actor_x - box_w / 2 if row.actor in lane_x else lun_x - box_w + 30
@@ -307,7 +308,7 @@ def svg_chart(run: Run) -> ET.Element:
 
 
 def _arrow(svg: ET.Element, x1: float, x2: float, y: float, row: Row) -> None:
-    dim = row.kind == "ua"
+    dim = row.kind == RowKind.UA
     ET.SubElement(
         svg,
         "line",

@@ -15,6 +15,13 @@ from scsi_pr.rig.scenarios.model import Scenario
 from scsi_pr.rig.scenarios.observe import PrState
 
 
+class RowKind(StrEnum):
+    COMMAND = "command"
+    UA = "ua"  # a unit attention reported while clearing them before a step
+    ACTION = "action"
+    HANG = "hang"  # a command (or action) that never answered
+
+
 class Verdict(StrEnum):
     PASS = "pass"
     FAIL = "fail"
@@ -41,7 +48,7 @@ class Row:
     actor: str
     command: str
     result: str
-    kind: str  # "command", "ua" (a unit attention reported while clearing), "action", "hang"
+    kind: RowKind
     ok: bool | None = None  # None: informational, no expectation
     expected: str = ""
     failures: list[str] = field(default_factory=list)
@@ -49,6 +56,8 @@ class Row:
     elapsed_ms: float = 0.0
     phase: str = ""
     note: str = ""
+    #: SCSI status of the answer the row shows; None where there is none (actions, hangs)
+    status: int | None = None
 
     def fail(self, *failures: str) -> None:
         """Record failed expectations: the row is not ok whatever else it showed."""
