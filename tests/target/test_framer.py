@@ -1,0 +1,202 @@
+"""Framing: CRC32C digests against RFC 3720 B.4, and each malformed input's typed reaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from scsi_pr.target.proto import (
+    CLOSED,
+    NEED_DATA,
+    DataDigestError,
+    DataSegmentTooLong,
+    Framer,
+    HeaderDigestError,
+    InvalidPduField,
+    NopIn,
+    NopOut,
+    RejectReason,
+    Role,
+    ScsiCommand,
+    ScsiDataOut,
+    TaskManagementFunctionRequest,
+    TruncatedPdu,
+    UnsupportedOpcode,
+    WrongDirection,
+    crc32c_digest,
+    encode_pdu,
+)
+from scsi_pr.target.proto.errors import RemoteProtocolError
+
+
+def words(text: str) -> bytes:
+    return bytes.fromhex(text.replace(" ", ""))
+
+
+READ_COMMAND = words(  # RFC 3720 B.4 "iSCSI Read" header
+    "01c00000 00000000 00000000 00000000 14000000 00000400 00000014 00000018"
+    " 28000000 00000000 02000000 00000000"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "wire"),
+    [  # RFC 3720 B.4 (kept by RFC 7143): the CRC bytes as they appear on the wire
+        (bytes(32), "aa36918a"),
+        (b"\xff" * 32, "43aba862"),
+        (bytes(range(32)), "4e79dd46"),
+        (bytes(range(31, -1, -1)), "5cdb3f11"),
+        (READ_COMMAND, "563a96d9"),
+    ],
+)
+def test_crc32c_vectors(data: bytes, wire: str) -> None:
+    assert crc32c_digest(data).hex() == wire
+
+
+def test_header_digest_follows_bhs_and_data_digest_covers_padding() -> None:
+    pdu = NopOut(initiator_task_tag=1, data=b"abcde")
+    wire = encode_pdu(pdu, header_digest=True, data_digest=True)
+    assert wire[48:52] == crc32c_digest(wire[:48])
+    assert wire[52:60] == b"abcde\0\0\0"
+    assert wire[60:64] == crc32c_digest(b"abcde\0\0\0")
+    assert len(wire) == 64
+
+
+def test_no_data_digest_without_data() -> None:
+    wire = encode_pdu(NopOut(), header_digest=True, data_digest=True)
+    assert len(wire) == 52
+
+
+def framer_with(*chunks: bytes, **kwargs: object) -> Framer:
+    framer = Framer(**kwargs)  # type: ignore[arg-type]
+    for chunk in chunks:
+        framer.receive_data(chunk)
+    return framer
+
+
+def reaction(error: RemoteProtocolError) -> tuple[RejectReason | None, bool]:
+    return error.reject_reason, error.close_connection
+
+
+def test_header_digest_error_closes_and_stays_fatal() -> None:
+    wire = bytearray(encode_pdu(NopOut(), header_digest=True))
+    wire[49] ^= 1
+    framer = framer_with(bytes(wire), header_digest=True)
+    with pytest.raises(HeaderDigestError) as caught:
+        framer.next_pdu()
+    assert reaction(caught.value) == (None, True)
+    with pytest.raises(HeaderDigestError):
+        framer.next_pdu()
+
+
+def test_data_digest_error_rejects_and_goes_on() -> None:
+    bad = bytearray(encode_pdu(ScsiDataOut(initiator_task_tag=9, data=b"1234"), data_digest=True))
+    bad[50] ^= 0x40
+    good = encode_pdu(NopOut(initiator_task_tag=2), data_digest=True)
+    framer = framer_with(bytes(bad) + good, data_digest=True)
+    with pytest.raises(DataDigestError) as caught:
+        framer.next_pdu()
+    assert reaction(caught.value) == (RejectReason.DATA_DIGEST_ERROR, False)
+    assert caught.value.header == bytes(bad[:48])
+    assert caught.value.pdu == ScsiDataOut(initiator_task_tag=9)  # who to fail: ITT, TTT
+    assert framer.next_pdu() == NopOut(initiator_task_tag=2)
+
+
+def test_overlong_data_segment_is_a_protocol_error_that_closes() -> None:
+    wire = encode_pdu(NopOut(data=bytes(8193)))
+    framer = framer_with(wire[:48])  # decided on the header alone: no need to buffer the data
+    with pytest.raises(DataSegmentTooLong) as caught:
+        framer.next_pdu()
+    assert reaction(caught.value) == (RejectReason.PROTOCOL_ERROR, True)
+    assert caught.value.header == wire[:48]
+
+
+def test_limit_follows_the_declared_length() -> None:
+    framer = framer_with(encode_pdu(NopOut(data=bytes(8193))), max_recv_data_segment_length=8193)
+    assert framer.next_pdu() == NopOut(data=bytes(8193))
+
+
+def test_unknown_opcode_is_skipped_with_command_not_supported() -> None:
+    unknown = bytearray(encode_pdu(NopOut(data=b"xy")))
+    unknown[0] = 0x1C
+    framer = framer_with(bytes(unknown) + encode_pdu(NopOut(initiator_task_tag=3)))
+    with pytest.raises(UnsupportedOpcode) as caught:
+        framer.next_pdu()
+    assert reaction(caught.value) == (RejectReason.COMMAND_NOT_SUPPORTED, False)
+    assert framer.next_pdu() == NopOut(initiator_task_tag=3)
+
+
+def test_target_pdu_sent_to_the_target_is_a_protocol_error() -> None:
+    framer = framer_with(encode_pdu(NopIn()) + encode_pdu(NopOut()))
+    with pytest.raises(WrongDirection) as caught:
+        framer.next_pdu()
+    assert reaction(caught.value) == (RejectReason.PROTOCOL_ERROR, False)
+    assert framer.next_pdu() == NopOut()
+
+
+def test_an_initiator_framer_reads_target_pdus() -> None:
+    framer = framer_with(encode_pdu(NopIn()), role=Role.INITIATOR)
+    assert framer.next_pdu() == NopIn()
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        # a data segment on a PDU that has none (TMF request, DataSegmentLength 4)
+        lambda w: w[:5] + b"\0\0\x04" + w[8:] + b"abcd",
+        # an AHS on a NOP-Out
+        lambda w: w[:4] + b"\x01" + w[5:] + words("0001 01 00"),
+    ],
+)
+def test_inconsistent_segments_are_invalid_pdu_fields(mangle) -> None:  # type: ignore[no-untyped-def]
+    wire = mangle(encode_pdu(TaskManagementFunctionRequest()))
+    framer = framer_with(wire + encode_pdu(NopOut()))
+    with pytest.raises(InvalidPduField) as caught:
+        framer.next_pdu()
+    assert reaction(caught.value) == (RejectReason.INVALID_PDU_FIELD, False)
+    assert len(caught.value.header) == 48
+    assert framer.next_pdu() == NopOut()
+
+
+@pytest.mark.parametrize(
+    "ahs",
+    [
+        words("0011 01 00") + bytes(12),  # extended CDB AHS shorter than its length
+        words("0002 07 00"),  # unknown AHS type
+        words("0005 02 00 00000001") + words("0005 02 00 00000001"),  # repeated
+    ],
+)
+def test_malformed_ahs_is_an_invalid_pdu_field(ahs: bytes) -> None:
+    wire = bytearray(encode_pdu(ScsiCommand()))
+    wire[4] = len(ahs) // 4
+    framer = framer_with(bytes(wire) + ahs)
+    with pytest.raises(InvalidPduField):
+        framer.next_pdu()
+
+
+def test_eof_between_pdus_is_closed_and_inside_one_is_truncated() -> None:
+    framer = framer_with(encode_pdu(NopOut()), b"")
+    assert framer.next_pdu() == NopOut()
+    assert framer.next_pdu() is CLOSED
+    framer = framer_with(encode_pdu(NopOut(data=b"abcd"))[:50], b"")
+    with pytest.raises(TruncatedPdu) as caught:
+        framer.next_pdu()
+    assert reaction(caught.value) == (None, True)
+
+
+def test_need_data_until_the_pdu_is_whole() -> None:
+    wire = encode_pdu(NopOut(data=b"abcdefg"), header_digest=True, data_digest=True)
+    framer = Framer(header_digest=True, data_digest=True)
+    for byte in wire[:-1]:
+        framer.receive_data(bytes([byte]))
+        assert framer.next_pdu() is NEED_DATA
+    framer.receive_data(wire[-1:])
+    assert framer.next_pdu() == NopOut(data=b"abcdefg")
+    assert framer.buffered == 0
+
+
+def test_digests_switch_on_between_pdus() -> None:
+    framer = framer_with(encode_pdu(NopOut()) + encode_pdu(NopOut(), header_digest=True))
+    assert framer.next_pdu() == NopOut()
+    framer.set_digests(True, False)
+    assert framer.next_pdu() == NopOut()
+    assert framer.send(NopIn()) == encode_pdu(NopIn(), header_digest=True)
