@@ -1,0 +1,154 @@
+"""Text key segments (RFC 7143 6.1): syntax, limits, values, and segments spanning PDUs."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from strategies import text_pairs
+
+from scsi_pr.target.proto.text import (
+    MAX_TEXT_LENGTH,
+    TextAccumulator,
+    TextError,
+    ValueFormatError,
+    build_text,
+    encode_binary,
+    parse_binary,
+    parse_boolean,
+    parse_list,
+    parse_number,
+    parse_text,
+    split_text,
+)
+
+
+@given(text_pairs)
+def test_pairs_round_trip(pairs: tuple[tuple[str, str], ...]) -> None:
+    assert parse_text(build_text(pairs)) == pairs
+
+
+def test_value_may_hold_equals_signs_and_be_empty() -> None:
+    assert parse_text(b"A=B=C\0D=\0") == (("A", "B=C"), ("D", ""))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"A" * 63 + b"=1\0",  # the longest key name
+        b"A=" + b"v" * 255 + b"\0",  # the longest simple value
+        b"CHAP_C=0x" + b"ab" * 1024 + b"\0",  # a 1024-byte binary challenge
+        b"iSCSIProtocolLevel=1\0",  # RFC 7144's key starts with a small letter
+        b"X-com.example.key=1\0X#IANA=2\0",  # extension keys
+    ],
+)
+def test_within_the_limits(data: bytes) -> None:
+    assert parse_text(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"A=1",  # no null after the last pair
+        b"A1\0",  # no '='
+        b"=1\0",  # empty key
+        b"1A=1\0",  # key starts with a digit
+        b"A B=1\0",  # space in a key
+        b"A" * 64 + b"=1\0",  # key too long
+        b"A=" + b"v" * 256 + b"\0",  # value too long
+        b"CHAP_C=0x" + b"ab" * 1025 + b"\0",  # binary value too long
+        b"A=1\0A=2\0",  # key twice
+        b"A=\xff\0",  # not UTF-8
+        b"A=1\0\0",  # an empty pair
+    ],
+)
+def test_malformed_text_is_a_text_error(data: bytes) -> None:
+    with pytest.raises(TextError):
+        parse_text(data)
+
+
+def test_total_length_limit() -> None:
+    data = b"".join(b"K%d=%s\0" % (i, b"v" * 200) for i in range(400))
+    assert len(data) > MAX_TEXT_LENGTH
+    with pytest.raises(TextError):
+        parse_text(data)
+
+
+def test_build_refuses_what_parse_would() -> None:
+    with pytest.raises(ValueError):
+        build_text([("1bad", "x")])
+    with pytest.raises(ValueError):
+        build_text([("Key", "a\0b")])
+
+
+def test_accumulator_joins_c_bit_segments() -> None:
+    acc = TextAccumulator()
+    assert acc.add(b"Initiator", continues=True) is None
+    assert acc.pending
+    assert acc.add(b"Name=iqn.x\0Sess", continues=True) is None
+    assert acc.add(b"ionType=Normal\0", continues=False) == (
+        ("InitiatorName", "iqn.x"),
+        ("SessionType", "Normal"),
+    )
+    assert not acc.pending
+
+
+def test_accumulator_limit() -> None:
+    acc = TextAccumulator(limit=100)
+    with pytest.raises(TextError):
+        for _ in range(3):
+            acc.add(b"A=" + b"x" * 40, continues=True)
+    assert not acc.pending
+
+
+def test_split_sets_c_inside_a_pair() -> None:
+    data = build_text([("Key", "value"), ("Other", "x")])  # 10 + 8 bytes
+    assert split_text(data, 10) == [(b"Key=value\0", False), (b"Other=x\0", False)]
+    assert split_text(data, 7) == [(b"Key=val", True), (b"ue\0Othe", True), (b"r=x\0", False)]
+    assert split_text(b"", 8) == [(b"", False)]
+
+
+@pytest.mark.parametrize(
+    ("text", "number"), [("0", 0), ("8192", 8192), ("007", 7), ("0x2000", 8192), ("0X1f", 31)]
+)
+def test_numbers(text: str, number: int) -> None:
+    assert parse_number(text) == number
+
+
+@pytest.mark.parametrize("text", ["", "-1", "+1", "1.5", "0x", "0xg", "12a", " 1", "Yes"])
+def test_not_numbers(text: str) -> None:
+    with pytest.raises(ValueFormatError):
+        parse_number(text)
+
+
+def test_number_range() -> None:
+    assert parse_number("512", 512, 1024) == 512
+    with pytest.raises(ValueFormatError):
+        parse_number("511", 512, 1024)
+
+
+@pytest.mark.parametrize(
+    ("text", "raw"),
+    [("0x0102", b"\1\2"), ("0X102", b"\1\2"), ("0bAQI=", b"\1\2"), ("0BAQID", b"\1\2\3")],
+)
+def test_binary_values(text: str, raw: bytes) -> None:
+    assert parse_binary(text) == raw
+
+
+@pytest.mark.parametrize("text", ["0x", "0b", "12", "0xzz", "0b!!", "0x" + "00" * 1025])
+def test_not_binary_values(text: str) -> None:
+    with pytest.raises(ValueFormatError):
+        parse_binary(text)
+
+
+def test_binary_encoding() -> None:
+    assert encode_binary(b"\x00\xff") == "0x00ff"
+
+
+def test_booleans_and_lists() -> None:
+    assert parse_boolean("Yes") is True
+    assert parse_boolean("No") is False
+    with pytest.raises(ValueFormatError):
+        parse_boolean("yes")
+    assert parse_list("CRC32C,None") == ["CRC32C", "None"]
+    with pytest.raises(ValueFormatError):
+        parse_list("CRC32C,,None")
