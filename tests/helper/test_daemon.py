@@ -60,6 +60,13 @@ class Helper:
     def log_text(self) -> str:
         return self.log.read_text()
 
+    def proc_status(self) -> str:
+        """/proc/PID/status once the helper serves. It listens before it drops privileges and
+        serves only after, so one handshake proves the drop is complete."""
+        with Client(str(self.sock)) as c:
+            c.connect()
+        return Path(f"/proc/{self.proc.pid}/status").read_text()
+
 
 def wait_listening(sock: Path, proc: subprocess.Popen[bytes]) -> None:
     try:
@@ -347,7 +354,7 @@ def test_version_and_help_exit_zero_before_anything_else() -> None:
 # -- process lifecycle -------------------------------------------------------------------------
 def test_privileges_dropped_to_cap_sys_rawio(helper: Helper) -> None:
     needs_root("privilege drop")
-    status = Path(f"/proc/{helper.proc.pid}/status").read_text()
+    status = helper.proc_status()
     caps = {k: int(v, 16) for k, v in (ln.split(":\t") for ln in status.splitlines())
             if k.startswith("Cap")}  # fmt: skip
     assert caps["CapEff"] == caps["CapPrm"] == 1 << 17
@@ -450,7 +457,7 @@ def test_user_and_group_drop_keeps_cap_sys_rawio(tmp_path: Path) -> None:
     needs_root("changing uid")
     h = Helper(tmp_path, "u", "-u", "nobody", "-g", "nogroup")
     try:
-        status = Path(f"/proc/{h.proc.pid}/status").read_text()
+        status = h.proc_status()
         fields = dict(ln.split(":\t", 1) for ln in status.splitlines() if ":\t" in ln)
         nobody = int(subprocess.check_output(["id", "-u", "nobody"]))
         assert fields["Uid"].split() == [str(nobody)] * 4
