@@ -1,0 +1,290 @@
+"""The login state machine: stages, T/C bits, names, CHAP, and the status of every failure."""
+
+from __future__ import annotations
+
+import hashlib
+from itertools import count
+from typing import Any
+
+import pytest
+
+from scsi_pr.target.proto import LoginRequest, LoginResponse, LoginStatus, Stage
+from scsi_pr.target.proto.chap import ChapCredentials, ChapPolicy
+from scsi_pr.target.proto.errors import LocalProtocolError
+from scsi_pr.target.proto.login import Login, LoginFailed, LoginSettings, LoginState, TargetNode
+from scsi_pr.target.proto.negotiation import OperationalSettings
+from scsi_pr.target.proto.text import build_text, parse_text
+
+TARGET = "iqn.2024-01.test.scsi-pr:disk"
+INITIATOR = "iqn.2024-01.test:host1"
+ISID = 0x23D000000001
+SEC, OP, FFP = (
+    Stage.SECURITY_NEGOTIATION,
+    Stage.LOGIN_OPERATIONAL_NEGOTIATION,
+    Stage.FULL_FEATURE_PHASE,
+)
+CHAP = ChapPolicy(
+    ChapCredentials("host1", b"host1-secret"), ChapCredentials("disk", b"disk-secret!")
+)
+NAMES = {"InitiatorName": INITIATOR, "TargetName": TARGET}
+
+
+def settings(**kwargs: Any) -> LoginSettings:
+    node = {k: kwargs.pop(k) for k in ("alias", "allowed_initiators", "chap") if k in kwargs}
+    return LoginSettings(targets=(TargetNode(TARGET, **node),), **kwargs)
+
+
+class Driver:
+    """Plays the initiator: one LoginRequest per ``send``; answers come back parsed."""
+
+    def __init__(self, login_settings: LoginSettings | None = None, **kwargs: Any) -> None:
+        counter = count()
+        self.login = Login(login_settings or settings(), tsih=7,
+                           random_bytes=lambda n: bytes(next(counter) & 0xFF for _ in range(n)),
+                           **kwargs)  # fmt: skip
+        self.response: LoginResponse | None = None
+
+    def send(
+        self,
+        csg: int,
+        nsg: int = 0,
+        transit: bool = False,
+        keys: dict[str, str] | None = None,
+        **fields: Any,
+    ) -> dict[str, str]:
+        request = LoginRequest(transit=transit, csg=csg, nsg=nsg, isid=ISID, cmd_sn=10,
+                               exp_stat_sn=100, data=build_text((keys or {}).items()),
+                               **fields)  # fmt: skip
+        self.response = self.login.receive(request)
+        return dict(parse_text(self.response.data))
+
+    @property
+    def status(self) -> int:
+        assert self.response is not None
+        return self.response.status
+
+
+def test_login_without_authentication() -> None:
+    d = Driver()
+    answers = d.send(SEC, OP, True, {**NAMES, "SessionType": "Normal", "AuthMethod": "None"})
+    assert answers == {"AuthMethod": "None", "TargetPortalGroupTag": "1"}
+    assert d.response is not None and (d.response.transit, d.response.nsg) == (True, OP)
+    assert d.login.state is LoginState.IN_PROGRESS and d.response.tsih == 0
+    answers = d.send(OP, FFP, True, {"HeaderDigest": "CRC32C,None", "InitialR2T": "No",
+                                     "MaxRecvDataSegmentLength": "262144"})  # fmt: skip
+    assert answers == {"HeaderDigest": "CRC32C", "InitialR2T": "No",
+                       "MaxRecvDataSegmentLength": "65536"}  # fmt: skip
+    assert (d.response.transit, d.response.csg, d.response.nsg) == (True, OP, FFP)
+    assert d.response.tsih == 7 and d.status == LoginStatus.SUCCESS
+    assert d.login.state is LoginState.COMPLETE
+    params = d.login.parameters
+    assert params is not None
+    assert (params.initiator_name, params.target_name, params.isid, params.tsih) == (
+        INITIATOR, TARGET, ISID, 7)  # fmt: skip
+    assert params.header_digest and not params.initial_r2t
+    assert params.max_recv_data_segment_length == 262144
+
+
+def test_sequence_numbers_of_login_responses() -> None:
+    d = Driver(settings(command_window=16))
+    d.send(SEC, OP, True, NAMES)
+    assert d.response is not None
+    assert (d.response.stat_sn, d.response.exp_cmd_sn, d.response.max_cmd_sn) == (100, 10, 25)
+    d.send(OP, FFP, True)
+    assert d.response.stat_sn == 101 and d.login.stat_sn == 102  # next StatSN for the session
+    assert d.response.initiator_task_tag == 0 and d.response.isid == ISID
+
+
+def test_operational_stage_first_and_straight_to_full_feature() -> None:
+    d = Driver(settings(alias="Disk One"))
+    answers = d.send(OP, FFP, True, {**NAMES, "ImmediateData": "No"})
+    assert answers == {"TargetPortalGroupTag": "1", "TargetAlias": "Disk One",
+                       "ImmediateData": "No", "MaxRecvDataSegmentLength": "65536"}  # fmt: skip
+    assert d.login.state is LoginState.COMPLETE
+
+
+def test_security_straight_to_full_feature_without_declaration() -> None:
+    d = Driver()
+    d.send(SEC, FFP, True, NAMES)
+    assert d.login.state is LoginState.COMPLETE and d.login.parameters is not None
+    assert d.login.parameters.target_max_recv_data_segment_length == 8192
+
+
+def test_discovery_session() -> None:
+    d = Driver()
+    answers = d.send(SEC, OP, True, {"InitiatorName": INITIATOR, "SessionType": "Discovery"})
+    assert answers == {}  # no TargetName, so no TargetPortalGroupTag (13.9)
+    answers = d.send(OP, FFP, True, {"MaxBurstLength": "4096", "HeaderDigest": "None"})
+    assert answers["MaxBurstLength"] == "Irrelevant" and answers["HeaderDigest"] == "None"
+    assert d.login.parameters is not None and d.login.parameters.discovery
+
+
+def test_text_split_over_c_bit_requests() -> None:
+    d = Driver()
+    text = build_text(NAMES.items())
+    request = LoginRequest(csg=SEC, nsg=OP, continues=True, isid=ISID, data=text[:10])
+    first = d.login.receive(request)
+    assert (first.data, first.transit, first.status) == (b"", False, 0)
+    request = LoginRequest(csg=SEC, nsg=OP, transit=True, isid=ISID, data=text[10:])
+    assert dict(parse_text(d.login.receive(request).data))["TargetPortalGroupTag"] == "1"
+
+
+def chap_login(d: Driver, mutual: bool = False) -> dict[str, str]:
+    answers = d.send(SEC, OP, True, {**NAMES, "AuthMethod": "CHAP,None"})
+    assert answers["AuthMethod"] == "CHAP"
+    assert d.response is not None and not d.response.transit  # not authenticated yet
+    answers = d.send(SEC, OP, True, {"CHAP_A": "5"})
+    identifier, challenge = int(answers["CHAP_I"]), bytes.fromhex(answers["CHAP_C"][2:])
+    digest = hashlib.md5(bytes([identifier]) + b"host1-secret" + challenge).hexdigest()
+    keys = {"CHAP_N": "host1", "CHAP_R": "0x" + digest}
+    if mutual:
+        keys |= {"CHAP_I": "9", "CHAP_C": "0x00112233"}
+    return d.send(SEC, OP, True, keys)
+
+
+def test_chap_login() -> None:
+    d = Driver(settings(chap=CHAP))
+    assert chap_login(d) == {}
+    assert d.response is not None and (d.response.transit, d.response.nsg) == (True, OP)
+    d.send(OP, FFP, True)
+    assert d.login.state is LoginState.COMPLETE
+
+
+def test_mutual_chap_login() -> None:
+    d = Driver(settings(chap=CHAP))
+    answers = chap_login(d, mutual=True)
+    expected = hashlib.md5(b"\x09" + b"disk-secret!" + bytes.fromhex("00112233")).hexdigest()
+    assert answers == {"CHAP_N": "disk", "CHAP_R": "0x" + expected}
+    assert d.response is not None and d.response.transit
+
+
+def test_target_offers_force_the_operational_stage() -> None:
+    d = Driver(settings(operational=OperationalSettings(immediate_data=False)))
+    d.send(SEC, FFP, True, NAMES)
+    assert d.response is not None and (d.response.transit, d.response.nsg) == (True, OP)
+    answers = d.send(OP, FFP, True, {"InitialR2T": "Yes"})
+    assert answers["ImmediateData"] == "No" and not d.response.transit  # awaiting the answer
+    d.send(OP, FFP, True, {"ImmediateData": "No"})
+    assert d.response.transit and d.login.parameters is not None
+    assert not d.login.parameters.immediate_data
+
+
+FAILURES = [
+    # (settings, first request csg/nsg/transit, keys, extra fields, status)
+    ({}, (SEC, OP, True), {"TargetName": TARGET}, {}, LoginStatus.MISSING_PARAMETER),
+    ({}, (SEC, OP, True), {"InitiatorName": INITIATOR}, {}, LoginStatus.MISSING_PARAMETER),
+    ({}, (SEC, OP, True), {**NAMES, "TargetName": "iqn.x:nope"}, {}, LoginStatus.NOT_FOUND),
+    ({"allow_discovery": False}, (SEC, OP, True),
+     {"InitiatorName": INITIATOR, "SessionType": "Discovery"}, {},
+     LoginStatus.SESSION_TYPE_NOT_SUPPORTED),
+    ({}, (SEC, OP, True), {**NAMES, "SessionType": "Bogus"}, {},
+     LoginStatus.SESSION_TYPE_NOT_SUPPORTED),
+    ({}, (SEC, OP, True), NAMES, {"version_min": 1}, LoginStatus.UNSUPPORTED_VERSION),
+    ({}, (SEC, OP, True), NAMES, {"tsih": 9}, LoginStatus.SESSION_DOES_NOT_EXIST),
+    ({}, (SEC, OP, True), NAMES, {"tsih": 3}, LoginStatus.TOO_MANY_CONNECTIONS),
+    ({}, (SEC, OP, True), NAMES, {"continues": True}, LoginStatus.INITIATOR_ERROR),
+    ({}, (FFP, FFP, False), NAMES, {}, LoginStatus.INITIATOR_ERROR),
+    ({}, (SEC, 2, True), NAMES, {}, LoginStatus.INITIATOR_ERROR),
+    ({}, (OP, SEC, True), NAMES, {}, LoginStatus.INITIATOR_ERROR),
+    ({"allowed_initiators": frozenset({"iqn.other"})}, (SEC, OP, True), NAMES, {},
+     LoginStatus.AUTHORIZATION_FAILURE),
+    ({"chap": CHAP}, (SEC, OP, True), {**NAMES, "AuthMethod": "None"}, {},
+     LoginStatus.AUTHENTICATION_FAILURE),
+    ({"chap": CHAP}, (SEC, OP, True), NAMES, {}, LoginStatus.AUTHENTICATION_FAILURE),
+    ({"chap": CHAP}, (OP, FFP, True), NAMES, {}, LoginStatus.AUTHENTICATION_FAILURE),
+    ({}, (SEC, OP, False), {**NAMES, "CHAP_A": "5"}, {}, LoginStatus.AUTHENTICATION_FAILURE),
+    ({}, (SEC, OP, True), {**NAMES, "MaxBurstLength": "512"}, {}, LoginStatus.INITIATOR_ERROR),
+    ({}, (SEC, OP, True), {**NAMES, "InitiatorName": "iqn." + "x" * 220}, {},
+     LoginStatus.INITIATOR_ERROR),
+    ({}, (OP, FFP, True), {**NAMES, "MaxRecvDataSegmentLength": "1"}, {},
+     LoginStatus.INITIATOR_ERROR),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("config", "stages", "keys", "fields", "status"), FAILURES)
+def test_first_request_failures(
+    config: dict[str, Any],
+    stages: tuple[int, int, bool],
+    keys: dict[str, str],
+    fields: dict[str, Any],
+    status: LoginStatus,
+) -> None:
+    d = Driver(settings(**config), existing_sessions={3})
+    assert d.send(*stages, keys, **fields) == {}
+    assert d.status == status
+    assert d.response is not None and not d.response.transit
+    assert d.login.state is LoginState.FAILED and d.login.error is not None
+    assert d.login.error.status == status and d.login.error.close_connection
+
+
+def test_malformed_text_is_an_initiator_error() -> None:
+    d = Driver()
+    d.login.receive(LoginRequest(csg=SEC, isid=ISID, data=b"InitiatorName"))
+    assert d.login.error is not None and d.login.error.status == LoginStatus.INITIATOR_ERROR
+
+
+@pytest.mark.parametrize(
+    ("second", "fields"),
+    [
+        ((SEC, OP, True, {"InitiatorName": "iqn.again"}), {}),  # redeclared (13.5)
+        ((SEC, OP, True, {}), {"isid": ISID + 1}),  # ISID changed
+        ((SEC, OP, True, {"AuthMethod": "None"}), {}),  # AuthMethod twice
+        ((OP, FFP, True, {}), {}),  # CSG skips ahead of the target
+    ],
+)
+def test_later_request_failures(second: tuple[Any, ...], fields: dict[str, Any]) -> None:
+    d = Driver()
+    d.send(SEC, OP, False, {**NAMES, "AuthMethod": "None"})
+    csg, nsg, transit, keys = second
+    request = LoginRequest(transit=transit, csg=csg, nsg=nsg, isid=fields.get("isid", ISID),
+                           data=build_text(keys.items()))  # fmt: skip
+    assert d.login.receive(request).status == LoginStatus.INITIATOR_ERROR
+
+
+def test_security_keys_after_the_security_stage_fail() -> None:
+    d = Driver()
+    d.send(SEC, OP, True, NAMES)
+    d.send(OP, FFP, False, {"AuthMethod": "None"})
+    assert d.status == LoginStatus.INITIATOR_ERROR
+
+
+def test_operational_key_twice_in_one_login_fails() -> None:
+    d = Driver()
+    d.send(OP, FFP, False, {**NAMES, "MaxBurstLength": "4096"})
+    d.send(OP, FFP, True, {"MaxBurstLength": "4096"})
+    assert d.status == LoginStatus.INITIATOR_ERROR
+
+
+def test_wrong_chap_response_fails() -> None:
+    d = Driver(settings(chap=CHAP))
+    d.send(SEC, OP, True, {**NAMES, "AuthMethod": "CHAP"})
+    d.send(SEC, OP, True, {"CHAP_A": "5"})
+    d.send(SEC, OP, True, {"CHAP_N": "host1", "CHAP_R": "0x" + bytes(16).hex()})
+    assert d.status == LoginStatus.AUTHENTICATION_FAILURE
+
+
+def test_non_login_pdu_during_login() -> None:
+    d = Driver()
+    d.send(SEC, OP, False, NAMES)
+    response = d.login.fail(LoginFailed(LoginStatus.INVALID_DURING_LOGIN, "a SCSI Command"))
+    assert response.status == LoginStatus.INVALID_DURING_LOGIN
+    assert d.login.state is LoginState.FAILED
+
+
+def test_endless_login_is_cut_off() -> None:
+    d = Driver()
+    d.send(SEC, OP, False, NAMES)
+    for _ in range(70):
+        if d.login.state is not LoginState.IN_PROGRESS:
+            break
+        d.send(SEC, OP, False)
+    assert d.status == LoginStatus.INITIATOR_ERROR
+
+
+def test_nothing_after_the_end() -> None:
+    d = Driver()
+    d.send(OP, FFP, True, NAMES)
+    with pytest.raises(LocalProtocolError):
+        d.send(OP, FFP, True)
+    with pytest.raises(LocalProtocolError):
+        Login(settings(), tsih=0, random_bytes=bytes)
