@@ -26,6 +26,7 @@ from pathlib import Path
 
 from scsi_pr import CHECKOUT
 from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.watchdog import run_watched
 
 #: package data: the wheel carries it beside this module
 GUEST_SCRIPT = Path(__file__).resolve().with_name("vm_guest.sh")
@@ -209,6 +210,7 @@ def run(
     memory: str = DEFAULT_MEMORY,
     cpus: int = 2,
     timeout: float | None = None,
+    quiet_timeout: float | None = None,
     image: bool = True,
 ) -> int:
     """Boot, run ``cmd`` in the guest, stream its output, return its exit status."""
@@ -226,6 +228,8 @@ def run(
     argv = vng_command(cmd, kernel, memory, cpus, binds, path)
     env = dict(os.environ, PATH=f"{_venv_bin()}:{os.environ.get('PATH', '')}")
     try:
+        if quiet_timeout is not None:
+            return _boot_watched(argv, env, quiet_timeout)
         return _boot(argv, env, timeout)
     finally:
         path.unlink(missing_ok=True)
@@ -246,6 +250,17 @@ def _boot(argv: list[str], env: dict[str, str], timeout: float | None) -> int:
         raise
 
 
+def _boot_watched(argv: list[str], env: dict[str, str], quiet: float) -> int:
+    """Boot with a deadline that follows progress: the VM is killed only when the guest prints
+    nothing for ``quiet`` seconds (a busy machine makes a run slow, not hung)."""
+    run = run_watched(argv, quiet_limit=quiet, env=env)
+    if run.hung:
+        print(f"scsi-pr vm: {run.verdict}, VM killed after {run.seconds:.0f}s", file=sys.stderr)
+        return EXIT_TIMEOUT
+    assert run.rc is not None
+    return run.rc
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="scsi-pr vm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -256,6 +271,11 @@ def main(argv: list[str]) -> int:
     r.add_argument("--memory", default=DEFAULT_MEMORY)
     r.add_argument("--cpus", type=int, default=2)
     r.add_argument("--timeout", type=float, help="kill the VM after this many seconds")
+    r.add_argument(
+        "--quiet-timeout",
+        type=float,
+        help="kill the VM once it prints nothing for this many seconds (instead of --timeout)",
+    )
     r.add_argument(
         "--no-image",
         action="store_true",
@@ -276,7 +296,12 @@ def main(argv: list[str]) -> int:
             return 1 if need else 0
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         return run(
-            cmd, kernel=args.kernel, memory=args.memory, cpus=args.cpus, timeout=args.timeout
+            cmd,
+            kernel=args.kernel,
+            memory=args.memory,
+            cpus=args.cpus,
+            timeout=args.timeout,
+            quiet_timeout=args.quiet_timeout,
         )
     except VmError as e:
         print(f"scsi-pr vm: {e}", file=sys.stderr)

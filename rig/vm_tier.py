@@ -5,7 +5,13 @@
 2. The nested-guest end-to-end test (``guest_e2e``: minutes under TCG), once, on its own.
 3. Last, in a process of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
    tcm_loop). The rig builds a fresh LU after each hang; should the process itself get stuck,
-   it is abandoned at the deadline and the tests it did not report are counted as hung.
+   it is abandoned and the tests it did not report are counted as hung.
+
+A phase is abandoned only when it is *hung*: no progress (a line of output, a test result, a
+heartbeat of a long test) for its quiet limit, which is above the longest single step's own
+deadline (``--lio-test-timeout``, the nested guest's pauses). A phase that keeps making progress
+runs to its end however slow the machine is, and is reported "slow" when it overran its nominal
+budget (``rig.watchdog``). The summary says which, truthfully.
 
 Outcomes are read from the plugin's per-test JSON log (``SCSI_PR_RESULT_LOG``), written as each
 test ends, so a wedged run still reports what it did. Exit status: 0 when nothing failed or
@@ -17,27 +23,44 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from collections import Counter
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scsi_pr.rig.pytest_plugin import ENV_RESULT_LOG, LIO_HANGS
+from scsi_pr.rig.guest_e2e.driver import GUEST_TIMEOUT
+from scsi_pr.rig.pytest_plugin import DEFAULT_LIO_TEST_TIMEOUT, ENV_RESULT_LOG, LIO_HANGS
+from scsi_pr.rig.watchdog import ENV_PROGRESS, run_watched
 
 BACKENDS = tuple(os.environ.get("SCSI_PR_VM_BACKENDS", "lio,helper-lio").split(","))
-#: phase name -> (marker expression, extra pytest args, deadline in seconds, hang phase?)
-PHASES: dict[str, tuple[str, tuple[str, ...], float, bool]] = {
-    "main": (
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """``budget``: the seconds the phase takes on a quiet machine, doubled (beyond it: "slow").
+    ``quiet_limit``: seconds without any progress that make it hung; above the longest single
+    step's own deadline, so a step is never cut off while it is still within its own."""
+
+    marks: str
+    extra: tuple[str, ...]
+    budget: float
+    quiet_limit: float
+    hang_phase: bool = False
+
+
+PHASES: dict[str, PhaseSpec] = {
+    "main": PhaseSpec(
         "(uses_backend or vm) and not lio_hangs and not guest_e2e",
         ("--durations=15",),
-        900.0,
-        False,
+        budget=900.0,
+        quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
     ),
-    "guest-e2e": ("guest_e2e", (), 1200.0, False),
-    "lio-hangs": ("lio_hangs", ("--run-lio-hangs",), 180.0, True),
+    # one test; its driver logs (and heartbeats) every step, the longest guest pause included
+    "guest-e2e": PhaseSpec("guest_e2e", (), budget=1200.0, quiet_limit=GUEST_TIMEOUT + 60.0),
+    # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome
+    "lio-hangs": PhaseSpec(
+        "lio_hangs", ("--run-lio-hangs",), budget=180.0, quiet_limit=120.0, hang_phase=True
+    ),
 }
 ORDER = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
 
@@ -49,6 +72,7 @@ class Phase:
     seconds: float = 0.0
     results: list[dict[str, str]] = field(default_factory=list)
     abandoned: bool = False
+    verdict: str = "in time"
 
     def counts(self) -> Counter[str]:
         c: Counter[str] = Counter()
@@ -91,42 +115,36 @@ def _collect(log: Path, abandoned: bool, hang_phase: bool) -> list[dict[str, str
 def run_phase(
     name: str,
     args: list[str],
-    deadline: float,
+    spec: PhaseSpec,
     workdir: Path,
     *,
-    hang_phase: bool = False,
     backends: tuple[str, ...] = BACKENDS,
 ) -> Phase:
     log = workdir / f"{name}.jsonl"
-    log.unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **{ENV_RESULT_LOG: str(log)})
+    beat = workdir / f"{name}.progress"
+    for f in (log, beat):
+        f.unlink(missing_ok=True)
+    env = dict(
+        os.environ, PYTHONUNBUFFERED="1", **{ENV_RESULT_LOG: str(log), ENV_PROGRESS: str(beat)}
+    )
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfExX", *args]
     for b in backends:
         cmd += ["--backend", b]
     print(f"\n== VM tier, {name}: {' '.join(cmd[2:])}", flush=True)
-    phase = Phase(name)
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    try:
-        phase.rc = proc.wait(timeout=deadline)
-    except subprocess.TimeoutExpired:
-        # A thread stuck in SG_IO on a wedged LUN can keep the process from exiting: kill it
-        # and stop waiting; the VM's power-off reaps it.
-        phase.abandoned = True
-        with suppress(OSError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, 9)
-        with suppress(OSError, subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-        print(f"== {name}: abandoned after {deadline:.0f}s (LIO wedged the run)", flush=True)
-    phase.seconds = time.monotonic() - start
-    phase.results = _collect(log, phase.abandoned, hang_phase)
+    run = run_watched(
+        cmd, quiet_limit=spec.quiet_limit, budget=spec.budget, env=env, progress_files=[log, beat]
+    )
+    phase = Phase(name, rc=run.rc, seconds=run.seconds, abandoned=run.hung, verdict=run.verdict)
+    if run.hung:
+        print(f"== {name}: abandoned, {run.verdict}", flush=True)
+    phase.results = _collect(log, phase.abandoned, spec.hang_phase)
     return phase
 
 
 def report(ph: Phase, details: bool = True) -> None:
     counts = ", ".join(f"{n} {k}" for k, n in sorted(ph.counts().items())) or "no tests"
-    state = "abandoned (hung)" if ph.abandoned else f"pytest exit {ph.rc}"
-    print(f"  {ph.name:<10} {counts}; {state}; {ph.seconds:.0f}s", flush=True)
+    state = "abandoned" if ph.abandoned else f"pytest exit {ph.rc}"
+    print(f"  {ph.name:<10} {counts}; {state}; {ph.seconds:.0f}s, {ph.verdict}", flush=True)
     for r in ph.results if details else []:
         if r["outcome"] == "xfailed" and r["reason"].startswith(LIO_HANGS):
             print(f"    known defect: {r['nodeid']}: {r['reason']}")
@@ -158,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     phases = []
     for name in PHASES:  # always in this order: the hang phase last
         if name in chosen:
-            marks, extra, deadline, hangs = PHASES[name]
-            argv_ = [*args.pytest_args, "-m", marks, *extra]
-            phases.append(run_phase(name, argv_, deadline, args.workdir, hang_phase=hangs))
+            spec = PHASES[name]
+            argv_ = [*args.pytest_args, "-m", spec.marks, *spec.extra]
+            phases.append(run_phase(name, argv_, spec, args.workdir))
             report(phases[-1], details=False)  # counts now: a later phase may take long
     print("\n== VM tier summary ==")
     for ph in phases:

@@ -30,6 +30,7 @@ from scsi_pr.rig.guest_e2e.observation import host_log_line
 from scsi_pr.rig.guest_e2e.sequence import HOST_ACTIONS, guest_steps, parse_pause, round_prefix
 from scsi_pr.rig.processes import NotListening
 from scsi_pr.rig.qmp import Qmp, QmpError
+from scsi_pr.rig.watchdog import heartbeat
 
 LU_NAME = "e2e"
 LU_SIZE = 16 << 20
@@ -84,6 +85,7 @@ class Runner:
 
     def log(self, text: str) -> None:
         print(f"[e2e {time.monotonic() - self.start:7.1f}s] {text}", file=sys.stderr, flush=True)
+        heartbeat(f"e2e: {text}")  # a long test's sign of life for the VM tier's watchdog
 
     def start_helper(self, index: int) -> None:
         """Start helper ``index`` on the shared socket path, removing a stale socket file the

@@ -134,10 +134,8 @@ def test_a_wedged_hang_phase_counts_unreported_tests_as_lio_hangs(
     """The phase is abandoned at its deadline; what never reported is "LIO hangs", the rest
     keeps its real outcome, and nothing of it is a pass."""
     test_file = pytester.makepyfile(PHASE_TESTS)
-    phase = vm_tier.run_phase(
-        "lio-hangs", [str(test_file)], 15.0, tmp_path,
-        hang_phase=True, backends=("sim",),
-    )  # fmt: skip
+    spec = vm_tier.PhaseSpec("", (), budget=5.0, quiet_limit=10.0, hang_phase=True)
+    phase = vm_tier.run_phase("lio-hangs", [str(test_file)], spec, tmp_path, backends=("sim",))
     assert phase.abandoned
     assert phase.counts() == {"passed": 1, "xfailed (LIO deviation)": 1, "LIO hangs": 2}
     assert not phase.failed()
@@ -147,12 +145,38 @@ def test_a_wedged_hang_phase_counts_unreported_tests_as_lio_hangs(
 
 def test_a_wedged_main_phase_is_a_failure(pytester: pytest.Pytester, tmp_path: Path) -> None:
     test_file = pytester.makepyfile(PHASE_TESTS)
-    phase = vm_tier.run_phase("main", [str(test_file)], 15.0, tmp_path, backends=("sim",))
+    spec = vm_tier.PhaseSpec("", (), budget=5.0, quiet_limit=10.0)
+    phase = vm_tier.run_phase("main", [str(test_file)], spec, tmp_path, backends=("sim",))
     assert phase.abandoned
+    assert phase.verdict.startswith("hung: no progress for 10s")
     assert phase.counts()["error"] == 2
     assert phase.failed()
     log = [json.loads(x) for x in (tmp_path / "main.jsonl").read_text().splitlines()]
     assert len(log[0]["collected"]) == 4
+
+
+SLOW_TESTS = """
+import time
+
+import pytest
+
+@pytest.mark.parametrize("i", range(6))
+def test_slow(backend, i):
+    time.sleep(1.5)
+"""
+
+
+def test_a_slow_phase_that_keeps_progressing_runs_to_its_end(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """9 s of tests, each under the 4 s quiet limit, the whole far over the 2 s budget: slow,
+    not hung, every test reported (a fixed 4 s deadline would have cut it off)."""
+    test_file = pytester.makepyfile(SLOW_TESTS)
+    spec = vm_tier.PhaseSpec("", (), budget=2.0, quiet_limit=4.0 + 6.0)
+    phase = vm_tier.run_phase("main", [str(test_file)], spec, tmp_path, backends=("sim",))
+    assert (phase.abandoned, phase.verdict, phase.rc) == (False, "slow", 0)
+    assert phase.counts() == {"passed": 6}
+    assert not phase.failed()
 
 
 class FakeObject:
