@@ -17,9 +17,6 @@ from pr_machine.deviations import LIO_DEVIATIONS, OracleWithDeviations
 from pr_machine.device import (
     Observed,
     Target,
-    parse_read_full_status,
-    parse_read_keys,
-    parse_read_reservation,
 )
 from pr_machine.oracle import Branch, Oracle, Outcome, PRState, media_conflicts
 from pr_machine.rules import PRMachine
@@ -35,7 +32,4 @@ __all__ = [
     "PRState",
     "Target",
     "media_conflicts",
-    "parse_read_full_status",
-    "parse_read_keys",
-    "parse_read_reservation",
 ]

@@ -37,9 +37,6 @@ from pr_machine.deviations import (
 from pr_machine.device import (
     Observed,
     Target,
-    parse_read_full_status,
-    parse_read_keys,
-    parse_read_reservation,
 )
 from pr_machine.oracle import (
     ALWAYS,
@@ -54,6 +51,7 @@ from pr_machine.oracle import (
     media_conflicts,
 )
 from scsi_pr.sim import cdb as C
+from scsi_pr.sim import pr_in_data
 from scsi_pr.sim.constants import (
     PersistentReserveInAction,
     PersistentReserveOutAction,
@@ -161,20 +159,31 @@ class PRMachine(RuleBasedStateMachine):
     def _observe(self, i: int) -> Observed:
         r = self._execute(i, C.persistent_reserve_in(PersistentReserveInAction.READ_KEYS))
         assert r.status == Status.GOOD, f"READ KEYS: {r}"
-        gen, keys = parse_read_keys(r.data)
+        keys = pr_in_data.parse_read_keys(r.data)
         r = self._execute(i, C.persistent_reserve_in(PersistentReserveInAction.READ_RESERVATION))
         assert r.status == Status.GOOD, f"READ RESERVATION: {r}"
-        gen2, res = parse_read_reservation(r.data)
+        res = pr_in_data.parse_read_reservation(r.data)
         r = self._execute(i, C.persistent_reserve_in(PersistentReserveInAction.READ_FULL_STATUS))
         assert r.status == Status.GOOD, f"READ FULL STATUS: {r}"
-        gen3, full = parse_read_full_status(r.data)
-        assert gen == gen2 == gen3, f"PRgeneration differs between PR IN reads: {gen} {gen2} {gen3}"
-        assert not any(d[1] for d in full), "machine never registers with ALL_TG_PT"
+        full = pr_in_data.parse_read_full_status(r.data)
+        gens = (keys.generation, res.generation, full.generation)
+        assert len(set(gens)) == 1, f"PRgeneration differs between PR IN reads: {gens}"
+        assert not any(d.all_tg_pt for d in full.descriptors), "machine never uses ALL_TG_PT"
+        held = res.reservation
         return Observed(
-            gen,
-            tuple(sorted(keys)),
-            res,
-            frozenset((k, h, t, p, tid) for k, _, h, t, p, tid in full),
+            keys.generation,
+            tuple(sorted(keys.keys)),
+            None if held is None else (held.key, int(held.type)),
+            frozenset(
+                (
+                    d.key,
+                    d.r_holder,
+                    0 if d.type is None else int(d.type),
+                    d.relative_target_port,
+                    d.transport_id,
+                )
+                for d in full.descriptors
+            ),
         )
 
     def _predict(self, s: PRState) -> Observed:
