@@ -109,7 +109,7 @@ class Oracle:
 
     @classmethod
     def _key_check(cls, s: PRState, i: int, rk: int) -> list[Branch] | None:
-        """RESERVATION KEY must match the issuer's registration (SPC-5 5.14.11.1); an
+        """RESERVATION KEY must match the issuer's registration (SPC-5 6.17.3); an
         unregistered nexus conflicts. None when the key is right."""
         if i not in s.keys or s.keys[i] != rk:
             return _same(s, CONFLICT)
@@ -168,7 +168,7 @@ class Oracle:
 
     @classmethod
     def release(cls, s: PRState, i: int, rk: int, type_: ReservationType) -> list[Branch]:
-        """RELEASE (SPC-5 5.14.11.2.2)."""
+        """RELEASE (SPC-5 5.14.11.2)."""
         if (err := cls._key_check(s, i, rk)) is not None:
             return err
         if s.reservation is None or i not in s.holders():
@@ -184,7 +184,7 @@ class Oracle:
 
     @classmethod
     def clear(cls, s: PRState, i: int, rk: int) -> list[Branch]:
-        """CLEAR (SPC-5 5.14.11.2.6): everything goes, the others hear RESERVATIONS PREEMPTED."""
+        """CLEAR (SPC-5 5.14.11, "clearing"): everything goes, the others hear RESERVATIONS PREEMPTED."""
         if (err := cls._key_check(s, i, rk)) is not None:
             return err
         n = copy.deepcopy(s)
@@ -198,7 +198,7 @@ class Oracle:
     def preempt(
         cls, s: PRState, i: int, rk: int, sark: int, type_: ReservationType
     ) -> list[Branch]:
-        """PREEMPT / PREEMPT AND ABORT (SPC-5 5.14.11.2.4, figure "device server
+        """PREEMPT / PREEMPT AND ABORT (SPC-5 5.14.11, "preempting", figure "device server
         interpretation of PREEMPT"): the PR effects of both are the same."""
         if (err := cls._key_check(s, i, rk)) is not None:
             return err
