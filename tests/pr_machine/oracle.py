@@ -184,7 +184,8 @@ class Oracle:
 
     @classmethod
     def clear(cls, s: PRState, i: int, rk: int) -> list[Branch]:
-        """CLEAR (SPC-5 5.14.11, "clearing"): everything goes, the others hear RESERVATIONS PREEMPTED."""
+        """CLEAR (SPC-5 5.14.11, "clearing"): everything goes, the others hear RESERVATIONS
+        PREEMPTED."""
         if (err := cls._key_check(s, i, rk)) is not None:
             return err
         n = copy.deepcopy(s)
