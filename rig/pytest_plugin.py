@@ -196,7 +196,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             if hang_expected:
                 pytest.xfail(f"{LIO_HANGS}: the test did not finish in {limit:g} s")
             pytest.fail(f"test exceeded --lio-test-timeout={limit:g} s", pytrace=False)
-    if hang_expected and getattr(getattr(item, "funcargs", {}).get("backend"), "hung", False):
+    backend = item.funcargs.get("backend") if isinstance(item, pytest.Function) else None
+    if hang_expected and isinstance(backend, Backend) and backend.hung:
         pytest.xfail(f"{LIO_HANGS}: a command timed out and the LUN stayed hung")
     return result
 
