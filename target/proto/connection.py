@@ -64,6 +64,7 @@ class ConnectionSettings:
     portals: tuple[Portal, ...] = ()
     nop_interval: float = 15.0  # seconds of silence before the target pings (11.19)
     nop_timeout: float = 30.0  # seconds a ping may stay unanswered before the connection ends
+    login_timeout: float = 30.0  # seconds from connect to full feature phase
     max_write_length: int = 16 << 20  # the largest write this target buffers
     max_immediate: int = 8  # immediate commands pending at once (11.17.1 reason 0x06)
 
@@ -89,7 +90,7 @@ class TargetConnection:
         self._out = bytearray()
         self._events: deque[Event] = deque()
         self._received = False
-        self._last_activity = now
+        self._last_activity = self._started = now
 
     # -- the edge's interface ---------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -144,11 +145,16 @@ class TargetConnection:
             self.session.complete_task_management(itt, response)
 
     def tick(self, now: float) -> None:
-        """Advance time: ping an idle initiator, end the connection if a ping goes unanswered."""
+        """Advance time: ping an idle initiator, end the connection if a ping goes unanswered
+        or the login takes too long."""
         if self._received:
             self._received, self._last_activity = False, now
         session = self.session
-        if session is None or self.should_close:
+        if self.should_close:
+            return
+        if session is None:
+            if now - self._started >= self.settings.login_timeout:
+                self._close(f"login not complete within {self.settings.login_timeout} s")
             return
         if session.ping is not None:
             if now - session.ping[1] >= self.settings.nop_timeout:

@@ -173,6 +173,14 @@ def test_nop_out_is_answered_and_idle_initiators_are_pinged() -> None:
     assert ini.conn.should_close and isinstance(ini.conn.next_event(), ConnectionClosed)
 
 
+def test_slow_login_times_out() -> None:
+    ini = Initiator()
+    ini.conn.tick(29.0)
+    assert not ini.conn.should_close
+    ini.conn.tick(30.0)
+    assert ini.conn.should_close and isinstance(ini.conn.next_event(), ConnectionClosed)
+
+
 def test_send_targets_in_a_discovery_session() -> None:
     ini = Initiator()
     ini.login("Discovery")
