@@ -242,7 +242,7 @@ class Negotiator:
         if self.discovery and spec.discovery_irrelevant:
             return IRRELEVANT
         try:
-            answer, result = _answer(spec, value, getattr(self.settings, spec.attribute))
+            answer, result = _answer(spec, value, self._limit(spec))
         except ValueFormatError as e:
             if spec.rule is Rule.DECLARATIVE:
                 raise NegotiationError(f"{key}={value[:40]!r}: {e}") from e
@@ -288,14 +288,28 @@ class Negotiator:
                 continue
             offer = self._own_offer(spec)
             if offer is not None:
-                self._offered[spec.key] = getattr(self.settings, spec.attribute)
+                self._offered[spec.key] = self._limit(spec)
                 self._seen.add(spec.key)
                 out.append((spec.key, offer))
         return out
 
+    def _limit(self, spec: KeySpec) -> Any:
+        """What the target accepts for ``spec`` given the keys settled so far.
+
+        FirstBurstLength must not exceed MaxBurstLength (13.14): an initiator offering
+        MaxBurstLength below 65536 without FirstBurstLength (open-iscsi with InitialR2T=Yes and
+        ImmediateData=No) gets a FirstBurstLength offer that fits, and an initiator offering
+        both out of order gets an answer that fits.
+        """
+        ours = getattr(self.settings, spec.attribute)
+        if spec.key == "FirstBurstLength":
+            max_burst = self._results.get("max_burst_length", _default(KEYS["MaxBurstLength"]))
+            return min(ours, max_burst)
+        return ours
+
     def _own_offer(self, spec: KeySpec) -> str | None:
         """Our offer for ``spec`` when its default does not suit us, else None."""
-        ours, default = getattr(self.settings, spec.attribute), _default(spec)
+        ours, default = self._limit(spec), _default(spec)
         if spec.rule is Rule.LIST:
             return None if default in ours else ",".join(ours)
         if spec.rule is Rule.AND:

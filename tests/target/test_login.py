@@ -288,3 +288,20 @@ def test_nothing_after_the_end() -> None:
         d.send(OP, FFP, True)
     with pytest.raises(LocalProtocolError):
         Login(settings(), tsih=0, random_bytes=bytes)
+
+
+def test_small_max_burst_without_first_burst_logs_in() -> None:
+    """open-iscsi with InitialR2T=Yes, ImmediateData=No sends no FirstBurstLength: the target
+    offers one not above MaxBurstLength (13.14) and holds the transit until it is answered."""
+    d = Driver()
+    d.send(SEC, OP, True, {**NAMES, "AuthMethod": "None"})
+    answers = d.send(OP, FFP, True, {"InitialR2T": "Yes", "ImmediateData": "No",
+                                     "MaxBurstLength": "16384"})  # fmt: skip
+    assert answers["FirstBurstLength"] == "16384"
+    assert d.response is not None and not d.response.transit
+    assert d.send(OP, FFP, True, {"FirstBurstLength": "16384"}) == {}
+    assert d.login.state is LoginState.COMPLETE and d.login.parameters is not None
+    assert (d.login.parameters.max_burst_length, d.login.parameters.first_burst_length) == (
+        16384,
+        16384,
+    )

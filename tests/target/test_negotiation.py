@@ -186,12 +186,37 @@ def test_parameters_after_negotiation() -> None:
     assert (params.initial_r2t, params.first_burst_length, params.tsih) == (False, 1024, 3)
 
 
-def test_first_burst_over_max_burst_fails_at_the_end() -> None:
+def test_first_burst_answer_fits_the_max_burst_settled_before() -> None:
     negotiator = Negotiator(DEFAULTS)
     negotiator.respond("MaxBurstLength", "1024")
+    assert negotiator.respond("FirstBurstLength", "4096") == "1024"  # 13.14: not above MBL
+    assert negotiator.parameters(initiator_name="iqn.i", isid=1).first_burst_length == 1024
+
+
+def test_first_burst_over_a_later_max_burst_fails_at_the_end() -> None:
+    negotiator = Negotiator(DEFAULTS)
     negotiator.respond("FirstBurstLength", "4096")
+    negotiator.respond("MaxBurstLength", "1024")
     with pytest.raises(NegotiationError):
         negotiator.parameters(initiator_name="iqn.i", isid=1)
+
+
+def test_small_max_burst_without_first_burst_gets_a_first_burst_offer() -> None:
+    """open-iscsi (InitialR2T=Yes, ImmediateData=No) offers no FirstBurstLength; its default
+    65536 would exceed a smaller MaxBurstLength, so the target offers one that fits (13.14)."""
+    negotiators = [Negotiator(DEFAULTS), Negotiator(DEFAULTS)]
+    for negotiator in negotiators:
+        for key, value in [("InitialR2T", "Yes"), ("ImmediateData", "No"),
+                           ("MaxBurstLength", "16384")]:  # fmt: skip
+            negotiator.respond(key, value)
+        assert negotiator.needs_offers()
+        assert ("FirstBurstLength", "16384") in negotiator.offers()
+    with pytest.raises(NegotiationError):
+        negotiators[1].respond("FirstBurstLength", "32768")  # more than offered
+    negotiator = negotiators[0]
+    negotiator.respond("FirstBurstLength", "8192")
+    params = negotiator.parameters(initiator_name="iqn.i", isid=1)
+    assert (params.max_burst_length, params.first_burst_length) == (16384, 8192)
 
 
 def test_a_required_digest_refused_by_the_initiator_fails() -> None:
