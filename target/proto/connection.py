@@ -80,6 +80,7 @@ class TargetConnection:
         random_bytes: Callable[[int], bytes],
         existing_sessions: Collection[int] = (),
         now: float = 0.0,
+        refusal: LoginStatus | None = None,
     ) -> None:
         self.settings = settings
         self.state = ConnectionState.LOGIN
@@ -91,6 +92,8 @@ class TargetConnection:
         self._events: deque[Event] = deque()
         self._received = False
         self._last_activity = self._started = now
+        #: the edge is out of room (e.g. too many sessions): fail the first login request
+        self._refusal = refusal
 
     # -- the edge's interface ---------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -138,6 +141,11 @@ class TargetConnection:
         if self.session is not None and not self.should_close:
             self.session.complete_command(itt, status, data=data, sense=sense,
                                           transferred=transferred)  # fmt: skip
+
+    def abort_command(self, itt: int) -> None:
+        """A ``CommandReceived`` that a task management function aborted: no reply."""
+        if self.session is not None and not self.should_close:
+            self.session.abort_command(itt)
 
     def complete_task_management(self, itt: int, response: TaskManagementResponseCode) -> None:
         """The reply to a ``TaskManagementReceived``."""
@@ -190,7 +198,11 @@ class TargetConnection:
             self.session.receive(pdu)
 
     def _login_step(self, request: LoginRequest) -> None:
-        self._send(self.login.receive(request))
+        if self._refusal is not None:
+            error = LoginFailed(self._refusal, "refused by the target")
+            self._send(self.login.fail(error, request))
+        else:
+            self._send(self.login.receive(request))
         if self.login.state is LoginState.FAILED:
             assert self.login.error is not None
             self._events.append(Rejected(self.login.error))

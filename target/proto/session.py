@@ -326,6 +326,17 @@ class FullFeatureSession:
             self._send(pdu)
         self._run_ready()
 
+    def abort_command(self, itt: int) -> None:
+        """End a command handed out as ``CommandReceived`` without a reply: a task management
+        function aborted it (SAM-5 7.2; no response for an aborted task, RFC 7143 4.2.3.3)."""
+        task = self._tasks.get(itt)
+        if task is None or not isinstance(task.request, ScsiCommand):
+            raise LocalProtocolError(f"no SCSI command with ITT {itt:#x} awaits completion")
+        del self._tasks[itt]
+        self._release(task)
+        self._finish(task.request)
+        self._run_ready()
+
     def _release(self, task: _Task) -> None:
         for tag in task.tags:
             self.tags.release(tag)

@@ -321,3 +321,27 @@ def test_random_pdus_never_raise(sequence: list[Pdu]) -> None:
                 ini.conn.complete_task_management(event.initiator_task_tag, 0)  # type: ignore[arg-type]
         ini.events.clear()
         ini.pull()
+
+
+def test_aborted_command_gets_no_reply_and_frees_its_slot() -> None:
+    ini = Initiator()
+    ini.login()
+    ini.command(1, READ_10, 512, read=True)
+    ini.conn.abort_command(1)  # a task management function aborted it while it ran
+    assert ini.pull() == [] and ini.conn.session is not None and ini.conn.session.tasks == []
+    ini.command(1, READ_10, 512, read=True)  # the ITT is free again
+    ini.conn.complete_command(1, 0, data=bytes(512))
+    (pdu,) = ini.pull()
+    assert isinstance(pdu, ScsiDataIn) and pdu.max_cmd_sn == 109  # two slots opened
+
+
+def test_refused_connection_fails_its_login_with_the_given_status() -> None:
+    ini = Initiator()
+    ini.conn = TargetConnection(SETTINGS, tsih=5, random_bytes=bytes,
+                                refusal=LoginStatus.OUT_OF_RESOURCES)  # fmt: skip
+    keys = {"InitiatorName": INITIATOR, "TargetName": TARGET}
+    (response,) = ini.send(LoginRequest(transit=True, csg=1, nsg=3, initiator_task_tag=4,
+                                        data=build_text(keys.items())))  # fmt: skip
+    assert isinstance(response, LoginResponse) and response.initiator_task_tag == 4
+    assert response.status == LoginStatus.OUT_OF_RESOURCES and ini.conn.should_close
+    assert isinstance(ini.events[0], Rejected) and isinstance(ini.events[-1], ConnectionClosed)
