@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,8 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executable import helper_executable
-from scsi_pr.helper.simserve import LuKey, SharedLUs
+from scsi_pr.helper.lu_identity import identify_path
+from scsi_pr.helper.simserve import SharedLUs
 from scsi_pr.sim.device import LogicalUnit
 
 POLL_INTERVAL = 0.2  # seconds between checks that every served helper still runs
@@ -95,12 +96,12 @@ def _power_cycle(lus: SharedLUs, image: str, seconds: float) -> int:
 
 
 def _stall(lus: SharedLUs, image: str, seconds: float) -> int:
-    lus.set_stall(LuKey.of(os.stat(image)), seconds)
+    lus.set_stall(identify_path(image)[0], seconds)
     return 0
 
 
 def _forget(lus: SharedLUs, image: str, seconds: float) -> int:
-    lus.forget(LuKey.of(os.stat(image)))
+    lus.forget(identify_path(image)[0])
     return 0
 
 
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.action} needs the IMAGE file")
     try:
         return LU_ACTIONS[args.action](SharedLUs(args.state_dir), args.image, args.seconds)
-    except (OSError, ValueError) as e:
+    except (OSError, HelperError) as e:  # HelperError: a damaged state file, named
         print(f"scsi-pr sim: {e}", file=sys.stderr)
         return 1
 

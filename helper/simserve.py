@@ -4,16 +4,25 @@ Several ``scsi-pr-helper --backend sim --initiator NAME --state-dir DIR`` proces
 several hosts sharing one LUN. They share the LU through flock'ed state files rather than a
 server process: nothing to start or supervise, and a helper that crashes mid-command cannot
 wedge the others (the kernel drops its lock). Per LU, under an exclusive ``flock`` of
-``lu-<dev>-<ino>.lock``, a helper reloads ``lu-<dev>-<ino>.json`` if another process changed it,
-runs the command on the model, and writes the new snapshot with write-temp + ``rename`` (atomic:
-readers see the old or the new state, never a torn one). Each save first writes a fresh random
-token into the lock file, so "did anyone else write since I did?" costs one ``pread`` (a crash
-between token and rename only makes the others reload). No fsync per command: the state must
-survive a helper crash, not a host crash (the model's own APTPL file covers power loss).
+``<stem>.lock``, a helper reloads ``<stem>.json`` if another process changed it, runs the
+command on the model, and commits the new state document (the model's snapshot and its APTPL
+image together) with one rename (``scsi_pr.helper.lu_state_file``: how, and when it syncs).
+Each commit first writes a fresh random token into the lock file, so "did anyone else write
+since I did?" costs one ``pread`` (a crash between token and rename only makes others reload).
 
-The LU is named by the image file's (st_dev, st_ino), so any path or fd of the same file reaches
-the same LU. ``scsi-pr sim`` (``scsi_pr.helper.sim_cli``) inspects and changes that state from
-the command line through ``SharedLUs``, so the state dir's layout is known here only.
+The LU is named by the image file's identity (``scsi_pr.helper.lu_identity``: device, inode and
+the inode's birth), so any path or fd of the same file reaches the same LU, and a new file
+never inherits a deleted one's. ``scsi-pr sim`` (``scsi_pr.helper.sim_cli``) inspects and
+changes that state from the command line through ``SharedLUs``, so the state dir's layout is
+known here only.
+
+Locks are per LU, in the process as on disk: an LU whose lock another process holds (a helper
+stopped mid-command, say) delays only the commands for that LU. A process keeps at most
+``cache_size`` LUs it is not using; with a state dir the disk is the truth and an evicted LU is
+read back on its next command. Without one (the benchmark's fast path) the process holds the
+only copy: LUs with any state are kept for the life of the process, and only LUs a fresh LU
+would equal are dropped beyond ``cache_size``. An in-memory LU's medium is not such state: the
+helper runs PR commands only, and READ/WRITE through ``run_on_file`` use the image's bytes.
 """
 
 from __future__ import annotations
@@ -23,65 +32,51 @@ import fcntl
 import json
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from scsi_pr.helper.aptpl_file import FileAptplStore
+from scsi_pr.helper.lu_identity import LuKey, identify_path
+from scsi_pr.helper.lu_state_file import LuDocument, StateFileError, commit, read_document
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.faults import FaultHook, Stall
 from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.state import StateFormatError
+from scsi_pr.sim.store import MemoryAptplStore
 
 T = TypeVar("T")
-STATE_FORMAT = 1
 LU_BLOCK_SIZE = 512
 TOKEN_SIZE = 16
-
-
-@dataclass(frozen=True)
-class LuKey:
-    """Which simulated LU a file stands for: its device and inode number."""
-
-    dev: int
-    ino: int
-
-    @classmethod
-    def of(cls, st: os.stat_result) -> LuKey:
-        return cls(st.st_dev, st.st_ino)
-
-    @property
-    def stem(self) -> str:
-        return f"lu-{self.dev:x}-{self.ino:x}"
-
-    @property
-    def serial(self) -> str:
-        """Stable unit serial number, the same in every helper process (16 characters)."""
-        return f"SP{self.dev & 0xFFFF:04X}{self.ino & 0xFFFFFFFFFF:010X}"
+LU_CACHE_SIZE = 128  # LUs a process keeps while not using them
+FRESH_SNAPSHOT = LogicalUnit().snapshot()  # what an LU nobody used holds
 
 
 @dataclass(frozen=True)
 class LuFiles:
     """The files one LU keeps in a state dir, all named after its key."""
 
-    state: Path  # the model's snapshot, replaced whole after every change
-    aptpl: Path  # the model's APTPL store (``scsi_pr.helper.aptpl_file``)
+    state: Path  # the state document, replaced whole by every change (``lu_state_file``)
+    temp: Path  # the next state document while it is written (under the lock)
     fault: Path  # faults set with ``scsi-pr sim stall``, read before every command
-    lock: Path  # flock'ed per command; its first bytes are the token of the last save
+    fault_temp: Path  # the next fault file while it is written (under the lock)
+    lock: Path  # flock'ed per command; its first bytes are the token of the last commit
 
     @classmethod
     def of(cls, state_dir: Path, key: LuKey) -> LuFiles:
         stem = key.stem
         return cls(
             state=state_dir / f"{stem}.json",
-            aptpl=state_dir / f"{stem}.aptpl.json",
+            temp=state_dir / f"{stem}.json.tmp",
             fault=state_dir / f"{stem}.fault.json",
+            fault_temp=state_dir / f"{stem}.fault.json.tmp",
             lock=state_dir / f"{stem}.lock",
         )
 
     @property
     def all(self) -> tuple[Path, ...]:
-        return (self.state, self.aptpl, self.fault, self.lock)
+        return (self.state, self.temp, self.fault, self.fault_temp, self.lock)
 
 
 class FileMedium:
@@ -107,134 +102,208 @@ class FileMedium:
             os.close(fd)
 
 
-class SharedLUs:
-    """The simulated LUs a helper process serves; on disk when ``state_dir`` is set.
+@dataclass
+class _Slot:
+    """One LU as this process last saw it; ``mutex`` orders this process's commands on it."""
 
-    Without a state dir the LUs live in this process only (the benchmark's fast path).
-    """
+    mutex: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0  # commands holding or waiting for ``mutex`` (never evicted while > 0)
+    lu: LogicalUnit | None = None
+    store: MemoryAptplStore = field(default_factory=MemoryAptplStore)
+    token: bytes = b""  # the lock file's token when ``doc`` was read or written
+    doc: LuDocument | None = None  # the state as on disk (a fresh LU's if there is no file)
+
+    def document(self) -> LuDocument:
+        assert self.lu is not None
+        return LuDocument(self.lu.snapshot(), self.store.load())
+
+    def pristine(self) -> bool:
+        return self.lu is None or (
+            self.store.load() is None and self.lu.snapshot() == FRESH_SNAPSHOT
+        )
+
+
+class SharedLUs:
+    """The simulated LUs a helper process serves; on disk when ``state_dir`` is set."""
 
     def __init__(
-        self, state_dir: str | os.PathLike[str] | None = None, target_ports: int = 2
+        self,
+        state_dir: str | os.PathLike[str] | None = None,
+        target_ports: int = 2,
+        cache_size: int = LU_CACHE_SIZE,
     ) -> None:
         self.state_dir = None if state_dir is None else Path(state_dir)
         # Every process sharing a state dir must build the LU with the same ports: the port
         # set is not PR state, but ALL_TG_PT registrations expand over it.
         self.target_ports = tuple(range(1, target_ports + 1))
+        self.cache_size = cache_size
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._lus: dict[LuKey, LogicalUnit] = {}
-        self._seen: dict[LuKey, bytes] = {}  # token of the state we last loaded or saved
-        self._state: dict[LuKey, dict[str, Any]] = {}  # that state, to tell if a command changed it
-        self._guard = threading.Lock()  # one command at a time per process, as per LU lock
+        self._slots: OrderedDict[LuKey, _Slot] = OrderedDict()  # least recently used first
+        self._guard = threading.Lock()  # guards ``_slots`` only, never held across a command
+
+    @property
+    def cached(self) -> int:
+        """How many LUs this process holds in memory."""
+        return len(self._slots)
 
     def files(self, key: LuKey) -> LuFiles:
         if self.state_dir is None:
             raise ValueError("simulated LUs without a state dir keep no files")
         return LuFiles.of(self.state_dir, key)
 
-    def _new_lu(self, key: LuKey, size: int, path: str | None = None) -> LogicalUnit:
-        files = None if self.state_dir is None else self.files(key)
-        lu = LogicalUnit(
-            blocks=max(size // LU_BLOCK_SIZE, 1),
-            block_size=LU_BLOCK_SIZE,
-            target_ports=self.target_ports,
-            serial=key.serial,
-            store=None if files is None else FileAptplStore(files.aptpl),
-            medium=None if path is None else FileMedium(path),
-        )
-        if files is not None:
-            lu.fault = self._fault_hook(files.fault)
-        return lu
-
+    # -- faults and forgetting (``scsi-pr sim stall`` / ``forget``) ---------------------------
     @staticmethod
     def _fault_hook(path: Path) -> FaultHook:
         """Faults set with ``scsi-pr sim stall``: read per command, so a running helper obeys
-        them at once (one stat per command when there is none)."""
+        them at once (one failed open per command when there is none)."""
 
         def hook(nexus: ITNexus, cdb: bytes) -> Stall | None:
             try:
                 doc = json.loads(path.read_bytes())
-            except (OSError, ValueError):
-                return None
-            stall = float(doc.get("stall", 0))
+                stall = float(doc.get("stall", 0))
+            except (OSError, ValueError, AttributeError, TypeError):
+                return None  # no fault file, or one ``set_stall`` did not write: no fault
             return Stall(stall) if stall > 0 else None
 
         return hook
 
     def set_stall(self, key: LuKey, seconds: float) -> None:
         """Delay every command on the LU by ``seconds`` (0 = stop), in every helper at once."""
-        fault = self.files(key).fault
-        tmp = fault.with_name(fault.name + ".tmp")
-        tmp.write_text(json.dumps({"stall": seconds}))
-        os.replace(tmp, fault)
+        files = self.files(key)
+        with self._flocked(files.lock):
+            files.fault_temp.write_text(json.dumps({"stall": seconds}))
+            os.replace(files.fault_temp, files.fault)
 
     def forget(self, key: LuKey) -> None:
-        """Remove every file of the LU: the next command finds a fresh LU."""
-        for path in self.files(key).all:
-            path.unlink(missing_ok=True)
+        """Remove every file of the LU: the next command finds a fresh LU. The lock file goes
+        last, while held: a helper waiting for it sees it was replaced and takes the new one."""
+        files = self.files(key)
+        with self._flocked(files.lock):
+            for path in files.all:
+                path.unlink(missing_ok=True)
 
+    # -- locking ------------------------------------------------------------------------------
+    @staticmethod
     @contextlib.contextmanager
-    def _locked(self, key: LuKey) -> Iterator[int | None]:
-        if self.state_dir is None:
-            yield None
-            return
-        lock = os.open(self.files(key).lock, os.O_RDWR | os.O_CREAT, 0o600)
+    def _flocked(path: Path) -> Iterator[int]:
+        """An exclusive flock of the lock file at ``path``, retried if ``forget`` unlinked the
+        file while we waited for it (a lock on an unlinked file excludes nobody)."""
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                        break
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield lock
+            yield fd
         finally:
-            os.close(lock)  # releases the flock
+            os.close(fd)  # releases the flock
 
-    def _load(self, key: LuKey, size: int, lock: int | None, path: str | None) -> LogicalUnit:
-        lu = self._lus.get(key)
-        if lock is None:
-            if lu is None:
-                lu = self._lus[key] = self._new_lu(key, size, path)
-            return lu
+    def _acquire(self, key: LuKey) -> _Slot:
+        with self._guard:
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = self._slots[key] = _Slot()
+            else:
+                self._slots.move_to_end(key)
+            slot.users += 1
+            return slot
+
+    def _release(self, key: LuKey, slot: _Slot) -> None:
+        with self._guard:
+            slot.users -= 1
+            if len(self._slots) <= self.cache_size:
+                return
+            if self.state_dir is None:  # the only copy: drop only what a fresh LU equals
+                if slot.users == 0 and self._slots.get(key) is slot and slot.pristine():
+                    del self._slots[key]
+                return
+            excess = len(self._slots) - self.cache_size
+            idle = [k for k, s in self._slots.items() if s.users == 0][:excess]
+            for k in idle:
+                del self._slots[k]
+
+    # -- the LU's state -----------------------------------------------------------------------
+    def _new_lu(self, key: LuKey, size: int, store: MemoryAptplStore) -> LogicalUnit:
+        return LogicalUnit(
+            blocks=max(size // LU_BLOCK_SIZE, 1),
+            block_size=LU_BLOCK_SIZE,
+            target_ports=self.target_ports,
+            serial=key.serial,
+            store=store,
+        )
+
+    def _load(self, slot: _Slot, key: LuKey, size: int, lock: int) -> LogicalUnit:
         token = os.pread(lock, TOKEN_SIZE, 0)
-        if lu is not None and token and self._seen.get(key) == token:
-            return lu  # nobody wrote since we last did
-        lu = self._new_lu(key, size, path)
-        state_file = self.files(key).state
-        if state_file.exists():
-            doc = json.loads(state_file.read_bytes())
-            if doc.get("format") != STATE_FORMAT:
-                raise ValueError(f"{state_file}: unknown simulated LU state format")
-            lu.restore(doc["state"])
-        self._lus[key] = lu
-        self._seen[key] = token
-        self._state[key] = lu.snapshot()
+        if slot.lu is not None and slot.token == token:
+            return slot.lu  # nobody committed since we last read or wrote
+        files = self.files(key)
+        doc = read_document(files.state)
+        store = MemoryAptplStore(None if doc is None else doc.aptpl)
+        try:
+            lu = self._new_lu(key, size, store)  # power-on state: its APTPL image
+            if doc is not None:
+                lu.restore(doc.state)
+        except StateFormatError as e:
+            raise StateFileError(f"{files.state}: {e}") from e
+        lu.fault = self._fault_hook(files.fault)
+        slot.lu, slot.store, slot.token = lu, store, token
+        slot.doc = slot.document()
         return lu
 
-    def _save(self, key: LuKey, lu: LogicalUnit, lock: int) -> None:
-        state = lu.snapshot()
-        if state == self._state.get(key) and self._seen.get(key):
+    def _save(self, slot: _Slot, key: LuKey, lock: int) -> None:
+        new = slot.document()
+        if new == slot.doc:
             return
-        path = self.files(key).state
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"format": STATE_FORMAT, "state": state}, sort_keys=True))
+        files = self.files(key)
         token = os.urandom(TOKEN_SIZE)
-        os.pwrite(lock, token, 0)
-        os.replace(tmp, path)
-        self._seen[key] = token
-        self._state[key] = state
+        commit(files.state, files.temp, new, slot.doc, lambda: os.pwrite(lock, token, 0))
+        slot.token, slot.doc = token, new
+
+    def _run_in_memory(self, slot: _Slot, key: LuKey, size: int) -> LogicalUnit:
+        if slot.lu is None:
+            slot.lu = self._new_lu(key, size, slot.store)
+        return slot.lu
 
     def run(
         self, key: LuKey, size: int, fn: Callable[[LogicalUnit], T], path: str | None = None
     ) -> T:
-        """Run ``fn`` on the LU for ``key`` with its state current and persisted afterwards.
+        """Run ``fn`` on the LU for ``key`` with its state current and committed afterwards.
 
         With ``path`` (the image file) READ/WRITE use the file's bytes as the medium; the
         helper itself only runs PR commands, which never touch the medium.
         """
-        with self._guard, self._locked(key) as lock:
-            lu = self._load(key, size, lock, path)
-            if lock is None:
-                return fn(lu)
-            result = fn(lu)
-            self._save(key, lu, lock)
-            return result
+        slot = self._acquire(key)
+        try:
+            with slot.mutex:
+                if self.state_dir is None:
+                    lu = self._run_in_memory(slot, key, size)
+                    _use_medium(lu, path)
+                    return fn(lu)
+                with self._flocked(self.files(key).lock) as lock:
+                    lu = self._load(slot, key, size, lock)
+                    _use_medium(lu, path)
+                    try:
+                        result = fn(lu)
+                        self._save(slot, key, lock)
+                    except BaseException:
+                        slot.lu = None  # ahead of the disk or half changed: read it back
+                        raise
+                    return result
+        finally:
+            self._release(key, slot)
 
     def run_on_file(self, path: str | os.PathLike[str], fn: Callable[[LogicalUnit], T]) -> T:
-        st = os.stat(path)
-        return self.run(LuKey.of(st), st.st_size, fn, os.fspath(path))
+        key, st = identify_path(path)
+        return self.run(key, st.st_size, fn, os.fspath(path))
+
+
+def _use_medium(lu: LogicalUnit, path: str | None) -> None:
+    if path is not None and not (isinstance(lu.medium, FileMedium) and lu.medium.path == path):
+        lu.medium = FileMedium(path)

@@ -3,8 +3,9 @@
 The model calls ``store.save(state)`` after every change while APTPL is active, and
 ``store.load()`` at power on. A store is the model's only contact with the outside world and is
 passed in by the caller; the model itself never opens a file. ``MemoryAptplStore`` keeps the state
-in memory (tests, in-process backends); a crash-safe file store lives outside the model, in
-``scsi_pr.helper.aptpl_file``.
+in memory (tests, in-process backends). The helper's shared LUs (``scsi_pr.helper.simserve``) use
+it too and write its content inside the LU's state document, so the APTPL image and the rest of
+the LU state are committed together, by one rename.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ class AptplStore(Protocol):
 
 
 class MemoryAptplStore:
-    """Keeps the last saved state in memory (a copy, so later mutation cannot leak in)."""
+    """Keeps the last saved state in memory (a copy, so later mutation cannot leak in);
+    ``state`` is what an earlier store held (e.g. read back from a file by the caller)."""
 
-    def __init__(self) -> None:
-        self._blob: str | None = None
+    def __init__(self, state: dict[str, Any] | None = None) -> None:
+        self._blob: str | None = None if state is None else json.dumps(state, sort_keys=True)
         self.saves = 0
 
     def save(self, state: dict[str, Any]) -> None:

@@ -20,7 +20,8 @@ from concurrent.futures import Executor as ThreadPool
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor, Reply
 from scsi_pr.helper.executors.status import from_errno
-from scsi_pr.helper.simserve import LuKey, SharedLUs
+from scsi_pr.helper.lu_identity import LuKey, identify
+from scsi_pr.helper.simserve import SharedLUs
 from scsi_pr.sim.constants import Status
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
@@ -64,11 +65,11 @@ class SimExecutor(Executor):
 
     @staticmethod
     def lu_key(fd: int) -> tuple[LuKey, int]:
-        st = os.fstat(fd)
+        key, st = identify(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = stat.filemode(st.st_mode)[0]
             raise NotASimulatedLU(f"fd {fd} is not a regular file (mode {kind!r})")
-        return LuKey.of(st), st.st_size
+        return key, st.st_size
 
     def run(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> CommandResult:
         """The model's answer (raises NotASimulatedLU for a non-file fd)."""

@@ -1,19 +1,25 @@
-"""``scsi-pr sim``: stall, show, forget and serve, as a user runs them."""
+"""``scsi-pr sim``: stall, show, forget and serve, as a user runs them; a damaged state file is
+a clear error naming it."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from scsi_pr.helper.client import Client
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.sim import SimExecutor
+from scsi_pr.helper.lu_identity import identify_path
+from scsi_pr.helper.lu_state_file import StateFileError
 from scsi_pr.helper.sim_cli import main
 from scsi_pr.helper.simserve import SharedLUs
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
@@ -91,3 +97,51 @@ def test_serve_runs_one_helper_per_initiator(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     assert not any(s.exists() for s in socks)
+
+
+def _with(field: str, value: object) -> Callable[[bytes], bytes]:
+    def damage(good: bytes) -> bytes:
+        return json.dumps({**json.loads(good), field: value}).encode()
+
+    return damage
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda good: b"", id="empty"),
+        pytest.param(lambda good: good[: len(good) // 2], id="torn"),
+        pytest.param(lambda good: b"[1, 2]", id="not an object"),
+        pytest.param(lambda good: b"\xff\xfe", id="not UTF-8"),
+        pytest.param(_with("format", 99), id="unknown format"),
+        pytest.param(_with("state", {"pr": "?"}), id="bad LU state"),
+        pytest.param(_with("aptpl", [1]), id="bad APTPL image"),
+    ],
+)
+def test_a_damaged_state_file_is_a_clear_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Callable[[bytes], bytes]
+) -> None:
+    """9e: every action on an LU whose state file is damaged exits 1 with one line that names
+    the file; no traceback. The helper's executor raises the same typed error (the session
+    answers it with a CHECK CONDITION and logs it)."""
+    image = tmp_path / "lu.img"
+    image.write_bytes(bytes(4096))
+    state = tmp_path / "state"
+    assert main(["power-cycle", str(image), "--state-dir", str(state)]) == 0
+    capsys.readouterr()
+    doc = SharedLUs(state).files(identify_path(image)[0]).state
+    doc.write_bytes(damage(doc.read_bytes()))
+    for action in ("show", "power-cycle"):
+        assert main([action, str(image), "--state-dir", str(state)]) == 1
+        err = capsys.readouterr().err
+        assert str(doc) in err and "Traceback" not in err, err
+        assert re.fullmatch(r"scsi-pr sim: [^\n]+\n", err), err
+    fd = os.open(image, os.O_RDWR)
+    try:
+        with pytest.raises(StateFileError, match=re.escape(str(doc))) as caught:
+            SimExecutor(state_dir=state).run(fd, persistent_reserve_in(0, 64), b"", 64)
+        assert isinstance(caught.value, HelperError)
+    finally:
+        os.close(fd)
+    assert main(["forget", str(image), "--state-dir", str(state)]) == 0
+    assert main(["show", str(image), "--state-dir", str(state)]) == 0

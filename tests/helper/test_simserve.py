@@ -1,16 +1,22 @@
 """Simulated LUs shared through a state dir: no lost updates across processes, crash leftovers
-ignored, the state dir's files. The ``scsi-pr sim`` command is in ``test_sim_cli.py``."""
+ignored, the state dir's files, a bounded LU cache, one LU never waiting for another. The
+commit path under kills is in ``test_simserve_commit.py``, the LU identity in
+``test_lu_identity.py``, the ``scsi-pr sim`` command in ``test_sim_cli.py``."""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
+import threading
+import weakref
 from pathlib import Path
 
 import pytest
 
 from scsi_pr.helper.executors.sim import SimExecutor
-from scsi_pr.helper.simserve import LuFiles, LuKey, SharedLUs
+from scsi_pr.helper.lu_identity import identify_path
+from scsi_pr.helper.simserve import LuFiles, SharedLUs
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 from scsi_pr.sim.nexus import ITNexus
 
@@ -47,9 +53,9 @@ def test_a_crash_leftover_temp_file_is_ignored(tmp_path: Path) -> None:
     fd = os.open(image, os.O_RDWR)
     try:
         assert ex.execute(fd, persistent_reserve_out(6, 24), pr_out_parameters(0, 7), 0).status == 0
-        key = LuKey.of(os.stat(image))
+        key = identify_path(image)[0]
         # a helper killed between writing its temp file and renaming it
-        (tmp_path / "state" / f"{key.stem}.json.99999.tmp").write_text('{"format": 1, "sta')
+        ex.lus.files(key).temp.write_text('{"format": 2, "sta')
         other = SimExecutor("naa.5001405000000002", tmp_path / "state")
         reply = other.execute(fd, persistent_reserve_in(0, 64), b"", 64)
         assert reply.status == 0 and reply.data[8:16] == (7).to_bytes(8, "big")
@@ -61,13 +67,14 @@ def test_stall_and_forget_act_on_the_lu_files(tmp_path: Path) -> None:
     image = tmp_path / "lu.img"
     image.write_bytes(bytes(4096))
     lus = SharedLUs(tmp_path / "state")
-    key = LuKey.of(os.stat(image))
+    key = identify_path(image)[0]
     files = lus.files(key)
     assert files == LuFiles.of(tmp_path / "state", key)
     assert [p.name for p in files.all] == [
         f"{key.stem}.json",
-        f"{key.stem}.aptpl.json",
+        f"{key.stem}.json.tmp",
         f"{key.stem}.fault.json",
+        f"{key.stem}.fault.json.tmp",
         f"{key.stem}.lock",
     ]
     nexus = ITNexus.named("naa.5001405000000001")
@@ -83,3 +90,69 @@ def test_stall_and_forget_act_on_the_lu_files(tmp_path: Path) -> None:
     assert fresh.fault(nexus, register[0]) is None  # the stall went with the LU
     with pytest.raises(ValueError, match="no files"):
         SharedLUs().files(key)
+
+
+def _register(lus: SharedLUs, image: Path, key: int) -> None:
+    nexus = ITNexus.named("naa.5001405000000001")
+    cdb, data = persistent_reserve_out(6, 24), pr_out_parameters(0, key)
+    assert lus.run_on_file(image, lambda lu: lu.execute(nexus, cdb, data)).status == 0
+
+
+def _images(tmp_path: Path, count: int) -> list[Path]:
+    images = [tmp_path / f"lu{n}.img" for n in range(count)]
+    for image in images:
+        image.write_bytes(bytes(4096))
+    return images
+
+
+def test_the_lu_cache_is_bounded_and_the_disk_stays_the_truth(tmp_path: Path) -> None:
+    """9b: LUs beyond the cache size are freed; an evicted LU comes back from its state file."""
+    lus = SharedLUs(tmp_path / "state", cache_size=4)
+    images = _images(tmp_path, 20)
+    _register(lus, images[0], 0x77)
+    refs = [lus.run_on_file(image, weakref.ref) for image in images]
+    gc.collect()
+    assert sum(ref() is not None for ref in refs) <= 4
+    assert lus.cached <= 4
+    lu = lus.run_on_file(images[0], lambda lu: lu)
+    assert [r.key for r in lu.pr.registrations.values()] == [0x77]
+
+
+def test_in_memory_lus_with_state_are_kept_and_pristine_ones_freed(tmp_path: Path) -> None:
+    """9b: without a state dir the process is the only copy: an LU holding PR state is kept
+    whatever the cache size; one a fresh LU would equal is freed beyond it."""
+    lus = SharedLUs(cache_size=4)
+    images = _images(tmp_path, 30)
+    for n, image in enumerate(images[:10]):
+        _register(lus, image, n + 1)
+    refs = [lus.run_on_file(image, weakref.ref) for image in images[10:]]
+    gc.collect()
+    assert sum(ref() is not None for ref in refs) <= 4
+    assert lus.cached <= 14
+    for n, image in enumerate(images[:10]):
+        lu = lus.run_on_file(image, lambda lu: lu)
+        assert [r.key for r in lu.pr.registrations.values()] == [n + 1]
+
+
+def test_a_busy_lu_does_not_delay_another_lu_of_the_same_process(tmp_path: Path) -> None:
+    """9c: a command held up on one LU (here: still running) leaves other LUs free."""
+    lus = SharedLUs(tmp_path / "state")
+    busy, free = _images(tmp_path, 2)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(lu: object) -> None:
+        inside.set()
+        release.wait(30)
+
+    holder = threading.Thread(target=lus.run_on_file, args=(busy, hold))
+    holder.start()
+    try:
+        assert inside.wait(10)
+        other = threading.Thread(target=_register, args=(lus, free, 5))
+        other.start()
+        other.join(5)
+        assert not other.is_alive(), "a command on another LU waited for the busy one"
+    finally:
+        release.set()
+        holder.join(30)
+        other.join(30)

@@ -1,6 +1,6 @@
 """Events besides commands (power loss/on, hard reset, LUN reset, I_T nexus loss), APTPL through
 the store interface, snapshots, and the fault hook. The crash-safe file store is the helper's
-(tests/helper/test_aptpl_file.py)."""
+(tests/helper/test_lu_state_file.py)."""
 
 from __future__ import annotations
 

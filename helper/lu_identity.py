@@ -1,0 +1,134 @@
+"""Which simulated LU a file stands for: its (st_dev, st_ino) and the birth of that inode.
+
+``--backend sim`` turns every regular file into an LU, and any path or fd of the same file must
+reach the same LU, in every helper process and in ``scsi-pr sim``. (st_dev, st_ino) is that
+name, but not an identity: ext4 gives a deleted file's inode number to the very next file
+created, so a new image would inherit a deleted image's registrations and reservation. The
+inode's *birth* tells them apart, read from the fd with two calls Python 3.11 lacks (ctypes):
+
+* ``statx`` STATX_BTIME: the creation time, which never changes for the life of the inode.
+  It alone is not enough: before Linux 6.13 timestamps come from the coarse clock (one tick,
+  1-10 ms), so a file created within the same tick on the freed inode gets the same btime.
+* ``name_to_handle_at``: the file handle, the kernel's own answer to "is this still the same
+  file" (an NFS server returns ESTALE when it is not). On ext4, xfs, btrfs and tmpfs it holds
+  the inode's generation, which changes on every reuse; it is stable for the life of the file,
+  or every NFS client of the filesystem would break.
+
+The birth is a digest of whichever of the two the filesystem gives. An extended attribute on
+the image was rejected: writing it needs write permission on the user's image (the helper may
+run as ``nobody``), changes the image's ctime, tmpfs has no user xattrs before Linux 6.6, and
+``cp --preserve=xattr`` would copy it to a second file.
+
+Fallback: a filesystem that gives neither (FAT, some FUSE filesystems, a libc without the two
+calls) names the LU by (st_dev, st_ino) alone, and a new file there may still inherit a
+deleted file's LU (``scsi-pr sim forget`` clears it). What the kernel gives depends only on the
+filesystem, so every process computes the same key, unless a seccomp filter denies the calls
+to some processes and not to others (then they would see different LUs).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+AT_EMPTY_PATH = 0x1000
+STATX_BTIME = 0x800
+STATX_SIZE = 256  # sizeof(struct statx)
+STATX_MASK_OFFSET = 0  # __u32 stx_mask
+STATX_BTIME_OFFSET = 0x50  # struct statx_timestamp stx_btime {__s64 tv_sec; __u32 tv_nsec}
+MAX_HANDLE_SZ = 128  # linux/exportfs.h
+BIRTH_DIGITS = 16
+
+
+def _libc_function(name: str, *argtypes: Any) -> Any:
+    try:
+        fn = getattr(ctypes.CDLL(None, use_errno=True), name)
+    except (AttributeError, OSError):
+        return None  # a libc without it (glibc < 2.28 for statx): no birth from this source
+    fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    return fn
+
+
+_statx = _libc_function(
+    "statx", ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p
+)
+_name_to_handle_at = _libc_function(
+    "name_to_handle_at",
+    ctypes.c_int,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.POINTER(ctypes.c_int),
+    ctypes.c_int,
+)
+
+
+def _btime(fd: int) -> str | None:
+    """The inode's creation time as ``sec.nsec``; None if the filesystem does not keep it."""
+    if _statx is None:
+        return None
+    buf = ctypes.create_string_buffer(STATX_SIZE)
+    if _statx(fd, b"", AT_EMPTY_PATH, STATX_BTIME, buf) != 0:
+        return None
+    (mask,) = struct.unpack_from("=I", buf, STATX_MASK_OFFSET)
+    if not mask & STATX_BTIME:
+        return None
+    sec, nsec = struct.unpack_from("=qI", buf, STATX_BTIME_OFFSET)
+    return f"{sec}.{nsec:09d}"
+
+
+def _file_handle(fd: int) -> str | None:
+    """The file handle's type and bytes in hex; None if the filesystem has no handles."""
+    if _name_to_handle_at is None:
+        return None
+    buf = ctypes.create_string_buffer(8 + MAX_HANDLE_SZ)  # struct file_handle + f_handle[]
+    struct.pack_into("=I", buf, 0, MAX_HANDLE_SZ)
+    mount_id = ctypes.c_int()
+    if _name_to_handle_at(fd, b"", buf, ctypes.byref(mount_id), AT_EMPTY_PATH) != 0:
+        return None
+    size, kind = struct.unpack_from("=Ii", buf, 0)
+    return f"{kind}:{buf.raw[8 : 8 + size].hex()}"
+
+
+@dataclass(frozen=True)
+class LuKey:
+    """Which simulated LU a file stands for: its device, inode number and the inode's birth
+    (``""`` where the filesystem tells none)."""
+
+    dev: int
+    ino: int
+    birth: str = ""
+
+    @property
+    def stem(self) -> str:
+        """The name of the LU's files in a state dir."""
+        stem = f"lu-{self.dev:x}-{self.ino:x}"
+        return f"{stem}-{self.birth}" if self.birth else stem
+
+    @property
+    def serial(self) -> str:
+        """Stable unit serial number, the same in every helper process (16 characters); a new
+        file on a reused inode gets a new one, as a new LUN would."""
+        if not self.birth:
+            return f"SP{self.dev & 0xFFFF:04X}{self.ino & 0xFFFFFFFFFF:010X}"
+        return "SP" + hashlib.sha256(self.stem.encode()).hexdigest()[:14].upper()
+
+
+def identify(fd: int) -> tuple[LuKey, os.stat_result]:
+    """The LU the open file ``fd`` stands for, and its ``fstat``."""
+    st = os.fstat(fd)
+    parts = [p for p in (_btime(fd), _file_handle(fd)) if p is not None]
+    birth = hashlib.sha256("|".join(parts).encode()).hexdigest()[:BIRTH_DIGITS] if parts else ""
+    return LuKey(st.st_dev, st.st_ino, birth), st
+
+
+def identify_path(path: str | os.PathLike[str]) -> tuple[LuKey, os.stat_result]:
+    """Like ``identify`` for a path (symlinks followed); needs no permission on the file."""
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        return identify(fd)
+    finally:
+        os.close(fd)
