@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +18,13 @@ import pytest
 
 from scsi_pr.helper.client import Client
 from scsi_pr.helper.errors import HelperError
+from scsi_pr.helper.executable import helper_executable
 from scsi_pr.helper.executors.sim import SimExecutor
 from scsi_pr.helper.lu_identity import identify_path
 from scsi_pr.helper.lu_state_file import StateFileError
 from scsi_pr.helper.sim_cli import main
 from scsi_pr.helper.simserve import SharedLUs
+from scsi_pr.rig.processes import spawn_listening, stop
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
 
@@ -145,3 +148,50 @@ def test_a_damaged_state_file_is_a_clear_error_naming_it(
         os.close(fd)
     assert main(["forget", str(image), "--state-dir", str(state)]) == 0
     assert main(["show", str(image), "--state-dir", str(state)]) == 0
+
+
+def test_a_stalled_and_locked_lu_does_not_delay_another_lu_of_the_helper(tmp_path: Path) -> None:
+    """9c: LU A is stalled (``scsi-pr sim stall``) and its lock is held by another process (as
+    by a helper stopped mid-command); a command for A waits, one for LU B answers at once."""
+    state = tmp_path / "state"
+    busy, free = tmp_path / "a.img", tmp_path / "b.img"
+    for image in (busy, free):
+        image.write_bytes(bytes(4096))
+    sock = tmp_path / "h.sock"
+    argv = [helper_executable(), "--backend", "sim", "--state-dir", str(state), "-k", str(sock)]
+    proc = spawn_listening(argv, sock, tmp_path / "h.log", 20)
+    assert main(["stall", str(busy), "--state-dir", str(state), "--seconds", "2"]) == 0
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(lu: object) -> None:
+        inside.set()
+        release.wait(30)
+
+    def read_keys(image: Path) -> tuple[int, float]:
+        start = time.monotonic()
+        fd = os.open(image, os.O_RDWR)
+        try:
+            with Client(str(sock), timeout=30) as c:
+                return c.execute(fd, persistent_reserve_in(0, 64), b"", 64).status, (
+                    time.monotonic() - start
+                )
+        finally:
+            os.close(fd)
+
+    holder = threading.Thread(target=SharedLUs(state).run_on_file, args=(busy, hold))
+    waiting: list[tuple[int, float]] = []
+    waiter = threading.Thread(target=lambda: waiting.append(read_keys(busy)))
+    try:
+        holder.start()
+        assert inside.wait(10)
+        waiter.start()
+        time.sleep(0.5)  # the helper's command for A now waits for A's lock
+        status, took = read_keys(free)
+        assert status == 0 and took < 1.5, f"LU B answered after {took:.1f}s"
+        assert waiter.is_alive()
+    finally:
+        release.set()
+        holder.join(30)
+        waiter.join(30)
+        stop(proc)
+    assert waiting and waiting[0][0] == 0 and waiting[0][1] >= 2.5  # A: the lock, then 2 s
