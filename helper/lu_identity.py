@@ -4,22 +4,23 @@
 reach the same LU, in every helper process and in ``scsi-pr sim``. (st_dev, st_ino) is that
 name, but not an identity: ext4 gives a deleted file's inode number to the very next file
 created, so a new image would inherit a deleted image's registrations and reservation. The
-inode's *birth* tells them apart, read from the fd with two calls Python 3.11 lacks (ctypes):
+inode's *birth* tells them apart, read from the fd with one of two calls Python 3.11 lacks
+(ctypes), whichever the filesystem answers first:
 
-* ``statx`` STATX_BTIME: the creation time, which never changes for the life of the inode.
-  It alone is not enough: before Linux 6.13 timestamps come from the coarse clock (one tick,
-  1-10 ms), so a file created within the same tick on the freed inode gets the same btime.
 * ``name_to_handle_at``: the file handle, the kernel's own answer to "is this still the same
   file" (an NFS server returns ESTALE when it is not). On ext4, xfs, btrfs and tmpfs it holds
   the inode's generation, which changes on every reuse; it is stable for the life of the file,
   or every NFS client of the filesystem would break.
+* ``statx`` STATX_BTIME: the creation time, which never changes for the life of the inode;
+  second choice only because before Linux 6.13 it comes from the coarse clock (one tick,
+  1-10 ms), so a file created within the same tick on the freed inode gets the same btime.
 
-The birth is a digest of whichever of the two the filesystem gives. An extended attribute on
-the image was rejected: writing it needs write permission on the user's image (the helper may
-run as ``nobody``), changes the image's ctime, tmpfs has no user xattrs before Linux 6.6, and
-``cp --preserve=xattr`` would copy it to a second file.
+One source, not both, because this runs for every command (about 3 us each). An extended
+attribute on the image was rejected: writing it needs write permission on the user's image
+(the helper may run as ``nobody``), changes the image's ctime, tmpfs has no user xattrs before
+Linux 6.6, and ``cp --preserve=xattr`` would copy it to a second file.
 
-Fallback: a filesystem that gives neither (FAT, some FUSE filesystems, a libc without the two
+Fallback: a filesystem that gives neither (some FUSE filesystems, a libc without the two
 calls) names the LU by (st_dev, st_ino) alone, and a new file there may still inherit a
 deleted file's LU (``scsi-pr sim forget`` clears it). What the kernel gives depends only on the
 filesystem, so every process computes the same key, unless a seccomp filter denies the calls
@@ -41,7 +42,6 @@ STATX_SIZE = 256  # sizeof(struct statx)
 STATX_MASK_OFFSET = 0  # __u32 stx_mask
 STATX_BTIME_OFFSET = 0x50  # struct statx_timestamp stx_btime {__s64 tv_sec; __u32 tv_nsec}
 MAX_HANDLE_SZ = 128  # linux/exportfs.h
-BIRTH_DIGITS = 16
 
 
 def _libc_function(name: str, *argtypes: Any) -> Any:
@@ -120,8 +120,10 @@ class LuKey:
 def identify(fd: int) -> tuple[LuKey, os.stat_result]:
     """The LU the open file ``fd`` stands for, and its ``fstat``."""
     st = os.fstat(fd)
-    parts = [p for p in (_btime(fd), _file_handle(fd)) if p is not None]
-    birth = hashlib.sha256("|".join(parts).encode()).hexdigest()[:BIRTH_DIGITS] if parts else ""
+    source = _file_handle(fd)
+    if source is None:
+        source = _btime(fd)
+    birth = "" if source is None else hashlib.blake2b(source.encode(), digest_size=8).hexdigest()
     return LuKey(st.st_dev, st.st_ino, birth), st
 
 

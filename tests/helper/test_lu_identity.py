@@ -79,13 +79,15 @@ def test_every_path_and_fd_of_one_file_is_the_same_lu(tmp_path: Path) -> None:
 def test_a_filesystem_without_birth_falls_back_to_device_and_inode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No btime and no file handle (FAT, some FUSE filesystems): (st_dev, st_ino) alone, as
+    """No file handle: the btime; neither (some FUSE filesystems): (st_dev, st_ino) alone, as
     the state dir named LUs before; the stem says so."""
     image = tmp_path / "lu.img"
     image.write_bytes(bytes(4096))
     with_birth = identify_path(image)[0]
-    monkeypatch.setattr(lu_identity, "_btime", lambda fd: None)
     monkeypatch.setattr(lu_identity, "_file_handle", lambda fd: None)
+    by_btime = identify_path(image)[0]  # the second source: stable too
+    assert by_btime == identify_path(image)[0]
+    monkeypatch.setattr(lu_identity, "_btime", lambda fd: None)
     key, st = identify_path(image)
     assert key == LuKey(st.st_dev, st.st_ino, "")
     assert key.stem == f"lu-{st.st_dev:x}-{st.st_ino:x}"
