@@ -16,13 +16,21 @@ from scsi_pr.sim.constants import (
     INVALID_FIELD_IN_CDB,
     LBA_OUT_OF_RANGE,
     NO_ADDITIONAL_SENSE,
+    AdditionalSense,
     Opcode,
     SenseKey,
     ServiceActionIn16,
+    Status,
 )
 from scsi_pr.sim.lu_state import LuState
 from scsi_pr.sim.nexus import ITNexus
-from scsi_pr.sim.result import fixed_sense, illegal_request, reservation_conflict
+from scsi_pr.sim.result import (
+    CommandResult,
+    CommandTerminated,
+    fixed_sense,
+    illegal_request,
+    reservation_conflict,
+)
 
 Handler = Callable[[LuState, ITNexus, bytes, bytes], bytes]
 
@@ -160,6 +168,10 @@ def _lba_range(cdb: bytes) -> tuple[int, int]:
 
 
 def _checked_range(lu: LuState, cdb: bytes) -> tuple[int, int]:
+    # SBC-4: RDPROTECT/WRPROTECT/VRPROTECT (byte 1, bits 7-5) ask for protection information,
+    # which this LU (PROTECT=0 in its INQUIRY data) does not have
+    if cdb[0] not in (Opcode.READ_6, Opcode.WRITE_6) and cdb[1] & 0xE0:
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=7)
     lba, blocks = _lba_range(cdb)
     if lba + blocks > lu.blocks:
         raise illegal_request(LBA_OUT_OF_RANGE)
@@ -180,8 +192,28 @@ def write(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     return b""
 
 
+#: SBC-4 VERIFY with BYTCHK 01b: the data-out differs from the medium
+MISCOMPARE_DURING_VERIFY_OPERATION = AdditionalSense(
+    0x1D, 0x00, "MISCOMPARE DURING VERIFY OPERATION"
+)
+
+
 def verify(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
-    _checked_range(lu, cdb)
+    """SBC-4 VERIFY(10): BYTCHK 00b checks the range only, 01b compares the data-out with the
+    medium (MISCOMPARE, INFORMATION = offset of the first differing byte); 10b/11b are refused."""
+    lba, blocks = _checked_range(lu, cdb)
+    bytchk = (cdb[1] >> 1) & 0x03
+    if bytchk == 0b01:
+        size = blocks * lu.block_size
+        stored, sent = lu.medium.read(lba, blocks), data[:size].ljust(size, b"\0")
+        if stored != sent:
+            offset = next(i for i, (a, b) in enumerate(zip(stored, sent, strict=True)) if a != b)
+            sense = bytearray(fixed_sense(SenseKey.MISCOMPARE, MISCOMPARE_DURING_VERIFY_OPERATION))
+            sense[0] |= 0x80  # VALID: the INFORMATION field holds the offset
+            sense[3:7] = offset.to_bytes(4, "big")
+            raise CommandTerminated(CommandResult(Status.CHECK_CONDITION, bytes(sense)))
+    elif bytchk:
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=2)
     return b""
 
 
