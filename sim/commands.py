@@ -172,6 +172,9 @@ def _checked_range(lu: LuState, cdb: bytes) -> tuple[int, int]:
     # which this LU (PROTECT=0 in its INQUIRY data) does not have
     if cdb[0] not in (Opcode.READ_6, Opcode.WRITE_6) and cdb[1] & 0xE0:
         raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=7)
+    # DPO and FUA (bits 4, 3): unsupported, as DPOFUA=0 in the MODE SENSE header says
+    if cdb[0] not in (Opcode.READ_6, Opcode.WRITE_6) and cdb[1] & 0x18:
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=4 if cdb[1] & 0x10 else 3)
     lba, blocks = _lba_range(cdb)
     if lba + blocks > lu.blocks:
         raise illegal_request(LBA_OUT_OF_RANGE)

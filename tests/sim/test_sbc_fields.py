@@ -1,5 +1,5 @@
 """SBC-4 CDB fields the model checks: the PROTECT fields of a LU without protection
-information, and VERIFY(10) BYTCHK (found by libiscsi's Read10/Write10/Verify10 suites)."""
+information, DPO/FUA (DPOFUA=0), VERIFY(10) BYTCHK (found by libiscsi's SBC suites)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,12 @@ def test_verify_bytchk_compares_the_data_out() -> None:
     assert result.sense_data.triple == (SenseKey.MISCOMPARE, 0x1D, 0x00)
     assert lu.execute(NEXUS, cdb10(0x2F, 0x00, lba=3), changed).status == Status.GOOD
     assert lu.execute(NEXUS, cdb10(0x2F, 0x06, lba=3), block).status == Status.CHECK_CONDITION
+
+
+@pytest.mark.parametrize(("byte1", "bit"), [(0x10, 4), (0x08, 3), (0x18, 4)])
+def test_dpo_and_fua_are_refused_as_mode_sense_says(byte1: int, bit: int) -> None:
+    lu = LogicalUnit()
+    header = lu.execute(NEXUS, bytes([0x1A, 0, 0x3F, 0, 255, 0])).data
+    assert not header[2] & 0x10  # DPOFUA=0 in the device-specific parameter
+    result = lu.execute(NEXUS, cdb10(0x28, byte1))
+    assert result.sense[15:18] == bytes([0xC8 | bit, 0, 1])
