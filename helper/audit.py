@@ -1,20 +1,39 @@
 """What the helper writes about its own work: audit (trace) lines and error reports.
 
-Audit events are named as QEMU trace events and selected the way QEMU's ``-T`` selects them;
-each is one ``<time> <event> key=value ...`` line. Error reports are qemu-pr-helper's
-``error_report``: ``<program>: <message>`` on stderr, only when verbose.
+Audit events are named as QEMU trace events and selected the way QEMU's ``-T`` selects them.
+Error reports are qemu-pr-helper's ``error_report``: ``<program>: <message>`` on stderr, only
+when verbose.
+
+Why a strict grammar: values such as the passed fd's path, a PR OUT parameter list or a refusal
+reason are chosen by the client, and an audit log whose lines a client can forge is worthless.
+Every event is exactly one line of printable ASCII::
+
+    line   = time SP event *(SP key "=" value) LF
+    time   = YYYY-MM-DDTHH:MM:SS (UTC)
+    event  = key = [a-z_][a-z0-9_]*
+    value  = bare / quoted
+    bare   = 1*( ALPHA / DIGIT / "_" / "-" / "." / "/" / ":" / "+" / "," / "@" / "%" / "~" )
+    quoted = DQUOTE *( %x20-21 / %x23-5B / %x5D-7E / escape ) DQUOTE
+    escape = "\\" ( DQUOTE / "\\" / "n" / "r" / "t" / "x" 2HEXDIG )
+
+A value is the UTF-8 encoding of the text (undecodable path bytes kept through
+``surrogateescape``); every byte outside printable ASCII, and every quote or backslash, is
+escaped, so no value can contain a line break, a quote that ends it early, or a terminal
+control sequence. ``parse_audit_line`` reads a line back into exactly the fields written.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Reply
 from scsi_pr.sim.result import SenseData
 
@@ -58,18 +77,115 @@ class Audit:
         stream = self.stream
         if stream is None or event not in self.enabled:
             return
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        parts = " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
+        line = format_audit_line(event, fields)
         try:
-            stream.write(f"{stamp} {event} {parts}\n")
+            stream.write(line)
             stream.flush()
         except (OSError, ValueError):
             pass  # a closed log must never take the helper down
 
 
-def _quote(value: object) -> str:
+class AuditFormatError(HelperError):
+    """A line that does not follow the audit grammar (it was not written by ``Audit``)."""
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit line read back: every value is the text that was written, as a string."""
+
+    time: str
+    event: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+_KEY = re.compile(r"[a-z_][a-z0-9_]*")
+_BARE = re.compile(r"[A-Za-z0-9_\-./:+,@%~]+")
+_HEAD = re.compile(r"(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d) (?P<event>[a-z_][a-z0-9_]*)")
+# escape letter -> the byte it stands for; both directions come from this one table
+_ESCAPES = {'"': ord('"'), "\\": ord("\\"), "n": ord("\n"), "r": ord("\r"), "t": ord("\t")}
+_SHORT = {byte: "\\" + letter for letter, byte in _ESCAPES.items()}
+# byte -> how it appears inside a quoted value: printable ASCII as itself, the rest escaped
+_ESCAPED = [_SHORT.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in range(256)]
+_TOKEN = re.compile(r' ([a-z_][a-z0-9_]*)=(?:"((?:[^"\\]|\\.)*)"|([^ "]+))')
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate no OS path produces: keep it visible
+        return text.encode("utf-8", "backslashreplace")
+
+
+def quote_value(value: object) -> str:
+    """``value`` as the grammar's ``bare`` when it can be, else ``quoted`` with escapes."""
     text = str(value)
-    return f'"{text}"' if (" " in text or not text) else text
+    if _BARE.fullmatch(text):
+        return text
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # the common case (a command with spaces) needs no escape
+    return '"' + "".join(_ESCAPED[b] for b in _utf8(text)) + '"'
+
+
+_known_keys: set[str] = set()  # keys already checked: the check runs once per name
+
+
+def format_audit_line(event: str, fields: dict[str, object], when: float | None = None) -> str:
+    """One complete audit line (with its LF) for ``event``; keys are the caller's own names,
+    so a key outside the grammar is a programming error (ValueError)."""
+    for key in (event, *fields):
+        if key not in _known_keys:
+            if not _KEY.fullmatch(key):
+                raise ValueError(f"audit key {key!r} is not [a-z_][a-z0-9_]*")
+            _known_keys.add(key)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
+    parts = "".join(f" {k}={quote_value(v)}" for k, v in fields.items())
+    return f"{stamp} {event}{parts}\n"
+
+
+def _unquote(body: str) -> str:
+    out = bytearray()
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch != "\\":
+            if not 0x20 <= ord(ch) < 0x7F:
+                raise AuditFormatError(f"unescaped character {ch!r} in a quoted value")
+            out.append(ord(ch))
+            i += 1
+            continue
+        code = body[i + 1 : i + 2]
+        if code == "x" and re.fullmatch(r"[0-9a-f]{2}", body[i + 2 : i + 4]):
+            out.append(int(body[i + 2 : i + 4], 16))
+            i += 4
+        elif code in _ESCAPES:
+            out.append(_ESCAPES[code])
+            i += 2
+        else:
+            raise AuditFormatError(f"bad escape {body[i : i + 4]!r}")
+    return out.decode("utf-8", "surrogateescape")
+
+
+def parse_audit_line(line: str) -> AuditRecord:
+    """Read back one line written by ``Audit`` (with or without its LF); AuditFormatError if
+    it is not one."""
+    text = line[:-1] if line.endswith("\n") else line
+    head = _HEAD.match(text)
+    if head is None or "\n" in text:
+        raise AuditFormatError(f"not an audit line: {text[:80]!r}")
+    fields: dict[str, str] = {}
+    pos = head.end()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise AuditFormatError(f"bad field at {pos}: {text[pos : pos + 40]!r}")
+        key, quoted, bare = match.groups()
+        if key in fields:
+            raise AuditFormatError(f"field {key} repeated")
+        if bare is not None and not _BARE.fullmatch(bare):
+            raise AuditFormatError(f"value {bare!r} must be quoted")
+        fields[key] = bare if bare is not None else _unquote(quoted)
+        pos = match.end()
+    return AuditRecord(head["time"], head["event"], fields)
 
 
 def status_name(status: int) -> str:

@@ -1,4 +1,4 @@
-"""The audit log: QEMU ``-T`` pattern semantics and the one-line-per-event format."""
+"""The audit log: QEMU ``-T`` pattern semantics, the one-line-per-event grammar and its parser."""
 
 from __future__ import annotations
 
@@ -6,8 +6,19 @@ import io
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from scsi_pr.helper.audit import DEFAULT_EVENTS, EVENTS, Audit, sense_text
+from scsi_pr.helper.audit import (
+    DEFAULT_EVENTS,
+    EVENTS,
+    Audit,
+    AuditFormatError,
+    format_audit_line,
+    parse_audit_line,
+    quote_value,
+    sense_text,
+)
 from scsi_pr.helper.executors.base import Reply
 
 
@@ -50,3 +61,73 @@ def test_sense_text() -> None:
     assert sense_text(Reply(0x02, unit_attention)) == "6/2A/05"
     assert sense_text(Reply(0x02)) == "none"  # CHECK CONDITION without sense data
     assert sense_text(Reply(0x18, unit_attention)) == "-"  # only CHECK CONDITION has sense
+
+
+# -- the line grammar: client-controlled text can never forge a line ---------------------------
+FORGED = 'x\n2026-11-25T14:35:45 prh_command pid=1 uid=0 device=/dev/sdb command="PR OUT CLEAR'
+HOSTILE_TEXTS = [
+    FORGED,
+    'quote " inside',
+    'back\\slash\\" and quote',
+    "tab\tcr\rlf\nnul\0esc\x1b[31m",
+    "",
+    "plain",
+    "non-ascii é ü \u2028 \u202e",
+    "undecodable \udcff\udc80 bytes",
+    "x=y z=w",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS)
+def test_hostile_values_parse_back_exactly_on_one_line(text: str) -> None:
+    log = io.StringIO()
+    Audit(log, frozenset({"prh_command"}))("prh_command", pid=7, device=text, reason=text)
+    line = log.getvalue()
+    assert line.endswith("\n") and line.count("\n") == 1 and line.isascii()
+    assert all(0x20 <= ord(c) < 0x7F for c in line[:-1])  # no control character at all
+    record = parse_audit_line(line)
+    assert record.event == "prh_command"
+    assert record.fields == {"pid": "7", "device": text, "reason": text}
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), st.text()))
+def test_any_text_round_trips(fields: dict[str, str]) -> None:
+    line = format_audit_line("prh_error", fields)
+    assert line.count("\n") == 1
+    assert parse_audit_line(line).fields == fields
+
+
+def test_bare_and_quoted_values() -> None:
+    assert quote_value(42) == "42" and quote_value("/dev/sdb") == "/dev/sdb"
+    assert quote_value("6/2A/05") == "6/2A/05" and quote_value("-") == "-"
+    assert quote_value("") == '""' and quote_value("a b") == '"a b"'
+    assert quote_value('a"b') == '"a\\"b"' and quote_value("a\nb") == '"a\\nb"'
+    assert quote_value("\x7f") == '"\\x7f"' and quote_value("é") == '"\\xc3\\xa9"'
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "not an audit line",
+        "2026-11-25T14:35:45 prh_command pid",
+        "2026-11-25T14:35:45 prh_command pid=1 ",
+        '2026-11-25T14:35:45 prh_command device="unterminated',
+        '2026-11-25T14:35:45 prh_command device="bad \\q escape"',
+        '2026-11-25T14:35:45 prh_command device="bad \\x4 escape"',
+        '2026-11-25T14:35:45 prh_command device="raw \x1b escape"',
+        "2026-11-25T14:35:45 prh_command device=needs'quoting",
+        "2026-11-25T14:35:45 prh_command pid=1 pid=2",
+        "2026-11-25T14:35:45 prh_command pid=1\nsecond line",
+        "2026-11-25T14:35:45 Prh_command pid=1",
+    ],
+)
+def test_parser_refuses_what_audit_never_writes(line: str) -> None:
+    with pytest.raises(AuditFormatError):
+        parse_audit_line(line)
+
+
+def test_keys_outside_the_grammar_are_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="audit key"):
+        Audit(io.StringIO(), frozenset({"prh_error"}))("prh_error", **{"bad key": 1})
