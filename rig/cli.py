@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "lio": ("scsi_pr.rig.lio_cli", "bring LIO loopback LUNs up or down (root, LIO kernel)"),
     "vm": ("scsi_pr.rig.vm", "run a command in a virtme-ng VM with LIO ready"),
+    "target": ("scsi_pr.target.cli", "serve the simulated LUs over iSCSI (scsi-pr target serve)"),
 }
 
 

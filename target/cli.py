@@ -1,0 +1,192 @@
+"""``scsi-pr target serve``: the model's LUs as an iSCSI target (see docs/target.md).
+
+Every option is checked before anything listens; a bad one is a one-line error and exit status
+2, a portal that cannot be bound exit status 1. SIGTERM and SIGINT stop the target cleanly:
+every session ends (an I_T nexus loss each, as for a target that goes away) and the LU work
+queued so far finishes, so the state dir is consistent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import signal
+import sys
+from pathlib import Path
+
+from scsi_pr.target.errors import TargetError
+from scsi_pr.target.lus import MAX_LUNS, LunConfigError, parse_size
+from scsi_pr.target.proto import ChapCredentials, ChapPolicy, LocalProtocolError
+from scsi_pr.target.server import TargetConfig, TargetConfigError, TargetServer
+
+log = logging.getLogger("scsi_pr.target")
+PROFILES = ("spc5",)  # device profiles (other SCSI revisions, vendor quirks) come later
+ISCSI_NAME = re.compile(r"(iqn\.\d{4}-\d{2}\.[^\s,]+|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})")
+MAX_NAME_LENGTH = 223  # RFC 7143 6.6.1 (iSCSI names), bytes
+
+
+class UsageError(TargetError, ValueError):
+    """An option value the target cannot use; the message names the option."""
+
+
+def parse_portal(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``HOST`` (port 3260) or ``[IPv6]:PORT``."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.%\w]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", text)
+    if match is None:
+        raise UsageError(f"--portal {text!r}: use HOST:PORT or [IPv6]:PORT")
+    host = match[1] or match[3]
+    port = int(match[2] or match[4] or 3260)
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--portal {text!r}: port out of range")
+    return host, port
+
+
+def parse_name(text: str, option: str) -> str:
+    if not ISCSI_NAME.fullmatch(text) or len(text.encode()) > MAX_NAME_LENGTH:
+        raise UsageError(f"{option} {text!r}: not an iSCSI name (iqn.YYYY-MM.domain[:id], eui.…)")
+    return text
+
+
+def parse_chap(text: str, option: str) -> ChapCredentials:
+    user, sep, secret = text.partition(":")
+    if not sep or not user or not secret:
+        raise UsageError(f"{option}: use USER:SECRET")
+    if not 12 <= len(secret.encode()) <= 255:  # RFC 7143 9.2.1: at least 96 bits
+        raise UsageError(f"{option}: the secret must be 12 to 255 bytes (RFC 7143 9.2.1)")
+    return ChapCredentials(user, secret.encode())
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from e
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scsi-pr target",
+        description="Serve the simulated LUs over iSCSI: every initiator (Linux, Windows, "
+        "ESXi, QEMU's iscsi:// driver, libiscsi) is its own I_T nexus of the model.",
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    serve = sub.add_parser("serve", help="run the target until SIGTERM/SIGINT")
+    add = serve.add_argument
+    add("--portal", action="append", help="HOST:PORT to listen on, repeatable "
+        "(default 0.0.0.0:3260)")  # fmt: skip
+    add("--iqn", required=True, help="the target's iSCSI name")
+    add("--state-dir", required=True, type=Path,
+        help="LUN images lunN.img and the model's state (the helper's --state-dir)")  # fmt: skip
+    add("--luns", type=_positive, default=1, help=f"LUNs to serve, 1..{MAX_LUNS} (default 1)")
+    add("--size", default="1G", help="size of LUN images created now (default 1G)")
+    add("--profile", default="spc5", help="device profile: spc5 (the only one for now)")
+    add("--alias", help="TargetAlias sent at login")
+    add("--chap", metavar="USER:SECRET", help="require CHAP from initiators")
+    add("--mutual-chap", metavar="USER:SECRET", help="the target's credentials for mutual CHAP")
+    add("--discovery-chap", action="store_true", help="require --chap for discovery too")
+    add("--allow-initiator", action="append", metavar="IQN",
+        help="accept only these initiator names, repeatable (default: any)")  # fmt: skip
+    add("--max-sessions", type=_positive, default=64,
+        help="connections at once; more fail their login (default 64)")  # fmt: skip
+    add("--max-commands", type=_positive, default=32,
+        help="commands outstanding per session (the CmdSN window, default 32)")  # fmt: skip
+    add("--max-data-segment", type=_positive, default=65536,
+        help="MaxRecvDataSegmentLength the target declares (default 65536)")  # fmt: skip
+    add("--max-burst", type=_positive, default=262144, help="MaxBurstLength (default 262144)")
+    add("--max-write", type=_positive, default=16 << 20,
+        help="largest write buffered, bytes (default 16 MiB)")  # fmt: skip
+    add("--target-port", type=_positive, default=1,
+        help="RELATIVE TARGET PORT IDENTIFIER of the sessions (default 1)")  # fmt: skip
+    add("--target-ports", type=_positive, default=2,
+        help="ports of the LUs, as the helpers sharing the state dir say (default 2)")  # fmt: skip
+    add("--nop-interval", type=float, default=15.0, help="seconds before pinging an idle "
+        "initiator (default 15)")  # fmt: skip
+    add("--nop-timeout", type=float, default=30.0,
+        help="seconds a ping may stay unanswered (default 30)")  # fmt: skip
+    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def config_from(args: argparse.Namespace) -> TargetConfig:
+    """The checked configuration (UsageError naming the option otherwise)."""
+    if args.profile not in PROFILES:
+        raise UsageError(f"--profile {args.profile!r}: known profiles: {', '.join(PROFILES)}")
+    if args.luns > MAX_LUNS:
+        raise UsageError(f"--luns {args.luns}: at most {MAX_LUNS}")
+    if args.mutual_chap and not args.chap:
+        raise UsageError("--mutual-chap needs --chap")
+    chap = None
+    if args.chap:
+        mutual = parse_chap(args.mutual_chap, "--mutual-chap") if args.mutual_chap else None
+        try:
+            chap = ChapPolicy(parse_chap(args.chap, "--chap"), mutual)
+        except LocalProtocolError as e:
+            raise UsageError(f"--mutual-chap: {e}") from e
+    elif args.discovery_chap:
+        raise UsageError("--discovery-chap needs --chap")
+    allowed = args.allow_initiator
+    try:
+        size = parse_size(args.size)
+        return TargetConfig(
+            iqn=parse_name(args.iqn, "--iqn"),
+            state_dir=args.state_dir,
+            portals=tuple(parse_portal(p) for p in args.portal or ["0.0.0.0:3260"]),
+            luns=args.luns,
+            size=size,
+            alias=args.alias,
+            chap=chap,
+            discovery_chap=chap if args.discovery_chap else None,
+            allowed_initiators=None
+            if not allowed
+            else frozenset(parse_name(a, "--allow-initiator") for a in allowed),
+            max_sessions=args.max_sessions,
+            command_window=args.max_commands,
+            max_recv_data_segment_length=args.max_data_segment,
+            max_burst_length=args.max_burst,
+            max_write_length=args.max_write,
+            target_port=args.target_port,
+            target_ports=args.target_ports,
+            nop_interval=args.nop_interval,
+            nop_timeout=args.nop_timeout,
+        )
+    except LunConfigError as e:
+        raise UsageError(f"--{e}") from e
+
+
+async def serve(config: TargetConfig) -> int:
+    server = TargetServer(config)
+    try:
+        await server.start()
+    except OSError as e:
+        log.error("cannot listen: %s", e)
+        await server.close()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("stopping on a signal")
+    await server.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from(args)
+    except (UsageError, TargetConfigError) as e:
+        parser.error(str(e))
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")  # fmt: skip
+    try:
+        return asyncio.run(serve(config))
+    except TargetError as e:  # e.g. an unusable LUN image in the state dir
+        print(f"scsi-pr target: {e}", file=sys.stderr)
+        return 1

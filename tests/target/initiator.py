@@ -1,0 +1,200 @@
+"""A small blocking iSCSI initiator for the live-target tests, built from the codec's PDUs.
+
+It does what the tests need and no more: one login (AuthMethod None, optional digests), one
+command at a time (Data-Out on R2T, Data-In collected), task management, NOP-In pings answered,
+logout, and an abrupt close (what a crashed host does: I_T nexus loss). Every wait has a timeout,
+so a target that stops answering fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from scsi_pr.target.proto import (
+    Framer,
+    LoginRequest,
+    LoginResponse,
+    LogoutRequest,
+    LogoutResponse,
+    NopIn,
+    NopOut,
+    Pdu,
+    ReadyToTransfer,
+    Reject,
+    Role,
+    ScsiCommand,
+    ScsiDataIn,
+    ScsiDataOut,
+    ScsiResponse,
+    TaskManagementFunctionRequest,
+    TaskManagementFunctionResponse,
+    TextRequest,
+    TextResponse,
+)
+from scsi_pr.target.proto.text import build_text, parse_text
+
+TIMEOUT = 10.0
+MAX_RECV = 262144  # the MaxRecvDataSegmentLength this initiator declares
+
+
+class TargetGone(Exception):
+    """The target closed the connection."""
+
+
+@dataclass
+class Reply:
+    status: int
+    data: bytes = b""
+    sense: bytes = b""
+    residual: tuple[bool, bool, int] = (False, False, 0)  # overflow, underflow, count
+
+    @property
+    def key_asc_ascq(self) -> tuple[int, int, int] | None:
+        if len(self.sense) < 14:
+            return None
+        return (self.sense[2] & 0x0F, self.sense[12], self.sense[13])
+
+
+class Initiator:
+    """One connection, one session."""
+
+    def __init__(self, address: tuple[str, int], name: str, isid: int = 0x400001) -> None:
+        self.sock = socket.create_connection(address, timeout=TIMEOUT)
+        self.name, self.isid = name, isid
+        self.framer = Framer(Role.INITIATOR, max_recv_data_segment_length=MAX_RECV)
+        self.cmd_sn = 1
+        self.exp_stat_sn = 0
+        self.itt = 0
+        self.tsih = 0
+        self.rejects: list[Reject] = []
+
+    # -- bytes ------------------------------------------------------------------------------
+    def send(self, pdu: Pdu) -> None:
+        self.sock.sendall(self.framer.send(pdu))
+
+    def receive(self) -> Pdu:
+        """The next PDU that is not a NOP-In ping (pings are answered here)."""
+        while True:
+            pdu = self.framer.next_pdu()
+            if isinstance(pdu, Pdu):
+                if hasattr(pdu, "stat_sn") and not isinstance(pdu, (ScsiDataIn, ReadyToTransfer)):
+                    self.exp_stat_sn = (pdu.stat_sn + 1) & 0xFFFFFFFF  # type: ignore[attr-defined]
+                if isinstance(pdu, NopIn) and pdu.initiator_task_tag == 0xFFFFFFFF:
+                    self.send(NopOut(immediate=True, target_transfer_tag=pdu.target_transfer_tag,
+                                     cmd_sn=self.cmd_sn, exp_stat_sn=self.exp_stat_sn))  # fmt: skip
+                    continue
+                if isinstance(pdu, Reject):
+                    self.rejects.append(pdu)
+                return pdu
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise TargetGone("the target closed the connection")
+            self.framer.receive_data(data)
+
+    def next_itt(self) -> int:
+        self.itt += 1
+        return self.itt
+
+    # -- login and logout ---------------------------------------------------------------------
+    def login(self, target: str | None, digests: bool = False, **keys: str) -> LoginResponse:
+        """Security stage skipped, operational stage with the given keys, to full feature."""
+        pairs: dict[str, str] = {"InitiatorName": self.name}
+        if target is None:
+            pairs["SessionType"] = "Discovery"
+        else:
+            pairs |= {"TargetName": target, "SessionType": "Normal"}
+        digest = "CRC32C" if digests else "None"
+        pairs |= {"HeaderDigest": digest, "DataDigest": digest, "InitialR2T": "Yes",
+                  "ImmediateData": "No", "MaxRecvDataSegmentLength": str(MAX_RECV)}  # fmt: skip
+        pairs |= keys
+        request = LoginRequest(transit=True, csg=1, nsg=3, isid=self.isid, cmd_sn=self.cmd_sn,
+                               initiator_task_tag=self.next_itt(),
+                               data=build_text(pairs.items()))  # fmt: skip
+        self.send(request)
+        response = self.receive()
+        assert isinstance(response, LoginResponse)
+        while response.status == 0 and not response.transit:  # the target offers keys
+            answers = {k: v for k, v in parse_text(response.data) if k == "FirstBurstLength"}
+            self.send(LoginRequest(transit=True, csg=1, nsg=3, isid=self.isid, cmd_sn=self.cmd_sn,
+                                   initiator_task_tag=self.itt,
+                                   data=build_text(answers.items())))  # fmt: skip
+            response = self.receive()
+            assert isinstance(response, LoginResponse)
+        if response.status == 0:
+            self.tsih = response.tsih
+            self.framer.set_digests(digests, digests)
+        return response
+
+    def logout(self) -> LogoutResponse:
+        self.send(LogoutRequest(immediate=True, initiator_task_tag=self.next_itt(),
+                                cmd_sn=self.cmd_sn, exp_stat_sn=self.exp_stat_sn))  # fmt: skip
+        response = self.receive()
+        assert isinstance(response, LogoutResponse)
+        self.close()
+        return response
+
+    def close(self) -> None:
+        """Drop the connection without a logout."""
+        self.sock.close()
+
+    # -- requests -------------------------------------------------------------------------------
+    def command(self, cdb: bytes, *, lun: int = 0, read: int = 0, data: bytes = b"",
+                expected: int | None = None) -> Reply:  # fmt: skip
+        """One SCSI command: ``read`` bytes of data-in expected, or ``data`` to write."""
+        itt = self.next_itt()
+        length = expected if expected is not None else (read or len(data))
+        self.send(ScsiCommand(final=True, read=bool(read), write=bool(data), lun=lun << 48,
+                              initiator_task_tag=itt, expected_data_transfer_length=length,
+                              cmd_sn=self.cmd_sn, exp_stat_sn=self.exp_stat_sn,
+                              cdb=cdb.ljust(16, b"\0")))  # fmt: skip
+        self.cmd_sn += 1
+        data_in = bytearray()
+        while True:
+            pdu = self.receive()
+            if isinstance(pdu, ReadyToTransfer):
+                start = pdu.buffer_offset
+                chunk = data[start : start + pdu.desired_data_transfer_length]
+                self.send(ScsiDataOut(final=True, lun=lun << 48, initiator_task_tag=itt,
+                                      target_transfer_tag=pdu.target_transfer_tag,
+                                      exp_stat_sn=self.exp_stat_sn, buffer_offset=start,
+                                      data=chunk))  # fmt: skip
+            elif isinstance(pdu, ScsiDataIn):
+                data_in += pdu.data
+                if pdu.status_present:
+                    residual = (pdu.residual_overflow, pdu.residual_underflow, pdu.residual_count)
+                    return Reply(pdu.status, bytes(data_in), residual=residual)
+            elif isinstance(pdu, ScsiResponse):
+                residual = (pdu.residual_overflow, pdu.residual_underflow, pdu.residual_count)
+                return Reply(pdu.status, bytes(data_in), pdu.sense, residual)
+            else:
+                raise AssertionError(f"unexpected {pdu!r} for a SCSI command")
+
+    def task_management(self, function: int, *, lun: int = 0, referenced: int = 0xFFFFFFFF) -> int:
+        self.send(TaskManagementFunctionRequest(immediate=True, function=function, lun=lun << 48,
+                                                initiator_task_tag=self.next_itt(),
+                                                referenced_task_tag=referenced,
+                                                cmd_sn=self.cmd_sn,
+                                                exp_stat_sn=self.exp_stat_sn))  # fmt: skip
+        response = self.receive()
+        assert isinstance(response, TaskManagementFunctionResponse)
+        return response.response
+
+    def send_targets(self) -> list[tuple[str, str]]:
+        self.send(TextRequest(final=True, initiator_task_tag=self.next_itt(),
+                              target_transfer_tag=0xFFFFFFFF, cmd_sn=self.cmd_sn,
+                              exp_stat_sn=self.exp_stat_sn, data=b"SendTargets=All\0"))  # fmt: skip
+        self.cmd_sn += 1
+        response = self.receive()
+        assert isinstance(response, TextResponse)
+        return list(parse_text(response.data))
+
+
+def connect(address: tuple[str, int], name: str, target: str, **kwargs: Any) -> Initiator:
+    """A logged-in session (the login must succeed)."""
+    isid = kwargs.pop("isid", 0x400001)
+    initiator = Initiator(address, name, isid)
+    response = initiator.login(target, **kwargs)
+    assert response.status == 0, f"login failed: {response.status:#06x}"
+    return initiator

@@ -1,0 +1,70 @@
+"""A ``TargetServer`` running in a thread of its own (its own event loop) for blocking tests."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from scsi_pr.target.server import TargetConfig, TargetServer
+
+T = TypeVar("T")
+TARGET = "iqn.2024-01.test.scsi-pr:disk"
+STARTUP_TIMEOUT = 30.0
+
+
+class LiveTarget:
+    """``with LiveTarget(state_dir) as target:`` listens on 127.0.0.1 (``target.address``)."""
+
+    def __init__(self, state_dir: Path, **config: Any) -> None:
+        base = TargetConfig(iqn=TARGET, state_dir=state_dir, portals=(("127.0.0.1", 0),),
+                            size=4 << 20)  # fmt: skip
+        self.config = dataclasses.replace(base, **config)
+        self.loop = asyncio.new_event_loop()
+        self.server: TargetServer | None = None
+        self._thread = threading.Thread(target=self._run, name="live-target", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.server = TargetServer(self.config)
+            self.loop.run_until_complete(self.server.start())
+        except BaseException as e:  # reported by __enter__
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.server is not None
+        return self.server.addresses[0]
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the target's loop (to read its state without races)."""
+
+        async def wrapper() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(STARTUP_TIMEOUT)
+
+    def __enter__(self) -> LiveTarget:
+        self._thread.start()
+        self._ready.wait(STARTUP_TIMEOUT)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server is not None and self.loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self.server.close(), self.loop)
+            future.result(STARTUP_TIMEOUT)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(STARTUP_TIMEOUT)
+        self.loop.close()

@@ -1,0 +1,174 @@
+"""The live target over real TCP on 127.0.0.1: sessions are I_T nexuses of the model.
+
+Login, READ/WRITE into the LUN image, PR between two sessions (two nexuses, iSCSI TransportIDs
+format 01h), I_T nexus loss on a dropped connection, LUN RESET, session reinstatement, the
+session limit, SendTargets, and one LU shared with the helper's ``--backend sim``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from initiator import Initiator, TargetGone, connect
+from live import TARGET, LiveTarget
+
+from scsi_pr.helper.executors.sim import SimExecutor
+from scsi_pr.sim import cdb
+from scsi_pr.sim.constants import PersistentReserveInAction as In
+from scsi_pr.sim.constants import PersistentReserveOutAction as Out
+from scsi_pr.sim.constants import ProtocolIdentifier, ReservationType
+from scsi_pr.sim.pr_in_data import parse_read_full_status, parse_read_keys
+from scsi_pr.target.proto import LoginStatus, TaskManagementFunction
+
+HOST_A, HOST_B = "iqn.2024-01.test:host-a", "iqn.2024-01.test:host-b"
+GOOD, CHECK_CONDITION, RESERVATION_CONFLICT = 0x00, 0x02, 0x18
+UNIT_ATTENTION = 0x06
+I_T_NEXUS_LOSS = (UNIT_ATTENTION, 0x29, 0x07)
+LUN_RESET_UA = (UNIT_ATTENTION, 0x29, 0x03)
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[LiveTarget]:
+    with LiveTarget(tmp_path, luns=2) as live:
+        yield live
+
+
+def prout(ini: Initiator, action: int, key: int = 0, sa_key: int = 0, type_: int = 0) -> int:
+    command, data = cdb.prout(action, key, sa_key, type_)
+    return ini.command(command, data=data).status
+
+
+def read_keys(ini: Initiator) -> tuple[int, ...]:
+    reply = ini.command(cdb.persistent_reserve_in(In.READ_KEYS, 512), read=512)
+    assert reply.status == GOOD
+    return parse_read_keys(reply.data).keys
+
+
+def until_good(ini: Initiator, lun: int = 0) -> list[tuple[int, int, int] | None]:
+    """TEST UNIT READY until GOOD: the unit attentions reported on the way."""
+    seen = []
+    for _ in range(8):
+        reply = ini.command(cdb.test_unit_ready(), lun=lun)
+        if reply.status == GOOD:
+            return seen
+        seen.append(reply.key_asc_ascq)
+    raise AssertionError(f"no GOOD after {seen}")
+
+
+def test_write_then_read_through_the_lun_image(target: LiveTarget, tmp_path: Path) -> None:
+    ini = connect(target.address, HOST_A, TARGET)
+    block = bytes(range(256)) * 4  # two blocks
+    assert ini.command(cdb.write_10(7, 2), data=block).status == GOOD
+    reply = ini.command(cdb.read_10(7, 2), read=1024)
+    assert (reply.status, reply.data) == (GOOD, block)
+    with open(tmp_path / "lun0.img", "rb") as image:
+        image.seek(7 * 512)
+        assert image.read(1024) == block
+    luns = ini.command(cdb.report_luns(64), read=64)
+    assert luns.data[:4] == (16).to_bytes(4, "big") and luns.data[16:18] == b"\x00\x01"
+    absent = ini.command(cdb.test_unit_ready(), lun=5)
+    assert absent.key_asc_ascq == (0x05, 0x25, 0x00)  # LOGICAL UNIT NOT SUPPORTED
+    assert ini.logout().response == 0
+
+
+def test_two_sessions_are_two_nexuses_for_pr(target: LiveTarget) -> None:
+    a = connect(target.address, HOST_A, TARGET, isid=0x23D000000001)
+    b = connect(target.address, HOST_B, TARGET, isid=0x23D000000002)
+    assert prout(a, Out.REGISTER, sa_key=0xA) == GOOD
+    assert prout(b, Out.REGISTER, sa_key=0xB) == GOOD
+    assert prout(a, Out.RESERVE, key=0xA, type_=ReservationType.WRITE_EXCLUSIVE) == GOOD
+    assert b.command(cdb.write_10(0, 1), data=bytes(512)).status == RESERVATION_CONFLICT
+    assert b.command(cdb.read_10(0, 1), read=512).status == GOOD
+    assert sorted(read_keys(b)) == [0xA, 0xB]
+    reply = b.command(cdb.persistent_reserve_in(In.READ_FULL_STATUS, 1024), read=1024)
+    status = parse_read_full_status(reply.data)
+    holders = {d.initiator().name: d for d in status.descriptors}
+    assert holders[HOST_A].r_holder and not holders[HOST_B].r_holder
+    tid = holders[HOST_A].initiator()
+    assert (tid.protocol, tid.isid) == (ProtocolIdentifier.ISCSI, "23d000000001")
+    assert holders[HOST_A].transport_id[0] == 0x45  # format 01b, iSCSI
+    assert prout(b, Out.PREEMPT, key=0xB, sa_key=0xA, type_=ReservationType.WRITE_EXCLUSIVE) == 0
+    assert until_good(a) == [(UNIT_ATTENTION, 0x2A, 0x05)]  # REGISTRATIONS PREEMPTED
+
+
+def _wait_sessions(target: LiveTarget, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while target.call(lambda: len(target.server.sessions)) > count:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the target did not notice the dropped connection"
+        time.sleep(0.05)
+
+
+def test_dropped_connection_is_nexus_loss(target: LiveTarget) -> None:
+    reserve_6, release_6 = bytes([0x16, 0, 0, 0, 0, 0]), bytes([0x17, 0, 0, 0, 0, 0])
+    a = connect(target.address, HOST_A, TARGET, isid=7)
+    b = connect(target.address, HOST_B, TARGET)
+    assert a.command(reserve_6).status == GOOD
+    assert b.command(reserve_6).status == RESERVATION_CONFLICT
+    a.close()  # no logout: the host died
+    _wait_sessions(target, 1)
+    # SAM-5 6.3.4: an SPC-2 reservation does not survive its I_T nexus...
+    assert b.command(reserve_6).status == GOOD
+    assert b.command(release_6).status == GOOD
+    again = connect(target.address, HOST_A, TARGET, isid=7)  # the same I_T nexus
+    assert until_good(again) == [I_T_NEXUS_LOSS]
+    assert prout(again, Out.REGISTER, sa_key=0xA) == GOOD
+    again.close()
+    _wait_sessions(target, 1)
+    assert read_keys(b) == (0xA,)  # ...a registration does
+
+
+def test_lun_reset_reaches_every_nexus_of_that_lun(target: LiveTarget) -> None:
+    a = connect(target.address, HOST_A, TARGET)
+    b = connect(target.address, HOST_B, TARGET)
+    until_good(a), until_good(b), until_good(b, lun=1)
+    function = TaskManagementFunction.LOGICAL_UNIT_RESET
+    assert a.task_management(function) == 0  # FUNCTION COMPLETE
+    assert a.task_management(function, lun=9) == 2  # LUN DOES NOT EXIST
+    assert until_good(b) == [LUN_RESET_UA] and until_good(a) == [LUN_RESET_UA]
+    assert until_good(b, lun=1) == []  # another LU
+    assert a.task_management(TaskManagementFunction.ABORT_TASK, referenced=999) == 1
+
+
+def test_reinstatement_ends_the_old_session(target: LiveTarget) -> None:
+    old = connect(target.address, HOST_A, TARGET, isid=9)
+    until_good(old)
+    new = connect(target.address, HOST_A, TARGET, isid=9)
+    assert until_good(new) == [I_T_NEXUS_LOSS]
+    with pytest.raises((TargetGone, OSError)):
+        old.command(cdb.test_unit_ready())
+
+
+def test_session_limit_fails_logins_with_out_of_resources(tmp_path: Path) -> None:
+    with LiveTarget(tmp_path, max_sessions=1) as target:
+        first = connect(target.address, HOST_A, TARGET)
+        second = Initiator(target.address, HOST_B)
+        assert second.login(TARGET).status == LoginStatus.OUT_OF_RESOURCES
+        assert first.command(cdb.test_unit_ready()).status in (GOOD, CHECK_CONDITION)
+
+
+def test_send_targets_names_the_portal_used(target: LiveTarget) -> None:
+    ini = Initiator(target.address, HOST_A)
+    assert ini.login(None).status == 0
+    host, port = target.address
+    assert ini.send_targets() == [("TargetName", TARGET), ("TargetAddress", f"{host}:{port},1")]
+
+
+def test_helper_client_and_iscsi_session_share_one_lu(target: LiveTarget, tmp_path: Path) -> None:
+    """The helper's --backend sim on the same state dir and image is a third initiator."""
+    helper = SimExecutor("naa.5001405000000009", state_dir=tmp_path)
+    a = connect(target.address, HOST_A, TARGET)
+    assert prout(a, Out.REGISTER, sa_key=0xA) == GOOD
+    fd = os.open(tmp_path / "lun0.img", os.O_RDWR)
+    try:
+        command, data = cdb.prout(Out.REGISTER, 0, 0x5)
+        assert helper.run(fd, command, data, 0).status == GOOD
+        command, data = cdb.prout(Out.RESERVE, 0x5, 0, ReservationType.EXCLUSIVE_ACCESS)
+        assert helper.run(fd, command, data, 0).status == GOOD
+    finally:
+        os.close(fd)
+    assert sorted(read_keys(a)) == [0x5, 0xA]
+    assert a.command(cdb.read_10(0, 1), read=512).status == RESERVATION_CONFLICT
