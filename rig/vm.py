@@ -44,6 +44,7 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "python3-rtslib-fb": "/usr/lib/python3/dist-packages/rtslib/__init__.py",
     "busybox-static": "/bin/busybox",
     "multipath-tools": "/sbin/multipath",
+    "libiscsi-bin": "/usr/bin/iscsi-test-cu",
 }
 #: environment passed into the guest (the guest starts with a clean environment)
 PASSED_ENV_PREFIXES = ("CI", "SCSI_PR_", "PYTEST_ADDOPTS", "HYPOTHESIS_")
