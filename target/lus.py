@@ -129,7 +129,7 @@ class ServedLUs:
 
     # -- commands -------------------------------------------------------------------------
     def execute(
-        self, lun: int | None, nexus: ITNexus, cdb: bytes, data: bytes, write: bool = False
+        self, lun: int | None, nexus: ITNexus, cdb: bytes, data: bytes = b"", write: bool = False
     ) -> Answer:
         """One command as the target answers it (``write``: the initiator sent data-out, all
         of ``data``); never raises for any input."""

@@ -1,0 +1,75 @@
+"""What the target answers itself around the model: sizes, data-out lengths and residuals,
+REPORT LUNS, and LUNs that do not exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scsi_pr.sim import ITNexus, cdb
+from scsi_pr.target.lus import LunConfigError, ServedLUs, data_out_length, fit_write, parse_size
+
+NEXUS = ITNexus.named("iqn.2024-01.test:host,i,0x000000000001")
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("512", 512), ("64M", 64 << 20), ("1g", 1 << 30), ("4KiB", 4096)]
+)
+def test_parse_size(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "0", "100", "1X", "-1M", "1.5G"])
+def test_parse_size_refuses(text: str) -> None:
+    with pytest.raises(LunConfigError):
+        parse_size(text)
+
+
+def test_data_out_length_and_fitting_writes() -> None:
+    assert data_out_length(cdb.write_10(0, 3)) == 1536
+    assert data_out_length(bytes([0x0A, 0, 0, 0, 0, 0])) == 256 * 512  # WRITE(6): 0 is 256
+    assert data_out_length(cdb.prout(1, 0, 5)[0]) == 24
+    assert data_out_length(cdb.read_10(0, 3)) is None
+    assert fit_write(cdb.write_10(0, 3), 1024) == cdb.write_10(0, 2)
+    assert fit_write(cdb.write_16(9, 3), 0) == cdb.write_16(9, 0)
+    assert fit_write(cdb.write_10(0, 1), 200) is None  # part of a block
+    assert fit_write(bytes([0x0A, 0, 0, 0, 2, 0]), 0) is None  # WRITE(6) cannot say 0
+
+
+@pytest.fixture
+def lus(tmp_path: Path) -> ServedLUs:
+    return ServedLUs(tmp_path, 3, 1 << 20)
+
+
+def test_images_are_created_once(lus: ServedLUs, tmp_path: Path) -> None:
+    assert lus.created == [0, 1, 2] and lus.size(2) == 1 << 20
+    again = ServedLUs(tmp_path, 4, 2 << 20)  # existing images keep their size and data
+    assert again.created == [3] and again.size(0) == 1 << 20 and again.size(3) == 2 << 20
+
+
+def test_report_luns_lists_the_target(lus: ServedLUs) -> None:
+    answer = lus.execute(0, NEXUS, cdb.report_luns(64))
+    assert answer.result.data == bytes([0, 0, 0, 24, 0, 0, 0, 0]) + b"".join(
+        bytes([0, lun]) + bytes(6) for lun in range(3)
+    )
+    for lun in (0, 7):  # from a LUN that exists or not
+        short = lus.execute(lun, NEXUS, cdb.report_luns(64)[:6] + bytes([0, 0, 0, 8, 0, 0]))
+        assert short.result.sense[12] == 0x24  # ALLOCATION LENGTH below 16
+
+
+def test_absent_lun(lus: ServedLUs) -> None:
+    inquiry = lus.execute(7, NEXUS, cdb.inquiry()).result
+    assert inquiry.status == 0 and inquiry.data[0] == 0x7F  # qualifier 011b, type 1Fh
+    sense = lus.execute(7, NEXUS, cdb.request_sense()).result
+    assert sense.status == 0 and sense.data[12:14] == b"\x25\x00"
+    tur = lus.execute(None, NEXUS, cdb.test_unit_ready()).result
+    assert tur.status == 2 and tur.sense[12:14] == b"\x25\x00"
+
+
+def test_write_residuals(lus: ServedLUs) -> None:
+    answer = lus.execute(0, NEXUS, cdb.write_10(0, 2), bytes(512), write=True)
+    assert (answer.result.status, answer.transferred) == (0, 1024)  # one block written
+    partial = lus.execute(0, NEXUS, cdb.write_10(0, 1), bytes(200), write=True)
+    assert partial.result.sense[12:14] == b"\x0e\x03" and partial.transferred == 512
+    assert lus.execute(0, NEXUS, cdb.test_unit_ready(), bytes(8), write=True).transferred == 0
