@@ -15,6 +15,7 @@ from concurrent.futures import Executor as ThreadPool
 from dataclasses import dataclass, field
 
 from scsi_pr.helper.audit import Audit, error_report, sense_text, status_name
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor, Reply
 from scsi_pr.helper.executors.status import INVALID_OPCODE, check_condition, from_errno
 from scsi_pr.helper.proto import (
@@ -44,33 +45,45 @@ from scsi_pr.sim.describe import describe
 REPORTED_REFUSALS = (MissingFileDescriptor, UnsupportedOpcode)
 
 
+class IdleTimeout(HelperError):
+    """The client kept the helper waiting longer than the idle timeout."""
+
+
 @dataclass
 class ClientHandler:
     """Serves client connections for one server; ``busy`` and ``stopping`` let the server's
-    shutdown tell connections answering a request from idle ones."""
+    shutdown tell connections answering a request from idle ones.
+
+    ``idle_timeout`` (seconds, ``None`` = wait for ever, as qemu-pr-helper does: QEMU keeps its
+    connection open and idle for hours) bounds every wait on the client: from the handshake or
+    the end of an answer until the next request is complete, and while the client does not take
+    an answer.
+    """
 
     executor: Executor
     pool: ThreadPool
     audit: Audit = field(default_factory=Audit)
     verbose: int = 1
+    idle_timeout: float | None = None
     busy: set[asyncio.Task[None]] = field(default_factory=set)
     stopping: bool = False
 
     async def handle(self, sock: socket.socket) -> None:
-        """Serve ``sock`` until the client closes, breaks the protocol, or the server stops;
-        always closes ``sock`` and every fd received on it."""
+        """Serve ``sock`` until the client closes, breaks the protocol, idles too long, or the
+        server stops; always closes ``sock`` and every fd received on it, on every path."""
         loop = asyncio.get_running_loop()
         conn = Connection(Role.HELPER)
         peer = peer_credentials(sock)
-        self.audit("prh_connect", pid=peer[0], uid=peer[1], gid=peer[2])
         reason = "closed"
         me = asyncio.current_task()
         try:
-            await loop.sock_sendall(sock, conn.send(Features(0)))
+            self.audit("prh_connect", pid=peer[0], uid=peer[1], gid=peer[2])
+            await self._send(loop, sock, conn.send(Features(0)))
+            deadline = self._deadline(loop)
             while not self.stopping:
                 event = conn.next_event()
                 if event is NEED_DATA:
-                    data, fds = await recv_with_fds(loop, sock, conn.bytes_needed)
+                    data, fds = await self._recv(loop, sock, conn.bytes_needed, deadline)
                     conn.receive_data(data, fds)
                     close_fds(conn.release_fds())
                     continue
@@ -81,9 +94,14 @@ class ClientHandler:
                     self.busy.add(me)
                     try:
                         response = await self._answer(event, peer)
-                        await loop.sock_sendall(sock, conn.send(response))
+                        await self._send(loop, sock, conn.send(response))
                     finally:
                         self.busy.discard(me)
+                    deadline = self._deadline(loop)
+                    # Yield between requests: a client whose next request is already buffered
+                    # would otherwise be read, executed and answered without ever giving the
+                    # loop back, starving every other connection (round-robin instead).
+                    await asyncio.sleep(0)
                     continue
                 assert event is PAUSED or isinstance(event, Features)
         except ProtocolError as e:
@@ -91,15 +109,43 @@ class ClientHandler:
             self.audit("prh_refused", pid=peer[0], uid=peer[1], reason=reason)
             if isinstance(e, REPORTED_REFUSALS):
                 error_report(reason, self.verbose)
+        except IdleTimeout as e:
+            reason = str(e)
         except (ConnectionError, OSError) as e:
             reason = f"I/O error: {e}"
         except asyncio.CancelledError:
             reason = "shutdown"
             raise
         finally:
-            close_fds(conn.release_fds())
+            close_fds(conn.abandon())
             sock.close()
             self.audit("prh_disconnect", pid=peer[0], reason=reason)
+
+    def _deadline(self, loop: asyncio.AbstractEventLoop) -> float | None:
+        return None if self.idle_timeout is None else loop.time() + self.idle_timeout
+
+    async def _recv(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int, deadline: float | None
+    ) -> tuple[bytes, list[int]]:
+        if deadline is None:
+            return await recv_with_fds(loop, sock, n)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await recv_with_fds(loop, sock, n)
+        except TimeoutError:
+            raise IdleTimeout(f"idle timeout ({self.idle_timeout:g} s)") from None
+
+    async def _send(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, data: bytes
+    ) -> None:
+        deadline = self._deadline(loop)
+        if deadline is None:
+            return await loop.sock_sendall(sock, data)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await loop.sock_sendall(sock, data)
+        except TimeoutError:
+            raise IdleTimeout(f"idle timeout ({self.idle_timeout:g} s): answer not taken") from None
 
     async def _execute(self, request: Request) -> Reply:
         fd = request.fd

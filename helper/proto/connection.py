@@ -166,6 +166,31 @@ class Connection:
             self._fd_queue.clear()
         return out
 
+    def abandon(self) -> list[int]:
+        """The edge is done with this connection, in whatever state (EOF, reset, I/O error,
+        idle timeout, cancellation): every fd the codec still holds, for the edge to close.
+
+        Why this exists: fds pinned to a partial frame (a CDB cut short, a PR OUT without its
+        parameter list) belong to no request yet; if the edge stops reading for any reason but
+        a protocol error, only this hands them back. A ``Request`` already returned by
+        ``next_event`` is the edge's to close. Later use of the connection is refused.
+        """
+        out = self._discarded + self._request_fds
+        for _, fds in self._fd_queue:
+            out += fds
+        self._discarded, self._request_fds = [], []
+        self._fd_queue.clear()
+        self._pending_cdb = None
+        if self.state not in (State.CLOSED, State.ERROR):
+            self._fail(LocalProtocolError(f"connection abandoned in state {self.state.value}"))
+        return out
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet parsed: never more than one frame part when the edge
+        reads only ``bytes_needed``."""
+        return len(self._buf)
+
     # -- internals ---------------------------------------------------------------------------
     def _fail(self, error: ProtocolError) -> None:
         self._error = error

@@ -311,3 +311,61 @@ def test_garbage_never_raises_anything_but_protocol_errors(blob: bytes, fds: lis
                 break
     except RemoteProtocolError:
         assert conn.state is State.ERROR
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [(b"\0\0", [FD])],  # fds on a partial handshake
+        [(b"\0\0\0\0", []), (READ_KEYS[:9], [FD])],  # a CDB cut short
+        [(b"\0\0\0\0", []), (READ_KEYS[:9], []), (READ_KEYS[9:12], [FD])],
+        [(b"\0\0\0\0", []), (REGISTER, [FD])],  # PR OUT without its parameter list
+        [(b"\0\0\0\0", []), (REGISTER, [FD]), (PARAMS[:5], [FD + 1])],
+    ],
+)
+def test_abandon_hands_back_every_fd_of_a_broken_frame(
+    chunks: list[tuple[bytes, list[int]]],
+) -> None:
+    """A reset or I/O error mid-frame is no protocol error: only ``abandon`` returns these."""
+    conn = Connection(Role.HELPER)
+    conn.send(Features(0))
+    assert feed(conn, chunks)[1:] == []  # no request (at most the handshake)
+    held = {fd for _, fds in chunks for fd in fds} - set(conn.release_fds())
+    assert held  # the codec holds fds for the frame being read
+    assert set(conn.abandon()) == held
+    assert conn.abandon() == [] and conn.state is State.ERROR
+    with pytest.raises(LocalProtocolError, match="abandoned"):
+        conn.next_event()
+
+
+def test_abandon_after_a_clean_close_or_a_request_holds_nothing() -> None:
+    conn = helper_after_handshake()
+    assert feed(conn, [(READ_KEYS, [FD])]) == [Request(READ_KEYS, b"", FD)]
+    assert conn.abandon() == []  # the request's fd is the edge's own
+    conn = helper_after_handshake()
+    conn.receive_data(b"")
+    assert isinstance(conn.next_event(), ConnectionClosed)
+    assert conn.abandon() == [] and conn.state is State.CLOSED
+
+
+@settings(max_examples=200)
+@given(st.lists(st.binary(min_size=0, max_size=64), max_size=40))
+def test_an_edge_reading_bytes_needed_buffers_at_most_one_frame_part(blobs: list[bytes]) -> None:
+    """What the daemon relies on to never buffer more than one frame: ``bytes_needed`` never
+    asks for more than the largest frame part (8192 bytes of PR OUT data)."""
+    conn = helper_after_handshake()
+    stream = b"".join(blobs) + REGISTER[:7] + b"\x20\x00" + REGISTER[9:] + bytes(9000)
+    pos = 0
+    try:
+        while pos < len(stream):
+            event = conn.next_event()
+            if event is NEED_DATA:
+                n = conn.bytes_needed
+                assert 0 < n <= 8192
+                conn.receive_data(stream[pos : pos + n], [FD] if pos % 16 == 0 else [])
+                pos += n
+                assert conn.buffered <= 8192
+            elif event is PAUSED:
+                conn.send(Response(0))
+    except RemoteProtocolError:
+        pass

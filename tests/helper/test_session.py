@@ -11,6 +11,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +22,7 @@ from scsi_pr.helper.audit import Audit
 from scsi_pr.helper.executors.base import Executor, Reply
 from scsi_pr.helper.session import ClientHandler
 from scsi_pr.helper.unix_io import recv_with_fds
-from scsi_pr.sim.cdb import persistent_reserve_in
+from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out
 
 READ_KEYS = persistent_reserve_in(0, 8).ljust(16, b"\0")
 HANDSHAKE = b"\0\0\0\0"
@@ -145,3 +146,69 @@ def test_recv_with_fds_reads_no_more_than_asked(device: int) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _open_fds() -> set[int]:
+    return {int(n) for n in os.listdir("/proc/self/fd")}
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [(HANDSHAKE + READ_KEYS[:9], []), (READ_KEYS[9:12], ["dev"])],
+        [(HANDSHAKE, []), (persistent_reserve_out(6, 24).ljust(16, b"\0"), ["dev"])],
+        [(HANDSHAKE[:2], ["dev"])],
+    ],
+)
+def test_a_reset_mid_frame_closes_the_fds_received(
+    device: int, chunks: list[tuple[bytes, list[str]]]
+) -> None:
+    """The client closes with the features word unread (a reset for the helper) after sending
+    part of a frame with an fd: the fd the helper received must not outlive the connection."""
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            handler = ClientHandler(Recorder(), pool, audit, verbose=0)
+            served.setblocking(False)
+            task = asyncio.create_task(handler.handle(served))
+            await asyncio.sleep(0.05)  # the handler sends the word, which stays unread
+            assert client.recv(4, socket.MSG_PEEK) == HANDSHAKE
+            for data, fds in chunks:
+                raw = b"".join(device.to_bytes(4, "little") for _ in fds)
+                client.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)] if fds else [])
+                await asyncio.sleep(0.02)  # let the handler read it
+            client.close()
+            await asyncio.wait_for(task, 10)
+
+    audit = Audit(io.StringIO(), frozenset({"prh_disconnect"}))
+    before = _open_fds()
+    client, served = socket.socketpair()
+    client.setblocking(False)
+    asyncio.run(main())
+    assert _open_fds() - before == set()
+    assert "Connection reset by peer" in audit.stream.getvalue()  # type: ignore[union-attr]
+
+
+def test_idle_timeout_closes_a_silent_connection_and_its_fds(device: int) -> None:
+    async def main() -> float:
+        with ThreadPoolExecutor(1) as pool:
+            handler = ClientHandler(Recorder(), pool, audit, verbose=0, idle_timeout=0.3)
+            served.setblocking(False)
+            task = asyncio.create_task(handler.handle(served))
+            raw = device.to_bytes(4, "little")
+            client.sendmsg(
+                [HANDSHAKE + READ_KEYS[:5]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)]
+            )
+            start = time.monotonic()
+            await asyncio.wait_for(task, 10)
+            return time.monotonic() - start
+
+    audit = Audit(io.StringIO(), frozenset({"prh_disconnect"}))
+    before = _open_fds()
+    client, served = socket.socketpair()
+    with client:
+        took = asyncio.run(main())
+        assert client.recv(100) == HANDSHAKE and client.recv(100) == b""  # closed, no answer
+    assert 0.25 < took < 5
+    assert _open_fds() - before == set()
+    assert 'reason="idle timeout (0.3 s)"' in audit.stream.getvalue()  # type: ignore[union-attr]
