@@ -18,7 +18,6 @@ import contextlib
 import errno
 import resource
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -27,6 +26,7 @@ from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor
 from scsi_pr.helper.session import ClientHandler
 from scsi_pr.helper.unix_io import peer_credentials
+from scsi_pr.helper.worker_pool import WorkerPool
 
 __all__ = [
     "SHUTDOWN_GRACE",
@@ -121,7 +121,7 @@ class HelperServer:
             raise ValueError(f"max_clients must be at least 1, not {self.max_clients}")
         if self.idle_timeout is not None and self.idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be positive, not {self.idle_timeout}")
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="prh-io")
+        self._pool = WorkerPool(self.workers, "prh-io")  # never blocks exit after the grace
         self._clients = ClientHandler(
             self.executor, self._pool, self.audit, self.verbose, self.idle_timeout
         )

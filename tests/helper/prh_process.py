@@ -29,7 +29,7 @@ from scsi_pr.helper.audit import Audit
 from scsi_pr.helper.daemon import HelperServer
 from scsi_pr.helper.executors.sim import SimExecutor
 
-path, trace, max_clients, idle_timeout = sys.argv[1:5]
+path, trace, max_clients, idle_timeout, grace, state_dir = (sys.argv[1:] + ["-"] * 6)[:6]
 
 async def main() -> None:
     stop = asyncio.Event()
@@ -39,9 +39,11 @@ async def main() -> None:
     listener.listen(128)
     with open(trace, "a") as log:
         server = HelperServer(
-            SimExecutor(), Audit.from_patterns(["prh_*"], log),
+            SimExecutor(state_dir=state_dir if state_dir != "-" else None),
+            Audit.from_patterns(["prh_*"], log),
             max_clients=int(max_clients) if max_clients != "-" else None,
             idle_timeout=float(idle_timeout) if idle_timeout != "-" else None,
+            shutdown_grace=float(grace) if grace != "-" else 30.0,
         )
         await server.serve(listener, stop)
 

@@ -9,6 +9,7 @@ too; that a connection never buffers more than one frame part is the codec's (te
 
 from __future__ import annotations
 
+import fcntl
 import os
 import resource
 import signal
@@ -422,3 +423,32 @@ def test_limits_default_to_the_c_helper_behaviour() -> None:
     assert 1 <= server.max_clients <= max(soft // 2, 1)
     with pytest.raises(ValueError, match="max_clients"):
         HelperServer(SimExecutor(), max_clients=0)
+
+
+def test_sigterm_with_a_request_stuck_in_a_worker_thread(tmp_path: Path, image: Path) -> None:
+    """A call that never returns (here: the LU lock held by another process for ever; on a real
+    helper SG_IO on a dead path) gets the shutdown grace, then the helper exits anyway."""
+    state = tmp_path / "state"
+    state.mkdir()
+    h = Helper(tmp_path, "stuck", "-", "-", "1", str(state), server=True)
+    fd = os.open(image, os.O_RDWR)
+    held = None
+    try:
+        with Client(str(h.sock)) as c:
+            assert c.execute(fd, READ_KEYS).status == GOOD
+        (lock,) = state.glob("*.lock")
+        held = os.open(lock, os.O_RDWR)
+        fcntl.flock(held, fcntl.LOCK_EX)  # the helper's next command waits for it for ever
+        stuck = handshake(h)
+        send_with_fds(stuck, CDB_RK, [fd])
+        time.sleep(0.5)
+        code, took = h.terminate_within()
+        assert code == 0, h.output()
+        assert took < DEADLINE
+        assert closed_at_once(stuck)  # no answer: the grace (1 s) was over
+        stuck.close()
+    finally:
+        os.close(fd)
+        if held is not None:
+            os.close(held)
+        h.stop()
