@@ -35,6 +35,10 @@ class HelperConnectionError(HelperError, ConnectionError):
     """The helper broke the protocol or went away mid-command."""
 
 
+class InvalidRequest(HelperError, ValueError):
+    """A request QEMU refuses locally (-EINVAL) before contacting the helper."""
+
+
 class Client:
     """``Client(path).execute(fd, cdb, data_out=b"", allocation_length=None) -> Reply``."""
 
@@ -104,8 +108,8 @@ class Client:
     ) -> Reply:
         """Run one PERSISTENT RESERVE IN/OUT on ``fd`` through the helper.
 
-        Raises ValueError for a request QEMU would refuse locally (-EINVAL), OSError /
-        HelperError when the helper cannot be reached or breaks off.
+        Raises InvalidRequest (a ValueError) for a request QEMU would refuse locally (-EINVAL),
+        OSError / HelperConnectionError when the helper cannot be reached or breaks off.
         """
         request = self._request(fd, cdb, data_out, allocation_length)
         with self._lock:
@@ -144,15 +148,15 @@ class Client:
     @staticmethod
     def _request(fd: int, cdb: bytes, data_out: bytes, allocation_length: int | None) -> Request:
         if not 1 <= len(cdb) <= PR_HELPER_CDB_SIZE:
-            raise ValueError(f"CDB length {len(cdb)} outside 1..{PR_HELPER_CDB_SIZE}")
+            raise InvalidRequest(f"CDB length {len(cdb)} outside 1..{PR_HELPER_CDB_SIZE}")
         try:
             request = Request.build(cdb, data_out, fd)
         except ProtocolError as e:
-            raise ValueError(str(e)) from e
+            raise InvalidRequest(str(e)) from e
         if allocation_length is not None and request.allocation_length > min(
             allocation_length, PR_HELPER_DATA_SIZE
         ):
-            raise ValueError(
+            raise InvalidRequest(
                 f"ALLOCATION LENGTH {request.allocation_length} exceeds the data-in buffer "
                 f"({allocation_length})"
             )

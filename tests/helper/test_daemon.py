@@ -22,7 +22,7 @@ import pytest
 from fd_kinds import non_device_fds
 from needs import unavailable
 
-from scsi_pr.helper.client import Client
+from scsi_pr.helper.client import Client, InvalidRequest
 from scsi_pr.helper.executable import helper_executable
 from scsi_pr.helper.executors.base import Reply
 from scsi_pr.rig import processes
@@ -511,12 +511,12 @@ def test_client_reconnects_once_after_a_helper_restart(
 
 def test_client_refuses_what_qemu_refuses_locally(helper: Helper) -> None:
     with Client(str(helper.sock)) as c:
-        with pytest.raises(ValueError, match="CDB length"):
+        with pytest.raises(InvalidRequest, match="CDB length"):
             c.execute(0, bytes(17))
-        with pytest.raises(ValueError, match="not PERSISTENT RESERVE"):
+        with pytest.raises(InvalidRequest, match="not PERSISTENT RESERVE"):
             c.execute(0, b"\x12" + bytes(5))
-        with pytest.raises(ValueError, match="exceeds 8192"):
+        with pytest.raises(InvalidRequest, match="exceeds 8192"):
             c.execute(0, persistent_reserve_in(0, 8193))
-        with pytest.raises(ValueError, match="data-in buffer"):
+        with pytest.raises(ValueError, match="data-in buffer"):  # still a ValueError
             c.execute(0, persistent_reserve_in(0, 100), allocation_length=50)
         assert not c.connected  # refused before touching the socket
