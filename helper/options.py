@@ -1,0 +1,233 @@
+"""``scsi-pr-helper``'s command line: qemu-pr-helper's options, defaults, usage and version
+texts, messages and exit codes, plus the extensions that choose what executes the commands.
+
+Why separate from the process life cycle (``main``): everything here decides on argv alone and
+writes only the texts the C helper writes for it, so it can be checked without starting a
+daemon. Options are acted on in the order ``getopt_long`` returns them, as QEMU's loop does:
+``-V`` before a bad option prints the version, a bad option before ``-V`` fails.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from scsi_pr.helper.errors import HelperError
+from scsi_pr.helper.getopt import GetoptError, GetoptLong, LongOption, OptionTable
+
+DEFAULT_SOCKET = "/var/run/qemu-pr-helper.sock"  # qemu: <localstatedir>/run/qemu-pr-helper.sock
+DEFAULT_PIDFILE = "/var/run/qemu-pr-helper.pid"
+VERSION = "scsi-pr 0.1.0 (qemu-pr-helper protocol of QEMU 2.11-10.x)"
+BACKENDS = ("sg", "sim")
+
+# QEMU's optstring and longopts; extensions have no short letter and report their own name.
+OPTIONS = OptionTable(
+    "hVk:f:dT:u:g:vq",
+    (
+        LongOption("help", False, "h"),
+        LongOption("version", False, "V"),
+        LongOption("socket", True, "k"),
+        LongOption("pidfile", True, "f"),
+        LongOption("daemon", False, "d"),
+        LongOption("trace", True, "T"),
+        LongOption("user", True, "u"),
+        LongOption("group", True, "g"),
+        LongOption("verbose", False, "v"),
+        LongOption("quiet", False, "q"),
+        LongOption("backend", True, "backend"),
+        LongOption("initiator", True, "initiator"),
+        LongOption("state-dir", True, "state-dir"),
+        LongOption("target-port", True, "target-port"),
+        LongOption("target-ports", True, "target-ports"),
+    ),
+)
+
+USAGE = """\
+Usage: {name} [OPTIONS] FILE
+Persistent Reservation helper program for QEMU
+
+  -h, --help                display this help and exit
+  -V, --version             output version information and exit
+
+  -d, --daemon              run in the background
+  -f, --pidfile=PATH        PID file when running as a daemon
+                            (default '{pidfile}')
+  -k, --socket=PATH         path to the unix socket
+                            (default '{socket}')
+  -T, --trace [[enable=]<pattern>][,events=<file>][,file=<file>]
+                            specify tracing options
+  -u, --user=USER           user to drop privileges to
+  -g, --group=GROUP         group to drop privileges to
+
+scsi-pr extensions:
+      --backend=sg|sim      what runs the commands (default 'sg': SG_IO, dm-multipath
+                            devices through multipathd as a multipath build does)
+      --initiator=NAME      sim: this helper's initiator port (default '{initiator}')
+      --state-dir=DIR       sim: share simulated LUs with other helpers through DIR
+      --target-port=N       sim: this helper's relative target port (default 1)
+      --target-ports=N      sim: target ports of the simulated LUs (default 2; the
+                            same for every helper sharing a state dir)
+  -v, --verbose / -q, --quiet   more / no diagnostics; trace events: prh_command,
+                            prh_refused, prh_error, prh_connect, prh_disconnect
+
+See <https://qemu.org/contribute/report-a-bug> for how to report bugs.
+More information on the QEMU project at <https://qemu.org>.
+"""
+
+VERSION_TEXT = """\
+{name} {version}
+Written by Paolo Bonzini.
+
+Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers
+This is free software; see the source for copying conditions.  There is NO
+warranty; not even for MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.
+"""
+
+
+class Exit(HelperError):
+    """Stop startup with this exit code (messages were already printed)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class Options:
+    """What the command line asked for; defaults are the C helper's."""
+
+    socket_path: str = DEFAULT_SOCKET
+    socket_given: bool = False
+    pidfile: str = DEFAULT_PIDFILE
+    pidfile_given: bool = False
+    daemonize: bool = False
+    traces: list[str] = field(default_factory=list)
+    uid: int | None = None
+    gid: int | None = None
+    loglevel: int = 1
+    quiet: bool = False
+    backend: str = "sg"
+    initiator: str | None = None
+    state_dir: str | None = None
+    target_port: int = 1
+    target_ports: int = 2
+
+    @property
+    def verbose(self) -> int:
+        return 0 if self.quiet else min(self.loglevel, 3)
+
+
+class InvalidOption(HelperError):
+    """An option value the C helper refuses; the message is what it prints after the name."""
+
+
+def _lookup_id(kind: str, text: str) -> int:
+    try:
+        return pwd.getpwnam(text).pw_uid if kind == "user" else grp.getgrnam(text).gr_gid
+    except KeyError:
+        pass
+    if text.isdigit() and int(text) < 2**32 - 1:
+        return int(text)
+    raise InvalidOption(f"invalid {kind} '{text}'")
+
+
+def _socket(opts: Options, value: str) -> None:
+    opts.socket_path, opts.socket_given = value, True
+    if not value.startswith("/"):
+        raise InvalidOption("socket path must be absolute")
+
+
+def _pidfile(opts: Options, value: str) -> None:
+    opts.pidfile, opts.pidfile_given = value, True
+
+
+def _backend(opts: Options, value: str) -> None:
+    if value not in BACKENDS:
+        raise InvalidOption(f"invalid backend '{value}' (choose from {', '.join(BACKENDS)})")
+    opts.backend = value
+
+
+def _port_number(attr: str) -> Callable[[Options, str], None]:
+    def take(opts: Options, value: str) -> None:
+        if not value.isdigit() or not 1 <= int(value) <= 0xFFFF:
+            raise InvalidOption(f"invalid {attr.replace('_', '-')} '{value}' (1..65535)")
+        setattr(opts, attr, int(value))
+
+    return take
+
+
+# What each option does to Options (the argument is "" for options without one).
+_TAKE: dict[str, Callable[[Options, str], None]] = {
+    "k": _socket,
+    "f": _pidfile,
+    "u": lambda opts, value: setattr(opts, "uid", _lookup_id("user", value)),
+    "g": lambda opts, value: setattr(opts, "gid", _lookup_id("group", value)),
+    "d": lambda opts, value: setattr(opts, "daemonize", True),
+    "q": lambda opts, value: setattr(opts, "quiet", True),
+    "v": lambda opts, value: setattr(opts, "loglevel", opts.loglevel + 1),
+    "T": lambda opts, value: opts.traces.append(value),
+    "backend": _backend,
+    "initiator": lambda opts, value: setattr(opts, "initiator", value),
+    "state-dir": lambda opts, value: setattr(opts, "state_dir", value),
+    "target-port": _port_number("target_port"),
+    "target-ports": _port_number("target_ports"),
+}
+
+
+def usage_text(program: str) -> str:
+    """``--help`` for ``program`` (argv[0], as QEMU prints it)."""
+    from scsi_pr.helper.executors.sim import DEFAULT_INITIATOR  # only --help needs the sim
+
+    return USAGE.format(
+        name=program, pidfile=DEFAULT_PIDFILE, socket=DEFAULT_SOCKET, initiator=DEFAULT_INITIATOR
+    )
+
+
+def parse(argv: Sequence[str], out: TextIO, err: TextIO) -> Options:
+    """Options, or ``Exit`` after printing what the C helper prints."""
+    name = os.path.basename(argv[0])
+    opts = Options()
+    try:
+        for key, value in GetoptLong(OPTIONS, argv[1:]):
+            if key == "V":
+                out.write(VERSION_TEXT.format(name=argv[0], version=VERSION))
+                raise Exit(0)
+            if key == "h":
+                out.write(usage_text(argv[0]))
+                raise Exit(0)
+            _TAKE[key](opts, value or "")
+    except GetoptError as e:
+        err.write(f"{argv[0]}: {e}\n")
+        err.write(f"{name}: Try `{argv[0]} --help' for more information.\n")
+        raise Exit(1) from e
+    except InvalidOption as e:
+        err.write(f"{name}: {e}\n")
+        raise Exit(1) from e
+    return opts
+
+
+def parse_trace(specs: Sequence[str]) -> tuple[list[str], str | None]:
+    """QEMU -T: ``[[enable=]PATTERN][,events=FILE][,file=FILE]`` -> (patterns, output file)."""
+    patterns: list[str] = []
+    output: str | None = None
+    for spec in specs:
+        for item in spec.split(","):
+            if not item:
+                continue
+            key, eq, value = item.partition("=")
+            if not eq:
+                patterns.append(item)
+            elif key == "enable":
+                patterns.append(value)
+            elif key == "events":
+                with open(value) as f:
+                    patterns += [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+            elif key == "file":
+                output = value
+            else:
+                raise ValueError(f"Invalid parameter '{key}'")
+    return patterns, output
