@@ -14,15 +14,11 @@ from pathlib import Path
 import pytest
 from needs import in_ci
 
-from scsi_pr.helper.persist import (
-    Exit,
-    GetoptError,
-    convert_errno,
-    execute,
-    get_num,
-    getopt_long,
-    scan_hex,
-)
+from scsi_pr.helper.getopt import GetoptError, GetoptLong
+from scsi_pr.helper.persist.cli import execute
+from scsi_pr.helper.persist.exit_codes import Exit, convert_errno
+from scsi_pr.helper.persist.numbers import get_num, scan_hex
+from scsi_pr.helper.persist.options import OPTIONS
 
 SG_PERSIST = shutil.which("sg_persist")
 MISSING = "/nonexistent/scsi-pr-test-device"
@@ -58,6 +54,9 @@ CASES = [
     "-n -y -k @", "-n -yy -k @", "-n -yyy -k @", "-o -y -G -n @", "--device=@ -n", "--dev @ -n",
     "--no @", "--re @", "--rep @", "--read-k --no-i @", "-vv -n @", "-v -o -G -n @",
     "-d @ -d @ -n", "-d @ extra",
+    # options act in getopt's order: the first problem on the line is the one reported
+    "-K zz -x d", "-x -K zz d", "--param-rk=zz -v -d", "-X sop,1 -x d", "-o -G -X zz --foo @",
+    "-V --foo", "--foo -V", "-Q 10000 -h d",
 ]  # fmt: skip
 
 
@@ -192,12 +191,15 @@ def test_get_num(text: str, value: int) -> None:
 
 
 def test_getopt_permutes_clusters_and_abbreviates() -> None:
-    opts, operands = getopt_long(["dev", "-nikK5", "--param-s=7", "--prout", "3", "--", "-x"])
-    assert opts == [("n", None), ("i", None), ("k", None), ("K", "5"), ("S", "7"), ("T", "3")]
-    assert operands == ["dev", "-x"]
+    getopt = GetoptLong(OPTIONS, ["dev", "-nikK5", "--param-s=7", "--prout", "3", "--", "-x"])
+    expected = [("n", None), ("i", None), ("k", None), ("K", "5"), ("S", "7"), ("T", "3")]
+    assert list(getopt) == expected
+    assert getopt.operands == ["dev", "-x"]
     with pytest.raises(GetoptError, match="ambiguous"):
-        getopt_long(["--re"])
-    opts, _ = getopt_long(["--socket", "/run/x.sock", "--so=/y"])
+        list(GetoptLong(OPTIONS, ["--re"]))
+    # --read-k: two spellings of one option are no ambiguity
+    assert list(GetoptLong(OPTIONS, ["--read-k"])) == [("k", None)]
+    opts = list(GetoptLong(OPTIONS, ["--socket", "/run/x.sock", "--so=/y"]))
     assert opts == [("socket", "/run/x.sock"), ("socket", "/y")]
 
 

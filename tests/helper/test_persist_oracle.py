@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from needs import unavailable
 
-from scsi_pr.helper.persist import Response, execute
+from scsi_pr.helper.persist.cli import execute
+from scsi_pr.helper.persist.command import Response, Transport
 from scsi_pr.sim.constants import Status
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.faults import Fail
@@ -115,7 +116,7 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @dataclass
-class Recorder:
+class Recorder(Transport):
     """In-process transport over the model that remembers each exchange; it pads sense to the
     96 bytes the helper sends, while the shim gets the LU's own sense length (as SG_IO)."""
 
@@ -330,6 +331,21 @@ def test_full_status_transport_id_decoding(shim: Path, tmp_path: Path) -> None:
         assert text in decoded
 
 
+def fixed_sense(
+    key: int,
+    asc: int,
+    ascq: int,
+    *,
+    code: int = 0x70,
+    info: int = 0,
+    fru: int = 0,
+    specific: tuple[int, int, int] = (0, 0, 0),
+) -> bytes:
+    """SPC-5 4.4.3: 18 bytes of fixed-format sense (ADDITIONAL SENSE LENGTH 10)."""
+    head = bytes([code, 0, key, *info.to_bytes(4, "big"), 10])
+    return head + bytes([0, 0, 0, 0, asc, ascq, fru, *specific])
+
+
 @pytest.mark.parametrize(
     "result",
     [
@@ -342,24 +358,14 @@ def test_full_status_transport_id_decoding(shim: Path, tmp_path: Path) -> None:
         CommandResult(Status.CHECK_CONDITION, bytes([0x72, 0x06, 0x29, 0x07, 0, 0, 0, 0])),
         CommandResult(
             Status.CHECK_CONDITION,
-            bytes([0xF1, 0, 0x03, 0, 0, 0, 9, 10] + [0] * 4 + [0x11, 0, 4, 0x80, 0, 2]),
+            fixed_sense(0x03, 0x11, 0x00, code=0xF1, info=9, fru=4, specific=(0x80, 0, 2)),
         ),
         CommandResult(
-            Status.CHECK_CONDITION,
-            bytes([0x70, 0, 0x02, 0, 0, 0, 0, 10] + [0] * 4 + [0x04, 0x01, 0, 0x80, 0x40, 0]),
+            Status.CHECK_CONDITION, fixed_sense(0x02, 0x04, 0x01, specific=(0x80, 0x40, 0))
         ),
-        CommandResult(
-            Status.CHECK_CONDITION,
-            bytes([0x70, 0, 0x05, 0, 0, 0, 0, 10] + [0] * 4 + [0x20, 0x00, 0, 0xC0, 0, 0]),
-        ),
-        CommandResult(
-            Status.CHECK_CONDITION,
-            bytes([0x70, 0, 0x0B, 0, 0, 0, 0, 10] + [0] * 4 + [0x08, 0x00, 0, 0, 0, 0]),
-        ),
-        CommandResult(
-            Status.CHECK_CONDITION,
-            bytes([0x70, 0, 0x01, 0, 0, 0, 0, 10] + [0] * 4 + [0x0B, 0x00, 0, 0, 0, 0]),
-        ),
+        CommandResult(Status.CHECK_CONDITION, fixed_sense(0x05, 0x20, 0x00, specific=(0xC0, 0, 0))),
+        CommandResult(Status.CHECK_CONDITION, fixed_sense(0x0B, 0x08, 0x00)),
+        CommandResult(Status.CHECK_CONDITION, fixed_sense(0x01, 0x0B, 0x00)),
         CommandResult(Status.CHECK_CONDITION, bytes([0x01, 2, 3, 4, 5])),
         CommandResult(Status.GOOD, b"", bytes(8)),  # REPORT CAPABILITIES with a bad length
     ],

@@ -14,16 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from scsi_pr.helper.persist import (
-    DEFAULT_SOCKET,
-    Exit,
-    Options,
-    Response,
-    Transport,
-    execute,
-    main,
-    socket_path,
-)
+from scsi_pr.helper.options import DEFAULT_SOCKET
+from scsi_pr.helper.persist import main
+from scsi_pr.helper.persist.cli import execute
+from scsi_pr.helper.persist.command import Response, Transport
+from scsi_pr.helper.persist.exit_codes import Exit
+from scsi_pr.helper.persist.options import Options
+from scsi_pr.helper.persist.sense import sense_text
+from scsi_pr.helper.persist.transport import HelperTransport, socket_path
 from scsi_pr.sim.constants import Opcode, ReservationType
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
@@ -34,7 +32,7 @@ B = ITNexus.named("naa.5001405000000002", 2)
 
 
 @dataclass
-class SimTransport:
+class SimTransport(Transport):
     """The model behind the Transport interface, as the helper's sim backend would serve it."""
 
     lu: LogicalUnit
@@ -133,11 +131,15 @@ def test_short_allocation_decodes_zeros_past_the_data(lu: LogicalUnit, image: st
 
 
 @dataclass
-class FailingTransport:
+class FailingTransport(Transport):
     error: OSError
+    closed: int = 0
 
     def execute(self, cdb: bytes, data: bytes = b"") -> Response:
         raise self.error
+
+    def close(self) -> None:
+        self.closed += 1
 
 
 @pytest.mark.parametrize(
@@ -167,6 +169,40 @@ class FailingTransport:
 def test_transport_failures(image: str, error: OSError, code: int, stderr: str) -> None:
     outcome = execute(["-n", "-k", image], lambda op, fd: FailingTransport(error), env={})
     assert (outcome.code, "".join(outcome.stderr)) == (code, stderr)
+
+
+def test_transport_closed_once_whatever_happened(lu: LogicalUnit, image: str) -> None:
+    failing = FailingTransport(OSError(errno.EIO, "x"))
+    assert execute(["-n", "-k", image], lambda op, fd: failing, env={}).code == 50 + errno.EIO
+    assert failing.closed == 1
+    closed: list[bool] = []
+
+    class Closing(SimTransport):
+        def close(self) -> None:
+            closed.append(True)
+
+    outcome = execute(["-n", "-o", "-G", "-S", "5", image], lambda op, fd: Closing(lu, A), env={})
+    assert outcome.code == 0
+    assert closed == [True]
+
+
+def test_helper_transport_reports_an_absent_helper_and_closes(tmp_path: Path) -> None:
+    transport = HelperTransport(str(tmp_path / "nobody.sock"), 0)
+    with pytest.raises(OSError) as caught:
+        transport.execute(bytes([Opcode.PERSISTENT_RESERVE_IN]) + bytes(6) + b"\x00\x20\x00")
+    assert caught.value.errno == errno.ENOENT
+    assert str(tmp_path / "nobody.sock") in str(caught.value)
+    transport.close()  # the client it made is closed; closing twice is harmless
+    transport.close()
+
+
+def test_short_descriptor_sense_is_decoded_as_far_as_it_goes() -> None:
+    """A transport may return sense shorter than the helper's 96 bytes; SDAT_OVFL (byte 4)
+    is then absent, not an error."""
+    assert sense_text(bytes([0x72, 0x06]), raw=False) == (
+        "Descriptor format, current; Sense key: Unit Attention\n"
+        "Additional sense: No additional sense information\n"
+    )
 
 
 def test_socket_choice() -> None:
