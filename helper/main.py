@@ -177,7 +177,7 @@ def _main(argv: list[str], name: str) -> int:
             raise fail(str(e.strerror)) from None
     if os.geteuid() == 0 or opts.uid is not None or opts.gid is not None:
         keep = [caps.CAP_SYS_RAWIO]
-        multipath = getattr(executor, "needs_sys_admin", False)
+        multipath = executor.needs_sys_admin
         if multipath:
             keep.append(caps.CAP_SYS_ADMIN)  # dm ioctls on /dev/mapper/control
         try:
