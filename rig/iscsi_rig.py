@@ -1,0 +1,227 @@
+"""The model behind the Linux iSCSI initiator: ``scsi-pr target serve`` plus open-iscsi sessions.
+
+For the VM tier (root, a kernel with ``iscsi_tcp``, open-iscsi installed): the rig starts the
+target on 127.0.0.1 with a state dir of its own, and logs in once per initiator, each through
+an open-iscsi interface (``iscsiadm -m iface``) with its own initiator name, so each session is
+its own I_T nexus and its own SCSI host with a /dev/sgN for LUN 0. The guest shares the host's
+root read-only: /etc/iscsi (node records, the default initiator name) gets a tmpfs first.
+
+``up()`` builds it once per process (``shared()``), ``down()`` logs out and stops what it
+started. The model's state is reachable beside the sessions through ``lus`` (the shared state
+dir), which is how backends reset it and power-cycle the LU.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from scsi_pr.helper.simserve import SharedLUs
+from scsi_pr.rig.errors import RigError
+from scsi_pr.sim.transportid import TransportId
+
+TARGET = "iqn.2024-01.org.scsi-pr:rig"
+PORT = 3260
+INITIATOR_PREFIX = "iqn.2024-01.org.scsi-pr:initiator"
+ISCSI_ETC = Path("/etc/iscsi")
+SESSIONS = Path("/sys/class/iscsi_session")
+ISCSID_SOCKET = "\0ISCSIADM_ABSTRACT_NAMESPACE"  # open-iscsi's iscsiadm <-> iscsid socket
+START_TIMEOUT = 60.0  # seconds for the target to listen (a Python start under TCG is slow)
+DEVICE_TIMEOUT = 30.0  # seconds for a session's /dev/sgN to appear
+LU_SIZE = "64M"
+ISCSID_CONF = """node.startup = manual
+node.session.timeo.replacement_timeout = 15
+node.conn[0].timeo.noop_out_interval = 5
+node.conn[0].timeo.noop_out_timeout = 10
+node.session.initial_login_retry_max = 4
+"""
+
+
+class IscsiUnavailable(RigError):
+    """The kernel initiator rig cannot run here (no root, no iscsi_tcp, no open-iscsi)."""
+
+
+class IscsiRigError(RigError):
+    """Building the rig failed: a command, a login or a device that did not appear."""
+
+
+@dataclass(frozen=True)
+class IscsiPort:
+    """One session: its initiator port (name and ISID) and the /dev/sgN of its LUN 0."""
+
+    name: str
+    isid: str
+    sg: str
+
+    @property
+    def transport_id(self) -> TransportId:
+        return TransportId.iscsi(self.name, self.isid)
+
+
+def check_available() -> None:
+    if os.geteuid() != 0:
+        raise IscsiUnavailable("the iSCSI rig needs root (iscsid, logins, SG_IO)")
+    for tool in ("iscsiadm", "iscsid"):
+        if shutil.which(tool) is None:
+            raise IscsiUnavailable(f"{tool} is missing: apt-get install open-iscsi")
+    if subprocess.run(["modprobe", "iscsi_tcp"], capture_output=True).returncode != 0:
+        raise IscsiUnavailable("the kernel has no iscsi_tcp module")
+
+
+def _run(*argv: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise IscsiRigError(f"{' '.join(argv)}: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+def _iscsid_listening() -> bool:
+    """Does iscsid take iscsiadm's requests (its abstract Unix socket)?"""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(ISCSID_SOCKET)
+        except OSError:
+            return False
+    return True
+
+
+class IscsiRig:
+    """The target process, iscsid, one interface and session per initiator."""
+
+    def __init__(self, initiators: int) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="scsi-pr-iscsi-"))
+        self.state_dir = self.root / "state"
+        self.image = self.state_dir / "lun0.img"
+        self.lus = SharedLUs(self.state_dir)
+        self.ports: list[IscsiPort] = []
+        self._target: subprocess.Popen[bytes] | None = None
+        self._iscsid: subprocess.Popen[bytes] | None = None
+        self._ifaces: list[str] = []
+        try:
+            self._prepare()
+            self._start_target()
+            for index in range(initiators):
+                self.ports.append(self._login(index))
+        except BaseException:
+            self.down()
+            raise
+
+    # -- building --------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True)
+        if not os.access(ISCSI_ETC, os.W_OK):
+            _run("mount", "-t", "tmpfs", "-o", "mode=0755", "scsi-pr-iscsi", str(ISCSI_ETC))
+        (ISCSI_ETC / "initiatorname.iscsi").write_text(f"InitiatorName={INITIATOR_PREFIX}0\n")
+        (ISCSI_ETC / "iscsid.conf").write_text(ISCSID_CONF)
+        Path("/run/lock/iscsi").mkdir(parents=True, exist_ok=True)
+        if _iscsid_listening():
+            return
+        log = (self.root / "iscsid.log").open("wb")
+        # A session of its own: iscsid signals its whole process group when it stops.
+        self._iscsid = subprocess.Popen(["iscsid", "-f"], stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _iscsid_listening():
+            if self._iscsid.poll() is not None or time.monotonic() > deadline:
+                raise IscsiRigError("iscsid did not start: see " + str(self.root / "iscsid.log"))
+            time.sleep(0.2)
+
+    def _start_target(self) -> None:
+        argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", TARGET,
+                "--portal", f"127.0.0.1:{PORT}", "--state-dir", str(self.state_dir),
+                "--size", LU_SIZE]  # fmt: skip
+        log = (self.root / "target.log").open("wb")
+        self._target = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._target.poll() is not None:
+                raise IscsiRigError(f"scsi-pr target serve exited: {self.target_log()}")
+            try:
+                socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise IscsiRigError("scsi-pr target serve did not listen in time")
+
+    def _login(self, index: int) -> IscsiPort:
+        iface, name = f"scsipr{index}", f"{INITIATOR_PREFIX}{index}"
+        _run("iscsiadm", "-m", "iface", "-I", iface, "-o", "new")
+        self._ifaces.append(iface)
+        _run("iscsiadm", "-m", "iface", "-I", iface, "-o", "update",
+             "-n", "iface.initiatorname", "-v", name)  # fmt: skip
+        _run("iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", f"127.0.0.1:{PORT}",
+             "-I", iface)  # fmt: skip
+        _run("iscsiadm", "-m", "node", "-T", TARGET, "-p", f"127.0.0.1:{PORT}", "-I", iface,
+             "--login")  # fmt: skip
+        return self._port_of(name)
+
+    def _port_of(self, name: str) -> IscsiPort:
+        """The session's ISID is not in sysfs: the target's login line names it."""
+        login = re.compile(rf"login: {re.escape(name.lower())},i,0x([0-9a-f]{{12}}) ")
+        deadline = time.monotonic() + DEVICE_TIMEOUT
+        while time.monotonic() < deadline:
+            isids = login.findall(self.target_log(None))
+            for session in SESSIONS.glob("session*"):
+                if isids and (session / "initiatorname").read_text().strip() == name:
+                    for sg in (session / "device").glob("target*/*:0/scsi_generic/sg*"):
+                        if Path("/dev", sg.name).exists():
+                            return IscsiPort(name, isids[-1], f"/dev/{sg.name}")
+            time.sleep(0.2)
+        raise IscsiRigError(f"no /dev/sgN for the session of {name}: {self.target_log()}")
+
+    # -- taking down ------------------------------------------------------------------------
+    def target_log(self, tail: int | None = 3000) -> str:
+        path = self.root / "target.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return text if tail is None else text[-tail:]
+
+    def down(self) -> None:
+        for iface in self._ifaces:
+            subprocess.run(["iscsiadm", "-m", "node", "-T", TARGET, "-I", iface, "--logout"],
+                           capture_output=True, timeout=60)  # fmt: skip
+            subprocess.run(["iscsiadm", "-m", "iface", "-I", iface, "-o", "delete"],
+                           capture_output=True, timeout=60)  # fmt: skip
+        self._ifaces.clear()
+        for proc in (self._target, self._iscsid):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        self._target = self._iscsid = None
+
+
+_shared: IscsiRig | None = None
+_failed: IscsiRigError | None = None  # a rig that could not be built is not tried again
+
+
+def shared(initiators: int) -> IscsiRig:
+    """The process-wide rig with at least ``initiators`` sessions (built once)."""
+    global _shared, _failed
+    if _shared is not None and len(_shared.ports) >= initiators:
+        return _shared
+    if _failed is not None:
+        raise _failed
+    check_available()
+    if _shared is not None:
+        _shared.down()
+    else:
+        atexit.register(lambda: _shared.down() if _shared is not None else None)
+    try:
+        _shared = IscsiRig(max(initiators, 3))
+    except IscsiRigError as e:
+        _shared, _failed = None, e
+        raise
+    return _shared
