@@ -1,0 +1,84 @@
+"""Running libiscsi's ``iscsi-test-cu`` (Debian libiscsi-bin) and reading its CUnit XML report.
+
+Shared by the host test against ``scsi-pr target serve`` (tests/target/test_libiscsi.py) and
+the VM test that runs the same suites against LIO's own iSCSI target for the reference count
+(tests/vm/test_iscsi_initiators.py).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ISCSI_TEST_CU = Path("/usr/bin/iscsi-test-cu")
+PR_SUITES = ("PrinReadKeys", "PrinServiceactionRange", "PrinReportCapabilities", "ProutRegister",
+             "ProutReserve", "ProutClear", "ProutPreempt", "Reserve6")  # fmt: skip
+#: SBC/SPC suites of the commands in sim/commands.py, and the iSCSI-level suites
+SBC_SUITES = ("Inquiry", "Mandatory", "ModeSense6", "Read6", "Read10", "Read16",
+              "ReadCapacity10", "ReadCapacity16", "StartStopUnit", "TestUnitReady", "Verify10",
+              "Write10", "Write16", "iSCSIResiduals", "iSCSITMF", "iSCSIcmdsn",
+              "iSCSIdatasn")  # fmt: skip
+SUITES = PR_SUITES + SBC_SUITES
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_model(state_dir: Path, iqn: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``scsi-pr target serve`` on 127.0.0.1:``port``, listening when this returns."""
+    argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", iqn, "--portal",
+            f"127.0.0.1:{port}", "--state-dir", str(state_dir), "--size", "64M"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"scsi-pr target serve exited: {log.read_text()[-2000:]}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("scsi-pr target serve did not listen")
+
+
+def run_suites(url: str, workdir: Path, timeout: float) -> dict[str, list[str]]:
+    """Run ``SUITES`` against ``url``; each test's failed assertions (empty: passed)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = subprocess.run(
+        [str(ISCSI_TEST_CU), "--dataloss", "--xml", "--test",
+         ",".join(f"ALL.{s}" for s in SUITES), url],
+        cwd=workdir, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    report = workdir / "CUnitAutomated-Results.xml"
+    assert report.exists(), f"no CUnit report: {run.stdout[-2000:]}{run.stderr[-2000:]}"
+    return outcomes(report)
+
+
+def outcomes(report: Path) -> dict[str, list[str]]:
+    """ALL.<suite>.<test> -> its failed assertions (empty: passed), from CUnit's XML."""
+    out: dict[str, list[str]] = {}
+    for suite in ET.parse(report).getroot().iter("CUNIT_RUN_SUITE"):
+        suite_name = (suite.findtext(".//SUITE_NAME") or "").strip()
+        for record in suite.iter("CUNIT_RUN_TEST_RECORD"):
+            for result in record:
+                test = f"ALL.{suite_name}.{(result.findtext('TEST_NAME') or '').strip()}"
+                failures = out.setdefault(test, [])
+                if result.tag == "CUNIT_RUN_TEST_FAILURE":
+                    where = f"{result.findtext('FILE_NAME')}:{result.findtext('LINE_NUMBER')}"
+                    failures.append(f"{where.replace(' ', '')} {result.findtext('CONDITION')}")
+    return out
+
+
+def listed_tests() -> set[str]:
+    """The tests of ``SUITES`` that ``iscsi-test-cu --list`` names."""
+    listing = subprocess.run([str(ISCSI_TEST_CU), "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()  # fmt: skip
+    tests = (t.split(".") for t in listing if t.startswith("ALL."))
+    return {".".join(parts) for parts in tests if len(parts) == 3 and parts[1] in SUITES}

@@ -1,0 +1,115 @@
+"""Real initiators against ``scsi-pr target serve`` in the VM (root, a kernel with iSCSI).
+
+* The Linux kernel's initiator (open-iscsi, ``scsi_pr.rig.iscsi_rig``) logs in twice with two
+  initiator names, and real ``sg_persist`` registers, reserves and reads through both sessions:
+  two I_T nexuses of the model, named by iSCSI TransportIDs.
+* libiscsi's ``iscsi-test-cu`` runs the PR and SBC suites against LIO's own iSCSI target on a
+  ramdisk (the reference) and against ours in the same VM: ours must pass at least as many,
+  and every test LIO passes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from libiscsi import ISCSI_TEST_CU, free_port, run_suites, serve_model
+from needs import unavailable
+
+from scsi_pr.helper.lu_identity import identify_path
+
+pytestmark = pytest.mark.vm
+LIO_IQN = "iqn.2003-01.org.linux-iscsi.scsi-pr:reference"
+OURS_IQN = "iqn.2024-01.org.scsi-pr:reference"
+RUN_TIMEOUT = 1800  # seconds per suite run under TCG
+
+
+def sg_persist(*args: str) -> str:
+    done = subprocess.run(["sg_persist", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"sg_persist {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout.lower()
+
+
+def test_real_sg_persist_through_two_kernel_sessions() -> None:
+    from scsi_pr.rig import iscsi_rig
+
+    try:
+        rig = iscsi_rig.shared(2)
+    except iscsi_rig.IscsiUnavailable as e:
+        unavailable(f"needs the VM's kernel initiator: {e}")
+    if shutil.which("sg_persist") is None:
+        unavailable("sg_persist is missing: apt-get install sg3-utils")
+    rig.lus.forget(identify_path(rig.image)[0])
+    a, b = rig.ports[:2]
+    sg_persist("--out", "--register", "--param-sark=a1", a.sg)
+    sg_persist("--out", "--register", "--param-sark=b2", b.sg)
+    sg_persist("--out", "--reserve", "--param-rk=a1", "--prout-type=1", a.sg)
+    keys = sg_persist("--in", "--read-keys", b.sg)
+    assert "0xa1" in keys and "0xb2" in keys
+    reservation = sg_persist("--in", "--read-reservation", b.sg)
+    assert "key=0xa1" in reservation and "write exclusive" in reservation
+    status = sg_persist("--in", "--read-full-status", b.sg)
+    for port in (a, b):  # each session is its own initiator port: name and ISID
+        assert f"{port.name},i,0x{port.isid}" in status
+    sg_persist("--out", "--clear", "--param-rk=a1", a.sg)
+    assert "there are no registered reservation keys" in sg_persist("--in", "-k", b.sg)
+
+
+def _lio_iscsi_target(port: int) -> None:
+    subprocess.run(["modprobe", "iscsi_target_mod"], check=True)
+    tpg = f"/iscsi/{LIO_IQN}/tpg1"
+    for command in (
+        ["/backstores/ramdisk", "create", "name=scsipr_ref", "size=64M"],
+        ["/iscsi", "create", LIO_IQN],
+        [f"{tpg}/luns", "create", "/backstores/ramdisk/scsipr_ref"],
+        [f"{tpg}/portals", "delete", "0.0.0.0", "3260"],
+        [f"{tpg}/portals", "create", "127.0.0.1", str(port)],
+        [tpg, "set", "attribute", "authentication=0", "demo_mode_write_protect=0",
+         "generate_node_acls=1", "cache_dynamic_acls=1"],
+    ):  # fmt: skip
+        subprocess.run(["targetcli", *command], capture_output=True, text=True, timeout=120)
+
+
+def _remove_lio_iscsi_target() -> None:
+    for command in (["/iscsi", "delete", LIO_IQN], ["/backstores/ramdisk", "delete", "scsipr_ref"]):
+        subprocess.run(["targetcli", *command], capture_output=True, timeout=120)
+
+
+def test_libiscsi_reference_count_lio_and_ours(tmp_path: Path) -> None:
+    from scsi_pr.rig import lio
+
+    try:
+        lio.check_available()
+    except lio.LioUnavailable as e:
+        unavailable(f"needs the LIO VM: {e}")
+    if not ISCSI_TEST_CU.exists():
+        unavailable("iscsi-test-cu is missing: apt-get install libiscsi-bin")
+    lio_port = free_port()
+    _lio_iscsi_target(lio_port)
+    try:
+        reference = run_suites(f"iscsi://127.0.0.1:{lio_port}/{LIO_IQN}/0", tmp_path / "lio",
+                               RUN_TIMEOUT)  # fmt: skip
+    finally:
+        _remove_lio_iscsi_target()
+    port = free_port()
+    proc = serve_model(tmp_path / "state", OURS_IQN, port, tmp_path / "target.log")
+    try:
+        ours = run_suites(f"iscsi://127.0.0.1:{port}/{OURS_IQN}/0", tmp_path / "ours",
+                          RUN_TIMEOUT)  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    passed = {name: {t for t, why in r.items() if not why} for name, r in
+              (("lio", reference), ("ours", ours))}  # fmt: skip
+    lines = [f"{name}: {len(p)} of {len(r)} passed" for (name, p), r in
+             zip(passed.items(), (reference, ours), strict=True)]  # fmt: skip
+    lines += [f"LIO fails {t}: {reference[t][:1]}" for t in sorted(reference) if reference[t]]
+    (tmp_path / "reference.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    assert len(passed["ours"]) >= len(passed["lio"]), "\n".join(lines)
+    assert not passed["lio"] - passed["ours"], (
+        f"LIO passes, ours fails: {passed['lio'] - passed['ours']}"
+    )
