@@ -1,10 +1,16 @@
-"""Drop every capability but CAP_SYS_RAWIO (SG_IO), optionally change uid/gid.
+"""Drop every capability but those the executor declares, optionally change uid/gid, and set
+NoNewPrivs.
+
+Executors declare capabilities by name (``Executor.capabilities``: sim none, sg CAP_SYS_RAWIO
+for SG_IO, multipath also CAP_SYS_ADMIN); ``CAPABILITIES`` maps the names to the kernel's
+numbers, so executors never import this module (nor ctypes).
 
 Done with ctypes on glibc's ``capset``/``prctl`` rather than python-prctl or libcap-ng bindings:
 those are extension modules that are not in the Python standard library or every distro, and the
 helper must run from a plain venv; the kernel ABI used here (capability header v3, PR_CAPBSET_DROP,
-PR_SET_KEEPCAPS) has been stable since Linux 2.6.26. The sequence mirrors libcap-ng's
-``capng_change_id(uid, gid, CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING)`` as qemu-pr-helper uses it.
+PR_SET_KEEPCAPS) has been stable since Linux 2.6.26, PR_SET_NO_NEW_PRIVS since 3.5. The sequence
+mirrors libcap-ng's ``capng_change_id(uid, gid, CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING)`` as
+qemu-pr-helper uses it, then sets NoNewPrivs, which qemu-pr-helper does not.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ from collections.abc import Iterable
 
 CAP_SYS_RAWIO = 17
 CAP_SYS_ADMIN = 21
+#: The capabilities an executor may declare, by name (linux/capability.h).
+CAPABILITIES: dict[str, int] = {"CAP_SYS_RAWIO": CAP_SYS_RAWIO, "CAP_SYS_ADMIN": CAP_SYS_ADMIN}
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 PR_SET_KEEPCAPS = 8
+PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
@@ -69,13 +78,18 @@ def _capset(keep: Iterable[int], inheritable: bool = False) -> None:
 def drop_privileges(
     uid: int | None = None,
     gid: int | None = None,
-    keep: Iterable[int] = (CAP_SYS_RAWIO,),
+    keep: Iterable[int] = (),
     for_children: bool = False,
 ) -> None:
-    """Keep only ``keep`` (effective + permitted), clear the bounding and ambient sets, drop
-    supplementary groups and switch to ``uid``/``gid`` (default: the current ones).
+    """Keep only ``keep`` (effective + permitted; none by default), clear the bounding and
+    ambient sets, drop supplementary groups, switch to ``uid``/``gid`` (default: the current
+    ones), and set NoNewPrivs last. With ``for_children`` the kept set is also inheritable and
+    ambient, so a program exec'd later (mpathpersist) starts with it even as a non-root user.
 
-    Raises OSError (the caller prints "Failed to drop privileges: ...").
+    Why the bounding set too: a uid-0 process that execs a program gets its bounding set as
+    permitted capabilities, so clearing only the effective set would not stop a root helper
+    from regaining everything through exec. Raises OSError (the caller prints "Failed to drop
+    privileges: ...").
     """
     keep = tuple(keep)
     target_uid = os.getuid() if uid is None else uid
@@ -91,11 +105,23 @@ def drop_privileges(
     os.setresuid(target_uid, target_uid, target_uid)
     _capset(keep, inheritable=for_children)
     if for_children:
-        # The multipath executor execs mpathpersist: ambient caps let it keep exactly ``keep``
-        # even as a non-root user (an exec'd non-root program otherwise starts with none).
         for cap in keep:
             _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "ambient")
     _check(_libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)")
+    no_new_privileges()
+
+
+def numbers(names: Iterable[str]) -> list[int]:
+    """The kernel's numbers for capability names (KeyError for a name not in CAPABILITIES)."""
+    return sorted(CAPABILITIES[name] for name in names)
+
+
+def no_new_privileges() -> None:
+    """PR_SET_NO_NEW_PRIVS: no exec'd program can gain privileges again (setuid bits, file
+    capabilities), whatever a compromised helper tries to run. Ambient capabilities still pass
+    to children (they are not new), which is what the multipath executor's mpathpersist needs.
+    It cannot be undone, and children inherit it."""
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
 def capabilities(pid: int | str = "self") -> dict[str, int]:

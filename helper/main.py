@@ -5,7 +5,12 @@ socket activation, daemonize, pidfile, privilege drop, run until SIGTERM/SIGINT/
 remove the socket and the pidfile. Extra long options choose what executes the commands:
 ``--backend sg`` (default: SG_IO, with dm-multipath devices handled as the C helper's
 multipath build does) or ``--backend sim`` (regular files are simulated LUs; ``--initiator``,
-``--state-dir``).
+``--state-dir``), and set the server's limits.
+
+Where it deliberately differs (docs/helper.md, "Known differences"): a socket file at the
+``-k`` path is replaced only when nobody answers on it, the capabilities kept are the ones the
+executor declares (none for sim), NoNewPrivs is set, and the sim state dir is handed to the
+``-u``/``-g`` user before the drop (``scsi_pr.helper.state_owner``).
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from scsi_pr.helper import caps
+from scsi_pr.helper import caps, state_owner
 from scsi_pr.helper.daemon import Audit, HelperServer, ListenerError
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor
 from scsi_pr.helper.options import Exit, Options, parse, parse_trace
 
@@ -41,13 +47,46 @@ def socket_activation() -> int:
     return max(count, 0)
 
 
+class SocketInUse(HelperError):
+    """A live helper (or anything else) listens on the ``-k`` path: it is not ours to take."""
+
+
+class StateDirUnusable(HelperError):
+    """The ``-u``/``-g`` user could not write the sim state dir: every command would fail."""
+
+
+def answers(path: str) -> bool:
+    """Whether something listens on the socket file at ``path``. A non-blocking connect
+    succeeds, or finds the backlog full (EAGAIN), only then; a stale file (its helper died)
+    refuses (ECONNREFUSED). The listener sees a client that leaves at once, as with
+    ``rig.processes.wait_listening``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.setblocking(False)
+        try:
+            probe.connect(path)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+    return True
+
+
 def listen(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    """Listen on ``path``. A stale socket file from a previous run is replaced, as QEMU's
+    listen does, but a live one is refused (SocketInUse): the C helper unlinks it even when it
+    then fails on the pidfile lock, which cuts the running helper off from every new client."""
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)  # a stale socket from a previous run, as QEMU's listen does
-    sock.bind(path)
-    sock.listen(128)
+            if answers(path):
+                raise SocketInUse("a helper is already listening there")
+            os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
@@ -94,6 +133,48 @@ def make_executor(opts: Options) -> Executor:
     from scsi_pr.helper.executors.sg import SgExecutor
 
     return with_multipath(SgExecutor(), verbose=opts.verbose)
+
+
+def make_server(opts: Options, executor: Executor, audit: Audit) -> HelperServer:
+    return HelperServer(
+        executor,
+        audit,
+        verbose=opts.verbose,
+        max_clients=opts.max_clients,
+        idle_timeout=opts.idle_timeout,
+        shutdown_grace=opts.shutdown_grace,
+    )
+
+
+def hand_over_state_dir(opts: Options) -> None:
+    """Give the sim state dir to the ``-u``/``-g`` user, who must then be able to write it
+    (StateDirUnusable; OSError if root cannot change it). Nothing to do without one."""
+    if opts.backend != "sim" or opts.state_dir is None:
+        return
+    if opts.uid is None and opts.gid is None:
+        return
+    state_owner.hand_over(opts.state_dir, opts.uid, opts.gid)
+    if not state_owner.writable_by(opts.state_dir, opts.uid, opts.gid):
+        uid = os.getuid() if opts.uid is None else opts.uid
+        gid = os.getgid() if opts.gid is None else opts.gid
+        raise StateDirUnusable(
+            f"state dir {opts.state_dir} is not writable by uid {uid}, gid {gid}"
+        )
+
+
+def drop_privileges(opts: Options, executor: Executor) -> None:
+    """Keep exactly the capabilities ``executor`` declares, switch to ``-u``/``-g``, set
+    NoNewPrivs. A helper started without root has nothing to drop but still sets NoNewPrivs."""
+    if os.geteuid() != 0 and opts.uid is None and opts.gid is None:
+        caps.no_new_privileges()
+        return
+    hand_over_state_dir(opts)
+    caps.drop_privileges(
+        opts.uid,
+        opts.gid,
+        caps.numbers(executor.capabilities),
+        for_children=executor.capabilities_for_children,
+    )
 
 
 async def _run(server: HelperServer, listener: socket.socket) -> None:
@@ -152,6 +233,8 @@ def _main(argv: list[str], name: str) -> int:
     if activated == 0:
         try:
             listener = listen(opts.socket_path)
+        except SocketInUse as e:
+            raise fail(f"Failed to bind socket to {opts.socket_path}: {e}") from None
         except OSError as e:
             raise fail(f"Failed to bind socket to {opts.socket_path}: {e.strerror}") from None
         created_path = opts.socket_path
@@ -164,33 +247,30 @@ def _main(argv: list[str], name: str) -> int:
             listener = socket.socket(fileno=FIRST_SOCKET_ACTIVATION_FD)
         except OSError as e:
             raise fail(f"Failed to use socket activation: {e.strerror}") from None
-    if opts.daemonize:
-        try:
-            daemonize()
-        except OSError as e:
-            raise fail(f"Failed to daemonize: {e.strerror}") from None
     pid_fd = None
-    if opts.daemonize or opts.pidfile_given:
+    try:
+        if opts.daemonize:
+            try:
+                daemonize()
+            except OSError as e:
+                raise fail(f"Failed to daemonize: {e.strerror}") from None
+        if opts.daemonize or opts.pidfile_given:
+            try:
+                pid_fd = write_pidfile(opts.pidfile)
+            except OSError as e:
+                raise fail(str(e.strerror)) from None
         try:
-            pid_fd = write_pidfile(opts.pidfile)
-        except OSError as e:
-            raise fail(str(e.strerror)) from None
-    if os.geteuid() == 0 or opts.uid is not None or opts.gid is not None:
-        keep = [caps.CAP_SYS_RAWIO]
-        multipath = executor.needs_sys_admin
-        if multipath:
-            keep.append(caps.CAP_SYS_ADMIN)  # dm ioctls on /dev/mapper/control
-        try:
-            caps.drop_privileges(opts.uid, opts.gid, keep, for_children=multipath)
+            drop_privileges(opts, executor)
+        except StateDirUnusable as e:
+            raise fail(str(e)) from None
         except OSError as e:
             raise fail(f"Failed to drop privileges: {e.strerror}") from None
-
-    server = HelperServer(executor, audit, verbose=opts.verbose)
-    try:
-        asyncio.run(_run(server, listener))
-    except ListenerError as e:
-        raise fail(str(e)) from None
+        try:
+            asyncio.run(_run(make_server(opts, executor, audit), listener))
+        except ListenerError as e:
+            raise fail(str(e)) from None
     finally:
+        listener.close()
         if created_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(created_path)

@@ -10,12 +10,14 @@ daemon. Options are acted on in the order ``getopt_long`` returns them, as QEMU'
 from __future__ import annotations
 
 import grp
+import math
 import os
 import pwd
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from scsi_pr.helper.daemon import MAX_CLIENTS_CAP, SHUTDOWN_GRACE, default_max_clients
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.getopt import GetoptError, GetoptLong, LongOption, OptionTable
 
@@ -43,6 +45,9 @@ OPTIONS = OptionTable(
         LongOption("state-dir", True, "state-dir"),
         LongOption("target-port", True, "target-port"),
         LongOption("target-ports", True, "target-ports"),
+        LongOption("max-clients", True, "max-clients"),
+        LongOption("idle-timeout", True, "idle-timeout"),
+        LongOption("shutdown-grace", True, "shutdown-grace"),
     ),
 )
 
@@ -71,6 +76,12 @@ scsi-pr extensions:
       --target-port=N       sim: this helper's relative target port (default 1)
       --target-ports=N      sim: target ports of the simulated LUs (default 2; the
                             same for every helper sharing a state dir)
+      --max-clients=N       connections served at once; one more is closed at once
+                            (default {max_clients}, from the open files limit)
+      --idle-timeout=SECONDS  close a connection idle this long (default off:
+                            QEMU keeps its connection idle for hours)
+      --shutdown-grace=SECONDS  after SIGTERM, time for requests in flight
+                            (default {grace:g})
   -v, --verbose / -q, --quiet   more / no diagnostics; trace events: prh_command,
                             prh_refused, prh_error, prh_connect, prh_disconnect
 
@@ -115,6 +126,9 @@ class Options:
     state_dir: str | None = None
     target_port: int = 1
     target_ports: int = 2
+    max_clients: int | None = None  # None: HelperServer's default, from RLIMIT_NOFILE
+    idle_timeout: float | None = None  # None: off, as in the C helper
+    shutdown_grace: float = SHUTDOWN_GRACE
 
     @property
     def verbose(self) -> int:
@@ -160,6 +174,28 @@ def _port_number(attr: str) -> Callable[[Options, str], None]:
     return take
 
 
+def _max_clients(opts: Options, value: str) -> None:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_CLIENTS_CAP:
+        raise InvalidOption(f"invalid max-clients '{value}' (a whole number, 1..{MAX_CLIENTS_CAP})")
+    opts.max_clients = int(value)
+
+
+def _seconds(attr: str, zero_allowed: bool) -> Callable[[Options, str], None]:
+    """A finite number of seconds, more than 0 (or also 0 when ``zero_allowed``)."""
+    bound = "0 or more" if zero_allowed else "more than 0"
+
+    def take(opts: Options, value: str) -> None:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_allowed):
+            raise InvalidOption(f"invalid {attr.replace('_', '-')} '{value}' (seconds, {bound})")
+        setattr(opts, attr, seconds)
+
+    return take
+
+
 # What each option does to Options (the argument is "" for options without one).
 _TAKE: dict[str, Callable[[Options, str], None]] = {
     "k": _socket,
@@ -175,6 +211,9 @@ _TAKE: dict[str, Callable[[Options, str], None]] = {
     "state-dir": lambda opts, value: setattr(opts, "state_dir", value),
     "target-port": _port_number("target_port"),
     "target-ports": _port_number("target_ports"),
+    "max-clients": _max_clients,
+    "idle-timeout": _seconds("idle_timeout", zero_allowed=False),
+    "shutdown-grace": _seconds("shutdown_grace", zero_allowed=True),
 }
 
 
@@ -183,7 +222,12 @@ def usage_text(program: str) -> str:
     from scsi_pr.helper.executors.sim import DEFAULT_INITIATOR  # only --help needs the sim
 
     return USAGE.format(
-        name=program, pidfile=DEFAULT_PIDFILE, socket=DEFAULT_SOCKET, initiator=DEFAULT_INITIATOR
+        name=program,
+        pidfile=DEFAULT_PIDFILE,
+        socket=DEFAULT_SOCKET,
+        initiator=DEFAULT_INITIATOR,
+        max_clients=default_max_clients(),
+        grace=SHUTDOWN_GRACE,
     )
 
 

@@ -3,7 +3,7 @@
 The daemon validates the request first (``scsi_pr.helper.proto``); an executor only ever sees a
 PERSISTENT RESERVE IN/OUT CDB, and returns exactly what the helper sends back on the wire.
 What an executor can do beyond that is declared here, with defaults, rather than probed for:
-``needs_sys_admin`` (keep CAP_SYS_ADMIN after the privilege drop) and ``execute_async`` (how the
+``capabilities`` (what it keeps after the privilege drop) and ``execute_async`` (how the
 daemon runs it: by default the blocking ``execute`` in a worker thread, so a stalled device
 never blocks the event loop).
 """
@@ -38,9 +38,12 @@ class Executor(ABC):
     """Runs PR commands on device fds handed over by QEMU."""
 
     name: str
-    #: Keep CAP_SYS_ADMIN (and pass it to children) after the privilege drop: device-mapper
-    #: ioctls and ``mpathpersist`` need it. Everything else needs CAP_SYS_RAWIO only.
-    needs_sys_admin: ClassVar[bool] = False
+    #: The capabilities (names from linux/capability.h) the helper keeps after the privilege
+    #: drop for this executor; everything else is dropped, bounding set included. None by
+    #: default: SG_IO needs CAP_SYS_RAWIO, device-mapper ioctls CAP_SYS_ADMIN.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: Also make them inheritable and ambient, for a program the executor execs (mpathpersist).
+    capabilities_for_children: ClassVar[bool] = False
 
     @abstractmethod
     def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> Reply:

@@ -282,7 +282,8 @@ class MultipathExecutor(Executor):
     """Routes dm-multipath fds through ``mpathpersist``; everything else to ``inner``."""
 
     name = "multipath"
-    needs_sys_admin = True
+    capabilities = frozenset({"CAP_SYS_RAWIO", "CAP_SYS_ADMIN"})  # SG_IO; dm ioctls
+    capabilities_for_children = True  # mpathpersist
 
     def __init__(self, inner: Executor, control_fd: int, verbose: int = 1) -> None:
         self.inner = inner

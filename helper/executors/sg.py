@@ -176,6 +176,7 @@ class SgExecutor(Executor):
     """PR IN/OUT on the fd QEMU passed, the way ``qemu-pr-helper`` (non-multipath) does it."""
 
     name = "sg"
+    capabilities = frozenset({"CAP_SYS_RAWIO"})  # SG_IO on the passed fd
 
     def __init__(self, timeout_ms: int = HELPER_TIMEOUT_MS) -> None:
         self.timeout_ms = timeout_ms

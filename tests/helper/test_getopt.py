@@ -12,9 +12,10 @@ import subprocess
 
 import pytest
 
+from scsi_pr.helper.daemon import SHUTDOWN_GRACE
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.getopt import GetoptError, GetoptLong, LongOption, OptionTable
-from scsi_pr.helper.options import Exit, parse
+from scsi_pr.helper.options import Exit, InvalidOption, parse
 
 TABLE = OptionTable(
     "ab:c",
@@ -114,3 +115,55 @@ def test_helper_options_act_in_order_like_the_c_helper(line: str) -> None:
     )
     code, _, err = ours(line.split())
     assert (code, err) == (real.returncode, real.stderr)
+
+
+# -- the limit options (extensions) -----------------------------------------------------------
+def test_limit_options_default_to_the_c_helper_behaviour() -> None:
+    opts = parse(["scsi-pr-helper"], io.StringIO(), io.StringIO())
+    assert opts.max_clients is None  # HelperServer computes it from RLIMIT_NOFILE
+    assert opts.idle_timeout is None  # off: QEMU keeps its connection idle for hours
+    assert opts.shutdown_grace == SHUTDOWN_GRACE == 30.0
+
+
+def test_limit_options_are_taken() -> None:
+    argv = ["x", "--max-clients", "7", "--idle-timeout=2.5", "--shutdown-grace", "0"]
+    opts = parse(argv, io.StringIO(), io.StringIO())
+    assert (opts.max_clients, opts.idle_timeout, opts.shutdown_grace) == (7, 2.5, 0.0)
+    opts = parse(["x", "--max-c=65536", "--idle-t", "600"], io.StringIO(), io.StringIO())
+    assert (opts.max_clients, opts.idle_timeout) == (65536, 600.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-clients", "0"], "invalid max-clients '0' (a whole number, 1..65536)"),
+        (["--max-clients", "65537"], "invalid max-clients '65537' (a whole number, 1..65536)"),
+        (["--max-clients", "-1"], "invalid max-clients '-1' (a whole number, 1..65536)"),
+        (["--max-clients", "2.5"], "invalid max-clients '2.5' (a whole number, 1..65536)"),
+        (["--idle-timeout", "0"], "invalid idle-timeout '0' (seconds, more than 0)"),
+        (["--idle-timeout", "-3"], "invalid idle-timeout '-3' (seconds, more than 0)"),
+        (["--idle-timeout", "nan"], "invalid idle-timeout 'nan' (seconds, more than 0)"),
+        (["--idle-timeout", "inf"], "invalid idle-timeout 'inf' (seconds, more than 0)"),
+        (["--idle-timeout", "1e400"], "invalid idle-timeout '1e400' (seconds, more than 0)"),
+        (["--idle-timeout", "soon"], "invalid idle-timeout 'soon' (seconds, more than 0)"),
+        (["--shutdown-grace", "-0.1"], "invalid shutdown-grace '-0.1' (seconds, 0 or more)"),
+        (["--shutdown-grace", ""], "invalid shutdown-grace '' (seconds, 0 or more)"),
+    ],
+)
+def test_bad_limit_values_are_clear_errors(args: list[str], message: str) -> None:
+    code, out, err = ours(args)
+    assert (code, out, err) == (1, "", f"qemu-pr-helper: {message}\n")
+    with pytest.raises(Exit) as caught:  # decided on the type: InvalidOption, a HelperError
+        parse(["x", *args], io.StringIO(), io.StringIO())
+    assert isinstance(caught.value.__cause__, InvalidOption)
+    assert str(caught.value.__cause__) == message
+
+
+def test_help_describes_the_limit_options() -> None:
+    out = io.StringIO()
+    with pytest.raises(Exit):
+        parse(["scsi-pr-helper", "--help"], out, io.StringIO())
+    text = out.getvalue()
+    for option in ("--max-clients=N", "--idle-timeout=SECONDS", "--shutdown-grace=SECONDS"):
+        assert option in text
+    assert "(default 30)" in text and "(default off" in text
