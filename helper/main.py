@@ -148,15 +148,20 @@ def make_server(opts: Options, executor: Executor, audit: Audit) -> HelperServer
 
 def hand_over_state_dir(opts: Options) -> None:
     """Give the sim state dir to the ``-u``/``-g`` user, who must then be able to write it
-    (StateDirUnusable; OSError if root cannot change it). Nothing to do without one."""
+    (StateDirUnusable otherwise). Nothing to do without a state dir or a user to give it to."""
     if opts.backend != "sim" or opts.state_dir is None:
         return
     if opts.uid is None and opts.gid is None:
         return
-    state_owner.hand_over(opts.state_dir, opts.uid, opts.gid)
+    uid = os.getuid() if opts.uid is None else opts.uid
+    gid = os.getgid() if opts.gid is None else opts.gid
+    try:
+        state_owner.hand_over(opts.state_dir, opts.uid, opts.gid)
+    except OSError as e:
+        raise StateDirUnusable(
+            f"cannot hand state dir {opts.state_dir} to uid {uid}, gid {gid}: {e.strerror}"
+        ) from e
     if not state_owner.writable_by(opts.state_dir, opts.uid, opts.gid):
-        uid = os.getuid() if opts.uid is None else opts.uid
-        gid = os.getgid() if opts.gid is None else opts.gid
         raise StateDirUnusable(
             f"state dir {opts.state_dir} is not writable by uid {uid}, gid {gid}"
         )

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from needs import unavailable
 
-from scsi_pr.helper import caps
+from scsi_pr.helper import caps, state_owner
 from scsi_pr.helper.client import Client
 from scsi_pr.helper.executable import helper_executable
 from scsi_pr.helper.executors.multipath import MultipathExecutor
@@ -151,7 +151,7 @@ def test_the_real_sg_backend_keeps_what_its_executor_declares(tmp_path: Path) ->
 # NoNewPrivs must not take away (it only stops setuid bits and file capabilities).
 EXEC_AFTER_DROP = """
 import os, pwd, sys
-from scsi_pr.helper import caps
+from scsi_pr.helper import caps, state_owner
 nobody = pwd.getpwnam("nobody")
 caps.drop_privileges(nobody.pw_uid, nobody.pw_gid, [caps.CAP_SYS_RAWIO, caps.CAP_SYS_ADMIN],
                      for_children=True)
@@ -266,3 +266,22 @@ def test_a_planted_link_in_the_state_dir_is_not_chowned(
         assert processes.stop(proc, 20) == 0
     assert (victim.stat().st_uid, victim.stat().st_gid) == (0, 0)
     assert state.stat().st_uid == nobody()[0]
+
+
+def test_hand_over_changes_only_regular_single_link_files(reachable: Path) -> None:
+    state = reachable / "state"
+    state.mkdir()
+    (state / "lu.json").write_text("{}")
+    os.mkfifo(state / "fifo")  # opening it for reading would block without O_NONBLOCK
+    (state / "subdir").mkdir()
+    groups = os.getgroups()
+    state_owner.hand_over(state, *nobody())
+    owner = {p.name: (p.lstat().st_uid, p.lstat().st_gid) for p in state.iterdir()}
+    assert owner == {"lu.json": nobody(), "fifo": (0, 0), "subdir": (0, 0)}
+    assert (state.stat().st_uid, state.stat().st_gid) == nobody()
+    assert state_owner.writable_by(state, *nobody())
+    private = reachable / "private"
+    private.mkdir(mode=0o700)
+    assert not state_owner.writable_by(private, *nobody())
+    assert not state_owner.writable_by(private / "below", *nobody())
+    assert (os.geteuid(), os.getegid(), os.getgroups()) == (0, 0, groups)  # all back
