@@ -143,7 +143,8 @@ def request_fd(frame: Frame) -> FdKind | None:
 # -- generators: rng -> Frame ------------------------------------------------------------------
 def _split(rng: random.Random, data: bytes, fd_at: int, fds: tuple[FdKind, ...]) -> list[Part]:
     """``data`` cut at 0-3 random places; ``fds`` ride on the part starting at ``fd_at``."""
-    cuts = sorted({rng.randrange(1, len(data)) for _ in range(rng.randrange(4))} | {fd_at})
+    n = rng.randrange(4)  # drawn even for 1 byte (no place to cut), so seeds keep their frames
+    cuts = sorted({rng.randrange(1, len(data)) for _ in range(n if len(data) > 1 else 0)} | {fd_at})
     cuts = [c for c in cuts if 0 < c < len(data)]
     bounds = [0, *cuts, len(data)]
     return [

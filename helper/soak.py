@@ -140,9 +140,27 @@ def _stopped(helper: _Helper, result: PhaseResult) -> None:
 
 
 # -- the phases ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _thread_crashes(result: PhaseResult) -> Iterator[None]:
+    """Count an exception that ends one of the fuzzer's threads as a finding: the frames that
+    thread would have played were never tried."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        result.find(f"fuzzer thread died: {args.exc_type.__name__}: {args.exc_value}")
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
 def fuzz_phase(plan: Plan, workdir: Path, progress: Progress) -> PhaseResult:
     trace = workdir / "fuzz.trace"
-    helper = _Helper(workdir, "fuzz", "-T", f"prh_command,file={trace}")
+    events = "prh_command,prh_refused,prh_error,prh_disconnect"  # the reasons, if one is wrong
+    helper = _Helper(workdir, "fuzz", "-T", f"{events},file={trace}")
     task = progress.add_task("fuzz frames", total=plan.frames)
 
     def counted(stream: Iterator[Frame]) -> Iterator[Frame]:
@@ -153,13 +171,14 @@ def fuzz_phase(plan: Plan, workdir: Path, progress: Progress) -> PhaseResult:
 
     result = PhaseResult("fuzz", "")
     try:
-        report = run_fuzz(
-            helper.sock,
-            counted(itertools.islice(frames(plan.seed), plan.frames)),
-            plan.fuzz_clients,
-            workdir=workdir,
-            helper_pid=helper.proc.pid,
-        )
+        with _thread_crashes(result):
+            report = run_fuzz(
+                helper.sock,
+                counted(itertools.islice(frames(plan.seed), plan.frames)),
+                plan.fuzz_clients,
+                workdir=workdir,
+                helper_pid=helper.proc.pid,
+            )
     finally:
         _stopped(helper, result)
     progress.update(task, completed=report.frames)
@@ -169,6 +188,8 @@ def fuzz_phase(plan: Plan, workdir: Path, progress: Progress) -> PhaseResult:
         f"{report.good_requests:,} requests"
     )
     result.seconds = report.seconds
+    if report.frames < plan.frames:
+        result.find(f"only {report.frames:,} of {plan.frames:,} frames were played")
     for problem in report.anomalies:
         result.find(problem, 0)
     result.lost += report.anomaly_count
@@ -181,7 +202,10 @@ def fuzz_phase(plan: Plan, workdir: Path, progress: Progress) -> PhaseResult:
     if report.fds_after != report.fds_before:
         result.find(f"helper fds {report.fds_before} -> {report.fds_after}")
     _judge_audit(trace, report.answers + report.good_requests, result)
-    trace.unlink(missing_ok=True)
+    if result.ok:
+        trace.unlink(missing_ok=True)  # hundreds of MB; kept when it may explain a finding
+    else:
+        result.findings.append(f"the helper's audit trace is kept in {trace}")
     return result
 
 

@@ -4,13 +4,17 @@ helpers and reports nothing lost; a finding, a skipped phase and bad amounts sho
 from __future__ import annotations
 
 import io
+import itertools
+import random
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from scsi_pr.helper import soak
+from scsi_pr.helper.fuzz_frames import FdKind, Frame, Part, _split, frames
 from scsi_pr.helper.soak import PhaseResult, Plan
 
 SMALL = ["--frames", "3000", "--fuzz-clients", "2", "--clients", "8", "--seconds", "1"]
@@ -66,3 +70,30 @@ def test_scripts_soak_runs_the_module() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "--frames" in done.stdout and "--rounds" in done.stdout and "--seed" in done.stdout
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_frames_never_played_are_a_finding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first full soak: a generator bug ended the frame stream after 295,965 of 1,000,000
+    frames (a fuzzer thread died with it), and the table still counted only the anomalies."""
+
+    def broken(seed: int) -> Iterator[Frame]:
+        yield from itertools.islice(frames(seed), 100)
+        raise ValueError("empty range for randrange() (1, 1, 0)")
+
+    monkeypatch.setattr(soak, "frames", broken)
+    argv = ["--frames", "300", "--fuzz-clients", "1", "--seconds", "0", "--rounds", "0"]
+    code, text = run([*argv, "--seed", "3", "--workdir", str(tmp_path)])
+    assert code == 1, text
+    assert "fuzz: only 100 of 300 frames were played" in text
+    assert "fuzz: fuzzer thread died: ValueError: empty range" in text
+    assert (tmp_path / "fuzz.trace").exists()  # kept to explain the finding
+
+
+def test_a_one_byte_parameter_list_is_a_frame_not_a_crash() -> None:
+    """``_split`` drew a cut inside a 1-byte parameter list (randrange(1, 1)); the rng draws
+    stay the same, so every other frame of a seed is unchanged."""
+    rng = random.Random(1)
+    for _ in range(200):
+        parts = _split(rng, b"x", 0, (FdKind.PIPE,))
+        assert parts == [Part(b"x", (FdKind.PIPE,))]
