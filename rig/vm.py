@@ -45,6 +45,7 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "busybox-static": "/bin/busybox",
     "multipath-tools": "/sbin/multipath",
     "libiscsi-bin": "/usr/bin/iscsi-test-cu",
+    "open-iscsi": "/usr/sbin/iscsiadm",
 }
 #: environment passed into the guest (the guest starts with a clean environment)
 PASSED_ENV_PREFIXES = ("CI", "SCSI_PR_", "PYTEST_ADDOPTS", "HYPOTHESIS_")
