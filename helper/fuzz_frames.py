@@ -129,6 +129,13 @@ def outcome(frame: Frame) -> tuple[Outcome, bytes]:
     return Outcome.ANSWERED, cdb
 
 
+def request_end(frame: Frame, cdb: bytes) -> int:
+    """Where the answered request (``cdb``) ends in the frame's stream."""
+    start = 4 if frame.opening is Opening.RAW else 0
+    data = int.from_bytes(cdb[7:9], "big") if cdb[0] == PR_OUT else 0
+    return start + CDB_SIZE + data
+
+
 def request_fd(frame: Frame) -> FdKind | None:
     """The kind of the fd the answered request carries (the one on the CDB)."""
     pos = 4 if frame.opening is Opening.RAW else 0
@@ -294,9 +301,11 @@ def garbage(rng: random.Random) -> Frame:
 
 def _settle(rng: random.Random, frame: Frame) -> Frame:
     """An ending that fits what the oracle says the helper will do."""
-    result, _ = outcome(frame)
+    result, cdb = outcome(frame)
     if result is Outcome.ANSWERED:
         ending = frame.ending if frame.ending is not Ending.READ_CLOSED else Ending.KEEP
+        if ending is Ending.KEEP and len(frame.stream) > request_end(frame, cdb):
+            ending = Ending.ANSWER_CLOSE  # the rest would start the next frame's request
     elif result is Outcome.REFUSED:
         ending = Ending.READ_CLOSED
     else:

@@ -14,7 +14,18 @@ import pytest
 from rich.console import Console
 
 from scsi_pr.helper import soak
-from scsi_pr.helper.fuzz_frames import FdKind, Frame, Part, _split, frames
+from scsi_pr.helper.fuzz_frames import (
+    Ending,
+    FdKind,
+    Frame,
+    Opening,
+    Outcome,
+    Part,
+    _settle,
+    _split,
+    frames,
+    outcome,
+)
 from scsi_pr.helper.soak import PhaseResult, Plan
 
 SMALL = ["--frames", "3000", "--fuzz-clients", "2", "--clients", "8", "--seconds", "1"]
@@ -97,3 +108,18 @@ def test_a_one_byte_parameter_list_is_a_frame_not_a_crash() -> None:
     for _ in range(200):
         parts = _split(rng, b"x", 0, (FdKind.PIPE,))
         assert parts == [Part(b"x", (FdKind.PIPE,))]
+
+
+@pytest.mark.parametrize("opening", [Opening.HANDSHAKE, Opening.UNREAD, Opening.RAW])
+def test_an_answered_frame_with_bytes_after_its_request_is_not_kept(opening: Opening) -> None:
+    """The first full soak (seed 20261201): frame 287,799, garbage that happened to start with
+    a valid READ KEYS and 73 more bytes, kept its connection; the next frame on it was read
+    from the middle of those bytes and its refusal was reported as the helper's fault."""
+    head = (Part(bytes(4)),) if opening is Opening.RAW else ()
+    cdb = bytes.fromhex("5e00") + bytes(5) + bytes.fromhex("0100") + bytes(7)
+    parts = (*head, Part(cdb, (FdKind.IMAGE,)), Part(b"more bytes"))
+    settled = _settle(random.Random(0), Frame("garbage", opening, parts, Ending.KEEP))
+    assert outcome(settled)[0] is Outcome.ANSWERED
+    assert settled.ending is Ending.ANSWER_CLOSE
+    exact = Frame("garbage", opening, parts[:-1], Ending.KEEP)
+    assert _settle(random.Random(0), exact).ending is Ending.KEEP
