@@ -93,6 +93,7 @@ class ConnectionHandler:
         self.session: Session | None = None
         self.flights: dict[int, Flight] = {}
         self._jobs: set[asyncio.Task[None]] = set()
+        self._closing_since = 0.0
         self._handlers: dict[type, Callable[[Any], None]] = {
             LoginCompleted: self._logged_in,
             CommandReceived: self._command,
@@ -147,6 +148,11 @@ class ConnectionHandler:
     def tick(self, now: float) -> None:
         self.conn.tick(now)
         self.pump()
+        if self.writer.is_closing():
+            # A peer that stops reading keeps a closing socket (and our drain) waiting forever.
+            self._closing_since = self._closing_since or now
+            if now - self._closing_since > CLOSE_TIMEOUT:
+                self.writer.transport.abort()
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)

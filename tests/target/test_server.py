@@ -8,6 +8,7 @@ session limit, SendTargets, and one LU shared with the helper's ``--backend sim`
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from scsi_pr.sim.constants import PersistentReserveInAction as In
 from scsi_pr.sim.constants import PersistentReserveOutAction as Out
 from scsi_pr.sim.constants import ProtocolIdentifier, ReservationType
 from scsi_pr.sim.pr_in_data import parse_read_full_status, parse_read_keys
-from scsi_pr.target.proto import LoginStatus, TaskManagementFunction
+from scsi_pr.target.proto import LoginStatus, ScsiCommand, TaskManagementFunction
 
 HOST_A, HOST_B = "iqn.2024-01.test:host-a", "iqn.2024-01.test:host-b"
 GOOD, CHECK_CONDITION, RESERVATION_CONFLICT = 0x00, 0x02, 0x18
@@ -172,3 +173,22 @@ def test_helper_client_and_iscsi_session_share_one_lu(target: LiveTarget, tmp_pa
         os.close(fd)
     assert sorted(read_keys(a)) == [0x5, 0xA]
     assert a.command(cdb.read_10(0, 1), read=512).status == RESERVATION_CONFLICT
+
+
+def test_a_peer_that_stops_reading_is_dropped(tmp_path: Path) -> None:
+    """Reads pile up in a socket nobody drains: the unanswered ping ends the session and the
+    closing socket is cut, instead of a handler waiting forever."""
+    with LiveTarget(tmp_path, nop_interval=0.5, nop_timeout=1.0) as target:
+        ini = Initiator(target.address, HOST_A)
+        ini.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        assert ini.login(TARGET).status == 0
+        for _ in range(32):  # 32 x 256 KiB of read data, never read
+            ini.send(ScsiCommand(final=True, read=True, initiator_task_tag=ini.next_itt(),
+                                 expected_data_transfer_length=256 << 10, cmd_sn=ini.cmd_sn,
+                                 cdb=cdb.read_10(0, 512).ljust(16, b"\0")))  # fmt: skip
+            ini.cmd_sn += 1
+        deadline = time.monotonic() + 30
+        while target.call(lambda: len(target.server.handlers)) > 0:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the target kept a peer that does not read"
+            time.sleep(0.2)
+        ini.close()
