@@ -35,10 +35,15 @@ POLL_SECONDS = 1.0
 
 @dataclass
 class Watchdog:
-    """``progress(now)`` on every sign of life; ``hung(now)`` once none came for ``quiet_limit``."""
+    """``progress(now)`` on every sign of life; ``hung(now)`` once none came for ``quiet_limit``.
+
+    Before the first sign of life ``startup_limit`` applies instead (default: the quiet limit):
+    a Python process under TCG on a busy machine can take minutes to import and collect before
+    it prints anything, longer than any later step may stay quiet."""
 
     quiet_limit: float
     started: float
+    startup_limit: float | None = None
     last_progress: float = field(init=False)
     steps: int = 0
     last_what: str = ""
@@ -57,8 +62,15 @@ class Watchdog:
     def quiet_for(self, now: float) -> float:
         return now - self.last_progress
 
+    @property
+    def limit(self) -> float:
+        """The quiet limit in force now."""
+        if self.steps == 0 and self.startup_limit is not None:
+            return self.startup_limit
+        return self.quiet_limit
+
     def hung(self, now: float) -> bool:
-        return self.quiet_for(now) > self.quiet_limit
+        return self.quiet_for(now) > self.limit
 
 
 @dataclass(frozen=True)
@@ -72,11 +84,14 @@ class WatchedRun:
     slow: bool
     quiet_limit: float
     last_what: str
+    started_up: bool = True
 
     @property
     def verdict(self) -> str:
         if self.hung:
             last = f" (last sign of life: {self.last_what})" if self.last_what else ""
+            if not self.started_up:
+                return f"hung: no sign of life for {self.quiet_limit:.0f}s after the start"
             return f"hung: no progress for {self.quiet_limit:.0f}s{last}"
         return "slow" if self.slow else "in time"
 
@@ -101,6 +116,7 @@ def run_watched(
     cmd: Sequence[str],
     *,
     quiet_limit: float,
+    startup_limit: float | None = None,
     budget: float | None = None,
     env: dict[str, str] | None = None,
     progress_files: Sequence[Path] = (),
@@ -111,7 +127,7 @@ def run_watched(
     and kill the group once it makes no progress for ``quiet_limit`` seconds."""
     sink = out if out is not None else sys.stdout.buffer
     start = time.monotonic()
-    dog = Watchdog(quiet_limit, start)
+    dog = Watchdog(quiet_limit, start, startup_limit)
     sizes = {p: _size(p) for p in progress_files}
     proc = subprocess.Popen(
         list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -170,6 +186,7 @@ def run_watched(
         seconds=seconds,
         hung=hung,
         slow=budget is not None and seconds > budget,
-        quiet_limit=quiet_limit,
+        quiet_limit=dog.limit,
         last_what=dog.last_what,
+        started_up=dog.steps > 0,
     )

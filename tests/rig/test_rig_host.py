@@ -134,7 +134,8 @@ def test_a_wedged_hang_phase_counts_unreported_tests_as_lio_hangs(
     """The phase is abandoned at its deadline; what never reported is "LIO hangs", the rest
     keeps its real outcome, and nothing of it is a pass."""
     test_file = pytester.makepyfile(PHASE_TESTS)
-    spec = vm_tier.PhaseSpec("", (), budget=5.0, quiet_limit=10.0, hang_phase=True)
+    spec = vm_tier.PhaseSpec("", (), budget=5.0, quiet_limit=10.0, hang_phase=True,
+                             startup_limit=60.0)  # fmt: skip
     phase = vm_tier.run_phase("lio-hangs", [str(test_file)], spec, tmp_path, backends=("sim",))
     assert phase.abandoned
     assert phase.counts() == {"passed": 1, "xfailed (LIO deviation)": 1, "LIO hangs": 2}
@@ -145,7 +146,7 @@ def test_a_wedged_hang_phase_counts_unreported_tests_as_lio_hangs(
 
 def test_a_wedged_main_phase_is_a_failure(pytester: pytest.Pytester, tmp_path: Path) -> None:
     test_file = pytester.makepyfile(PHASE_TESTS)
-    spec = vm_tier.PhaseSpec("", (), budget=5.0, quiet_limit=10.0)
+    spec = vm_tier.PhaseSpec("", (), budget=5.0, quiet_limit=10.0, startup_limit=60.0)
     phase = vm_tier.run_phase("main", [str(test_file)], spec, tmp_path, backends=("sim",))
     assert phase.abandoned
     assert phase.verdict.startswith("hung: no progress for 10s")
@@ -172,11 +173,24 @@ def test_a_slow_phase_that_keeps_progressing_runs_to_its_end(
     """9 s of tests, each under the 4 s quiet limit, the whole far over the 2 s budget: slow,
     not hung, every test reported (a fixed 4 s deadline would have cut it off)."""
     test_file = pytester.makepyfile(SLOW_TESTS)
-    spec = vm_tier.PhaseSpec("", (), budget=2.0, quiet_limit=4.0 + 6.0)
+    spec = vm_tier.PhaseSpec("", (), budget=2.0, quiet_limit=4.0 + 6.0, startup_limit=60.0)
     phase = vm_tier.run_phase("main", [str(test_file)], spec, tmp_path, backends=("sim",))
     assert (phase.abandoned, phase.verdict, phase.rc) == (False, "slow", 0)
     assert phase.counts() == {"passed": 6}
     assert not phase.failed()
+
+
+def test_a_phase_hung_before_any_test_is_a_failure(tmp_path: Path) -> None:
+    """Seen in a loaded VM: the hang phase printed nothing before its limit. No test was
+    collected, so none can be counted as a known LIO hang: the phase failed."""
+    spec = vm_tier.PhaseSpec("", (), budget=1.0, quiet_limit=1.0, hang_phase=True,
+                             startup_limit=2.0)  # fmt: skip
+    sleeper = tmp_path / "conftest.py"
+    sleeper.write_text("import time\ntime.sleep(60)\n")
+    phase = vm_tier.run_phase("lio-hangs", [str(tmp_path)], spec, tmp_path, backends=("sim",))
+    assert phase.abandoned and phase.results == []
+    assert phase.verdict.startswith("hung: no sign of life")
+    assert phase.failed()
 
 
 class FakeObject:

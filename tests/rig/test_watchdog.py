@@ -23,6 +23,20 @@ def test_watchdog_decision_follows_progress() -> None:
         Watchdog(quiet_limit=0, started=0.0)
 
 
+def test_a_slow_start_has_its_own_limit() -> None:
+    dog = Watchdog(quiet_limit=10, started=0.0, startup_limit=100)
+    assert dog.limit == 100 and not dog.hung(99.0) and dog.hung(101.0)
+    dog.progress(99.0, "collected 8 items")
+    assert dog.limit == 10 and not dog.hung(108.0) and dog.hung(110.0)
+
+
+def test_a_run_silent_from_the_start_says_so() -> None:
+    run = run_watched(_python("import time; time.sleep(60)"), quiet_limit=0.5, startup_limit=1.0,
+                      out=io.BytesIO(), poll=0.1)  # fmt: skip
+    assert run.hung and not run.started_up
+    assert run.verdict == "hung: no sign of life for 1s after the start"
+
+
 def _python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
