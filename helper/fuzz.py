@@ -34,6 +34,7 @@ from scsi_pr.helper.fuzz_frames import (
     outcome,
     request_fd,
 )
+from scsi_pr.helper.unix_io import recv_exactly
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
 __all__ = ["FuzzReport", "frames", "run_fuzz"]
@@ -133,16 +134,6 @@ class _Anomaly(HelperError):
     """A fuzz frame was handled other than its oracle says (recorded, never raised out)."""
 
 
-def _read(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        part = sock.recv(n - len(data))
-        if not part:
-            break
-        data += part
-    return data
-
-
 def _read_to_close(sock: socket.socket) -> bytes:
     data = b""
     with contextlib.suppress(ConnectionResetError):  # it closed with our bytes unread
@@ -214,7 +205,7 @@ class _Fuzzer:
         sock.settimeout(self.timeout)
         sock.connect(self.path)
         if frame.opening is Opening.HANDSHAKE:
-            if _read(sock, 4) != FEATURES:
+            if recv_exactly(sock, 4) != FEATURES:
                 sock.close()
                 raise _Anomaly("no features word")
             sock.sendall(FEATURES)
@@ -256,13 +247,13 @@ class _Fuzzer:
             return None
         try:
             if ending in (Ending.KEEP, Ending.ANSWER_CLOSE):
-                if unread and _read(sock, 4) != FEATURES:
+                if unread and recv_exactly(sock, 4) != FEATURES:
                     raise _Anomaly("no features word")
-                header = _read(sock, HEADER)
+                header = recv_exactly(sock, HEADER)
                 size = (
                     int.from_bytes(header[4:8], "big", signed=True) if len(header) == 8 + 96 else 0
                 )
-                self.judge(cdb, frame, header + _read(sock, max(size, 0)))
+                self.judge(cdb, frame, header + recv_exactly(sock, max(size, 0)))
                 if ending is Ending.KEEP:
                     return sock
                 sock.close()

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from scsi_pr.helper.unix_io import recv_exactly
 from scsi_pr.sim.cdb import persistent_reserve_in
 
 CDB = persistent_reserve_in(0, 256).ljust(16, b"\0")  # READ KEYS
@@ -70,7 +71,7 @@ class _Conn:
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.settimeout(STARTUP_TIMEOUT)
         self.sock.connect(path)
-        if _recv_exactly(self.sock, 4) != b"\0\0\0\0":
+        if recv_exactly(self.sock, 4) != b"\0\0\0\0":
             raise ConnectionError("bad features word")
         self.sock.sendall(b"\0\0\0\0")
         self.sock.setblocking(False)
@@ -98,16 +99,6 @@ class _Conn:
             return None
         answer, self.buf = bytes(self.buf[:size]), self.buf[size:]
         return answer
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        part = sock.recv(n - len(data))
-        if not part:
-            break
-        data += part
-    return data
 
 
 def _check(answer: bytes) -> str | None:

@@ -74,3 +74,15 @@ def device_name(fd: int) -> str:
 
 def is_read_only(fd: int) -> bool:
     return (fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE) == os.O_RDONLY
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    """``n`` bytes from a blocking socket, or fewer if the peer closed first (for clients:
+    the fuzzer and the load generator read whole answers)."""
+    data = b""
+    while len(data) < n:
+        part = sock.recv(n - len(data))
+        if not part:
+            break
+        data += part
+    return data
