@@ -3,8 +3,8 @@ serve``: a user-space initiator, so it runs on the host.
 
 The PR suites of issue 11 and the SBC/iSCSI suites for the commands the model implements run
 in one ``iscsi-test-cu -x`` call (``tests/libiscsi.py``); its CUnit XML report gives each test's
-outcome. Every test must pass, except those in ``KNOWN_FAILURES``, each with the clause that
-explains it; a known failure that starts passing fails this test too (take it off the list), so
+outcome. Every test must pass, except those in ``KNOWN_FAILURES`` (``tests/libiscsi.py``), each
+with the clause that explains it; a known failure that starts passing fails this test too (take it off the list), so
 the table stays true.
 """
 
@@ -13,17 +13,17 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from libiscsi import ISCSI_TEST_CU, free_port, listed_tests, run_suites, serve_model
+from libiscsi import (
+    ISCSI_TEST_CU,
+    KNOWN_FAILURES,
+    free_port,
+    listed_tests,
+    run_suites,
+    serve_model,
+)
 from needs import unavailable
 
 TARGET = "iqn.2024-01.test.scsi-pr:libiscsi"
-#: test -> why it fails, by the clause that says the model is right or what it lacks
-KNOWN_FAILURES = {
-    "ALL.Inquiry.Standard": "SPC-5 6.7.2: VERSION 07h claims SPC-5; libiscsi 1.19 accepts only "
-    "04h-06h (SPC-2..SPC-4)",
-    "ALL.Inquiry.BlockLimits": "SBC-4 6.6.4: the model has no Block Limits VPD page (B0h) and "
-    "lists no SBC version descriptor",
-}
 RUN_TIMEOUT = 900  # seconds; about 30 s on an idle machine
 
 
