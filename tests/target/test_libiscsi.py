@@ -4,8 +4,8 @@ serve``: a user-space initiator, so it runs on the host.
 The PR suites of issue 11 and the SBC/iSCSI suites for the commands the model implements run
 in one ``iscsi-test-cu -x`` call (``tests/libiscsi.py``); its CUnit XML report gives each test's
 outcome. Every test must pass, except those in ``KNOWN_FAILURES`` (``tests/libiscsi.py``), each
-with the clause that explains it; a known failure that starts passing fails this test too (take it off the list), so
-the table stays true.
+with the clause that explains it; a known failure that starts passing fails this test too (take
+it off the list), so the table stays true.
 """
 
 from __future__ import annotations
