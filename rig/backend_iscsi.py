@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from scsi_pr.helper.lu_identity import identify_path
 from scsi_pr.rig import iscsi_rig
 from scsi_pr.rig.backend_helper import HelperLioBackend
-from scsi_pr.rig.backend_lio import CommandTimeout, TransportError, execute_with_timeout
+from scsi_pr.rig.backend_lio import SgInitiator
 from scsi_pr.rig.backends import Backend, BackendUnavailable, Capability, Initiator
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import SenseKey, Status
 from scsi_pr.sim.device import LogicalUnit
-from scsi_pr.sim.result import CommandResult
 from scsi_pr.sim.transportid import TransportId
 
 RELATIVE_TARGET_PORT = 1  # every session comes through the target's one portal group
@@ -34,7 +33,7 @@ MAX_UAS = 16
 
 
 @dataclass
-class IscsiInitiator:
+class IscsiInitiator(SgInitiator):
     """One session's LUN 0 by SG_IO."""
 
     port: iscsi_rig.IscsiPort
@@ -52,31 +51,6 @@ class IscsiInitiator:
     @property
     def relative_target_port(self) -> int:
         return RELATIVE_TARGET_PORT
-
-    def open(self) -> None:
-        if self.fd < 0:
-            self.fd = os.open(self.port.sg, os.O_RDWR | os.O_NONBLOCK)
-
-    def close(self) -> None:
-        if self.fd >= 0 and not self.hung:
-            os.close(self.fd)
-        self.fd = -1
-
-    def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
-        if self.hung:
-            raise CommandTimeout(f"{self.name}: an earlier command hung")
-        try:
-            r = execute_with_timeout(self.fd, cdb, data, self.name)
-        except CommandTimeout:
-            self.hung = True
-            raise
-        if r.errno or r.host_status or (r.driver_status & ~0x08):
-            raise TransportError(
-                f"{self.name} {self.port.sg}: {cdb.hex()} errno={r.errno} "
-                f"host_status={r.host_status:#x} driver_status={r.driver_status:#x}"
-            )
-        sense = r.sense[: r.sb_len_wr] if r.status == Status.CHECK_CONDITION else b""
-        return CommandResult(r.status, sense, r.data)
 
 
 def fresh_rig(initiators: int) -> iscsi_rig.IscsiRig:

@@ -19,6 +19,7 @@ import os
 import threading
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 from scsi_pr.helper.executors.sg import SgIoResult, sg_io
 from scsi_pr.rig import lio
@@ -72,8 +73,52 @@ def execute_with_timeout(
     return result
 
 
+class SgInitiator:
+    """One initiator port reached by SG_IO on an open /dev/sgN, for every kernel-initiator
+    backend (LIO loopback, the iSCSI initiator). Subclasses give ``port`` (with ``.sg``) and
+    ``name``; a command that times out marks the initiator hung for good."""
+
+    port: Any
+    fd: int
+    hung: bool
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    def open(self) -> None:
+        if self.fd < 0:
+            self.fd = os.open(self.port.sg, os.O_RDWR | os.O_NONBLOCK)
+
+    def close(self) -> None:
+        # After a hang the fd's command is still in flight: leave it to process exit.
+        if self.fd >= 0 and not self.hung:
+            os.close(self.fd)
+        self.fd = -1
+
+    def on_hang(self) -> None:
+        """What else a timed-out command means for this backend (nothing by default)."""
+
+    def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
+        if self.hung:
+            raise CommandTimeout(f"{self.name}: LUN already hung by an earlier command")
+        try:
+            r = execute_with_timeout(self.fd, cdb, data, self.name)
+        except CommandTimeout:
+            self.hung = True
+            self.on_hang()
+            raise
+        if r.errno or r.host_status or (r.driver_status & ~0x08):
+            raise TransportError(
+                f"{self.name} {self.port.sg}: {cdb.hex()} errno={r.errno} "
+                f"host_status={r.host_status:#x} driver_status={r.driver_status:#x}"
+            )
+        sense = r.sense[: r.sb_len_wr] if r.status == Status.CHECK_CONDITION else b""
+        return CommandResult(r.status, sense, r.data)
+
+
 @dataclass
-class LioInitiator:
+class LioInitiator(SgInitiator):
     """One initiator port: an open /dev/sgN reaching the LU through its own target port."""
 
     port: lio.InitiatorPort
@@ -92,32 +137,8 @@ class LioInitiator:
     def relative_target_port(self) -> int:
         return self.port.relative_target_port
 
-    def open(self) -> None:
-        if self.fd < 0:
-            self.fd = os.open(self.port.sg, os.O_RDWR | os.O_NONBLOCK)
-
-    def close(self) -> None:
-        # After a hang the fd's command is still in flight: leave it to process exit.
-        if self.fd >= 0 and not self.hung:
-            os.close(self.fd)
-        self.fd = -1
-
-    def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
-        if self.hung:
-            raise CommandTimeout(f"{self.name}: LUN already hung by an earlier command")
-        try:
-            r = execute_with_timeout(self.fd, cdb, data, self.name)
-        except CommandTimeout:
-            self.hung = True
-            mark_hung()
-            raise
-        if r.errno or r.host_status or (r.driver_status & ~0x08):
-            raise TransportError(
-                f"{self.name} {self.port.sg}: {cdb.hex()} errno={r.errno} "
-                f"host_status={r.host_status:#x} driver_status={r.driver_status:#x}"
-            )
-        sense = r.sense[: r.sb_len_wr] if r.status == Status.CHECK_CONDITION else b""
-        return CommandResult(r.status, sense, r.data)
+    def on_hang(self) -> None:
+        mark_hung()  # the next backend builds a new LU generation beside the wedged one
 
 
 @dataclass
