@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,15 +122,26 @@ def run_watched(
     progress_files: Sequence[Path] = (),
     out: BinaryIO | None = None,
     poll: float = POLL_SECONDS,
+    on_progress: Callable[[str], None] | None = None,
+    cwd: Path | None = None,
 ) -> WatchedRun:
     """Run ``cmd`` (its own process group), forward its output to ``out`` (default: our stdout),
-    and kill the group once it makes no progress for ``quiet_limit`` seconds."""
+    and kill the group once it makes no progress for ``quiet_limit`` seconds.
+
+    ``on_progress(what)`` hears every sign of life: a step that runs inside a watched run passes
+    ``heartbeat`` so that its own watcher sees the inner command's progress too."""
     sink = out if out is not None else sys.stdout.buffer
     start = time.monotonic()
     dog = Watchdog(quiet_limit, start, startup_limit)
+
+    def alive(what: str) -> None:
+        dog.progress(time.monotonic(), what)
+        if on_progress is not None:
+            on_progress(what)
+
     sizes = {p: _size(p) for p in progress_files}
     proc = subprocess.Popen(
-        list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        list(cmd), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -151,13 +162,13 @@ def run_watched(
                     sink.write(chunk)
                     sink.flush()
                     tail = chunk.rstrip().rsplit(b"\n", 1)[-1]
-                    dog.progress(time.monotonic(), tail.decode(errors="replace")[:120])
+                    alive(tail.decode(errors="replace")[:120])
             else:
                 time.sleep(poll)
             for p, old in sizes.items():
                 if (new := _size(p)) != old:
                     sizes[p] = new
-                    dog.progress(time.monotonic(), f"{p.name} grew")
+                    alive(f"{p.name} grew")
             if proc.poll() is not None:
                 # Exited: forward what is left, but do not wait for children that inherited
                 # the pipe (a daemon the run started may keep it open).

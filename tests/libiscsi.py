@@ -14,6 +14,8 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from scsi_pr.rig.watchdog import heartbeat, run_watched
+
 ISCSI_TEST_CU = Path("/usr/bin/iscsi-test-cu")
 PR_SUITES = ("PrinReadKeys", "PrinServiceactionRange", "PrinReportCapabilities", "ProutRegister",
              "ProutReserve", "ProutClear", "ProutPreempt", "Reserve6")  # fmt: skip
@@ -55,16 +57,26 @@ def serve_model(state_dir: Path, iqn: str, port: int, log: Path) -> subprocess.P
     raise AssertionError("scsi-pr target serve did not listen")
 
 
-def run_suites(url: str, workdir: Path, timeout: float) -> dict[str, list[str]]:
-    """Run ``SUITES`` against ``url``; each test's failed assertions (empty: passed)."""
+def run_suites(url: str, workdir: Path, quiet_limit: float) -> dict[str, list[str]]:
+    """Run ``SUITES`` against ``url``; each test's failed assertions (empty: passed).
+
+    The deadline follows progress: CUnit writes each test's record to its XML report as the test
+    ends, so the run is hung only when the report stops growing for ``quiet_limit`` seconds. Each
+    growth is also a heartbeat for the VM tier's watchdog, which would otherwise see a test
+    that is silent for the minutes the suites take under TCG on a busy machine."""
     workdir.mkdir(parents=True, exist_ok=True)
-    run = subprocess.run(
-        [str(ISCSI_TEST_CU), "--dataloss", "--xml", "--test",
-         ",".join(f"ALL.{s}" for s in SUITES), url],
-        cwd=workdir, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
     report = workdir / "CUnitAutomated-Results.xml"
-    assert report.exists(), f"no CUnit report: {run.stdout[-2000:]}{run.stderr[-2000:]}"
+    log = workdir / "iscsi-test-cu.log"
+    argv = [str(ISCSI_TEST_CU), "--dataloss", "--xml", "--test",
+            ",".join(f"ALL.{s}" for s in SUITES), url]  # fmt: skip
+    with log.open("wb") as out:
+        run = run_watched(
+            argv, quiet_limit=quiet_limit, progress_files=[report], out=out, cwd=workdir,
+            on_progress=lambda what: heartbeat(f"libiscsi: {what}"),
+        )  # fmt: skip
+    tail = log.read_text(errors="replace")[-2000:]
+    assert not run.hung, f"iscsi-test-cu {run.verdict} against {url}: {tail}"
+    assert report.exists(), f"no CUnit report: {tail}"
     return outcomes(report)
 
 

@@ -74,6 +74,20 @@ def test_progress_files_count_as_progress(tmp_path: Path) -> None:
     assert silent.hung
 
 
+def test_inner_progress_reaches_the_outer_watcher(tmp_path: Path) -> None:
+    # A step inside a watched phase (libiscsi's report growing) must show up as the phase's
+    # progress too, or the phase's own watchdog calls a long, busy step hung.
+    log = tmp_path / "report.xml"
+    code = (
+        "import time\n"
+        f"for i in range(3):\n    open({str(log)!r}, 'a').write('x'); time.sleep(0.3)"
+    )
+    heard: list[str] = []
+    run = run_watched(_python(code), quiet_limit=5.0, progress_files=[log], out=io.BytesIO(),
+                      poll=0.1, on_progress=heard.append)  # fmt: skip
+    assert run.rc == 0 and heard.count("report.xml grew") >= 2
+
+
 def test_heartbeat_appends_only_when_watched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
