@@ -46,6 +46,9 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "multipath-tools": "/sbin/multipath",
     "libiscsi-bin": "/usr/bin/iscsi-test-cu",
     "open-iscsi": "/usr/sbin/iscsiadm",
+    "qemu-block-extra": "/usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so",
+    "fence-agents": "/usr/sbin/fence_scsi",
+    "fio": "/usr/bin/fio",
 }
 #: environment passed into the guest (the guest starts with a clean environment)
 PASSED_ENV_PREFIXES = ("CI", "SCSI_PR_", "PYTEST_ADDOPTS", "HYPOTHESIS_")
