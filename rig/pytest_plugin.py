@@ -51,6 +51,9 @@ DEFAULT_BACKENDS = ("sim",)
 DEFAULT_INITIATORS = 3
 #: backends that run on LIO and therefore show its known defects
 LIO_BACKENDS = frozenset({"lio", "helper-lio"})
+#: backends whose commands go through a real kernel (SG_IO): a command can block for good there,
+#: so each test gets a deadline
+KERNEL_BACKENDS = LIO_BACKENDS | {"iscsi", "helper-iscsi"}
 LIO_HANGS = "LIO hangs"
 #: a test on a real-kernel backend that runs longer than this fails (``--lio-test-timeout``)
 DEFAULT_LIO_TEST_TIMEOUT = 240.0
@@ -106,7 +109,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--lio-test-timeout",
         type=float,
         default=DEFAULT_LIO_TEST_TIMEOUT,
-        help="seconds one test may take on an LIO backend before it fails (0: no limit); "
+        help="seconds one test may take on a real-kernel backend (LIO, iSCSI) before it fails "
+        "(0: no limit); "
         "keeps one slow or wedged test from eating the VM tier's time",
     )
     parser.addini("scsi_pr_backends", "default backends", type="args", default=[])
@@ -177,14 +181,20 @@ def _backend_name(item: pytest.Item) -> str | None:
     return callspec.params.get("backend") if callspec is not None else None
 
 
+def per_test_deadline(backend: str | None, limit: float) -> float:
+    """The seconds a test on ``backend`` may take (0: no limit): only a real kernel can block
+    a command for good; the in-process model and its helper fail fast on their own."""
+    return limit if backend in KERNEL_BACKENDS else 0.0
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """On LIO backends: bound the test's time, and report an ``lio_hangs`` test that hung the
-    LUN as xfail "LIO hangs", even if the test caught the timeout itself and passed: a hang is
-    a known defect, never a pass."""
-    on_lio = _backend_name(item) in LIO_BACKENDS
-    hang_expected = on_lio and item.get_closest_marker("lio_hangs") is not None
-    limit = item.config.getoption("lio_test_timeout") if on_lio else 0
+    """On real-kernel backends: bound the test's time. On LIO: report an ``lio_hangs`` test that
+    hung the LUN as xfail "LIO hangs", even if the test caught the timeout itself and passed: a
+    hang is a known defect, never a pass."""
+    name = _backend_name(item)
+    hang_expected = name in LIO_BACKENDS and item.get_closest_marker("lio_hangs") is not None
+    limit = per_test_deadline(name, item.config.getoption("lio_test_timeout"))
     with _deadline(limit):
         try:
             result = yield

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 from prtest import drain
 
-LIO_BACKENDS = ("lio", "helper-lio")
+from scsi_pr.rig.pytest_plugin import LIO_BACKENDS
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         mark = item.get_closest_marker("lio_deviation")
         if mark is not None:
-            item.add_marker(pytest.mark.deviates(*LIO_BACKENDS, **mark.kwargs))
+            item.add_marker(pytest.mark.deviates(*sorted(LIO_BACKENDS), **mark.kwargs))
 
 
 @pytest.fixture

@@ -108,3 +108,14 @@ def test_uses_backend_marker_selects_backend_tests(pytester: pytest.Pytester) ->
     pytester.makepyfile(PROBE.format(name="sim") + "\n\ndef test_plain():\n    pass\n")
     result = pytester.runpytest_subprocess("-m", "uses_backend")
     result.assert_outcomes(passed=1, deselected=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "limit"),
+    [("lio", 240.0), ("helper-lio", 240.0), ("iscsi", 240.0), ("helper-iscsi", 240.0),
+     ("sim", 0.0), ("helper-sim", 0.0), (None, 0.0)],
+)  # fmt: skip
+def test_every_real_kernel_backend_gets_a_per_test_deadline(name: str | None, limit: float) -> None:
+    from scsi_pr.rig.pytest_plugin import per_test_deadline
+
+    assert per_test_deadline(name, 240.0) == limit
