@@ -57,11 +57,13 @@ class IscsiRigError(RigError):
 
 @dataclass(frozen=True)
 class IscsiPort:
-    """One session: its initiator port (name and ISID) and the /dev/sgN of its LUN 0."""
+    """One session: its initiator port (name and ISID), the /dev/sgN and /dev/sdX of its LUN 0
+    (the block device is what fence_scsi and fio take)."""
 
     name: str
     isid: str
     sg: str
+    block: str
 
     @property
     def transport_id(self) -> TransportId:
@@ -174,11 +176,14 @@ class IscsiRig:
             isids = login.findall(self.target_log(None))
             for session in SESSIONS.glob("session*"):
                 if isids and (session / "initiatorname").read_text().strip() == name:
-                    for sg in (session / "device").glob("target*/*:0/scsi_generic/sg*"):
-                        if Path("/dev", sg.name).exists():
-                            return IscsiPort(name, isids[-1], f"/dev/{sg.name}")
+                    lun0 = session / "device"
+                    sgs = [p.name for p in lun0.glob("target*/*:0/scsi_generic/sg*")]
+                    blocks = [p.name for p in lun0.glob("target*/*:0/block/sd*")]
+                    if sgs and blocks and all(Path("/dev", n).exists() for n in sgs + blocks):
+                        return IscsiPort(name, isids[-1], f"/dev/{sgs[0]}", f"/dev/{blocks[0]}")
             time.sleep(0.2)
-        raise IscsiRigError(f"no /dev/sgN for the session of {name}: {self.target_log()}")
+        raise IscsiRigError(f"no /dev/sgN and /dev/sdX for the session of {name}: "
+                            f"{self.target_log()}")  # fmt: skip
 
     # -- taking down ------------------------------------------------------------------------
     def target_log(self, tail: int | None = 3000) -> str:
