@@ -1,9 +1,11 @@
-"""The VM tier's driver, run inside the VM by ``scripts/vm-tier``: two pytest runs, one summary.
+"""The VM tier's driver, run inside the VM by ``scripts/vm-tier``: pytest runs, one summary.
 
 1. Every backend-independent test (``uses_backend``) and every ``vm`` test, on ``lio`` and
    ``helper-lio``, except those marked ``lio_hangs`` or ``guest_e2e``.
-2. The nested-guest end-to-end test (``guest_e2e``: minutes under TCG), once, on its own.
-3. Last, in a process of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
+2. Every backend-independent test on ``iscsi`` and ``helper-iscsi``: the model behind the
+   kernel's iSCSI initiator (``scsi-pr target serve``), ``lio_hangs`` tests included.
+3. The nested-guest end-to-end test (``guest_e2e``: minutes under TCG), once, on its own.
+4. Last, in a process of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
    tcm_loop). The rig builds a fresh LU after each hang; should the process itself get stuck,
    it is abandoned and the tests it did not report are counted as hung.
 
@@ -33,6 +35,7 @@ from scsi_pr.rig.pytest_plugin import DEFAULT_LIO_TEST_TIMEOUT, ENV_RESULT_LOG, 
 from scsi_pr.rig.watchdog import ENV_PROGRESS, run_watched
 
 BACKENDS = tuple(os.environ.get("SCSI_PR_VM_BACKENDS", "lio,helper-lio").split(","))
+ISCSI_BACKENDS = ("iscsi", "helper-iscsi")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class PhaseSpec:
     hang_phase: bool = False
     #: before pytest prints or logs anything: interpreter start and collection under TCG
     startup_limit: float = 600.0
+    #: the backends the phase runs on (None: ``BACKENDS``, the LIO pair unless overridden)
+    backends: tuple[str, ...] | None = None
 
 
 PHASES: dict[str, PhaseSpec] = {
@@ -56,6 +61,15 @@ PHASES: dict[str, PhaseSpec] = {
         ("--durations=15",),
         budget=900.0,
         quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
+    ),
+    # the same backend-independent suite on the model behind the kernel's iSCSI initiator; the
+    # lio_hangs tests included: PREEMPT AND ABORT completes there
+    "iscsi": PhaseSpec(
+        "uses_backend and not guest_e2e",
+        ("--durations=10",),
+        budget=900.0,
+        quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
+        backends=ISCSI_BACKENDS,
     ),
     # one test; its driver logs (and heartbeats) every step, the longest guest pause included
     "guest-e2e": PhaseSpec("guest_e2e", (), budget=1200.0, quiet_limit=GUEST_TIMEOUT + 60.0),
@@ -187,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         if name in chosen:
             spec = PHASES[name]
             argv_ = [*args.pytest_args, "-m", spec.marks, *spec.extra]
-            phases.append(run_phase(name, argv_, spec, args.workdir))
+            backends = spec.backends or BACKENDS
+            phases.append(run_phase(name, argv_, spec, args.workdir, backends=backends))
             report(phases[-1], details=False)  # counts now: a later phase may take long
     print("\n== VM tier summary ==")
     for ph in phases:

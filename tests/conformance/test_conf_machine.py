@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 from pr_machine import LIO_DEVIATIONS, PRMachine, Target
 
-from scsi_pr.rig.pytest_plugin import LIO_BACKENDS
+from scsi_pr.rig.pytest_plugin import KERNEL_BACKENDS, LIO_BACKENDS
 
 #: few examples: on a real LUN every step is several SG_IO round trips in a TCG VM
 EXAMPLES = {"sim": 60, "helper-sim": 20}
@@ -34,6 +34,6 @@ def test_pr_machine(nexuses: list, request: pytest.FixtureRequest) -> None:
             suppress_health_check=list(HealthCheck),
             # Shrinking replays hundreds of programs: minutes on a TCG VM. The failure report
             # still lists every step with its result (the machine's notes).
-            phases=[Phase.explicit, Phase.generate] if on_lio else list(Phase),
+            phases=[Phase.explicit, Phase.generate] if backend in KERNEL_BACKENDS else list(Phase),
         ),
     )
