@@ -20,9 +20,10 @@ from libiscsi import ISCSI_TEST_CU, KNOWN_FAILURES, free_port, run_suites, serve
 from needs import unavailable
 
 from scsi_pr.helper.lu_identity import identify_path
+from scsi_pr.rig.lio_iscsi import IQN as LIO_IQN
+from scsi_pr.rig.lio_iscsi import LioIscsiTarget
 
 pytestmark = pytest.mark.vm
-LIO_IQN = "iqn.2003-01.org.linux-iscsi.scsi-pr:reference"
 OURS_IQN = "iqn.2024-01.org.scsi-pr:reference"
 QUIET_LIMIT = 180  # seconds without a test ending; below the main phase's own quiet limit
 
@@ -59,30 +60,6 @@ def test_real_sg_persist_through_two_kernel_sessions() -> None:
     answer = (preempted.stdout + preempted.stderr).lower()
     assert "reservations preempted" in answer  # SPC-5 5.14.11: the UA CLEAR leaves for b
     assert "there are no registered reservation keys" in sg_persist("--in", "-k", b.sg)
-
-
-class LioIscsiTarget:
-    """LIO's own iSCSI target on a ramdisk, in demo mode (any initiator, no CHAP), built with
-    rtslib-fb as ``scsi_pr.rig.lio`` builds its loopback rig."""
-
-    def __init__(self, port: int) -> None:
-        from scsi_pr.rig import lio
-
-        subprocess.run(["modprobe", "iscsi_target_mod"], check=True)
-        rts = lio._rtslib()
-        self.storage = rts.RDMCPStorageObject("scsipr_iscsi_ref", size=64 << 20)
-        self.target = rts.Target(rts.FabricModule("iscsi"), LIO_IQN)
-        tpg = rts.TPG(self.target, 1)
-        for name, value in (("authentication", "0"), ("demo_mode_write_protect", "0"),
-                            ("generate_node_acls", "1"), ("cache_dynamic_acls", "1")):  # fmt: skip
-            tpg.set_attribute(name, value)
-        rts.LUN(tpg, 0, self.storage)
-        rts.NetworkPortal(tpg, "127.0.0.1", port)
-        tpg.enable = True
-
-    def delete(self) -> None:
-        self.target.delete()
-        self.storage.delete()
 
 
 def test_libiscsi_reference_count_lio_and_ours(tmp_path: Path) -> None:
