@@ -194,11 +194,12 @@ def build_initramfs(
     out: Path,
     release: str | None = None,
     device: str = GUEST_DEVICE,
+    programs: Sequence[str] = GUEST_PROGRAMS,
 ) -> Initramfs:
     """Write a gzip'd newc initramfs running ``steps`` to ``out``; reproducible for equal
-    inputs (zero timestamps, gzip mtime 0)."""
+    inputs (zero timestamps, gzip mtime 0). ``programs``: the sg3-utils tools it carries."""
     release = release or default_kernel_release()
-    entries, order = initramfs_entries(steps, release, device=device)
+    entries, order = initramfs_entries(steps, release, device=device, programs=programs)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(gzip.compress(newc_archive(entries), compresslevel=6, mtime=0))
     return Initramfs(out, kernel_image(release), tuple(order), tuple(e.path for e in entries))
