@@ -22,6 +22,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "lio": ("scsi_pr.rig.lio_cli", "bring LIO loopback LUNs up or down (root, LIO kernel)"),
     "vm": ("scsi_pr.rig.vm", "run a command in a virtme-ng VM with LIO ready"),
     "target": ("scsi_pr.target.cli", "serve the simulated LUs over iSCSI (scsi-pr target serve)"),
+    "guests": (
+        "scsi_pr.rig.iscsi_guests.cli",
+        "two QEMU guests, two iSCSI nexuses on one LU: one fences the other",
+    ),
 }
 
 
