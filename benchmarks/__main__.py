@@ -1,4 +1,5 @@
-"""``scripts/bench [--model] [--helper]``: run the chosen benchmarks (default: all).
+"""``scripts/bench [--model] [--helper] [--iscsi]``: run the chosen benchmarks (default: all
+but ``--iscsi``, which boots a VM and takes minutes).
 
 Benchmarks print rates and latencies; they are never timed tests (timings vary per machine).
 """
@@ -12,7 +13,10 @@ import sys
 BENCHMARKS = {
     "model": "benchmarks.model",
     "helper": "benchmarks.helper",
+    "iscsi": "benchmarks.iscsi",
 }
+#: run only when named: they need the VM
+ON_REQUEST = frozenset({"iscsi"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, module in BENCHMARKS.items():
         parser.add_argument(f"--{name}", action="store_true", help=f"run {module}")
     args = parser.parse_args(argv)
-    chosen = [n for n in BENCHMARKS if getattr(args, n)] or list(BENCHMARKS)
+    chosen = [n for n in BENCHMARKS if getattr(args, n)] or [
+        n for n in BENCHMARKS if n not in ON_REQUEST
+    ]
     status = 0
     for name in chosen:
         status |= int(importlib.import_module(BENCHMARKS[name]).main() or 0)
