@@ -47,7 +47,7 @@ from scsi_pr.sim.transportid import TransportId
 if TYPE_CHECKING:
     from scsi_pr.rig.backend_lio import LioBackend
 
-START_TIMEOUT = 20.0
+START_QUIET = 20.0  # seconds a starting helper may go without using CPU (processes.wait_listening)
 KILL_WAIT = 5.0
 # A PR command through the helper that takes longer than this is a hung LUN (the lio backend's
 # SG_IO timeout plus its grace): the client raises TimeoutError, the plugin's hang signal.
@@ -106,7 +106,7 @@ class HelperProcess:
             wait_listening(
                 self.proc,
                 self.sock,
-                START_TIMEOUT,
+                START_QUIET,
                 name="scsi-pr-helper",
                 output=lambda: self.log.read_text(errors="replace")[-2000:],
             )

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from scsi_pr.helper.simserve import SharedLUs
 from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.processes import NotListening, tcp_listening, wait_ready
 from scsi_pr.sim.transportid import TransportId
 
 TARGET = "iqn.2024-01.org.scsi-pr:rig"
@@ -36,7 +37,7 @@ INITIATOR_PREFIX = "iqn.2024-01.org.scsi-pr:initiator"
 ISCSI_ETC = Path("/etc/iscsi")
 SESSIONS = Path("/sys/class/iscsi_session")
 ISCSID_SOCKET = "\0ISCSIADM_ABSTRACT_NAMESPACE"  # open-iscsi's iscsiadm <-> iscsid socket
-START_TIMEOUT = 60.0  # seconds for the target to listen (a Python start under TCG is slow)
+START_QUIET = 60.0  # seconds a starting iscsid or target may go without using CPU
 DEVICE_TIMEOUT = 30.0  # seconds for a session's /dev/sgN to appear
 LU_SIZE = "64M"
 ISCSID_CONF = """node.startup = manual
@@ -132,11 +133,12 @@ class IscsiRig:
         # A session of its own: iscsid signals its whole process group when it stops.
         self._iscsid = subprocess.Popen(["iscsid", "-f"], stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _iscsid_listening():
-            if self._iscsid.poll() is not None or time.monotonic() > deadline:
-                raise IscsiRigError("iscsid did not start: see " + str(self.root / "iscsid.log"))
-            time.sleep(0.2)
+        iscsid_log = self.root / "iscsid.log"
+        try:
+            wait_ready(self._iscsid, _iscsid_listening, START_QUIET, name="iscsid",
+                       output=lambda: iscsid_log.read_text(errors="replace")[-2000:])  # fmt: skip
+        except NotListening as e:
+            raise IscsiRigError(str(e)) from e
 
     def _start_target(self) -> None:
         argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", TARGET,
@@ -145,16 +147,12 @@ class IscsiRig:
         log = (self.root / "target.log").open("wb")
         self._target = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._target.poll() is not None:
-                raise IscsiRigError(f"scsi-pr target serve exited: {self.target_log()}")
-            try:
-                socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise IscsiRigError("scsi-pr target serve did not listen in time")
+        try:
+            wait_ready(self._target, lambda: tcp_listening("127.0.0.1", PORT), START_QUIET,
+                       name="scsi-pr target serve", what=f"listen on port {PORT}",
+                       output=self.target_log)  # fmt: skip
+        except NotListening as e:
+            raise IscsiRigError(str(e)) from e
 
     def _login(self, index: int) -> IscsiPort:
         iface, name = f"scsipr{index}", f"{INITIATOR_PREFIX}{index}"

@@ -9,6 +9,7 @@ client that leaves at once; both helpers take that in stride.)
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -17,45 +18,101 @@ from pathlib import Path
 
 from scsi_pr.rig.errors import RigError
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MAX_START = 900.0  # seconds: a process that keeps using CPU but never listens
+
 
 class NotListening(RigError):
     """The process exited, or its socket did not accept a connection in time."""
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time ``pid`` has used (proc(5) fields 14 and 15); None once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def unix_listening(sock: Path) -> bool:
+    """Does a connect() to the Unix socket ``sock`` succeed?"""
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(sock))
+        except OSError:
+            return False
+    return True
+
+
+def tcp_listening(host: str, port: int) -> bool:
+    """Does a TCP connect() to ``host``:``port`` succeed?"""
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    quiet_limit: float,
+    *,
+    name: str = "helper",
+    what: str = "become ready",
+    output: Callable[[], str] = lambda: "",
+    interval: float = 0.02,
+) -> None:
+    """Return once ``ready()``; raise NotListening if ``proc`` exits first (with ``output()`` in
+    the message) or makes no progress for ``quiet_limit`` seconds.
+
+    Progress is CPU time: a starting interpreter that is only slow (a loaded machine, TCG) keeps
+    using CPU while it imports, and a start that is stuck does not. A fixed wall-clock deadline
+    failed the VM tier on a busy machine while the helper was still starting. ``MAX_START``
+    bounds a process that spins without ever getting ready."""
+    start = last_progress = time.monotonic()
+    used = cpu_seconds(proc.pid) or 0.0
+    while True:
+        if proc.poll() is not None:
+            raise NotListening(f"{name} exited with {proc.returncode}: {output()}")
+        if ready():
+            return
+        now = time.monotonic()
+        if (cpu := cpu_seconds(proc.pid)) is not None and cpu > used:
+            used, last_progress = cpu, now
+        if now - last_progress > quiet_limit:
+            raise NotListening(
+                f"{name} did not {what}: no progress (CPU time) for {quiet_limit:g}s"
+            )
+        if now - start > MAX_START:
+            raise NotListening(f"{name} did not {what} in {MAX_START:g}s")
+        time.sleep(interval)
+
+
 def wait_listening(
     proc: subprocess.Popen[bytes],
     sock: Path,
-    timeout: float,
+    quiet_limit: float,
     *,
     name: str = "helper",
     output: Callable[[], str] = lambda: "",
     interval: float = 0.02,
 ) -> None:
-    """Return once ``sock`` accepts a connection; raise NotListening if ``proc`` exits first
-    (with ``output()`` in the message) or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise NotListening(f"{name} exited with {proc.returncode}: {output()}")
-        with socket.socket(socket.AF_UNIX) as s:
-            try:
-                s.connect(str(sock))
-                return
-            except OSError:
-                pass
-        time.sleep(interval)
-    raise NotListening(f"{name} did not listen on {sock} within {timeout}s")
+    """``wait_ready`` for a connect() to the Unix socket ``sock``."""
+    wait_ready(proc, lambda: unix_listening(sock), quiet_limit, name=name,
+               what=f"listen on {sock}", output=output, interval=interval)  # fmt: skip
 
 
 def spawn_listening(
-    argv: list[str], sock: Path, log: Path, timeout: float, *, name: str = "helper"
+    argv: list[str], sock: Path, log: Path, quiet_limit: float, *, name: str = "helper"
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` with its output appended to ``log``; return it once ``sock`` listens.
     If it does not, it is stopped and NotListening says why, with the log's tail."""
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_listening(proc, sock, timeout, name=name, output=lambda: log_tail(log))
+        wait_listening(proc, sock, quiet_limit, name=name, output=lambda: log_tail(log))
     except NotListening:
         stop(proc)
         raise

@@ -10,13 +10,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from scsi_pr.rig.processes import tcp_listening, wait_ready
 from scsi_pr.rig.watchdog import heartbeat, run_watched
 
 ISCSI_TEST_CU = Path("/usr/bin/iscsi-test-cu")
+START_QUIET = 30.0  # seconds the starting target may go without using CPU
 PR_SUITES = ("PrinReadKeys", "PrinServiceactionRange", "PrinReportCapabilities", "ProutRegister",
              "ProutReserve", "ProutClear", "ProutPreempt", "Reserve6")  # fmt: skip
 #: SBC/SPC suites of the commands in sim/commands.py, and the iSCSI-level suites
@@ -45,16 +46,10 @@ def serve_model(state_dir: Path, iqn: str, port: int, log: Path) -> subprocess.P
     argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", iqn, "--portal",
             f"127.0.0.1:{port}", "--state-dir", str(state_dir), "--size", "64M"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"scsi-pr target serve exited: {log.read_text()[-2000:]}"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("scsi-pr target serve did not listen")
+    wait_ready(proc, lambda: tcp_listening("127.0.0.1", port), START_QUIET,
+               name="scsi-pr target serve", what=f"listen on port {port}",
+               output=lambda: log.read_text()[-2000:])  # fmt: skip
+    return proc
 
 
 def run_suites(url: str, workdir: Path, quiet_limit: float) -> dict[str, list[str]]:

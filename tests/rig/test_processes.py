@@ -3,6 +3,7 @@ socket, exit early, or never listen."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scsi_pr.rig.processes import NotListening, kill, spawn_listening, stop
+from scsi_pr.rig.processes import NotListening, cpu_seconds, kill, spawn_listening, stop
 
 LISTENS = (
     "import socket, sys, time\n"
@@ -41,9 +42,33 @@ def test_an_exiting_helper_is_reported_with_its_output(tmp_path: Path) -> None:
 
 def test_a_helper_that_never_listens_is_stopped_at_the_deadline(tmp_path: Path) -> None:
     sock, pid_file = tmp_path / "s", tmp_path / "pid"
-    with pytest.raises(NotListening, match=r"did not listen on .* within 2\.0s"):
+    with pytest.raises(NotListening, match=r"did not listen on .*: no progress \(CPU time\)"):
         spawn_listening(python(NEVER, sock, pid_file), sock, tmp_path / "helper.log", 2.0)
     assert not Path(f"/proc/{pid_file.read_text()}").exists()  # stopped and reaped
+
+
+SLOW = (
+    "import socket, sys, time\n"
+    "end = time.monotonic() + 4\n"
+    "while time.monotonic() < end: pass\n"  # busy, as an interpreter importing under load
+    "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(); time.sleep(60)\n"
+)
+
+
+def test_a_slow_start_that_keeps_working_is_waited_for(tmp_path: Path) -> None:
+    # Four seconds to listen, with a quiet limit of two: the deadline follows its CPU time.
+    sock = tmp_path / "s"
+    proc = spawn_listening(python(SLOW, sock), sock, tmp_path / "helper.log", 2.0)
+    assert proc.poll() is None
+    stop(proc)
+
+
+def test_cpu_seconds_of_a_process_and_of_none() -> None:
+    busy = subprocess.Popen(python("import time\nend = time.monotonic() + 1\n"
+                                   "while time.monotonic() < end: pass"))  # fmt: skip
+    busy.wait()
+    assert cpu_seconds(busy.pid) is None  # reaped: gone
+    assert (cpu_seconds(os.getpid()) or 0) > 0
 
 
 def test_kill_does_not_wait_for_sigterm() -> None:
