@@ -38,6 +38,7 @@ from scsi_pr.rig.backends import (
     initiator_name,
 )
 from scsi_pr.rig.processes import NotListening, wait_listening
+from scsi_pr.rig.watchdog import note_progress
 from scsi_pr.sim.constants import Opcode, Status
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
@@ -304,6 +305,7 @@ class HelperLioInitiator:
 
             mark_hung()
             raise
+        note_progress()
         return result_from_reply(reply)
 
 

@@ -25,6 +25,7 @@ from scsi_pr.helper.executors.sg import SgIoResult, sg_io
 from scsi_pr.rig import lio
 from scsi_pr.rig.backends import Backend, BackendUnavailable, Capability, Initiator
 from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.watchdog import note_progress
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import PersistentReserveOutAction, SenseKey, Status
 from scsi_pr.sim.result import CommandResult
@@ -67,6 +68,7 @@ def execute_with_timeout(
     t.join(timeout_ms / 1000 + GRACE_SECONDS)
     if not box:
         raise CommandTimeout(f"{what}: {cdb.hex()} did not complete in {timeout_ms} ms")
+    note_progress()
     result = box[0]
     if isinstance(result, BaseException):
         raise result

@@ -36,6 +36,7 @@ import os
 import platform
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,6 +44,7 @@ import pytest
 
 from scsi_pr.rig.backends import BACKENDS, Backend, BackendUnavailable, Initiator, open_backend
 from scsi_pr.rig.ci import in_ci
+from scsi_pr.rig.watchdog import last_progress, note_progress
 
 ENV_BACKENDS = "SCSI_PR_BACKENDS"
 ENV_RESULT_LOG = "SCSI_PR_RESULT_LOG"
@@ -55,12 +57,15 @@ LIO_BACKENDS = frozenset({"lio", "helper-lio"})
 #: so each test gets a deadline
 KERNEL_BACKENDS = LIO_BACKENDS | {"iscsi", "helper-iscsi"}
 LIO_HANGS = "LIO hangs"
-#: a test on a real-kernel backend that runs longer than this fails (``--lio-test-timeout``)
+#: a test on a real-kernel backend in which no command completes for this long fails
+#: (``--lio-test-timeout``): the deadline follows progress, so a long test on a busy machine
+#: runs on while its commands keep completing
 DEFAULT_LIO_TEST_TIMEOUT = 240.0
 
 
 class DeadlineExceeded(BaseException):
-    """Raised by SIGALRM in a test on LIO that overran ``--lio-test-timeout``.
+    """Raised by SIGALRM in a test on a real-kernel backend in which no command completed for
+    ``--lio-test-timeout`` seconds.
 
     A BaseException, so no ``except Exception`` in the test (nor Hypothesis' shrinker, which
     would replay a slow test again and again) can swallow it.
@@ -109,8 +114,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--lio-test-timeout",
         type=float,
         default=DEFAULT_LIO_TEST_TIMEOUT,
-        help="seconds one test may take on a real-kernel backend (LIO, iSCSI) before it fails "
-        "(0: no limit); "
+        help="seconds a test on a real-kernel backend (LIO, iSCSI) may go without a command "
+        "completing before it fails (0: no limit); "
         "keeps one slow or wedged test from eating the VM tier's time",
     )
     parser.addini("scsi_pr_backends", "default backends", type="args", default=[])
@@ -204,8 +209,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             raise
         except DeadlineExceeded:
             if hang_expected:
-                pytest.xfail(f"{LIO_HANGS}: the test did not finish in {limit:g} s")
-            pytest.fail(f"test exceeded --lio-test-timeout={limit:g} s", pytrace=False)
+                pytest.xfail(f"{LIO_HANGS}: no command completed for {limit:g} s")
+            pytest.fail(f"no command completed for --lio-test-timeout={limit:g} s", pytrace=False)
     backend = item.funcargs.get("backend") if isinstance(item, pytest.Function) else None
     if hang_expected and isinstance(backend, Backend) and backend.hung:
         pytest.xfail(f"{LIO_HANGS}: a command timed out and the LUN stayed hung")
@@ -213,18 +218,22 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 class _deadline:
-    """SIGALRM after ``seconds`` raising DeadlineExceeded in the main thread (0: no deadline)."""
+    """Raise DeadlineExceeded in the main thread once no command has completed for ``seconds``
+    (``watchdog.note_progress``; 0: no deadline). A periodic SIGALRM checks."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds if threading.current_thread() is threading.main_thread() else 0
+        self.interval = min(1.0, max(self.seconds / 4, 0.05))
 
-    def _fire(self, signum: int, frame: object) -> None:
-        raise DeadlineExceeded
+    def _check(self, signum: int, frame: object) -> None:
+        if time.monotonic() - last_progress() > self.seconds:
+            raise DeadlineExceeded
 
     def __enter__(self) -> None:
         if self.seconds > 0:
-            self.previous = signal.signal(signal.SIGALRM, self._fire)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            note_progress("test started")
+            self.previous = signal.signal(signal.SIGALRM, self._check)
+            signal.setitimer(signal.ITIMER_REAL, self.interval, self.interval)
 
     def __exit__(self, *exc: object) -> None:
         if self.seconds > 0:

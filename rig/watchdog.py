@@ -96,6 +96,27 @@ class WatchedRun:
         return "slow" if self.slow else "in time"
 
 
+_progress = {"last": time.monotonic(), "beat": 0.0}
+#: seconds between heartbeats that ``note_progress`` writes (it may be called per command)
+BEAT_INTERVAL = 5.0
+
+
+def note_progress(what: str = "a command completed") -> None:
+    """Record that this process's work moved on (a command to a device completed): it resets
+    the per-test deadline of the pytest plugin and, at most every ``BEAT_INTERVAL`` seconds,
+    is a heartbeat for a watcher of the whole run."""
+    now = time.monotonic()
+    _progress["last"] = now
+    if now - _progress["beat"] >= BEAT_INTERVAL:
+        _progress["beat"] = now
+        heartbeat(what)
+
+
+def last_progress() -> float:
+    """``time.monotonic()`` of the last ``note_progress``."""
+    return _progress["last"]
+
+
 def heartbeat(text: str) -> None:
     """Record progress of a long step for whoever watches this process (no-op when unwatched)."""
     path = os.environ.get(ENV_PROGRESS)

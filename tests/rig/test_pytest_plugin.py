@@ -104,6 +104,19 @@ def test_deadline_interrupts_a_blocked_test_and_cannot_be_swallowed() -> None:
     b.close()
 
 
+def test_deadline_follows_progress_a_long_test_whose_commands_complete_runs_on() -> None:
+    # 1.2 s in all with a 0.3 s deadline, but a command completes every 0.1 s
+    import time
+
+    from scsi_pr.rig.pytest_plugin import _deadline
+    from scsi_pr.rig.watchdog import note_progress
+
+    with _deadline(0.3):
+        for _ in range(12):
+            time.sleep(0.1)
+            note_progress()
+
+
 def test_uses_backend_marker_selects_backend_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(PROBE.format(name="sim") + "\n\ndef test_plain():\n    pass\n")
     result = pytester.runpytest_subprocess("-m", "uses_backend")

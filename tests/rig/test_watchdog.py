@@ -79,8 +79,7 @@ def test_inner_progress_reaches_the_outer_watcher(tmp_path: Path) -> None:
     # progress too, or the phase's own watchdog calls a long, busy step hung.
     log = tmp_path / "report.xml"
     code = (
-        "import time\n"
-        f"for i in range(3):\n    open({str(log)!r}, 'a').write('x'); time.sleep(0.3)"
+        f"import time\nfor i in range(3):\n    open({str(log)!r}, 'a').write('x'); time.sleep(0.3)"
     )
     heard: list[str] = []
     run = run_watched(_python(code), quiet_limit=5.0, progress_files=[log], out=io.BytesIO(),
@@ -119,3 +118,18 @@ def test_a_daemon_holding_the_pipe_does_not_keep_the_run_alive() -> None:
     )
     run = run_watched(_python(code), quiet_limit=20, out=io.BytesIO(), poll=0.1)
     assert (run.rc, run.hung) == (0, False) and run.seconds < 15
+
+
+def test_note_progress_moves_the_clock_and_beats_at_most_every_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scsi_pr.rig import watchdog
+
+    beat = tmp_path / "beat"
+    monkeypatch.setenv(ENV_PROGRESS, str(beat))
+    monkeypatch.setitem(watchdog._progress, "beat", 0.0)
+    before = watchdog.last_progress()
+    for _ in range(50):  # a burst of commands: one heartbeat line, not fifty
+        watchdog.note_progress("cmd")
+    assert watchdog.last_progress() >= before
+    assert len(beat.read_text().splitlines()) == 1
