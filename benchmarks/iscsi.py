@@ -321,7 +321,7 @@ def main() -> int:
         rows = measure(int(os.environ.get(RUNTIME_ENV, RUNTIME)), profile)
         console = Console(width=140)
         console.print(table(rows))
-        console.print(aim_verdict(rows))
+        console.print(aim_verdict(rows), soft_wrap=True)
         if profile is not None:
             print(profile_report(profile))
     return 0
