@@ -1,0 +1,109 @@
+"""The staging tree mutmut works in: the checkout's package laid out the way it is imported.
+
+mutmut 3 names a module after its path below the folder it runs in (``./``, ``src/`` or
+``source/``) and matches the tests' trampoline hits against that name. Our package-dir mapping
+(pyproject.toml: ``scsi_pr.sim`` -> ``sim/``) breaks that: mutmut would see ``sim.pr_out`` while
+every test imports ``scsi_pr.sim.pr_out``, and every mutant would be reported "no tests". The
+stage undoes the mapping on disk (``scsi_pr/sim/pr_out.py``); mutmut then copies it into
+``mutants/`` and puts that folder first on ``sys.path``, ahead of the editable install's finder
+(a meta-path finder that comes after the path finder), so the tests import the mutated copy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from mutation.errors import MutationError
+
+#: The fast, backend-independent tests every mutant is checked against (the model, the
+#: conformance suite on the model, the helper's wire protocol). They run in seconds; the
+#: tiers that need processes, sockets or a VM stay out.
+TEST_SELECTION = ("tests/sim", "tests/conformance", "tests/helper/test_proto.py")
+#: What the mutants are made of unless the caller names paths (checkout-relative).
+DEFAULT_TARGETS = ("sim/", "helper/proto/")
+#: pytest arguments for every run: hypothesis with a fixed seed, so a mutant's verdict does not
+#: depend on luck, and no cache writes.
+PYTEST_ARGS = ("-p", "no:cacheprovider", "--hypothesis-seed=0")
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".hypothesis", ".pytest_cache")
+
+
+class StageError(MutationError):
+    """A path to mutate that the package-dir mapping does not cover."""
+
+
+def package_dirs(root: Path) -> dict[str, str]:
+    """pyproject's ``[tool.setuptools] package-dir``: import package -> checkout folder."""
+    with open(root / "pyproject.toml", "rb") as f:
+        mapping = tomllib.load(f)["tool"]["setuptools"]["package-dir"]
+    return {pkg: folder.rstrip("/") for pkg, folder in mapping.items()}
+
+
+def stage_path(root: Path, path: str) -> str:
+    """Checkout path (``sim/pr_out.py``, ``helper/proto/``) -> its place in the stage."""
+    clean = path.strip("/")
+    best = None
+    for pkg, folder in package_dirs(root).items():
+        if (clean == folder or clean.startswith(folder + "/")) and (
+            best is None or len(folder) > len(best[1])
+        ):
+            best = (pkg, folder)
+    if best is None:
+        raise StageError(f"{path}: not inside a folder of pyproject's package-dir")
+    pkg, folder = best
+    return pkg.replace(".", "/") + clean[len(folder) :]
+
+
+def checkout_path(root: Path, staged: str) -> str:
+    """Inverse of ``stage_path`` for a file: ``scsi_pr/sim/pr_out.py`` -> ``sim/pr_out.py``."""
+    best = None
+    for pkg, folder in package_dirs(root).items():
+        prefix = pkg.replace(".", "/")
+        if staged.startswith(prefix + "/") and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, folder)
+    if best is None:
+        return staged
+    prefix, folder = best
+    return folder + staged[len(prefix) :]
+
+
+def mutate_patterns(root: Path, targets: Iterable[str]) -> list[str]:
+    """mutmut ``only_mutate`` globs for checkout paths (a folder means every file below it)."""
+    patterns = []
+    for target in targets:
+        staged = stage_path(root, target)
+        is_dir = target.endswith("/") or (root / target).is_dir()
+        patterns.append(staged.rstrip("/") + "/*" if is_dir else staged)
+    return patterns
+
+
+def build(root: Path, stage: Path, targets: Sequence[str]) -> None:
+    """Copy the package (mapping undone) and the tests into ``stage`` and write mutmut's
+    configuration there (``setup.cfg``: the copied pyproject.toml keeps its pytest settings
+    and has no ``[tool.mutmut]``, so mutmut falls back to ``setup.cfg``)."""
+    mapping = package_dirs(root)
+    for pkg in sorted(mapping, key=len):  # parents first: the root package holds the others
+        shutil.copytree(
+            root / mapping[pkg], stage / pkg.replace(".", "/"), ignore=_IGNORE, dirs_exist_ok=True
+        )
+    shutil.copytree(root / "tests", stage / "tests", ignore=_IGNORE)
+    shutil.rmtree(stage / "tests" / "mutation")  # never mutation-test the mutation tests
+    shutil.copy2(root / "pyproject.toml", stage / "pyproject.toml")
+    (stage / "setup.cfg").write_text(_config(mapping, mutate_patterns(root, targets)))
+
+
+def _config(mapping: dict[str, str], patterns: list[str]) -> str:
+    root_package = min(mapping, key=len).replace(".", "/")
+
+    def listing(values: Iterable[str]) -> str:
+        return "".join(f"\n    {v}" for v in values)
+
+    return (
+        "[mutmut]\n"
+        f"source_paths ={listing([root_package])}\n"
+        f"only_mutate ={listing(patterns)}\n"
+        f"pytest_add_cli_args_test_selection ={listing(TEST_SELECTION)}\n"
+        f"pytest_add_cli_args ={listing(PYTEST_ARGS)}\n"
+    )
