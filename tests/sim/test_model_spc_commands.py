@@ -92,6 +92,12 @@ def test_vpd_device_identification(lu: LogicalUnit) -> None:
     assert good(lu.execute(I1, C.inquiry(True, 0x83, 10))) == page[:10]
 
 
+def test_vpd_t10_vendor_id_takes_eight_bytes_of_the_vendor() -> None:
+    lu = LogicalUnit(vendor="LONGVENDOR", serial="S1")
+    page = good(lu.execute(I1, C.inquiry(True, 0x83)))
+    assert page[16:30] == bytes([0x02, 0x01, 0x00, 10]) + b"LONGVENDS1"
+
+
 def test_naa_name_follows_the_serial() -> None:
     def naa(serial: str) -> bytes:
         return good(LogicalUnit(serial=serial).execute(I1, C.inquiry(True, 0x83)))[8:16]

@@ -1,0 +1,93 @@
+"""Small behaviours the mutation run found unpinned: a TransportID's text form and matching
+(SPC-5 7.6.4), VERIFY(10)'s zero-filled short data-out and its BYTCHK field pointer (SBC-4),
+no data-in from VERIFY and RELEASE(6), ``CommandResult.good``, and the APTPL store seeing one
+save per change (SPC-5 5.14.5)."""
+
+from __future__ import annotations
+
+from modeltest import out
+
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import ProtocolIdentifier, Status
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.store import MemoryAptplStore
+from scsi_pr.sim.transportid import TransportId
+
+I1 = ITNexus.named("naa.5001405000000001", 1)
+I2 = ITNexus.named("naa.5001405000000002", 2)
+
+
+def test_transport_id_text() -> None:
+    assert str(TransportId.iscsi("iqn.2024-01.test:a")) == "iqn.2024-01.test:a"
+    with_isid = TransportId.iscsi("iqn.2024-01.test:a", 0x23D000000001)
+    assert str(with_isid) == "iqn.2024-01.test:a,i,0x23d000000001"
+    assert TransportId.from_name(str(with_isid)) == with_isid
+    assert str(TransportId.fibre_channel(0x2100002400000004)) == "fc.2100002400000004"
+    assert str(TransportId.sas(0x5000C50000000003)) == "naa.5000c50000000003"
+
+
+def test_transport_id_matching_needs_protocol_and_name() -> None:
+    iscsi = TransportId.iscsi("5000c50000000003")
+    same_name_other_protocol = TransportId(ProtocolIdentifier.SAS, iscsi.name, None)
+    assert not iscsi.matches(same_name_other_protocol)
+    assert not iscsi.matches(TransportId.iscsi("other"))
+    assert iscsi.matches(TransportId.iscsi("5000c50000000003", 1))  # format 00b: every ISID
+    assert not TransportId.iscsi("n", 1).matches(TransportId.iscsi("n", 2))
+
+
+def verify_10(lba: int, blocks: int, bytchk: int) -> bytes:
+    return (
+        bytes([0x2F, bytchk << 1])
+        + lba.to_bytes(4, "big")
+        + bytes([0])
+        + blocks.to_bytes(2, "big")
+        + bytes(1)
+    )
+
+
+def test_verify_zero_fills_a_short_data_out() -> None:
+    lu = LogicalUnit()
+    block = b"\xa5" * 100 + bytes(412)
+    assert lu.execute(I1, C.write_10(4, 1), block).status == Status.GOOD
+    got = lu.execute(I1, verify_10(4, 1, 0b01), block[:100])
+    assert (got.status, got.data) == (Status.GOOD, b"")
+    got = lu.execute(I1, verify_10(4, 1, 0b01), block[:100] + b" ")
+    assert got.status == Status.CHECK_CONDITION and got.sense[3:7] == (100).to_bytes(4, "big")
+
+
+def test_verify_refuses_bytchk_10b_and_11b_at_byte_1_bit_2() -> None:
+    lu = LogicalUnit()
+    for bytchk in (0b10, 0b11):
+        got = lu.execute(I1, verify_10(0, 1, bytchk), bytes(512))
+        assert got.status == Status.CHECK_CONDITION
+        assert (got.sense[2], got.sense[12]) == (0x05, 0x24)
+        assert got.sense[15:18] == bytes([0xC8 | 2, 0, 1])
+    assert lu.execute(I1, verify_10(0, 1, 0), b"").data == b""
+
+
+def test_release_6_has_no_data_in() -> None:
+    lu = LogicalUnit()
+    assert lu.execute(I1, C.reserve_6()).data == b""
+    assert lu.execute(I2, C.release_6()).data == b""  # not the holder: a no-op
+    assert lu.execute(I1, C.release_6()).data == b""
+    assert out(lu, I2, 0, 0, 0xB).status == Status.GOOD
+    got = lu.execute(I1, C.release_6())
+    assert (got.status, got.data) == (Status.RESERVATION_CONFLICT, b"")
+
+
+def test_command_result_good() -> None:
+    assert CommandResult.good(b"x") == CommandResult(Status.GOOD, b"", b"x")
+    assert CommandResult.good() == CommandResult(Status.GOOD, b"", b"")
+
+
+def test_aptpl_store_sees_one_save_per_change() -> None:
+    store = MemoryAptplStore()
+    lu = LogicalUnit(store=store)
+    assert out(lu, I1, 0, 0, 0xA).status == Status.GOOD  # APTPL off: nothing to save
+    assert store.saves == 0
+    assert out(lu, I2, 0, 0, 0xB, aptpl=True).status == Status.GOOD
+    assert out(lu, I1, 1, 0xA, 0, 1).status == Status.GOOD
+    assert store.saves == 2
+    assert store.load() == lu.pr.to_dict()
