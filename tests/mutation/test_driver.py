@@ -1,0 +1,122 @@
+"""The mutation driver's own seams, without running mutmut: the stage's path mapping, the
+equivalents file, the sample, and reading a mutant back from mutmut's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mutation import equivalents as eq
+from mutation import mutmut_run as mm
+from mutation import report, stage
+from mutation.__main__ import ROOT, sample_names
+
+
+@pytest.mark.parametrize(
+    ("checkout", "staged"),
+    [
+        ("sim/", "scsi_pr/sim"),
+        ("sim/pr_out.py", "scsi_pr/sim/pr_out.py"),
+        ("helper/proto/", "scsi_pr/helper/proto"),
+        ("helper/proto/events.py", "scsi_pr/helper/proto/events.py"),
+        ("scsi_pr/__init__.py", "scsi_pr/__init__.py"),
+    ],
+)
+def test_stage_undoes_the_package_dir_mapping(checkout: str, staged: str) -> None:
+    assert stage.stage_path(ROOT, checkout) == staged
+    if not checkout.endswith("/"):
+        assert stage.checkout_path(ROOT, staged) == checkout
+
+
+def test_paths_outside_the_package_are_refused() -> None:
+    with pytest.raises(stage.StageError):
+        stage.stage_path(ROOT, "docs/model.md")
+
+
+def test_mutate_patterns() -> None:
+    assert stage.mutate_patterns(ROOT, ["sim/", "helper/proto", "sim/pr_out.py"]) == [
+        "scsi_pr/sim/*",
+        "scsi_pr/helper/proto/*",
+        "scsi_pr/sim/pr_out.py",
+    ]
+
+
+def test_stage_holds_the_package_tests_and_config(tmp_path: Path) -> None:
+    stage.build(ROOT, tmp_path, ["sim/"])
+    assert (tmp_path / "scsi_pr" / "sim" / "pr_out.py").read_bytes() == (
+        ROOT / "sim" / "pr_out.py"
+    ).read_bytes()
+    assert (tmp_path / "scsi_pr" / "helper" / "proto" / "events.py").is_file()
+    assert (tmp_path / "tests" / "conformance" / "conftest.py").is_file()
+    assert not (tmp_path / "tests" / "mutation").exists()
+    config = (tmp_path / "setup.cfg").read_text()
+    assert "only_mutate =\n    scsi_pr/sim/*\n" in config
+    assert "--hypothesis-seed=0" in config
+
+
+def test_equivalents_file_is_well_formed() -> None:
+    for entry in eq.load():
+        assert entry.reason and (ROOT / entry.file).is_file(), entry
+
+
+def test_equivalent_matches_file_function_and_text(tmp_path: Path) -> None:
+    path = tmp_path / "eq.toml"
+    path.write_text(
+        '[[equivalent]]\nfile = "sim/x.py"\nfunction = "C.f"\noriginal = "a = 1"\n'
+        'mutated = "a = 2"\nreason = "a is never read"\n'
+    )
+    entries = eq.load(path)
+    assert eq.find(entries, "sim/x.py", "C.f", "  a = 1", "a = 2 ") == entries[0]
+    assert eq.find(entries, "sim/x.py", "C.g", "a = 1", "a = 2") is None
+    path.write_text('[[equivalent]]\nfile = "sim/x.py"\nreason = " "\n')
+    with pytest.raises(eq.EquivalentsError):
+        eq.load(path)
+
+
+def test_sample_is_reproducible() -> None:
+    names = [f"m{i}" for i in range(100)]
+    assert sample_names(names, 10, 3) == sample_names(list(reversed(names)), 10, 3)
+    assert sample_names(names, 10, 3) != sample_names(names, 10, 4)
+    assert sample_names(names, None, 3) is None and sample_names(names, 100, 3) is None
+
+
+def test_mutant_read_back_from_mutmut_files(tmp_path: Path) -> None:
+    """A mutated file as mutmut writes it (the original and the mutant side by side, located by
+    ``.spans``) gives file, function, line and the line before and after."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "m.py").write_text("class K:\n    def f(self):\n        return 1\n")
+    mutated = tmp_path / "mutants" / "pkg" / "m.py"
+    mutated.parent.mkdir(parents=True)
+    mutated.write_text(
+        "def x\u01c1K\u01c1f__mutmut_orig(self):\n    return 1\n"
+        "def x\u01c1K\u01c1f__mutmut_1(self):\n    return 2\n"
+    )
+    spans = {"x\u01c1K\u01c1f__mutmut_orig": [1, 2], "x\u01c1K\u01c1f__mutmut_1": [3, 4]}
+    Path(str(mutated) + ".spans").write_text(json.dumps({"spans": spans}))
+    name = "pkg.m.x\u01c1K\u01c1f__mutmut_1"
+    Path(str(mutated) + ".meta").write_text(json.dumps({"exit_code_by_key": {name: 0}}))
+    assert mm.verdicts(tmp_path) == {name: ("pkg/m.py", 0)}
+    assert mm.describe(tmp_path, "pkg/m.py", name) == mm.Mutant(
+        name, "pkg/m.py", 3, "K.f", "return 1", "return 2"
+    )
+    assert mm.function_of("pkg.m.x_g__mutmut_4") == "g"
+
+
+def test_verdicts_fold_mutmut_exit_codes() -> None:
+    assert [mm.verdict(c) for c in (1, 3, 24, 0, 33, None, 2)] == [
+        mm.KILLED,
+        mm.KILLED,
+        mm.KILLED,
+        mm.SURVIVED,
+        mm.SURVIVED,
+        mm.UNCLEAR,
+        mm.UNCLEAR,
+    ]
+
+
+def test_score_leaves_equivalents_out() -> None:
+    tally = report.Tally("sim/", total=10, killed=8, equivalent=2)
+    assert tally.score == 100.0
+    assert report.Tally("sim/", total=4, killed=1).score == 25.0
