@@ -271,7 +271,7 @@ def measure(runtime: int, profile: Path | None = None) -> list[Comparison]:
         with profiled_start(profile):
             rig = iscsi_rig.IscsiRig(1)  # our target, iscsid, a session
         stack.callback(rig.down)
-        devices = {OURS: lio_iscsi.session_block(iscsi_rig.TARGET)}
+        devices = {OURS: rig.ports[0].block}
         reference = lio_iscsi.LioIscsiTarget(_free_port())
         stack.callback(reference.delete)
         session = lio_iscsi.KernelSession(reference.iqn, reference.port)
