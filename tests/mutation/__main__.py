@@ -74,7 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     full = args.sample is None
-    equivalents = [e for e in eq.load() if report.target_of(args.paths, e.file)]
+    equivalents = [
+        e
+        for e in eq.load()
+        if not isinstance(e, eq.Equivalent) or report.target_of(args.paths, e.file)
+    ]
     print(report.render(findings, equivalents, full))
     what = f"sample of {args.sample} (seed {args.seed})" if not full else "every mutant"
     print(f"\n{what}; {time.monotonic() - started:.0f} s")

@@ -35,7 +35,7 @@ class Tally:
 @dataclass
 class Findings:
     tallies: list[Tally]
-    used: set[eq.Equivalent]
+    used: set[eq.Entry]
 
     @property
     def failures(self) -> list[tuple[mm.Mutant, int | None]]:
@@ -57,11 +57,11 @@ def collect(
     stage_dir: Path,
     targets: Sequence[str],
     names: Iterable[str] | None,
-    equivalents: list[eq.Equivalent],
+    equivalents: list[eq.Entry],
 ) -> Findings:
     """Tally the verdicts of ``names`` (all mutants when None) per target."""
     tallies = {t: Tally(t) for t in targets}
-    used: set[eq.Equivalent] = set()
+    used: set[eq.Entry] = set()
     found = mm.verdicts(stage_dir)
     wanted = found.keys() if names is None else names
     for name in sorted(wanted):
@@ -101,7 +101,7 @@ def format_mutant(mutant: mm.Mutant, code: int | None) -> str:
     )
 
 
-def render(findings: Findings, equivalents: list[eq.Equivalent], full: bool) -> str:
+def render(findings: Findings, equivalents: list[eq.Entry], full: bool) -> str:
     out = []
     for t in findings.tallies:
         out.append(
@@ -115,7 +115,7 @@ def render(findings: Findings, equivalents: list[eq.Equivalent], full: bool) -> 
         out.append(f"\n{len(failures)} survivor(s) not listed in {eq.EQUIVALENTS_FILE.name}:")
         out.extend(format_mutant(m, code) for m, code in failures)
     if full:
-        stale = [e for e in equivalents if e not in findings.used]
+        stale = [e for e in equivalents if isinstance(e, eq.Equivalent) and e not in findings.used]
         if stale:
             out.append(f"\n{len(stale)} {eq.EQUIVALENTS_FILE.name} entries match no survivor:")
             out.extend(f"{e.file} {e.function}: {e.original} -> {e.mutated}" for e in stale)
