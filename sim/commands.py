@@ -24,6 +24,14 @@ from scsi_pr.sim.constants import (
 )
 from scsi_pr.sim.lu_state import LuState
 from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.profiles import (
+    MODE_SENSE_ALLOWED,
+    NO_DATA_BY_DIRECTION,
+    READ_CAPACITY_CONFLICT,
+    UA_CLEARS_ALL,
+    Deviation,
+    Profile,
+)
 from scsi_pr.sim.result import (
     CommandResult,
     CommandTerminated,
@@ -103,7 +111,7 @@ def request_sense(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes
     data."""
     if cdb[1] & 0x01:  # DESC: descriptor format is not supported (D_SENSE=0 device)
         raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=0)
-    code = lu.ua.pop(nexus)
+    code = lu.ua.pop(nexus, clear_all=lu.profile.choose(UA_CLEARS_ALL, False, True))
     if code is None:
         sense = fixed_sense(SenseKey.NO_SENSE, NO_ADDITIONAL_SENSE)
     else:
@@ -294,3 +302,31 @@ COMMANDS: dict[int, CommandSpec] = {
     Opcode.RELEASE_6: CommandSpec(release_spc2, Access.OWN_RULES),
     Opcode.RELEASE_10: CommandSpec(release_spc2, Access.OWN_RULES),
 }
+
+#: LIO files some commands under other access classes than SPC-5 (it decides by data direction,
+#: spc-persistent-reservations.md §5): each override is the deviation of the profile that has it
+LIO_ACCESS: dict[Deviation, dict[int, Access]] = {
+    READ_CAPACITY_CONFLICT: {
+        Opcode.READ_CAPACITY_10: Access.READ,
+        Opcode.SERVICE_ACTION_IN_16: Access.READ,
+    },
+    MODE_SENSE_ALLOWED: {
+        Opcode.MODE_SENSE_6: Access.READ_IF_REGISTERED,
+        Opcode.MODE_SENSE_10: Access.READ_IF_REGISTERED,
+    },
+    NO_DATA_BY_DIRECTION: {
+        Opcode.SYNCHRONIZE_CACHE_10: Access.NO_DATA,
+        Opcode.SYNCHRONIZE_CACHE_16: Access.NO_DATA,
+        Opcode.START_STOP_UNIT: Access.NO_DATA,
+        Opcode.VERIFY_10: Access.NO_DATA,
+    },
+}
+
+
+def access_table(profile: Profile) -> dict[int, Access]:
+    """Each accepted opcode's access class under ``profile`` (the LU builds it once)."""
+    table = {opcode: spec.access for opcode, spec in COMMANDS.items()}
+    for deviation, overrides in LIO_ACCESS.items():
+        if deviation in profile:
+            table.update(overrides)
+    return table

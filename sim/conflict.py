@@ -22,20 +22,31 @@ class Access(Enum):
     WRITE = "write access"
     #: RESERVE/RELEASE(6/10) and PERSISTENT RESERVE OUT decide for themselves (SPC-5 5.14.3)
     OWN_RULES = "the command's own rules"
+    # Two classes only LIO's classifier uses (the lio profiles file commands under them, see
+    # ``commands.LIO_ACCESS``; spc-persistent-reservations.md §5 "How LIO actually decides"):
+    #: MODE SENSE on LIO: a read every registered I_T nexus may do, under EA too
+    READ_IF_REGISTERED = "read access, allowed to registered I_T nexuses (LIO)"
+    #: SYNCHRONIZE CACHE, START STOP UNIT, VERIFY on LIO: no data transfer
+    NO_DATA = "no data transfer (LIO)"
 
 
 A, C = True, False  # Allowed, Conflict: the words SPC-5 uses in its tables
+R, W = Access.READ, Access.WRITE
+RR, ND = Access.READ_IF_REGISTERED, Access.NO_DATA  # LIO's classes: only the lio profiles
 
 # One row per reservation type, as SPC-5 lays out its columns: for each access class, may a
 # (registered non-holder, unregistered) I_T nexus run the command? Under all-registrants types a
-# registered I_T nexus is a holder, so only the unregistered entry ever applies there.
+# registered I_T nexus is a holder, so only the unregistered entry ever applies there. The RR
+# and ND columns are LIO's (measured on 6.1, tests/conformance/test_conf_conflicts.py): MODE
+# SENSE is refused only to unregistered I_T nexuses under the EA types; a command without data
+# is refused to a registered non-holder under WE, allowed to an unregistered one under WE types.
 CONFLICT_TABLE: dict[T, dict[Access, tuple[bool, bool]]] = {
-    T.WRITE_EXCLUSIVE: {Access.READ: (A, A), Access.WRITE: (C, C)},
-    T.EXCLUSIVE_ACCESS: {Access.READ: (C, C), Access.WRITE: (C, C)},
-    T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY: {Access.READ: (A, A), Access.WRITE: (A, C)},
-    T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY: {Access.READ: (A, C), Access.WRITE: (A, C)},
-    T.WRITE_EXCLUSIVE_ALL_REGISTRANTS: {Access.READ: (A, A), Access.WRITE: (A, C)},
-    T.EXCLUSIVE_ACCESS_ALL_REGISTRANTS: {Access.READ: (A, C), Access.WRITE: (A, C)},
+    T.WRITE_EXCLUSIVE: {R: (A, A), W: (C, C), RR: (A, A), ND: (C, A)},
+    T.EXCLUSIVE_ACCESS: {R: (C, C), W: (C, C), RR: (A, C), ND: (C, C)},
+    T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY: {R: (A, A), W: (A, C), RR: (A, A), ND: (A, A)},
+    T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY: {R: (A, C), W: (A, C), RR: (A, C), ND: (A, C)},
+    T.WRITE_EXCLUSIVE_ALL_REGISTRANTS: {R: (A, A), W: (A, C), RR: (A, A), ND: (A, A)},
+    T.EXCLUSIVE_ACCESS_ALL_REGISTRANTS: {R: (A, C), W: (A, C), RR: (A, C), ND: (A, C)},
 }
 
 

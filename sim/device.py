@@ -12,16 +12,20 @@ makes before a command runs (SAM-5 5.3/5.14, SPC-5 5.14.1):
 
 Events that are not commands (power loss/on, resets, I_T nexus loss, losing PR information)
 are methods with the PR and unit-attention effects SPC-5 and SAM-5 give them.
+
+The LU's ``profile`` (``scsi_pr.sim.profiles``: ``spc5`` by default, or LIO as measured on a
+kernel) names the deviations from SPC-5 it reproduces; the decision points consult it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from scsi_pr.sim import pr_in, pr_out
-from scsi_pr.sim.commands import COMMANDS, cdb_length
+from scsi_pr.sim import pr_in, pr_out, profiles
+from scsi_pr.sim.commands import COMMANDS, access_table, cdb_length
 from scsi_pr.sim.conflict import Access, allowed
 from scsi_pr.sim.constants import (
     BUS_DEVICE_RESET_FUNCTION_OCCURRED,
@@ -42,7 +46,8 @@ from scsi_pr.sim.errors import SimError
 from scsi_pr.sim.faults import Fail, FaultHook, Stall
 from scsi_pr.sim.medium import Medium, SparseMedium
 from scsi_pr.sim.nexus import ITNexus
-from scsi_pr.sim.result import CommandResult, CommandTerminated, illegal_request
+from scsi_pr.sim.profiles import UA_CLEARS_ALL, Profile, ProfileMismatch
+from scsi_pr.sim.result import NEVER, CommandResult, CommandTerminated, illegal_request
 from scsi_pr.sim.state import (
     PersistentReservations,
     nexus_from_dict,
@@ -91,14 +96,22 @@ class LogicalUnit:
         max_registrations: int = 64,
         fault: FaultHook | None = None,
         medium: Medium | None = None,
-        replace_lost_reservation: bool = True,
+        replace_lost_reservation: bool | None = None,
+        profile: Profile | str = profiles.DEFAULT_PROFILE,
     ) -> None:
+        """``profile``: a ``Profile`` or its name (UnknownProfile otherwise);
+        ``replace_lost_reservation`` (RLR_C) defaults to the profile's."""
         if not target_ports or any(not 0 < p < 0x10000 for p in target_ports):
             raise LogicalUnitConfigError(
                 "target ports are RELATIVE TARGET PORT IDENTIFIERs 1..65535"
             )
         if blocks <= 0 or block_size <= 0:
             raise LogicalUnitConfigError("blocks and block_size must be positive")
+        self.profile = profiles.get(profile)
+        #: each accepted opcode's class in the conflict table, as this profile files it
+        self.access = access_table(self.profile)
+        if replace_lost_reservation is None:
+            replace_lost_reservation = self.profile.replace_lost_reservation
         self.blocks, self.block_size = blocks, block_size
         self.target_ports = tuple(target_ports)
         self.serial, self.vendor, self.product, self.revision = serial, vendor, product, revision
@@ -139,6 +152,13 @@ class LogicalUnit:
             result = CommandResult.check_condition(SenseKey.HARDWARE_ERROR, INTERNAL_TARGET_FAILURE)
         if stall:
             result = CommandResult(result.status, result.sense, result.data, stall)
+        if (
+            result.status == Status.GOOD
+            and len(cdb) > 1
+            and cdb[0] == Opcode.PERSISTENT_RESERVE_OUT
+            and pr_out.never_completes(self.profile, cdb[1] & 0x1F)
+        ):
+            result = replace(result, stall=NEVER)  # it took effect; the answer never comes
         return result
 
     def _execute(self, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
@@ -160,7 +180,7 @@ class LogicalUnit:
         if nexus.target_port not in self.target_ports:
             raise illegal_request(LOGICAL_UNIT_NOT_SUPPORTED)
         if opcode not in UA_EXEMPT and self.ua.pending(nexus):
-            code = self.ua.pop(nexus)
+            code = self.ua.pop(nexus, clear_all=self.profile.choose(UA_CLEARS_ALL, False, True))
             assert code is not None
             raise CommandTerminated(CommandResult.check_condition(SenseKey.UNIT_ATTENTION, code))
         if self.spc2_holder is not None and (
@@ -174,17 +194,18 @@ class LogicalUnit:
                 )
             )
         if opcode == Opcode.PERSISTENT_RESERVE_IN:
-            return pr_in.persistent_reserve_in(cdb, self.pr, self.capabilities)
+            return pr_in.persistent_reserve_in(cdb, self.pr, self.capabilities, self.profile)
         if opcode == Opcode.PERSISTENT_RESERVE_OUT:
             self._persistent_reserve_out(nexus, cdb, data)
             return b""
         assert spec is not None
         res = self.pr.reservation
+        access = self.access[opcode]
         if (
             res is not None
-            and spec.access is not Access.OWN_RULES
+            and access is not Access.OWN_RULES
             and not self.pr.is_holder(nexus)
-            and not allowed(spec.access, res.type, nexus in self.pr.registrations)
+            and not allowed(access, res.type, nexus in self.pr.registrations)
         ):
             raise CommandTerminated(CommandResult.reservation_conflict())
         return spec.handler(self, nexus, cdb, data)
@@ -208,11 +229,13 @@ class LogicalUnit:
             self.target_ports,
             self.max_registrations,
             self.reservation_lost,
+            profile=self.profile,
+            action=action,
         )
         # Every handler checks everything before it changes anything, so a command that ends
         # in an error or a conflict leaves the state untouched (SPC-5 5.14.1).
         rule.apply(command)
-        if rule.bumps_generation:
+        if rule.bumps_generation and command.bumps_generation:
             self.pr.bump_generation()
         if action == pr_out.SA.REPLACE_LOST_RESERVATION:
             self.reservation_lost = False
@@ -279,6 +302,7 @@ class LogicalUnit:
     # -- snapshots (shared LUs across processes) ---------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {
+            "profile": self.profile.name,
             "pr": self.pr.to_dict(),
             "ua": self.ua.to_dict(),
             "spc2_holder": None if self.spc2_holder is None else nexus_to_dict(self.spc2_holder),
@@ -288,14 +312,18 @@ class LogicalUnit:
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         """Inverse of ``snapshot``; StateFormatError (nothing changed) for anything it did not
-        write."""
+        write, ProfileMismatch for a snapshot of an LU with another profile (a snapshot from
+        before profiles existed is an ``spc5`` LU's)."""
         with reading_state("LU snapshot"):
+            saved = str(snapshot.get("profile", profiles.DEFAULT_PROFILE))
             pr = PersistentReservations.from_dict(snapshot["pr"])
             ua = UnitAttentions.from_dict(snapshot["ua"])
             holder = snapshot.get("spc2_holder")
             spc2_holder = None if holder is None else nexus_from_dict(holder)
             powered = bool(snapshot.get("powered", True))
             reservation_lost = bool(snapshot.get("reservation_lost", False))
+        if saved != self.profile.name:
+            raise ProfileMismatch(saved, self.profile.name)
         self.pr, self.ua, self.spc2_holder = pr, ua, spc2_holder
         self.powered, self.reservation_lost = powered, reservation_lost
 

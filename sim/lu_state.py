@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from scsi_pr.sim.medium import Medium
 from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.profiles import Profile
 from scsi_pr.sim.state import PersistentReservations
 from scsi_pr.sim.unit_attention import UnitAttentions
 
@@ -34,3 +35,5 @@ class LuState(Protocol):
     ua: UnitAttentions
     #: the I_T nexus holding an SPC-2 reservation (RESERVE(6/10)), if any
     spc2_holder: ITNexus | None
+    #: how the LU answers where LIO and SPC-5 differ (REQUEST SENSE clears one UA or all)
+    profile: Profile

@@ -19,6 +19,12 @@ from scsi_pr.sim.constants import (
     PersistentReserveInAction,
     ReservationType,
 )
+from scsi_pr.sim.profiles import (
+    ALLOCATION_LENGTH_MINIMUM,
+    FULL_STATUS_TRUNCATION,
+    SPC5,
+    Profile,
+)
 from scsi_pr.sim.result import illegal_request
 from scsi_pr.sim.state import PersistentReservations
 
@@ -124,11 +130,46 @@ SERVICE_ACTIONS: dict[
 }
 
 
-def persistent_reserve_in(cdb: bytes, pr: PersistentReservations, caps: Capabilities) -> bytes:
+#: LIO (``ALLOCATION_LENGTH_MINIMUM``): the smallest ALLOCATION LENGTH it accepts per action
+LIO_MINIMUM_ALLOCATION_LENGTH: dict[PersistentReserveInAction, int] = {
+    PersistentReserveInAction.READ_KEYS: HEADER.size,
+    PersistentReserveInAction.READ_RESERVATION: HEADER.size,
+    PersistentReserveInAction.REPORT_CAPABILITIES: 6,
+    PersistentReserveInAction.READ_FULL_STATUS: HEADER.size,
+}
+
+
+def lio_full_status_cut(data: bytes, allocation_length: int) -> bytes:
+    """READ FULL STATUS as LIO answers a short ALLOCATION LENGTH (``FULL_STATUS_TRUNCATION``):
+    a descriptor goes in while the ADDITIONAL LENGTH so far plus its TransportID length fits in
+    ALLOCATION LENGTH; ADDITIONAL LENGTH counts those, and the data ends after them."""
+    generation, _ = HEADER.unpack_from(data)
+    offset, kept = HEADER.size, 0
+    while offset < len(data):
+        tid_length = int.from_bytes(data[offset + 20 : offset + 24], "big")
+        if kept + tid_length > allocation_length:
+            break
+        size = FULL_STATUS_DESCRIPTOR.size + tid_length
+        offset, kept = offset + size, kept + size
+    return HEADER.pack(generation, kept) + data[HEADER.size : HEADER.size + kept]
+
+
+def persistent_reserve_in(
+    cdb: bytes, pr: PersistentReservations, caps: Capabilities, profile: Profile = SPC5
+) -> bytes:
     action = cdb[1] & 0x1F
     try:
-        builder = SERVICE_ACTIONS[PersistentReserveInAction(action)]
+        service_action = PersistentReserveInAction(action)
+        builder = SERVICE_ACTIONS[service_action]
     except ValueError:
         raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=4) from None
     allocation_length = int.from_bytes(cdb[7:9], "big")
-    return builder(pr, caps)[:allocation_length]
+    minimum = LIO_MINIMUM_ALLOCATION_LENGTH[service_action]
+    if allocation_length < profile.choose(ALLOCATION_LENGTH_MINIMUM, 0, minimum):
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=7)
+    data = builder(pr, caps)
+    if service_action == PersistentReserveInAction.READ_FULL_STATUS and (
+        FULL_STATUS_TRUNCATION in profile
+    ):
+        data = lio_full_status_cut(data, allocation_length)
+    return data[:allocation_length]

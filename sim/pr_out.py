@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scsi_pr.sim.constants import (
     INSUFFICIENT_REGISTRATION_RESOURCES,
@@ -18,6 +18,7 @@ from scsi_pr.sim.constants import (
     INVALID_FIELD_IN_PARAMETER_LIST,
     INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
     LU_SCOPE,
+    LUN_COMMUNICATION_FAILURE,
     PARAMETER_LIST_LENGTH_ERROR,
     PR_OUT_BASIC_PARAMETER_LIST_LENGTH,
     REGISTRATIONS_PREEMPTED,
@@ -30,6 +31,19 @@ from scsi_pr.sim.constants import (
     PersistentReserveOutAction as SA,
 )
 from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.profiles import (
+    AR_PREEMPT_TAKES_OVER,
+    MOVE_WITHOUT_RESERVATION,
+    PREEMPT_AND_ABORT_STALLS,
+    PREEMPT_KEEPS_ISSUER,
+    RELEASE_SKIPS_KEY_CHECK,
+    RELEASE_WRONG_TYPE,
+    SCOPE_IN_PARAMETER_LIST,
+    SPC5,
+    UNREGISTER_GENERATION,
+    UNREGISTERED_NOT_READY,
+    Profile,
+)
 from scsi_pr.sim.result import (
     CommandResult,
     CommandTerminated,
@@ -45,6 +59,9 @@ CDB_SERVICE_ACTION, CDB_SCOPE_TYPE, CDB_PARAMETER_LIST_LENGTH = 1, 2, 5
 PARAM_SA_KEY, PARAM_FLAGS, PARAM_TRANSPORTID_LENGTH = 8, 20, 24
 MOVE_RTPI, MOVE_TRANSPORTID_LENGTH = 18, 20
 BIT_SPEC_I_PT, BIT_ALL_TG_PT = 3, 2
+#: LIO (``UNREGISTERED_NOT_READY``): what these answer an unregistered I_T nexus while no
+#: reservation exists; PREEMPT gets RESERVATION CONFLICT there too
+NOT_READY_WHEN_UNREGISTERED = frozenset({SA.RESERVE, SA.RELEASE, SA.CLEAR, SA.REGISTER_AND_MOVE})
 
 
 @dataclass(frozen=True)
@@ -130,11 +147,28 @@ class PrOut:
     reservation_lost: bool = False
     #: I_T nexuses whose tasks PREEMPT AND ABORT aborts (the LU reports them to its caller)
     aborted: list[ITNexus] = field(default_factory=list)
+    #: which deviations from SPC-5 the LU reproduces (``scsi_pr.sim.profiles``)
+    profile: Profile = SPC5
+    action: SA | None = None
+    #: cleared where the profile does not count a successful command (LIO's unregister)
+    bumps_generation: bool = True
 
     # -- shared steps ----------------------------------------------------------------------
     def check_key(self) -> Registration:
         """SPC-5 6.17.3: RESERVATION KEY must match the nexus's registration."""
         reg = self.pr.registrations.get(self.nexus)
+        if (
+            reg is None
+            and self.pr.reservation is None
+            and self.action in (NOT_READY_WHEN_UNREGISTERED)
+        ):
+            raise self.profile.choose(
+                UNREGISTERED_NOT_READY,
+                reservation_conflict(),
+                CommandTerminated(
+                    CommandResult.check_condition(SenseKey.NOT_READY, LUN_COMMUNICATION_FAILURE)
+                ),
+            )
         if reg is None or reg.key != self.params.key:
             raise reservation_conflict()
         return reg
@@ -145,12 +179,19 @@ class PrOut:
         except ValueError:
             raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SCOPE_TYPE, bit=3) from None
         if self.scope != LU_SCOPE:
-            raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SCOPE_TYPE, bit=7)
+            raise self.profile.choose(
+                SCOPE_IN_PARAMETER_LIST,
+                illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SCOPE_TYPE, bit=7),
+                illegal_request(INVALID_FIELD_IN_PARAMETER_LIST),
+            )
         return type_
 
     def establish(self, type_: ReservationType) -> None:
-        """Make the issuer the holder (or, for all-registrants types, every registrant)."""
-        holder = None if type_.all_registrants else self.nexus
+        """Make the issuer the holder (or, for all-registrants types, every registrant; LIO
+        still files the issuer as "the" holder)."""
+        holder = self.nexus
+        if type_.all_registrants:
+            holder = self.profile.choose(AR_PREEMPT_TAKES_OVER, None, self.nexus)
         self.pr.reservation = Reservation(holder, type_, self.scope)
 
     def others(self) -> list[ITNexus]:
@@ -165,6 +206,8 @@ class PrOut:
         if res.type.all_registrants:
             if not self.pr.registrations:  # the last registrant took the reservation with it
                 self.pr.reservation = None
+            elif res.holder == nexus:  # LIO files the first remaining registrant as holder
+                self.pr.reservation = replace(res, holder=next(iter(self.pr.registrations)))
         elif res.holder == nexus:
             self.pr.reservation = None
             if res.type.registrants_only:
@@ -190,8 +233,9 @@ class PrOut:
         if reg is None:
             if not ignore_existing_key and p.key != 0:
                 raise reservation_conflict()
-            if p.sa_key == 0:
-                return  # nothing to do; APTPL is ignored (5.14.7)
+            if p.sa_key == 0:  # nothing to do; APTPL is ignored (5.14.7)
+                self.bumps_generation = self.profile.choose(UNREGISTER_GENERATION, True, False)
+                return
             new = self.nexuses_for(self.nexus.initiator)
             for tid in p.transport_ids:  # SPEC_I_PT (5.14.7)
                 new += [n for n in self.nexuses_for(tid) if n not in new]
@@ -213,6 +257,7 @@ class PrOut:
                 )
             if p.sa_key == 0:
                 self.unregister(self.nexus)
+                self.bumps_generation = self.profile.choose(UNREGISTER_GENERATION, True, False)
             else:
                 reg.key = p.sa_key
         pr.aptpl = p.aptpl
@@ -229,12 +274,21 @@ class PrOut:
 
     # -- RELEASE (SPC-5 5.14.11.2) -----------------------------------------------------------
     def release(self) -> None:
+        registered_non_holder = self.nexus in self.pr.registrations and not self.pr.is_holder(
+            self.nexus
+        )
+        if self.profile.choose(RELEASE_SKIPS_KEY_CHECK, False, registered_non_holder):
+            return  # LIO: a registered non-holder's RELEASE is GOOD before its key is compared
         self.check_key()
         res = self.pr.reservation
         if res is None or not self.pr.is_holder(self.nexus):
             return
         if res.type != self.type_code or res.scope != self.scope:
-            raise illegal_request(INVALID_RELEASE_OF_PERSISTENT_RESERVATION)
+            raise self.profile.choose(
+                RELEASE_WRONG_TYPE,
+                illegal_request(INVALID_RELEASE_OF_PERSISTENT_RESERVATION),
+                reservation_conflict(),
+            )
         self.pr.reservation = None
         if res.type.registrants_only or res.type.all_registrants:
             self.ua.establish(self.others(), RESERVATIONS_RELEASED)
@@ -259,8 +313,9 @@ class PrOut:
             self.establish(type_)
         elif sa_key == 0:
             raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
-        elif res is not None and not res.type.all_registrants and pr.holder_key() == sa_key:
-            # preempting the holder moves the reservation to the issuer
+        elif res is not None and res.holder is not None and pr.key_of(res.holder) == sa_key:
+            # preempting the holder moves the reservation to the issuer (LIO: also the holder
+            # it files for an all-registrants type, see ``establish``)
             removed = [
                 n for n, r in pr.registrations.items() if r.key == sa_key and n != self.nexus
             ]
@@ -274,6 +329,10 @@ class PrOut:
             removed = [n for n, r in pr.registrations.items() if r.key == sa_key]
             if not removed:
                 raise reservation_conflict()
+            if res is not None and res.type.all_registrants and self.nexus in removed:
+                removed = self.profile.choose(
+                    PREEMPT_KEEPS_ISSUER, removed, [n for n in removed if n != self.nexus]
+                )
         for nexus in removed:
             del pr.registrations[nexus]
         left = pr.reservation
@@ -288,7 +347,13 @@ class PrOut:
         p, pr = self.params, self.pr
         self.check_key()
         res = pr.reservation
-        if res is None or res.type.all_registrants or res.holder != self.nexus:
+        if res is None:
+            raise self.profile.choose(
+                MOVE_WITHOUT_RESERVATION,
+                reservation_conflict(),
+                illegal_request(INVALID_FIELD_IN_CDB),
+            )
+        if res.type.all_registrants or res.holder != self.nexus:
             raise reservation_conflict()
         if p.sa_key == 0:
             raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
@@ -350,6 +415,11 @@ SERVICE_ACTIONS: dict[SA, ServiceActionRule] = {
 
 
 _RULES_BY_CODE = {int(action): (action, rule) for action, rule in SERVICE_ACTIONS.items()}
+
+
+def never_completes(profile: Profile, action: SA) -> bool:
+    """LIO on tcm_loop never completes a PREEMPT AND ABORT (``PREEMPT_AND_ABORT_STALLS``)."""
+    return action == SA.PREEMPT_AND_ABORT and PREEMPT_AND_ABORT_STALLS in profile
 
 
 def rule_for(cdb: bytes) -> tuple[SA, ServiceActionRule]:

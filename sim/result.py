@@ -7,6 +7,7 @@ wrong.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from scsi_pr.sim.constants import (
@@ -17,6 +18,10 @@ from scsi_pr.sim.constants import (
     Status,
 )
 from scsi_pr.sim.errors import SimError
+
+#: ``CommandResult.stall`` of a command the device never completes (a profile's LIO defect):
+#: the I/O edge withholds the answer for good instead of sleeping
+NEVER = math.inf
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,9 @@ class CommandResult:
     """Status, sense and data-in of one command, as a SCSI target returns them.
 
     ``stall`` is the fault hook's request that the caller (the I/O edge) delay the answer by
-    that many seconds: the model itself never sleeps.
+    that many seconds: the model itself never sleeps. ``NEVER``: the command took effect but
+    the device never answers it (``completes`` is False); the edge reports a hang or withholds
+    the answer, never sleeps.
     """
 
     status: Status | int
@@ -107,6 +114,11 @@ class CommandResult:
     @classmethod
     def reservation_conflict(cls) -> CommandResult:
         return cls(Status.RESERVATION_CONFLICT)
+
+    @property
+    def completes(self) -> bool:
+        """False for a command the device never answers (``stall`` is ``NEVER``)."""
+        return self.stall != NEVER
 
     @property
     def sense_data(self) -> SenseData | None:

@@ -46,7 +46,8 @@ class Registration:
 @dataclass
 class Reservation:
     """The persistent reservation. ``holder`` is None for all-registrants types, where every
-    registered I_T nexus is a holder (SPC-5 5.14.10)."""
+    registered I_T nexus is a holder (SPC-5 5.14.10); the LIO profiles keep the registrant LIO
+    files as "the" holder there (``profiles.AR_PREEMPT_TAKES_OVER``)."""
 
     holder: ITNexus | None
     type: ReservationType
@@ -78,7 +79,7 @@ class PersistentReservations:
     def holder_key(self) -> int:
         """RESERVATION KEY reported by READ RESERVATION: zero for all-registrants types."""
         res = self.reservation
-        if res is None or res.holder is None:
+        if res is None or res.holder is None or res.type.all_registrants:
             return 0
         return self.registrations[res.holder].key
 

@@ -50,14 +50,15 @@ class UnitAttentions:
             return True
         return bool(self._queues.get(nexus))
 
-    def pop(self, nexus: ITNexus) -> AdditionalSense | None:
-        """Report (and so clear) the highest-priority condition for ``nexus``."""
+    def pop(self, nexus: ITNexus, clear_all: bool = False) -> AdditionalSense | None:
+        """Report (and so clear) the highest-priority condition for ``nexus``; with
+        ``clear_all`` every queued one goes with it (LIO, ``profiles.UA_CLEARS_ALL``)."""
         self._materialise(nexus)
         queue = self._queues.get(nexus)
         if not queue:
             return None
         code = queue.popleft()
-        if not queue:
+        if not queue or clear_all:
             del self._queues[nexus]
         return code
 

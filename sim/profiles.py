@@ -1,0 +1,314 @@
+"""Device profiles: the standard, or Linux LIO as measured on one kernel, as data.
+
+Why profiles: the model answers as SPC-5 says (profile ``spc5``, the default), but a cluster
+stack is tested against the LIO it will meet, and LIO answers some PR commands differently. A
+profile is a name and the set of deviations the model reproduces; each deviation is one named
+entry of ``REGISTRY``: the clause, what SPC-5 requires, what LIO answers and on which kernel,
+and the conformance test that asserts LIO's answer on the real LUN. The model consults its
+LU's profile at the few decision points those entries name (``Profile.choose``), the
+conformance suite asserts the entry's answer wherever the profile has it, and
+``docs/lio-deviations.md`` is generated from the registry (``scsi-pr profiles doc``).
+
+A kernel is "measured" for an entry only when that entry's tests ran on it against LIO and
+passed asserting the answer written here; ``lio-6.12`` copies 6.1's entries, none of them
+measured there yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+from scsi_pr.sim.errors import SimError
+
+T = TypeVar("T")
+CONF = "tests/conformance/"
+#: the kernel the LIO entries were measured on: Debian 12's 6.1 (6.1.0-57-amd64), tcm_loop and a
+#: ramdisk backstore, in the VM tier (``scsi-pr vm run``)
+KERNEL_6_1 = "6.1"
+KERNEL_6_12 = "6.12"
+
+
+class UnknownProfile(SimError, ValueError):
+    """No profile has this name; the message lists the known ones."""
+
+
+class ProfileMismatch(SimError):
+    """A saved LU state was written under another profile than the LU restoring it: two
+    processes sharing a state dir must agree on how the LU answers."""
+
+    def __init__(self, saved: str, running: str) -> None:
+        super().__init__(
+            f"the LU's state was written under profile {saved!r}, this LU runs {running!r} "
+            "(every process sharing a state dir must use the same --profile)"
+        )
+        self.saved, self.running = saved, running
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One way LIO answers differently from SPC-5 (clauses of SPC-5 r17, docs/model.md)."""
+
+    #: stable identifier: the conformance marks and the PR machine's branch tags use it
+    name: str
+    #: the situation, in one line
+    title: str
+    clause: str
+    #: the standard's answer
+    requires: str
+    #: LIO's answer (status, sense, data or state)
+    lio_answer: str
+    #: conformance tests (node ids, a parameter id where the entry covers only some cases)
+    tests: tuple[str, ...]
+    #: kernels whose LIO gave ``lio_answer`` to ``tests``
+    measured_on: frozenset[str] = frozenset({KERNEL_6_1})
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a simulated LU answers: the standard plus ``deviations``."""
+
+    name: str
+    title: str
+    deviations: frozenset[Deviation] = frozenset()
+    #: the LIO kernel this profile stands for (None: the standard)
+    kernel: str | None = None
+    #: REPORT CAPABILITIES RLR_C and REPLACE LOST RESERVATION (optional in SPC-5; LIO has
+    #: neither, which is not a deviation)
+    replace_lost_reservation: bool = True
+
+    def __contains__(self, deviation: object) -> bool:
+        return deviation in self.deviations
+
+    def choose(self, deviation: Deviation, standard: T, deviant: T) -> T:
+        """``deviant`` where this profile has ``deviation``, else the standard's answer: the
+        one form in which the model names a deviation at a decision point."""
+        return deviant if deviation in self.deviations else standard
+
+    def measured(self, deviation: Deviation) -> bool:
+        """Whether ``deviation``'s answer was measured on this profile's kernel."""
+        return self.kernel is not None and self.kernel in deviation.measured_on
+
+
+def _tests(*names: str) -> tuple[str, ...]:
+    return tuple(CONF + n for n in names)
+
+
+# -- the registry ------------------------------------------------------------------------------
+RELEASE_WRONG_TYPE = Deviation(
+    "release-wrong-type-conflict",
+    "RELEASE by the holder with a TYPE or SCOPE other than the reservation's",
+    "SPC-5 5.14.11.2",
+    "CHECK CONDITION, ILLEGAL REQUEST, INVALID RELEASE OF PERSISTENT RESERVATION (05h/26h/04h)",
+    "RESERVATION CONFLICT; the reservation stays",
+    _tests("test_conf_pr_out.py::test_release_with_wrong_type"),
+)
+UNREGISTERED_NOT_READY = Deviation(
+    "unregistered-not-ready",
+    "RESERVE, RELEASE, CLEAR or REGISTER AND MOVE from an unregistered I_T nexus while no "
+    "reservation exists",
+    "SPC-5 6.17.3",
+    "RESERVATION CONFLICT (the RESERVATION KEY matches no registration)",
+    "CHECK CONDITION, NOT READY, LOGICAL UNIT COMMUNICATION FAILURE (02h/08h/00h); while a "
+    "reservation exists, RESERVATION CONFLICT as SPC-5 says",
+    _tests(
+        "test_conf_pr_out.py::test_unregistered_reserve_conflicts",
+        "test_conf_pr_out.py::test_unregistered_release_conflicts",
+        "test_conf_pr_out.py::test_unregistered_clear_conflicts",
+        "test_conf_pr_out.py::test_unregistered_register_and_move_conflicts",
+    ),
+    note="PREEMPT from an unregistered I_T nexus gets RESERVATION CONFLICT on LIO too.",
+)
+UNREGISTER_GENERATION = Deviation(
+    "unregister-keeps-generation",
+    "REGISTER or REGISTER AND IGNORE EXISTING KEY with SERVICE ACTION RESERVATION KEY zero",
+    "SPC-5 6.16.2",
+    "PRGENERATION incremented (the command completed successfully)",
+    "PRGENERATION unchanged, both when a registration is removed and when an unregistered "
+    "I_T nexus registers key zero (nothing to do)",
+    _tests(
+        "test_conf_pr_out.py::test_unregister_bumps_generation",
+        "test_conf_pr_out.py::test_register_zero_key_unregistered_bumps_generation",
+    ),
+)
+MOVE_WITHOUT_RESERVATION = Deviation(
+    "register-and-move-no-pr-invalid-cdb",
+    "REGISTER AND MOVE by a registered I_T nexus while no reservation exists",
+    "SPC-5 5.14.8",
+    "RESERVATION CONFLICT (the issuer is not the reservation holder, SPC-5 5.14.10)",
+    "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05h/24h/00h)",
+    _tests("test_conf_pr_out.py::test_register_and_move_without_reservation_conflicts"),
+)
+SCOPE_IN_PARAMETER_LIST = Deviation(
+    "reserved-scope-invalid-parameter-list",
+    "RESERVE or PREEMPT with a SCOPE other than LU_SCOPE",
+    "SPC-5 6.17.1",
+    "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05h/24h/00h): SCOPE is a CDB field",
+    "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST (05h/26h/00h)",
+    _tests("test_conf_pr_out.py::test_reserve_with_reserved_scope"),
+    note="RELEASE by the holder with another SCOPE is release-wrong-type-conflict.",
+)
+ALLOCATION_LENGTH_MINIMUM = Deviation(
+    "pr-in-allocation-length-minimum",
+    "PERSISTENT RESERVE IN with an ALLOCATION LENGTH below 8 (below 6 for REPORT "
+    "CAPABILITIES), zero included",
+    "SPC-5 6.16.1 and the ALLOCATION LENGTH field",
+    "GOOD with the data truncated to ALLOCATION LENGTH (zero: no data)",
+    "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05h/24h/00h), every service action",
+    _tests("test_conf_pr_in.py::test_read_keys_allocation_length_below_header"),
+)
+FULL_STATUS_TRUNCATION = Deviation(
+    "read-full-status-truncated-length",
+    "READ FULL STATUS with an ALLOCATION LENGTH shorter than the list",
+    "SPC-5 6.16.5",
+    "ADDITIONAL LENGTH describes the whole list; the data is cut at ALLOCATION LENGTH",
+    "descriptors are added while the ADDITIONAL LENGTH so far plus the next descriptor's "
+    "TransportID length fits in ALLOCATION LENGTH; ADDITIONAL LENGTH counts those only and the "
+    "data ends after them (or at ALLOCATION LENGTH, the last one cut)",
+    _tests("test_conf_pr_in.py::test_read_full_status_header_counts_whole_list"),
+)
+UA_CLEARS_ALL = Deviation(
+    "ua-report-clears-all",
+    "reporting a unit attention while more are queued for the I_T nexus",
+    "SAM-5 5.14",
+    "each report clears the one condition it reports",
+    "the oldest queued condition is reported and every queued one is cleared (REQUEST SENSE too)",
+    _tests("test_conf_conflicts.py::test_unit_attentions_reported_one_at_a_time"),
+)
+RELEASE_SKIPS_KEY_CHECK = Deviation(
+    "release-by-non-holder-skips-key-check",
+    "RELEASE with a wrong RESERVATION KEY from a registered I_T nexus that holds no reservation",
+    "SPC-5 6.17.3",
+    "RESERVATION CONFLICT",
+    "GOOD, nothing changes (the key is compared only for the holder)",
+    _tests(
+        "test_conf_pr_out.py::test_release_with_wrong_key_without_reservation_conflicts",
+        "test_conf_pr_out.py::test_release_by_non_holder_with_wrong_key_conflicts",
+    ),
+)
+AR_PREEMPT_TAKES_OVER = Deviation(
+    "all-registrants-preempt-by-key-takes-reservation",
+    "PREEMPT under an all-registrants reservation with the SERVICE ACTION RESERVATION KEY of "
+    "the registrant LIO files as its holder",
+    "SPC-5 5.14.11 (preempting)",
+    "remove the registrations with that key; the all-registrants reservation stays",
+    "LIO files one registrant as the holder (the one that reserved; when it goes, the first "
+    "remaining registrant): its key preempts like a holder's: those registrations go "
+    "(REGISTRATIONS PREEMPTED), the issuer holds a reservation of the CDB's TYPE, and if the "
+    "TYPE changed every other registrant gets RESERVATIONS RELEASED",
+    _tests("test_conf_pr_out.py::test_preempt_all_registrants_by_key_removes_registrations_only"),
+)
+PREEMPT_KEEPS_ISSUER = Deviation(
+    "preempt-keeps-issuer-registration",
+    "PREEMPT under an all-registrants reservation whose SERVICE ACTION RESERVATION KEY is the "
+    "issuer's own key",
+    "SPC-5 5.14.11 (preempting)",
+    "every registration with that key is removed, the issuer's included",
+    "the issuer keeps its registration (GOOD, PRGENERATION incremented even when nothing else "
+    "had the key)",
+    _tests("test_conf_pr_out.py::test_preempt_all_registrants_by_own_key_removes_issuer"),
+)
+READ_CAPACITY_CONFLICT = Deviation(
+    "read-capacity-conflicts-under-ea",
+    "READ CAPACITY(10) or (16) from a non-holder under Exclusive Access, or from an "
+    "unregistered I_T nexus under EA-RO or EA-AR",
+    "SPC-5 5.14.1 (the command-conflict table)",
+    "allowed",
+    "RESERVATION CONFLICT (LIO classifies it as a read)",
+    _tests("test_conf_conflicts.py::test_non_holder_where_lio_deviates"),
+)
+MODE_SENSE_ALLOWED = Deviation(
+    "mode-sense-allowed-for-registrants-under-ea",
+    "MODE SENSE(6) or (10) from a registered non-holder under Exclusive Access",
+    "SPC-5 5.14.1 (the command-conflict table)",
+    "RESERVATION CONFLICT",
+    "GOOD (LIO lets registered I_T nexuses read device state under every type)",
+    _tests("test_conf_conflicts.py::test_non_holder_where_lio_deviates"),
+)
+NO_DATA_BY_DIRECTION = Deviation(
+    "no-data-commands-classified-by-direction",
+    "commands without a data transfer (SYNCHRONIZE CACHE(10)/(16), VERIFY(10) without BYTCHK) "
+    "from a non-holder under a Write Exclusive type",
+    "SPC-5 5.14.1 (the command-conflict table)",
+    "SYNCHRONIZE CACHE conflicts for an unregistered I_T nexus; VERIFY is allowed to a "
+    "registered non-holder under Write Exclusive",
+    "LIO decides by data direction: a command without data is allowed to an unregistered I_T "
+    "nexus under WE, WE-RO and WE-AR, and conflicts for a registered non-holder under WE",
+    _tests("test_conf_conflicts.py::test_non_holder_where_lio_deviates"),
+    note="START STOP UNIT is classified the same way (measured under WE types; LIO then "
+    "refuses START=1 with INVALID FIELD IN CDB, which the model does not reproduce).",
+)
+PREEMPT_AND_ABORT_STALLS = Deviation(
+    "preempt-and-abort-never-completes",
+    "PREEMPT AND ABORT that succeeds (tcm_loop fabric)",
+    "SPC-5 5.14.11 (preempting and aborting)",
+    "the preempt, the preempted I_T nexuses' tasks aborted, then GOOD",
+    "the preempt takes effect but the command never completes, and later commands to the LUN "
+    "may hang too; the model applies the preempt and withholds the answer (a command that "
+    "never completes: the rig and the scenario engine report it as hung)",
+    _tests(
+        "test_conf_pr_out.py::test_preempt_holder_takes_reservation[PREEMPT_AND_ABORT]",
+        "test_conf_pr_out.py::test_preempt_with_type_change_tells_survivors[PREEMPT_AND_ABORT]",
+    ),
+    note="docs/rig.md: the VM tier runs lio_hangs tests last (--run-lio-hangs); lio-rig.md "
+    "records the same hang on Debian's 6.12 in an earlier rig, not by this test.",
+)
+
+REGISTRY: tuple[Deviation, ...] = (
+    RELEASE_WRONG_TYPE,
+    UNREGISTERED_NOT_READY,
+    UNREGISTER_GENERATION,
+    MOVE_WITHOUT_RESERVATION,
+    SCOPE_IN_PARAMETER_LIST,
+    ALLOCATION_LENGTH_MINIMUM,
+    FULL_STATUS_TRUNCATION,
+    UA_CLEARS_ALL,
+    RELEASE_SKIPS_KEY_CHECK,
+    AR_PREEMPT_TAKES_OVER,
+    PREEMPT_KEEPS_ISSUER,
+    READ_CAPACITY_CONFLICT,
+    MODE_SENSE_ALLOWED,
+    NO_DATA_BY_DIRECTION,
+    PREEMPT_AND_ABORT_STALLS,
+)
+DEVIATIONS: dict[str, Deviation] = {d.name: d for d in REGISTRY}
+
+SPC5 = Profile("spc5", "SPC-5 r17, the standard")
+LIO_6_1 = Profile(
+    "lio-6.1",
+    "Linux LIO on Debian 12's 6.1 kernel (tcm_loop, ramdisk backstore)",
+    frozenset(REGISTRY),
+    kernel=KERNEL_6_1,
+    replace_lost_reservation=False,
+)
+LIO_6_12 = Profile(
+    "lio-6.12",
+    "Linux LIO on 6.12: 6.1's entries, not yet measured on 6.12",
+    frozenset(REGISTRY),
+    kernel=KERNEL_6_12,
+    replace_lost_reservation=False,
+)
+PROFILES: dict[str, Profile] = {p.name: p for p in (SPC5, LIO_6_1, LIO_6_12)}
+DEFAULT_PROFILE = SPC5.name
+
+
+def get(profile: Profile | str) -> Profile:
+    """The profile named ``profile`` (a Profile is returned as it is); UnknownProfile else."""
+    if isinstance(profile, Profile):
+        return profile
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        known = ", ".join(PROFILES)
+        raise UnknownProfile(f"unknown profile {profile!r}; known profiles: {known}") from None
+
+
+def lio_profile_for(release: str) -> Profile | None:
+    """The LIO profile for a kernel release string (``platform.release()``, e.g.
+    ``6.1.0-57-amd64``); None when no profile stands for that kernel."""
+    major_minor = ".".join(release.split("-")[0].split(".")[:2])
+    for p in PROFILES.values():
+        if p.kernel == major_minor:
+            return p
+    return None

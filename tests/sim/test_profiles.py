@@ -1,0 +1,365 @@
+"""Device profiles (``scsi_pr.sim.profiles``): the registry's shape, and each deviation's
+decision point in the model, answered once as SPC-5 says (``spc5``) and once as LIO does
+(``lio-6.1``). The conformance suite asserts the same answers on every backend; these run in
+the default host tier, where the model answers as ``spc5`` unless told otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim import profiles as P
+from scsi_pr.sim.constants import (
+    PersistentReserveInAction as IN,
+)
+from scsi_pr.sim.constants import (
+    PersistentReserveOutAction as SA,
+)
+from scsi_pr.sim.constants import ReservationType as T
+from scsi_pr.sim.constants import SenseKey, Status
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.pr_in_data import parse_read_keys, parse_read_reservation
+from scsi_pr.sim.result import NEVER, CommandResult
+from scsi_pr.sim.state import StateFormatError
+
+A, B, K3 = 0xA, 0xB, 0xC
+
+
+def test_registry_names_are_unique_and_every_entry_has_a_test() -> None:
+    names = [d.name for d in P.REGISTRY]
+    assert len(names) == len(set(names)) == len(P.DEVIATIONS)
+    for d in P.REGISTRY:
+        assert d.tests and all(t.startswith("tests/conformance/test_conf_") for t in d.tests)
+        assert d.clause.startswith(("SPC-5 ", "SAM-5 ")), d.clause
+
+
+def test_profiles() -> None:
+    assert P.get("spc5") is P.SPC5 and not P.SPC5.deviations
+    assert P.LIO_6_1.deviations == frozenset(P.REGISTRY)
+    assert P.LIO_6_12.deviations == P.LIO_6_1.deviations
+    assert all(P.LIO_6_1.measured(d) for d in P.REGISTRY)
+    assert not any(P.LIO_6_12.measured(d) for d in P.REGISTRY), "6.12 was not measured"
+    assert not P.SPC5.measured(P.UA_CLEARS_ALL)
+    assert P.get(P.LIO_6_1) is P.LIO_6_1
+    with pytest.raises(P.UnknownProfile, match=r"known profiles: spc5, lio-6\.1, lio-6\.12"):
+        P.get("lio-9")
+
+
+@pytest.mark.parametrize(
+    ("release", "name"),
+    [("6.1.0-57-amd64", "lio-6.1"), ("6.12.9+bpo-amd64", "lio-6.12"), ("6.1", "lio-6.1"),
+     ("6.10.2", None), ("5.10.0-30-amd64", None)],
+)  # fmt: skip
+def test_lio_profile_for_kernel_release(release: str, name: str | None) -> None:
+    found = P.lio_profile_for(release)
+    assert (found.name if found else None) == name
+
+
+def test_choose_names_the_deviation() -> None:
+    assert P.SPC5.choose(P.UA_CLEARS_ALL, "standard", "lio") == "standard"
+    assert P.LIO_6_1.choose(P.UA_CLEARS_ALL, "standard", "lio") == "lio"
+    assert P.UA_CLEARS_ALL in P.LIO_6_1 and P.UA_CLEARS_ALL not in P.SPC5
+
+
+# -- the model, one deviation at a time --------------------------------------------------------
+class Lu:
+    """An LU and its nexuses 0..2 under one profile; nexus 3 only reads the PR state back."""
+
+    def __init__(self, profile: str) -> None:
+        self.lu = LogicalUnit(target_ports=(1, 2, 3, 4), profile=profile)
+        self.n = [ITNexus.named(f"naa.50014050000000{i + 1:02x}", i + 1) for i in range(4)]
+        for n in self.n:
+            self.lu.ua.clear(n)
+
+    def out(self, i: int, action: SA, key: int = 0, sa_key: int = 0, type_: int = 0, **kw: object):
+        cdb, data = C.prout(action, key, sa_key, type_, **kw)  # type: ignore[arg-type]
+        return self.lu.execute(self.n[i], cdb, data)
+
+    def reg(self, i: int, key: int) -> None:
+        assert self.out(i, SA.REGISTER, 0, key).status == Status.GOOD
+
+    def keys(self) -> tuple[int, list[int]]:
+        r = self.lu.execute(self.n[3], C.persistent_reserve_in(IN.READ_KEYS))
+        got = parse_read_keys(r.data)
+        return got.generation, list(got.keys)
+
+    def reservation(self) -> tuple[int, T] | None:
+        r = self.lu.execute(self.n[3], C.persistent_reserve_in(IN.READ_RESERVATION))
+        res = parse_read_reservation(r.data).reservation
+        return None if res is None else (res.key, T(res.type))
+
+    def drain(self, i: int) -> list[tuple[int, int]]:
+        seen = []
+        while (r := self.lu.execute(self.n[i], C.test_unit_ready())).status != Status.GOOD:
+            assert r.sense_data is not None
+            seen.append((r.sense_data.asc, r.sense_data.ascq))
+        return seen
+
+
+def triple(r: CommandResult) -> tuple[int, int, int] | int:
+    sense = r.sense_data
+    return int(r.status) if sense is None else sense.triple
+
+
+CONFLICT = int(Status.RESERVATION_CONFLICT)
+GOOD = int(Status.GOOD)
+NOT_READY = (SenseKey.NOT_READY, 0x08, 0x00)
+INVALID_FIELD_IN_CDB = (SenseKey.ILLEGAL_REQUEST, 0x24, 0x00)
+INVALID_FIELD_IN_PARAMETER_LIST = (SenseKey.ILLEGAL_REQUEST, 0x26, 0x00)
+INVALID_RELEASE = (SenseKey.ILLEGAL_REQUEST, 0x26, 0x04)
+
+
+def release_wrong_type(u: Lu) -> object:
+    u.reg(0, A)
+    u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE)
+    return triple(u.out(0, SA.RELEASE, A, 0, T.EXCLUSIVE_ACCESS)), u.reservation()
+
+
+def unregistered(u: Lu) -> object:
+    u.reg(1, B)
+    cdb, data = C.register_and_move(0, K3, 3, u.n[2].initiator)
+    answers = [triple(u.out(0, sa, 0, 0, T.WRITE_EXCLUSIVE)) for sa in (SA.RESERVE, SA.RELEASE)]
+    answers += [triple(u.out(0, SA.CLEAR)), triple(u.lu.execute(u.n[0], cdb, data))]
+    answers.append(triple(u.out(0, SA.PREEMPT, 0, B, T.WRITE_EXCLUSIVE)))  # conflict on both
+    u.out(1, SA.RESERVE, B, 0, T.WRITE_EXCLUSIVE)
+    answers.append(triple(u.out(0, SA.RESERVE, 0, 0, T.WRITE_EXCLUSIVE)))  # reserved: conflict
+    return answers
+
+
+def unregister_generation(u: Lu) -> object:
+    g0 = u.keys()[0]
+    u.out(0, SA.REGISTER, 0, 0)  # unregistered, key zero: nothing to do
+    u.reg(0, A)
+    g1 = u.keys()[0]
+    u.out(0, SA.REGISTER, A, 0)
+    return g1 - g0, u.keys()[0] - g1
+
+
+def move_without_reservation(u: Lu) -> object:
+    u.reg(0, A)
+    cdb, data = C.register_and_move(A, B, 2, u.n[1].initiator)
+    return triple(u.lu.execute(u.n[0], cdb, data))
+
+
+def reserved_scope(u: Lu) -> object:
+    u.reg(0, A)
+    u.reg(1, B)
+    reserve = u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE, scope=1)
+    preempt = u.out(0, SA.PREEMPT, A, B, T.WRITE_EXCLUSIVE, scope=1)
+    return triple(reserve), triple(preempt)
+
+
+def allocation_lengths(u: Lu) -> object:
+    u.reg(0, A)
+    return [
+        triple(u.lu.execute(u.n[0], C.persistent_reserve_in(action, allocation_length=n)))
+        for action, n in ((IN.READ_KEYS, 7), (IN.READ_KEYS, 0), (IN.READ_KEYS, 8),
+                          (IN.REPORT_CAPABILITIES, 5), (IN.REPORT_CAPABILITIES, 6))
+    ]  # fmt: skip
+
+
+def full_status(u: Lu) -> object:
+    u.reg(0, A)
+    u.reg(1, B)
+    out = []
+    for n in (20, 24, 40, 72, 200):
+        r = u.lu.execute(u.n[0], C.persistent_reserve_in(IN.READ_FULL_STATUS, allocation_length=n))
+        out.append((len(r.data), int.from_bytes(r.data[4:8], "big")))
+    return out
+
+
+def ua_clears_all(u: Lu) -> object:
+    u.reg(0, A)
+    u.reg(1, B)
+    u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+    u.out(0, SA.RELEASE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+    u.out(0, SA.CLEAR, A)
+    sense = u.lu.execute(u.n[1], C.request_sense()).data
+    return (sense[12], sense[13]), u.drain(1)
+
+
+def release_skips_key_check(u: Lu) -> object:
+    u.reg(0, A)
+    no_reservation = triple(u.out(0, SA.RELEASE, B, 0, T.WRITE_EXCLUSIVE))
+    u.reg(1, B)
+    u.out(0, SA.RESERVE, A, 0, T.EXCLUSIVE_ACCESS)
+    non_holder = triple(u.out(1, SA.RELEASE, K3, 0, T.EXCLUSIVE_ACCESS))
+    holder = triple(u.out(0, SA.RELEASE, B, 0, T.EXCLUSIVE_ACCESS))  # conflict on both
+    return no_reservation, non_holder, holder, u.reservation()
+
+
+def all_registrants(u: Lu) -> None:
+    for i, key in enumerate((A, B, K3)):
+        u.reg(i, key)
+    u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS)
+
+
+def ar_takes_over(u: Lu) -> object:
+    all_registrants(u)
+    r = u.out(1, SA.PREEMPT, B, A, T.WRITE_EXCLUSIVE)
+    return triple(r), u.keys()[1], u.reservation(), u.drain(0), u.drain(1), u.drain(2)
+
+
+def ar_holder_passes_on(u: Lu) -> object:
+    all_registrants(u)
+    u.out(0, SA.REGISTER, A, 0)  # the registrant LIO files as holder leaves: b is next
+    r = u.out(2, SA.PREEMPT, K3, B, T.WRITE_EXCLUSIVE)
+    return triple(r), u.keys()[1], u.reservation()
+
+
+def preempt_keeps_issuer(u: Lu) -> object:
+    all_registrants(u)
+    g0 = u.keys()[0]
+    r = u.out(1, SA.PREEMPT, B, B, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS)
+    g, keys = u.keys()
+    return triple(r), g - g0, keys, u.reservation()
+
+
+def verify_and_mode_sense(u: Lu) -> object:
+    u.reg(0, A)
+    u.reg(1, B)
+    verify = bytes([0x2F, 0, 0, 0, 0, 0, 0, 0, 1, 0])
+    seen = []
+    for type_ in (T.WRITE_EXCLUSIVE, T.EXCLUSIVE_ACCESS):
+        u.out(0, SA.RESERVE, A, 0, type_)
+        start = bytes([0x1B, 0, 0, 0, 1, 0])
+        for cdb in (C.read_capacity_10(), C.read_capacity_16(), C.mode_sense_6(), verify,
+                    C.synchronize_cache_10(), start):  # fmt: skip
+            seen.append((triple(u.lu.execute(u.n[1], cdb)), triple(u.lu.execute(u.n[2], cdb))))
+        u.out(0, SA.RELEASE, A, 0, type_)
+    return seen
+
+
+def preempt_and_abort(u: Lu) -> object:
+    u.reg(0, A)
+    u.reg(1, B)
+    u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE)
+    r = u.out(1, SA.PREEMPT_AND_ABORT, B, A, T.WRITE_EXCLUSIVE)
+    failed = u.out(1, SA.PREEMPT_AND_ABORT, B, 0x99, T.WRITE_EXCLUSIVE)  # a conflict answers
+    return r.completes, r.stall == NEVER, u.reservation(), triple(failed), failed.completes
+
+
+WE, EA = T.WRITE_EXCLUSIVE, T.EXCLUSIVE_ACCESS
+
+
+def answers(text: str) -> list[tuple[int, int]]:
+    """(registered, unregistered) per READ CAPACITY(10), (16), MODE SENSE, VERIFY, SYNCHRONIZE
+    CACHE, START STOP UNIT, under WE then EA: G for GOOD, C for RESERVATION CONFLICT."""
+    code = {"G": GOOD, "C": CONFLICT}
+    return [(code[pair[0]], code[pair[1]]) for pair in text.split()]
+
+
+#: deviation -> (situation, the standard's answer, LIO's measured answer)
+CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
+    P.RELEASE_WRONG_TYPE: (release_wrong_type, (INVALID_RELEASE, (A, WE)), (CONFLICT, (A, WE))),
+    P.UNREGISTERED_NOT_READY: (
+        unregistered,
+        [CONFLICT] * 6,
+        [NOT_READY] * 4 + [CONFLICT] * 2,
+    ),
+    P.UNREGISTER_GENERATION: (unregister_generation, (2, 1), (1, 0)),
+    P.MOVE_WITHOUT_RESERVATION: (move_without_reservation, CONFLICT, INVALID_FIELD_IN_CDB),
+    P.SCOPE_IN_PARAMETER_LIST: (
+        reserved_scope,
+        (INVALID_FIELD_IN_CDB,) * 2,
+        (INVALID_FIELD_IN_PARAMETER_LIST,) * 2,
+    ),
+    P.ALLOCATION_LENGTH_MINIMUM: (
+        allocation_lengths,
+        [GOOD] * 5,
+        [INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, GOOD, INVALID_FIELD_IN_CDB, GOOD],
+    ),
+    # two descriptors of 24 + a 24-byte SAS TransportID: 104 bytes in all
+    P.FULL_STATUS_TRUNCATION: (
+        full_status,
+        [(20, 96), (24, 96), (40, 96), (72, 96), (104, 96)],
+        [(8, 0), (24, 48), (40, 48), (72, 96), (104, 96)],
+    ),
+    P.UA_CLEARS_ALL: (ua_clears_all, ((0x2A, 0x04), [(0x2A, 0x03)]), ((0x2A, 0x04), [])),
+    P.RELEASE_SKIPS_KEY_CHECK: (
+        release_skips_key_check,
+        (CONFLICT, CONFLICT, CONFLICT, (A, EA)),
+        (GOOD, GOOD, CONFLICT, (A, EA)),
+    ),
+    P.AR_PREEMPT_TAKES_OVER: (
+        ar_takes_over,
+        (GOOD, [B, K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS), [(0x2A, 0x05)], [], []),
+        (GOOD, [B, K3], (B, WE), [(0x2A, 0x05)], [], [(0x2A, 0x04)]),
+    ),
+    P.PREEMPT_KEEPS_ISSUER: (
+        preempt_keeps_issuer,
+        (GOOD, 1, [A, K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS)),
+        (GOOD, 1, [A, B, K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS)),
+    ),
+    P.READ_CAPACITY_CONFLICT: (
+        verify_and_mode_sense,
+        answers("GG GG GG GG CC CC  GG GG CC CC CC CC"),
+        answers("GG GG GG CG CG CG  CC CC GC CC CC CC"),
+    ),
+    P.PREEMPT_AND_ABORT_STALLS: (
+        preempt_and_abort,
+        (True, False, (B, WE), CONFLICT, True),
+        (False, True, (B, WE), CONFLICT, True),
+    ),
+}
+# MODE SENSE and the no-data commands are answered in the READ CAPACITY case above.
+COVERED_TOGETHER = {P.MODE_SENSE_ALLOWED, P.NO_DATA_BY_DIRECTION}
+
+
+def test_every_deviation_has_a_model_case() -> None:
+    assert set(CASES) | COVERED_TOGETHER == set(P.REGISTRY)
+
+
+@pytest.mark.parametrize("deviation", list(CASES), ids=lambda d: d.name)
+@pytest.mark.parametrize("profile", ["spc5", "lio-6.1"])
+def test_the_model_answers_as_the_profile_says(deviation: P.Deviation, profile: str) -> None:
+    situation, standard, lio = CASES[deviation]
+    assert situation(Lu(profile)) == (lio if profile == "lio-6.1" else standard)
+
+
+def test_all_registrants_holder_is_filed_only_under_lio() -> None:
+    for profile, holder in (("spc5", None), ("lio-6.1", 0)):
+        u = Lu(profile)
+        all_registrants(u)
+        res = u.lu.pr.reservation
+        assert res is not None
+        assert res.holder == (None if holder is None else u.n[holder])
+        assert u.lu.pr.holder_key() == 0, "READ RESERVATION reports key 0 for AR either way"
+
+
+def test_report_capabilities_rlr_c_follows_the_profile() -> None:
+    for profile, rlr_c in (("spc5", 0x80), ("lio-6.1", 0)):
+        u = Lu(profile)
+        r = u.lu.execute(u.n[0], C.persistent_reserve_in(IN.REPORT_CAPABILITIES))
+        assert r.data[2] & 0x80 == rlr_c
+    lu = LogicalUnit(profile="lio-6.1", replace_lost_reservation=True)
+    assert lu.capabilities.rlr_c, "an explicit RLR_C wins over the profile's"
+
+
+# -- snapshots carry the profile -------------------------------------------------------------
+def test_snapshot_names_the_profile_and_restore_refuses_another() -> None:
+    lu = LogicalUnit(profile="lio-6.1")
+    snap = lu.snapshot()
+    assert snap["profile"] == "lio-6.1"
+    LogicalUnit.from_snapshot(snap, profile="lio-6.1")
+    with pytest.raises(P.ProfileMismatch, match=r"'lio-6\.1'.*'spc5'") as e:
+        LogicalUnit().restore(snap)
+    assert (e.value.saved, e.value.running) == ("lio-6.1", "spc5")
+
+
+def test_snapshot_without_a_profile_is_an_spc5_lus() -> None:
+    snap = LogicalUnit().snapshot()
+    del snap["profile"]
+    LogicalUnit().restore(snap)
+    with pytest.raises(P.ProfileMismatch):
+        LogicalUnit(profile="lio-6.1").restore(snap)
+
+
+def test_snapshot_with_a_malformed_profile_is_a_format_error() -> None:
+    snap = LogicalUnit().snapshot()
+    snap["profile"] = ["spc5"]
+    with pytest.raises((StateFormatError, P.ProfileMismatch)):
+        LogicalUnit().restore(snap)
