@@ -128,6 +128,7 @@ def make_executor(opts: Options) -> Executor:
             opts.state_dir,
             opts.target_port,
             max(opts.target_ports, opts.target_port),
+            opts.profile,
         )
     from scsi_pr.helper.executors.multipath import with_multipath
     from scsi_pr.helper.executors.sg import SgExecutor

@@ -20,6 +20,7 @@ from typing import TextIO
 from scsi_pr.helper.daemon import MAX_CLIENTS_CAP, SHUTDOWN_GRACE, default_max_clients
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.getopt import GetoptError, GetoptLong, LongOption, OptionTable
+from scsi_pr.sim.profiles import DEFAULT_PROFILE, PROFILES
 
 DEFAULT_SOCKET = "/var/run/qemu-pr-helper.sock"  # qemu: <localstatedir>/run/qemu-pr-helper.sock
 DEFAULT_PIDFILE = "/var/run/qemu-pr-helper.pid"
@@ -45,6 +46,7 @@ OPTIONS = OptionTable(
         LongOption("state-dir", True, "state-dir"),
         LongOption("target-port", True, "target-port"),
         LongOption("target-ports", True, "target-ports"),
+        LongOption("profile", True, "profile"),
         LongOption("max-clients", True, "max-clients"),
         LongOption("idle-timeout", True, "idle-timeout"),
         LongOption("shutdown-grace", True, "shutdown-grace"),
@@ -76,6 +78,9 @@ scsi-pr extensions:
       --target-port=N       sim: this helper's relative target port (default 1)
       --target-ports=N      sim: target ports of the simulated LUs (default 2; the
                             same for every helper sharing a state dir)
+      --profile=NAME        sim: how the simulated LUs answer: {profiles}
+                            (default '{profile}'; the same for every helper sharing a
+                            state dir)
       --max-clients=N       connections served at once; one more is closed at once
                             (default {max_clients}, from the open files limit)
       --idle-timeout=SECONDS  close a connection idle this long (default off:
@@ -126,6 +131,7 @@ class Options:
     state_dir: str | None = None
     target_port: int = 1
     target_ports: int = 2
+    profile: str = DEFAULT_PROFILE
     max_clients: int | None = None  # None: HelperServer's default, from RLIMIT_NOFILE
     idle_timeout: float | None = None  # None: off, as in the C helper
     shutdown_grace: float = SHUTDOWN_GRACE
@@ -163,6 +169,12 @@ def _backend(opts: Options, value: str) -> None:
     if value not in BACKENDS:
         raise InvalidOption(f"invalid backend '{value}' (choose from {', '.join(BACKENDS)})")
     opts.backend = value
+
+
+def _profile(opts: Options, value: str) -> None:
+    if value not in PROFILES:
+        raise InvalidOption(f"invalid profile '{value}' (choose from {', '.join(PROFILES)})")
+    opts.profile = value
 
 
 def _port_number(attr: str) -> Callable[[Options, str], None]:
@@ -211,6 +223,7 @@ _TAKE: dict[str, Callable[[Options, str], None]] = {
     "state-dir": lambda opts, value: setattr(opts, "state_dir", value),
     "target-port": _port_number("target_port"),
     "target-ports": _port_number("target_ports"),
+    "profile": _profile,
     "max-clients": _max_clients,
     "idle-timeout": _seconds("idle_timeout", zero_allowed=False),
     "shutdown-grace": _seconds("shutdown_grace", zero_allowed=True),
@@ -228,6 +241,8 @@ def usage_text(program: str) -> str:
         initiator=DEFAULT_INITIATOR,
         max_clients=default_max_clients(),
         grace=SHUTDOWN_GRACE,
+        profiles=", ".join(PROFILES),
+        profile=DEFAULT_PROFILE,
     )
 
 

@@ -22,6 +22,7 @@ from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executable import helper_executable
 from scsi_pr.helper.lu_identity import identify_path
 from scsi_pr.helper.simserve import SharedLUs
+from scsi_pr.sim import profiles
 from scsi_pr.sim.device import LogicalUnit
 
 POLL_INTERVAL = 0.2  # seconds between checks that every served helper still runs
@@ -31,6 +32,7 @@ def describe_lu(lu: LogicalUnit) -> dict[str, Any]:
     """The LU's PR state as ``show`` prints it (JSON)."""
     res = lu.pr.reservation
     return {
+        "profile": lu.profile.name,
         "generation": lu.pr.generation,
         "aptpl": lu.pr.aptpl,
         "registrations": [
@@ -46,9 +48,16 @@ def describe_lu(lu: LogicalUnit) -> dict[str, Any]:
     }
 
 
-def serve(state_dir: str, socket_dir: str, initiators: int, ports: int) -> int:
-    """Run one ``scsi-pr-helper --backend sim`` per initiator on ``socket_dir/hostN.sock``, all
-    sharing ``state_dir`` (N hosts sharing a LUN), until SIGTERM/SIGINT; then stop them."""
+def serve(
+    state_dir: str,
+    socket_dir: str,
+    initiators: int,
+    ports: int,
+    profile: str = profiles.DEFAULT_PROFILE,
+) -> int:
+    """Run one ``scsi-pr-helper --backend sim --profile PROFILE`` per initiator on
+    ``socket_dir/hostN.sock``, all sharing ``state_dir`` (N hosts sharing a LUN), until
+    SIGTERM/SIGINT; then stop them."""
     helper = helper_executable()
     Path(socket_dir).mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
@@ -66,6 +75,7 @@ def serve(state_dir: str, socket_dir: str, initiators: int, ports: int) -> int:
             sock = Path(socket_dir) / f"host{i + 1}.sock"
             argv = [helper, "--backend", "sim", "--initiator", name, "--state-dir", state_dir]
             argv += ["--target-port", str(i + 1), "--target-ports", str(max(ports, initiators))]
+            argv += ["--profile", profile]
             procs.append(subprocess.Popen([*argv, "-k", str(sock)]))
             print(f"{name} (relative target port {i + 1}): {sock}", flush=True)
         while not stop and all(p.poll() is None for p in procs):
@@ -130,16 +140,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket-dir", help="serve: where hostN.sock go (default: state dir)")
     parser.add_argument("--initiators", type=int, default=2, help="serve: helpers to start")
     parser.add_argument("--target-ports", type=int, default=2, help="serve: LU target ports")
+    parser.add_argument(
+        "--profile",
+        default=profiles.DEFAULT_PROFILE,
+        choices=list(profiles.PROFILES),
+        help="serve: how the LUs answer (default %(default)s; lio-6.1: as LIO on 6.1, see "
+        "docs/lio-deviations.md); the other actions use the profile each LU was saved with",
+    )
     args = parser.parse_args(argv)
     if args.action == "serve":
         if args.initiators < 1:
             parser.error("--initiators must be at least 1")
         return serve(args.state_dir, args.socket_dir or args.state_dir, args.initiators,
-                     args.target_ports)  # fmt: skip
+                     args.target_ports, args.profile)  # fmt: skip
     if args.image is None:
         parser.error(f"{args.action} needs the IMAGE file")
     try:
-        return LU_ACTIONS[args.action](SharedLUs(args.state_dir), args.image, args.seconds)
+        lus = SharedLUs(args.state_dir, profile=None)  # each LU as it was saved
+        return LU_ACTIONS[args.action](lus, args.image, args.seconds)
     except (OSError, HelperError) as e:  # HelperError: a damaged state file, named
         print(f"scsi-pr sim: {e}", file=sys.stderr)
         return 1

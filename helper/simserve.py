@@ -40,9 +40,11 @@ from typing import TypeVar
 
 from scsi_pr.helper.lu_identity import LuKey, identify_path
 from scsi_pr.helper.lu_state_file import LuDocument, StateFileError, commit, read_document
+from scsi_pr.sim import profiles
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.faults import FaultHook, Stall
 from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.profiles import Profile, ProfileMismatch
 from scsi_pr.sim.state import StateFormatError
 from scsi_pr.sim.store import MemoryAptplStore
 
@@ -50,7 +52,14 @@ T = TypeVar("T")
 LU_BLOCK_SIZE = 512
 TOKEN_SIZE = 16
 LU_CACHE_SIZE = 128  # LUs a process keeps while not using them
-FRESH_SNAPSHOT = LogicalUnit().snapshot()  # what an LU nobody used holds
+FRESH_SNAPSHOTS = {  # what an LU nobody used holds, per profile
+    name: LogicalUnit(profile=name).snapshot() for name in profiles.PROFILES
+}
+
+
+class LuProfileMismatch(StateFileError):
+    """The LU's state file was written under another profile than this process runs: the
+    helpers and targets sharing a state dir must agree on how the LU answers."""
 
 
 @dataclass(frozen=True)
@@ -119,19 +128,27 @@ class _Slot:
 
     def pristine(self) -> bool:
         return self.lu is None or (
-            self.store.load() is None and self.lu.snapshot() == FRESH_SNAPSHOT
+            self.store.load() is None
+            and self.lu.snapshot() == FRESH_SNAPSHOTS[self.lu.profile.name]
         )
 
 
 class SharedLUs:
-    """The simulated LUs a helper process serves; on disk when ``state_dir`` is set."""
+    """The simulated LUs a helper process serves; on disk when ``state_dir`` is set.
+
+    ``profile`` is how every LU answers (``scsi_pr.sim.profiles``); an LU whose state file
+    names another profile is refused (``LuProfileMismatch``). None (the inspection tools of
+    ``scsi-pr sim``) takes each LU's profile from its state file, ``spc5`` for a new LU.
+    """
 
     def __init__(
         self,
         state_dir: str | os.PathLike[str] | None = None,
         target_ports: int = 2,
         cache_size: int = LU_CACHE_SIZE,
+        profile: Profile | str | None = profiles.DEFAULT_PROFILE,
     ) -> None:
+        self.profile = None if profile is None else profiles.get(profile)
         self.state_dir = None if state_dir is None else Path(state_dir)
         # Every process sharing a state dir must build the LU with the same ports: the port
         # set is not PR state, but ALL_TG_PT registrations expand over it.
@@ -230,13 +247,18 @@ class SharedLUs:
                 del self._slots[k]
 
     # -- the LU's state -----------------------------------------------------------------------
-    def _new_lu(self, key: LuKey, size: int, store: MemoryAptplStore) -> LogicalUnit:
+    def _new_lu(
+        self, key: LuKey, size: int, store: MemoryAptplStore, saved: str | None = None
+    ) -> LogicalUnit:
+        """``saved``: the profile the LU's state file names, adopted when ``profile`` is None."""
+        profile = self.profile or saved or profiles.DEFAULT_PROFILE
         return LogicalUnit(
             blocks=max(size // LU_BLOCK_SIZE, 1),
             block_size=LU_BLOCK_SIZE,
             target_ports=self.target_ports,
             serial=key.serial,
             store=store,
+            profile=profile,
         )
 
     def _load(self, slot: _Slot, key: LuKey, size: int, lock: int) -> LogicalUnit:
@@ -246,11 +268,14 @@ class SharedLUs:
         files = self.files(key)
         doc = read_document(files.state)
         store = MemoryAptplStore(None if doc is None else doc.aptpl)
+        saved = None if doc is None else doc.state.get("profile")
         try:
-            lu = self._new_lu(key, size, store)  # power-on state: its APTPL image
+            lu = self._new_lu(key, size, store, saved if isinstance(saved, str) else None)
             if doc is not None:
-                lu.restore(doc.state)
-        except StateFormatError as e:
+                lu.restore(doc.state)  # after the power-on state its APTPL image gave it
+        except ProfileMismatch as e:
+            raise LuProfileMismatch(f"{files.state}: {e}") from e
+        except (StateFormatError, profiles.UnknownProfile) as e:
             raise StateFileError(f"{files.state}: {e}") from e
         lu.fault = self._fault_hook(files.fault)
         slot.lu, slot.store, slot.token = lu, store, token

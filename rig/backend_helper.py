@@ -2,7 +2,8 @@
 ``scsi-pr-helper`` processes over their sockets, everything else straight to the device.
 
 * ``helper-sim``: one helper per initiator (``--backend sim --initiator NAME --target-port
-  i+1``), all sharing one state dir, so N helper processes play N hosts sharing a LUN. The
+  i+1 --profile P``), all sharing one state dir, so N helper processes play N hosts sharing a
+  LUN. The
   image file's fd is what each initiator passes. Non-PR commands (TEST UNIT READY, READ,
   WRITE ...) go to the same shared LU directly, as QEMU sends them to the disk, not the helper.
 * ``helper-lio``: one ``--backend sg`` helper in front of the LIO rig's /dev/sgN nodes (root, LIO
@@ -39,6 +40,7 @@ from scsi_pr.rig.backends import (
 )
 from scsi_pr.rig.processes import NotListening, wait_listening
 from scsi_pr.rig.watchdog import note_progress
+from scsi_pr.sim import profiles
 from scsi_pr.sim.constants import Opcode, Status
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
@@ -164,7 +166,7 @@ class _HelperPool:
 
     def __init__(self) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self.helpers: dict[tuple[int, int], HelperProcess] = {}
+        self.helpers: dict[tuple[int, int, str], HelperProcess] = {}
         self.images = 0
 
     @property
@@ -174,8 +176,8 @@ class _HelperPool:
             atexit.register(self.close)
         return Path(self._tmp.name)
 
-    def state_dir(self, ports: int) -> Path:
-        path = self.root / f"state-{ports}"
+    def state_dir(self, ports: int, profile: str = profiles.DEFAULT_PROFILE) -> Path:
+        path = self.root / f"state-{ports}-{profile}"
         path.mkdir(exist_ok=True)
         return path
 
@@ -186,18 +188,21 @@ class _HelperPool:
         os.truncate(image, 1 << 25)
         return image
 
-    def helpers_for(self, initiators: int, ports: int) -> list[HelperProcess]:
+    def helpers_for(
+        self, initiators: int, ports: int, profile: str = profiles.DEFAULT_PROFILE
+    ) -> list[HelperProcess]:
         exe = helper_executable()
         out: list[HelperProcess] = []
         for i in range(initiators):
-            helper = self.helpers.get((i, ports))
+            helper = self.helpers.get((i, ports, profile))
             if helper is None:
                 argv = [exe, "-q", "--backend", "sim", "--initiator", initiator_name(i)]
-                argv += ["--state-dir", str(self.state_dir(ports))]
+                argv += ["--state-dir", str(self.state_dir(ports, profile))]
                 argv += ["--target-port", str(i + 1), "--target-ports", str(ports)]
-                name = f"helper{i}-{ports}"
+                argv += ["--profile", profile]
+                name = f"helper{i}-{ports}-{profile}"
                 helper = HelperProcess(argv, self.root / f"{name}.sock", self.root / f"{name}.log")
-                self.helpers[(i, ports)] = helper
+                self.helpers[(i, ports, profile)] = helper
             if helper.proc is None or helper.proc.poll() is not None:
                 helper.spawn()  # all start in parallel; waited for below
             out.append(helper)
@@ -224,17 +229,21 @@ class HelperSimBackend(Backend):
     name = "helper-sim"
     capabilities = frozenset({Capability.RESTART_HELPER, Capability.POWER_CYCLE})
 
-    def __init__(self, initiators: int = 2) -> None:
+    def __init__(self, initiators: int = 2, profile: str = profiles.DEFAULT_PROFILE) -> None:
         ports = max(initiators, 2)
-        self.helpers = _pool.helpers_for(initiators, ports)
+        self.helpers = _pool.helpers_for(initiators, ports, profile)
         self.image = _pool.new_image()
-        self.state_dir = _pool.state_dir(ports)
-        self.lus = SharedLUs(self.state_dir, ports)
+        self.state_dir = _pool.state_dir(ports, profile)
+        self.lus = SharedLUs(self.state_dir, ports, profile=profile)
         self.fd = os.open(self.image, os.O_RDWR)
+        # A profile that never completes some command (LIO's PREEMPT AND ABORT) makes the helper
+        # withhold its answer: the client gives up as on a hung LIO LUN, a TimeoutError.
+        stalls = profiles.PREEMPT_AND_ABORT_STALLS in profiles.get(profile)
+        timeout = HELPER_COMMAND_TIMEOUT if stalls else None
         self.helper_initiators = [
             HelperSimInitiator(
                 ITNexus.named(initiator_name(i), i + 1),
-                Client(str(helper.sock)),
+                Client(str(helper.sock), timeout=timeout),
                 self.fd,
                 self.lus,
                 self.image,

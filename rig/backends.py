@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import ClassVar, Protocol
 
 from scsi_pr.rig.errors import RigError
+from scsi_pr.sim import profiles
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
@@ -30,6 +31,12 @@ class BackendUnavailable(RigError):
 
 class CapabilityMissing(RigError):
     """A backend was asked for something its ``capabilities`` do not declare."""
+
+
+class CommandNeverCompletes(RigError, TimeoutError):
+    """The simulated LU took the command but never answers it (a profile reproducing LIO's
+    PREEMPT AND ABORT stall): raised at once, as a hang, instead of blocking the caller. A
+    TimeoutError, so the pytest plugin and the scenario engine treat it as LIO's hang."""
 
 
 class Capability(StrEnum):
@@ -137,9 +144,17 @@ class NexusIdentity:
 class SimInitiator(NexusIdentity):
     lu: LogicalUnit
     nexus: ITNexus
+    #: a command never completed (the LU's profile withheld its answer)
+    stalled: bool = False
 
     def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
-        return self.lu.execute(self.nexus, cdb, data)
+        result = self.lu.execute(self.nexus, cdb, data)
+        if not result.completes:
+            self.stalled = True
+            raise CommandNeverCompletes(
+                f"{self.name}: the LU (profile {self.lu.profile.name}) never completes this command"
+            )
+        return result
 
 
 class SimBackend(Backend):
@@ -150,14 +165,27 @@ class SimBackend(Backend):
     capabilities = frozenset({Capability.POWER_CYCLE, Capability.LUN_RESET})
     thread_safe = False  # the model is plain Python objects, with no lock of its own
 
-    def __init__(self, initiators: int = 2, lu: LogicalUnit | None = None) -> None:
+    def __init__(
+        self,
+        initiators: int = 2,
+        lu: LogicalUnit | None = None,
+        profile: str = profiles.DEFAULT_PROFILE,
+    ) -> None:
         self.lu = lu or LogicalUnit(
-            target_ports=tuple(range(1, initiators + 1)), store=MemoryAptplStore()
+            target_ports=tuple(range(1, initiators + 1)),
+            store=MemoryAptplStore(),
+            profile=profile,
         )
-        self.initiators: list[Initiator] = [
+        self.sim_initiators = [
             SimInitiator(self.lu, ITNexus.named(initiator_name(i), i + 1))
             for i in range(initiators)
         ]
+        self.initiators: list[Initiator] = list(self.sim_initiators)
+
+    @property
+    def hung(self) -> bool:
+        """A command never completed (the profile reproduces LIO's PREEMPT AND ABORT stall)."""
+        return any(it.stalled for it in self.sim_initiators)
 
     def power_cycle(self) -> None:
         self.lu.power_loss()
@@ -186,6 +214,22 @@ def backend_factory(name: str) -> Callable[..., Backend]:
     return getattr(importlib.import_module(module), attr)
 
 
-def open_backend(name: str, initiators: int = 2) -> Backend:
-    """Build a backend (raises BackendUnavailable with the reason when it cannot run here)."""
-    return backend_factory(name)(initiators=initiators)
+#: backends built on the model, which take a device profile (``scsi_pr.sim.profiles``)
+PROFILED_BACKENDS = frozenset({"sim", "helper-sim"})
+
+
+class ProfileNotApplicable(RigError, ValueError):
+    """A profile was asked of a backend that is not the model (LIO answers as LIO does)."""
+
+
+def open_backend(name: str, initiators: int = 2, profile: str | None = None) -> Backend:
+    """Build a backend (raises BackendUnavailable with the reason when it cannot run here);
+    ``profile`` (sim and helper-sim only) is how the simulated LU answers."""
+    if profile is None:
+        return backend_factory(name)(initiators=initiators)
+    if name not in PROFILED_BACKENDS:
+        raise ProfileNotApplicable(
+            f"backend {name} takes no profile (only {', '.join(sorted(PROFILED_BACKENDS))})"
+        )
+    profiles.get(profile)  # UnknownProfile before anything starts
+    return backend_factory(name)(initiators=initiators, profile=profile)

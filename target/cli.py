@@ -16,13 +16,13 @@ import signal
 import sys
 from pathlib import Path
 
+from scsi_pr.sim.profiles import DEFAULT_PROFILE, PROFILES
 from scsi_pr.target.errors import TargetError
 from scsi_pr.target.lus import MAX_LUNS, LunConfigError, parse_size
 from scsi_pr.target.proto import ChapCredentials, ChapPolicy, LocalProtocolError
 from scsi_pr.target.server import TargetConfig, TargetConfigError, TargetServer
 
 log = logging.getLogger("scsi_pr.target")
-PROFILES = ("spc5",)  # device profiles (other SCSI revisions, vendor quirks) come later
 ISCSI_NAME = re.compile(r"(iqn\.\d{4}-\d{2}\.[^\s,]+|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})")
 MAX_NAME_LENGTH = 223  # RFC 7143 6.6.1 (iSCSI names), bytes
 
@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="LUN images lunN.img and the model's state (the helper's --state-dir)")  # fmt: skip
     add("--luns", type=_positive, default=1, help=f"LUNs to serve, 1..{MAX_LUNS} (default 1)")
     add("--size", default="1G", help="size of LUN images created now (default 1G)")
-    add("--profile", default="spc5", help="device profile: spc5 (the only one for now)")
+    add("--profile", default=DEFAULT_PROFILE,
+        help=f"how the LUs answer: {', '.join(PROFILES)} (default {DEFAULT_PROFILE}; the "
+        "helpers sharing the state dir must say the same)")  # fmt: skip
     add("--alias", help="TargetAlias sent at login")
     add("--chap", metavar="USER:SECRET", help="require CHAP from initiators")
     add("--mutual-chap", metavar="USER:SECRET", help="the target's credentials for mutual CHAP")
@@ -153,6 +155,7 @@ def config_from(args: argparse.Namespace) -> TargetConfig:
             target_ports=args.target_ports,
             nop_interval=args.nop_interval,
             nop_timeout=args.nop_timeout,
+            profile=args.profile,
         )
     except LunConfigError as e:
         raise UsageError(f"--{e}") from e

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from scsi_pr.helper.lu_state_file import StateFileError
 from scsi_pr.helper.simserve import LU_BLOCK_SIZE, SharedLUs
 from scsi_pr.sim.constants import (
     COMMANDS_CLEARED_BY_ANOTHER_INITIATOR,
@@ -107,7 +108,12 @@ class ServedLUs:
     """LUNs 0..count-1 of one target, each an image file in ``state_dir``."""
 
     def __init__(
-        self, state_dir: str | os.PathLike[str], count: int, size: int, target_ports: int = 2
+        self,
+        state_dir: str | os.PathLike[str],
+        count: int,
+        size: int,
+        target_ports: int = 2,
+        profile: str = "spc5",
     ) -> None:
         if not 1 <= count <= MAX_LUNS:
             raise LunConfigError(f"{count} LUNs: serve 1..{MAX_LUNS}")
@@ -118,7 +124,12 @@ class ServedLUs:
             self.created = [lun for lun, path in self.images.items() if _create(path, size)]
         except OSError as e:
             raise LunConfigError(f"cannot prepare the LUN images in {self.state_dir}: {e}") from e
-        self.shared = SharedLUs(self.state_dir, target_ports)
+        self.shared = SharedLUs(self.state_dir, target_ports, profile=profile)
+        for lun in self.images:  # a LUN saved under another profile is refused at start
+            try:
+                self.run(lun, lambda lu: None)
+            except StateFileError as e:
+                raise LunConfigError(f"LUN {lun}: {e}") from e
 
     def size(self, lun: int) -> int:
         return self.images[lun].stat().st_size

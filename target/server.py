@@ -67,6 +67,7 @@ class TargetConfig:
     nop_interval: float = 15.0
     nop_timeout: float = 30.0
     login_timeout: float = 30.0
+    profile: str = "spc5"  # how the LUs answer (scsi_pr.sim.profiles); the helpers' --profile
 
     def __post_init__(self) -> None:
         if not 1 <= self.target_port <= self.target_ports <= 0xFFFF:
@@ -110,7 +111,9 @@ class TargetServer:
                 f"target port {config.target_port} is not one of 1..{config.target_ports}"
             )
         self.config = config
-        self.lus = ServedLUs(config.state_dir, config.luns, config.size, config.target_ports)
+        self.lus = ServedLUs(
+            config.state_dir, config.luns, config.size, config.target_ports, config.profile
+        )
         self.sessions = SessionTable()
         self.handlers: set[ConnectionHandler] = set()
         self.addresses: list[tuple[str, int]] = []  # where it listens (port 0 resolved)

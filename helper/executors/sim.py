@@ -3,7 +3,9 @@
 QEMU hands the helper the fd of its disk; with ``--backend sim`` that is the image file, and
 every helper process that receives an fd of the same file reaches the same LU, as initiator
 ``--initiator NAME`` through RELATIVE TARGET PORT ``--target-port`` (default 1) of an LU with
-``--target-ports`` ports (default 2). Anything that is not a regular file (pipe,
+``--target-ports`` ports (default 2), answering as ``--profile`` says (``scsi_pr.sim.profiles``;
+a command the profile never completes, LIO's PREEMPT AND ABORT, is never answered, as the C
+helper stuck in SG_IO on such a LUN never answers). Anything that is not a regular file (pipe,
 socket, directory, /dev/null) is answered as the C helper answers a device that rejects SG_IO:
 the ioctl fails with ENOTTY, which the status table maps to CHECK CONDITION 0B/00/06.
 """
@@ -22,12 +24,18 @@ from scsi_pr.helper.executors.base import Executor, Reply
 from scsi_pr.helper.executors.status import from_errno
 from scsi_pr.helper.lu_identity import LuKey, identify
 from scsi_pr.helper.simserve import SharedLUs
+from scsi_pr.sim import profiles
 from scsi_pr.sim.constants import Status
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
 
 DEFAULT_INITIATOR = "naa.5001405000000001"
 TARGET_PORT = 1
+
+
+class CommandNeverCompletes(HelperError):
+    """The LU's profile never completes this command; only a blocking caller sees this (the
+    daemon withholds the answer instead)."""
 
 
 class NotASimulatedLU(HelperError):
@@ -55,11 +63,12 @@ class SimExecutor(Executor):
         state_dir: str | os.PathLike[str] | None = None,
         target_port: int = TARGET_PORT,
         target_ports: int = 2,
+        profile: str = profiles.DEFAULT_PROFILE,
     ) -> None:
         if not 1 <= target_port <= target_ports:
             raise ValueError(f"target port {target_port} is not one of the LU's 1..{target_ports}")
         self.nexus = ITNexus.named(initiator, target_port)
-        self.lus = SharedLUs(state_dir, target_ports)
+        self.lus = SharedLUs(state_dir, target_ports, profile=profile)
         # Without a state dir the model is in memory and fast enough to run on the event loop.
         self.inline = state_dir is None
 
@@ -81,6 +90,8 @@ class SimExecutor(Executor):
             result = self.run(fd, cdb, data_out, allocation_length)
         except NotASimulatedLU as e:
             return Reply(*from_errno(e.errno))
+        if not result.completes:
+            raise CommandNeverCompletes("the LU's profile never completes this command")
         if result.stall:
             time.sleep(result.stall)
         return reply_from_result(result, allocation_length)
@@ -99,6 +110,6 @@ class SimExecutor(Executor):
                 result = await loop.run_in_executor(pool, self.run, *args)
         except NotASimulatedLU as e:
             return Reply(*from_errno(e.errno))
-        if result.stall:
+        if result.stall:  # NEVER: no answer until the daemon cancels us (client gone, stop)
             await asyncio.sleep(result.stall)
         return reply_from_result(result, allocation_length)

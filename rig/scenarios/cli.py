@@ -1,4 +1,7 @@
-"""``scsi-pr scenario NAME [--backend B] [--svg FILE] [--json]``: run one scenario.
+"""``scsi-pr scenario NAME [--backend B] [--profile P] [--svg FILE] [--json]``: run one scenario.
+
+``--profile`` (sim and helper-sim) makes the model answer as LIO does on a kernel: with
+``lio-6.1`` PREEMPT AND ABORT never completes and the run ends "hung", as on the real LUN.
 
 Exit status: 0 pass, 1 an expectation failed, 2 could not run (usage, backend unavailable,
 backend error), 3 the device hung (LIO's PREEMPT AND ABORT), 4 the backend lacks a capability
@@ -13,13 +16,20 @@ from pathlib import Path
 
 from rich.console import Console
 
-from scsi_pr.rig.backends import BACKENDS, BackendUnavailable, open_backend
+from scsi_pr.rig.backends import (
+    BACKENDS,
+    PROFILED_BACKENDS,
+    BackendUnavailable,
+    ProfileNotApplicable,
+    open_backend,
+)
 from scsi_pr.rig.scenarios.deadline import DEFAULT_TIMEOUT, call_with_deadline
 from scsi_pr.rig.scenarios.engine import Runner
 from scsi_pr.rig.scenarios.library import ALIASES, SCENARIOS, get
 from scsi_pr.rig.scenarios.model import Scenario, ScenarioError
 from scsi_pr.rig.scenarios.render import print_timeline, to_json, write_svg
 from scsi_pr.rig.scenarios.results import EXIT_CODES, Run, Verdict
+from scsi_pr.sim.profiles import PROFILES
 
 #: How long closing a backend may take after a hang before we leave it to process exit.
 TEARDOWN_TIMEOUT = 10.0
@@ -42,6 +52,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend", default="sim", choices=list(BACKENDS), help="device to run on (default: sim)"
     )
+    p.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        help=f"how the model answers on {' and '.join(sorted(PROFILED_BACKENDS))} "
+        "(default spc5; lio-6.1: as LIO on 6.1, docs/lio-deviations.md)",
+    )
     p.add_argument("--svg", type=Path, metavar="FILE", help="write the sequence chart here")
     p.add_argument("--json", action="store_true", help="print the run as JSON, not a table")
     p.add_argument(
@@ -55,14 +71,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_scenario(scenario: Scenario, backend_name: str, timeout: float = DEFAULT_TIMEOUT) -> Run:
-    """Open ``backend_name`` with one initiator per actor plus the observer and run.
+def run_scenario(
+    scenario: Scenario,
+    backend_name: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    profile: str | None = None,
+) -> Run:
+    """Open ``backend_name`` (with ``profile``, sim backends only) with one initiator per actor
+    plus the observer and run.
 
     Raises BackendUnavailable when the backend cannot run here. After a hang the backend is
     closed with a deadline too: a wedged LUN must not turn a verdict into a stall.
     """
     try:
-        backend = open_backend(backend_name, initiators=len(scenario.actors) + 1)
+        backend = open_backend(backend_name, initiators=len(scenario.actors) + 1, profile=profile)
     except ImportError as e:
         raise BackendUnavailable(f"its module is missing ({e})") from e
     entered = backend.__enter__()
@@ -97,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     scenario = get(args.name)
     try:
-        run = run_scenario(scenario, args.backend, args.timeout)
+        run = run_scenario(scenario, args.backend, args.timeout, args.profile)
+    except ProfileNotApplicable as e:
+        print(f"scsi-pr scenario: --profile: {e}", file=sys.stderr)
+        return EXIT_CODES[Verdict.ERROR]
     except BackendUnavailable as e:
         print(f"scsi-pr scenario: backend {args.backend} unavailable: {e}", file=sys.stderr)
         return EXIT_CODES[Verdict.ERROR]
