@@ -20,7 +20,14 @@ Markers:
 - ``lio_hangs(reason=)``: the test makes LIO hang (PREEMPT AND ABORT on tcm_loop). On LIO
   backends it runs only when ``--run-lio-hangs`` is given (the VM tier does so last, in a
   process of its own); if the LUN hung (a command timed out, or the backend says ``hung``)
-  the outcome is xfail "LIO hangs", never a pass, whatever the test itself concluded.
+  the outcome is xfail "LIO hangs", never a pass, whatever the test itself concluded. The
+  model under a profile that reproduces the hang (``--profile lio-6.1``) is judged the same
+  way; it never blocks, so it needs no ``--run-lio-hangs``.
+
+``--profile NAME`` (default ``spc5``) is how the model answers on ``sim`` and ``helper-sim``
+(``scsi_pr.sim.profiles``); the ``device_profile`` fixture gives a test the profile of the
+device behind its backend: that one on the model's backends, LIO's for the running kernel on
+LIO backends, ``spc5`` on our iSCSI target.
 
 With ``SCSI_PR_RESULT_LOG=path`` every test outcome is appended to ``path`` as one JSON line
 the moment it is known, so a run that LIO wedges still leaves its results behind.
@@ -42,9 +49,18 @@ from typing import Any
 
 import pytest
 
-from scsi_pr.rig.backends import BACKENDS, Backend, BackendUnavailable, Initiator, open_backend
+from scsi_pr.rig.backends import (
+    BACKENDS,
+    PROFILED_BACKENDS,
+    Backend,
+    BackendUnavailable,
+    Initiator,
+    open_backend,
+)
 from scsi_pr.rig.ci import in_ci
 from scsi_pr.rig.watchdog import last_progress, note_progress
+from scsi_pr.sim import profiles
+from scsi_pr.sim.profiles import PREEMPT_AND_ABORT_STALLS, Profile
 
 ENV_BACKENDS = "SCSI_PR_BACKENDS"
 ENV_RESULT_LOG = "SCSI_PR_RESULT_LOG"
@@ -118,6 +134,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "completing before it fails (0: no limit); "
         "keeps one slow or wedged test from eating the VM tier's time",
     )
+    group.addoption(
+        "--profile",
+        dest="scsi_pr_profile",
+        default=profiles.DEFAULT_PROFILE,
+        choices=list(profiles.PROFILES),
+        help=f"how the model answers on {', '.join(sorted(PROFILED_BACKENDS))} (default "
+        f"{profiles.DEFAULT_PROFILE}; lio-6.1: as LIO on 6.1, docs/lio-deviations.md)",
+    )
     parser.addini("scsi_pr_backends", "default backends", type="args", default=[])
 
 
@@ -147,7 +171,30 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"scsi-pr backends: {', '.join(names)} ({ci})",
         f"kernel: {platform.system()} {platform.release()}",
+        f"model profile (sim, helper-sim): {config.getoption('scsi_pr_profile')}; "
+        f"LIO answers as {lio_profile().name}",
     ]
+
+
+def lio_profile() -> Profile:
+    """The LIO profile for the running kernel (6.1's where no profile names this kernel)."""
+    return profiles.lio_profile_for(platform.release()) or profiles.LIO_6_1
+
+
+def backend_profile(config: pytest.Config, name: str) -> Profile:
+    """How the device behind backend ``name`` answers (see the module docstring)."""
+    if name in PROFILED_BACKENDS:
+        return profiles.get(config.getoption("scsi_pr_profile"))
+    if name in LIO_BACKENDS:
+        return lio_profile()
+    return profiles.SPC5
+
+
+def hangs_like_lio(config: pytest.Config, name: str | None) -> bool:
+    """Does PREEMPT AND ABORT hang on this backend (LIO, or the model reproducing it)?"""
+    if name in LIO_BACKENDS:
+        return True
+    return name in PROFILED_BACKENDS and PREEMPT_AND_ABORT_STALLS in backend_profile(config, name)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -198,7 +245,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     hung the LUN as xfail "LIO hangs", even if the test caught the timeout itself and passed: a
     hang is a known defect, never a pass."""
     name = _backend_name(item)
-    hang_expected = name in LIO_BACKENDS and item.get_closest_marker("lio_hangs") is not None
+    hang_expected = (
+        hangs_like_lio(item.config, name) and item.get_closest_marker("lio_hangs") is not None
+    )
     limit = per_test_deadline(name, item.config.getoption("lio_test_timeout"))
     with _deadline(limit):
         try:
@@ -246,8 +295,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """A fresh backend (clean PR state) for one test: ``backend.initiators`` share one LU."""
     name: str = request.param
     needed = request.node.get_closest_marker("requires")
+    profile = request.config.getoption("scsi_pr_profile") if name in PROFILED_BACKENDS else None
     try:
-        opened = open_backend(name, initiators=DEFAULT_INITIATORS)
+        opened = open_backend(name, initiators=DEFAULT_INITIATORS, profile=profile)
     except BackendUnavailable as e:
         message = f"backend {name} unavailable: {e}"
         if in_ci():
@@ -259,6 +309,12 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
             if missing:
                 pytest.skip(f"backend {name} lacks {', '.join(missing)}")
         yield b
+
+
+@pytest.fixture
+def device_profile(request: pytest.FixtureRequest, backend: Backend) -> Profile:
+    """How the device behind ``backend`` answers: the deviations from SPC-5 it has."""
+    return backend_profile(request.config, backend.name)
 
 
 @pytest.fixture

@@ -4,37 +4,62 @@ Tests here reach the device only through the plugin's ``initiators`` fixture (``
 ``.transport_id``, ``.relative_target_port``) and build bytes with ``sim.cdb``, so the same test
 runs on the model, through the helper, and against LIO.
 
-Known LIO deviations are marked ``@pytest.mark.lio_deviation(reason=..., clause=...)`` (or as a
-``pytest.param`` mark); this conftest turns that into the plugin's ``deviates("lio",
-"helper-lio", ...)``, a strict xfail on LIO backends only, so a fixed kernel shows up as a
-failure we notice.
+Where LIO answers differently, the test is marked ``@pytest.mark.lio_deviation(NAME)`` with the
+name of the deviation's entry in ``scsi_pr.sim.profiles.REGISTRY`` (the entry lists the test
+back), and asserts one answer or the other by the plugin's ``device_profile``: LIO's measured
+answer where the device's profile has the deviation (lio and helper-lio, or the model under
+``--profile lio-6.1``), the standard's otherwise. A kernel whose LIO answers otherwise fails the
+test, as a model that stopped following SPC-5 does.
 """
 
 from __future__ import annotations
 
 # prtest (here) is importable as this conftest's directory is on sys.path; pr_machine (tests/)
 # through pyproject's pytest pythonpath.
+from pathlib import Path
+
 import pytest
 from prtest import drain
 
-from scsi_pr.rig.pytest_plugin import LIO_BACKENDS
+from scsi_pr.sim.profiles import DEVIATIONS, Deviation
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "lio_deviation(reason, clause): LIO answers differently from SPC-5 here "
-        "(spc-persistent-reservations.md §11, lio-rig.md 'Measured'); strict xfail on LIO only",
+        "lio_deviation(name): LIO answers differently from SPC-5 here; NAME is the entry of "
+        "scsi_pr.sim.profiles.REGISTRY whose answer the test asserts where the device has it",
     )
 
 
-@pytest.hookimpl(tryfirst=True)
+def listed(item: pytest.Item, deviation: Deviation) -> bool:
+    """Does ``deviation`` list ``item`` among its tests (``file::function`` or
+    ``file::function[param]``, the param a part of the item's parameter id)?"""
+    callspec = getattr(item, "callspec", None)
+    for test in deviation.tests:
+        path, _, rest = test.partition("::")
+        function, _, param = rest.partition("[")
+        if Path(path).name != item.path.name or getattr(item, "originalname", "") != function:
+            continue
+        if not param or (callspec is not None and param.rstrip("]") in callspec.id):
+            return True
+    return False
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Translate ``lio_deviation`` into the plugin's ``deviates`` before the plugin reads it."""
+    """Every ``lio_deviation`` mark names one registry entry, by its name alone, and that entry
+    lists the test: the registry and the suite cannot drift apart."""
     for item in items:
-        mark = item.get_closest_marker("lio_deviation")
-        if mark is not None:
-            item.add_marker(pytest.mark.deviates(*sorted(LIO_BACKENDS), **mark.kwargs))
+        for mark in item.iter_markers("lio_deviation"):
+            if len(mark.args) != 1 or mark.kwargs or mark.args[0] not in DEVIATIONS:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: lio_deviation takes one registry name "
+                    f"(scsi_pr.sim.profiles.REGISTRY), got {mark.args} {mark.kwargs}"
+                )
+            if not listed(item, DEVIATIONS[mark.args[0]]):
+                raise pytest.UsageError(
+                    f"{item.nodeid}: registry entry {mark.args[0]!r} does not list this test"
+                )
 
 
 @pytest.fixture

@@ -1,6 +1,10 @@
 """The reservation conflict table (SPC-5 5.14.1, spc-persistent-reservations.md §5) for every
 type, from the holder, a registered non-holder and an unregistered I_T nexus, over the commands
-the model accepts; plus unit attention reporting and SPC-2 RESERVE/RELEASE with CRH."""
+the model accepts; plus unit attention reporting and SPC-2 RESERVE/RELEASE with CRH.
+
+Where LIO's data-direction classifier departs from the table, the case is its own test, marked
+with the registry entry (``scsi_pr.sim.profiles``) and asserting LIO's answer where the device's
+profile has that entry."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import pytest
 from prtest import SA, drain, expect_conflict, expect_good, expect_ua, prout, register, reserve
 
 from scsi_pr.sim import cdb as C
+from scsi_pr.sim import profiles as P
 from scsi_pr.sim.constants import (
     REGISTRATIONS_PREEMPTED,
     RESERVATIONS_PREEMPTED,
@@ -18,6 +23,7 @@ from scsi_pr.sim.constants import (
     SenseKey,
     Status,
 )
+from scsi_pr.sim.profiles import Deviation, Profile
 
 T = ReservationType
 A, B = 0xA, 0xB
@@ -37,9 +43,11 @@ COMMANDS: dict[str, tuple[bytes, bytes, str]] = {
     "MODE SENSE(10)": (C.mode_sense_10(), b"", READS),
     "READ(10)": (C.read_10(0, 1), b"", READS),
     "READ(16)": (C.read_16(0, 1), b"", READS),
+    "VERIFY(10)": (bytes([0x2F, 0, 0, 0, 0, 0, 0, 0, 1, 0]), b"", READS),  # BYTCHK 0: no data
     "WRITE(10)": (C.write_10(0, 1), bytes(BLOCK), WRITES),
     "WRITE(16)": (C.write_16(0, 1), bytes(BLOCK), WRITES),
     "SYNCHRONIZE CACHE(10)": (C.synchronize_cache_10(), b"", WRITES),
+    "SYNCHRONIZE CACHE(16)": (bytes([0x91]) + bytes(15), b"", WRITES),
 }
 
 
@@ -57,9 +65,9 @@ def conflicts(kind: str, type_: T, registered: bool) -> bool:
     return ea or kind == WRITES
 
 
-def lio_exception(command: str, type_: T, registered: bool) -> str | None:
-    """Where LIO's data-direction classifier departs from the table (§5 "How LIO actually
-    decides", §11 rows 10 and 21)."""
+def lio_exception(command: str, type_: T, registered: bool) -> Deviation | None:
+    """The registry entry where LIO's data-direction classifier departs from the table (§5
+    "How LIO actually decides", §11 rows 10 and 21): there LIO answers the opposite."""
     ea_family = type_ in (
         T.EXCLUSIVE_ACCESS,
         T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY,
@@ -71,12 +79,13 @@ def lio_exception(command: str, type_: T, registered: bool) -> str | None:
         and ea_family
         and (type_ == T.EXCLUSIVE_ACCESS or not registered)
     ):
-        # §11 row 21 names READ CAPACITY(16); measured on Debian's 6.1: (10) conflicts as well.
-        return "READ CAPACITY is classified as a plain data-in command (§11 row 21)"
+        return P.READ_CAPACITY_CONFLICT  # a plain read to LIO: (10) as well as (16)
     if command.startswith("MODE SENSE") and type_ == T.EXCLUSIVE_ACCESS and registered:
-        return "a registered nexus may MODE SENSE under EA (§5 LIO rule 2, §11 row 10)"
-    if command == "SYNCHRONIZE CACHE(10)" and we_family and not registered:
-        return "no-data commands pass for unregistered nexuses under WE types (§11 row 10)"
+        return P.MODE_SENSE_ALLOWED
+    if command.startswith("SYNCHRONIZE CACHE") and we_family and not registered:
+        return P.NO_DATA_BY_DIRECTION
+    if command == "VERIFY(10)" and type_ == T.WRITE_EXCLUSIVE and registered:
+        return P.NO_DATA_BY_DIRECTION
     return None
 
 
@@ -92,19 +101,24 @@ def deviating() -> list[object]:
     return [
         pytest.param(
             type_, registered, command,
-            marks=pytest.mark.lio_deviation(reason=reason, clause="SPC-5 5.14.1 conflict table"),
+            marks=pytest.mark.lio_deviation(deviation.name),
             id=f"{situation_id(type_, registered)}-{command}",
         )
         for type_, registered in SITUATIONS
         for command in COMMANDS
-        if (reason := lio_exception(command, type_, registered)) is not None
+        if (deviation := lio_exception(command, type_, registered)) is not None
     ]  # fmt: skip
 
 
 def _non_holder_answers(
-    nexuses: list, type_: T, registered: bool, commands: list[str]
+    nexuses: list,
+    type_: T,
+    registered: bool,
+    commands: list[str],
+    profile: Profile = P.SPC5,
 ) -> list[str]:
-    """Reserve as the first initiator, send ``commands`` from the second; return mismatches."""
+    """Reserve as the first initiator, send ``commands`` from the second; return mismatches
+    with the table, or with LIO's answer where ``profile`` has the case's deviation."""
     holder, other, _ = nexuses
     register(holder, A)
     if registered:
@@ -115,11 +129,11 @@ def _non_holder_answers(
     for command in commands:
         cdb, data, kind = COMMANDS[command]
         r = other.execute(cdb, data)
-        want = (
-            Status.RESERVATION_CONFLICT
-            if not holds and conflicts(kind, type_, registered)
-            else Status.GOOD
-        )
+        conflict = not holds and conflicts(kind, type_, registered)
+        deviation = lio_exception(command, type_, registered)
+        if deviation is not None and deviation in profile:
+            conflict = not conflict  # where LIO deviates it answers the opposite
+        want = Status.RESERVATION_CONFLICT if conflict else Status.GOOD
         if r.status != want:
             wrong.append(f"{command}: {r}, want {want.name}")
     return wrong
@@ -139,9 +153,10 @@ def test_non_holder(nexuses: list, type_: T, registered: bool) -> None:
 
 @pytest.mark.parametrize(("type_", "registered", "command"), deviating())
 def test_non_holder_where_lio_deviates(
-    nexuses: list, type_: T, registered: bool, command: str
+    nexuses: list, type_: T, registered: bool, command: str, device_profile: Profile
 ) -> None:
-    assert _non_holder_answers(nexuses, type_, registered, [command]) == []
+    answers = _non_holder_answers(nexuses, type_, registered, [command], device_profile)
+    assert answers == []
 
 
 @pytest.mark.parametrize("type_", list(T), ids=lambda t: t.abbreviation)
@@ -198,11 +213,8 @@ def test_pr_out_reports_pending_unit_attention(nexuses: list) -> None:
     expect_good(prout(b, SA.REGISTER, 0, B))
 
 
-@pytest.mark.lio_deviation(
-    reason="reporting one unit attention clears the whole queue (§6, §11 row 11)",
-    clause="SAM-5 5.14: one unit attention condition is cleared per report",
-)
-def test_unit_attentions_reported_one_at_a_time(nexuses: list) -> None:
+@pytest.mark.lio_deviation(P.UA_CLEARS_ALL.name)
+def test_unit_attentions_reported_one_at_a_time(nexuses: list, device_profile: Profile) -> None:
     a, b, c = nexuses
     register(a, A)
     register(b, B)
@@ -210,7 +222,10 @@ def test_unit_attentions_reported_one_at_a_time(nexuses: list) -> None:
     expect_good(prout(a, SA.RELEASE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY))
     expect_good(prout(a, SA.CLEAR, A))
     seen = drain(b)
-    assert sorted(seen) == sorted([(0x2A, 0x04), (0x2A, 0x03)])
+    if P.UA_CLEARS_ALL in device_profile:
+        assert seen == [(0x2A, 0x04)], "LIO: the oldest is reported, both are cleared"
+    else:
+        assert sorted(seen) == sorted([(0x2A, 0x04), (0x2A, 0x03)])
     assert drain(c) == []
 
 

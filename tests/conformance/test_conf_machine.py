@@ -1,6 +1,7 @@
 """The reusable PR state machine (tests/pr_machine/) on the selected backend, step by step
-through the initiators' ``execute``. On LIO the known deviations are accepted branches and
-PREEMPT AND ABORT is left out (it hangs tcm_loop), so what fails here is a new difference."""
+through the initiators' ``execute``. Where the device's profile deviates (LIO, or the model as
+LIO) the known deviations are accepted branches and PREEMPT AND ABORT is left out (it hangs
+tcm_loop), so what fails here is a new difference."""
 
 from __future__ import annotations
 
@@ -9,20 +10,21 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 from pr_machine import LIO_DEVIATIONS, PRMachine, Target
 
-from scsi_pr.rig.pytest_plugin import KERNEL_BACKENDS, LIO_BACKENDS
+from scsi_pr.rig.pytest_plugin import KERNEL_BACKENDS
+from scsi_pr.sim.profiles import PREEMPT_AND_ABORT_STALLS, Profile
 
 #: few examples: on a real LUN every step is several SG_IO round trips in a TCG VM
 EXAMPLES = {"sim": 60, "helper-sim": 20}
 DEFAULT_EXAMPLES = 20
 
 
-def test_pr_machine(nexuses: list, request: pytest.FixtureRequest) -> None:
+def test_pr_machine(nexuses: list, request: pytest.FixtureRequest, device_profile: Profile) -> None:
     backend = request.node.callspec.params.get("backend", "sim")
-    on_lio = backend in LIO_BACKENDS
+    deviates = bool(device_profile.deviations)
     target = Target.from_initiators(
         nexuses,
-        deviations=LIO_DEVIATIONS if on_lio else frozenset(),
-        preempt_and_abort=not on_lio,
+        deviations=LIO_DEVIATIONS if deviates else frozenset(),
+        preempt_and_abort=PREEMPT_AND_ABORT_STALLS not in device_profile,
     )
     run_state_machine_as_test(
         lambda: PRMachine(target),

@@ -18,8 +18,10 @@ from prtest import (
 )
 
 from scsi_pr.sim import cdb as C
+from scsi_pr.sim import profiles as P
 from scsi_pr.sim.constants import INVALID_FIELD_IN_CDB, LU_SCOPE, ReservationType, SenseKey
 from scsi_pr.sim.pr_in_data import FullStatusDescriptor
+from scsi_pr.sim.profiles import Profile
 
 WE = ReservationType.WRITE_EXCLUSIVE
 A, B = 0xAAAA_0000_0000_0001, 0xBBBB_0000_0000_0002
@@ -52,15 +54,25 @@ def test_read_keys_truncated_keeps_full_additional_length(nexuses: list) -> None
     assert r.data[4:8] == (16).to_bytes(4, "big"), "ADDITIONAL LENGTH counts the whole list"
 
 
-@pytest.mark.lio_deviation(
-    reason="LIO rejects ALLOCATION LENGTH < 8 with INVALID FIELD IN CDB (§11 row 7)",
-    clause="SPC-5 ALLOCATION LENGTH field: an allocation length only truncates",
-)
-def test_read_keys_allocation_length_below_header(nexuses: list) -> None:
+@pytest.mark.lio_deviation(P.ALLOCATION_LENGTH_MINIMUM.name)
+@pytest.mark.parametrize(
+    ("action", "length"),
+    [(IN.READ_KEYS, 4), (IN.READ_KEYS, 0), (IN.READ_RESERVATION, 7),
+     (IN.REPORT_CAPABILITIES, 4), (IN.READ_FULL_STATUS, 4)],
+    ids=["READ_KEYS-4", "READ_KEYS-0", "READ_RESERVATION-7", "REPORT_CAPABILITIES-4",
+         "READ_FULL_STATUS-4"],
+)  # fmt: skip
+def test_read_keys_allocation_length_below_header(
+    nexuses: list, device_profile: Profile, action: IN, length: int
+) -> None:
     register(nexuses[0], A)
-    r = expect_good(nexuses[0].execute(C.persistent_reserve_in(IN.READ_KEYS, allocation_length=4)))
-    gen, _ = read_keys(nexuses[0])
-    assert r.data == gen.to_bytes(4, "big")
+    r = nexuses[0].execute(C.persistent_reserve_in(action, allocation_length=length))
+    if P.ALLOCATION_LENGTH_MINIMUM in device_profile:
+        expect_check(r, SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB)
+        return
+    expect_good(r)
+    full = expect_good(nexuses[0].execute(C.persistent_reserve_in(action)))
+    assert r.data == full.data[:length], "an allocation length only truncates"
 
 
 def test_read_reservation_without_reservation(nexuses: list) -> None:
@@ -137,19 +149,27 @@ def test_read_full_status_names_each_nexus(
     assert set(status.descriptors) == want
 
 
-@pytest.mark.lio_deviation(
-    reason="ADDITIONAL LENGTH counts only the descriptors that fit (§11 row 8)",
-    clause="SPC-5 6.16.5",
-)
-def test_read_full_status_header_counts_whole_list(nexuses: list) -> None:
+@pytest.mark.lio_deviation(P.FULL_STATUS_TRUNCATION.name)
+def test_read_full_status_header_counts_whole_list(nexuses: list, device_profile: Profile) -> None:
     a, b, _ = nexuses
     register(a, A)
     register(b, B)
     r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS)))
     full = len(r.data) - 8
+    first = 24 + int.from_bytes(r.data[8 + 20 : 8 + 24], "big")  # with its TransportID
+    assert first > 32, "the first descriptor does not fit in 40 bytes"
     r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS, allocation_length=40)))
     assert len(r.data) == 40
-    assert int.from_bytes(r.data[4:8], "big") == full, "ADDITIONAL LENGTH is not truncated"
+    if P.FULL_STATUS_TRUNCATION in device_profile:
+        # LIO: the first descriptor went in (its TransportID length fits in 40), cut at 40
+        assert int.from_bytes(r.data[4:8], "big") == first
+    else:
+        assert int.from_bytes(r.data[4:8], "big") == full, "ADDITIONAL LENGTH is not truncated"
+    r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS, allocation_length=20)))
+    if P.FULL_STATUS_TRUNCATION in device_profile:
+        assert r.data[4:8] == bytes(4) and len(r.data) == 8, "LIO: no descriptor went in"
+    else:
+        assert len(r.data) == 20 and int.from_bytes(r.data[4:8], "big") == full
 
 
 @pytest.mark.parametrize("action", [0x04, 0x05, 0x1F])

@@ -1,5 +1,8 @@
 """PERSISTENT RESERVE OUT service actions on every backend (SPC-5 5.14, 6.17): each result's
-status and sense key/ASC/ASCQ, the PR state read back, PRgeneration and unit attentions."""
+status and sense key/ASC/ASCQ, the PR state read back, PRgeneration and unit attentions.
+
+A test marked ``lio_deviation(NAME)`` asserts LIO's measured answer where ``device_profile``
+has that registry entry (``scsi_pr.sim.profiles``), the standard's elsewhere."""
 
 from __future__ import annotations
 
@@ -20,11 +23,13 @@ from prtest import (
 )
 
 from scsi_pr.sim import cdb as C
+from scsi_pr.sim import profiles as P
 from scsi_pr.sim.constants import (
     INVALID_FIELD_IN_CDB,
     INVALID_FIELD_IN_PARAMETER_LIST,
     INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
     LU_SCOPE,
+    LUN_COMMUNICATION_FAILURE,
     PARAMETER_LIST_LENGTH_ERROR,
     REGISTRATIONS_PREEMPTED,
     RESERVATIONS_PREEMPTED,
@@ -33,6 +38,8 @@ from scsi_pr.sim.constants import (
     SenseKey,
 )
 from scsi_pr.sim.pr_in_data import FullStatusDescriptor
+from scsi_pr.sim.profiles import Profile
+from scsi_pr.sim.result import CommandResult
 
 T = ReservationType
 WE, EA = T.WRITE_EXCLUSIVE, T.EXCLUSIVE_ACCESS
@@ -41,11 +48,15 @@ WE_AR, EA_AR = T.WRITE_EXCLUSIVE_ALL_REGISTRANTS, T.EXCLUSIVE_ACCESS_ALL_REGISTR
 A, B, C3 = 0xA, 0xB, 0xC
 ILLEGAL = SenseKey.ILLEGAL_REQUEST
 
-UNREGISTERED_NOT_READY = pytest.mark.lio_deviation(
-    reason="LIO answers NOT READY, LOGICAL UNIT COMMUNICATION FAILURE to an unregistered "
-    "I_T nexus when no PR is held (lio-rig.md Measured; §11 row 2)",
-    clause="SPC-5 6.17.3: RESERVATION CONFLICT",
-)
+UNREGISTERED_NOT_READY = pytest.mark.lio_deviation(P.UNREGISTERED_NOT_READY.name)
+
+
+def expect_unregistered(r: CommandResult, profile: Profile) -> None:
+    """RESERVATION CONFLICT; LIO: NOT READY, LOGICAL UNIT COMMUNICATION FAILURE."""
+    if P.UNREGISTERED_NOT_READY in profile:
+        expect_check(r, SenseKey.NOT_READY, LUN_COMMUNICATION_FAILURE)
+    else:
+        expect_conflict(r)
 
 
 def ids(t: T) -> str:
@@ -63,16 +74,27 @@ def test_register_then_change_key(nexuses: list) -> None:
     assert read_keys(a) == (gen + 2, [B])
 
 
-@pytest.mark.lio_deviation(
-    reason="LIO does not bump PRGENERATION when a registration is removed (§11 row 3)",
-    clause="SPC-5 6.16.2",
-)
-def test_unregister_bumps_generation(nexuses: list) -> None:
+@pytest.mark.lio_deviation(P.UNREGISTER_GENERATION.name)
+@pytest.mark.parametrize("action", [SA.REGISTER, SA.REGISTER_AND_IGNORE_EXISTING_KEY])
+def test_unregister_bumps_generation(nexuses: list, device_profile: Profile, action: SA) -> None:
     a = nexuses[0]
     register(a, A)
     gen, _ = read_keys(a)
-    expect_good(prout(a, SA.REGISTER, A, 0))
-    assert read_keys(a) == (gen + 1, [])
+    expect_good(prout(a, action, A, 0))
+    bump = device_profile.choose(P.UNREGISTER_GENERATION, 1, 0)
+    assert read_keys(a) == (gen + bump, [])
+
+
+@pytest.mark.lio_deviation(P.UNREGISTER_GENERATION.name)
+@pytest.mark.parametrize("action", [SA.REGISTER, SA.REGISTER_AND_IGNORE_EXISTING_KEY])
+def test_register_zero_key_unregistered_bumps_generation(
+    nexuses: list, device_profile: Profile, action: SA
+) -> None:
+    a = nexuses[0]
+    gen, _ = read_keys(a)
+    expect_good(prout(a, action, 0, 0))  # nothing to register: GOOD, nothing changes
+    bump = device_profile.choose(P.UNREGISTER_GENERATION, 1, 0)
+    assert read_keys(a) == (gen + bump, [])
 
 
 @pytest.mark.parametrize("rk", [B, 0], ids=["wrong-key", "zero-key"])
@@ -197,8 +219,9 @@ def test_any_registrant_holds_all_registrants(nexuses: list, type_: T) -> None:
 
 
 @UNREGISTERED_NOT_READY
-def test_unregistered_reserve_conflicts(nexuses: list) -> None:
-    expect_conflict(prout(nexuses[0], SA.RESERVE, 0, 0, WE))
+def test_unregistered_reserve_conflicts(nexuses: list, device_profile: Profile) -> None:
+    expect_unregistered(prout(nexuses[0], SA.RESERVE, 0, 0, WE), device_profile)
+    assert read_reservation(nexuses[0])[1] is None
 
 
 def test_reserve_with_wrong_key_conflicts(nexuses: list) -> None:
@@ -215,14 +238,15 @@ def test_reserve_with_reserved_type(nexuses: list, type_: int) -> None:
     expect_check(prout(a, SA.RESERVE, A, 0, type_), ILLEGAL, INVALID_FIELD_IN_CDB)
 
 
-@pytest.mark.lio_deviation(
-    reason="LIO reports a non-zero SCOPE as INVALID FIELD IN PARAMETER LIST (§2 row 9, §11 row 6)",
-    clause="SPC-5 6.17.1: SCOPE is a CDB field",
-)
-def test_reserve_with_reserved_scope(nexuses: list) -> None:
+@pytest.mark.lio_deviation(P.SCOPE_IN_PARAMETER_LIST.name)
+def test_reserve_with_reserved_scope(nexuses: list, device_profile: Profile) -> None:
     a = nexuses[0]
     register(a, A)
-    expect_check(prout(a, SA.RESERVE, A, 0, WE, scope=0x1), ILLEGAL, INVALID_FIELD_IN_CDB)
+    code = device_profile.choose(
+        P.SCOPE_IN_PARAMETER_LIST, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_PARAMETER_LIST
+    )
+    expect_check(prout(a, SA.RESERVE, A, 0, WE, scope=0x1), ILLEGAL, code)
+    assert read_reservation(a)[1] is None
 
 
 # -- RELEASE ---------------------------------------------------------------------------------
@@ -255,16 +279,16 @@ def test_release_without_reservation(nexuses: list) -> None:
     expect_good(prout(a, SA.RELEASE, A, 0, WE))
 
 
-@pytest.mark.lio_deviation(
-    reason="LIO returns RESERVATION CONFLICT (lio-rig.md Measured; §11 row 1)",
-    clause="SPC-5 5.14.11.2: INVALID RELEASE OF PERSISTENT RESERVATION",
-)
-def test_release_with_wrong_type(nexuses: list) -> None:
+@pytest.mark.lio_deviation(P.RELEASE_WRONG_TYPE.name)
+def test_release_with_wrong_type(nexuses: list, device_profile: Profile) -> None:
     a = nexuses[0]
     register(a, A)
     reserve(a, A, WE)
     r = prout(a, SA.RELEASE, A, 0, EA)
-    expect_check(r, ILLEGAL, INVALID_RELEASE_OF_PERSISTENT_RESERVATION)
+    if P.RELEASE_WRONG_TYPE in device_profile:
+        expect_conflict(r)
+    else:
+        expect_check(r, ILLEGAL, INVALID_RELEASE_OF_PERSISTENT_RESERVATION)
     assert read_reservation(a)[1] == (A, WE)
 
 
@@ -275,20 +299,41 @@ def test_release_with_wrong_key_conflicts(nexuses: list) -> None:
     expect_conflict(prout(a, SA.RELEASE, B, 0, WE))
 
 
-@pytest.mark.lio_deviation(
-    reason="with no reservation (or as a non-holder) LIO answers GOOD before it compares the "
-    "RESERVATION KEY (found by the PR machine on Debian's 6.1)",
-    clause="SPC-5 6.17.3: a RESERVATION KEY mismatch is a RESERVATION CONFLICT",
-)
-def test_release_with_wrong_key_without_reservation_conflicts(nexuses: list) -> None:
+def expect_conflict_unless_key_skipped(r: CommandResult, profile: Profile) -> None:
+    """RESERVATION CONFLICT; LIO: GOOD (it compares a non-holder's key only after the fact)."""
+    if P.RELEASE_SKIPS_KEY_CHECK in profile:
+        expect_good(r)
+    else:
+        expect_conflict(r)
+
+
+@pytest.mark.lio_deviation(P.RELEASE_SKIPS_KEY_CHECK.name)
+def test_release_with_wrong_key_without_reservation_conflicts(
+    nexuses: list, device_profile: Profile
+) -> None:
     a = nexuses[0]
     register(a, A)
-    expect_conflict(prout(a, SA.RELEASE, B, 0, WE))
+    gen, _ = read_keys(a)
+    expect_conflict_unless_key_skipped(prout(a, SA.RELEASE, B, 0, WE), device_profile)
+    assert read_keys(a) == (gen, [A])
+
+
+@pytest.mark.lio_deviation(P.RELEASE_SKIPS_KEY_CHECK.name)
+def test_release_by_non_holder_with_wrong_key_conflicts(
+    nexuses: list, device_profile: Profile
+) -> None:
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    reserve(a, A, EA)
+    expect_conflict_unless_key_skipped(prout(b, SA.RELEASE, C3, 0, EA), device_profile)
+    assert read_reservation(a)[1] == (A, EA)
+    assert drain(a) == [] and drain(b) == []
 
 
 @UNREGISTERED_NOT_READY
-def test_unregistered_release_conflicts(nexuses: list) -> None:
-    expect_conflict(prout(nexuses[0], SA.RELEASE, 0, 0, WE))
+def test_unregistered_release_conflicts(nexuses: list, device_profile: Profile) -> None:
+    expect_unregistered(prout(nexuses[0], SA.RELEASE, 0, 0, WE), device_profile)
 
 
 # -- CLEAR -----------------------------------------------------------------------------------
@@ -313,8 +358,11 @@ def test_clear_with_wrong_key_conflicts(nexuses: list) -> None:
 
 
 @UNREGISTERED_NOT_READY
-def test_unregistered_clear_conflicts(nexuses: list) -> None:
-    expect_conflict(prout(nexuses[0], SA.CLEAR, 0))
+def test_unregistered_clear_conflicts(nexuses: list, device_profile: Profile) -> None:
+    a, b, _ = nexuses
+    register(b, B)
+    expect_unregistered(prout(a, SA.CLEAR, 0), device_profile)
+    assert read_keys(b)[1] == [B]
 
 
 # -- PREEMPT / PREEMPT AND ABORT ---------------------------------------------------------------
@@ -323,20 +371,33 @@ PREEMPTS = [
     pytest.param(
         SA.PREEMPT_AND_ABORT,
         id="PREEMPT_AND_ABORT",
-        marks=pytest.mark.lio_hangs(reason="PREEMPT AND ABORT never completes on tcm_loop"),
+        marks=[
+            pytest.mark.lio_hangs(reason="PREEMPT AND ABORT never completes on tcm_loop"),
+            pytest.mark.lio_deviation(P.PREEMPT_AND_ABORT_STALLS.name),
+        ],
     ),
 ]
 
 
+def expect_preempt_completed(r: CommandResult, action: SA, profile: Profile) -> None:
+    """GOOD. Where the profile says PREEMPT AND ABORT never completes, the plugin reports the
+    hang as xfail "LIO hangs"; an answer at all is then a change in LIO, a failure."""
+    stalls = action == SA.PREEMPT_AND_ABORT and P.PREEMPT_AND_ABORT_STALLS in profile
+    assert not stalls, f"PREEMPT AND ABORT completed ({r}); {profile.name} says it never does"
+    expect_good(r)
+
+
 @pytest.mark.parametrize("action", PREEMPTS)
-def test_preempt_holder_takes_reservation(nexuses: list, action: SA) -> None:
+def test_preempt_holder_takes_reservation(
+    nexuses: list, action: SA, device_profile: Profile
+) -> None:
     a, b, c = nexuses
     register(a, A)
     register(b, B)
     register(c, C3)
     reserve(a, A, WE_RO)
     gen, _ = read_keys(a)
-    expect_good(prout(b, action, B, A, WE_RO))
+    expect_preempt_completed(prout(b, action, B, A, WE_RO), action, device_profile)
     assert read_keys(b) == (gen + 1, [B, C3])
     assert read_reservation(b)[1] == (B, WE_RO)
     expect_ua(a.execute(C.test_unit_ready()), REGISTRATIONS_PREEMPTED)
@@ -344,13 +405,15 @@ def test_preempt_holder_takes_reservation(nexuses: list, action: SA) -> None:
 
 
 @pytest.mark.parametrize("action", PREEMPTS)
-def test_preempt_with_type_change_tells_survivors(nexuses: list, action: SA) -> None:
+def test_preempt_with_type_change_tells_survivors(
+    nexuses: list, action: SA, device_profile: Profile
+) -> None:
     a, b, c = nexuses
     register(a, A)
     register(b, B)
     register(c, C3)
     reserve(a, A, WE_RO)
-    expect_good(prout(b, action, B, A, EA_RO))
+    expect_preempt_completed(prout(b, action, B, A, EA_RO), action, device_profile)
     assert read_reservation(b)[1] == (B, EA_RO)
     assert drain(a) == [(0x2A, 0x05)]
     assert drain(c) == [(0x2A, 0x04)]
@@ -412,23 +475,42 @@ def test_preempt_all_registrants_with_zero_key(nexuses: list, type_: T) -> None:
     assert drain(b) == [(0x2A, 0x05)] and drain(c) == [(0x2A, 0x05)]
 
 
-@pytest.mark.lio_deviation(
-    reason="LIO files one registrant as the holder of an all-registrants reservation; a "
-    "SERVICE ACTION RESERVATION KEY equal to its key preempts the reservation (§5 'How LIO "
-    "actually decides'; found by the PR machine on Debian's 6.1)",
-    clause="SPC-5 5.14.11 (preempting): all-registrants + SARK != 0 only removes registrations",
-)
-def test_preempt_all_registrants_by_key_removes_registrations_only(nexuses: list) -> None:
+@pytest.mark.lio_deviation(P.AR_PREEMPT_TAKES_OVER.name)
+def test_preempt_all_registrants_by_key_removes_registrations_only(
+    nexuses: list, device_profile: Profile
+) -> None:
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    register(c, C3)
+    reserve(a, A, WE_AR)  # LIO files a, who reserved, as the holder
+    gen, _ = read_keys(a)
+    expect_good(prout(b, SA.PREEMPT, B, A, WE))
+    assert read_keys(b) == (gen + 1, [B, C3])
+    assert drain(a) == [(0x2A, 0x05)]
+    if P.AR_PREEMPT_TAKES_OVER in device_profile:
+        assert read_reservation(b)[1] == (B, WE), "LIO: b preempted the holder it files"
+        assert drain(c) == [(0x2A, 0x04)], "the TYPE changed: RESERVATIONS RELEASED"
+    else:
+        assert read_reservation(b)[1] == (0, WE_AR), "the all-registrants reservation stays"
+        assert drain(c) == []
+
+
+@pytest.mark.lio_deviation(P.PREEMPT_KEEPS_ISSUER.name)
+def test_preempt_all_registrants_by_own_key_removes_issuer(
+    nexuses: list, device_profile: Profile
+) -> None:
     a, b, c = nexuses
     register(a, A)
     register(b, B)
     register(c, C3)
     reserve(a, A, WE_AR)
-    expect_good(prout(b, SA.PREEMPT, B, A, WE))
-    assert read_keys(b)[1] == [B, C3]
-    assert read_reservation(b)[1] == (0, WE_AR), "the all-registrants reservation stays"
-    assert drain(a) == [(0x2A, 0x05)]
-    assert drain(c) == []
+    gen, _ = read_keys(a)
+    expect_good(prout(b, SA.PREEMPT, B, B, WE_AR))
+    kept = device_profile.choose(P.PREEMPT_KEEPS_ISSUER, [A, C3], [A, B, C3])
+    assert read_keys(a) == (gen + 1, kept)
+    assert read_reservation(a)[1] == (0, WE_AR)
+    assert drain(a) == [] and drain(b) == [] and drain(c) == [], "the issuer is not told"
 
 
 def test_self_preempt_changes_type(nexuses: list) -> None:
@@ -492,14 +574,26 @@ def test_register_and_move_all_registrants_conflicts(nexuses: list, type_: T) ->
     expect_conflict(_move(a, A, B, b))
 
 
-@pytest.mark.lio_deviation(
-    reason="LIO answers INVALID FIELD IN CDB when no reservation exists (§11 row 4)",
-    clause="SPC-5 5.14.10: the issuer is not the holder",
-)
-def test_register_and_move_without_reservation_conflicts(nexuses: list) -> None:
+@pytest.mark.lio_deviation(P.MOVE_WITHOUT_RESERVATION.name)
+def test_register_and_move_without_reservation_conflicts(
+    nexuses: list, device_profile: Profile
+) -> None:
     a, b, _ = nexuses
     register(a, A)
-    expect_conflict(_move(a, A, B, b))
+    r = _move(a, A, B, b)
+    if P.MOVE_WITHOUT_RESERVATION in device_profile:
+        expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)  # type: ignore[arg-type]
+    else:
+        expect_conflict(r)  # type: ignore[arg-type]
+    assert read_keys(a)[1] == [A]
+
+
+@UNREGISTERED_NOT_READY
+def test_unregistered_register_and_move_conflicts(nexuses: list, device_profile: Profile) -> None:
+    a, b, c = nexuses
+    register(b, B)
+    expect_unregistered(_move(a, 0, C3, c), device_profile)  # type: ignore[arg-type]
+    assert read_keys(b)[1] == [B]
 
 
 @pytest.mark.parametrize("to_self", [False, True], ids=["zero-sa-key", "to-itself"])

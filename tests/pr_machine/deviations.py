@@ -2,9 +2,11 @@
 
 ``OracleWithDeviations`` extends the SPC reading (``oracle.Oracle``) with what LIO was measured
 doing instead, each branch tagged with its deviation. The machine accepts a tagged branch only
-when the harness lists the tag in ``Target.deviations`` (``LIO_DEVIATIONS`` on LIO backends),
-so on the model every deviation still fails. Two deviations are not PR OUT results and are
-read by the rules themselves: ``DEV_UA_CLEARS_ALL`` and ``DEV_READ_CAPACITY_CONFLICT``.
+when the harness lists the tag in ``Target.deviations`` (``LIO_DEVIATIONS`` where the device's
+profile deviates: LIO, or the model under ``--profile lio-6.1``), so on the standard model every
+deviation still fails. The tags are the registry's names (``scsi_pr.sim.profiles``). Two
+deviations are not PR OUT results and are read by the rules themselves: ``DEV_UA_CLEARS_ALL``
+and ``DEV_READ_CAPACITY_CONFLICT``.
 
 Each override appends its branches after the SPC ones: when several branches fit an answer,
 the machine reads the PR state back to choose, and keeps the first (the standard's) on a tie.
@@ -23,32 +25,22 @@ from pr_machine.oracle import (
     Outcome,
     PRState,
 )
+from scsi_pr.sim import profiles as P
 from scsi_pr.sim.constants import ReservationType, SenseKey, Status
 
-# Tags of known deviations (spc-persistent-reservations.md §11, lio-rig.md "Measured").
-DEV_RELEASE_WRONG_TYPE = "release-wrong-type-conflict"  # §11 row 1
-DEV_UNREGISTERED_NOT_READY = "unregistered-not-ready"  # §11 row 2
-DEV_UNREGISTER_GENERATION = "unregister-keeps-generation"  # §11 row 3
-DEV_MOVE_WITHOUT_RESERVATION = "register-and-move-no-pr-invalid-cdb"  # §11 row 4
-DEV_UA_CLEARS_ALL = "ua-report-clears-all"  # §11 row 11
-DEV_PREEMPT_KEEPS_ISSUER = "preempt-keeps-issuer-registration"  # §4 AR table, LIO
-DEV_READ_CAPACITY_CONFLICT = "read-capacity-conflicts-under-ea"  # §11 row 21, measured on 6.1
-# Found by this machine on Debian's 6.1 (LIO keeps one holder pointer even for AR types, §5):
-DEV_RELEASE_SKIPS_KEY_CHECK = "release-by-non-holder-skips-key-check"
-DEV_AR_PREEMPT_TAKES_OVER = "all-registrants-preempt-by-key-takes-reservation"
-LIO_DEVIATIONS = frozenset(
-    {
-        DEV_RELEASE_WRONG_TYPE,
-        DEV_UNREGISTERED_NOT_READY,
-        DEV_UNREGISTER_GENERATION,
-        DEV_MOVE_WITHOUT_RESERVATION,
-        DEV_UA_CLEARS_ALL,
-        DEV_PREEMPT_KEEPS_ISSUER,
-        DEV_READ_CAPACITY_CONFLICT,
-        DEV_RELEASE_SKIPS_KEY_CHECK,
-        DEV_AR_PREEMPT_TAKES_OVER,
-    }
-)
+# Tags are the names of the deviations' entries in the registry (scsi_pr.sim.profiles), where
+# each has its clause, LIO's measured answer and the conformance test that asserts it.
+DEV_RELEASE_WRONG_TYPE = P.RELEASE_WRONG_TYPE.name
+DEV_UNREGISTERED_NOT_READY = P.UNREGISTERED_NOT_READY.name
+DEV_UNREGISTER_GENERATION = P.UNREGISTER_GENERATION.name
+DEV_MOVE_WITHOUT_RESERVATION = P.MOVE_WITHOUT_RESERVATION.name
+DEV_UA_CLEARS_ALL = P.UA_CLEARS_ALL.name
+DEV_PREEMPT_KEEPS_ISSUER = P.PREEMPT_KEEPS_ISSUER.name
+DEV_READ_CAPACITY_CONFLICT = P.READ_CAPACITY_CONFLICT.name
+DEV_RELEASE_SKIPS_KEY_CHECK = P.RELEASE_SKIPS_KEY_CHECK.name
+DEV_AR_PREEMPT_TAKES_OVER = P.AR_PREEMPT_TAKES_OVER.name
+#: what the machine accepts on a device whose profile deviates: every entry of LIO on 6.1
+LIO_DEVIATIONS = frozenset(d.name for d in P.LIO_6_1.deviations)
 
 # Answers only LIO gives where SPC-5 wants another.
 INVALID_FIELD_IN_CDB = Outcome(Status.CHECK_CONDITION, (SenseKey.ILLEGAL_REQUEST, 0x24, 0x00))

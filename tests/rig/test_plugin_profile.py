@@ -1,0 +1,54 @@
+"""The plugin's ``--profile``: the model's backends answer as the profile says, tests read it
+from ``device_profile``, and a PREEMPT AND ABORT the profile never completes is an
+``lio_hangs`` xfail at once, as on LIO."""
+
+from __future__ import annotations
+
+import pytest
+
+from scsi_pr.rig.pytest_plugin import backend_profile, hangs_like_lio
+from scsi_pr.sim import profiles
+
+pytest_plugins = ["pytester"]
+
+PROBE = """
+import pytest
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import PersistentReserveOutAction as SA
+
+def test_profile(backend, device_profile):
+    assert device_profile.name == "{profile}"
+    assert backend.lu.profile is device_profile
+
+@pytest.mark.lio_hangs(reason="PREEMPT AND ABORT never completes on tcm_loop")
+def test_preempt_and_abort(initiators):
+    a = initiators[0]
+    for cdb, data in (C.prout(SA.REGISTER, 0, 1), C.prout(SA.RESERVE, 1, 0, 1)):
+        assert a.execute(cdb, data).status == 0
+    assert a.execute(*C.prout(SA.PREEMPT_AND_ABORT, 1, 1, 3)).status == 0
+"""
+
+
+@pytest.mark.parametrize(("profile", "outcomes"), [
+    ("spc5", {"passed": 2}), ("lio-6.1", {"passed": 1, "xfailed": 1})])  # fmt: skip
+def test_profile_option(pytester: pytest.Pytester, profile: str, outcomes: dict) -> None:
+    pytester.makepyfile(PROBE.format(profile=profile))
+    args = [] if profile == "spc5" else ["--profile", profile]
+    result = pytester.runpytest_subprocess("-rx", *args)
+    result.assert_outcomes(**outcomes)
+    result.stdout.fnmatch_lines([f"*model profile (sim, helper-sim): {profile}*"])
+    if profile != "spc5":
+        result.stdout.fnmatch_lines(["*LIO hangs*never completes*"])
+
+
+def test_unknown_profile_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(PROBE.format(profile="spc5"))
+    result = pytester.runpytest_subprocess("--profile", "lio-9")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_backend_profiles(pytestconfig: pytest.Config) -> None:
+    assert backend_profile(pytestconfig, "iscsi") is profiles.SPC5  # our target, spc5
+    assert backend_profile(pytestconfig, "lio").kernel is not None  # LIO's, by the kernel
+    assert hangs_like_lio(pytestconfig, "helper-lio")
+    assert not hangs_like_lio(pytestconfig, "iscsi")
