@@ -1,0 +1,71 @@
+"""``scsi-pr profiles`` and ``docs/lio-deviations.md``: the doc is the registry's, and every test
+the registry names is in the conformance suite, marked with that entry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scsi_pr import CHECKOUT
+from scsi_pr.rig.cli import main as umbrella
+from scsi_pr.rig.profiles_cli import DOC_NAME, main, render_markdown
+from scsi_pr.sim.profiles import LIO_6_12, REGISTRY
+
+ROOT = CHECKOUT or Path(__file__).resolve().parents[2]
+
+
+def test_committed_doc_is_the_registrys() -> None:
+    """Edit sim/profiles.py, then run ``scsi-pr profiles doc``: this fails until you do."""
+    assert (ROOT / DOC_NAME).read_text() == render_markdown(), "run: scsi-pr profiles doc"
+
+
+def test_doc_names_every_entry_and_what_was_not_measured() -> None:
+    text = render_markdown()
+    for d in REGISTRY:
+        assert f"### `{d.name}`" in text and d.lio_answer in text
+    assert text.count("not yet measured on 6.12") >= len(LIO_6_12.deviations)
+    assert "`lio-6.12` | " in text and "| 0 of 15 |" in text
+
+
+def test_doc_check_and_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tmp_path / "lio-deviations.md"
+    assert main(["doc", "--check", "--output", str(doc)]) == 1
+    assert "stale" in capsys.readouterr().err
+    assert main(["doc", "--output", str(doc)]) == 0
+    assert main(["doc", "--check", "--output", str(doc)]) == 0
+    assert doc.read_text() == render_markdown()
+
+
+def test_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
+    assert umbrella(["profiles"]) == 0
+    out = capsys.readouterr().out
+    assert "spc5" in out and "lio-6.1 " in out and "lio-6.12" in out
+    assert main(["show", "lio-6.12"]) == 0
+    out = capsys.readouterr().out
+    assert "release-wrong-type-conflict (not yet measured)" in out
+    assert main(["show", "lio-6.1"]) == 0
+    assert "release-wrong-type-conflict (measured)" in capsys.readouterr().out
+    assert main(["show", "spc5"]) == 0
+    assert "no deviation" in capsys.readouterr().out
+
+
+def test_every_registry_test_is_a_marked_conformance_test() -> None:
+    """The conformance conftest refuses a marked test its entry does not list; this is the other
+    direction: every listed test exists and carries the entry's mark."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "tests/conformance", "--backend", "sim", "-m", "lio_deviation"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    marked = [line.strip() for line in done.stdout.splitlines() if "::" in line]
+    for d in REGISTRY:
+        for test in d.tests:
+            base, _, param = test.partition("[")
+            hits = [m for m in marked if m.startswith(base + "[")]
+            if param:
+                hits = [m for m in hits if param.rstrip("]") in m]
+            assert hits, f"{d.name}: {test} is not a conformance test marked lio_deviation"
