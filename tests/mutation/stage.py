@@ -28,6 +28,16 @@ DEFAULT_TARGETS = ("sim/", "helper/proto/")
 #: depend on luck, and no cache writes.
 PYTEST_ARGS = ("-p", "no:cacheprovider", "--hypothesis-seed=0")
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".hypothesis", ".pytest_cache")
+#: The stage's own ``tests/conftest.py``: hypothesis without deadlines (traced calls under
+#: mutmut run several times slower, and a deadline would "kill" a mutant or fail the clean
+#: run by timing alone) and without its example database (a failure one mutant found must
+#: not be replayed against the next).
+STAGE_CONFTEST = """\
+from hypothesis import settings
+
+settings.register_profile("mutation", deadline=None, database=None)
+settings.load_profile("mutation")
+"""
 
 
 class StageError(MutationError):
@@ -90,6 +100,9 @@ def build(root: Path, stage: Path, targets: Sequence[str]) -> None:
         )
     shutil.copytree(root / "tests", stage / "tests", ignore=_IGNORE)
     shutil.rmtree(stage / "tests" / "mutation")  # never mutation-test the mutation tests
+    if (stage / "tests" / "conftest.py").exists():
+        raise StageError("tests/conftest.py exists: the stage's hypothesis profile needs a home")
+    (stage / "tests" / "conftest.py").write_text(STAGE_CONFTEST)
     shutil.copy2(root / "pyproject.toml", stage / "pyproject.toml")
     (stage / "setup.cfg").write_text(_config(mapping, mutate_patterns(root, targets)))
 

@@ -11,6 +11,7 @@ from scsi_pr.sim.describe import describe
 from scsi_pr.sim.transportid import TransportId
 
 TID = TransportId.iscsi("iqn.1993-08.org.debian:01:aa")
+MOVE_LENGTH = 24 + len(TID.encode())  # REGISTER AND MOVE parameter list with TID
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,14 @@ TID = TransportId.iscsi("iqn.1993-08.org.debian:01:aa")
             C.register_and_move(1, 2, 0x102, TID, unreg=True, aptpl=True),
             f"PR OUT REGISTER AND MOVE key=0x1 sa_key=0x2 rtpi=258 unreg aptpl "
             f"len={24 + len(TID.encode())}",
+        ),
+        (
+            C.register_and_move(1, 2, 3, TID, unreg=True),
+            f"PR OUT REGISTER AND MOVE key=0x1 sa_key=0x2 rtpi=3 unreg len={MOVE_LENGTH}",
+        ),
+        (
+            C.register_and_move(1, 2, 3, TID, aptpl=True),
+            f"PR OUT REGISTER AND MOVE key=0x1 sa_key=0x2 rtpi=3 aptpl len={MOVE_LENGTH}",
         ),
         (
             C.register_and_move(1, 2, 3, TID, 5),

@@ -77,6 +77,25 @@ def test_release_6_has_no_data_in() -> None:
     assert (got.status, got.data) == (Status.RESERVATION_CONFLICT, b"")
 
 
+class BrokenMedium:
+    """A medium with a bug: the model must still answer as a SCSI device."""
+
+    def read(self, lba: int, blocks: int) -> bytes:
+        raise RuntimeError("bug")
+
+    def write(self, lba: int, data: bytes) -> None:
+        raise KeyError(lba)
+
+
+def test_a_bug_in_a_handler_is_internal_target_failure() -> None:
+    lu = LogicalUnit(medium=BrokenMedium())
+    for cdb, data in ((C.read_10(0, 1), b""), (C.write_10(0, 1), bytes(512))):
+        got = lu.execute(I1, cdb, data)
+        assert got.status == Status.CHECK_CONDITION
+        assert (got.sense[2], got.sense[12], got.sense[13]) == (0x04, 0x44, 0x00)
+    assert lu.execute(I1, C.test_unit_ready()).status == Status.GOOD
+
+
 def test_command_result_good() -> None:
     assert CommandResult.good(b"x") == CommandResult(Status.GOOD, b"", b"x")
     assert CommandResult.good() == CommandResult(Status.GOOD, b"", b"")
