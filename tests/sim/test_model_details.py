@@ -8,6 +8,7 @@ from __future__ import annotations
 from modeltest import out
 
 from scsi_pr.sim import cdb as C
+from scsi_pr.sim import pr_in
 from scsi_pr.sim.constants import ProtocolIdentifier, Status
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
@@ -110,3 +111,41 @@ def test_aptpl_store_sees_one_save_per_change() -> None:
     assert out(lu, I1, 1, 0xA, 0, 1).status == Status.GOOD
     assert store.saves == 2
     assert store.load() == lu.pr.to_dict()
+
+
+def test_a_cdb_shorter_than_its_group_says_is_refused() -> None:
+    """SPC-5 OPERATION CODE: the group code fixes the CDB length; READ(10) cut to 6 bytes is
+    INVALID FIELD IN CDB pointing just past the end."""
+    lu = LogicalUnit()
+    got = lu.execute(I1, C.read_10(0, 1)[:6])
+    assert got.status == Status.CHECK_CONDITION and got.sense[12] == 0x24
+    assert got.sense[15:18] == bytes([0xC0, 0, 6])
+    assert lu.execute(I1, C.read_16(0, 1)[:10]).sense[15:18] == bytes([0xC0, 0, 10])
+
+
+def test_read_16_ignores_the_group_number() -> None:
+    cdb = bytearray(C.read_16(3, 1))
+    cdb[14] = 0x01  # GROUP NUMBER (SBC-4), not part of TRANSFER LENGTH
+    got = LogicalUnit().execute(I1, bytes(cdb))
+    assert (got.status, len(got.data)) == (Status.GOOD, 512)
+
+
+def test_scope_and_type_share_one_byte() -> None:
+    assert pr_in.scope_type(2, 5) == 0x25  # SPC-5 6.16.3: SCOPE bits 7-4, TYPE bits 3-0
+
+
+def test_register_and_move_applies_aptpl() -> None:
+    """SPC-5 5.14.8: the APTPL bit of REGISTER AND MOVE takes effect (PTPL_A reports it)."""
+    lu = LogicalUnit(target_ports=(1, 2))
+    assert out(lu, I1, 0, 0, 0xA).status == Status.GOOD
+    assert out(lu, I1, 1, 0xA, 0, 1).status == Status.GOOD
+    move = C.register_and_move(0xA, 0xB, 2, I2.initiator, aptpl=True)
+    assert lu.execute(I1, *move).status == Status.GOOD
+    assert lu.pr.aptpl is True
+    assert lu.execute(I1, C.persistent_reserve_in(2)).data[3] & 0x01  # PTPL_A
+
+
+def test_command_result_text_carries_the_sense() -> None:
+    got = LogicalUnit().execute(I1, bytes([0xFF]) + bytes(5))
+    assert str(got) == "CHECK CONDITION (ILLEGAL REQUEST: INVALID COMMAND OPERATION CODE)"
+    assert str(CommandResult.good()) == "GOOD"
