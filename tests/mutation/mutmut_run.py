@@ -7,7 +7,8 @@ every one of the ~3,600 mutants costs the whole 13 s selection (about 13 hours o
 and in-place edits of a checkout other people test from are unsafe. mutmut 3 mutates a copy
 (``mutants/``), records which tests reach which function (trampolines) and forks a worker per
 mutant that runs only those tests, fastest first, stopping at the first failure: the whole of
-``sim/`` and ``helper/proto/`` takes minutes to an hour, a sample seconds per mutant. Its one
+``sim/`` and ``helper/proto/`` takes an hour or more on two busy cores, a sample seconds per
+mutant. Its one
 snag, the package-dir mapping, is what the stage undoes.
 
 Verdicts are read from mutmut's ``*.meta`` files (exit code per mutant) rather than its
