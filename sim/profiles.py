@@ -237,7 +237,9 @@ NO_DATA_BY_DIRECTION = Deviation(
     "nexus under WE, WE-RO and WE-AR, and conflicts for a registered non-holder under WE",
     _tests("test_conf_conflicts.py::test_non_holder_where_lio_deviates"),
     note="START STOP UNIT is classified the same way (measured under WE types; LIO then "
-    "refuses START=1 with INVALID FIELD IN CDB, which the model does not reproduce).",
+    "refuses START=1 with INVALID FIELD IN CDB, which the model does not reproduce). VERIFY "
+    "with BYTCHK 01b carries data-out on LIO; not measured, the model files every VERIFY as "
+    "without data.",
 )
 PREEMPT_AND_ABORT_STALLS = Deviation(
     "preempt-and-abort-never-completes",
