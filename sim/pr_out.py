@@ -157,11 +157,8 @@ class PrOut:
     def check_key(self) -> Registration:
         """SPC-5 6.17.3: RESERVATION KEY must match the nexus's registration."""
         reg = self.pr.registrations.get(self.nexus)
-        if (
-            reg is None
-            and self.pr.reservation is None
-            and self.action in (NOT_READY_WHEN_UNREGISTERED)
-        ):
+        unregistered_without_reservation = reg is None and self.pr.reservation is None
+        if unregistered_without_reservation and self.action in NOT_READY_WHEN_UNREGISTERED:
             raise self.profile.choose(
                 UNREGISTERED_NOT_READY,
                 reservation_conflict(),
