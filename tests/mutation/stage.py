@@ -21,7 +21,12 @@ from mutation.errors import MutationError
 #: The fast, backend-independent tests every mutant is checked against (the model, the
 #: conformance suite on the model, the helper's wire protocol). They run in seconds; the
 #: tiers that need processes, sockets or a VM stay out.
-TEST_SELECTION = ("tests/sim", "tests/conformance", "tests/helper/test_proto.py")
+TEST_SELECTION = (
+    "tests/sim",
+    "tests/conformance",
+    "tests/helper/test_proto.py",
+    "tests/helper/test_proto_client.py",
+)
 #: What the mutants are made of unless the caller names paths (checkout-relative).
 DEFAULT_TARGETS = ("sim/", "helper/proto/")
 #: pytest arguments for every run: hypothesis with a fixed seed, so a mutant's verdict does not
