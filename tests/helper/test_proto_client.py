@@ -57,6 +57,7 @@ def test_bytes_needed_follows_the_reply_header() -> None:
     client.receive_data(wire[HEADER:])
     assert client.bytes_needed == 0
     assert client.next_event() == Response(0, bytes(96), bytes(range(16)))
+    assert client.pending is None and client.state is State.IDLE
 
 
 def test_a_negative_size_needs_no_data_and_is_refused() -> None:
@@ -87,7 +88,7 @@ def test_idle_client_waits_then_sees_the_close() -> None:
 def test_bytes_from_the_helper_without_a_request_are_refused() -> None:
     client = idle_client()
     client.receive_data(b"\0")
-    with pytest.raises(UnsolicitedData, match="helper sent bytes without a request"):
+    with pytest.raises(UnsolicitedData, match=r"^helper sent bytes without a request$"):
         client.next_event()
     assert isinstance(UnsolicitedData("x"), RemoteProtocolError)
 
@@ -99,14 +100,15 @@ def test_helper_refuses_replies_qemu_would_assert_on() -> None:
     helper.next_event()
     helper.receive_data(REGISTER.ljust(16, b"\0") + pr_out_parameters(0, 1), [5])
     assert helper.next_event() == Request(REGISTER.ljust(16, b"\0"), pr_out_parameters(0, 1), 5)
-    with pytest.raises(LocalProtocolError, match="only a GOOD PR IN reply may carry data"):
+    only_good = r"^only a GOOD PR IN reply may carry data \(QEMU asserts\)$"
+    with pytest.raises(LocalProtocolError, match=only_good):
         helper.send(Response(0, bytes(96), b"x"))
     helper.send(Response(0))
     helper.receive_data(READ_KEYS_16.ljust(16, b"\0"), [6])
     helper.next_event()
     with pytest.raises(LocalProtocolError, match="17 bytes of data-in exceed ALLOCATION LENGTH 16"):
         helper.send(Response(0, bytes(96), bytes(17)))
-    with pytest.raises(LocalProtocolError, match="only a GOOD PR IN reply"):
+    with pytest.raises(LocalProtocolError, match=only_good):
         helper.send(Response(2, bytes(96), bytes(1)))
     assert helper.send(Response(0, bytes(96), bytes(16)))[:8] == struct.pack(">ii", 0, 16)
 
@@ -160,6 +162,27 @@ def test_response_checks(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(LocalProtocolError, match=message):
         Response(**kwargs)  # type: ignore[arg-type]
     assert Response(2**31 - 1).status == 2**31 - 1 and Response(-(2**31)).status == -(2**31)
+
+
+def test_response_may_carry_exactly_the_largest_data_in() -> None:
+    assert len(Response(0, bytes(96), bytes(8192)).data) == 8192
+
+
+def test_error_releases_every_fd_the_codec_holds() -> None:
+    """Once the connection is in ERROR, ``release_fds`` hands back the fds pinned to a partial
+    CDB and the ones queued behind it, and nothing twice."""
+    helper = Connection(Role.HELPER)
+    helper.send(Features(0))
+    helper.receive_data(b"\0\0\0\0")
+    helper.next_event()
+    helper.receive_data(READ_KEYS_16[:4], [5])  # a CDB cut short holds fd 5
+    assert helper.next_event() is NEED_DATA
+    helper.receive_data(b"", [])  # EOF mid-CDB: ShortRead, ERROR
+    helper._fd_queue.append((99, [6, 7]))  # fds that arrived behind the CDB
+    with pytest.raises(RemoteProtocolError):
+        helper.next_event()
+    assert sorted(helper.release_fds()) == [5, 6, 7]
+    assert helper.release_fds() == []
 
 
 def test_features_must_be_a_u32() -> None:

@@ -52,6 +52,23 @@ MOVE_LENGTH = 24 + len(TID.encode())  # REGISTER AND MOVE parameter list with TI
             f"PR OUT REGISTER AND MOVE type=WE-RO key=0x1 sa_key=0x2 rtpi=3 "
             f"len={24 + len(TID.encode())}",
         ),
+        (C.prout(1, 1, 0, 5, scope=1), "PR OUT RESERVE type=WE-RO scope=0x1 key=0x1"),
+        (
+            C.prout(4, 0x8000000000000001, 0x8000000000000002, 5),
+            "PR OUT PREEMPT type=WE-RO key=0x8000000000000001 sa_key=0x8000000000000002",
+        ),
+        (
+            (C.persistent_reserve_out(3, 16), bytes([0x80]) + bytes(15)),
+            "PR OUT CLEAR key=0x8000000000000000 len=16",
+        ),
+        (
+            (C.persistent_reserve_out(7, 24), bytes(16) + bytes([0, 2, 0x01, 0x02]) + bytes(4)),
+            "PR OUT REGISTER AND MOVE key=0x0 sa_key=0x0 rtpi=258 unreg",
+        ),
+        (
+            (C.persistent_reserve_out(3, 0x01000018), bytes(24)),
+            f"PR OUT CLEAR key=0x0 len={0x01000018}",
+        ),
         # a parameter list too short for the keys, the flags, or REGISTER AND MOVE's fields
         ((C.persistent_reserve_out(3, 24), bytes(15)), "PR OUT CLEAR"),
         ((C.persistent_reserve_out(0, 20), bytes(20)), "PR OUT REGISTER key=0x0 sa_key=0x0 len=20"),

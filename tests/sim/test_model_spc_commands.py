@@ -125,6 +125,8 @@ def test_report_luns(lu: LogicalUnit) -> None:
     assert good(lu.execute(I1, C.report_luns(0x100))) == bytes([0, 0, 0, 8]) + bytes(12)
     assert good(lu.execute(I1, C.report_luns(16))) == bytes([0, 0, 0, 8]) + bytes(12)
     invalid_field_in_cdb(lu.execute(I1, C.report_luns(15)), 6)
+    # ALLOCATION LENGTH is all four bytes 6-9: 1000000h is plenty, not zero
+    assert good(lu.execute(I1, C.report_luns(0x01000000))) == bytes([0, 0, 0, 8]) + bytes(12)
 
 
 def test_read_capacity(lu: LogicalUnit) -> None:
@@ -133,6 +135,7 @@ def test_read_capacity(lu: LogicalUnit) -> None:
     assert good(lu.execute(I1, C.read_capacity_16(32))) == want
     assert good(lu.execute(I1, C.read_capacity_16(100))) == want
     assert good(lu.execute(I1, C.read_capacity_16(12))) == want[:12]
+    assert good(lu.execute(I1, C.read_capacity_16(0x01000000))) == want  # bytes 10-13, all four
 
 
 def test_read_capacity_10_saturates_on_a_large_lu() -> None:
