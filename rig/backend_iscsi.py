@@ -62,6 +62,7 @@ def fresh_rig(initiators: int) -> iscsi_rig.IscsiRig:
         rig = iscsi_rig.shared(initiators)
     except iscsi_rig.IscsiUnavailable as e:
         raise BackendUnavailable(str(e)) from e
+    rig.check_sessions()
     rig.lus.forget(identify_path(rig.image)[0])
     return rig
 
