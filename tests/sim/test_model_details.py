@@ -5,6 +5,7 @@ save per change (SPC-5 5.14.5)."""
 
 from __future__ import annotations
 
+import pytest
 from modeltest import out
 
 from scsi_pr.sim import cdb as C
@@ -13,8 +14,9 @@ from scsi_pr.sim.constants import ProtocolIdentifier, Status
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.state import PersistentReservations
 from scsi_pr.sim.store import MemoryAptplStore
-from scsi_pr.sim.transportid import TransportId
+from scsi_pr.sim.transportid import TransportId, TransportIdError
 
 I1 = ITNexus.named("naa.5001405000000001", 1)
 I2 = ITNexus.named("naa.5001405000000002", 2)
@@ -149,3 +151,80 @@ def test_command_result_text_carries_the_sense() -> None:
     got = LogicalUnit().execute(I1, bytes([0xFF]) + bytes(5))
     assert str(got) == "CHECK CONDITION (ILLEGAL REQUEST: INVALID COMMAND OPERATION CODE)"
     assert str(CommandResult.good()) == "GOOD"
+
+
+def test_transport_id_constructors_check_their_ranges() -> None:
+    assert TransportId.fibre_channel((1 << 64) - 1).name == "f" * 16
+    assert TransportId.iscsi("iqn.x", (1 << 48) - 1).isid == "f" * 12
+    assert TransportId.iscsi("IQN.X-Y").name == "iqn.x-y"
+    for make, message in (
+        (lambda: TransportId.fibre_channel(1 << 64), "^N_Port name out of range: "),
+        (lambda: TransportId.fibre_channel("21:00:zz"), "^bad N_Port name: '21:00:zz'$"),
+        (lambda: TransportId.iscsi("iqn.x", 1 << 48), "^ISID out of range: "),
+        (lambda: TransportId.iscsi("iqn.x,i,0x1"), "^bad iSCSI name: "),
+        (lambda: TransportId.iscsi("iqn.x\0"), "^bad iSCSI name: "),
+        (lambda: TransportId.iscsi(""), "^bad iSCSI name: ''$"),
+    ):
+        with pytest.raises(TransportIdError, match=message):
+            make()
+
+
+def test_power_loss_leaves_an_empty_unpowered_lu() -> None:
+    lu = LogicalUnit()
+    assert out(lu, I1, 0, 0, 0xA).status == Status.GOOD
+    assert lu.execute(I2, C.reserve_6()).status == Status.RESERVATION_CONFLICT
+    lu.power_loss()
+    snap = lu.snapshot()
+    assert snap["powered"] is False and snap["spc2_holder"] is None
+    assert snap["pr"]["registrations"] == []
+    got = lu.execute(I1, C.test_unit_ready())
+    assert (got.status, got.sense[2], got.sense[12]) == (Status.CHECK_CONDITION, 0x02, 0x04)
+
+
+def test_spc2_commands_carry_no_data_and_refuse_extents() -> None:
+    lu = LogicalUnit()
+    assert lu.execute(I1, bytes([0x35]) + bytes(9)).data == b""  # SYNCHRONIZE CACHE(10)
+    got = lu.execute(I1, bytes([0x16, 0x01, 0, 0, 0, 0]))  # RESERVE(6) with an extent bit
+    assert got.status == Status.CHECK_CONDITION
+    assert (got.sense[12], got.sense[15:18]) == (0x24, bytes([0xC0, 0, 1]))
+    got = lu.execute(I1, bytes([0x16, 0, 0x01, 0, 0, 0]))  # byte 2 (reservation id): ignored
+    assert (got.status, got.data) == (Status.GOOD, b"")
+    assert out(lu, I2, 0, 0, 0xB).status == Status.RESERVATION_CONFLICT  # SPC-2 reserved
+    assert lu.execute(I1, C.release_6()).data == b""
+    assert out(lu, I1, 0, 0, 0xA).status == Status.GOOD
+    assert out(lu, I1, 1, 0xA, 0, 1).status == Status.GOOD
+    got = lu.execute(I1, C.release_6())  # the PR holder: CRH makes it a GOOD no-op
+    assert (got.status, got.data) == (Status.GOOD, b"")
+
+
+def test_mode_sense_dbd_is_bit_3_alone() -> None:
+    data = LogicalUnit().execute(I1, bytes([0x1A, 0x01, 0x0A, 0, 255, 0])).data
+    assert data[3] == 8  # BLOCK DESCRIPTOR LENGTH: byte 1 bit 0 is not DBD
+
+
+def test_register_and_move_parameter_list_lengths() -> None:
+    """SPC-5 6.17.4: fewer than 24 bytes is PARAMETER LIST LENGTH ERROR (pointing at the CDB's
+    PARAMETER LIST LENGTH); 24 bytes with no TransportID is INVALID FIELD IN PARAMETER LIST
+    at byte 24."""
+    lu = LogicalUnit(target_ports=(1, 2))
+    assert out(lu, I1, 0, 0, 0xA).status == Status.GOOD
+    assert out(lu, I1, 1, 0xA, 0, 1).status == Status.GOOD
+    move = C.register_and_move_parameters(0xA, 0xB, 2, b"")
+    assert len(move) == 24
+    for data, asc, pointer in (
+        (move[:20], 0x1A, bytes([0xC0, 0, 5])),
+        (move, 0x26, bytes([0x80, 0, 24])),
+    ):
+        got = lu.execute(I1, C.persistent_reserve_out(7, len(data)), data)
+        assert (got.sense[12], got.sense[15:18]) == (asc, pointer)
+
+
+def test_pr_state_keeps_a_stored_scope() -> None:
+    nexus = {"protocol": 5, "name": "iqn.x", "target_port": 1}
+    pr = PersistentReservations.from_dict(
+        {
+            "registrations": [{**nexus, "key": 1}],
+            "reservation": {"holder": nexus, "type": 1, "scope": 2},
+        }
+    )
+    assert pr.reservation is not None and pr.reservation.scope == 2
