@@ -196,3 +196,65 @@ def test_markers_read_as_their_names() -> None:
     from scsi_pr.helper.proto import PAUSED
 
     assert (repr(NEED_DATA), repr(PAUSED)) == ("NEED_DATA", "PAUSED")
+
+
+# -- state a connection keeps, and file descriptors ------------------------------------------
+def test_peer_features_and_the_pending_request() -> None:
+    client = Connection(Role.CLIENT)
+    assert (client.peer_features, client.pending) == (None, None)
+    client.receive_data(b"\x80\0\0\x01")
+    assert client.next_event() == Features(0x80000001)
+    assert client.peer_features == 0x80000001
+    client.send(Features(0))
+    request = Request.build(READ_KEYS_16)
+    client.send(request)
+    assert client.pending == request
+    helper = Connection(Role.HELPER)
+    helper.send(Features(0))
+    helper.receive_data(b"\0\0\0\0")
+    helper.next_event()
+    assert helper.pending is None
+    helper.receive_data(request.cdb, [4])
+    got = helper.next_event()
+    assert helper.pending == got
+    helper.send(Response(0))
+    assert helper.pending is None
+
+
+def test_nothing_may_arrive_after_eof() -> None:
+    for data, fds in ((b"\0", []), (b"", [9])):
+        conn = Connection(Role.HELPER)
+        conn.receive_data(b"")
+        with pytest.raises(LocalProtocolError, match=r"^data received after EOF$"):
+            conn.receive_data(data, fds)
+        assert conn.release_fds() == fds
+
+
+def test_an_errored_connection_refuses_to_send() -> None:
+    client = idle_client()
+    client.receive_data(b"\0")
+    with pytest.raises(UnsolicitedData):
+        client.next_event()
+    with pytest.raises(
+        LocalProtocolError, match=r"^connection is in ERROR: helper sent bytes without a request$"
+    ):
+        client.send(Request.build(READ_KEYS_16))
+
+
+def test_fds_are_pinned_to_the_bytes_they_came_with() -> None:
+    """An fd sent with the features word is dropped (released), one sent with the CDB that
+    follows belongs to that request, even when both arrive before either is parsed."""
+    helper = Connection(Role.HELPER)
+    helper.send(Features(0))
+    helper.receive_data(b"\0\0\0\0", [3])
+    helper.receive_data(READ_KEYS_16.ljust(16, b"\0"), [4])
+    assert helper.next_event() == Features(0)
+    assert helper.peer_features == 0
+    assert helper.next_event() == Request(READ_KEYS_16.ljust(16, b"\0"), b"", 4)
+    assert helper.release_fds() == [3]
+    helper.send(Response(0, bytes(96), bytes(16)))
+    helper.receive_data(b"\0" * 4, [5])  # fds in the middle of a CDB: the first one counts
+    helper.receive_data(READ_KEYS_16[4:10], [6])
+    with pytest.raises(RemoteProtocolError):
+        helper.next_event()  # two fds in one request
+    assert sorted(helper.release_fds()) == [5, 6]
