@@ -17,6 +17,7 @@ import subprocess
 
 import pytest
 from needs import unavailable
+from sg3 import sg_persist
 
 from scsi_pr.helper.lu_identity import identify_path
 from scsi_pr.sim import cdb as C
@@ -41,12 +42,6 @@ def ok(done: subprocess.CompletedProcess[str], expected: int = 0) -> None:
     )
 
 
-def sg_persist(*args: str) -> str:
-    done = subprocess.run(["sg_persist", "-n", *args], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, f"sg_persist {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done.stdout.lower()
-
-
 def test_fence_scsi_on_off_status_through_two_sessions() -> None:
     from scsi_pr.rig import iscsi_rig
     from scsi_pr.rig.backend_iscsi import IscsiInitiator, drain
@@ -62,18 +57,18 @@ def test_fence_scsi_on_off_status_through_two_sessions() -> None:
     a, b = rig.ports[:2]
 
     ok(fence("on", KEY_A, a.block))
-    assert f"key=0x{KEY_A}" in sg_persist("-i", "-r", a.block)
+    assert f"key=0x{KEY_A}" in sg_persist("-n", "-i", "-r", a.block)
     ok(fence("on", KEY_B, b.block))  # B joins; A keeps the reservation; the key file says B
-    keys = sg_persist("-i", "-k", b.block)
+    keys = sg_persist("-n", "-i", "-k", b.block)
     assert f"0x{KEY_A}" in keys and f"0x{KEY_B}" in keys
     ok(fence("status", KEY_A, b.block))  # A is on
 
     ok(fence("off", KEY_A, b.block))  # B fences A: PREEMPT AND ABORT
     ok(fence("status", KEY_A, b.block), OFF)
     ok(fence("status", KEY_B, b.block))
-    keys = sg_persist("-i", "-k", b.block)
+    keys = sg_persist("-n", "-i", "-k", b.block)
     assert f"0x{KEY_A}" not in keys and f"0x{KEY_B}" in keys
-    reservation = sg_persist("-i", "-r", b.block)
+    reservation = sg_persist("-n", "-i", "-r", b.block)
     assert f"key=0x{KEY_B}" in reservation and "write exclusive, registrants only" in reservation
 
     # The fenced node can no longer write; the survivor can.

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from libiscsi import ISCSI_TEST_CU, KNOWN_FAILURES, free_port, run_suites, serve_model
 from needs import unavailable
+from sg3 import sg_persist
 
 from scsi_pr.helper.lu_identity import identify_path
 from scsi_pr.rig.lio_iscsi import IQN as LIO_IQN
@@ -26,12 +27,6 @@ from scsi_pr.rig.lio_iscsi import LioIscsiTarget
 pytestmark = pytest.mark.vm
 OURS_IQN = "iqn.2024-01.org.scsi-pr:reference"
 QUIET_LIMIT = 180  # seconds without a test ending; below the main phase's own quiet limit
-
-
-def sg_persist(*args: str) -> str:
-    done = subprocess.run(["sg_persist", *args], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, f"sg_persist {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done.stdout.lower()
 
 
 def test_real_sg_persist_through_two_kernel_sessions() -> None:
