@@ -258,3 +258,20 @@ def test_fds_are_pinned_to_the_bytes_they_came_with() -> None:
     with pytest.raises(RemoteProtocolError):
         helper.next_event()  # two fds in one request
     assert sorted(helper.release_fds()) == [5, 6]
+
+
+def test_fds_sent_with_the_close_are_released() -> None:
+    helper = Connection(Role.HELPER)
+    helper.send(Features(0))
+    helper.receive_data(b"\0\0\0\0")
+    helper.next_event()
+    helper.receive_data(b"", [8])
+    assert helper.next_event() == ConnectionClosed()
+    assert helper.release_fds() == [8]
+
+
+def test_a_send_the_state_forbids_names_role_event_and_state() -> None:
+    with pytest.raises(
+        LocalProtocolError, match=r"^helper cannot send Request in state SEND_FEATURES$"
+    ):
+        Connection(Role.HELPER).send(Request.build(READ_KEYS_16))
