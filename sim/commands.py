@@ -25,6 +25,7 @@ from scsi_pr.sim.constants import (
 from scsi_pr.sim.lu_state import LuState
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.profiles import (
+    CRH_HOLDER_ONLY,
     MODE_SENSE_ALLOWED,
     NO_DATA_BY_DIRECTION,
     READ_CAPACITY_CONFLICT,
@@ -261,14 +262,16 @@ def release_spc2(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
 
 def _crh_exempt(lu: LuState, nexus: ITNexus) -> bool:
     """SPC-5 5.14.3 a): RESERVE/RELEASE from a PR holder, or from a registrant while an RO/AR
-    reservation exists, completes with GOOD and changes nothing."""
+    reservation exists, completes with GOOD and changes nothing. LIO exempts only the holder it
+    files (for all-registrants types, the registrant that reserved)."""
     res = lu.pr.reservation
     if res is None:
         return False
-    if lu.pr.is_holder(nexus):
-        return True
-    # (all-registrants registrants are holders, so is_holder already answered for them)
-    return nexus in lu.pr.registrations and res.type.registrants_only
+    # (all-registrants registrants are holders, so is_holder answers for them)
+    standard = lu.pr.is_holder(nexus) or (
+        nexus in lu.pr.registrations and res.type.registrants_only
+    )
+    return lu.profile.choose(CRH_HOLDER_ONLY, standard, res.holder == nexus)
 
 
 @dataclass(frozen=True)

@@ -241,6 +241,16 @@ NO_DATA_BY_DIRECTION = Deviation(
     "with BYTCHK 01b carries data-out on LIO; not measured, the model files every VERIFY as "
     "without data.",
 )
+CRH_HOLDER_ONLY = Deviation(
+    "crh-exempts-only-the-holder",
+    "RESERVE(6) or RELEASE(6) from a registered I_T nexus other than the one LIO files as "
+    "holder, under a registrants-only or all-registrants reservation",
+    "SPC-5 5.14.3",
+    "GOOD, nothing changes (a registrant under RO, every registrant under AR, is exempt)",
+    "RESERVATION CONFLICT: only the holder (for all-registrants types, the registrant that "
+    "reserved) is exempt",
+    _tests("test_conf_conflicts.py::test_reserve_6_by_registrant_under_registrants_types"),
+)
 PREEMPT_AND_ABORT_STALLS = Deviation(
     "preempt-and-abort-never-completes",
     "PREEMPT AND ABORT that succeeds (tcm_loop fabric)",
@@ -272,6 +282,7 @@ REGISTRY: tuple[Deviation, ...] = (
     READ_CAPACITY_CONFLICT,
     MODE_SENSE_ALLOWED,
     NO_DATA_BY_DIRECTION,
+    CRH_HOLDER_ONLY,
     PREEMPT_AND_ABORT_STALLS,
 )
 DEVIATIONS: dict[str, Deviation] = {d.name: d for d in REGISTRY}

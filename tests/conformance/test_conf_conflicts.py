@@ -284,6 +284,31 @@ def test_reserve_6_conflicts_once_registrations_exist(spc2: list) -> None:
     expect_conflict(b.execute(C.reserve_6()))
 
 
+@pytest.mark.lio_deviation(P.CRH_HOLDER_ONLY.name)
+@pytest.mark.parametrize(
+    "type_",
+    [T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY, T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY,
+     T.WRITE_EXCLUSIVE_ALL_REGISTRANTS, T.EXCLUSIVE_ACCESS_ALL_REGISTRANTS],
+    ids=lambda t: t.abbreviation,
+)  # fmt: skip
+def test_reserve_6_by_registrant_under_registrants_types(
+    spc2: list, type_: T, device_profile: Profile
+) -> None:
+    """SPC-5 5.14.3: RESERVE(6)/RELEASE(6) from a registrant that did not reserve, under a
+    registrants-only or all-registrants reservation, is GOOD and changes nothing; LIO exempts
+    only the registrant it files as holder."""
+    a, b, _ = spc2
+    register(a, A)
+    register(b, B)
+    reserve(a, A, type_)
+    want = device_profile.choose(P.CRH_HOLDER_ONLY, Status.GOOD, Status.RESERVATION_CONFLICT)
+    assert b.execute(C.reserve_6()).status == want
+    assert b.execute(C.release_6()).status == want
+    expect_good(a.execute(C.reserve_6()))  # the holder is exempt on both
+    expect_good(a.execute(C.release_6()))
+    expect_good(b.execute(C.write_10(0, 1), bytes(BLOCK)))  # no SPC-2 reservation was made
+
+
 def test_reserve_6_by_pr_holder_is_a_no_op(spc2: list) -> None:
     a, b, c = spc2
     register(a, A)

@@ -233,6 +233,20 @@ def verify_and_mode_sense(u: Lu) -> object:
     return seen
 
 
+def crh(u: Lu) -> object:
+    u.reg(0, A)
+    u.reg(1, B)
+    answers = []
+    for type_ in (T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY, T.EXCLUSIVE_ACCESS_ALL_REGISTRANTS):
+        u.out(0, SA.RESERVE, A, 0, type_)
+        for i in (1, 0, 2):  # a registrant, the one that reserved, an unregistered nexus
+            answers.append(triple(u.lu.execute(u.n[i], C.reserve_6())))
+            answers.append(triple(u.lu.execute(u.n[i], C.release_6())))
+        u.out(0, SA.RELEASE, A, 0, type_)
+        u.drain(1)
+    return answers
+
+
 def preempt_and_abort(u: Lu) -> object:
     u.reg(0, A)
     u.reg(1, B)
@@ -298,6 +312,11 @@ CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
         verify_and_mode_sense,
         answers("GG GG GG GG CC CC  GG GG CC CC CC CC"),
         answers("GG GG GG CG CG CG  CC CC GC CC CC CC"),
+    ),
+    P.CRH_HOLDER_ONLY: (
+        crh,
+        [GOOD, GOOD, GOOD, GOOD, CONFLICT, CONFLICT] * 2,
+        [CONFLICT, CONFLICT, GOOD, GOOD, CONFLICT, CONFLICT] * 2,
     ),
     P.PREEMPT_AND_ABORT_STALLS: (
         preempt_and_abort,
