@@ -145,6 +145,7 @@ def test_register_and_move_applies_aptpl() -> None:
     assert lu.execute(I1, *move).status == Status.GOOD
     assert lu.pr.aptpl is True
     assert lu.execute(I1, C.persistent_reserve_in(2)).data[3] & 0x01  # PTPL_A
+    assert lu.pr.key_of(I1) == 0xA, "UNREG=0: the issuer stays registered"
 
 
 def test_command_result_text_carries_the_sense() -> None:
