@@ -249,7 +249,11 @@ CRH_HOLDER_ONLY = Deviation(
     "GOOD, nothing changes (a registrant under RO, every registrant under AR, is exempt)",
     "RESERVATION CONFLICT: only the holder (for all-registrants types, the registrant that "
     "reserved) is exempt",
-    _tests("test_conf_conflicts.py::test_reserve_6_by_registrant_under_registrants_types"),
+    _tests(
+        "test_conf_conflicts.py::test_reserve_6_by_registrant_under_registrants_types",
+        "test_conf_decisions.py::"
+        "test_registrant_under_registrants_only_reserve_6_is_good_and_changes_nothing",
+    ),
 )
 PREEMPT_AND_ABORT_STALLS = Deviation(
     "preempt-and-abort-never-completes",

@@ -31,9 +31,12 @@ from prtest import (
 )
 
 from scsi_pr.sim import cdb as C
+from scsi_pr.sim import profiles as P
 from scsi_pr.sim.constants import (
     ReservationType,
+    Status,
 )
+from scsi_pr.sim.profiles import Profile
 
 T = ReservationType
 A, B, C3 = 0xA, 0xB, 0xC
@@ -56,22 +59,24 @@ def spc2(nexuses: list) -> Iterator[list]:
     [T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY, T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY],
     ids=lambda t: t.abbreviation,
 )
+@pytest.mark.lio_deviation(P.CRH_HOLDER_ONLY.name)
 def test_registrant_under_registrants_only_reserve_6_is_good_and_changes_nothing(
-    spc2: list, type_: T
+    spc2: list, type_: T, device_profile: Profile
 ) -> None:
     """5.14.3 b): RESERVE/RELEASE(6) from a registered I_T nexus while a registrants-only
     reservation exists complete with GOOD; no SPC-2 reservation is made, the persistent
-    reservation stays."""
+    reservation stays. (LIO: RESERVATION CONFLICT, and likewise nothing changes.)"""
     a, b, c = spc2
     register(a, A)
     register(b, B)
     reserve(a, A, type_)
-    expect_good(b.execute(C.reserve_6()))
+    want = device_profile.choose(P.CRH_HOLDER_ONLY, Status.GOOD, Status.RESERVATION_CONFLICT)
+    assert b.execute(C.reserve_6()).status == want
     # no SPC-2 reservation: B's fellow registrant and the holder still get through
     expect_good(a.execute(C.write_10(0, 1), bytes(BLOCK)))
     expect_good(b.execute(C.write_10(0, 1), bytes(BLOCK)))
     expect_good(c.execute(C.inquiry()))
-    expect_good(b.execute(C.release_6()))
+    assert b.execute(C.release_6()).status == want
     assert read_reservation(a)[1] == (A, type_)
     expect_conflict(c.execute(C.write_10(0, 1), bytes(BLOCK)))
 
