@@ -21,6 +21,8 @@ from scsi_pr.sim.pr_in_data import (
     parse_report_capabilities,
 )
 from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.state import PersistentReservations, nexus_to_dict
+from scsi_pr.sim.store import MemoryAptplStore
 
 T = ReservationType
 A, B, K = 0xA, 0xB, 0xC
@@ -151,3 +153,74 @@ def test_full_status_transport_id_must_fill_its_descriptor() -> None:
         descriptor(tid + bytes(4)).initiator()
     with pytest.raises(PrInDataError, match="READ FULL STATUS: "):
         descriptor(bytes([0x0E]) + bytes(23)).initiator()
+
+
+# -- found by a mutation run over pr_out.py and device.py ------------------------------------
+def test_spec_i_pt_from_a_registered_nexus_points_at_the_bit(lu: LogicalUnit) -> None:
+    assert out(lu, I1, 0, 0, A).status == Status.GOOD
+    got = out(lu, I1, 0, A, B, spec_i_pt=True, transport_ids=[I2.initiator])
+    check(got, sense_bytes(5, 0x26, in_cdb=False, byte=20, bit=3))
+
+
+def test_register_and_move_to_itself_points_at_the_transport_id(lu: LogicalUnit) -> None:
+    assert out(lu, I1, 0, 0, A).status == Status.GOOD
+    assert out(lu, I1, 1, A, 0, T.WRITE_EXCLUSIVE).status == Status.GOOD
+    got = lu.execute(I1, *C.register_and_move(A, B, 1, I1.initiator))
+    check(got, sense_bytes(5, 0x26, in_cdb=False, byte=24))
+
+
+def test_register_and_move_needs_room_for_one_registration() -> None:
+    lu = LogicalUnit(target_ports=(1, 2), max_registrations=2)
+    assert out(lu, I1, 0, 0, A).status == Status.GOOD
+    assert out(lu, I1, 1, A, 0, T.WRITE_EXCLUSIVE).status == Status.GOOD
+    assert lu.execute(I1, *C.register_and_move(A, B, 1, I2.initiator)).status == Status.GOOD
+    assert lu.pr.key_of(I2) == B and lu.pr.reservation is not None
+
+
+def test_register_and_move_carries_the_scope_over(lu: LogicalUnit) -> None:
+    """The moved reservation keeps its SCOPE (here one restored from a saved state)."""
+    nexus = nexus_to_dict(I1)
+    lu.pr = PersistentReservations.from_dict(
+        {
+            "registrations": [{**nexus, "key": A}],
+            "reservation": {"holder": nexus, "type": 1, "scope": 2},
+        }
+    )
+    assert lu.execute(I1, *C.register_and_move(A, B, 1, I2.initiator)).status == Status.GOOD
+    assert lu.pr.reservation is not None and lu.pr.reservation.scope == 2
+
+
+def test_clear_turns_aptpl_off(lu: LogicalUnit) -> None:
+    """docs/model.md APTPL: CLEAR turns it off (PTPL_A 0 in REPORT CAPABILITIES)."""
+    assert out(lu, I1, 0, 0, A, aptpl=True).status == Status.GOOD
+    assert lu.execute(I1, C.persistent_reserve_in(2)).data[3] & 0x01
+    assert out(lu, I1, 3, A).status == Status.GOOD
+    assert not lu.execute(I1, C.persistent_reserve_in(2)).data[3] & 0x01
+
+
+def test_preempting_every_registration_releases_all_registrants(lu: LogicalUnit) -> None:
+    """SPC-5 5.14.11: PREEMPT by a key every registrant shares removes them all, the issuer's
+    too; an all-registrants reservation with no registrant left is gone."""
+    assert out(lu, I1, 0, 0, K).status == Status.GOOD
+    assert out(lu, I2, 0, 0, K).status == Status.GOOD
+    assert out(lu, I1, 1, K, 0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS).status == Status.GOOD
+    assert out(lu, I1, 4, K, K, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS).status == Status.GOOD
+    assert lu.pr.registrations == {}
+    data = lu.execute(I1, C.persistent_reserve_in(1)).data
+    assert data[4:8] == bytes(4), "READ RESERVATION: no reservation"
+
+
+def test_turning_aptpl_off_saves_an_empty_state() -> None:
+    store = MemoryAptplStore()
+    lu = LogicalUnit(store=store)
+    assert out(lu, I1, 0, 0, A, aptpl=True).status == Status.GOOD
+    assert out(lu, I1, 0, A, A).status == Status.GOOD  # same key, APTPL=0
+    assert store.load() == PersistentReservations().to_dict()
+
+
+def test_power_cycle_without_a_store() -> None:
+    lu = LogicalUnit()
+    assert out(lu, I1, 0, 0, A).status == Status.GOOD
+    lu.power_loss()
+    lu.power_on()
+    assert lu.pr == PersistentReservations()
