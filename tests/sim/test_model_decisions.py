@@ -65,6 +65,7 @@ def test_replace_lost_reservation_leaves_the_issuer_the_only_registrant(lu: Logi
     assert status.descriptors[0].relative_target_port == 1
     assert lu.execute(I2, C.write_10(0, 1), bytes(512)).status == Status.RESERVATION_CONFLICT
     assert lu.execute(I1, C.write_10(0, 1), bytes(512)).status == Status.GOOD
+    assert lu.snapshot()["reservation_lost"] is False
 
 
 def test_replace_lost_reservation_only_after_a_loss(lu: LogicalUnit) -> None:
