@@ -18,6 +18,7 @@ from scsi_pr.sim.device import LogicalUnit, LogicalUnitConfigError
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.pr_in_data import (
     PrInDataError,
+    parse_full_status_descriptors,
     parse_key_list,
     parse_read_full_status,
     parse_read_keys,
@@ -94,3 +95,29 @@ def test_read_10_uses_all_four_lba_bytes() -> None:
 
 def test_describe_a_fourteen_byte_read_16() -> None:
     assert describe(C.read_16(1, 2)[:14]) == "READ(16) lba=1 blocks=2"
+
+
+def test_transport_id_of_four_bytes_is_read_not_called_truncated() -> None:
+    with pytest.raises(TransportIdError, match=r"^TransportID truncated$"):
+        decode_transport_id(bytes([0x05, 0, 0]))
+    with pytest.raises(TransportIdError, match=r"^bad iSCSI TransportID ADDITIONAL LENGTH$"):
+        decode_transport_id(bytes([0x05, 0, 0, 0]))
+
+
+def test_full_status_descriptors_must_arrive_whole_unless_asked() -> None:
+    body = struct.pack(">Q4xBB4xHI", 1, 0, 0, 1, 0)[:20]
+    with pytest.raises(PrInDataError, match=r"^READ FULL STATUS: truncated descriptor at byte 0"):
+        parse_full_status_descriptors(body)
+    assert parse_full_status_descriptors(body, allow_truncated=True) == ()
+
+
+def test_full_status_scope_type_is_zero_for_a_non_holder() -> None:
+    lu = LogicalUnit(target_ports=(1, 2))
+    i2 = ITNexus.named("naa.5001405000000002", 2)
+    for nexus, key in ((I1, 0xA), (i2, 0xB)):
+        assert lu.execute(nexus, *C.prout(0, 0, key)).status == Status.GOOD
+    assert lu.execute(I1, *C.prout(1, 0xA, 0, 5)).status == Status.GOOD
+    data = lu.execute(I1, C.persistent_reserve_in(3)).data
+    first = 8 + 24 + len(I1.initiator.encode())
+    assert data[8 + 12 : 8 + 14] == bytes([0x01, 0x05])  # holder: R_HOLDER, WE-RO
+    assert data[first + 12 : first + 14] == bytes([0x00, 0x00])  # non-holder: both zero
