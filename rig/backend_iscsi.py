@@ -80,9 +80,14 @@ def drain(initiator: Initiator) -> None:
 
 
 class _ModelEvents:
-    """Power cycle and LUN reset on the model, through the rig's state dir."""
+    """Power cycle and LUN reset on the model, through the rig's state dir; the target's
+    command trace since the backend opened."""
 
     rig: iscsi_rig.IscsiRig
+    log_start: int
+
+    def device_log(self) -> str:
+        return self.rig.target_log_since(self.log_start)
 
     def power_cycle(self) -> None:
         def cycle(lu: LogicalUnit) -> None:
@@ -103,6 +108,7 @@ class IscsiBackend(_ModelEvents, Backend):
 
     def __init__(self, initiators: int = 2) -> None:
         self.rig = fresh_rig(initiators)
+        self.log_start = self.rig.target_log_size()
         self.iscsi_initiators = [IscsiInitiator(p) for p in self.rig.ports[:initiators]]
         for it in self.iscsi_initiators:
             it.open()
@@ -129,6 +135,7 @@ class HelperIscsiBackend(_ModelEvents, HelperLioBackend):
 
     def __init__(self, initiators: int = 2) -> None:
         self.rig = fresh_rig(initiators)
+        self.log_start = self.rig.target_log_size()
         ports = self.rig.ports[:initiators]
         super().__init__(
             initiators,

@@ -84,6 +84,12 @@ class Backend(AbstractContextManager["Backend"]):
         """Did a command time out (the LUN hung) while this backend was in use?"""
         return False
 
+    def device_log(self) -> str:
+        """What the device side logged while this backend was in use ("" if it keeps none):
+        shown with a failed test, because on a real kernel the test alone cannot see who else
+        sent commands on its I_T nexus."""
+        return ""
+
     def power_cycle(self) -> None:
         raise self._missing(Capability.POWER_CYCLE)
 

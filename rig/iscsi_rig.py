@@ -42,9 +42,7 @@ DEVICE_TIMEOUT = 30.0  # seconds for a session's /dev/sgN to appear
 LU_SIZE = "64M"
 # No pings on either side: the sessions are on loopback, and a ping that a starved TCG guest
 # answers late drops the session; the kernel's recovery may then retry the next command past
-# its unit attention, silently consuming a condition the tests assert. (The likely cause of a
-# lost REGISTRATIONS PREEMPTED seen once under heavy load; ``check_sessions`` now says so
-# outright if a session is ever re-established.)
+# its unit attention. ``check_sessions`` says so outright if a session is ever re-established.
 ISCSID_CONF = """node.startup = manual
 node.session.timeo.replacement_timeout = 120
 node.conn[0].timeo.noop_out_interval = 0
@@ -53,6 +51,21 @@ node.session.initial_login_retry_max = 4
 """
 #: the target's pings of idle initiators: far beyond any test's pause
 TARGET_NOP = ("--nop-interval", "600", "--nop-timeout", "600")
+#: Measured in the VM (the trace of ``target serve --log-level DEBUG``): a unit attention with
+#: ASC 29h (POWER ON, RESET) that reaches Linux, even by SG_IO, makes the kernel send a "change"
+#: uevent for the SCSI device (``SDEV_UA=POWER_ON_RESET_OCCURRED``); udev's 60-block.rules
+#: forwards it to the disk and 60-persistent-storage.rules runs blkid, whose READs on that
+#: session take whatever unit attention waits for the I_T nexus (the kernel retries the READ
+#: and no one sees it), seconds later under load: a REGISTRATIONS PREEMPTED a test waits for.
+#: Every fresh LU, power cycle and LUN reset starts such a probe on every session. The rule
+#: (sorted after 60-block.rules, before 60-persistent-storage.rules) turns blkid and the
+#: close-after-write watch off for the model's disks only; INQUIRY-only probes stay.
+UDEV_RULE_FILE = Path("/run/udev/rules.d/60-persistent-storage-scsi-pr-rig.rules")
+UDEV_RULE = (
+    'ACTION!="remove", SUBSYSTEM=="block", ATTRS{vendor}=="SCSI-PR*", '
+    'ATTRS{model}=="SIMULATED LU*", ENV{UDEV_DISABLE_PERSISTENT_STORAGE_BLKID_FLAG}="1", '
+    'OPTIONS+="nowatch"\n'
+)
 
 
 NORMAL_LOGIN = re.compile(r"login: .* \(Normal session")
@@ -98,6 +111,24 @@ def _run(*argv: str) -> str:
     return done.stdout
 
 
+def quiet_udev_probes(on: bool) -> None:
+    """Install (or remove) ``UDEV_RULE`` and have udev read its rules again; with no udev
+    running there is nothing to quiet and the file does no harm."""
+    if on:
+        UDEV_RULE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        UDEV_RULE_FILE.write_text(UDEV_RULE)
+    else:
+        UDEV_RULE_FILE.unlink(missing_ok=True)
+    if shutil.which("udevadm") is not None:
+        subprocess.run(["udevadm", "control", "--reload"], capture_output=True, timeout=60)
+
+
+def udev_settle() -> None:
+    """Wait until udev has handled every event queued so far (no-op without udev)."""
+    if shutil.which("udevadm") is not None:
+        subprocess.run(["udevadm", "settle", "--timeout=120"], capture_output=True, timeout=180)
+
+
 def _iscsid_listening() -> bool:
     """Does iscsid take iscsiadm's requests (its abstract Unix socket)?"""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -137,6 +168,7 @@ class IscsiRig:
         (ISCSI_ETC / "initiatorname.iscsi").write_text(f"InitiatorName={INITIATOR_PREFIX}0\n")
         (ISCSI_ETC / "iscsid.conf").write_text(ISCSID_CONF)
         Path("/run/lock/iscsi").mkdir(parents=True, exist_ok=True)
+        quiet_udev_probes(True)
         if _iscsid_listening():
             return
         log = (self.root / "iscsid.log").open("wb")
@@ -153,7 +185,7 @@ class IscsiRig:
     def _start_target(self) -> None:
         argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", TARGET,
                 "--portal", f"127.0.0.1:{PORT}", "--state-dir", str(self.state_dir),
-                "--size", LU_SIZE, *TARGET_NOP]  # fmt: skip
+                "--size", LU_SIZE, *TARGET_NOP, "--log-level", "DEBUG"]  # fmt: skip
         log = (self.root / "target.log").open("wb")
         self._target = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)  # fmt: skip
@@ -210,6 +242,20 @@ class IscsiRig:
         text = path.read_text(errors="replace") if path.exists() else ""
         return text if tail is None else text[-tail:]
 
+    def target_log_size(self) -> int:
+        """Where the target log ends now: ``target_log_since`` reads what comes after."""
+        path = self.root / "target.log"
+        return path.stat().st_size if path.exists() else 0
+
+    def target_log_since(self, offset: int, tail: int = 20_000) -> str:
+        """The target's log from ``offset`` on (its last ``tail`` characters)."""
+        path = self.root / "target.log"
+        if not path.exists():
+            return ""
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")[-tail:]
+
     def down(self) -> None:
         for iface in self._ifaces:
             subprocess.run(["iscsiadm", "-m", "node", "-T", TARGET, "-I", iface, "--logout"],
@@ -225,6 +271,7 @@ class IscsiRig:
                 except subprocess.TimeoutExpired:
                     proc.kill()
         self._target = self._iscsid = None
+        quiet_udev_probes(False)
 
 
 _shared: IscsiRig | None = None

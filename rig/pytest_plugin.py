@@ -266,6 +266,21 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     return result
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    """A failed test on a backend whose device keeps a log shows that log's part (who sent
+    what on which nexus, e.g. a probe that took a unit attention the test was waiting for)."""
+    report = yield
+    backend = item.funcargs.get("backend") if isinstance(item, pytest.Function) else None
+    if report.failed and call.when == "call" and isinstance(backend, Backend):
+        text = backend.device_log()
+        if text:
+            report.sections.append((f"device log ({backend.name})", text))
+    return report
+
+
 class _deadline:
     """Raise DeadlineExceeded in the main thread once no command has completed for ``seconds``
     (``watchdog.note_progress``; 0: no deadline). A periodic SIGALRM checks."""

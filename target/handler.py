@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from scsi_pr.sim.constants import INTERNAL_TARGET_FAILURE, SenseKey
+from scsi_pr.sim.describe import describe
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
 from scsi_pr.sim.transportid import TransportIdError
@@ -233,6 +234,11 @@ class ConnectionHandler:
                 SenseKey.HARDWARE_ERROR, INTERNAL_TARGET_FAILURE
             )
             answer = Answer(failure)
+        if log.isEnabledFor(logging.DEBUG):  # which nexus saw which answer (a lost UA's trail)
+            told = "aborted before it ran" if answer is None else str(answer.result)
+            log.debug("command: %s lun %d %s -> %s%s", self.session, event.lun,
+                      describe(event.cdb, event.data), told,
+                      " (aborted: not delivered)" if flight.aborted else "")  # fmt: skip
         if answer is not None and answer.result.stall and not flight.aborted:
             with suppress(TimeoutError):
                 await asyncio.wait_for(flight.wake.wait(), answer.result.stall)

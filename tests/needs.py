@@ -3,14 +3,25 @@ machine, fail in CI (CI=true), where every tier must really run."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from scsi_pr.rig.ci import in_ci
 
-__all__ = ["in_ci", "unavailable"]
+__all__ = ["in_ci", "tool", "unavailable"]
 
 
 def unavailable(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} (CI=true: this check must run in CI)", pytrace=False)
     pytest.skip(reason)
+
+
+def tool(name: str, package: str) -> str:
+    """The path of the executable ``name``, or ``unavailable`` naming the Debian package."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"needs {name} (apt-get install {package})")
+    assert path is not None
+    return path

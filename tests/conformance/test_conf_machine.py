@@ -33,7 +33,8 @@ def test_pr_machine(nexuses: list, request: pytest.FixtureRequest, device_profil
             stateful_step_count=30,
             deadline=None,
             database=None,
-            suppress_health_check=list(HealthCheck),
+            # a step is a command on a real (or simulated) device: slow by design
+            suppress_health_check=[HealthCheck.too_slow],
             # Shrinking replays hundreds of programs: minutes on a TCG VM. The failure report
             # still lists every step with its result (the machine's notes).
             phases=[Phase.explicit, Phase.generate] if backend in KERNEL_BACKENDS else list(Phase),

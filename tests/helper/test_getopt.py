@@ -7,10 +7,10 @@ sg_persist's side is compared line by line in tests/helper/test_persist_cli.py.
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 
 import pytest
+from needs import tool
 
 from scsi_pr.helper.daemon import SHUTDOWN_GRACE
 from scsi_pr.helper.errors import HelperError
@@ -83,7 +83,6 @@ def test_lazy_options_before_an_error_are_returned_first() -> None:
 
 
 # -- scsi-pr-helper's options against the C helper's ------------------------------------------
-C_HELPER = shutil.which("qemu-pr-helper")
 
 
 def ours(args: list[str]) -> tuple[int, str, str]:
@@ -96,7 +95,6 @@ def ours(args: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.skipif(C_HELPER is None, reason="qemu-pr-helper (qemu-system-common) not installed")
 @pytest.mark.parametrize(
     "line",
     ["--foo=3", "--foo -V", "-V --foo", "-V -x", "--he=3", "--version=1", "-k", "-q -T", "-u"],
@@ -104,10 +102,10 @@ def ours(args: list[str]) -> tuple[int, str, str]:
 def test_helper_options_act_in_order_like_the_c_helper(line: str) -> None:
     """argv[0] is the C helper's name in both, so messages compare byte for byte; -V prints a
     different version text, so only its status and stderr are compared."""
-    assert C_HELPER is not None
+    c_helper = tool("qemu-pr-helper", "qemu-system-common")
     real = subprocess.run(
         ["qemu-pr-helper", *line.split()],
-        executable=C_HELPER,
+        executable=c_helper,
         capture_output=True,
         text=True,
         timeout=30,

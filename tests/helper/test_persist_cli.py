@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from needs import in_ci
+from needs import tool
 
 from scsi_pr.helper.getopt import GetoptError, GetoptLong
 from scsi_pr.helper.persist.cli import execute
@@ -22,11 +22,13 @@ from scsi_pr.helper.persist.options import OPTIONS
 
 SG_PERSIST = shutil.which("sg_persist")
 MISSING = "/nonexistent/scsi-pr-test-device"
-CI = in_ci()
-# without the oracle these comparisons cannot run; in CI that is a failure, not a skip
-needs_oracle = pytest.mark.skipif(
-    SG_PERSIST is None and not CI, reason="needs sg_persist (apt sg3-utils) as the oracle"
-)
+
+
+@pytest.fixture
+def oracle() -> str:
+    """sg_persist itself: without it these comparisons cannot run (in CI: a failure)."""
+    return tool("sg_persist", "sg3-utils")
+
 
 CASES = [
     # getopt_long errors: message, then the main usage, exit 0 (sg_persist's own quirk)
@@ -81,14 +83,14 @@ def run_mine(argv: list[str], env: dict[str, str]) -> tuple[str, str, int]:
     return "".join(outcome.stdout), "".join(outcome.stderr), outcome.code
 
 
-@needs_oracle
+@pytest.mark.usefixtures("oracle")
 @pytest.mark.parametrize("line", CASES)
 def test_same_as_sg_persist(line: str) -> None:
     argv = [MISSING if a == "@" else a for a in line.split()]
     assert run_mine(argv, {}) == run_real(argv, {})
 
 
-@needs_oracle
+@pytest.mark.usefixtures("oracle")
 @pytest.mark.parametrize(
     ("line", "env"),
     [
@@ -117,7 +119,7 @@ def test_environment_same_as_sg_persist(line: str, env: dict[str, str]) -> None:
         assert mine == real
 
 
-@needs_oracle
+@pytest.mark.usefixtures("oracle")
 def test_transport_ids_from_a_file_and_stdin(tmp_path: Path) -> None:
     tids = tmp_path / "tids.txt"
     tids.write_text(

@@ -89,6 +89,30 @@ def test_markers(pytester: pytest.Pytester) -> None:
     )
 
 
+DEVICE_LOG = """
+import pytest
+from scsi_pr.rig.backends import SimBackend
+
+@pytest.fixture(autouse=True)
+def logging_device(monkeypatch):
+    monkeypatch.setattr(SimBackend, "device_log", lambda self: "READ(10) lba=0 by someone else")
+
+def test_fails(backend):
+    assert False, "the unit attention never came"
+
+def test_passes(backend):
+    pass
+"""
+
+
+def test_a_failed_test_shows_the_device_log_of_its_backend(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(DEVICE_LOG)
+    result = pytester.runpytest_subprocess("-rA")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*device log (sim)*", "READ(10) lba=0 by someone else"])
+    assert result.stdout.str().count("device log (sim)") == 1  # the passing test shows none
+
+
 def test_deadline_interrupts_a_blocked_test_and_cannot_be_swallowed() -> None:
     import socket
 

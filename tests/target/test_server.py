@@ -7,6 +7,7 @@ session limit, SendTargets, and one LU shared with the helper's ``--backend sim`
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -94,6 +95,27 @@ def test_two_sessions_are_two_nexuses_for_pr(target: LiveTarget) -> None:
     assert holders[HOST_A].transport_id[0] == 0x45  # format 01b, iSCSI
     assert prout(b, Out.PREEMPT, key=0xB, sa_key=0xA, type_=ReservationType.WRITE_EXCLUSIVE) == 0
     assert until_good(a) == [(UNIT_ATTENTION, 0x2A, 0x05)]  # REGISTRATIONS PREEMPTED
+
+
+def test_debug_log_traces_every_command_with_its_session_and_answer(
+    target: LiveTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The trace that found who took a rig test's unit attention (docs/target.md)."""
+    a = connect(target.address, HOST_A, TARGET, isid=0x23D000000001)
+    assert a.task_management(TaskManagementFunction.LOGICAL_UNIT_RESET) == 0
+    with caplog.at_level(logging.DEBUG, logger="scsi_pr.target"):
+        assert until_good(a) == [LUN_RESET_UA]
+        assert a.command(cdb.read_10(8, 1), read=512).status == GOOD
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("command: ")]
+    session = f"{HOST_A},i,0x23d000000001"
+    assert all(session in line and " lun 0 " in line for line in lines)
+    assert len(lines) == 3
+    assert "TEST UNIT READY -> CHECK CONDITION (UNIT ATTENTION" in lines[0]
+    assert lines[1].endswith("TEST UNIT READY -> GOOD")
+    assert lines[2].endswith("READ(10) lba=8 blocks=1 -> GOOD")
+    caplog.clear()
+    assert a.command(cdb.test_unit_ready()).status == GOOD  # INFO: no trace
+    assert not [r for r in caplog.records if r.getMessage().startswith("command: ")]
 
 
 def _wait_sessions(target: LiveTarget, count: int) -> None:
