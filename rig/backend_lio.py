@@ -209,7 +209,16 @@ def clear_pr_state(its: list[LioInitiator]) -> None:
         cdb, data = C.prout(
             PersistentReserveOutAction.REGISTER_AND_IGNORE_EXISTING_KEY, 0, RESET_KEY
         )
-        _expect_good(it, it.execute(cdb, data), "REGISTER AND IGNORE EXISTING KEY")
+        r = it.execute(cdb, data)
+        sense = r.sense_data
+        if sense is not None and sense.triple == (SenseKey.ILLEGAL_REQUEST, 0x24, 0x00):
+            # LIO refuses to change an ALL_TG_PT=1 registration without ALL_TG_PT=1
+            cdb, data = C.prout(
+                PersistentReserveOutAction.REGISTER_AND_IGNORE_EXISTING_KEY, 0, RESET_KEY,
+                all_tg_pt=True,
+            )  # fmt: skip
+            r = it.execute(cdb, data)
+        _expect_good(it, r, "REGISTER AND IGNORE EXISTING KEY")
     cdb, data = C.prout(PersistentReserveOutAction.CLEAR, RESET_KEY)
     _expect_good(its[0], its[0].execute(cdb, data), "CLEAR")
     for it in its:

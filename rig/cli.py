@@ -23,6 +23,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "scsi_pr.rig.profiles_cli",
         "device profiles and the LIO deviation registry (docs/lio-deviations.md)",
     ),
+    "lockstep": (
+        "scsi_pr.rig.lockstep.cli",
+        "the model against a device (real LIO), the same commands, step by step",
+    ),
     "lio": ("scsi_pr.rig.lio_cli", "bring LIO loopback LUNs up or down (root, LIO kernel)"),
     "vm": ("scsi_pr.rig.vm", "run a command in a virtme-ng VM with LIO ready"),
     "target": ("scsi_pr.target.cli", "serve the simulated LUs over iSCSI (scsi-pr target serve)"),

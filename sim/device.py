@@ -46,8 +46,14 @@ from scsi_pr.sim.errors import SimError
 from scsi_pr.sim.faults import Fail, FaultHook, Stall
 from scsi_pr.sim.medium import Medium, SparseMedium
 from scsi_pr.sim.nexus import ITNexus
-from scsi_pr.sim.profiles import UA_CLEARS_ALL, Profile, ProfileMismatch
-from scsi_pr.sim.result import NEVER, CommandResult, CommandTerminated, illegal_request
+from scsi_pr.sim.profiles import NO_FIELD_POINTER, UA_CLEARS_ALL, Profile, ProfileMismatch
+from scsi_pr.sim.result import (
+    NEVER,
+    CommandResult,
+    CommandTerminated,
+    illegal_request,
+    without_field_pointer,
+)
 from scsi_pr.sim.state import (
     PersistentReservations,
     nexus_from_dict,
@@ -150,6 +156,8 @@ class LogicalUnit:
             result = e.result
         except Exception:  # a model bug must still look like a SCSI answer
             result = CommandResult.check_condition(SenseKey.HARDWARE_ERROR, INTERNAL_TARGET_FAILURE)
+        if result.sense and self.profile.choose(NO_FIELD_POINTER, False, True):
+            result = without_field_pointer(result)
         if stall:
             result = CommandResult(result.status, result.sense, result.data, stall)
         if (

@@ -40,6 +40,7 @@ from scsi_pr.sim.profiles import (
     RELEASE_WRONG_TYPE,
     SCOPE_IN_PARAMETER_LIST,
     SPC5,
+    TYPE_BEFORE_REGISTRATION,
     UNREGISTER_GENERATION,
     UNREGISTERED_NOT_READY,
     Profile,
@@ -170,11 +171,21 @@ class PrOut:
             raise reservation_conflict()
         return reg
 
-    def reservation_type(self) -> ReservationType:
+    def check_key_and_type(self) -> ReservationType:
+        """RESERVE and PREEMPT: the issuer's key, then TYPE and SCOPE (LIO: TYPE first)."""
+        if self.profile.choose(TYPE_BEFORE_REGISTRATION, False, True):
+            self.known_type()
+        self.check_key()
+        return self.reservation_type()
+
+    def known_type(self) -> ReservationType:
         try:
-            type_ = ReservationType(self.type_code)
+            return ReservationType(self.type_code)
         except ValueError:
             raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SCOPE_TYPE, bit=3) from None
+
+    def reservation_type(self) -> ReservationType:
+        type_ = self.known_type()
         if self.scope != LU_SCOPE:
             raise self.profile.choose(
                 SCOPE_IN_PARAMETER_LIST,
@@ -261,8 +272,7 @@ class PrOut:
 
     # -- RESERVE (SPC-5 5.14.9) --------------------------------------------------------------
     def reserve(self) -> None:
-        self.check_key()
-        type_ = self.reservation_type()
+        type_ = self.check_key_and_type()
         res = self.pr.reservation
         if res is None:
             self.establish(type_)
@@ -300,8 +310,7 @@ class PrOut:
 
     # -- PREEMPT / PREEMPT AND ABORT (SPC-5 5.14.11, preempting) -----------------------------
     def preempt(self, abort: bool) -> None:
-        self.check_key()
-        type_ = self.reservation_type()
+        type_ = self.check_key_and_type()
         pr, sa_key = self.pr, self.params.sa_key
         res = pr.reservation
         if res is not None and res.type.all_registrants and sa_key == 0:

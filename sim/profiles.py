@@ -255,6 +255,29 @@ CRH_HOLDER_ONLY = Deviation(
         "test_registrant_under_registrants_only_reserve_6_is_good_and_changes_nothing",
     ),
 )
+TYPE_BEFORE_REGISTRATION = Deviation(
+    "reserved-type-before-registration",
+    "RESERVE, PREEMPT or PREEMPT AND ABORT with a reserved TYPE from an I_T nexus that is not "
+    "registered, or registered with another key",
+    "SPC-5 5.14.9 and 5.14.11",
+    "RESERVATION CONFLICT: the key is checked first (SPC-5 does not order the two checks; the "
+    "model's standard answer does)",
+    "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05h/24h/00h): the TYPE is checked "
+    "before the issuer's registration",
+    _tests("test_conf_pr_out.py::test_reserved_type_from_a_nexus_without_the_key"),
+    note="found by the lockstep differential (docs/lockstep.md)",
+)
+NO_FIELD_POINTER = Deviation(
+    "illegal-request-without-field-pointer",
+    "any command ending in ILLEGAL REQUEST with INVALID FIELD IN CDB or INVALID FIELD IN "
+    "PARAMETER LIST",
+    "SPC-5 4.4.2.4 (sense-key specific data)",
+    "a FIELD POINTER to the offending byte (SKSV=1): the model's standard answer (SPC-5 makes "
+    "it optional)",
+    "no sense-key specific data: bytes 15-17 of the fixed-format sense are zero",
+    _tests("test_conf_pr_out.py::test_a_reserved_type_is_pointed_at"),
+    note="found by the lockstep differential (docs/lockstep.md)",
+)
 PREEMPT_AND_ABORT_STALLS = Deviation(
     "preempt-and-abort-never-completes",
     "PREEMPT AND ABORT that succeeds (tcm_loop fabric)",
@@ -287,6 +310,8 @@ REGISTRY: tuple[Deviation, ...] = (
     MODE_SENSE_ALLOWED,
     NO_DATA_BY_DIRECTION,
     CRH_HOLDER_ONLY,
+    TYPE_BEFORE_REGISTRATION,
+    NO_FIELD_POINTER,
     PREEMPT_AND_ABORT_STALLS,
 )
 DEVIATIONS: dict[str, Deviation] = {d.name: d for d in REGISTRY}

@@ -158,5 +158,15 @@ def illegal_request(
     return CommandTerminated(CommandResult.check_condition(SenseKey.ILLEGAL_REQUEST, code, pointer))
 
 
+def without_field_pointer(result: CommandResult) -> CommandResult:
+    """``result`` with its fixed-format sense-key specific bytes (15-17) zeroed, as LIO sends
+    every sense (``NO_FIELD_POINTER``)."""
+    sense = result.sense
+    if len(sense) < 18 or sense[0] & 0x7F not in (0x70, 0x71) or not sense[15] & 0x80:
+        return result
+    return CommandResult(result.status, sense[:15] + bytes(3) + sense[18:], result.data,
+                         result.stall)  # fmt: skip
+
+
 def reservation_conflict() -> CommandTerminated:
     return CommandTerminated(CommandResult.reservation_conflict())

@@ -69,6 +69,7 @@ def test_read_keys_allocation_length_below_header(
     r = nexuses[0].execute(C.persistent_reserve_in(action, allocation_length=length))
     if P.ALLOCATION_LENGTH_MINIMUM in device_profile:
         expect_check(r, SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB)
+        assert len(r.sense) < 18 or not r.sense[15] & 0x80, "LIO points at no field"
         return
     expect_good(r)
     full = expect_good(nexuses[0].execute(C.persistent_reserve_in(action)))

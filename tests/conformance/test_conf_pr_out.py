@@ -292,6 +292,41 @@ def test_release_with_wrong_type(nexuses: list, device_profile: Profile) -> None
     assert read_reservation(a)[1] == (A, WE)
 
 
+RESERVED_TYPE = 0x2  # SPC-5 table 169: obsolete, not a reservation type
+
+
+@pytest.mark.lio_deviation(P.TYPE_BEFORE_REGISTRATION.name)
+def test_reserved_type_from_a_nexus_without_the_key(nexuses: list, device_profile: Profile) -> None:
+    """No reservation present (LIO's pre-check of non-holders stays out of it): a wrong key
+    and an unregistered issuer, each with a TYPE that does not exist."""
+    a, b, c = nexuses
+    register(a, A)
+    register(b, B)
+    answers = [
+        prout(a, SA.RESERVE, C3, 0, RESERVED_TYPE),
+        prout(a, SA.PREEMPT, C3, B, RESERVED_TYPE),
+        prout(c, SA.PREEMPT, 0, B, RESERVED_TYPE),
+    ]
+    for r in answers:
+        if P.TYPE_BEFORE_REGISTRATION in device_profile:
+            expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
+        else:
+            expect_conflict(r)
+    assert sorted(read_keys(c)[1]) == [A, B] and read_reservation(c)[1] is None
+
+
+@pytest.mark.lio_deviation(P.NO_FIELD_POINTER.name)
+def test_a_reserved_type_is_pointed_at(nexuses: list, device_profile: Profile) -> None:
+    a = nexuses[0]
+    register(a, A)
+    r = prout(a, SA.RESERVE, A, 0, RESERVED_TYPE)
+    expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
+    if P.NO_FIELD_POINTER in device_profile:
+        assert r.sense[15:18] == bytes(3), "LIO sends no sense-key specific data"
+    else:  # SKSV, C/D=1 (CDB), BPV, bit 3 of byte 2: the TYPE field
+        assert r.sense[15:18] == bytes([0xCB, 0x00, 0x02])
+
+
 def test_release_with_wrong_key_conflicts(nexuses: list) -> None:
     a = nexuses[0]
     register(a, A)

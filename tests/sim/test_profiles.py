@@ -267,7 +267,38 @@ def answers(text: str) -> list[tuple[int, int]]:
 
 
 #: deviation -> (situation, the standard's answer, LIO's measured answer)
+def reserved_type_without_key(u: Lu) -> object:
+    u.reg(0, A)
+    u.reg(1, B)
+    return [
+        triple(u.out(0, SA.RESERVE, K3, 0, 0x2)),
+        triple(u.out(0, SA.PREEMPT, K3, B, 0x2)),
+        triple(u.out(2, SA.PREEMPT, 0, B, 0x2)),
+        triple(u.out(0, SA.RESERVE, A, 0, 0x2)),  # with the key: 24h either way
+    ]
+
+
+def field_pointer(u: Lu) -> object:
+    u.reg(0, A)
+    answers = [
+        u.out(0, SA.RESERVE, A, 0, 0x2),
+        u.lu.execute(u.n[0], bytes([0x5E, 0x1F]) + bytes(8)),
+    ]
+    answers.append(u.lu.execute(u.n[0], C.test_unit_ready()))  # no sense at all: untouched
+    return [(triple(r), r.sense[15:18].hex()) for r in answers]
+
+
 CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
+    P.TYPE_BEFORE_REGISTRATION: (
+        reserved_type_without_key,
+        [CONFLICT] * 3 + [INVALID_FIELD_IN_CDB],
+        [INVALID_FIELD_IN_CDB] * 4,
+    ),
+    P.NO_FIELD_POINTER: (
+        field_pointer,
+        [(INVALID_FIELD_IN_CDB, "cb0002"), (INVALID_FIELD_IN_CDB, "cc0001"), (GOOD, "")],
+        [(INVALID_FIELD_IN_CDB, "000000"), (INVALID_FIELD_IN_CDB, "000000"), (GOOD, "")],
+    ),
     P.RELEASE_WRONG_TYPE: (release_wrong_type, (INVALID_RELEASE, (A, WE)), (CONFLICT, (A, WE))),
     P.UNREGISTERED_NOT_READY: (
         unregistered,

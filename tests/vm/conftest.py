@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from run_summary import SUMMARY
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -11,3 +12,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "guest_e2e: boots a nested QEMU guest inside the VM (about ten minutes under TCG); "
         "the VM tier runs it once, in a phase of its own",
     )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in SUMMARY:
+        terminalreporter.write_line(line)

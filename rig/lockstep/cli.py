@@ -1,0 +1,113 @@
+"""``scsi-pr lockstep``: the model against a device, the same commands, step by step.
+
+    scsi-pr lockstep [--device lio] [--steps 2000] [--profile NAME] [--save FILE]
+    scsi-pr lockstep --replay FILE [--device ...]
+
+On LIO (root, in the VM: ``scsi-pr vm run -- scsi-pr lockstep``) the model takes the running
+kernel's LIO profile. ``--device sim --device-profile spc5 --profile lio-6.1`` compares two
+profiles of the model with each other, on any machine. Exit status: 0 no difference, 1 a
+difference (the replay script is printed, and written to ``--save``), 2 the device cannot run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+from scsi_pr.rig.backends import BACKENDS, Backend, BackendUnavailable, SimBackend, open_backend
+from scsi_pr.rig.lockstep.compare import difference
+from scsi_pr.rig.lockstep.run import PER_SESSION, Report, run
+from scsi_pr.rig.lockstep.session import Session, replay
+from scsi_pr.rig.lockstep.steps import ReplayError, read_replay
+from scsi_pr.sim import profiles
+
+DEFAULT_STEPS = 2000
+DEFAULT_INITIATORS = 3
+
+
+def default_profile(device: str, device_profile: str | None) -> str:
+    """The model answers as the device should: its own profile, or the running kernel's LIO."""
+    if device_profile is not None:
+        return device_profile
+    if device in ("sim", "helper-sim"):
+        return profiles.DEFAULT_PROFILE
+    return (profiles.lio_profile_for(platform.release()) or profiles.LIO_6_1).name
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scsi-pr lockstep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--device", default="lio", choices=sorted(BACKENDS),
+                   help="the device side (default: lio)")  # fmt: skip
+    p.add_argument("--device-profile", help="profile of a model-backed device (sim, helper-sim)")
+    p.add_argument("--profile", help="the model's profile (default: the device's)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"steps to compare at least (default {DEFAULT_STEPS})")  # fmt: skip
+    p.add_argument("--per-session", type=int, default=PER_SESSION,
+                   help=f"steps between fresh starts (default {PER_SESSION})")  # fmt: skip
+    p.add_argument("--initiators", type=int, default=DEFAULT_INITIATORS)
+    p.add_argument("--replay", type=Path, help="run this replay script instead of generating")
+    p.add_argument("--save", type=Path, help="write the replay script of a difference here")
+    return p
+
+
+def _positive(p: argparse.ArgumentParser, name: str, value: int, least: int = 1) -> None:
+    if value < least:
+        p.error(f"--{name} must be at least {least}")
+
+
+def _print_difference(session: Session, header: list[str], save: Path | None) -> None:
+    text = session.replay(header)
+    print(text, end="")
+    if save is not None:
+        save.write_text(text, encoding="utf-8")
+        print(f"replay script written to {save}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    _positive(p, "steps", args.steps)
+    _positive(p, "per-session", args.per_session)
+    _positive(p, "initiators", args.initiators, 2)
+    try:
+        model_profile = profiles.get(
+            args.profile or default_profile(args.device, args.device_profile)
+        ).name
+        if args.device_profile is not None:
+            profiles.get(args.device_profile)
+    except profiles.UnknownProfile as e:
+        p.error(str(e))
+
+    def open_model() -> Backend:
+        return SimBackend(initiators=args.initiators, profile=model_profile)
+
+    def open_device() -> Backend:
+        return open_backend(args.device, args.initiators, profile=args.device_profile)
+
+    device = args.device + (f" ({args.device_profile})" if args.device_profile else "")
+    header = [f"scsi-pr lockstep --replay: model {model_profile} vs device {device}",
+              "each step: the decoded command, both answers, then the step itself"]  # fmt: skip
+    try:
+        if args.replay is not None:
+            steps = read_replay(args.replay)
+            session = replay(open_model, open_device, steps)
+            last = session.history[-1]
+            if difference(last.model, last.device) is None:
+                print(f"lockstep: the replay of {len(steps)} steps shows no difference")
+                return 0
+            _print_difference(session, header, args.save)
+            return 1
+        report: Report = run(open_model, open_device, args.steps, args.initiators,
+                             args.per_session)  # fmt: skip
+    except BackendUnavailable as e:
+        print(f"scsi-pr lockstep: device {args.device} unavailable: {e}", file=sys.stderr)
+        return 2
+    except ReplayError as e:
+        p.error(str(e))
+    if report.minimal is not None:
+        _print_difference(report.minimal, header, args.save)
+    print(report.summary(model_profile, device))
+    return 0 if report.failed is None else 1
