@@ -22,6 +22,7 @@ from scsi_pr.sim.constants import (
 from scsi_pr.sim.profiles import (
     ALLOCATION_LENGTH_MINIMUM,
     FULL_STATUS_TRUNCATION,
+    READ_RESERVATION_CUT,
     SPC5,
     Profile,
 )
@@ -139,6 +140,11 @@ LIO_MINIMUM_ALLOCATION_LENGTH: dict[PersistentReserveInAction, int] = {
 }
 
 
+#: LIO (``READ_RESERVATION_CUT``): the ALLOCATION LENGTH below which it leaves the READ
+#: RESERVATION descriptor unwritten (zeros)
+LIO_READ_RESERVATION_WHOLE = 22
+
+
 def lio_full_status_cut(data: bytes, allocation_length: int) -> bytes:
     """READ FULL STATUS as LIO answers a short ALLOCATION LENGTH (``FULL_STATUS_TRUNCATION``):
     a descriptor goes in while the ADDITIONAL LENGTH so far plus its TransportID length fits in
@@ -172,4 +178,8 @@ def persistent_reserve_in(
         FULL_STATUS_TRUNCATION in profile
     ):
         data = lio_full_status_cut(data, allocation_length)
+    if service_action == PersistentReserveInAction.READ_RESERVATION and profile.choose(
+        READ_RESERVATION_CUT, False, allocation_length < LIO_READ_RESERVATION_WHOLE
+    ):
+        data = data[: HEADER.size] + bytes(len(data) - HEADER.size)
     return data[:allocation_length]

@@ -63,6 +63,11 @@ BIT_SPEC_I_PT, BIT_ALL_TG_PT = 3, 2
 #: LIO (``UNREGISTERED_NOT_READY``): what these answer an unregistered I_T nexus while no
 #: reservation exists; PREEMPT gets RESERVATION CONFLICT there too
 NOT_READY_WHEN_UNREGISTERED = frozenset({SA.RESERVE, SA.RELEASE, SA.CLEAR, SA.REGISTER_AND_MOVE})
+#: LIO (``TYPE_BEFORE_REGISTRATION``): while another holds a reservation, LIO refuses a PR OUT
+#: before looking at it unless it is a REGISTER, or one of these from a registered nexus (any
+#: service action from a registrant under a registrants-only type)
+LIO_REGISTERED_NON_HOLDER_MAY = frozenset({SA.RELEASE, SA.CLEAR, SA.PREEMPT, SA.PREEMPT_AND_ABORT})
+LIO_ANYONE_MAY = frozenset({SA.REGISTER, SA.REGISTER_AND_IGNORE_EXISTING_KEY})
 
 
 @dataclass(frozen=True)
@@ -174,9 +179,19 @@ class PrOut:
     def check_key_and_type(self) -> ReservationType:
         """RESERVE and PREEMPT: the issuer's key, then TYPE and SCOPE (LIO: TYPE first)."""
         if self.profile.choose(TYPE_BEFORE_REGISTRATION, False, True):
+            if self.lio_refuses_non_holder():
+                raise reservation_conflict()
             self.known_type()
         self.check_key()
         return self.reservation_type()
+
+    def lio_refuses_non_holder(self) -> bool:
+        res = self.pr.reservation
+        if res is None or self.pr.is_holder(self.nexus) or self.action in LIO_ANYONE_MAY:
+            return False
+        if self.nexus not in self.pr.registrations:
+            return True
+        return not (self.action in LIO_REGISTERED_NON_HOLDER_MAY or res.type.registrants_only)
 
     def known_type(self) -> ReservationType:
         try:

@@ -255,6 +255,16 @@ CRH_HOLDER_ONLY = Deviation(
         "test_registrant_under_registrants_only_reserve_6_is_good_and_changes_nothing",
     ),
 )
+READ_RESERVATION_CUT = Deviation(
+    "read-reservation-short-allocation",
+    "READ RESERVATION while a reservation is held, ALLOCATION LENGTH 8 to 21",
+    "SPC-5 6.16.3 and the ALLOCATION LENGTH field",
+    "the data truncated to ALLOCATION LENGTH: the RESERVATION KEY is there from 16 bytes on",
+    "the header (PRGENERATION, ADDITIONAL LENGTH 16), then zeros up to ALLOCATION LENGTH: LIO "
+    "fills in the descriptor only when 22 bytes or more were asked for",
+    _tests("test_conf_pr_in.py::test_read_reservation_below_the_whole_descriptor"),
+    note="found by the lockstep differential (docs/lockstep.md)",
+)
 TYPE_BEFORE_REGISTRATION = Deviation(
     "reserved-type-before-registration",
     "RESERVE, PREEMPT or PREEMPT AND ABORT with a reserved TYPE from an I_T nexus that is not "
@@ -263,7 +273,9 @@ TYPE_BEFORE_REGISTRATION = Deviation(
     "RESERVATION CONFLICT: the key is checked first (SPC-5 does not order the two checks; the "
     "model's standard answer does)",
     "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05h/24h/00h): the TYPE is checked "
-    "before the issuer's registration",
+    "before the issuer's registration, after one check of its own: while another I_T nexus "
+    "holds a reservation, RESERVATION CONFLICT for anything but a REGISTER, a registered "
+    "nexus's RELEASE, CLEAR or PREEMPT, or a registrant's command under a registrants-only type",
     _tests("test_conf_pr_out.py::test_reserved_type_from_a_nexus_without_the_key"),
     note="found by the lockstep differential (docs/lockstep.md)",
 )
@@ -312,6 +324,7 @@ REGISTRY: tuple[Deviation, ...] = (
     CRH_HOLDER_ONLY,
     TYPE_BEFORE_REGISTRATION,
     NO_FIELD_POINTER,
+    READ_RESERVATION_CUT,
     PREEMPT_AND_ABORT_STALLS,
 )
 DEVIATIONS: dict[str, Deviation] = {d.name: d for d in REGISTRY}

@@ -76,6 +76,22 @@ def test_read_keys_allocation_length_below_header(
     assert r.data == full.data[:length], "an allocation length only truncates"
 
 
+@pytest.mark.lio_deviation(P.READ_RESERVATION_CUT.name)
+@pytest.mark.parametrize("length", [8, 16, 21, 22])
+def test_read_reservation_below_the_whole_descriptor(
+    nexuses: list, device_profile: Profile, length: int
+) -> None:
+    a = nexuses[0]
+    register(a, A)
+    reserve(a, A, ReservationType.WRITE_EXCLUSIVE)
+    full = expect_good(a.execute(C.persistent_reserve_in(IN.READ_RESERVATION))).data
+    r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_RESERVATION, length)))
+    if P.READ_RESERVATION_CUT in device_profile and length < 22:
+        assert r.data == full[:8] + bytes(length - 8), "LIO: the header, then zeros"
+    else:
+        assert r.data == full[:length]
+
+
 def test_read_reservation_without_reservation(nexuses: list) -> None:
     a = nexuses[0]
     register(a, A)

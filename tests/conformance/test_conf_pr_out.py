@@ -313,6 +313,13 @@ def test_reserved_type_from_a_nexus_without_the_key(nexuses: list, device_profil
         else:
             expect_conflict(r)
     assert sorted(read_keys(c)[1]) == [A, B] and read_reservation(c)[1] is None
+    reserve(b, B, WE)  # now a holder: LIO refuses a registered non-holder's RESERVE first
+    r = prout(a, SA.RESERVE, A, 0, RESERVED_TYPE)
+    if P.TYPE_BEFORE_REGISTRATION in device_profile:
+        expect_conflict(r)
+    else:
+        expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
+    expect_conflict(prout(c, SA.PREEMPT, 0, B, RESERVED_TYPE))  # unregistered: both refuse
 
 
 @pytest.mark.lio_deviation(P.NO_FIELD_POINTER.name)

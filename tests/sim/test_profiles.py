@@ -275,7 +275,23 @@ def reserved_type_without_key(u: Lu) -> object:
         triple(u.out(0, SA.PREEMPT, K3, B, 0x2)),
         triple(u.out(2, SA.PREEMPT, 0, B, 0x2)),
         triple(u.out(0, SA.RESERVE, A, 0, 0x2)),  # with the key: 24h either way
+        *held_by_another(u),
     ]
+
+
+def held_by_another(u: Lu) -> list[object]:
+    """Nexus 1 holds WE (LIO's non-holder check comes first), then WE-RO."""
+    u.out(1, SA.RESERVE, B, 0, T.WRITE_EXCLUSIVE)
+    answers = [
+        triple(u.out(2, SA.PREEMPT, 0, B, 0x2)),  # unregistered: conflict either way
+        triple(u.out(0, SA.RESERVE, A, 0, 0x2)),  # registered non-holder RESERVE: LIO conflicts
+        triple(u.out(0, SA.PREEMPT, A, B, 0x2)),  # its PREEMPT is looked at: 24h either way
+    ]
+    u.out(1, SA.RELEASE, B, 0, T.WRITE_EXCLUSIVE)
+    u.out(1, SA.RESERVE, B, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+    answers.append(triple(u.out(0, SA.RESERVE, A, 0, 0x2)))  # a registrant under RO: looked at
+    answers.append(triple(u.out(2, SA.RESERVE, 0, 0, 0x2)))  # unregistered under RO: conflict
+    return answers
 
 
 def field_pointer(u: Lu) -> object:
@@ -288,11 +304,37 @@ def field_pointer(u: Lu) -> object:
     return [(triple(r), r.sense[15:18].hex()) for r in answers]
 
 
+#: READ RESERVATION after one REGISTER and a WE reservation with key A (SPC-5 6.16.3)
+WHOLE_RESERVATION = bytes.fromhex("0000000100000010000000000000000a0000000000010000")
+
+
+def read_reservation_cut(u: Lu) -> object:
+    u.reg(0, A)
+    u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE)
+    return [
+        u.lu.execute(u.n[3], C.persistent_reserve_in(IN.READ_RESERVATION, n)).data.hex()
+        for n in (8, 16, 21, 22)
+    ]
+
+
 CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
+    P.READ_RESERVATION_CUT: (
+        read_reservation_cut,
+        [WHOLE_RESERVATION[:n].hex() for n in (8, 16, 21, 22)],
+        [
+            WHOLE_RESERVATION[:8].hex(),
+            (WHOLE_RESERVATION[:8] + bytes(8)).hex(),
+            (WHOLE_RESERVATION[:8] + bytes(13)).hex(),
+            WHOLE_RESERVATION[:22].hex(),
+        ],
+    ),
     P.TYPE_BEFORE_REGISTRATION: (
         reserved_type_without_key,
-        [CONFLICT] * 3 + [INVALID_FIELD_IN_CDB],
-        [INVALID_FIELD_IN_CDB] * 4,
+        [CONFLICT] * 3
+        + [INVALID_FIELD_IN_CDB]
+        + [CONFLICT, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, CONFLICT],
+        [INVALID_FIELD_IN_CDB] * 4
+        + [CONFLICT, CONFLICT, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, CONFLICT],
     ),
     P.NO_FIELD_POINTER: (
         field_pointer,
