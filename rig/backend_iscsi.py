@@ -22,14 +22,11 @@ from scsi_pr.helper.lu_identity import identify_path
 from scsi_pr.rig import iscsi_rig
 from scsi_pr.rig.backend_helper import HelperLioBackend
 from scsi_pr.rig.backend_lio import SgInitiator
-from scsi_pr.rig.backends import Backend, BackendUnavailable, Capability, Initiator
-from scsi_pr.sim import cdb as C
-from scsi_pr.sim.constants import SenseKey, Status
+from scsi_pr.rig.backends import Backend, BackendUnavailable, Capability, Initiator, drain
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.transportid import TransportId
 
 RELATIVE_TARGET_PORT = 1  # every session comes through the target's one portal group
-MAX_UAS = 16
 
 
 @dataclass
@@ -67,16 +64,11 @@ def fresh_rig(initiators: int) -> iscsi_rig.IscsiRig:
     return rig
 
 
-def drain(initiator: Initiator) -> None:
-    """TEST UNIT READY until GOOD: unit attentions left by an earlier user are gone."""
-    for _ in range(MAX_UAS):
-        r = initiator.execute(C.test_unit_ready())
-        sense = r.sense_data
-        if r.status == Status.GOOD:
-            return
-        if sense is None or sense.key != SenseKey.UNIT_ATTENTION:
-            raise iscsi_rig.IscsiRigError(f"{initiator.name}: TEST UNIT READY answered {r}")
-    raise iscsi_rig.IscsiRigError(f"{initiator.name}: unit attentions do not stop")
+def drain_or_fail(initiator: Initiator) -> None:
+    """No unit attention left by an earlier user of the shared rig (``IscsiRigError``)."""
+    failed = drain(initiator)
+    if failed:
+        raise iscsi_rig.IscsiRigError(failed)
 
 
 class _ModelEvents:
@@ -113,7 +105,7 @@ class IscsiBackend(_ModelEvents, Backend):
         for it in self.iscsi_initiators:
             it.open()
         for it in self.iscsi_initiators:
-            drain(it)
+            drain_or_fail(it)
         self.initiators: list[Initiator] = list(self.iscsi_initiators)
 
     @property
@@ -142,4 +134,4 @@ class HelperIscsiBackend(_ModelEvents, HelperLioBackend):
             devices=[(p.sg, p.transport_id, RELATIVE_TARGET_PORT) for p in ports],
         )
         for it in self.initiators:
-            drain(it)
+            drain_or_fail(it)

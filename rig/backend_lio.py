@@ -23,7 +23,7 @@ from typing import Any
 
 from scsi_pr.helper.executors.sg import SgIoResult, sg_io
 from scsi_pr.rig import lio
-from scsi_pr.rig.backends import Backend, BackendUnavailable, Capability, Initiator
+from scsi_pr.rig.backends import Backend, BackendUnavailable, Capability, Initiator, drain
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.watchdog import note_progress
 from scsi_pr.sim import cdb as C
@@ -36,7 +36,6 @@ COMMAND_TIMEOUT_MS = 8_000
 #: how long we wait for the ioctl to return after its own timeout (EH abort, LUN reset)
 GRACE_SECONDS = 4.0
 RESET_KEY = 0x5C5150_0000_0000  # scratch key used only while clearing PR state
-MAX_UAS = 16
 
 
 class CommandTimeout(RigError, TimeoutError):
@@ -226,14 +225,9 @@ def clear_pr_state(its: list[LioInitiator]) -> None:
 
 
 def _drain(it: LioInitiator) -> None:
-    for _ in range(MAX_UAS):
-        r = it.execute(C.test_unit_ready())
-        if r.status == Status.GOOD:
-            return
-        sense = r.sense_data
-        if sense is None or sense.key != SenseKey.UNIT_ATTENTION:
-            raise ResetFailed(f"{it.name}: TEST UNIT READY answered {r}")
-    raise ResetFailed(f"{it.name}: unit attentions do not stop")
+    failed = drain(it)
+    if failed:
+        raise ResetFailed(failed)
 
 
 def _expect_good(it: LioInitiator, r: CommandResult, what: str) -> None:

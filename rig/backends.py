@@ -18,6 +18,8 @@ from typing import ClassVar, Protocol
 
 from scsi_pr.rig.errors import RigError
 from scsi_pr.sim import profiles
+from scsi_pr.sim.cdb import test_unit_ready
+from scsi_pr.sim.constants import SenseKey, Status
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
@@ -121,6 +123,24 @@ ACTIONS: dict[Capability, Callable[[Backend], None]] = {
     Capability.LUN_RESET: lambda b: b.lun_reset(),
     Capability.RESTART_HELPER: lambda b: b.restart_helper(),
 }
+
+
+#: TEST UNIT READYs a fresh start may take: a reset, a power on and a few PR changes queue
+#: far fewer unit attentions than this on any LU
+MAX_UAS = 16
+
+
+def drain(initiator: Initiator) -> str | None:
+    """TEST UNIT READY until GOOD, so that no unit attention an earlier user left is pending;
+    None, or why the LU never answered GOOD (callers raise their own error with it)."""
+    for _ in range(MAX_UAS):
+        r = initiator.execute(test_unit_ready())
+        if r.status == Status.GOOD:
+            return None
+        sense = r.sense_data
+        if sense is None or sense.key != SenseKey.UNIT_ATTENTION:
+            return f"{initiator.name}: TEST UNIT READY answered {r}"
+    return f"{initiator.name}: unit attentions do not stop"
 
 
 def initiator_name(index: int) -> str:

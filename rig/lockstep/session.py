@@ -12,16 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from scsi_pr.rig.backends import Backend, Initiator
+from scsi_pr.rig.backends import Backend, Initiator, drain
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.lockstep.compare import View, difference, view
 from scsi_pr.rig.lockstep.steps import Step, replay_text
 from scsi_pr.sim import cdb as C
-from scsi_pr.sim.constants import PersistentReserveInAction, SenseKey, Status
+from scsi_pr.sim.constants import PersistentReserveInAction, Status
 
 BLOCKS = 8  # the LBAs steps read and write; zeroed at the start of every session
 BLOCK_SIZE = 512
-MAX_UAS = 16
 
 Opener = Callable[[], Backend]
 
@@ -48,21 +47,12 @@ class Record:
         return f"model:  {self.model}\ndevice: {self.device}"
 
 
-def _drain(it: Initiator) -> None:
-    for _ in range(MAX_UAS):
-        r = it.execute(C.test_unit_ready())
-        if r.status == Status.GOOD:
-            return
-        sense = r.sense_data
-        if sense is None or sense.key != SenseKey.UNIT_ATTENTION:
-            raise LockstepError(f"{it.name}: TEST UNIT READY answered {r}")
-    raise LockstepError(f"{it.name}: unit attentions do not stop")
-
-
 def _start(side: Backend) -> int:
     """Bring ``side`` to the common start; its PRGENERATION."""
     for it in side.initiators:
-        _drain(it)
+        failed = drain(it)
+        if failed:
+            raise LockstepError(failed)
     first = side.initiators[0]
     zero = first.execute(C.write_10(0, BLOCKS), bytes(BLOCKS * BLOCK_SIZE))
     keys = first.execute(C.persistent_reserve_in(PersistentReserveInAction.READ_KEYS, 8))
