@@ -64,13 +64,6 @@ def fresh_rig(initiators: int) -> iscsi_rig.IscsiRig:
     return rig
 
 
-def drain_or_fail(initiator: Initiator) -> None:
-    """No unit attention left by an earlier user of the shared rig (``IscsiRigError``)."""
-    failed = drain(initiator)
-    if failed:
-        raise iscsi_rig.IscsiRigError(failed)
-
-
 class _ModelEvents:
     """Power cycle and LUN reset on the model, through the rig's state dir; the target's
     command trace since the backend opened."""
@@ -105,7 +98,7 @@ class IscsiBackend(_ModelEvents, Backend):
         for it in self.iscsi_initiators:
             it.open()
         for it in self.iscsi_initiators:
-            drain_or_fail(it)
+            drain(it, iscsi_rig.IscsiRigError)
         self.initiators: list[Initiator] = list(self.iscsi_initiators)
 
     @property
@@ -134,4 +127,4 @@ class HelperIscsiBackend(_ModelEvents, HelperLioBackend):
             devices=[(p.sg, p.transport_id, RELATIVE_TARGET_PORT) for p in ports],
         )
         for it in self.initiators:
-            drain_or_fail(it)
+            drain(it, iscsi_rig.IscsiRigError)

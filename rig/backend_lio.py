@@ -27,7 +27,12 @@ from scsi_pr.rig.backends import Backend, BackendUnavailable, Capability, Initia
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.watchdog import note_progress
 from scsi_pr.sim import cdb as C
-from scsi_pr.sim.constants import PersistentReserveOutAction, SenseKey, Status
+from scsi_pr.sim.constants import (
+    INVALID_FIELD_IN_CDB,
+    PersistentReserveOutAction,
+    SenseKey,
+    Status,
+)
 from scsi_pr.sim.result import CommandResult
 from scsi_pr.sim.transportid import TransportId
 
@@ -36,6 +41,8 @@ COMMAND_TIMEOUT_MS = 8_000
 #: how long we wait for the ioctl to return after its own timeout (EH abort, LUN reset)
 GRACE_SECONDS = 4.0
 RESET_KEY = 0x5C5150_0000_0000  # scratch key used only while clearing PR state
+#: LIO's answer to a REGISTER without ALL_TG_PT on an ALL_TG_PT=1 registration
+ALL_TG_PT_REFUSED = (SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB.asc, INVALID_FIELD_IN_CDB.ascq)
 
 
 class CommandTimeout(RigError, TimeoutError):
@@ -203,31 +210,23 @@ def _teardown() -> None:
 def clear_pr_state(its: list[LioInitiator]) -> None:
     """Leave the LU with no registrations, no reservation, APTPL off and no pending UAs."""
     for it in its:
-        _drain(it)
+        drain(it, ResetFailed)
     for it in its:
-        cdb, data = C.prout(
-            PersistentReserveOutAction.REGISTER_AND_IGNORE_EXISTING_KEY, 0, RESET_KEY
-        )
-        r = it.execute(cdb, data)
-        sense = r.sense_data
-        if sense is not None and sense.triple == (SenseKey.ILLEGAL_REQUEST, 0x24, 0x00):
-            # LIO refuses to change an ALL_TG_PT=1 registration without ALL_TG_PT=1
+        # LIO refuses to change an ALL_TG_PT=1 registration without ALL_TG_PT=1
+        for all_tg_pt in (False, True):
             cdb, data = C.prout(
                 PersistentReserveOutAction.REGISTER_AND_IGNORE_EXISTING_KEY, 0, RESET_KEY,
-                all_tg_pt=True,
+                all_tg_pt=all_tg_pt,
             )  # fmt: skip
             r = it.execute(cdb, data)
+            sense = r.sense_data
+            if sense is None or sense.triple != ALL_TG_PT_REFUSED:
+                break
         _expect_good(it, r, "REGISTER AND IGNORE EXISTING KEY")
     cdb, data = C.prout(PersistentReserveOutAction.CLEAR, RESET_KEY)
     _expect_good(its[0], its[0].execute(cdb, data), "CLEAR")
     for it in its:
-        _drain(it)
-
-
-def _drain(it: LioInitiator) -> None:
-    failed = drain(it)
-    if failed:
-        raise ResetFailed(failed)
+        drain(it, ResetFailed)
 
 
 def _expect_good(it: LioInitiator, r: CommandResult, what: str) -> None:

@@ -130,17 +130,17 @@ ACTIONS: dict[Capability, Callable[[Backend], None]] = {
 MAX_UAS = 16
 
 
-def drain(initiator: Initiator) -> str | None:
+def drain(initiator: Initiator, error: Callable[[str], Exception]) -> None:
     """TEST UNIT READY until GOOD, so that no unit attention an earlier user left is pending;
-    None, or why the LU never answered GOOD (callers raise their own error with it)."""
+    ``error(why)`` is raised (each caller's own type) when the LU never answers GOOD."""
     for _ in range(MAX_UAS):
         r = initiator.execute(test_unit_ready())
         if r.status == Status.GOOD:
-            return None
+            return
         sense = r.sense_data
         if sense is None or sense.key != SenseKey.UNIT_ATTENTION:
-            return f"{initiator.name}: TEST UNIT READY answered {r}"
-    return f"{initiator.name}: unit attentions do not stop"
+            raise error(f"{initiator.name}: TEST UNIT READY answered {r}")
+    raise error(f"{initiator.name}: unit attentions do not stop")
 
 
 def initiator_name(index: int) -> str:
