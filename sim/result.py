@@ -22,6 +22,7 @@ from scsi_pr.sim.errors import SimError
 #: ``CommandResult.stall`` of a command the device never completes (a profile's LIO defect):
 #: the I/O edge withholds the answer for good instead of sleeping
 NEVER = math.inf
+SKSV = 0x80  # fixed sense byte 15: the sense-key specific bytes are valid (SPC-5 4.4.2.4)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class FieldPointer:
     bit: int | None = None
 
     def encode(self) -> bytes:
-        b15 = 0x80 | (0x40 if self.in_cdb else 0)
+        b15 = SKSV | (0x40 if self.in_cdb else 0)
         if self.bit is not None:
             b15 |= 0x08 | (self.bit & 0x07)
         return bytes([b15]) + self.byte.to_bytes(2, "big")
@@ -158,11 +159,18 @@ def illegal_request(
     return CommandTerminated(CommandResult.check_condition(SenseKey.ILLEGAL_REQUEST, code, pointer))
 
 
+def sense_key_specific(sense: bytes) -> bytes:
+    """Bytes 15-17 of fixed-format sense (70h/71h) when SKSV says they are valid, else b""."""
+    if len(sense) >= 18 and sense[0] & 0x7F in (0x70, 0x71) and sense[15] & SKSV:
+        return bytes(sense[15:18])
+    return b""
+
+
 def without_field_pointer(result: CommandResult) -> CommandResult:
     """``result`` with its fixed-format sense-key specific bytes (15-17) zeroed, as LIO sends
     every sense (``NO_FIELD_POINTER``)."""
     sense = result.sense
-    if len(sense) < 18 or sense[0] & 0x7F not in (0x70, 0x71) or not sense[15] & 0x80:
+    if not sense_key_specific(sense):
         return result
     return CommandResult(result.status, sense[:15] + bytes(3) + sense[18:], result.data,
                          result.stall)  # fmt: skip

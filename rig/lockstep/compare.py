@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scsi_pr.sim.constants import Opcode, PersistentReserveInAction, Status
-from scsi_pr.sim.result import CommandResult, SenseData
+from scsi_pr.sim.result import CommandResult, SenseData, sense_key_specific
 
 #: PR IN service actions whose data starts with PRGENERATION (SPC-5 6.16)
 WITH_GENERATION = frozenset(
@@ -22,7 +22,6 @@ WITH_GENERATION = frozenset(
         PersistentReserveInAction.READ_FULL_STATUS,
     }
 )
-SKSV = 0x80  # fixed sense byte 15: the sense-key-specific bytes are valid
 NO_ANSWER = -1  # the command never completed (a timeout: the LU hung)
 
 
@@ -57,7 +56,7 @@ class View:
         return text
 
 
-def generation_offset(cdb: bytes) -> bool:
+def has_generation(cdb: bytes) -> bool:
     """Does this command's data-in start with PRGENERATION?"""
     return (
         len(cdb) >= 2
@@ -68,14 +67,11 @@ def generation_offset(cdb: bytes) -> bool:
 
 def view(result: CommandResult, cdb: bytes, base_generation: int = 0) -> View:
     sense = result.sense_data
-    sks = b""
-    raw = result.sense
-    if sense is not None and len(raw) >= 18 and raw[0] & 0x7F in (0x70, 0x71) and raw[15] & SKSV:
-        sks = bytes(raw[15:18])
+    sks = sense_key_specific(result.sense) if sense is not None else b""
     # data-in of a command that did not end GOOD is nothing the device said (SG_IO hands back
     # the unwritten buffer)
     data = bytes(result.data) if result.status == Status.GOOD else b""
-    if generation_offset(cdb) and len(data) >= 4:
+    if has_generation(cdb) and len(data) >= 4:
         relative = (int.from_bytes(data[:4], "big") - base_generation) % (1 << 32)
         data = relative.to_bytes(4, "big") + data[4:]
     return View(int(result.status), sense.triple if sense else None, sks, data)
