@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from scsi_pr.rig.backends import BACKENDS, Backend, BackendUnavailable, SimBackend, open_backend
-from scsi_pr.rig.lockstep.compare import difference
 from scsi_pr.rig.lockstep.run import PER_SESSION, Report, run
 from scsi_pr.rig.lockstep.session import Session, replay
 from scsi_pr.rig.lockstep.steps import ReplayError, read_replay
@@ -94,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.replay is not None:
             steps = read_replay(args.replay)
             session = replay(open_model, open_device, steps)
-            last = session.history[-1]
-            if difference(last.model, last.device) is None:
+            if session.history[-1].differs is None:
                 print(f"lockstep: the replay of {len(steps)} steps shows no difference")
                 return 0
             _print_difference(session, header, args.save)

@@ -29,19 +29,16 @@ class LockstepError(RigError):
     """A side could not be brought to the common start (not a difference of answers)."""
 
 
-class LockstepDifference(RigError, AssertionError):
-    """The model and the device answered a step differently; ``replay`` is the script."""
-
-    def __init__(self, message: str, replay: str) -> None:
-        super().__init__(f"{message}\n{replay}")
-        self.replay = replay
-
-
 @dataclass
 class Record:
     step: Step
     model: View
     device: View
+
+    @property
+    def differs(self) -> str | None:
+        """What differs between the two answers (None: nothing compared)."""
+        return difference(self.model, self.device)
 
     def answers(self) -> str:
         return f"model:  {self.model}\ndevice: {self.device}"
@@ -50,9 +47,7 @@ class Record:
 def _start(side: Backend) -> int:
     """Bring ``side`` to the common start; its PRGENERATION."""
     for it in side.initiators:
-        failed = drain(it)
-        if failed:
-            raise LockstepError(failed)
+        drain(it, LockstepError)
     first = side.initiators[0]
     zero = first.execute(C.write_10(0, BLOCKS), bytes(BLOCKS * BLOCK_SIZE))
     keys = first.execute(C.persistent_reserve_in(PersistentReserveInAction.READ_KEYS, 8))
@@ -114,7 +109,7 @@ class Session:
         )
         record = Record(step, model, device)
         self.history.append(record)
-        return difference(record.model, record.device)
+        return record.differs
 
     def replay(self, header: list[str]) -> str:
         return replay_text(((r.step, r.answers()) for r in self.history), header)
@@ -136,14 +131,13 @@ def minimise(open_model: Opener, open_device: Opener, steps: list[Step]) -> Sess
     """Drop steps, one at a time, while a difference still shows at the end; the session of
     the shortest program found (each try is a fresh pair: O(n²) commands for n steps)."""
     best = replay(open_model, open_device, steps)
-    if difference(best.history[-1].model, best.history[-1].device) is None:
+    if best.history[-1].differs is None:
         return best  # does not reproduce: the original run is the evidence
     index = 0
-    while index < len(best.history) - 1:
+    while index < len(best.history) - 1:  # candidates keep at least the last step
         candidate = [r.step for i, r in enumerate(best.history) if i != index]
         tried = replay(open_model, open_device, candidate)
-        last = tried.history[-1] if tried.history else None
-        if last is not None and difference(last.model, last.device) is not None:
+        if tried.history[-1].differs is not None:
             best = tried
         else:
             index += 1
