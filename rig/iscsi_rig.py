@@ -186,7 +186,7 @@ class IscsiRig:
         argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", TARGET,
                 "--portal", f"127.0.0.1:{PORT}", "--state-dir", str(self.state_dir),
                 "--size", LU_SIZE, *TARGET_NOP, "--log-level", "DEBUG"]  # fmt: skip
-        log = (self.root / "target.log").open("wb")
+        log = self.target_log_path.open("wb")
         self._target = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)  # fmt: skip
         try:
@@ -237,24 +237,27 @@ class IscsiRig:
             )
 
     # -- taking down ------------------------------------------------------------------------
+    @property
+    def target_log_path(self) -> Path:
+        return self.root / "target.log"
+
     def target_log(self, tail: int | None = 3000) -> str:
-        path = self.root / "target.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return text if tail is None else text[-tail:]
+        return self.target_log_since(0, tail)
 
     def target_log_size(self) -> int:
         """Where the target log ends now: ``target_log_since`` reads what comes after."""
-        path = self.root / "target.log"
+        path = self.target_log_path
         return path.stat().st_size if path.exists() else 0
 
-    def target_log_since(self, offset: int, tail: int = 20_000) -> str:
-        """The target's log from ``offset`` on (its last ``tail`` characters)."""
-        path = self.root / "target.log"
+    def target_log_since(self, offset: int, tail: int | None = 20_000) -> str:
+        """The target's log from byte ``offset`` on (its last ``tail`` characters; None: all)."""
+        path = self.target_log_path
         if not path.exists():
             return ""
         with path.open("rb") as f:
             f.seek(offset)
-            return f.read().decode(errors="replace")[-tail:]
+            text = f.read().decode(errors="replace")
+        return text if tail is None else text[-tail:]
 
     def down(self) -> None:
         for iface in self._ifaces:
