@@ -44,7 +44,8 @@ def ok(done: subprocess.CompletedProcess[str], expected: int = 0) -> None:
 
 def test_fence_scsi_on_off_status_through_two_sessions() -> None:
     from scsi_pr.rig import iscsi_rig
-    from scsi_pr.rig.backend_iscsi import IscsiInitiator, drain
+    from scsi_pr.rig.backend_iscsi import IscsiInitiator
+    from scsi_pr.rig.backends import drain
 
     try:
         rig = iscsi_rig.shared(2)
@@ -76,7 +77,7 @@ def test_fence_scsi_on_off_status_through_two_sessions() -> None:
     for it in (fenced, survivor):
         it.open()
     try:
-        drain(fenced)  # REGISTRATIONS PREEMPTED waits for A
+        drain(fenced, iscsi_rig.IscsiRigError)  # REGISTRATIONS PREEMPTED waits for A
         block = bytes(512)
         assert fenced.execute(C.write_10(0, 1), block).status == Status.RESERVATION_CONFLICT
         assert survivor.execute(C.write_10(0, 1), block).status == Status.GOOD
