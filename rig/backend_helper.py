@@ -390,6 +390,15 @@ class HelperLioBackend(Backend):
         """Did a command time out (LIO hung the LUN) while this backend was in use?"""
         return any(d.hung for d in self._directs) or any(it.hung for it in self.helper_initiators)
 
+    def wedged(self) -> bool:
+        """The probe goes straight to LIO (SG_IO, not through the helper) from a port whose
+        command did not time out, so a helper that lost an answer is not taken for LIO's hang.
+        Devices given explicitly have no spare port to probe from: a timeout is the evidence."""
+        if self._lio is None:
+            return self.hung
+        timed_out = {it.name for it in self.helper_initiators if it.hung or it.direct.hung}
+        return self._lio.probe_wedged(timed_out)
+
     def restart_helper(self) -> None:
         self.helper.restart()
 

@@ -273,6 +273,29 @@ class LioBackend(Backend):
         """Did a command time out (LIO hung the LUN) while this backend was in use?"""
         return any(it.hung for it in self.lio_initiators)
 
+    def wedged(self) -> bool:
+        return self.probe_wedged({it.name for it in self.lio_initiators if it.hung})
+
+    def probe_wedged(self, timed_out: set[str]) -> bool:
+        """TEST UNIT READY, on a fresh fd, from each rig port whose initiator is not in
+        ``timed_out``: any answer at all shows the LU alive; a timeout shows it wedged. With no
+        such port left, every initiator timed out, and that is the proof."""
+        for port in self.description.initiators:
+            if port.wwn in timed_out:
+                continue
+            probe = LioInitiator(port)
+            probe.open()
+            try:
+                probe.execute(C.test_unit_ready())
+            except CommandTimeout:
+                return True
+            except TransportError:
+                pass  # an answer of sorts: the LU did not swallow the command
+            finally:
+                probe.close()
+            return False
+        return True
+
     def __exit__(self, *exc: object) -> None:
         for it in self.lio_initiators:
             it.close()

@@ -86,6 +86,15 @@ class Backend(AbstractContextManager["Backend"]):
         """Did a command time out (the LUN hung) while this backend was in use?"""
         return False
 
+    def wedged(self) -> bool:
+        """Is the LU shown to be wedged, not merely one command late? A timeout is counted as
+        the known LIO hang only then (``lio_hangs``): otherwise a bug of ours that loses one
+        answer (a helper that never replies) would read as LIO's defect. Real-kernel backends
+        prove it with a TEST UNIT READY from an initiator whose own command did not time out;
+        the model's stall is exact (its profile withheld that answer), so ``hung`` is the proof.
+        """
+        return self.hung
+
     def device_log(self) -> str:
         """What the device side logged while this backend was in use ("" if it keeps none):
         shown with a failed test, because on a real kernel the test alone cannot see who else

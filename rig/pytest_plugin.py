@@ -45,7 +45,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -249,21 +249,31 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         hangs_like_lio(item.config, name) and item.get_closest_marker("lio_hangs") is not None
     )
     limit = per_test_deadline(name, item.config.getoption("lio_test_timeout"))
+    backend = item.funcargs.get("backend") if isinstance(item, pytest.Function) else None
     with _deadline(limit):
         try:
             result = yield
         except TimeoutError as e:  # CommandTimeout and socket timeouts alike
             if hang_expected:
-                pytest.xfail(f"{LIO_HANGS}: {e}")
+                _known_hang(backend, str(e))
             raise
         except DeadlineExceeded:
             if hang_expected:
-                pytest.xfail(f"{LIO_HANGS}: no command completed for {limit:g} s")
+                _known_hang(backend, f"no command completed for {limit:g} s")
             pytest.fail(f"no command completed for --lio-test-timeout={limit:g} s", pytrace=False)
-    backend = item.funcargs.get("backend") if isinstance(item, pytest.Function) else None
     if hang_expected and isinstance(backend, Backend) and backend.hung:
-        pytest.xfail(f"{LIO_HANGS}: a command timed out and the LUN stayed hung")
+        _known_hang(backend, "a command timed out")
     return result
+
+
+def _known_hang(backend: object, what: str) -> NoReturn:
+    """xfail "LIO hangs" when the LU is shown to be wedged (``Backend.wedged``: a probe from
+    another initiator timed out too); a timeout the LU does not back up is a failure."""
+    if isinstance(backend, Backend) and not backend.wedged():
+        pytest.fail(
+            f"{what}, but the LU answers another initiator: not the known LIO hang", pytrace=False
+        )
+    pytest.xfail(f"{LIO_HANGS}: {what}, and the LU stays wedged")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -11,14 +11,10 @@ from scsi_pr.sim import profiles
 
 pytest_plugins = ["pytester"]
 
-PROBE = """
+PREEMPT_AND_ABORT = """
 import pytest
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import PersistentReserveOutAction as SA
-
-def test_profile(backend, device_profile):
-    assert device_profile.name == "{profile}"
-    assert backend.lu.profile is device_profile
 
 @pytest.mark.lio_hangs(reason="PREEMPT AND ABORT never completes on tcm_loop")
 def test_preempt_and_abort(initiators):
@@ -27,6 +23,14 @@ def test_preempt_and_abort(initiators):
         assert a.execute(cdb, data).status == 0
     assert a.execute(*C.prout(SA.PREEMPT_AND_ABORT, 1, 1, 3)).status == 0
 """
+PROBE = (
+    PREEMPT_AND_ABORT
+    + """
+def test_profile(backend, device_profile):
+    assert device_profile.name == "{profile}"
+    assert backend.lu.profile is device_profile
+"""
+)
 
 
 @pytest.mark.parametrize(("profile", "outcomes"), [
@@ -74,3 +78,45 @@ def test_the_conformance_suite_passes_on_the_model_as_lio() -> None:
     tail = done.stdout[-3000:]
     assert done.returncode == 0, tail
     assert " 2 xfailed" in tail and "LIO hangs" in tail, tail  # the two PREEMPT AND ABORTs
+
+
+FAKE_LIO = """
+import os
+
+from scsi_pr.rig import backends
+from scsi_pr.rig.backends import SimBackend
+
+
+class FakeLio(SimBackend):
+    '''The model as LIO on 6.1, whose probe of the LU answers as the test says.'''
+
+    name = "lio"
+
+    def __init__(self, initiators: int = 2) -> None:
+        super().__init__(initiators=initiators, profile="lio-6.1")
+
+    def wedged(self) -> bool:
+        return os.environ["FAKE_WEDGED"] == "1"
+
+
+backends.BACKENDS["lio"] = "conftest:FakeLio"
+"""
+
+
+@pytest.mark.parametrize(("wedged", "outcomes"), [
+    ("1", {"xfailed": 1}), ("0", {"failed": 1})])  # fmt: skip
+def test_a_timeout_is_an_lio_hang_only_when_the_lu_is_wedged(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, wedged: str, outcomes: dict
+) -> None:
+    """A PREEMPT AND ABORT that never answers is LIO's known hang only when a probe from
+    another initiator shows the LU wedged; an LU that still answers means the lost answer is
+    ours (e.g. a helper that never replied): a failure, not a known defect."""
+    monkeypatch.setenv("FAKE_WEDGED", wedged)
+    pytester.makeconftest(FAKE_LIO)
+    pytester.makepyfile(PREEMPT_AND_ABORT)
+    result = pytester.runpytest_subprocess("-rxf", "--backend", "lio", "--run-lio-hangs")
+    result.assert_outcomes(**outcomes)
+    if wedged == "1":
+        result.stdout.fnmatch_lines(["*LIO hangs: *never completes*the LU stays wedged*"])
+    else:
+        result.stdout.fnmatch_lines(["*the LU answers another initiator: not the known LIO hang*"])

@@ -266,3 +266,39 @@ def test_a_failed_up_removes_its_own_generation_and_never_touches_a_hung_one(
 
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.mark.parametrize(("answers", "timed_out", "wedged", "probed"), [
+    ({"b": "timeout"}, {"a"}, True, ["b"]),  # the LU swallows B's probe too
+    ({"b": "good"}, {"a"}, False, ["b"]),  # B's probe answered: A's timeout is not LIO's hang
+    ({"b": "transport"}, {"a"}, False, ["b"]),  # an error is an answer
+    ({}, {"a", "b"}, True, []),  # every port timed out: that is the evidence
+])  # fmt: skip
+def test_the_lio_probe_asks_a_port_whose_command_did_not_time_out(
+    monkeypatch: pytest.MonkeyPatch,
+    answers: dict[str, str],
+    timed_out: set[str],
+    wedged: bool,
+    probed: list[str],
+) -> None:
+    from scsi_pr.rig import backend_lio
+    from scsi_pr.sim.result import CommandResult
+
+    asked: list[str] = []
+
+    def execute(self: backend_lio.LioInitiator, cdb: bytes, data: bytes = b"") -> CommandResult:
+        asked.append(self.port.wwn)
+        answer = answers[self.port.wwn]
+        if answer == "timeout":
+            raise backend_lio.CommandTimeout("did not complete")
+        if answer == "transport":
+            raise backend_lio.TransportError("host_status=0x1")
+        return CommandResult(0, b"", b"")
+
+    monkeypatch.setattr(backend_lio.LioInitiator, "open", lambda self: None)
+    monkeypatch.setattr(backend_lio.LioInitiator, "close", lambda self: None)
+    monkeypatch.setattr(backend_lio.LioInitiator, "execute", execute)
+    backend = object.__new__(backend_lio.LioBackend)
+    backend.description = SimpleNamespace(initiators=[SimpleNamespace(wwn=n) for n in "ab"])
+    assert backend.probe_wedged(timed_out) is wedged
+    assert asked == probed
