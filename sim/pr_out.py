@@ -33,6 +33,7 @@ from scsi_pr.sim.constants import (
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.profiles import (
     AR_PREEMPT_TAKES_OVER,
+    MOVE_FILES_TYPE_AS_SCOPE,
     MOVE_WITHOUT_RESERVATION,
     PREEMPT_AND_ABORT_STALLS,
     PREEMPT_KEEPS_ISSUER,
@@ -211,11 +212,22 @@ class PrOut:
 
     def establish(self, type_: ReservationType) -> None:
         """Make the issuer the holder (or, for all-registrants types, every registrant; LIO
-        still files the issuer as "the" holder)."""
+        still files the issuer as "the" holder). LIO also files the CDB's scope on the
+        issuer's registration, which ends a stale scope a move left there."""
         holder = self.nexus
         if type_.all_registrants:
             holder = self.profile.choose(AR_PREEMPT_TAKES_OVER, None, self.nexus)
         self.pr.reservation = Reservation(holder, type_, self.scope)
+        reg = self.pr.registrations.get(self.nexus)
+        if reg is not None:
+            reg.lio_scope = self.scope
+
+    def same_scope(self, res: Reservation) -> bool:
+        """Does the CDB's SCOPE match the reservation's? Under LIO the holder's registration
+        carries a scope of its own, and one that issued a REGISTER AND MOVE earlier holds the
+        TYPE there (``MOVE_FILES_TYPE_AS_SCOPE``): then no SCOPE matches."""
+        holder = None if res.holder is None else self.pr.registrations.get(res.holder)
+        return res.scope == self.scope and (holder is None or holder.lio_scope == LU_SCOPE)
 
     def others(self) -> list[ITNexus]:
         return [n for n in self.pr.registrations if n != self.nexus]
@@ -291,7 +303,7 @@ class PrOut:
         res = self.pr.reservation
         if res is None:
             self.establish(type_)
-        elif not (self.pr.is_holder(self.nexus) and res.type == type_ and res.scope == self.scope):
+        elif not (self.pr.is_holder(self.nexus) and res.type == type_ and self.same_scope(res)):
             raise reservation_conflict()
 
     # -- RELEASE (SPC-5 5.14.11.2) -----------------------------------------------------------
@@ -305,7 +317,7 @@ class PrOut:
         res = self.pr.reservation
         if res is None or not self.pr.is_holder(self.nexus):
             return
-        if res.type != self.type_code or res.scope != self.scope:
+        if res.type != self.type_code or not self.same_scope(res):
             raise self.profile.choose(
                 RELEASE_WRONG_TYPE,
                 illegal_request(INVALID_RELEASE_OF_PERSISTENT_RESERVATION),
@@ -340,7 +352,7 @@ class PrOut:
             removed = [
                 n for n, r in pr.registrations.items() if r.key == sa_key and n != self.nexus
             ]
-            changed = res.type != type_ or res.scope != self.scope
+            changed = res.type != type_ or not self.same_scope(res)
             self.establish(type_)
             if changed:
                 survivors = [n for n in self.others() if n not in removed]
@@ -391,6 +403,9 @@ class PrOut:
             self.check_capacity(1)
             pr.registrations[dest] = Registration(dest, p.sa_key)
         pr.reservation = Reservation(dest, res.type, res.scope)
+        pr.registrations[self.nexus].lio_scope = self.profile.choose(
+            MOVE_FILES_TYPE_AS_SCOPE, LU_SCOPE, int(res.type)
+        )
         if p.unreg:
             del pr.registrations[self.nexus]
         pr.aptpl = p.aptpl

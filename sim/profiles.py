@@ -140,6 +140,24 @@ MOVE_WITHOUT_RESERVATION = Deviation(
     "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05h/24h/00h)",
     _tests("test_conf_pr_out.py::test_register_and_move_without_reservation_conflicts"),
 )
+MOVE_FILES_TYPE_AS_SCOPE = Deviation(
+    "register-and-move-files-type-as-scope",
+    "a reservation REGISTER AND MOVE (UNREG=0) carried away comes back to the issuer's I_T nexus",
+    "SPC-5 5.14.8, 5.14.9, 5.14.11.2",
+    "the reservation has the same TYPE and SCOPE as before: the holder's RESERVE of that type "
+    "is GOOD and changes nothing, its RELEASE releases it",
+    "the move files the TYPE in the issuer's own registration as its scope, so once that I_T "
+    "nexus holds the reservation again, its RESERVE and RELEASE with the right TYPE answer "
+    "RESERVATION CONFLICT, and a PREEMPT of it tells the survivors RESERVATIONS RELEASED (2Ah/04h) "
+    "as for a changed scope; a RESERVE or PREEMPT by that nexus ends it",
+    _tests(
+        "test_conf_pr_out.py::test_a_reservation_moved_back_to_its_issuer[RESERVE]",
+        "test_conf_pr_out.py::test_a_reservation_moved_back_to_its_issuer[RELEASE]",
+        "test_conf_pr_out.py::test_a_reservation_moved_back_to_its_issuer[PREEMPT]",
+    ),
+    note="found by CI's PR state machine on LIO; the register-and-move code stores the "
+    "reservation TYPE where the SCOPE belongs, on the issuer's registration",
+)
 SCOPE_IN_PARAMETER_LIST = Deviation(
     "reserved-scope-invalid-parameter-list",
     "RESERVE or PREEMPT with a SCOPE other than LU_SCOPE",
@@ -311,6 +329,7 @@ REGISTRY: tuple[Deviation, ...] = (
     UNREGISTERED_NOT_READY,
     UNREGISTER_GENERATION,
     MOVE_WITHOUT_RESERVATION,
+    MOVE_FILES_TYPE_AS_SCOPE,
     SCOPE_IN_PARAMETER_LIST,
     ALLOCATION_LENGTH_MINIMUM,
     FULL_STATUS_TRUNCATION,

@@ -41,6 +41,10 @@ class Registration:
     nexus: ITNexus
     key: int
     all_tg_pt: bool = False
+    #: the scope LIO files on the registration itself (its ``pr_res_scope``): LU_SCOPE, except
+    #: after this I_T nexus issued a REGISTER AND MOVE under an LIO profile, which files the
+    #: reservation's TYPE there (``profiles.MOVE_FILES_TYPE_AS_SCOPE``); never reported
+    lio_scope: int = LU_SCOPE
 
 
 @dataclass
@@ -93,7 +97,12 @@ class PersistentReservations:
             "generation": self.generation,
             "aptpl": self.aptpl,
             "registrations": [
-                {**nexus_to_dict(r.nexus), "key": r.key, "all_tg_pt": r.all_tg_pt}
+                {
+                    **nexus_to_dict(r.nexus),
+                    "key": r.key,
+                    "all_tg_pt": r.all_tg_pt,
+                    **({"lio_scope": r.lio_scope} if r.lio_scope != LU_SCOPE else {}),
+                }
                 for r in self.registrations.values()
             ],
             "reservation": None
@@ -112,7 +121,12 @@ class PersistentReservations:
             regs = {}
             for r in d.get("registrations", []):
                 nexus = nexus_from_dict(r)
-                regs[nexus] = Registration(nexus, int(r["key"]), bool(r.get("all_tg_pt", False)))
+                regs[nexus] = Registration(
+                    nexus,
+                    int(r["key"]),
+                    bool(r.get("all_tg_pt", False)),
+                    int(r.get("lio_scope", LU_SCOPE)),
+                )
             res = d.get("reservation")
             reservation = None
             if res is not None:

@@ -2,8 +2,9 @@
 
 Small pools make the steps meet: four keys (0 among them), the six reservation types plus two
 that do not exist, three initiators, eight blocks. Generated: every PR OUT service action but
-REGISTER AND MOVE and PREEMPT AND ABORT (which wedges tcm_loop: the ``lio_hangs`` tests check
-it), every PR IN service action with short and long allocation lengths, TEST UNIT READY,
+PREEMPT AND ABORT (which wedges tcm_loop: the ``lio_hangs`` tests check it; REGISTER AND MOVE
+names an initiator of the run and its own target port, the only I_T nexuses the LIO rig has),
+every PR IN service action with short and long allocation lengths, TEST UNIT READY,
 READ(10) and WRITE(10). APTPL is never set (it writes files under LIO's dbroot), nor is
 ALL_TG_PT: LIO registers such an initiator on every target port it has an ACL on and then
 refuses a REGISTER without ALL_TG_PT on that registration (INVALID FIELD IN CDB, seen when
@@ -17,11 +18,13 @@ from collections.abc import Callable
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
-from scsi_pr.rig.lockstep.session import BLOCK_SIZE, BLOCKS, Session
+from scsi_pr.rig.backends import initiator_name
+from scsi_pr.rig.lockstep.session import BLOCK_SIZE, BLOCKS, Session, port_of
 from scsi_pr.rig.lockstep.steps import Step
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import PersistentReserveInAction as In
 from scsi_pr.sim.constants import PersistentReserveOutAction as Out
+from scsi_pr.sim.transportid import TransportId
 
 KEYS = (0, 0xA1, 0xB2, 0xC3)
 TYPES = (1, 3, 5, 6, 7, 8, 0, 2)  # the six types of SPC-5 table 169, then two reserved codes
@@ -42,6 +45,14 @@ def steps(initiators: int) -> st.SearchStrategy[Step]:
         return Step(draw(who), cdb, data)
 
     @st.composite
+    def move(draw: st.DrawFn) -> Step:
+        dest = draw(who)
+        tid = TransportId.from_name(initiator_name(dest))
+        unreg = draw(st.booleans())
+        cdb, data = C.register_and_move(draw(key), draw(key), port_of(dest), tid, unreg=unreg)
+        return Step(draw(who), cdb, data)
+
+    @st.composite
     def pr_in(draw: st.DrawFn) -> Step:
         action = draw(st.sampled_from(IN_ACTIONS))
         length = draw(st.sampled_from(ALLOCATION_LENGTHS))
@@ -57,7 +68,7 @@ def steps(initiators: int) -> st.SearchStrategy[Step]:
         return Step(draw(who), C.read_10(lba, blocks))
 
     tur = who.map(lambda i: Step(i, C.test_unit_ready()))
-    return st.one_of(pr_out(), pr_out(), pr_in(), media(), tur)
+    return st.one_of(pr_out(), pr_out(), move(), pr_in(), media(), tur)
 
 
 class StepCounter:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from scsi_pr.rig.backends import Backend, Initiator, drain
+from scsi_pr.rig.backends import Backend, Initiator, drain, initiator_name
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.lockstep.compare import View, difference, view
 from scsi_pr.rig.lockstep.steps import Step, replay_text
@@ -44,8 +44,21 @@ class Record:
         return f"model:  {self.model}\ndevice: {self.device}"
 
 
+def port_of(initiator: int) -> int:
+    """The relative target port initiator ``initiator`` reaches the LU through, on both sides
+    (one target port per initiator, numbered from 1): REGISTER AND MOVE steps name it."""
+    return initiator + 1
+
+
 def _start(side: Backend) -> int:
     """Bring ``side`` to the common start; its PRGENERATION."""
+    for index, it in enumerate(side.initiators):
+        if (it.name, it.relative_target_port) != (initiator_name(index), port_of(index)):
+            raise LockstepError(
+                f"{side.name} initiator {index} is {it.name} on target port "
+                f"{it.relative_target_port}, not {initiator_name(index)} on {port_of(index)}: "
+                "the steps' TransportIDs and ports would not name the same I_T nexus"
+            )
     for it in side.initiators:
         drain(it, LockstepError)
     first = side.initiators[0]

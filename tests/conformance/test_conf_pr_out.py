@@ -646,3 +646,45 @@ def test_register_and_move_invalid_parameters(nexuses: list, to_self: bool) -> N
     r = _move(a, A, B, a) if to_self else _move(a, A, 0, b)
     expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
     assert read_reservation(a)[1] == (A, WE)
+
+
+@pytest.mark.lio_deviation(P.MOVE_FILES_TYPE_AS_SCOPE.name)
+@pytest.mark.parametrize("action", [SA.RESERVE, SA.RELEASE, SA.PREEMPT], ids=lambda a: a.name)
+def test_a_reservation_moved_back_to_its_issuer(
+    nexuses: list, device_profile: Profile, action: SA
+) -> None:
+    """A moves its reservation to B and keeps its registration (UNREG=0); B moves it back. SPC:
+    A holds the same reservation as before. LIO filed the TYPE as A's own scope on the first
+    move, so A's RESERVE and RELEASE conflict and a PREEMPT of A is a change of scope."""
+    a, b, c = nexuses
+    register(a, A)
+    register(c, C3)
+    reserve(a, A, WE_RO)
+    expect_good(_move(a, A, B, b))
+    expect_good(_move(b, B, A, a))
+    assert read_reservation(c)[1] == (A, WE_RO)
+    lio = P.MOVE_FILES_TYPE_AS_SCOPE in device_profile
+    if action == SA.RESERVE:
+        r = prout(a, SA.RESERVE, A, 0, WE_RO)
+        expect_conflict(r) if lio else expect_good(r)  # type: ignore[func-returns-value]
+        assert read_reservation(c)[1] == (A, WE_RO)
+    elif action == SA.RELEASE:
+        r = prout(a, SA.RELEASE, A, 0, WE_RO)
+        if lio:
+            expect_conflict(r)
+            assert read_reservation(c)[1] == (A, WE_RO)
+            assert drain(b) == [] and drain(c) == []
+        else:
+            expect_good(r)
+            assert read_reservation(a)[1] is None
+            assert drain(b) == [(0x2A, 0x04)] and drain(c) == [(0x2A, 0x04)]
+    else:
+        # B, registered by the first move, preempts A with the same TYPE
+        expect_good(prout(b, SA.PREEMPT, B, A, WE_RO))
+        assert read_reservation(b)[1] == (B, WE_RO)
+        assert drain(a) == [(0x2A, 0x05)]
+        assert drain(c) == ([(0x2A, 0x04)] if lio else []), "LIO: A's scope differed"
+        # B issued a move too, but its PREEMPT filed its own scope anew: its RELEASE is GOOD
+        expect_good(prout(b, SA.RELEASE, B, 0, WE_RO))
+        assert read_reservation(b)[1] is None
+        assert drain(c) == [(0x2A, 0x04)]

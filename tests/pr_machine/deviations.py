@@ -10,6 +10,9 @@ and ``DEV_READ_CAPACITY_CONFLICT``.
 
 Each override appends its branches after the SPC ones: when several branches fit an answer,
 the machine reads the PR state back to choose, and keeps the first (the standard's) on a tie.
+The exception is LIO's scope filed by a REGISTER AND MOVE (``DEV_MOVE_FILES_TYPE_AS_SCOPE``),
+which no PR IN shows: its branches come first, so a device that deviates keeps the bookkeeping
+(``PRState.lio_scope_from_move``), and on the standard device they are never allowed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pr_machine.oracle import (
     CONFLICT,
     GOOD,
     REGISTRATIONS_PREEMPTED,
+    RESERVATIONS_RELEASED,
     Branch,
     Oracle,
     Outcome,
@@ -39,6 +43,7 @@ DEV_PREEMPT_KEEPS_ISSUER = P.PREEMPT_KEEPS_ISSUER.name
 DEV_READ_CAPACITY_CONFLICT = P.READ_CAPACITY_CONFLICT.name
 DEV_RELEASE_SKIPS_KEY_CHECK = P.RELEASE_SKIPS_KEY_CHECK.name
 DEV_AR_PREEMPT_TAKES_OVER = P.AR_PREEMPT_TAKES_OVER.name
+DEV_MOVE_FILES_TYPE_AS_SCOPE = P.MOVE_FILES_TYPE_AS_SCOPE.name
 #: what the machine accepts on a device whose profile deviates: every entry of LIO on 6.1
 LIO_DEVIATIONS = frozenset(d.name for d in P.LIO_6_1.deviations)
 
@@ -82,6 +87,34 @@ class OracleWithDeviations(Oracle):
                 out.append(Branch(GOOD, s, DEV_RELEASE_SKIPS_KEY_CHECK))
         elif s.reservation is not None and i in s.holders() and s.reservation[1] != type_:
             out.append(Branch(CONFLICT, s, DEV_RELEASE_WRONG_TYPE))
+        elif s.reservation is not None and i in s.holders() and _stale_holder(s):
+            out.append(Branch(CONFLICT, s, DEV_MOVE_FILES_TYPE_AS_SCOPE))
+        return out
+
+    @classmethod
+    def reserve(cls, s: PRState, i: int, rk: int, type_: ReservationType) -> list[Branch]:
+        """LIO: the holder's RESERVE of its own TYPE conflicts while a move it issued left the
+        TYPE as its scope; a RESERVE that creates the reservation files LU_SCOPE anew."""
+        out = super().reserve(s, i, rk, type_)
+        _reset_scope(out, s, i)
+        res = s.reservation
+        if (
+            cls._key_check(s, i, rk) is None
+            and res is not None
+            and i in s.holders()
+            and res[1] == type_
+            and _stale_holder(s)
+        ):
+            out.append(Branch(CONFLICT, s, DEV_MOVE_FILES_TYPE_AS_SCOPE))
+        return out
+
+    @classmethod
+    def clear(cls, s: PRState, i: int, rk: int) -> list[Branch]:
+        """Every registration goes, and LIO's bookkeeping of their scopes with them."""
+        out = super().clear(s, i, rk)
+        for b in out:
+            if b.outcome == GOOD:
+                b.state.lio_scope_from_move.clear()
         return out
 
     @classmethod
@@ -92,7 +125,20 @@ class OracleWithDeviations(Oracle):
         registrations only): it may take the reservation over, and it never removes the
         issuer."""
         out = super().preempt(s, i, rk, sark, type_)
+        _reset_scope(out, s, i)
         res = s.reservation
+        if (
+            cls._key_check(s, i, rk) is None
+            and res is not None
+            and _stale_holder(s)
+            and sark == s.keys[res[0]]  # type: ignore[index]
+            and res[1] == type_
+        ):
+            # preempting a holder whose scope a move filed wrongly: LIO sees a changed scope
+            told = copy.deepcopy(cls._take_over(s, i, sark, type_))
+            told.lio_scope_from_move.discard(i)
+            told.attention([j for j in told.keys if j != i], RESERVATIONS_RELEASED)
+            out.insert(0, Branch(GOOD, told, DEV_MOVE_FILES_TYPE_AS_SCOPE))
         removed = [j for j in s.keys if s.keys[j] == sark]
         by_key = res is not None and res[1].all_registrants and sark != 0 and removed
         if cls._key_check(s, i, rk) is not None or not by_key:
@@ -120,4 +166,21 @@ class OracleWithDeviations(Oracle):
         out = super().register_and_move(s, i, rk, sark, dest, unreg, aptpl)
         if cls._key_check(s, i, rk) is None and s.reservation is None:
             out.append(Branch(INVALID_FIELD_IN_CDB, s, DEV_MOVE_WITHOUT_RESERVATION))
+        moved = [b for b in out if b.outcome == GOOD]
+        if moved and not unreg:
+            filed = copy.deepcopy(moved[0].state)
+            filed.lio_scope_from_move.add(i)
+            out.insert(0, Branch(GOOD, filed, DEV_MOVE_FILES_TYPE_AS_SCOPE))
         return out
+
+
+def _stale_holder(s: PRState) -> bool:
+    """Is the holder of a (not all-registrants) reservation one whose scope a move filed?"""
+    return s.reservation is not None and s.reservation[0] in s.lio_scope_from_move
+
+
+def _reset_scope(out: list[Branch], s: PRState, i: int) -> None:
+    """LIO files the CDB's scope on whoever a RESERVE or PREEMPT makes the holder."""
+    for b in out:
+        if b.outcome == GOOD and b.state.reservation not in (None, s.reservation):
+            b.state.lio_scope_from_move.discard(i)

@@ -64,6 +64,9 @@ class PRState:
     generation: int | None = None
     aptpl: bool = False
     unit_attentions: dict[int, set[tuple[int, int]]] = field(default_factory=dict)
+    #: LIO bookkeeping, empty unless a deviation branch was taken: initiators whose registration
+    #: LIO left holding the reservation TYPE as its scope (``deviations``: a move they issued)
+    lio_scope_from_move: set[int] = field(default_factory=set)
 
     def holders(self) -> set[int]:
         if self.reservation is None:
@@ -82,6 +85,7 @@ class PRState:
     def remove_registrations(self, who: Sequence[int]) -> None:
         for i in who:
             del self.keys[i]
+            self.lio_scope_from_move.discard(i)
         if self.reservation is not None:
             holder, type_ = self.reservation
             if (type_.all_registrants and not self.keys) or (

@@ -351,12 +351,6 @@ class PRMachine(RuleBasedStateMachine):
 
     @rule(who=initiators, dest=initiators, rk=RK_CHOICES, sark=KEY_CHOICES, unreg=st.booleans())
     def register_and_move(self, who: int, dest: int, rk: int | str, sark: int, unreg: bool) -> None:
-        if self.t.deviations and not unreg:
-            # LIO 6.1 files the reservation TYPE as the *issuer's* scope on a move (UNREG=0);
-            # should the reservation come back to that nexus, its RESERVE and RELEASE conflict.
-            # Found here by CI (issue 12 note), not yet in the model or the oracle: on
-            # deviating devices the issuer leaves with its move.
-            unreg = True
         key = self._rk(who, rk)
         cdb, data = C.register_and_move(
             key, sark, self.t.relative_target_ports[dest], self.t.transport_ids[dest], unreg=unreg

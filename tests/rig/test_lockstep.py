@@ -9,18 +9,19 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
-from scsi_pr.rig.backends import SimBackend
+from scsi_pr.rig.backends import SimBackend, initiator_name
 from scsi_pr.rig.lockstep import cli
 from scsi_pr.rig.lockstep.compare import View, difference, view
 from scsi_pr.rig.lockstep.machine import IN_ACTIONS, OUT_ACTIONS, steps
 from scsi_pr.rig.lockstep.run import run
-from scsi_pr.rig.lockstep.session import LockstepError, Opener, Session, minimise, replay
+from scsi_pr.rig.lockstep.session import LockstepError, Opener, Session, minimise, port_of, replay
 from scsi_pr.rig.lockstep.steps import ReplayError, Step, read_replay, replay_text
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import INVALID_FIELD_IN_CDB, Opcode, SenseKey, Status
 from scsi_pr.sim.constants import PersistentReserveInAction as In
 from scsi_pr.sim.constants import PersistentReserveOutAction as Out
 from scsi_pr.sim.result import CommandResult, FieldPointer
+from scsi_pr.sim.transportid import decode_transport_id
 
 READ_KEYS = C.persistent_reserve_in(In.READ_KEYS, 512)
 REPORT_CAPABILITIES = C.persistent_reserve_in(In.REPORT_CAPABILITIES, 512)
@@ -127,13 +128,23 @@ def test_the_machine_generates_every_kind_of_step_for_every_initiator() -> None:
         action = step.cdb[1] & 0x1F if step.cdb[0] in (0x5E, 0x5F) else 0
         seen.add((step.cdb[0], action))
         who.add(step.initiator)
-        if step.cdb[0] == Opcode.PERSISTENT_RESERVE_OUT:
+        if action == Out.REGISTER_AND_MOVE and step.cdb[0] == Opcode.PERSISTENT_RESERVE_OUT:
+            assert not step.data[17] & 0x01  # APTPL never set: no files under LIO's dbroot
+            unreg.add(bool(step.data[17] & 0x02))
+            # to an initiator of the run, through that initiator's own target port
+            port = int.from_bytes(step.data[18:20], "big")
+            tid = decode_transport_id(step.data, 24)[0]
+            assert (tid.name, port) in {(initiator_name(i), port_of(i)) for i in range(3)}
+        elif step.cdb[0] == Opcode.PERSISTENT_RESERVE_OUT:
             assert not step.data[20] & 0x01  # APTPL never set: no files under LIO's dbroot
             assert not step.data[20] & 0x04  # nor ALL_TG_PT (see the machine's docstring)
-            assert action not in (Out.PREEMPT_AND_ABORT, Out.REGISTER_AND_MOVE)
+            assert action != Out.PREEMPT_AND_ABORT
 
+    unreg: set[bool] = set()
     collect()
-    want = {(0x5F, int(a)) for a in OUT_ACTIONS} | {(0x5E, int(a)) for a in IN_ACTIONS}
+    assert unreg == {False, True}
+    want = {(0x5F, int(a)) for a in (*OUT_ACTIONS, Out.REGISTER_AND_MOVE)}
+    want |= {(0x5E, int(a)) for a in IN_ACTIONS}
     want |= {(Opcode.TEST_UNIT_READY, 0), (Opcode.READ_10, 0), (Opcode.WRITE_10, 0)}
     assert want <= seen
     assert who == {0, 1, 2}
@@ -256,3 +267,17 @@ def test_the_model_takes_the_device_profile_or_the_kernels_lio(
     assert cli.default_profile("lio", None) == "lio-6.12"
     monkeypatch.setattr(cli.platform, "release", lambda: "5.10.0-30-amd64")
     assert cli.default_profile("lio", None) == "lio-6.1"
+
+
+def test_a_side_whose_ports_differ_from_the_steps_layout_is_refused() -> None:
+    """REGISTER AND MOVE steps name initiator i's TransportID and target port i+1: a side laid
+    out otherwise would receive moves to I_T nexuses the other side does not have."""
+    from scsi_pr.sim.nexus import ITNexus
+
+    def crossed() -> SimBackend:
+        side = SimBackend(3)
+        side.sim_initiators[1].nexus = ITNexus.named(initiator_name(1), 3)
+        return side
+
+    with pytest.raises(LockstepError, match=r"initiator 1 is .* on target port 3, not"):
+        Session.open(lambda: SimBackend(3), crossed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pr_machine.deviations import (
+    DEV_MOVE_FILES_TYPE_AS_SCOPE,
     DEV_RELEASE_WRONG_TYPE,
     DEV_UNREGISTER_GENERATION,
     DEV_UNREGISTERED_NOT_READY,
@@ -13,7 +14,15 @@ from pr_machine.deviations import (
     LU_COMMUNICATION_FAILURE,
     OracleWithDeviations,
 )
-from pr_machine.oracle import CONFLICT, GOOD, INVALID_RELEASE, Branch, Oracle, PRState
+from pr_machine.oracle import (
+    CONFLICT,
+    GOOD,
+    INVALID_RELEASE,
+    RESERVATIONS_RELEASED,
+    Branch,
+    Oracle,
+    PRState,
+)
 
 from scsi_pr.sim.constants import ReservationType
 
@@ -60,8 +69,41 @@ def test_deviations_only_add_tagged_branches(s: PRState, args: Args) -> None:
     for standard, extended in zip(spc, lio, strict=True):
         assert all(b.deviation is None for b in standard)
         assert [b for b in extended if b.deviation is None] == standard
-        assert extended[: len(standard)] == standard  # the standard's branches come first
+        # the standard's branches come first, after those of LIO's hidden scope (the module's
+        # docstring says why); with no move behind it, the hidden scope adds only the move's
+        hidden = [b for b in extended if b.deviation == DEV_MOVE_FILES_TYPE_AS_SCOPE]
+        assert extended[: len(hidden)] == hidden
+        assert extended[len(hidden) : len(hidden) + len(standard)] == standard
         assert {b.deviation for b in extended} - {None} <= LIO_DEVIATIONS
+
+
+def test_a_move_files_the_type_as_the_issuers_scope_on_lio() -> None:
+    """LIO's hidden scope: the move's tagged branch (first) remembers the issuer; once the
+    reservation is back with it, its RESERVE and RELEASE of the same TYPE conflict, a PREEMPT
+    of it tells the survivors RESERVATIONS RELEASED, and its own RESERVE files LU_SCOPE anew."""
+    s = PRState(keys={0: 1, 1: 2, 2: 7}, reservation=(0, WE), generation=3)
+    filed, standard = OracleWithDeviations.register_and_move(s, 0, 1, 2, 1, False, False)
+    assert filed.deviation == DEV_MOVE_FILES_TYPE_AS_SCOPE and standard.deviation is None
+    assert filed.state.lio_scope_from_move == {0} and not standard.state.lio_scope_from_move
+    assert filed.state.reservation == standard.state.reservation == (1, WE)
+    unreg = OracleWithDeviations.register_and_move(s, 0, 1, 2, 1, True, False)
+    assert [b.deviation for b in unreg] == [None], "the issuer left: nothing to remember"
+
+    back = PRState(keys={0: 1, 1: 2, 2: 7}, reservation=(0, WE), generation=5)
+    back.lio_scope_from_move = {0}
+    assert [(b.outcome, b.deviation) for b in OracleWithDeviations.reserve(back, 0, 1, WE)] == [
+        (GOOD, None), (CONFLICT, DEV_MOVE_FILES_TYPE_AS_SCOPE)]  # fmt: skip
+    assert [(b.outcome, b.deviation) for b in OracleWithDeviations.release(back, 0, 1, WE)] == [
+        (GOOD, None), (CONFLICT, DEV_MOVE_FILES_TYPE_AS_SCOPE)]  # fmt: skip
+    told, plain = OracleWithDeviations.preempt(back, 2, 7, 1, WE)
+    assert told.deviation == DEV_MOVE_FILES_TYPE_AS_SCOPE and plain.deviation is None
+    assert told.state.unit_attentions[1] == {RESERVATIONS_RELEASED}
+    assert 1 not in plain.state.unit_attentions
+    assert not told.state.lio_scope_from_move  # 0 was preempted away
+    free = PRState(keys={0: 1}, generation=5)
+    free.lio_scope_from_move = {0}
+    (anew,) = OracleWithDeviations.reserve(free, 0, 1, WE)
+    assert anew.outcome == GOOD and not anew.state.lio_scope_from_move
 
 
 def test_release_of_another_type_by_the_holder() -> None:

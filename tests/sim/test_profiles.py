@@ -23,7 +23,7 @@ from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.pr_in_data import parse_read_keys, parse_read_reservation
 from scsi_pr.sim.result import NEVER, CommandResult
-from scsi_pr.sim.state import StateFormatError
+from scsi_pr.sim.state import PersistentReservations, StateFormatError
 
 A, B, K3 = 0xA, 0xB, 0xC
 
@@ -317,7 +317,34 @@ def read_reservation_cut(u: Lu) -> object:
     ]
 
 
+def move(u: Lu, i: int, key: int, dest: int, sa_key: int) -> object:
+    cdb, data = C.register_and_move(key, sa_key, dest + 1, u.n[dest].initiator)
+    return triple(u.lu.execute(u.n[i], cdb, data))
+
+
+def moved_back(u: Lu) -> object:
+    """Nexus 0 moves WE-RO to 1 (UNREG=0): its own RESERVE, after 1 released, ends LIO's stale
+    scope; moved to 1 and back again, 0's RESERVE of the same type is where LIO conflicts."""
+    u.reg(0, A)
+    u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+    answers = [move(u, 0, A, 1, B)]
+    snapshot = PersistentReservations.from_dict(u.lu.pr.to_dict()) == u.lu.pr
+    for i, key, action in ((1, B, SA.RELEASE), (0, A, SA.RESERVE), (0, A, SA.RELEASE),
+                           (0, A, SA.RESERVE)):  # fmt: skip
+        answers.append(triple(u.out(i, action, key, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)))
+        u.drain(0)  # the RESERVATIONS RELEASED of a RELEASE
+        u.drain(1)
+    answers += [move(u, 0, A, 1, B), move(u, 1, B, 0, A)]
+    answers.append(triple(u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)))
+    return answers, snapshot, u.reservation()
+
+
 CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
+    P.MOVE_FILES_TYPE_AS_SCOPE: (
+        moved_back,
+        ([GOOD] * 8, True, (A, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)),
+        ([GOOD] * 7 + [CONFLICT], True, (A, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)),
+    ),
     P.READ_RESERVATION_CUT: (
         read_reservation_cut,
         [WHOLE_RESERVATION[:n].hex() for n in (8, 16, 21, 22)],
