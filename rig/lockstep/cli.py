@@ -2,6 +2,10 @@
 
     scsi-pr lockstep [--device lio] [--steps 2000] [--profile NAME] [--save FILE]
     scsi-pr lockstep --replay FILE [--device ...]
+    scsi-pr lockstep --preempt-and-abort RUNS [--device ...]
+
+``--preempt-and-abort`` runs only PREEMPT AND ABORT programs, each on a fresh pair; on LIO every
+one that succeeds wedges an LU for good (docs/lockstep.md): a process of its own, run last.
 
 On LIO (root, in the VM: ``scsi-pr vm run -- scsi-pr lockstep``) the model takes the running
 kernel's LIO profile. ``--device sim --device-profile spc5 --profile lio-6.1`` compares two
@@ -17,6 +21,7 @@ import sys
 from pathlib import Path
 
 from scsi_pr.rig.backends import BACKENDS, Backend, BackendUnavailable, SimBackend, open_backend
+from scsi_pr.rig.lockstep.abort import run_preempt_and_abort
 from scsi_pr.rig.lockstep.run import PER_SESSION, Report, run
 from scsi_pr.rig.lockstep.session import Session, replay
 from scsi_pr.rig.lockstep.steps import ReplayError, read_replay
@@ -49,6 +54,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--initiators", type=int, default=DEFAULT_INITIATORS)
     p.add_argument("--replay", type=Path, help="run this replay script instead of generating")
     p.add_argument("--save", type=Path, help="write the replay script of a difference here")
+    p.add_argument("--preempt-and-abort", type=int, metavar="RUNS",
+                   help="instead: RUNS programs ending in PREEMPT AND ABORT")  # fmt: skip
     return p
 
 
@@ -71,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     _positive(p, "steps", args.steps)
     _positive(p, "per-session", args.per_session)
     _positive(p, "initiators", args.initiators, 2)
+    if args.preempt_and_abort is not None:
+        _positive(p, "preempt-and-abort", args.preempt_and_abort)
+        if args.replay is not None:
+            p.error("--preempt-and-abort and --replay exclude each other")
     try:
         model_profile = profiles.get(
             args.profile or default_profile(args.device, args.device_profile)
@@ -98,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             _print_difference(session, header, args.save)
             return 1
+        if args.preempt_and_abort is not None:
+            aborts = run_preempt_and_abort(open_model, open_device, args.preempt_and_abort,
+                                           args.initiators)  # fmt: skip
+            if aborts.failed is not None:
+                _print_difference(aborts.failed, header, args.save)
+            print(aborts.summary(model_profile, device))
+            return 0 if aborts.failed is None else 1
         report: Report = run(open_model, open_device, args.steps, args.initiators,
                              args.per_session)  # fmt: skip
     except BackendUnavailable as e:

@@ -281,3 +281,33 @@ def test_a_side_whose_ports_differ_from_the_steps_layout_is_refused() -> None:
 
     with pytest.raises(LockstepError, match=r"initiator 1 is .* on target port 3, not"):
         Session.open(lambda: SimBackend(3), crossed)
+
+
+# -- PREEMPT AND ABORT, each run on a fresh pair -------------------------------------------
+def test_preempt_and_abort_runs_stall_alike_under_one_profile() -> None:
+    from scsi_pr.rig.lockstep.abort import run_preempt_and_abort
+
+    report = run_preempt_and_abort(*sides("lio-6.1", "lio-6.1"), runs=20, initiators=3)
+    assert report.failed is None and report.runs == 21  # the sure run first, then 20 drawn
+    assert 0 < report.stalled < 21, "most arrangements preempt; some only conflict or fail"
+    assert "21 runs" in report.summary("lio-6.1", "sim") and "0 differences" in report.summary(
+        "lio-6.1", "sim"
+    )
+
+
+def test_a_preempt_and_abort_that_completes_on_one_side_only_is_a_difference() -> None:
+    from scsi_pr.rig.lockstep.abort import run_preempt_and_abort
+
+    report = run_preempt_and_abort(*sides("lio-6.1", "spc5"), runs=20, initiators=3)
+    assert report.failed is not None
+    last = report.failed.history[-1]
+    assert last.step.cdb[1] & 0x1F == Out.PREEMPT_AND_ABORT
+    assert str(last.model).startswith("no answer") and last.device.status == Status.GOOD
+
+
+def test_the_cli_runs_preempt_and_abort_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--device", "sim", "--device-profile", "lio-6.1", "--preempt-and-abort", "5"]
+    assert cli.main(argv) == 0
+    assert "lockstep PREEMPT AND ABORT: 6 runs" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--replay", "x.txt"])
