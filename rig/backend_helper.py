@@ -44,6 +44,7 @@ from scsi_pr.sim import profiles
 from scsi_pr.sim.constants import Opcode, Status
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.pr_out import never_completes
 from scsi_pr.sim.result import CommandResult
 from scsi_pr.sim.transportid import TransportId
 
@@ -147,10 +148,24 @@ class HelperSimInitiator(NexusIdentity):
     fd: int
     lus: SharedLUs
     image: Path
+    profile: profiles.Profile = profiles.SPC5
+    #: the helper never answered a command, and it was one the profile never completes
+    stalled: bool = False
+    #: the helper never answered some command
+    timed_out: bool = False
 
     def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
         if cdb and cdb[0] in PR_OPCODES:
-            reply = self.client.execute(self.fd, cdb, data, allocation_length(cdb))
+            try:
+                reply = self.client.execute(self.fd, cdb, data, allocation_length(cdb))
+            except TimeoutError:
+                self.timed_out = True
+                self.stalled |= (
+                    len(cdb) > 1
+                    and cdb[0] == Opcode.PERSISTENT_RESERVE_OUT
+                    and (never_completes(self.profile, cdb[1] & 0x1F))
+                )
+                raise
             return result_from_reply(reply)
         return self.lus.run_on_file(self.image, lambda lu: lu.execute(self.nexus, cdb, data))
 
@@ -247,10 +262,20 @@ class HelperSimBackend(Backend):
                 self.fd,
                 self.lus,
                 self.image,
+                profiles.get(profile),
             )
             for i, helper in enumerate(self.helpers)
         ]
         self.initiators: list[Initiator] = list(self.helper_initiators)
+
+    @property
+    def hung(self) -> bool:
+        return any(it.timed_out for it in self.helper_initiators)
+
+    def wedged(self) -> bool:
+        """The model's stall is exact: a timeout is the profile's only when the helper withheld
+        the answer to a command the profile never completes; any other is a helper fault."""
+        return any(it.stalled for it in self.helper_initiators)
 
     def power_cycle(self) -> None:
         """Power loss + power on of the shared LU. The helpers see it on their next command

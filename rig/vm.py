@@ -1,4 +1,4 @@
-"""``scsi-pr vm run [--kernel PATH] -- CMD…``: run CMD in a virtme-ng TCG VM with LIO ready.
+"""``scsi-pr vm run [--kernel PATH|SERIES] -- CMD…``: run CMD in a virtme-ng TCG VM with LIO ready.
 
 The host kernel of a CI machine has no SCSI target stack, so the real-kernel tier boots Debian's
 distribution kernel under QEMU/TCG with virtme-ng: the guest shares the host's root read-only,
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scsi_pr import CHECKOUT
+from scsi_pr.rig import vm_kernel
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.watchdog import run_watched
 
@@ -65,6 +65,12 @@ STDLIB_EXCLUDE = (
     "ensurepip",
     "turtledemo",
     "__phello__",
+)
+
+
+KERNEL_HELP = (
+    f"a /boot/vmlinuz path, or a kernel series such as 6.12 (default: ${vm_kernel.ENV_KERNEL}, "
+    f"else {vm_kernel.DEFAULT_SERIES}, Debian 12's)"
 )
 
 
@@ -122,24 +128,6 @@ def ensure_tools() -> None:
     still = missing()
     if still:
         raise VmError(f"still missing after installing: {still}")
-
-
-def default_kernel() -> str:
-    """The newest /boot/vmlinuz-* whose modules are installed (the guest loads LIO from them)."""
-    kernels = [
-        k
-        for k in glob.glob("/boot/vmlinuz-*")
-        if Path("/lib/modules", k.removeprefix("/boot/vmlinuz-"), "kernel").is_dir()
-    ]
-    if not kernels:
-        raise VmError("no /boot/vmlinuz-* with /lib/modules: apt-get install linux-image-amd64")
-
-    return max(kernels, key=_natural)
-
-
-def _natural(text: str) -> list[tuple[int, int, str]]:
-    """Sort key that orders 6.12 after 6.1 and -56 after -9."""
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text)]
 
 
 def build_image(path: Path) -> dict[str, str]:
@@ -222,9 +210,7 @@ def run(
     if not cmd:
         raise VmError("no command: scsi-pr vm run -- CMD [ARGS…]")
     ensure_tools()
-    kernel = kernel or default_kernel()
-    if not Path(kernel).is_file():
-        raise VmError(f"kernel {kernel} not found")
+    kernel = vm_kernel.find(kernel)
     # The guest mounts its tmpfs dbroot here; the read-only 9p root needs the mount point.
     Path("/etc/target").mkdir(parents=True, exist_ok=True)
     # One image per run: several VMs may run side by side (each needs its own copy).
@@ -272,7 +258,7 @@ def main(argv: list[str]) -> int:
     )
     sub = p.add_subparsers(dest="action", required=True)
     r = sub.add_parser("run", help="run CMD in a TCG VM with LIO ready")
-    r.add_argument("--kernel", help="bzImage to boot (default: newest /boot/vmlinuz-*)")
+    r.add_argument("--kernel", help=KERNEL_HELP)
     r.add_argument("--memory", default=DEFAULT_MEMORY)
     r.add_argument("--cpus", type=int, default=2)
     r.add_argument("--timeout", type=float, help="kill the VM after this many seconds")
@@ -287,17 +273,20 @@ def main(argv: list[str]) -> int:
         help="read everything over 9p (slow under TCG) instead of a disk image",
     )
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS…]")
-    sub.add_parser("check", help="say what the VM tier lacks on this machine")
-    sub.add_parser("install", help="install what the VM tier lacks (root: apt-get, pip)")
+    c = sub.add_parser("check", help="say what the VM tier lacks on this machine")
+    c.add_argument("--kernel", help=KERNEL_HELP)
+    i = sub.add_parser("install", help="install what the VM tier lacks (root: apt-get, pip)")
+    i.add_argument("--kernel", help=KERNEL_HELP)
     args = p.parse_args(argv)
     try:
         if args.action == "install":
             ensure_tools()
-            print(f"ready; kernel {default_kernel()}")
+            kernel = args.kernel or os.environ.get(vm_kernel.ENV_KERNEL)
+            print(f"ready; kernel {vm_kernel.install(kernel or vm_kernel.DEFAULT_SERIES)}")
             return 0
         if args.action == "check":
             need = missing()
-            print(f"missing: {need}" if need else f"ready; kernel {default_kernel()}")
+            print(f"missing: {need}" if need else f"ready; kernel {vm_kernel.find(args.kernel)}")
             return 1 if need else 0
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         return run(
@@ -308,6 +297,6 @@ def main(argv: list[str]) -> int:
             timeout=args.timeout,
             quiet_timeout=args.quiet_timeout,
         )
-    except VmError as e:
+    except (VmError, vm_kernel.KernelNotFound) as e:
         print(f"scsi-pr vm: {e}", file=sys.stderr)
         return 2

@@ -379,15 +379,9 @@ class PrOut:
     def register_and_move(self) -> None:
         p, pr = self.params, self.pr
         self.check_key()
-        res = pr.reservation
-        if res is None:
-            raise self.profile.choose(
-                MOVE_WITHOUT_RESERVATION,
-                reservation_conflict(),
-                illegal_request(INVALID_FIELD_IN_CDB),
-            )
-        if res.type.all_registrants or res.holder != self.nexus:
-            raise reservation_conflict()
+        # The parameter list before the reservation: SPC-5 orders none of these checks, and
+        # this is LIO's order (the lockstep differential found a zero SARK answered 26h with
+        # no reservation to move, on 6.1).
         if p.sa_key == 0:
             raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
         if p.relative_target_port not in self.target_ports:
@@ -397,6 +391,15 @@ class PrOut:
             raise illegal_request(
                 INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PR_OUT_BASIC_PARAMETER_LIST_LENGTH
             )
+        res = pr.reservation
+        if res is None:
+            raise self.profile.choose(
+                MOVE_WITHOUT_RESERVATION,
+                reservation_conflict(),
+                illegal_request(INVALID_FIELD_IN_CDB),
+            )
+        if res.type.all_registrants or res.holder != self.nexus:
+            raise reservation_conflict()
         if dest in pr.registrations:
             pr.registrations[dest].key = p.sa_key
         else:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from scsi_pr.rig import vm_kernel
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.guest.cpio import S_IFDIR, S_IFLNK, S_IFREG, Entry, newc_archive
 from scsi_pr.rig.guest.init_script import GUEST_DEVICE, render_init
@@ -90,18 +91,12 @@ def shared_libraries(program: Path) -> list[Path]:
 
 
 def default_kernel_release() -> str:
-    """The newest kernel with both /boot/vmlinuz-<ver> and /lib/modules/<ver> (Debian layout)."""
-    found = sorted(
-        p.name.removeprefix("vmlinuz-")
-        for p in Path("/boot").glob("vmlinuz-*")
-        if Path("/lib/modules", p.name.removeprefix("vmlinuz-"), "modules.dep").exists()
-    )
-    if not found:
-        raise GuestBuildError(
-            "no /boot/vmlinuz-<ver> with /lib/modules/<ver>/modules.dep; "
-            "apt-get install linux-image-amd64"
-        )
-    return found[-1]
+    """The release of the kernel the VM tier boots (``scsi_pr.rig.vm_kernel``: the series
+    ``SCSI_PR_KERNEL`` names, else Debian 12's), so that the nested guest runs the same one."""
+    try:
+        return Path(vm_kernel.find()).name.removeprefix("vmlinuz-")
+    except vm_kernel.KernelNotFound as e:
+        raise GuestBuildError(f"{e}; apt-get install linux-image-amd64") from e
 
 
 def kernel_image(release: str) -> Path:

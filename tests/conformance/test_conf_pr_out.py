@@ -638,6 +638,23 @@ def test_unregistered_register_and_move_conflicts(nexuses: list, device_profile:
     assert read_keys(b)[1] == [B]
 
 
+@pytest.mark.parametrize("held_by", ["nobody", "another"])
+@pytest.mark.parametrize("to_self", [False, True], ids=["zero-sa-key", "to-itself"])
+def test_the_move_parameter_list_is_checked_before_the_reservation(
+    nexuses: list, to_self: bool, held_by: str
+) -> None:
+    """With no reservation to move, or a reservation the issuer does not hold, a bad parameter
+    list still answers INVALID FIELD IN PARAMETER LIST: the model's order, and LIO's."""
+    a, b, c = nexuses
+    register(a, A)
+    if held_by == "another":
+        register(c, C3)
+        reserve(c, C3, WE)
+    r = _move(a, A, B, a) if to_self else _move(a, A, 0, b)
+    expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
+    assert read_keys(a)[1] == sorted([A] if held_by == "nobody" else [A, C3])
+
+
 @pytest.mark.parametrize("to_self", [False, True], ids=["zero-sa-key", "to-itself"])
 def test_register_and_move_invalid_parameters(nexuses: list, to_self: bool) -> None:
     a, b, _ = nexuses

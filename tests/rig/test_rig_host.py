@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from scsi_pr.rig import lio, lio_cli, vm, vm_tier
+from scsi_pr.rig import lio, lio_cli, vm, vm_kernel, vm_tier
 from scsi_pr.rig.backends import initiator_name
 from scsi_pr.rig.lio_cli import parse_size
 from scsi_pr.sim.transportid import decode_transport_id
@@ -94,14 +94,55 @@ def test_vng_command_boots_tcg_as_root_with_tsc_and_the_image() -> None:
     assert tail[-2:] == ["pytest", "-q"]
 
 
+KERNELS = [
+    "/boot/vmlinuz-6.1.0-9-amd64",
+    "/boot/vmlinuz-6.12.107+deb12-amd64",
+    "/boot/vmlinuz-6.1.0-56-amd64",
+]
+
+
 def test_kernel_versions_sort_naturally() -> None:
-    kernels = [
-        "/boot/vmlinuz-6.1.0-9-amd64",
-        "/boot/vmlinuz-6.12.1-amd64",
-        "/boot/vmlinuz-6.1.0-56-amd64",
+    assert max(KERNELS, key=vm_kernel.natural) == "/boot/vmlinuz-6.12.107+deb12-amd64"
+    assert sorted(KERNELS, key=vm_kernel.natural)[0] == "/boot/vmlinuz-6.1.0-9-amd64"
+
+
+def test_a_kernel_is_chosen_by_series_not_by_being_newest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Installing 6.12 beside 6.1 must not change what an unchanged command boots."""
+    assert vm_kernel.series_of("6.12.107+deb12-amd64") == "6.12"
+    assert vm_kernel.series_of("6.1.0-57-amd64") == "6.1"
+    assert vm_kernel.choose("6.1", KERNELS) == "/boot/vmlinuz-6.1.0-56-amd64"
+    assert vm_kernel.choose("6.12", KERNELS) == "/boot/vmlinuz-6.12.107+deb12-amd64"
+    assert vm_kernel.choose("6.6", KERNELS) is None
+    monkeypatch.setattr(vm_kernel, "installed", lambda: KERNELS)
+    monkeypatch.delenv(vm_kernel.ENV_KERNEL, raising=False)
+    assert vm_kernel.find() == "/boot/vmlinuz-6.1.0-56-amd64"
+    monkeypatch.setenv(vm_kernel.ENV_KERNEL, "6.12")
+    assert vm_kernel.find() == "/boot/vmlinuz-6.12.107+deb12-amd64"
+    assert vm_kernel.find("6.1") == "/boot/vmlinuz-6.1.0-56-amd64"  # --kernel wins
+    with pytest.raises(vm_kernel.KernelNotFound, match=r"scsi-pr vm install --kernel 6\.6"):
+        vm_kernel.find("6.6")
+    with pytest.raises(vm_kernel.KernelNotFound, match="not found"):
+        vm_kernel.find("/boot/vmlinuz-none")
+
+
+def test_the_kernel_package_is_the_newest_plain_signed_image() -> None:
+    names = [
+        "linux-image-6.12.100+deb12-amd64",
+        "linux-image-6.12.117+deb12-amd64",
+        "linux-image-6.12.117+deb12-amd64-dbg",
+        "linux-image-6.12.117+deb12-amd64-unsigned",
+        "linux-image-6.12.117+deb12-cloud-amd64",
+        "linux-image-6.12.117+deb12-rt-amd64",
+        "linux-image-6.12-amd64",
+        "linux-image-6.1.0-57-amd64",
+        "linux-image-6.1.0-9-amd64",
+        "linux-image-amd64",
     ]
-    assert max(kernels, key=vm._natural) == "/boot/vmlinuz-6.12.1-amd64"
-    assert sorted(kernels, key=vm._natural)[0] == "/boot/vmlinuz-6.1.0-9-amd64"
+    assert vm_kernel.package("6.12", names) == "linux-image-6.12.117+deb12-amd64"
+    assert vm_kernel.package("6.1", names) == "linux-image-6.1.0-57-amd64"
+    assert vm_kernel.package("6.6", names) is None
 
 
 def test_vm_run_needs_a_command() -> None:
