@@ -293,8 +293,12 @@ TYPE_BEFORE_REGISTRATION = Deviation(
     "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05h/24h/00h): the TYPE is checked "
     "before the issuer's registration, after one check of its own: while another I_T nexus "
     "holds a reservation, RESERVATION CONFLICT for anything but a REGISTER, a registered "
-    "nexus's RELEASE, CLEAR or PREEMPT, or a registrant's command under a registrants-only type",
-    _tests("test_conf_pr_out.py::test_reserved_type_from_a_nexus_without_the_key"),
+    "nexus's RELEASE, CLEAR or PREEMPT, or a registrant's command under a registrants-only type "
+    "(so a non-holder's REGISTER AND MOVE with a bad parameter list conflicts too)",
+    _tests(
+        "test_conf_pr_out.py::test_reserved_type_from_a_nexus_without_the_key",
+        "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
+    ),
     note="found by the lockstep differential (docs/lockstep.md)",
 )
 NO_FIELD_POINTER = Deviation(

@@ -638,20 +638,26 @@ def test_unregistered_register_and_move_conflicts(nexuses: list, device_profile:
     assert read_keys(b)[1] == [B]
 
 
-@pytest.mark.parametrize("held_by", ["nobody", "another"])
+@pytest.mark.lio_deviation(P.TYPE_BEFORE_REGISTRATION.name)
+@pytest.mark.parametrize("held_by", ["nobody", "another-WE", "another-WE-RO"])
 @pytest.mark.parametrize("to_self", [False, True], ids=["zero-sa-key", "to-itself"])
 def test_the_move_parameter_list_is_checked_before_the_reservation(
-    nexuses: list, to_self: bool, held_by: str
+    nexuses: list, to_self: bool, held_by: str, device_profile: Profile
 ) -> None:
     """With no reservation to move, or a reservation the issuer does not hold, a bad parameter
-    list still answers INVALID FIELD IN PARAMETER LIST: the model's order, and LIO's."""
+    list answers INVALID FIELD IN PARAMETER LIST (the model's order, and LIO's); except that
+    LIO's own check of a non-holder comes first: RESERVATION CONFLICT while another I_T nexus
+    holds a reservation that is not registrants-only."""
     a, b, c = nexuses
     register(a, A)
-    if held_by == "another":
+    if held_by != "nobody":
         register(c, C3)
-        reserve(c, C3, WE)
+        reserve(c, C3, WE_RO if held_by == "another-WE-RO" else WE)
     r = _move(a, A, B, a) if to_self else _move(a, A, 0, b)
-    expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
+    if held_by == "another-WE" and P.TYPE_BEFORE_REGISTRATION in device_profile:
+        expect_conflict(r)
+    else:
+        expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
     assert read_keys(a)[1] == sorted([A] if held_by == "nobody" else [A, C3])
 
 
