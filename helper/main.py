@@ -130,6 +130,10 @@ def make_executor(opts: Options) -> Executor:
             max(opts.target_ports, opts.target_port),
             opts.profile,
         )
+    if opts.backend == "ioctl":
+        from scsi_pr.helper.executors.ioctl import IoctlExecutor
+
+        return IoctlExecutor()
     from scsi_pr.helper.executors.multipath import with_multipath
     from scsi_pr.helper.executors.sg import SgExecutor
 

@@ -25,7 +25,7 @@ from scsi_pr.sim.profiles import DEFAULT_PROFILE, PROFILES
 DEFAULT_SOCKET = "/var/run/qemu-pr-helper.sock"  # qemu: <localstatedir>/run/qemu-pr-helper.sock
 DEFAULT_PIDFILE = "/var/run/qemu-pr-helper.pid"
 VERSION = "scsi-pr 0.1.0 (qemu-pr-helper protocol of QEMU 2.11-10.x)"
-BACKENDS = ("sg", "sim")
+BACKENDS = ("sg", "sim", "ioctl")
 
 # QEMU's optstring and longopts; extensions have no short letter and report their own name.
 OPTIONS = OptionTable(
@@ -71,8 +71,9 @@ Persistent Reservation helper program for QEMU
   -g, --group=GROUP         group to drop privileges to
 
 scsi-pr extensions:
-      --backend=sg|sim      what runs the commands (default 'sg': SG_IO, dm-multipath
-                            devices through multipathd as a multipath build does)
+      --backend=sg|sim|ioctl  what runs the commands (default 'sg': SG_IO, dm-multipath
+                            devices through multipathd as a multipath build does;
+                            'ioctl': the block layer's PR ioctls, no CAP_SYS_RAWIO)
       --initiator=NAME      sim: this helper's initiator port (default '{initiator}')
       --state-dir=DIR       sim: share simulated LUs with other helpers through DIR
       --target-port=N       sim: this helper's relative target port (default 1)

@@ -378,9 +378,9 @@ class PrOut:
     # -- REGISTER AND MOVE (SPC-5 5.14.8) ----------------------------------------------------
     def register_and_move(self) -> None:
         p, pr = self.params, self.pr
-        if self.profile.choose(TYPE_BEFORE_REGISTRATION, False, True):
-            if self.lio_refuses_non_holder():  # LIO's own check of a non-holder comes first
-                raise reservation_conflict()
+        lio_first = self.profile.choose(TYPE_BEFORE_REGISTRATION, False, True)
+        if lio_first and self.lio_refuses_non_holder():  # LIO's check of a non-holder: first
+            raise reservation_conflict()
         self.check_key()
         # The parameter list before the reservation: SPC-5 orders none of these checks, and
         # this is LIO's order (the lockstep differential found a zero SARK answered 26h with

@@ -132,10 +132,10 @@ def pr_out(cdb: bytes, data: bytes) -> Ioctl | Refusal:
         return Refusal(INVALID_FIELD, f"service action {cdb[1] & 0x1F:#x} does not exist")
     if action in (SA.REGISTER_AND_MOVE, SA.REPLACE_LOST_RESERVATION):
         return Refusal(INVALID_FIELD, f"{action.name} has no block-layer ioctl")
-    if len(data) != PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
-        # without SPEC_I_PT the list is exactly 24 bytes (SPC-5 6.17.3); with it, refused below
-        if len(data) < PR_OUT_BASIC_PARAMETER_LIST_LENGTH or not data[20] & SPEC_I_PT:
-            return Refusal(INVALID_PARAM_LEN, f"parameter list of {len(data)} bytes, not 24")
+    # without SPEC_I_PT the list is exactly 24 bytes (SPC-5 6.17.3); with it, refused below
+    basic = PR_OUT_BASIC_PARAMETER_LIST_LENGTH
+    if len(data) < basic or (len(data) != basic and not data[20] & SPEC_I_PT):
+        return Refusal(INVALID_PARAM_LEN, f"parameter list of {len(data)} bytes, not 24")
     key, sa_key = struct.unpack_from(">QQ", data)
     flags = data[20]
     if flags & (SPEC_I_PT | ALL_TG_PT):
