@@ -321,6 +321,8 @@ class HelperLioInitiator:
     relative_target_port: int
     client: Client
     hung: bool = False
+    #: the fd the helper gets (-1: the direct path's /dev/sgN; ``helper-lio-ioctl``: /dev/sdX)
+    pr_fd: int = -1
 
     @property
     def name(self) -> str:
@@ -332,7 +334,8 @@ class HelperLioInitiator:
         if self.hung:
             raise TimeoutError(f"{self.name}: LUN already hung by an earlier command")
         try:
-            reply = self.client.execute(self.direct.fd, cdb, data, allocation_length(cdb))
+            fd = self.direct.fd if self.pr_fd < 0 else self.pr_fd
+            reply = self.client.execute(fd, cdb, data, allocation_length(cdb))
         except TimeoutError:
             self.hung = True
             from scsi_pr.rig.backend_lio import mark_hung
@@ -371,6 +374,8 @@ class HelperLioBackend(Backend):
 
     name = "helper-lio"
     capabilities = frozenset({Capability.RESTART_HELPER, Capability.REAL_KERNEL})
+    #: the helper's ``--backend``
+    executor = "sg"
 
     def __init__(
         self,
@@ -396,7 +401,8 @@ class HelperLioBackend(Backend):
         self._directs = [direct for direct, _, _ in ports]
         self._tmp = tempfile.TemporaryDirectory(prefix="scsi-pr-helper-lio-")
         root = Path(self._tmp.name)
-        self.helper = HelperProcess([exe, "-q", "--backend", "sg"], root / "h.sock", root / "h.log")
+        argv = [exe, "-q", "--backend", self.executor]
+        self.helper = HelperProcess(argv, root / "h.sock", root / "h.log")
         try:
             self.helper.start()
         except BaseException:
@@ -430,6 +436,8 @@ class HelperLioBackend(Backend):
     def __exit__(self, *exc: object) -> None:
         for it in self.helper_initiators:
             it.client.close()
+            if it.pr_fd >= 0 and not it.hung:
+                os.close(it.pr_fd)
         if self.hung:
             self.helper.kill()  # its SG_IO thread is stuck: SIGTERM would wait for it
         else:
@@ -440,3 +448,21 @@ class HelperLioBackend(Backend):
         if self._lio is not None:
             self._lio.__exit__(*exc)
         self._tmp.cleanup()
+
+
+class HelperLioIoctlBackend(HelperLioBackend):
+    """PR through ``scsi-pr-helper --backend ioctl`` (the block layer's PR ioctls) on the LIO
+    rig's /dev/sdX disks; everything else as ``helper-lio``."""
+
+    name = "helper-lio-ioctl"
+    executor = "ioctl"
+
+    def __init__(self, initiators: int = 2) -> None:
+        super().__init__(initiators)
+        assert self._lio is not None
+        try:
+            for it, port in zip(self.helper_initiators, self._lio.lio_initiators, strict=True):
+                it.pr_fd = os.open(port.port.sd, os.O_RDWR)
+        except OSError as e:
+            self.__exit__(None, None, None)
+            raise BackendUnavailable(f"helper-lio-ioctl: cannot open the LIO disks: {e}") from e

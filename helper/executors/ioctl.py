@@ -13,8 +13,9 @@ issues them. What each service action becomes:
   what this path supports (no SIP_C, no ATP_C, PTPL_C, the six types); READ FULL STATUS has no
   ioctl (INVALID FIELD IN CDB).
 - A CHECK CONDITION from an ioctl arrives without its sense; like the C helper on multipath,
-  a TEST UNIT READY (permitted to anyone who may open the disk) fetches a pending condition,
-  else the sense is built.
+  a TEST UNIT READY (permitted to anyone who may open the disk) fetches a pending condition;
+  with none pending the command is sent once more (6.1's sd returns a unit attention's CHECK
+  CONDITION having consumed it; later kernels retry), else the sense is built (0Bh/00h/06h).
 
 Capabilities follow the kernel: CAP_SYS_ADMIN before 6.5 (the block layer demanded it for
 every PR ioctl; from 6.5 a writable whole-disk fd suffices), and CAP_SYS_RAWIO before 6.19 for
@@ -55,6 +56,8 @@ MAX_KEYS = (PR_HELPER_DATA_SIZE - 8) // 8
 #: errnos meaning "this kernel has no such ioctl" (6.19's read ioctls on an older kernel)
 NO_SUCH_IOCTL = frozenset({E.ENOTTY, E.EINVAL, E.EOPNOTSUPP})
 TUR_TIMEOUT_MS = 30_000
+#: a PR OUT refused by a condition the kernel swallowed is sent once more (see ``_issue``)
+ATTEMPTS = 2
 
 
 #: (first kernel that no longer needs it, capability)
@@ -97,13 +100,26 @@ class IoctlExecutor(Executor):
 
     # -- PR OUT ----------------------------------------------------------------------------
     def _issue(self, fd: int, call: block_pr.Ioctl) -> Reply:
-        argument = bytearray(call.argument)
-        try:
-            returned = fcntl.ioctl(fd, call.request, argument, True)
-        except OSError as e:
-            status, sense = from_errno(e.errno or E.EIO)
-            return Reply(status, sense)
-        return _from_return(fd, returned)
+        for _ in range(ATTEMPTS):
+            try:
+                returned = fcntl.ioctl(fd, call.request, bytearray(call.argument), True)
+            except OSError as e:
+                status, sense = from_errno(e.errno or E.EIO)
+                return Reply(status, sense)
+            got = block_pr.outcome(returned)
+            if got.host:
+                status, sense = map_sg_io(host_status=got.host)
+                return Reply(status, sense)
+            if got.status != Status.CHECK_CONDITION:
+                return Reply(got.status)
+            # The sense stayed in the kernel. A condition still pending is the answer (a unit
+            # attention the guest must see); none pending means the one that refused the
+            # command was taken with it, as 6.1's sd does with a unit attention (later kernels
+            # retry those themselves): once more, as they do. A refused PR OUT changed nothing.
+            pending = _pending_condition(fd)
+            if pending is not None:
+                return pending
+        return check_condition(IO_ERROR)
 
     # -- PR IN -----------------------------------------------------------------------------
     def _pr_in(self, fd: int, cdb: bytes, allocation_length: int) -> Reply:
@@ -145,17 +161,10 @@ def _pr_in_by_sg_io(fd: int, cdb: bytes, allocation_length: int) -> Reply:
     return r.reply(allocation_length)
 
 
-def _from_return(fd: int, returned: int) -> Reply:
-    """A PR ioctl's non-negative return value as the helper's answer."""
-    got = block_pr.outcome(returned)
-    if got.host:
-        status, sense = map_sg_io(host_status=got.host)
-        return Reply(status, sense)
-    if got.status != Status.CHECK_CONDITION:
-        return Reply(got.status)
-    # The sense stayed in the kernel: ask the device what condition it reports now.
+def _pending_condition(fd: int) -> Reply | None:
+    """TEST UNIT READY (allowed to anyone who may open the disk): the CHECK CONDITION the device
+    reports now, or None."""
     tur = sg_io(fd, bytes(6), b"", 0, TUR_TIMEOUT_MS)
     if not tur.errno and tur.status == Status.CHECK_CONDITION and tur.sb_len_wr:
         return Reply(Status.CHECK_CONDITION, tur.sense)
-    return check_condition(IO_ERROR)
-
+    return None

@@ -115,6 +115,8 @@ class FakeKernel:
 
     def __init__(self, returns: int = 0, error: int = 0, tur: SgIoResult | None = None) -> None:
         self.returns, self.error, self.tur = returns, error, tur
+        #: answers of the next ioctls, before ``returns`` applies
+        self.first: list[int] = []
         self.calls: list[tuple[int, bytes]] = []
         self.sg: list[bytes] = []
 
@@ -122,7 +124,7 @@ class FakeKernel:
         self.calls.append((request, bytes(argument)))
         if self.error:
             raise OSError(self.error, "fake")
-        return self.returns
+        return self.first.pop(0) if self.first else self.returns
 
     def sg_io(self, fd: int, cdb: bytes, *args: object, **kw: object) -> SgIoResult:
         self.sg.append(bytes(cdb))
@@ -171,9 +173,20 @@ def test_a_check_condition_fetches_the_pending_condition(kernel: FakeKernel) -> 
     kernel.tur = SgIoResult(Status.CHECK_CONDITION, 0, 0x08, sense, b"", 0, sb_len_wr=18)
     r = run(C.prout(SA.RESERVE, K1, 0, T.WRITE_EXCLUSIVE))
     assert r.status == Status.CHECK_CONDITION and r.sense[:18] == sense[:18]
-    assert kernel.sg == [bytes(6)]
-    kernel.tur = SgIoResult(Status.GOOD, 0, 0, bytes(96), b"", 0)  # nothing pending: built
+    assert kernel.sg == [bytes(6)] and len(kernel.calls) == 1
+    kernel.tur = SgIoResult(Status.GOOD, 0, 0, bytes(96), b"", 0)  # nothing pending: again,
+    kernel.calls.clear()
     assert run(C.prout(SA.RESERVE, K1, 0, T.WRITE_EXCLUSIVE)).sense[:18] == IO_ERROR.build()
+    assert len(kernel.calls) == ioctl.ATTEMPTS  # then the sense is built
+
+
+def test_a_unit_attention_the_kernel_swallowed_costs_one_more_try(kernel: FakeKernel) -> None:
+    """6.1's sd returns CHECK CONDITION for a PR OUT refused by a unit attention, which it
+    consumed: nothing is pending any more, and the command, sent again, goes through."""
+    kernel.first = [Status.CHECK_CONDITION]
+    kernel.tur = SgIoResult(Status.GOOD, 0, 0, bytes(96), b"", 0)
+    assert run(C.prout(SA.REGISTER, 0, K2)).status == Status.GOOD
+    assert len(kernel.calls) == 2 and kernel.sg == [bytes(6)]
 
 
 def test_read_keys_by_ioctl_where_the_kernel_has_it(
