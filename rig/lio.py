@@ -36,6 +36,7 @@ from scsi_pr.helper.executors.sg import sg_io
 from scsi_pr.rig.backends import initiator_name
 from scsi_pr.rig.errors import RigError
 from scsi_pr.sim import cdb as C
+from scsi_pr.sim.commands import relative_target_port_of
 from scsi_pr.sim.result import SenseData
 from scsi_pr.sim.transportid import TransportId
 
@@ -253,7 +254,7 @@ def _describe_port(index: int, generation: int) -> InitiatorPort:
         wwn=initiator_name(index),
         transport_id=TransportId.from_name(initiator_name(index)).encode().hex(),
         target_wwn=target_wwn(index, generation),
-        relative_target_port=_relative_target_port(tpg_dir),
+        relative_target_port=_relative_target_port(sg, tpg_dir),
         hctl=hctl,
         sg=sg,
         sd=sd,
@@ -288,8 +289,20 @@ def _wait_for_nodes(hctl: str) -> tuple[str, str]:
         time.sleep(0.1)
 
 
-def _relative_target_port(tpg_dir: Path) -> int:
-    """LIO's RELATIVE TARGET PORT IDENTIFIER for LUN 0 (``statistics/scsi_port/indx``)."""
+def _relative_target_port(sg: str, tpg_dir: Path) -> int:
+    """The RELATIVE TARGET PORT IDENTIFIER this port's commands arrive through, as the device
+    itself names it (INQUIRY, Device Identification VPD page). Measured: configfs
+    ``statistics/scsi_port/indx`` holds it on 6.1 but reads 0 for every port on 6.12 (the
+    rig then told moves an RTPI no port has); configfs stays the fallback."""
+    fd = os.open(sg, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        r = sg_io(fd, C.inquiry(evpd=True, page=0x83, allocation_length=252), b"", 252,
+                  timeout_ms=TUR_TIMEOUT_MS)  # fmt: skip
+    finally:
+        os.close(fd)
+    found = relative_target_port_of(r.data) if r.ok else None
+    if found is not None:
+        return found
     return int((tpg_dir / "lun" / "lun_0" / "statistics" / "scsi_port" / "indx").read_text())
 
 

@@ -96,8 +96,28 @@ def _vpd_device_identification(lu: LuState, nexus: ITNexus) -> bytes:
     naa = bytes([0x01, 0x03, 0x00, 0x08]) + lu.naa.to_bytes(8, "big")
     t10_id = (lu.vendor.ljust(8)[:8] + lu.serial).encode()
     t10 = bytes([0x02, 0x01, 0x00, len(t10_id)]) + t10_id
-    rtpi = bytes([0x61, 0x94, 0x00, 0x04, 0, 0]) + nexus.target_port.to_bytes(2, "big")
+    rtpi = bytes([0x61, RTPI_DESIGNATOR, 0x00, 0x04, 0, 0]) + nexus.target_port.to_bytes(2, "big")
     return naa + t10 + rtpi
+
+
+#: Device Identification designator byte 1: PIV=1, ASSOCIATION 01b (target port), DESIGNATOR
+#: TYPE 4h (relative target port identifier)
+RTPI_DESIGNATOR = 0x94
+
+
+def relative_target_port_of(page: bytes) -> int | None:
+    """The RELATIVE TARGET PORT IDENTIFIER a Device Identification VPD page (INQUIRY EVPD 83h,
+    header included) names for the port it was read through; None if it names none."""
+    end = min(len(page), 4 + int.from_bytes(page[2:4], "big"))
+    offset = 4
+    while offset + 4 <= end:
+        length = page[offset + 3]
+        if offset + 4 + length > end:
+            return None  # cut short: the page says more than was read
+        if page[offset + 1] & 0x3F == RTPI_DESIGNATOR & 0x3F and length >= 4:
+            return int.from_bytes(page[offset + 6 : offset + 8], "big")
+        offset += 4 + length
+    return None
 
 
 VPD_PAGES: dict[int, Callable[[LuState, ITNexus], bytes]] = {

@@ -92,6 +92,22 @@ def test_vpd_device_identification(lu: LogicalUnit) -> None:
     assert good(lu.execute(I1, C.inquiry(True, 0x83, 10))) == page[:10]
 
 
+def test_the_relative_target_port_is_read_back_from_the_page(lu: LogicalUnit) -> None:
+    """The reader the LIO rig measures each port's RTPI with (configfs does not say on 6.12)."""
+    from scsi_pr.sim.commands import relative_target_port_of
+
+    for nexus, port in ((I1, 1), (I2, 2)):
+        assert relative_target_port_of(good(lu.execute(nexus, C.inquiry(True, 0x83, 255)))) == port
+    page = good(lu.execute(I2, C.inquiry(True, 0x83, 255)))
+    assert relative_target_port_of(page[:-4]) is None  # cut inside the designator
+    lu_only = page[:4 + 12]  # the NAA designator alone, header length left as it was
+    assert relative_target_port_of(lu_only) is None
+    # a designator of another association with type 4 does not count
+    other = bytearray(page)
+    other[-7] = 0xA4  # PIV=1, ASSOCIATION 10b (SCSI target device), type 4
+    assert relative_target_port_of(bytes(other)) is None
+
+
 def test_vpd_t10_vendor_id_takes_eight_bytes_of_the_vendor() -> None:
     lu = LogicalUnit(vendor="LONGVENDOR", serial="S1")
     page = good(lu.execute(I1, C.inquiry(True, 0x83)))
