@@ -422,9 +422,9 @@ class HelperLioBackend(Backend):
         return any(d.hung for d in self._directs) or any(it.hung for it in self.helper_initiators)
 
     def wedged(self) -> bool:
-        """The probe goes straight to LIO (SG_IO, not through the helper) from a port whose
-        command did not time out, so a helper that lost an answer is not taken for LIO's hang.
-        Devices given explicitly have no spare port to probe from: a timeout is the evidence."""
+        """The probe goes straight to LIO (SG_IO, not through the helper) on the I_T nexus whose
+        command timed out, so a helper that lost an answer is not taken for LIO's hang. Devices
+        given explicitly have no rig to probe: a timeout is the evidence."""
         if self._lio is None:
             return self.hung
         timed_out = {it.name for it in self.helper_initiators if it.hung or it.direct.hung}

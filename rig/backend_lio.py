@@ -277,12 +277,14 @@ class LioBackend(Backend):
         return self.probe_wedged({it.name for it in self.lio_initiators if it.hung})
 
     def probe_wedged(self, timed_out: set[str]) -> bool:
-        """TEST UNIT READY, on a fresh fd, from each rig port whose initiator is not in
-        ``timed_out``: any answer at all shows the LU alive; a timeout shows it wedged. With no
-        such port left, every initiator timed out, and that is the proof."""
-        for port in self.description.initiators:
-            if port.wwn in timed_out:
-                continue
+        """TEST UNIT READY on a fresh fd from each port in ``timed_out`` (every port when it is
+        empty): the same I_T nexus, straight to LIO. Measured on 6.1: after a PREEMPT AND ABORT
+        that never completes, that initiator's SCSI host stays in error handling and its new
+        commands never complete, while other initiators' commands often still do. So a probe
+        that times out shows LIO wedged; if every probe answers, whatever lost the answer was
+        not LIO."""
+        ports = [p for p in self.description.initiators if not timed_out or p.wwn in timed_out]
+        for port in ports:
             probe = LioInitiator(port)
             probe.open()
             try:
@@ -293,8 +295,7 @@ class LioBackend(Backend):
                 pass  # an answer of sorts: the LU did not swallow the command
             finally:
                 probe.close()
-            return False
-        return True
+        return False
 
     def __exit__(self, *exc: object) -> None:
         for it in self.lio_initiators:

@@ -109,7 +109,7 @@ def test_a_timeout_is_an_lio_hang_only_when_the_lu_is_wedged(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, wedged: str, outcomes: dict
 ) -> None:
     """A PREEMPT AND ABORT that never answers is LIO's known hang only when a probe from
-    another initiator shows the LU wedged; an LU that still answers means the lost answer is
+    the same I_T nexus shows the LU wedged; an LU that still answers means the lost answer is
     ours (e.g. a helper that never replied): a failure, not a known defect."""
     monkeypatch.setenv("FAKE_WEDGED", wedged)
     pytester.makeconftest(FAKE_LIO)
@@ -119,4 +119,6 @@ def test_a_timeout_is_an_lio_hang_only_when_the_lu_is_wedged(
     if wedged == "1":
         result.stdout.fnmatch_lines(["*LIO hangs: *never completes*the LU stays wedged*"])
     else:
-        result.stdout.fnmatch_lines(["*the LU answers another initiator: not the known LIO hang*"])
+        result.stdout.fnmatch_lines(
+            ["*the LU still answers on that I_T nexus: not the known LIO hang*"]
+        )

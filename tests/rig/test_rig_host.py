@@ -310,12 +310,14 @@ pytest_plugins = ["pytester"]
 
 
 @pytest.mark.parametrize(("answers", "timed_out", "wedged", "probed"), [
-    ({"b": "timeout"}, {"a"}, True, ["b"]),  # the LU swallows B's probe too
-    ({"b": "good"}, {"a"}, False, ["b"]),  # B's probe answered: A's timeout is not LIO's hang
-    ({"b": "transport"}, {"a"}, False, ["b"]),  # an error is an answer
-    ({}, {"a", "b"}, True, []),  # every port timed out: that is the evidence
+    ({"a": "timeout"}, {"a"}, True, ["a"]),  # that nexus stays stuck: LIO's hang
+    ({"a": "good", "b": "timeout"}, {"a"}, False, ["a"]),  # it answers: not LIO's hang, and
+    # another initiator's state is no evidence either way (measured: it often still answers)
+    ({"a": "transport"}, {"a"}, False, ["a"]),  # an error is an answer
+    ({"a": "good", "b": "timeout"}, {"a", "b"}, True, ["a", "b"]),  # one stuck nexus suffices
+    ({"a": "good", "b": "good"}, set(), False, ["a", "b"]),  # no timeout known: every port
 ])  # fmt: skip
-def test_the_lio_probe_asks_a_port_whose_command_did_not_time_out(
+def test_the_lio_probe_asks_the_nexus_that_timed_out(
     monkeypatch: pytest.MonkeyPatch,
     answers: dict[str, str],
     timed_out: set[str],
