@@ -218,6 +218,7 @@ def up(spec: LunSpec, *, record: bool = True) -> RigDescription:
             # The nexus must exist before the LUN is linked (else the disk never probes), and
             # rtslib's TPG() would invent a random one: write ours first, then look it up.
             (tpg_dir / "nexus").write_text(initiator_name(i))
+            _number_target_port(tpg_dir, i + 1)
             tpg = rts.TPG(target, 1, "lookup")
             rts.LUN(tpg, 0, so)
         ports = [_describe_port(i, spec.generation) for i in range(spec.initiators)]
@@ -287,6 +288,17 @@ def _wait_for_nodes(hctl: str) -> tuple[str, str]:
                 f"no /dev/sg* and /dev/sd* for {hctl} after {DEVICE_WAIT_SECONDS}s"
             )
         time.sleep(0.1)
+
+
+def _number_target_port(tpg_dir: Path, rtpi: int) -> None:
+    """Give the port RELATIVE TARGET PORT IDENTIFIER ``rtpi`` where the kernel lets us choose
+    (``tpgt_1/rtpi``, 6.12). Measured on 6.12: a tcm_loop port is otherwise left at 0, every
+    port of the LU the same 0, so READ FULL STATUS cannot tell them apart and REGISTER AND MOVE
+    finds no destination port. On 6.1 there is no such file, and LIO numbers the LU's ports
+    1, 2, 3 in creation order, the same layout."""
+    attribute = tpg_dir / "rtpi"
+    if attribute.exists():  # configfs refuses to create files: never open one that is absent
+        attribute.write_text(str(rtpi))
 
 
 def _relative_target_port(sg: str, tpg_dir: Path) -> int:
