@@ -28,7 +28,8 @@ from scsi_pr.sim.profiles import (
     CRH_HOLDER_ONLY,
     MODE_SENSE_ALLOWED,
     NO_DATA_BY_DIRECTION,
-    READ_CAPACITY_CONFLICT,
+    READ_CAPACITY_10_CONFLICT,
+    READ_CAPACITY_16_CONFLICT,
     UA_CLEARS_ALL,
     Deviation,
     Profile,
@@ -329,10 +330,8 @@ COMMANDS: dict[int, CommandSpec] = {
 #: LIO files some commands under other access classes than SPC-5 (it decides by data direction,
 #: spc-persistent-reservations.md §5): each override is the deviation of the profile that has it
 LIO_ACCESS: dict[Deviation, dict[int, Access]] = {
-    READ_CAPACITY_CONFLICT: {
-        Opcode.READ_CAPACITY_10: Access.READ,
-        Opcode.SERVICE_ACTION_IN_16: Access.READ,
-    },
+    READ_CAPACITY_10_CONFLICT: {Opcode.READ_CAPACITY_10: Access.READ},
+    READ_CAPACITY_16_CONFLICT: {Opcode.SERVICE_ACTION_IN_16: Access.READ},
     MODE_SENSE_ALLOWED: {
         Opcode.MODE_SENSE_6: Access.READ_IF_REGISTERED,
         Opcode.MODE_SENSE_10: Access.READ_IF_REGISTERED,

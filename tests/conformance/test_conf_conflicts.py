@@ -79,7 +79,9 @@ def lio_exception(command: str, type_: T, registered: bool) -> Deviation | None:
         and ea_family
         and (type_ == T.EXCLUSIVE_ACCESS or not registered)
     ):
-        return P.READ_CAPACITY_CONFLICT  # a plain read to LIO: (10) as well as (16)
+        if command == "READ CAPACITY(10)":  # a plain read to LIO 6.1; 6.12 allows it
+            return P.READ_CAPACITY_10_CONFLICT
+        return P.READ_CAPACITY_16_CONFLICT
     if command.startswith("MODE SENSE") and type_ == T.EXCLUSIVE_ACCESS and registered:
         return P.MODE_SENSE_ALLOWED
     if command.startswith("SYNCHRONIZE CACHE") and we_family and not registered:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
-from pr_machine import LIO_DEVIATIONS, PRMachine, Target
+from pr_machine import PRMachine, Target
 
 from scsi_pr.rig.pytest_plugin import KERNEL_BACKENDS
 from scsi_pr.sim.profiles import PREEMPT_AND_ABORT_STALLS, Profile
@@ -20,10 +20,9 @@ DEFAULT_EXAMPLES = 20
 
 def test_pr_machine(nexuses: list, request: pytest.FixtureRequest, device_profile: Profile) -> None:
     backend = request.node.callspec.params.get("backend", "sim")
-    deviates = bool(device_profile.deviations)
     target = Target.from_initiators(
         nexuses,
-        deviations=LIO_DEVIATIONS if deviates else frozenset(),
+        deviations=frozenset(d.name for d in device_profile.deviations),
         preempt_and_abort=PREEMPT_AND_ABORT_STALLS not in device_profile,
     )
     run_state_machine_as_test(

@@ -6,7 +6,7 @@ when the harness lists the tag in ``Target.deviations`` (``LIO_DEVIATIONS`` wher
 profile deviates: LIO, or the model under ``--profile lio-6.1``), so on the standard model every
 deviation still fails. The tags are the registry's names (``scsi_pr.sim.profiles``). Two
 deviations are not PR OUT results and are read by the rules themselves: ``DEV_UA_CLEARS_ALL``
-and ``DEV_READ_CAPACITY_CONFLICT``.
+and ``DEV_READ_CAPACITY_10_CONFLICT``.
 
 Each override appends its branches after the SPC ones: when several branches fit an answer,
 the machine reads the PR state back to choose, and keeps the first (the standard's) on a tie.
@@ -40,12 +40,12 @@ DEV_UNREGISTER_GENERATION = P.UNREGISTER_GENERATION.name
 DEV_MOVE_WITHOUT_RESERVATION = P.MOVE_WITHOUT_RESERVATION.name
 DEV_UA_CLEARS_ALL = P.UA_CLEARS_ALL.name
 DEV_PREEMPT_KEEPS_ISSUER = P.PREEMPT_KEEPS_ISSUER.name
-DEV_READ_CAPACITY_CONFLICT = P.READ_CAPACITY_CONFLICT.name
+DEV_READ_CAPACITY_10_CONFLICT = P.READ_CAPACITY_10_CONFLICT.name
 DEV_RELEASE_SKIPS_KEY_CHECK = P.RELEASE_SKIPS_KEY_CHECK.name
 DEV_AR_PREEMPT_TAKES_OVER = P.AR_PREEMPT_TAKES_OVER.name
 DEV_MOVE_FILES_TYPE_AS_SCOPE = P.MOVE_FILES_TYPE_AS_SCOPE.name
-#: what the machine accepts on a device whose profile deviates: every entry of LIO on 6.1
-LIO_DEVIATIONS = frozenset(d.name for d in P.LIO_6_1.deviations)
+#: every tag a LIO profile may allow (the machine itself allows the device profile's own)
+LIO_DEVIATIONS = frozenset(d.name for d in P.REGISTRY)
 
 # Answers only LIO gives where SPC-5 wants another.
 INVALID_FIELD_IN_CDB = Outcome(Status.CHECK_CONDITION, (SenseKey.ILLEGAL_REQUEST, 0x24, 0x00))

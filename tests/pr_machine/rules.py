@@ -30,7 +30,7 @@ from hypothesis.stateful import (
 )
 
 from pr_machine.deviations import (
-    DEV_READ_CAPACITY_CONFLICT,
+    DEV_READ_CAPACITY_10_CONFLICT,
     DEV_UA_CLEARS_ALL,
     OracleWithDeviations,
 )
@@ -399,7 +399,7 @@ class PRMachine(RuleBasedStateMachine):
         )
         if (
             command == "READ CAPACITY(10)"
-            and DEV_READ_CAPACITY_CONFLICT in self.t.deviations
+            and DEV_READ_CAPACITY_10_CONFLICT in self.t.deviations
             and res is not None
             and who not in self.s.holders()
             and media_conflicts(READS, res[1], who in self.s.keys)
