@@ -67,8 +67,49 @@ def keys_caption(run: Run) -> str:
 
 
 # -- terminal -------------------------------------------------------------------------------
-def timeline_table(run: Run) -> Table:
+#: below this many columns the timeline takes its narrow form (``timeline_table``)
+WIDE = 120
+#: the narrow form's abbreviations, applied in this order
+ABBREVIATIONS = (
+    ("PR OUT ", ""),
+    ("PR IN ", ""),
+    ("REGISTER AND IGNORE", "REG+IGNORE"),
+    ("REGISTER AND MOVE", "REG+MOVE"),
+    ("PREEMPT AND ABORT", "PREEMPT+ABORT"),
+    ("READ RESERVATION", "READ RES"),
+    ("RESERVATION CONFLICT", "CONFLICT"),
+    ("CHECK CONDITION", "CHECK"),
+    ("UNIT ATTENTION", "UA"),
+)
+#: (name, justify, in the narrow form): the narrow form drops ``t``, then ``keys`` (the
+#: caption lists them), and puts each step's note on a second line of its command
+COLUMNS = (
+    ("#", "right", True),
+    ("t", "right", False),
+    ("initiator", "left", True),
+    ("command", "left", True),
+    ("result", "left", True),
+    ("holder", "left", True),
+    ("keys", "left", False),
+)
+
+
+#: the narrow form's column widths (the initiator's is the longest actor name's; the command
+#: column gets the rest)
+NARROW_WIDTH = {"#": 2, "result": 14, "holder": 11}
+
+
+def abbreviate(text: str) -> str:
+    for long, short in ABBREVIATIONS:
+        text = text.replace(long, short)
+    return text
+
+
+def timeline_table(run: Run, width: int = WIDE) -> Table:
+    """The timeline; under ``WIDE`` columns in its narrow form: at most two lines per step
+    (command, then its note), cells cut with an ellipsis instead of wrapped, abbreviations."""
     s = run.scenario
+    narrow = width < WIDE
     table = Table(
         title=f"{s.name} on {run.backend}: {s.title}",
         title_justify="left",
@@ -76,38 +117,46 @@ def timeline_table(run: Run) -> Table:
         caption_justify="left",
         header_style="bold",
         expand=False,
+        pad_edge=not narrow,
     )
-    for name, justify in (
-        ("#", "right"),
-        ("t", "right"),
-        ("initiator", "left"),
-        ("command", "left"),
-        ("result", "left"),
-        ("holder", "left"),
-        ("keys", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    shown = [c for c in COLUMNS if c[2] or not narrow]
+    narrow_widths = dict(NARROW_WIDTH)
+    narrow_widths["initiator"] = max([3, *(len(a) for a in s.actors)])
+    # every column but the command has its width; the command takes what is left (rich
+    # squeezes no-wrap columns unevenly otherwise): 3 characters of rule and padding apiece
+    narrow_widths["command"] = max(16, width - sum(narrow_widths.values()) - 3 * len(shown) - 1)
+    for name, justify, _ in shown:
+        table.add_column(
+            "who" if narrow and name == "initiator" else name,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=narrow,
+            overflow="ellipsis" if narrow else "fold",
+            width=narrow_widths.get(name) if narrow else None,
+        )
+    short = abbreviate if narrow else (lambda text: text)
     phase = None
     for row in run.rows:
         if row.phase and row.phase != phase:
             phase = row.phase
-            table.add_row("", "", "", Text(phase, style="bold cyan"), "", "", "")
+            table.add_row(*[Text(phase, style="bold cyan") if c[0] == "command" else ""
+                            for c in shown])  # fmt: skip
         mark = {True: ("✓ ", "green"), False: ("✗ ", "bold red"), None: ("  ", "dim")}[row.ok]
-        result = Text(mark[0], style=mark[1]) + Text(row.result, style=_rich_style(row))
+        result = Text(mark[0], style=mark[1]) + Text(short(row.result), style=_rich_style(row))
         if row.failures:
             result += Text("\n" + "\n".join(row.failures), style="red")
-        command = Text(row.command, style="dim" if row.kind == RowKind.UA else "")
+        command = Text(short(row.command), style="dim" if row.kind == RowKind.UA else "")
         if row.note:
-            command += Text(f"  · {row.note}", style="dim italic")
-        table.add_row(
-            str(row.step),
-            f"{row.time:g}s",
-            row.actor,
-            command,
-            result,
-            holder_text(row.state),
-            keys_text(row.state, s.keys),
-        )
+            command += Text(("\n" if narrow else "  · ") + row.note, style="dim italic")
+        cells = {
+            "#": str(row.step),
+            "t": f"{row.time:g}s",
+            "initiator": row.actor,
+            "command": command,
+            "result": result,
+            "holder": holder_text(row.state),
+            "keys": keys_text(row.state, s.keys),
+        }
+        table.add_row(*[cells[c[0]] for c in shown])
     return table
 
 
@@ -119,7 +168,7 @@ def _rich_style(row: Row) -> str:
 
 def print_timeline(run: Run, console: Console | None = None) -> None:
     console = console or Console()
-    console.print(timeline_table(run))
+    console.print(timeline_table(run, console.width))
     style = VERDICT_STYLE[run.verdict]
     console.print(Text(f"{run.verdict.value.upper()}: {run.message}", style=style))
 

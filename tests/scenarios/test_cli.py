@@ -27,6 +27,29 @@ def test_pass_exits_zero_and_prints_the_timeline(
     assert "PASS:" in out
 
 
+@pytest.mark.parametrize("name", ["fence-scsi", "wsfc-validation", "register-and-move"])
+def test_at_80_columns_each_step_fits_two_lines(
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The narrow timeline: no line over 80, a step and its note on at most two lines, the
+    time and keys columns dropped (the caption lists the keys), commands abbreviated."""
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main([name]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    body = [line for line in lines if line.startswith("│")]
+    steps = [line for line in body if line.split("│")[1].strip().isdigit()]
+    assert len(body) <= 2 * len(steps) + 12, "a step, its note; and the phase headings"
+    header = next(line for line in lines if line.startswith("┃"))
+    assert "keys" not in header and " t " not in header and "who" in header
+    assert not any("PR OUT " in line for line in body), "abbreviated"
+    monkeypatch.setenv("COLUMNS", "160")
+    assert main([name]) == 0
+    wide = capsys.readouterr().out
+    assert "keys" in next(line for line in wide.splitlines() if line.startswith("┃"))
+    assert "PR OUT " in wide
+
+
 def test_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["wsfc-validation", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
