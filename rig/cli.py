@@ -23,7 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "scsi_pr.rig.profiles_cli",
         "device profiles and the LIO deviation registry (docs/lio-deviations.md)",
     ),
-    "explain": ("scsi_pr.rig.explain_cli", "a CDB, sense data, a status or PR IN data in words"),
+    "explain": ("scsi_pr.rig.explain", "a CDB, sense data, a status or PR IN data in words"),
     "lockstep": (
         "scsi_pr.rig.lockstep.cli",
         "the model against a device (real LIO), the same commands, step by step",

@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from scsi_pr.rig import explain_cli
+from scsi_pr.rig import explain as explain_cli
+from scsi_pr.rig.explain import ExplainError, explain, explain_trace, hex_runs, parse_hex
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import (
     INVALID_FIELD_IN_CDB,
@@ -15,7 +16,6 @@ from scsi_pr.sim.constants import (
 )
 from scsi_pr.sim.constants import PersistentReserveOutAction as SA
 from scsi_pr.sim.constants import ReservationType as T
-from scsi_pr.sim.explain import ExplainError, explain, explain_trace, hex_runs, parse_hex
 from scsi_pr.sim.result import FieldPointer, fixed_sense
 
 PREEMPTED = fixed_sense(SenseKey.UNIT_ATTENTION, REGISTRATIONS_PREEMPTED)

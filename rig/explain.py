@@ -1,19 +1,31 @@
-"""Bytes a person pasted, in words: a CDB, a sense buffer, a status byte, PR IN parameter data,
-or every hex run of a trace (``sg_persist -vv``, a QEMU trace, our audit log).
+"""``scsi-pr explain``: bytes a person pasted, in words: a CDB, a sense buffer, a status
+byte, PR IN parameter data, or every hex run of a trace (``sg_persist -vv``, a QEMU trace, our
+audit log).
 
-Pure: ``explain(blob, as_=...)`` returns lines; ``scsi-pr explain`` (``scsi_pr.rig.explain_cli``)
-reads the arguments or stdin. What the bytes are is decided in a fixed order, because nothing in
-them says it for sure: sense data first (its response code 70h-73h is unambiguous enough), then
-a CDB (a known opcode whose CDB length fits), then a status (one byte); PR IN parameter data
-carries no marker at all, so it is read only when ``as_`` names the service action.
+    scsi-pr explain 5f 01 05 00 00 00 00 00 18 00 [PARAMETER-LIST]
+    scsi-pr explain 70000600000000000a000000002a0500
+    scsi-pr explain --as keys 00000003000000080000000000000abc
+    sg_persist -vv ... 2>&1 | scsi-pr explain -
 
-The likely causes are for persistent reservations, the reason people paste these bytes; the
-meanings follow SPC-5 r17 and what LIO is measured doing (docs/lio-deviations.md).
+Hex may be spaced, joined, ``0x``-prefixed or colon-separated. Separate byte tokens on the
+command line form one blob; two blobs (quoted) are a PR OUT CDB and its parameter list, or
+explained one after the other. ``-`` reads a trace from stdin and explains every run of six or
+more hex bytes. Exit status 2 for input that is not hex.
+
+The decoding (``explain``, ``explain_trace``) is pure. What the bytes are is decided in a fixed
+order, because nothing in them says it for sure: sense data first (its response code 70h-73h is
+unambiguous enough), then a CDB (a known opcode, exactly its CDB length or padded to 16), then a
+status (one byte); PR IN parameter data carries no marker at all, so it is read only when
+``as_`` names the service action. The likely causes are for persistent reservations, the reason
+people paste these bytes; the meanings follow SPC-5 r17 and what LIO is measured doing
+(docs/lio-deviations.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
 from collections.abc import Callable
 
 from scsi_pr.sim.constants import Opcode, SenseKey, Status
@@ -220,3 +232,39 @@ def explain_trace(text: str) -> list[str]:
         lines += explain(blob, data=data)
         index += 1
     return lines or ["no run of six or more hex bytes found"]
+
+
+# -- the command line ---------------------------------------------------------------------
+PR_OUT = Opcode.PERSISTENT_RESERVE_OUT
+BYTE_TOKEN = re.compile(r"(0x)?[0-9a-fA-F]{2},?")
+
+
+def blobs(words: list[str]) -> list[bytes]:
+    """One blob when every word is a single byte (``5f 00 …``), else one blob per word."""
+    if all(BYTE_TOKEN.fullmatch(w) for w in words):
+        return [parse_hex(" ".join(words))]
+    return [parse_hex(w) for w in words]
+
+
+def main(argv: list[str] | None = None) -> int:
+    usage_text = (__doc__ or "").split("\n\nThe decoding")[0]
+    p = argparse.ArgumentParser(prog="scsi-pr explain", description=usage_text,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--as", dest="as_", choices=sorted(PR_IN_READERS),
+                   help="read the bytes as this PR IN service action's parameter data")  # fmt: skip
+    p.add_argument("hex", nargs="*", help="bytes in hex, or - for a trace on stdin")
+    args = p.parse_args(argv)
+    try:
+        if args.hex in ([], ["-"]):
+            lines = explain_trace(sys.stdin.read())
+        else:
+            parts = blobs(args.hex)
+            if len(parts) == 2 and args.as_ is None and parts[0][0] == PR_OUT:
+                lines = explain(parts[0], data=parts[1])
+            else:
+                lines = [line for blob in parts for line in explain(blob, as_=args.as_)]
+    except ExplainError as e:
+        print(f"scsi-pr explain: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
