@@ -422,9 +422,9 @@ class HelperLioBackend(Backend):
         return any(d.hung for d in self._directs) or any(it.hung for it in self.helper_initiators)
 
     def wedged(self) -> bool:
-        """The probe goes straight to LIO (SG_IO, not through the helper) on the I_T nexus whose
-        command timed out, so a helper that lost an answer is not taken for LIO's hang. Devices
-        given explicitly have no rig to probe: a timeout is the evidence."""
+        """The device, not the helper, must still hold the command on the I_T nexus that timed
+        out (``LioBackend.probe_wedged``), so a helper that lost an answer is not taken for
+        LIO's hang. Devices given explicitly have no rig to look at: a timeout is the evidence."""
         if self._lio is None:
             return self.hung
         timed_out = {it.name for it in self.helper_initiators if it.hung or it.direct.hung}

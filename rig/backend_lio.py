@@ -19,6 +19,7 @@ import os
 import threading
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from scsi_pr.helper.executors.sg import SgIoResult, sg_io
@@ -123,6 +124,17 @@ class SgInitiator:
             )
         sense = r.sense[: r.sb_len_wr] if r.status == Status.CHECK_CONDITION else b""
         return CommandResult(r.status, sense, r.data)
+
+
+SCSI_DEVICES = Path("/sys/class/scsi_device")
+
+
+def in_flight(hctl: str) -> int:
+    """Commands the midlayer has dispatched to SCSI device ``hctl`` and not seen completed."""
+    try:
+        return int((SCSI_DEVICES / hctl / "device" / "device_busy").read_text())
+    except (OSError, ValueError):
+        return 0  # the device is gone: nothing of it can be in flight
 
 
 @dataclass
@@ -277,25 +289,14 @@ class LioBackend(Backend):
         return self.probe_wedged({it.name for it in self.lio_initiators if it.hung})
 
     def probe_wedged(self, timed_out: set[str]) -> bool:
-        """TEST UNIT READY on a fresh fd from each port in ``timed_out`` (every port when it is
-        empty): the same I_T nexus, straight to LIO. Measured on 6.1: after a PREEMPT AND ABORT
-        that never completes, that initiator's SCSI host stays in error handling and its new
-        commands never complete, while other initiators' commands often still do. So a probe
-        that times out shows LIO wedged; if every probe answers, whatever lost the answer was
-        not LIO."""
+        """Is a command still in flight on the I_T nexus of a port in ``timed_out`` (every port
+        when it is empty)? The SCSI midlayer counts a command as busy from dispatch until the
+        target completes it (``device_busy`` in sysfs), error handling included: LIO's stalled
+        PREEMPT AND ABORT stays counted; an answer that LIO gave and something of ours lost is
+        not. Measured on 6.1: neither another initiator's nor the same nexus's new commands tell
+        it, they usually still complete."""
         ports = [p for p in self.description.initiators if not timed_out or p.wwn in timed_out]
-        for port in ports:
-            probe = LioInitiator(port)
-            probe.open()
-            try:
-                probe.execute(C.test_unit_ready())
-            except CommandTimeout:
-                return True
-            except TransportError:
-                pass  # an answer of sorts: the LU did not swallow the command
-            finally:
-                probe.close()
-        return False
+        return any(in_flight(port.hctl) > 0 for port in ports)
 
     def __exit__(self, *exc: object) -> None:
         for it in self.lio_initiators:

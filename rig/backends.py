@@ -90,8 +90,8 @@ class Backend(AbstractContextManager["Backend"]):
         """Is the LU shown to be wedged, not merely one command late? A timeout is counted as
         the known LIO hang only then (``lio_hangs``): otherwise a bug of ours that loses one
         answer (a helper that never replies) would read as LIO's defect. Real-kernel backends
-        prove it with a TEST UNIT READY straight to the device on the I_T nexus that timed out;
-        the model's stall is exact (its profile withheld that answer), so ``hung`` is the proof.
+        prove it by the command still being in flight on the I_T nexus that timed out; the
+        model's stall is exact (its profile withheld that answer), so ``hung`` is the proof.
         """
         return self.hung
 

@@ -267,14 +267,14 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 def _known_hang(backend: object, what: str) -> NoReturn:
-    """xfail "LIO hangs" when the LU is shown to be wedged (``Backend.wedged``: a probe straight
-    to the device on that I_T nexus timed out too); a timeout the LU does not back up fails."""
+    """xfail "LIO hangs" when the device is shown to hold the command (``Backend.wedged``: it
+    is still in flight on that I_T nexus); a timeout the device does not back up fails."""
     if isinstance(backend, Backend) and not backend.wedged():
         pytest.fail(
-            f"{what}, but the LU still answers on that I_T nexus: not the known LIO hang",
+            f"{what}, but no command is in flight on that I_T nexus: not the known LIO hang",
             pytrace=False,
         )
-    pytest.xfail(f"{LIO_HANGS}: {what}, and the LU stays wedged")
+    pytest.xfail(f"{LIO_HANGS}: {what}, and the device still holds it")
 
 
 @pytest.hookimpl(wrapper=True)

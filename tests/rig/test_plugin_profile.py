@@ -117,8 +117,8 @@ def test_a_timeout_is_an_lio_hang_only_when_the_lu_is_wedged(
     result = pytester.runpytest_subprocess("-rxf", "--backend", "lio", "--run-lio-hangs")
     result.assert_outcomes(**outcomes)
     if wedged == "1":
-        result.stdout.fnmatch_lines(["*LIO hangs: *never completes*the LU stays wedged*"])
+        result.stdout.fnmatch_lines(["*LIO hangs: *never completes*the device still holds it*"])
     else:
         result.stdout.fnmatch_lines(
-            ["*the LU still answers on that I_T nexus: not the known LIO hang*"]
+            ["*no command is in flight on that I_T nexus: not the known LIO hang*"]
         )

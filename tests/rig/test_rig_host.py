@@ -309,39 +309,29 @@ def test_a_failed_up_removes_its_own_generation_and_never_touches_a_hung_one(
 pytest_plugins = ["pytester"]
 
 
-@pytest.mark.parametrize(("answers", "timed_out", "wedged", "probed"), [
-    ({"a": "timeout"}, {"a"}, True, ["a"]),  # that nexus stays stuck: LIO's hang
-    ({"a": "good", "b": "timeout"}, {"a"}, False, ["a"]),  # it answers: not LIO's hang, and
-    # another initiator's state is no evidence either way (measured: it often still answers)
-    ({"a": "transport"}, {"a"}, False, ["a"]),  # an error is an answer
-    ({"a": "good", "b": "timeout"}, {"a", "b"}, True, ["a", "b"]),  # one stuck nexus suffices
-    ({"a": "good", "b": "good"}, set(), False, ["a", "b"]),  # no timeout known: every port
+@pytest.mark.parametrize(("busy", "timed_out", "wedged"), [
+    ({"a": "1", "b": "0"}, {"a"}, True),  # the device still holds that nexus's command
+    ({"a": "0", "b": "1"}, {"a"}, False),  # it answered (what lost it was not LIO), and
+    # another nexus's state is no evidence either way
+    ({"a": "0", "b": "2"}, {"a", "b"}, True),  # one held command suffices
+    ({"a": "0", "b": "0"}, set(), False),  # no timeout known: every port is looked at
+    ({"a": "junk", "b": "0"}, set(), False),  # unreadable: nothing is known to be in flight
 ])  # fmt: skip
-def test_the_lio_probe_asks_the_nexus_that_timed_out(
+def test_lio_is_wedged_while_the_device_holds_the_command(
     monkeypatch: pytest.MonkeyPatch,
-    answers: dict[str, str],
+    tmp_path: Path,
+    busy: dict[str, str],
     timed_out: set[str],
     wedged: bool,
-    probed: list[str],
 ) -> None:
     from scsi_pr.rig import backend_lio
-    from scsi_pr.sim.result import CommandResult
 
-    asked: list[str] = []
-
-    def execute(self: backend_lio.LioInitiator, cdb: bytes, data: bytes = b"") -> CommandResult:
-        asked.append(self.port.wwn)
-        answer = answers[self.port.wwn]
-        if answer == "timeout":
-            raise backend_lio.CommandTimeout("did not complete")
-        if answer == "transport":
-            raise backend_lio.TransportError("host_status=0x1")
-        return CommandResult(0, b"", b"")
-
-    monkeypatch.setattr(backend_lio.LioInitiator, "open", lambda self: None)
-    monkeypatch.setattr(backend_lio.LioInitiator, "close", lambda self: None)
-    monkeypatch.setattr(backend_lio.LioInitiator, "execute", execute)
+    for name, hctl in (("a", "1:0:1:0"), ("b", "2:0:1:0")):
+        (tmp_path / hctl / "device").mkdir(parents=True)
+        (tmp_path / hctl / "device" / "device_busy").write_text(busy[name] + "\n")
+    monkeypatch.setattr(backend_lio, "SCSI_DEVICES", tmp_path)
     backend = object.__new__(backend_lio.LioBackend)
-    backend.description = SimpleNamespace(initiators=[SimpleNamespace(wwn=n) for n in "ab"])
+    ports = [SimpleNamespace(wwn="a", hctl="1:0:1:0"), SimpleNamespace(wwn="b", hctl="2:0:1:0")]
+    backend.description = SimpleNamespace(initiators=ports)
     assert backend.probe_wedged(timed_out) is wedged
-    assert asked == probed
+    assert backend_lio.in_flight("9:9:9:9") == 0, "a device that is gone holds nothing"
