@@ -28,6 +28,7 @@ import re
 import sys
 from collections.abc import Callable
 
+from scsi_pr.rig.errors import RigError
 from scsi_pr.sim.constants import Opcode, SenseKey, Status
 from scsi_pr.sim.describe import describe
 from scsi_pr.sim.pr_in_data import (
@@ -140,7 +141,7 @@ CDB_LENGTH = {0: 6, 1: 10, 2: 10, 4: 16, 5: 12}
 HEX_RUN = re.compile(r"(?:\b[0-9a-fA-F]{2}\b[ :]?){6,}")
 
 
-class ExplainError(ValueError):
+class ExplainError(RigError, ValueError):
     """The input is not hex, or not what ``as_`` says."""
 
 
