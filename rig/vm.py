@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -53,6 +54,11 @@ DEBIAN_PACKAGES: dict[str, str] = {
 #: environment passed into the guest (the guest starts with a clean environment)
 PASSED_ENV_PREFIXES = ("CI", "SCSI_PR_", "PYTEST_ADDOPTS", "HYPOTHESIS_")
 DEFAULT_MEMORY = "2G"
+#: what rig/vm_guest.sh prints once the guest command ended, with its exit status
+GUEST_DONE = re.compile(rb"scsi-pr vm: guest command exited (\d+)")
+#: seconds the VM may take to power off after that; measured: a power-off with LUs that LIO
+#: wedged (PREEMPT AND ABORT) can block for good, after every result was printed
+POWER_OFF_GRACE = 60.0
 EXIT_TIMEOUT = 124
 IMAGE_DIR = Path("/var/tmp")
 #: parts of the interpreter's stdlib no test imports (the image stays small and quick to build)
@@ -244,7 +250,8 @@ def _boot(argv: list[str], env: dict[str, str], timeout: float | None) -> int:
 def _boot_watched(argv: list[str], env: dict[str, str], quiet: float) -> int:
     """Boot with a deadline that follows progress: the VM is killed only when the guest prints
     nothing for ``quiet`` seconds (a busy machine makes a run slow, not hung)."""
-    run = run_watched(argv, quiet_limit=quiet, env=env)
+    run = run_watched(argv, quiet_limit=quiet, env=env, exit_marker=GUEST_DONE,
+                      exit_grace=POWER_OFF_GRACE)  # fmt: skip
     if run.hung:
         print(f"scsi-pr vm: {run.verdict}, VM killed after {run.seconds:.0f}s", file=sys.stderr)
         return EXIT_TIMEOUT

@@ -57,4 +57,9 @@ mkdir -p /tmp/targetcli
 export TARGETCLI_HOME=/tmp/targetcli HOME=/tmp PYTHONDONTWRITEBYTECODE=1
 export PATH="${SCSI_PR_GUEST_BIN:-$PWD/.venv/bin}:$PATH"
 echo "scsi-pr vm: $(uname -r), LIO ready at ${t0}s+$(awk -v t="$t0" '{print $1-t}' /proc/uptime)s ($(cat /sys/kernel/config/target/version 2>/dev/null | head -1))"
-exec "$@"
+# Not exec: the line after the command tells the host its work is done, because the power-off
+# that follows can block for good on an LU that LIO wedged (rig/vm.py stops waiting then).
+rc=0
+"$@" || rc=$?
+echo "scsi-pr vm: guest command exited $rc"
+exit "$rc"

@@ -17,6 +17,7 @@ runs a command, forwards its output and feeds the watchdog.
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -145,12 +146,17 @@ def run_watched(
     poll: float = POLL_SECONDS,
     on_progress: Callable[[str], None] | None = None,
     cwd: Path | None = None,
+    exit_marker: re.Pattern[bytes] | None = None,
+    exit_grace: float = 60.0,
 ) -> WatchedRun:
     """Run ``cmd`` (its own process group), forward its output to ``out`` (default: our stdout),
     and kill the group once it makes no progress for ``quiet_limit`` seconds.
 
     ``on_progress(what)`` hears every sign of life: a step that runs inside a watched run passes
-    ``heartbeat`` so that its own watcher sees the inner command's progress too."""
+    ``heartbeat`` so that its own watcher sees the inner command's progress too.
+    ``exit_marker``: a line saying the work is done, its exit status in group 1; should the
+    process not end within ``exit_grace`` seconds after it, the group is killed and that status
+    returned (a VM whose power-off blocks on a wedged LU has done its work)."""
     sink = out if out is not None else sys.stdout.buffer
     start = time.monotonic()
     dog = Watchdog(quiet_limit, start, startup_limit)
@@ -171,6 +177,8 @@ def run_watched(
     sel.register(proc.stdout, selectors.EVENT_READ)
     hung = False
     open_pipe = True
+    seen = b""
+    marked: tuple[float, int] | None = None  # when the exit marker came, and its status
     try:
         while True:
             if open_pipe:
@@ -184,6 +192,10 @@ def run_watched(
                     sink.flush()
                     tail = chunk.rstrip().rsplit(b"\n", 1)[-1]
                     alive(tail.decode(errors="replace")[:120])
+                    seen = (seen + chunk)[-4096:]
+                    found = exit_marker.search(seen) if exit_marker and not marked else None
+                    if found is not None:
+                        marked = (time.monotonic(), int(found.group(1)))
             else:
                 time.sleep(poll)
             for p, old in sizes.items():
@@ -199,6 +211,8 @@ def run_watched(
                             sink.write(rest)
                     sink.flush()
                 break
+            if marked is not None and time.monotonic() - marked[0] > exit_grace:
+                break  # done, but the process does not end: the group goes below
             if dog.hung(time.monotonic()):
                 hung = True
                 break
@@ -213,8 +227,11 @@ def run_watched(
             proc.wait(timeout=5)
         proc.stdout.close()
     seconds = time.monotonic() - start
+    rc = proc.returncode
+    if marked is not None and (rc is None or rc < 0):
+        rc = marked[1]  # killed after its work was done: the work's own status
     return WatchedRun(
-        rc=None if hung else proc.returncode,
+        rc=None if hung else rc,
         seconds=seconds,
         hung=hung,
         slow=budget is not None and seconds > budget,

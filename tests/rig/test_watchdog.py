@@ -120,6 +120,21 @@ def test_a_daemon_holding_the_pipe_does_not_keep_the_run_alive() -> None:
     assert (run.rc, run.hung) == (0, False) and run.seconds < 15
 
 
+def test_work_that_is_done_is_not_held_up_by_a_process_that_will_not_end() -> None:
+    """The VM prints that its command ended, then its power-off blocks (a wedged LU): after the
+    grace the group is killed and the command's own status returned, not a hang."""
+    import re
+
+    marker = re.compile(rb"guest command exited (\d+)")
+    code = "import time; print('guest command exited 7', flush=True); time.sleep(60)"
+    run = run_watched(_python(code), quiet_limit=30, out=io.BytesIO(), poll=0.1,
+                      exit_marker=marker, exit_grace=1.0)  # fmt: skip
+    assert (run.rc, run.hung) == (7, False) and run.seconds < 15
+    quick = run_watched(_python("print('guest command exited 0'); raise SystemExit(4)"),
+                        quiet_limit=30, out=io.BytesIO(), poll=0.1, exit_marker=marker)  # fmt: skip
+    assert quick.rc == 4, "a process that ends on its own reports its own status"
+
+
 def test_note_progress_moves_the_clock_and_beats_at_most_every_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
