@@ -64,17 +64,28 @@ def scope_type(scope: int, type_: int) -> int:
 
 def read_keys(pr: PersistentReservations, caps: Capabilities) -> bytes:
     """SPC-5 6.16.2: PRGENERATION and every registered I_T nexus's key, in registration order."""
-    keys = b"".join(KEY.pack(r.key) for r in pr.registrations.values())
-    return HEADER.pack(pr.generation, len(keys)) + keys
+    return keys_data(pr.generation, [r.key for r in pr.registrations.values()])
+
+
+def keys_data(generation: int, keys: list[int]) -> bytes:
+    """The READ KEYS layout (also what the helper's ioctl path builds from the kernel's list)."""
+    body = b"".join(KEY.pack(k) for k in keys)
+    return HEADER.pack(generation, len(body)) + body
 
 
 def read_reservation(pr: PersistentReservations, caps: Capabilities) -> bytes:
     """SPC-5 6.16.3: PRGENERATION and the reservation, if there is one."""
     res = pr.reservation
-    if res is None:
-        return HEADER.pack(pr.generation, 0)
-    descriptor = RESERVATION_DESCRIPTOR.pack(pr.holder_key(), scope_type(res.scope, res.type))
-    return HEADER.pack(pr.generation, len(descriptor)) + descriptor
+    held = None if res is None else (pr.holder_key(), scope_type(res.scope, res.type))
+    return reservation_data(pr.generation, held)
+
+
+def reservation_data(generation: int, held: tuple[int, int] | None) -> bytes:
+    """The READ RESERVATION layout; ``held``: (RESERVATION KEY, SCOPE|TYPE byte) or None."""
+    if held is None:
+        return HEADER.pack(generation, 0)
+    descriptor = RESERVATION_DESCRIPTOR.pack(*held)
+    return HEADER.pack(generation, len(descriptor)) + descriptor
 
 
 class Capabilities:
@@ -102,7 +113,12 @@ def report_capabilities(pr: PersistentReservations, caps: Capabilities) -> bytes
     """SPC-5 6.16.4: always 8 bytes."""
     flags = (RLR_C if caps.rlr_c else 0) | CRH | SIP_C | ATP_C | PTPL_C
     tmv = TMV | (caps.allow_commands << ALLOW_COMMANDS_SHIFT) | (PTPL_A if pr.aptpl else 0)
-    return struct.pack(">HBB", REPORT_CAPABILITIES_LENGTH, flags, tmv) + TYPE_MASK + bytes(2)
+    return capabilities_data(flags, tmv)
+
+
+def capabilities_data(flags: int, byte3: int) -> bytes:
+    """The REPORT CAPABILITIES layout: LENGTH, the flags of byte 2 and 3, the six types' mask."""
+    return struct.pack(">HBB", REPORT_CAPABILITIES_LENGTH, flags, byte3) + TYPE_MASK + bytes(2)
 
 
 def read_full_status(pr: PersistentReservations, caps: Capabilities) -> bytes:

@@ -32,6 +32,7 @@ from scsi_pr.helper.executors.status import (
     INVALID_PARAM_LEN,
     SenseCode,
 )
+from scsi_pr.sim import pr_in
 from scsi_pr.sim.constants import (
     LU_SCOPE,
     PR_OUT_BASIC_PARAMETER_LIST_LENGTH,
@@ -161,17 +162,16 @@ def pr_out(cdb: bytes, data: bytes) -> Ioctl | Refusal:
 
 def read_keys_data(generation: int, keys: list[int]) -> bytes:
     """READ KEYS parameter data (SPC-5 6.16.2) from what IOC_PR_READ_KEYS returned."""
-    body = b"".join(struct.pack(">Q", k) for k in keys)
-    return struct.pack(">II", generation, len(body)) + body
+    return pr_in.keys_data(generation, keys)
 
 
 def read_reservation_data(key: int, generation: int, pr_type: int) -> bytes:
     """READ RESERVATION parameter data (SPC-5 6.16.3) from IOC_PR_READ_RESERVATION; type 0 is
     "no reservation"."""
     if pr_type == 0:
-        return struct.pack(">II", generation, 0)
+        return pr_in.reservation_data(generation, None)
     scsi = SCSI_TYPE[PrType(pr_type)]
-    return struct.pack(">IIQ4xxB2x", generation, 16, key, (LU_SCOPE << 4) | scsi)
+    return pr_in.reservation_data(generation, (key, pr_in.scope_type(LU_SCOPE, scsi)))
 
 
 @dataclass(frozen=True)

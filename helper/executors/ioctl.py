@@ -28,7 +28,6 @@ import ctypes
 import errno as E
 import fcntl
 import platform
-import struct
 from typing import ClassVar
 
 from scsi_pr.helper.executors import block_pr
@@ -43,19 +42,13 @@ from scsi_pr.helper.executors.status import (
 )
 from scsi_pr.helper.proto import PR_HELPER_DATA_SIZE
 from scsi_pr.sim import pr_in
-from scsi_pr.sim.constants import (
-    REPORT_CAPABILITIES_LENGTH,
-    Opcode,
-    PersistentReserveInAction,
-    Status,
-)
+from scsi_pr.sim.constants import Opcode, PersistentReserveInAction, Status
 
 IN = PersistentReserveInAction
 #: keys one READ KEYS ioctl asks for: as many as fit the helper's 8,192-byte data buffer
 MAX_KEYS = (PR_HELPER_DATA_SIZE - 8) // 8
 #: errnos meaning "this kernel has no such ioctl" (6.19's read ioctls on an older kernel)
 NO_SUCH_IOCTL = frozenset({E.ENOTTY, E.EINVAL, E.EOPNOTSUPP})
-TUR_TIMEOUT_MS = 30_000
 #: a PR OUT refused by a condition the kernel swallowed is sent once more (see ``_issue``)
 ATTEMPTS = 2
 
@@ -77,9 +70,7 @@ def capabilities_for(release: str) -> frozenset[str]:
 def report_capabilities() -> bytes:
     """What this path supports: PTPL_C (sd registers with APTPL=1), TMV and the six types; no
     CRH, SIP_C, ATP_C or REPLACE LOST RESERVATION, ALLOW COMMANDS unknown (0)."""
-    flags = pr_in.PTPL_C
-    header = struct.pack(">HBB", REPORT_CAPABILITIES_LENGTH, flags, pr_in.TMV)
-    return header + pr_in.TYPE_MASK + bytes(2)
+    return pr_in.capabilities_data(pr_in.PTPL_C, pr_in.TMV)
 
 
 class IoctlExecutor(Executor):
@@ -155,7 +146,7 @@ def _read_reservation(fd: int) -> bytes:
 
 def _pr_in_by_sg_io(fd: int, cdb: bytes, allocation_length: int) -> Reply:
     """No read ioctl in this kernel: SG_IO, if the kernel lets this process send PR IN."""
-    r = sg_io(fd, cdb, b"", PR_HELPER_DATA_SIZE, TUR_TIMEOUT_MS)
+    r = sg_io(fd, cdb, b"", PR_HELPER_DATA_SIZE)
     if r.errno in (E.EPERM, E.EACCES):
         return check_condition(INVALID_FIELD)  # this path cannot read the PR state
     return r.reply(allocation_length)
@@ -164,7 +155,7 @@ def _pr_in_by_sg_io(fd: int, cdb: bytes, allocation_length: int) -> Reply:
 def _pending_condition(fd: int) -> Reply | None:
     """TEST UNIT READY (allowed to anyone who may open the disk): the CHECK CONDITION the device
     reports now, or None."""
-    tur = sg_io(fd, bytes(6), b"", 0, TUR_TIMEOUT_MS)
+    tur = sg_io(fd, bytes(6))
     if not tur.errno and tur.status == Status.CHECK_CONDITION and tur.sb_len_wr:
         return Reply(Status.CHECK_CONDITION, tur.sense)
     return None
