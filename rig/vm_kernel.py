@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 from scsi_pr.rig.errors import RigError
+from scsi_pr.sim.profiles import kernel_series
 
 #: Debian 12's default kernel, the one CI installs (``linux-image-amd64``)
 DEFAULT_SERIES = "6.1"
@@ -25,11 +26,6 @@ BOOT_GLOB = "/boot/vmlinuz-*"
 
 class KernelNotFound(RigError):
     """No installed kernel matches; the message says what to install."""
-
-
-def series_of(release: str) -> str:
-    """``6.12`` for ``6.12.107+deb12-amd64``, ``6.1`` for ``6.1.0-57-amd64``."""
-    return ".".join(re.split(r"[-+]", release, maxsplit=1)[0].split(".")[:2])
 
 
 def natural(text: str) -> list[tuple[int, int, str]]:
@@ -48,7 +44,8 @@ def installed() -> list[str]:
 
 def choose(spec: str, kernels: list[str]) -> str | None:
     """The newest of ``kernels`` (/boot/vmlinuz-RELEASE paths) in series ``spec``."""
-    matching = [k for k in kernels if series_of(Path(k).name.removeprefix("vmlinuz-")) == spec]
+    releases = {k: Path(k).name.removeprefix("vmlinuz-") for k in kernels}
+    matching = [k for k in kernels if kernel_series(releases[k]) == spec]
     return max(matching, key=natural) if matching else None
 
 

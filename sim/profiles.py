@@ -16,6 +16,7 @@ passed asserting the answer written here. ``lio-6.12`` was measured on Debian's 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -415,10 +416,16 @@ def get(profile: Profile | str) -> Profile:
         raise UnknownProfile(f"unknown profile {profile!r}; known profiles: {known}") from None
 
 
+def kernel_series(release: str) -> str:
+    """``6.12`` for the release ``6.12.107+deb12-amd64``, ``6.1`` for ``6.1.0-57-amd64``: how
+    profiles, the VM's kernel choice and the helper's capabilities name a kernel."""
+    return ".".join(re.split(r"[-+]", release, maxsplit=1)[0].split(".")[:2])
+
+
 def lio_profile_for(release: str) -> Profile | None:
     """The LIO profile for a kernel release string (``platform.release()``, e.g.
     ``6.1.0-57-amd64``); None when no profile stands for that kernel."""
-    major_minor = ".".join(release.split("-")[0].split(".")[:2])
+    major_minor = kernel_series(release)
     for p in PROFILES.values():
         if p.kernel == major_minor:
             return p

@@ -43,6 +43,7 @@ from scsi_pr.helper.executors.status import (
 from scsi_pr.helper.proto import PR_HELPER_DATA_SIZE
 from scsi_pr.sim import pr_in
 from scsi_pr.sim.constants import Opcode, PersistentReserveInAction, Status
+from scsi_pr.sim.profiles import kernel_series
 
 IN = PersistentReserveInAction
 #: keys one READ KEYS ioctl asks for: as many as fit the helper's 8,192-byte data buffer
@@ -61,7 +62,7 @@ def capabilities_for(release: str) -> frozenset[str]:
     """What the ioctl executor needs on kernel ``release`` (``platform.release()``); an
     unparsable release is treated as old."""
     try:
-        version = tuple(int(x) for x in release.split("-")[0].split("+")[0].split(".")[:2])
+        version = tuple(int(x) for x in kernel_series(release).split("."))
     except ValueError:
         version = (0, 0)
     return frozenset(cap for until, cap in CAPABILITY_UNTIL if version < until)

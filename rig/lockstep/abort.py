@@ -1,14 +1,13 @@
 """PREEMPT AND ABORT in lockstep: the one PR OUT service action the main run leaves out.
 
-On tcm_loop a PREEMPT AND ABORT that succeeds takes effect and never completes, and the LU is
-wedged for good (docs/rig.md); the LIO profiles reproduce the stall. So each run here is a fresh
-pair of its own: a generated prefix of ordinary steps, an arrangement that makes the preempt
-likely to succeed (a CLEAR, two registrations, a reservation; always so in the first run),
-then the PREEMPT AND ABORT, compared like any step. A command that never completes on both sides
-is the same answer; after it nothing on the wedged device can be compared, and the next run
-gets a new LU generation
+On tcm_loop a PREEMPT AND ABORT that succeeds takes effect and never completes: the device
+holds the command for good (docs/rig.md); the LIO profiles reproduce the stall. So each run here
+is a fresh pair of its own: a generated prefix of ordinary steps, an arrangement that makes the
+preempt likely to succeed (a CLEAR, two registrations, a reservation; always so in the first
+run), then the PREEMPT AND ABORT, compared like any step. A command that never completes on both
+sides is the same answer; after it the run ends, and the next gets a new LU generation
 (``scsi_pr.rig.backend_lio``). Run it in a process of its own and last: the VM tier's
-``lio_hangs`` phase does, and every wedged generation stays behind until the VM ends.
+``lio_hangs`` phase does, and every stalled generation stays behind until the VM ends.
 
 No minimisation: every replay of a failing program would wedge another LU; the run's steps are
 the evidence.

@@ -110,8 +110,8 @@ def test_a_kernel_is_chosen_by_series_not_by_being_newest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Installing 6.12 beside 6.1 must not change what an unchanged command boots."""
-    assert vm_kernel.series_of("6.12.107+deb12-amd64") == "6.12"
-    assert vm_kernel.series_of("6.1.0-57-amd64") == "6.1"
+    assert vm_kernel.kernel_series("6.12.107+deb12-amd64") == "6.12"
+    assert vm_kernel.kernel_series("6.1.0-57-amd64") == "6.1"
     assert vm_kernel.choose("6.1", KERNELS) == "/boot/vmlinuz-6.1.0-56-amd64"
     assert vm_kernel.choose("6.12", KERNELS) == "/boot/vmlinuz-6.12.107+deb12-amd64"
     assert vm_kernel.choose("6.6", KERNELS) is None
