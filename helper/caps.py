@@ -29,7 +29,6 @@ PR_SET_KEEPCAPS = 8
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
@@ -62,7 +61,7 @@ def _last_cap() -> int:
         return 40
 
 
-def _capset(keep: Iterable[int], inheritable: bool = False) -> None:
+def _capset(keep: Iterable[int]) -> None:
     mask = 0
     for cap in keep:
         mask |= 1 << cap
@@ -71,7 +70,7 @@ def _capset(keep: Iterable[int], inheritable: bool = False) -> None:
     for i in range(2):
         word = (mask >> (32 * i)) & 0xFFFFFFFF
         data[i].effective = data[i].permitted = word
-        data[i].inheritable = word if inheritable else 0
+        data[i].inheritable = 0
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
@@ -79,12 +78,11 @@ def drop_privileges(
     uid: int | None = None,
     gid: int | None = None,
     keep: Iterable[int] = (),
-    for_children: bool = False,
 ) -> None:
     """Keep only ``keep`` (effective + permitted; none by default), clear the bounding and
     ambient sets, drop supplementary groups, switch to ``uid``/``gid`` (default: the current
-    ones), and set NoNewPrivs last. With ``for_children`` the kept set is also inheritable and
-    ambient, so a program exec'd later (mpathpersist) starts with it even as a non-root user.
+    ones), and set NoNewPrivs last. No executor execs a program, so nothing is made inheritable
+    or ambient.
 
     Why the bounding set too: a uid-0 process that execs a program gets its bounding set as
     permitted capabilities, so clearing only the effective set would not stop a root helper
@@ -103,10 +101,7 @@ def drop_privileges(
             _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl(PR_CAPBSET_DROP)")
     _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # absent before 4.3: fine
     os.setresuid(target_uid, target_uid, target_uid)
-    _capset(keep, inheritable=for_children)
-    if for_children:
-        for cap in keep:
-            _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "ambient")
+    _capset(keep)
     _check(_libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)")
     no_new_privileges()
 
@@ -118,9 +113,8 @@ def numbers(names: Iterable[str]) -> list[int]:
 
 def no_new_privileges() -> None:
     """PR_SET_NO_NEW_PRIVS: no exec'd program can gain privileges again (setuid bits, file
-    capabilities), whatever a compromised helper tries to run. Ambient capabilities still pass
-    to children (they are not new), which is what the multipath executor's mpathpersist needs.
-    It cannot be undone, and children inherit it."""
+    capabilities), whatever a compromised helper tries to run. It cannot be undone, and
+    children inherit it."""
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 

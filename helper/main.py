@@ -137,7 +137,7 @@ def make_executor(opts: Options) -> Executor:
     from scsi_pr.helper.executors.multipath import with_multipath
     from scsi_pr.helper.executors.sg import SgExecutor
 
-    return with_multipath(SgExecutor(), verbose=opts.verbose)
+    return with_multipath(SgExecutor(), verbose=opts.loglevel, quiet=opts.quiet)
 
 
 def make_server(opts: Options, executor: Executor, audit: Audit) -> HelperServer:
@@ -179,12 +179,7 @@ def drop_privileges(opts: Options, executor: Executor) -> None:
         caps.no_new_privileges()
         return
     hand_over_state_dir(opts)
-    caps.drop_privileges(
-        opts.uid,
-        opts.gid,
-        caps.numbers(executor.capabilities),
-        for_children=executor.capabilities_for_children,
-    )
+    caps.drop_privileges(opts.uid, opts.gid, caps.numbers(executor.capabilities))
 
 
 async def _run(server: HelperServer, listener: socket.socket) -> None:

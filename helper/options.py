@@ -72,7 +72,7 @@ Persistent Reservation helper program for QEMU
 
 scsi-pr extensions:
       --backend=sg|sim|ioctl  what runs the commands (default 'sg': SG_IO, dm-multipath
-                            devices through multipathd as a multipath build does;
+                            maps through libmpathpersist as a multipath build does;
                             'ioctl': the block layer's PR ioctls, no CAP_SYS_RAWIO)
       --initiator=NAME      sim: this helper's initiator port (default '{initiator}')
       --state-dir=DIR       sim: share simulated LUs with other helpers through DIR

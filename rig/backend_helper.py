@@ -448,21 +448,3 @@ class HelperLioBackend(Backend):
         if self._lio is not None:
             self._lio.__exit__(*exc)
         self._tmp.cleanup()
-
-
-class HelperLioIoctlBackend(HelperLioBackend):
-    """PR through ``scsi-pr-helper --backend ioctl`` (the block layer's PR ioctls) on the LIO
-    rig's /dev/sdX disks; everything else as ``helper-lio``."""
-
-    name = "helper-lio-ioctl"
-    executor = "ioctl"
-
-    def __init__(self, initiators: int = 2) -> None:
-        super().__init__(initiators)
-        assert self._lio is not None
-        try:
-            for it, port in zip(self.helper_initiators, self._lio.lio_initiators, strict=True):
-                it.pr_fd = os.open(port.port.sd, os.O_RDWR)
-        except OSError as e:
-            self.__exit__(None, None, None)
-            raise BackendUnavailable(f"helper-lio-ioctl: cannot open the LIO disks: {e}") from e

@@ -235,7 +235,8 @@ BACKENDS: dict[str, str] = {
     "helper-sim": "scsi_pr.rig.backend_helper:HelperSimBackend",
     "lio": "scsi_pr.rig.backend_lio:LioBackend",
     "helper-lio": "scsi_pr.rig.backend_helper:HelperLioBackend",
-    "helper-lio-ioctl": "scsi_pr.rig.backend_helper:HelperLioIoctlBackend",
+    "helper-lio-ioctl": "scsi_pr.rig.backend_paths:HelperLioIoctlBackend",
+    "helper-lio-mpath": "scsi_pr.rig.backend_paths:HelperLioMpathBackend",
     "iscsi": "scsi_pr.rig.backend_iscsi:IscsiBackend",
     "helper-iscsi": "scsi_pr.rig.backend_iscsi:HelperIscsiBackend",
 }

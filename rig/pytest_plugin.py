@@ -68,7 +68,7 @@ DEFAULT_BACKENDS = ("sim",)
 #: initiators every backend is opened with; tests use as many as they need from the front
 DEFAULT_INITIATORS = 3
 #: backends that run on LIO and therefore show its known defects
-LIO_BACKENDS = frozenset({"lio", "helper-lio", "helper-lio-ioctl"})
+LIO_BACKENDS = frozenset({"lio", "helper-lio", "helper-lio-ioctl", "helper-lio-mpath"})
 #: backends whose commands go through a real kernel (SG_IO): a command can block for good there,
 #: so each test gets a deadline
 KERNEL_BACKENDS = LIO_BACKENDS | {"iscsi", "helper-iscsi"}

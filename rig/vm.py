@@ -219,6 +219,7 @@ def run(
     kernel = vm_kernel.find(kernel)
     # The guest mounts its tmpfs dbroot here; the read-only 9p root needs the mount point.
     Path("/etc/target").mkdir(parents=True, exist_ok=True)
+    Path("/etc/multipath").mkdir(parents=True, exist_ok=True)  # the multipath rig's, likewise
     # One image per run: several VMs may run side by side (each needs its own copy).
     path = IMAGE_DIR / f"scsi-pr-vm-{os.getpid()}.ext4"
     binds = build_image(path) if image else None

@@ -25,6 +25,11 @@ for d in /etc/target /etc/rtslib-fb-target; do
         mkdir -p "$d/pr"
     fi
 done
+# multipath-tools reads its configuration from /etc/multipath/conf.d and keeps prkeys and wwids
+# there: the multipath rig (rig/multipath.py) writes them (rig/vm.py creates the mount point).
+if [ -d /etc/multipath ]; then
+    mount -t tmpfs -o mode=0755 scsi-pr-multipath /etc/multipath
+fi
 # pytest's tmp_path, targetcli's prefs/lock and helper sockets need writable scratch space. A
 # checkout that itself lives under /tmp (a CI clone, say) must stay visible: bind it back. Not
 # /tmp itself (a command started there): binding that back would hide the tmpfs again.

@@ -42,8 +42,6 @@ class Executor(ABC):
     #: drop for this executor; everything else is dropped, bounding set included. None by
     #: default: SG_IO needs CAP_SYS_RAWIO, device-mapper ioctls CAP_SYS_ADMIN.
     capabilities: ClassVar[frozenset[str]] = frozenset()
-    #: Also make them inheritable and ambient, for a program the executor execs (mpathpersist).
-    capabilities_for_children: ClassVar[bool] = False
 
     @abstractmethod
     def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> Reply:

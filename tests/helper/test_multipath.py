@@ -1,5 +1,6 @@
 """The multipath executor's pure parts: device-mapper buffers, the C helper's validation of
-PR commands for libmpathpersist, result mapping and PR IN re-serialisation."""
+PR commands for libmpathpersist, result mapping and PR IN re-serialisation (the library's
+structs: test_mpath_lib.py; against a real map: tests/vm/test_multipath_vm.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ import struct
 import pytest
 
 from scsi_pr.helper.executors.base import Reply
-from scsi_pr.helper.executors.multipath import (
+from scsi_pr.helper.executors.dm import (
     DM_IOCTL,
     DM_TABLE_STATUS,
     DM_TARGET_SPEC,
     DM_VERSION,
+    encode_dev,
+    first_target_type,
+    is_multipath_answer,
+    pack_dm_ioctl,
+    table_devices,
+)
+from scsi_pr.helper.executors.multipath import (
     MPATH_PR_ILLEGAL_REQ,
     MPATH_PR_NO_SENSE,
     MPATH_PR_OTHER,
@@ -25,12 +33,6 @@ from scsi_pr.helper.executors.multipath import (
     MPATH_PR_SENSE_UNIT_ATTENTION,
     MPATH_PR_SUCCESS,
     ProutParams,
-    encode_dev,
-    first_target_type,
-    is_multipath_answer,
-    mpathpersist_out_argv,
-    pack_dm_ioctl,
-    parse_hex_dump,
     reply_for_result,
     reserialise_pr_in,
     validate_pr_in,
@@ -47,15 +49,24 @@ def test_ioctl_numbers_match_linux_dm_ioctl_h() -> None:
     assert DM_TABLE_STATUS == 0xC138FD0C
 
 
-def answer(*types: bytes) -> bytes:
-    """A DM_TABLE_STATUS answer as the kernel fills it: header, then target specs."""
+def answer(*types: bytes, params: bytes = b"") -> bytes:
+    """A DM_TABLE_STATUS answer as the kernel fills it: header, then target specs, each
+    followed by its params string."""
     buf = bytearray(pack_dm_ioctl())
     struct.pack_into("=I", buf, 20, len(types))  # target_count
     offset = DM_IOCTL.size
+    step = DM_TARGET_SPEC.size + (len(params) + 8) // 8 * 8
     for t in types:
-        DM_TARGET_SPEC.pack_into(buf, offset, 0, 2048, 0, DM_TARGET_SPEC.size + 8, t)
-        offset += DM_TARGET_SPEC.size + 8
+        DM_TARGET_SPEC.pack_into(buf, offset, 0, 2048, 0, step, t)
+        buf[offset + DM_TARGET_SPEC.size : offset + DM_TARGET_SPEC.size + len(params)] = params
+        offset += step
     return bytes(buf)
+
+
+def test_a_multipath_table_names_its_paths_in_order() -> None:
+    table = b"0 0 1 1 service-time 0 2 1 8:16 1 65:160 1"
+    assert table_devices(answer(b"multipath", params=table)) == [(8, 16), (65, 160)]
+    assert table_devices(answer()) == []
 
 
 @pytest.mark.parametrize(
@@ -83,7 +94,7 @@ def test_request_header_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sa", "ok"), [(0, True), (1, True), (2, True), (3, False), (7, False), (0x20, False)]
+    ("sa", "ok"), [(0, True), (1, True), (2, True), (3, True), (4, False), (0x20, False)]
 )
 def test_pr_in_service_actions(sa: int, ok: bool) -> None:
     cdb = bytearray(persistent_reserve_in(0, 8192).ljust(16, b"\0"))
@@ -122,7 +133,8 @@ def with_tids(*tids: bytes, declared: int | None = None) -> bytes:
     [
         (0, bytes(23), (5, 0x1A, 0)),  # length checked before the service action
         (7, bytes(23), (5, 0x1A, 0)),
-        (7, bytes(24), (5, 0x24, 0)),  # REGISTER AND MOVE: not representable
+        (7, bytes(24), (5, 0x24, 0)),  # REGISTER AND MOVE: not the library's (the executor
+        # sends it down the paths itself)
         (8, bytes(24), (5, 0x24, 0)),
         (0, bytes(26), (5, 0x1A, 0)),  # >24 but no room for the TransportID list length
         (0, with_tids(declared=8), (5, 0x26, 0)),  # list longer than the data
@@ -148,10 +160,12 @@ def test_pr_out_parsed_fields() -> None:
     assert (got.service_action, got.scope, got.type, got.flags) == (0, 0, 5, 0x0D)
     assert got.key == (1).to_bytes(8, "big") and got.sa_key == (2).to_bytes(8, "big")
     assert got.transport_ids == [fc, iscsi_tid(), sas]
-    argv = mpathpersist_out_argv(got, "/dev/dm-3")
-    assert argv[:3] == ["mpathpersist", "--out", "--register"]
-    assert "--param-aptpl" in argv and "--param-alltgpt" in argv and argv[-1] == "/dev/dm-3"
-    assert argv.count("--transport-id") == 3
+
+
+def test_more_transport_ids_than_the_library_holds_are_refused() -> None:
+    sas = b"\x06" + bytes(23)
+    assert isinstance(prout(0, with_tids(*[sas] * 32)), ProutParams)
+    assert triple(prout(0, with_tids(*[sas] * 33))) == (5, 0x26, 0)
 
 
 def _tur(reply: Reply) -> tuple[list[int], object]:
@@ -197,19 +211,7 @@ def test_swallowed_sense_uses_the_test_unit_ready_answer_when_not_good() -> None
     assert reply_for_result(MPATH_PR_SENSE_NOT_READY, probe) == device  # type: ignore[arg-type]
 
 
-def test_reserialise_read_keys_truncates_and_zero_fills() -> None:
-    raw = (5).to_bytes(4, "big") + (16).to_bytes(4, "big") + bytes(range(16))
-    assert reserialise_pr_in(0, raw, 64) == raw + bytes(40)
-    assert reserialise_pr_in(0, raw, 12) == raw[:12]
-    caps = bytes([0, 8, 0x11, 0x81, 0xEA, 0x01, 0, 0])
-    assert reserialise_pr_in(2, caps, 8) == caps[:6] + bytes(2)
-
-
-def test_hex_dump_parsing() -> None:
-    text = (
-        "PR generation=0x5, 2 registered reservation keys follow:\n"
-        " 00     00 00 00 05 00 00 00 10  00 00 00 00 00 00 00 01    ................\n"
-        " 10     00 00 00 00 00 00 00 02                             ........\n"
-    )
-    expected = bytes.fromhex("000000050000001000000000000000010000000000000002")
-    assert parse_hex_dump(text) == expected
+def test_reserialise_cuts_and_zero_fills_to_the_allocation_length() -> None:
+    data = (5).to_bytes(4, "big") + (16).to_bytes(4, "big") + bytes(range(16))
+    assert reserialise_pr_in(data, 64) == data + bytes(40)
+    assert reserialise_pr_in(data, 12) == data[:12]

@@ -1,0 +1,90 @@
+"""Helper backends on the other ways to a device: ``helper-lio-ioctl`` (the block layer's PR
+ioctls on /dev/sdX) and ``helper-lio-mpath`` (a dm-multipath map over two of the LIO rig's
+ports, through libmpathpersist). Both are ``helper-lio`` with another fd handed to the helper.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+from pathlib import Path
+
+from scsi_pr.rig import multipath
+from scsi_pr.rig.backend_helper import HelperLioBackend
+from scsi_pr.rig.backends import BackendUnavailable
+from scsi_pr.rig.errors import RigError
+
+
+class HelperLioIoctlBackend(HelperLioBackend):
+    """PR through ``scsi-pr-helper --backend ioctl`` (the block layer's PR ioctls) on the LIO
+    rig's /dev/sdX disks; everything else as ``helper-lio``."""
+
+    name = "helper-lio-ioctl"
+    executor = "ioctl"
+
+    def __init__(self, initiators: int = 2) -> None:
+        super().__init__(initiators)
+        assert self._lio is not None
+        try:
+            for it, port in zip(self.helper_initiators, self._lio.lio_initiators, strict=True):
+                it.pr_fd = os.open(port.port.sd, os.O_RDWR)
+        except OSError as e:
+            self.__exit__(None, None, None)
+            raise BackendUnavailable(f"helper-lio-ioctl: cannot open the LIO disks: {e}") from e
+
+
+class _SharedMap:
+    """The process-wide multipath map over the LIO rig's first ports (built once, like the
+    rig; removed at exit before the rig, whose LUNs it holds open)."""
+
+    found: multipath.MultipathMap | None = None
+
+    @classmethod
+    def over(cls, paths: list[str]) -> multipath.MultipathMap:
+        names = tuple(sorted(Path(p).name for p in paths))
+        if cls.found is None or cls.found.paths != names:
+            if cls.found is None:
+                atexit.register(cls.down)  # after the rig's: atexit runs it first
+            cls.found = multipath.up(paths)
+        return cls.found
+
+    @classmethod
+    def down(cls) -> None:
+        with contextlib.suppress(Exception):
+            multipath.down(cls.found)
+        cls.found = None
+
+
+def release_multipath() -> None:
+    """Remove the shared multipath map now (else at exit): multipathd's path checker sends TEST
+    UNIT READY down its paths, which takes unit attentions meant for single-path tests."""
+    _SharedMap.down()
+
+
+class HelperLioMpathBackend(HelperLioBackend):
+    """Initiator 0 is a multipath host: a dm-multipath map (multipathd, ``reservation_key
+    file``) over the LIO rig's first two ports, its PR through ``scsi-pr-helper --backend sg``
+    on the map's fd (the multipath executor: libmpathpersist); the others are single-path
+    initiators as in ``helper-lio``. Initiator 0 names its first path's I_T nexus (TransportID,
+    RELATIVE TARGET PORT IDENTIFIER); non-PR commands take that path."""
+
+    name = "helper-lio-mpath"
+    #: paths of the multipath host
+    PATHS = 2
+
+    def __init__(self, initiators: int = 2) -> None:
+        super().__init__(initiators + self.PATHS - 1)
+        assert self._lio is not None
+        ports = self._lio.description.initiators
+        try:
+            self.map = _SharedMap.over([p.sd for p in ports[: self.PATHS]])
+            multipath.forget_key(self.map)
+            host = self.helper_initiators[0]
+            host.pr_fd = os.open(self.map.node, os.O_RDWR)
+        except (OSError, RigError) as e:
+            self.__exit__(None, None, None)
+            raise BackendUnavailable(f"helper-lio-mpath: {e}") from e
+        #: the LIO rig's ports that are the multipath host's paths, in table order
+        self.path_ports = ports[: self.PATHS]
+        self.initiators = [host, *self.helper_initiators[self.PATHS :]]
