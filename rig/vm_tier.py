@@ -4,8 +4,9 @@
    ``helper-lio``, except those marked ``lio_hangs`` or ``guest_e2e``.
 2. Every backend-independent test on ``iscsi``: the model behind the kernel's iSCSI initiator
    (``scsi-pr target serve``), ``lio_hangs`` tests included.
-3. The nested-guest end-to-end test (``guest_e2e``: minutes under TCG), once, on its own.
-4. Last, in a process of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
+3. The conformance suite on ``helper-lio-ioctl`` (the helper's block-layer ioctl backend).
+4. The nested-guest end-to-end test (``guest_e2e``: minutes under TCG), once, on its own.
+5. Last, in a process of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
    tcm_loop). The rig builds a fresh LU after each hang; should the process itself get stuck,
    it is abandoned and the tests it did not report are counted as hung.
 
@@ -39,6 +40,7 @@ BACKENDS = tuple(os.environ.get("SCSI_PR_VM_BACKENDS", "lio,helper-lio").split("
 # sg executor that helper-lio already takes through the whole suite in the main phase, and CI's
 # 90 minutes do not hold the suite a fourth time under TCG
 ISCSI_BACKENDS = ("iscsi",)
+PATH_BACKENDS = ("helper-lio-ioctl",)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class PhaseSpec:
     startup_limit: float = 600.0
     #: the backends the phase runs on (None: ``BACKENDS``, the LIO pair unless overridden)
     backends: tuple[str, ...] | None = None
+    #: the test paths it runs, where not the command line's (its default: tests)
+    paths: tuple[str, ...] | None = None
 
 
 PHASES: dict[str, PhaseSpec] = {
@@ -74,6 +78,16 @@ PHASES: dict[str, PhaseSpec] = {
         quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
         backends=ISCSI_BACKENDS,
     ),
+    # the conformance suite through the helper's other ways to the device: the block layer's PR
+    # ioctls on /dev/sdX (what the path cannot carry is marked, each asserting its answer)
+    "paths": PhaseSpec(
+        "uses_backend and not lio_hangs",
+        ("--durations=10",),
+        budget=1500.0,
+        quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
+        backends=PATH_BACKENDS,
+        paths=("tests/conformance",),
+    ),
     # one test; its driver logs (and heartbeats) every step, the longest guest pause included
     "guest-e2e": PhaseSpec("guest_e2e", (), budget=1200.0, quiet_limit=GUEST_TIMEOUT + 60.0),
     # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome
@@ -81,6 +95,7 @@ PHASES: dict[str, PhaseSpec] = {
         "lio_hangs", ("--run-lio-hangs",), budget=180.0, quiet_limit=300.0, hang_phase=True
     ),
 }
+DEFAULT_PATHS = ["tests"]
 ORDER = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
 
 
@@ -192,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--phases", default=",".join(PHASES), help=f"comma separated, from {', '.join(PHASES)}"
     )
-    p.add_argument("pytest_args", nargs="*", default=["tests"], help="paths (default: tests)")
+    p.add_argument("pytest_args", nargs="*", default=DEFAULT_PATHS, help="paths (default: tests)")
     args = p.parse_args(argv)
     chosen = [n for n in args.phases.split(",") if n]
     unknown = sorted(set(chosen) - set(PHASES))
@@ -203,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in PHASES:  # always in this order: the hang phase last
         if name in chosen:
             spec = PHASES[name]
-            argv_ = [*args.pytest_args, "-m", spec.marks, *spec.extra]
+            paths = spec.paths if spec.paths and args.pytest_args == DEFAULT_PATHS else None
+            argv_ = [*(paths or args.pytest_args), "-m", spec.marks, *spec.extra]
             backends = spec.backends or BACKENDS
             phases.append(run_phase(name, argv_, spec, args.workdir, backends=backends))
             report(phases[-1], details=False)  # counts now: a later phase may take long

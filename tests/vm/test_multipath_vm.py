@@ -13,6 +13,7 @@ and the Windows validation sequence, with the multipath host as node A.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import pytest
 from conformance.prtest import (
@@ -30,8 +31,10 @@ from scsi_pr.rig.backend_paths import HelperLioMpathBackend, release_multipath
 from scsi_pr.rig.backends import Initiator, open_backend
 from scsi_pr.rig.lio import InitiatorPort
 from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import Opcode, ReservationType, Status
 from scsi_pr.sim.constants import PersistentReserveOutAction as SA
-from scsi_pr.sim.constants import ReservationType
+from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.transportid import TransportId
 
 pytestmark = pytest.mark.vm
 WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
@@ -44,11 +47,47 @@ def _no_map_after_this_module() -> Iterator[None]:
     release_multipath()
 
 
+@dataclass
+class Host:
+    """The multipath host as the guest sees it. On a map the helper answers a PR IN with the
+    whole ALLOCATION LENGTH, zero-filled beyond the parameter data (the C helper's multipath
+    behaviour): checked here, then cut, so the strict parsers see the device's bytes."""
+
+    it: Initiator
+
+    @property
+    def name(self) -> str:
+        return self.it.name
+
+    @property
+    def transport_id(self) -> TransportId:
+        return self.it.transport_id
+
+    @property
+    def relative_target_port(self) -> int:
+        return self.it.relative_target_port
+
+    def execute(self, cdb: bytes, data: bytes = b"") -> CommandResult:
+        r = self.it.execute(cdb, data)
+        if cdb[0] != Opcode.PERSISTENT_RESERVE_IN or r.status != Status.GOOD:
+            return r
+        assert len(r.data) == int.from_bytes(cdb[7:9], "big")
+        end = 8 + int.from_bytes(r.data[4:8], "big")
+        assert not any(r.data[end:]), r.data.hex()
+        return replace(r, data=r.data[:end])
+
+
 @pytest.fixture
 def mpath() -> Iterator[HelperLioMpathBackend]:
     with open_backend("helper-lio-mpath", initiators=2) as backend:
         assert isinstance(backend, HelperLioMpathBackend)
         yield backend
+
+
+def nodes(backend: HelperLioMpathBackend) -> tuple[Host, Initiator]:
+    """(the multipath host, the single-path node)."""
+    host, other = backend.initiators
+    return Host(host), other
 
 
 def registered(it: Initiator) -> dict[tuple[int, bytes], int]:
@@ -61,7 +100,7 @@ def nexus(port: InitiatorPort) -> tuple[int, bytes]:
 
 
 def test_one_register_registers_every_path(mpath: HelperLioMpathBackend) -> None:
-    host, other = mpath.initiators
+    host, other = nodes(mpath)
     register(host, HOST_KEY)
     _, keys = read_keys(other)
     assert keys == [HOST_KEY] * mpath.PATHS
@@ -70,7 +109,7 @@ def test_one_register_registers_every_path(mpath: HelperLioMpathBackend) -> None
 
 
 def test_read_full_status_over_the_map_is_the_device_s(mpath: HelperLioMpathBackend) -> None:
-    host, other = mpath.initiators
+    host, other = nodes(mpath)
     register(host, HOST_KEY)
     register(other, OTHER_KEY)
     reserve(host, HOST_KEY, WE_RO)
@@ -86,7 +125,7 @@ def test_fence_mpath_sequence(mpath: HelperLioMpathBackend) -> None:
     reserves WE_RO; fencing a node preempts its key. Here the plain node fences the multipath
     host: one PREEMPT removes both paths' registrations, and the host's PR OUT then conflicts.
     (fence_mpath preempts with PREEMPT AND ABORT, which wedges tcm_loop: docs/scenarios.md.)"""
-    host, other = mpath.initiators
+    host, other = nodes(mpath)
     register(host, HOST_KEY)
     register(other, OTHER_KEY)
     reserve(host, HOST_KEY, WE_RO)
@@ -98,21 +137,21 @@ def test_fence_mpath_sequence(mpath: HelperLioMpathBackend) -> None:
 
 
 def test_the_multipath_host_fences_a_plain_node(mpath: HelperLioMpathBackend) -> None:
-    host, other = mpath.initiators
+    host, other = nodes(mpath)
     register(host, HOST_KEY)
     register(other, OTHER_KEY)
     reserve(other, OTHER_KEY, WE_RO)
     expect_good(prout(host, SA.PREEMPT, HOST_KEY, OTHER_KEY, WE_RO))
-    _, keys = read_keys(other)
+    _, keys = read_keys(host)
     assert keys == [HOST_KEY] * mpath.PATHS
-    assert read_reservation(other)[1] == (HOST_KEY, WE_RO)
+    assert read_reservation(host)[1] == (HOST_KEY, WE_RO)
 
 
 def test_windows_validation_sequence(mpath: HelperLioMpathBackend) -> None:
     """'Validate SCSI-3 Persistent Reservation' (cluster-pr-sequences.md 2), node A the
     multipath host: register, reserve, read; an unregistered B's preempt fails; B registers,
     its reserve conflicts; B unregisters, A releases and unregisters."""
-    a, b = mpath.initiators
+    a, b = nodes(mpath)
     expect_good(prout(a, SA.REGISTER_AND_IGNORE_EXISTING_KEY, 0, HOST_KEY))
     reserve(a, HOST_KEY, WE_RO)
     assert read_reservation(a)[1] == (HOST_KEY, WE_RO)
@@ -127,7 +166,7 @@ def test_windows_validation_sequence(mpath: HelperLioMpathBackend) -> None:
 
 
 def test_register_and_move_leaves_through_the_holding_path(mpath: HelperLioMpathBackend) -> None:
-    host, other = mpath.initiators
+    host, other = nodes(mpath)
     register(host, HOST_KEY)
     reserve(host, HOST_KEY, WE_RO)
     cdb, data = C.register_and_move(
@@ -144,7 +183,7 @@ def test_register_and_move_leaves_through_the_holding_path(mpath: HelperLioMpath
 def test_register_and_move_by_a_non_holder_conflicts_on_every_path(
     mpath: HelperLioMpathBackend,
 ) -> None:
-    host, other = mpath.initiators
+    host, other = nodes(mpath)
     register(host, HOST_KEY)
     register(other, OTHER_KEY)
     reserve(other, OTHER_KEY, WE_RO)

@@ -1,0 +1,30 @@
+"""The multipath rig's configuration text (the rig itself runs in the VM tier:
+tests/vm/test_multipath_vm.py)."""
+
+from __future__ import annotations
+
+from scsi_pr.rig.multipath import config_text
+
+
+def test_only_the_named_paths_are_excepted_from_the_blacklist() -> None:
+    text = config_text(["sdb", "sda"])
+    blacklist = text.split("blacklist {", 1)[1].split("}", 1)[0]
+    exceptions = text.split("blacklist_exceptions {", 1)[1].split("}", 1)[0]
+    assert blacklist.split() == ["devnode", '".*"']
+    assert exceptions.split() == ["devnode", '"^(sda|sdb)$"']
+
+
+def test_keys_go_through_multipathd_s_prkeys_file() -> None:
+    defaults = config_text(["sda", "sdb"]).split("defaults {", 1)[1].split("}", 1)[0]
+    settings = dict(line.split(None, 1) for line in defaults.strip().splitlines())
+    assert settings == {
+        "user_friendly_names": "no",
+        "find_multipaths": "no",
+        "reservation_key": "file",
+    }
+
+
+def test_every_block_spans_lines() -> None:
+    """multipath-tools 0.9.4 does not parse a one-line block (measured)."""
+    for line in config_text(["sda", "sdb"]).splitlines():
+        assert not ("{" in line and "}" in line), line
