@@ -10,6 +10,7 @@ import contextlib
 import os
 from pathlib import Path
 
+from scsi_pr.helper.executors import limits
 from scsi_pr.rig import multipath
 from scsi_pr.rig.backend_helper import HelperLioBackend
 from scsi_pr.rig.backends import BackendUnavailable
@@ -22,6 +23,7 @@ class HelperLioIoctlBackend(HelperLioBackend):
 
     name = "helper-lio-ioctl"
     executor = "ioctl"
+    path_limits = limits.of_backend("ioctl")
 
     def __init__(self, initiators: int = 2) -> None:
         super().__init__(initiators)

@@ -76,6 +76,9 @@ class Backend(AbstractContextManager["Backend"]):
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: what this backend's way to the device cannot carry (names of
+    #: ``scsi_pr.helper.executors.limits.LIMITS``): the helper answers those itself
+    path_limits: ClassVar[frozenset[str]] = frozenset()
     #: False for the in-process model: senders on several threads must serialise commands
     #: themselves (a real device, or a helper process, serialises them on its own).
     thread_safe: ClassVar[bool] = True

@@ -344,6 +344,12 @@ def device_profile(request: pytest.FixtureRequest, backend: Backend) -> Profile:
 
 
 @pytest.fixture
+def path_limits(backend: Backend) -> frozenset[str]:
+    """What the backend's way to the device cannot carry (``helper.executors.limits``)."""
+    return backend.path_limits
+
+
+@pytest.fixture
 def initiators(backend: Backend) -> list[Initiator]:
     """The backend's initiator handles: ``initiators[i].execute(cdb, data) -> CommandResult``."""
     return backend.initiators

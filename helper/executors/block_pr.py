@@ -25,10 +25,10 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
+from scsi_pr.helper.executors import limits
 from scsi_pr.helper.executors.status import (
     INVALID_FIELD,
     INVALID_OPCODE,
-    INVALID_PARAM,
     INVALID_PARAM_LEN,
     SenseCode,
 )
@@ -131,7 +131,9 @@ def pr_out(cdb: bytes, data: bytes) -> Ioctl | Refusal:
         action = SA(cdb[1] & 0x1F)
     except ValueError:
         return Refusal(INVALID_FIELD, f"service action {cdb[1] & 0x1F:#x} does not exist")
-    if action in (SA.REGISTER_AND_MOVE, SA.REPLACE_LOST_RESERVATION):
+    if action == SA.REGISTER_AND_MOVE:
+        return Refusal(limits.IOCTL_NO_REGISTER_AND_MOVE.refusal, "no block-layer ioctl for it")
+    if action == SA.REPLACE_LOST_RESERVATION:  # LIO has none either: answered as LIO does
         return Refusal(INVALID_FIELD, f"{action.name} has no block-layer ioctl")
     # without SPEC_I_PT the list is exactly 24 bytes (SPC-5 6.17.3); with it, refused below
     basic = PR_OUT_BASIC_PARAMETER_LIST_LENGTH
@@ -140,19 +142,20 @@ def pr_out(cdb: bytes, data: bytes) -> Ioctl | Refusal:
     key, sa_key = struct.unpack_from(">QQ", data)
     flags = data[20]
     if flags & (SPEC_I_PT | ALL_TG_PT):
-        return Refusal(INVALID_PARAM, "SPEC_I_PT and ALL_TG_PT have no block-layer ioctl")
+        return Refusal(limits.IOCTL_NO_SPEC_I_PT_ALL_TG_PT.refusal, "no ioctl field for them")
     if action in (SA.REGISTER, SA.REGISTER_AND_IGNORE_EXISTING_KEY):
         ignore = PR_FL_IGNORE_KEY if action == SA.REGISTER_AND_IGNORE_EXISTING_KEY else 0
         return Ioctl(IOC_PR_REGISTER, REGISTRATION.pack(key, sa_key, ignore, 0), action.name)
     if action == SA.CLEAR:
         return Ioctl(IOC_PR_CLEAR, CLEAR.pack(key, 0, 0), action.name)
     scope, code = cdb[2] >> 4, cdb[2] & 0x0F
+    checked_here = limits.IOCTL_FIELDS_CHECKED_FIRST.refusal
     try:
         type_ = PR_TYPE[ReservationType(code)]
     except ValueError:
-        return Refusal(INVALID_FIELD, f"TYPE {code:#x} does not exist")
+        return Refusal(checked_here, f"TYPE {code:#x} does not exist")
     if scope != LU_SCOPE:
-        return Refusal(INVALID_FIELD, f"SCOPE {scope:#x}: only LU_SCOPE exists")
+        return Refusal(checked_here, f"SCOPE {scope:#x}: only LU_SCOPE exists")
     if action in (SA.RESERVE, SA.RELEASE):
         request = IOC_PR_RESERVE if action == SA.RESERVE else IOC_PR_RELEASE
         return Ioctl(request, RESERVATION.pack(key, type_, 0), action.name)
@@ -172,6 +175,16 @@ def read_reservation_data(key: int, generation: int, pr_type: int) -> bytes:
         return pr_in.reservation_data(generation, None)
     scsi = SCSI_TYPE[PrType(pr_type)]
     return pr_in.reservation_data(generation, (key, pr_in.scope_type(LU_SCOPE, scsi)))
+
+
+def capabilities_of_path(device: bytes) -> bytes:
+    """The device's REPORT CAPABILITIES data with the capabilities this path cannot carry
+    cleared: SIP_C and ATP_C (IOC_PR_REGISTER has no field for them) and RLR_C (no ioctl for
+    REPLACE LOST RESERVATION). The rest, PTPL_A included, is the device's."""
+    if len(device) < 3:
+        return device
+    cleared = device[2] & ~(pr_in.SIP_C | pr_in.ATP_C | pr_in.RLR_C)
+    return device[:2] + bytes([cleared]) + device[3:]
 
 
 @dataclass(frozen=True)

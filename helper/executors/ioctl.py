@@ -9,8 +9,9 @@ issues them. What each service action becomes:
   device with APTPL=1 (sd sets it): the only change of meaning, documented in docs/helper.md.
 - PR IN READ KEYS and READ RESERVATION: the 6.19 read ioctls where the kernel has them; else
   SG_IO on the same fd (which the kernel permits only with CAP_SYS_RAWIO); else CHECK
-  CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB. REPORT CAPABILITIES is synthesised to say
-  what this path supports (no SIP_C, no ATP_C, PTPL_C, the six types); READ FULL STATUS has no
+  CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB. REPORT CAPABILITIES is the device's (by
+  SG_IO where permitted) less what this path cannot carry (SIP_C, ATP_C, RLR_C), else
+  synthesised to say what the path supports (PTPL_C, the six types); READ FULL STATUS has no
   ioctl (INVALID FIELD IN CDB).
 - A CHECK CONDITION from an ioctl arrives without its sense; like the C helper on multipath,
   a TEST UNIT READY (permitted to anyone who may open the disk) fetches a pending condition;
@@ -30,7 +31,7 @@ import fcntl
 import platform
 from typing import ClassVar
 
-from scsi_pr.helper.executors import block_pr
+from scsi_pr.helper.executors import block_pr, limits
 from scsi_pr.helper.executors.base import Executor, Reply
 from scsi_pr.helper.executors.sg import sg_io
 from scsi_pr.helper.executors.status import (
@@ -111,15 +112,15 @@ class IoctlExecutor(Executor):
             pending = _pending_condition(fd)
             if pending is not None:
                 return pending
-        return check_condition(IO_ERROR)
+        return check_condition(IO_ERROR)  # limits.IOCTL_SENSE_LOST
 
     # -- PR IN -----------------------------------------------------------------------------
     def _pr_in(self, fd: int, cdb: bytes, allocation_length: int) -> Reply:
         action = cdb[1] & 0x1F
         if action == IN.REPORT_CAPABILITIES:
-            return Reply(Status.GOOD, b"", report_capabilities())
+            return _capabilities(fd, cdb, allocation_length)
         if action not in block_pr.READ_IOCTLS:
-            return check_condition(INVALID_FIELD)  # READ FULL STATUS: no ioctl says it
+            return check_condition(limits.IOCTL_NO_READ_FULL_STATUS.refusal)
         try:
             data = _read_keys(fd) if action == IN.READ_KEYS else _read_reservation(fd)
         except OSError as e:
@@ -151,6 +152,18 @@ def _pr_in_by_sg_io(fd: int, cdb: bytes, allocation_length: int) -> Reply:
     if r.errno in (E.EPERM, E.EACCES):
         return check_condition(INVALID_FIELD)  # this path cannot read the PR state
     return r.reply(allocation_length)
+
+
+def _capabilities(fd: int, cdb: bytes, allocation_length: int) -> Reply:
+    """The device's REPORT CAPABILITIES less what this path cannot carry, where SG_IO may ask
+    the device; else what the path supports, synthesised."""
+    r = sg_io(fd, cdb, b"", PR_HELPER_DATA_SIZE)
+    if r.errno in (E.EPERM, E.EACCES):
+        return Reply(Status.GOOD, b"", report_capabilities())
+    reply = r.reply(allocation_length)
+    if reply.status != Status.GOOD:
+        return reply
+    return Reply(Status.GOOD, b"", block_pr.capabilities_of_path(reply.data))
 
 
 def _pending_condition(fd: int) -> Reply | None:

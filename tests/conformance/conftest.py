@@ -4,6 +4,11 @@ Tests here reach the device only through the plugin's ``initiators`` fixture (``
 ``.transport_id``, ``.relative_target_port``) and build bytes with ``sim.cdb``, so the same test
 runs on the model, through the helper, and against LIO.
 
+Where the helper backend's way to the device cannot carry a command (the block layer's PR
+ioctls have no READ FULL STATUS, say), the test is marked ``@pytest.mark.path_limit(NAME)``,
+NAME an entry of ``scsi_pr.helper.executors.limits.LIMITS``, and asserts that entry's answer
+on backends whose ``path_limits`` have it.
+
 Where LIO answers differently, the test is marked ``@pytest.mark.lio_deviation(NAME)`` with the
 name of the deviation's entry in ``scsi_pr.sim.profiles.REGISTRY`` (the entry lists the test
 back), and asserts one answer or the other by the plugin's ``device_profile``: LIO's measured
@@ -21,6 +26,7 @@ from pathlib import Path
 import pytest
 from prtest import drain
 
+from scsi_pr.helper.executors.limits import LIMITS, PathLimit
 from scsi_pr.sim.profiles import DEVIATIONS, Deviation
 
 
@@ -30,9 +36,15 @@ def pytest_configure(config: pytest.Config) -> None:
         "lio_deviation(name): LIO answers differently from SPC-5 here; NAME is the entry of "
         "scsi_pr.sim.profiles.REGISTRY whose answer the test asserts where the device has it",
     )
+    config.addinivalue_line(
+        "markers",
+        "path_limit(name): the helper backend's way to the device cannot carry this; NAME is "
+        "the entry of scsi_pr.helper.executors.limits.LIMITS whose answer the test asserts on "
+        "backends whose path has it (the path_limits fixture)",
+    )
 
 
-def listed(item: pytest.Item, deviation: Deviation) -> bool:
+def listed(item: pytest.Item, deviation: Deviation | PathLimit) -> bool:
     """Does ``deviation`` list ``item`` among its tests (``file::function`` or
     ``file::function[param]``, the param a part of the item's parameter id)?"""
     callspec = getattr(item, "callspec", None)
@@ -49,17 +61,22 @@ def listed(item: pytest.Item, deviation: Deviation) -> bool:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every ``lio_deviation`` mark names one registry entry, by its name alone, and that entry
     lists the test: the registry and the suite cannot drift apart."""
+    registries: dict[str, tuple[str, dict[str, Deviation] | dict[str, PathLimit]]] = {
+        "lio_deviation": ("scsi_pr.sim.profiles.REGISTRY", DEVIATIONS),
+        "path_limit": ("scsi_pr.helper.executors.limits.LIMITS", LIMITS),
+    }
     for item in items:
-        for mark in item.iter_markers("lio_deviation"):
-            if len(mark.args) != 1 or mark.kwargs or mark.args[0] not in DEVIATIONS:
-                raise pytest.UsageError(
-                    f"{item.nodeid}: lio_deviation takes one registry name "
-                    f"(scsi_pr.sim.profiles.REGISTRY), got {mark.args} {mark.kwargs}"
-                )
-            if not listed(item, DEVIATIONS[mark.args[0]]):
-                raise pytest.UsageError(
-                    f"{item.nodeid}: registry entry {mark.args[0]!r} does not list this test"
-                )
+        for marker, (where, registry) in registries.items():
+            for mark in item.iter_markers(marker):
+                if len(mark.args) != 1 or mark.kwargs or mark.args[0] not in registry:
+                    raise pytest.UsageError(
+                        f"{item.nodeid}: {marker} takes one name of {where}, "
+                        f"got {mark.args} {mark.kwargs}"
+                    )
+                if not listed(item, registry[mark.args[0]]):
+                    raise pytest.UsageError(
+                        f"{item.nodeid}: entry {mark.args[0]!r} of {where} does not list this test"
+                    )
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scsi_pr.helper.executors.limits import PathLimit
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim import pr_in_data
 from scsi_pr.sim.constants import (
@@ -69,6 +70,15 @@ def expect_check(r: CommandResult, key: SenseKey, code: AdditionalSense) -> None
     sense = r.sense_data
     assert sense is not None, f"unparseable sense {r.sense.hex()}"
     assert sense.triple == (key, code.asc, code.ascq), f"expected {key.name}/{code.name}, got {r}"
+
+
+def expect_refused(r: CommandResult, limit: PathLimit) -> None:
+    """The helper's own answer for what its way to the device cannot carry."""
+    assert r.status == Status.CHECK_CONDITION, f"expected CHECK CONDITION ({limit.name}), got {r}"
+    sense = r.sense_data
+    assert sense is not None, f"unparseable sense {r.sense.hex()}"
+    want = (limit.refusal.key, limit.refusal.asc, limit.refusal.ascq)
+    assert sense.triple == want, f"expected {limit.name}'s answer, got {r}"
 
 
 def expect_ua(r: CommandResult, code: AdditionalSense) -> None:

@@ -10,6 +10,7 @@ from prtest import (
     SA,
     expect_check,
     expect_good,
+    expect_refused,
     full_status,
     prout,
     read_keys,
@@ -17,6 +18,7 @@ from prtest import (
     reserve,
 )
 
+from scsi_pr.helper.executors import limits as L
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim import profiles as P
 from scsi_pr.sim.constants import INVALID_FIELD_IN_CDB, LU_SCOPE, ReservationType, SenseKey
@@ -111,13 +113,16 @@ def test_read_reservation_layout(nexuses: list, type_: ReservationType) -> None:
     assert r.data == struct.pack(">IIQ4xBB2x", gen, 16, key, 0, 0x00 | type_)
 
 
-def test_report_capabilities(nexuses: list) -> None:
+@pytest.mark.path_limit(L.IOCTL_CAPABILITIES_OF_THE_PATH.name)
+def test_report_capabilities(nexuses: list, path_limits: frozenset[str]) -> None:
     a = nexuses[0]
     r = expect_good(a.execute(C.persistent_reserve_in(IN.REPORT_CAPABILITIES)))
     d = r.data
     assert len(d) == 8 and d[0:2] == b"\x00\x08", "LENGTH is 8"
-    # CRH, SIP_C, ATP_C, PTPL_C (RLR_C is optional: LIO clears it, the model sets it).
-    assert d[2] & 0x7F == 0x1D
+    # CRH, SIP_C, ATP_C, PTPL_C (RLR_C is optional: LIO clears it, the model sets it); the
+    # ioctl path cannot carry SIP_C or ATP_C and clears them
+    path = L.IOCTL_CAPABILITIES_OF_THE_PATH.name in path_limits
+    assert d[2] & 0x7F == (0x11 if path else 0x1D)
     assert d[3] & 0x80, "TMV: the type mask is valid"
     assert (d[3] >> 4) & 0x07 <= 5, "ALLOW COMMANDS is a defined code"
     assert d[3] & 0x01 == 0, "PTPL_A clear: APTPL not active"
@@ -126,27 +131,38 @@ def test_report_capabilities(nexuses: list) -> None:
     )
 
 
-def test_report_capabilities_ptpl_a_follows_aptpl(nexuses: list) -> None:
+@pytest.mark.path_limit(L.IOCTL_REGISTER_ALWAYS_APTPL.name)
+def test_report_capabilities_ptpl_a_follows_aptpl(
+    nexuses: list, path_limits: frozenset[str]
+) -> None:
     a = nexuses[0]
     register(a, A, aptpl=True)
     r = expect_good(a.execute(C.persistent_reserve_in(IN.REPORT_CAPABILITIES)))
     assert r.data[3] & 0x01, "PTPL_A set after REGISTER with APTPL=1"
     expect_good(prout(a, SA.REGISTER, A, A, aptpl=False))
     r = expect_good(a.execute(C.persistent_reserve_in(IN.REPORT_CAPABILITIES)))
-    assert r.data[3] & 0x01 == 0, "the last REGISTER's APTPL bit decides (SPC-5 5.14.5)"
+    if L.IOCTL_REGISTER_ALWAYS_APTPL.name in path_limits:
+        assert r.data[3] & 0x01, "sd sent the REGISTER with APTPL=1 all the same"
+    else:
+        assert r.data[3] & 0x01 == 0, "the last REGISTER's APTPL bit decides (SPC-5 5.14.5)"
 
 
+@pytest.mark.path_limit(L.IOCTL_NO_READ_FULL_STATUS.name)
 @pytest.mark.parametrize(
     "holder_type", [None, WE, ReservationType.EXCLUSIVE_ACCESS_ALL_REGISTRANTS]
 )
 def test_read_full_status_names_each_nexus(
-    nexuses: list, holder_type: ReservationType | None
+    nexuses: list, holder_type: ReservationType | None, path_limits: frozenset[str]
 ) -> None:
     a, b, c = nexuses
     register(a, A)
     register(b, B)
     if holder_type is not None:
         reserve(a, A, holder_type)
+    if L.IOCTL_NO_READ_FULL_STATUS.name in path_limits:
+        r = c.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS))
+        expect_refused(r, L.IOCTL_NO_READ_FULL_STATUS)
+        return
     status = full_status(c)
     assert status.generation == read_keys(c)[0]
     want = set()
@@ -167,11 +183,18 @@ def test_read_full_status_names_each_nexus(
 
 
 @pytest.mark.lio_deviation(P.FULL_STATUS_TRUNCATION.name)
-def test_read_full_status_header_counts_whole_list(nexuses: list, device_profile: Profile) -> None:
+@pytest.mark.path_limit(L.IOCTL_NO_READ_FULL_STATUS.name)
+def test_read_full_status_header_counts_whole_list(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
     a, b, _ = nexuses
     register(a, A)
     register(b, B)
-    r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS)))
+    r = a.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS))
+    if L.IOCTL_NO_READ_FULL_STATUS.name in path_limits:
+        expect_refused(r, L.IOCTL_NO_READ_FULL_STATUS)
+        return
+    expect_good(r)
     full = len(r.data) - 8
     first = 24 + int.from_bytes(r.data[8 + 20 : 8 + 24], "big")  # with its TransportID
     assert first > 32, "the first descriptor does not fit in 40 bytes"

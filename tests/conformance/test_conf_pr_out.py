@@ -13,6 +13,7 @@ from prtest import (
     expect_check,
     expect_conflict,
     expect_good,
+    expect_refused,
     expect_ua,
     full_status,
     prout,
@@ -22,6 +23,7 @@ from prtest import (
     reserve,
 )
 
+from scsi_pr.helper.executors import limits as L
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim import profiles as P
 from scsi_pr.sim.constants import (
@@ -49,14 +51,30 @@ A, B, C3 = 0xA, 0xB, 0xC
 ILLEGAL = SenseKey.ILLEGAL_REQUEST
 
 UNREGISTERED_NOT_READY = pytest.mark.lio_deviation(P.UNREGISTERED_NOT_READY.name)
+SENSE_LOST = pytest.mark.path_limit(L.IOCTL_SENSE_LOST.name)
+MOVES = pytest.mark.path_limit(L.IOCTL_NO_REGISTER_AND_MOVE.name)
 
 
-def expect_unregistered(r: CommandResult, profile: Profile) -> None:
-    """RESERVATION CONFLICT; LIO: NOT READY, LOGICAL UNIT COMMUNICATION FAILURE."""
-    if P.UNREGISTERED_NOT_READY in profile:
+def expect_unregistered(
+    r: CommandResult, profile: Profile, path_limits: frozenset[str] = frozenset()
+) -> None:
+    """RESERVATION CONFLICT; LIO: NOT READY, LOGICAL UNIT COMMUNICATION FAILURE (whose sense
+    the ioctl path loses)."""
+    if P.UNREGISTERED_NOT_READY in profile and L.IOCTL_SENSE_LOST.name in path_limits:
+        expect_refused(r, L.IOCTL_SENSE_LOST)
+    elif P.UNREGISTERED_NOT_READY in profile:
         expect_check(r, SenseKey.NOT_READY, LUN_COMMUNICATION_FAILURE)
     else:
         expect_conflict(r)
+
+
+def path_refuses_moves(r: object, path_limits: frozenset[str]) -> bool:
+    """On a path without REGISTER AND MOVE, assert the helper's refusal of ``r`` (the test then
+    ends: nothing moved)."""
+    if L.IOCTL_NO_REGISTER_AND_MOVE.name not in path_limits:
+        return False
+    expect_refused(r, L.IOCTL_NO_REGISTER_AND_MOVE)  # type: ignore[arg-type]
+    return True
 
 
 def ids(t: T) -> str:
@@ -149,13 +167,20 @@ def test_all_registrants_reservation_outlives_its_first_registrant(nexuses: list
     assert read_reservation(b)[1] is None, "released with the last registrant"
 
 
+SPEC_I_PT_ALL_TG_PT = pytest.mark.path_limit(L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT.name)
+
+
+@SPEC_I_PT_ALL_TG_PT
 def test_spec_i_pt_only_with_register(nexuses: list) -> None:
+    """Refused by the device, and on the ioctl path by the helper: the same answer."""
     a, b, _ = nexuses
     register(a, A)
     r = prout(a, SA.RESERVE, A, 0, WE, spec_i_pt=True, transport_ids=[b.transport_id])
     expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
+    assert L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT.refusal.asc == INVALID_FIELD_IN_PARAMETER_LIST.asc
 
 
+@SPEC_I_PT_ALL_TG_PT
 def test_spec_i_pt_from_registered_nexus_is_invalid(nexuses: list) -> None:
     a, b, _ = nexuses
     register(a, A)
@@ -219,8 +244,11 @@ def test_any_registrant_holds_all_registrants(nexuses: list, type_: T) -> None:
 
 
 @UNREGISTERED_NOT_READY
-def test_unregistered_reserve_conflicts(nexuses: list, device_profile: Profile) -> None:
-    expect_unregistered(prout(nexuses[0], SA.RESERVE, 0, 0, WE), device_profile)
+@SENSE_LOST
+def test_unregistered_reserve_conflicts(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
+    expect_unregistered(prout(nexuses[0], SA.RESERVE, 0, 0, WE), device_profile, path_limits)
     assert read_reservation(nexuses[0])[1] is None
 
 
@@ -239,13 +267,20 @@ def test_reserve_with_reserved_type(nexuses: list, type_: int) -> None:
 
 
 @pytest.mark.lio_deviation(P.SCOPE_IN_PARAMETER_LIST.name)
-def test_reserve_with_reserved_scope(nexuses: list, device_profile: Profile) -> None:
+@pytest.mark.path_limit(L.IOCTL_FIELDS_CHECKED_FIRST.name)
+def test_reserve_with_reserved_scope(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
     a = nexuses[0]
     register(a, A)
-    code = device_profile.choose(
-        P.SCOPE_IN_PARAMETER_LIST, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_PARAMETER_LIST
-    )
-    expect_check(prout(a, SA.RESERVE, A, 0, WE, scope=0x1), ILLEGAL, code)
+    r = prout(a, SA.RESERVE, A, 0, WE, scope=0x1)
+    if L.IOCTL_FIELDS_CHECKED_FIRST.name in path_limits:
+        expect_refused(r, L.IOCTL_FIELDS_CHECKED_FIRST)  # SPC-5's answer, whatever the device
+    else:
+        code = device_profile.choose(
+            P.SCOPE_IN_PARAMETER_LIST, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_PARAMETER_LIST
+        )
+        expect_check(r, ILLEGAL, code)
     assert read_reservation(a)[1] is None
 
 
@@ -296,7 +331,10 @@ RESERVED_TYPE = 0x2  # SPC-5 table 169: obsolete, not a reservation type
 
 
 @pytest.mark.lio_deviation(P.TYPE_BEFORE_REGISTRATION.name)
-def test_reserved_type_from_a_nexus_without_the_key(nexuses: list, device_profile: Profile) -> None:
+@pytest.mark.path_limit(L.IOCTL_FIELDS_CHECKED_FIRST.name)
+def test_reserved_type_from_a_nexus_without_the_key(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
     """No reservation present (LIO's pre-check of non-holders stays out of it): a wrong key
     and an unregistered issuer, each with a TYPE that does not exist."""
     a, b, c = nexuses
@@ -307,19 +345,28 @@ def test_reserved_type_from_a_nexus_without_the_key(nexuses: list, device_profil
         prout(a, SA.PREEMPT, C3, B, RESERVED_TYPE),
         prout(c, SA.PREEMPT, 0, B, RESERVED_TYPE),
     ]
+    helper_first = L.IOCTL_FIELDS_CHECKED_FIRST.name in path_limits
     for r in answers:
-        if P.TYPE_BEFORE_REGISTRATION in device_profile:
+        if helper_first:
+            expect_refused(r, L.IOCTL_FIELDS_CHECKED_FIRST)
+        elif P.TYPE_BEFORE_REGISTRATION in device_profile:
             expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
         else:
             expect_conflict(r)
     assert sorted(read_keys(c)[1]) == [A, B] and read_reservation(c)[1] is None
     reserve(b, B, WE)  # now a holder: LIO refuses a registered non-holder's RESERVE first
     r = prout(a, SA.RESERVE, A, 0, RESERVED_TYPE)
-    if P.TYPE_BEFORE_REGISTRATION in device_profile:
+    if helper_first:
+        expect_refused(r, L.IOCTL_FIELDS_CHECKED_FIRST)
+    elif P.TYPE_BEFORE_REGISTRATION in device_profile:
         expect_conflict(r)
     else:
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
-    expect_conflict(prout(c, SA.PREEMPT, 0, B, RESERVED_TYPE))  # unregistered: both refuse
+    r = prout(c, SA.PREEMPT, 0, B, RESERVED_TYPE)  # unregistered: both devices refuse
+    if helper_first:
+        expect_refused(r, L.IOCTL_FIELDS_CHECKED_FIRST)
+    else:
+        expect_conflict(r)
 
 
 @pytest.mark.lio_deviation(P.NO_FIELD_POINTER.name)
@@ -374,8 +421,11 @@ def test_release_by_non_holder_with_wrong_key_conflicts(
 
 
 @UNREGISTERED_NOT_READY
-def test_unregistered_release_conflicts(nexuses: list, device_profile: Profile) -> None:
-    expect_unregistered(prout(nexuses[0], SA.RELEASE, 0, 0, WE), device_profile)
+@SENSE_LOST
+def test_unregistered_release_conflicts(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
+    expect_unregistered(prout(nexuses[0], SA.RELEASE, 0, 0, WE), device_profile, path_limits)
 
 
 # -- CLEAR -----------------------------------------------------------------------------------
@@ -400,10 +450,13 @@ def test_clear_with_wrong_key_conflicts(nexuses: list) -> None:
 
 
 @UNREGISTERED_NOT_READY
-def test_unregistered_clear_conflicts(nexuses: list, device_profile: Profile) -> None:
+@SENSE_LOST
+def test_unregistered_clear_conflicts(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
     a, b, _ = nexuses
     register(b, B)
-    expect_unregistered(prout(a, SA.CLEAR, 0), device_profile)
+    expect_unregistered(prout(a, SA.CLEAR, 0), device_profile, path_limits)
     assert read_keys(b)[1] == [B]
 
 
@@ -494,14 +547,21 @@ def test_preempt_unknown_key_conflicts(nexuses: list) -> None:
     assert read_keys(a)[0] == gen
 
 
+@SENSE_LOST
 @pytest.mark.parametrize("reserved", [False, True], ids=["no-reservation", "WE"])
-def test_preempt_zero_key_without_all_registrants(nexuses: list, reserved: bool) -> None:
+def test_preempt_zero_key_without_all_registrants(
+    nexuses: list, reserved: bool, path_limits: frozenset[str]
+) -> None:
     a, b, _ = nexuses
     register(a, A)
     register(b, B)
     if reserved:
         reserve(b, B, WE)
-    expect_check(prout(a, SA.PREEMPT, A, 0, WE), ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
+    r = prout(a, SA.PREEMPT, A, 0, WE)
+    if L.IOCTL_SENSE_LOST.name in path_limits:
+        expect_refused(r, L.IOCTL_SENSE_LOST)
+    else:
+        expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
 
 
 @pytest.mark.parametrize("type_", [WE_AR, EA_AR], ids=ids)
@@ -585,13 +645,17 @@ def _move(it: object, key: int, sa_key: int, dest: object, unreg: bool = False) 
     return it.execute(cdb, data)  # type: ignore[attr-defined]
 
 
+@MOVES
 @pytest.mark.parametrize("unreg", [False, True], ids=["keep", "unreg"])
-def test_register_and_move(nexuses: list, unreg: bool) -> None:
+def test_register_and_move(nexuses: list, unreg: bool, path_limits: frozenset[str]) -> None:
     a, b, c = nexuses
     register(a, A)
     reserve(a, A, EA)
     gen, _ = read_keys(a)
-    expect_good(_move(a, A, B, b, unreg=unreg))
+    r = _move(a, A, B, b, unreg=unreg)
+    if path_refuses_moves(r, path_limits):
+        return
+    expect_good(r)  # type: ignore[arg-type]
     assert read_keys(c) == (gen + 1, [B] if unreg else sorted([A, B]))
     assert read_reservation(c)[1] == (B, EA)
     holder = [d for d in full_status(c).descriptors if d.r_holder]
@@ -600,30 +664,43 @@ def test_register_and_move(nexuses: list, unreg: bool) -> None:
     assert drain(a) == [] and drain(b) == [], "REGISTER AND MOVE establishes no UA"
 
 
-def test_register_and_move_by_non_holder_conflicts(nexuses: list) -> None:
+@MOVES
+def test_register_and_move_by_non_holder_conflicts(
+    nexuses: list, path_limits: frozenset[str]
+) -> None:
     a, b, c = nexuses
     register(a, A)
     register(b, B)
     reserve(a, A, WE)
-    expect_conflict(_move(b, B, C3, c))
+    r = _move(b, B, C3, c)
+    if not path_refuses_moves(r, path_limits):
+        expect_conflict(r)  # type: ignore[arg-type]
 
 
+@MOVES
 @pytest.mark.parametrize("type_", [WE_AR, EA_AR], ids=ids)
-def test_register_and_move_all_registrants_conflicts(nexuses: list, type_: T) -> None:
+def test_register_and_move_all_registrants_conflicts(
+    nexuses: list, type_: T, path_limits: frozenset[str]
+) -> None:
     a, b, _ = nexuses
     register(a, A)
     reserve(a, A, type_)
-    expect_conflict(_move(a, A, B, b))
+    r = _move(a, A, B, b)
+    if not path_refuses_moves(r, path_limits):
+        expect_conflict(r)  # type: ignore[arg-type]
 
 
 @pytest.mark.lio_deviation(P.MOVE_WITHOUT_RESERVATION.name)
+@MOVES
 def test_register_and_move_without_reservation_conflicts(
-    nexuses: list, device_profile: Profile
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
 ) -> None:
     a, b, _ = nexuses
     register(a, A)
     r = _move(a, A, B, b)
-    if P.MOVE_WITHOUT_RESERVATION in device_profile:
+    if path_refuses_moves(r, path_limits):
+        pass
+    elif P.MOVE_WITHOUT_RESERVATION in device_profile:
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)  # type: ignore[arg-type]
     else:
         expect_conflict(r)  # type: ignore[arg-type]
@@ -631,18 +708,28 @@ def test_register_and_move_without_reservation_conflicts(
 
 
 @UNREGISTERED_NOT_READY
-def test_unregistered_register_and_move_conflicts(nexuses: list, device_profile: Profile) -> None:
+@MOVES
+def test_unregistered_register_and_move_conflicts(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
     a, b, c = nexuses
     register(b, B)
-    expect_unregistered(_move(a, 0, C3, c), device_profile)  # type: ignore[arg-type]
+    r = _move(a, 0, C3, c)
+    if not path_refuses_moves(r, path_limits):
+        expect_unregistered(r, device_profile)  # type: ignore[arg-type]
     assert read_keys(b)[1] == [B]
 
 
 @pytest.mark.lio_deviation(P.TYPE_BEFORE_REGISTRATION.name)
 @pytest.mark.parametrize("held_by", ["nobody", "another-WE", "another-WE-RO"])
 @pytest.mark.parametrize("to_self", [False, True], ids=["zero-sa-key", "to-itself"])
+@MOVES
 def test_the_move_parameter_list_is_checked_before_the_reservation(
-    nexuses: list, to_self: bool, held_by: str, device_profile: Profile
+    nexuses: list,
+    to_self: bool,
+    held_by: str,
+    device_profile: Profile,
+    path_limits: frozenset[str],
 ) -> None:
     """With no reservation to move, or a reservation the issuer does not hold, a bad parameter
     list answers INVALID FIELD IN PARAMETER LIST (the model's order, and LIO's); except that
@@ -654,27 +741,34 @@ def test_the_move_parameter_list_is_checked_before_the_reservation(
         register(c, C3)
         reserve(c, C3, WE_RO if held_by == "another-WE-RO" else WE)
     r = _move(a, A, B, a) if to_self else _move(a, A, 0, b)
-    if held_by == "another-WE" and P.TYPE_BEFORE_REGISTRATION in device_profile:
+    if path_refuses_moves(r, path_limits):
+        pass
+    elif held_by == "another-WE" and P.TYPE_BEFORE_REGISTRATION in device_profile:
         expect_conflict(r)
     else:
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
     assert read_keys(a)[1] == sorted([A] if held_by == "nobody" else [A, C3])
 
 
+@MOVES
 @pytest.mark.parametrize("to_self", [False, True], ids=["zero-sa-key", "to-itself"])
-def test_register_and_move_invalid_parameters(nexuses: list, to_self: bool) -> None:
+def test_register_and_move_invalid_parameters(
+    nexuses: list, to_self: bool, path_limits: frozenset[str]
+) -> None:
     a, b, _ = nexuses
     register(a, A)
     reserve(a, A, WE)
     r = _move(a, A, B, a) if to_self else _move(a, A, 0, b)
-    expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
+    if not path_refuses_moves(r, path_limits):
+        expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)  # type: ignore[arg-type]
     assert read_reservation(a)[1] == (A, WE)
 
 
 @pytest.mark.lio_deviation(P.MOVE_FILES_TYPE_AS_SCOPE.name)
+@MOVES
 @pytest.mark.parametrize("action", [SA.RESERVE, SA.RELEASE, SA.PREEMPT], ids=lambda a: a.name)
 def test_a_reservation_moved_back_to_its_issuer(
-    nexuses: list, device_profile: Profile, action: SA
+    nexuses: list, device_profile: Profile, action: SA, path_limits: frozenset[str]
 ) -> None:
     """A moves its reservation to B and keeps its registration (UNREG=0); B moves it back. SPC:
     A holds the same reservation as before. LIO filed the TYPE as A's own scope on the first
@@ -683,7 +777,10 @@ def test_a_reservation_moved_back_to_its_issuer(
     register(a, A)
     register(c, C3)
     reserve(a, A, WE_RO)
-    expect_good(_move(a, A, B, b))
+    r = _move(a, A, B, b)
+    if path_refuses_moves(r, path_limits):
+        return
+    expect_good(r)  # type: ignore[arg-type]
     expect_good(_move(b, B, A, a))
     assert read_reservation(c)[1] == (A, WE_RO)
     lio = P.MOVE_FILES_TYPE_AS_SCOPE in device_profile

@@ -226,6 +226,18 @@ def test_report_capabilities_says_what_this_path_supports(kernel: FakeKernel) ->
     assert caps.tmv and caps.type_mask == frozenset(T) and caps.allow_commands == 0
 
 
+def test_report_capabilities_is_the_device_s_less_what_the_path_cannot_carry(
+    kernel: FakeKernel,
+) -> None:
+    """Where SG_IO may ask the device (LIO's answer, measured: CRH SIP_C ATP_C PTPL_C, TMV,
+    PTPL_A as the device has it): SIP_C, ATP_C and RLR_C are cleared, the rest passes."""
+    device = bytes.fromhex("00089d91ea010000")  # RLR_C too, PTPL_A set
+    kernel.tur = SgIoResult(Status.GOOD, 0, 0, bytes(96), device, 0)
+    r = run((C.persistent_reserve_in(IN.REPORT_CAPABILITIES), b""), 8192)
+    assert r.status == Status.GOOD and r.data == bytes.fromhex("000811" + "91ea010000")
+    assert kernel.sg == [C.persistent_reserve_in(IN.REPORT_CAPABILITIES).ljust(16, b"\0")]
+
+
 def test_read_full_status_has_no_ioctl(kernel: FakeKernel) -> None:
     r = run((C.persistent_reserve_in(IN.READ_FULL_STATUS), b""), 8192)
     assert r.status == Status.CHECK_CONDITION and r.sense[:18] == INVALID_FIELD.build()
