@@ -59,8 +59,9 @@ def listed(item: pytest.Item, deviation: Deviation | PathLimit) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every ``lio_deviation`` mark names one registry entry, by its name alone, and that entry
-    lists the test: the registry and the suite cannot drift apart."""
+    """Every ``lio_deviation`` and ``path_limit`` mark names one registry entry, by its name
+    alone, and that entry lists the test (a path limit's tests carry its mark): the registries
+    and the suite cannot drift apart."""
     registries: dict[str, tuple[str, dict[str, Deviation] | dict[str, PathLimit]]] = {
         "lio_deviation": ("scsi_pr.sim.profiles.REGISTRY", DEVIATIONS),
         "path_limit": ("scsi_pr.helper.executors.limits.LIMITS", LIMITS),
@@ -77,6 +78,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                     raise pytest.UsageError(
                         f"{item.nodeid}: entry {mark.args[0]!r} of {where} does not list this test"
                     )
+    # and back: a path limit's listed tests carry its mark (they assert its answer)
+    for limit in LIMITS.values():
+        for item in items:
+            marked = {m.args[0] for m in item.iter_markers("path_limit") if m.args}
+            if listed(item, limit) and limit.name not in marked:
+                raise pytest.UsageError(f"{item.nodeid}: listed by {limit.name!r}, not marked")
 
 
 @pytest.fixture

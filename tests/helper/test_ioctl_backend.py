@@ -5,6 +5,7 @@ the host has no SCSI disk; the VM tier runs the conformance suite on ``helper-li
 from __future__ import annotations
 
 import errno as E
+import re
 import struct
 
 import pytest
@@ -242,3 +243,14 @@ def test_read_full_status_has_no_ioctl(kernel: FakeKernel) -> None:
     r = run((C.persistent_reserve_in(IN.READ_FULL_STATUS), b""), 8192)
     assert r.status == Status.CHECK_CONDITION and r.sense[:18] == INVALID_FIELD.build()
     assert kernel.calls == [] and kernel.sg == []
+
+
+def test_every_path_limit_is_in_the_helper_docs() -> None:
+    """docs/helper.md's table names every limit of ``limits.LIMITS`` (and no other)."""
+    from pathlib import Path
+
+    from scsi_pr.helper.executors import limits
+
+    text = (Path(__file__).parents[2] / "docs" / "helper.md").read_text()
+    named = set(re.findall(r"^\| `(ioctl-[a-z-]+)` \|", text, re.M))
+    assert named == set(limits.LIMITS)
