@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from scsi_pr.helper import executable
 from scsi_pr.helper.client import Client
@@ -365,6 +365,50 @@ class _SgPath:
         os.close(self.fd)
 
 
+class _SharedHelpers:
+    """One ``scsi-pr-helper`` per executor for the whole process, as one serves a host's many
+    VMs: it keeps no state between commands (only connections, each backend its own), and
+    starting one costs seconds of interpreter start-up under TCG, which every test of the
+    helper-lio backends paid. A helper that a hung LUN left stuck is killed and replaced."""
+
+    helpers: ClassVar[dict[str, tuple[HelperProcess, tempfile.TemporaryDirectory[str]]]] = {}
+
+    @classmethod
+    def running(cls, exe: str, executor: str, kind: str) -> HelperProcess:
+        """The helper of ``kind`` (its executor, or a name for one whose start-up must see
+        something the others need not), started on first use."""
+        found = cls.helpers.get(kind)
+        if found is not None and found[0].proc is not None and found[0].proc.poll() is None:
+            return found[0]
+        cls.discard(kind)
+        tmp = tempfile.TemporaryDirectory(prefix=f"scsi-pr-helper-{executor}-")
+        root = Path(tmp.name)
+        helper = HelperProcess([exe, "-q", "--backend", executor], root / "h.sock", root / "h.log")
+        try:
+            helper.start()
+        except BaseException:
+            tmp.cleanup()
+            raise
+        if not cls.helpers:
+            atexit.register(cls.stop_all)
+        cls.helpers[kind] = (helper, tmp)
+        return helper
+
+    @classmethod
+    def discard(cls, kind: str) -> None:
+        found = cls.helpers.pop(kind, None)
+        if found is not None:
+            found[0].kill()
+            found[1].cleanup()
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for helper, tmp in cls.helpers.values():
+            helper.stop()
+            tmp.cleanup()
+        cls.helpers.clear()
+
+
 class HelperLioBackend(Backend):
     """PR through one ``scsi-pr-helper --backend sg`` in front of LIO devices.
 
@@ -376,6 +420,14 @@ class HelperLioBackend(Backend):
     capabilities = frozenset({Capability.RESTART_HELPER, Capability.REAL_KERNEL})
     #: the helper's ``--backend``
     executor = "sg"
+
+    @property
+    def helper_kind(self) -> str:
+        """Which shared helper serves this backend (``_SharedHelpers``)."""
+        return self.executor
+
+    def prepare(self) -> None:
+        """What must exist before the helper starts (nothing here)."""
 
     def __init__(
         self,
@@ -399,12 +451,9 @@ class HelperLioBackend(Backend):
         else:
             ports = [(_SgPath(path), tid, rtp) for path, tid, rtp in devices]
         self._directs = [direct for direct, _, _ in ports]
-        self._tmp = tempfile.TemporaryDirectory(prefix="scsi-pr-helper-lio-")
-        root = Path(self._tmp.name)
-        argv = [exe, "-q", "--backend", self.executor]
-        self.helper = HelperProcess(argv, root / "h.sock", root / "h.log")
         try:
-            self.helper.start()
+            self.prepare()
+            self.helper = _SharedHelpers.running(exe, self.executor, self.helper_kind)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -439,12 +488,9 @@ class HelperLioBackend(Backend):
             if it.pr_fd >= 0 and not it.hung:
                 os.close(it.pr_fd)
         if self.hung:
-            self.helper.kill()  # its SG_IO thread is stuck: SIGTERM would wait for it
-        else:
-            self.helper.stop()
+            _SharedHelpers.discard(self.helper_kind)  # its SG_IO thread is stuck: kill it
         for d in self._directs:
             if isinstance(d, _SgPath):
                 d.close()
         if self._lio is not None:
             self._lio.__exit__(*exc)
-        self._tmp.cleanup()

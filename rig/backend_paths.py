@@ -77,16 +77,28 @@ class HelperLioMpathBackend(HelperLioBackend):
 
     def __init__(self, initiators: int = 2) -> None:
         super().__init__(initiators + self.PATHS - 1)
+        host = self.helper_initiators[0]
+        try:
+            host.pr_fd = os.open(self.map.node, os.O_RDWR)
+        except OSError as e:
+            self.__exit__(None, None, None)
+            raise BackendUnavailable(f"helper-lio-mpath: {self.map.node}: {e}") from e
+        self.initiators = [host, *self.helper_initiators[self.PATHS :]]
+
+    @property
+    def helper_kind(self) -> str:
+        # its own helper: libmpathpersist reads multipath.conf once, when the helper starts
+        return "sg-multipath"
+
+    def prepare(self) -> None:
+        """The map, before the helper starts (the helper's library must see its configuration),
+        with no key left in multipathd from an earlier user."""
         assert self._lio is not None
         ports = self._lio.description.initiators
         try:
             self.map = _SharedMap.over([p.sd for p in ports[: self.PATHS]])
             multipath.forget_key(self.map)
-            host = self.helper_initiators[0]
-            host.pr_fd = os.open(self.map.node, os.O_RDWR)
-        except (OSError, RigError) as e:
-            self.__exit__(None, None, None)
+        except RigError as e:
             raise BackendUnavailable(f"helper-lio-mpath: {e}") from e
         #: the LIO rig's ports that are the multipath host's paths, in table order
         self.path_ports = ports[: self.PATHS]
-        self.initiators = [host, *self.helper_initiators[self.PATHS :]]
