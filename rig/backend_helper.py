@@ -484,9 +484,7 @@ class HelperLioBackend(Backend):
 
     def __exit__(self, *exc: object) -> None:
         for it in self.helper_initiators:
-            it.client.close()
-            if it.pr_fd >= 0 and not it.hung:
-                os.close(it.pr_fd)
+            it.client.close()  # a pr_fd is its opener's to close (backend_paths keeps them)
         if self.hung:
             _SharedHelpers.discard(self.helper_kind)  # its SG_IO thread is stuck: kill it
         for d in self._directs:

@@ -9,12 +9,37 @@ import atexit
 import contextlib
 import os
 from pathlib import Path
+from typing import ClassVar
 
 from scsi_pr.helper.executors import limits
 from scsi_pr.rig import multipath
 from scsi_pr.rig.backend_helper import HelperLioBackend
 from scsi_pr.rig.backends import BackendUnavailable
 from scsi_pr.rig.errors import RigError
+
+
+class _HeldOpen:
+    """The disks and maps handed to the helper, opened once for the whole run. Why not per
+    backend: closing a block device opened for writing makes udev probe it (an inotify
+    close-write watch), and the probe's commands take the unit attentions of the next test on
+    that I_T nexus (measured: a REGISTRATIONS PREEMPTED the test expected was gone)."""
+
+    fds: ClassVar[dict[str, int]] = {}
+
+    @classmethod
+    def fd(cls, path: str) -> int:
+        if path not in cls.fds:
+            if not cls.fds:
+                atexit.register(cls.close_all)
+            cls.fds[path] = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        return cls.fds[path]
+
+    @classmethod
+    def close_all(cls) -> None:
+        for fd in cls.fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        cls.fds.clear()
 
 
 class HelperLioIoctlBackend(HelperLioBackend):
@@ -30,7 +55,7 @@ class HelperLioIoctlBackend(HelperLioBackend):
         assert self._lio is not None
         try:
             for it, port in zip(self.helper_initiators, self._lio.lio_initiators, strict=True):
-                it.pr_fd = os.open(port.port.sd, os.O_RDWR)
+                it.pr_fd = _HeldOpen.fd(port.port.sd)
         except OSError as e:
             self.__exit__(None, None, None)
             raise BackendUnavailable(f"helper-lio-ioctl: cannot open the LIO disks: {e}") from e
@@ -53,6 +78,8 @@ class _SharedMap:
 
     @classmethod
     def down(cls) -> None:
+        if cls.found is not None and cls.found.node in _HeldOpen.fds:
+            os.close(_HeldOpen.fds.pop(cls.found.node))  # else the map is busy: no flush
         with contextlib.suppress(Exception):
             multipath.down(cls.found)
         cls.found = None
@@ -79,7 +106,7 @@ class HelperLioMpathBackend(HelperLioBackend):
         super().__init__(initiators + self.PATHS - 1)
         host = self.helper_initiators[0]
         try:
-            host.pr_fd = os.open(self.map.node, os.O_RDWR)
+            host.pr_fd = _HeldOpen.fd(self.map.node)
         except OSError as e:
             self.__exit__(None, None, None)
             raise BackendUnavailable(f"helper-lio-mpath: {self.map.node}: {e}") from e
