@@ -33,6 +33,7 @@ import ctypes
 import struct
 import threading
 
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.sim.constants import (
     PR_HELPER_DATA_SIZE,
     PersistentReserveInAction,
@@ -60,7 +61,7 @@ TRANSPORT_ID_LIST_OFFSET = NUM_TRANSPORT_IDS_OFFSET + 8  # the pointer array is 
 PROUT_SIZE = TRANSPORT_ID_LIST_OFFSET + 8 * MAX_TRANSPORT_IDS
 
 
-class TransportIdUnsupported(ValueError):
+class TransportIdUnsupported(HelperError, ValueError):
     """A TransportID the library's struct cannot carry (protocol other than FC, SAS, iSCSI)."""
 
 
@@ -137,7 +138,7 @@ def spc_transport_id(lib: bytes) -> bytes:
 SONAME = "libmpathpersist.so.0"
 
 
-class LibraryUnavailable(OSError):
+class LibraryUnavailable(HelperError, OSError):
     """libmpathpersist cannot be loaded or initialised on this host."""
 
 
