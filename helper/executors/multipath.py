@@ -230,14 +230,19 @@ class MultipathExecutor(Executor):
 
     def _register_and_move(self, fd: int, cdb: bytes, data_out: bytes) -> Reply:
         """Down each path until the holder's I_T nexus takes it (see the module docstring)."""
+        from scsi_pr.helper.executors.sg import HELPER_TIMEOUT_MS, sg_io
+
         reply = Reply(Status.RESERVATION_CONFLICT)
         for node in self.dm.path_nodes(fd):
+            # Read-only, as libmpathpersist opens paths: closing a disk opened for writing
+            # makes udev probe it, and the probe would take unit attentions meant for the
+            # guest. SG_IO needs no write access with CAP_SYS_RAWIO, which this executor keeps.
             try:
-                path = os.open(node, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+                path = os.open(node, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError:
                 continue  # a path gone since the table was read: the others may hold it
             try:
-                reply = self.inner.execute(path, cdb, data_out, 0)
+                reply = sg_io(path, cdb, data_out, 0, HELPER_TIMEOUT_MS).reply(0)
             finally:
                 os.close(path)
             if reply.status != Status.RESERVATION_CONFLICT:
