@@ -63,6 +63,7 @@ IOCTL_NO_REGISTER_AND_MOVE = PathLimit(
     "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05/24/00), before the device",
     INVALID_FIELD,
     _tests(
+        "test_conf_machine.py::test_pr_machine",
         "test_conf_pr_out.py::test_register_and_move",
         "test_conf_pr_out.py::test_register_and_move_by_non_holder_conflicts",
         "test_conf_pr_out.py::test_register_and_move_all_registrants_conflicts",
@@ -107,6 +108,7 @@ IOCTL_SENSE_LOST = PathLimit(
     "answered instead",
     IO_ERROR,
     _tests(
+        "test_conf_machine.py::test_pr_machine",
         "test_conf_pr_out.py::test_unregistered_reserve_conflicts",
         "test_conf_pr_out.py::test_unregistered_release_conflicts",
         "test_conf_pr_out.py::test_unregistered_clear_conflicts",
@@ -120,7 +122,10 @@ IOCTL_UNIT_ATTENTION_LOST = PathLimit(
     "the PR OUT's own answer: the helper, finding no condition pending, sends the command once "
     "more (a refused PR OUT changed nothing); the guest never sees the unit attention",
     None,
-    _tests("test_conf_conflicts.py::test_pr_out_reports_pending_unit_attention"),
+    _tests(
+        "test_conf_machine.py::test_pr_machine",
+        "test_conf_conflicts.py::test_pr_out_reports_pending_unit_attention",
+    ),
 )
 IOCTL_CAPABILITIES_OF_THE_PATH = PathLimit(
     "ioctl-capabilities-of-the-path",

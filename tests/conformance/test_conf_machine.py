@@ -9,11 +9,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 from pr_machine import PRMachine, Target
-from prtest import IN, expect_refused
 
 from scsi_pr.helper.executors import limits as L
 from scsi_pr.rig.pytest_plugin import KERNEL_BACKENDS
-from scsi_pr.sim import cdb as C
 from scsi_pr.sim.profiles import PREEMPT_AND_ABORT_STALLS, Profile
 
 #: few examples: on a real LUN every step is several SG_IO round trips in a TCG VM
@@ -22,23 +20,21 @@ DEFAULT_EXAMPLES = 20
 
 
 @pytest.mark.path_limit(L.IOCTL_NO_READ_FULL_STATUS.name)
+@pytest.mark.path_limit(L.IOCTL_NO_REGISTER_AND_MOVE.name)
+@pytest.mark.path_limit(L.IOCTL_SENSE_LOST.name)
+@pytest.mark.path_limit(L.IOCTL_UNIT_ATTENTION_LOST.name)
 def test_pr_machine(
     nexuses: list,
     request: pytest.FixtureRequest,
     device_profile: Profile,
     path_limits: frozenset[str],
 ) -> None:
-    if L.IOCTL_NO_READ_FULL_STATUS.name in path_limits:
-        # The machine observes every step by READ FULL STATUS, which this path cannot read:
-        # its first observation is the helper's refusal.
-        r = nexuses[0].execute(C.persistent_reserve_in(IN.READ_FULL_STATUS))
-        expect_refused(r, L.IOCTL_NO_READ_FULL_STATUS)
-        return
     backend = request.node.callspec.params.get("backend", "sim")
     target = Target.from_initiators(
         nexuses,
         deviations=frozenset(d.name for d in device_profile.deviations),
         preempt_and_abort=PREEMPT_AND_ABORT_STALLS not in device_profile,
+        path_limits=path_limits,
     )
     run_state_machine_as_test(
         lambda: PRMachine(target),

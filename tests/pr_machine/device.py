@@ -26,6 +26,8 @@ class Target:
     power_cycle: Callable[[], None] | None = None
     deviations: frozenset[str] = frozenset()
     preempt_and_abort: bool = True
+    #: what the way to the device cannot carry (``scsi_pr.helper.executors.limits``)
+    path_limits: frozenset[str] = frozenset()
 
     @classmethod
     def from_initiators(
@@ -34,6 +36,7 @@ class Target:
         power_cycle: Callable[[], None] | None = None,
         deviations: frozenset[str] = frozenset(),
         preempt_and_abort: bool = True,
+        path_limits: frozenset[str] = frozenset(),
     ) -> Target:
         """Wrap rig initiators (``.execute(cdb, data)``, ``.transport_id``,
         ``.relative_target_port``)."""
@@ -45,6 +48,7 @@ class Target:
             power_cycle=power_cycle,
             deviations=deviations,
             preempt_and_abort=preempt_and_abort,
+            path_limits=path_limits,
         )
 
 
@@ -55,4 +59,5 @@ class Observed:
     generation: int
     keys: tuple[int, ...]
     reservation: tuple[int, int] | None  # (key, type)
-    full_status: frozenset[tuple[int, bool, int, int, bytes]]  # key, R_HOLDER, type, RTPI, TID
+    #: key, R_HOLDER, type, RTPI, TID; None where the path cannot read READ FULL STATUS
+    full_status: frozenset[tuple[int, bool, int, int, bytes]] | None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import replace
 
 from hypothesis import note
 from hypothesis import strategies as st
@@ -50,6 +51,8 @@ from pr_machine.oracle import (
     PRState,
     media_conflicts,
 )
+from scsi_pr.helper.executors import limits as L
+from scsi_pr.helper.executors.status import SenseCode
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim import pr_in_data
 from scsi_pr.sim.constants import (
@@ -62,6 +65,12 @@ from scsi_pr.sim.constants import (
 from scsi_pr.sim.result import CommandResult
 
 SA = PersistentReserveOutAction
+
+
+def _triple(code: SenseCode) -> tuple[int, int, int]:
+    return code.key, code.asc, code.ascq
+
+
 #: SPC-5 plus LIO's tagged answers: ``PRMachine._apply`` drops the tags the target does not list
 ORACLE = OracleWithDeviations
 
@@ -163,17 +172,21 @@ class PRMachine(RuleBasedStateMachine):
         r = self._execute(i, C.persistent_reserve_in(PersistentReserveInAction.READ_RESERVATION))
         assert r.status == Status.GOOD, f"READ RESERVATION: {r}"
         res = pr_in_data.parse_read_reservation(r.data)
+        held = res.reservation
+        reservation = None if held is None else (held.key, int(held.type))
+        if L.IOCTL_NO_READ_FULL_STATUS.name in self.t.path_limits:
+            assert keys.generation == res.generation, "PRgeneration differs between PR IN reads"
+            return Observed(keys.generation, tuple(sorted(keys.keys)), reservation, None)
         r = self._execute(i, C.persistent_reserve_in(PersistentReserveInAction.READ_FULL_STATUS))
         assert r.status == Status.GOOD, f"READ FULL STATUS: {r}"
         full = pr_in_data.parse_read_full_status(r.data)
         gens = (keys.generation, res.generation, full.generation)
         assert len(set(gens)) == 1, f"PRgeneration differs between PR IN reads: {gens}"
         assert not any(d.all_tg_pt for d in full.descriptors), "machine never uses ALL_TG_PT"
-        held = res.reservation
         return Observed(
             keys.generation,
             tuple(sorted(keys.keys)),
-            None if held is None else (held.key, int(held.type)),
+            reservation,
             frozenset(
                 (
                     d.key,
@@ -207,20 +220,30 @@ class PRMachine(RuleBasedStateMachine):
     def _matches(self, s: PRState, seen: Observed) -> bool:
         want = self._predict(s)
         same_gen = s.generation is None or want.generation == seen.generation
-        return same_gen and (want.keys, want.reservation, want.full_status) == (
-            seen.keys,
-            seen.reservation,
-            seen.full_status,
-        )
+        full = seen.full_status is None or want.full_status == seen.full_status
+        return same_gen and full and (want.keys, want.reservation) == (seen.keys, seen.reservation)
 
     def _apply(self, i: int, what: str, cdb: bytes, data: bytes, branches: list[Branch]) -> None:
         """Send one PR OUT command and pick the branch the device took."""
         result = self._execute(i, cdb, data)
         outcome = self._outcome(result)
         note(f"initiator {i}: {what} -> {outcome}")
+        lost: set[tuple[int, int]] = set()
+        if L.IOCTL_UNIT_ATTENTION_LOST.name in self.t.path_limits and self.s.unit_attentions.get(i):
+            # The first try reported one unit attention and LIO cleared them all
+            # (DEV_UA_CLEARS_ALL); the helper's TEST UNIT READY found none and sent it again.
+            assert DEV_UA_CLEARS_ALL in self.t.deviations, "modelled for LIO's clear-all only"
+            lost = set(self.s.unit_attentions[i])
+            self.s.unit_attentions[i] = set()
         if self._ua_gate(i, outcome):
             return
         allowed = [b for b in branches if b.deviation is None or b.deviation in self.t.deviations]
+        if L.IOCTL_SENSE_LOST.name in self.t.path_limits:
+            lost = Outcome(Status.CHECK_CONDITION, _triple(L.IOCTL_SENSE_LOST.refusal))
+            allowed = [
+                replace(b, outcome=lost) if b.outcome.status == Status.CHECK_CONDITION else b
+                for b in allowed
+            ]
         fitting = [b for b in allowed if b.outcome == outcome]
         assert fitting, (
             f"initiator {i}: {what} returned {outcome}; SPC-5 expects "
@@ -233,6 +256,8 @@ class PRMachine(RuleBasedStateMachine):
         if fitting[0].deviation:
             note(f"  known deviation: {fitting[0].deviation}")
         self.s = fitting[0].state
+        if lost:  # the branches were drawn before the path took them
+            self.s.unit_attentions[i] = self.s.unit_attentions.get(i, set()) - lost
         self.reader = i
 
     def _rk(self, i: int, rk: int | str) -> int:
@@ -355,6 +380,13 @@ class PRMachine(RuleBasedStateMachine):
         cdb, data = C.register_and_move(
             key, sark, self.t.relative_target_ports[dest], self.t.transport_ids[dest], unreg=unreg
         )
+        if L.IOCTL_NO_REGISTER_AND_MOVE.name in self.t.path_limits:
+            # the helper answers it without the device: nothing moves, no UA is reported
+            outcome = self._outcome(self._execute(who, cdb, data))
+            note(f"initiator {who}: REGISTER AND MOVE -> {outcome} (the path cannot carry it)")
+            refusal = _triple(L.IOCTL_NO_REGISTER_AND_MOVE.refusal)
+            assert outcome == Outcome(Status.CHECK_CONDITION, refusal), outcome
+            return
         self._apply(
             who,
             f"REGISTER AND MOVE key={key:#x} sa_key={sark:#x} to {dest}",
@@ -456,8 +488,10 @@ class PRMachine(RuleBasedStateMachine):
                 f"PRgeneration went back from {self.last_generation} to {seen.generation}"
             )
         self.last_generation = seen.generation
-        holders = {d for d in seen.full_status if d[1]}
-        if seen.reservation is not None:
+        holders = {d for d in seen.full_status or () if d[1]}
+        if seen.full_status is None:
+            pass  # the path cannot read READ FULL STATUS: nothing to hold READ KEYS against
+        elif seen.reservation is not None:
             key, type_ = seen.reservation
             assert holders, "a reservation exists but no registration is R_HOLDER"
             if key != 0:
@@ -467,9 +501,10 @@ class PRMachine(RuleBasedStateMachine):
             )
         else:
             assert not holders, "R_HOLDER set without a reservation"
-        assert sorted(d[0] for d in seen.full_status) == list(seen.keys), (
-            "READ KEYS and READ FULL STATUS disagree"
-        )
+        if seen.full_status is not None:
+            assert sorted(d[0] for d in seen.full_status) == list(seen.keys), (
+                "READ KEYS and READ FULL STATUS disagree"
+            )
         # ... and agreement with the oracle.
         want = self._predict(self.s)
         if self.s.generation is None:
@@ -482,6 +517,7 @@ class PRMachine(RuleBasedStateMachine):
         assert seen.reservation == want.reservation, (
             f"READ RESERVATION {seen.reservation}, expected {want.reservation}"
         )
-        assert seen.full_status == want.full_status, (
-            f"READ FULL STATUS {sorted(seen.full_status)}, expected {sorted(want.full_status)}"
-        )
+        if seen.full_status is not None:
+            assert seen.full_status == want.full_status, (
+                f"READ FULL STATUS {sorted(seen.full_status)}, expected {sorted(want.full_status)}"
+            )

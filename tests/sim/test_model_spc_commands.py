@@ -100,7 +100,7 @@ def test_the_relative_target_port_is_read_back_from_the_page(lu: LogicalUnit) ->
         assert relative_target_port_of(good(lu.execute(nexus, C.inquiry(True, 0x83, 255)))) == port
     page = good(lu.execute(I2, C.inquiry(True, 0x83, 255)))
     assert relative_target_port_of(page[:-4]) is None  # cut inside the designator
-    lu_only = page[:4 + 12]  # the NAA designator alone, header length left as it was
+    lu_only = page[: 4 + 12]  # the NAA designator alone, header length left as it was
     assert relative_target_port_of(lu_only) is None
     # a designator of another association with type 4 does not count
     other = bytearray(page)

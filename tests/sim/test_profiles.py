@@ -441,9 +441,7 @@ def test_the_model_answers_as_the_profile_says(deviation: P.Deviation, profile: 
 
 def test_6_12_allows_read_capacity_10_and_still_refuses_read_capacity_16() -> None:
     """Measured on Debian's 6.12: READ CAPACITY(10) is answered as SPC-5 says, (16) is not."""
-    assert verify_and_mode_sense(Lu("lio-6.12")) == answers(
-        "GG GG GG CG CG CG  GG CC GC CC CC CC"
-    )
+    assert verify_and_mode_sense(Lu("lio-6.12")) == answers("GG GG GG CG CG CG  GG CC GC CC CC CC")
 
 
 def test_all_registrants_holder_is_filed_only_under_lio() -> None:
