@@ -228,20 +228,20 @@ class PRMachine(RuleBasedStateMachine):
         result = self._execute(i, cdb, data)
         outcome = self._outcome(result)
         note(f"initiator {i}: {what} -> {outcome}")
-        lost: set[tuple[int, int]] = set()
+        lost_uas: set[tuple[int, int]] = set()
         if L.IOCTL_UNIT_ATTENTION_LOST.name in self.t.path_limits and self.s.unit_attentions.get(i):
             # The first try reported one unit attention and LIO cleared them all
             # (DEV_UA_CLEARS_ALL); the helper's TEST UNIT READY found none and sent it again.
             assert DEV_UA_CLEARS_ALL in self.t.deviations, "modelled for LIO's clear-all only"
-            lost = set(self.s.unit_attentions[i])
+            lost_uas = set(self.s.unit_attentions[i])
             self.s.unit_attentions[i] = set()
         if self._ua_gate(i, outcome):
             return
         allowed = [b for b in branches if b.deviation is None or b.deviation in self.t.deviations]
         if L.IOCTL_SENSE_LOST.name in self.t.path_limits:
-            lost = Outcome(Status.CHECK_CONDITION, _triple(L.IOCTL_SENSE_LOST.refusal))
+            senseless = Outcome(Status.CHECK_CONDITION, _triple(L.IOCTL_SENSE_LOST.refusal))
             allowed = [
-                replace(b, outcome=lost) if b.outcome.status == Status.CHECK_CONDITION else b
+                replace(b, outcome=senseless) if b.outcome.status == Status.CHECK_CONDITION else b
                 for b in allowed
             ]
         fitting = [b for b in allowed if b.outcome == outcome]
@@ -256,8 +256,8 @@ class PRMachine(RuleBasedStateMachine):
         if fitting[0].deviation:
             note(f"  known deviation: {fitting[0].deviation}")
         self.s = fitting[0].state
-        if lost:  # the branches were drawn before the path took them
-            self.s.unit_attentions[i] = self.s.unit_attentions.get(i, set()) - lost
+        if lost_uas:  # the branches were drawn before the path took them
+            self.s.unit_attentions[i] = self.s.unit_attentions.get(i, set()) - lost_uas
         self.reader = i
 
     def _rk(self, i: int, rk: int | str) -> int:
