@@ -127,7 +127,9 @@ class IoctlExecutor(Executor):
             if e.errno not in NO_SUCH_IOCTL:
                 status, sense = from_errno(e.errno or E.EIO)
                 return Reply(status, sense)
-            return _pr_in_by_sg_io(fd, cdb, allocation_length)
+            by_sg_io = _pr_in_by_sg_io(fd, cdb, allocation_length)
+            # not permitted: this path cannot read the PR state
+            return by_sg_io or check_condition(INVALID_FIELD)
         return Reply(Status.GOOD, b"", data)
 
 
@@ -146,21 +148,21 @@ def _read_reservation(fd: int) -> bytes:
     return block_pr.read_reservation_data(key, generation, pr_type)
 
 
-def _pr_in_by_sg_io(fd: int, cdb: bytes, allocation_length: int) -> Reply:
-    """No read ioctl in this kernel: SG_IO, if the kernel lets this process send PR IN."""
+def _pr_in_by_sg_io(fd: int, cdb: bytes, allocation_length: int) -> Reply | None:
+    """The PR IN by SG_IO on the same fd; None when the kernel does not let this process send
+    it (no CAP_SYS_RAWIO)."""
     r = sg_io(fd, cdb, b"", PR_HELPER_DATA_SIZE)
     if r.errno in (E.EPERM, E.EACCES):
-        return check_condition(INVALID_FIELD)  # this path cannot read the PR state
+        return None
     return r.reply(allocation_length)
 
 
 def _capabilities(fd: int, cdb: bytes, allocation_length: int) -> Reply:
     """The device's REPORT CAPABILITIES less what this path cannot carry, where SG_IO may ask
     the device; else what the path supports, synthesised."""
-    r = sg_io(fd, cdb, b"", PR_HELPER_DATA_SIZE)
-    if r.errno in (E.EPERM, E.EACCES):
+    reply = _pr_in_by_sg_io(fd, cdb, allocation_length)
+    if reply is None:
         return Reply(Status.GOOD, b"", report_capabilities())
-    reply = r.reply(allocation_length)
     if reply.status != Status.GOOD:
         return reply
     return Reply(Status.GOOD, b"", block_pr.capabilities_of_path(reply.data))

@@ -47,13 +47,15 @@ from scsi_pr.helper.executors.status import (
     check_condition,
 )
 from scsi_pr.sim.constants import (
+    PR_OUT_BASIC_PARAMETER_LIST_LENGTH,
     Opcode,
     PersistentReserveInAction,
     PersistentReserveOutAction,
     Status,
 )
 
-PR_OUT_FIXED_PARAM_SIZE = 24
+#: the PR OUT parameter list without TransportIDs (SPC-5 6.17.3)
+PR_OUT_FIXED_PARAM_SIZE = PR_OUT_BASIC_PARAMETER_LIST_LENGTH
 IN, OUT = PersistentReserveInAction, PersistentReserveOutAction
 
 # libmpathpersist mpath_persist.h return codes
