@@ -122,6 +122,18 @@ class ReadReservation(Command):
         return []
 
 
+@dataclass(frozen=True)
+class ReadFullStatus(Command):
+    """READ FULL STATUS; its answer is not checked here (the observer reads the same data after
+    every step, and a step's ``state`` expectation checks it)."""
+
+    def build(self, ctx: Context, actor: str) -> tuple[bytes, bytes]:
+        return cdbs.persistent_reserve_in(In.READ_FULL_STATUS), b""
+
+    def label(self) -> str:
+        return "PR IN READ FULL STATUS"
+
+
 # -- PR OUT ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Register(Command):
@@ -213,7 +225,7 @@ class RegisterAndMove(Command):
     sa_key: int
     destination: str
     type_: ReservationType
-    unreg: bool = True
+    unreg: bool = False
 
     def build(self, ctx: Context, actor: str) -> tuple[bytes, bytes]:
         dest = ctx.target(self.destination)
@@ -294,3 +306,20 @@ def _block_text(data: bytes) -> str:
     if text.isascii() and text.decode("ascii").isprintable():
         return repr(text.decode("ascii"))
     return f"bytes {data[:16].hex()}…"
+
+
+@dataclass(frozen=True)
+class RawCdb(Command):
+    """Any CDB, as bytes, with its data-out: what a scenario file's ``raw`` command sends when
+    no named command says it (a reserved field set, a vendor command, an sg_persist -vv trace
+    replayed). Only its status and sense are checked."""
+
+    cdb: bytes
+    data: bytes = b""
+
+    def build(self, ctx: Context, actor: str) -> tuple[bytes, bytes]:
+        return self.cdb, self.data
+
+    def label(self) -> str:
+        data = f" +{len(self.data)} bytes" if self.data else ""
+        return f"CDB {self.cdb.hex(' ')}{data}"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from scsi_pr.rig.backends import Capability
 from scsi_pr.rig.errors import RigError
-from scsi_pr.sim.constants import AdditionalSense, SenseKey, Status
+from scsi_pr.sim.constants import ADDITIONAL_SENSE_BY_CODE, AdditionalSense, SenseKey, Status
 from scsi_pr.sim.result import CommandResult
 
 if TYPE_CHECKING:
@@ -41,29 +41,28 @@ class Outcome:
     text: str = ""
 
     @classmethod
+    def sense(cls, key: SenseKey, asc: int | None = None, ascq: int | None = None) -> Outcome:
+        """CHECK CONDITION with ``key`` and, where given, ASC/ASCQ; its text is the one form a
+        scenario file writes and reads back: ``KEY (NAME)`` for a code SPC names,
+        ``KEY (ASC xxh)`` for any ASCQ of one ASC, ``KEY (ASC xxh ASCQ yyh)``, ``KEY (any)``."""
+        if asc is not None and ascq is not None and (asc, ascq) in ADDITIONAL_SENSE_BY_CODE:
+            detail = ADDITIONAL_SENSE_BY_CODE[asc, ascq].name
+        elif asc is not None:
+            detail = f"ASC {asc:02X}h" + ("" if ascq is None else f" ASCQ {ascq:02X}h")
+        else:
+            detail = "any"
+        return cls(Status.CHECK_CONDITION, key, asc, None if asc is None else ascq,
+                   f"{key.name.replace('_', ' ')} ({detail})")  # fmt: skip
+
+    @classmethod
     def ua(cls, code: AdditionalSense | None = None, *, asc: int | None = None) -> Outcome:
         if code is not None:
-            return cls(
-                Status.CHECK_CONDITION,
-                SenseKey.UNIT_ATTENTION,
-                code.asc,
-                code.ascq,
-                f"UNIT ATTENTION ({code.name})",
-            )
-        label = f"ASC {asc:02X}h" if asc is not None else "any"
-        return cls(
-            Status.CHECK_CONDITION, SenseKey.UNIT_ATTENTION, asc, None, f"UNIT ATTENTION ({label})"
-        )
+            return cls.sense(SenseKey.UNIT_ATTENTION, code.asc, code.ascq)
+        return cls.sense(SenseKey.UNIT_ATTENTION, asc)
 
     @classmethod
     def check(cls, key: SenseKey, code: AdditionalSense) -> Outcome:
-        return cls(
-            Status.CHECK_CONDITION,
-            key,
-            code.asc,
-            code.ascq,
-            f"{key.name.replace('_', ' ')} ({code.name})",
-        )
+        return cls.sense(key, code.asc, code.ascq)
 
     def matches(self, result: CommandResult) -> bool:
         if int(result.status) != self.status:

@@ -1,34 +1,48 @@
-"""The scenarios: command sequences real cluster software sends, with what each must cause.
+"""The built-in scenarios: command sequences real cluster software sends, with what each must
+cause — each one a scenario file in ``rig/scenarios/builtin/``, data like any user's file.
 
-Every sequence is transcribed from the software that issues it (``Source``); where that
-software's traffic is not documented (Windows failover clustering), the docs say what was
-assumed. One module per family: ``fencing`` (fence_scsi), ``windows`` (failover clustering),
-``failover`` (active/standby, APTPL), ``faults`` (the PR helper dies), ``migration`` (a
-guest's reservation follows it). ``docs/scenarios.md`` shows each one's timeline and chart.
+Every sequence is transcribed from the software that issues it (each file's ``[source]``);
+where that software's traffic is not documented (Windows failover clustering) the file says
+what was assumed. ``scsi-pr scenario show NAME --as-file`` prints a file to copy and edit;
+``docs/scenarios.md`` shows each one's timeline and chart.
 """
 
 from __future__ import annotations
 
-from scsi_pr.rig.scenarios.library import failover, faults, fencing, migration, windows
+from importlib import resources
+
+from scsi_pr.rig.scenarios.fileread import loads
 from scsi_pr.rig.scenarios.library.common import WE_RO
 from scsi_pr.rig.scenarios.model import Scenario
 
-__all__ = ["ALIASES", "SCENARIOS", "WE_RO", "get"]
+__all__ = ["ALIASES", "BUILTIN_ORDER", "SCENARIOS", "WE_RO", "builtin_text", "get"]
 
-#: Every scenario by name, in the order ``--list`` and the docs show them.
-SCENARIOS: dict[str, Scenario] = {
-    s.name: s
-    for s in (
-        fencing.fence_scsi(),
-        windows.wsfc_arbitration(),
-        windows.wsfc_validation(),
-        fencing.split_brain(),
-        failover.failover(aptpl=False),
-        failover.failover(aptpl=True),
-        faults.helper_restart(),
-        migration.vm_migration(),
-        migration.register_and_move(),
+#: The built-ins in the order ``--list`` and the docs show them (a file's name is its scenario's).
+BUILTIN_ORDER = (
+    "fence-scsi",
+    "wsfc-arbitration",
+    "wsfc-validation",
+    "split-brain",
+    "failover",
+    "failover-aptpl",
+    "helper-restart",
+    "vm-migration",
+    "register-and-move",
+)
+
+
+def builtin_text(name: str) -> str:
+    """The scenario file that defines built-in ``name``, as shipped."""
+    return (
+        resources.files("scsi_pr.rig.scenarios")
+        .joinpath("builtin", f"{name}.toml")
+        .read_text(encoding="utf-8")
     )
+
+
+#: Every scenario by name, read from its file once at import.
+SCENARIOS: dict[str, Scenario] = {
+    name: loads(builtin_text(name), f"builtin/{name}.toml") for name in BUILTIN_ORDER
 }
 ALIASES: dict[str, str] = {}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from scsi_pr.rig.scenarios.model import Item
+from scsi_pr.rig.scenarios.model import Item, Race
 from scsi_pr.sim.constants import ReservationType
 
 WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
@@ -26,4 +26,11 @@ K1, K2 = fence_scsi_key(CLUSTER_NAME, 1), fence_scsi_key(CLUSTER_NAME, 2)
 def phase(name: str, *items: Item) -> list[Item]:
     """``items`` as one phase of the timeline: each gets the phase ``name``, so a scenario
     reads like its docs, a phase heading and then the commands sent in it."""
-    return [dataclasses.replace(item, phase=name) for item in items]
+
+    def named(item: Item) -> Item:
+        if isinstance(item, Race):
+            steps = tuple(dataclasses.replace(s, phase=name) for s in item.steps)
+            return dataclasses.replace(item, phase=name, steps=steps)
+        return dataclasses.replace(item, phase=name)
+
+    return [named(item) for item in items]

@@ -1,0 +1,369 @@
+"""Read a scenario file (TOML) into a ``Scenario``, or say exactly where and why it is wrong.
+
+TOML because the standard library reads it (``tomllib``), it takes comments, and its ``0x``
+integers let keys look as sg_persist prints them. ``tomllib`` reports syntax errors with a line
+but forgets where values came from, so ``Locator`` scans the text once for the line of every
+table header and key: a bad value's error names the file, the line and the field
+(``fence.toml:42: phase[3].step[2].prout-type: a reservation type is one of WE, EA, ...``).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scsi_pr.rig.scenarios import fileformat as ff
+from scsi_pr.rig.scenarios.model import (
+    ALL_REGISTRANTS,
+    ROLES,
+    Action,
+    Item,
+    Race,
+    Scenario,
+    ScenarioError,
+    Source,
+    StateCheck,
+    Step,
+)
+
+Path_ = tuple[str | int, ...]
+
+
+class ScenarioFileError(ScenarioError):
+    """A scenario file is not valid: ``origin:line: field: why``."""
+
+    def __init__(self, origin: str, line: int | None, field: str, why: str) -> None:
+        self.origin, self.line, self.field, self.why = origin, line, field, why
+        where = f"{origin}:{line}" if line else origin
+        super().__init__(f"{where}: {field}: {why}" if field else f"{where}: {why}")
+
+
+_HEADER = re.compile(r"\s*\[(\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?")
+_KEY = re.compile(r"\s*([A-Za-z0-9_-]+)\s*=")
+
+
+class Locator:
+    """The line of every table and key of a TOML text, by path (``("phase", 2, "step", 0,
+    "command")``); a path not found falls back to its nearest located parent."""
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[Path_, int] = {}
+        counts: dict[str, int] = {}
+        table: Path_ = ()
+        in_string = False
+        for number, line in enumerate(text.splitlines(), 1):
+            quotes = line.count('"""') + line.count("'''")
+            if in_string:
+                in_string = quotes % 2 == 0
+                continue
+            if quotes % 2:
+                in_string = True
+            header = _HEADER.fullmatch(line)
+            if header:
+                table = self._enter(header.group(2).split("."), bool(header.group(1)), counts)
+                self.lines.setdefault(table, number)
+                continue
+            key = _KEY.match(line)
+            if key:
+                self.lines.setdefault((*table, key.group(1)), number)
+
+    @staticmethod
+    def _enter(parts: list[str], array: bool, counts: dict[str, int]) -> Path_:
+        path: list[str | int] = []
+        for depth, part in enumerate(parts):
+            dotted = ".".join(parts[: depth + 1])
+            path.append(part)
+            if depth == len(parts) - 1 and array:
+                counts[dotted] = counts.get(dotted, 0) + 1
+                for other in [k for k in counts if k.startswith(dotted + ".")]:
+                    del counts[other]
+            if dotted in counts:
+                path.append(counts[dotted] - 1)
+        return tuple(path)
+
+    def line(self, path: Path_) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+
+def field_name(path: Path_) -> str:
+    """``phase[2].step[1].command`` (indices counted from 1, as people count tables)."""
+    out = ""
+    for part in path:
+        out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+@dataclass
+class Reader:
+    origin: str
+    locator: Locator
+
+    def error(self, path: Path_, why: str) -> ScenarioFileError:
+        return ScenarioFileError(self.origin, self.locator.line(path), field_name(path), why)
+
+    def value(self, table: dict[str, Any], path: Path_, name: str, read: Any) -> Any:
+        try:
+            return read(table[name])
+        except ff.ValueProblem as e:
+            raise self.error((*path, name), str(e)) from None
+
+    def string(self, table: dict[str, Any], path: Path_, name: str, default: Any = ...) -> Any:
+        if name not in table:
+            if default is ...:
+                raise self.error(path, f"{name!r} is missing")
+            return default
+        if not isinstance(table[name], str):
+            raise self.error((*path, name), f"a string is needed, not {table[name]!r}")
+        return table[name]
+
+    def number(self, table: dict[str, Any], path: Path_, name: str) -> float:
+        value = table.get(name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise self.error((*path, name), f"seconds (a number >= 0) are needed, not {value!r}")
+        return float(value)
+
+    def tables(self, table: dict[str, Any], path: Path_, name: str) -> Iterator[tuple[Path_, dict]]:
+        items = table.get(name, [])
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise self.error((*path, name), f"write each {name} as a [[{name}]] table")
+        for index, item in enumerate(items):
+            yield (*path, name, index), item
+
+    def only(self, table: dict[str, Any], path: Path_, allowed: set[str]) -> None:
+        for name in table:
+            if name not in allowed:
+                raise self.error(
+                    (*path, name), f"unknown field; allowed here: {', '.join(sorted(allowed))}"
+                )
+
+
+STEP_FIELDS = {"actor", "command", "expect", "expect-ua", "clear-ua", "state", "wait", "note"}
+RACE_FIELDS = {"race", "losers-expect", "state", "wait", "note"}
+ACTION_FIELDS = {"action", "event", "label", "actor", "state", "wait", "note"}
+
+
+class ScenarioReader(Reader):
+    actors: tuple[str, ...] = ()
+    raced = False
+
+    def scenario(self, doc: dict[str, Any]) -> Scenario:
+        top: Path_ = ()
+        self.only(doc, top, {"format", "name", "title", "summary", "source", "actor", "phase"})
+        if doc.get("format", ff.FORMAT) != ff.FORMAT:
+            raise self.error(("format",), f"this scsi-pr reads format {ff.FORMAT} only")
+        name = self.string(doc, top, "name")
+        if not ff.NAME.fullmatch(name):
+            raise self.error(("name",), "lower-case letters, digits and '-' only")
+        keys: dict[str, int] = {}
+        actors: list[str] = []
+        for path, actor in self.tables(doc, top, "actor"):
+            self.only(actor, path, {"name", "key"})
+            who = self.string(actor, path, "name")
+            if not ff.ACTOR.fullmatch(who) or who in ff.RESERVED_ACTOR_NAMES or who in actors:
+                raise self.error(
+                    (*path, "name"),
+                    f"{who!r}: a new name made of letters, digits,"
+                    f" '-', '_' that is not one of {sorted(ff.RESERVED_ACTOR_NAMES)}",
+                )
+            actors.append(who)
+            if "key" in actor:
+                keys[who] = self.value(actor, path, "key", ff.KEY.read)
+        if not actors:
+            raise self.error(top, "a scenario needs at least one [[actor]]")
+        self.actors = tuple(actors)
+        items: list[Item] = []
+        for path, phase in self.tables(doc, top, "phase"):
+            self.only(phase, path, {"name", "step"})
+            label = self.string(phase, path, "name", "")
+            items += [self.item(p, s, label) for p, s in self.tables(phase, path, "step")]
+        if not items:
+            raise self.error(top, "a scenario needs at least one [[phase]] with a [[phase.step]]")
+        return Scenario(
+            name,
+            self.string(doc, top, "title"),
+            self.string(doc, top, "summary"),
+            self.actors,
+            tuple(items),
+            self.source(doc),
+            keys,
+        )
+
+    def source(self, doc: dict[str, Any]) -> Source:
+        path: Path_ = ("source",)
+        table = doc.get("source", {})
+        if not isinstance(table, dict):
+            raise self.error(path, "write it as a [source] table")
+        self.only(table, path, {"software", "files", "assumed"})
+        files = table.get("files", [])
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise self.error((*path, "files"), "a list of strings is needed")
+        return Source(
+            self.string(table, path, "software", ""),
+            tuple(files),
+            self.string(table, path, "assumed", ""),
+        )
+
+    def actor(self, table: dict[str, Any], path: Path_, name: str = "actor") -> str:
+        who = self.string(table, path, name)
+        if who in ROLES and not self.raced:
+            raise self.error((*path, name), f"role {who!r} is only known after a race")
+        if who not in self.actors and who not in ROLES:
+            raise self.error(
+                (*path, name), f"unknown actor {who!r}; actors: {', '.join(self.actors)}"
+            )
+        return who
+
+    def item(self, path: Path_, table: dict[str, Any], phase: str) -> Item:
+        kinds = [k for k in ("race", "action", "event", "command") if k in table]
+        if len(kinds) != 1:
+            raise self.error(
+                path,
+                "a step has exactly one of: command (with actor), race, "
+                f"action, event; this one has {', '.join(kinds) or 'none'}",
+            )
+        if kinds == ["race"]:
+            self.only(table, path, RACE_FIELDS)
+            steps = [
+                self.step(p, s, racing=True, phase=phase)
+                for p, s in self.tables(table, path, "race")
+            ]
+            if len(steps) < 2 or len({s.actor for s in steps}) != len(steps):
+                raise self.error((*path, "race"), "a race needs two or more distinct actors")
+            losers = self.outcomes(table, path, "losers-expect", ("RESERVATION CONFLICT",))
+            self.raced = True  # its own state check may name the winner
+        common = {
+            "wait": self.number(table, path, "wait"),
+            "phase": phase,
+            "note": self.string(table, path, "note", ""),
+            "state": self.state(table, path),
+        }
+        if kinds == ["race"]:
+            return Race(tuple(steps), losers, **common)
+        if kinds == ["command"]:
+            self.only(
+                table, path, STEP_FIELDS | {f.name for f in self.command_spec(table, path).fields}
+            )
+            return self.step(path, table, **common)
+        if kinds == ["event"]:
+            self.only(table, path, ACTION_FIELDS - {"action", "label"})
+            return Action(
+                self.string(table, path, "event"), None, self.lun_or_actor(table, path), **common
+            )
+        if kinds == ["action"]:
+            self.only(table, path, ACTION_FIELDS - {"event"})
+            capability = self.value(table, path, "action", ff.read_action)
+            label = self.string(table, path, "label", capability.value.replace("_", " "))
+            return Action(label, capability, self.lun_or_actor(table, path), **common)
+        raise AssertionError(kinds)  # unreachable: one kind is present
+
+    def lun_or_actor(self, table: dict[str, Any], path: Path_) -> str:
+        lane = table.get("actor", "LUN")
+        return lane if lane in ff.ACTION_LANES else self.actor(table, path)
+
+    def step(self, path: Path_, table: dict[str, Any], racing: bool = False, **common: Any) -> Step:
+        spec = self.command_spec(table, path)
+        if racing:  # a racer's answer is judged by the race (winner / losers-expect)
+            self.only(table, path, {"actor", "command"} | {f.name for f in spec.fields})
+        for f in spec.required():
+            if f.name not in table:
+                raise self.error(path, f"{spec.name} needs {f.name!r}")
+        args = {
+            f.attr: self.value(table, path, f.name, f.kind.read)
+            for f in spec.fields
+            if f.name in table
+        }
+        if "dest" in table:
+            args["destination"] = self.actor(table, path, "dest")
+        expect_ua = tuple(
+            self.value(
+                table,
+                path,
+                "expect-ua",
+                lambda v: [ff.read_unit_attention(u) for u in self._list(v)],
+            )
+            if "expect-ua" in table
+            else ()
+        )
+        clear = self.value(table, path, "clear-ua", ff.BOOL.read) if "clear-ua" in table else True
+        return Step(
+            self.actor(table, path),
+            spec.cls(**args, **dict(spec.fixed)),
+            self.outcomes(table, path, "expect", ("GOOD",)),
+            expect_ua=expect_ua,
+            clear_ua=clear,
+            **common,
+        )
+
+    def command_spec(self, table: dict[str, Any], path: Path_) -> ff.CommandSpec:
+        name = self.string(table, path, "command")
+        if name not in ff.COMMANDS:
+            raise self.error(
+                (*path, "command"),
+                f"unknown command {name!r}; choose from {', '.join(ff.COMMANDS)}",
+            )
+        return ff.COMMANDS[name]
+
+    @staticmethod
+    def _list(value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise ff.ValueProblem(f"a list is needed, not {value!r}")
+        return value
+
+    def outcomes(self, table: dict[str, Any], path: Path_, name: str, default: tuple) -> tuple:
+        raw = table.get(name, list(default))
+        got = self.value(
+            {name: raw}, path, name, lambda v: [ff.read_outcome(o) for o in self._list(v)]
+        )
+        if not got:
+            raise self.error((*path, name), "at least one outcome is needed")
+        return tuple(got)
+
+    def state(self, table: dict[str, Any], path: Path_) -> StateCheck | None:
+        if "state" not in table:
+            return None
+        where = (*path, "state")
+        check = table["state"]
+        if not isinstance(check, dict):
+            raise self.error(where, "write it as an inline table: state = { holder = ... }")
+        self.only(check, where, {"holder", "registered", "unchanged"})
+        holder = self.value(check, where, "holder", ff.read_holder) if "holder" in check else ...
+        if isinstance(holder, str) and holder != ALL_REGISTRANTS:
+            holder = self.actor(check, where, "holder")
+        registered = None
+        if "registered" in check:
+            names = check["registered"]
+            if not isinstance(names, list):
+                raise self.error((*where, "registered"), "a list of actors is needed")
+            registered = tuple(self.actor({"registered": n}, where, "registered") for n in names)
+        unchanged = (
+            self.value(check, where, "unchanged", ff.BOOL.read) if "unchanged" in check else False
+        )
+        return StateCheck(holder, registered, unchanged)
+
+
+def loads(text: str, origin: str = "<scenario>") -> Scenario:
+    """The scenario ``text`` defines; ``origin`` names it in errors (a file name)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        line = re.search(r"line (\d+)", str(e))
+        raise ScenarioFileError(
+            origin, int(line.group(1)) if line else None, "", f"not valid TOML: {e}"
+        ) from None
+    return ScenarioReader(origin, Locator(text)).scenario(doc)
+
+
+def load(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioFileError(str(path), None, "", f"cannot read it: {e}") from None
+    return loads(text, str(path))

@@ -1,0 +1,145 @@
+"""Write a ``Scenario`` as a scenario file: what ``scsi-pr scenario show NAME --as-file`` prints
+for a scenario built in code, and the check that the reader and the writer agree.
+
+Written by hand rather than with tomli-w: the file is for people, so keys are hex as sg_persist
+prints them, long texts wrap at 96 columns, defaults are left out and a header says how to run
+it — none of which a generic TOML writer does.
+"""
+
+from __future__ import annotations
+
+from scsi_pr.rig.scenarios import fileformat as ff
+from scsi_pr.rig.scenarios.model import Action, Item, Race, Scenario, StateCheck, Step
+
+WIDTH = 96
+
+
+def value(text: str, before: int) -> str:
+    """``text`` as a TOML string for a line that has ``before`` columns ahead of it: a basic
+    string when it fits in ``WIDTH``, else a multi-line string with line-ending backslashes.
+
+    The backslash joins lines without the newline, so the text reads back unchanged; lines are
+    broken only after a space, which stays at the end of its line.
+    """
+    one = ff.toml_string(text)
+    if before + len(one) <= WIDTH or " " not in text:
+        return one
+    lines, line = [], ""
+    for word in text.split(" "):
+        piece = ff.toml_string(word)[1:-1]
+        if line and len(line) + len(piece) + 3 > WIDTH:
+            lines.append(line + " \\")
+            line = piece
+        else:
+            line = f"{line} {piece}" if line else piece
+    lines.append(line)
+    return '"""\\\n' + "\n".join(lines) + '"""'
+
+
+def string(key: str, text: str) -> str:
+    return f"{key} = {value(text, len(key) + 3)}"
+
+
+def _state(check: StateCheck | None) -> list[str]:
+    if check is None:
+        return []
+    parts = []
+    if check.holder is not ...:
+        parts.append(f"holder = {ff.write_holder(check.holder)}")
+    if check.registered is not None:
+        parts.append(
+            "registered = [" + ", ".join(ff.toml_string(a) for a in check.registered) + "]"
+        )
+    if check.unchanged:
+        parts.append("unchanged = true")
+    return ["state = { " + ", ".join(parts) + " }"]
+
+
+def _tail(item: Item) -> list[str]:
+    lines = [f"wait = {item.wait:g}"] if item.wait else []
+    lines += _state(item.state)
+    return lines + ([string("note", item.note)] if item.note else [])
+
+
+def _command(step: Step) -> list[str]:
+    spec = ff.spec_of(step.command)
+    lines = [f"actor = {ff.toml_string(step.actor)}", f"command = {ff.toml_string(spec.name)}"]
+    for f in spec.fields:
+        value = getattr(step.command, f.attr)
+        if f in spec.required() or value != spec.default(f):
+            lines.append(f"{f.name} = {f.kind.write(value)}")
+    return lines
+
+
+def _outcomes(key: str, outcomes: tuple, default: tuple[str, ...]) -> list[str]:
+    texts = tuple(ff.write_outcome(o) for o in outcomes)
+    if texts == default:
+        return []
+    line = f"{key} = [" + ", ".join(ff.toml_string(t) for t in texts) + "]"
+    if len(line) <= WIDTH:
+        return [line]
+    return [f"{key} = [", *(f"  {ff.toml_string(t)}," for t in texts), "]"]
+
+
+def _step(step: Step) -> list[str]:
+    lines = ["[[phase.step]]", *_command(step), *_outcomes("expect", step.expect, ("GOOD",))]
+    if step.expect_ua:
+        uas = ", ".join(ff.toml_string(ff.write_unit_attention(u)) for u in step.expect_ua)
+        lines.append(f"expect-ua = [{uas}]")
+    if not step.clear_ua:
+        lines.append("clear-ua = false")
+    return lines + _tail(step)
+
+
+def _race(race: Race) -> list[str]:
+    lines = ["[[phase.step]]"]
+    lines += _outcomes("losers-expect", race.losers_expect, ("RESERVATION CONFLICT",))
+    lines += _tail(race)
+    for step in race.steps:
+        lines += ["", "[[phase.step.race]]", *_command(step)]
+    return lines
+
+
+def _action(action: Action) -> list[str]:
+    if action.capability is None:
+        lines = ["[[phase.step]]", string("event", action.label)]
+    else:
+        lines = [
+            "[[phase.step]]",
+            f"action = {ff.write_action(action.capability)}",
+            string("label", action.label),
+        ]
+    if action.actor != "LUN":
+        lines.append(f"actor = {ff.toml_string(action.actor)}")
+    return lines + _tail(action)
+
+
+def dumps(scenario: Scenario) -> str:
+    """The scenario file that reads back as ``scenario``."""
+    out = [
+        f"# {scenario.name}: {scenario.title}",
+        '# A scsi-pr scenario file (docs/scenarios.md, "Scenario files"). Run it with',
+        f"#   scsi-pr scenario run {scenario.name}.toml --backend sim",
+        f"format = {ff.FORMAT}",
+        f"name = {ff.toml_string(scenario.name)}",
+        string("title", scenario.title),
+        string("summary", scenario.summary),
+        "",
+        "[source]",
+        string("software", scenario.source.software),
+        "files = [" + "".join(f"\n  {value(f, 2)}," for f in scenario.source.files) + "\n]",
+    ]
+    if scenario.source.assumed:
+        out.append(string("assumed", scenario.source.assumed))
+    for actor in scenario.actors:
+        out += ["", "[[actor]]", f"name = {ff.toml_string(actor)}"]
+        if actor in scenario.keys:
+            out.append(f"key = {ff.hexkey(scenario.keys[actor])}")
+    phase = None
+    for item in scenario.items:
+        if item.phase != phase or phase is None:
+            phase = item.phase
+            out += ["", "[[phase]]", string("name", phase)]
+        writer = _race if isinstance(item, Race) else _action if isinstance(item, Action) else _step
+        out += ["", *writer(item)]  # type: ignore[operator]
+    return "\n".join(out) + "\n"
