@@ -1,4 +1,6 @@
-"""``scsi-pr scenario NAME [--backend B] [--profile P] [--svg FILE] [--json]``: run one scenario.
+"""``scsi-pr scenario [run] NAME|FILE [--backend B] [--profile P] [--svg FILE] [--json]``: run one
+scenario, built in or a scenario file; ``scsi-pr scenario show NAME|FILE [--as-file]``: describe
+one, or print the scenario file that defines it (to copy and edit); ``--list``: the built-ins.
 
 ``--profile`` (sim and helper-sim) makes the model answer as LIO does on a kernel: with
 ``lio-6.1`` PREEMPT AND ABORT never completes and the run ends "hung", as on the real LUN.
@@ -25,7 +27,8 @@ from scsi_pr.rig.backends import (
 )
 from scsi_pr.rig.scenarios.deadline import DEFAULT_TIMEOUT, call_with_deadline
 from scsi_pr.rig.scenarios.engine import Runner
-from scsi_pr.rig.scenarios.library import ALIASES, SCENARIOS, get
+from scsi_pr.rig.scenarios.fileread import load
+from scsi_pr.rig.scenarios.library import ALIASES, SCENARIOS, builtin_text, get
 from scsi_pr.rig.scenarios.model import Scenario, ScenarioError
 from scsi_pr.rig.scenarios.render import print_timeline, to_json, write_svg
 from scsi_pr.rig.scenarios.results import EXIT_CODES, Run, Verdict
@@ -45,9 +48,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "name",
         nargs="?",
-        choices=[*SCENARIOS, *ALIASES],
-        metavar="NAME",
-        help=f"one of: {', '.join([*SCENARIOS, *ALIASES])}",
+        metavar="NAME|FILE",
+        help=f"a built-in ({', '.join([*SCENARIOS, *ALIASES])}) or a scenario file (TOML)",
     )
     p.add_argument(
         "--backend", default="sim", choices=list(BACKENDS), help="device to run on (default: sim)"
@@ -104,7 +106,70 @@ def run_scenario(
             backend.__exit__(*sys.exc_info())
 
 
+def show_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scsi-pr scenario show",
+        description="Describe a scenario, or print the scenario file that defines it.",
+    )
+    p.add_argument("name", metavar="NAME|FILE", help="a built-in or a scenario file")
+    p.add_argument(
+        "--as-file",
+        action="store_true",
+        help="print it as a scenario file (TOML) to copy, edit and run with 'scenario run FILE'",
+    )
+    return p
+
+
+def resolve(name: str) -> tuple[Scenario, str]:
+    """The scenario ``name`` means and its file text: a built-in's name, else a file's path.
+
+    Raises ScenarioError (a ``ScenarioFileError`` for a bad file) with the reason."""
+    if name in SCENARIOS or name in ALIASES:
+        scenario = get(name)
+        return scenario, builtin_text(scenario.name)
+    path = Path(name)
+    if not path.exists():
+        raise ScenarioError(
+            f"{name!r} is neither a built-in scenario ({', '.join(SCENARIOS)}) nor a file"
+        )
+    return load(path), path.read_text(encoding="utf-8")
+
+
+def describe(scenario: Scenario) -> list[str]:
+    """What ``show`` prints: what the scenario is, where its sequence comes from, its phases."""
+    lines = [f"{scenario.name}: {scenario.title}", "", scenario.summary, ""]
+    lines.append(f"source: {scenario.source.software}")
+    lines += [f"  {f}" for f in scenario.source.files]
+    if scenario.source.assumed:
+        lines.append(f"assumed: {scenario.source.assumed}")
+    actors = ", ".join(
+        f"{a} (key 0x{scenario.keys[a]:x})" if a in scenario.keys else a for a in scenario.actors
+    )
+    lines += ["", f"actors: {actors}", f"steps: {len(scenario.items)}, in phases:"]
+    phases = dict.fromkeys(i.phase for i in scenario.items if i.phase)
+    lines += [f"  {phase}" for phase in phases]
+    if scenario.needs:
+        lines.append(f"needs a backend that can: {', '.join(sorted(scenario.needs))}")
+    return lines
+
+
+def show(argv: list[str]) -> int:
+    args = show_parser().parse_args(argv)
+    try:
+        scenario, text = resolve(args.name)
+    except ScenarioError as e:
+        print(f"scsi-pr scenario show: {e}", file=sys.stderr)
+        return EXIT_CODES[Verdict.ERROR]
+    print(text if args.as_file else "\n".join(describe(scenario)), end="" if args.as_file else "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["show"]:
+        return show(argv[1:])
+    if argv[:1] == ["run"]:
+        argv = argv[1:]
     args = parser().parse_args(argv)
     if args.list:
         for s in SCENARIOS.values():
@@ -112,12 +177,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.name is None:
         parser().print_usage(sys.stderr)
-        print("scsi-pr scenario: a scenario NAME is required (see --list)", file=sys.stderr)
+        print("scsi-pr scenario: a scenario NAME or FILE is required (see --list)", file=sys.stderr)
         return 2
     if not args.timeout > 0:
         print(f"scsi-pr scenario: --timeout must be positive, not {args.timeout}", file=sys.stderr)
         return 2
-    scenario = get(args.name)
+    try:
+        scenario, _ = resolve(args.name)
+    except ScenarioError as e:
+        print(f"scsi-pr scenario: {e}", file=sys.stderr)
+        return EXIT_CODES[Verdict.ERROR]
     try:
         run = run_scenario(scenario, args.backend, args.timeout, args.profile)
     except ProfileNotApplicable as e:
