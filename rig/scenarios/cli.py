@@ -28,6 +28,7 @@ from scsi_pr.rig.backends import (
 from scsi_pr.rig.scenarios.deadline import DEFAULT_TIMEOUT, call_with_deadline
 from scsi_pr.rig.scenarios.engine import Runner
 from scsi_pr.rig.scenarios.fileread import load
+from scsi_pr.rig.scenarios.filewrite import dumps
 from scsi_pr.rig.scenarios.library import ALIASES, SCENARIOS, builtin_text, get
 from scsi_pr.rig.scenarios.model import Scenario, ScenarioError
 from scsi_pr.rig.scenarios.render import print_timeline, to_json, write_svg
@@ -122,11 +123,15 @@ def show_parser() -> argparse.ArgumentParser:
 
 def resolve(name: str) -> tuple[Scenario, str]:
     """The scenario ``name`` means and its file text: a built-in's name, else a file's path.
+    A built-in is printed as shipped (comments included); one added in code, as written.
 
     Raises ScenarioError (a ``ScenarioFileError`` for a bad file) with the reason."""
     if name in SCENARIOS or name in ALIASES:
         scenario = get(name)
-        return scenario, builtin_text(scenario.name)
+        try:
+            return scenario, builtin_text(scenario.name)
+        except FileNotFoundError:
+            return scenario, dumps(scenario)
     path = Path(name)
     if not path.exists():
         raise ScenarioError(

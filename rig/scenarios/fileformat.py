@@ -36,7 +36,7 @@ from scsi_pr.rig.scenarios.commands import (
     TestUnitReady,
     Write,
 )
-from scsi_pr.rig.scenarios.model import ALL_REGISTRANTS, ROLES, Outcome
+from scsi_pr.rig.scenarios.model import ALL_REGISTRANTS, ROLES, Outcome, ScenarioError
 from scsi_pr.sim.constants import (
     ADDITIONAL_SENSE_BY_CODE,
     AdditionalSense,
@@ -57,7 +57,7 @@ NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 ACTOR = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
-class ValueProblem(ValueError):
+class ValueProblem(ScenarioError):
     """A value does not say what its field needs (the reader adds the file, line and field)."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from scsi_pr.rig.scenarios.commands import (
     Release,
     TestUnitReady,
 )
+from scsi_pr.rig.scenarios.engine import Verdict
 from scsi_pr.rig.scenarios.fileformat import read_outcome
 from scsi_pr.rig.scenarios.fileread import ScenarioFileError, load, loads
 from scsi_pr.rig.scenarios.filewrite import dumps
@@ -309,3 +311,20 @@ def test_every_kind_is_dataclass_equal_not_just_text_equal() -> None:
         loads(dumps(dataclasses.replace(scenario, items=(changed, *scenario.items[1:]))))
         != scenario
     )
+
+
+def doc_example() -> str:
+    text = (Path(cli.__file__).parents[2] / "docs" / "scenarios.md").read_text()
+    match = re.search(
+        r"<!-- BEGIN example scenario file -->\n```toml\n(.*?)```\n<!-- END", text, re.S
+    )
+    assert match, "docs/scenarios.md lost its example scenario file"
+    return match.group(1)
+
+
+def test_the_docs_example_file_runs_and_passes_on_sim() -> None:
+    example = loads(doc_example(), "docs/scenarios.md")
+    assert cli.run_scenario(example, "sim").verdict == Verdict.PASS
+    # and it checks something: a reset that dropped the reservation would fail it
+    wrong = doc_example().replace('expect = ["RESERVATION CONFLICT"]', 'expect = ["GOOD"]', 1)
+    assert cli.run_scenario(loads(wrong), "sim").verdict == Verdict.FAIL

@@ -22,11 +22,14 @@ BUILTIN_ORDER = (
     "fence-scsi",
     "wsfc-arbitration",
     "wsfc-validation",
+    "wsfc-same-key",
     "split-brain",
     "failover",
     "failover-aptpl",
     "helper-restart",
+    "werror-report",
     "vm-migration",
+    "migrate-pr",
     "register-and-move",
 )
 
