@@ -242,7 +242,10 @@ _pool = _HelperPool()
 
 class HelperSimBackend(Backend):
     name = "helper-sim"
-    capabilities = frozenset({Capability.RESTART_HELPER, Capability.POWER_CYCLE})
+    # every instance serves a new image file: a new LU
+    capabilities = frozenset(
+        {Capability.RESTART_HELPER, Capability.POWER_CYCLE, Capability.INDEPENDENT_LUS}
+    )
 
     def __init__(self, initiators: int = 2, profile: str = profiles.DEFAULT_PROFILE) -> None:
         ports = max(initiators, 2)

@@ -56,6 +56,9 @@ class Capability(StrEnum):
     RESTART_HELPER = "restart_helper"
     #: the LU is LIO in a real kernel (a property, not an action)
     REAL_KERNEL = "real_kernel"
+    #: opening the backend again gives another, independent LU (a property): scenarios over
+    #: several devices open it once per device
+    INDEPENDENT_LUS = "independent_lus"
 
 
 class Initiator(Protocol):
@@ -200,7 +203,9 @@ class SimBackend(Backend):
     tcm_loop target per initiator on LIO."""
 
     name = "sim"
-    capabilities = frozenset({Capability.POWER_CYCLE, Capability.LUN_RESET})
+    capabilities = frozenset(
+        {Capability.POWER_CYCLE, Capability.LUN_RESET, Capability.INDEPENDENT_LUS}
+    )
     thread_safe = False  # the model is plain Python objects, with no lock of its own
 
     def __init__(

@@ -21,8 +21,11 @@ from rich.console import Console
 from scsi_pr.rig.backends import (
     BACKENDS,
     PROFILED_BACKENDS,
+    Backend,
     BackendUnavailable,
+    Capability,
     ProfileNotApplicable,
+    backend_factory,
     open_backend,
 )
 from scsi_pr.rig.scenarios.deadline import DEFAULT_TIMEOUT, call_with_deadline
@@ -81,30 +84,38 @@ def run_scenario(
     profile: str | None = None,
 ) -> Run:
     """Open ``backend_name`` (with ``profile``, sim backends only) with one initiator per actor
-    plus the observer and run.
+    plus the observer — once per device of the scenario when the backend can give independent
+    LUs (else once, and the run says ``unsupported``) — and run.
 
-    Raises BackendUnavailable when the backend cannot run here. After a hang the backend is
+    Raises BackendUnavailable when the backend cannot run here. After a hang the backends are
     closed with a deadline too: a wedged LUN must not turn a verdict into a stall.
     """
     try:
-        backend = open_backend(backend_name, initiators=len(scenario.actors) + 1, profile=profile)
+        several = Capability.INDEPENDENT_LUS in backend_factory(backend_name).capabilities
     except ImportError as e:
         raise BackendUnavailable(f"its module is missing ({e})") from e
-    entered = backend.__enter__()
+    count = max(len(scenario.devices), 1) if several else 1
+    opened: list[Backend] = []
     run = None
     try:
-        run = Runner(scenario, entered, timeout).run()
+        for _ in range(count):
+            backend = open_backend(backend_name, len(scenario.actors) + 1, profile)
+            opened.append(backend.__enter__())
+        run = Runner(scenario, opened[0], timeout, opened[1:]).run()
         return run
     finally:
-        if run is not None and run.verdict == Verdict.HUNG:
-            try:
-                call_with_deadline(lambda: backend.__exit__(None, None, None), TEARDOWN_TIMEOUT)
-            except Exception as e:
-                print(
-                    f"scsi-pr scenario: closing {backend_name} after the hang: {e}", file=sys.stderr
-                )
-        else:
-            backend.__exit__(*sys.exc_info())
+        for backend in reversed(opened):
+            if run is not None and run.verdict == Verdict.HUNG:
+                close_after_hang(backend, backend_name)
+            else:
+                backend.__exit__(*sys.exc_info())
+
+
+def close_after_hang(backend: Backend, backend_name: str) -> None:
+    try:
+        call_with_deadline(lambda: backend.__exit__(None, None, None), TEARDOWN_TIMEOUT)
+    except Exception as e:
+        print(f"scsi-pr scenario: closing {backend_name} after the hang: {e}", file=sys.stderr)
 
 
 def show_parser() -> argparse.ArgumentParser:

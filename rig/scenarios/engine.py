@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import partial
 
 from scsi_pr.rig.backends import Backend, Capability, Initiator
@@ -59,33 +61,87 @@ __all__ = [
 ]
 
 
-class Runner:
-    """Runs one scenario on one open backend. Use ``run_scenario`` unless you hold the backend.
+@dataclass
+class Device:
+    """One LU of the scenario as the run sees it: its backend, each actor's initiator on it,
+    its observer, the PR state last read there and the blocks written to it."""
 
-    The backend needs one initiator per actor plus one more, the observer.
+    name: str
+    backend: Backend
+    actors: dict[str, Initiator]
+    observer: Initiator
+    lock: threading.Lock | None
+    state: PrState | None = None
+    medium: dict[int, bytes] = field(default_factory=dict)
+
+
+class Runner:
+    """Runs one scenario on open backends, one per device of the scenario (``backend`` for the
+    first, ``more`` for the others). Use ``run_scenario`` unless you hold the backends.
+
+    Each backend needs one initiator per actor plus one more, the observer.
     """
 
-    def __init__(self, scenario: Scenario, backend: Backend, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(
+        self,
+        scenario: Scenario,
+        backend: Backend,
+        timeout: float = DEFAULT_TIMEOUT,
+        more: Sequence[Backend] = (),
+    ):
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
+        backends = [backend, *more]
+        names = scenario.devices or ("",)
+        if len(backends) not in (1, len(names)):
+            raise ScenarioError(f"{scenario.name} has {len(names)} devices, not {len(backends)}")
         needed = len(scenario.actors) + 1
-        if len(backend.initiators) < needed:
-            raise ScenarioError(
-                f"{scenario.name} needs {needed} initiators ({len(scenario.actors)} actors + "
-                f"the observer); backend {backend.name} has {len(backend.initiators)}"
-            )
+        for b in backends:
+            if len(b.initiators) < needed:
+                raise ScenarioError(
+                    f"{scenario.name} needs {needed} initiators ({len(scenario.actors)} actors "
+                    f"+ the observer); backend {b.name} has {len(b.initiators)}"
+                )
         self.scenario, self.backend, self.timeout = scenario, backend, timeout
-        self.actors: dict[str, Initiator] = dict(
-            zip(scenario.actors, backend.initiators, strict=False)
-        )
-        self.observer = backend.initiators[len(scenario.actors)]
-        # Races send from several threads; a real device serialises commands itself.
-        self.device_lock = None if backend.thread_safe else threading.Lock()
+        self.devices = {
+            name: Device(
+                name,
+                b,
+                dict(zip(scenario.actors, b.initiators, strict=False)),
+                b.initiators[len(scenario.actors)],
+                # Races send from several threads; a real device serialises commands itself.
+                None if b.thread_safe else threading.Lock(),
+            )
+            for name, b in zip(names, backends, strict=False)
+        }
+        self.device = self.devices[names[0]]
         self.roles: dict[str, str] = {}
-        self.medium: dict[int, bytes] = {}
         self.clock = 0.0
         self.rows: list[Row] = []
-        self.state: PrState | None = None
+
+    # -- the device the current item addresses ---------------------------------------------
+    @property
+    def actors(self) -> dict[str, Initiator]:
+        return self.device.actors
+
+    @property
+    def observer(self) -> Initiator:
+        return self.device.observer
+
+    @property
+    def medium(self) -> dict[int, bytes]:
+        return self.device.medium
+
+    @property
+    def state(self) -> PrState | None:
+        return self.device.state
+
+    @state.setter
+    def state(self, value: PrState | None) -> None:
+        self.device.state = value
+
+    def use(self, item: Item) -> None:
+        self.device = self.devices[item.device or next(iter(self.devices))]
 
     # -- Context for commands ---------------------------------------------------------------
     def target(self, actor: str) -> Target:
@@ -100,10 +156,11 @@ class Runner:
 
     # -- sending ----------------------------------------------------------------------------
     def _execute(self, initiator: Initiator, cdb: bytes, data: bytes) -> CommandResult:
-        if self.device_lock is None:
+        lock = self.device.lock
+        if lock is None:
             result = initiator.execute(cdb, data)
         else:
-            with self.device_lock:
+            with lock:
                 result = initiator.execute(cdb, data)
         if result.stall > 0:  # the model asks its I/O edge to delay the answer
             time.sleep(result.stall)
@@ -124,12 +181,25 @@ class Runner:
                 f"{self.backend.name} cannot do (it offers: "
                 f"{', '.join(sorted(self.backend.capabilities)) or 'nothing'})",
             )
+        if len(self.devices) < len(self.scenario.devices):
+            return self._finish(
+                Verdict.UNSUPPORTED,
+                f"{self.scenario.name} spans {len(self.scenario.devices)} LUs "
+                f"({', '.join(self.scenario.devices)}); this run was given one",
+            )
         number = 0
         try:
-            self.state = self.observe()
+            for device in self.devices.values():
+                self.device = device
+                self.state = self.observe()
             for number, item in enumerate(self.scenario.items, 1):
                 self.clock += item.wait
+                self.use(item)
+                first = len(self.rows)
                 self.run_item(number, item)
+                if item.device and len(self.devices) > 1:  # say which LU the rows addressed
+                    for row in self.rows[first:]:
+                        row.command = f"{self.device.name}: {row.command}"
         except Hung as e:
             on_lio = Capability.REAL_KERNEL in self.backend.capabilities
             label = "LIO" if on_lio else f"backend {self.backend.name}"
@@ -245,7 +315,7 @@ class Runner:
         took = 0.0
         if action.capability is not None:
             _, took = call_with_deadline(
-                partial(self.backend.perform, action.capability), self.timeout
+                partial(self.device.backend.perform, action.capability), self.timeout
             )
         row = Row(number, self.clock, action.actor, action.label,
                   "done" if action.capability else "—", RowKind.ACTION, elapsed_ms=took * 1000,

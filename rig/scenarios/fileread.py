@@ -145,18 +145,22 @@ class Reader:
                 )
 
 
-STEP_FIELDS = {"actor", "command", "expect", "expect-ua", "clear-ua", "state", "wait", "note"}
-RACE_FIELDS = {"race", "losers-expect", "state", "wait", "note"}
-ACTION_FIELDS = {"action", "event", "label", "actor", "state", "wait", "note"}
+COMMON_FIELDS = {"state", "wait", "note", "device"}
+STEP_FIELDS = {"actor", "command", "expect", "expect-ua", "clear-ua", *COMMON_FIELDS}
+RACE_FIELDS = {"race", "losers-expect", *COMMON_FIELDS}
+ACTION_FIELDS = {"action", "event", "label", "actor", *COMMON_FIELDS}
 
 
 class ScenarioReader(Reader):
     actors: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
     raced = False
 
     def scenario(self, doc: dict[str, Any]) -> Scenario:
         top: Path_ = ()
-        self.only(doc, top, {"format", "name", "title", "summary", "source", "actor", "phase"})
+        self.only(
+            doc, top, {"format", "name", "title", "summary", "source", "actor", "phase", "devices"}
+        )
         if doc.get("format", ff.FORMAT) != ff.FORMAT:
             raise self.error(("format",), f"this scsi-pr reads format {ff.FORMAT} only")
         name = self.string(doc, top, "name")
@@ -179,6 +183,7 @@ class ScenarioReader(Reader):
         if not actors:
             raise self.error(top, "a scenario needs at least one [[actor]]")
         self.actors = tuple(actors)
+        self.devices = self.device_names(doc)
         items: list[Item] = []
         for path, phase in self.tables(doc, top, "phase"):
             self.only(phase, path, {"name", "step"})
@@ -194,7 +199,29 @@ class ScenarioReader(Reader):
             tuple(items),
             self.source(doc),
             keys,
+            self.devices,
         )
+
+    def device_names(self, doc: dict[str, Any]) -> tuple[str, ...]:
+        names = doc.get("devices", [])
+        if (
+            not isinstance(names, list)
+            or len(names) == 1
+            or not all(isinstance(n, str) and ff.ACTOR.fullmatch(n) for n in names)
+            or len(set(names)) != len(names)
+        ):
+            raise self.error(("devices",), "two or more distinct names (letters, digits, '-', '_')")
+        return tuple(names)
+
+    def device(self, table: dict[str, Any], path: Path_) -> str:
+        name = self.string(table, path, "device", "")
+        if name and name not in self.devices:
+            raise self.error(
+                (*path, "device"),
+                f"unknown device {name!r}; devices: "
+                f"{', '.join(self.devices) or 'none declared (devices = [...])'}",
+            )
+        return name
 
     def source(self, doc: dict[str, Any]) -> Source:
         path: Path_ = ("source",)
@@ -240,6 +267,7 @@ class ScenarioReader(Reader):
             losers = self.outcomes(table, path, "losers-expect", ("RESERVATION CONFLICT",))
             self.raced = True  # its own state check may name the winner
         common = {
+            "device": self.device(table, path),
             "wait": self.number(table, path, "wait"),
             "phase": phase,
             "note": self.string(table, path, "note", ""),

@@ -56,7 +56,8 @@ def _state(check: StateCheck | None) -> list[str]:
 
 
 def _tail(item: Item) -> list[str]:
-    lines = [f"wait = {item.wait:g}"] if item.wait else []
+    lines = [f"device = {ff.toml_string(item.device)}"] if item.device else []
+    lines += [f"wait = {item.wait:g}"] if item.wait else []
     lines += _state(item.state)
     return lines + ([string("note", item.note)] if item.note else [])
 
@@ -124,6 +125,11 @@ def dumps(scenario: Scenario) -> str:
         f"name = {ff.toml_string(scenario.name)}",
         string("title", scenario.title),
         string("summary", scenario.summary),
+        *(
+            ["devices = [" + ", ".join(ff.toml_string(d) for d in scenario.devices) + "]"]
+            if scenario.devices
+            else []
+        ),
         "",
         "[source]",
         string("software", scenario.source.software),

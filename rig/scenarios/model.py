@@ -123,6 +123,8 @@ class Step:
     wait: float = 0.0
     phase: str = ""
     note: str = ""
+    #: which of the scenario's ``devices`` (LUs) the command goes to; "" = the first
+    device: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.expect, Outcome):
@@ -145,6 +147,7 @@ class Race:
     wait: float = 0.0
     phase: str = ""
     note: str = ""
+    device: str = ""
 
     def __post_init__(self) -> None:
         actors = [s.actor for s in self.steps]
@@ -165,6 +168,7 @@ class Action:
     wait: float = 0.0
     phase: str = ""
     note: str = ""
+    device: str = ""
 
 
 Item = Step | Race | Action
@@ -192,10 +196,15 @@ class Scenario:
     source: Source
     #: key of each actor, for display (keys are shown by actor name where possible)
     keys: dict[str, int] = field(default_factory=dict)
+    #: names of the LUs the scenario spans (fence_scsi over several disks); () = one LU. Each
+    #: actor reaches each LU through its own I_T nexus; items say which LU they address.
+    devices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         known = {*self.actors, *ROLES}
         for item in self.items:
+            if item.device and item.device not in self.devices:
+                raise ScenarioError(f"{self.name}: unknown device {item.device!r}")
             steps = item.steps if isinstance(item, Race) else (item,)
             for step in steps:
                 if isinstance(step, Step) and step.actor not in known:
@@ -204,7 +213,9 @@ class Scenario:
     @property
     def needs(self) -> frozenset[Capability]:
         """Backend capabilities the scenario cannot run without."""
-        return frozenset(i.capability for i in self.items if isinstance(i, Action) and i.capability)
+        actions = {i.capability for i in self.items if isinstance(i, Action) and i.capability}
+        several = {Capability.INDEPENDENT_LUS} if len(self.devices) > 1 else set()
+        return frozenset(actions | several)
 
     @property
     def hangs_lio(self) -> bool:

@@ -28,8 +28,12 @@ def test_every_declared_action_is_implemented(cls: type[Backend]) -> None:
 def test_declarations() -> None:
     """What each backend offers, as docs/scenarios.md's table and NOT_ON rely on."""
     assert {c.name: set(c.capabilities) for c in BACKEND_CLASSES} == {
-        "sim": {Capability.POWER_CYCLE, Capability.LUN_RESET},
-        "helper-sim": {Capability.POWER_CYCLE, Capability.RESTART_HELPER},
+        "sim": {Capability.POWER_CYCLE, Capability.LUN_RESET, Capability.INDEPENDENT_LUS},
+        "helper-sim": {
+            Capability.POWER_CYCLE,
+            Capability.RESTART_HELPER,
+            Capability.INDEPENDENT_LUS,
+        },
         "lio": {Capability.REAL_KERNEL},
         "helper-lio": {Capability.RESTART_HELPER, Capability.REAL_KERNEL},
     }
@@ -63,4 +67,4 @@ def test_sim_lun_reset_is_performed_on_the_model() -> None:
 
 
 def test_the_engine_serialises_only_what_is_not_thread_safe() -> None:
-    assert Runner(SCENARIOS["failover"], SimBackend(initiators=3)).device_lock is not None
+    assert Runner(SCENARIOS["failover"], SimBackend(initiators=3)).device.lock is not None

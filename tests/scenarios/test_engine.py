@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from scsi_pr.rig.backends import SimBackend
+from scsi_pr.rig.backends import Capability, SimBackend
 from scsi_pr.rig.scenarios import checks, race
 from scsi_pr.rig.scenarios.commands import Preempt, Read, ReadKeys, Register, Reserve, Write
 from scsi_pr.rig.scenarios.engine import EXIT_CODES, BackendFault, Runner, Verdict
@@ -308,3 +308,29 @@ def test_phase_names_every_item_of_a_phase() -> None:
     assert [i.phase for i in items] == ["p", "p", "p"]
     # a racer's rows belong to the race's phase too, as a scenario file's racers do
     assert [s.phase for s in items[2].steps] == ["p", "p"]
+
+
+def test_a_scenario_over_several_devices_sends_each_item_to_its_own_lu() -> None:
+    """fence-scsi-devices passes only when disk1 and disk2 are different LUs: node2 reserves
+    disk2 while node1 holds disk1. Given one LU twice, the run must fail; given one backend,
+    it must say the backend cannot (not run on one LU as if it were two)."""
+    scenario = SCENARIOS["fence-scsi-devices"]
+    assert scenario.devices == ("disk1", "disk2")
+    assert Capability.INDEPENDENT_LUS in scenario.needs
+    two = [SimBackend(initiators=3), SimBackend(initiators=3)]
+    assert Runner(scenario, two[0], more=two[1:]).run().verdict == Verdict.PASS
+    same = SimBackend(initiators=3)
+    assert Runner(scenario, same, more=[same]).run().verdict == Verdict.FAIL
+    alone = Runner(scenario, SimBackend(initiators=3)).run()
+    assert alone.verdict == Verdict.UNSUPPORTED and alone.rows == []
+    with pytest.raises(ScenarioError):
+        Runner(scenario, SimBackend(initiators=3), more=two)  # three LUs for two devices
+
+
+def test_rows_name_the_device_they_addressed() -> None:
+    two = [SimBackend(initiators=3), SimBackend(initiators=3)]
+    run = Runner(SCENARIOS["fence-scsi-devices"], two[0], more=two[1:]).run()
+    commands = [r.command for r in run.rows]
+    assert commands[0].startswith("disk1: ") and any(c.startswith("disk2: ") for c in commands)
+    event = next(r for r in run.rows if "exits 1" in r.command)
+    assert not event.command.startswith("disk")  # an item without a device names none

@@ -9,10 +9,12 @@ UNSUPPORTED rather than pass.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
 
-from scsi_pr.rig.backends import Backend, Capability
-from scsi_pr.rig.scenarios.engine import Runner, Verdict
+from scsi_pr.rig.backends import Backend, Capability, open_backend
+from scsi_pr.rig.scenarios.engine import Run, Runner, Verdict
 from scsi_pr.rig.scenarios.library import SCENARIOS
 from scsi_pr.rig.scenarios.model import Scenario
 
@@ -30,10 +32,22 @@ def expected(scenario: Scenario, backend: Backend) -> Verdict:
     return Verdict.PASS
 
 
+def run_on(scenario: Scenario, backend: Backend) -> Run:
+    """Run on ``backend``, plus one more LU of the same kind per further device where the
+    backend can give independent LUs (a real-kernel rig serves one LU: unsupported there)."""
+    extra = len(scenario.devices) - 1 if Capability.INDEPENDENT_LUS in backend.capabilities else 0
+    with ExitStack() as stack:
+        more = [
+            stack.enter_context(open_backend(backend.name, len(backend.initiators)))
+            for _ in range(extra)
+        ]
+        return Runner(scenario, backend, more=more).run()
+
+
 @pytest.mark.parametrize("name", OTHERS)
 def test_scenario_on_backend(backend: Backend, name: str) -> None:
     scenario = SCENARIOS[name]
-    run = Runner(scenario, backend).run()
+    run = run_on(scenario, backend)
     assert run.verdict == expected(scenario, backend), f"{run.message}\n" + "\n".join(run.failures)
 
 
@@ -41,7 +55,7 @@ def test_scenario_on_backend(backend: Backend, name: str) -> None:
 @pytest.mark.parametrize("name", HANGING)
 def test_preempt_and_abort_scenario_on_backend(backend: Backend, name: str) -> None:
     scenario = SCENARIOS[name]
-    run = Runner(scenario, backend).run()
+    run = run_on(scenario, backend)
     want = expected(scenario, backend)
     assert run.verdict == want, f"{run.message}\n" + "\n".join(run.failures)
     if want == Verdict.HUNG:

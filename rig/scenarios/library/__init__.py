@@ -24,6 +24,7 @@ BUILTIN_ORDER = (
     "wsfc-validation",
     "wsfc-same-key",
     "split-brain",
+    "fence-scsi-devices",
     "failover",
     "failover-aptpl",
     "helper-restart",
