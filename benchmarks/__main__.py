@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from scsi_pr.rig.progress import Tracker
+
 BENCHMARKS = {
     "model": "benchmarks.model",
     "helper": "benchmarks.helper",
@@ -28,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         n for n in BENCHMARKS if n not in ON_REQUEST
     ]
     status = 0
-    for name in chosen:
-        status |= int(importlib.import_module(BENCHMARKS[name]).main() or 0)
+    with Tracker("benchmarks", total=len(chosen)) as bar:
+        for done, name in enumerate(chosen):
+            bar.update(done, name)
+            status |= int(importlib.import_module(BENCHMARKS[name]).main() or 0)
     return status
 
 

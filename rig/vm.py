@@ -27,6 +27,7 @@ from pathlib import Path
 from scsi_pr import CHECKOUT
 from scsi_pr.rig import vm_kernel
 from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.watchdog import run_watched
 
 #: package data: the wheel carries it beside this module
@@ -251,8 +252,16 @@ def _boot(argv: list[str], env: dict[str, str], timeout: float | None) -> int:
 def _boot_watched(argv: list[str], env: dict[str, str], quiet: float) -> int:
     """Boot with a deadline that follows progress: the VM is killed only when the guest prints
     nothing for ``quiet`` seconds (a busy machine makes a run slow, not hung)."""
-    run = run_watched(argv, quiet_limit=quiet, env=env, exit_marker=GUEST_DONE,
-                      exit_grace=POWER_OFF_GRACE)  # fmt: skip
+    # A spinner until the guest's first line: under TCG the boot alone takes a minute or more.
+    with Tracker("booting the VM (TCG)") as boot:
+        run = run_watched(
+            argv,
+            quiet_limit=quiet,
+            env=env,
+            exit_marker=GUEST_DONE,
+            exit_grace=POWER_OFF_GRACE,
+            on_progress=lambda _: boot.stop(),
+        )
     if run.hung:
         print(f"scsi-pr vm: {run.verdict}, VM killed after {run.seconds:.0f}s", file=sys.stderr)
         return EXIT_TIMEOUT

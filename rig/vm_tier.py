@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scsi_pr.rig.guest_e2e.driver import GUEST_TIMEOUT
+from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.pytest_plugin import DEFAULT_LIO_TEST_TIMEOUT, ENV_RESULT_LOG, LIO_HANGS
 from scsi_pr.rig.watchdog import ENV_PROGRESS, run_watched
 
@@ -148,6 +149,21 @@ def _collect(log: Path, abandoned: bool, hang_phase: bool) -> list[dict[str, str
     return results
 
 
+def reported(log: Path) -> tuple[int, int | None]:
+    """(tests reported, tests collected or None before collection) from a phase's result log."""
+    done, total = 0, None
+    try:
+        with log.open("rb") as f:
+            for line in f:
+                if b'"nodeid"' in line:
+                    done += 1
+                elif b'"collected"' in line:
+                    total = (total or 0) + len(json.loads(line)["collected"])
+    except (OSError, ValueError):
+        pass
+    return done, total
+
+
 def run_phase(
     name: str,
     args: list[str],
@@ -167,14 +183,21 @@ def run_phase(
     for b in backends:
         cmd += ["--backend", b]
     print(f"\n== VM tier, {name}: {' '.join(cmd[2:])}", flush=True)
-    run = run_watched(
-        cmd,
-        quiet_limit=spec.quiet_limit,
-        startup_limit=spec.startup_limit,
-        budget=spec.budget,
-        env=env,
-        progress_files=[log, beat],
-    )
+    with Tracker(f"VM tier {name}: tests done") as tracker:
+
+        def progressed(what: str) -> None:
+            done, total = reported(log)
+            tracker.update(done, what, total)
+
+        run = run_watched(
+            cmd,
+            quiet_limit=spec.quiet_limit,
+            startup_limit=spec.startup_limit,
+            budget=spec.budget,
+            env=env,
+            progress_files=[log, beat],
+            on_progress=progressed,
+        )
     phase = Phase(name, rc=run.rc, seconds=run.seconds, abandoned=run.hung, verdict=run.verdict)
     if run.hung:
         print(f"== {name}: abandoned, {run.verdict}", flush=True)

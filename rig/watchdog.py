@@ -188,10 +188,10 @@ def run_watched(
                         open_pipe = False
                         sel.unregister(proc.stdout)
                         break
+                    tail = chunk.rstrip().rsplit(b"\n", 1)[-1]
+                    alive(tail.decode(errors="replace")[:120])  # first: a spinner may end here
                     sink.write(chunk)
                     sink.flush()
-                    tail = chunk.rstrip().rsplit(b"\n", 1)[-1]
-                    alive(tail.decode(errors="replace")[:120])
                     seen = (seen + chunk)[-4096:]
                     found = exit_marker.search(seen) if exit_marker and not marked else None
                     if found is not None:

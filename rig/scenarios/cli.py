@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -28,6 +29,7 @@ from scsi_pr.rig.backends import (
     backend_factory,
     open_backend,
 )
+from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.scenarios.deadline import DEFAULT_TIMEOUT, call_with_deadline
 from scsi_pr.rig.scenarios.engine import Runner
 from scsi_pr.rig.scenarios.fileread import load
@@ -82,6 +84,7 @@ def run_scenario(
     backend_name: str,
     timeout: float = DEFAULT_TIMEOUT,
     profile: str | None = None,
+    on_item: Callable[[int, str], None] | None = None,
 ) -> Run:
     """Open ``backend_name`` (with ``profile``, sim backends only) with one initiator per actor
     plus the observer — once per device of the scenario when the backend can give independent
@@ -101,7 +104,7 @@ def run_scenario(
         for _ in range(count):
             backend = open_backend(backend_name, len(scenario.actors) + 1, profile)
             opened.append(backend.__enter__())
-        run = Runner(scenario, opened[0], timeout, opened[1:]).run()
+        run = Runner(scenario, opened[0], timeout, opened[1:], on_item).run()
         return run
     finally:
         for backend in reversed(opened):
@@ -204,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scsi-pr scenario: {e}", file=sys.stderr)
         return EXIT_CODES[Verdict.ERROR]
     try:
-        run = run_scenario(scenario, args.backend, args.timeout, args.profile)
+        # a bar on stderr while it runs (LIO scenarios take a while in a VM), gone before the table
+        with Tracker(f"{scenario.name} on {args.backend}", total=len(scenario.items)) as bar:
+            run = run_scenario(
+                scenario, args.backend, args.timeout, args.profile, lambda n, w: bar.update(n, w)
+            )
     except ProfileNotApplicable as e:
         print(f"scsi-pr scenario: --profile: {e}", file=sys.stderr)
         return EXIT_CODES[Verdict.ERROR]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -88,6 +88,7 @@ class Runner:
         backend: Backend,
         timeout: float = DEFAULT_TIMEOUT,
         more: Sequence[Backend] = (),
+        on_item: Callable[[int, str], None] | None = None,
     ):
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
@@ -103,6 +104,8 @@ class Runner:
                     f"+ the observer); backend {b.name} has {len(b.initiators)}"
                 )
         self.scenario, self.backend, self.timeout = scenario, backend, timeout
+        #: told (items done, the next one's label) before each item: a progress bar's feed
+        self.on_item = on_item
         self.devices = {
             name: Device(
                 name,
@@ -194,6 +197,8 @@ class Runner:
                 self.state = self.observe()
             for number, item in enumerate(self.scenario.items, 1):
                 self.clock += item.wait
+                if self.on_item is not None:
+                    self.on_item(number - 1, self._label_of(number))
                 self.use(item)
                 first = len(self.rows)
                 self.run_item(number, item)
