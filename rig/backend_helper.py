@@ -37,6 +37,7 @@ from scsi_pr.rig.backends import (
     Initiator,
     NexusIdentity,
     initiator_name,
+    nexus_of,
 )
 from scsi_pr.rig.processes import NotListening, wait_listening
 from scsi_pr.rig.watchdog import note_progress
@@ -244,7 +245,13 @@ class HelperSimBackend(Backend):
     name = "helper-sim"
     # every instance serves a new image file: a new LU
     capabilities = frozenset(
-        {Capability.RESTART_HELPER, Capability.POWER_CYCLE, Capability.INDEPENDENT_LUS}
+        {
+            Capability.RESTART_HELPER,
+            Capability.POWER_CYCLE,
+            Capability.LUN_RESET,
+            Capability.NEXUS_LOSS,
+            Capability.INDEPENDENT_LUS,
+        }
     )
 
     def __init__(self, initiators: int = 2, profile: str = profiles.DEFAULT_PROFILE) -> None:
@@ -289,6 +296,14 @@ class HelperSimBackend(Backend):
             lu.power_on()
 
         self.lus.run_on_file(self.image, cycle)
+
+    def lun_reset(self) -> None:
+        """LOGICAL UNIT RESET of the shared LU, seen by the helpers like a power cycle."""
+        self.lus.run_on_file(self.image, lambda lu: lu.lun_reset())
+
+    def nexus_loss(self, initiator: Initiator) -> None:
+        nexus = nexus_of(self.helper_initiators, initiator)
+        self.lus.run_on_file(self.image, lambda lu: lu.nexus_loss(nexus))
 
     def restart_helper(self) -> None:
         for helper in self.helpers:

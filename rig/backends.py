@@ -10,7 +10,7 @@ The conformance tests, the hypothesis machine and the scenarios talk to a device
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -54,6 +54,8 @@ class Capability(StrEnum):
     LUN_RESET = "lun_reset"
     #: kill -9 the PR helper process(es) and start them again on the same sockets
     RESTART_HELPER = "restart_helper"
+    #: SAM-5 I_T nexus loss of one initiator's nexus (its transport connection dropped)
+    NEXUS_LOSS = "nexus_loss"
     #: the LU is LIO in a real kernel (a property, not an action)
     REAL_KERNEL = "real_kernel"
     #: opening the backend again gives another, independent LU (a property): scenarios over
@@ -116,12 +118,18 @@ class Backend(AbstractContextManager["Backend"]):
     def restart_helper(self) -> None:
         raise self._missing(Capability.RESTART_HELPER)
 
-    def perform(self, capability: Capability) -> None:
-        """Do the action ``capability`` names (a scenario's ``Action``)."""
+    def nexus_loss(self, initiator: Initiator) -> None:
+        raise self._missing(Capability.NEXUS_LOSS)
+
+    def perform(self, capability: Capability, initiator: Initiator | None = None) -> None:
+        """Do the action ``capability`` names (a scenario's ``Action``); ``initiator`` is the
+        one it concerns, for actions on one I_T nexus (``NEXUS_LOSS``)."""
         action = ACTIONS.get(capability)
         if action is None or capability not in self.capabilities:
             raise self._missing(capability)
-        action(self)
+        if capability in PER_NEXUS and initiator is None:
+            raise CapabilityMissing(f"{capability} needs the initiator whose nexus it concerns")
+        action(self, initiator)
 
     def _missing(self, capability: Capability) -> CapabilityMissing:
         if capability not in ACTIONS:
@@ -133,11 +141,14 @@ class Backend(AbstractContextManager["Backend"]):
 
 
 #: The capabilities that are actions, and the operation each one runs.
-ACTIONS: dict[Capability, Callable[[Backend], None]] = {
-    Capability.POWER_CYCLE: lambda b: b.power_cycle(),
-    Capability.LUN_RESET: lambda b: b.lun_reset(),
-    Capability.RESTART_HELPER: lambda b: b.restart_helper(),
+ACTIONS: dict[Capability, Callable[[Backend, Initiator | None], None]] = {
+    Capability.POWER_CYCLE: lambda b, _: b.power_cycle(),
+    Capability.LUN_RESET: lambda b, _: b.lun_reset(),
+    Capability.RESTART_HELPER: lambda b, _: b.restart_helper(),
+    Capability.NEXUS_LOSS: lambda b, it: b.nexus_loss(it),  # type: ignore[arg-type]
 }
+#: actions that concern one initiator's I_T nexus rather than the whole LU
+PER_NEXUS = frozenset({Capability.NEXUS_LOSS})
 
 
 #: TEST UNIT READYs a fresh start may take: a reset, a power on and a few PR changes queue
@@ -204,7 +215,12 @@ class SimBackend(Backend):
 
     name = "sim"
     capabilities = frozenset(
-        {Capability.POWER_CYCLE, Capability.LUN_RESET, Capability.INDEPENDENT_LUS}
+        {
+            Capability.POWER_CYCLE,
+            Capability.LUN_RESET,
+            Capability.NEXUS_LOSS,
+            Capability.INDEPENDENT_LUS,
+        }
     )
     thread_safe = False  # the model is plain Python objects, with no lock of its own
 
@@ -236,6 +252,17 @@ class SimBackend(Backend):
 
     def lun_reset(self) -> None:
         self.lu.lun_reset()
+
+    def nexus_loss(self, initiator: Initiator) -> None:
+        self.lu.nexus_loss(nexus_of(self.sim_initiators, initiator))
+
+
+def nexus_of(initiators: Sequence[NexusIdentity], initiator: Initiator) -> ITNexus:
+    """The I_T nexus of one of this backend's own initiators (by identity, not by name)."""
+    for it in initiators:
+        if it is initiator:
+            return it.nexus
+    raise CapabilityMissing(f"{initiator.name} is not an initiator of this backend")
 
 
 BACKENDS: dict[str, str] = {

@@ -316,11 +316,17 @@ class Runner:
         for row in rows:
             row.state = self.state
 
+    def _initiator(self, action: Action) -> Initiator | None:
+        """The initiator an action concerns: its actor's, when its lane is an actor."""
+        actor = self.roles.get(action.actor, action.actor)
+        return self.actors.get(actor)
+
     def run_action(self, number: int, action: Action) -> None:
         took = 0.0
         if action.capability is not None:
             _, took = call_with_deadline(
-                partial(self.device.backend.perform, action.capability), self.timeout
+                partial(self.device.backend.perform, action.capability, self._initiator(action)),
+                self.timeout,
             )
         row = Row(number, self.clock, action.actor, action.label,
                   "done" if action.capability else "—", RowKind.ACTION, elapsed_ms=took * 1000,

@@ -279,9 +279,15 @@ def spec_of(command: Command) -> CommandSpec:
 
 
 # -- outcomes and unit attentions -----------------------------------------------------------
-_STATUSES = {s.name.replace("_", " "): s for s in Status}
-_SENSE_KEYS = {k.name.replace("_", " "): k for k in SenseKey}
-_CODES = {c.name: c for c in ADDITIONAL_SENSE_BY_CODE.values()}
+def _spelt(text: str) -> str:
+    """How names compare: case, ``_`` for space and repeated spaces do not matter (SPC's own
+    names mix them: "I_T NEXUS LOSS OCCURRED")."""
+    return " ".join(text.upper().replace("_", " ").split())
+
+
+_STATUSES = {_spelt(s.name): s for s in Status}
+_SENSE_KEYS = {_spelt(k.name): k for k in SenseKey}
+_CODES = {_spelt(c.name): c for c in ADDITIONAL_SENSE_BY_CODE.values()}
 _SENSE = re.compile(r"(?P<key>[A-Z ]+?) \((?P<detail>.*)\)")
 _ASC = re.compile(r"ASC ([0-9A-F]{2})H(?: ASCQ ([0-9A-F]{2})H)?")
 OUTCOME_FORMS = (
@@ -295,7 +301,7 @@ def read_outcome(text: Any) -> Outcome:
     """The outcome ``text`` names, in the form ``str(Outcome)`` prints (case-insensitive)."""
     if not isinstance(text, str):
         raise ValueProblem(f"an outcome is a string, not {text!r}")
-    spelt = " ".join(text.upper().replace("_", " ").split())
+    spelt = _spelt(text)
     if spelt in _STATUSES:
         return Outcome(_STATUSES[spelt])
     m = _SENSE.fullmatch(spelt)
@@ -328,7 +334,7 @@ def read_unit_attention(text: Any) -> AdditionalSense | int:
     """An expected unit attention: an additional sense name, or ``ASC xxh`` for any ASCQ."""
     if not isinstance(text, str):
         raise ValueProblem(f"a unit attention is a string, not {text!r}")
-    spelt = " ".join(text.upper().replace("_", " ").split())
+    spelt = _spelt(text)
     if spelt in _CODES:
         return _CODES[spelt]
     asc = _ASC.fullmatch(spelt)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scsi_pr.rig.backends import PER_NEXUS
 from scsi_pr.rig.scenarios import fileformat as ff
 from scsi_pr.rig.scenarios.model import (
     ALL_REGISTRANTS,
@@ -288,6 +289,8 @@ class ScenarioReader(Reader):
         if kinds == ["action"]:
             self.only(table, path, ACTION_FIELDS - {"event"})
             capability = self.value(table, path, "action", ff.read_action)
+            if capability in PER_NEXUS and self.lun_or_actor(table, path) in ff.ACTION_LANES:
+                raise self.error(path, f"{capability.value}: say whose nexus with actor = ...")
             label = self.string(table, path, "label", capability.value.replace("_", " "))
             return Action(label, capability, self.lun_or_actor(table, path), **common)
         raise AssertionError(kinds)  # unreachable: one kind is present

@@ -46,6 +46,7 @@ from scsi_pr.rig.scenarios.model import (
     Step,
 )
 from scsi_pr.sim.constants import (
+    I_T_NEXUS_LOSS_OCCURRED,
     INVALID_FIELD_IN_CDB,
     REGISTRATIONS_PREEMPTED,
     ReservationType,
@@ -122,6 +123,7 @@ def every_kind() -> Scenario:
             Action("power", Capability.POWER_CYCLE, state=StateCheck(holder="b")),
             Action("a dies " * 30, actor="a", wait=1),
             Action("kill it", Capability.RESTART_HELPER, actor="helper"),
+            Action("drop", Capability.NEXUS_LOSS, actor="b", device=""),
         ),
     ]
     return Scenario(
@@ -171,6 +173,9 @@ def test_the_reference_file_reads() -> None:
     assert tiny.items[1] == Step("b", tiny.items[1].command, (CONFLICT,), phase="p")
 
 
+WHOLE_STEP = 'actor = "b"\ncommand = "write"\nexpect = ["RESERVATION CONFLICT"]'
+
+
 @pytest.mark.parametrize(
     ("old", "new", "line", "field"),
     [
@@ -202,6 +207,13 @@ def test_the_reference_file_reads() -> None:
         ('title = "t"\n', "", None, ""),  # missing title: the whole file is wrong
         ('summary = "s"', 'summary = "s"\nformat = 2', 4, "format"),
         ('summary = "s"', 'summary = "s\nx"', 3, ""),  # not TOML at all
+        (WHOLE_STEP, 'action = "nexus-loss"', 22, "phase[1].step[2]"),
+        (
+            WHOLE_STEP,
+            'action = "nexus-loss"\nactor = "LUN"',
+            22,
+            "phase[1].step[2]",
+        ),
     ],
 )
 def test_a_bad_file_names_its_line_and_field(
@@ -242,6 +254,7 @@ def test_a_race_and_its_roles() -> None:
         ("good", Outcome(Status.GOOD)),
         ("Unit_Attention (Registrations Preempted)", Outcome.ua(REGISTRATIONS_PREEMPTED)),
         ("UNIT ATTENTION (ASC 29h)", Outcome.ua(asc=0x29)),
+        ("unit attention (i_t nexus loss occurred)", Outcome.ua(I_T_NEXUS_LOSS_OCCURRED)),
         (
             "ILLEGAL REQUEST (ASC 24h ASCQ 00h)",
             Outcome.check(SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB),
@@ -322,9 +335,14 @@ def doc_example() -> str:
     return match.group(1)
 
 
-def test_the_docs_example_file_runs_and_passes_on_sim() -> None:
+@pytest.mark.parametrize("backend_name", ["sim", "helper-sim"])
+def test_the_docs_example_file_runs_and_passes(backend_name: str) -> None:
     example = loads(doc_example(), "docs/scenarios.md")
-    assert cli.run_scenario(example, "sim").verdict == Verdict.PASS
+    try:
+        run = cli.run_scenario(example, backend_name)
+    except BackendUnavailable as e:
+        unavailable(f"{backend_name} unavailable: {e}")
+    assert run.verdict == Verdict.PASS, run.failures
     # and it checks something: a reset that dropped the reservation would fail it
     wrong = doc_example().replace('expect = ["RESERVATION CONFLICT"]', 'expect = ["GOOD"]', 1)
     assert cli.run_scenario(loads(wrong), "sim").verdict == Verdict.FAIL
