@@ -15,18 +15,12 @@ the initiators' clients reconnect on their next command, as QEMU's do.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
-import signal
-import subprocess
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from scsi_pr.helper import executable
 from scsi_pr.helper.client import Client
 from scsi_pr.helper.executors.base import Reply
 from scsi_pr.helper.simserve import SharedLUs
@@ -39,7 +33,7 @@ from scsi_pr.rig.backends import (
     initiator_name,
     nexus_of,
 )
-from scsi_pr.rig.processes import NotListening, wait_listening
+from scsi_pr.rig.helper_processes import SharedHelpers, helper_executable, pool
 from scsi_pr.rig.watchdog import note_progress
 from scsi_pr.sim import profiles
 from scsi_pr.sim.constants import Opcode, Status
@@ -52,19 +46,10 @@ from scsi_pr.sim.transportid import TransportId
 if TYPE_CHECKING:
     from scsi_pr.rig.backend_lio import LioBackend
 
-START_QUIET = 20.0  # seconds a starting helper may go without using CPU (processes.wait_listening)
-KILL_WAIT = 5.0
 # A PR command through the helper that takes longer than this is a hung LUN (the lio backend's
 # SG_IO timeout plus its grace): the client raises TimeoutError, the plugin's hang signal.
 HELPER_COMMAND_TIMEOUT = 12.0
 PR_OPCODES = (Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT)
-
-
-def helper_executable() -> str:
-    try:
-        return executable.helper_executable()
-    except executable.HelperNotInstalled as e:
-        raise BackendUnavailable(str(e)) from e
 
 
 def sense_length(sense: bytes) -> int:
@@ -84,60 +69,6 @@ def result_from_reply(reply: Reply) -> CommandResult:
 
 def allocation_length(cdb: bytes) -> int | None:
     return int.from_bytes(cdb[7:9], "big") if cdb[0] == Opcode.PERSISTENT_RESERVE_IN else None
-
-
-@dataclass
-class HelperProcess:
-    """One running ``scsi-pr-helper`` on ``sock``; ``restart()`` is kill -9 + start."""
-
-    argv: list[str]
-    sock: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    def start(self) -> None:
-        self.spawn()
-        self.wait_listening()
-
-    def spawn(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [*self.argv, "-k", str(self.sock)], stdout=log, stderr=subprocess.STDOUT
-            )
-
-    def wait_listening(self) -> None:
-        assert self.proc is not None
-        try:
-            wait_listening(
-                self.proc,
-                self.sock,
-                START_QUIET,
-                name="scsi-pr-helper",
-                output=lambda: self.log.read_text(errors="replace")[-2000:],
-            )
-        except NotListening as e:
-            self.kill()
-            raise BackendUnavailable(str(e)) from None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            # A helper stuck in SG_IO on a hung LUN dies only when the I/O ends: don't wait
-            # forever for it (its socket is replaced by the next start anyway).
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(KILL_WAIT)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def restart(self) -> None:
-        self.kill()  # leaves the socket file behind, as a crash does; start() replaces it
-        self.start()
 
 
 @dataclass
@@ -171,76 +102,6 @@ class HelperSimInitiator(NexusIdentity):
         return self.lus.run_on_file(self.image, lambda lu: lu.execute(self.nexus, cdb, data))
 
 
-class _HelperPool:
-    """The helper processes of a test session, shared by every ``HelperSimBackend``.
-
-    Starting N Python processes per test would dominate the suite's run time. A fresh LU
-    per backend needs no fresh helper: every backend makes a new image file, and a new file
-    is a new simulated LU. Images stay until the session ends, so no inode (the LU's name) is
-    ever reused. ``restart_helper`` kills and restarts the pooled processes themselves.
-    """
-
-    def __init__(self) -> None:
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self.helpers: dict[tuple[int, int, str], HelperProcess] = {}
-        self.images = 0
-
-    @property
-    def root(self) -> Path:
-        if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="scsi-pr-helper-sim-")
-            atexit.register(self.close)
-        return Path(self._tmp.name)
-
-    def state_dir(self, ports: int, profile: str = profiles.DEFAULT_PROFILE) -> Path:
-        path = self.root / f"state-{ports}-{profile}"
-        path.mkdir(exist_ok=True)
-        return path
-
-    def new_image(self) -> Path:
-        self.images += 1
-        image = self.root / f"lu{self.images}.img"
-        image.write_bytes(b"")
-        os.truncate(image, 1 << 25)
-        return image
-
-    def helpers_for(
-        self, initiators: int, ports: int, profile: str = profiles.DEFAULT_PROFILE
-    ) -> list[HelperProcess]:
-        exe = helper_executable()
-        out: list[HelperProcess] = []
-        for i in range(initiators):
-            helper = self.helpers.get((i, ports, profile))
-            if helper is None:
-                argv = [exe, "-q", "--backend", "sim", "--initiator", initiator_name(i)]
-                argv += ["--state-dir", str(self.state_dir(ports, profile))]
-                argv += ["--target-port", str(i + 1), "--target-ports", str(ports)]
-                argv += ["--profile", profile]
-                name = f"helper{i}-{ports}-{profile}"
-                helper = HelperProcess(argv, self.root / f"{name}.sock", self.root / f"{name}.log")
-                self.helpers[(i, ports, profile)] = helper
-            if helper.proc is None or helper.proc.poll() is not None:
-                helper.spawn()  # all start in parallel; waited for below
-            out.append(helper)
-        for helper in out:
-            helper.wait_listening()
-        return out
-
-    def close(self) -> None:
-        for helper in self.helpers.values():
-            if helper.proc is not None and helper.proc.poll() is None:
-                helper.proc.terminate()
-        for helper in self.helpers.values():
-            helper.stop()
-        self.helpers.clear()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-
-_pool = _HelperPool()
-
-
 class HelperSimBackend(Backend):
     name = "helper-sim"
     # every instance serves a new image file: a new LU
@@ -256,9 +117,9 @@ class HelperSimBackend(Backend):
 
     def __init__(self, initiators: int = 2, profile: str = profiles.DEFAULT_PROFILE) -> None:
         ports = max(initiators, 2)
-        self.helpers = _pool.helpers_for(initiators, ports, profile)
-        self.image = _pool.new_image()
-        self.state_dir = _pool.state_dir(ports, profile)
+        self.helpers = pool.helpers_for(initiators, ports, profile)
+        self.image = pool.new_image()
+        self.state_dir = pool.state_dir(ports, profile)
         self.lus = SharedLUs(self.state_dir, ports, profile=profile)
         self.fd = os.open(self.image, os.O_RDWR)
         # A profile that never completes some command (LIO's PREEMPT AND ABORT) makes the helper
@@ -383,50 +244,6 @@ class _SgPath:
         os.close(self.fd)
 
 
-class _SharedHelpers:
-    """One ``scsi-pr-helper`` per executor for the whole process, as one serves a host's many
-    VMs: it keeps no state between commands (only connections, each backend its own), and
-    starting one costs seconds of interpreter start-up under TCG, which every test of the
-    helper-lio backends paid. A helper that a hung LUN left stuck is killed and replaced."""
-
-    helpers: ClassVar[dict[str, tuple[HelperProcess, tempfile.TemporaryDirectory[str]]]] = {}
-
-    @classmethod
-    def running(cls, exe: str, executor: str, kind: str) -> HelperProcess:
-        """The helper of ``kind`` (its executor, or a name for one whose start-up must see
-        something the others need not), started on first use."""
-        found = cls.helpers.get(kind)
-        if found is not None and found[0].proc is not None and found[0].proc.poll() is None:
-            return found[0]
-        cls.discard(kind)
-        tmp = tempfile.TemporaryDirectory(prefix=f"scsi-pr-helper-{executor}-")
-        root = Path(tmp.name)
-        helper = HelperProcess([exe, "-q", "--backend", executor], root / "h.sock", root / "h.log")
-        try:
-            helper.start()
-        except BaseException:
-            tmp.cleanup()
-            raise
-        if not cls.helpers:
-            atexit.register(cls.stop_all)
-        cls.helpers[kind] = (helper, tmp)
-        return helper
-
-    @classmethod
-    def discard(cls, kind: str) -> None:
-        found = cls.helpers.pop(kind, None)
-        if found is not None:
-            found[0].kill()
-            found[1].cleanup()
-
-    @classmethod
-    def stop_all(cls) -> None:
-        for helper, tmp in cls.helpers.values():
-            helper.stop()
-            tmp.cleanup()
-        cls.helpers.clear()
-
-
 class HelperLioBackend(Backend):
     """PR through one ``scsi-pr-helper --backend sg`` in front of LIO devices.
 
@@ -441,7 +258,7 @@ class HelperLioBackend(Backend):
 
     @property
     def helper_kind(self) -> str:
-        """Which shared helper serves this backend (``_SharedHelpers``)."""
+        """Which shared helper serves this backend (``SharedHelpers``)."""
         return self.executor
 
     def prepare(self) -> None:
@@ -471,7 +288,7 @@ class HelperLioBackend(Backend):
         self._directs = [direct for direct, _, _ in ports]
         try:
             self.prepare()
-            self.helper = _SharedHelpers.running(exe, self.executor, self.helper_kind)
+            self.helper = SharedHelpers.running(exe, self.executor, self.helper_kind)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -504,7 +321,7 @@ class HelperLioBackend(Backend):
         for it in self.helper_initiators:
             it.client.close()  # a pr_fd is its opener's to close (backend_paths keeps them)
         if self.hung:
-            _SharedHelpers.discard(self.helper_kind)  # its SG_IO thread is stuck: kill it
+            SharedHelpers.discard(self.helper_kind)  # its SG_IO thread is stuck: kill it
         for d in self._directs:
             if isinstance(d, _SgPath):
                 d.close()

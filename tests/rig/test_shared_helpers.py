@@ -1,4 +1,4 @@
-"""The helper-lio backends' shared helper processes (``backend_helper._SharedHelpers``), on the
+"""The helper-lio backends' shared helper processes (``backend_helper.SharedHelpers``), on the
 host with the ``sim`` executor: one process per kind for the run, replaced once it is gone."""
 
 from __future__ import annotations
@@ -7,17 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from scsi_pr.rig.backend_helper import _SharedHelpers, helper_executable
+from scsi_pr.rig.helper_processes import SharedHelpers, helper_executable
 
 
 @pytest.fixture
-def helpers() -> Iterator[type[_SharedHelpers]]:
-    yield _SharedHelpers
+def helpers() -> Iterator[type[SharedHelpers]]:
+    yield SharedHelpers
     for kind in ("test-a", "test-b"):
-        _SharedHelpers.discard(kind)
+        SharedHelpers.discard(kind)
 
 
-def test_one_process_per_kind(helpers: type[_SharedHelpers]) -> None:
+def test_one_process_per_kind(helpers: type[SharedHelpers]) -> None:
     exe = helper_executable()
     first = helpers.running(exe, "sim", "test-a")
     assert helpers.running(exe, "sim", "test-a") is first
@@ -26,7 +26,7 @@ def test_one_process_per_kind(helpers: type[_SharedHelpers]) -> None:
     assert first.proc is not None and first.proc.poll() is None
 
 
-def test_a_helper_that_died_is_replaced(helpers: type[_SharedHelpers]) -> None:
+def test_a_helper_that_died_is_replaced(helpers: type[SharedHelpers]) -> None:
     exe = helper_executable()
     first = helpers.running(exe, "sim", "test-a")
     first.kill()
@@ -35,7 +35,7 @@ def test_a_helper_that_died_is_replaced(helpers: type[_SharedHelpers]) -> None:
     assert again.proc is not None and again.proc.poll() is None
 
 
-def test_discard_kills_it(helpers: type[_SharedHelpers]) -> None:
+def test_discard_kills_it(helpers: type[SharedHelpers]) -> None:
     helper = helpers.running(helper_executable(), "sim", "test-a")
     helpers.discard("test-a")
     assert helper.proc is not None and helper.proc.poll() is not None
