@@ -21,6 +21,7 @@ from scsi_pr.sim import profiles
 from scsi_pr.sim.cdb import test_unit_ready
 from scsi_pr.sim.constants import SenseKey, Status
 from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.faults import Fault, FaultHook, Stall
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
 from scsi_pr.sim.store import MemoryAptplStore
@@ -61,6 +62,8 @@ class Capability(StrEnum):
     #: opening the backend again gives another, independent LU (a property): scenarios over
     #: several devices open it once per device
     INDEPENDENT_LUS = "independent_lus"
+    #: the LU can be told to hold back its answer to one command for a while (``stall_next``)
+    STALL = "stall"
 
 
 class Initiator(Protocol):
@@ -120,6 +123,11 @@ class Backend(AbstractContextManager["Backend"]):
 
     def nexus_loss(self, initiator: Initiator) -> None:
         raise self._missing(Capability.NEXUS_LOSS)
+
+    def stall_next(self, initiator: Initiator, opcode: int, seconds: float) -> None:
+        """Hold back the answer to ``initiator``'s next command with ``opcode`` for
+        ``seconds`` (a storage stall); the command still takes effect."""
+        raise CapabilityMissing(f"backend {self.name} does not declare {Capability.STALL}")
 
     def perform(self, capability: Capability, initiator: Initiator | None = None) -> None:
         """Do the action ``capability`` names (a scenario's ``Action``); ``initiator`` is the
@@ -220,6 +228,7 @@ class SimBackend(Backend):
             Capability.LUN_RESET,
             Capability.NEXUS_LOSS,
             Capability.INDEPENDENT_LUS,
+            Capability.STALL,
         }
     )
     thread_safe = False  # the model is plain Python objects, with no lock of its own
@@ -255,6 +264,28 @@ class SimBackend(Backend):
 
     def nexus_loss(self, initiator: Initiator) -> None:
         self.lu.nexus_loss(nexus_of(self.sim_initiators, initiator))
+
+    def stall_next(self, initiator: Initiator, opcode: int, seconds: float) -> None:
+        nexus = nexus_of(self.sim_initiators, initiator)
+        self.lu.fault = OneShot(Stall(seconds), nexus, opcode, self.lu.fault)
+
+
+@dataclass
+class OneShot:
+    """A fault hook that hits one command (``nexus``, ``opcode``) once, then hands every later
+    command to the hook it replaced."""
+
+    fault: Fault
+    nexus: ITNexus
+    opcode: int
+    then: FaultHook | None
+    spent: bool = False
+
+    def __call__(self, nexus: ITNexus, cdb: bytes) -> Fault | None:
+        if not self.spent and nexus == self.nexus and cdb[:1] == bytes([self.opcode]):
+            self.spent = True
+            return self.fault
+        return self.then(nexus, cdb) if self.then is not None else None
 
 
 def nexus_of(initiators: Sequence[NexusIdentity], initiator: Initiator) -> ITNexus:

@@ -294,6 +294,8 @@ class Runner:
         if step.clear_ua:
             self.rows += self.clear_unit_attentions(number, step, actor)
         sent = step.command.build(self, actor)
+        if step.stall:
+            self.device.backend.stall_next(self.actors[actor], sent[0][0], step.stall)
         answer = self.send(self.actors[actor], *sent)
         row = self._command_row(number, step, actor, step.expect, sent, answer)
         self.rows.append(row)

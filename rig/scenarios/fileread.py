@@ -147,7 +147,7 @@ class Reader:
 
 
 COMMON_FIELDS = {"state", "wait", "note", "device"}
-STEP_FIELDS = {"actor", "command", "expect", "expect-ua", "clear-ua", *COMMON_FIELDS}
+STEP_FIELDS = {"actor", "command", "expect", "expect-ua", "clear-ua", "stall", *COMMON_FIELDS}
 RACE_FIELDS = {"race", "losers-expect", *COMMON_FIELDS}
 ACTION_FIELDS = {"action", "event", "label", "actor", *COMMON_FIELDS}
 
@@ -324,6 +324,8 @@ class ScenarioReader(Reader):
             else ()
         )
         clear = self.value(table, path, "clear-ua", ff.BOOL.read) if "clear-ua" in table else True
+        if "stall" in table:
+            common["stall"] = self.number(table, path, "stall")
         return Step(
             self.actor(table, path),
             spec.cls(**args, **dict(spec.fixed)),

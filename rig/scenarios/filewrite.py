@@ -89,6 +89,8 @@ def _step(step: Step) -> list[str]:
         lines.append(f"expect-ua = [{uas}]")
     if not step.clear_ua:
         lines.append("clear-ua = false")
+    if step.stall:
+        lines.append(f"stall = {step.stall:g}")
     return lines + _tail(step)
 
 

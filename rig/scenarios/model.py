@@ -125,6 +125,9 @@ class Step:
     note: str = ""
     #: which of the scenario's ``devices`` (LUs) the command goes to; "" = the first
     device: str = ""
+    #: seconds the LU holds back its answer to this command (a storage stall; real time, so
+    #: one longer than the run's ``--timeout`` ends it "hung")
+    stall: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.expect, Outcome):
@@ -215,7 +218,12 @@ class Scenario:
         """Backend capabilities the scenario cannot run without."""
         actions = {i.capability for i in self.items if isinstance(i, Action) and i.capability}
         several = {Capability.INDEPENDENT_LUS} if len(self.devices) > 1 else set()
-        return frozenset(actions | several)
+        stalls = (
+            {Capability.STALL}
+            if any(isinstance(i, Step) and i.stall for i in self.items)
+            else set()
+        )
+        return frozenset(actions | several | stalls)
 
     @property
     def hangs_lio(self) -> bool:

@@ -47,6 +47,7 @@ def test_declarations() -> None:
             Capability.LUN_RESET,
             Capability.NEXUS_LOSS,
             Capability.INDEPENDENT_LUS,
+            Capability.STALL,
         },
         "helper-sim": {
             Capability.POWER_CYCLE,

@@ -109,7 +109,7 @@ def every_kind() -> Scenario:
                 ),
             ),
             Step("a", RawCdb(bytes.fromhex("5f00"), b"\x00" * 24)),
-            Step("a", TestUnitReady(), state=StateCheck(unchanged=True)),
+            Step("a", TestUnitReady(), state=StateCheck(unchanged=True), stall=0.25),
         ),
         *phase(
             "",
@@ -346,3 +346,26 @@ def test_the_docs_example_file_runs_and_passes(backend_name: str) -> None:
     # and it checks something: a reset that dropped the reservation would fail it
     wrong = doc_example().replace('expect = ["RESERVATION CONFLICT"]', 'expect = ["GOOD"]', 1)
     assert cli.run_scenario(loads(wrong), "sim").verdict == Verdict.FAIL
+
+
+STALLED = VALID.replace(
+    '[[phase.step]]\nactor = "a"\ncommand = "reserve"',
+    '[[phase.step]]\nactor = "a"\ncommand = "register"\nparam-sark = 0x10\n\n'
+    '[[phase.step]]\nactor = "a"\ncommand = "reserve"',
+).replace('command = "write"', 'command = "write"\nstall = 0.3', 1)
+
+
+def test_a_stall_delays_the_answer_and_one_over_the_timeout_is_a_hang() -> None:
+    """``stall``: the LU holds back that command's answer (real time); the command still takes
+    effect. Within the run's timeout the step passes, late; beyond it the run is hung."""
+    scenario = loads(STALLED)
+    assert Capability.STALL in scenario.needs
+    slow = cli.run_scenario(scenario, "sim", timeout=5)
+    assert slow.verdict == Verdict.PASS
+    write = next(r for r in slow.rows if r.command.startswith("WRITE"))
+    assert write.elapsed_ms >= 300
+    others = [r.elapsed_ms for r in slow.rows if r is not write]
+    assert max(others) < 300  # only the stalled command waited
+    hung = cli.run_scenario(scenario, "sim", timeout=0.1)
+    assert hung.verdict == Verdict.HUNG
+    assert cli.run_scenario(scenario, "helper-sim").verdict == Verdict.UNSUPPORTED
