@@ -47,7 +47,11 @@ TEARDOWN_TIMEOUT = 10.0
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scsi-pr scenario",
-        description="Run a reservation-conflict scenario and show its timeline.",
+        usage="%(prog)s [run] NAME|FILE [options]  |  %(prog)s show NAME|FILE [--as-file]"
+        "  |  %(prog)s --list",
+        description="Run a reservation-conflict scenario — a built-in or a scenario file "
+        "(docs/scenarios.md) — and show its timeline. 'show NAME --as-file' prints a built-in "
+        "as a file to copy and edit.",
         epilog="exit status: 0 pass, 1 expectation failed, 2 could not run, 3 device hung, "
         "4 backend lacks a needed capability",
     )
@@ -191,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         argv = argv[1:]
     args = parser().parse_args(argv)
     if args.list:
+        width = max(map(len, SCENARIOS))
         for s in SCENARIOS.values():
-            print(f"{s.name:<18} {s.title}")
+            print(f"{s.name:<{width}}  {s.title}")
         return 0
     if args.name is None:
         parser().print_usage(sys.stderr)
