@@ -30,7 +30,7 @@ from scsi_pr.rig.backends import (
     Capability,
     Initiator,
     NexusIdentity,
-    initiator_name,
+    initiator_names,
     nexus_of,
 )
 from scsi_pr.rig.helper_processes import SharedHelpers, helper_executable, pool
@@ -112,12 +112,19 @@ class HelperSimBackend(Backend):
             Capability.LUN_RESET,
             Capability.NEXUS_LOSS,
             Capability.INDEPENDENT_LUS,
+            Capability.NAMED_INITIATORS,
         }
     )
 
-    def __init__(self, initiators: int = 2, profile: str = profiles.DEFAULT_PROFILE) -> None:
+    def __init__(
+        self,
+        initiators: int = 2,
+        profile: str = profiles.DEFAULT_PROFILE,
+        names: Sequence[str] = (),
+    ) -> None:
         ports = max(initiators, 2)
-        self.helpers = pool.helpers_for(initiators, ports, profile)
+        initiator_list = initiator_names(initiators, names)
+        self.helpers = pool.helpers_for(initiator_list, ports, profile)
         self.image = pool.new_image()
         self.state_dir = pool.state_dir(ports, profile)
         self.lus = SharedLUs(self.state_dir, ports, profile=profile)
@@ -128,7 +135,7 @@ class HelperSimBackend(Backend):
         timeout = HELPER_COMMAND_TIMEOUT if stalls else None
         self.helper_initiators = [
             HelperSimInitiator(
-                ITNexus.named(initiator_name(i), i + 1),
+                ITNexus.named(initiator_list[i], i + 1),
                 Client(str(helper.sock), timeout=timeout),
                 self.fd,
                 self.lus,

@@ -64,6 +64,8 @@ class Capability(StrEnum):
     INDEPENDENT_LUS = "independent_lus"
     #: the LU can be told to hold back its answer to one command for a while (``stall_next``)
     STALL = "stall"
+    #: the backend takes the initiators' names (TransportIDs) it is opened with (``names=``)
+    NAMED_INITIATORS = "named_initiators"
 
 
 class Initiator(Protocol):
@@ -182,6 +184,12 @@ def initiator_name(index: int) -> str:
     return f"naa.50014050000000{index + 1:02x}"
 
 
+def initiator_names(count: int, names: Sequence[str] = ()) -> list[str]:
+    """``count`` initiator names: those given first (a scenario's own TransportIDs, in the
+    forms ``TransportId.from_name`` reads), the stable defaults for the rest."""
+    return [names[i] if i < len(names) else initiator_name(i) for i in range(count)]
+
+
 class NexusIdentity:
     """The Initiator protocol's identity, read off an I_T nexus (sim and helper-sim)."""
 
@@ -229,6 +237,7 @@ class SimBackend(Backend):
             Capability.NEXUS_LOSS,
             Capability.INDEPENDENT_LUS,
             Capability.STALL,
+            Capability.NAMED_INITIATORS,
         }
     )
     thread_safe = False  # the model is plain Python objects, with no lock of its own
@@ -238,6 +247,7 @@ class SimBackend(Backend):
         initiators: int = 2,
         lu: LogicalUnit | None = None,
         profile: str = profiles.DEFAULT_PROFILE,
+        names: Sequence[str] = (),
     ) -> None:
         self.lu = lu or LogicalUnit(
             target_ports=tuple(range(1, initiators + 1)),
@@ -245,8 +255,8 @@ class SimBackend(Backend):
             profile=profile,
         )
         self.sim_initiators = [
-            SimInitiator(self.lu, ITNexus.named(initiator_name(i), i + 1))
-            for i in range(initiators)
+            SimInitiator(self.lu, ITNexus.named(name, i + 1))
+            for i, name in enumerate(initiator_names(initiators, names))
         ]
         self.initiators: list[Initiator] = list(self.sim_initiators)
 
@@ -325,14 +335,21 @@ class ProfileNotApplicable(RigError, ValueError):
     """A profile was asked of a backend that is not the model (LIO answers as LIO does)."""
 
 
-def open_backend(name: str, initiators: int = 2, profile: str | None = None) -> Backend:
+def open_backend(
+    name: str, initiators: int = 2, profile: str | None = None, names: Sequence[str] = ()
+) -> Backend:
     """Build a backend (raises BackendUnavailable with the reason when it cannot run here);
-    ``profile`` (sim and helper-sim only) is how the simulated LU answers."""
+    ``profile`` (sim and helper-sim only) is how the simulated LU answers; ``names``, the first
+    initiators' names, only for backends that declare ``NAMED_INITIATORS``."""
+    factory = backend_factory(name)
+    if names and Capability.NAMED_INITIATORS not in factory.capabilities:
+        raise CapabilityMissing(f"backend {name} does not take initiator names")
+    extra = {"names": list(names)} if names else {}
     if profile is None:
-        return backend_factory(name)(initiators=initiators)
+        return factory(initiators=initiators, **extra)
     if name not in PROFILED_BACKENDS:
         raise ProfileNotApplicable(
             f"backend {name} takes no profile (only {', '.join(sorted(PROFILED_BACKENDS))})"
         )
     profiles.get(profile)  # UnknownProfile before anything starts
-    return backend_factory(name)(initiators=initiators, profile=profile)
+    return factory(initiators=initiators, profile=profile, **extra)

@@ -15,12 +15,13 @@ import os
 import signal
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from scsi_pr.helper import executable
-from scsi_pr.rig.backends import BackendUnavailable, initiator_name
+from scsi_pr.rig.backends import BackendUnavailable
 from scsi_pr.rig.processes import NotListening, wait_listening
 from scsi_pr.sim import profiles
 
@@ -101,7 +102,7 @@ class HelperPool:
 
     def __init__(self) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self.helpers: dict[tuple[int, int, str], HelperProcess] = {}
+        self.helpers: dict[tuple[str, int, int, str], HelperProcess] = {}
         self.images = 0
 
     @property
@@ -124,20 +125,23 @@ class HelperPool:
         return image
 
     def helpers_for(
-        self, initiators: int, ports: int, profile: str = profiles.DEFAULT_PROFILE
+        self, names: Sequence[str], ports: int, profile: str = profiles.DEFAULT_PROFILE
     ) -> list[HelperProcess]:
+        """One helper per initiator name (initiator i on target port i+1), reused when one for
+        that name, port and profile runs already."""
         exe = helper_executable()
         out: list[HelperProcess] = []
-        for i in range(initiators):
-            helper = self.helpers.get((i, ports, profile))
+        for i, initiator in enumerate(names):
+            key = (initiator, i, ports, profile)
+            helper = self.helpers.get(key)
             if helper is None:
-                argv = [exe, "-q", "--backend", "sim", "--initiator", initiator_name(i)]
+                argv = [exe, "-q", "--backend", "sim", "--initiator", initiator]
                 argv += ["--state-dir", str(self.state_dir(ports, profile))]
                 argv += ["--target-port", str(i + 1), "--target-ports", str(ports)]
                 argv += ["--profile", profile]
-                name = f"helper{i}-{ports}-{profile}"
+                name = f"helper{len(self.helpers)}-{i}-{ports}-{profile}"
                 helper = HelperProcess(argv, self.root / f"{name}.sock", self.root / f"{name}.log")
-                self.helpers[(i, ports, profile)] = helper
+                self.helpers[key] = helper
             if helper.proc is None or helper.proc.poll() is not None:
                 helper.spawn()  # all start in parallel; waited for below
             out.append(helper)

@@ -102,11 +102,13 @@ def run_scenario(
     except ImportError as e:
         raise BackendUnavailable(f"its module is missing ({e})") from e
     count = max(len(scenario.devices), 1) if several else 1
+    named = Capability.NAMED_INITIATORS in backend_factory(backend_name).capabilities
+    names = scenario.initiator_names() if named else []  # else the run says unsupported
     opened: list[Backend] = []
     run = None
     try:
         for _ in range(count):
-            backend = open_backend(backend_name, len(scenario.actors) + 1, profile)
+            backend = open_backend(backend_name, len(scenario.actors) + 1, profile, names)
             opened.append(backend.__enter__())
         run = Runner(scenario, opened[0], timeout, opened[1:], on_item).run()
         return run

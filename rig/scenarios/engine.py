@@ -47,6 +47,7 @@ from scsi_pr.rig.scenarios.results import EXIT_CODES, Row, RowKind, Run, Verdict
 from scsi_pr.sim import cdb as cdbs
 from scsi_pr.sim.constants import PersistentReserveInAction, Status
 from scsi_pr.sim.result import CommandResult
+from scsi_pr.sim.transportid import TransportId
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -183,6 +184,18 @@ class Runner:
                 f"{self.scenario.name} needs {', '.join(missing)}, which backend "
                 f"{self.backend.name} cannot do (it offers: "
                 f"{', '.join(sorted(self.backend.capabilities)) or 'nothing'})",
+            )
+        wrong = [
+            actor
+            for actor, name in self.scenario.initiators.items()
+            for device in self.devices.values()
+            if device.actors[actor].transport_id != TransportId.from_name(name)
+        ]
+        if wrong:
+            return self._finish(
+                Verdict.UNSUPPORTED,
+                f"{self.scenario.name} names the initiators of {', '.join(sorted(set(wrong)))}; "
+                f"this run's backend was opened with other names",
             )
         if len(self.devices) < len(self.scenario.devices):
             return self._finish(

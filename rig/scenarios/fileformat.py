@@ -44,6 +44,7 @@ from scsi_pr.sim.constants import (
     SenseKey,
     Status,
 )
+from scsi_pr.sim.transportid import TransportId, TransportIdError
 
 #: The file's version: a file saying another one is refused rather than half understood.
 FORMAT = 1
@@ -127,6 +128,17 @@ def _hex(value: Any) -> bytes:
         return bytes.fromhex(value.replace(":", " "))
     except ValueError:
         raise ValueProblem(f"not hex bytes: {value!r}") from None
+
+
+def read_initiator(value: Any) -> str:
+    """An initiator's name as a TransportID text form (``naa.…``, ``iqn.…,i,0x<ISID>``)."""
+    if not isinstance(value, str):
+        raise ValueProblem(f"an initiator name is a string, not {value!r}")
+    try:
+        TransportId.from_name(value)
+    except TransportIdError as e:
+        raise ValueProblem(str(e)) from None
+    return value
 
 
 def _actor(value: Any) -> str:

@@ -168,9 +168,10 @@ class ScenarioReader(Reader):
         if not ff.NAME.fullmatch(name):
             raise self.error(("name",), "lower-case letters, digits and '-' only")
         keys: dict[str, int] = {}
+        initiators: dict[str, str] = {}
         actors: list[str] = []
         for path, actor in self.tables(doc, top, "actor"):
-            self.only(actor, path, {"name", "key"})
+            self.only(actor, path, {"name", "key", "initiator"})
             who = self.string(actor, path, "name")
             if not ff.ACTOR.fullmatch(who) or who in ff.RESERVED_ACTOR_NAMES or who in actors:
                 raise self.error(
@@ -181,6 +182,8 @@ class ScenarioReader(Reader):
             actors.append(who)
             if "key" in actor:
                 keys[who] = self.value(actor, path, "key", ff.KEY.read)
+            if "initiator" in actor:
+                initiators[who] = self.value(actor, path, "initiator", ff.read_initiator)
         if not actors:
             raise self.error(top, "a scenario needs at least one [[actor]]")
         self.actors = tuple(actors)
@@ -201,6 +204,7 @@ class ScenarioReader(Reader):
             self.source(doc),
             keys,
             self.devices,
+            initiators,
         )
 
     def device_names(self, doc: dict[str, Any]) -> tuple[str, ...]:

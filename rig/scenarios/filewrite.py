@@ -143,6 +143,8 @@ def dumps(scenario: Scenario) -> str:
         out += ["", "[[actor]]", f"name = {ff.toml_string(actor)}"]
         if actor in scenario.keys:
             out.append(f"key = {ff.hexkey(scenario.keys[actor])}")
+        if actor in scenario.initiators:
+            out.append(f"initiator = {ff.toml_string(scenario.initiators[actor])}")
     phase = None
     for item in scenario.items:
         if item.phase != phase or phase is None:

@@ -202,6 +202,9 @@ class Scenario:
     #: names of the LUs the scenario spans (fence_scsi over several disks); () = one LU. Each
     #: actor reaches each LU through its own I_T nexus; items say which LU they address.
     devices: tuple[str, ...] = ()
+    #: actors whose initiator has a name of the scenario's choosing (a TransportID in the forms
+    #: ``TransportId.from_name`` reads); the others get the backend's own
+    initiators: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         known = {*self.actors, *ROLES}
@@ -223,7 +226,17 @@ class Scenario:
             if any(isinstance(i, Step) and i.stall for i in self.items)
             else set()
         )
-        return frozenset(actions | several | stalls)
+        named = {Capability.NAMED_INITIATORS} if self.initiators else set()
+        return frozenset(actions | several | stalls | named)
+
+    def initiator_names(self) -> list[str]:
+        """Names to open a backend with: each actor's own, or the backend's default, in order
+        (``[]`` when no actor names its initiator)."""
+        from scsi_pr.rig.backends import initiator_name
+
+        if not self.initiators:
+            return []
+        return [self.initiators.get(a, initiator_name(i)) for i, a in enumerate(self.actors)]
 
     @property
     def hangs_lio(self) -> bool:

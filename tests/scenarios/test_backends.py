@@ -48,6 +48,7 @@ def test_declarations() -> None:
             Capability.NEXUS_LOSS,
             Capability.INDEPENDENT_LUS,
             Capability.STALL,
+            Capability.NAMED_INITIATORS,
         },
         "helper-sim": {
             Capability.POWER_CYCLE,
@@ -55,6 +56,7 @@ def test_declarations() -> None:
             Capability.LUN_RESET,
             Capability.NEXUS_LOSS,
             Capability.INDEPENDENT_LUS,
+            Capability.NAMED_INITIATORS,
         },
         "lio": {Capability.REAL_KERNEL},
         "helper-lio": {Capability.RESTART_HELPER, Capability.REAL_KERNEL},

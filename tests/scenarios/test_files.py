@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from needs import unavailable
 
-from scsi_pr.rig.backends import BackendUnavailable, Capability
+from scsi_pr.rig.backends import BackendUnavailable, Capability, SimBackend
 from scsi_pr.rig.scenarios import cli
 from scsi_pr.rig.scenarios.commands import (
     ANY_KEY,
@@ -28,7 +28,7 @@ from scsi_pr.rig.scenarios.commands import (
     Release,
     TestUnitReady,
 )
-from scsi_pr.rig.scenarios.engine import Verdict
+from scsi_pr.rig.scenarios.engine import Runner, Verdict
 from scsi_pr.rig.scenarios.fileformat import read_outcome
 from scsi_pr.rig.scenarios.fileread import ScenarioFileError, load, loads
 from scsi_pr.rig.scenarios.filewrite import dumps
@@ -127,7 +127,14 @@ def every_kind() -> Scenario:
         ),
     ]
     return Scenario(
-        "every-kind", "t", "s " * 80, ("a", "b"), tuple(items), Source("sw", ()), {"a": 0x1234}
+        "every-kind",
+        "t",
+        "s " * 80,
+        ("a", "b"),
+        tuple(items),
+        Source("sw", ()),
+        {"a": 0x1234},
+        initiators={"b": "iqn.2026-12.org.example:b,i,0x23d000000001"},
     )
 
 
@@ -203,6 +210,7 @@ WHOLE_STEP = 'actor = "b"\ncommand = "write"\nexpect = ["RESERVATION CONFLICT"]'
         ('name = "b"', 'name = "LUN"', 10, "actor[2].name"),
         ('name = "b"', 'name = "a"', 10, "actor[2].name"),
         ("key = 0x10", 'key = "0x10"', 7, "actor[1].key"),
+        ("key = 0x10", 'key = 0x10\ninitiator = "node-a"', 8, "actor[1].initiator"),
         ('name = "tiny"', 'name = "Tiny Scenario"', 1, "name"),
         ('title = "t"\n', "", None, ""),  # missing title: the whole file is wrong
         ('summary = "s"', 'summary = "s"\nformat = 2', 4, "format"),
@@ -369,3 +377,62 @@ def test_a_stall_delays_the_answer_and_one_over_the_timeout_is_a_hang() -> None:
     hung = cli.run_scenario(scenario, "sim", timeout=0.1)
     assert hung.verdict == Verdict.HUNG
     assert cli.run_scenario(scenario, "helper-sim").verdict == Verdict.UNSUPPORTED
+
+
+ONE_HOST_TWO_PORTS = """\
+name = "one-host-two-ports"
+title = "t"
+summary = "One initiator through two target ports is two I_T nexuses."
+
+[[actor]]
+name = "p1"
+key = 0x77
+initiator = "iqn.2026-12.org.example:host,i,0x23d000000001"
+
+[[actor]]
+name = "p2"
+initiator = "iqn.2026-12.org.example:host,i,0x23d000000001"
+
+[[phase]]
+name = "p"
+
+[[phase.step]]
+actor = "p1"
+command = "register"
+param-sark = 0x77
+
+[[phase.step]]
+actor = "p2"
+command = "read-keys"
+keys-present = [0x77]
+note = "the registration shows from every nexus"
+
+[[phase.step]]
+actor = "p2"
+command = "reserve"
+param-rk = 0x77
+prout-type = "WE"
+expect = ["RESERVATION CONFLICT"]
+note = "but the nexus through port 2 is not registered"
+state = { holder = "none", registered = ["p1"] }
+"""
+
+
+@pytest.mark.parametrize("backend_name", ["sim", "helper-sim"])
+def test_actors_may_name_their_initiators(backend_name: str) -> None:
+    """Two actors with one iSCSI initiator name, on target ports 1 and 2: the backend is
+    opened with those names (the run's initiators say so) and the nexuses stay apart."""
+    scenario = loads(ONE_HOST_TWO_PORTS)
+    assert Capability.NAMED_INITIATORS in scenario.needs
+    try:
+        run = cli.run_scenario(scenario, backend_name)
+    except BackendUnavailable as e:
+        unavailable(f"{backend_name} unavailable: {e}")
+    assert run.verdict == Verdict.PASS, run.failures
+    assert run.initiators["p1"] == run.initiators["p2"] != run.initiators["observer"]
+    assert run.initiators["p1"].startswith("iqn.2026-12.org.example:host")
+
+
+def test_a_backend_opened_with_other_names_is_not_used_as_if_named() -> None:
+    run = Runner(loads(ONE_HOST_TWO_PORTS), SimBackend(initiators=3)).run()
+    assert run.verdict == Verdict.UNSUPPORTED and run.rows == []
