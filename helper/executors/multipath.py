@@ -183,9 +183,11 @@ def reply_for_result(code: int, tur: TurProbe) -> Reply:
 
 
 def reserialise_pr_in(data: bytes, allocation_length: int) -> bytes:
-    """PR IN parameter data cut or zero-filled to the ALLOCATION LENGTH, as the C helper
-    answers from libmpathpersist's structs."""
-    return data[:allocation_length].ljust(allocation_length, b"\0")
+    """PR IN parameter data (rebuilt from libmpathpersist's structs) as a device answers it:
+    its own length, cut to the ALLOCATION LENGTH. The C helper zero-fills to the allocation
+    length instead, which tells the guest the data runs on where the device's did not (a
+    deliberate difference, docs/helper.md)."""
+    return data[:allocation_length]
 
 
 class MultipathExecutor(Executor):

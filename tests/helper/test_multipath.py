@@ -211,7 +211,7 @@ def test_swallowed_sense_uses_the_test_unit_ready_answer_when_not_good() -> None
     assert reply_for_result(MPATH_PR_SENSE_NOT_READY, probe) == device  # type: ignore[arg-type]
 
 
-def test_reserialise_cuts_and_zero_fills_to_the_allocation_length() -> None:
-    data = (5).to_bytes(4, "big") + (16).to_bytes(4, "big") + bytes(range(16))
-    assert reserialise_pr_in(data, 64) == data + bytes(40)
+def test_reserialise_keeps_the_datas_own_length_cut_to_the_allocation_length() -> None:
+    data = bytes(range(24))
+    assert reserialise_pr_in(data, 64) == data  # no zero-fill: the device's length
     assert reserialise_pr_in(data, 12) == data[:12]

@@ -13,7 +13,7 @@ and the Windows validation sequence, with the multipath host as node A.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pytest
 from conformance.prtest import (
@@ -31,7 +31,7 @@ from scsi_pr.rig.backend_paths import HelperLioMpathBackend, release_multipath
 from scsi_pr.rig.backends import Initiator, open_backend
 from scsi_pr.rig.lio import InitiatorPort
 from scsi_pr.sim import cdb as C
-from scsi_pr.sim.constants import Opcode, ReservationType, Status
+from scsi_pr.sim.constants import Opcode, PersistentReserveInAction, ReservationType, Status
 from scsi_pr.sim.constants import PersistentReserveOutAction as SA
 from scsi_pr.sim.result import CommandResult
 from scsi_pr.sim.transportid import TransportId
@@ -50,8 +50,8 @@ def _no_map_after_this_module() -> Iterator[None]:
 @dataclass
 class Host:
     """The multipath host as the guest sees it. On a map the helper answers a PR IN with the
-    whole ALLOCATION LENGTH, zero-filled beyond the parameter data (the C helper's multipath
-    behaviour): checked here, then cut, so the strict parsers see the device's bytes."""
+    parameter data's own length, cut to the ALLOCATION LENGTH, as a device does (the C helper
+    zero-fills to the allocation length): checked here for every PR IN."""
 
     it: Initiator
 
@@ -71,10 +71,12 @@ class Host:
         r = self.it.execute(cdb, data)
         if cdb[0] != Opcode.PERSISTENT_RESERVE_IN or r.status != Status.GOOD:
             return r
-        assert len(r.data) == int.from_bytes(cdb[7:9], "big")
-        end = 8 + int.from_bytes(r.data[4:8], "big")
-        assert not any(r.data[end:]), r.data.hex()
-        return replace(r, data=r.data[:end])
+        if cdb[1] & 0x1F == PersistentReserveInAction.REPORT_CAPABILITIES:
+            whole = int.from_bytes(r.data[0:2], "big")
+        else:
+            whole = 8 + int.from_bytes(r.data[4:8], "big")
+        assert len(r.data) == min(int.from_bytes(cdb[7:9], "big"), whole), r.data.hex()
+        return r
 
 
 @pytest.fixture
