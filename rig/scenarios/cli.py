@@ -30,6 +30,7 @@ from scsi_pr.rig.backends import (
     open_backend,
 )
 from scsi_pr.rig.progress import Tracker
+from scsi_pr.rig.scenarios.commands import hexkey
 from scsi_pr.rig.scenarios.deadline import DEFAULT_TIMEOUT, call_with_deadline
 from scsi_pr.rig.scenarios.engine import Runner
 from scsi_pr.rig.scenarios.fileread import load
@@ -168,7 +169,8 @@ def describe(scenario: Scenario) -> list[str]:
     if scenario.source.assumed:
         lines.append(f"assumed: {scenario.source.assumed}")
     actors = ", ".join(
-        f"{a} (key 0x{scenario.keys[a]:x})" if a in scenario.keys else a for a in scenario.actors
+        f"{a} (key {hexkey(scenario.keys[a])})" if a in scenario.keys else a
+        for a in scenario.actors
     )
     lines += ["", f"actors: {actors}", f"steps: {len(scenario.items)}, in phases:"]
     phases = dict.fromkeys(i.phase for i in scenario.items if i.phase)

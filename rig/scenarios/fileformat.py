@@ -12,10 +12,10 @@ PREEMPTED)``). docs/scenarios.md documents the schema for people; this module is
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import EllipsisType
 from typing import Any
 
 from scsi_pr.rig.backends import ACTIONS, Capability
@@ -35,6 +35,7 @@ from scsi_pr.rig.scenarios.commands import (
     Reserve,
     TestUnitReady,
     Write,
+    hexkey,
 )
 from scsi_pr.rig.scenarios.model import ALL_REGISTRANTS, ROLES, Outcome, ScenarioError
 from scsi_pr.sim.constants import (
@@ -67,10 +68,6 @@ def _key(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_KEY:
         raise ValueProblem(f"a reservation key is an integer 0..0x{MAX_KEY:x}, not {value!r}")
     return value
-
-
-def hexkey(value: int) -> str:
-    return f"0x{value:x}"
 
 
 def _keys(value: Any) -> tuple[int, ...]:
@@ -157,8 +154,6 @@ class Kind:
 
 def toml_string(text: str) -> str:
     """A TOML basic string: JSON's escapes are TOML's, but TOML wants DEL escaped as well."""
-    import json
-
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
@@ -363,7 +358,7 @@ def write_unit_attention(ua: AdditionalSense | int) -> str:
 
 
 # -- state checks and actions ---------------------------------------------------------------
-def read_holder(value: Any) -> str | EllipsisType | None:
+def read_holder(value: Any) -> str | None:
     if value == "none":
         return None
     if not isinstance(value, str) or not value:

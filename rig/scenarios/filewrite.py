@@ -9,6 +9,7 @@ it — none of which a generic TOML writer does.
 from __future__ import annotations
 
 from scsi_pr.rig.scenarios import fileformat as ff
+from scsi_pr.rig.scenarios.commands import hexkey
 from scsi_pr.rig.scenarios.model import Action, Item, Race, Scenario, StateCheck, Step
 
 WIDTH = 96
@@ -64,10 +65,11 @@ def _tail(item: Item) -> list[str]:
 
 def _command(step: Step) -> list[str]:
     spec = ff.spec_of(step.command)
+    required = spec.required()
     lines = [f"actor = {ff.toml_string(step.actor)}", f"command = {ff.toml_string(spec.name)}"]
     for f in spec.fields:
         value = getattr(step.command, f.attr)
-        if f in spec.required() or value != spec.default(f):
+        if f in required or value != spec.default(f):
             lines.append(f"{f.name} = {f.kind.write(value)}")
     return lines
 
@@ -142,7 +144,7 @@ def dumps(scenario: Scenario) -> str:
     for actor in scenario.actors:
         out += ["", "[[actor]]", f"name = {ff.toml_string(actor)}"]
         if actor in scenario.keys:
-            out.append(f"key = {ff.hexkey(scenario.keys[actor])}")
+            out.append(f"key = {hexkey(scenario.keys[actor])}")
         if actor in scenario.initiators:
             out.append(f"initiator = {ff.toml_string(scenario.initiators[actor])}")
     phase = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import EllipsisType
 from typing import TYPE_CHECKING
 
-from scsi_pr.rig.backends import Capability
+from scsi_pr.rig.backends import Capability, initiator_name
 from scsi_pr.rig.errors import RigError
 from scsi_pr.sim.constants import ADDITIONAL_SENSE_BY_CODE, AdditionalSense, SenseKey, Status
 from scsi_pr.sim.result import CommandResult
@@ -232,8 +232,6 @@ class Scenario:
     def initiator_names(self) -> list[str]:
         """Names to open a backend with: each actor's own, or the backend's default, in order
         (``[]`` when no actor names its initiator)."""
-        from scsi_pr.rig.backends import initiator_name
-
         if not self.initiators:
             return []
         return [self.initiators.get(a, initiator_name(i)) for i, a in enumerate(self.actors)]

@@ -1,4 +1,6 @@
-"""What several scenario families share: the reservation type, the cluster's keys, phases."""
+"""Facts the scenario files are written from, kept in code where something computes them
+(fence_scsi's keys, checked against the files by a test; the two-QEMU-guest scenario uses them),
+and ``phase`` for scenarios built in code (tests)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from scsi_pr.rig.scenarios.model import Item, Race
 from scsi_pr.sim.constants import ReservationType
 
 WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
-POWER_ON_OR_RESET = 0x29  # ASC of every "power on, reset, or bus device reset" UA
 CLUSTER_NAME = "scsi-pr"
 
 
@@ -19,7 +20,7 @@ def fence_scsi_key(cluster: str, node_id: int) -> int:
     return int(f"{hashlib.md5(cluster.encode('ascii')).hexdigest()[:4]}{node_id:04d}", 16)
 
 
-#: The two cluster nodes' keys, as fence_scsi makes them (failover and helper-restart reuse them).
+#: The two cluster nodes' keys, as fence_scsi makes them (the built-ins' node1 and node2).
 K1, K2 = fence_scsi_key(CLUSTER_NAME, 1), fence_scsi_key(CLUSTER_NAME, 2)
 
 
