@@ -20,9 +20,12 @@ from scsi_pr.rig.backends import PER_NEXUS
 from scsi_pr.rig.scenarios import fileformat as ff
 from scsi_pr.rig.scenarios.model import (
     ALL_REGISTRANTS,
+    CONFLICT,
+    GOOD,
     ROLES,
     Action,
     Item,
+    Outcome,
     Race,
     Scenario,
     ScenarioError,
@@ -32,6 +35,8 @@ from scsi_pr.rig.scenarios.model import (
 )
 
 Path_ = tuple[str | int, ...]
+#: ``Reader.value``'s default for a field that has none (``...`` is a value: "not checked")
+REQUIRED: Any = object()
 
 
 class ScenarioFileError(ScenarioError):
@@ -110,7 +115,12 @@ class Reader:
     def error(self, path: Path_, why: str) -> ScenarioFileError:
         return ScenarioFileError(self.origin, self.locator.line(path), field_name(path), why)
 
-    def value(self, table: dict[str, Any], path: Path_, name: str, read: Any) -> Any:
+    def value(
+        self, table: dict[str, Any], path: Path_, name: str, read: Any, default: Any = REQUIRED
+    ) -> Any:
+        """``read(table[name])``, or ``default`` when the field is absent and has one."""
+        if name not in table and default is not REQUIRED:
+            return default
         try:
             return read(table[name])
         except ff.ValueProblem as e:
@@ -148,8 +158,12 @@ class Reader:
 
 COMMON_FIELDS = {"state", "wait", "note", "device"}
 STEP_FIELDS = {"actor", "command", "expect", "expect-ua", "clear-ua", "stall", *COMMON_FIELDS}
-RACE_FIELDS = {"race", "losers-expect", *COMMON_FIELDS}
-ACTION_FIELDS = {"action", "event", "label", "actor", *COMMON_FIELDS}
+#: the fields of the kinds of step other than a command (whose fields depend on the command)
+KIND_FIELDS = {
+    "race": {"race", "losers-expect", *COMMON_FIELDS},
+    "action": {"action", "label", "actor", *COMMON_FIELDS},
+    "event": {"event", "actor", *COMMON_FIELDS},
+}
 
 
 class ScenarioReader(Reader):
@@ -244,13 +258,14 @@ class ScenarioReader(Reader):
         )
 
     def actor(self, table: dict[str, Any], path: Path_, name: str = "actor") -> str:
-        who = self.string(table, path, name)
+        return self.known_actor(self.string(table, path, name), (*path, name))
+
+    def known_actor(self, who: Any, where: Path_) -> str:
+        """``who`` if it names an actor, or a role once a race has decided it."""
         if who in ROLES and not self.raced:
-            raise self.error((*path, name), f"role {who!r} is only known after a race")
+            raise self.error(where, f"role {who!r} is only known after a race")
         if who not in self.actors and who not in ROLES:
-            raise self.error(
-                (*path, name), f"unknown actor {who!r}; actors: {', '.join(self.actors)}"
-            )
+            raise self.error(where, f"unknown actor {who!r}; actors: {', '.join(self.actors)}")
         return who
 
     def item(self, path: Path_, table: dict[str, Any], phase: str) -> Item:
@@ -261,43 +276,41 @@ class ScenarioReader(Reader):
                 "a step has exactly one of: command (with actor), race, "
                 f"action, event; this one has {', '.join(kinds) or 'none'}",
             )
-        if kinds == ["race"]:
-            self.only(table, path, RACE_FIELDS)
-            steps = [
-                self.step(p, s, racing=True, phase=phase)
-                for p, s in self.tables(table, path, "race")
-            ]
-            if len(steps) < 2 or len({s.actor for s in steps}) != len(steps):
-                raise self.error((*path, "race"), "a race needs two or more distinct actors")
-            losers = self.outcomes(table, path, "losers-expect", ("RESERVATION CONFLICT",))
-            self.raced = True  # its own state check may name the winner
+        kind = kinds[0]
+        allowed = KIND_FIELDS.get(kind)
+        if allowed is None:
+            allowed = STEP_FIELDS | {f.name for f in self.command_spec(table, path).fields}
+        self.only(table, path, allowed)
         common = {
             "device": self.device(table, path),
             "wait": self.number(table, path, "wait"),
             "phase": phase,
             "note": self.string(table, path, "note", ""),
-            "state": self.state(table, path),
         }
-        if kinds == ["race"]:
-            return Race(tuple(steps), losers, **common)
-        if kinds == ["command"]:
-            self.only(
-                table, path, STEP_FIELDS | {f.name for f in self.command_spec(table, path).fields}
-            )
+        if kind == "race":
+            return self.race(path, table, common)
+        common["state"] = self.state(table, path)
+        if kind == "command":
             return self.step(path, table, **common)
-        if kinds == ["event"]:
-            self.only(table, path, ACTION_FIELDS - {"action", "label"})
-            return Action(
-                self.string(table, path, "event"), None, self.lun_or_actor(table, path), **common
-            )
-        if kinds == ["action"]:
-            self.only(table, path, ACTION_FIELDS - {"event"})
-            capability = self.value(table, path, "action", ff.read_action)
-            if capability in PER_NEXUS and self.lun_or_actor(table, path) in ff.ACTION_LANES:
-                raise self.error(path, f"{capability.value}: say whose nexus with actor = ...")
-            label = self.string(table, path, "label", capability.value.replace("_", " "))
-            return Action(label, capability, self.lun_or_actor(table, path), **common)
-        raise AssertionError(kinds)  # unreachable: one kind is present
+        lane = self.lun_or_actor(table, path)
+        if kind == "event":
+            return Action(self.string(table, path, "event"), None, lane, **common)
+        capability = self.value(table, path, "action", ff.read_action)
+        if capability in PER_NEXUS and lane in ff.ACTION_LANES:
+            raise self.error(path, f"{capability.value}: say whose nexus with actor = ...")
+        label = self.string(table, path, "label", capability.value.replace("_", " "))
+        return Action(label, capability, lane, **common)
+
+    def race(self, path: Path_, table: dict[str, Any], common: dict[str, Any]) -> Race:
+        steps = [
+            self.step(p, s, racing=True, phase=common["phase"])
+            for p, s in self.tables(table, path, "race")
+        ]
+        if len(steps) < 2 or len({s.actor for s in steps}) != len(steps):
+            raise self.error((*path, "race"), "a race needs two or more distinct actors")
+        losers = self.outcomes(table, path, "losers-expect", (CONFLICT,))
+        self.raced = True  # its own state check may name the winner
+        return Race(tuple(steps), losers, state=self.state(table, path), **common)
 
     def lun_or_actor(self, table: dict[str, Any], path: Path_) -> str:
         lane = table.get("actor", "LUN")
@@ -317,25 +330,21 @@ class ScenarioReader(Reader):
         }
         if "dest" in table:
             args["destination"] = self.actor(table, path, "dest")
-        expect_ua = tuple(
-            self.value(
-                table,
-                path,
-                "expect-ua",
-                lambda v: [ff.read_unit_attention(u) for u in self._list(v)],
-            )
-            if "expect-ua" in table
-            else ()
+        expect_ua = self.value(
+            table,
+            path,
+            "expect-ua",
+            lambda v: tuple(ff.read_unit_attention(u) for u in self._list(v)),
+            (),
         )
-        clear = self.value(table, path, "clear-ua", ff.BOOL.read) if "clear-ua" in table else True
         if "stall" in table:
             common["stall"] = self.number(table, path, "stall")
         return Step(
             self.actor(table, path),
             spec.cls(**args, **dict(spec.fixed)),
-            self.outcomes(table, path, "expect", ("GOOD",)),
+            self.outcomes(table, path, "expect", (GOOD,)),
             expect_ua=expect_ua,
-            clear_ua=clear,
+            clear_ua=self.value(table, path, "clear-ua", ff.BOOL.read, True),
             **common,
         )
 
@@ -354,14 +363,15 @@ class ScenarioReader(Reader):
             raise ff.ValueProblem(f"a list is needed, not {value!r}")
         return value
 
-    def outcomes(self, table: dict[str, Any], path: Path_, name: str, default: tuple) -> tuple:
-        raw = table.get(name, list(default))
+    def outcomes(
+        self, table: dict[str, Any], path: Path_, name: str, default: tuple[Outcome, ...]
+    ) -> tuple[Outcome, ...]:
         got = self.value(
-            {name: raw}, path, name, lambda v: [ff.read_outcome(o) for o in self._list(v)]
+            table, path, name, lambda v: tuple(ff.read_outcome(o) for o in self._list(v)), default
         )
         if not got:
             raise self.error((*path, name), "at least one outcome is needed")
-        return tuple(got)
+        return got
 
     def state(self, table: dict[str, Any], path: Path_) -> StateCheck | None:
         if "state" not in table:
@@ -371,18 +381,16 @@ class ScenarioReader(Reader):
         if not isinstance(check, dict):
             raise self.error(where, "write it as an inline table: state = { holder = ... }")
         self.only(check, where, {"holder", "registered", "unchanged"})
-        holder = self.value(check, where, "holder", ff.read_holder) if "holder" in check else ...
+        holder = self.value(check, where, "holder", ff.read_holder, ...)
         if isinstance(holder, str) and holder != ALL_REGISTRANTS:
-            holder = self.actor(check, where, "holder")
+            holder = self.known_actor(holder, (*where, "holder"))
         registered = None
         if "registered" in check:
             names = check["registered"]
             if not isinstance(names, list):
                 raise self.error((*where, "registered"), "a list of actors is needed")
-            registered = tuple(self.actor({"registered": n}, where, "registered") for n in names)
-        unchanged = (
-            self.value(check, where, "unchanged", ff.BOOL.read) if "unchanged" in check else False
-        )
+            registered = tuple(self.known_actor(n, (*where, "registered")) for n in names)
+        unchanged = self.value(check, where, "unchanged", ff.BOOL.read, False)
         return StateCheck(holder, registered, unchanged)
 
 
@@ -391,6 +399,7 @@ def loads(text: str, origin: str = "<scenario>") -> Scenario:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
+        # Python 3.11's error has no line attribute (3.14 adds one): its message carries it
         line = re.search(r"line (\d+)", str(e))
         raise ScenarioFileError(
             origin, int(line.group(1)) if line else None, "", f"not valid TOML: {e}"
