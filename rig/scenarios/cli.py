@@ -33,7 +33,7 @@ from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.scenarios.commands import hexkey
 from scsi_pr.rig.scenarios.deadline import DEFAULT_TIMEOUT, call_with_deadline
 from scsi_pr.rig.scenarios.engine import Runner
-from scsi_pr.rig.scenarios.fileread import load
+from scsi_pr.rig.scenarios.fileread import load, loads, read_text
 from scsi_pr.rig.scenarios.filewrite import dumps
 from scsi_pr.rig.scenarios.library import ALIASES, SCENARIOS, builtin_text, get
 from scsi_pr.rig.scenarios.model import Scenario, ScenarioError
@@ -99,12 +99,13 @@ def run_scenario(
     closed with a deadline too: a wedged LUN must not turn a verdict into a stall.
     """
     try:
-        several = Capability.INDEPENDENT_LUS in backend_factory(backend_name).capabilities
+        offers = backend_factory(backend_name).capabilities
     except ImportError as e:
         raise BackendUnavailable(f"its module is missing ({e})") from e
-    count = max(len(scenario.devices), 1) if several else 1
-    named = Capability.NAMED_INITIATORS in backend_factory(backend_name).capabilities
-    names = scenario.initiator_names() if named else []  # else the run says unsupported
+    # a backend that cannot give what the scenario needs is opened once, plainly: the run then
+    # says "unsupported"
+    count = max(len(scenario.devices), 1) if Capability.INDEPENDENT_LUS in offers else 1
+    names = scenario.initiator_names() if Capability.NAMED_INITIATORS in offers else []
     opened: list[Backend] = []
     run = None
     try:
@@ -142,23 +143,39 @@ def show_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve(name: str) -> tuple[Scenario, str]:
-    """The scenario ``name`` means and its file text: a built-in's name, else a file's path.
-    A built-in is printed as shipped (comments included); one added in code, as written.
+def _builtin(name: str) -> bool:
+    return name in SCENARIOS or name in ALIASES
 
-    Raises ScenarioError (a ``ScenarioFileError`` for a bad file) with the reason."""
-    if name in SCENARIOS or name in ALIASES:
-        scenario = get(name)
-        try:
-            return scenario, builtin_text(scenario.name)
-        except FileNotFoundError:
-            return scenario, dumps(scenario)
+
+def _file(name: str) -> Path:
     path = Path(name)
     if not path.exists():
         raise ScenarioError(
             f"{name!r} is neither a built-in scenario ({', '.join(SCENARIOS)}) nor a file"
         )
-    return load(path), path.read_text(encoding="utf-8")
+    return path
+
+
+def resolve(name: str) -> Scenario:
+    """The scenario ``name`` means: a built-in's name, else a scenario file's path.
+
+    Raises ScenarioError (a ``ScenarioFileError`` for a bad file) with the reason."""
+    return get(name) if _builtin(name) else load(_file(name))
+
+
+def as_file(name: str) -> str:
+    """The scenario file ``name`` means: a built-in's as shipped (comments included; one added
+    in code, as written), or a file's own text once it reads as a scenario."""
+    if _builtin(name):
+        scenario = get(name)
+        try:
+            return builtin_text(scenario.name)
+        except FileNotFoundError:
+            return dumps(scenario)
+    path = _file(name)
+    text = read_text(path)
+    loads(text, str(path))  # a file that would not run is refused here too
+    return text
 
 
 def describe(scenario: Scenario) -> list[str]:
@@ -183,11 +200,11 @@ def describe(scenario: Scenario) -> list[str]:
 def show(argv: list[str]) -> int:
     args = show_parser().parse_args(argv)
     try:
-        scenario, text = resolve(args.name)
+        text = as_file(args.name) if args.as_file else "\n".join(describe(resolve(args.name)))
     except ScenarioError as e:
         print(f"scsi-pr scenario show: {e}", file=sys.stderr)
         return EXIT_CODES[Verdict.ERROR]
-    print(text if args.as_file else "\n".join(describe(scenario)), end="" if args.as_file else "\n")
+    print(text, end="" if args.as_file else "\n")
     return 0
 
 
@@ -211,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scsi-pr scenario: --timeout must be positive, not {args.timeout}", file=sys.stderr)
         return 2
     try:
-        scenario, _ = resolve(args.name)
+        scenario = resolve(args.name)
     except ScenarioError as e:
         print(f"scsi-pr scenario: {e}", file=sys.stderr)
         return EXIT_CODES[Verdict.ERROR]

@@ -407,9 +407,13 @@ def loads(text: str, origin: str = "<scenario>") -> Scenario:
     return ScenarioReader(origin, Locator(text)).scenario(doc)
 
 
-def load(path: Path) -> Scenario:
+def read_text(path: Path) -> str:
+    """A scenario file's text; one that cannot be read is a ``ScenarioFileError``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ScenarioFileError(str(path), None, "", f"cannot read it: {e}") from None
-    return loads(text, str(path))
+
+
+def load(path: Path) -> Scenario:
+    return loads(read_text(path), str(path))
