@@ -149,19 +149,36 @@ def _collect(log: Path, abandoned: bool, hang_phase: bool) -> list[dict[str, str
     return results
 
 
-def reported(log: Path) -> tuple[int, int | None]:
-    """(tests reported, tests collected or None before collection) from a phase's result log."""
-    done, total = 0, None
-    try:
-        with log.open("rb") as f:
-            for line in f:
-                if b'"nodeid"' in line:
-                    done += 1
-                elif b'"collected"' in line:
-                    total = (total or 0) + len(json.loads(line)["collected"])
-    except (OSError, ValueError):
-        pass
-    return done, total
+@dataclass
+class Reported:
+    """Tests reported and collected so far, from a phase's result log as it grows: each call
+    reads only the complete lines added since the last (the watcher calls it for every sign of
+    life, and the log holds a line per test)."""
+
+    log: Path
+    offset: int = 0
+    done: int = 0
+    total: int | None = None  # None before pytest has collected
+
+    def __call__(self) -> tuple[int, int | None]:
+        try:
+            with self.log.open("rb") as f:
+                f.seek(self.offset)
+                added = f.read()
+        except OSError:
+            return self.done, self.total
+        added = added[: added.rfind(b"\n") + 1]  # a line still being written waits
+        self.offset += len(added)
+        for line in added.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # not a result line: _collect reports the log as it is at the end
+            if "nodeid" in record:
+                self.done += 1
+            elif "collected" in record:
+                self.total = (self.total or 0) + len(record["collected"])
+        return self.done, self.total
 
 
 def run_phase(
@@ -183,10 +200,11 @@ def run_phase(
     for b in backends:
         cmd += ["--backend", b]
     print(f"\n== VM tier, {name}: {' '.join(cmd[2:])}", flush=True)
+    reported = Reported(log)
     with Tracker(f"VM tier {name}: tests done") as tracker:
 
         def progressed(what: str) -> None:
-            done, total = reported(log)
+            done, total = reported()
             tracker.update(done, what, total)
 
         run = run_watched(

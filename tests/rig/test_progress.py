@@ -16,7 +16,7 @@ from scsi_pr.rig.backends import SimBackend
 from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.scenarios.engine import Runner
 from scsi_pr.rig.scenarios.library import SCENARIOS
-from scsi_pr.rig.vm_tier import reported
+from scsi_pr.rig.vm_tier import Reported
 from scsi_pr.rig.watchdog import run_watched
 
 
@@ -74,10 +74,14 @@ def test_ci_never_gets_a_bar(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_vm_tier_counts_reported_and_collected_tests(tmp_path: Path) -> None:
     log = tmp_path / "main.jsonl"
-    assert reported(log) == (0, None)
+    reported = Reported(log)
+    assert reported() == (0, None)
     lines = [{"collected": ["a", "b", "c"]}, {"nodeid": "a", "outcome": "passed"}]
     log.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    assert reported(log) == (1, 3)
+    assert reported() == (1, 3)
+    with log.open("a") as f:  # counted once each, and a half-written line not yet
+        f.write(json.dumps({"nodeid": "b", "outcome": "passed"}) + '\n{"nodeid": "c"')
+    assert reported() == (2, 3)
 
 
 def test_a_watched_run_reports_output_before_forwarding_it() -> None:
