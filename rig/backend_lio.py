@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from scsi_pr.helper.executors.sg import SgIoResult, sg_io
-from scsi_pr.rig import lio
+from scsi_pr.rig import kmsg, lio
 from scsi_pr.rig.backends import Backend, BackendUnavailable, Capability, Initiator, drain
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.watchdog import note_progress
@@ -169,6 +170,8 @@ class _Shared:
 
     rig: lio.RigDescription | None = None
     built_here: set[int] = field(default_factory=set)
+    #: the kernel log's newest record when each generation was built (``rig/kmsg.py``)
+    log_seq: dict[int, int] = field(default_factory=dict)
     hung_generations: set[int] = field(default_factory=set)
     hung: bool = False
 
@@ -193,6 +196,7 @@ def shared_rig(initiators: int) -> lio.RigDescription:
     )
     if not s.built_here:
         atexit.register(_teardown)
+    s.log_seq[generation] = kmsg.last_seq()
     s.rig, s.hung = lio.up(spec), False
     s.built_here.add(generation)
     return s.rig
@@ -210,10 +214,20 @@ def mark_hung() -> None:
 
 
 def _teardown() -> None:
-    """Remove the rigs this process built, except a hung one (removal would block too)."""
+    """Remove the rigs this process built, except a hung one and one whose PR reference count
+    LIO broke (removal would block forever: ``rig/kmsg.py``); those stay to the VM's end, and
+    a later process takes such a rig over as one built by ``scsi-pr lio up``."""
     s = _shared
     for generation in sorted(s.built_here):
         if generation in s.hung_generations:
+            continue
+        faults = kmsg.lio_refcount_faults(kmsg.records(), s.log_seq.get(generation, -1))
+        if faults:
+            print(
+                f"scsi-pr rig: LIO LU {_name(generation)} left in place, removing it would "
+                f"block: {faults[0]}",
+                file=sys.stderr,
+            )
             continue
         with suppress(Exception):
             lio.down(_name(generation), generation)
