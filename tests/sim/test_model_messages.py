@@ -121,3 +121,15 @@ def test_full_status_scope_type_is_zero_for_a_non_holder() -> None:
     first = 8 + 24 + len(I1.initiator.encode())
     assert data[8 + 12 : 8 + 14] == bytes([0x01, 0x05])  # holder: R_HOLDER, WE-RO
     assert data[first + 12 : first + 14] == bytes([0x00, 0x00])  # non-holder: both zero
+
+
+def test_a_terminated_command_says_its_answer() -> None:
+    """CommandTerminated builds its message when printed (not at every conflict): the same
+    words as the result it carries."""
+    from scsi_pr.sim.constants import INVALID_FIELD_IN_CDB
+    from scsi_pr.sim.result import CommandResult, CommandTerminated, illegal_request
+
+    conflict = CommandTerminated(CommandResult.reservation_conflict())
+    assert str(conflict) == "RESERVATION CONFLICT"
+    check = illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=2)
+    assert str(check) == str(check.result) and "INVALID FIELD IN CDB" in str(check)
