@@ -209,6 +209,9 @@ class HelperLioInitiator:
     hung: bool = False
     #: the fd the helper gets (-1: the direct path's /dev/sgN; ``helper-lio-ioctl``: /dev/sdX)
     pr_fd: int = -1
+    #: a multipath host's I_T nexuses, one per path in table order (TransportID, RELATIVE
+    #: TARGET PORT IDENTIFIER); empty for a single-path initiator
+    paths: tuple[tuple[TransportId, int], ...] = ()
 
     @property
     def name(self) -> str:

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from scsi_pr.helper.executors import limits
+from scsi_pr.helper.executors.dm import DeviceMapper
 from scsi_pr.rig import multipath
 from scsi_pr.rig.backend_helper import HelperLioBackend
 from scsi_pr.rig.backends import BackendUnavailable
 from scsi_pr.rig.errors import RigError
+from scsi_pr.sim.transportid import TransportId
 
 
 class _HeldOpen:
@@ -99,6 +101,7 @@ class HelperLioMpathBackend(HelperLioBackend):
     RELATIVE TARGET PORT IDENTIFIER); non-PR commands take that path."""
 
     name = "helper-lio-mpath"
+    path_limits = limits.of_backend("multipath")
     #: paths of the multipath host
     PATHS = 2
 
@@ -107,10 +110,27 @@ class HelperLioMpathBackend(HelperLioBackend):
         host = self.helper_initiators[0]
         try:
             host.pr_fd = _HeldOpen.fd(self.map.node)
-        except OSError as e:
+            host.paths = self._paths_in_table_order(host.pr_fd)
+        except (OSError, BackendUnavailable) as e:
             self.__exit__(None, None, None)
             raise BackendUnavailable(f"helper-lio-mpath: {self.map.node}: {e}") from e
         self.initiators = [host, *self.helper_initiators[self.PATHS :]]
+
+    def _paths_in_table_order(self, fd: int) -> tuple[tuple[TransportId, int], ...]:
+        """The host's I_T nexuses in the map's table order: the order libmpathpersist and the
+        helper's REGISTER AND MOVE try the paths in (the first takes a RESERVE)."""
+        by_node = {
+            port.sd: (it.transport_id, it.relative_target_port)
+            for port, it in zip(self.path_ports, self.helper_initiators, strict=False)
+        }
+        dm = DeviceMapper.open()
+        try:
+            nodes = dm.path_nodes(fd)
+        finally:
+            dm.close()
+        if sorted(nodes) != sorted(by_node):
+            raise BackendUnavailable(f"map paths {nodes}, rig ports {sorted(by_node)}")
+        return tuple(by_node[node] for node in nodes)
 
     @property
     def helper_kind(self) -> str:

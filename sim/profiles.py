@@ -144,7 +144,10 @@ MOVE_WITHOUT_RESERVATION = Deviation(
     "SPC-5 5.14.8",
     "RESERVATION CONFLICT (the issuer is not the reservation holder, SPC-5 5.14.10)",
     "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05h/24h/00h)",
-    _tests("test_conf_pr_out.py::test_register_and_move_without_reservation_conflicts"),
+    _tests(
+        "test_conf_pr_out.py::test_register_and_move_without_reservation_conflicts",
+        "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
+    ),
     measured_on=BOTH_KERNELS,
 )
 MOVE_FILES_TYPE_AS_SCOPE = Deviation(

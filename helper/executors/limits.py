@@ -2,8 +2,10 @@
 
 A guest behind ``--backend ioctl`` talks to the same LIO LU as one behind ``--backend sg``, but
 the block layer's PR ioctls express less than SCSI: some commands cannot reach the device at
-all and are answered by the helper, as a device without them would. Each such limit is one
-named entry here: what cannot be carried, and the exact answer. The conformance suite asserts
+all and are answered by the helper, as a device without them would. A guest on a dm-multipath
+map (``--backend sg``, the multipath executor) is one host with an I_T nexus per path, and
+libmpathpersist stands between it and the device. Each such limit is one named entry here:
+what cannot be carried, and the exact answer. The conformance suite asserts
 that answer in the tests an entry lists, on backends whose path has it (``path_limit`` marks,
 ``tests/conformance/conftest.py``), and docs/helper.md says the same in prose.
 """
@@ -12,7 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scsi_pr.helper.executors.status import INVALID_FIELD, INVALID_PARAM, IO_ERROR, SenseCode
+from scsi_pr.helper.executors.status import (
+    INVALID_FIELD,
+    INVALID_PARAM,
+    IO_ERROR,
+    LUN_COMM_FAILURE,
+    NOT_READY,
+    SenseCode,
+)
 
 CONF = "tests/conformance/"
 
@@ -23,7 +32,8 @@ class PathLimit:
 
     #: stable identifier: the conformance marks name it
     name: str
-    #: the helper ``--backend`` whose path has it
+    #: the way to the device that has it: a helper ``--backend`` (``ioctl``), or ``multipath``
+    #: (``--backend sg`` on a dm-multipath map)
     backend: str
     title: str
     #: the answer the guest gets instead, in words
@@ -145,6 +155,162 @@ IOCTL_REGISTER_ALWAYS_APTPL = PathLimit(
     _tests("test_conf_pr_in.py::test_report_capabilities_ptpl_a_follows_aptpl"),
 )
 
+
+# -- dm-multipath: one host, an I_T nexus per path, libmpathpersist in between ----------------
+MPATH_REGISTRATION_PER_PATH = PathLimit(
+    "mpath-one-registration-per-path",
+    "multipath",
+    "A REGISTER through the map is sent down every path: the device holds one registration "
+    "per path (I_T nexus)",
+    "GOOD; READ KEYS lists the key once per path, PRGENERATION advances once per path, READ "
+    "FULL STATUS has a descriptor per path, and a PREEMPT or CLEAR of the key removes them all "
+    "(the PR machine, whose oracle has one I_T nexus per initiator, drives the host's first "
+    "path directly)",
+    None,
+    _tests(
+        "test_conf_pr_in.py::test_read_keys_lists_every_registration",
+        "test_conf_pr_in.py::test_read_keys_truncated_keeps_full_additional_length",
+        "test_conf_pr_in.py::test_read_full_status_names_each_nexus",
+        "test_conf_pr_out.py::test_register_then_change_key",
+        "test_conf_pr_out.py::test_register_with_wrong_key_conflicts",
+        "test_conf_pr_out.py::test_register_and_ignore_existing_key",
+        "test_conf_pr_out.py::test_reserved_type_from_a_nexus_without_the_key",
+        "test_conf_pr_out.py::test_release_with_wrong_key_without_reservation_conflicts",
+        "test_conf_pr_out.py::test_clear_with_wrong_key_conflicts",
+        "test_conf_pr_out.py::test_preempt_non_holder_removes_registration_only",
+        "test_conf_pr_out.py::test_preempt_removes_every_registration_with_the_key",
+        "test_conf_pr_out.py::test_preempt_all_registrants_by_own_key_removes_issuer",
+        "test_conf_pr_out.py::test_register_and_move",
+        "test_conf_pr_out.py::test_register_and_move_without_reservation_conflicts",
+        "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
+        "test_conf_machine.py::test_pr_machine",
+    ),
+)
+MPATH_IO_BY_ONE_PATH = PathLimit(
+    "mpath-io-by-one-path",
+    "multipath",
+    "Commands other than PR leave the host by one path, and a WRITE EXCLUSIVE or EXCLUSIVE "
+    "ACCESS reservation is held by the one path libmpathpersist reserved through",
+    "where the reservation's holder is another path of the same host: the answer a registered "
+    "non-holder gets (RESERVATION CONFLICT for the commands the type forbids, RESERVE(6) and "
+    "RELEASE(6) included)",
+    None,
+    _tests(
+        "test_conf_conflicts.py::test_holder_is_never_in_conflict",
+        "test_conf_conflicts.py::test_reserve_6_by_registrant_under_registrants_types",
+        "test_conf_conflicts.py::test_reserve_6_by_pr_holder_is_a_no_op",
+    ),
+)
+MPATH_UNIT_ATTENTION_OF_EVERY_PATH = PathLimit(
+    "mpath-unit-attention-of-every-path",
+    "multipath",
+    "A unit attention is established for each path's I_T nexus, and the host's commands take "
+    "whichever path: one established for another path reaches the host",
+    "CHECK CONDITION, UNIT ATTENTION where a single-path initiator that issued the command "
+    "would have none (the PR OUT's issuing path was told nothing; its other path was)",
+    None,
+    _tests("test_conf_conflicts.py::test_unit_attention_is_per_i_t_nexus"),
+)
+MPATH_KEY_CHECKED_BY_LIBRARY = PathLimit(
+    "mpath-key-checked-by-the-library",
+    "multipath",
+    "A PR OUT whose RESERVATION KEY and SERVICE ACTION RESERVATION KEY both differ from the "
+    "key multipathd holds for the map (reservation_key file) never reaches a path",
+    "CHECK CONDITION, ABORTED COMMAND, LOGICAL UNIT COMMUNICATION FAILURE (0B/08/00): "
+    "libmpathpersist's MPATH_PR_SYNTAX_ERROR, answered as the C helper answers it",
+    LUN_COMM_FAILURE,
+    _tests(
+        "test_conf_pr_out.py::test_register_with_wrong_key_conflicts",
+        "test_conf_pr_out.py::test_reserve_with_wrong_key_conflicts",
+        "test_conf_pr_out.py::test_reserved_type_from_a_nexus_without_the_key",
+        "test_conf_pr_out.py::test_release_with_wrong_key_conflicts",
+        "test_conf_pr_out.py::test_release_with_wrong_key_without_reservation_conflicts",
+        "test_conf_pr_out.py::test_clear_with_wrong_key_conflicts",
+    ),
+)
+MPATH_NOT_READY_REBUILT = PathLimit(
+    "mpath-not-ready-rebuilt",
+    "multipath",
+    "The sense of a NOT READY answer: libmpathpersist keeps only the sense key",
+    "CHECK CONDITION, NOT READY, LOGICAL UNIT NOT READY (02/04/00), the C helper's rebuilt "
+    "sense, where TEST UNIT READY finds nothing pending (LIO's 02/08/00 for an unregistered "
+    "RESERVE or CLEAR is lost)",
+    NOT_READY,
+    _tests(
+        "test_conf_pr_out.py::test_unregistered_reserve_conflicts",
+        "test_conf_pr_out.py::test_unregistered_clear_conflicts",
+    ),
+)
+MPATH_ILLEGAL_REQUEST_GUESSED = PathLimit(
+    "mpath-illegal-request-guessed",
+    "multipath",
+    "The sense of an ILLEGAL REQUEST answer: libmpathpersist keeps only the sense key",
+    "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST (05/26/00), the C "
+    "helper's guess, whatever the device's additional sense code (05/24/00 for a reserved "
+    "TYPE) and with no field pointer",
+    INVALID_PARAM,
+    _tests(
+        "test_conf_pr_out.py::test_reserve_with_reserved_type",
+        "test_conf_pr_out.py::test_a_reserved_type_is_pointed_at",
+    ),
+)
+MPATH_RELEASE_BY_THE_LIBRARY = PathLimit(
+    "mpath-release-by-the-library",
+    "multipath",
+    "RELEASE: libmpathpersist sends it down every path and answers for them together; a "
+    "reservation of the host's key still there afterwards it takes over (PREEMPT by its own "
+    "key) and releases",
+    "GOOD where the device refuses the issuing path (an unregistered host; a TYPE other than "
+    "the reservation's, or a reservation LIO filed under another scope: released all the same, "
+    "the other registrants told RESERVATIONS PREEMPTED)",
+    None,
+    _tests(
+        "test_conf_pr_out.py::test_release_with_wrong_type",
+        "test_conf_pr_out.py::test_unregistered_release_conflicts",
+        "test_conf_pr_out.py::test_a_reservation_moved_back_to_its_issuer",
+    ),
+)
+MPATH_PARAMETER_LIST_REBUILT = PathLimit(
+    "mpath-parameter-list-rebuilt",
+    "multipath",
+    "The PR OUT parameter list: libmpathpersist builds its own from the fields it knows",
+    "GOOD for a 28-byte list with no TransportIDs (sent as 24 bytes) and for SPEC_I_PT from a "
+    "registered host (the library registers the named TransportIDs itself)",
+    None,
+    _tests(
+        "test_conf_pr_out.py::test_parameter_list_length_must_be_24",
+        "test_conf_pr_out.py::test_spec_i_pt_from_registered_nexus_is_invalid",
+    ),
+)
+MPATH_MOVE_FROM_THE_HOLDING_PATH = PathLimit(
+    "mpath-move-from-the-holding-path",
+    "multipath",
+    "REGISTER AND MOVE goes down the host's paths until one is not answered RESERVATION "
+    "CONFLICT; the host's own TransportID names its first path only",
+    'a move "to itself" sent by another path is a move to another I_T nexus: GOOD, the '
+    "reservation now held by the first path; with no reservation the last path's answer",
+    None,
+    _tests(
+        "test_conf_pr_out.py::test_register_and_move_invalid_parameters",
+        "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
+        "test_conf_pr_out.py::test_a_reservation_moved_back_to_its_issuer",
+    ),
+)
+MPATH_PR_IN_READ_WHOLE = PathLimit(
+    "mpath-pr-in-read-whole",
+    "multipath",
+    "PR IN: libmpathpersist reads with its own ALLOCATION LENGTH, the helper cuts the answer "
+    "to the guest's",
+    "GOOD with the parameter data cut to the ALLOCATION LENGTH, as SPC-5 has it, where LIO "
+    "refuses an allocation length below the header or zero-fills a cut reservation descriptor",
+    None,
+    _tests(
+        "test_conf_pr_in.py::test_read_keys_allocation_length_below_header",
+        "test_conf_pr_in.py::test_read_reservation_below_the_whole_descriptor",
+        "test_conf_pr_in.py::test_read_full_status_header_counts_whole_list",
+    ),
+)
+
 LIMITS: dict[str, PathLimit] = {
     limit.name: limit
     for limit in (
@@ -156,10 +322,20 @@ LIMITS: dict[str, PathLimit] = {
         IOCTL_UNIT_ATTENTION_LOST,
         IOCTL_CAPABILITIES_OF_THE_PATH,
         IOCTL_REGISTER_ALWAYS_APTPL,
+        MPATH_REGISTRATION_PER_PATH,
+        MPATH_IO_BY_ONE_PATH,
+        MPATH_UNIT_ATTENTION_OF_EVERY_PATH,
+        MPATH_KEY_CHECKED_BY_LIBRARY,
+        MPATH_NOT_READY_REBUILT,
+        MPATH_ILLEGAL_REQUEST_GUESSED,
+        MPATH_RELEASE_BY_THE_LIBRARY,
+        MPATH_PARAMETER_LIST_REBUILT,
+        MPATH_MOVE_FROM_THE_HOLDING_PATH,
+        MPATH_PR_IN_READ_WHOLE,
     )
 }
 
 
 def of_backend(backend: str) -> frozenset[str]:
-    """The limits of helper ``--backend`` ``backend``'s path (by name)."""
+    """The limits of the way ``backend`` to the device (by name)."""
     return frozenset(name for name, limit in LIMITS.items() if limit.backend == backend)

@@ -31,7 +31,11 @@ __all__ = [
     "expect_conflict",
     "expect_good",
     "expect_ua",
+    "first_path_is_own",
     "full_status",
+    "io_path_holds",
+    "nexus_paths",
+    "paths",
     "prout",
     "read_keys",
     "read_reservation",
@@ -124,3 +128,31 @@ def read_reservation(it: Any) -> tuple[int, tuple[int, ReservationType] | None]:
 def full_status(it: Any) -> pr_in_data.ReadFullStatusData:
     r = expect_good(it.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS)))
     return pr_in_data.parse_read_full_status(r.data)
+
+
+def nexus_paths(it: Any) -> tuple[tuple[Any, int], ...]:
+    """The I_T nexuses (TransportID, RELATIVE TARGET PORT IDENTIFIER) ``it`` registers through:
+    a multipath host's one per path (``mpath-one-registration-per-path``), else its own."""
+    return getattr(it, "paths", ()) or ((it.transport_id, it.relative_target_port),)
+
+
+def paths(it: Any) -> int:
+    """How many registrations one REGISTER by ``it`` makes (1 but on a multipath host)."""
+    return len(nexus_paths(it))
+
+
+def first_path_is_own(it: Any) -> bool:
+    """Whether ``it``'s first path in table order (which libmpathpersist sends RESERVE,
+    CLEAR and PREEMPT by, and the helper's REGISTER AND MOVE tries first) is the I_T nexus its
+    TransportID names and its other commands take: always, but on a multipath host."""
+    return nexus_paths(it)[0] == (it.transport_id, it.relative_target_port)
+
+
+def io_path_holds(it: Any, reader: Any) -> bool:
+    """Whether the I_T nexus ``it``'s non-PR commands take (its first path) holds the
+    reservation, as READ FULL STATUS through ``reader`` says (``mpath-io-by-one-path``)."""
+    tid = it.transport_id.encode()
+    return any(
+        d.r_holder and d.transport_id == tid and d.relative_target_port == it.relative_target_port
+        for d in full_status(reader).descriptors
+    )

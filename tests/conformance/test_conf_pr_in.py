@@ -12,6 +12,8 @@ from prtest import (
     expect_good,
     expect_refused,
     full_status,
+    nexus_paths,
+    paths,
     prout,
     read_keys,
     register,
@@ -35,28 +37,36 @@ def test_read_keys_empty(nexuses: list) -> None:
     assert r.data[4:8] == bytes(4), "ADDITIONAL LENGTH must be 0 with no registrations"
 
 
+PER_PATH = pytest.mark.path_limit(L.MPATH_REGISTRATION_PER_PATH.name)
+READ_WHOLE = pytest.mark.path_limit(L.MPATH_PR_IN_READ_WHOLE.name)
+
+
+@PER_PATH
 def test_read_keys_lists_every_registration(nexuses: list) -> None:
     a, b, _ = nexuses
     gen0, _ = read_keys(a)
     register(a, A)
     register(b, B)
+    n = paths(a) + 1  # a multipath host registers once per path
     r = expect_good(b.execute(C.persistent_reserve_in(IN.READ_KEYS)))
-    assert r.data[:8] == struct.pack(">II", gen0 + 2, 16)
-    assert sorted([r.data[8:16], r.data[16:24]]) == sorted(
-        [A.to_bytes(8, "big"), B.to_bytes(8, "big")]
-    )
+    assert r.data[:8] == struct.pack(">II", gen0 + n, 8 * n)
+    listed = sorted(r.data[i : i + 8] for i in range(8, 8 + 8 * n, 8))
+    assert listed == sorted([A.to_bytes(8, "big")] * paths(a) + [B.to_bytes(8, "big")])
 
 
+@PER_PATH
 def test_read_keys_truncated_keeps_full_additional_length(nexuses: list) -> None:
     a, b, _ = nexuses
     register(a, A)
     register(b, B)
     r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_KEYS, allocation_length=12)))
     assert len(r.data) == 12, "data-in is truncated to ALLOCATION LENGTH"
-    assert r.data[4:8] == (16).to_bytes(4, "big"), "ADDITIONAL LENGTH counts the whole list"
+    whole = 8 * (paths(a) + 1)
+    assert r.data[4:8] == whole.to_bytes(4, "big"), "ADDITIONAL LENGTH counts the whole list"
 
 
 @pytest.mark.lio_deviation(P.ALLOCATION_LENGTH_MINIMUM.name)
+@READ_WHOLE
 @pytest.mark.parametrize(
     ("action", "length"),
     [(IN.READ_KEYS, 4), (IN.READ_KEYS, 0), (IN.READ_RESERVATION, 7),
@@ -65,11 +75,12 @@ def test_read_keys_truncated_keeps_full_additional_length(nexuses: list) -> None
          "READ_FULL_STATUS-4"],
 )  # fmt: skip
 def test_read_keys_allocation_length_below_header(
-    nexuses: list, device_profile: Profile, action: IN, length: int
+    nexuses: list, device_profile: Profile, action: IN, length: int, path_limits: frozenset[str]
 ) -> None:
     register(nexuses[0], A)
     r = nexuses[0].execute(C.persistent_reserve_in(action, allocation_length=length))
-    if P.ALLOCATION_LENGTH_MINIMUM in device_profile:
+    read_whole = L.MPATH_PR_IN_READ_WHOLE.name in path_limits  # then cut by the helper
+    if P.ALLOCATION_LENGTH_MINIMUM in device_profile and not read_whole:
         expect_check(r, SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB)
         assert len(r.sense) < 18 or not r.sense[15] & 0x80, "LIO points at no field"
         return
@@ -79,16 +90,18 @@ def test_read_keys_allocation_length_below_header(
 
 
 @pytest.mark.lio_deviation(P.READ_RESERVATION_CUT.name)
+@READ_WHOLE
 @pytest.mark.parametrize("length", [8, 16, 21, 22])
 def test_read_reservation_below_the_whole_descriptor(
-    nexuses: list, device_profile: Profile, length: int
+    nexuses: list, device_profile: Profile, length: int, path_limits: frozenset[str]
 ) -> None:
     a = nexuses[0]
     register(a, A)
     reserve(a, A, ReservationType.WRITE_EXCLUSIVE)
     full = expect_good(a.execute(C.persistent_reserve_in(IN.READ_RESERVATION))).data
     r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_RESERVATION, length)))
-    if P.READ_RESERVATION_CUT in device_profile and length < 22:
+    lio_cut = P.READ_RESERVATION_CUT in device_profile
+    if lio_cut and length < 22 and L.MPATH_PR_IN_READ_WHOLE.name not in path_limits:
         assert r.data == full[:8] + bytes(length - 8), "LIO: the header, then zeros"
     else:
         assert r.data == full[:length]
@@ -148,6 +161,7 @@ def test_report_capabilities_ptpl_a_follows_aptpl(
 
 
 @pytest.mark.path_limit(L.IOCTL_NO_READ_FULL_STATUS.name)
+@PER_PATH
 @pytest.mark.parametrize(
     "holder_type", [None, WE, ReservationType.EXCLUSIVE_ACCESS_ALL_REGISTRANTS]
 )
@@ -165,25 +179,33 @@ def test_read_full_status_names_each_nexus(
         return
     status = full_status(c)
     assert status.generation == read_keys(c)[0]
+    # a multipath host reserves through one of its paths: that path's I_T nexus holds
+    holders = {(d.transport_id, d.relative_target_port) for d in status.descriptors if d.r_holder}
+    if holder_type is not None and not holder_type.all_registrants:
+        assert len(holders) == 1, f"one I_T nexus holds {holder_type.abbreviation}: {holders}"
     want = set()
     for it, key in ((a, A), (b, B)):
-        holds = holder_type is not None and (it is a or holder_type.all_registrants)
-        want.add(
-            FullStatusDescriptor(
-                key,
-                all_tg_pt=False,
-                r_holder=holds,
-                scope=LU_SCOPE if holds else None,
-                type=holder_type if holds else None,
-                relative_target_port=it.relative_target_port,
-                transport_id=it.transport_id.encode(),
+        for tid, port in nexus_paths(it):
+            holds = holder_type is not None and (
+                holder_type.all_registrants or (it is a and (tid.encode(), port) in holders)
             )
-        )
+            want.add(
+                FullStatusDescriptor(
+                    key,
+                    all_tg_pt=False,
+                    r_holder=holds,
+                    scope=LU_SCOPE if holds else None,
+                    type=holder_type if holds else None,
+                    relative_target_port=port,
+                    transport_id=tid.encode(),
+                )
+            )
     assert set(status.descriptors) == want
 
 
 @pytest.mark.lio_deviation(P.FULL_STATUS_TRUNCATION.name)
 @pytest.mark.path_limit(L.IOCTL_NO_READ_FULL_STATUS.name)
+@READ_WHOLE
 def test_read_full_status_header_counts_whole_list(
     nexuses: list, device_profile: Profile, path_limits: frozenset[str]
 ) -> None:
@@ -200,13 +222,16 @@ def test_read_full_status_header_counts_whole_list(
     assert first > 32, "the first descriptor does not fit in 40 bytes"
     r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS, allocation_length=40)))
     assert len(r.data) == 40
-    if P.FULL_STATUS_TRUNCATION in device_profile:
+    lio_cut = P.FULL_STATUS_TRUNCATION in device_profile
+    if L.MPATH_PR_IN_READ_WHOLE.name in path_limits:
+        lio_cut = False  # read whole, then cut by the helper
+    if lio_cut:
         # LIO: the first descriptor went in (its TransportID length fits in 40), cut at 40
         assert int.from_bytes(r.data[4:8], "big") == first
     else:
         assert int.from_bytes(r.data[4:8], "big") == full, "ADDITIONAL LENGTH is not truncated"
     r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS, allocation_length=20)))
-    if P.FULL_STATUS_TRUNCATION in device_profile:
+    if lio_cut:
         assert r.data[4:8] == bytes(4) and len(r.data) == 8, "LIO: no descriptor went in"
     else:
         assert len(r.data) == 20 and int.from_bytes(r.data[4:8], "big") == full

@@ -15,7 +15,9 @@ from prtest import (
     expect_good,
     expect_refused,
     expect_ua,
+    first_path_is_own,
     full_status,
+    paths,
     prout,
     read_keys,
     read_reservation,
@@ -53,17 +55,33 @@ ILLEGAL = SenseKey.ILLEGAL_REQUEST
 UNREGISTERED_NOT_READY = pytest.mark.lio_deviation(P.UNREGISTERED_NOT_READY.name)
 SENSE_LOST = pytest.mark.path_limit(L.IOCTL_SENSE_LOST.name)
 MOVES = pytest.mark.path_limit(L.IOCTL_NO_REGISTER_AND_MOVE.name)
+PER_PATH = pytest.mark.path_limit(L.MPATH_REGISTRATION_PER_PATH.name)
+KEY_CHECKED = pytest.mark.path_limit(L.MPATH_KEY_CHECKED_BY_LIBRARY.name)
+NOT_READY_REBUILT = pytest.mark.path_limit(L.MPATH_NOT_READY_REBUILT.name)
+LIBRARY_RELEASE = pytest.mark.path_limit(L.MPATH_RELEASE_BY_THE_LIBRARY.name)
+MOVE_FROM_HOLDER = pytest.mark.path_limit(L.MPATH_MOVE_FROM_THE_HOLDING_PATH.name)
 
 
 def expect_unregistered(
     r: CommandResult, profile: Profile, path_limits: frozenset[str] = frozenset()
 ) -> None:
     """RESERVATION CONFLICT; LIO: NOT READY, LOGICAL UNIT COMMUNICATION FAILURE (whose sense
-    the ioctl path loses)."""
+    the ioctl path loses, and libmpathpersist cuts to its key)."""
     if P.UNREGISTERED_NOT_READY in profile and L.IOCTL_SENSE_LOST.name in path_limits:
         expect_refused(r, L.IOCTL_SENSE_LOST)
+    elif P.UNREGISTERED_NOT_READY in profile and L.MPATH_NOT_READY_REBUILT.name in path_limits:
+        expect_refused(r, L.MPATH_NOT_READY_REBUILT)
     elif P.UNREGISTERED_NOT_READY in profile:
         expect_check(r, SenseKey.NOT_READY, LUN_COMMUNICATION_FAILURE)
+    else:
+        expect_conflict(r)
+
+
+def expect_wrong_key(r: CommandResult, path_limits: frozenset[str]) -> None:
+    """RESERVATION CONFLICT for a key the issuer is not registered with; on a multipath map,
+    where the key is not multipathd's either, libmpathpersist's refusal."""
+    if L.MPATH_KEY_CHECKED_BY_LIBRARY.name in path_limits:
+        expect_refused(r, L.MPATH_KEY_CHECKED_BY_LIBRARY)
     else:
         expect_conflict(r)
 
@@ -82,14 +100,16 @@ def ids(t: T) -> str:
 
 
 # -- REGISTER / REGISTER AND IGNORE EXISTING KEY ---------------------------------------------
+@PER_PATH
 def test_register_then_change_key(nexuses: list) -> None:
     a = nexuses[0]
+    n = paths(a)
     gen, keys = read_keys(a)
     assert keys == []
     register(a, A)
-    assert read_keys(a) == (gen + 1, [A])
+    assert read_keys(a) == (gen + n, [A] * n)
     expect_good(prout(a, SA.REGISTER, A, B))
-    assert read_keys(a) == (gen + 2, [B])
+    assert read_keys(a) == (gen + 2 * n, [B] * n)
 
 
 @pytest.mark.lio_deviation(P.UNREGISTER_GENERATION.name)
@@ -115,13 +135,17 @@ def test_register_zero_key_unregistered_bumps_generation(
     assert read_keys(a) == (gen + bump, [])
 
 
+@KEY_CHECKED
+@PER_PATH
 @pytest.mark.parametrize("rk", [B, 0], ids=["wrong-key", "zero-key"])
-def test_register_with_wrong_key_conflicts(nexuses: list, rk: int) -> None:
+def test_register_with_wrong_key_conflicts(
+    nexuses: list, rk: int, path_limits: frozenset[str]
+) -> None:
     a = nexuses[0]
     register(a, A)
     gen, _ = read_keys(a)
-    expect_conflict(prout(a, SA.REGISTER, rk, C3))
-    assert read_keys(a) == (gen, [A]), "a conflict changes nothing, PRgeneration included"
+    expect_wrong_key(prout(a, SA.REGISTER, rk, C3), path_limits)
+    assert read_keys(a) == (gen, [A] * paths(a)), "a conflict changes nothing, PRgeneration too"
 
 
 def test_register_unregistered_with_nonzero_key_conflicts(nexuses: list) -> None:
@@ -129,12 +153,14 @@ def test_register_unregistered_with_nonzero_key_conflicts(nexuses: list) -> None
     assert read_keys(nexuses[0])[1] == []
 
 
+@PER_PATH
 def test_register_and_ignore_existing_key(nexuses: list) -> None:
     a = nexuses[0]
+    n = paths(a)
     gen, _ = read_keys(a)
     expect_good(prout(a, SA.REGISTER_AND_IGNORE_EXISTING_KEY, 0x999, A))
     expect_good(prout(a, SA.REGISTER_AND_IGNORE_EXISTING_KEY, 0x999, B))
-    assert read_keys(a) == (gen + 2, [B])
+    assert read_keys(a) == (gen + 2 * n, [B] * n)
 
 
 def test_new_key_is_carried_by_the_reservation(nexuses: list) -> None:
@@ -180,19 +206,35 @@ def test_spec_i_pt_only_with_register(nexuses: list) -> None:
     assert L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT.refusal.asc == INVALID_FIELD_IN_PARAMETER_LIST.asc
 
 
+PARAMETERS_REBUILT = pytest.mark.path_limit(L.MPATH_PARAMETER_LIST_REBUILT.name)
+
+
 @SPEC_I_PT_ALL_TG_PT
-def test_spec_i_pt_from_registered_nexus_is_invalid(nexuses: list) -> None:
+@PARAMETERS_REBUILT
+def test_spec_i_pt_from_registered_nexus_is_invalid(
+    nexuses: list, path_limits: frozenset[str]
+) -> None:
     a, b, _ = nexuses
     register(a, A)
     r = prout(a, SA.REGISTER, A, B, spec_i_pt=True, transport_ids=[b.transport_id])
-    expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
+    if L.MPATH_PARAMETER_LIST_REBUILT.name in path_limits:
+        expect_good(r)
+    else:
+        expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
 
 
+@PARAMETERS_REBUILT
 @pytest.mark.parametrize("length", [0, 20, 23, 25, 28])
-def test_parameter_list_length_must_be_24(nexuses: list, length: int) -> None:
+def test_parameter_list_length_must_be_24(
+    nexuses: list, length: int, path_limits: frozenset[str]
+) -> None:
     a = nexuses[0]
     data = C.pr_out_parameters(0, A).ljust(length, b"\0")[:length]
     r = a.execute(C.persistent_reserve_out(SA.REGISTER, length), data)
+    if length == 28 and L.MPATH_PARAMETER_LIST_REBUILT.name in path_limits:
+        expect_good(r)  # an empty TransportID list: the library sends the 24 bytes
+        assert read_keys(a)[1] == [A] * paths(a)
+        return
     expect_check(r, ILLEGAL, PARAMETER_LIST_LENGTH_ERROR)
     assert read_keys(a)[1] == []
 
@@ -245,6 +287,7 @@ def test_any_registrant_holds_all_registrants(nexuses: list, type_: T) -> None:
 
 @UNREGISTERED_NOT_READY
 @SENSE_LOST
+@NOT_READY_REBUILT
 def test_unregistered_reserve_conflicts(
     nexuses: list, device_profile: Profile, path_limits: frozenset[str]
 ) -> None:
@@ -252,18 +295,31 @@ def test_unregistered_reserve_conflicts(
     assert read_reservation(nexuses[0])[1] is None
 
 
-def test_reserve_with_wrong_key_conflicts(nexuses: list) -> None:
+@KEY_CHECKED
+def test_reserve_with_wrong_key_conflicts(nexuses: list, path_limits: frozenset[str]) -> None:
     a = nexuses[0]
     register(a, A)
-    expect_conflict(prout(a, SA.RESERVE, B, 0, WE))
+    expect_wrong_key(prout(a, SA.RESERVE, B, 0, WE), path_limits)
     assert read_reservation(a)[1] is None
 
 
+GUESSED = pytest.mark.path_limit(L.MPATH_ILLEGAL_REQUEST_GUESSED.name)
+
+
+def expect_invalid_field_in_cdb(r: CommandResult, path_limits: frozenset[str]) -> None:
+    """05/24/00; through libmpathpersist, the C helper's guess at the lost code."""
+    if L.MPATH_ILLEGAL_REQUEST_GUESSED.name in path_limits:
+        expect_refused(r, L.MPATH_ILLEGAL_REQUEST_GUESSED)
+    else:
+        expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
+
+
+@GUESSED
 @pytest.mark.parametrize("type_", [0x0, 0x2, 0x4, 0x9, 0xF])
-def test_reserve_with_reserved_type(nexuses: list, type_: int) -> None:
+def test_reserve_with_reserved_type(nexuses: list, type_: int, path_limits: frozenset[str]) -> None:
     a = nexuses[0]
     register(a, A)
-    expect_check(prout(a, SA.RESERVE, A, 0, type_), ILLEGAL, INVALID_FIELD_IN_CDB)
+    expect_invalid_field_in_cdb(prout(a, SA.RESERVE, A, 0, type_), path_limits)
 
 
 @pytest.mark.lio_deviation(P.SCOPE_IN_PARAMETER_LIST.name)
@@ -315,11 +371,19 @@ def test_release_without_reservation(nexuses: list) -> None:
 
 
 @pytest.mark.lio_deviation(P.RELEASE_WRONG_TYPE.name)
-def test_release_with_wrong_type(nexuses: list, device_profile: Profile) -> None:
+@LIBRARY_RELEASE
+def test_release_with_wrong_type(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
     a = nexuses[0]
     register(a, A)
     reserve(a, A, WE)
     r = prout(a, SA.RELEASE, A, 0, EA)
+    if L.MPATH_RELEASE_BY_THE_LIBRARY.name in path_limits:
+        expect_good(r)  # the library took its reservation over and released it
+        observed = (read_reservation(a)[1], read_keys(a)[1])
+        assert observed == (None, [A] * paths(a)), observed
+        return
     if P.RELEASE_WRONG_TYPE in device_profile:
         expect_conflict(r)
     else:
@@ -332,6 +396,8 @@ RESERVED_TYPE = 0x2  # SPC-5 table 169: obsolete, not a reservation type
 
 @pytest.mark.lio_deviation(P.TYPE_BEFORE_REGISTRATION.name)
 @pytest.mark.path_limit(L.IOCTL_FIELDS_CHECKED_FIRST.name)
+@KEY_CHECKED
+@PER_PATH
 def test_reserved_type_from_a_nexus_without_the_key(
     nexuses: list, device_profile: Profile, path_limits: frozenset[str]
 ) -> None:
@@ -346,14 +412,18 @@ def test_reserved_type_from_a_nexus_without_the_key(
         prout(c, SA.PREEMPT, 0, B, RESERVED_TYPE),
     ]
     helper_first = L.IOCTL_FIELDS_CHECKED_FIRST.name in path_limits
-    for r in answers:
+    key_checked = L.MPATH_KEY_CHECKED_BY_LIBRARY.name in path_limits
+    for i, r in enumerate(answers):
         if helper_first:
             expect_refused(r, L.IOCTL_FIELDS_CHECKED_FIRST)
+        elif key_checked and i < 2:  # a's wrong key: the library's refusal first
+            expect_refused(r, L.MPATH_KEY_CHECKED_BY_LIBRARY)
         elif P.TYPE_BEFORE_REGISTRATION in device_profile:
             expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
         else:
             expect_conflict(r)
-    assert sorted(read_keys(c)[1]) == [A, B] and read_reservation(c)[1] is None
+    assert sorted(read_keys(c)[1]) == [A] * paths(a) + [B]
+    assert read_reservation(c)[1] is None
     reserve(b, B, WE)  # now a holder: LIO refuses a registered non-holder's RESERVE first
     r = prout(a, SA.RESERVE, A, 0, RESERVED_TYPE)
     if helper_first:
@@ -370,22 +440,26 @@ def test_reserved_type_from_a_nexus_without_the_key(
 
 
 @pytest.mark.lio_deviation(P.NO_FIELD_POINTER.name)
-def test_a_reserved_type_is_pointed_at(nexuses: list, device_profile: Profile) -> None:
+@GUESSED
+def test_a_reserved_type_is_pointed_at(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
     a = nexuses[0]
     register(a, A)
     r = prout(a, SA.RESERVE, A, 0, RESERVED_TYPE)
-    expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
-    if P.NO_FIELD_POINTER in device_profile:
+    expect_invalid_field_in_cdb(r, path_limits)
+    if P.NO_FIELD_POINTER in device_profile or L.MPATH_ILLEGAL_REQUEST_GUESSED.name in path_limits:
         assert r.sense[15:18] == bytes(3), "LIO sends no sense-key specific data"
     else:  # SKSV, C/D=1 (CDB), BPV, bit 3 of byte 2: the TYPE field
         assert r.sense[15:18] == bytes([0xCB, 0x00, 0x02])
 
 
-def test_release_with_wrong_key_conflicts(nexuses: list) -> None:
+@KEY_CHECKED
+def test_release_with_wrong_key_conflicts(nexuses: list, path_limits: frozenset[str]) -> None:
     a = nexuses[0]
     register(a, A)
     reserve(a, A, WE)
-    expect_conflict(prout(a, SA.RELEASE, B, 0, WE))
+    expect_wrong_key(prout(a, SA.RELEASE, B, 0, WE), path_limits)
 
 
 def expect_conflict_unless_key_skipped(r: CommandResult, profile: Profile) -> None:
@@ -397,14 +471,20 @@ def expect_conflict_unless_key_skipped(r: CommandResult, profile: Profile) -> No
 
 
 @pytest.mark.lio_deviation(P.RELEASE_SKIPS_KEY_CHECK.name)
+@KEY_CHECKED
+@PER_PATH
 def test_release_with_wrong_key_without_reservation_conflicts(
-    nexuses: list, device_profile: Profile
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
 ) -> None:
     a = nexuses[0]
     register(a, A)
     gen, _ = read_keys(a)
-    expect_conflict_unless_key_skipped(prout(a, SA.RELEASE, B, 0, WE), device_profile)
-    assert read_keys(a) == (gen, [A])
+    r = prout(a, SA.RELEASE, B, 0, WE)
+    if L.MPATH_KEY_CHECKED_BY_LIBRARY.name in path_limits:
+        expect_refused(r, L.MPATH_KEY_CHECKED_BY_LIBRARY)
+    else:
+        expect_conflict_unless_key_skipped(r, device_profile)
+    assert read_keys(a) == (gen, [A] * paths(a))
 
 
 @pytest.mark.lio_deviation(P.RELEASE_SKIPS_KEY_CHECK.name)
@@ -422,10 +502,15 @@ def test_release_by_non_holder_with_wrong_key_conflicts(
 
 @UNREGISTERED_NOT_READY
 @SENSE_LOST
+@LIBRARY_RELEASE
 def test_unregistered_release_conflicts(
     nexuses: list, device_profile: Profile, path_limits: frozenset[str]
 ) -> None:
-    expect_unregistered(prout(nexuses[0], SA.RELEASE, 0, 0, WE), device_profile, path_limits)
+    r = prout(nexuses[0], SA.RELEASE, 0, 0, WE)
+    if L.MPATH_RELEASE_BY_THE_LIBRARY.name in path_limits:
+        expect_good(r)
+    else:
+        expect_unregistered(r, device_profile, path_limits)
 
 
 # -- CLEAR -----------------------------------------------------------------------------------
@@ -442,15 +527,18 @@ def test_clear(nexuses: list) -> None:
     assert drain(a) == [] and drain(c) == []
 
 
-def test_clear_with_wrong_key_conflicts(nexuses: list) -> None:
+@KEY_CHECKED
+@PER_PATH
+def test_clear_with_wrong_key_conflicts(nexuses: list, path_limits: frozenset[str]) -> None:
     a = nexuses[0]
     register(a, A)
-    expect_conflict(prout(a, SA.CLEAR, B))
-    assert read_keys(a)[1] == [A]
+    expect_wrong_key(prout(a, SA.CLEAR, B), path_limits)
+    assert read_keys(a)[1] == [A] * paths(a)
 
 
 @UNREGISTERED_NOT_READY
 @SENSE_LOST
+@NOT_READY_REBUILT
 def test_unregistered_clear_conflicts(
     nexuses: list, device_profile: Profile, path_limits: frozenset[str]
 ) -> None:
@@ -514,6 +602,7 @@ def test_preempt_with_type_change_tells_survivors(
     assert drain(c) == [(0x2A, 0x04)]
 
 
+@PER_PATH
 def test_preempt_non_holder_removes_registration_only(nexuses: list) -> None:
     a, b, c = nexuses
     register(a, A)
@@ -521,19 +610,20 @@ def test_preempt_non_holder_removes_registration_only(nexuses: list) -> None:
     register(c, C3)
     reserve(a, A, WE)
     expect_good(prout(a, SA.PREEMPT, A, C3, WE))
-    assert sorted(read_keys(a)[1]) == [A, B]
+    assert sorted(read_keys(a)[1]) == [A] * paths(a) + [B]
     assert read_reservation(a)[1] == (A, WE)
     assert drain(c) == [(0x2A, 0x05)]
     assert drain(b) == []
 
 
+@PER_PATH
 def test_preempt_removes_every_registration_with_the_key(nexuses: list) -> None:
     a, b, c = nexuses
     register(a, A)
     register(b, B)
     register(c, B)
     expect_good(prout(a, SA.PREEMPT, A, B, WE))
-    assert read_keys(a)[1] == [A]
+    assert read_keys(a)[1] == [A] * paths(a)
     assert read_reservation(a)[1] is None, "no reservation before: TYPE is ignored"
     assert drain(b) == [(0x2A, 0x05)] and drain(c) == [(0x2A, 0x05)]
 
@@ -599,6 +689,7 @@ def test_preempt_all_registrants_by_key_removes_registrations_only(
 
 
 @pytest.mark.lio_deviation(P.PREEMPT_KEEPS_ISSUER.name)
+@PER_PATH
 def test_preempt_all_registrants_by_own_key_removes_issuer(
     nexuses: list, device_profile: Profile
 ) -> None:
@@ -609,7 +700,8 @@ def test_preempt_all_registrants_by_own_key_removes_issuer(
     reserve(a, A, WE_AR)
     gen, _ = read_keys(a)
     expect_good(prout(b, SA.PREEMPT, B, B, WE_AR))
-    kept = device_profile.choose(P.PREEMPT_KEEPS_ISSUER, [A, C3], [A, B, C3])
+    others = [A] * paths(a)
+    kept = device_profile.choose(P.PREEMPT_KEEPS_ISSUER, [*others, C3], [*others, B, C3])
     assert read_keys(a) == (gen + 1, kept)
     assert read_reservation(a)[1] == (0, WE_AR)
     assert drain(a) == [] and drain(b) == [] and drain(c) == [], "the issuer is not told"
@@ -646,6 +738,7 @@ def _move(it: object, key: int, sa_key: int, dest: object, unreg: bool = False) 
 
 
 @MOVES
+@PER_PATH
 @pytest.mark.parametrize("unreg", [False, True], ids=["keep", "unreg"])
 def test_register_and_move(nexuses: list, unreg: bool, path_limits: frozenset[str]) -> None:
     a, b, c = nexuses
@@ -656,7 +749,9 @@ def test_register_and_move(nexuses: list, unreg: bool, path_limits: frozenset[st
     if path_refuses_moves(r, path_limits):
         return
     expect_good(r)  # type: ignore[arg-type]
-    assert read_keys(c) == (gen + 1, [B] if unreg else sorted([A, B]))
+    kept = [A] * (paths(a) - 1 if unreg else paths(a))  # UNREG: the holding path's goes
+    generation, keys = read_keys(c)
+    assert (generation, sorted(keys)) == (gen + 1, [*kept, B])
     assert read_reservation(c)[1] == (B, EA)
     holder = [d for d in full_status(c).descriptors if d.r_holder]
     port, tid = b.relative_target_port, b.transport_id.encode()
@@ -692,6 +787,7 @@ def test_register_and_move_all_registrants_conflicts(
 
 @pytest.mark.lio_deviation(P.MOVE_WITHOUT_RESERVATION.name)
 @MOVES
+@PER_PATH
 def test_register_and_move_without_reservation_conflicts(
     nexuses: list, device_profile: Profile, path_limits: frozenset[str]
 ) -> None:
@@ -704,7 +800,7 @@ def test_register_and_move_without_reservation_conflicts(
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)  # type: ignore[arg-type]
     else:
         expect_conflict(r)  # type: ignore[arg-type]
-    assert read_keys(a)[1] == [A]
+    assert read_keys(a)[1] == [A] * paths(a)
 
 
 @UNREGISTERED_NOT_READY
@@ -724,6 +820,9 @@ def test_unregistered_register_and_move_conflicts(
 @pytest.mark.parametrize("held_by", ["nobody", "another-WE", "another-WE-RO"])
 @pytest.mark.parametrize("to_self", [False, True], ids=["zero-sa-key", "to-itself"])
 @MOVES
+@PER_PATH
+@MOVE_FROM_HOLDER
+@pytest.mark.lio_deviation(P.MOVE_WITHOUT_RESERVATION.name)
 def test_the_move_parameter_list_is_checked_before_the_reservation(
     nexuses: list,
     to_self: bool,
@@ -745,12 +844,20 @@ def test_the_move_parameter_list_is_checked_before_the_reservation(
         pass
     elif held_by == "another-WE" and P.TYPE_BEFORE_REGISTRATION in device_profile:
         expect_conflict(r)
+    elif to_self and held_by == "nobody" and not first_path_is_own(a):
+        # sent by a path the TransportID does not name: a move to another I_T nexus, with
+        # no reservation to move
+        if P.MOVE_WITHOUT_RESERVATION in device_profile:
+            expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
+        else:
+            expect_conflict(r)
     else:
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
-    assert read_keys(a)[1] == sorted([A] if held_by == "nobody" else [A, C3])
+    assert sorted(read_keys(a)[1]) == [A] * paths(a) + ([] if held_by == "nobody" else [C3])
 
 
 @MOVES
+@MOVE_FROM_HOLDER
 @pytest.mark.parametrize("to_self", [False, True], ids=["zero-sa-key", "to-itself"])
 def test_register_and_move_invalid_parameters(
     nexuses: list, to_self: bool, path_limits: frozenset[str]
@@ -759,20 +866,30 @@ def test_register_and_move_invalid_parameters(
     register(a, A)
     reserve(a, A, WE)
     r = _move(a, A, B, a) if to_self else _move(a, A, 0, b)
-    if not path_refuses_moves(r, path_limits):
+    if path_refuses_moves(r, path_limits):
+        pass
+    elif to_self and not first_path_is_own(a):
+        # the holding path moves it to the path the TransportID names, registered already
+        # (its key stays): the same reservation, another holder
+        expect_good(r)  # type: ignore[arg-type]
+    else:
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)  # type: ignore[arg-type]
     assert read_reservation(a)[1] == (A, WE)
 
 
 @pytest.mark.lio_deviation(P.MOVE_FILES_TYPE_AS_SCOPE.name)
 @MOVES
+@MOVE_FROM_HOLDER
+@LIBRARY_RELEASE
 @pytest.mark.parametrize("action", [SA.RESERVE, SA.RELEASE, SA.PREEMPT], ids=lambda a: a.name)
 def test_a_reservation_moved_back_to_its_issuer(
     nexuses: list, device_profile: Profile, action: SA, path_limits: frozenset[str]
 ) -> None:
     """A moves its reservation to B and keeps its registration (UNREG=0); B moves it back. SPC:
     A holds the same reservation as before. LIO filed the TYPE as A's own scope on the first
-    move, so A's RESERVE and RELEASE conflict and a PREEMPT of A is a change of scope."""
+    move, so A's RESERVE and RELEASE conflict and a PREEMPT of A is a change of scope. A
+    multipath host's first move leaves by the holding path and the reservation comes back to
+    the path its TransportID names: another registration, whose scope LIO left alone."""
     a, b, c = nexuses
     register(a, A)
     register(c, C3)
@@ -783,14 +900,22 @@ def test_a_reservation_moved_back_to_its_issuer(
     expect_good(r)  # type: ignore[arg-type]
     expect_good(_move(b, B, A, a))
     assert read_reservation(c)[1] == (A, WE_RO)
-    lio = P.MOVE_FILES_TYPE_AS_SCOPE in device_profile
+    other_path = not first_path_is_own(a)  # the first move came from another of A's paths
+    lio = P.MOVE_FILES_TYPE_AS_SCOPE in device_profile and not other_path
     if action == SA.RESERVE:
-        r = prout(a, SA.RESERVE, A, 0, WE_RO)
-        expect_conflict(r) if lio else expect_good(r)  # type: ignore[func-returns-value]
+        r = prout(a, SA.RESERVE, A, 0, WE_RO)  # a multipath host's goes by its first path
+        expect_conflict(r) if lio or other_path else expect_good(r)  # type: ignore[func-returns-value]
         assert read_reservation(c)[1] == (A, WE_RO)
     elif action == SA.RELEASE:
         r = prout(a, SA.RELEASE, A, 0, WE_RO)
         if lio:
+            if L.MPATH_RELEASE_BY_THE_LIBRARY.name in path_limits:
+                # the library found its reservation still held after every path's RELEASE:
+                # it took it over (PREEMPT by its own key) and released it
+                expect_good(r)
+                observed = (drain(b), drain(c), read_reservation(c)[1])
+                assert observed == ([(0x2A, 0x03)], [(0x2A, 0x03)], None), observed
+                return
             expect_conflict(r)
             assert read_reservation(c)[1] == (A, WE_RO)
             assert drain(b) == [] and drain(c) == []

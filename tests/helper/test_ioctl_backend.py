@@ -252,5 +252,5 @@ def test_every_path_limit_is_in_the_helper_docs() -> None:
     from scsi_pr.helper.executors import limits
 
     text = (Path(__file__).parents[2] / "docs" / "helper.md").read_text()
-    named = set(re.findall(r"^\| `(ioctl-[a-z-]+)` \|", text, re.M))
+    named = set(re.findall(r"^\| `((?:ioctl|mpath)-[a-z-]+)` \|", text, re.M))
     assert named == set(limits.LIMITS)
