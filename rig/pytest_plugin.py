@@ -68,7 +68,8 @@ DEFAULT_BACKENDS = ("sim",)
 #: initiators every backend is opened with; tests use as many as they need from the front
 DEFAULT_INITIATORS = 3
 #: backends that run on LIO and therefore show its known defects
-LIO_BACKENDS = frozenset({"lio", "helper-lio", "helper-lio-ioctl", "helper-lio-mpath"})
+MULTIPATH_BACKEND = "helper-lio-mpath"
+LIO_BACKENDS = frozenset({"lio", "helper-lio", "helper-lio-ioctl", MULTIPATH_BACKEND})
 #: backends whose commands go through a real kernel (SG_IO): a command can block for good there,
 #: so each test gets a deadline
 KERNEL_BACKENDS = LIO_BACKENDS | {"iscsi", "helper-iscsi"}
@@ -226,6 +227,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                         reason=f"{LIO_HANGS} ({reason}): deferred to the --run-lio-hangs run"
                     )
                 )
+    # The multipath map, once up, stays up to the end of the process, and multipathd's path
+    # checker sends TEST UNIT READY down the LIO ports it spans, taking the unit attentions
+    # other backends' tests expect there: the map's tests go last (stable: nothing else moves).
+    items.sort(key=lambda item: _backend_name(item) == MULTIPATH_BACKEND)
 
 
 def _backend_name(item: pytest.Item) -> str | None:
