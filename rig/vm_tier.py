@@ -28,7 +28,7 @@ import json
 import os
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from scsi_pr.rig.guest_e2e.driver import GUEST_TIMEOUT
@@ -64,6 +64,14 @@ class PhaseSpec:
     paths: tuple[str, ...] | None = None
 
 
+PATHS_PHASE = PhaseSpec(
+    "uses_backend and not lio_hangs",
+    ("--durations=10",),
+    budget=1500.0,
+    quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
+    backends=PATH_BACKENDS,
+    paths=("tests/conformance",),
+)
 PHASES: dict[str, PhaseSpec] = {
     "main": PhaseSpec(
         "(uses_backend or vm) and not lio_hangs and not guest_e2e",
@@ -82,28 +90,14 @@ PHASES: dict[str, PhaseSpec] = {
     ),
     # the conformance suite through the helper's other ways to the device: the block layer's PR
     # ioctls on /dev/sdX (what the path cannot carry is marked, each asserting its answer)
-    "paths": PhaseSpec(
-        "uses_backend and not lio_hangs",
-        ("--durations=10",),
-        budget=1500.0,
-        quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
-        backends=PATH_BACKENDS,
-        paths=("tests/conformance",),
-    ),
+    "paths": PATHS_PHASE,
     # one test; its driver logs (and heartbeats) every step, the longest guest pause included
     "guest-e2e": PhaseSpec("guest_e2e", (), budget=1200.0, quiet_limit=GUEST_TIMEOUT + 60.0),
     # the conformance suite through a dm-multipath map: its own process, so that multipathd's
     # path checker (its TEST UNIT READYs take unit attentions) runs only while the map's tests
     # do; after guest-e2e, whose fresh LU would have to remove a LUN this phase may leave
     # behind (LIO breaks a PR reference count on it: rig/kmsg.py)
-    "mpath": PhaseSpec(
-        "uses_backend and not lio_hangs",
-        ("--durations=10",),
-        budget=600.0,
-        quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
-        backends=MPATH_BACKENDS,
-        paths=("tests/conformance",),
-    ),
+    "mpath": replace(PATHS_PHASE, budget=600.0, backends=MPATH_BACKENDS),
     # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome
     "lio-hangs": PhaseSpec(
         "lio_hangs", ("--run-lio-hangs",), budget=180.0, quiet_limit=300.0, hang_phase=True

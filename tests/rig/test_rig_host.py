@@ -335,3 +335,16 @@ def test_lio_is_wedged_while_the_device_holds_the_command(
     backend.description = SimpleNamespace(initiators=ports)
     assert backend.probe_wedged(timed_out) is wedged
     assert backend_lio.in_flight("9:9:9:9") == 0, "a device that is gone holds nothing"
+
+
+def test_the_multipath_phase_runs_after_the_fresh_lu_of_guest_e2e_and_before_the_hangs() -> None:
+    """The mpath phase may leave its LU behind (LIO broke a PR reference count: rig/kmsg.py);
+    guest-e2e builds a fresh LU of generation 0, which would have to remove it, so it runs
+    before; the hang phase takes a left rig over and stays last. Its own process, on the map
+    backend alone, the conformance suite."""
+    order = list(vm_tier.PHASES)
+    assert order.index("guest-e2e") < order.index("mpath") < order.index("lio-hangs")
+    assert order[-1] == "lio-hangs"
+    mpath = vm_tier.PHASES["mpath"]
+    assert mpath.backends == ("helper-lio-mpath",) and mpath.paths == ("tests/conformance",)
+    assert "helper-lio-mpath" not in (vm_tier.PHASES["paths"].backends or ())
