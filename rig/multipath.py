@@ -61,6 +61,15 @@ def config_text(paths: Sequence[str]) -> str:
         "    find_multipaths no\n"
         "    reservation_key file\n"
         "}\n"
+        # No path checker and no ALUA priority: their TEST UNIT READY and REPORT TARGET PORT
+        # GROUPS go down the paths every few seconds and would take the unit attentions the
+        # tests expect on those I_T nexuses (overrides win over LIO-ORG's built-in entry)
+        "overrides {\n"
+        "    path_checker none\n"
+        "    detect_checker no\n"
+        "    prio const\n"
+        "    detect_prio no\n"
+        "}\n"
         "blacklist {\n"
         '    devnode ".*"\n'
         "}\n"
@@ -121,7 +130,16 @@ def up(paths: Sequence[str]) -> MultipathMap:
             shown = _run("multipath", "-ll").stdout
             raise MapNotReady(f"no map over {names} after {MAP_WAIT_SECONDS:.0f}s:\n{shown}")
         time.sleep(0.2)
+    shown = _run("multipathd", "show", "paths", "raw", "format", "%d %c").stdout
+    unchecked = checkers(shown)
+    if any(unchecked.get(name) != "none" for name in names):
+        raise RigError(f"multipathd checks the paths despite the overrides: {unchecked}")
     return found
+
+
+def checkers(shown: str) -> dict[str, str]:
+    """``multipathd show paths raw format "%d %c"`` -> path disk name: its checker."""
+    return dict(line.split(None, 1) for line in shown.splitlines() if len(line.split()) == 2)
 
 
 def forget_key(found: MultipathMap) -> None:

@@ -95,8 +95,8 @@ PHASES: dict[str, PhaseSpec] = {
     "guest-e2e": PhaseSpec("guest_e2e", (), budget=1200.0, quiet_limit=GUEST_TIMEOUT + 60.0),
     # the conformance suite through a dm-multipath map: its own process, so that multipathd's
     # path checker (its TEST UNIT READYs take unit attentions) runs only while the map's tests
-    # do; after guest-e2e, whose fresh LU would have to remove a LUN this phase may leave
-    # behind (LIO breaks a PR reference count on it: rig/kmsg.py)
+    # do; late, as the LUN it may leave behind (LIO breaks a PR reference count on it:
+    # rig/kmsg.py) is then only taken over by the hang phase
     "mpath": replace(PATHS_PHASE, budget=600.0, backends=MPATH_BACKENDS),
     # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome
     "lio-hangs": PhaseSpec(

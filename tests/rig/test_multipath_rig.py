@@ -28,3 +28,23 @@ def test_every_block_spans_lines() -> None:
     """multipath-tools 0.9.4 does not parse a one-line block (measured)."""
     for line in config_text(["sda", "sdb"]).splitlines():
         assert not ("{" in line and "}" in line), line
+
+
+def test_multipathd_sends_nothing_down_the_paths_on_its_own() -> None:
+    """Its TUR checker and ALUA prioritiser would take the tests' unit attentions; the
+    overrides section wins over the built-in LIO-ORG entry."""
+    overrides = config_text(["sda", "sdb"]).split("overrides {", 1)[1].split("}", 1)[0]
+    settings = dict(line.split(None, 1) for line in overrides.strip().splitlines())
+    assert settings == {
+        "path_checker": "none",
+        "detect_checker": "no",
+        "prio": "const",
+        "detect_prio": "no",
+    }
+
+
+def test_the_checker_each_path_has_is_read_from_multipathd() -> None:
+    from scsi_pr.rig.multipath import checkers
+
+    assert checkers("sda none\nsdb tur\n\n") == {"sda": "none", "sdb": "tur"}
+    assert checkers("") == {}

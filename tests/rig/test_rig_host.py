@@ -338,10 +338,12 @@ def test_lio_is_wedged_while_the_device_holds_the_command(
 
 
 def test_the_multipath_phase_runs_after_the_fresh_lu_of_guest_e2e_and_before_the_hangs() -> None:
-    """The mpath phase may leave its LU behind (LIO broke a PR reference count: rig/kmsg.py);
-    guest-e2e builds a fresh LU of generation 0, which would have to remove it, so it runs
-    before; the hang phase takes a left rig over and stays last. Its own process, on the map
-    backend alone, the conformance suite."""
+    """The mpath phase may leave its LU behind (LIO broke a PR reference count: rig/kmsg.py),
+    which then only the hang phase (last) takes over. Its own process, on the map backend
+    alone, the conformance suite; and the nested guest's LU is a generation of its own."""
+    from scsi_pr.rig.guest_e2e import driver
+
+    assert driver.LU_GENERATION not in range(16), "not a generation a test process builds"
     order = list(vm_tier.PHASES)
     assert order.index("guest-e2e") < order.index("mpath") < order.index("lio-hangs")
     assert order[-1] == "lio-hangs"
