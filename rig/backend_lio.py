@@ -18,7 +18,6 @@ import atexit
 import os
 import sys
 import threading
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,8 +169,6 @@ class _Shared:
 
     rig: lio.RigDescription | None = None
     built_here: set[int] = field(default_factory=set)
-    #: the kernel log's newest record when each generation was built (``rig/kmsg.py``)
-    log_seq: dict[int, int] = field(default_factory=dict)
     hung_generations: set[int] = field(default_factory=set)
     hung: bool = False
 
@@ -189,6 +186,9 @@ def shared_rig(initiators: int) -> lio.RigDescription:
         s.rig = existing  # built by ``scsi-pr lio up``: its owner tears it down
         return s.rig
     generation = 0 if s.rig is None else s.rig.spec.generation + (1 if s.hung else 0)
+    present = lio.generations_present()
+    if generation in present and kmsg.lio_refcount_faults(kmsg.records()):
+        generation = max(present) + 1  # removing the one there would block: a new one beside
     spec = lio.LunSpec(
         initiators=max(initiators, 3),
         name=_name(generation),
@@ -196,7 +196,6 @@ def shared_rig(initiators: int) -> lio.RigDescription:
     )
     if not s.built_here:
         atexit.register(_teardown)
-    s.log_seq[generation] = kmsg.last_seq()
     s.rig, s.hung = lio.up(spec), False
     s.built_here.add(generation)
     return s.rig
@@ -214,23 +213,20 @@ def mark_hung() -> None:
 
 
 def _teardown() -> None:
-    """Remove the rigs this process built, except a hung one and one whose PR reference count
-    LIO broke (removal would block forever: ``rig/kmsg.py``); those stay to the VM's end, and
-    a later process takes such a rig over as one built by ``scsi-pr lio up``."""
+    """Remove the rigs this process built, except a hung one, and none once LIO broke a PR
+    reference count in this boot (removal would block forever: ``rig/kmsg.py``, ``lio.down``);
+    those stay to the VM's end, and a later process takes such a rig over as one built by
+    ``scsi-pr lio up``, or builds a new generation beside it."""
     s = _shared
     for generation in sorted(s.built_here):
         if generation in s.hung_generations:
             continue
-        faults = kmsg.lio_refcount_faults(kmsg.records(), s.log_seq.get(generation, -1))
-        if faults:
-            print(
-                f"scsi-pr rig: LIO LU {_name(generation)} left in place, removing it would "
-                f"block: {faults[0]}",
-                file=sys.stderr,
-            )
-            continue
-        with suppress(Exception):
+        try:
             lio.down(_name(generation), generation)
+        except lio.RemovalWouldBlock as e:
+            print(f"scsi-pr rig: LIO LU {e}", file=sys.stderr)
+        except Exception:  # at exit: nothing left to tell it to
+            pass
 
 
 def clear_pr_state(its: list[LioInitiator]) -> None:

@@ -1,12 +1,14 @@
-"""The kernel's log (/dev/kmsg), read for a LIO fault that makes tearing the rig down block.
+"""The kernel's log (/dev/kmsg), read for a LIO fault that makes removing a LUN block.
 
 Measured on Debian 12's 6.1 (tcm_loop, ramdisk): REGISTER AND MOVE sequences through a
-multipath host (the ``helper-lio-mpath`` conformance run) unbalance the reference count LIO
-keeps on a LUN mapping for its PR registrations: the kernel warns ``refcount_t: addition on 0;
-use-after-free`` in ``core_get_se_deve_from_rtpi`` (then ``underflow`` in
-``__core_scsi3_add_registration``), and removing the LUN later waits for that count forever
-(``core_disable_device_list_for_node``, process in D state). The rig reads the log before it
-removes a LUN, and leaves a LUN so marked to the VM's end, as it leaves a hung one.
+multipath host (the ``helper-lio-mpath`` conformance run, ``tests/vm/test_multipath_vm.py``)
+unbalance the reference count LIO keeps on a LUN mapping for its PR registrations: the kernel
+warns ``refcount_t: addition on 0; use-after-free`` in ``core_get_se_deve_from_rtpi`` or
+``__core_scsi3_do_alloc_registration`` (then ``underflow``, ``saturated``), and removing a
+loopback LUN afterwards may wait forever (``core_disable_device_list_for_node``, D state) --
+measured even for a LUN built after the faulty one was removed. So once the log shows such a
+fault, ``lio.down`` removes nothing (``RemovalWouldBlock``): the LUNs stay to the VM's end, as a
+hung one does, and a rig that needs rebuilding gets a new generation beside them.
 """
 
 from __future__ import annotations
@@ -61,23 +63,13 @@ def records(path: str = KMSG) -> Iterator[Record]:
         os.close(fd)
 
 
-def last_seq(path: str = KMSG) -> int:
-    """The newest record's sequence number (-1: none readable)."""
-    seq = -1
-    for record in records(path):
-        seq = record.seq
-    return seq
-
-
-def lio_refcount_faults(log: Iterable[Record], after: int = -1) -> list[str]:
-    """The ``refcount_t`` warnings after record ``after`` whose call trace runs through LIO's
-    core module: one line each (the warning and LIO's first frame)."""
+def lio_refcount_faults(log: Iterable[Record]) -> list[str]:
+    """The ``refcount_t`` warnings whose call trace runs through LIO's core module: one line
+    each (the warning and LIO's first frame)."""
     found: list[str] = []
     warning: str | None = None
     left = 0
     for record in log:
-        if record.seq <= after:
-            continue
         if "refcount_t:" in record.text:
             warning, left = record.text.strip(), TRACE_RECORDS
         elif warning is not None and left > 0:

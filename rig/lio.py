@@ -33,6 +33,7 @@ from types import ModuleType
 from typing import Any
 
 from scsi_pr.helper.executors.sg import sg_io
+from scsi_pr.rig import kmsg
 from scsi_pr.rig.backends import initiator_name
 from scsi_pr.rig.errors import RigError
 from scsi_pr.sim import cdb as C
@@ -71,6 +72,11 @@ class LioUnavailable(RigError):
 
 class BadLunSpec(RigError, ValueError):
     """A ``LunSpec`` the rig cannot build (caught before anything is touched)."""
+
+
+class RemovalWouldBlock(RigError):
+    """LIO broke a PR reference count in this boot (``rig/kmsg.py``): removing a loopback LUN
+    now waits forever, so it is left to the VM's end."""
 
 
 class DeviceNotReady(RigError):
@@ -347,20 +353,38 @@ def down(name: str = DEFAULT_NAME, generation: int | None = None) -> list[str]:
     if TARGET_CONFIGFS.is_dir():
         rts = _rtslib()
         root = rts.RTSRoot()
-        for target in list(root.targets):
-            if target.wwn.startswith(prefix) and target.fabric_module.name == "loopback":
-                target.delete()
-                removed.append(f"loopback/{target.wwn}")
-        for so in list(root.storage_objects):
-            if so.name == name:
-                so.delete()
-                removed.append(f"{so.plugin}/{name}")
+        targets = [
+            t
+            for t in root.targets
+            if t.wwn.startswith(prefix) and t.fabric_module.name == "loopback"
+        ]
+        objects = [so for so in root.storage_objects if so.name == name]
+        if (targets or objects) and (faults := kmsg.lio_refcount_faults(kmsg.records())):
+            raise RemovalWouldBlock(f"{name} (generation {generation}) left: {faults[0]}")
+        for target in targets:
+            target.delete()
+            removed.append(f"loopback/{target.wwn}")
+        for so in objects:
+            so.delete()
+            removed.append(f"{so.plugin}/{name}")
     if _remove_aptpl(unit_serial(name)):
         removed.append(f"aptpl_{unit_serial(name)}")
     recorded = _recorded()
     if recorded is not None and recorded.spec.name == name:
         STATE_FILE.unlink(missing_ok=True)
     return removed
+
+
+def generations_present() -> set[int]:
+    """The rig generations whose loopback targets exist (left ones included)."""
+    if not TARGET_CONFIGFS.is_dir():
+        return set()
+    found = set()
+    for target in _rtslib().RTSRoot().targets:
+        head = target.wwn[len(TARGET_WWN_PREFIX) : len(TARGET_WWN_PREFIX) + 2]
+        if target.wwn.startswith(TARGET_WWN_PREFIX) and len(head) == 2:
+            found.add(int(head, 16))
+    return found
 
 
 def dbroot() -> Path:

@@ -288,7 +288,8 @@ MPATH_MOVE_FROM_THE_HOLDING_PATH = PathLimit(
     "REGISTER AND MOVE goes down the host's paths until one is not answered RESERVATION "
     "CONFLICT; the host's own TransportID names its first path only",
     'a move "to itself" sent by another path is a move to another I_T nexus: GOOD, the '
-    "reservation now held by the first path; with no reservation the last path's answer",
+    "reservation now held by the path the TransportID names, its key the SERVICE ACTION "
+    "RESERVATION KEY; with no reservation to move, LIO's answer to such a move",
     None,
     _tests(
         "test_conf_pr_out.py::test_register_and_move_invalid_parameters",

@@ -866,13 +866,13 @@ def test_register_and_move_invalid_parameters(
     register(a, A)
     reserve(a, A, WE)
     r = _move(a, A, B, a) if to_self else _move(a, A, 0, b)
-    if path_refuses_moves(r, path_limits):
-        pass
-    elif to_self and not first_path_is_own(a):
-        # the holding path moves it to the path the TransportID names, registered already
-        # (its key stays): the same reservation, another holder
+    if to_self and not first_path_is_own(a) and not path_refuses_moves(r, path_limits):
+        # the holding path moves it to the path the TransportID names, a registered I_T nexus
+        # whose key becomes the SERVICE ACTION RESERVATION KEY (SPC-5 5.14.8): B holds WE
         expect_good(r)  # type: ignore[arg-type]
-    else:
+        assert read_reservation(a)[1] == (B, WE)
+        return
+    if not path_refuses_moves(r, path_limits):
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)  # type: ignore[arg-type]
     assert read_reservation(a)[1] == (A, WE)
 

@@ -33,12 +33,6 @@ def test_a_refcount_warning_in_lio_is_found_with_its_first_lio_frame() -> None:
     ]
 
 
-def test_only_records_after_the_rig_was_built_count() -> None:
-    records = log(MEASURED, first=100)
-    assert kmsg.lio_refcount_faults(records, after=101) == []  # the warning itself is older
-    assert len(kmsg.lio_refcount_faults(records, after=100)) == 1
-
-
 def test_a_refcount_warning_elsewhere_is_not_lios() -> None:
     other = [line.replace("[target_core_mod]", "[ext4]") for line in MEASURED]
     assert kmsg.lio_refcount_faults(log(other)) == []
@@ -60,6 +54,4 @@ def test_records_read_a_file_to_its_end_and_tolerate_a_missing_log(tmp_path: Pat
     path = tmp_path / "kmsg"
     path.write_bytes(b"6,7,0,-;hello")
     assert list(kmsg.records(str(path))) == [Record(7, "hello")]
-    assert kmsg.last_seq(str(path)) == 7
     assert list(kmsg.records(str(tmp_path / "missing"))) == []
-    assert kmsg.last_seq(str(tmp_path / "missing")) == -1

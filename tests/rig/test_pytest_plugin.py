@@ -161,9 +161,7 @@ def test_every_real_kernel_backend_gets_a_per_test_deadline(name: str | None, li
 def test_the_multipath_backends_tests_go_last(pytester: pytest.Pytester) -> None:
     """Its map stays up once built (multipathd's TEST UNIT READYs would take other backends'
     unit attentions): its tests move to the end, nothing else changes order."""
-    pytester.makepyfile(
-        "def test_one(backend):\n    pass\n\n\ndef test_two(backend):\n    pass\n"
-    )
+    pytester.makepyfile("def test_one(backend):\n    pass\n\n\ndef test_two(backend):\n    pass\n")
     args = ("--collect-only", "-q", "--backend", "helper-lio-mpath", "--backend", "sim")
     result = pytester.runpytest_subprocess(*args)
     ids = [line.split("::")[1] for line in result.stdout.lines if "::" in line]

@@ -306,6 +306,60 @@ def test_a_failed_up_removes_its_own_generation_and_never_touches_a_hung_one(
     assert sorted(rts.deleted) == sorted([lio.target_wwn(0, 1), lio.target_wwn(1, 1), "scsipr1"])
 
 
+def _fake_lio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: bool) -> FakeRtslib:
+    from scsi_pr.rig import kmsg
+
+    configfs = tmp_path / "target"
+    rts = FakeRtslib(configfs)
+    monkeypatch.setattr(lio, "TARGET_CONFIGFS", configfs)
+    monkeypatch.setattr(lio, "STATE_FILE", tmp_path / "lio.json")
+    monkeypatch.setattr(lio, "_rtslib", lambda: rts)
+    trace = ["refcount_t: addition on 0; use-after-free.", " f+0x1/0x2 [target_core_mod]"]
+    log = [kmsg.Record(i, text) for i, text in enumerate(trace if fault else [])]
+    monkeypatch.setattr(kmsg, "records", lambda path=kmsg.KMSG: iter(log))
+    return rts
+
+
+@pytest.mark.parametrize("fault", [False, True], ids=["healthy", "refcount-broken"])
+def test_down_removes_nothing_once_lio_broke_a_pr_reference_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: bool
+) -> None:
+    """Removing a loopback LUN would then block forever (rig/kmsg.py): a typed refusal, and
+    everything stays; with nothing to remove there is nothing to refuse."""
+    rts = _fake_lio(tmp_path, monkeypatch, fault)
+    rts.Target("loopback", lio.target_wwn(0, generation=0), "create")
+    rts.RDMCPStorageObject("scsipr0", size=1 << 20, wwn="")
+    assert lio.down("other", generation=7) == []
+    if fault:
+        with pytest.raises(lio.RemovalWouldBlock, match="addition on 0"):
+            lio.down("scsipr0", generation=0)
+        assert rts.deleted == []
+    else:
+        lio.down("scsipr0", generation=0)
+        assert sorted(rts.deleted) == sorted([lio.target_wwn(0, 0), "scsipr0"])
+
+
+@pytest.mark.parametrize("fault", [False, True], ids=["healthy", "refcount-broken"])
+def test_a_rig_too_small_is_rebuilt_beside_a_left_one_once_lio_broke_a_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: bool
+) -> None:
+    """A process that needs more ports than the rig an earlier one left: normally it rebuilds
+    generation 0 (removing that rig); after the fault, a new generation beside it."""
+    from scsi_pr.rig import backend_lio
+
+    rts = _fake_lio(tmp_path, monkeypatch, fault)
+    rts.Target("loopback", lio.target_wwn(0, generation=0), "create")
+    rts.Target("loopback", lio.target_wwn(0, generation=3), "create")
+    assert lio.generations_present() == {0, 3}
+    built: list[lio.LunSpec] = []
+    monkeypatch.setattr(backend_lio, "_shared", backend_lio._Shared())
+    monkeypatch.setattr(lio, "current", lambda: None)
+    monkeypatch.setattr(lio, "up", lambda spec: built.append(spec) or "rig")
+    monkeypatch.setattr(backend_lio.atexit, "register", lambda f: None)
+    backend_lio.shared_rig(4)
+    assert [(s.generation, s.name) for s in built] == [(4, "scsipr4") if fault else (0, "scsipr0")]
+
+
 pytest_plugins = ["pytester"]
 
 
