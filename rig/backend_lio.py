@@ -18,6 +18,7 @@ import atexit
 import os
 import sys
 import threading
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,8 @@ class _Shared:
 
     rig: lio.RigDescription | None = None
     built_here: set[int] = field(default_factory=set)
+    #: a dm-multipath map was built over the rig in this process (``backend_paths``)
+    multipath_used: bool = False
     hung_generations: set[int] = field(default_factory=set)
     hung: bool = False
 
@@ -212,21 +215,32 @@ def mark_hung() -> None:
         _shared.hung_generations.add(_shared.rig.spec.generation)
 
 
+def mark_multipath_used() -> None:
+    """A dm-multipath map is built over the rig's ports (``backend_paths``): see ``_teardown``."""
+    _shared.multipath_used = True
+
+
 def _teardown() -> None:
-    """Remove the rigs this process built, except a hung one, and none once LIO broke a PR
-    reference count in this boot (removal would block forever: ``rig/kmsg.py``, ``lio.down``);
-    those stay to the VM's end, and a later process takes such a rig over as one built by
-    ``scsi-pr lio up``, or builds a new generation beside it."""
+    """Remove the rigs this process built, except a hung one (removal would block too), and
+    none once a dm-multipath map was built over them: measured on 6.1, removing the LUN then
+    waits forever (``core_disable_device_list_for_node``, after LIO's PR reference count broke:
+    ``rig/kmsg.py``). Those stay to the VM's end; a later process takes such a rig over as one
+    built by ``scsi-pr lio up``, or builds a new generation beside it."""
     s = _shared
     for generation in sorted(s.built_here):
         if generation in s.hung_generations:
             continue
-        try:
+        if s.multipath_used:
+            faults = kmsg.lio_refcount_faults(kmsg.records())
+            why = f"; the kernel logged {faults[0]}" if faults else ""
+            print(
+                f"scsi-pr rig: LIO LU {_name(generation)} left in place: a dm-multipath map "
+                f"was built over it, and removing it then blocks{why}",
+                file=sys.stderr,
+            )
+            continue
+        with suppress(Exception):
             lio.down(_name(generation), generation)
-        except lio.RemovalWouldBlock as e:
-            print(f"scsi-pr rig: LIO LU {e}", file=sys.stderr)
-        except Exception:  # at exit: nothing left to tell it to
-            pass
 
 
 def clear_pr_state(its: list[LioInitiator]) -> None:

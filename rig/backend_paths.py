@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from scsi_pr.helper.executors import limits
 from scsi_pr.helper.executors.dm import DeviceMapper
-from scsi_pr.rig import multipath
+from scsi_pr.rig import backend_lio, multipath
 from scsi_pr.rig.backend_helper import HelperLioBackend
 from scsi_pr.rig.backends import BackendUnavailable
 from scsi_pr.rig.errors import RigError
@@ -75,6 +75,7 @@ class _SharedMap:
         if cls.found is None or cls.found.paths != names:
             if cls.found is None:
                 atexit.register(cls.down)  # after the rig's: atexit runs it first
+            backend_lio.mark_multipath_used()  # the rig's LUN is not removed at exit
             cls.found = multipath.up(paths)
         return cls.found
 

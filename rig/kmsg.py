@@ -1,14 +1,13 @@
-"""The kernel's log (/dev/kmsg), read for a LIO fault that makes removing a LUN block.
+"""The kernel's log (/dev/kmsg), read for LIO's broken PR reference count.
 
-Measured on Debian 12's 6.1 (tcm_loop, ramdisk): REGISTER AND MOVE sequences through a
-multipath host (the ``helper-lio-mpath`` conformance run, ``tests/vm/test_multipath_vm.py``)
-unbalance the reference count LIO keeps on a LUN mapping for its PR registrations: the kernel
-warns ``refcount_t: addition on 0; use-after-free`` in ``core_get_se_deve_from_rtpi`` or
-``__core_scsi3_do_alloc_registration`` (then ``underflow``, ``saturated``), and removing a
-loopback LUN afterwards may wait forever (``core_disable_device_list_for_node``, D state) --
-measured even for a LUN built after the faulty one was removed. So once the log shows such a
-fault, ``lio.down`` removes nothing (``RemovalWouldBlock``): the LUNs stay to the VM's end, as a
-hung one does, and a rig that needs rebuilding gets a new generation beside them.
+Measured on Debian 12's 6.1 (tcm_loop, ramdisk): REGISTER AND MOVE makes the kernel warn
+``refcount_t: addition on 0; use-after-free`` in ``core_get_se_deve_from_rtpi`` or
+``__core_scsi3_do_alloc_registration`` (then ``underflow``, ``saturated``): LIO's reference
+count on a LUN mapping for PR registrations breaks. The commands still answer as measured. After
+a dm-multipath map was built over the rig, removing the LUN then waits forever
+(``core_disable_device_list_for_node``, D state), so such a rig is left to the VM's end
+(``backend_lio``), and this warning is what its message quotes; a rig that needs rebuilding
+after such a fault gets a new generation beside the one there instead of removing it.
 """
 
 from __future__ import annotations

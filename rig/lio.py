@@ -33,7 +33,6 @@ from types import ModuleType
 from typing import Any
 
 from scsi_pr.helper.executors.sg import sg_io
-from scsi_pr.rig import kmsg
 from scsi_pr.rig.backends import initiator_name
 from scsi_pr.rig.errors import RigError
 from scsi_pr.sim import cdb as C
@@ -72,11 +71,6 @@ class LioUnavailable(RigError):
 
 class BadLunSpec(RigError, ValueError):
     """A ``LunSpec`` the rig cannot build (caught before anything is touched)."""
-
-
-class RemovalWouldBlock(RigError):
-    """LIO broke a PR reference count in this boot (``rig/kmsg.py``): removing a loopback LUN
-    now waits forever, so it is left to the VM's end."""
 
 
 class DeviceNotReady(RigError):
@@ -359,8 +353,6 @@ def down(name: str = DEFAULT_NAME, generation: int | None = None) -> list[str]:
             if t.wwn.startswith(prefix) and t.fabric_module.name == "loopback"
         ]
         objects = [so for so in root.storage_objects if so.name == name]
-        if (targets or objects) and (faults := kmsg.lio_refcount_faults(kmsg.records())):
-            raise RemovalWouldBlock(f"{name} (generation {generation}) left: {faults[0]}")
         for target in targets:
             target.delete()
             removed.append(f"loopback/{target.wwn}")

@@ -235,10 +235,7 @@ def run(
                    f"host {b.sg} (rtpi {b.relative_target_port})")  # fmt: skip
         console = runner.boot(initramfs, timeout)
     finally:
-        try:
-            lio.down(LU_NAME, desc.spec.generation)  # what this run built, nothing beside it
-        except lio.RemovalWouldBlock as e:  # LIO broke a PR count earlier in this boot
-            print(f"scsi-pr e2e: LIO LU {e}", file=sys.stderr)
+        lio.down(LU_NAME, desc.spec.generation)  # what this run built, nothing beside it
     guest = Port(a.relative_target_port, a.transport_id)
     host = Port(b.relative_target_port, b.transport_id)
     differences = evaluate(runner.results, {**console.steps, **runner.host_steps}, guest, host)
