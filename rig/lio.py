@@ -347,18 +347,14 @@ def down(name: str = DEFAULT_NAME, generation: int | None = None) -> list[str]:
     if TARGET_CONFIGFS.is_dir():
         rts = _rtslib()
         root = rts.RTSRoot()
-        targets = [
-            t
-            for t in root.targets
-            if t.wwn.startswith(prefix) and t.fabric_module.name == "loopback"
-        ]
-        objects = [so for so in root.storage_objects if so.name == name]
-        for target in targets:
-            target.delete()
-            removed.append(f"loopback/{target.wwn}")
-        for so in objects:
-            so.delete()
-            removed.append(f"{so.plugin}/{name}")
+        for target in list(root.targets):
+            if target.wwn.startswith(prefix) and target.fabric_module.name == "loopback":
+                target.delete()
+                removed.append(f"loopback/{target.wwn}")
+        for so in list(root.storage_objects):
+            if so.name == name:
+                so.delete()
+                removed.append(f"{so.plugin}/{name}")
     if _remove_aptpl(unit_serial(name)):
         removed.append(f"aptpl_{unit_serial(name)}")
     recorded = _recorded()

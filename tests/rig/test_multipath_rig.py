@@ -14,10 +14,14 @@ def test_only_the_named_paths_are_excepted_from_the_blacklist() -> None:
     assert exceptions.split() == ["devnode", '"^(sda|sdb)$"']
 
 
+def settings(section: str) -> dict[str, str]:
+    """One section of the configuration text, keyword: value."""
+    body = config_text(["sda", "sdb"]).split(f"{section} {{", 1)[1].split("}", 1)[0]
+    return dict(line.split(None, 1) for line in body.strip().splitlines())
+
+
 def test_keys_go_through_multipathd_s_prkeys_file() -> None:
-    defaults = config_text(["sda", "sdb"]).split("defaults {", 1)[1].split("}", 1)[0]
-    settings = dict(line.split(None, 1) for line in defaults.strip().splitlines())
-    assert settings == {
+    assert settings("defaults") == {
         "user_friendly_names": "no",
         "find_multipaths": "no",
         "reservation_key": "file",
@@ -33,9 +37,7 @@ def test_every_block_spans_lines() -> None:
 def test_multipathd_sends_nothing_down_the_paths_on_its_own() -> None:
     """Its TUR checker and ALUA prioritiser would take the tests' unit attentions; the
     overrides section wins over the built-in LIO-ORG entry."""
-    overrides = config_text(["sda", "sdb"]).split("overrides {", 1)[1].split("}", 1)[0]
-    settings = dict(line.split(None, 1) for line in overrides.strip().splitlines())
-    assert settings == {
+    assert settings("overrides") == {
         "path_checker": "none",
         "detect_checker": "no",
         "prio": "const",
