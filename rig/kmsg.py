@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 KMSG = "/dev/kmsg"
 #: records after a ``refcount_t:`` warning that its call trace may span
@@ -24,24 +23,19 @@ TRACE_RECORDS = 60
 LIO_FRAME = "[target_core_mod]"
 
 
-@dataclass(frozen=True)
-class Record:
-    """One /dev/kmsg record: ``prio,seq,usec,flags;text``."""
-
-    seq: int
-    text: str
-
-    @classmethod
-    def parse(cls, raw: bytes) -> Record | None:
-        head, sep, text = raw.decode(errors="replace").partition(";")
-        fields = head.split(",")
-        if not sep or len(fields) < 3 or not fields[1].isdigit():
-            return None
-        return cls(int(fields[1]), text.split("\n", 1)[0])
+def parse(raw: bytes) -> str | None:
+    """The text of one /dev/kmsg record (``prio,seq,usec,flags;text`` and its dictionary
+    lines), or None for what is not a record."""
+    head, sep, text = raw.decode(errors="replace").partition(";")
+    fields = head.split(",")
+    if not sep or len(fields) < 3 or not fields[1].isdigit():
+        return None
+    return text.split("\n", 1)[0]
 
 
-def records(path: str = KMSG) -> Iterator[Record]:
-    """Every record the kernel still holds, oldest first (non-blocking: ends at the newest)."""
+def records(path: str = KMSG) -> Iterator[str]:
+    """The text of every record the kernel still holds, oldest first (non-blocking: ends at
+    the newest)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -56,24 +50,24 @@ def records(path: str = KMSG) -> Iterator[Record]:
                 return  # EAGAIN: no more records
             if not raw:
                 return
-            if (record := Record.parse(raw)) is not None:
-                yield record
+            if (text := parse(raw)) is not None:
+                yield text
     finally:
         os.close(fd)
 
 
-def lio_refcount_faults(log: Iterable[Record]) -> list[str]:
+def lio_refcount_faults(log: Iterable[str]) -> list[str]:
     """The ``refcount_t`` warnings whose call trace runs through LIO's core module: one line
     each (the warning and LIO's first frame)."""
     found: list[str] = []
     warning: str | None = None
     left = 0
-    for record in log:
-        if "refcount_t:" in record.text:
-            warning, left = record.text.strip(), TRACE_RECORDS
+    for text in log:
+        if "refcount_t:" in text:
+            warning, left = text.strip(), TRACE_RECORDS
         elif warning is not None and left > 0:
             left -= 1
-            if LIO_FRAME in record.text and "+0x" in record.text:  # a frame, not its header
-                found.append(f"{warning} in {record.text.strip()}")
+            if LIO_FRAME in text and "+0x" in text:  # a frame, not its header
+                found.append(f"{warning} in {text.strip()}")
                 warning = None
     return found

@@ -315,7 +315,7 @@ def _fake_lio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: bool) -> F
     monkeypatch.setattr(lio, "STATE_FILE", tmp_path / "lio.json")
     monkeypatch.setattr(lio, "_rtslib", lambda: rts)
     trace = ["refcount_t: addition on 0; use-after-free.", " f+0x1/0x2 [target_core_mod]"]
-    log = [kmsg.Record(i, text) for i, text in enumerate(trace if fault else [])]
+    log = trace if fault else []
     monkeypatch.setattr(kmsg, "records", lambda path=kmsg.KMSG: iter(log))
     return rts
 
