@@ -1,5 +1,5 @@
-"""``scripts/bench [--model] [--helper] [--iscsi]``: run the chosen benchmarks (default: all
-but ``--iscsi``, which boots a VM and takes minutes).
+"""``scripts/bench [--model] [--helper] [--iscsi] [--vm]``: run the chosen benchmarks (default:
+all but ``--iscsi`` and ``--vm``, which boot a VM and take minutes).
 
 Benchmarks print rates and latencies; they are never timed tests (timings vary per machine).
 """
@@ -16,9 +16,10 @@ BENCHMARKS = {
     "model": "benchmarks.model",
     "helper": "benchmarks.helper",
     "iscsi": "benchmarks.iscsi",
+    "vm": "benchmarks.helper_vm",
 }
 #: run only when named: they need the VM
-ON_REQUEST = frozenset({"iscsi"})
+ON_REQUEST = frozenset({"iscsi", "vm"})
 
 
 def main(argv: list[str] | None = None) -> int:

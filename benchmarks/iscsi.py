@@ -35,13 +35,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks import in_vm
 from scsi_pr.rig import iscsi_rig, lio, lio_iscsi
 
 AIM = 0.3  # issue 11: ours at least 0.3x the IOPS of LIO's iSCSI target
 RUNTIME = 10  # seconds per fio job (after RAMP)
 RAMP = 1  # seconds of each job not counted (fio's start, the first commands)
 BLOCK_SIZE = "4k"
-IN_VM = "SCSI_PR_BENCH_IN_VM"  # set for the run inside the VM: never boot a VM from a VM
 RUNTIME_ENV = "SCSI_PR_BENCH_RUNTIME"
 PROFILE_ENV = "SCSI_PR_BENCH_PROFILE"
 PROFILE_TOP = 30  # functions listed, by own time and by cumulative time
@@ -77,7 +77,6 @@ if _out:
     atexit.register(_dump)
     _main.enable()
 """
-QUIET_TIMEOUT = 900.0  # the VM is killed after this long without output
 OURS, LIO = "ours", "LIO"
 
 
@@ -295,26 +294,10 @@ def _kernel_ready() -> str | None:
     return None
 
 
-def _in_vm() -> int:
-    from scsi_pr.rig import vm
-
-    os.environ[IN_VM] = "1"  # SCSI_PR_* variables travel into the guest
-    cmd = [sys.executable, "-m", "benchmarks", "--iscsi"]
-    try:
-        return vm.run(cmd, quiet_timeout=QUIET_TIMEOUT)
-    except vm.VmError as e:
-        print(f"iscsi: cannot start the VM: {e}", file=sys.stderr)
-        return 2
-
-
 def main() -> int:
     why = _kernel_ready()
     if why is not None:
-        if os.environ.get(IN_VM):
-            print(f"iscsi: the VM cannot run the benchmark: {why}", file=sys.stderr)
-            return 2
-        print(f"iscsi: {why}; running in the VM (scsi-pr vm run, minutes under TCG)", flush=True)
-        return _in_vm()
+        return in_vm.run_in_vm("--iscsi", why)[0]
     warnings.filterwarnings("ignore", "Cannot set dbroot")  # rtslib-fb's, about the VM's tmpfs
     with tempfile.TemporaryDirectory(prefix="scsi-pr-bench-") as tmp:
         profile = Path(tmp, "target.prof") if os.environ.get(PROFILE_ENV) else None

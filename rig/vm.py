@@ -23,6 +23,7 @@ import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from scsi_pr import CHECKOUT
 from scsi_pr.rig import vm_kernel
@@ -212,8 +213,10 @@ def run(
     timeout: float | None = None,
     quiet_timeout: float | None = None,
     image: bool = True,
+    out: BinaryIO | None = None,
 ) -> int:
-    """Boot, run ``cmd`` in the guest, stream its output, return its exit status."""
+    """Boot, run ``cmd`` in the guest, stream its output (to ``out`` when a quiet timeout
+    watches it, else our stdout), return its exit status."""
     if not cmd:
         raise VmError("no command: scsi-pr vm run -- CMD [ARGS…]")
     ensure_tools()
@@ -228,7 +231,7 @@ def run(
     env = dict(os.environ, PATH=f"{_venv_bin()}:{os.environ.get('PATH', '')}")
     try:
         if quiet_timeout is not None:
-            return _boot_watched(argv, env, quiet_timeout)
+            return _boot_watched(argv, env, quiet_timeout, out)
         return _boot(argv, env, timeout)
     finally:
         path.unlink(missing_ok=True)
@@ -249,7 +252,9 @@ def _boot(argv: list[str], env: dict[str, str], timeout: float | None) -> int:
         raise
 
 
-def _boot_watched(argv: list[str], env: dict[str, str], quiet: float) -> int:
+def _boot_watched(
+    argv: list[str], env: dict[str, str], quiet: float, out: BinaryIO | None = None
+) -> int:
     """Boot with a deadline that follows progress: the VM is killed only when the guest prints
     nothing for ``quiet`` seconds (a busy machine makes a run slow, not hung)."""
     # A spinner until the guest's first line: under TCG the boot alone takes a minute or more.
@@ -258,6 +263,7 @@ def _boot_watched(argv: list[str], env: dict[str, str], quiet: float) -> int:
             argv,
             quiet_limit=quiet,
             env=env,
+            out=out,
             exit_marker=GUEST_DONE,
             exit_grace=POWER_OFF_GRACE,
             on_progress=lambda _: boot.stop(),
