@@ -28,6 +28,7 @@ import fnmatch
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ class Audit:
 
     stream: TextIO | None = sys.stderr
     enabled: frozenset[str] = DEFAULT_EVENTS
+    #: connections write from threads of their own: one line at a time
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def from_patterns(cls, patterns: Iterable[str], stream: TextIO | None = sys.stderr) -> Audit:
@@ -78,11 +81,12 @@ class Audit:
         if stream is None or event not in self.enabled:
             return
         line = format_audit_line(event, fields)
-        try:
-            stream.write(line)
-            stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed log must never take the helper down
+        with self._lock:
+            try:
+                stream.write(line)
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed log must never take the helper down
 
 
 class AuditFormatError(HelperError):

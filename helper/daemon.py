@@ -1,6 +1,6 @@
 """The asyncio server: accepts on one listening socket, one task per client connection
-(``scsi_pr.helper.session``), requests in order per connection, connections in parallel,
-blocking executors in worker threads; the resource limits; and the orderly stop after SIGTERM.
+(``scsi_pr.helper.session``: a thread each, which runs the executor), requests in order per
+connection, connections in parallel; the resource limits; and the orderly stop after SIGTERM.
 
 Why the accept loop decides on errno through a table: ``accept()`` fails for three different
 reasons that need three different answers. Out of fds (EMFILE, ENFILE, ENOBUFS, ENOMEM) the
@@ -24,9 +24,8 @@ from enum import Enum
 from scsi_pr.helper.audit import Audit, error_report
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor
-from scsi_pr.helper.session import ClientHandler
+from scsi_pr.helper.session import ClientHandler, wake
 from scsi_pr.helper.unix_io import peer_credentials
-from scsi_pr.helper.worker_pool import WorkerPool
 
 __all__ = [
     "SHUTDOWN_GRACE",
@@ -108,7 +107,6 @@ class HelperServer:
     executor: Executor
     audit: Audit = field(default_factory=Audit)
     verbose: int = 1
-    workers: int = 64
     max_clients: int | None = None
     idle_timeout: float | None = None
     shutdown_grace: float = SHUTDOWN_GRACE
@@ -121,10 +119,7 @@ class HelperServer:
             raise ValueError(f"max_clients must be at least 1, not {self.max_clients}")
         if self.idle_timeout is not None and self.idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be positive, not {self.idle_timeout}")
-        self._pool = WorkerPool(self.workers, "prh-io")  # never blocks exit after the grace
-        self._clients = ClientHandler(
-            self.executor, self._pool, self.audit, self.verbose, self.idle_timeout
-        )
+        self._clients = ClientHandler(self.executor, self.audit, self.verbose, self.idle_timeout)
 
     @property
     def clients(self) -> int:
@@ -182,17 +177,25 @@ class HelperServer:
     def _start(self, client: socket.socket) -> None:
         assert self.max_clients is not None
         if len(self._tasks) >= self.max_clients:
-            pid, uid, _gid = peer_credentials(client)
-            client.close()
-            reason = f"too many clients ({self.max_clients})"
-            self.audit("prh_refused", pid=pid, uid=uid, reason=reason)
+            self._refuse(client, f"too many clients ({self.max_clients})")
             return
-        client.setblocking(False)
-        task = asyncio.create_task(self._clients.handle(client))
+        done = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._clients.wait(client, done))
+        try:
+            self._clients.start(client, task, done)  # the thread owns (and closes) the socket
+        except RuntimeError as e:
+            task.cancel()
+            self._refuse(client, f"no thread for the client: {e}")
+            return
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        # A task cancelled before its first step never runs handle's cleanup.
-        task.add_done_callback(lambda _task: client.close())
+        # A task cancelled before its first step never ran ``wait``: wake its thread here.
+        task.add_done_callback(lambda t: t.cancelled() and wake(client))
+
+    def _refuse(self, client: socket.socket, reason: str) -> None:
+        pid, uid, _gid = peer_credentials(client)
+        client.close()
+        self.audit("prh_refused", pid=pid, uid=uid, reason=reason)
 
     async def shutdown(self) -> None:
         """Cancel idle connections at once; give busy ones ``shutdown_grace`` to answer."""
@@ -206,5 +209,4 @@ class HelperServer:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        self._pool.shutdown(wait=False, cancel_futures=True)
         self.executor.close()

@@ -2,21 +2,34 @@
 
 Everything protocol-shaped is decided by ``scsi_pr.helper.proto.Connection``; this module only
 moves bytes and fds between it and the socket (``scsi_pr.helper.unix_io``), asks the executor,
-and writes the audit log. Connections run in parallel, one task each (``scsi_pr.helper.daemon``).
+and writes the audit log. Each connection is served by a thread of its own, with blocking
+reads, and runs the executor in that thread; the event loop (``scsi_pr.helper.daemon``) only
+accepts, counts and stops connections: one task per connection waits for its thread.
+
+Why a thread per connection, not one event loop for every connection plus a worker-thread hop
+per request (the first design): a request then cost an epoll wake-up of the loop, a hand-over
+to a worker, and a wake-up of the loop again, about as much CPU as everything else the helper
+does per request; ``scripts/bench --vm`` measured the difference on a real LUN under TCG (see
+docs/performance.md). Requests on one connection are in order anyway (QEMU sends one at a time),
+so a blocked device call still blocks only its own connection, as with the hop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import select
 import socket
+import threading
 import time
-from concurrent.futures import Executor as ThreadPool
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scsi_pr.helper.audit import Audit, error_report, sense_text, status_name
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor, Reply
+from scsi_pr.helper.executors.sim import CommandNeverCompletes
 from scsi_pr.helper.executors.status import INVALID_OPCODE, check_condition, from_errno
 from scsi_pr.helper.proto import (
     NEED_DATA,
@@ -43,10 +56,24 @@ from scsi_pr.sim.describe import describe
 # The refusals qemu-pr-helper reports on stderr itself (when verbose); it closes silently on
 # the others (extra fds, oversized transfers, short reads).
 REPORTED_REFUSALS = (MissingFileDescriptor, UnsupportedOpcode)
+#: what tells a connection whose answer is withheld that its client is gone or we stop
+_HANG_UP = select.POLLHUP | select.POLLERR | select.POLLRDHUP | select.POLLNVAL
+
+
+def wake(sock: socket.socket) -> None:
+    """End a connection served by a thread from another thread: its blocked reads return EOF,
+    its sends fail. (Closing the fd instead would wake nobody, and its number could be reused
+    under the thread.)"""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class IdleTimeout(HelperError):
     """The client kept the helper waiting longer than the idle timeout."""
+
+
+class _Gone(HelperError):
+    """The client hung up (or the server stopped) while its answer was withheld."""
 
 
 @dataclass
@@ -61,7 +88,6 @@ class ClientHandler:
     """
 
     executor: Executor
-    pool: ThreadPool
     audit: Audit = field(default_factory=Audit)
     verbose: int = 1
     idle_timeout: float | None = None
@@ -70,99 +96,160 @@ class ClientHandler:
 
     async def handle(self, sock: socket.socket) -> None:
         """Serve ``sock`` until the client closes, breaks the protocol, idles too long, or the
-        server stops; always closes ``sock`` and every fd received on it, on every path."""
-        loop = asyncio.get_running_loop()
+        server stops (``start`` then ``wait``)."""
+        done = asyncio.get_running_loop().create_future()
+        me = asyncio.current_task()
+        assert me is not None
+        try:
+            self.start(sock, me, done)
+        except RuntimeError:
+            sock.close()
+            raise
+        await self.wait(sock, done)
+
+    def start(
+        self, sock: socket.socket, task: asyncio.Task[None], done: asyncio.Future[None]
+    ) -> None:
+        """Hand ``sock`` to a thread of its own, which always closes it and every fd received
+        on it, on every path, then completes ``done``; ``task`` stands for the connection in
+        ``busy``. RuntimeError (``sock`` left to the caller) when no thread can be had (a
+        process or memory limit)."""
+        loop = done.get_loop()
+
+        def finished() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        thread = threading.Thread(
+            target=self._serve, args=(sock, task, finished), name=f"prh-conn-{sock.fileno()}",
+            daemon=True,  # a call stuck in the kernel must not keep a stopping helper alive
+        )  # fmt: skip
+        thread.start()
+
+    @staticmethod
+    async def wait(sock: socket.socket, done: asyncio.Future[None]) -> None:
+        """Until the connection's thread is done. Cancelled (the server stops), it wakes the
+        thread first: reads see EOF, sends fail, the thread closes up."""
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            wake(sock)
+            raise
+
+    def _serve(
+        self, sock: socket.socket, task: asyncio.Task[None], finished: Callable[[], None]
+    ) -> None:
         conn = Connection(Role.HELPER)
         peer = peer_credentials(sock)
         reason = "closed"
-        me = asyncio.current_task()
         try:
+            sock.setblocking(True)
             self.audit("prh_connect", pid=peer[0], uid=peer[1], gid=peer[2])
-            await self._send(loop, sock, conn.send(Features(0)))
-            deadline = self._deadline(loop)
+            self._send(sock, conn.send(Features(0)))
+            deadline = self._deadline()
             while not self.stopping:
                 event = conn.next_event()
                 if event is NEED_DATA:
-                    data, fds = await self._recv(loop, sock, conn.bytes_needed, deadline)
+                    data, fds = self._recv(sock, conn.bytes_needed, deadline)
                     conn.receive_data(data, fds)
                     close_fds(conn.release_fds())
                     continue
                 if isinstance(event, ConnectionClosed):
                     break
                 if isinstance(event, Request):
-                    assert me is not None
-                    self.busy.add(me)
+                    self.busy.add(task)
                     try:
-                        response = await self._answer(event, peer)
-                        await self._send(loop, sock, conn.send(response))
+                        response = self._answer(sock, event, peer)
+                        self._send(sock, conn.send(response))
                     finally:
-                        self.busy.discard(me)
-                    deadline = self._deadline(loop)
-                    # Yield between requests: a client whose next request is already buffered
-                    # would otherwise be read, executed and answered without ever giving the
-                    # loop back, starving every other connection (round-robin instead).
-                    await asyncio.sleep(0)
+                        self.busy.discard(task)
+                    deadline = self._deadline()
                     continue
                 assert event is PAUSED or isinstance(event, Features)
+            if self.stopping:
+                reason = "shutdown"
         except ProtocolError as e:
-            reason = str(e)
-            self.audit("prh_refused", pid=peer[0], uid=peer[1], reason=reason)
-            if isinstance(e, REPORTED_REFUSALS):
-                error_report(reason, self.verbose)
+            reason = "shutdown" if self.stopping else str(e)
+            if not self.stopping:
+                self.audit("prh_refused", pid=peer[0], uid=peer[1], reason=reason)
+                if isinstance(e, REPORTED_REFUSALS):
+                    error_report(reason, self.verbose)
         except IdleTimeout as e:
             reason = str(e)
+        except _Gone:
+            reason = "shutdown" if self.stopping else "closed"
         except (ConnectionError, OSError) as e:
-            reason = f"I/O error: {e}"
-        except asyncio.CancelledError:
-            reason = "shutdown"
-            raise
+            reason = "shutdown" if self.stopping else f"I/O error: {e}"
         finally:
             close_fds(conn.abandon())
             sock.close()
             self.audit("prh_disconnect", pid=peer[0], reason=reason)
+            finished()
 
-    def _deadline(self, loop: asyncio.AbstractEventLoop) -> float | None:
-        return None if self.idle_timeout is None else loop.time() + self.idle_timeout
+    def _deadline(self) -> float | None:
+        return None if self.idle_timeout is None else time.monotonic() + self.idle_timeout
 
-    async def _recv(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int, deadline: float | None
-    ) -> tuple[bytes, list[int]]:
+    def _wait_budget(self, sock: socket.socket, deadline: float | None, what: str) -> None:
+        """Let the next blocking call on ``sock`` wait until ``deadline`` at most (without an
+        idle timeout the socket stays blocking, as ``_serve`` set it: no syscall per call)."""
         if deadline is None:
-            return await recv_with_fds(loop, sock, n)
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise IdleTimeout(f"idle timeout ({self.idle_timeout:g} s){what}")
+        sock.settimeout(left)
+
+    def _recv(self, sock: socket.socket, n: int, deadline: float | None) -> tuple[bytes, list[int]]:
+        """Up to ``n`` bytes and the fds sent with them (``b""`` = EOF). Never more than the
+        codec asks for: fds ride on the first byte of a ``sendmsg``, so a read must not
+        straddle frame parts (``scsi_pr.helper.unix_io``)."""
+        self._wait_budget(sock, deadline, "")
         try:
-            async with asyncio.timeout_at(deadline):
-                return await recv_with_fds(loop, sock, n)
+            return recv_with_fds(sock, n)
         except TimeoutError:
             raise IdleTimeout(f"idle timeout ({self.idle_timeout:g} s)") from None
 
-    async def _send(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, data: bytes
-    ) -> None:
-        deadline = self._deadline(loop)
-        if deadline is None:
-            return await loop.sock_sendall(sock, data)
+    def _send(self, sock: socket.socket, data: bytes) -> None:
+        what = ": answer not taken"
+        self._wait_budget(sock, self._deadline(), what)
         try:
-            async with asyncio.timeout_at(deadline):
-                await loop.sock_sendall(sock, data)
+            sock.sendall(data)
         except TimeoutError:
-            raise IdleTimeout(f"idle timeout ({self.idle_timeout:g} s): answer not taken") from None
+            raise IdleTimeout(f"idle timeout ({self.idle_timeout:g} s){what}") from None
 
-    async def _execute(self, request: Request) -> Reply:
+    def _execute(self, sock: socket.socket, request: Request) -> Reply:
         fd = request.fd
         assert fd is not None
         if request.is_pr_out and is_read_only(fd):
             return check_condition(INVALID_OPCODE)  # qemu-pr-helper do_pr_out's only fabrication
-        args = (fd, request.cdb, request.data, request.allocation_length)
-        return await self.executor.execute_async(*args, self.pool)
+        try:
+            return self.executor.execute(fd, request.cdb, request.data, request.allocation_length)
+        except CommandNeverCompletes:
+            self._withhold(sock)
+            raise AssertionError("unreachable") from None
 
-    async def _answer(self, request: Request, peer: tuple[int, int, int]) -> Response:
+    def _withhold(self, sock: socket.socket) -> None:
+        """The device never answers this command (a profile's hang): keep the client waiting,
+        as the C helper stuck in SG_IO does, until it hangs up or the server stops."""
+        poller = select.poll()
+        poller.register(sock, _HANG_UP)
+        while not poller.poll(1000 if not self.stopping else 0):
+            if self.stopping:
+                break
+        raise _Gone("the client hung up while its answer was withheld")
+
+    def _answer(
+        self, sock: socket.socket, request: Request, peer: tuple[int, int, int]
+    ) -> Response:
         start = time.perf_counter()
         fd = request.fd
         assert fd is not None
         logging = self.audit.wants("prh_command")
         device = device_name(fd) if logging else ""
         try:
-            reply = await self._execute(request)
+            reply = self._execute(sock, request)
+        except _Gone:
+            raise
         except Exception as e:  # an executor bug must still be a SCSI answer, and logged
             err = e.errno if isinstance(e, OSError) and e.errno else errno.EIO
             device = device or device_name(fd)

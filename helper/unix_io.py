@@ -1,15 +1,14 @@
 """The operating-system edge of a helper connection: a Unix socket carrying SCM_RIGHTS fds.
 
-Why raw non-blocking sockets rather than asyncio streams: streams cannot receive SCM_RIGHTS.
-Callers must never read more than the codec asks for: fds ride on the first byte of a
-``sendmsg`` and qemu-pr-helper accepts them only with the CDB, so reads must not straddle frame
-parts. Besides reading, this module answers what the kernel knows about the peer (SO_PEERCRED)
-and about a passed fd (its path, its access mode), and closes fds without raising.
+Why raw sockets rather than asyncio streams: streams cannot receive SCM_RIGHTS. Callers must
+never read more than the codec asks for: fds ride on the first byte of a ``sendmsg`` and
+qemu-pr-helper accepts them only with the CDB, so reads must not straddle frame parts. Besides
+reading, this module answers what the kernel knows about the peer (SO_PEERCRED) and about a
+passed fd (its path, its access mode), and closes fds without raising.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -21,27 +20,13 @@ MAX_FDS_PER_READ = 8  # more than one is already a violation; read a few to clos
 _UCRED = struct.Struct("3i")
 
 
-async def _wait_readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    fut = loop.create_future()
-    fd = sock.fileno()
-    loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
-    try:
-        await fut
-    finally:
-        loop.remove_reader(fd)
+_CMSG_SPACE = socket.CMSG_SPACE(MAX_FDS_PER_READ * 4)
 
 
-async def recv_with_fds(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int
-) -> tuple[bytes, list[int]]:
-    """Up to ``n`` bytes and the fds sent with them (``b""`` = EOF)."""
-    space = socket.CMSG_SPACE(MAX_FDS_PER_READ * 4)
-    while True:
-        try:
-            data, ancdata, _flags, _addr = sock.recvmsg(n, space, socket.MSG_CMSG_CLOEXEC)
-            break
-        except (BlockingIOError, InterruptedError):
-            await _wait_readable(loop, sock)
+def recv_with_fds(sock: socket.socket, n: int) -> tuple[bytes, list[int]]:
+    """Up to ``n`` bytes and the fds sent with them (``b""`` = EOF), from a blocking socket
+    (its timeout, if any, raises TimeoutError)."""
+    data, ancdata, _flags, _addr = sock.recvmsg(n, _CMSG_SPACE, socket.MSG_CMSG_CLOEXEC)
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

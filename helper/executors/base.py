@@ -3,16 +3,14 @@
 The daemon validates the request first (``scsi_pr.helper.proto``); an executor only ever sees a
 PERSISTENT RESERVE IN/OUT CDB, and returns exactly what the helper sends back on the wire.
 What an executor can do beyond that is declared here, with defaults, rather than probed for:
-``capabilities`` (what it keeps after the privilege drop) and ``execute_async`` (how the
-daemon runs it: by default the blocking ``execute`` in a worker thread, so a stalled device
-never blocks the event loop).
+``capabilities`` (what it keeps after the privilege drop). The daemon calls the blocking
+``execute`` in the connection's own thread (``scsi_pr.helper.session``), so a stalled device
+blocks only that connection.
 """
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
-from concurrent.futures import Executor as ThreadPool
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -51,16 +49,6 @@ class Executor(ABC):
         the PR IN ALLOCATION LENGTH (0 for PR OUT). Must not raise for device errors: map them
         to a Reply the way qemu-pr-helper does.
         """
-
-    async def execute_async(
-        self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int, pool: ThreadPool
-    ) -> Reply:
-        """What the daemon awaits for one request: ``execute`` in one of ``pool``'s threads.
-
-        Executors that can answer without blocking (the in-memory model) override this.
-        """
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, self.execute, fd, cdb, data_out, allocation_length)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (threads, sockets) at daemon shutdown."""

@@ -17,6 +17,7 @@ import ctypes
 import errno as E
 import fcntl
 import os
+import threading
 from dataclasses import dataclass
 
 from scsi_pr.helper.errors import HelperError
@@ -132,44 +133,70 @@ def sg_io(
         raise SgIoError("SG_IO moves data one way: give data_out or data_in_length, not both")
     if data_in_length < 0 or timeout_ms < 0 or not 0 < sense_length < 256:
         raise SgIoError("negative data_in_length/timeout or sense_length outside 1..255")
-    cdb_buf = ctypes.create_string_buffer(bytes(cdb), len(cdb))
-    sense_buf = ctypes.create_string_buffer(sense_length)
+    bufs = _thread_buffers(sense_length, data_in_length)
+    hdr = bufs.hdr
+    ctypes.memmove(bufs.cdb, cdb, len(cdb))
     if data_out:
         direction, length = SG_DXFER_TO_DEV, len(data_out)
         data_buf = ctypes.create_string_buffer(bytes(data_out), length)
+        hdr.dxferp = ctypes.addressof(data_buf)
     elif data_in_length:
         direction, length = SG_DXFER_FROM_DEV, data_in_length
-        data_buf = ctypes.create_string_buffer(length)
+        hdr.dxferp = bufs.data_address
     else:
-        direction, length, data_buf = SG_DXFER_NONE, 0, None
-    hdr = SgIoHdr(
-        interface_id=SG_INTERFACE_ID,
-        dxfer_direction=direction,
-        cmd_len=len(cdb),
-        mx_sb_len=sense_length,
-        dxfer_len=length,
-        dxferp=ctypes.addressof(data_buf) if data_buf is not None else None,
-        cmdp=ctypes.addressof(cdb_buf),
-        sbp=ctypes.addressof(sense_buf),
-        timeout=timeout_ms,
-    )
+        direction, length = SG_DXFER_NONE, 0
+        hdr.dxferp = None
+    hdr.dxfer_direction = direction
+    hdr.cmd_len = len(cdb)
+    hdr.mx_sb_len = sense_length
+    hdr.dxfer_len = length
+    hdr.timeout = timeout_ms
+    ctypes.memset(bufs.sense, 0, sense_length)  # the caller gets the whole buffer back
     try:
         fcntl.ioctl(fd, SG_IO, hdr)
     except OSError as e:
         return SgIoResult(0, 0, 0, bytes(sense_length), b"", 0, errno=e.errno or E.EIO)
     data = b""
-    if direction == SG_DXFER_FROM_DEV and data_buf is not None:
-        data = data_buf.raw[: max(0, length - hdr.resid)]
+    if direction == SG_DXFER_FROM_DEV:
+        data = ctypes.string_at(bufs.data, max(0, length - hdr.resid))
     return SgIoResult(
         status=hdr.status,
         host_status=hdr.host_status,
         driver_status=hdr.driver_status,
-        sense=sense_buf.raw,
+        sense=ctypes.string_at(bufs.sense, sense_length),
         data=data,
         resid=hdr.resid,
         sb_len_wr=hdr.sb_len_wr,
         duration_ms=hdr.duration,
     )
+
+
+class _Buffers:
+    """One thread's SG_IO header and its CDB, sense and data-in buffers, reused by every call
+    the thread makes: building them (ctypes buffers and a Structure from keywords) cost more
+    than the rest of ``sg_io`` in Python, for every helper request. Per thread because the
+    ioctl releases the GIL: two threads' commands may be in the kernel at once."""
+
+    def __init__(self, data_size: int) -> None:
+        self.cdb = ctypes.create_string_buffer(MAX_CDB_LENGTH)
+        self.sense = ctypes.create_string_buffer(255)
+        self.data = ctypes.create_string_buffer(data_size)
+        self.data_address = ctypes.addressof(self.data)
+        self.hdr = SgIoHdr(
+            interface_id=SG_INTERFACE_ID,
+            cmdp=ctypes.addressof(self.cdb),
+            sbp=ctypes.addressof(self.sense),
+        )
+
+
+_local = threading.local()
+
+
+def _thread_buffers(sense_length: int, data_in_length: int) -> _Buffers:
+    bufs: _Buffers | None = getattr(_local, "buffers", None)
+    if bufs is None or len(bufs.data) < data_in_length:
+        bufs = _local.buffers = _Buffers(max(data_in_length, PR_HELPER_DATA_SIZE))
+    return bufs
 
 
 class SgExecutor(Executor):

@@ -12,12 +12,10 @@ the ioctl fails with ENOTTY, which the status table maps to CHECK CONDITION 0B/0
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import stat
 import time
-from concurrent.futures import Executor as ThreadPool
 
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor, Reply
@@ -34,8 +32,8 @@ TARGET_PORT = 1
 
 
 class CommandNeverCompletes(HelperError):
-    """The LU's profile never completes this command; only a blocking caller sees this (the
-    daemon withholds the answer instead)."""
+    """The LU's profile never completes this command (the daemon withholds the answer until
+    the client hangs up, as the C helper stuck in SG_IO does)."""
 
 
 class NotASimulatedLU(HelperError):
@@ -69,8 +67,6 @@ class SimExecutor(Executor):
             raise ValueError(f"target port {target_port} is not one of the LU's 1..{target_ports}")
         self.nexus = ITNexus.named(initiator, target_port)
         self.lus = SharedLUs(state_dir, target_ports, profile=profile)
-        # Without a state dir the model is in memory and fast enough to run on the event loop.
-        self.inline = state_dir is None
 
     @staticmethod
     def lu_key(fd: int) -> tuple[LuKey, int]:
@@ -94,22 +90,4 @@ class SimExecutor(Executor):
             raise CommandNeverCompletes("the LU's profile never completes this command")
         if result.stall:
             time.sleep(result.stall)
-        return reply_from_result(result, allocation_length)
-
-    async def execute_async(
-        self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int, pool: ThreadPool
-    ) -> Reply:
-        """Like ``execute``, but a stall sleeps on the event loop instead of in a thread, and
-        the in-memory model runs on the loop itself (only file-backed state goes to ``pool``)."""
-        try:
-            if self.inline:
-                result = self.run(fd, cdb, data_out, allocation_length)
-            else:
-                loop = asyncio.get_running_loop()
-                args = (fd, cdb, data_out, allocation_length)
-                result = await loop.run_in_executor(pool, self.run, *args)
-        except NotASimulatedLU as e:
-            return Reply(*from_errno(e.errno))
-        if result.stall:  # NEVER: no answer until the daemon cancels us (client gone, stop)
-            await asyncio.sleep(result.stall)
         return reply_from_result(result, allocation_length)

@@ -13,13 +13,13 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from scsi_pr.helper.audit import Audit
 from scsi_pr.helper.executors.base import Executor, Reply
+from scsi_pr.helper.executors.sim import CommandNeverCompletes
 from scsi_pr.helper.session import ClientHandler
 from scsi_pr.helper.unix_io import recv_with_fds
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out
@@ -57,17 +57,15 @@ def exchange(executor: Executor, chunks: list[tuple[bytes, list[int]]], audit: A
     byte the handler answered before it closed."""
 
     async def main() -> None:
-        with ThreadPoolExecutor(2, thread_name_prefix="test-pool") as pool:
-            handler = ClientHandler(executor, pool, audit, verbose=1)
-            served.setblocking(False)
-            task = asyncio.create_task(handler.handle(served))
-            for data, fds in chunks:
-                raw = b"".join(f.to_bytes(4, "little") for f in fds)
-                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)] if fds else []
-                client.sendmsg([data], anc)
-                await asyncio.sleep(0.01)  # one recvmsg per chunk: fds stay on their chunk
-            client.shutdown(socket.SHUT_WR)
-            await asyncio.wait_for(task, 10)
+        handler = ClientHandler(executor, audit, verbose=1)
+        task = asyncio.create_task(handler.handle(served))
+        for data, fds in chunks:
+            raw = b"".join(f.to_bytes(4, "little") for f in fds)
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)] if fds else []
+            client.sendmsg([data], anc)
+            await asyncio.sleep(0.01)  # one recvmsg per chunk: fds stay on their chunk
+        client.shutdown(socket.SHUT_WR)
+        await asyncio.wait_for(task, 10)
 
     client, served = socket.socketpair()
     with client:
@@ -78,11 +76,11 @@ def exchange(executor: Executor, chunks: list[tuple[bytes, list[int]]], audit: A
     return answer
 
 
-def test_a_request_is_answered_through_the_pool_and_audited(device: int) -> None:
+def test_a_request_is_answered_in_the_connections_thread_and_audited(device: int) -> None:
     recorder, log = Recorder(), io.StringIO()
     answer = exchange(recorder, [(HANDSHAKE, []), (READ_KEYS, [device])], Audit(log))
     assert answer == HANDSHAKE + struct.pack(">ii", 0, 8) + bytes(96) + b"\xab" * 8
-    assert recorder.threads and recorder.threads[0].startswith("test-pool")
+    assert recorder.threads and recorder.threads[0].startswith("prh-conn-")
     assert 'command="PR IN READ KEYS alloc=8" status=GOOD' in log.getvalue()
 
 
@@ -127,18 +125,13 @@ def test_only_the_refusals_qemu_reports_reach_stderr(
 
 
 def test_recv_with_fds_reads_no_more_than_asked(device: int) -> None:
-    async def main() -> list[tuple[bytes, list[int]]]:
-        loop = asyncio.get_running_loop()
-        a.sendmsg([b"xy"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, device.to_bytes(4, "little"))])
-        first = await recv_with_fds(loop, b, 1)
-        second = await recv_with_fds(loop, b, 5)
-        a.close()
-        return [first, second, await recv_with_fds(loop, b, 5)]
-
     a, b = socket.socketpair()
-    b.setblocking(False)
     with b:
-        (one, fds), second, eof = asyncio.run(main())
+        a.sendmsg([b"xy"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, device.to_bytes(4, "little"))])
+        one, fds = recv_with_fds(b, 1)
+        second = recv_with_fds(b, 5)
+        a.close()
+        eof = recv_with_fds(b, 5)
     try:
         assert one == b"x" and len(fds) == 1
         assert os.path.sameopenfile(fds[0], device)
@@ -167,18 +160,16 @@ def test_a_reset_mid_frame_closes_the_fds_received(
     part of a frame with an fd: the fd the helper received must not outlive the connection."""
 
     async def main() -> None:
-        with ThreadPoolExecutor(1) as pool:
-            handler = ClientHandler(Recorder(), pool, audit, verbose=0)
-            served.setblocking(False)
-            task = asyncio.create_task(handler.handle(served))
-            await asyncio.sleep(0.05)  # the handler sends the word, which stays unread
-            assert client.recv(4, socket.MSG_PEEK) == HANDSHAKE
-            for data, fds in chunks:
-                raw = b"".join(device.to_bytes(4, "little") for _ in fds)
-                client.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)] if fds else [])
-                await asyncio.sleep(0.02)  # let the handler read it
-            client.close()
-            await asyncio.wait_for(task, 10)
+        handler = ClientHandler(Recorder(), audit, verbose=0)
+        task = asyncio.create_task(handler.handle(served))
+        await asyncio.sleep(0.05)  # the handler sends the word, which stays unread
+        assert client.recv(4, socket.MSG_PEEK) == HANDSHAKE
+        for data, fds in chunks:
+            raw = b"".join(device.to_bytes(4, "little") for _ in fds)
+            client.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)] if fds else [])
+            await asyncio.sleep(0.02)  # let the handler read it
+        client.close()
+        await asyncio.wait_for(task, 10)
 
     audit = Audit(io.StringIO(), frozenset({"prh_disconnect"}))
     before = _open_fds()
@@ -191,17 +182,13 @@ def test_a_reset_mid_frame_closes_the_fds_received(
 
 def test_idle_timeout_closes_a_silent_connection_and_its_fds(device: int) -> None:
     async def main() -> float:
-        with ThreadPoolExecutor(1) as pool:
-            handler = ClientHandler(Recorder(), pool, audit, verbose=0, idle_timeout=0.3)
-            served.setblocking(False)
-            task = asyncio.create_task(handler.handle(served))
-            raw = device.to_bytes(4, "little")
-            client.sendmsg(
-                [HANDSHAKE + READ_KEYS[:5]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)]
-            )
-            start = time.monotonic()
-            await asyncio.wait_for(task, 10)
-            return time.monotonic() - start
+        handler = ClientHandler(Recorder(), audit, verbose=0, idle_timeout=0.3)
+        task = asyncio.create_task(handler.handle(served))
+        raw = device.to_bytes(4, "little")
+        client.sendmsg([HANDSHAKE + READ_KEYS[:5]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)])
+        start = time.monotonic()
+        await asyncio.wait_for(task, 10)
+        return time.monotonic() - start
 
     audit = Audit(io.StringIO(), frozenset({"prh_disconnect"}))
     before = _open_fds()
@@ -212,3 +199,45 @@ def test_idle_timeout_closes_a_silent_connection_and_its_fds(device: int) -> Non
     assert 0.25 < took < 5
     assert _open_fds() - before == set()
     assert 'reason="idle timeout (0.3 s)"' in audit.stream.getvalue()  # type: ignore[union-attr]
+
+
+class NeverCompletes(Executor):
+    """A device that never answers (a profile's PREEMPT AND ABORT on LIO)."""
+
+    name = "never"
+
+    def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> Reply:
+        raise CommandNeverCompletes("never")
+
+
+def test_a_command_that_never_completes_is_withheld_until_the_client_hangs_up(
+    device: int,
+) -> None:
+    async def main() -> tuple[bytes, float]:
+        handler = ClientHandler(NeverCompletes(), audit, verbose=0)
+        task = asyncio.create_task(handler.handle(served))
+        raw = device.to_bytes(4, "little")
+        client.sendall(HANDSHAKE)
+        await asyncio.sleep(0.05)  # the fd must ride on the CDB's first byte
+        client.sendmsg([READ_KEYS], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)])
+        await asyncio.sleep(0.5)
+        client.settimeout(0.1)
+        got = client.recv(200)
+        try:
+            more = client.recv(200)
+        except TimeoutError:
+            more = None  # no answer while the client waits
+        assert more is None, f"answered: {more!r}"
+        assert not task.done()
+        start = time.monotonic()
+        client.close()
+        await asyncio.wait_for(task, 10)
+        return got, time.monotonic() - start
+
+    audit = Audit(io.StringIO(), frozenset({"prh_disconnect"}))
+    before = _open_fds()
+    client, served = socket.socketpair()
+    got, took = asyncio.run(main())
+    assert got == HANDSHAKE and took < 5
+    assert _open_fds() - before == set()
+    assert "reason=closed" in audit.stream.getvalue()  # type: ignore[union-attr]
