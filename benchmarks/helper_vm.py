@@ -43,6 +43,7 @@ from benchmarks import in_vm
 from scsi_pr.helper.executable import helper_executable
 from scsi_pr.helper.executors.sg import sg_io
 from scsi_pr.helper.loadgen import run_load
+from scsi_pr.helper.unix_io import recv_exactly
 from scsi_pr.rig import lio
 from scsi_pr.rig.processes import NotListening, wait_listening
 from scsi_pr.sim.cdb import persistent_reserve_in, prout
@@ -163,6 +164,11 @@ def table(latency: dict[str, dict[str, Latency]], ops: Sequence[str]) -> Table:
     return out
 
 
+def load_ratio(load: dict[str, float]) -> float | None:
+    """Ours (sg) over the C helper, 64 clients' requests/s; None if C served none."""
+    return load["sg"] / load[C_HELPER] if load.get(C_HELPER) else None
+
+
 def _numbers(v: Latency) -> dict[str, float]:
     return {"median": v.median_us, "p99": v.p99_us, "count": v.count}
 
@@ -179,7 +185,7 @@ def document(
         },
         "ratios": table_of_ratios,
         "load_requests_per_second": load,
-        "load_ratio_ours_to_c": load["sg"] / load[C_HELPER] if load.get(C_HELPER) else None,
+        "load_ratio_ours_to_c": load_ratio(load),
         "aims": {"vs_c": AIM_VS_C, "vs_direct": AIM_VS_DIRECT},
     }
 
@@ -192,20 +198,11 @@ class HelperPath:
     def __init__(self, sock: Path, fd: int) -> None:
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.connect(str(sock))
-        if self._read(4) != b"\0\0\0\0":
-            raise BadAnswer("unexpected features word")
+        if recv_exactly(self.sock, 4) != b"\0\0\0\0":
+            raise BadAnswer("unexpected features word (or the helper closed)")
         self.sock.sendall(b"\0\0\0\0")
         self.rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))]
         self.buf = bytearray(HEADER + ALLOCATION)
-
-    def _read(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            part = self.sock.recv(n - len(data))
-            if not part:
-                raise BadAnswer("the helper closed the connection")
-            data += part
-        return data
 
     def __call__(self, op: Operation) -> None:
         self.sock.sendmsg([op.cdb], self.rights)
@@ -238,10 +235,11 @@ def direct_path(fd: int) -> Callable[[Operation], None]:
 def helper_process(argv: list[str], sock: Path) -> Iterator[None]:
     proc = subprocess.Popen([*argv, "-k", str(sock)], stderr=subprocess.DEVNULL)
     try:
-        wait_listening(proc, sock, 60, name=Path(argv[0]).name)
+        try:
+            wait_listening(proc, sock, 60, name=Path(argv[0]).name)
+        except NotListening as e:
+            raise BadAnswer(str(e)) from None
         yield
-    except NotListening as e:
-        raise BadAnswer(str(e)) from None
     finally:
         proc.terminate()
         proc.wait(30)
@@ -282,7 +280,14 @@ def measure_load(socks: dict[str, Path], device: str) -> dict[str, float]:
     return totals
 
 
-def run(rounds: int) -> dict[str, object]:
+@dataclass(frozen=True)
+class Measured:
+    latency: dict[str, dict[str, Latency]]
+    load: dict[str, float]
+    meta: dict[str, str]
+
+
+def run(rounds: int) -> Measured:
     c_helper = shutil.which("qemu-pr-helper")
     if c_helper is None:
         raise BadAnswer("qemu-pr-helper is not installed (apt-get install qemu-system-common)")
@@ -307,29 +312,19 @@ def run(rounds: int) -> dict[str, object]:
         latency = measure_latency(paths, rounds)
         load = measure_load({"sg": socks["sg"], C_HELPER: socks[C_HELPER]}, device)
     meta = {"kernel": os.uname().release, "cpus": str(os.cpu_count()), "device": device}
-    return document(latency, load, meta)
+    return Measured(latency, load, meta)
 
 
-def report(doc: dict[str, object]) -> None:
-    raw = doc["latency_us"]
-    assert isinstance(raw, dict)
-    latency = {
-        path: {op: Latency(v["median"], v["p99"], v["count"]) for op, v in by_op.items()}
-        for path, by_op in raw.items()
-    }
+def report(m: Measured) -> None:
     console = Console(width=160)
-    console.print(table(latency, [op.name for op in operations()]))
-    load = doc["load_requests_per_second"]
-    assert isinstance(load, dict)
+    console.print(table(m.latency, [op.name for op in operations()]))
     console.print(
         f"{LOAD_CLIENTS} clients, READ KEYS: "
-        + ", ".join(f"{name} {rate:,.0f}/s" for name, rate in load.items())
-        + f"; ours/C {doc['load_ratio_ours_to_c']:.2f}",
+        + ", ".join(f"{name} {rate:,.0f}/s" for name, rate in m.load.items())
+        + f"; ours/C {load_ratio(m.load) or 0:.2f}",
         soft_wrap=True,
     )
-    ratio_table = doc["ratios"]
-    assert isinstance(ratio_table, dict)
-    for line in verdicts(ratio_table):
+    for line in verdicts(ratios(m.latency)):
         console.print(line, soft_wrap=True)
 
 
@@ -345,11 +340,12 @@ def main() -> int:
             print(f"vm: the numbers are in {JSON_FILE}")
         return rc if found else (rc or 2)
     try:
-        doc = run(int(os.environ.get("SCSI_PR_BENCH_ROUNDS", ROUNDS)))
+        measured = run(int(os.environ.get("SCSI_PR_BENCH_ROUNDS", ROUNDS)))
     except BadAnswer as e:
         print(f"vm: {e}", file=sys.stderr)
         return 2
-    report(doc)
+    report(measured)
+    doc = document(measured.latency, measured.load, measured.meta)
     print(JSON_MARKER + json.dumps(doc), flush=True)
     return 0
 

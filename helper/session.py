@@ -25,11 +25,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from scsi_pr.helper.audit import Audit, error_report, sense_text, status_name
 from scsi_pr.helper.errors import HelperError
-from scsi_pr.helper.executors.base import Executor, Reply
-from scsi_pr.helper.executors.sim import CommandNeverCompletes
+from scsi_pr.helper.executors.base import CommandNeverCompletes, Executor, Reply
 from scsi_pr.helper.executors.status import INVALID_OPCODE, check_condition, from_errno
 from scsi_pr.helper.proto import (
     NEED_DATA,
@@ -196,8 +196,11 @@ class ClientHandler:
             return
         left = deadline - time.monotonic()
         if left <= 0:
-            raise IdleTimeout(f"idle timeout ({self.idle_timeout:g} s){what}")
+            raise self._idle(what)
         sock.settimeout(left)
+
+    def _idle(self, what: str) -> IdleTimeout:
+        return IdleTimeout(f"idle timeout ({self.idle_timeout:g} s){what}")
 
     def _recv(self, sock: socket.socket, n: int, deadline: float | None) -> tuple[bytes, list[int]]:
         """Up to ``n`` bytes and the fds sent with them (``b""`` = EOF). Never more than the
@@ -207,7 +210,7 @@ class ClientHandler:
         try:
             return recv_with_fds(sock, n)
         except TimeoutError:
-            raise IdleTimeout(f"idle timeout ({self.idle_timeout:g} s)") from None
+            raise self._idle("") from None
 
     def _send(self, sock: socket.socket, data: bytes) -> None:
         what = ": answer not taken"
@@ -215,7 +218,7 @@ class ClientHandler:
         try:
             sock.sendall(data)
         except TimeoutError:
-            raise IdleTimeout(f"idle timeout ({self.idle_timeout:g} s){what}") from None
+            raise self._idle(what) from None
 
     def _execute(self, sock: socket.socket, request: Request) -> Reply:
         fd = request.fd
@@ -226,16 +229,14 @@ class ClientHandler:
             return self.executor.execute(fd, request.cdb, request.data, request.allocation_length)
         except CommandNeverCompletes:
             self._withhold(sock)
-            raise AssertionError("unreachable") from None
 
-    def _withhold(self, sock: socket.socket) -> None:
+    def _withhold(self, sock: socket.socket) -> NoReturn:
         """The device never answers this command (a profile's hang): keep the client waiting,
         as the C helper stuck in SG_IO does, until it hangs up or the server stops."""
         poller = select.poll()
         poller.register(sock, _HANG_UP)
-        while not poller.poll(1000 if not self.stopping else 0):
-            if self.stopping:
-                break
+        while not self.stopping and not poller.poll(1000):
+            pass
         raise _Gone("the client hung up while its answer was withheld")
 
     def _answer(

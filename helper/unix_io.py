@@ -1,10 +1,10 @@
 """The operating-system edge of a helper connection: a Unix socket carrying SCM_RIGHTS fds.
 
-Why raw sockets rather than asyncio streams: streams cannot receive SCM_RIGHTS. Callers must
-never read more than the codec asks for: fds ride on the first byte of a ``sendmsg`` and
-qemu-pr-helper accepts them only with the CDB, so reads must not straddle frame parts. Besides
-reading, this module answers what the kernel knows about the peer (SO_PEERCRED) and about a
-passed fd (its path, its access mode), and closes fds without raising.
+Why raw ``recvmsg`` rather than socket files or asyncio streams: those cannot receive
+SCM_RIGHTS. Callers must never read more than the codec asks for: fds ride on the first byte of
+a ``sendmsg`` and qemu-pr-helper accepts them only with the CDB, so reads must not straddle
+frame parts. Besides reading, this module answers what the kernel knows about the peer
+(SO_PEERCRED) and about a passed fd (its path, its access mode), and closes fds without raising.
 """
 
 from __future__ import annotations

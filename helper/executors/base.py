@@ -14,7 +14,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.proto import PR_HELPER_SENSE_SIZE, Response
+
+
+class CommandNeverCompletes(HelperError):
+    """The device never completes this command (the sim backend's profile of LIO's PREEMPT AND
+    ABORT hang): the daemon withholds the answer until the client hangs up, as the C helper
+    stuck in SG_IO does."""
 
 
 @dataclass(frozen=True)

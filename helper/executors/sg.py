@@ -43,6 +43,7 @@ SG_INFO_OK_MASK = 0x1
 HELPER_TIMEOUT_MS = 1
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_CDB_LENGTH = 252  # the sg driver's upper bound (SCSI_MAX_VARLEN_CDB_SIZE + 8 rounded)
+MAX_SENSE_LENGTH = 255  # mx_sb_len is one byte
 
 
 class SgIoHdr(ctypes.Structure):
@@ -131,9 +132,9 @@ def sg_io(
         raise SgIoError(f"CDB length {len(cdb)} outside 6..{MAX_CDB_LENGTH}")
     if data_out and data_in_length:
         raise SgIoError("SG_IO moves data one way: give data_out or data_in_length, not both")
-    if data_in_length < 0 or timeout_ms < 0 or not 0 < sense_length < 256:
+    if data_in_length < 0 or timeout_ms < 0 or not 0 < sense_length <= MAX_SENSE_LENGTH:
         raise SgIoError("negative data_in_length/timeout or sense_length outside 1..255")
-    bufs = _thread_buffers(sense_length, data_in_length)
+    bufs = _thread_buffers(data_in_length)
     hdr = bufs.hdr
     ctypes.memmove(bufs.cdb, cdb, len(cdb))
     if data_out:
@@ -179,7 +180,7 @@ class _Buffers:
 
     def __init__(self, data_size: int) -> None:
         self.cdb = ctypes.create_string_buffer(MAX_CDB_LENGTH)
-        self.sense = ctypes.create_string_buffer(255)
+        self.sense = ctypes.create_string_buffer(MAX_SENSE_LENGTH)
         self.data = ctypes.create_string_buffer(data_size)
         self.data_address = ctypes.addressof(self.data)
         self.hdr = SgIoHdr(
@@ -192,7 +193,7 @@ class _Buffers:
 _local = threading.local()
 
 
-def _thread_buffers(sense_length: int, data_in_length: int) -> _Buffers:
+def _thread_buffers(data_in_length: int) -> _Buffers:
     bufs: _Buffers | None = getattr(_local, "buffers", None)
     if bufs is None or len(bufs.data) < data_in_length:
         bufs = _local.buffers = _Buffers(max(data_in_length, PR_HELPER_DATA_SIZE))

@@ -18,7 +18,7 @@ import stat
 import time
 
 from scsi_pr.helper.errors import HelperError
-from scsi_pr.helper.executors.base import Executor, Reply
+from scsi_pr.helper.executors.base import CommandNeverCompletes, Executor, Reply
 from scsi_pr.helper.executors.status import from_errno
 from scsi_pr.helper.lu_identity import LuKey, identify
 from scsi_pr.helper.simserve import SharedLUs
@@ -29,11 +29,6 @@ from scsi_pr.sim.result import CommandResult
 
 DEFAULT_INITIATOR = "naa.5001405000000001"
 TARGET_PORT = 1
-
-
-class CommandNeverCompletes(HelperError):
-    """The LU's profile never completes this command (the daemon withholds the answer until
-    the client hangs up, as the C helper stuck in SG_IO does)."""
 
 
 class NotASimulatedLU(HelperError):
