@@ -20,6 +20,7 @@ kernel) names the deviations from SPC-5 it reproduces; the decision points consu
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -62,6 +63,13 @@ from scsi_pr.sim.state import (
 )
 from scsi_pr.sim.store import AptplStore
 from scsi_pr.sim.unit_attention import UnitAttentions
+
+_PR_IN, _PR_OUT = Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT
+_GOOD = Status.GOOD
+_REPLACE_LOST_RESERVATION = pr_out.SA.REPLACE_LOST_RESERVATION
+_PARAMETER_LIST_LENGTH = struct.Struct(">I")  # SPC-5 6.17.1, CDB bytes 5..8
+#: every successful command without data-in answers this (a frozen value, shared)
+_GOOD_NO_DATA = CommandResult(_GOOD)
 
 #: Commands that neither report nor clear a unit attention (SAM-5 5.14).
 UA_EXEMPT = frozenset({Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE})
@@ -149,31 +157,35 @@ class LogicalUnit:
             if isinstance(fault, Stall):
                 stall = fault.seconds
         try:
-            cdb = cdb if type(cdb) is bytes else bytes(cdb)
-            data = data if type(data) is bytes else bytes(data)
-            result = CommandResult(Status.GOOD, b"", self._execute(nexus, cdb, data))
+            if type(cdb) is not bytes:
+                cdb = bytes(cdb)
+            if type(data) is not bytes:
+                data = bytes(data)
+            data_in = self._execute(nexus, cdb, data)
+            result = CommandResult(_GOOD, b"", data_in) if data_in else _GOOD_NO_DATA
         except CommandTerminated as e:
             result = e.result
         except Exception:  # a model bug must still look like a SCSI answer
             result = CommandResult.check_condition(SenseKey.HARDWARE_ERROR, INTERNAL_TARGET_FAILURE)
         if result.sense and self.profile.choose(NO_FIELD_POINTER, False, True):
             result = without_field_pointer(result)
-        if stall:
-            result = CommandResult(result.status, result.sense, result.data, stall)
         if (
-            result.status == Status.GOOD
-            and len(cdb) > 1
-            and cdb[0] == Opcode.PERSISTENT_RESERVE_OUT
+            result is _GOOD_NO_DATA
+            and cdb[0] == _PR_OUT
             and pr_out.never_completes(self.profile, cdb[1] & 0x1F)
         ):
             result = replace(result, stall=NEVER)  # it took effect; the answer never comes
+        elif stall:
+            result = CommandResult(result.status, result.sense, result.data, stall)
         return result
 
     def _execute(self, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
+        # Module-level aliases of the enum members below: an enum attribute lookup costs
+        # several times a global one, and this runs for every command.
         if not cdb:
             raise illegal_request(INVALID_COMMAND_OPERATION_CODE)
         opcode = cdb[0]
-        is_pr = opcode in (Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT)
+        is_pr = opcode in (_PR_IN, _PR_OUT)
         spec = None if is_pr else COMMANDS.get(opcode)
         if spec is None and not is_pr:
             raise illegal_request(INVALID_COMMAND_OPERATION_CODE, cdb_byte=0)
@@ -201,11 +213,11 @@ class LogicalUnit:
                     SenseKey.HARDWARE_ERROR, PERSISTENT_RESERVATION_INFORMATION_LOST
                 )
             )
-        if opcode == Opcode.PERSISTENT_RESERVE_IN:
-            return pr_in.persistent_reserve_in(cdb, self.pr, self.capabilities, self.profile)
-        if opcode == Opcode.PERSISTENT_RESERVE_OUT:
+        if opcode == _PR_OUT:
             self._persistent_reserve_out(nexus, cdb, data)
             return b""
+        if opcode == _PR_IN:
+            return pr_in.persistent_reserve_in(cdb, self.pr, self.capabilities, self.profile)
         assert spec is not None
         res = self.pr.reservation
         access = self.access[opcode]
@@ -220,7 +232,7 @@ class LogicalUnit:
 
     def _persistent_reserve_out(self, nexus: ITNexus, cdb: bytes, data: bytes) -> None:
         action, rule = pr_out.rule_for(cdb)
-        length = int.from_bytes(cdb[5:9], "big")
+        (length,) = _PARAMETER_LIST_LENGTH.unpack_from(cdb, pr_out.CDB_PARAMETER_LIST_LENGTH)
         if len(data) < length:
             raise illegal_request(
                 pr_out.PARAMETER_LIST_LENGTH_ERROR, cdb_byte=pr_out.CDB_PARAMETER_LIST_LENGTH
@@ -245,10 +257,11 @@ class LogicalUnit:
         rule.apply(command)
         if rule.bumps_generation and command.bumps_generation:
             self.pr.bump_generation()
-        if action == pr_out.SA.REPLACE_LOST_RESERVATION:
+        if self.reservation_lost and action == _REPLACE_LOST_RESERVATION:
             self.reservation_lost = False
         self.last_aborted = command.aborted
-        self._save_aptpl(aptpl_was)
+        if self.store is not None:
+            self._save_aptpl(aptpl_was)
 
     # -- APTPL ------------------------------------------------------------------------------
     def _save_aptpl(self, aptpl_was: bool) -> None:

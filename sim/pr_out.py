@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from scsi_pr.sim.constants import (
     INSUFFICIENT_REGISTRATION_RESOURCES,
@@ -71,9 +72,12 @@ LIO_REGISTERED_NON_HOLDER_MAY = frozenset({SA.RELEASE, SA.CLEAR, SA.PREEMPT, SA.
 LIO_ANYONE_MAY = frozenset({SA.REGISTER, SA.REGISTER_AND_IGNORE_EXISTING_KEY})
 
 
-@dataclass(frozen=True)
-class ParameterList:
-    """The basic PR OUT parameter list (SPC-5 6.17.3), or REGISTER AND MOVE's (6.17.4)."""
+class ParameterList(NamedTuple):
+    """The basic PR OUT parameter list (SPC-5 6.17.3), or REGISTER AND MOVE's (6.17.4).
+
+    A NamedTuple rather than a frozen dataclass: one is built per PR OUT, and a frozen
+    dataclass's field-by-field ``object.__setattr__`` made that a visible share of the model's
+    time."""
 
     key: int
     sa_key: int
@@ -138,9 +142,10 @@ def parse_move(data: bytes, action: SA) -> ParameterList:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class PrOut:
-    """One PR OUT command being applied to the LU's state."""
+    """One PR OUT command being applied to the LU's state (slots: handlers read its fields
+    many times per command)."""
 
     pr: PersistentReservations
     ua: UnitAttentions

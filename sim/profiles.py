@@ -48,9 +48,13 @@ class ProfileMismatch(SimError):
         self.saved, self.running = saved, running
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Deviation:
-    """One way LIO answers differently from SPC-5 (clauses of SPC-5 r17, docs/model.md)."""
+    """One way LIO answers differently from SPC-5 (clauses of SPC-5 r17, docs/model.md).
+
+    Each is a registry singleton, so equality is identity: ``Profile.choose`` looks one up at
+    every decision point, and hashing all the fields each time was a tenth of the model's time.
+    """
 
     #: stable identifier: the conformance marks and the PR machine's branch tags use it
     name: str
