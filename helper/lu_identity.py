@@ -30,11 +30,12 @@ to some processes and not to others (then they would see different LUs).
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import struct
-from dataclasses import dataclass
-from typing import Any
+import threading
+from typing import Any, NamedTuple
 
 AT_EMPTY_PATH = 0x1000
 STATX_BTIME = 0x800
@@ -80,23 +81,39 @@ def _btime(fd: int) -> str | None:
     return f"{sec}.{nsec:09d}"
 
 
+class _HandleBuffers(threading.local):
+    """One ``struct file_handle`` buffer per thread, reused: this runs for every command."""
+
+    def __init__(self) -> None:
+        self.handle = ctypes.create_string_buffer(8 + MAX_HANDLE_SZ)  # + f_handle[]
+        self.mount_id = ctypes.c_int()
+
+
+_buffers = _HandleBuffers()
+
+
 def _file_handle(fd: int) -> str | None:
     """The file handle's type and bytes in hex; None if the filesystem has no handles."""
     if _name_to_handle_at is None:
         return None
-    buf = ctypes.create_string_buffer(8 + MAX_HANDLE_SZ)  # struct file_handle + f_handle[]
+    buf, mount_id = _buffers.handle, _buffers.mount_id
     struct.pack_into("=I", buf, 0, MAX_HANDLE_SZ)
-    mount_id = ctypes.c_int()
     if _name_to_handle_at(fd, b"", buf, ctypes.byref(mount_id), AT_EMPTY_PATH) != 0:
         return None
     size, kind = struct.unpack_from("=Ii", buf, 0)
     return f"{kind}:{buf.raw[8 : 8 + size].hex()}"
 
 
-@dataclass(frozen=True)
-class LuKey:
+@functools.lru_cache(maxsize=1024)
+def _birth(source: str) -> str:
+    """The short name of an inode's birth (part of state file names: never change it)."""
+    return hashlib.blake2b(source.encode(), digest_size=8).hexdigest()
+
+
+class LuKey(NamedTuple):
     """Which simulated LU a file stands for: its device, inode number and the inode's birth
-    (``""`` where the filesystem tells none)."""
+    (``""`` where the filesystem tells none). A NamedTuple, not a frozen dataclass: one is
+    built and hashed for every command."""
 
     dev: int
     ino: int
@@ -123,7 +140,7 @@ def identify(fd: int) -> tuple[LuKey, os.stat_result]:
     source = _file_handle(fd)
     if source is None:
         source = _btime(fd)
-    birth = "" if source is None else hashlib.blake2b(source.encode(), digest_size=8).hexdigest()
+    birth = "" if source is None else _birth(source)
     return LuKey(st.st_dev, st.st_ino, birth), st
 
 

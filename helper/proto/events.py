@@ -7,6 +7,7 @@ an opaque int that only the I/O edge opens, passes or closes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from scsi_pr.helper.proto.errors import LocalProtocolError
@@ -21,6 +22,7 @@ RESPONSE_HEADER_SIZE = 8 + PR_HELPER_SENSE_SIZE  # result s32, sz s32, sense
 
 # The only opcodes the protocol carries; plain ints so the per-request membership test is cheap.
 PR_OPCODES = frozenset({int(Opcode.PERSISTENT_RESERVE_IN), int(Opcode.PERSISTENT_RESERVE_OUT)})
+_PR_OUT = int(Opcode.PERSISTENT_RESERVE_OUT)
 
 S32_MIN, S32_MAX = -(2**31), 2**31 - 1
 
@@ -61,7 +63,7 @@ class Request:
             raise LocalProtocolError(f"CDB must be {PR_HELPER_CDB_SIZE} bytes, not {len(self.cdb)}")
         if self.cdb[0] not in PR_OPCODES:
             raise LocalProtocolError(f"opcode {self.cdb[0]:#04x} is not PERSISTENT RESERVE IN/OUT")
-        length = transfer_length(self.cdb)
+        length = self.transfer_length
         if length > PR_HELPER_DATA_SIZE:
             raise LocalProtocolError(f"transfer length {length} exceeds {PR_HELPER_DATA_SIZE}")
         wanted = length if self.is_pr_out else 0
@@ -75,15 +77,17 @@ class Request:
             raise LocalProtocolError(f"CDB length {len(cdb)} is not 1..{PR_HELPER_CDB_SIZE}")
         return cls(cdb.ljust(PR_HELPER_CDB_SIZE, b"\0"), data, fd)
 
-    @property
+    # Computed once (frozen: the CDB cannot change): the helper reads them several times per
+    # request. cached_property stores in the instance dict, which a frozen dataclass allows.
+    @functools.cached_property
     def is_pr_out(self) -> bool:
-        return self.cdb[0] == Opcode.PERSISTENT_RESERVE_OUT
+        return self.cdb[0] == _PR_OUT
 
-    @property
+    @functools.cached_property
     def transfer_length(self) -> int:
         return transfer_length(self.cdb)
 
-    @property
+    @functools.cached_property
     def allocation_length(self) -> int:
         """PR IN ALLOCATION LENGTH (0 for PR OUT): the most data-in the reply may carry."""
         return 0 if self.is_pr_out else self.transfer_length
