@@ -21,6 +21,7 @@ from __future__ import annotations
 
 # prtest (here) is importable as this conftest's directory is on sys.path; pr_machine (tests/)
 # through pyproject's pytest pythonpath.
+import functools
 from pathlib import Path
 
 import pytest
@@ -44,16 +45,27 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@functools.cache
+def _entries(tests: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """(file name, function, parameter id part) of each ``file::function[param]``: parsed once,
+    as collection checks every item against every entry (under TCG that took tens of seconds)."""
+    out = []
+    for test in tests:
+        path, _, rest = test.partition("::")
+        function, _, param = rest.partition("[")
+        out.append((Path(path).name, function, param.rstrip("]")))
+    return tuple(out)
+
+
 def listed(item: pytest.Item, deviation: Deviation | PathLimit) -> bool:
     """Does ``deviation`` list ``item`` among its tests (``file::function`` or
     ``file::function[param]``, the param a part of the item's parameter id)?"""
     callspec = getattr(item, "callspec", None)
-    for test in deviation.tests:
-        path, _, rest = test.partition("::")
-        function, _, param = rest.partition("[")
-        if Path(path).name != item.path.name or getattr(item, "originalname", "") != function:
+    file, function = item.path.name, getattr(item, "originalname", "")
+    for entry_file, entry_function, param in _entries(deviation.tests):
+        if entry_file != file or entry_function != function:
             continue
-        if not param or (callspec is not None and param.rstrip("]") in callspec.id):
+        if not param or (callspec is not None and param in callspec.id):
             return True
     return False
 

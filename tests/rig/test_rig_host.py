@@ -5,6 +5,7 @@ What needs LIO itself runs in the VM tier (``--backend lio``); these tests need 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -143,6 +144,19 @@ def test_the_kernel_package_is_the_newest_plain_signed_image() -> None:
     assert vm_kernel.package("6.12", names) == "linux-image-6.12.117+deb12-amd64"
     assert vm_kernel.package("6.1", names) == "linux-image-6.1.0-57-amd64"
     assert vm_kernel.package("6.6", names) is None
+
+
+def test_bytecode_is_warmed_for_the_read_only_guest_but_not_in_the_venv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.dont_write_bytecode", True)  # as the guest and often the host
+    sources = [tmp_path / "sim" / "a.py", tmp_path / ".venv" / "b.py", tmp_path / "out" / "c.py"]
+    for source in sources:
+        source.parent.mkdir()
+        source.write_text("X = 1\n")
+    vm.warm_bytecode(tmp_path)
+    compiled = [Path(importlib.util.cache_from_source(str(s))).exists() for s in sources]
+    assert compiled == [True, False, False]
 
 
 def test_vm_run_needs_a_command() -> None:
