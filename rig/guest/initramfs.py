@@ -21,6 +21,7 @@ from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.guest.cpio import S_IFDIR, S_IFLNK, S_IFREG, Entry, newc_archive
 from scsi_pr.rig.guest.init_script import GUEST_DEVICE, render_init
 from scsi_pr.rig.guest.steps import Step
+from scsi_pr.rig.guest.vmlinux import boot_kernel
 
 #: modules the guest needs for a virtio-scsi disk seen as /dev/sdX and /dev/sgN
 GUEST_MODULES: tuple[str, ...] = ("virtio_pci", "virtio_scsi", "sd_mod", "sg")
@@ -111,6 +112,7 @@ class Initramfs:
     """What ``build_initramfs`` wrote, for logs and the VM command line."""
 
     path: Path
+    #: what QEMU's ``-kernel`` boots: the ELF inside the bzImage where it can (``vmlinux``)
     kernel: Path
     #: module paths (relative to /lib/modules/<ver>) in load order; archive member paths
     modules: tuple[str, ...] = ()
@@ -197,7 +199,8 @@ def build_initramfs(
     entries, order = initramfs_entries(steps, release, device=device, programs=programs)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(gzip.compress(newc_archive(entries), compresslevel=6, mtime=0))
-    return Initramfs(out, kernel_image(release), tuple(order), tuple(e.path for e in entries))
+    kernel = boot_kernel(kernel_image(release), out.parent)
+    return Initramfs(out, kernel, tuple(order), tuple(e.path for e in entries))
 
 
 def qemu_guest_args(initramfs: Initramfs, memory_mb: int = 256) -> list[str]:

@@ -24,10 +24,12 @@ from scsi_pr.rig.guest.initramfs import (
     GuestBuildError,
     build_initramfs,
     default_kernel_release,
+    kernel_image,
     module_load_order,
     qemu_guest_args,
 )
 from scsi_pr.rig.guest.steps import Command, Pause
+from scsi_pr.rig.guest.vmlinux import has_pvh_entry
 from scsi_pr.rig.processes import kill
 
 MODULES_DEP = """\
@@ -201,6 +203,8 @@ def test_build_initramfs_from_this_machine(tmp_path: Path) -> None:
     built = build_initramfs(steps, tmp_path / "a.gz", release)
     again = build_initramfs(steps, tmp_path / "b.gz", release)
     assert built.path.read_bytes() == again.path.read_bytes()  # reproducible
+    # Debian builds with CONFIG_PVH: QEMU boots the ELF inside the bzImage, undecompressed
+    assert built.kernel != kernel_image(release) and has_pvh_entry(built.kernel.read_bytes())
     members = read_newc(gzip.decompress(built.path.read_bytes()))
     for path in ("init", "bin/busybox", "bin/sg_persist", "bin/sg_turs", "bin/sh"):
         assert path in members, path
