@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
 from scsi_pr.rig.processes import tcp_listening, wait_ready
@@ -52,8 +53,10 @@ def serve_model(state_dir: Path, iqn: str, port: int, log: Path) -> subprocess.P
     return proc
 
 
-def run_suites(url: str, workdir: Path, quiet_limit: float) -> dict[str, list[str]]:
-    """Run ``SUITES`` against ``url``; each test's failed assertions (empty: passed).
+def run_suites(
+    url: str, workdir: Path, quiet_limit: float, suites: Sequence[str] = SUITES
+) -> dict[str, list[str]]:
+    """Run ``suites`` against ``url``; each test's failed assertions (empty: passed).
 
     The deadline follows progress: CUnit writes each test's record to its XML report as the test
     ends, so the run is hung only when the report stops growing for ``quiet_limit`` seconds. Each
@@ -63,7 +66,7 @@ def run_suites(url: str, workdir: Path, quiet_limit: float) -> dict[str, list[st
     report = workdir / "CUnitAutomated-Results.xml"
     log = workdir / "iscsi-test-cu.log"
     argv = [str(ISCSI_TEST_CU), "--dataloss", "--xml", "--test",
-            ",".join(f"ALL.{s}" for s in SUITES), url]  # fmt: skip
+            ",".join(f"ALL.{s}" for s in suites), url]  # fmt: skip
     with log.open("wb") as out:
         run = run_watched(
             argv, quiet_limit=quiet_limit, progress_files=[report], out=out, cwd=workdir,
