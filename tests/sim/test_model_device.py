@@ -75,6 +75,13 @@ def test_write_without_a_data_out_buffer_writes_zeros() -> None:
     assert lu.execute(I1, C.read_10(3, 1)).data == bytes(512)
 
 
+def test_a_short_data_out_buffer_is_written_first_and_zero_filled_after() -> None:
+    lu = LogicalUnit()
+    assert lu.execute(I1, C.write_10(3, 1), b"\xff" * 512).status == Status.GOOD
+    assert lu.execute(I1, C.write_10(3, 1), b"\xa5" * 100).status == Status.GOOD
+    assert lu.execute(I1, C.read_10(3, 1)).data == b"\xa5" * 100 + bytes(412)
+
+
 def test_a_stalled_answer_keeps_its_sense_and_data() -> None:
     rules = FaultRules()
     rules.add(Stall(1.5))
