@@ -64,6 +64,8 @@ from scsi_pr.sim.state import (
 from scsi_pr.sim.store import AptplStore
 from scsi_pr.sim.unit_attention import UnitAttentions
 
+# Module-level aliases of enum members read for every command: an enum attribute lookup costs
+# several times a global one.
 _PR_IN, _PR_OUT = Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT
 _GOOD = Status.GOOD
 _REPLACE_LOST_RESERVATION = pr_out.SA.REPLACE_LOST_RESERVATION
@@ -180,8 +182,6 @@ class LogicalUnit:
         return result
 
     def _execute(self, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
-        # Module-level aliases of the enum members below: an enum attribute lookup costs
-        # several times a global one, and this runs for every command.
         if not cdb:
             raise illegal_request(INVALID_COMMAND_OPERATION_CODE)
         opcode = cdb[0]
@@ -260,8 +260,7 @@ class LogicalUnit:
         if self.reservation_lost and action == _REPLACE_LOST_RESERVATION:
             self.reservation_lost = False
         self.last_aborted = command.aborted
-        if self.store is not None:
-            self._save_aptpl(aptpl_was)
+        self._save_aptpl(aptpl_was)
 
     # -- APTPL ------------------------------------------------------------------------------
     def _save_aptpl(self, aptpl_was: bool) -> None:

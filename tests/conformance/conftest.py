@@ -91,9 +91,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                         f"{item.nodeid}: entry {mark.args[0]!r} of {where} does not list this test"
                     )
     # and back: a path limit's listed tests carry its mark (they assert its answer)
-    for limit in LIMITS.values():
-        for item in items:
-            marked = {m.args[0] for m in item.iter_markers("path_limit") if m.args}
+    for item in items:
+        marked = {m.args[0] for m in item.iter_markers("path_limit") if m.args}
+        for limit in LIMITS.values():
             if listed(item, limit) and limit.name not in marked:
                 raise pytest.UsageError(f"{item.nodeid}: listed by {limit.name!r}, not marked")
 
