@@ -6,9 +6,18 @@
    (``scsi-pr target serve``), ``lio_hangs`` tests included.
 3. The conformance suite on ``helper-lio-ioctl`` (the helper's block-layer ioctl backend).
 4. The nested-guest end-to-end test (``guest_e2e``: minutes under TCG), once, on its own.
-5. Last, in a process of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
+5. The conformance suite through a dm-multipath map (``helper-lio-mpath``).
+6. Last, in a process of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
    tcm_loop). The rig builds a fresh LU after each hang; should the process itself get stuck,
    it is abandoned and the tests it did not report are counted as hung.
+
+Phases run in lanes (``Lane``, ``plan``): those that share the rig (its recorded LIO LU, the
+iSCSI rig on port 3260 that main's udev test uses too) one after another, and beside them the
+nested guest, which builds an LU of its own and shares nothing else. The VM has two CPUs and
+one pytest run keeps about one busy, so the guest's minutes of TCG-in-TCG overlap the rig's
+phases instead of queueing behind them (issue 14). The mpath and hang phases start once both
+lanes are done: the LU they may leave behind (LIO breaks a PR reference count under
+dm-multipath, ``rig/kmsg.py``; PREEMPT AND ABORT wedges tcm_loop) must meet nothing running.
 
 A phase is abandoned only when it is *hung*: no progress (a line of output, a test result, a
 heartbeat of a long test) for its quiet limit, which is above the longest single step's own
@@ -24,12 +33,16 @@ errored; "LIO hangs" and LIO deviations are known defects (xfail), shown but not
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import os
 import sys
+import threading
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import BinaryIO
 
 from scsi_pr.rig.guest_e2e.driver import GUEST_TIMEOUT
 from scsi_pr.rig.progress import Tracker
@@ -43,6 +56,14 @@ BACKENDS = tuple(os.environ.get("SCSI_PR_VM_BACKENDS", "lio,helper-lio").split("
 ISCSI_BACKENDS = ("iscsi",)
 PATH_BACKENDS = ("helper-lio-ioctl",)
 MPATH_BACKENDS = ("helper-lio-mpath",)
+
+
+class Lane(enum.Enum):
+    """When a phase runs: lanes run side by side, the phases of one lane in ``PHASES`` order."""
+
+    RIG = "rig"  # shares the rig's LIO LU or iSCSI rig: one after another
+    BESIDE = "beside"  # shares nothing with the rig's phases: beside them, from the start
+    LAST = "last"  # once both lanes are done: what it may leave behind meets nothing running
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,7 @@ class PhaseSpec:
     backends: tuple[str, ...] | None = None
     #: the test paths it runs, where not the command line's (its default: tests)
     paths: tuple[str, ...] | None = None
+    lane: Lane = Lane.RIG
 
 
 PATHS_PHASE = PhaseSpec(
@@ -91,16 +113,24 @@ PHASES: dict[str, PhaseSpec] = {
     # the conformance suite through the helper's other ways to the device: the block layer's PR
     # ioctls on /dev/sdX (what the path cannot carry is marked, each asserting its answer)
     "paths": PATHS_PHASE,
-    # one test; its driver logs (and heartbeats) every step, the longest guest pause included
-    "guest-e2e": PhaseSpec("guest_e2e", (), budget=1200.0, quiet_limit=GUEST_TIMEOUT + 60.0),
+    # one test; its driver logs (and heartbeats) every step, the longest guest pause included;
+    # its LU is a generation of its own (rig/guest_e2e/driver.py), so it runs beside the rig's
+    "guest-e2e": PhaseSpec(
+        "guest_e2e", (), budget=1200.0, quiet_limit=GUEST_TIMEOUT + 60.0, lane=Lane.BESIDE
+    ),
     # the conformance suite through a dm-multipath map: its own process, so that multipathd's
     # path checker (its TEST UNIT READYs take unit attentions) runs only while the map's tests
     # do; late, as the LUN it may leave behind (LIO breaks a PR reference count on it:
     # rig/kmsg.py) is then only taken over by the hang phase
-    "mpath": replace(PATHS_PHASE, budget=600.0, backends=MPATH_BACKENDS),
+    "mpath": replace(PATHS_PHASE, budget=600.0, backends=MPATH_BACKENDS, lane=Lane.LAST),
     # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome
     "lio-hangs": PhaseSpec(
-        "lio_hangs", ("--run-lio-hangs",), budget=180.0, quiet_limit=300.0, hang_phase=True
+        "lio_hangs",
+        ("--run-lio-hangs",),
+        budget=180.0,
+        quiet_limit=300.0,
+        hang_phase=True,
+        lane=Lane.LAST,
     ),
 }
 DEFAULT_PATHS = ["tests"]
@@ -195,7 +225,10 @@ def run_phase(
     workdir: Path,
     *,
     backends: tuple[str, ...] = BACKENDS,
+    out: BinaryIO | None = None,
 ) -> Phase:
+    """Run one phase's pytest under the watchdog; its output goes to ``out`` (default: our
+    stdout, as it comes)."""
     log = workdir / f"{name}.jsonl"
     beat = workdir / f"{name}.progress"
     for f in (log, beat):
@@ -206,7 +239,8 @@ def run_phase(
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfExX", *args]
     for b in backends:
         cmd += ["--backend", b]
-    print(f"\n== VM tier, {name}: {' '.join(cmd[2:])}", flush=True)
+    where = "" if out is None else " (beside the others; its output follows when done)"
+    print(f"\n== VM tier, {name}{where}: {' '.join(cmd[2:])}", flush=True)
     reported = Reported(log)
     with Tracker(f"VM tier {name}: tests done") as tracker:
 
@@ -222,6 +256,7 @@ def run_phase(
             env=env,
             progress_files=[log, beat],
             on_progress=progressed,
+            out=out,
         )
     phase = Phase(name, rc=run.rc, seconds=run.seconds, abandoned=run.hung, verdict=run.verdict)
     if run.hung:
@@ -249,6 +284,15 @@ def summary_line(phases: list[Phase]) -> str:
     return "VM tier: " + (", ".join(f"{total[k]} {k}" for k in keys) or "no tests ran")
 
 
+def plan(chosen: Iterable[str]) -> dict[Lane, list[str]]:
+    """The chosen phases by lane, each lane in ``PHASES`` order (the hang phase last)."""
+    lanes: dict[Lane, list[str]] = {lane: [] for lane in Lane}
+    for name, spec in PHASES.items():
+        if name in chosen:
+            lanes[spec.lane].append(name)
+    return lanes
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scsi_pr.rig.vm_tier", description=__doc__)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/scsi-pr-vm-tier"))
@@ -262,20 +306,61 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown phase(s) {', '.join(unknown)}")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    phases = []
-    for name in PHASES:  # always in this order: the hang phase last
-        if name in chosen:
-            spec = PHASES[name]
-            paths = spec.paths if spec.paths and args.pytest_args == DEFAULT_PATHS else None
-            argv_ = [*(paths or args.pytest_args), "-m", spec.marks, *spec.extra]
-            backends = spec.backends or BACKENDS
-            phases.append(run_phase(name, argv_, spec, args.workdir, backends=backends))
-            report(phases[-1], details=False)  # counts now: a later phase may take long
+    done: dict[str, Phase] = {}
+
+    def run(name: str, out: BinaryIO | None = None) -> None:
+        spec = PHASES[name]
+        paths = spec.paths if spec.paths and args.pytest_args == DEFAULT_PATHS else None
+        argv_ = [*(paths or args.pytest_args), "-m", spec.marks, *spec.extra]
+        try:
+            phase = run_phase(
+                name, argv_, spec, args.workdir, backends=spec.backends or BACKENDS, out=out
+            )
+        except Exception as e:  # a driver bug in one lane must not lose the others' summary
+            phase = Phase(name, rc=-1, verdict=f"driver error: {type(e).__name__}: {e}")
+        done[name] = phase
+        report(phase, details=False)  # counts now: a later phase may take long
+
+    lanes = plan(chosen)
+    beside = _Lane(lanes[Lane.BESIDE], args.workdir, run)
+    beside.start()
+    for name in lanes[Lane.RIG]:
+        run(name)
+    beside.finish()
+    for name in lanes[Lane.LAST]:
+        run(name)
+    phases = [done[n] for n in PHASES if n in done]
     print("\n== VM tier summary ==")
     for ph in phases:
         report(ph)
     print(summary_line(phases), flush=True)
     return 1 if any(ph.failed() for ph in phases) else 0
+
+
+class _Lane(threading.Thread):
+    """The phases beside the rig's, one after another in a thread; their output goes to a
+    file each, shown when the lane is joined, so that two pytest runs never interleave."""
+
+    def __init__(self, names: list[str], workdir: Path, run: Callable[..., None]) -> None:
+        super().__init__(name="vm-tier-beside", daemon=True)
+        self.names, self.workdir, self.run_one = names, workdir, run
+
+    def output(self, name: str) -> Path:
+        return self.workdir / f"{name}.out"
+
+    def run(self) -> None:
+        for name in self.names:
+            with self.output(name).open("wb") as out:
+                self.run_one(name, out)
+
+    def finish(self) -> None:
+        """Wait for the lane, then show what its phases printed."""
+        if self.names:
+            self.join()
+        for name in self.names:
+            print(f"\n== VM tier, {name}: its output", flush=True)
+            sys.stdout.buffer.write(self.output(name).read_bytes())
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":

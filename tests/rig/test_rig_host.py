@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -414,13 +415,65 @@ def test_lio_is_wedged_while_the_device_holds_the_command(
 def test_the_multipath_phase_runs_after_the_fresh_lu_of_guest_e2e_and_before_the_hangs() -> None:
     """The mpath phase may leave its LU behind (LIO broke a PR reference count: rig/kmsg.py),
     which then only the hang phase (last) takes over. Its own process, on the map backend
-    alone, the conformance suite; and the nested guest's LU is a generation of its own."""
+    alone, the conformance suite; and the nested guest's LU is a generation of its own, which
+    is what lets it run beside the rig's phases."""
     from scsi_pr.rig.guest_e2e import driver
 
     assert driver.LU_GENERATION not in range(16), "not a generation a test process builds"
-    order = list(vm_tier.PHASES)
-    assert order.index("guest-e2e") < order.index("mpath") < order.index("lio-hangs")
-    assert order[-1] == "lio-hangs"
+    lanes = vm_tier.plan(vm_tier.PHASES)
+    assert lanes == {
+        vm_tier.Lane.RIG: ["main", "iscsi", "paths"],
+        vm_tier.Lane.BESIDE: ["guest-e2e"],
+        vm_tier.Lane.LAST: ["mpath", "lio-hangs"],
+    }
+    assert vm_tier.plan(["lio-hangs", "main"])[vm_tier.Lane.LAST] == ["lio-hangs"]
     mpath = vm_tier.PHASES["mpath"]
     assert mpath.backends == ("helper-lio-mpath",) and mpath.paths == ("tests/conformance",)
     assert "helper-lio-mpath" not in (vm_tier.PHASES["paths"].backends or ())
+
+
+def test_the_nested_guest_runs_beside_the_rig_phases_and_the_last_ones_after_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """main waits until guest-e2e has started (a driver that ran the lanes one after another
+    would never get there); mpath and lio-hangs start only once every other phase is done.
+    The beside phase's output comes after the rig lane's, whole, not interleaved."""
+    started: dict[str, threading.Event] = {n: threading.Event() for n in vm_tier.PHASES}
+    finished: list[str] = []
+
+    def fake_run_phase(name, argv, spec, workdir, *, backends, out=None):
+        started[name].set()
+        if name == "main":
+            assert started["guest-e2e"].wait(60), "guest-e2e did not start beside main"
+        if name == "guest-e2e":
+            assert out is not None
+            out.write(b"guest output\n")
+            # it ends only after main did: then the last phases must wait for it
+            assert started["iscsi"].wait(60)
+        if spec.lane is vm_tier.Lane.LAST:
+            assert {"main", "iscsi", "paths", "guest-e2e"} <= set(finished), name
+        else:
+            print(f"{name} output")
+        finished.append(name)
+        return vm_tier.Phase(name, rc=0)
+
+    monkeypatch.setattr(vm_tier, "run_phase", fake_run_phase)
+    assert vm_tier.main(["--workdir", str(tmp_path)]) == 0
+    assert finished[-2:] == ["mpath", "lio-hangs"]
+    text = capsys.readouterr().out
+    assert text.index("paths output") < text.index("guest output") < text.index("summary")
+
+
+def test_a_driver_error_in_one_lane_is_a_failed_phase_not_a_lost_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fake_run_phase(name, argv, spec, workdir, *, backends, out=None):
+        if name == "guest-e2e":
+            raise OSError("no space left")
+        return vm_tier.Phase(name, rc=0)
+
+    monkeypatch.setattr(vm_tier, "run_phase", fake_run_phase)
+    assert vm_tier.main(["--workdir", str(tmp_path), "--phases", "main,guest-e2e"]) == 1
+    text = capsys.readouterr().out
+    assert "driver error: OSError: no space left" in text
+    assert "== VM tier summary ==" in text
