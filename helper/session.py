@@ -147,19 +147,23 @@ class ClientHandler:
             self.audit("prh_connect", pid=peer[0], uid=peer[1], gid=peer[2])
             self._send(sock, conn.send(Features(0)))
             deadline = self._deadline()
+            # Decided once per connection (the audit's events do not change while it runs):
+            # per request, formatting and timing cost as much as the codec.
+            logging = self.audit.wants("prh_command")
             while not self.stopping:
                 event = conn.next_event()
                 if event is NEED_DATA:
                     data, fds = self._recv(sock, conn.bytes_needed, deadline)
                     conn.receive_data(data, fds)
-                    close_fds(conn.release_fds())
+                    if refused := conn.release_fds():
+                        close_fds(refused)
                     continue
                 if isinstance(event, ConnectionClosed):
                     break
                 if isinstance(event, Request):
                     self.busy.add(task)
                     try:
-                        response = self._answer(sock, event, peer)
+                        response = self._answer(sock, event, peer, logging)
                         self._send(sock, conn.send(response))
                     finally:
                         self.busy.discard(task)
@@ -189,11 +193,10 @@ class ClientHandler:
     def _deadline(self) -> float | None:
         return None if self.idle_timeout is None else time.monotonic() + self.idle_timeout
 
-    def _wait_budget(self, sock: socket.socket, deadline: float | None, what: str) -> None:
-        """Let the next blocking call on ``sock`` wait until ``deadline`` at most (without an
-        idle timeout the socket stays blocking, as ``_serve`` set it: no syscall per call)."""
-        if deadline is None:
-            return
+    def _wait_budget(self, sock: socket.socket, deadline: float, what: str) -> None:
+        """Let the next blocking call on ``sock`` wait until ``deadline`` at most. Only with an
+        idle timeout: without one the socket stays blocking, as ``_serve`` set it, and reads
+        and sends take no clock read or syscall of their own."""
         left = deadline - time.monotonic()
         if left <= 0:
             raise self._idle(what)
@@ -206,6 +209,8 @@ class ClientHandler:
         """Up to ``n`` bytes and the fds sent with them (``b""`` = EOF). Never more than the
         codec asks for: fds ride on the first byte of a ``sendmsg``, so a read must not
         straddle frame parts (``scsi_pr.helper.unix_io``)."""
+        if deadline is None:  # no idle timeout: the blocking socket waits as long as it takes
+            return recv_with_fds(sock, n)
         self._wait_budget(sock, deadline, "")
         try:
             return recv_with_fds(sock, n)
@@ -213,8 +218,11 @@ class ClientHandler:
             raise self._idle("") from None
 
     def _send(self, sock: socket.socket, data: bytes) -> None:
+        if self.idle_timeout is None:
+            sock.sendall(data)
+            return
         what = ": answer not taken"
-        self._wait_budget(sock, self._deadline(), what)
+        self._wait_budget(sock, time.monotonic() + self.idle_timeout, what)
         try:
             sock.sendall(data)
         except TimeoutError:
@@ -240,12 +248,12 @@ class ClientHandler:
         raise _Gone("the client hung up while its answer was withheld")
 
     def _answer(
-        self, sock: socket.socket, request: Request, peer: tuple[int, int, int]
+        self, sock: socket.socket, request: Request, peer: tuple[int, int, int], logging: bool
     ) -> Response:
-        start = time.perf_counter()
+        """The answer to ``request``; ``logging``: write its ``prh_command`` audit line."""
+        start = time.perf_counter() if logging else 0.0
         fd = request.fd
         assert fd is not None
-        logging = self.audit.wants("prh_command")
         device = device_name(fd) if logging else ""
         try:
             reply = self._execute(sock, request)

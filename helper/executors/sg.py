@@ -16,20 +16,16 @@ from __future__ import annotations
 import ctypes
 import errno as E
 import fcntl
-import os
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor, Reply
-from scsi_pr.helper.executors.status import (
-    INVALID_OPCODE,
-    check_condition,
-    map_sg_io,
-    reply_from_sg_io,
-)
+from scsi_pr.helper.executors.status import map_sg_io, reply_from_sg_io
 from scsi_pr.helper.proto import PR_HELPER_CDB_SIZE, PR_HELPER_DATA_SIZE, PR_HELPER_SENSE_SIZE
 from scsi_pr.sim.constants import Opcode
+
+_PR_IN = int(Opcode.PERSISTENT_RESERVE_IN)  # a plain int: compared once per request
 
 # <scsi/sg.h>
 SG_IO = 0x2285
@@ -75,12 +71,13 @@ class SgIoHdr(ctypes.Structure):
     )
 
 
-@dataclass(frozen=True)
-class SgIoResult:
+class SgIoResult(NamedTuple):
     """One SG_IO outcome. ``errno`` != 0 means the ioctl itself failed (other fields zero).
 
     ``sense`` is the full sense buffer the caller offered (``sb_len_wr`` says how much the
-    kernel wrote); ``data`` is the data-in buffer trimmed by ``resid``.
+    kernel wrote); ``data`` is the data-in buffer trimmed by ``resid``. A NamedTuple, not a
+    frozen dataclass: one is built per helper request, and a frozen dataclass sets each of its
+    nine fields through ``object.__setattr__``.
     """
 
     status: int
@@ -210,20 +207,12 @@ class SgExecutor(Executor):
         self.timeout_ms = timeout_ms
 
     def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> Reply:
+        # PR OUT on a read-only fd (qemu-pr-helper's one made-up answer) is refused before any
+        # executor runs (scsi_pr.helper.session), so every backend answers it alike
         padded = bytes(cdb[:PR_HELPER_CDB_SIZE]).ljust(PR_HELPER_CDB_SIZE, b"\0")
-        if padded[0] == Opcode.PERSISTENT_RESERVE_IN:
+        if padded[0] == _PR_IN:
             r = sg_io(fd, padded, b"", PR_HELPER_DATA_SIZE, self.timeout_ms)
         else:
-            # The one answer qemu-pr-helper makes up itself: PR OUT needs a writable fd.
-            if _read_only(fd):
-                return check_condition(INVALID_OPCODE)
             r = sg_io(fd, padded, data_out, 0, self.timeout_ms)
             allocation_length = 0
         return r.reply(allocation_length)
-
-
-def _read_only(fd: int) -> bool:
-    try:
-        return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
-    except OSError:
-        return False  # a bad fd: let SG_IO fail and map its errno like QEMU does

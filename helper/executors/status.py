@@ -122,10 +122,17 @@ HOST_STATUS_TABLE: dict[int, Mapping] = {
     0x13: _check(READ_ERROR),  # MEDIUM_ERROR
 }
 HOST_STATUS_DEFAULT = Mapping(Status.GOOD)
+_GOOD = int(Status.GOOD)  # a plain int: compared once per request
+DRIVER_TIMEOUT = Mapping(Status.BUSY)  # the driver's timeout bit on a host-side success
+
+
+def _sense_buffer(sense: bytes) -> bytes:
+    """QEMU's zeroed 96-byte sense buffer with what the device wrote into it."""
+    return sense[:PR_HELPER_SENSE_SIZE].ljust(PR_HELPER_SENSE_SIZE, b"\0")
 
 
 def _apply(mapping: Mapping, sense: bytes) -> tuple[int, bytes]:
-    buf = sense[:PR_HELPER_SENSE_SIZE].ljust(PR_HELPER_SENSE_SIZE, b"\0")
+    buf = _sense_buffer(sense)
     if mapping.sense is not None:
         buf = mapping.sense.over(buf)
     return int(mapping.status), buf
@@ -154,8 +161,8 @@ def map_sg_io(
     if host_status != SCSI_HOST_OK:
         return _apply(HOST_STATUS_TABLE.get(host_status, HOST_STATUS_DEFAULT), sense)
     if driver_status & SG_ERR_DRIVER_TIMEOUT:
-        return _apply(Mapping(Status.BUSY), sense)
-    return status & 0xFF, _apply(Mapping(Status.GOOD), sense)[1]
+        return _apply(DRIVER_TIMEOUT, sense)
+    return status & 0xFF, _sense_buffer(sense)
 
 
 def reply_from_sg_io(
@@ -169,7 +176,7 @@ def reply_from_sg_io(
     data. For PR OUT pass ``allocation_length=0`` (QEMU asserts ``sz == 0``).
     """
     result, buf = mapped
-    if result != Status.GOOD:
+    if result != _GOOD:
         return Reply(result, buf)
     size = max(0, min(len(data_in) - resid, allocation_length))
     return Reply(result, buf, data_in[:size])

@@ -34,7 +34,7 @@ from scsi_pr.helper.proto.events import (
 )
 from scsi_pr.helper.proto.readers import read_cdb, read_features, read_response_header, take
 from scsi_pr.helper.proto.state import INITIAL_STATE, Role, State, next_state
-from scsi_pr.helper.proto.writers import WRITERS
+from scsi_pr.helper.proto.writers import write_features, write_request, write_response
 from scsi_pr.sim.constants import Opcode
 
 
@@ -149,9 +149,12 @@ class Connection:
         if isinstance(event, Response):
             self._check_response(event)
             self.pending = None
+            data = write_response(event)
         elif isinstance(event, Request):
             self.pending = event
-        data = WRITERS[type(event)](event)
+            data = write_request(event)
+        else:
+            data = write_features(event)
         self.state = new_state
         return data
 
@@ -235,7 +238,9 @@ class Connection:
         return ConnectionClosed() if self._eof else NEED_DATA
 
     def _parse_cdb(self) -> Event | _NeedData:
-        if not self._buf and self._eof:
+        if not self._buf:
+            if not self._eof:
+                return NEED_DATA  # between requests: nothing received, no fd pinned
             self._claim_fds(0, self._received + 1, keep=False)
             return ConnectionClosed()
         start = self._consumed

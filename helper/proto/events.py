@@ -7,8 +7,8 @@ an opaque int that only the I/O edge opens, passes or closes.
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 
 from scsi_pr.helper.proto.errors import LocalProtocolError
 from scsi_pr.sim.constants import PR_HELPER_DATA_SIZE, Opcode
@@ -18,7 +18,8 @@ from scsi_pr.sim.constants import PR_HELPER_DATA_SIZE, Opcode
 PR_HELPER_CDB_SIZE = 16  # QEMU scsi/pr-helper.h PR_HELPER_CDB_SIZE: every CDB, zero padded
 PR_HELPER_SENSE_SIZE = 96  # QEMU scsi/pr-helper.h PR_HELPER_SENSE_SIZE: every reply's sense
 FEATURES_SIZE = 4  # u32 BE, each way, helper first
-RESPONSE_HEADER_SIZE = 8 + PR_HELPER_SENSE_SIZE  # result s32, sz s32, sense
+RESULT_AND_SIZE = struct.Struct(">ii")  # a response's result s32 and sz s32, big-endian
+RESPONSE_HEADER_SIZE = RESULT_AND_SIZE.size + PR_HELPER_SENSE_SIZE  # then the sense
 
 # The only opcodes the protocol carries; plain ints so the per-request membership test is cheap.
 PR_OPCODES = frozenset({int(Opcode.PERSISTENT_RESERVE_IN), int(Opcode.PERSISTENT_RESERVE_OUT)})
@@ -52,23 +53,36 @@ class Request:
     """One PERSISTENT RESERVE IN/OUT: 16-byte CDB, the passed fd, and PR OUT's parameter list.
 
     ``data`` is empty for PR IN; for PR OUT it has exactly ``transfer_length(cdb)`` bytes.
+    ``is_pr_out``, ``transfer_length`` and ``allocation_length`` (PR IN's ALLOCATION LENGTH, 0
+    for PR OUT: the most data-in the reply may carry) are read from the CDB once, at
+    construction: the helper reads them several times per request, and a ``cached_property``
+    costs a lock per first read (Python 3.11).
     """
 
     cdb: bytes
     data: bytes = b""
     fd: int | None = None
+    is_pr_out: bool = field(init=False, repr=False, compare=False)
+    transfer_length: int = field(init=False, repr=False, compare=False)
+    allocation_length: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if len(self.cdb) != PR_HELPER_CDB_SIZE:
-            raise LocalProtocolError(f"CDB must be {PR_HELPER_CDB_SIZE} bytes, not {len(self.cdb)}")
-        if self.cdb[0] not in PR_OPCODES:
-            raise LocalProtocolError(f"opcode {self.cdb[0]:#04x} is not PERSISTENT RESERVE IN/OUT")
-        length = self.transfer_length
+        cdb = self.cdb
+        if len(cdb) != PR_HELPER_CDB_SIZE:
+            raise LocalProtocolError(f"CDB must be {PR_HELPER_CDB_SIZE} bytes, not {len(cdb)}")
+        if cdb[0] not in PR_OPCODES:
+            raise LocalProtocolError(f"opcode {cdb[0]:#04x} is not PERSISTENT RESERVE IN/OUT")
+        length = transfer_length(cdb)
         if length > PR_HELPER_DATA_SIZE:
             raise LocalProtocolError(f"transfer length {length} exceeds {PR_HELPER_DATA_SIZE}")
-        wanted = length if self.is_pr_out else 0
+        pr_out = cdb[0] == _PR_OUT
+        wanted = length if pr_out else 0
         if len(self.data) != wanted:
             raise LocalProtocolError(f"data is {len(self.data)} bytes, the CDB says {wanted}")
+        setattr_ = object.__setattr__  # frozen: the derived fields are set once, here
+        setattr_(self, "is_pr_out", pr_out)
+        setattr_(self, "transfer_length", length)
+        setattr_(self, "allocation_length", 0 if pr_out else length)
 
     @classmethod
     def build(cls, cdb: bytes, data: bytes = b"", fd: int | None = None) -> Request:
@@ -76,21 +90,6 @@ class Request:
         if not 1 <= len(cdb) <= PR_HELPER_CDB_SIZE:
             raise LocalProtocolError(f"CDB length {len(cdb)} is not 1..{PR_HELPER_CDB_SIZE}")
         return cls(cdb.ljust(PR_HELPER_CDB_SIZE, b"\0"), data, fd)
-
-    # Computed once (frozen: the CDB cannot change): the helper reads them several times per
-    # request. cached_property stores in the instance dict, which a frozen dataclass allows.
-    @functools.cached_property
-    def is_pr_out(self) -> bool:
-        return self.cdb[0] == _PR_OUT
-
-    @functools.cached_property
-    def transfer_length(self) -> int:
-        return transfer_length(self.cdb)
-
-    @functools.cached_property
-    def allocation_length(self) -> int:
-        """PR IN ALLOCATION LENGTH (0 for PR OUT): the most data-in the reply may carry."""
-        return 0 if self.is_pr_out else self.transfer_length
 
 
 @dataclass(frozen=True)

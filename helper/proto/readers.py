@@ -6,16 +6,13 @@ qemu-pr-helper's order) is decided by ``Connection``.
 
 from __future__ import annotations
 
-import struct
-
 from scsi_pr.helper.proto.events import (
     FEATURES_SIZE,
     PR_HELPER_CDB_SIZE,
     PR_HELPER_SENSE_SIZE,
     RESPONSE_HEADER_SIZE,
+    RESULT_AND_SIZE,
 )
-
-_RESPONSE_HEADER = struct.Struct(">ii")
 
 
 def take(buf: bytearray, n: int) -> bytes | None:
@@ -40,5 +37,6 @@ def read_response_header(buf: bytearray) -> tuple[int, int, bytes] | None:
     """(result, sz, sense) of a response, without consuming it until the data-in is known."""
     if len(buf) < RESPONSE_HEADER_SIZE:
         return None
-    status, sz = _RESPONSE_HEADER.unpack_from(buf)
-    return status, sz, bytes(buf[8 : 8 + PR_HELPER_SENSE_SIZE])
+    status, sz = RESULT_AND_SIZE.unpack_from(buf)
+    head = RESULT_AND_SIZE.size
+    return status, sz, bytes(buf[head : head + PR_HELPER_SENSE_SIZE])

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable
-
-from scsi_pr.helper.proto.events import Features, Request, Response
-
-_RESPONSE_HEADER = struct.Struct(">ii")
+from scsi_pr.helper.proto.events import RESULT_AND_SIZE, Features, Request, Response
 
 
 def write_features(event: Features) -> bytes:
@@ -20,11 +15,4 @@ def write_request(event: Request) -> bytes:
 
 
 def write_response(event: Response) -> bytes:
-    return _RESPONSE_HEADER.pack(event.status, len(event.data)) + event.sense + event.data
-
-
-WRITERS: dict[type, Callable] = {
-    Features: write_features,
-    Request: write_request,
-    Response: write_response,
-}
+    return RESULT_AND_SIZE.pack(event.status, len(event.data)) + event.sense + event.data

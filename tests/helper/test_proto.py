@@ -76,9 +76,14 @@ FRAMES = [
 
 @pytest.mark.parametrize(("event", "wire"), FRAMES)
 def test_frame_table_writers(event: object, wire: bytes) -> None:
-    from scsi_pr.helper.proto.writers import WRITERS
+    from scsi_pr.helper.proto import writers
 
-    assert WRITERS[type(event)](event) == wire
+    write = {
+        Features: writers.write_features,
+        Request: writers.write_request,
+        Response: writers.write_response,
+    }[type(event)]
+    assert write(event) == wire
 
 
 def test_helper_reads_pr_in_and_pr_out() -> None:
