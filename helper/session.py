@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import select
 import socket
 import threading
@@ -265,7 +266,8 @@ class ClientHandler:
             self.audit("prh_error", pid=peer[0], device=device, error=f"{type(e).__name__}: {e}")
             reply = Reply(*from_errno(err))
         finally:
-            close_fds([fd])  # the helper closes the passed fd after every request
+            with contextlib.suppress(OSError):
+                os.close(fd)  # the helper closes the passed fd after every request
         data = reply.data[: request.allocation_length] if reply.status == 0 else b""
         if logging:
             self.audit(
@@ -279,4 +281,6 @@ class ClientHandler:
                 bytes_in=len(data),
                 duration_us=int((time.perf_counter() - start) * 1e6),
             )
+        if data is reply.data:  # nothing cut (an unchanged slice of bytes is the same object)
+            return reply
         return Response(reply.status, reply.sense, data)

@@ -137,7 +137,7 @@ class Connection:
                 raise self._error  # type: ignore[misc]
             return NEED_DATA
         assert not isinstance(event, _NeedData | _Paused)
-        self.state = next_state(self.role, self.state, event, "recv")
+        self.state = next_state(self.role, self.state, type(event), "recv")
         return event
 
     # -- output ------------------------------------------------------------------------------
@@ -145,15 +145,18 @@ class Connection:
         """Bytes for ``event``; refuses events the state or QEMU's assertions forbid."""
         if self._error is not None:
             raise LocalProtocolError(f"connection is in ERROR: {self._error}")
-        new_state = next_state(self.role, self.state, event, "send")
+        # A subclass sends as its frame (an executor's Reply is a Response).
         if isinstance(event, Response):
+            new_state = next_state(self.role, self.state, Response, "send")
             self._check_response(event)
             self.pending = None
             data = write_response(event)
         elif isinstance(event, Request):
+            new_state = next_state(self.role, self.state, Request, "send")
             self.pending = event
             data = write_request(event)
         else:
+            new_state = next_state(self.role, self.state, type(event), "send")
             data = write_features(event)
         self.state = new_state
         return data

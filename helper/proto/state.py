@@ -55,11 +55,12 @@ TRANSITIONS: dict[tuple[Role, State, type, str], State] = {
 INITIAL_STATE = {Role.HELPER: State.SEND_FEATURES, Role.CLIENT: State.AWAIT_FEATURES}
 
 
-def next_state(role: Role, state: State, event: object, direction: str) -> State:
-    """Look the transition up; an absent row is a misuse of the API."""
+def next_state(role: Role, state: State, kind: type, direction: str) -> State:
+    """Look the transition up for an event of frame ``kind`` (``Request``, ...); an absent row
+    is a misuse of the API."""
     try:
-        return TRANSITIONS[(role, state, type(event), direction)]
+        return TRANSITIONS[(role, state, kind, direction)]
     except KeyError:
         raise LocalProtocolError(
-            f"{role.value} cannot {direction} {type(event).__name__} in state {state.value}"
+            f"{role.value} cannot {direction} {kind.__name__} in state {state.value}"
         ) from None

@@ -84,6 +84,29 @@ def test_a_request_is_answered_in_the_connections_thread_and_audited(device: int
     assert 'command="PR IN READ KEYS alloc=8" status=GOOD' in log.getvalue()
 
 
+class Overlong(Executor):
+    """Answers ``status`` with 300 bytes of data-in whatever was asked: more than the CDB's
+    ALLOCATION LENGTH, and data on a status that may carry none."""
+
+    name = "overlong"
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> Reply:
+        return Reply(self.status, b"\x70", b"\xcd" * 300)
+
+
+@pytest.mark.parametrize(("status", "data"), [(0, b"\xcd" * 8), (2, b"")])
+def test_the_session_cuts_data_in_to_what_the_request_may_carry(
+    device: int, status: int, data: bytes
+) -> None:
+    """GOOD: cut to the ALLOCATION LENGTH (8); anything else: no data (QEMU asserts both)."""
+    answer = exchange(Overlong(status), [(HANDSHAKE, []), (READ_KEYS, [device])], Audit(None))
+    sense = b"\x70" + bytes(95)
+    assert answer == HANDSHAKE + struct.pack(">ii", status, len(data)) + sense + data
+
+
 def test_an_executor_exception_is_answered_by_errno_and_logged(device: int) -> None:
     log = io.StringIO()
     recorder = Recorder(OSError(errno.ENODEV, "gone"))
