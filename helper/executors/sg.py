@@ -131,60 +131,68 @@ def sg_io(
         raise SgIoError("SG_IO moves data one way: give data_out or data_in_length, not both")
     if data_in_length < 0 or timeout_ms < 0 or not 0 < sense_length <= MAX_SENSE_LENGTH:
         raise SgIoError("negative data_in_length/timeout or sense_length outside 1..255")
-    bufs = _thread_buffers(data_in_length)
+    bufs = _thread_buffers(max(data_in_length, len(data_out)))
     hdr = bufs.hdr
-    ctypes.memmove(bufs.cdb, cdb, len(cdb))
+    cmd_len = len(cdb)
+    bufs.cdb[:cmd_len] = cdb
     if data_out:
-        direction, length = SG_DXFER_TO_DEV, len(data_out)
-        data_buf = ctypes.create_string_buffer(bytes(data_out), length)
-        hdr.dxferp = ctypes.addressof(data_buf)
+        direction = SG_DXFER_TO_DEV
+        length = len(data_out)
+        bufs.data[:length] = data_out
     elif data_in_length:
         direction, length = SG_DXFER_FROM_DEV, data_in_length
-        hdr.dxferp = bufs.data_address
     else:
         direction, length = SG_DXFER_NONE, 0
-        hdr.dxferp = None
+    hdr.dxferp = bufs.data_address if length else None
     hdr.dxfer_direction = direction
-    hdr.cmd_len = len(cdb)
+    hdr.cmd_len = cmd_len
     hdr.mx_sb_len = sense_length
     hdr.dxfer_len = length
     hdr.timeout = timeout_ms
-    ctypes.memset(bufs.sense, 0, sense_length)  # the caller gets the whole buffer back
+    bufs.sense[:sense_length] = _NO_SENSE[:sense_length]  # the caller gets the whole buffer back
     try:
         fcntl.ioctl(fd, SG_IO, hdr)
     except OSError as e:
         return SgIoResult(0, 0, 0, bytes(sense_length), b"", 0, errno=e.errno or E.EIO)
+    resid = hdr.resid
     data = b""
     if direction == SG_DXFER_FROM_DEV:
-        data = ctypes.string_at(bufs.data, max(0, length - hdr.resid))
+        data = bufs.data_view[: max(0, length - resid)].tobytes()
     return SgIoResult(
-        status=hdr.status,
-        host_status=hdr.host_status,
-        driver_status=hdr.driver_status,
-        sense=ctypes.string_at(bufs.sense, sense_length),
-        data=data,
-        resid=hdr.resid,
-        sb_len_wr=hdr.sb_len_wr,
-        duration_ms=hdr.duration,
+        hdr.status,
+        hdr.host_status,
+        hdr.driver_status,
+        bufs.sense_view[:sense_length].tobytes(),
+        data,
+        resid,
+        0,
+        hdr.sb_len_wr,
+        hdr.duration,
     )
 
 
+_NO_SENSE = bytes(MAX_SENSE_LENGTH)
+
+
 class _Buffers:
-    """One thread's SG_IO header and its CDB, sense and data-in buffers, reused by every call
-    the thread makes: building them (ctypes buffers and a Structure from keywords) cost more
-    than the rest of ``sg_io`` in Python, for every helper request. Per thread because the
-    ioctl releases the GIL: two threads' commands may be in the kernel at once."""
+    """One thread's SG_IO header and its CDB, sense and data buffers, reused by every call the
+    thread makes: building them (ctypes buffers and a Structure from keywords) cost more than
+    the rest of ``sg_io`` in Python, for every helper request. Per thread because the ioctl
+    releases the GIL: two threads' commands may be in the kernel at once.
+
+    The buffers are bytearrays the header points into (their addresses taken once): filling
+    and reading them by slice is C work, where ctypes' memmove, memset and string_at are each
+    a foreign call. A bytearray whose buffer is exported never moves (it cannot be resized).
+    """
 
     def __init__(self, data_size: int) -> None:
-        self.cdb = ctypes.create_string_buffer(MAX_CDB_LENGTH)
-        self.sense = ctypes.create_string_buffer(MAX_SENSE_LENGTH)
-        self.data = ctypes.create_string_buffer(data_size)
-        self.data_address = ctypes.addressof(self.data)
-        self.hdr = SgIoHdr(
-            interface_id=SG_INTERFACE_ID,
-            cmdp=ctypes.addressof(self.cdb),
-            sbp=ctypes.addressof(self.sense),
-        )
+        self.cdb = bytearray(MAX_CDB_LENGTH)
+        self.sense = bytearray(MAX_SENSE_LENGTH)
+        self.data = bytearray(data_size)
+        self.sense_view, self.data_view = memoryview(self.sense), memoryview(self.data)
+        self._pins = [ctypes.c_char.from_buffer(b) for b in (self.cdb, self.sense, self.data)]
+        cdb_at, sense_at, self.data_address = (ctypes.addressof(pin) for pin in self._pins)
+        self.hdr = SgIoHdr(interface_id=SG_INTERFACE_ID, cmdp=cdb_at, sbp=sense_at)
 
 
 _local = threading.local()
