@@ -19,6 +19,7 @@ Everything here needs root and an LIO kernel; nothing is imported or touched at 
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
@@ -26,11 +27,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from scsi_pr.helper.executors.sg import sg_io
 from scsi_pr.rig.backends import initiator_name
@@ -39,6 +41,8 @@ from scsi_pr.sim import cdb as C
 from scsi_pr.sim.commands import relative_target_port_of
 from scsi_pr.sim.result import SenseData
 from scsi_pr.sim.transportid import TransportId
+
+T = TypeVar("T")
 
 CONFIGFS = Path("/sys/kernel/config")
 TARGET_CONFIGFS = CONFIGFS / "target"
@@ -56,6 +60,8 @@ KERNEL_MODULES = (
     "sd_mod",
 )
 STATE_FILE = Path("/run/scsi-pr/lio.json")
+#: taken by every backstore creation of ours, in any process (``new_storage_object``)
+CREATE_LOCK = Path("/run/scsi-pr/backstore.lock")
 DEFAULT_NAME = "scsipr0"
 DEFAULT_SIZE = 64 << 20
 BACKSTORES = ("ramdisk", "fileio", "block")
@@ -238,11 +244,31 @@ def up(spec: LunSpec, *, record: bool = True) -> RigDescription:
 
 def _storage_object(rts: ModuleType, spec: LunSpec, serial: str) -> Any:
     if spec.backstore == "ramdisk":
-        return rts.RDMCPStorageObject(spec.name, size=spec.size, wwn=serial)
+        return new_storage_object(
+            lambda: rts.RDMCPStorageObject(spec.name, size=spec.size, wwn=serial)
+        )
     if spec.backstore == "fileio":
         path = spec.path or f"/var/tmp/{spec.name}.img"
-        return rts.FileIOStorageObject(spec.name, dev=path, size=spec.size, wwn=serial)
-    return rts.BlockStorageObject(spec.name, dev=spec.path, wwn=serial)
+        return new_storage_object(
+            lambda: rts.FileIOStorageObject(spec.name, dev=path, size=spec.size, wwn=serial)
+        )
+    return new_storage_object(lambda: rts.BlockStorageObject(spec.name, dev=spec.path, wwn=serial))
+
+
+def new_storage_object(make: Callable[[], T]) -> T:
+    """``make()`` an rtslib storage object safely beside other processes doing the same.
+
+    rtslib numbers each backstore's directory (``core/rd_mcp_N``) from a cache of the numbers
+    in use that it reads once per process, so a process that read it earlier does not see a
+    backstore another process created since, and picks its number again. Measured in the VM
+    tier, main phase beside the nested-guest phase: RTSLibError "This _Backstore already
+    exists in configFS". Here every creation of ours holds one lock across processes and has
+    rtslib read the numbers afresh under it."""
+    CREATE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with CREATE_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        _rtslib().RTSRoot().invalidate_caches()
+        return make()
 
 
 def _describe_port(index: int, generation: int) -> InitiatorPort:

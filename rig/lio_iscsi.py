@@ -50,7 +50,9 @@ class LioIscsiTarget:
         rts = lio._rtslib()
         self.iqn, self.port = iqn, port
         self.target: Any = None
-        self.storage = rts.RDMCPStorageObject(STORAGE_NAME, size=size)
+        self.storage = lio.new_storage_object(
+            lambda: rts.RDMCPStorageObject(STORAGE_NAME, size=size)
+        )
         try:
             self.target = rts.Target(rts.FabricModule("iscsi"), iqn)
             tpg = rts.TPG(self.target, 1)

@@ -5,6 +5,7 @@ What needs LIO itself runs in the VM tier (``--backend lio``); these tests need 
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import threading
@@ -272,11 +273,16 @@ class FakeRtslib:
         self.targets: list[FakeObject] = []
         self.storage_objects: list[FakeObject] = []
         self.deleted: list[str] = []
+        self.calls: list[str] = []
 
     def RTSRoot(self) -> FakeRtslib:
         return self
 
+    def invalidate_caches(self) -> None:
+        self.calls.append("invalidate_caches")
+
     def RDMCPStorageObject(self, name: str, size: int, wwn: str) -> FakeObject:
+        self.calls.append(f"create {name}")
         return FakeObject(self, name, self.storage_objects)
 
     def FabricModule(self, name: str) -> str:
@@ -319,6 +325,29 @@ def test_a_failed_up_removes_its_own_generation_and_never_touches_a_hung_one(
         lio.up(spec)
     assert rts.targets == [hung] and rts.storage_objects == [hung_so]
     assert sorted(rts.deleted) == sorted([lio.target_wwn(0, 1), lio.target_wwn(1, 1), "scsipr1"])
+
+
+def test_a_backstore_is_created_under_the_cross_process_lock_with_rtslibs_numbers_reread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rtslib reads the backstore numbers in use once per process: a process beside ours (the
+    VM tier's lanes) may have taken one since. So the creation holds the lock every creation
+    takes (another open file cannot have it meanwhile) and rtslib re-reads first."""
+    rts = FakeRtslib(tmp_path / "target")
+    monkeypatch.setattr(lio, "_rtslib", lambda: rts)
+    monkeypatch.setattr(lio, "CREATE_LOCK", tmp_path / "run" / "backstore.lock")
+
+    def make() -> FakeObject:
+        lock = tmp_path / "run" / "backstore.lock"
+        with lock.open("a") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return rts.RDMCPStorageObject("scsipr0", size=1 << 20, wwn="")
+
+    so = lio.new_storage_object(make)
+    assert rts.storage_objects == [so]
+    assert rts.calls == ["invalidate_caches", "create scsipr0"]
+    with (tmp_path / "run" / "backstore.lock").open("a") as after:
+        fcntl.flock(after, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released once created
 
 
 def _fake_lio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: bool) -> FakeRtslib:
