@@ -231,6 +231,16 @@ MISCOMPARE_DURING_VERIFY_OPERATION = AdditionalSense(
 )
 
 
+def first_difference(a: bytes, b: bytes) -> int:
+    """The offset of the first byte where ``a`` and ``b`` (unequal, of one length) differ.
+
+    Found from the XOR of the two read as big-endian integers (its highest set bit is in the
+    first differing byte): arithmetic in C, where a byte-by-byte loop was the target's largest
+    cost in libiscsi's VERIFY suite (several MiB compared in Python)."""
+    diff = int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
+    return len(a) - 1 - (diff.bit_length() - 1) // 8
+
+
 def verify(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     """SBC-4 VERIFY(10): BYTCHK 00b checks the range only, 01b compares the data-out with the
     medium (MISCOMPARE, INFORMATION = offset of the first differing byte); 10b/11b are refused."""
@@ -240,7 +250,7 @@ def verify(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
         size = blocks * lu.block_size
         stored, sent = lu.medium.read(lba, blocks), data[:size].ljust(size, b"\0")
         if stored != sent:
-            offset = next(i for i, (a, b) in enumerate(zip(stored, sent, strict=True)) if a != b)
+            offset = first_difference(stored, sent)
             sense = bytearray(fixed_sense(SenseKey.MISCOMPARE, MISCOMPARE_DURING_VERIFY_OPERATION))
             sense[0] |= 0x80  # VALID: the INFORMATION field holds the offset
             sense[3:7] = offset.to_bytes(4, "big")

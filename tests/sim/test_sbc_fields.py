@@ -4,8 +4,11 @@ information, DPO/FUA (DPOFUA=0), VERIFY(10) BYTCHK (found by libiscsi's SBC suit
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scsi_pr.sim import ITNexus, LogicalUnit, SenseKey, Status
+from scsi_pr.sim.commands import first_difference
 
 NEXUS = ITNexus.named("iqn.2024-01.test:host,i,0x000000000001")
 
@@ -41,6 +44,16 @@ def test_verify_bytchk_compares_the_data_out() -> None:
     assert result.sense_data.triple == (SenseKey.MISCOMPARE, 0x1D, 0x00)
     assert lu.execute(NEXUS, cdb10(0x2F, 0x00, lba=3), changed).status == Status.GOOD
     assert lu.execute(NEXUS, cdb10(0x2F, 0x06, lba=3), block).status == Status.CHECK_CONDITION
+
+
+@given(st.binary(min_size=1, max_size=2048), st.data())
+def test_the_first_differing_byte_is_found(stored: bytes, data: st.DataObject) -> None:
+    """Whatever bits differ and however many bytes do, the lowest offset is reported."""
+    sent = bytearray(stored)
+    offsets = data.draw(st.sets(st.integers(0, len(stored) - 1), min_size=1, max_size=4))
+    for i in offsets:
+        sent[i] ^= data.draw(st.integers(1, 255))
+    assert first_difference(stored, bytes(sent)) == min(offsets)
 
 
 @pytest.mark.parametrize(("byte1", "bit"), [(0x10, 4), (0x08, 3), (0x18, 4)])
