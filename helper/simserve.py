@@ -34,10 +34,12 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.lu_identity import LuKey, identify_path
 from scsi_pr.helper.lu_state_file import LuDocument, StateFileError, commit, read_document
 from scsi_pr.sim import profiles
@@ -55,6 +57,28 @@ LU_CACHE_SIZE = 128  # LUs a process keeps while not using them
 FRESH_SNAPSHOTS = {  # what an LU nobody used holds, per profile
     name: LogicalUnit(profile=name).snapshot() for name in profiles.PROFILES
 }
+
+
+#: True where a lock held elsewhere must not be waited for (an event loop's own thread: see
+#: ``no_waiting``)
+_NO_WAITING: ContextVar[bool] = ContextVar("scsi_pr_simserve_no_waiting", default=False)
+
+
+class LuBusy(HelperError):
+    """Under ``no_waiting``: the LU's lock is held elsewhere, nothing was run; run it where
+    waiting is harmless."""
+
+
+@contextlib.contextmanager
+def no_waiting() -> Iterator[None]:
+    """Within: ``SharedLUs.run`` raises ``LuBusy`` before running anything rather than wait
+    for the LU's lock (a thread's or another process's). For a caller that may run commands on
+    its event loop's thread when they need not wait, and hands them to a thread when they do."""
+    token = _NO_WAITING.set(True)
+    try:
+        yield
+    finally:
+        _NO_WAITING.reset(token)
 
 
 class LuProfileMismatch(StateFileError):
@@ -205,11 +229,16 @@ class SharedLUs:
     @contextlib.contextmanager
     def _flocked(path: Path) -> Iterator[int]:
         """An exclusive flock of the lock file at ``path``, retried if ``forget`` unlinked the
-        file while we waited for it (a lock on an unlinked file excludes nobody)."""
+        file while we waited for it (a lock on an unlinked file excludes nobody). Under
+        ``no_waiting`` a lock held elsewhere raises ``LuBusy``."""
+        mode = fcntl.LOCK_EX | (fcntl.LOCK_NB if _NO_WAITING.get() else 0)
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(fd, mode)
+                except BlockingIOError:
+                    raise LuBusy(f"{path} is locked") from None
                 with contextlib.suppress(FileNotFoundError):
                     if os.stat(path).st_ino == os.fstat(fd).st_ino:
                         break
@@ -306,23 +335,33 @@ class SharedLUs:
         """
         slot = self._acquire(key)
         try:
-            with slot.mutex:
-                if self.state_dir is None:
-                    lu = self._run_in_memory(slot, key, size)
-                    _use_medium(lu, path)
-                    return fn(lu)
-                with self._flocked(self.files(key).lock) as lock:
-                    lu = self._load(slot, key, size, lock)
-                    _use_medium(lu, path)
-                    try:
-                        result = fn(lu)
-                        self._save(slot, key, lock)
-                    except BaseException:
-                        slot.lu = None  # ahead of the disk or half changed: read it back
-                        raise
-                    return result
+            if not slot.mutex.acquire(blocking=not _NO_WAITING.get()):
+                raise LuBusy(f"LU {key.serial} is in use by another thread")
+            try:
+                return self._run_held(slot, key, size, fn, path)
+            finally:
+                slot.mutex.release()
         finally:
             self._release(key, slot)
+
+    def _run_held(
+        self, slot: _Slot, key: LuKey, size: int, fn: Callable[[LogicalUnit], T], path: str | None
+    ) -> T:
+        """``run`` with the slot's mutex held."""
+        if self.state_dir is None:
+            lu = self._run_in_memory(slot, key, size)
+            _use_medium(lu, path)
+            return fn(lu)
+        with self._flocked(self.files(key).lock) as lock:
+            lu = self._load(slot, key, size, lock)
+            _use_medium(lu, path)
+            try:
+                result = fn(lu)
+                self._save(slot, key, lock)
+            except BaseException:
+                slot.lu = None  # ahead of the disk or half changed: read it back
+                raise
+            return result
 
     def run_on_file(self, path: str | os.PathLike[str], fn: Callable[[LogicalUnit], T]) -> T:
         key, st = identify_path(path)

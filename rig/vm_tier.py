@@ -126,7 +126,7 @@ PHASES: dict[str, PhaseSpec] = {
     # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome
     "lio-hangs": PhaseSpec(
         "lio_hangs",
-        ("--run-lio-hangs",),
+        ("--run-lio-hangs", "--durations=12"),
         budget=180.0,
         quiet_limit=300.0,
         hang_phase=True,

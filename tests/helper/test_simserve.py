@@ -5,6 +5,7 @@ commit path under kills is in ``test_simserve_commit.py``, the LU identity in
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import multiprocessing
 import os
@@ -16,7 +17,7 @@ import pytest
 
 from scsi_pr.helper.executors.sim import SimExecutor
 from scsi_pr.helper.lu_identity import identify_path
-from scsi_pr.helper.simserve import LuFiles, SharedLUs
+from scsi_pr.helper.simserve import LuBusy, LuFiles, SharedLUs, no_waiting
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 from scsi_pr.sim.nexus import ITNexus
 
@@ -156,3 +157,44 @@ def test_a_busy_lu_does_not_delay_another_lu_of_the_same_process(tmp_path: Path)
         release.set()
         holder.join(30)
         other.join(30)
+
+
+def test_no_waiting_refuses_a_held_lu_before_running_anything(tmp_path: Path) -> None:
+    """Under ``no_waiting`` an LU whose lock another process holds (here another open file
+    description's flock) or another thread is using raises ``LuBusy`` and runs nothing; free,
+    it runs as usual. Outside it, the same call waits (the target's worker thread does)."""
+    lus = SharedLUs(tmp_path / "state")
+    (image,) = _images(tmp_path, 1)
+    _register(lus, image, 7)  # creates the LU's files
+    ran: list[str] = []
+    lock = os.open(lus.files(identify_path(image)[0]).lock, os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with no_waiting(), pytest.raises(LuBusy):
+            lus.run_on_file(image, lambda lu: ran.append("while locked"))
+        waiter = threading.Thread(target=lus.run_on_file, args=(image, lambda lu: ran.append("w")))
+        waiter.start()
+        waiter.join(0.2)
+        assert waiter.is_alive() and ran == [], "without no_waiting the call waits its turn"
+    finally:
+        os.close(lock)  # releases the flock
+    waiter.join(30)
+    assert ran == ["w"]
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(lu: object) -> None:
+        inside.set()
+        release.wait(30)
+
+    holder = threading.Thread(target=lus.run_on_file, args=(image, hold))
+    holder.start()
+    try:
+        assert inside.wait(10)
+        with no_waiting(), pytest.raises(LuBusy):
+            lus.run_on_file(image, lambda lu: ran.append("while in use"))
+    finally:
+        release.set()
+        holder.join(30)
+    with no_waiting():
+        lus.run_on_file(image, lambda lu: ran.append("free"))
+    assert ran == ["w", "free"]

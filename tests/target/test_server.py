@@ -7,18 +7,22 @@ session limit, SendTargets, and one LU shared with the helper's ``--backend sim`
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from initiator import Initiator, TargetGone, connect
 from live import TARGET, LiveTarget
 
 from scsi_pr.helper.executors.sim import SimExecutor
+from scsi_pr.helper.lu_identity import identify_path
 from scsi_pr.sim import cdb
 from scsi_pr.sim.constants import PersistentReserveInAction as In
 from scsi_pr.sim.constants import PersistentReserveOutAction as Out
@@ -27,6 +31,7 @@ from scsi_pr.sim.pr_in_data import parse_read_full_status, parse_read_keys
 from scsi_pr.target.proto import LoginStatus, ScsiCommand, TaskManagementFunction
 
 HOST_A, HOST_B = "iqn.2024-01.test:host-a", "iqn.2024-01.test:host-b"
+LOOP, WORKER = "live-target", "scsi-pr-lu_0"  # the target's loop thread, its LU worker
 GOOD, CHECK_CONDITION, RESERVATION_CONFLICT = 0x00, 0x02, 0x18
 UNIT_ATTENTION = 0x06
 I_T_NEXUS_LOSS = (UNIT_ATTENTION, 0x29, 0x07)
@@ -214,3 +219,68 @@ def test_a_peer_that_stops_reading_is_dropped(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the target kept a peer that does not read"
             time.sleep(0.2)
         ini.close()
+
+
+def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds (the deadline only catches a hang)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.01)
+
+
+def test_commands_run_on_the_loop_unless_the_lu_is_locked_elsewhere(
+    target: LiveTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle worker and a free LU: a command runs on the loop's own thread (no hand-over).
+    LUN 0's lock held by another process (here another open file description): its command
+    gives way at once and waits on the worker thread, the loop still answers (a SendTargets),
+    a later command waits behind it in arrival order, and both complete once the lock is free;
+    then commands run on the loop again."""
+    server = target.server
+    assert server is not None
+    lus = server.lus
+    threads: list[tuple[int | None, str]] = []
+    execute = lus.execute
+
+    def spy(lun: int | None, *args: Any, **kwargs: Any) -> Any:
+        threads.append((lun, threading.current_thread().name))
+        return execute(lun, *args, **kwargs)
+
+    monkeypatch.setattr(lus, "execute", spy)
+    a, b = connect(target.address, HOST_A, TARGET), connect(target.address, HOST_B, TARGET)
+    for ini, lun in ((a, 0), (b, 1)):
+        until_good(ini, lun)
+    threads.clear()
+    assert a.command(cdb.test_unit_ready()).status == GOOD
+    assert threads == [(0, LOOP)]
+    lock = os.open(lus.shared.files(identify_path(tmp_path / "lun0.img")[0]).lock, os.O_RDWR)
+    replies: dict[int, int] = {}
+
+    def tur(ini: Initiator, lun: int) -> threading.Thread:
+        def run() -> None:
+            replies[lun] = ini.command(cdb.test_unit_ready(), lun=lun).status
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        threads.clear()
+        first = tur(a, 0)
+        until(lambda: threads == [(0, LOOP), (0, WORKER)])  # gave way, then waits for the lock
+        # answered at all shows the loop free (in a normal session SendTargets=All is refused)
+        assert b.send_targets() == [("SendTargets", "Reject")]
+        second = tur(b, 1)
+        until(lambda: target.call(lambda: server.queued) == 2)  # behind LUN 0's, not tried here
+        assert threads == [(0, LOOP), (0, WORKER)] and first.is_alive()
+    finally:
+        os.close(lock)  # releases the flock
+    first.join(30)
+    second.join(30)
+    assert replies == {0: GOOD, 1: GOOD}
+    assert threads == [(0, LOOP), (0, WORKER), (1, WORKER)]
+    threads.clear()
+    assert b.command(cdb.test_unit_ready(), lun=1).status == GOOD
+    assert threads == [(1, LOOP)]
