@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from scsi_pr.rig.guest_e2e.driver import GUEST_TIMEOUT
+from scsi_pr.rig.guest_e2e.driver import GUEST_STALL_LIMIT
 from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.pytest_plugin import DEFAULT_LIO_TEST_TIMEOUT, ENV_RESULT_LOG, LIO_HANGS
 from scsi_pr.rig.watchdog import ENV_PROGRESS, run_watched
@@ -116,7 +116,7 @@ PHASES: dict[str, PhaseSpec] = {
     # one test; its driver logs (and heartbeats) every step, the longest guest pause included;
     # its LU is a generation of its own (rig/guest_e2e/driver.py), so it runs beside the rig's
     "guest-e2e": PhaseSpec(
-        "guest_e2e", (), budget=1200.0, quiet_limit=GUEST_TIMEOUT + 60.0, lane=Lane.BESIDE
+        "guest_e2e", (), budget=1200.0, quiet_limit=GUEST_STALL_LIMIT + 60.0, lane=Lane.BESIDE
     ),
     # the conformance suite through a dm-multipath map: its own process, so that multipathd's
     # path checker (its TEST UNIT READYs take unit attentions) runs only while the map's tests
