@@ -47,6 +47,9 @@ LU_SIZE = 16 << 20
 GUEST_CPU_BUDGET = 1500.0
 GUEST_STALL_LIMIT = 300.0
 BEAT_INTERVAL = 30.0  # seconds between heartbeats while the guest runs silently
+#: CPU time is progress when QEMU kept at least this share of a CPU busy since the last
+#: progress: an idle TCG guest still costs QEMU a little (its timers), a working one far more
+BUSY_FRACTION = 0.25
 HELPER_START_TIMEOUT = 30.0
 HOST_COMMAND_TIMEOUT = 60.0
 QEMU_EXIT_TIMEOUT = 30.0
@@ -219,11 +222,12 @@ def _until(
     poll: float = 1.0,
 ) -> Iterator[bytes]:
     """The lines to their end; E2EError once QEMU (``pid``) has used ``cpu_budget`` CPU seconds
-    without getting there, or has gone ``stall_limit`` seconds with neither a line nor CPU time.
+    without getting there, or has gone ``stall_limit`` seconds with neither a line nor CPU time
+    (less than ``BUSY_FRACTION`` of a CPU is idling, not work).
     While the guest runs silently (its boot is quiet) a heartbeat every ``BEAT_INTERVAL``
     seconds tells the VM tier's watchdog it is alive. Time spent by the consumer between
     lines (the host acting on a pause, with deadlines of its own) is not the guest's."""
-    start = used = cpu(pid) or 0.0
+    start = used = cpu(pid) or 0.0  # the budget counts all of it, idling included
     last = beat = clock()
     while True:
         try:
@@ -237,7 +241,7 @@ def _until(
         if raw is None:
             return
         now, now_cpu = clock(), cpu(pid)
-        if now_cpu is not None and now_cpu > used:
+        if now_cpu is not None and now_cpu - used >= BUSY_FRACTION * (now - last):
             used, last = now_cpu, now
             if now - beat >= BEAT_INTERVAL:
                 heartbeat(f"e2e: guest running silently, {used - start:.0f} CPU s")
