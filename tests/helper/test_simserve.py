@@ -5,12 +5,14 @@ commit path under kills is in ``test_simserve_commit.py``, the LU identity in
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gc
 import multiprocessing
 import os
 import threading
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -135,28 +137,35 @@ def test_in_memory_lus_with_state_are_kept_and_pristine_ones_freed(tmp_path: Pat
         assert [r.key for r in lu.pr.registrations.values()] == [n + 1]
 
 
-def test_a_busy_lu_does_not_delay_another_lu_of_the_same_process(tmp_path: Path) -> None:
-    """9c: a command held up on one LU (here: still running) leaves other LUs free."""
-    lus = SharedLUs(tmp_path / "state")
-    busy, free = _images(tmp_path, 2)
+@contextlib.contextmanager
+def _running(lus: SharedLUs, image: Path) -> Iterator[None]:
+    """Within: a command of another thread is running on the LU of ``image``."""
     inside, release = threading.Event(), threading.Event()
 
     def hold(lu: object) -> None:
         inside.set()
         release.wait(30)
 
-    holder = threading.Thread(target=lus.run_on_file, args=(busy, hold))
+    holder = threading.Thread(target=lus.run_on_file, args=(image, hold))
     holder.start()
     try:
         assert inside.wait(10)
-        other = threading.Thread(target=_register, args=(lus, free, 5))
-        other.start()
-        other.join(5)
-        assert not other.is_alive(), "a command on another LU waited for the busy one"
+        yield
     finally:
         release.set()
         holder.join(30)
-        other.join(30)
+
+
+def test_a_busy_lu_does_not_delay_another_lu_of_the_same_process(tmp_path: Path) -> None:
+    """9c: a command held up on one LU (here: still running) leaves other LUs free."""
+    lus = SharedLUs(tmp_path / "state")
+    busy, free = _images(tmp_path, 2)
+    other = threading.Thread(target=_register, args=(lus, free, 5))
+    with _running(lus, busy):
+        other.start()
+        other.join(5)
+        assert not other.is_alive(), "a command on another LU waited for the busy one"
+    other.join(30)
 
 
 def test_no_waiting_refuses_a_held_lu_before_running_anything(tmp_path: Path) -> None:
@@ -180,21 +189,8 @@ def test_no_waiting_refuses_a_held_lu_before_running_anything(tmp_path: Path) ->
         os.close(lock)  # releases the flock
     waiter.join(30)
     assert ran == ["w"]
-    inside, release = threading.Event(), threading.Event()
-
-    def hold(lu: object) -> None:
-        inside.set()
-        release.wait(30)
-
-    holder = threading.Thread(target=lus.run_on_file, args=(image, hold))
-    holder.start()
-    try:
-        assert inside.wait(10)
-        with no_waiting(), pytest.raises(LuBusy):
-            lus.run_on_file(image, lambda lu: ran.append("while in use"))
-    finally:
-        release.set()
-        holder.join(30)
+    with _running(lus, image), no_waiting(), pytest.raises(LuBusy):
+        lus.run_on_file(image, lambda lu: ran.append("while in use"))
     with no_waiting():
         lus.run_on_file(image, lambda lu: ran.append("free"))
     assert ran == ["w", "free"]
