@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import threading
@@ -54,6 +55,7 @@ T = TypeVar("T")
 LU_BLOCK_SIZE = 512
 TOKEN_SIZE = 16
 LU_CACHE_SIZE = 128  # LUs a process keeps while not using them
+FAULT_FILE_MAX = 4096  # a fault file is one small JSON object (``set_stall``)
 FRESH_SNAPSHOTS = {  # what an LU nobody used holds, per profile
     name: LogicalUnit(profile=name).snapshot() for name in profiles.PROFILES
 }
@@ -97,7 +99,9 @@ class LuFiles:
     lock: Path  # flock'ed per command; its first bytes are the token of the last commit
 
     @classmethod
+    @functools.lru_cache(maxsize=LU_CACHE_SIZE)
     def of(cls, state_dir: Path, key: LuKey) -> LuFiles:
+        """Memoised: the names are built per command otherwise (five path joins, a hash)."""
         stem = key.stem
         return cls(
             state=state_dir / f"{stem}.json",
@@ -199,12 +203,20 @@ class SharedLUs:
         """Faults set with ``scsi-pr sim stall``: read per command, so a running helper obeys
         them at once (one failed open per command when there is none)."""
 
+        name = os.fspath(path)  # os.open, not Path.read_bytes: one failed open per command
+
         def hook(nexus: ITNexus, cdb: bytes) -> Stall | None:
             try:
-                doc = json.loads(path.read_bytes())
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None  # no fault file: no fault
+            try:
+                doc = json.loads(os.read(fd, FAULT_FILE_MAX))
                 stall = float(doc.get("stall", 0))
             except (OSError, ValueError, AttributeError, TypeError):
-                return None  # no fault file, or one ``set_stall`` did not write: no fault
+                return None  # one ``set_stall`` did not write: no fault
+            finally:
+                os.close(fd)
             return Stall(stall) if stall > 0 else None
 
         return hook
