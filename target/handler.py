@@ -227,7 +227,7 @@ class ConnectionHandler:
         event, nexus = flight.event, self.nexus
         assert nexus is not None  # the codec takes commands in normal sessions only
         try:
-            answer = await self.server.run(self._run_command, flight, nexus)
+            answer = await self.server.run_on_one_lu(self._run_command, flight, nexus)
         except Exception:  # a broken state dir must still look like a SCSI answer
             log.exception("%s: command %s failed", self.session, event.cdb[:1].hex())
             failure = CommandResult.check_condition(

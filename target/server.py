@@ -4,8 +4,9 @@
 thread that runs commands on them in arrival order (the model is one state machine per LU and
 its state files are locked per command, so one thread loses nothing and keeps CmdSN order
 within a session and arrival order across sessions; when it is idle and the LU's lock free, a
-command runs on the loop's thread instead: ``run``), the session table (TSIHs, reinstatement),
-the limits, and a clock that ticks every connection (NOP-In pings, login and ping timeouts).
+command runs on the loop's thread instead: ``run_on_one_lu``), the session table (TSIHs,
+reinstatement), the limits, and a clock that ticks every connection (NOP-In pings, login and
+ping timeouts).
 A connection over ``max_sessions`` fails its login with OUT OF RESOURCES (RFC 7143 11.13.5).
 """
 
@@ -165,10 +166,18 @@ class TargetServer:
 
     # -- the LUs' worker thread ------------------------------------------------------------
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` after everything submitted before: here, on the loop's thread, when
-        the worker has nothing left to do and ``fn`` need not wait for an LU's lock (another
-        process sharing the state dir may hold it: then ``LuBusy``, nothing run); otherwise on
-        the worker thread.
+        """``fn(*args)`` on the worker thread, after everything submitted before."""
+        self._submitted += 1
+        return await asyncio.get_running_loop().run_in_executor(
+            self._worker, self._counted, fn, *args
+        )
+
+    async def run_on_one_lu(self, fn: Callable[..., T], *args: Any) -> T:
+        """``run`` for an ``fn`` that acts on one LU (one ``SharedLUs.run``): here, on the
+        loop's thread, when the worker has nothing left to do and the LU's lock is free;
+        otherwise (``LuBusy``: another process sharing the state dir holds it, nothing was run)
+        on the worker thread. One LU only: an ``fn`` over several could be stopped by a busy
+        lock after acting on the first, and would then act on it twice.
 
         Why not always the worker: the hand-over (a futex wake for the worker, a self-pipe
         write and an epoll wake-up back) was a fifth of the target's CPU under libiscsi's
@@ -180,10 +189,7 @@ class TargetServer:
                     return fn(*args)
             except LuBusy:
                 pass
-        self._submitted += 1
-        return await asyncio.get_running_loop().run_in_executor(
-            self._worker, self._counted, fn, *args
-        )
+        return await self.run(fn, *args)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """``fn(*args)`` on the worker thread without waiting for it; a failure is logged."""

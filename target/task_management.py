@@ -82,7 +82,7 @@ async def _clear_task_set(handler: ConnectionHandler, event: TaskManagementRecei
         if hit and other is not handler and other.nexus is not None:
             others.append(other.nexus)
     await _settle(cleared)
-    await handler.server.run(handler.server.lus.commands_cleared, event.lun, others)
+    await handler.server.run_on_one_lu(handler.server.lus.commands_cleared, event.lun, others)
     return COMPLETE
 
 
@@ -90,7 +90,7 @@ async def _lun_reset(handler: ConnectionHandler, event: TaskManagementReceived) 
     if not _lun_exists(handler, event.lun):
         return NO_LUN
     await _settle(_everywhere(handler, event.lun))
-    await handler.server.run(handler.server.lus.lun_reset, event.lun)
+    await handler.server.run_on_one_lu(handler.server.lus.lun_reset, event.lun)
     return COMPLETE
 
 

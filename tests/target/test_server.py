@@ -284,3 +284,37 @@ def test_commands_run_on_the_loop_unless_the_lu_is_locked_elsewhere(
     threads.clear()
     assert b.command(cdb.test_unit_ready(), lun=1).status == GOOD
     assert threads == [(1, LOOP)]
+
+
+def test_a_reset_of_every_lu_runs_on_the_worker_once_per_lu(
+    target: LiveTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TARGET WARM RESET acts on every LU: it never tries the loop's thread, where a busy lock
+    on LUN 1 would stop it after LUN 0 and the worker would then reset LUN 0 again."""
+    server = target.server
+    assert server is not None
+    lus = server.lus
+    calls: list[tuple[int, str]] = []
+    run = lus.run
+
+    def spy(lun: int, fn: Any) -> Any:
+        calls.append((lun, threading.current_thread().name))
+        return run(lun, fn)
+
+    monkeypatch.setattr(lus, "run", spy)
+    a = connect(target.address, HOST_A, TARGET)
+    until_good(a)
+    lock = os.open(lus.shared.files(identify_path(tmp_path / "lun1.img")[0]).lock, os.O_RDWR)
+    answers: list[int] = []
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        calls.clear()
+        reset = threading.Thread(target=lambda: answers.append(
+            a.task_management(TaskManagementFunction.TARGET_WARM_RESET)))  # fmt: skip
+        reset.start()
+        until(lambda: calls == [(0, WORKER), (1, WORKER)])  # LUN 0 done, LUN 1 waits
+    finally:
+        os.close(lock)  # releases the flock
+    reset.join(30)
+    assert answers == [0]  # FUNCTION COMPLETE
+    assert calls == [(0, WORKER), (1, WORKER)]
