@@ -7,6 +7,7 @@ session limit, SendTargets, and one LU shared with the helper's ``--backend sim`
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -28,6 +29,7 @@ from scsi_pr.sim.constants import PersistentReserveInAction as In
 from scsi_pr.sim.constants import PersistentReserveOutAction as Out
 from scsi_pr.sim.constants import ProtocolIdentifier, ReservationType
 from scsi_pr.sim.pr_in_data import parse_read_full_status, parse_read_keys
+from scsi_pr.target.lus import ServedLUs
 from scsi_pr.target.proto import LoginStatus, ScsiCommand, TaskManagementFunction
 
 HOST_A, HOST_B = "iqn.2024-01.test:host-a", "iqn.2024-01.test:host-b"
@@ -123,11 +125,33 @@ def test_debug_log_traces_every_command_with_its_session_and_answer(
     assert not [r for r in caplog.records if r.getMessage().startswith("command: ")]
 
 
+def until(
+    condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition never held"
+) -> None:
+    """Poll ``condition`` until it holds (the deadline only catches a hang)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
 def _wait_sessions(target: LiveTarget, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while target.call(lambda: len(target.server.sessions)) > count:  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "the target did not notice the dropped connection"
-        time.sleep(0.05)
+    def dropped() -> bool:
+        return target.call(lambda: len(target.server.sessions)) <= count  # type: ignore[union-attr]
+
+    until(dropped, 10, "the target did not notice the dropped connection")
+
+
+@contextlib.contextmanager
+def _locked_elsewhere(lus: ServedLUs, image: Path) -> Iterator[None]:
+    """Within: the LU of ``image`` locked as another process sharing the state dir would lock
+    it (an open file description of our own holds the flock)."""
+    lock = os.open(lus.shared.files(identify_path(image)[0]).lock, os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)  # releases the flock
 
 
 def test_dropped_connection_is_nexus_loss(target: LiveTarget) -> None:
@@ -221,14 +245,6 @@ def test_a_peer_that_stops_reading_is_dropped(tmp_path: Path) -> None:
         ini.close()
 
 
-def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds (the deadline only catches a hang)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.01)
-
-
 def test_commands_run_on_the_loop_unless_the_lu_is_locked_elsewhere(
     target: LiveTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -254,7 +270,6 @@ def test_commands_run_on_the_loop_unless_the_lu_is_locked_elsewhere(
     threads.clear()
     assert a.command(cdb.test_unit_ready()).status == GOOD
     assert threads == [(0, LOOP)]
-    lock = os.open(lus.shared.files(identify_path(tmp_path / "lun0.img")[0]).lock, os.O_RDWR)
     replies: dict[int, int] = {}
 
     def tur(ini: Initiator, lun: int) -> threading.Thread:
@@ -265,8 +280,7 @@ def test_commands_run_on_the_loop_unless_the_lu_is_locked_elsewhere(
         thread.start()
         return thread
 
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked_elsewhere(lus, tmp_path / "lun0.img"):
         threads.clear()
         first = tur(a, 0)
         until(lambda: threads == [(0, LOOP), (0, WORKER)])  # gave way, then waits for the lock
@@ -275,8 +289,6 @@ def test_commands_run_on_the_loop_unless_the_lu_is_locked_elsewhere(
         second = tur(b, 1)
         until(lambda: target.call(lambda: server.queued) == 2)  # behind LUN 0's, not tried here
         assert threads == [(0, LOOP), (0, WORKER)] and first.is_alive()
-    finally:
-        os.close(lock)  # releases the flock
     first.join(30)
     second.join(30)
     assert replies == {0: GOOD, 1: GOOD}
@@ -304,17 +316,13 @@ def test_a_reset_of_every_lu_runs_on_the_worker_once_per_lu(
     monkeypatch.setattr(lus, "run", spy)
     a = connect(target.address, HOST_A, TARGET)
     until_good(a)
-    lock = os.open(lus.shared.files(identify_path(tmp_path / "lun1.img")[0]).lock, os.O_RDWR)
     answers: list[int] = []
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked_elsewhere(lus, tmp_path / "lun1.img"):
         calls.clear()
         reset = threading.Thread(target=lambda: answers.append(
             a.task_management(TaskManagementFunction.TARGET_WARM_RESET)))  # fmt: skip
         reset.start()
         until(lambda: calls == [(0, WORKER), (1, WORKER)])  # LUN 0 done, LUN 1 waits
-    finally:
-        os.close(lock)  # releases the flock
     reset.join(30)
     assert answers == [0]  # FUNCTION COMPLETE
     assert calls == [(0, WORKER), (1, WORKER)]
