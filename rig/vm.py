@@ -197,6 +197,7 @@ def vng_command(
     cpus: int,
     binds: dict[str, str] | None = None,
     image: Path | None = None,
+    shares: tuple[Path, ...] = (),
 ) -> list[str]:
     env = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith(PASSED_ENV_PREFIXES)]
     # The guest starts where the host command was started, with this environment's tools first.
@@ -206,6 +207,8 @@ def vng_command(
         env.append("SCSI_PR_IMAGE_BINDS=" + ",".join(f"{k}:{v}" for k, v in binds.items()))
         drive = f"file={image},if=virtio,format=raw,readonly=on"
         extra = [f"--qemu-opts=-drive {drive}"]
+    # read-write at the same path in the guest: where host processes and the guest exchange files
+    extra += [f"--rwdir={share}" for share in shares]
     return [
         str(_venv_bin() / "vng") if (_venv_bin() / "vng").exists() else "vng",
         "--run", kernel,
@@ -231,6 +234,7 @@ def run(
     quiet_timeout: float | None = None,
     image: bool = True,
     out: BinaryIO | None = None,
+    shares: tuple[Path, ...] = (),
 ) -> int:
     """Boot, run ``cmd`` in the guest, stream its output (to ``out`` when a quiet timeout
     watches it, else our stdout), return its exit status."""
@@ -246,7 +250,10 @@ def run(
     # One image per run: several VMs may run side by side (each needs its own copy).
     path = IMAGE_DIR / f"scsi-pr-vm-{os.getpid()}.ext4"
     binds = build_image(path) if image else None
-    argv = vng_command(cmd, kernel, memory, cpus, binds, path)
+    for share in shares:
+        if not share.is_dir() or not share.is_absolute():
+            raise VmError(f"--share {share}: not an absolute path to a directory")
+    argv = vng_command(cmd, kernel, memory, cpus, binds, path, shares)
     env = dict(os.environ, PATH=f"{_venv_bin()}:{os.environ.get('PATH', '')}")
     try:
         if quiet_timeout is not None:
@@ -314,6 +321,14 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="read everything over 9p (slow under TCG) instead of a disk image",
     )
+    r.add_argument(
+        "--share",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a host directory the guest sees read-write at the same path (repeatable)",
+    )
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS…]")
     c = sub.add_parser("check", help="say what the VM tier lacks on this machine")
     c.add_argument("--kernel", help=KERNEL_HELP)
@@ -338,6 +353,7 @@ def main(argv: list[str]) -> int:
             cpus=args.cpus,
             timeout=args.timeout,
             quiet_timeout=args.quiet_timeout,
+            shares=tuple(args.share),
         )
     except (VmError, vm_kernel.KernelNotFound) as e:
         print(f"scsi-pr vm: {e}", file=sys.stderr)

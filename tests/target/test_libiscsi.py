@@ -2,7 +2,7 @@
 serve``: a user-space initiator, so it runs on the host.
 
 The PR suites of issue 11 and the SBC/iSCSI suites for the commands the model implements run
-in one ``iscsi-test-cu -x`` call (``tests/libiscsi.py``); its CUnit XML report gives each test's
+in one ``iscsi-test-cu -x`` call (``scsi_pr.rig.libiscsi``); its CUnit XML report gives each test's
 outcome. Every test must pass, except those in ``KNOWN_FAILURES`` (``tests/libiscsi.py``), each
 with the clause that explains it; a known failure that starts passing fails this test too (take
 it off the list), so the table stays true.
@@ -10,36 +10,22 @@ it off the list), so the table stays true.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
-from libiscsi import (
-    ISCSI_TEST_CU,
-    KNOWN_FAILURES,
-    free_port,
-    listed_tests,
-    run_suites,
-    serve_model,
-)
+from libiscsi import KNOWN_FAILURES
 from needs import unavailable
 
-TARGET = "iqn.2024-01.test.scsi-pr:libiscsi"
+from scsi_pr.rig.libiscsi import ISCSI_TEST_CU, listed_tests, run_ours
+
 QUIET_LIMIT = 120  # seconds without a test ending (the whole run: about 30 s idle)
 
 
 def test_libiscsi_pr_and_sbc_suites(tmp_path: Path) -> None:
     if not ISCSI_TEST_CU.exists():
         unavailable("iscsi-test-cu is missing: apt-get install libiscsi-bin")
-    port = free_port()
-    log = tmp_path / "target.log"
-    proc = serve_model(tmp_path / "state", TARGET, port, log)
-    try:
-        results = run_suites(f"iscsi://127.0.0.1:{port}/{TARGET}/0", tmp_path, QUIET_LIMIT)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=60)
-    target_log = log.read_text()
-    assert code == 0 and "Traceback" not in target_log, target_log[-4000:]
+    run = run_ours(tmp_path, QUIET_LIMIT)
+    assert run.target_exit == 0 and "Traceback" not in run.target_log, run.target_log
+    results = run.outcomes
     failed = {t: why for t, why in results.items() if why}
     unexpected = {t: why[:3] for t, why in failed.items() if t not in KNOWN_FAILURES}
     assert not unexpected, f"libiscsi tests failing: {unexpected}"
