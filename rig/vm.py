@@ -240,6 +240,9 @@ def run(
     watches it, else our stdout), return its exit status."""
     if not cmd:
         raise VmError("no command: scsi-pr vm run -- CMD [ARGS…]")
+    for share in shares:
+        if not share.is_dir() or not share.is_absolute():
+            raise VmError(f"--share {share}: not an absolute path to a directory")
     ensure_tools()
     kernel = vm_kernel.find(kernel)
     # The guest mounts its tmpfs dbroot here; the read-only 9p root needs the mount point.
@@ -250,9 +253,6 @@ def run(
     # One image per run: several VMs may run side by side (each needs its own copy).
     path = IMAGE_DIR / f"scsi-pr-vm-{os.getpid()}.ext4"
     binds = build_image(path) if image else None
-    for share in shares:
-        if not share.is_dir() or not share.is_absolute():
-            raise VmError(f"--share {share}: not an absolute path to a directory")
     argv = vng_command(cmd, kernel, memory, cpus, binds, path, shares)
     env = dict(os.environ, PATH=f"{_venv_bin()}:{os.environ.get('PATH', '')}")
     try:

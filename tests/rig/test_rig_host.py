@@ -95,6 +95,30 @@ def test_vng_command_boots_tcg_as_root_with_tsc_and_the_image() -> None:
     assert tail[:2] == ["sh", str(vm.GUEST_SCRIPT)]
     assert "SCSI_PR_IMAGE_BINDS=main:/work/main" in tail
     assert tail[-2:] == ["pytest", "-q"]
+    assert not [a for a in argv if a.startswith("--rwdir")]
+
+
+def test_a_share_is_a_read_write_directory_at_the_same_path_before_the_command() -> None:
+    shares = (Path("/var/tmp/a"), Path("/var/tmp/b"))
+    argv = vm.vng_command(["true"], "/boot/vmlinuz-x", "2G", 2, shares=shares)
+    assert [a for a in argv if a.startswith("--rwdir")] == [
+        "--rwdir=/var/tmp/a",
+        "--rwdir=/var/tmp/b",
+    ]
+    assert argv.index("--rwdir=/var/tmp/b") < argv.index("--")
+
+
+@pytest.mark.parametrize("share", ["relative/dir", "/nonexistent/scsi-pr-share"])
+def test_a_share_that_is_no_absolute_directory_is_refused_before_booting(
+    share: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    booted: list[object] = []
+    monkeypatch.setattr(vm, "ensure_tools", lambda: None)
+    monkeypatch.setattr(vm.vm_kernel, "find", lambda kernel: "/boot/vmlinuz-x")
+    monkeypatch.setattr(vm, "_boot", lambda *a: booted.append(a) or 0)
+    with pytest.raises(vm.VmError, match="not an absolute path to a directory"):
+        vm.run(["true"], image=False, shares=(Path(share),))
+    assert booted == []
 
 
 KERNELS = [
