@@ -42,6 +42,12 @@ from scsi_pr.sim.transportid import TransportId
 COMMAND_TIMEOUT_MS = 8_000
 #: how long we wait for the ioctl to return after its own timeout (EH abort, LUN reset)
 GRACE_SECONDS = 4.0
+#: The first rig generation of this process (default 0, the rig's). The VM tier's hang phase
+#: runs beside the main lane's phases, wedging LUs as it goes: with its own generations it
+#: builds LUs of its own and neither takes over nor records the rig the others share
+#: (``lio.current()``). The nested-guest test's LU is generation E2h (rig/guest_e2e/driver.py).
+ENV_FIRST_GENERATION = "SCSI_PR_LIO_FIRST_GENERATION"
+GENERATIONS = 0x40  # per process: each hang costs one, and a hang phase has about ten
 RESET_KEY = 0x5C5150_0000_0000  # scratch key used only while clearing PR state
 #: LIO's answer to a REGISTER without ALL_TG_PT on an ALL_TG_PT=1 registration
 ALL_TG_PT_REFUSED = (SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB.asc, INVALID_FIELD_IN_CDB.ascq)
@@ -179,19 +185,38 @@ class _Shared:
 _shared = _Shared()
 
 
+def generations() -> range:
+    """This process's rig generations: from ``$SCSI_PR_LIO_FIRST_GENERATION`` (default 0) on,
+    ``GENERATIONS`` of them."""
+    raw = os.environ.get(ENV_FIRST_GENERATION, "0")
+    try:
+        first = int(raw, 0)
+    except ValueError:
+        raise RigError(f"{ENV_FIRST_GENERATION}={raw!r}: not a number") from None
+    space = range(first, first + GENERATIONS)
+    if first < 0 or space.stop > 256:
+        raise RigError(f"{ENV_FIRST_GENERATION}={raw}: generations are 0..255")
+    return space
+
+
 def shared_rig(initiators: int) -> lio.RigDescription:
     """The process-wide rig with at least ``initiators`` ports (built once, reused)."""
     s = _shared
     if s.rig is not None and not s.hung and len(s.rig.initiators) >= initiators:
         return s.rig
-    existing = None if s.rig is not None else lio.current()
+    space = generations()
+    own_space = space.start != 0  # a lane of its own beside the rig's (see ENV_FIRST_GENERATION)
+    existing = None if s.rig is not None or own_space else lio.current()
     if existing is not None and len(existing.initiators) >= initiators:
         s.rig = existing  # built by ``scsi-pr lio up``: its owner tears it down
         return s.rig
-    generation = 0 if s.rig is None else s.rig.spec.generation + (1 if s.hung else 0)
+    generation = space.start if s.rig is None else s.rig.spec.generation + (1 if s.hung else 0)
     present = lio.generations_present()
-    if generation in present and kmsg.lio_refcount_faults(kmsg.records()):
-        generation = max(present) + 1  # removing the one there would block: a new one beside
+    if generation in present and (own_space or kmsg.lio_refcount_faults(kmsg.records())):
+        # removing the one there would block (or it is not ours to remove): a new one beside
+        generation = max([g for g in present if g in space] + [generation]) + 1
+    if generation not in space:
+        raise RigError(f"no rig generation left in {space.start}..{space.stop - 1}")
     spec = lio.LunSpec(
         initiators=max(initiators, 3),
         name=_name(generation),
@@ -199,7 +224,7 @@ def shared_rig(initiators: int) -> lio.RigDescription:
     )
     if not s.built_here:
         atexit.register(_teardown)
-    s.rig, s.hung = lio.up(spec), False
+    s.rig, s.hung = lio.up(spec, record=not own_space), False
     s.built_here.add(generation)
     return s.rig
 

@@ -7,17 +7,20 @@
 3. The conformance suite on ``helper-lio-ioctl`` (the helper's block-layer ioctl backend).
 4. The nested-guest end-to-end test (``guest_e2e``: minutes under TCG), once, on its own.
 5. The conformance suite through a dm-multipath map (``helper-lio-mpath``).
-6. Last, in a process of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
+6. In a process of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
    tcm_loop). The rig builds a fresh LU after each hang; should the process itself get stuck,
    it is abandoned and the tests it did not report are counted as hung.
 
-Phases run in lanes (``Lane``, ``plan``): those that share the rig (its recorded LIO LU, the
-iSCSI rig on port 3260 that main's udev test uses too) one after another, and beside them the
-nested guest, which builds an LU of its own and shares nothing else. The VM has two CPUs and
-one pytest run keeps about one busy, so the guest's minutes of TCG-in-TCG overlap the rig's
-phases instead of queueing behind them (issue 14). The mpath and hang phases start once both
-lanes are done: the LU they may leave behind (LIO breaks a PR reference count under
-dm-multipath, ``rig/kmsg.py``; PREEMPT AND ABORT wedges tcm_loop) must meet nothing running.
+Phases run in two lanes (``Lane``, ``plan``), each lane's phases one after another. The rig's
+lane holds those that share the rig (its recorded LIO LU, the iSCSI rig on port 3260 that
+main's udev test uses too); mpath comes last in it, as the LU it may leave behind (LIO breaks a
+PR reference count under dm-multipath, ``rig/kmsg.py``) is then taken over by nobody. Beside it
+runs what builds LUs of its own: the nested guest (generation E2h) and then the hang phase,
+whose LUs are generations 80h on (``backend_lio.ENV_FIRST_GENERATION``): it neither takes over
+nor records the rig the others share, and each tcm_loop target is a SCSI host of its own, so
+an LU it wedges stops nothing of the others'. The VM has two CPUs and one pytest run keeps
+about one busy; the hang phase is mostly waiting (eight command timeouts): the guest's minutes
+of TCG-in-TCG and the hangs overlap the rig's phases instead of queueing behind them (issue 14).
 
 A phase is abandoned only when it is *hung*: no progress (a line of output, a test result, a
 heartbeat of a long test) for its quiet limit, which is above the longest single step's own
@@ -44,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
+from scsi_pr.rig.backend_lio import ENV_FIRST_GENERATION
 from scsi_pr.rig.guest_e2e.driver import GUEST_STALL_LIMIT
 from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.pytest_plugin import DEFAULT_LIO_TEST_TIMEOUT, ENV_RESULT_LOG, LIO_HANGS
@@ -56,6 +60,7 @@ BACKENDS = tuple(os.environ.get("SCSI_PR_VM_BACKENDS", "lio,helper-lio").split("
 ISCSI_BACKENDS = ("iscsi",)
 PATH_BACKENDS = ("helper-lio-ioctl",)
 MPATH_BACKENDS = ("helper-lio-mpath",)
+HANG_GENERATIONS = 0x80  # the hang phase's LUs: beside the rig's (0 on) and the guest's (E2h)
 
 
 class Lane(enum.Enum):
@@ -63,7 +68,6 @@ class Lane(enum.Enum):
 
     RIG = "rig"  # shares the rig's LIO LU or iSCSI rig: one after another
     BESIDE = "beside"  # shares nothing with the rig's phases: beside them, from the start
-    LAST = "last"  # once both lanes are done: what it may leave behind meets nothing running
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,18 @@ class PhaseSpec:
     #: the test paths it runs, where not the command line's (its default: tests)
     paths: tuple[str, ...] | None = None
     lane: Lane = Lane.RIG
+    #: its own rig generations from this one on (0: the rig's, ``backend_lio.generations``)
+    first_generation: int = 0
+    #: the paths choose part of what the marks select (e.g. the conformance suite alone);
+    #: otherwise they hold every test the marks select (tests/rig/test_vm_tier_paths.py)
+    subset: bool = False
 
 
+#: where the tests that take a backend live: collecting only these (and not the ~2,000 host
+#: tests beside them) saves each phase's pytest ~25x its host collection time under TCG. A host
+#: test (tests/rig/test_vm_tier_paths.py) fails when a phase's tests live elsewhere.
+BACKEND_TESTS = ("tests/conformance", "tests/scenarios/test_vm.py")
+VM_TESTS = (*BACKEND_TESTS, "tests/vm", "tests/rig/test_lio_vm.py")
 PATHS_PHASE = PhaseSpec(
     "uses_backend and not lio_hangs",
     ("--durations=10",),
@@ -93,6 +107,7 @@ PATHS_PHASE = PhaseSpec(
     quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
     backends=PATH_BACKENDS,
     paths=("tests/conformance",),
+    subset=True,
 )
 PHASES: dict[str, PhaseSpec] = {
     "main": PhaseSpec(
@@ -100,6 +115,7 @@ PHASES: dict[str, PhaseSpec] = {
         ("--durations=15",),
         budget=900.0,
         quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
+        paths=VM_TESTS,
     ),
     # the same backend-independent suite on the model behind the kernel's iSCSI initiator; the
     # lio_hangs tests included: PREEMPT AND ABORT completes there
@@ -109,6 +125,7 @@ PHASES: dict[str, PhaseSpec] = {
         budget=900.0,
         quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
         backends=ISCSI_BACKENDS,
+        paths=BACKEND_TESTS,
     ),
     # the conformance suite through the helper's other ways to the device: the block layer's PR
     # ioctls on /dev/sdX (what the path cannot carry is marked, each asserting its answer)
@@ -116,13 +133,18 @@ PHASES: dict[str, PhaseSpec] = {
     # one test; its driver logs (and heartbeats) every step, the longest guest pause included;
     # its LU is a generation of its own (rig/guest_e2e/driver.py), so it runs beside the rig's
     "guest-e2e": PhaseSpec(
-        "guest_e2e", (), budget=1200.0, quiet_limit=GUEST_STALL_LIMIT + 60.0, lane=Lane.BESIDE
+        "guest_e2e",
+        (),
+        budget=1200.0,
+        quiet_limit=GUEST_STALL_LIMIT + 60.0,
+        lane=Lane.BESIDE,
+        paths=("tests/vm/test_guest_e2e.py",),
     ),
     # the conformance suite through a dm-multipath map: its own process, so that multipathd's
     # path checker (its TEST UNIT READYs take unit attentions) runs only while the map's tests
-    # do; late, as the LUN it may leave behind (LIO breaks a PR reference count on it:
-    # rig/kmsg.py) is then only taken over by the hang phase
-    "mpath": replace(PATHS_PHASE, budget=600.0, backends=MPATH_BACKENDS, lane=Lane.LAST),
+    # do; last in the rig's lane, as the LUN it may leave behind (LIO breaks a PR reference
+    # count on it: rig/kmsg.py) is then taken over by nobody
+    "mpath": replace(PATHS_PHASE, budget=600.0, backends=MPATH_BACKENDS),
     # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome
     "lio-hangs": PhaseSpec(
         "lio_hangs",
@@ -130,7 +152,9 @@ PHASES: dict[str, PhaseSpec] = {
         budget=180.0,
         quiet_limit=300.0,
         hang_phase=True,
-        lane=Lane.LAST,
+        lane=Lane.BESIDE,
+        paths=VM_TESTS,
+        first_generation=HANG_GENERATIONS,
     ),
 }
 DEFAULT_PATHS = ["tests"]
@@ -236,6 +260,8 @@ def run_phase(
     env = dict(
         os.environ, PYTHONUNBUFFERED="1", **{ENV_RESULT_LOG: str(log), ENV_PROGRESS: str(beat)}
     )
+    if spec.first_generation:
+        env[ENV_FIRST_GENERATION] = f"{spec.first_generation:#x}"
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfExX", *args]
     for b in backends:
         cmd += ["--backend", b]
@@ -285,7 +311,7 @@ def summary_line(phases: list[Phase]) -> str:
 
 
 def plan(chosen: Iterable[str]) -> dict[Lane, list[str]]:
-    """The chosen phases by lane, each lane in ``PHASES`` order (the hang phase last)."""
+    """The chosen phases by lane, each lane in ``PHASES`` order."""
     lanes: dict[Lane, list[str]] = {lane: [] for lane in Lane}
     for name, spec in PHASES.items():
         if name in chosen:
@@ -327,8 +353,6 @@ def main(argv: list[str] | None = None) -> int:
     for name in lanes[Lane.RIG]:
         run(name)
     beside.finish()
-    for name in lanes[Lane.LAST]:
-        run(name)
     phases = [done[n] for n in PHASES if n in done]
     print("\n== VM tier summary ==")
     for ph in phases:

@@ -428,7 +428,7 @@ def test_a_rig_too_small_is_rebuilt_beside_a_left_one_once_lio_broke_a_count(
     built: list[lio.LunSpec] = []
     monkeypatch.setattr(backend_lio, "_shared", backend_lio._Shared())
     monkeypatch.setattr(lio, "current", lambda: None)
-    monkeypatch.setattr(lio, "up", lambda spec: built.append(spec) or "rig")
+    monkeypatch.setattr(lio, "up", lambda spec, record=True: built.append(spec) or "rig")
     monkeypatch.setattr(backend_lio.atexit, "register", lambda f: None)
     backend_lio.shared_rig(4)
     assert [(s.generation, s.name) for s in built] == [(4, "scsipr4") if fault else (0, "scsipr0")]
@@ -465,32 +465,37 @@ def test_lio_is_wedged_while_the_device_holds_the_command(
     assert backend_lio.in_flight("9:9:9:9") == 0, "a device that is gone holds nothing"
 
 
-def test_the_multipath_phase_runs_after_the_fresh_lu_of_guest_e2e_and_before_the_hangs() -> None:
+def test_the_multipath_phase_ends_the_rig_lane_and_the_hangs_follow_the_guest_beside_it() -> None:
     """The mpath phase may leave its LU behind (LIO broke a PR reference count: rig/kmsg.py),
-    which then only the hang phase (last) takes over. Its own process, on the map backend
-    alone, the conformance suite; and the nested guest's LU is a generation of its own, which
-    is what lets it run beside the rig's phases."""
+    which then nobody takes over. Its own process, on the map backend alone, the conformance
+    suite. The nested guest's LU and the hang phase's are generations of their own, which is
+    what lets them run beside the rig's phases."""
+    from scsi_pr.rig import backend_lio
     from scsi_pr.rig.guest_e2e import driver
 
-    assert driver.LU_GENERATION not in range(16), "not a generation a test process builds"
+    rig_generations = range(backend_lio.GENERATIONS)
+    hang_generations = range(vm_tier.HANG_GENERATIONS, vm_tier.HANG_GENERATIONS + 0x40)
+    assert driver.LU_GENERATION not in (*rig_generations, *hang_generations)
+    assert not set(rig_generations) & set(hang_generations)
+    assert vm_tier.PHASES["lio-hangs"].first_generation == vm_tier.HANG_GENERATIONS
+    assert [n for n, spec in vm_tier.PHASES.items() if spec.first_generation] == ["lio-hangs"]
     lanes = vm_tier.plan(vm_tier.PHASES)
     assert lanes == {
-        vm_tier.Lane.RIG: ["main", "iscsi", "paths"],
-        vm_tier.Lane.BESIDE: ["guest-e2e"],
-        vm_tier.Lane.LAST: ["mpath", "lio-hangs"],
+        vm_tier.Lane.RIG: ["main", "iscsi", "paths", "mpath"],
+        vm_tier.Lane.BESIDE: ["guest-e2e", "lio-hangs"],
     }
-    assert vm_tier.plan(["lio-hangs", "main"])[vm_tier.Lane.LAST] == ["lio-hangs"]
+    assert vm_tier.plan(["lio-hangs", "main"])[vm_tier.Lane.BESIDE] == ["lio-hangs"]
     mpath = vm_tier.PHASES["mpath"]
     assert mpath.backends == ("helper-lio-mpath",) and mpath.paths == ("tests/conformance",)
     assert "helper-lio-mpath" not in (vm_tier.PHASES["paths"].backends or ())
 
 
-def test_the_nested_guest_runs_beside_the_rig_phases_and_the_last_ones_after_both(
+def test_the_nested_guest_and_the_hangs_run_beside_the_rig_phases(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """main waits until guest-e2e has started (a driver that ran the lanes one after another
-    would never get there); mpath and lio-hangs start only once every other phase is done.
-    The beside phase's output comes after the rig lane's, whole, not interleaved."""
+    """main waits until guest-e2e has started and mpath until lio-hangs has (a driver that ran
+    the lanes one after another would never get there); each lane keeps its order. The beside
+    phases' output comes after the rig lane's, whole, not interleaved."""
     started: dict[str, threading.Event] = {n: threading.Event() for n in vm_tier.PHASES}
     finished: list[str] = []
 
@@ -498,13 +503,12 @@ def test_the_nested_guest_runs_beside_the_rig_phases_and_the_last_ones_after_bot
         started[name].set()
         if name == "main":
             assert started["guest-e2e"].wait(60), "guest-e2e did not start beside main"
-        if name == "guest-e2e":
+        if name == "mpath":
+            assert started["lio-hangs"].wait(60), "lio-hangs did not run beside the rig lane"
+        if spec.lane is vm_tier.Lane.BESIDE:
             assert out is not None
-            out.write(b"guest output\n")
-            # it ends only after main did: then the last phases must wait for it
-            assert started["iscsi"].wait(60)
-        if spec.lane is vm_tier.Lane.LAST:
-            assert {"main", "iscsi", "paths", "guest-e2e"} <= set(finished), name
+            out.write(f"{name} output\n".encode())
+            assert started["iscsi"].wait(60)  # each ends only after main did
         else:
             print(f"{name} output")
         finished.append(name)
@@ -512,9 +516,12 @@ def test_the_nested_guest_runs_beside_the_rig_phases_and_the_last_ones_after_bot
 
     monkeypatch.setattr(vm_tier, "run_phase", fake_run_phase)
     assert vm_tier.main(["--workdir", str(tmp_path)]) == 0
-    assert finished[-2:] == ["mpath", "lio-hangs"]
+    rig_lane = [n for n in finished if vm_tier.PHASES[n].lane is vm_tier.Lane.RIG]
+    assert rig_lane == ["main", "iscsi", "paths", "mpath"]
+    assert finished.index("guest-e2e") < finished.index("lio-hangs")
     text = capsys.readouterr().out
-    assert text.index("paths output") < text.index("guest output") < text.index("summary")
+    assert text.index("mpath output") < text.index("guest-e2e output")
+    assert text.index("guest-e2e output") < text.index("lio-hangs output") < text.index("summary")
 
 
 def test_a_driver_error_in_one_lane_is_a_failed_phase_not_a_lost_summary(
