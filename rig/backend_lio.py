@@ -47,7 +47,7 @@ GRACE_SECONDS = 4.0
 #: builds LUs of its own and neither takes over nor records the rig the others share
 #: (``lio.current()``). The nested-guest test's LU is generation E2h (rig/guest_e2e/driver.py).
 ENV_FIRST_GENERATION = "SCSI_PR_LIO_FIRST_GENERATION"
-GENERATIONS = 0x40  # per process: each hang costs one, and a hang phase has about ten
+GENERATIONS = 0x20  # per process: each hang costs one, and a hang phase has about ten
 RESET_KEY = 0x5C5150_0000_0000  # scratch key used only while clearing PR state
 #: LIO's answer to a REGISTER without ALL_TG_PT on an ALL_TG_PT=1 registration
 ALL_TG_PT_REFUSED = (SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB.asc, INVALID_FIELD_IN_CDB.ascq)

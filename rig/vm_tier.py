@@ -11,16 +11,18 @@
    tcm_loop). The rig builds a fresh LU after each hang; should the process itself get stuck,
    it is abandoned and the tests it did not report are counted as hung.
 
-Phases run in two lanes (``Lane``, ``plan``), each lane's phases one after another. The rig's
-lane holds those that share the rig (its recorded LIO LU, the iSCSI rig on port 3260 that
-main's udev test uses too); mpath comes last in it, as the LU it may leave behind (LIO breaks a
-PR reference count under dm-multipath, ``rig/kmsg.py``) is then taken over by nobody. Beside it
-runs what builds LUs of its own: the nested guest (generation E2h) and then the hang phase,
-whose LUs are generations 80h on (``backend_lio.ENV_FIRST_GENERATION``): it neither takes over
-nor records the rig the others share, and each tcm_loop target is a SCSI host of its own, so
-an LU it wedges stops nothing of the others'. The VM has two CPUs and one pytest run keeps
-about one busy; the hang phase is mostly waiting (eight command timeouts): the guest's minutes
-of TCG-in-TCG and the hangs overlap the rig's phases instead of queueing behind them (issue 14).
+Phases run in lanes (``Lane``, ``plan``), each lane's phases one after another. The rig's
+lane holds main and iscsi, which share the rig (its recorded LIO LU, the iSCSI rig on port 3260
+that main's udev test uses too). Beside it, from the start, runs what builds LUs of its own and
+needs nothing global: paths (generations 20h on, ``backend_lio.ENV_FIRST_GENERATION``: it
+neither takes over nor records the shared rig) and the nested guest (generation E2h). The VM
+has two CPUs and one pytest run keeps about one busy, so they overlap the rig's phases instead
+of queueing (issue 14). mpath and lio-hangs run last, once both lanes are done, each on LUs of
+its own: there is one multipathd (main's multipath tests configure it for a map of their own),
+and an LU that PREEMPT AND ABORT wedged stays wedged, with udev's probe of it (blkid, after the
+reset's unit attention) stuck for good, so every later ``udevadm settle`` (the iSCSI rig's,
+main's udev test, multipathd's maps) would wait on it: measured, main hung in its udev test
+while the hang phase ran beside it.
 
 A phase is abandoned only when it is *hung*: no progress (a line of output, a test result, a
 heartbeat of a long test) for its quiet limit, which is above the longest single step's own
@@ -60,14 +62,17 @@ BACKENDS = tuple(os.environ.get("SCSI_PR_VM_BACKENDS", "lio,helper-lio").split("
 ISCSI_BACKENDS = ("iscsi",)
 PATH_BACKENDS = ("helper-lio-ioctl",)
 MPATH_BACKENDS = ("helper-lio-mpath",)
-HANG_GENERATIONS = 0x80  # the hang phase's LUs: beside the rig's (0 on) and the guest's (E2h)
+#: the first LU generation of the phases that build their own (``backend_lio.generations``):
+#: beside the rig's (0 on) and the nested guest's (E2h)
+PATHS_GENERATIONS, MPATH_GENERATIONS, HANG_GENERATIONS = 0x20, 0x40, 0x80
 
 
 class Lane(enum.Enum):
     """When a phase runs: lanes run side by side, the phases of one lane in ``PHASES`` order."""
 
-    RIG = "rig"  # shares the rig's LIO LU or iSCSI rig: one after another
-    BESIDE = "beside"  # shares nothing with the rig's phases: beside them, from the start
+    RIG = "rig"  # the rig's LIO LU and the iSCSI rig: one after another
+    BESIDE = "beside"  # LUs of their own, nothing global: beside the rig's, from the start
+    LAST = "last"  # once both lanes are done: multipathd, and LUs left wedged, meet nothing
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,8 @@ PATHS_PHASE = PhaseSpec(
     backends=PATH_BACKENDS,
     paths=("tests/conformance",),
     subset=True,
+    lane=Lane.BESIDE,
+    first_generation=PATHS_GENERATIONS,
 )
 PHASES: dict[str, PhaseSpec] = {
     "main": PhaseSpec(
@@ -142,9 +149,16 @@ PHASES: dict[str, PhaseSpec] = {
     ),
     # the conformance suite through a dm-multipath map: its own process, so that multipathd's
     # path checker (its TEST UNIT READYs take unit attentions) runs only while the map's tests
-    # do; last in the rig's lane, as the LUN it may leave behind (LIO breaks a PR reference
-    # count on it: rig/kmsg.py) is then taken over by nobody
-    "mpath": replace(PATHS_PHASE, budget=600.0, backends=MPATH_BACKENDS),
+    # do; its own LU, which it may leave behind (LIO breaks a PR reference count on it:
+    # rig/kmsg.py) and nobody takes over; last, as main's multipath tests configure the one
+    # multipathd for a map of their own
+    "mpath": replace(
+        PATHS_PHASE,
+        budget=600.0,
+        backends=MPATH_BACKENDS,
+        first_generation=MPATH_GENERATIONS,
+        lane=Lane.LAST,
+    ),
     # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome
     "lio-hangs": PhaseSpec(
         "lio_hangs",
@@ -152,7 +166,7 @@ PHASES: dict[str, PhaseSpec] = {
         budget=180.0,
         quiet_limit=300.0,
         hang_phase=True,
-        lane=Lane.BESIDE,
+        lane=Lane.LAST,
         paths=VM_TESTS,
         first_generation=HANG_GENERATIONS,
     ),
@@ -353,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in lanes[Lane.RIG]:
         run(name)
     beside.finish()
+    for name in lanes[Lane.LAST]:
+        run(name)
     phases = [done[n] for n in PHASES if n in done]
     print("\n== VM tier summary ==")
     for ph in phases:
@@ -366,7 +382,7 @@ class _Lane(threading.Thread):
     file each, shown when the lane is joined, so that two pytest runs never interleave."""
 
     def __init__(self, names: list[str], workdir: Path, run: Callable[..., None]) -> None:
-        super().__init__(name="vm-tier-beside", daemon=True)
+        super().__init__(name=f"vm-tier-{'+'.join(names)}", daemon=True)
         self.names, self.workdir, self.run_one = names, workdir, run
 
     def output(self, name: str) -> Path:

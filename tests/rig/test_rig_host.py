@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import itertools
 import json
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -465,37 +467,44 @@ def test_lio_is_wedged_while_the_device_holds_the_command(
     assert backend_lio.in_flight("9:9:9:9") == 0, "a device that is gone holds nothing"
 
 
-def test_the_multipath_phase_ends_the_rig_lane_and_the_hangs_follow_the_guest_beside_it() -> None:
-    """The mpath phase may leave its LU behind (LIO broke a PR reference count: rig/kmsg.py),
-    which then nobody takes over. Its own process, on the map backend alone, the conformance
-    suite. The nested guest's LU and the hang phase's are generations of their own, which is
-    what lets them run beside the rig's phases."""
+def test_the_phases_outside_the_rig_lane_build_lus_of_their_own() -> None:
+    """Only main and iscsi share the rig (its LU, the iSCSI rig). paths runs beside them and
+    mpath and the hang phase after both lanes, each on generations of its own, which no other
+    process uses (nor the nested guest's LU). mpath and the hangs go last: there is one
+    multipathd, and a wedged LU's stuck udev probe would hold every later ``udevadm settle``.
+    mpath: its own process, on the map backend alone, the conformance suite."""
     from scsi_pr.rig import backend_lio
     from scsi_pr.rig.guest_e2e import driver
 
-    rig_generations = range(backend_lio.GENERATIONS)
-    hang_generations = range(vm_tier.HANG_GENERATIONS, vm_tier.HANG_GENERATIONS + 0x40)
-    assert driver.LU_GENERATION not in (*rig_generations, *hang_generations)
-    assert not set(rig_generations) & set(hang_generations)
-    assert vm_tier.PHASES["lio-hangs"].first_generation == vm_tier.HANG_GENERATIONS
-    assert [n for n, spec in vm_tier.PHASES.items() if spec.first_generation] == ["lio-hangs"]
+    firsts = sorted({spec.first_generation for spec in vm_tier.PHASES.values()})
+    assert firsts == [0, vm_tier.PATHS_GENERATIONS, vm_tier.MPATH_GENERATIONS,
+                      vm_tier.HANG_GENERATIONS]  # fmt: skip
+    spaces = [range(first, first + backend_lio.GENERATIONS) for first in firsts]
+    for space, following in itertools.pairwise(spaces):
+        assert space.stop <= following.start, "two phases' generations overlap"
+    assert spaces[-1].stop <= 256
+    assert not any(driver.LU_GENERATION in space for space in spaces)
+    assert sorted(n for n, spec in vm_tier.PHASES.items() if spec.first_generation) == [
+        "lio-hangs", "mpath", "paths",
+    ]  # fmt: skip
     lanes = vm_tier.plan(vm_tier.PHASES)
     assert lanes == {
-        vm_tier.Lane.RIG: ["main", "iscsi", "paths", "mpath"],
-        vm_tier.Lane.BESIDE: ["guest-e2e", "lio-hangs"],
+        vm_tier.Lane.RIG: ["main", "iscsi"],
+        vm_tier.Lane.BESIDE: ["paths", "guest-e2e"],
+        vm_tier.Lane.LAST: ["mpath", "lio-hangs"],
     }
-    assert vm_tier.plan(["lio-hangs", "main"])[vm_tier.Lane.BESIDE] == ["lio-hangs"]
+    assert vm_tier.plan(["lio-hangs", "main"])[vm_tier.Lane.LAST] == ["lio-hangs"]
     mpath = vm_tier.PHASES["mpath"]
     assert mpath.backends == ("helper-lio-mpath",) and mpath.paths == ("tests/conformance",)
     assert "helper-lio-mpath" not in (vm_tier.PHASES["paths"].backends or ())
 
 
-def test_the_nested_guest_and_the_hangs_run_beside_the_rig_phases(
+def test_two_lanes_run_side_by_side_and_the_last_phases_after_both(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """main waits until guest-e2e has started and mpath until lio-hangs has (a driver that ran
-    the lanes one after another would never get there); each lane keeps its order. The beside
-    phases' output comes after the rig lane's, whole, not interleaved."""
+    """main waits until guest-e2e has started (a driver that ran the lanes one after another
+    would never get there); mpath and lio-hangs start only once every other phase is done.
+    The beside phases' output comes after the rig lane's, whole, not interleaved."""
     started: dict[str, threading.Event] = {n: threading.Event() for n in vm_tier.PHASES}
     finished: list[str] = []
 
@@ -503,12 +512,14 @@ def test_the_nested_guest_and_the_hangs_run_beside_the_rig_phases(
         started[name].set()
         if name == "main":
             assert started["guest-e2e"].wait(60), "guest-e2e did not start beside main"
-        if name == "mpath":
-            assert started["lio-hangs"].wait(60), "lio-hangs did not run beside the rig lane"
+        if name == "guest-e2e":
+            assert started["iscsi"].wait(60)  # it ends only after main did
+            time.sleep(0.3)  # the last phases must wait for it
+        if spec.lane is vm_tier.Lane.LAST:
+            assert {"main", "iscsi", "paths", "guest-e2e"} <= set(finished), name
         if spec.lane is vm_tier.Lane.BESIDE:
             assert out is not None
             out.write(f"{name} output\n".encode())
-            assert started["iscsi"].wait(60)  # each ends only after main did
         else:
             print(f"{name} output")
         finished.append(name)
@@ -516,12 +527,11 @@ def test_the_nested_guest_and_the_hangs_run_beside_the_rig_phases(
 
     monkeypatch.setattr(vm_tier, "run_phase", fake_run_phase)
     assert vm_tier.main(["--workdir", str(tmp_path)]) == 0
-    rig_lane = [n for n in finished if vm_tier.PHASES[n].lane is vm_tier.Lane.RIG]
-    assert rig_lane == ["main", "iscsi", "paths", "mpath"]
-    assert finished.index("guest-e2e") < finished.index("lio-hangs")
+    assert finished[-2:] == ["mpath", "lio-hangs"]
+    assert finished.index("paths") < finished.index("guest-e2e")
     text = capsys.readouterr().out
-    assert text.index("mpath output") < text.index("guest-e2e output")
-    assert text.index("guest-e2e output") < text.index("lio-hangs output") < text.index("summary")
+    assert text.index("iscsi output") < text.index("paths output")
+    assert text.index("guest-e2e output") < text.index("mpath output") < text.index("summary")
 
 
 def test_a_driver_error_in_one_lane_is_a_failed_phase_not_a_lost_summary(
