@@ -19,10 +19,9 @@ neither takes over nor records the shared rig) and the nested guest (generation 
 has two CPUs and one pytest run keeps about one busy, so they overlap the rig's phases instead
 of queueing (issue 14). mpath and lio-hangs run last, once both lanes are done, each on LUs of
 its own: there is one multipathd (main's multipath tests configure it for a map of their own),
-and an LU that PREEMPT AND ABORT wedged stays wedged, with udev's probe of it (blkid, after the
-reset's unit attention) stuck for good, so every later ``udevadm settle`` (the iSCSI rig's,
-main's udev test, multipathd's maps) would wait on it: measured, main hung in its udev test
-while the hang phase ran beside it.
+and, measured, with the hang phase beside it main stopped in its udev test and the iSCSI
+phase's set-ups failed after it (likely: a udev probe of a wedged LU never ends, and every
+later ``udevadm settle`` waits on it).
 
 A phase is abandoned only when it is *hung*: no progress (a line of output, a test result, a
 heartbeat of a long test) for its quiet limit, which is above the longest single step's own
