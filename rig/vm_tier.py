@@ -15,13 +15,14 @@ Phases run in lanes (``Lane``, ``plan``), each lane's phases one after another. 
 lane holds main and iscsi, which share the rig (its recorded LIO LU, the iSCSI rig on port 3260
 that main's udev test uses too). Beside it, from the start, runs what builds LUs of its own and
 needs nothing global: paths (generations 20h on, ``backend_lio.ENV_FIRST_GENERATION``: it
-neither takes over nor records the shared rig) and the nested guest (generation E2h). The VM
-has two CPUs and one pytest run keeps about one busy, so they overlap the rig's phases instead
-of queueing (issue 14). mpath and lio-hangs run last, once both lanes are done, each on LUs of
-its own: there is one multipathd (main's multipath tests configure it for a map of their own),
-and, measured, with the hang phase beside it main stopped in its udev test and the iSCSI
-phase's set-ups failed after it (likely: a udev probe of a wedged LU never ends, and every
-later ``udevadm settle`` waits on it).
+neither takes over nor records the shared rig), the nested guest (generation E2h) and mpath
+(40h on), which waits for main to end (``PhaseSpec.after``): there is one multipathd, and
+main's multipath tests configure it for a map of their own. The VM has two CPUs and one
+pytest run keeps about one busy, so they overlap the rig's phases instead of queueing
+(issue 14). lio-hangs runs last, once both lanes are done, on LUs of its own: measured, with
+the hang phase beside it main stopped in its udev test and the iSCSI phase's set-ups failed
+after it (likely: a udev probe of a wedged LU never ends, and every later ``udevadm settle``
+waits on it).
 
 A phase is abandoned only when it is *hung*: no progress (a line of output, a test result, a
 heartbeat of a long test) for its quiet limit, which is above the longest single step's own
@@ -71,7 +72,7 @@ class Lane(enum.Enum):
 
     RIG = "rig"  # the rig's LIO LU and the iSCSI rig: one after another
     BESIDE = "beside"  # LUs of their own, nothing global: beside the rig's, from the start
-    LAST = "last"  # once both lanes are done: multipathd, and LUs left wedged, meet nothing
+    LAST = "last"  # once both lanes are done: the LUs it leaves wedged meet nothing running
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ class PhaseSpec:
     lane: Lane = Lane.RIG
     #: its own rig generations from this one on (0: the rig's, ``backend_lio.generations``)
     first_generation: int = 0
+    #: phases that must have ended before it starts, whatever lane they are in
+    after: tuple[str, ...] = ()
     #: the paths choose part of what the marks select (e.g. the conformance suite alone);
     #: otherwise they hold every test the marks select (tests/rig/test_vm_tier_paths.py)
     subset: bool = False
@@ -149,14 +152,15 @@ PHASES: dict[str, PhaseSpec] = {
     # the conformance suite through a dm-multipath map: its own process, so that multipathd's
     # path checker (its TEST UNIT READYs take unit attentions) runs only while the map's tests
     # do; its own LU, which it may leave behind (LIO breaks a PR reference count on it:
-    # rig/kmsg.py) and nobody takes over; last, as main's multipath tests configure the one
-    # multipathd for a map of their own
+    # rig/kmsg.py) and nobody takes over; after main, whose multipath tests configure the one
+    # multipathd for a map of their own (multipathd sees only the disks its configuration
+    # names, so the iSCSI phase's disks beside it do not reach it)
     "mpath": replace(
         PATHS_PHASE,
         budget=600.0,
         backends=MPATH_BACKENDS,
         first_generation=MPATH_GENERATIONS,
-        lane=Lane.LAST,
+        after=("main",),
     ),
     # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome
     "lio-hangs": PhaseSpec(
@@ -346,9 +350,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown phase(s) {', '.join(unknown)}")
     args.workdir.mkdir(parents=True, exist_ok=True)
     done: dict[str, Phase] = {}
+    ended = {name: threading.Event() for name in PHASES}
+    for name in set(PHASES) - set(chosen):
+        ended[name].set()
 
     def run(name: str, out: BinaryIO | None = None) -> None:
         spec = PHASES[name]
+        for first in spec.after:
+            ended[first].wait()
         paths = spec.paths if spec.paths and args.pytest_args == DEFAULT_PATHS else None
         argv_ = [*(paths or args.pytest_args), "-m", spec.marks, *spec.extra]
         try:
@@ -357,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         except Exception as e:  # a driver bug in one lane must not lose the others' summary
             phase = Phase(name, rc=-1, verdict=f"driver error: {type(e).__name__}: {e}")
+        finally:
+            ended[name].set()
         done[name] = phase
         report(phase, details=False)  # counts now: a later phase may take long
 
