@@ -22,7 +22,6 @@ import io
 import json
 import os
 import pstats
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import in_vm
-from scsi_pr.rig import iscsi_rig, lio, lio_iscsi
+from scsi_pr.rig import iscsi_rig, lio, lio_iscsi, processes
 
 AIM = 0.3  # issue 11: ours at least 0.3x the IOPS of LIO's iSCSI target
 RUNTIME = 10  # seconds per fio job (after RAMP)
@@ -203,12 +202,6 @@ def run_fio(job: Job, device: str, runtime: int) -> FioResult:
     return parse_fio(done.stdout, job.direction)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _say(line: str) -> None:
     print(line, flush=True)  # each line is also a sign of life for the VM's quiet timeout
 
@@ -271,7 +264,7 @@ def measure(runtime: int, profile: Path | None = None) -> list[Comparison]:
             rig = iscsi_rig.IscsiRig(1)  # our target, iscsid, a session
         stack.callback(rig.down)
         devices = {OURS: rig.ports[0].block}
-        reference = lio_iscsi.LioIscsiTarget(_free_port())
+        reference = lio_iscsi.LioIscsiTarget(processes.free_port())
         stack.callback(reference.delete)
         session = lio_iscsi.KernelSession(reference.iqn, reference.port)
         stack.callback(session.logout)

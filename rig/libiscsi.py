@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scsi_pr.rig.errors import RigError
-from scsi_pr.rig.processes import log_tail, stop, tcp_listening, wait_ready
+from scsi_pr.rig.processes import free_port, log_tail, stop, tcp_listening, wait_ready
 from scsi_pr.rig.watchdog import POLL_SECONDS, Watchdog, heartbeat, run_watched
 
 ISCSI_TEST_CU = Path("/usr/bin/iscsi-test-cu")
@@ -62,12 +61,6 @@ class OursRun:
     outcomes: Outcomes
     target_exit: int
     target_log: str
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve_model(state_dir: Path, iqn: str, port: int, log: Path) -> subprocess.Popen[bytes]:

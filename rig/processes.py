@@ -45,6 +45,14 @@ def unix_listening(sock: Path) -> bool:
     return True
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nobody listens on now (the kernel's pick), for a server
+    started next."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def tcp_listening(host: str, port: int) -> bool:
     """Does a TCP connect() to ``host``:``port`` succeed?"""
     try:

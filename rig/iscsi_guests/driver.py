@@ -93,12 +93,6 @@ def qemu_argv(initramfs: Initramfs, drive: str, device: str, node: str = "lun0")
     ]  # fmt: skip
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def start_target(state_dir: Path, host: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     """``scsi-pr target serve`` on ``host:port`` with LUN 0 in ``state_dir``, listening."""
     argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", TARGET_IQN, "--portal",
@@ -254,7 +248,7 @@ def run(opts: Options) -> Observed:
         g: build_initramfs(steps_of(g), work / f"guest-{g}.gz", programs=GUEST_PROGRAMS)
         for g in INITIATORS
     }
-    port = opts.port or free_port(opts.host)
+    port = opts.port or processes.free_port(opts.host)
     target_log = work / "target.log"
     target = start_target(state_dir, opts.host, port, target_log)
     obs = Observed(dict(INITIATORS))

@@ -27,13 +27,13 @@ from scsi_pr.rig.libiscsi import (
     ISCSI_TEST_CU,
     SUITES,
     OursRun,
-    free_port,
     run_ours,
     run_suites,
     wait_record,
 )
 from scsi_pr.rig.lio_iscsi import IQN as LIO_IQN
 from scsi_pr.rig.lio_iscsi import LioIscsiTarget
+from scsi_pr.rig.processes import free_port
 
 pytestmark = pytest.mark.vm
 QUIET_LIMIT = 180  # seconds without a test ending; below the main phase's own quiet limit
