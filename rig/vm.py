@@ -301,6 +301,10 @@ def _boot_watched(
     return run.rc
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="scsi-pr vm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -346,6 +350,9 @@ def main(argv: list[str]) -> int:
             print(f"missing: {need}" if need else f"ready; kernel {vm_kernel.find(args.kernel)}")
             return 1 if need else 0
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        # scripts/vm-tier stops a VM it booted beside another with SIGTERM; as an exception it
+        # takes the `finally` that kills the VM's process group (the default would leave QEMU).
+        signal.signal(signal.SIGTERM, _terminated)
         return run(
             cmd,
             kernel=args.kernel,

@@ -7,7 +7,7 @@
 3. The conformance suite on ``helper-lio-ioctl`` (the helper's block-layer ioctl backend).
 4. The nested-guest end-to-end test (``guest_e2e``: minutes under TCG), once, on its own.
 5. The conformance suite through a dm-multipath map (``helper-lio-mpath``).
-6. In a process of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
+6. In a second VM, after mpath, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
    tcm_loop). The rig builds a fresh LU after each hang; should the process itself get stuck,
    it is abandoned and the tests it did not report are counted as hung.
 
@@ -19,10 +19,15 @@ neither takes over nor records the shared rig), the nested guest (generation E2h
 (40h on), which waits for main to end (``PhaseSpec.after``): there is one multipathd, and
 main's multipath tests configure it for a map of their own. The VM has two CPUs and one
 pytest run keeps about one busy, so they overlap the rig's phases instead of queueing
-(issue 14). lio-hangs runs last, once both lanes are done, on LUs of its own: measured, with
-the hang phase beside it main stopped in its udev test and the iSCSI phase's set-ups failed
-after it (likely: a udev probe of a wedged LU never ends, and every later ``udevadm settle``
-waits on it).
+(issue 14). lio-hangs may not run beside them in one kernel: measured, with the hang phase
+beside it main stopped in its udev test and the iSCSI phase's set-ups failed after it (likely:
+a udev probe of a wedged LU never ends, and every later ``udevadm settle`` waits on it). So it
+goes to a second VM (``PhaseSpec.vm``), with mpath before it: ``scripts/vm-tier`` asks
+``--vm-groups`` which VMs the chosen phases need, boots them side by side, each running ``--vm N
+--results FILE``, and prints one summary of the files with ``--merge``. Measured (full tier,
+nothing else running, the host's two cores busy throughout): one VM 786 s; the hangs in a
+second VM 647 s for the first VM, 335 s for the second. Run in one VM (no ``--vm``), the hang
+phase is the last lane's, after both others, and mpath waits for main.
 
 A phase is abandoned only when it is *hung*: no progress (a line of output, a test result, a
 heartbeat of a long test) for its quiet limit, which is above the longest single step's own
@@ -45,7 +50,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -100,6 +105,8 @@ class PhaseSpec:
     #: the paths choose part of what the marks select (e.g. the conformance suite alone);
     #: otherwise they hold every test the marks select (tests/rig/test_vm_tier_paths.py)
     subset: bool = False
+    #: the VM it runs in when ``scripts/vm-tier`` boots several side by side (``--vm``)
+    vm: int = 0
 
 
 #: where the tests that take a backend live: collecting only these (and not the ~2,000 host
@@ -152,17 +159,21 @@ PHASES: dict[str, PhaseSpec] = {
     # the conformance suite through a dm-multipath map: its own process, so that multipathd's
     # path checker (its TEST UNIT READYs take unit attentions) runs only while the map's tests
     # do; its own LU, which it may leave behind (LIO breaks a PR reference count on it:
-    # rig/kmsg.py) and nobody takes over; after main, whose multipath tests configure the one
-    # multipathd for a map of their own (multipathd sees only the disks its configuration
-    # names, so the iSCSI phase's disks beside it do not reach it)
+    # rig/kmsg.py) and nobody takes over; after main, whose multipathd it would share in one
+    # VM (main's multipath tests configure it for a map of their own; multipathd sees only
+    # the disks its configuration names, so the iSCSI phase's disks beside it do not reach
+    # it). In the hang phase's VM, before the hangs: the first VM's lanes are full without it.
     "mpath": replace(
         PATHS_PHASE,
         budget=600.0,
         backends=MPATH_BACKENDS,
         first_generation=MPATH_GENERATIONS,
         after=("main",),
+        vm=1,
     ),
-    # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome
+    # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome. In a
+    # second VM (scripts/vm-tier boots it beside the first), after mpath: the LUs it wedges
+    # meet nothing running, and its minutes are mostly command timeouts, which need no CPU.
     "lio-hangs": PhaseSpec(
         "lio_hangs",
         ("--run-lio-hangs", "--durations=12"),
@@ -172,6 +183,7 @@ PHASES: dict[str, PhaseSpec] = {
         lane=Lane.LAST,
         paths=VM_TESTS,
         first_generation=HANG_GENERATIONS,
+        vm=1,
     ),
 }
 DEFAULT_PATHS = ["tests"]
@@ -327,6 +339,37 @@ def summary_line(phases: list[Phase]) -> str:
     return "VM tier: " + (", ".join(f"{total[k]} {k}" for k in keys) or "no tests ran")
 
 
+def conclude(phases: list[Phase]) -> int:
+    """Print the summary of ``phases``; the exit status: 1 when any failed."""
+    print("\n== VM tier summary ==")
+    for ph in phases:
+        report(ph)
+    print(summary_line(phases), flush=True)
+    return 1 if any(ph.failed() for ph in phases) else 0
+
+
+def write_results(path: Path, phases: list[Phase]) -> None:
+    """The phases' outcomes as JSON, for ``--merge`` on the host (written whole, then renamed:
+    a VM killed while writing leaves no half a file that would read as fewer tests)."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps([asdict(ph) for ph in phases]))
+    part.rename(path)
+
+
+def merge(files: list[Path]) -> int:
+    """One summary of several VMs' ``--results``. A file that is missing or unreadable is a
+    phase that failed: its VM ended (or was killed) before it wrote its outcomes."""
+    phases: list[Phase] = []
+    for f in files:
+        try:
+            records = json.loads(f.read_text())
+            phases += [Phase(**r) for r in records]
+        except (OSError, ValueError, TypeError) as e:
+            why = f"no results in {f.name} ({type(e).__name__}): its VM ended without them"
+            phases.append(Phase(f.stem, abandoned=True, verdict=why))
+    return conclude(phases)
+
+
 def plan(chosen: Iterable[str]) -> dict[Lane, list[str]]:
     """The chosen phases by lane, each lane in ``PHASES`` order."""
     lanes: dict[Lane, list[str]] = {lane: [] for lane in Lane}
@@ -342,12 +385,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--phases", default=",".join(PHASES), help=f"comma separated, from {', '.join(PHASES)}"
     )
+    p.add_argument("--vm", type=int, help="run only the chosen phases that go to this VM")
+    p.add_argument(
+        "--vm-groups",
+        action="store_true",
+        help="print the VMs the chosen phases go to, and exit (scripts/vm-tier boots one each)",
+    )
+    p.add_argument("--results", type=Path, help="also write the outcomes here, for --merge")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        action="append",
+        metavar="RESULTS",
+        help="print one summary of these --results files (repeatable) and exit",
+    )
     p.add_argument("pytest_args", nargs="*", default=DEFAULT_PATHS, help="paths (default: tests)")
     args = p.parse_args(argv)
+    if args.merge:
+        return merge(args.merge)
     chosen = [n for n in args.phases.split(",") if n]
     unknown = sorted(set(chosen) - set(PHASES))
     if unknown:
         p.error(f"unknown phase(s) {', '.join(unknown)}")
+    if args.vm_groups:
+        print(" ".join(str(vm) for vm in sorted({PHASES[n].vm for n in chosen})))
+        return 0
+    if args.vm is not None:
+        chosen = [n for n in chosen if PHASES[n].vm == args.vm]
     args.workdir.mkdir(parents=True, exist_ok=True)
     done: dict[str, Phase] = {}
     ended = {name: threading.Event() for name in PHASES}
@@ -380,11 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in lanes[Lane.LAST]:
         run(name)
     phases = [done[n] for n in PHASES if n in done]
-    print("\n== VM tier summary ==")
-    for ph in phases:
-        report(ph)
-    print(summary_line(phases), flush=True)
-    return 1 if any(ph.failed() for ph in phases) else 0
+    if args.results is not None:
+        write_results(args.results, phases)
+    return conclude(phases)
 
 
 class _Lane(threading.Thread):

@@ -1,0 +1,126 @@
+"""The VM tier split over VMs booted side by side: which phases go where, each VM's outcomes
+written for the host, one summary of all, and a VM that is stopped taking QEMU with it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scsi_pr.rig import vm_tier
+
+
+def _fake_phases(monkeypatch: pytest.MonkeyPatch, outcome: dict[str, str]) -> list[str]:
+    ran: list[str] = []
+
+    def fake_run_phase(name, argv, spec, workdir, *, backends, out=None):
+        ran.append(name)
+        result = {"nodeid": f"t::{name}", "when": "call", "outcome": outcome.get(name, "passed"),
+                  "reason": ""}  # fmt: skip
+        return vm_tier.Phase(name, rc=0, seconds=1.0, results=[result])
+
+    monkeypatch.setattr(vm_tier, "run_phase", fake_run_phase)
+    return ran
+
+
+@pytest.mark.parametrize(
+    ("phases", "groups"),
+    [(None, "0 1"), ("main,iscsi", "0"), ("mpath,lio-hangs", "1"), ("paths,lio-hangs", "0 1")],
+)
+def test_the_hang_phase_and_mpath_ask_for_a_second_vm(
+    phases: str | None, groups: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--vm-groups"] + (["--phases", phases] if phases else [])
+    assert vm_tier.main(argv) == 0
+    assert capsys.readouterr().out.split() == groups.split()
+
+
+def test_each_vm_runs_only_its_own_phases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = _fake_phases(monkeypatch, {})
+    assert vm_tier.main(["--workdir", str(tmp_path), "--vm", "1"]) == 0
+    assert ran == ["mpath", "lio-hangs"]  # mpath does not wait for a main that is elsewhere
+    ran.clear()
+    assert vm_tier.main(["--workdir", str(tmp_path), "--vm", "0"]) == 0
+    assert sorted(ran) == ["guest-e2e", "iscsi", "main", "paths"]
+
+
+def test_two_vms_results_merge_into_one_summary_and_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fake_phases(monkeypatch, {"iscsi": "failed"})
+    first, second = tmp_path / "results-0.json", tmp_path / "results-1.json"
+    argv = ["--workdir", str(tmp_path), "--phases", "main,iscsi,lio-hangs"]
+    assert vm_tier.main([*argv, "--vm", "0", "--results", str(first)]) == 1
+    assert vm_tier.main([*argv, "--vm", "1", "--results", str(second)]) == 0
+    assert not list(tmp_path.glob("*.part"))
+    capsys.readouterr()
+    assert vm_tier.main(["--merge", str(first), "--merge", str(second)]) == 1
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1] == "VM tier: 2 passed, 1 failed"
+    assert "FAILED: t::iscsi" in out
+    assert [line.split()[0] for line in out.splitlines() if "pytest exit" in line] == [
+        "main", "iscsi", "lio-hangs",
+    ]  # fmt: skip
+
+
+def test_merging_passes_only_when_every_vm_passed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fake_phases(monkeypatch, {})
+    first = tmp_path / "results-0.json"
+    assert (
+        vm_tier.main(["--workdir", str(tmp_path), "--phases", "main", "--results", str(first)]) == 0
+    )
+    assert vm_tier.main(["--merge", str(first)]) == 0
+    assert capsys.readouterr().out.strip().endswith("VM tier: 1 passed")
+
+
+@pytest.mark.parametrize("content", [None, "", "{not json", '[{"name": "x", "colour": 1}]'])
+def test_a_vm_that_left_no_results_fails_the_merge(
+    content: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Killed before it wrote them (or a file not ours): a failed phase, never fewer tests."""
+    good = tmp_path / "results-0.json"
+    good.write_text(json.dumps([{"name": "main", "rc": 0, "results": []}]))
+    bad = tmp_path / "results-1.json"
+    if content is not None:
+        bad.write_text(content)
+    assert vm_tier.main(["--merge", str(good), "--merge", str(bad)]) == 1
+    assert "no results in results-1.json" in capsys.readouterr().out
+
+
+STOPPABLE_VM = """
+import sys
+from scsi_pr.rig import vm
+
+vm.ensure_tools = lambda: None
+vm.vm_kernel.find = lambda kernel: "/boot/vmlinuz-test"
+# the stand-in for vng and its QEMU: its own session, like the real one, so only the `finally`
+# of `scsi-pr vm run` can stop it
+vm.vng_command = lambda *a, **k: ["sh", "-c", "echo $$ > %(pid)s; exec sleep 300"]
+sys.exit(vm.main(["run", "--no-image", "--quiet-timeout", "600", "--", "true"]))
+"""
+
+
+def test_a_terminated_vm_run_takes_its_vm_with_it(tmp_path: Path) -> None:
+    """scripts/vm-tier stops a VM it booted beside the first with SIGTERM: the VM goes too."""
+    pid_file = tmp_path / "vm.pid"
+    runner = subprocess.Popen([sys.executable, "-c", STOPPABLE_VM % {"pid": pid_file}],
+                              stdout=subprocess.DEVNULL)  # fmt: skip
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert runner.poll() is None, "scsi-pr vm run ended before its VM started"
+        time.sleep(0.05)
+    vm_pid = int(pid_file.read_text())
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait() == 128 + signal.SIGTERM
+    # it waited for the group it killed: the stand-in is gone, or a zombie not yet reaped
+    try:
+        state = Path(f"/proc/{vm_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        state = "gone"
+    assert state in ("gone", "Z"), f"the VM stand-in is still running ({state})"
