@@ -163,16 +163,18 @@ def config_from(args: argparse.Namespace) -> TargetConfig:
 
 async def serve(config: TargetConfig) -> int:
     server = TargetServer(config)
+    # Before listening: a SIGTERM sent as soon as a client can connect (a test's set-up that
+    # fails at once) would otherwise kill it by default action, without the orderly close.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     try:
         await server.start()
     except OSError as e:
         log.error("cannot listen: %s", e)
         await server.close()
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("stopping on a signal")
     await server.close()
