@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from scsi_pr.helper.simserve import SharedLUs
 from scsi_pr.rig.errors import RigError
-from scsi_pr.rig.processes import NotListening, tcp_listening, wait_ready
+from scsi_pr.rig.processes import NotListening, start_target, wait_ready
 from scsi_pr.sim.transportid import TransportId
 
 TARGET = "iqn.2024-01.org.scsi-pr:rig"
@@ -183,16 +182,11 @@ class IscsiRig:
             raise IscsiRigError(str(e)) from e
 
     def _start_target(self) -> None:
-        argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", TARGET,
-                "--portal", f"127.0.0.1:{PORT}", "--state-dir", str(self.state_dir),
-                "--size", LU_SIZE, *TARGET_NOP, "--log-level", "DEBUG"]  # fmt: skip
-        log = self.target_log_path.open("wb")
-        self._target = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)  # fmt: skip
         try:
-            wait_ready(self._target, lambda: tcp_listening("127.0.0.1", PORT), START_QUIET,
-                       name="scsi-pr target serve", what=f"listen on port {PORT}",
-                       output=self.target_log)  # fmt: skip
+            self._target = start_target(
+                ("127.0.0.1", PORT), TARGET, self.state_dir, LU_SIZE, self.target_log_path,
+                START_QUIET, extra=(*TARGET_NOP, "--log-level", "DEBUG"), new_session=True,
+            )  # fmt: skip
         except NotListening as e:
             raise IscsiRigError(str(e)) from e
 

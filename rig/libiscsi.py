@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scsi_pr.rig.errors import RigError
-from scsi_pr.rig.processes import free_port, log_tail, stop, tcp_listening, wait_ready
+from scsi_pr.rig.processes import free_port, log_tail, start_target, stop
 from scsi_pr.rig.watchdog import POLL_SECONDS, Watchdog, heartbeat, run_watched
 
 ISCSI_TEST_CU = Path("/usr/bin/iscsi-test-cu")
@@ -63,17 +63,6 @@ class OursRun:
     target_log: str
 
 
-def serve_model(state_dir: Path, iqn: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``scsi-pr target serve`` on 127.0.0.1:``port``, listening when this returns."""
-    argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", iqn, "--portal",
-            f"127.0.0.1:{port}", "--state-dir", str(state_dir), "--size", "64M"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    wait_ready(proc, lambda: tcp_listening("127.0.0.1", port), START_QUIET,
-               name="scsi-pr target serve", what=f"listen on port {port}",
-               output=lambda: log_tail(log))  # fmt: skip
-    return proc
-
-
 def run_suites(
     url: str, workdir: Path, quiet_limit: float, suites: Sequence[str] = SUITES
 ) -> Outcomes:
@@ -104,7 +93,7 @@ def run_ours(workdir: Path, quiet_limit: float, suites: Sequence[str] = SUITES) 
     """``suites`` against a fresh ``scsi-pr target serve`` of its own (state in ``workdir``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port, log = free_port(), workdir / "target.log"
-    proc = serve_model(workdir / "state", OURS_IQN, port, log)
+    proc = start_target(("127.0.0.1", port), OURS_IQN, workdir / "state", "64M", log, START_QUIET)
     try:
         results = run_suites(f"iscsi://127.0.0.1:{port}/{OURS_IQN}/0", workdir, quiet_limit, suites)
     finally:

@@ -4,7 +4,8 @@ The backends, the benchmark, the guest end-to-end run and the tests all start
 ``scsi-pr-helper`` (or the C helper) and must know when its Unix socket accepts connections;
 QEMU refuses to start against a socket that does not, so "listening" means a connect()
 succeeded, not that the file exists. (The connection makes the helper send its handshake to a
-client that leaves at once; both helpers take that in stride.)
+client that leaves at once; both helpers take that in stride.) Our iSCSI target
+(``scsi-pr target serve``) likewise: ``start_target`` waits for its TCP portal.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from scsi_pr.rig.errors import RigError
@@ -112,19 +114,59 @@ def wait_listening(
                what=f"listen on {sock}", output=output, interval=interval)  # fmt: skip
 
 
-def spawn_listening(
-    argv: list[str], sock: Path, log: Path, quiet_limit: float, *, name: str = "helper"
+def spawn_ready(
+    argv: list[str],
+    log: Path,
+    ready: Callable[[], bool],
+    quiet_limit: float,
+    *,
+    name: str,
+    what: str,
+    new_session: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` with its output appended to ``log``; return it once ``sock`` listens.
-    If it does not, it is stopped and NotListening says why, with the log's tail."""
+    """Start ``argv`` with its output appended to ``log``; return it once ``ready()``. If it
+    does not get there (``wait_ready``), it is stopped and NotListening says why, with the
+    log's tail. ``new_session``: its own session, out of reach of our terminal's signals."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=new_session
+        )
     try:
-        wait_listening(proc, sock, quiet_limit, name=name, output=lambda: log_tail(log))
+        wait_ready(proc, ready, quiet_limit, name=name, what=what, output=lambda: log_tail(log))
     except NotListening:
         stop(proc)
         raise
     return proc
+
+
+def spawn_listening(
+    argv: list[str], sock: Path, log: Path, quiet_limit: float, *, name: str = "helper"
+) -> subprocess.Popen[bytes]:
+    """``spawn_ready`` until a connect() to the Unix socket ``sock`` succeeds."""
+    return spawn_ready(argv, log, lambda: unix_listening(sock), quiet_limit, name=name,
+                       what=f"listen on {sock}")  # fmt: skip
+
+
+def start_target(
+    portal: tuple[str, int],
+    iqn: str,
+    state_dir: Path,
+    size: str,
+    log: Path,
+    quiet_limit: float,
+    *,
+    extra: Sequence[str] = (),
+    new_session: bool = False,
+) -> subprocess.Popen[bytes]:
+    """``scsi-pr target serve`` (the model behind our iSCSI target) on ``portal`` with its LUs
+    in ``state_dir``, returned once it accepts connections; ``extra``: more of its options.
+    The one way the rig, the libiscsi runner and the iSCSI guests start it."""
+    host, port = portal
+    argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", iqn, "--portal",
+            f"{host}:{port}", "--state-dir", str(state_dir), "--size", size, *extra]  # fmt: skip
+    return spawn_ready(argv, log, lambda: tcp_listening(host, port), quiet_limit,
+                       name="scsi-pr target serve", what=f"listen on {host}:{port}",
+                       new_session=new_session)  # fmt: skip
 
 
 def log_tail(log: Path, size: int = 2000) -> str:

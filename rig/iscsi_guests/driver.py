@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import queue
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -46,7 +45,7 @@ INITIATORS = {A: "iqn.2026-01.org.scsi-pr:node-a", B: "iqn.2026-01.org.scsi-pr:n
 #: SCSI devices that pass a guest's CDBs to the iscsi driver unchanged (both work, see docs)
 DEVICES = ("scsi-block", "scsi-generic")
 LU_SIZE = "64M"
-START_TIMEOUT = 120.0  # seconds for the target to listen (a Python start on a loaded machine)
+START_QUIET = 60.0  # seconds the starting target may go without using CPU
 #: seconds a running guest may print nothing: before its first line (kernel boot and module
 #: loading are silent with ``quiet``; the guest itself gives up on its disk after 600 s), and
 #: between two lines once it runs its steps (one sg3-utils command each)
@@ -91,25 +90,6 @@ def qemu_argv(initramfs: Initramfs, drive: str, device: str, node: str = "lun0")
         "-device", "virtio-scsi-pci,id=scsi0",
         "-device", f"{device},drive={node},bus=scsi0.0",
     ]  # fmt: skip
-
-
-def start_target(state_dir: Path, host: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``scsi-pr target serve`` on ``host:port`` with LUN 0 in ``state_dir``, listening."""
-    argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", TARGET_IQN, "--portal",
-            f"{host}:{port}", "--state-dir", str(state_dir), "--size", LU_SIZE]  # fmt: skip
-    with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise GuestsError(f"scsi-pr target serve exited: {processes.log_tail(log)}")
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    processes.stop(proc)
-    raise GuestsError(f"scsi-pr target serve did not listen on {host}:{port}")
 
 
 def host_look(state_dir: Path) -> HostView:
@@ -250,7 +230,11 @@ def run(opts: Options) -> Observed:
     }
     port = opts.port or processes.free_port(opts.host)
     target_log = work / "target.log"
-    target = start_target(state_dir, opts.host, port, target_log)
+    try:
+        target = processes.start_target((opts.host, port), TARGET_IQN, state_dir, LU_SIZE,
+                                        target_log, START_QUIET)  # fmt: skip
+    except processes.NotListening as e:
+        raise GuestsError(str(e)) from e
     obs = Observed(dict(INITIATORS))
     state = _Run(opts, state_dir)
     state.log("host", f"target {TARGET_IQN} on {opts.host}:{port}, state {state_dir}")

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from scsi_pr.rig.processes import NotListening, cpu_seconds, kill, spawn_listening, stop
+from scsi_pr.rig.processes import (
+    NotListening,
+    cpu_seconds,
+    free_port,
+    kill,
+    spawn_listening,
+    start_target,
+    stop,
+    tcp_listening,
+)
 
 LISTENS = (
     "import socket, sys, time\n"
@@ -76,3 +85,26 @@ def test_kill_does_not_wait_for_sigterm() -> None:
                                    "time.sleep(60)"))  # fmt: skip
     assert kill(proc) == -signal.SIGKILL
     assert kill(proc) == -signal.SIGKILL  # a second call only reports
+
+
+def test_our_target_is_returned_once_it_accepts_connections(tmp_path: Path) -> None:
+    """The real ``scsi-pr target serve``, as the rig, the libiscsi runner and the iSCSI guests
+    start it: listening on its portal when returned, in a session of its own if asked."""
+    port, log = free_port(), tmp_path / "target.log"
+    proc = start_target(("127.0.0.1", port), "iqn.2024-01.org.scsi-pr:t", tmp_path / "state",
+                        "1M", log, 30, new_session=True)  # fmt: skip
+    try:
+        assert proc.poll() is None
+        assert tcp_listening("127.0.0.1", port)
+        assert os.getsid(proc.pid) == proc.pid
+    finally:
+        assert stop(proc) == 0  # it ends cleanly on SIGTERM
+    assert (tmp_path / "state").is_dir()
+
+
+def test_a_target_refusing_its_options_is_reported_with_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "target.log"
+    said = r"(?s)target serve exited with 2: .*unrecognized arguments: --no-such"
+    with pytest.raises(NotListening, match=said):
+        start_target(("127.0.0.1", free_port()), "iqn.2024-01.org.scsi-pr:t",
+                     tmp_path / "state", "1M", log, 30, extra=("--no-such",))  # fmt: skip
