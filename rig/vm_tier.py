@@ -7,7 +7,7 @@
 3. The conformance suite on ``helper-lio-ioctl`` (the helper's block-layer ioctl backend).
 4. The nested-guest end-to-end test (``guest_e2e``: minutes under TCG), once, on its own.
 5. The conformance suite through a dm-multipath map (``helper-lio-mpath``).
-6. In a second VM, after mpath, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
+6. In a VM of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
    tcm_loop). The rig builds a fresh LU after each hang; should the process itself get stuck,
    it is abandoned and the tests it did not report are counted as hung.
 
@@ -22,12 +22,13 @@ pytest run keeps about one busy, so they overlap the rig's phases instead of que
 (issue 14). lio-hangs may not run beside them in one kernel: measured, with the hang phase
 beside it main stopped in its udev test and the iSCSI phase's set-ups failed after it (likely:
 a udev probe of a wedged LU never ends, and every later ``udevadm settle`` waits on it). So it
-goes to a second VM (``PhaseSpec.vm``), with mpath before it: ``scripts/vm-tier`` asks
+goes to a VM of its own (``PhaseSpec.vm``): ``scripts/vm-tier`` asks
 ``--vm-groups`` which VMs the chosen phases need, boots them side by side, each running ``--vm N
 --results FILE``, and prints one summary of the files with ``--merge``. Measured (full tier,
 nothing else running, the host's two cores busy throughout): one VM 786 s; the hangs in a
-second VM 647 s for the first VM, 335 s for the second. Run in one VM (no ``--vm``), the hang
-phase is the last lane's, after both others, and mpath waits for main.
+second VM 647 s for the first VM, 335 s for the second. The host's two cores are busy
+throughout: what overlaps must be waiting, not working (mpath in the second VM made both
+slower). Run in one VM (no ``--vm``), the hang phase is the last lane's, after both others.
 
 A phase is abandoned only when it is *hung*: no progress (a line of output, a test result, a
 heartbeat of a long test) for its quiet limit, which is above the longest single step's own
@@ -159,21 +160,21 @@ PHASES: dict[str, PhaseSpec] = {
     # the conformance suite through a dm-multipath map: its own process, so that multipathd's
     # path checker (its TEST UNIT READYs take unit attentions) runs only while the map's tests
     # do; its own LU, which it may leave behind (LIO breaks a PR reference count on it:
-    # rig/kmsg.py) and nobody takes over; after main, whose multipathd it would share in one
-    # VM (main's multipath tests configure it for a map of their own; multipathd sees only
-    # the disks its configuration names, so the iSCSI phase's disks beside it do not reach
-    # it). In the hang phase's VM, before the hangs: the first VM's lanes are full without it.
+    # rig/kmsg.py) and nobody takes over; after main, whose multipath tests configure the one
+    # multipathd for a map of their own (multipathd sees only the disks its configuration
+    # names, so the iSCSI phase's disks beside it do not reach it). Not in the hang phase's VM:
+    # measured there, it ran beside main, paths and the nested guest's start and took 362 s
+    # instead of ~150 s, main 50 % longer (the host's two cores were the limit throughout).
     "mpath": replace(
         PATHS_PHASE,
         budget=600.0,
         backends=MPATH_BACKENDS,
         first_generation=MPATH_GENERATIONS,
         after=("main",),
-        vm=1,
     ),
-    # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome. In a
-    # second VM (scripts/vm-tier boots it beside the first), after mpath: the LUs it wedges
-    # meet nothing running, and its minutes are mostly command timeouts, which need no CPU.
+    # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome. A VM
+    # of its own (scripts/vm-tier boots it beside the first): the LUs it wedges meet nothing
+    # else there, and its minutes are mostly command timeouts waited out, which need no CPU.
     "lio-hangs": PhaseSpec(
         "lio_hangs",
         ("--run-lio-hangs", "--durations=12"),

@@ -363,8 +363,8 @@ PREEMPT_AND_ABORT_STALLS = Deviation(
         "test_conf_pr_out.py::test_preempt_holder_takes_reservation[PREEMPT_AND_ABORT]",
         "test_conf_pr_out.py::test_preempt_with_type_change_tells_survivors[PREEMPT_AND_ABORT]",
     ),
-    note="docs/rig.md: the VM tier runs lio_hangs tests last (--run-lio-hangs); on 6.12 too "
-    "(scripts/test --kernel 6.12)",
+    note="docs/rig.md: the VM tier runs lio_hangs tests last, in its second VM (--run-lio-hangs); "
+    "on 6.12 too (scripts/test --kernel 6.12)",
     measured_on=BOTH_KERNELS,
 )
 

@@ -30,9 +30,9 @@ def _fake_phases(monkeypatch: pytest.MonkeyPatch, outcome: dict[str, str]) -> li
 
 @pytest.mark.parametrize(
     ("phases", "groups"),
-    [(None, "0 1"), ("main,iscsi", "0"), ("mpath,lio-hangs", "1"), ("paths,lio-hangs", "0 1")],
+    [(None, "0 1"), ("main,iscsi", "0"), ("lio-hangs", "1"), ("paths,lio-hangs", "0 1")],
 )
-def test_the_hang_phase_and_mpath_ask_for_a_second_vm(
+def test_the_hang_phase_asks_for_a_vm_of_its_own(
     phases: str | None, groups: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["--vm-groups"] + (["--phases", phases] if phases else [])
@@ -43,10 +43,10 @@ def test_the_hang_phase_and_mpath_ask_for_a_second_vm(
 def test_each_vm_runs_only_its_own_phases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ran = _fake_phases(monkeypatch, {})
     assert vm_tier.main(["--workdir", str(tmp_path), "--vm", "1"]) == 0
-    assert ran == ["mpath", "lio-hangs"]  # mpath does not wait for a main that is elsewhere
+    assert ran == ["lio-hangs"]
     ran.clear()
     assert vm_tier.main(["--workdir", str(tmp_path), "--vm", "0"]) == 0
-    assert sorted(ran) == ["guest-e2e", "iscsi", "main", "paths"]
+    assert sorted(ran) == ["guest-e2e", "iscsi", "main", "mpath", "paths"]
 
 
 def test_two_vms_results_merge_into_one_summary_and_status(
