@@ -214,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _main(argv: list[str], name: str) -> int:
     def fail(message: str) -> Exit:
         print(f"{name}: {message}", file=sys.stderr)
@@ -233,6 +237,11 @@ def _main(argv: list[str], name: str) -> int:
     except (OSError, ValueError) as e:
         raise fail(str(e)) from None
 
+    # Until the loop's own handlers take over (_run), a SIGTERM or SIGHUP that arrives once the
+    # socket exists would end us by default action, leaving the socket file and the pidfile
+    # behind; as KeyboardInterrupt (what SIGINT already is) it takes the cleanup below.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
     activated = socket_activation()
     created_path: str | None = None
     if activated == 0:

@@ -353,6 +353,30 @@ def test_sigterm_exits_zero_with_idle_client_and_removes_socket(
     assert not h.sock.exists()
 
 
+STOPPED_AT_START = """
+import os, signal, sys
+from scsi_pr.helper import main as helper_main
+
+# the signal arrives once the socket and the pidfile exist, before the server's loop runs
+helper_main.drop_privileges = lambda opts, executor: os.kill(os.getpid(), int(sys.argv[1]))
+sys.exit(helper_main.main(["scsi-pr-helper", "--backend", "sim", *sys.argv[2:]]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=str)
+def test_a_signal_before_the_loop_runs_still_removes_socket_and_pidfile(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    sock, pidfile = tmp_path / "h.sock", tmp_path / "h.pid"
+    r = subprocess.run(
+        [sys.executable, "-c", STOPPED_AT_START, str(int(signum)), "-k", str(sock), "-f",
+         str(pidfile)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert not sock.exists() and not pidfile.exists()
+
+
 ACTIVATE = """
 import os, sys
 os.dup2(int(sys.argv[1]), 3)
