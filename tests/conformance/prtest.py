@@ -150,9 +150,17 @@ def first_path_is_own(it: Any) -> bool:
 
 def io_path_holds(it: Any, reader: Any) -> bool:
     """Whether the I_T nexus ``it``'s non-PR commands take (its first path) holds the
-    reservation, as READ FULL STATUS through ``reader`` says (``mpath-io-by-one-path``)."""
+    reservation, as READ FULL STATUS through ``reader`` says (``mpath-io-by-one-path``).
+
+    Under an all-registrants type READ FULL STATUS marks every registrant a holder, and the one
+    LIO files as holder (all its ``crh-holder-only`` exemption looks at) is the path that took
+    the reservation: the first in table order (``first_path_is_own``). Measured: a VM tier in
+    which multipathd's table listed the other path first failed here when R_HOLDER decided."""
     tid = it.transport_id.encode()
+    holders = [d for d in full_status(reader).descriptors if d.r_holder]
+    if holders and holders[0].type is not None and holders[0].type.all_registrants:
+        return first_path_is_own(it)
     return any(
-        d.r_holder and d.transport_id == tid and d.relative_target_port == it.relative_target_port
-        for d in full_status(reader).descriptors
+        d.transport_id == tid and d.relative_target_port == it.relative_target_port
+        for d in holders
     )
