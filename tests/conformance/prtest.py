@@ -161,6 +161,5 @@ def io_path_holds(it: Any, reader: Any) -> bool:
     if holders and holders[0].type is not None and holders[0].type.all_registrants:
         return first_path_is_own(it)
     return any(
-        d.transport_id == tid and d.relative_target_port == it.relative_target_port
-        for d in holders
+        d.transport_id == tid and d.relative_target_port == it.relative_target_port for d in holders
     )
