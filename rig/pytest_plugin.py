@@ -30,7 +30,8 @@ device behind its backend: that one on the model's backends, LIO's for the runni
 LIO backends, ``spc5`` on our iSCSI target.
 
 With ``SCSI_PR_RESULT_LOG=path`` every test outcome is appended to ``path`` as one JSON line
-the moment it is known, so a run that LIO wedges still leaves its results behind.
+the moment it is known, so a run that LIO wedges still leaves its results behind; so are the
+CPU seconds the run has used once it has collected and when it ends (``cpu_seconds``).
 
 Every test that takes the ``backend`` fixture also gets the marker ``uses_backend``, so the VM
 tier can select "every backend-independent test" with ``-m "uses_backend or vm"``.
@@ -41,6 +42,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import signal
 import threading
 import time
@@ -367,9 +369,27 @@ def _log(line: dict[str, Any]) -> None:
             f.write(json.dumps(line) + "\n")
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children reaped so far (helpers, targets, the
+    nested guest's QEMU). Under TCG the VM tier is bound by the host's CPU: a phase's cost is
+    this, while its wall time depends on what runs beside it."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return round(own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime, 2)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Log what will run, so a reader can tell which tests a wedged run never reported."""
-    _log({"collected": [item.nodeid for item in session.items]})
+    """Log what will run, so a reader can tell which tests a wedged run never reported, and
+    what starting and collecting cost."""
+    _log({"collected": [item.nodeid for item in session.items], "cpu": cpu_seconds()})
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Log the CPU the whole run used, once the session's helpers are stopped and reaped."""
+    _log({"cpu": cpu_seconds()})
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

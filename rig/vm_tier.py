@@ -45,20 +45,28 @@ from __future__ import annotations
 
 import argparse
 import enum
-import json
 import os
 import sys
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from scsi_pr.rig.backend_lio import ENV_FIRST_GENERATION
 from scsi_pr.rig.guest_e2e.driver import GUEST_STALL_LIMIT
 from scsi_pr.rig.progress import Tracker
-from scsi_pr.rig.pytest_plugin import DEFAULT_LIO_TEST_TIMEOUT, ENV_RESULT_LOG, LIO_HANGS
+from scsi_pr.rig.pytest_plugin import DEFAULT_LIO_TEST_TIMEOUT, ENV_RESULT_LOG
+from scsi_pr.rig.vm_tier_results import (
+    Phase,
+    Reported,
+    conclude,
+    cpu_from_log,
+    merge,
+    outcomes_from_log,
+    report,
+    write_results,
+)
 from scsi_pr.rig.watchdog import ENV_PROGRESS, run_watched
 
 BACKENDS = tuple(os.environ.get("SCSI_PR_VM_BACKENDS", "lio,helper-lio").split(","))
@@ -188,88 +196,6 @@ PHASES: dict[str, PhaseSpec] = {
     ),
 }
 DEFAULT_PATHS = ["tests"]
-ORDER = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
-
-
-@dataclass
-class Phase:
-    name: str
-    rc: int | None = None
-    seconds: float = 0.0
-    results: list[dict[str, str]] = field(default_factory=list)
-    abandoned: bool = False
-    verdict: str = "in time"
-
-    def counts(self) -> Counter[str]:
-        c: Counter[str] = Counter()
-        for r in self.results:
-            kind = r["outcome"]
-            if kind == "xfailed" and r["reason"].startswith(LIO_HANGS):
-                kind = "LIO hangs"
-            elif kind == "xfailed":
-                kind = "xfailed (LIO deviation)"
-            c[kind] += 1
-        return c
-
-    def failed(self) -> bool:
-        c = self.counts()
-        if c["failed"] or c["error"] or c["xpassed"]:
-            return True
-        if self.abandoned and not self.results:
-            return True  # hung before a single test reported or was even collected
-        # pytest's own exit status catches collection errors and crashes the log cannot show
-        return self.rc not in (0, 5) and not self.abandoned
-
-
-def _collect(log: Path, abandoned: bool, hang_phase: bool) -> list[dict[str, str]]:
-    """Per-test outcomes from the log. When the run was abandoned, every collected test that
-    never reported is counted: in the hang phase as "LIO hangs" (it was running, or waiting
-    behind the one that hung), elsewhere as an error, because nothing there should hang."""
-    if not log.exists():
-        return []
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    results = [r for r in lines if "nodeid" in r]
-    if abandoned:
-        seen = {r["nodeid"] for r in results}
-        for collected in (r["collected"] for r in lines if "collected" in r):
-            results += [
-                {"nodeid": n, "when": "call", "outcome": "xfailed" if hang_phase else "error",
-                 "reason": f"{LIO_HANGS}: never reported, the run was abandoned"}
-                for n in collected if n not in seen
-            ]  # fmt: skip
-    return results
-
-
-@dataclass
-class Reported:
-    """Tests reported and collected so far, from a phase's result log as it grows: each call
-    reads only the complete lines added since the last (the watcher calls it for every sign of
-    life, and the log holds a line per test)."""
-
-    log: Path
-    offset: int = 0
-    done: int = 0
-    total: int | None = None  # None before pytest has collected
-
-    def __call__(self) -> tuple[int, int | None]:
-        try:
-            with self.log.open("rb") as f:
-                f.seek(self.offset)
-                added = f.read()
-        except OSError:
-            return self.done, self.total
-        added = added[: added.rfind(b"\n") + 1]  # a line still being written waits
-        self.offset += len(added)
-        for line in added.splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # not a result line: _collect reports the log as it is at the end
-            if "nodeid" in record:
-                self.done += 1
-            elif "collected" in record:
-                self.total = (self.total or 0) + len(record["collected"])
-        return self.done, self.total
 
 
 def run_phase(
@@ -317,58 +243,9 @@ def run_phase(
     phase = Phase(name, rc=run.rc, seconds=run.seconds, abandoned=run.hung, verdict=run.verdict)
     if run.hung:
         print(f"== {name}: abandoned, {run.verdict}", flush=True)
-    phase.results = _collect(log, phase.abandoned, spec.hang_phase)
+    phase.results = outcomes_from_log(log, phase.abandoned, spec.hang_phase)
+    phase.start_cpu, phase.cpu = cpu_from_log(log)
     return phase
-
-
-def report(ph: Phase, details: bool = True) -> None:
-    counts = ", ".join(f"{n} {k}" for k, n in sorted(ph.counts().items())) or "no tests"
-    state = "abandoned" if ph.abandoned else f"pytest exit {ph.rc}"
-    print(f"  {ph.name:<10} {counts}; {state}; {ph.seconds:.0f}s, {ph.verdict}", flush=True)
-    for r in ph.results if details else []:
-        if r["outcome"] == "xfailed" and r["reason"].startswith(LIO_HANGS):
-            print(f"    known defect: {r['nodeid']}: {r['reason']}")
-        elif r["outcome"] in ("failed", "error", "xpassed"):
-            print(f"    {r['outcome'].upper()}: {r['nodeid']}: {r['reason'][:300]}")
-
-
-def summary_line(phases: list[Phase]) -> str:
-    total: Counter[str] = Counter()
-    for p in phases:
-        total.update(p.counts())
-    keys = [k for k in ORDER if total[k]] + sorted(k for k in total if k not in ORDER)
-    return "VM tier: " + (", ".join(f"{total[k]} {k}" for k in keys) or "no tests ran")
-
-
-def conclude(phases: list[Phase]) -> int:
-    """Print the summary of ``phases``; the exit status: 1 when any failed."""
-    print("\n== VM tier summary ==")
-    for ph in phases:
-        report(ph)
-    print(summary_line(phases), flush=True)
-    return 1 if any(ph.failed() for ph in phases) else 0
-
-
-def write_results(path: Path, phases: list[Phase]) -> None:
-    """The phases' outcomes as JSON, for ``--merge`` on the host (written whole, then renamed:
-    a VM killed while writing leaves no half a file that would read as fewer tests)."""
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps([asdict(ph) for ph in phases]))
-    part.rename(path)
-
-
-def merge(files: list[Path]) -> int:
-    """One summary of several VMs' ``--results``. A file that is missing or unreadable is a
-    phase that failed: its VM ended (or was killed) before it wrote its outcomes."""
-    phases: list[Phase] = []
-    for f in files:
-        try:
-            records = json.loads(f.read_text())
-            phases += [Phase(**r) for r in records]
-        except (OSError, ValueError, TypeError) as e:
-            why = f"no results in {f.name} ({type(e).__name__}): its VM ended without them"
-            phases.append(Phase(f.stem, abandoned=True, verdict=why))
-    return conclude(phases)
 
 
 def plan(chosen: Iterable[str]) -> dict[Lane, list[str]]:

@@ -16,7 +16,7 @@ from scsi_pr.rig.backends import SimBackend
 from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.scenarios.engine import Runner
 from scsi_pr.rig.scenarios.library import SCENARIOS
-from scsi_pr.rig.vm_tier import Reported
+from scsi_pr.rig.vm_tier_results import Reported
 from scsi_pr.rig.watchdog import run_watched
 
 

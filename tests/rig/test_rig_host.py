@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from scsi_pr.rig import lio, lio_cli, vm, vm_kernel, vm_tier
+from scsi_pr.rig import lio, lio_cli, vm, vm_kernel, vm_tier, vm_tier_results
 from scsi_pr.rig.backends import initiator_name
 from scsi_pr.rig.lio_cli import parse_size
 from scsi_pr.sim.transportid import decode_transport_id
@@ -223,7 +223,7 @@ def test_a_wedged_hang_phase_counts_unreported_tests_as_lio_hangs(
     assert phase.abandoned
     assert phase.counts() == {"passed": 1, "xfailed (LIO deviation)": 1, "LIO hangs": 2}
     assert not phase.failed()
-    line = vm_tier.summary_line([phase])
+    line = vm_tier_results.summary_line([phase])
     assert line == "VM tier: 1 passed, 2 LIO hangs, 1 xfailed (LIO deviation)"
 
 

@@ -14,6 +14,8 @@ import pytest
 
 from scsi_pr.rig import vm_tier
 
+pytest_plugins = ["pytester"]
+
 
 def _fake_phases(monkeypatch: pytest.MonkeyPatch, outcome: dict[str, str]) -> list[str]:
     ran: list[str] = []
@@ -22,7 +24,7 @@ def _fake_phases(monkeypatch: pytest.MonkeyPatch, outcome: dict[str, str]) -> li
         ran.append(name)
         result = {"nodeid": f"t::{name}", "when": "call", "outcome": outcome.get(name, "passed"),
                   "reason": ""}  # fmt: skip
-        return vm_tier.Phase(name, rc=0, seconds=1.0, results=[result])
+        return vm_tier.Phase(name, rc=0, seconds=1.0, results=[result], start_cpu=2.0, cpu=10.0)
 
     monkeypatch.setattr(vm_tier, "run_phase", fake_run_phase)
     return ran
@@ -63,6 +65,8 @@ def test_two_vms_results_merge_into_one_summary_and_status(
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1] == "VM tier: 2 passed, 1 failed"
     assert "FAILED: t::iscsi" in out
+    assert "; CPU 10s (2s to collect)" in out
+    assert "CPU of the phases' pytest runs: 30s" in out
     assert [line.split()[0] for line in out.splitlines() if "pytest exit" in line] == [
         "main", "iscsi", "lio-hangs",
     ]  # fmt: skip
@@ -124,3 +128,25 @@ def test_a_terminated_vm_run_takes_its_vm_with_it(tmp_path: Path) -> None:
     except FileNotFoundError:
         state = "gone"
     assert state in ("gone", "Z"), f"the VM stand-in is still running ({state})"
+
+
+BURNS_CPU_IN_A_CHILD = """
+import subprocess, sys
+
+def test_work_in_a_child(backend):
+    subprocess.run([sys.executable, "-c", "import time\\nt = time.process_time()\\n"
+                    "while time.process_time() - t < 1.0: pass"], check=True)
+"""
+
+
+def test_a_phase_reports_its_cpu_children_included(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """The CPU a phase used, logged by the plugin once collected and at the end: what a VM
+    tier phase costs on a host whose cores are the limit. A child's second counts."""
+    test_file = pytester.makepyfile(BURNS_CPU_IN_A_CHILD)
+    spec = vm_tier.PhaseSpec("", (), budget=60.0, quiet_limit=60.0, startup_limit=60.0)
+    phase = vm_tier.run_phase("main", [str(test_file)], spec, tmp_path, backends=("sim",))
+    assert phase.counts() == {"passed": 1}
+    assert phase.start_cpu is not None and phase.cpu is not None
+    assert phase.start_cpu > 0 and phase.cpu - phase.start_cpu >= 1.0
