@@ -42,10 +42,10 @@ from scsi_pr.sim.transportid import TransportId
 COMMAND_TIMEOUT_MS = 8_000
 #: how long we wait for the ioctl to return after its own timeout (EH abort, LUN reset)
 GRACE_SECONDS = 4.0
-#: The first rig generation of this process (default 0, the rig's). The VM tier's paths phase
-#: runs beside the phases that share the rig, and mpath and the hang phase (which leave LUs
-#: behind: a broken PR reference count, wedged LUs) after them: with generations of their own
-#: they build LUs of their own and neither take over nor record the rig the others share
+#: The first rig generation of this process (default 0, the rig's). The VM tier's paths and
+#: mpath phases run beside the phases that share the rig, mpath and the hang phase leave LUs
+#: behind (a broken PR reference count, wedged LUs): with generations of their own they build
+#: LUs of their own and neither take over nor record the rig the others share
 #: (``lio.current()``). The nested-guest test's LU is generation E2h (rig/guest_e2e/driver.py).
 ENV_FIRST_GENERATION = "SCSI_PR_LIO_FIRST_GENERATION"
 GENERATIONS = 0x20  # per process: each hang costs one, and a hang phase has about ten

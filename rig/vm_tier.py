@@ -26,9 +26,9 @@ goes to a VM of its own (``PhaseSpec.vm``): ``scripts/vm-tier`` asks
 ``--vm-groups`` which VMs the chosen phases need, boots them side by side, each running ``--vm N
 --results FILE``, and prints one summary of the files with ``--merge``. Measured (full tier,
 nothing else running, the host's two cores busy throughout): one VM 786 s; the hangs in a
-second VM 647 s for the first VM, 335 s for the second. The host's two cores are busy
-throughout: what overlaps must be waiting, not working (mpath in the second VM made both
-slower). Run in one VM (no ``--vm``), the hang phase is the last lane's, after both others.
+second VM 647 s for the first VM, 335 s for the second. What overlaps must be waiting, not
+working (mpath in the second VM made both slower). Run in one VM (no ``--vm``), the hang phase
+is the last lane's, after both others.
 
 A phase is abandoned only when it is *hung*: no progress (a line of output, a test result, a
 heartbeat of a long test) for its quiet limit, which is above the longest single step's own
@@ -61,9 +61,10 @@ from scsi_pr.rig.vm_tier_results import (
     Phase,
     Reported,
     conclude,
-    cpu_from_log,
+    cpu_marks,
     merge,
-    outcomes_from_log,
+    outcomes,
+    read_log,
     report,
     write_results,
 )
@@ -243,8 +244,9 @@ def run_phase(
     phase = Phase(name, rc=run.rc, seconds=run.seconds, abandoned=run.hung, verdict=run.verdict)
     if run.hung:
         print(f"== {name}: abandoned, {run.verdict}", flush=True)
-    phase.results = outcomes_from_log(log, phase.abandoned, spec.hang_phase)
-    phase.start_cpu, phase.cpu = cpu_from_log(log)
+    records = read_log(log)
+    phase.results = outcomes(records, phase.abandoned, spec.hang_phase)
+    phase.start_cpu, phase.cpu = cpu_marks(records)
     return phase
 
 

@@ -49,29 +49,28 @@ class Phase:
         return self.rc not in (0, 5) and not self.abandoned
 
 
-def _records(log: Path) -> list[dict]:
+def read_log(log: Path) -> list[dict]:
+    """The records of a phase's result log (``pytest_plugin``: results, collected, CPU)."""
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
-def cpu_from_log(log: Path) -> tuple[float | None, float | None]:
+def cpu_marks(records: list[dict]) -> tuple[float | None, float | None]:
     """The CPU seconds the log records once collected and at the end (None: not there)."""
-    lines = _records(log)
-    start = next((r["cpu"] for r in lines if "collected" in r and "cpu" in r), None)
-    end = next((r["cpu"] for r in lines if set(r) == {"cpu"}), None)
+    start = next((r["cpu"] for r in records if "collected" in r and "cpu" in r), None)
+    end = next((r["cpu"] for r in records if set(r) == {"cpu"}), None)
     return start, end
 
 
-def outcomes_from_log(log: Path, abandoned: bool, hang_phase: bool) -> list[dict[str, str]]:
+def outcomes(records: list[dict], abandoned: bool, hang_phase: bool) -> list[dict[str, str]]:
     """Per-test outcomes from the log. When the run was abandoned, every collected test that
     never reported is counted: in the hang phase as "LIO hangs" (it was running, or waiting
     behind the one that hung), elsewhere as an error, because nothing there should hang."""
-    lines = _records(log)
-    results = [r for r in lines if "nodeid" in r]
+    results = [r for r in records if "nodeid" in r]
     if abandoned:
         seen = {r["nodeid"] for r in results}
-        for collected in (r["collected"] for r in lines if "collected" in r):
+        for collected in (r["collected"] for r in records if "collected" in r):
             results += [
                 {"nodeid": n, "when": "call", "outcome": "xfailed" if hang_phase else "error",
                  "reason": f"{LIO_HANGS}: never reported, the run was abandoned"}
@@ -104,7 +103,7 @@ class Reported:
             try:
                 record = json.loads(line)
             except ValueError:
-                continue  # not a result line: outcomes_from_log reports the log as it is at the end
+                continue  # not a record yet: ``outcomes`` reads the log as it is at the end
             if "nodeid" in record:
                 self.done += 1
             elif "collected" in record:
