@@ -209,7 +209,10 @@ MPATH_UNIT_ATTENTION_OF_EVERY_PATH = PathLimit(
     "CHECK CONDITION, UNIT ATTENTION where a single-path initiator that issued the command "
     "would have none (the PR OUT's issuing path was told nothing; its other path was)",
     None,
-    _tests("test_conf_conflicts.py::test_unit_attention_is_per_i_t_nexus"),
+    _tests(
+        "test_conf_conflicts.py::test_unit_attention_is_per_i_t_nexus",
+        "test_conf_decisions.py::test_the_same_unit_attention_is_not_queued_twice",
+    ),
 )
 MPATH_KEY_CHECKED_BY_LIBRARY = PathLimit(
     "mpath-key-checked-by-the-library",
