@@ -212,6 +212,7 @@ MPATH_UNIT_ATTENTION_OF_EVERY_PATH = PathLimit(
     _tests(
         "test_conf_conflicts.py::test_unit_attention_is_per_i_t_nexus",
         "test_conf_decisions.py::test_the_same_unit_attention_is_not_queued_twice",
+        "test_conf_pr_out.py::test_release_by_holder",
     ),
 )
 MPATH_KEY_CHECKED_BY_LIBRARY = PathLimit(
