@@ -17,7 +17,6 @@ from scsi_pr.rig import backend_lio, multipath
 from scsi_pr.rig.backend_helper import HelperLioBackend
 from scsi_pr.rig.backends import BackendUnavailable
 from scsi_pr.rig.errors import RigError
-from scsi_pr.sim.transportid import TransportId
 
 
 class _HeldOpen:
@@ -98,8 +97,15 @@ class HelperLioMpathBackend(HelperLioBackend):
     """Initiator 0 is a multipath host: a dm-multipath map (multipathd, ``reservation_key
     file``) over the LIO rig's first two ports, its PR through ``scsi-pr-helper --backend sg``
     on the map's fd (the multipath executor: libmpathpersist); the others are single-path
-    initiators as in ``helper-lio``. Initiator 0 names its first path's I_T nexus (TransportID,
-    RELATIVE TARGET PORT IDENTIFIER); non-PR commands take that path."""
+    initiators as in ``helper-lio``. Initiator 0 names one path's I_T nexus (TransportID,
+    RELATIVE TARGET PORT IDENTIFIER); its non-PR commands take that path.
+
+    Which path: the **last** in the map's table order, never the first. libmpathpersist sends
+    RESERVE, CLEAR and PREEMPT by the first path, so the I/O path is then a registrant that
+    did not take the reservation: the case where a multipath host differs from a single-path
+    one (the first path alone is what ``helper-lio`` tests). multipathd's table order is not
+    ours to choose (discovery order; measured: it varies between VM runs), so choosing the I/O
+    path after it makes every run take the same case."""
 
     name = "helper-lio-mpath"
     path_limits = limits.of_backend("multipath")
@@ -108,30 +114,33 @@ class HelperLioMpathBackend(HelperLioBackend):
 
     def __init__(self, initiators: int = 2) -> None:
         super().__init__(initiators + self.PATHS - 1)
-        host = self.helper_initiators[0]
         try:
-            host.pr_fd = _HeldOpen.fd(self.map.node)
-            host.paths = self._paths_in_table_order(host.pr_fd)
+            fd = _HeldOpen.fd(self.map.node)
+            order = self._table_order(fd)
         except (OSError, BackendUnavailable) as e:
             self.__exit__(None, None, None)
             raise BackendUnavailable(f"helper-lio-mpath: {self.map.node}: {e}") from e
+        host = self.helper_initiators[order[-1]]
+        host.pr_fd = fd
+        host.paths = tuple(
+            (self.helper_initiators[i].transport_id, self.helper_initiators[i].relative_target_port)
+            for i in order
+        )
         self.initiators = [host, *self.helper_initiators[self.PATHS :]]
 
-    def _paths_in_table_order(self, fd: int) -> tuple[tuple[TransportId, int], ...]:
-        """The host's I_T nexuses in the map's table order: the order libmpathpersist and the
-        helper's REGISTER AND MOVE try the paths in (the first takes a RESERVE)."""
-        by_node = {
-            port.sd: (it.transport_id, it.relative_target_port)
-            for port, it in zip(self.path_ports, self.helper_initiators, strict=False)
-        }
+    def _table_order(self, fd: int) -> list[int]:
+        """The host's paths (indices into ``path_ports``) in the map's table order: the order
+        libmpathpersist and the helper's REGISTER AND MOVE try them in (the first takes a
+        RESERVE)."""
+        index = {port.sd: i for i, port in enumerate(self.path_ports)}
         dm = DeviceMapper.open()
         try:
             nodes = dm.path_nodes(fd)
         finally:
             dm.close()
-        if sorted(nodes) != sorted(by_node):
-            raise BackendUnavailable(f"map paths {nodes}, rig ports {sorted(by_node)}")
-        return tuple(by_node[node] for node in nodes)
+        if sorted(nodes) != sorted(index):
+            raise BackendUnavailable(f"map paths {nodes}, rig ports {sorted(index)}")
+        return [index[node] for node in nodes]
 
     @property
     def helper_kind(self) -> str:

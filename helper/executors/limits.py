@@ -207,7 +207,9 @@ MPATH_UNIT_ATTENTION_OF_EVERY_PATH = PathLimit(
     "A unit attention is established for each path's I_T nexus, and the host's commands take "
     "whichever path: one established for another path reaches the host",
     "CHECK CONDITION, UNIT ATTENTION where a single-path initiator that issued the command "
-    "would have none (the PR OUT's issuing path was told nothing; its other path was)",
+    "would have none (the PR OUT's issuing path was told nothing; its other path was). After "
+    "a RELEASE, which libmpathpersist sends down every path at once, the other path may have "
+    "taken it with its own RELEASE: whether it is still pending depends on their order",
     None,
     _tests(
         "test_conf_conflicts.py::test_unit_attention_is_per_i_t_nexus",

@@ -24,6 +24,7 @@ from prtest import (
     expect_conflict,
     expect_good,
     first_path_is_own,
+    mpath_release_outcomes,
     prout,
     read_keys,
     read_reservation,
@@ -122,8 +123,9 @@ def test_the_same_unit_attention_is_not_queued_twice(
         reserve(a, A, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
         expect_good(prout(a, SA.RELEASE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY))
     assert drain(b) == [RESERVATIONS_RELEASED_UA]
-    own = []
+    own: tuple[list, ...] = ([],)
     if L.MPATH_UNIT_ATTENTION_OF_EVERY_PATH.name in path_limits and not first_path_is_own(a):
-        # the releases left by a's first path; its I/O path, another registrant, was told (once)
-        own = [RESERVATIONS_RELEASED_UA]
-    assert drain(a) == own and drain(c) == []
+        # the releases left by a's first path; its I/O path, another registrant, may be told
+        # (once: never twice), as the library's RELEASE down that path raced the holder's
+        own = mpath_release_outcomes()
+    assert drain(a) in own and drain(c) == []

@@ -17,6 +17,7 @@ from prtest import (
     expect_ua,
     first_path_is_own,
     full_status,
+    mpath_release_outcomes,
     paths,
     prout,
     read_keys,
@@ -353,9 +354,11 @@ def test_release_by_holder(nexuses: list, type_: T, path_limits: frozenset[str])
     assert read_reservation(a) == (gen, None), "RELEASE does not bump PRgeneration"
     notified = type_.registrants_only or type_.all_registrants
     assert drain(b) == ([(0x2A, 0x04)] if notified else [])
-    # a multipath host's I/O path, when not the path that reserved, is another registrant
+    # a multipath host's I/O path, when not the path that reserved, is another registrant; the
+    # library sends RELEASE down every path at once, so whether it is still told is a race
     told = L.MPATH_UNIT_ATTENTION_OF_EVERY_PATH.name in path_limits and not first_path_is_own(a)
-    assert drain(a) == ([(0x2A, 0x04)] if notified and told else []) and drain(c) == []
+    assert drain(a) in (mpath_release_outcomes() if notified and told else ([],))
+    assert drain(c) == []
 
 
 def test_release_by_non_holder_is_a_no_op(nexuses: list) -> None:
