@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import enum
 import os
+import resource
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -53,6 +54,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
+from scsi_pr.rig import guest_cpu
 from scsi_pr.rig.backend_lio import ENV_FIRST_GENERATION
 from scsi_pr.rig.guest_e2e.driver import GUEST_STALL_LIMIT
 from scsi_pr.rig.progress import Tracker
@@ -326,7 +328,27 @@ def main(argv: list[str] | None = None) -> int:
     phases = [done[n] for n in PHASES if n in done]
     if args.results is not None:
         write_results(args.results, phases)
+    show_guest_cpu()
     return conclude(phases)
+
+
+def show_guest_cpu() -> None:
+    """Where this VM's CPU went besides the phases' pytest runs (``rig.guest_cpu``)."""
+    try:
+        totals, usages = guest_cpu.read()
+    except (OSError, ValueError) as e:
+        print(f"\n== guest CPU: unreadable ({e})")
+        return
+    own, reaped = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    print("\n== guest CPU since boot ==")
+    print("\n".join(guest_cpu.report(totals, usages)))
+    print(
+        f"  this driver: {own.ru_utime + own.ru_stime:.0f}s itself, "
+        f"{reaped.ru_utime + reaped.ru_stime:.0f}s in the phases and what else it ran",
+        flush=True,
+    )
 
 
 class _Lane(threading.Thread):

@@ -1,0 +1,90 @@
+"""Where a VM's CPU went: ``/proc/stat``'s totals since boot, and the commands (processes and
+kernel threads, with the children they reaped) that used the most, read when a VM tier run ends.
+
+Why: under TCG the tier is bound by the host's CPU (issue 14), and the phases' own pytest runs
+account for about two thirds of it. This names the rest (LIO's and the block layer's work in
+kernel threads, udev, multipathd, the boot) so that waste there shows up. Parsing is pure; only
+``read`` touches ``/proc``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+#: ``/proc/stat``'s first line: the columns after "cpu", in the order proc(5) gives them
+STAT_COLUMNS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+BUSY_COLUMNS = ("user", "nice", "system", "irq", "softirq", "steal")
+PF_KTHREAD = 0x00200000  # /proc/PID/stat's flags: a kernel thread (include/linux/sched.h)
+#: kworker/0:1H-kblockd, kworker/u4:2-events_unbound -> kworker: the instance is noise
+_INSTANCE = re.compile(r"/.*$")
+
+
+class Usage(NamedTuple):
+    """CPU seconds of one process or kernel thread (``children``: the ones it reaped)."""
+
+    command: str
+    kernel_thread: bool
+    own: float
+    children: float
+
+
+def parse_proc_stat(text: str, ticks: int) -> dict[str, float]:
+    """``/proc/stat``'s aggregate line -> seconds per column of ``STAT_COLUMNS``."""
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            values = [int(v) / ticks for v in fields[1 : 1 + len(STAT_COLUMNS)]]
+            return dict(zip(STAT_COLUMNS, values, strict=False))
+    raise ValueError("no aggregate cpu line in /proc/stat")
+
+
+def parse_pid_stat(text: str, ticks: int) -> Usage:
+    """One ``/proc/PID/stat``. The command sits in parentheses and may hold spaces and
+    parentheses itself: the fields after it start after the *last* ``)``."""
+    command = text[text.index("(") + 1 : text.rindex(")")]
+    rest = text[text.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state): field N is rest[N - 3]
+    flags, utime, stime, cutime, cstime = (int(rest[i - 3]) for i in (9, 14, 15, 16, 17))
+    return Usage(
+        command, bool(flags & PF_KTHREAD), (utime + stime) / ticks, (cutime + cstime) / ticks
+    )
+
+
+def by_command(usages: Iterable[Usage]) -> Counter[str]:
+    """CPU seconds (own and reaped children's) per command, kernel threads' instances merged
+    (every ``kworker/...`` is one ``[kworker]``)."""
+    total: Counter[str] = Counter()
+    for u in usages:
+        name = f"[{_INSTANCE.sub('', u.command)}]" if u.kernel_thread else u.command
+        total[name] += u.own + u.children
+    return total
+
+
+def report(totals: dict[str, float], usages: Iterable[Usage], top: int = 8) -> list[str]:
+    """Lines for the VM's log: busy and idle seconds since boot, then the ``top`` commands."""
+    busy = sum(totals[c] for c in BUSY_COLUMNS)
+    parts = ", ".join(f"{c} {totals[c]:.0f}s" for c in BUSY_COLUMNS if round(totals[c]))
+    lines = [f"  busy {busy:.0f}s ({parts}), idle {totals['idle'] + totals['iowait']:.0f}s"]
+    ranked = by_command(usages).most_common(top)
+    lines.append("  most: " + ", ".join(f"{name} {s:.0f}s" for name, s in ranked if round(s)))
+    return lines
+
+
+def read(proc: Path = Path("/proc")) -> tuple[dict[str, float], list[Usage]]:
+    """This system's totals and every live task's usage (tasks that end between the listing
+    and the read are skipped)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals = parse_proc_stat((proc / "stat").read_text(), ticks)
+    usages = []
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                usages.append(parse_pid_stat((entry / "stat").read_text(), ticks))
+            except (OSError, ValueError, IndexError):
+                continue
+    return totals, usages

@@ -1,0 +1,72 @@
+"""The VM's CPU accounting (``rig.guest_cpu``): the parsers on text shaped as proc(5) gives it."""
+
+from __future__ import annotations
+
+import pytest
+
+from scsi_pr.rig import guest_cpu
+
+TICKS = 100
+PROC_STAT = "cpu  1000 50 300 9000 20 0 30 0 0 0\ncpu0 500 25 150 4500 10 0 15 0 0 0\n"
+
+
+def pid_stat(command: str, flags: int, utime: int, stime: int, cutime: int, cstime: int) -> str:
+    # fields 3..17 after "PID (comm)": state, ppid, pgrp, session, tty, tpgid, flags, minflt,
+    # cminflt, majflt, cmajflt, utime, stime, cutime, cstime; then the rest
+    after = ["S", "1", "1", "1", "0", "-1", str(flags), "7", "0", "0", "0"]
+    times = [str(utime), str(stime), str(cutime), str(cstime)]
+    return f"42 ({command}) " + " ".join([*after, *times, "20", "0", "1", "0", "15"])
+
+
+def test_proc_stat_columns_in_seconds() -> None:
+    totals = guest_cpu.parse_proc_stat(PROC_STAT, TICKS)
+    assert totals == {
+        "user": 10.0, "nice": 0.5, "system": 3.0, "idle": 90.0,
+        "iowait": 0.2, "irq": 0.0, "softirq": 0.3, "steal": 0.0,
+    }  # fmt: skip
+
+
+def test_proc_stat_without_the_aggregate_line_is_refused() -> None:
+    with pytest.raises(ValueError, match="aggregate"):
+        guest_cpu.parse_proc_stat("cpu0 1 2 3 4\n", TICKS)
+
+
+def test_pid_stat_own_and_children_split_and_kernel_thread_flag() -> None:
+    u = guest_cpu.parse_pid_stat(pid_stat("python", 0x400000, 150, 50, 300, 100), TICKS)
+    assert u == guest_cpu.Usage("python", False, 2.0, 4.0)
+    k = guest_cpu.parse_pid_stat(pid_stat("kworker/0:1H-kblockd", 0x208040, 7, 3, 0, 0), TICKS)
+    assert k == guest_cpu.Usage("kworker/0:1H-kblockd", True, 0.1, 0.0)
+
+
+def test_a_command_with_spaces_and_parentheses_is_read_to_the_last_one() -> None:
+    u = guest_cpu.parse_pid_stat(pid_stat("a) (b c", 0, 100, 0, 0, 200), TICKS)
+    assert (u.command, u.own, u.children) == ("a) (b c", 1.0, 2.0)
+
+
+def test_kernel_threads_merge_by_name_processes_do_not() -> None:
+    usages = [
+        guest_cpu.Usage("kworker/0:1-events", True, 1.0, 0.0),
+        guest_cpu.Usage("kworker/u4:2-events_unbound", True, 2.0, 0.0),
+        guest_cpu.Usage("python3", False, 1.0, 5.0),
+        guest_cpu.Usage("python3", False, 0.5, 0.0),
+        guest_cpu.Usage("kworker/x", False, 1.0, 0.0),  # a process may call itself that
+    ]
+    assert guest_cpu.by_command(usages) == {"[kworker]": 3.0, "python3": 6.5, "kworker/x": 1.0}
+
+
+def test_report_names_busy_idle_and_the_top_commands() -> None:
+    totals = guest_cpu.parse_proc_stat(PROC_STAT, TICKS)
+    usages = [
+        guest_cpu.Usage("python3", False, 1.0, 9.0),
+        guest_cpu.Usage("udevd", False, 3.0, 0.0),
+        guest_cpu.Usage("tiny", False, 0.1, 0.0),
+    ]
+    busy, most = guest_cpu.report(totals, usages, top=2)
+    assert busy == "  busy 14s (user 10s, system 3s), idle 90s"
+    assert most == "  most: python3 10s, udevd 3s"
+
+
+def test_read_this_system() -> None:
+    totals, usages = guest_cpu.read()
+    assert sum(totals[c] for c in guest_cpu.BUSY_COLUMNS) > 0
+    assert any(u.own > 0 for u in usages)
