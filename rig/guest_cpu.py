@@ -65,11 +65,16 @@ def by_command(usages: Iterable[Usage]) -> Counter[str]:
     return total
 
 
-def report(totals: dict[str, float], usages: Iterable[Usage], top: int = 8) -> list[str]:
-    """Lines for the VM's log: busy and idle seconds since boot, then the ``top`` commands."""
+def report(
+    totals: dict[str, float], usages: Iterable[Usage], top: int = 8, uevents: int | None = None
+) -> list[str]:
+    """Lines for the VM's log: busy and idle seconds since boot (and how many uevents the
+    kernel sent udev), then the ``top`` commands."""
     busy = sum(totals[c] for c in BUSY_COLUMNS)
     parts = ", ".join(f"{c} {totals[c]:.0f}s" for c in BUSY_COLUMNS if round(totals[c]))
-    lines = [f"  busy {busy:.0f}s ({parts}), idle {totals['idle'] + totals['iowait']:.0f}s"]
+    idle = totals["idle"] + totals["iowait"]
+    events = "" if uevents is None else f"; {uevents} uevents"
+    lines = [f"  busy {busy:.0f}s ({parts}), idle {idle:.0f}s{events}"]
     ranked = by_command(usages).most_common(top)
     lines.append("  most: " + ", ".join(f"{name} {s:.0f}s" for name, s in ranked if round(s)))
     return lines
@@ -88,3 +93,11 @@ def read(proc: Path = Path("/proc")) -> tuple[dict[str, float], list[Usage]]:
             except (OSError, ValueError, IndexError):
                 continue
     return totals, usages
+
+
+def uevents(sysfs: Path = Path("/sys")) -> int | None:
+    """How many uevents the kernel has sent since boot (each one udev's work), if it says."""
+    try:
+        return int((sysfs / "kernel" / "uevent_seqnum").read_text())
+    except (OSError, ValueError):
+        return None

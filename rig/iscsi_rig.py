@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scsi_pr.helper.simserve import SharedLUs
+from scsi_pr.rig import udev
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.processes import NotListening, start_target, wait_ready
 from scsi_pr.sim.transportid import TransportId
@@ -54,17 +55,9 @@ TARGET_NOP = ("--nop-interval", "600", "--nop-timeout", "600")
 #: ASC 29h (POWER ON, RESET) that reaches Linux, even by SG_IO, makes the kernel send a "change"
 #: uevent for the SCSI device (``SDEV_UA=POWER_ON_RESET_OCCURRED``); udev's 60-block.rules
 #: forwards it to the disk and 60-persistent-storage.rules runs blkid, whose READs on that
-#: session take whatever unit attention waits for the I_T nexus (the kernel retries the READ
-#: and no one sees it), seconds later under load: a REGISTRATIONS PREEMPTED a test waits for.
-#: Every fresh LU, power cycle and LUN reset starts such a probe on every session. The rule
-#: (sorted after 60-block.rules, before 60-persistent-storage.rules) turns blkid and the
-#: close-after-write watch off for the model's disks only; INQUIRY-only probes stay.
-UDEV_RULE_FILE = Path("/run/udev/rules.d/60-persistent-storage-scsi-pr-rig.rules")
-UDEV_RULE = (
-    'ACTION!="remove", SUBSYSTEM=="block", ATTRS{vendor}=="SCSI-PR*", '
-    'ATTRS{model}=="SIMULATED LU*", ENV{UDEV_DISABLE_PERSISTENT_STORAGE_BLKID_FLAG}="1", '
-    'OPTIONS+="nowatch"\n'
-)
+#: session take whatever unit attention waits for the I_T nexus, seconds later under load: a
+#: REGISTRATIONS PREEMPTED a test waits for. Every fresh LU, power cycle and LUN reset starts
+#: such a probe on every session: the rig installs ``udev.MODEL_DISKS`` while it runs.
 
 
 NORMAL_LOGIN = re.compile(r"login: .* \(Normal session")
@@ -110,24 +103,6 @@ def _run(*argv: str) -> str:
     return done.stdout
 
 
-def quiet_udev_probes(on: bool) -> None:
-    """Install (or remove) ``UDEV_RULE`` and have udev read its rules again; with no udev
-    running there is nothing to quiet and the file does no harm."""
-    if on:
-        UDEV_RULE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        UDEV_RULE_FILE.write_text(UDEV_RULE)
-    else:
-        UDEV_RULE_FILE.unlink(missing_ok=True)
-    if shutil.which("udevadm") is not None:
-        subprocess.run(["udevadm", "control", "--reload"], capture_output=True, timeout=60)
-
-
-def udev_settle() -> None:
-    """Wait until udev has handled every event queued so far (no-op without udev)."""
-    if shutil.which("udevadm") is not None:
-        subprocess.run(["udevadm", "settle", "--timeout=120"], capture_output=True, timeout=180)
-
-
 def _iscsid_listening() -> bool:
     """Does iscsid take iscsiadm's requests (its abstract Unix socket)?"""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -167,7 +142,7 @@ class IscsiRig:
         (ISCSI_ETC / "initiatorname.iscsi").write_text(f"InitiatorName={INITIATOR_PREFIX}0\n")
         (ISCSI_ETC / "iscsid.conf").write_text(ISCSID_CONF)
         Path("/run/lock/iscsi").mkdir(parents=True, exist_ok=True)
-        quiet_udev_probes(True)
+        udev.MODEL_DISKS.install()
         if _iscsid_listening():
             return
         log = (self.root / "iscsid.log").open("wb")
@@ -268,7 +243,7 @@ class IscsiRig:
                 except subprocess.TimeoutExpired:
                     proc.kill()
         self._target = self._iscsid = None
-        quiet_udev_probes(False)
+        udev.MODEL_DISKS.install(on=False)
 
 
 _shared: IscsiRig | None = None

@@ -35,6 +35,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from scsi_pr.helper.executors.sg import sg_io
+from scsi_pr.rig import udev
 from scsi_pr.rig.backends import initiator_name
 from scsi_pr.rig.errors import RigError
 from scsi_pr.sim import cdb as C
@@ -214,6 +215,7 @@ def up(spec: LunSpec, *, record: bool = True) -> RigDescription:
     (dbroot() / "pr").mkdir(parents=True, exist_ok=True)
     serial = unit_serial(spec.name)
     _remove_aptpl(serial)
+    udev.LIO_LOOPBACK_DISKS.install()  # before the disks appear: rig.udev says why
     try:
         so = _storage_object(rts, spec, serial)
         fabric = rts.FabricModule("loopback")

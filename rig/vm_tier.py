@@ -343,7 +343,7 @@ def show_guest_cpu() -> None:
         resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
     )
     print("\n== guest CPU since boot ==")
-    print("\n".join(guest_cpu.report(totals, usages)))
+    print("\n".join(guest_cpu.report(totals, usages, uevents=guest_cpu.uevents())))
     print(
         f"  this driver: {own.ru_utime + own.ru_stime:.0f}s itself, "
         f"{reaped.ru_utime + reaped.ru_stime:.0f}s in the phases and what else it ran",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from scsi_pr.rig import guest_cpu
@@ -64,6 +66,14 @@ def test_report_names_busy_idle_and_the_top_commands() -> None:
     busy, most = guest_cpu.report(totals, usages, top=2)
     assert busy == "  busy 14s (user 10s, system 3s), idle 90s"
     assert most == "  most: python3 10s, udevd 3s"
+    assert guest_cpu.report(totals, usages, uevents=1234)[0].endswith("idle 90s; 1234 uevents")
+
+
+def test_uevents_from_sysfs_or_none(tmp_path: Path) -> None:
+    (tmp_path / "kernel").mkdir()
+    assert guest_cpu.uevents(tmp_path) is None
+    (tmp_path / "kernel" / "uevent_seqnum").write_text("4321\n")
+    assert guest_cpu.uevents(tmp_path) == 4321
 
 
 def test_read_this_system() -> None:

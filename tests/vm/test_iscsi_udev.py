@@ -4,7 +4,7 @@ Measured (the target's DEBUG trace): when a session's disk reports a POWER ON, R
 attention, udev runs blkid on that disk, and blkid's READs reach the model on that session's
 I_T nexus seconds later, taking any unit attention pending there (the kernel retries the READ
 and nobody sees it). The iSCSI rig installs a udev rule against that
-(``scsi_pr.rig.iscsi_rig.UDEV_RULE``). This test shows both halves in one VM: without the rule
+(``scsi_pr.rig.udev.MODEL_DISKS``). This test shows both halves in one VM: without the rule
 the probe reads, with it nothing but the test's own command reaches the LU.
 """
 
@@ -19,6 +19,7 @@ import pytest
 from needs import unavailable
 
 from scsi_pr.helper.lu_identity import identify_path
+from scsi_pr.rig import udev
 from scsi_pr.sim.device import LogicalUnit
 
 pytestmark = pytest.mark.vm
@@ -52,7 +53,7 @@ def test_udev_probe_reads_only_without_the_rig_rule() -> None:
         subprocess.run(["sg_turs", port.sg], capture_output=True, timeout=60)
         reads: list[str] = []
         for _ in range(SETTLE_ROUNDS):
-            iscsi_rig.udev_settle()
+            udev.settle()
             trace = rig.target_log_since(start, tail=None)
             reads = [line for line in trace.splitlines() if session in line and " READ(" in line]
             if reads:
@@ -60,10 +61,10 @@ def test_udev_probe_reads_only_without_the_rig_rule() -> None:
             time.sleep(1)
         return reads
 
-    iscsi_rig.quiet_udev_probes(False)
+    udev.MODEL_DISKS.install(on=False)
     try:
         probed = reads_after_power_on()
     finally:
-        iscsi_rig.quiet_udev_probes(True)
+        udev.MODEL_DISKS.install()
     assert probed, "no udev probe after POWER ON: the rig's udev rule may be moot, see its note"
     assert reads_after_power_on() == []
