@@ -9,7 +9,7 @@ import pytest
 from scsi_pr.rig import guest_cpu
 
 TICKS = 100
-PROC_STAT = "cpu  1000 50 300 9000 20 0 30 0 0 0\ncpu0 500 25 150 4500 10 0 15 0 0 0\n"
+PROC_STAT = "cpu  1000 50 300 9000 150 0 30 0 0 0\ncpu0 500 25 150 4500 10 0 15 0 0 0\n"
 
 
 def pid_stat(command: str, flags: int, utime: int, stime: int, cutime: int, cstime: int) -> str:
@@ -24,7 +24,7 @@ def test_proc_stat_columns_in_seconds() -> None:
     totals = guest_cpu.parse_proc_stat(PROC_STAT, TICKS)
     assert totals == {
         "user": 10.0, "nice": 0.5, "system": 3.0, "idle": 90.0,
-        "iowait": 0.2, "irq": 0.0, "softirq": 0.3, "steal": 0.0,
+        "iowait": 1.5, "irq": 0.0, "softirq": 0.3, "steal": 0.0,
     }  # fmt: skip
 
 
@@ -64,9 +64,9 @@ def test_report_names_busy_idle_and_the_top_commands() -> None:
         guest_cpu.Usage("tiny", False, 0.1, 0.0),
     ]
     busy, most = guest_cpu.report(totals, usages, top=2)
-    assert busy == "  busy 14s (user 10s, system 3s), idle 90s"
+    assert busy == "  busy 14s (user 10s, system 3s), idle 92s"
     assert most == "  most: python3 10s, udevd 3s"
-    assert guest_cpu.report(totals, usages, uevents=1234)[0].endswith("idle 90s; 1234 uevents")
+    assert guest_cpu.report(totals, usages, uevents=1234)[0].endswith("idle 92s; 1234 uevents")
 
 
 def test_uevents_from_sysfs_or_none(tmp_path: Path) -> None:
