@@ -28,6 +28,7 @@ from pathlib import Path
 
 from scsi_pr.helper.executable import helper_executable
 from scsi_pr.helper.sim_cli import main as sim_main
+from scsi_pr.rig import guest_cpu
 from scsi_pr.rig.processes import NotListening, wait_listening
 from scsi_pr.sim.cdb import persistent_reserve_in
 
@@ -138,9 +139,8 @@ def _worker(args: tuple[str, str, int, float]) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a live process so far (OSError once it is gone)."""
+    return guest_cpu.usage(pid).own
 
 
 def throughput(path: str, image: str, clients: int) -> float:

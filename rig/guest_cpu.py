@@ -19,6 +19,7 @@ from typing import NamedTuple
 #: ``/proc/stat``'s first line: the columns after "cpu", in the order proc(5) gives them
 STAT_COLUMNS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 BUSY_COLUMNS = ("user", "nice", "system", "irq", "softirq", "steal")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # proc(5)'s times are in these
 PF_KTHREAD = 0x00200000  # /proc/PID/stat's flags: a kernel thread (include/linux/sched.h)
 #: kworker/0:1H-kblockd, kworker/u4:2-events_unbound -> kworker: the instance is noise
 _INSTANCE = re.compile(r"/.*$")
@@ -80,16 +81,21 @@ def report(
     return lines
 
 
+def usage(pid: int, proc: Path = Path("/proc")) -> Usage:
+    """``pid``'s usage now (OSError once it is gone). The one reader of ``/proc/PID/stat``:
+    ``rig.processes.cpu_seconds``, the hostile-input tests and the helper bench use it too."""
+    return parse_pid_stat((proc / str(pid) / "stat").read_text(), CLOCK_TICKS)
+
+
 def read(proc: Path = Path("/proc")) -> tuple[dict[str, float], list[Usage]]:
     """This system's totals and every live task's usage (tasks that end between the listing
     and the read are skipped)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    totals = parse_proc_stat((proc / "stat").read_text(), ticks)
+    totals = parse_proc_stat((proc / "stat").read_text(), CLOCK_TICKS)
     usages = []
     for entry in proc.iterdir():
         if entry.name.isdigit():
             try:
-                usages.append(parse_pid_stat((entry / "stat").read_text(), ticks))
+                usages.append(usage(int(entry.name), proc))
             except (OSError, ValueError, IndexError):
                 continue
     return totals, usages

@@ -10,7 +10,6 @@ client that leaves at once; both helpers take that in stride.) Our iSCSI target
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -18,9 +17,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from scsi_pr.rig import guest_cpu
 from scsi_pr.rig.errors import RigError
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MAX_START = 900.0  # seconds: a process that keeps using CPU but never listens
 
 
@@ -31,10 +30,9 @@ class NotListening(RigError):
 def cpu_seconds(pid: int) -> float | None:
     """User plus system CPU time ``pid`` has used (proc(5) fields 14 and 15); None once gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        return guest_cpu.usage(pid).own
+    except (OSError, ValueError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def unix_listening(sock: Path) -> bool:

@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def show_guest_cpu() -> None:
-    """Where this VM's CPU went besides the phases' pytest runs (``rig.guest_cpu``)."""
+    """Where this VM's CPU went since boot, the driver's own and its phases' share apart
+    (``rig.guest_cpu``)."""
     try:
         totals, usages = guest_cpu.read()
     except (OSError, ValueError) as e:

@@ -26,7 +26,7 @@ from prh_process import DEADLINE, EXE, Helper
 
 from scsi_pr.helper.client import Client
 from scsi_pr.helper.loadgen import run_load
-from scsi_pr.rig import processes
+from scsi_pr.rig import guest_cpu, processes
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
 
 GOOD = 0x00
@@ -189,8 +189,8 @@ def test_hostile_device_names_parse_back_exactly(helper: Helper, tmp_path: Path)
 
 # -- item 2: SIGTERM is honoured in every state, and accept() never spins -----------------------
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    """User + system CPU time of a live process so far (OSError once it is gone)."""
+    return guest_cpu.usage(pid).own
 
 
 def test_sigterm_while_accept_is_out_of_fds(helper: Helper, device: int) -> None:
