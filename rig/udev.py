@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RULES_DIR = Path("/run/udev/rules.d")
+CONTROL = Path("/run/udev/control")  # udevd's control socket
 SETTLE_TIMEOUT = 120  # seconds udevadm settle waits for the queue to empty
 
 
@@ -65,6 +66,11 @@ MODEL_DISKS = QuietRule(
 LIO_LOOPBACK_DISKS = QuietRule(
     "60-persistent-storage-scsi-pr-lio.rules", 'DEVPATH=="/devices/tcm_loop_*"'
 )
+
+
+def running() -> bool:
+    """Does udevd run here (its control socket exists)?"""
+    return CONTROL.exists()
 
 
 def settle() -> None:

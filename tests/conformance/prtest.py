@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scsi_pr.helper.executors.limits import PathLimit
+from scsi_pr.helper.executors.limits import MPATH_UNIT_ATTENTION_OF_EVERY_PATH, PathLimit
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim import pr_in_data
 from scsi_pr.sim.constants import (
@@ -34,6 +34,7 @@ __all__ = [
     "first_path_is_own",
     "full_status",
     "io_path_holds",
+    "io_path_told",
     "mpath_release_outcomes",
     "nexus_paths",
     "paths",
@@ -147,6 +148,13 @@ def first_path_is_own(it: Any) -> bool:
     CLEAR and PREEMPT by, and the helper's REGISTER AND MOVE tries first) is the I_T nexus its
     TransportID names and its other commands take: always, but on a multipath host."""
     return nexus_paths(it)[0] == (it.transport_id, it.relative_target_port)
+
+
+def io_path_told(it: Any, path_limits: frozenset[str]) -> bool:
+    """Whether a unit attention that ``it``'s own PR OUT raises for the other registrants
+    reaches ``it``'s I/O path too: on a multipath host whose I/O path is not the first path,
+    which libmpathpersist sends the command by (``mpath-unit-attention-of-every-path``)."""
+    return MPATH_UNIT_ATTENTION_OF_EVERY_PATH.name in path_limits and not first_path_is_own(it)
 
 
 def mpath_release_outcomes() -> tuple[list[tuple[int, int]], ...]:

@@ -17,8 +17,8 @@ from prtest import (
     expect_conflict,
     expect_good,
     expect_ua,
-    first_path_is_own,
     io_path_holds,
+    io_path_told,
     prout,
     read_keys,
     register,
@@ -277,7 +277,7 @@ def test_unit_attention_is_per_i_t_nexus(nexuses: list, path_limits: frozenset[s
     register(b, B)
     expect_good(prout(a, SA.CLEAR, A))
     expect_ua(b.execute(C.test_unit_ready()), RESERVATIONS_PREEMPTED)
-    if L.MPATH_UNIT_ATTENTION_OF_EVERY_PATH.name in path_limits and not first_path_is_own(a):
+    if io_path_told(a, path_limits):
         # the CLEAR left by a's first path; its I/O path, registered too, was told
         expect_ua(a.execute(C.test_unit_ready()), RESERVATIONS_PREEMPTED)
     expect_good(a.execute(C.test_unit_ready()))

@@ -23,7 +23,7 @@ from prtest import (
     drain,
     expect_conflict,
     expect_good,
-    first_path_is_own,
+    io_path_told,
     mpath_release_outcomes,
     prout,
     read_keys,
@@ -124,7 +124,7 @@ def test_the_same_unit_attention_is_not_queued_twice(
         expect_good(prout(a, SA.RELEASE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY))
     assert drain(b) == [RESERVATIONS_RELEASED_UA]
     own: tuple[list, ...] = ([],)
-    if L.MPATH_UNIT_ATTENTION_OF_EVERY_PATH.name in path_limits and not first_path_is_own(a):
+    if io_path_told(a, path_limits):
         # the releases left by a's first path; its I/O path, another registrant, may be told
         # (once: never twice), as the library's RELEASE down that path raced the holder's
         own = mpath_release_outcomes()

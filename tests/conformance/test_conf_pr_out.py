@@ -17,6 +17,7 @@ from prtest import (
     expect_ua,
     first_path_is_own,
     full_status,
+    io_path_told,
     mpath_release_outcomes,
     paths,
     prout,
@@ -356,7 +357,7 @@ def test_release_by_holder(nexuses: list, type_: T, path_limits: frozenset[str])
     assert drain(b) == ([(0x2A, 0x04)] if notified else [])
     # a multipath host's I/O path, when not the path that reserved, is another registrant; the
     # library sends RELEASE down every path at once, so whether it is still told is a race
-    told = L.MPATH_UNIT_ATTENTION_OF_EVERY_PATH.name in path_limits and not first_path_is_own(a)
+    told = io_path_told(a, path_limits)
     assert drain(a) in (mpath_release_outcomes() if notified and told else ([],))
     assert drain(c) == []
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from needs import unavailable
@@ -23,7 +22,6 @@ from scsi_pr.rig import udev
 from scsi_pr.sim.device import LogicalUnit
 
 pytestmark = pytest.mark.vm
-UDEV_CONTROL = Path("/run/udev/control")  # udevd's control socket: udev runs in this VM
 SETTLE_ROUNDS = 3  # the kernel queues its uevent from a work item: settle, pause, settle again
 
 
@@ -39,7 +37,7 @@ def test_udev_probe_reads_only_without_the_rig_rule() -> None:
         rig = iscsi_rig.shared(2)
     except iscsi_rig.IscsiUnavailable as e:
         unavailable(f"needs the VM's kernel initiator: {e}")
-    if not UDEV_CONTROL.exists() or shutil.which("sg_turs") is None:
+    if not udev.running() or shutil.which("sg_turs") is None:
         unavailable("needs udevd running and sg_turs (sg3-utils)")
     rig.lus.forget(identify_path(rig.image)[0])
     port = rig.ports[0]

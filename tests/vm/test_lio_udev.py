@@ -25,14 +25,13 @@ from scsi_pr.rig.backends import BackendUnavailable, open_backend
 from scsi_pr.sim.constants import ReservationType
 
 pytestmark = pytest.mark.vm
-UDEV_CONTROL = Path("/run/udev/control")  # udevd's control socket: udev runs in this VM
 REGISTRATIONS_PREEMPTED = (0x2A, 0x05)
 A, B = 0xA1, 0xB2
 
 
 @pytest.fixture
 def lio() -> Iterator[LioBackend]:
-    if not UDEV_CONTROL.exists():
+    if not udev.running():
         unavailable("needs udevd running")
     try:
         opened = open_backend("lio", initiators=2)
