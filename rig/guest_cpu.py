@@ -1,10 +1,10 @@
 """Where a VM's CPU went: ``/proc/stat``'s totals since boot, and the commands (processes and
 kernel threads, with the children they reaped) that used the most, read when a VM tier run ends.
 
-Why: under TCG the tier is bound by the host's CPU (issue 14), and the phases' own pytest runs
-account for about two thirds of it. This names the rest (LIO's and the block layer's work in
-kernel threads, udev, multipathd, the boot) so that waste there shows up. Parsing is pure; only
-``read`` touches ``/proc``.
+Why: under TCG the tier is bound by the host's CPU (issue 14), and the phases' pytest runs
+(with LIO's work, done in their context) account for most of it. This names the rest (kernel
+threads, udev, multipathd, the boot) so that waste there shows up. Parsing is pure; only
+``usage`` and ``read`` touch ``/proc``.
 """
 
 from __future__ import annotations
