@@ -94,7 +94,7 @@ class Capabilities:
     #: ALLOW COMMANDS 001b: TEST UNIT READY is allowed through WE and EA reservations
     allow_commands = 0b001
 
-    def __init__(self, replace_lost_reservation: bool = True) -> None:
+    def __init__(self, replace_lost_reservation: bool) -> None:
         self.rlr_c = replace_lost_reservation
 
 

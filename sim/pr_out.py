@@ -67,9 +67,10 @@ BIT_SPEC_I_PT, BIT_ALL_TG_PT = 3, 2
 NOT_READY_WHEN_UNREGISTERED = frozenset({SA.RESERVE, SA.RELEASE, SA.CLEAR, SA.REGISTER_AND_MOVE})
 #: LIO (``TYPE_BEFORE_REGISTRATION``): while another holds a reservation, LIO refuses a PR OUT
 #: before looking at it unless it is a REGISTER, or one of these from a registered nexus (any
-#: service action from a registrant under a registrants-only type)
+#: service action from a registrant under a registrants-only type). Only RESERVE, PREEMPT and
+#: REGISTER AND MOVE consult it (``PrOut.lio_refuses_non_holder``): the registers pass it, and
+#: a RELEASE or CLEAR it refuses (from an unregistered nexus) conflicts on its key anyway.
 LIO_REGISTERED_NON_HOLDER_MAY = frozenset({SA.RELEASE, SA.CLEAR, SA.PREEMPT, SA.PREEMPT_AND_ABORT})
-LIO_ANYONE_MAY = frozenset({SA.REGISTER, SA.REGISTER_AND_IGNORE_EXISTING_KEY})
 
 
 class ParameterList(NamedTuple):
@@ -193,7 +194,7 @@ class PrOut:
 
     def lio_refuses_non_holder(self) -> bool:
         res = self.pr.reservation
-        if res is None or self.pr.is_holder(self.nexus) or self.action in LIO_ANYONE_MAY:
+        if res is None or self.pr.is_holder(self.nexus):
             return False
         if self.nexus not in self.pr.registrations:
             return True

@@ -180,6 +180,7 @@ MPATH_REGISTRATION_PER_PATH = PathLimit(
         "test_conf_pr_out.py::test_preempt_non_holder_removes_registration_only",
         "test_conf_pr_out.py::test_preempt_removes_every_registration_with_the_key",
         "test_conf_pr_out.py::test_preempt_all_registrants_by_own_key_removes_issuer",
+        "test_conf_pr_out.py::test_preempt_by_own_key_removes_issuer",
         "test_conf_pr_out.py::test_register_and_move",
         "test_conf_pr_out.py::test_register_and_move_without_reservation_conflicts",
         "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",

@@ -107,11 +107,15 @@ def test_read_reservation_below_the_whole_descriptor(
         assert r.data == full[:length]
 
 
-def test_read_reservation_without_reservation(nexuses: list) -> None:
+@pytest.mark.parametrize("length", [None, 16], ids=["whole", "16"])
+def test_read_reservation_without_reservation(nexuses: list, length: int | None) -> None:
+    """The header alone, whatever the ALLOCATION LENGTH above it (LIO's cut of a short one,
+    ``READ_RESERVATION_CUT``, has no descriptor to leave out)."""
     a = nexuses[0]
     register(a, A)
     gen, _ = read_keys(a)
-    r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_RESERVATION)))
+    cdb = C.persistent_reserve_in(IN.READ_RESERVATION, *(() if length is None else (length,)))
+    r = expect_good(a.execute(cdb))
     assert r.data == struct.pack(">II", gen, 0)
 
 

@@ -714,6 +714,24 @@ def test_preempt_all_registrants_by_own_key_removes_issuer(
     assert drain(a) == [] and drain(b) == [] and drain(c) == [], "the issuer is not told"
 
 
+@PER_PATH
+@pytest.mark.parametrize("held_by", ["nobody", "another-WE"])
+def test_preempt_by_own_key_removes_issuer(nexuses: list, held_by: str) -> None:
+    """Without an all-registrants reservation, a PREEMPT whose SERVICE ACTION RESERVATION KEY
+    is the issuer's own removes the issuer's registration like any other with that key (LIO
+    keeps the issuer only under an all-registrants type, ``PREEMPT_KEEPS_ISSUER``)."""
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    if held_by == "another-WE":
+        reserve(b, B, WE)
+    gen, _ = read_keys(b)
+    expect_good(prout(a, SA.PREEMPT, A, A, WE))
+    assert read_keys(b) == (gen + 1, [B])
+    assert read_reservation(b)[1] == (None if held_by == "nobody" else (B, WE))
+    assert drain(b) == []
+
+
 def test_self_preempt_changes_type(nexuses: list) -> None:
     a, b, _ = nexuses
     register(a, A)

@@ -57,7 +57,7 @@ def pr_states(draw: st.DrawFn) -> PersistentReservations:
     return PersistentReservations(draw(U32), registrations, reservation, draw(st.booleans()))
 
 
-CAPS = pr_in.Capabilities()
+CAPS = pr_in.Capabilities(replace_lost_reservation=True)
 
 
 # -- round trip: the model writes, the reader reads the model's state -------------------------

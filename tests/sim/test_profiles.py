@@ -34,6 +34,8 @@ def test_registry_names_are_unique_and_every_entry_has_a_test() -> None:
     for d in P.REGISTRY:
         assert d.tests and all(t.startswith("tests/conformance/test_conf_") for t in d.tests)
         assert d.clause.startswith(("SPC-5 ", "SAM-5 ")), d.clause
+    # the registry is built at import, before a mutant is switched on: call its helper here
+    assert P._tests("test_conf_x.py::t") == ("tests/conformance/test_conf_x.py::t",)
 
 
 def test_profiles() -> None:
@@ -43,6 +45,8 @@ def test_profiles() -> None:
     assert all(P.LIO_6_1.measured(d) for d in P.REGISTRY)
     assert all(P.LIO_6_12.measured(d) for d in P.LIO_6_12.deviations)
     assert not P.SPC5.measured(P.UA_CLEARS_ALL)
+    # a kernel's profile has not measured what its kernel no longer does
+    assert not P.LIO_6_12.measured(P.READ_CAPACITY_10_CONFLICT)
     assert P.get(P.LIO_6_1) is P.LIO_6_1
     with pytest.raises(P.UnknownProfile, match=r"known profiles: spc5, lio-6\.1, lio-6\.12"):
         P.get("lio-9")
@@ -51,7 +55,8 @@ def test_profiles() -> None:
 @pytest.mark.parametrize(
     ("release", "name"),
     [("6.1.0-57-amd64", "lio-6.1"), ("6.12.9+bpo-amd64", "lio-6.12"), ("6.1", "lio-6.1"),
-     ("6.10.2", None), ("5.10.0-30-amd64", None)],
+     ("6.10.2", None), ("5.10.0-30-amd64", None), ("6.1-rc3", "lio-6.1"),
+     ("6.12+deb12", "lio-6.12")],
 )  # fmt: skip
 def test_lio_profile_for_kernel_release(release: str, name: str | None) -> None:
     found = P.lio_profile_for(release)
@@ -68,7 +73,7 @@ def test_choose_names_the_deviation() -> None:
 class Lu:
     """An LU and its nexuses 0..2 under one profile; nexus 3 only reads the PR state back."""
 
-    def __init__(self, profile: str) -> None:
+    def __init__(self, profile: str | P.Profile) -> None:
         self.lu = LogicalUnit(target_ports=(1, 2, 3, 4), profile=profile)
         self.n = [ITNexus.named(f"naa.50014050000000{i + 1:02x}", i + 1) for i in range(4)]
         for n in self.n:
@@ -172,13 +177,21 @@ def full_status(u: Lu) -> object:
 
 
 def ua_clears_all(u: Lu) -> object:
-    u.reg(0, A)
-    u.reg(1, B)
-    u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
-    u.out(0, SA.RELEASE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
-    u.out(0, SA.CLEAR, A)
+    """Two conditions queued for nexus 1, reported once by REQUEST SENSE and once with CHECK
+    CONDITION (the two places the model pops a unit attention)."""
+
+    def queue_two() -> None:
+        u.reg(0, A)
+        u.reg(1, B)
+        u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+        u.out(0, SA.RELEASE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)  # RESERVATIONS RELEASED
+        u.out(0, SA.CLEAR, A)  # RESERVATIONS PREEMPTED
+
+    queue_two()
     sense = u.lu.execute(u.n[1], C.request_sense()).data
-    return (sense[12], sense[13]), u.drain(1)
+    by_request_sense = (sense[12], sense[13]), u.drain(1)
+    queue_two()
+    return by_request_sense, u.drain(1)
 
 
 def release_skips_key_check(u: Lu) -> object:
@@ -210,12 +223,24 @@ def ar_holder_passes_on(u: Lu) -> object:
     return triple(r), u.keys()[1], u.reservation()
 
 
+def ar_preempt_by_key(u: Lu) -> object:
+    """The registrant that reserved is preempted; on a fresh LU, it leaves first."""
+    return ar_takes_over(u), ar_holder_passes_on(Lu(u.lu.profile.name))
+
+
 def preempt_keeps_issuer(u: Lu) -> object:
+    """Under all-registrants only: on a fresh LU with no reservation, the same PREEMPT by the
+    issuer's own key removes the issuer under either profile (measured on LIO by
+    ``test_preempt_by_own_key_removes_issuer``)."""
     all_registrants(u)
     g0 = u.keys()[0]
     r = u.out(1, SA.PREEMPT, B, B, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS)
     g, keys = u.keys()
-    return triple(r), g - g0, keys, u.reservation()
+    fresh = Lu(u.lu.profile.name)
+    fresh.reg(0, A)
+    fresh.reg(1, B)
+    unreserved = triple(fresh.out(1, SA.PREEMPT, B, B, T.WRITE_EXCLUSIVE)), fresh.keys()[1]
+    return triple(r), g - g0, keys, u.reservation(), unreserved
 
 
 def verify_and_mode_sense(u: Lu) -> object:
@@ -280,17 +305,24 @@ def reserved_type_without_key(u: Lu) -> object:
 
 
 def held_by_another(u: Lu) -> list[object]:
-    """Nexus 1 holds WE (LIO's non-holder check comes first), then WE-RO."""
+    """Nexus 1 holds WE (LIO's non-holder check comes first), then WE-RO, then WE again, which
+    it moves: the holder passes LIO's check."""
     u.out(1, SA.RESERVE, B, 0, T.WRITE_EXCLUSIVE)
     answers = [
         triple(u.out(2, SA.PREEMPT, 0, B, 0x2)),  # unregistered: conflict either way
         triple(u.out(0, SA.RESERVE, A, 0, 0x2)),  # registered non-holder RESERVE: LIO conflicts
         triple(u.out(0, SA.PREEMPT, A, B, 0x2)),  # its PREEMPT is looked at: 24h either way
+        move(u, 0, A, 2, 0),  # its REGISTER AND MOVE, SARK 0: 26h, LIO conflicts
     ]
     u.out(1, SA.RELEASE, B, 0, T.WRITE_EXCLUSIVE)
     u.out(1, SA.RESERVE, B, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
     answers.append(triple(u.out(0, SA.RESERVE, A, 0, 0x2)))  # a registrant under RO: looked at
     answers.append(triple(u.out(2, SA.RESERVE, 0, 0, 0x2)))  # unregistered under RO: conflict
+    answers.append(move(u, 0, A, 2, 0))  # a registrant's move under RO: 26h either way
+    u.out(1, SA.RELEASE, B, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+    u.out(1, SA.RESERVE, B, 0, T.WRITE_EXCLUSIVE)
+    answers.append(move(u, 1, B, 2, K3))  # the holder moves WE: GOOD either way
+    answers.append(u.reservation())
     return answers
 
 
@@ -306,12 +338,14 @@ def field_pointer(u: Lu) -> object:
 
 #: READ RESERVATION after one REGISTER and a WE reservation with key A (SPC-5 6.16.3)
 WHOLE_RESERVATION = bytes.fromhex("0000000100000010000000000000000a0000000000010000")
+UNRESERVED = bytes.fromhex("0000000100000000")  # PRGENERATION 1, ADDITIONAL LENGTH 0
 
 
 def read_reservation_cut(u: Lu) -> object:
     u.reg(0, A)
+    unreserved = u.lu.execute(u.n[3], C.persistent_reserve_in(IN.READ_RESERVATION, 16)).data
     u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE)
-    return [
+    return [unreserved.hex()] + [
         u.lu.execute(u.n[3], C.persistent_reserve_in(IN.READ_RESERVATION, n)).data.hex()
         for n in (8, 16, 21, 22)
     ]
@@ -347,8 +381,9 @@ CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
     ),
     P.READ_RESERVATION_CUT: (
         read_reservation_cut,
-        [WHOLE_RESERVATION[:n].hex() for n in (8, 16, 21, 22)],
+        [UNRESERVED.hex()] + [WHOLE_RESERVATION[:n].hex() for n in (8, 16, 21, 22)],
         [
+            UNRESERVED.hex(),
             WHOLE_RESERVATION[:8].hex(),
             (WHOLE_RESERVATION[:8] + bytes(8)).hex(),
             (WHOLE_RESERVATION[:8] + bytes(13)).hex(),
@@ -359,9 +394,11 @@ CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
         reserved_type_without_key,
         [CONFLICT] * 3
         + [INVALID_FIELD_IN_CDB]
-        + [CONFLICT, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, CONFLICT],
+        + [CONFLICT, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_PARAMETER_LIST]
+        + [INVALID_FIELD_IN_CDB, CONFLICT, INVALID_FIELD_IN_PARAMETER_LIST, GOOD, (K3, WE)],
         [INVALID_FIELD_IN_CDB] * 4
-        + [CONFLICT, CONFLICT, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, CONFLICT],
+        + [CONFLICT, CONFLICT, INVALID_FIELD_IN_CDB, CONFLICT]
+        + [INVALID_FIELD_IN_CDB, CONFLICT, INVALID_FIELD_IN_PARAMETER_LIST, GOOD, (K3, WE)],
     ),
     P.NO_FIELD_POINTER: (
         field_pointer,
@@ -392,21 +429,31 @@ CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
         [(20, 96), (24, 96), (40, 96), (72, 96), (104, 96)],
         [(8, 0), (24, 48), (40, 48), (72, 96), (104, 96)],
     ),
-    P.UA_CLEARS_ALL: (ua_clears_all, ((0x2A, 0x04), [(0x2A, 0x03)]), ((0x2A, 0x04), [])),
+    P.UA_CLEARS_ALL: (
+        ua_clears_all,
+        (((0x2A, 0x04), [(0x2A, 0x03)]), [(0x2A, 0x04), (0x2A, 0x03)]),
+        (((0x2A, 0x04), []), [(0x2A, 0x04)]),
+    ),
     P.RELEASE_SKIPS_KEY_CHECK: (
         release_skips_key_check,
         (CONFLICT, CONFLICT, CONFLICT, (A, EA)),
         (GOOD, GOOD, CONFLICT, (A, EA)),
     ),
     P.AR_PREEMPT_TAKES_OVER: (
-        ar_takes_over,
-        (GOOD, [B, K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS), [(0x2A, 0x05)], [], []),
-        (GOOD, [B, K3], (B, WE), [(0x2A, 0x05)], [], [(0x2A, 0x04)]),
+        ar_preempt_by_key,
+        (
+            (GOOD, [B, K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS), [(0x2A, 0x05)], [], []),
+            (GOOD, [K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS)),
+        ),
+        (
+            (GOOD, [B, K3], (B, WE), [(0x2A, 0x05)], [], [(0x2A, 0x04)]),
+            (GOOD, [K3], (K3, WE)),
+        ),
     ),
     P.PREEMPT_KEEPS_ISSUER: (
         preempt_keeps_issuer,
-        (GOOD, 1, [A, K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS)),
-        (GOOD, 1, [A, B, K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS)),
+        (GOOD, 1, [A, K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS), (GOOD, [A])),
+        (GOOD, 1, [A, B, K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS), (GOOD, [A])),
     ),
     P.READ_CAPACITY_16_CONFLICT: (
         verify_and_mode_sense,
@@ -472,6 +519,7 @@ def test_snapshot_names_the_profile_and_restore_refuses_another() -> None:
     with pytest.raises(P.ProfileMismatch, match=r"'lio-6\.1'.*'spc5'") as e:
         LogicalUnit().restore(snap)
     assert (e.value.saved, e.value.running) == ("lio-6.1", "spc5")
+    assert str(e.value).endswith("(every process sharing a state dir must use the same --profile)")
 
 
 def test_snapshot_without_a_profile_is_an_spc5_lus() -> None:
@@ -487,3 +535,14 @@ def test_snapshot_with_a_malformed_profile_is_a_format_error() -> None:
     snap["profile"] = ["spc5"]
     with pytest.raises((StateFormatError, P.ProfileMismatch)):
         LogicalUnit().restore(snap)
+
+
+def test_a_short_allocation_length_is_pointed_at_where_field_pointers_are_kept() -> None:
+    """LIO's profiles drop field pointers (``NO_FIELD_POINTER``), which would hide where the
+    ALLOCATION LENGTH refusal points: a profile with that deviation alone shows it."""
+    only = P.Profile("minimum-only", "one deviation", frozenset({P.ALLOCATION_LENGTH_MINIMUM}))
+    u = Lu(only)
+    for action in (IN.READ_KEYS, IN.REPORT_CAPABILITIES):
+        r = u.lu.execute(u.n[0], C.persistent_reserve_in(action, 4))
+        assert triple(r) == INVALID_FIELD_IN_CDB
+        assert r.sense[15:18] == bytes([0xC0, 0, 7])  # C/D=1, CDB byte 7
