@@ -49,8 +49,9 @@ _GROUP_CDB_LENGTH = {0: 6, 1: 10, 2: 10, 4: 16, 5: 12}
 
 
 def cdb_length(opcode: int) -> int:
-    """SPC-5 OPERATION CODE: the group code (top three bits) fixes the CDB length."""
-    return _GROUP_CDB_LENGTH.get(opcode >> 5, 6)
+    """SPC-5 OPERATION CODE: the group code (top three bits) fixes the CDB length. Asked only
+    of opcodes the model implements, all in these groups (``test_every_command_has_a_length``)."""
+    return _GROUP_CDB_LENGTH[opcode >> 5]
 
 
 # -- SPC-5 ----------------------------------------------------------------------------------
@@ -67,13 +68,9 @@ def inquiry(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     if not evpd:
         if page:
             raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=2)
-        body = (
-            bytes([0x00, 0x00, 0x07, 0x02, 0, 0x00, 0x00, 0x02])  # disk, SPC-5, CMDQUE
-            + lu.vendor.encode().ljust(8)[:8]
-            + lu.product.encode().ljust(16)[:16]
-            + lu.revision.encode().ljust(4)[:4]
-        )
-        out = body[:4] + bytes([len(body) - 5]) + body[5:]
+        names = _field(lu.vendor, 8) + _field(lu.product, 16) + _field(lu.revision, 4)
+        # disk, SPC-5, ADDITIONAL LENGTH (the bytes after byte 4), CMDQUE
+        out = bytes([0x00, 0x00, 0x07, 0x02, 3 + len(names), 0x00, 0x00, 0x02]) + names
     else:
         builder = VPD_PAGES.get(page)
         if builder is None:
@@ -81,6 +78,11 @@ def inquiry(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
         payload = builder(lu, nexus)
         out = bytes([0x00, page]) + len(payload).to_bytes(2, "big") + payload
     return out[:allocation_length]
+
+
+def _field(text: str, size: int) -> bytes:
+    """An ASCII field of the standard INQUIRY data or a designator: cut, then space-padded."""
+    return text.encode()[:size].ljust(size)
 
 
 def _vpd_supported(lu: LuState, nexus: ITNexus) -> bytes:
@@ -95,7 +97,7 @@ def _vpd_device_identification(lu: LuState, nexus: ITNexus) -> bytes:
     """SPC-5 Device Identification VPD page: NAA LU name, T10 vendor id, and the receiving
     relative target port."""
     naa = bytes([0x01, 0x03, 0x00, 0x08]) + lu.naa.to_bytes(8, "big")
-    t10_id = (lu.vendor.ljust(8)[:8] + lu.serial).encode()
+    t10_id = _field(lu.vendor, 8) + lu.serial.encode()
     t10 = bytes([0x02, 0x01, 0x00, len(t10_id)]) + t10_id
     rtpi = bytes([0x61, RTPI_DESIGNATOR, 0x00, 0x04, 0, 0]) + nexus.target_port.to_bytes(2, "big")
     return naa + t10 + rtpi

@@ -159,8 +159,8 @@ class LogicalUnit:
             if isinstance(fault, Stall):
                 stall = fault.seconds
         try:
-            if type(cdb) is not bytes:
-                cdb = bytes(cdb)
+            # A CDB is only read, by index and slice, so any bytes-like one will do; the
+            # data-out may be kept (WRITE), so a caller's reusable buffer is copied.
             if type(data) is not bytes:
                 data = bytes(data)
             data_in = self._execute(nexus, cdb, data)

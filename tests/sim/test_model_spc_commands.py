@@ -63,7 +63,23 @@ def test_standard_inquiry_data(lu: LogicalUnit) -> None:
 def test_inquiry_vendor_fields_are_cut_to_their_width() -> None:
     lu = LogicalUnit(vendor="LONGVENDOR", product="P" * 20, revision="REVISION")
     data = good(lu.execute(I1, C.inquiry()))
-    assert data[8:36] == b"LONGVEND" + b"P" * 16 + b"REVI"
+    assert data[4] == 31 and data[8:] == b"LONGVEND" + b"P" * 16 + b"REVI"
+
+
+def test_inquiry_allocation_length_is_two_bytes(lu: LogicalUnit) -> None:
+    assert len(good(lu.execute(I1, C.inquiry(allocation_length=0x100)))) == 36
+    assert len(good(lu.execute(I1, C.inquiry(True, 0x83, 0x100)))) > 8
+
+
+def test_every_command_has_a_length(lu: LogicalUnit) -> None:
+    """SPC-5 4.2.5.1: the group code fixes the CDB length; one byte short is refused, the field
+    pointer at the first missing byte."""
+    from scsi_pr.sim.commands import COMMANDS
+
+    length_of_group = {0: 6, 1: 10, 2: 10, 4: 16, 5: 12}
+    for opcode in [*COMMANDS, 0x5E, 0x5F]:
+        n = length_of_group[opcode >> 5]
+        invalid_field_in_cdb(lu.execute(I1, bytes([opcode]) + bytes(n - 2)), n - 1)
 
 
 def test_vpd_supported_pages(lu: LogicalUnit) -> None:
@@ -106,6 +122,24 @@ def test_the_relative_target_port_is_read_back_from_the_page(lu: LogicalUnit) ->
     other = bytearray(page)
     other[-7] = 0xA4  # PIV=1, ASSOCIATION 10b (SCSI target device), type 4
     assert relative_target_port_of(bytes(other)) is None
+
+
+def test_the_relative_target_port_reader_reads_what_the_page_length_says() -> None:
+    from scsi_pr.sim.commands import relative_target_port_of
+
+    naa = bytes([0x01, 0x03, 0x00, 0x08]) + bytes(8)
+    t10 = bytes([0x02, 0x01, 0x00, 240]) + b"x" * 240
+    rtpi = bytes([0x61, 0x94, 0x00, 0x04, 0, 0, 0x01, 0x02])
+
+    def page(*designators: bytes, length: int | None = None) -> bytes:
+        body = b"".join(designators)
+        stated = len(body) if length is None else length
+        return bytes([0, 0x83]) + stated.to_bytes(2, "big") + body
+
+    assert relative_target_port_of(page(naa, t10, rtpi)) == 0x0102  # PAGE LENGTH above 255
+    assert relative_target_port_of(page(rtpi, naa)) == 0x0102  # followed by another designator
+    assert relative_target_port_of(page(naa, rtpi, length=12)) is None  # bytes past the page
+    assert relative_target_port_of(page(naa, rtpi, length=19)) is None  # one byte short
 
 
 def test_vpd_t10_vendor_id_takes_eight_bytes_of_the_vendor() -> None:
