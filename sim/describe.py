@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+
 from scsi_pr.sim.constants import (
     Opcode,
     PersistentReserveInAction,
@@ -55,7 +57,7 @@ def _pr_out(cdb: bytes, data: bytes) -> str:
             for bit, n in ((0x08, "spec_i_pt"), (0x04, "all_tg_pt"), (0x01, "aptpl"))
             if flags & bit
         ]
-    length = int.from_bytes(cdb[5:9], "big") if len(cdb) >= 9 else 0
+    length = int.from_bytes(cdb[5:9], "big")
     if length != 24:
         parts.append(f"len={length}")
     return " ".join(parts)
@@ -69,36 +71,35 @@ def _pr_in(cdb: bytes, data: bytes) -> str:
 
 def _rw(cdb: bytes, data: bytes) -> str:
     name = Opcode(cdb[0]).name.replace("_", "(") + ")"
-    if cdb[0] in (Opcode.READ_16, Opcode.WRITE_16) and len(cdb) >= 14:
+    if cdb[0] in (Opcode.READ_16, Opcode.WRITE_16):
         lba, blocks = int.from_bytes(cdb[2:10], "big"), int.from_bytes(cdb[10:14], "big")
-    elif len(cdb) >= 9:
-        lba, blocks = int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[7:9], "big")
     else:
-        return name
+        lba, blocks = int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[7:9], "big")
     return f"{name} lba={lba} blocks={blocks}"
 
 
 def _inquiry(cdb: bytes, data: bytes) -> str:
-    if len(cdb) > 2 and cdb[1] & 1:
+    if cdb[1] & 1:
         return f"INQUIRY VPD page={cdb[2]:#04x}"
     return "INQUIRY"
 
 
 def _sai16(cdb: bytes, data: bytes) -> str:
-    if len(cdb) > 1 and cdb[1] & 0x1F == ServiceActionIn16.READ_CAPACITY_16:
+    if cdb[1] & 0x1F == ServiceActionIn16.READ_CAPACITY_16:
         return "READ CAPACITY(16)"
     return "SERVICE ACTION IN(16)"
 
 
+#: opcode: (the CDB bytes a describer reads, the describer); a shorter CDB gets its name only
 DESCRIBERS = {
-    Opcode.PERSISTENT_RESERVE_OUT: _pr_out,
-    Opcode.PERSISTENT_RESERVE_IN: _pr_in,
-    Opcode.READ_10: _rw,
-    Opcode.READ_16: _rw,
-    Opcode.WRITE_10: _rw,
-    Opcode.WRITE_16: _rw,
-    Opcode.INQUIRY: _inquiry,
-    Opcode.SERVICE_ACTION_IN_16: _sai16,
+    Opcode.PERSISTENT_RESERVE_OUT: (9, _pr_out),
+    Opcode.PERSISTENT_RESERVE_IN: (9, _pr_in),
+    Opcode.READ_10: (9, _rw),
+    Opcode.READ_16: (14, _rw),
+    Opcode.WRITE_10: (9, _rw),
+    Opcode.WRITE_16: (14, _rw),
+    Opcode.INQUIRY: (3, _inquiry),
+    Opcode.SERVICE_ACTION_IN_16: (2, _sai16),
 }
 
 
@@ -106,10 +107,10 @@ def describe(cdb: bytes, data: bytes = b"") -> str:
     """E.g. ``PR OUT PREEMPT type=WE-RO key=0x1 sa_key=0x2``."""
     if not cdb:
         return "(empty CDB)"
-    describer = DESCRIBERS.get(cdb[0])
+    needs, describer = DESCRIBERS.get(cdb[0], (0, None))
     try:
-        if describer is not None and len(cdb) >= 10:
+        if describer is not None and len(cdb) >= needs:
             return describer(bytes(cdb), bytes(data))
-        return Opcode(cdb[0]).name.replace("_", " ").replace(" 6", "(6)").replace(" 10", "(10)")
+        return re.sub(r" (\d+)$", r"(\1)", Opcode(cdb[0]).name.replace("_", " "))
     except ValueError:
         return f"OPCODE {cdb[0]:#04x} ({len(cdb)}-byte CDB)"

@@ -64,12 +64,10 @@ class SenseData:
 
     @classmethod
     def parse(cls, sense: bytes) -> SenseData | None:
-        if len(sense) < 1:
-            return None
-        code = sense[0] & 0x7F
-        if code in (0x70, 0x71) and len(sense) >= 14:
+        """None for sense too short to hold the three, or of another response code."""
+        if len(sense) >= 14 and sense[0] & 0x7F in (0x70, 0x71):  # current, deferred
             return cls(sense[2] & 0x0F, sense[12], sense[13])
-        if code in (0x72, 0x73) and len(sense) >= 4:
+        if len(sense) >= 4 and sense[0] & 0x7F in (0x72, 0x73):
             return cls(sense[1] & 0x0F, sense[2], sense[3])
         return None
 

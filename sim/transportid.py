@@ -60,7 +60,10 @@ class TransportId:
         if not name or any(c in name for c in "\0,") or not name.isascii():
             raise TransportIdError(f"bad iSCSI name: {name!r}")
         if isid is not None:
-            value = int(isid, 16) if isinstance(isid, str) else isid
+            try:
+                value = int(isid, 16) if isinstance(isid, str) else isid
+            except ValueError:
+                raise TransportIdError(f"bad ISID: {isid!r}") from None
             if not 0 <= value < 1 << 48:
                 raise TransportIdError(f"ISID out of range: {isid!r}")
             isid = f"{value:012x}"
@@ -153,10 +156,7 @@ def decode_transport_id(data: bytes, offset: int = 0) -> tuple[TransportId, int]
         name, sep, isid = text.partition(ISCSI_SEPARATOR)
         if not sep or len(isid) != 12:
             raise TransportIdError("format 01b iSCSI TransportID without ',i,0x<ISID>'")
-        try:
-            return TransportId.iscsi(name, isid), 4 + length
-        except ValueError as e:
-            raise TransportIdError(str(e)) from e
+        return TransportId.iscsi(name, isid), 4 + length
     return TransportId.iscsi(text), 4 + length
 
 

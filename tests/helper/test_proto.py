@@ -374,3 +374,11 @@ def test_an_edge_reading_bytes_needed_buffers_at_most_one_frame_part(blobs: list
                 conn.send(Response(0))
     except RemoteProtocolError:
         pass
+
+
+def test_every_fd_sent_with_parameter_data_is_dropped() -> None:
+    """Parameter data in two pieces, an fd with each: both are released, neither used."""
+    conn = helper_after_handshake()
+    chunks = [(REGISTER, [FD]), (PARAMS[:8], [FD + 1]), (PARAMS[8:], [FD + 2])]
+    assert feed(conn, chunks) == [Request(REGISTER, PARAMS, FD)]
+    assert conn.release_fds() == [FD + 1, FD + 2]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import PersistentReserveOutAction as SA
 from scsi_pr.sim.transportid import TransportId
 
 TID = TransportId.iscsi("iqn.1993-08.org.debian:01:aa")
@@ -152,3 +153,19 @@ def test_data_in_length_scales_reads_by_the_block_size() -> None:
     assert C.data_in_length(C.read_10(0, 3), block_size=4096) == 3 * 4096
     assert C.data_in_length(C.read_16(0, 2), block_size=4096) == 2 * 4096
     assert C.data_in_length(bytes([0x08, 0, 0, 0, 2, 0]), block_size=4096) == 2 * 4096
+
+
+def test_builders_take_the_whole_unsigned_range() -> None:
+    """Fields at their largest: each builder packs them unsigned."""
+    assert C.persistent_reserve_in(0, 0xFFFF)[7:9] == b"\xff\xff"
+    assert C.read_10(0xFFFFFFFF, 0xFFFF)[2:9] == b"\xff" * 4 + b"\x00" + b"\xff" * 2
+    assert C.write_10(0x80000000, 0x8000)[2:9] == bytes.fromhex("80000000008000")
+    assert C.mode_sense_10(0x3F, 0xFFFF)[7:9] == b"\xff\xff"
+
+
+def test_builders_default_to_zero_keys_and_type() -> None:
+    cdb, data = C.prout(SA.REGISTER)
+    assert cdb[2] == 0 and data == bytes(24)
+    assert C.pr_out_parameters() == bytes(24)
+    cdb, _ = C.register_and_move(1, 2, 3, TransportId.sas(5))
+    assert cdb[2] == 0

@@ -88,7 +88,8 @@ MOVE_LENGTH = 24 + len(TID.encode())  # REGISTER AND MOVE parameter list with TI
         ((C.write_10(7, 1), b""), "WRITE(10) lba=7 blocks=1"),
         ((C.read_16(0x0102030405, 0x060708), b""), "READ(16) lba=4328719365 blocks=395016"),
         ((C.write_16(1 << 40, 9), b""), f"WRITE(16) lba={1 << 40} blocks=9"),
-        ((C.read_16(0, 1)[:12], b""), "READ(16) lba=0 blocks=0"),  # cut: read as a 10-byte CDB
+        ((C.read_16(0, 1)[:13], b""), "READ(16)"),  # cut inside TRANSFER LENGTH: the name
+        ((C.read_10(1, 2)[:9], b""), "READ(10) lba=1 blocks=2"),  # through TRANSFER LENGTH
         ((C.inquiry(True, 0x83) + bytes(4), b""), "INQUIRY VPD page=0x83"),
         ((C.inquiry() + bytes(4), b""), "INQUIRY"),
         ((C.read_capacity_16(), b""), "READ CAPACITY(16)"),
@@ -97,8 +98,15 @@ MOVE_LENGTH = 24 + len(TID.encode())  # REGISTER AND MOVE parameter list with TI
         ((C.test_unit_ready(), b""), "TEST UNIT READY"),
         ((C.mode_sense_6(), b""), "MODE SENSE(6)"),
         ((C.synchronize_cache_10(), b""), "SYNCHRONIZE CACHE(10)"),
-        ((C.inquiry(True, 0x83), b""), "INQUIRY"),
-        ((C.read_10(1, 1)[:9], b""), "READ(10)"),
+        ((C.inquiry(True, 0x83), b""), "INQUIRY VPD page=0x83"),
+        ((C.inquiry(True, 0x80)[:3], b""), "INQUIRY VPD page=0x80"),
+        ((bytes([0x12, 0x01]), b""), "INQUIRY"),
+        ((bytes([0x9E, 0x10]), b""), "READ CAPACITY(16)"),
+        ((bytes([0x9E]), b""), "SERVICE ACTION IN(16)"),
+        ((C.read_16(1 << 56, 1 << 24), b""), f"READ(16) lba={1 << 56} blocks={1 << 24}"),
+        ((C.read_10(3, 1) + bytes(6), b""), "READ(10) lba=3 blocks=1"),  # padded: still (10)
+        ((C.persistent_reserve_out(3, 0)[:9], b""), "PR OUT CLEAR len=0"),
+        ((C.read_10(1, 1)[:8], b""), "READ(10)"),
         ((bytes([0x5F, 0]), b""), "PERSISTENT RESERVE OUT"),
         ((bytes([0xFF]) + bytes(5), b""), "OPCODE 0xff (6-byte CDB)"),
         ((bytes([0xC0]) + bytes(11), b""), "OPCODE 0xc0 (12-byte CDB)"),

@@ -14,6 +14,7 @@ from scsi_pr.sim.constants import Status
 from scsi_pr.sim.device import LogicalUnit, LogicalUnitConfigError
 from scsi_pr.sim.faults import FaultRules, Stall
 from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.state import PersistentReservations
 from scsi_pr.sim.store import MemoryAptplStore
 
 I1 = ITNexus.named("naa.5001405000000001", 1)
@@ -109,3 +110,13 @@ def test_checks_before_any_command() -> None:
         0x25,
         0x00,
     )
+
+
+def test_a_memory_store_starts_with_the_state_it_is_given() -> None:
+    assert MemoryAptplStore({"aptpl": True}).load() == {"aptpl": True}
+    assert MemoryAptplStore().load() is None
+
+
+def test_a_named_nexus_is_on_port_1_and_no_reservation_has_key_0() -> None:
+    assert ITNexus.named("naa.5001405000000001").target_port == 1
+    assert PersistentReservations().holder_key() == 0

@@ -8,6 +8,7 @@ mutation run counts a wrong one as a defect. Also READ(10)'s four LBA bytes and 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import pytest
 
@@ -23,6 +24,7 @@ from scsi_pr.sim.pr_in_data import (
     parse_read_full_status,
     parse_read_keys,
     parse_read_reservation,
+    parse_reservation_descriptor,
 )
 from scsi_pr.sim.transportid import TransportId, TransportIdError, decode_transport_id
 
@@ -133,3 +135,82 @@ def test_a_terminated_command_says_its_answer() -> None:
     assert str(conflict) == "RESERVATION CONFLICT"
     check = illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=2)
     assert str(check) == str(check.result) and "INVALID FIELD IN CDB" in str(check)
+
+
+def iscsi_tid(text: bytes, fmt: int = 0, pad_to: int = 0) -> bytes:
+    body = text + b"\0"
+    body += bytes(max(pad_to, -(-len(body) // 4) * 4) - len(body))
+    return bytes([fmt << 6 | 0x05, 0]) + len(body).to_bytes(2, "big") + body
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (bytes([0x46]) + bytes(23), r"^bad fixed-length TransportID$"),  # SAS, format 01b
+        (bytes([0x05, 0, 0, 4]) + b"abcd", r"^iSCSI name is not NUL-terminated$"),
+        (iscsi_tid("iqn.é".encode()), r"^iSCSI name is not ASCII$"),
+        (iscsi_tid(b"iqn.x", 1), r"^format 01b iSCSI TransportID without ',i,0x<ISID>'$"),
+        (iscsi_tid(b"iqn.x,i,0x123", 1), r"^format 01b iSCSI TransportID without ',i,0x<ISID>'$"),
+        (iscsi_tid(b"iqn.x,i,0x,i,0x1234567", 1), r"^bad ISID: ',i,0x1234567'$"),
+        (iscsi_tid(b"iqn.x,i,0xzzzzzzzzzzzz", 1), r"^bad ISID: 'zzzzzzzzzzzz'$"),
+    ],
+    ids=["fixed-format-1", "no-nul", "not-ascii", "no-isid", "short-isid", "two-separators",
+         "isid-not-hex"],
+)  # fmt: skip
+def test_what_a_bad_transport_id_is_told(data: bytes, message: str) -> None:
+    with pytest.raises(TransportIdError, match=message):
+        decode_transport_id(data)
+
+
+def test_transport_id_lengths_at_their_edges() -> None:
+    """ADDITIONAL LENGTH 4 (the least) and one above 255 (two bytes) are both read."""
+    assert decode_transport_id(iscsi_tid(b"x")) == (TransportId.iscsi("x"), 8)
+    long_name = b"iqn.2024-01.test:" + b"n" * 180
+    assert decode_transport_id(iscsi_tid(long_name, pad_to=260)) == (
+        TransportId.iscsi(long_name.decode()),
+        264,
+    )
+
+
+def test_a_sas_address_has_64_bits() -> None:
+    assert TransportId.sas((1 << 64) - 1).name == "naa." + "f" * 16
+    with pytest.raises(TransportIdError, match=r"^SAS address out of range: 18446744073709551616$"):
+        TransportId.sas(1 << 64)
+
+
+@pytest.mark.parametrize(
+    ("parse", "data", "message"),
+    [
+        (parse_read_keys, struct.pack(">II", 0, 12) + bytes(12),
+         r"^READ KEYS: ADDITIONAL LENGTH 12 is not a multiple of 8$"),
+        (parse_read_reservation, struct.pack(">II", 0, 8) + bytes(8),
+         r"^READ RESERVATION: descriptor of 8 bytes, need 16$"),
+        (parse_read_reservation, struct.pack(">II", 0, 16) + bytes(13) + b"\x0f" + bytes(2),
+         r"^READ RESERVATION: unknown TYPE 0xf$"),
+        (parse_full_status_descriptors, bytes(30),
+         r"^READ FULL STATUS: truncated descriptor at byte 24: 6 bytes, need at least 24$"),
+        (parse_full_status_descriptors, bytes(20) + b"\0\0\0\x08" + bytes(4),
+         r"^READ FULL STATUS: TransportID of the descriptor at byte 0 \(8 bytes\) runs past the "
+         r"data$"),
+    ],
+    ids=["keys-not-multiple", "reservation-8", "unknown-type", "full-status-cut",
+         "full-status-tid-past"],
+)  # fmt: skip
+def test_what_bad_pr_in_data_is_told(
+    parse: Callable[[bytes], object], data: bytes, message: str
+) -> None:
+    with pytest.raises(PrInDataError, match=message):
+        parse(data)
+
+
+def test_no_reservation_reads_as_additional_length_zero() -> None:
+    got = parse_read_reservation(struct.pack(">II", 7, 0))
+    assert (got.generation, got.additional_length, got.reservation) == (7, 0, None)
+
+
+def test_a_reservation_descriptor_cut_short_is_read_as_none_or_refused() -> None:
+    header = struct.pack(">II", 7, 16)
+    got = parse_read_reservation(header + bytes(8), allow_truncated=True)
+    assert (got.generation, got.additional_length, got.reservation) == (7, 16, None)
+    with pytest.raises(PrInDataError, match=r"^READ RESERVATION: descriptor of 8 bytes, need 16$"):
+        parse_reservation_descriptor(bytes(8))
