@@ -166,7 +166,7 @@ def map_sg_io(
 
 
 def reply_from_sg_io(
-    mapped: tuple[int, bytes], data_in: bytes = b"", resid: int = 0, allocation_length: int = 0
+    mapped: tuple[int, bytes], data_in: bytes, resid: int, allocation_length: int
 ) -> Reply:
     """The full Reply for a PR IN/OUT that went through SG_IO; ``mapped`` is ``map_sg_io``'s
     (status, sense) for the outcome.

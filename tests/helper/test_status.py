@@ -92,5 +92,30 @@ def test_pr_in_size_is_8192_minus_resid_clamped_to_allocation_length() -> None:
     good, check = map_sg_io(), map_sg_io(status=CHECK)
     assert len(reply_from_sg_io(good, data, resid=8192 - 16, allocation_length=8).data) == 8
     assert len(reply_from_sg_io(good, data, resid=8192 - 16, allocation_length=100).data) == 16
-    assert reply_from_sg_io(check, data, allocation_length=100).data == b""
-    assert reply_from_sg_io(good, data, allocation_length=0).data == b""
+    assert reply_from_sg_io(check, data, resid=0, allocation_length=100).data == b""
+    assert reply_from_sg_io(good, data, resid=0, allocation_length=0).data == b""
+
+
+def test_a_check_conditions_sense_goes_with_it() -> None:
+    sense = bytes([0x70, 0, 5]) + bytes(93)
+    reply = reply_from_sg_io((CHECK, sense), b"", resid=0, allocation_length=0)
+    assert (reply.status, reply.sense) == (CHECK, sense)
+
+
+def test_no_outcome_is_good_with_zeroed_sense() -> None:
+    assert map_sg_io() == (GOOD, bytes(96))
+
+
+def test_a_fabricated_check_condition_is_built_over_the_kernels_sense() -> None:
+    """QEMU builds its 18 bytes in place: what the kernel wrote after them stays, the rest of
+    the 96 bytes are zeros."""
+    from scsi_pr.helper.executors import status as S
+
+    kernel = bytes(18) + b"\xee" * 6
+    reply = S.check_condition(S.INVALID_OPCODE, kernel)
+    assert reply.status == CHECK
+    assert triple(reply.sense) == (0x05, 0x20, 0x00)
+    assert reply.sense[18:] == b"\xee" * 6 + bytes(72)
+    assert S.check_condition(S.INVALID_OPCODE).sense == S.INVALID_OPCODE.build() + bytes(78)
+    # the tables are built at import: their row builder, called here
+    assert S._check(S.TARGET_FAILURE) == S.Mapping(S.Status.CHECK_CONDITION, S.TARGET_FAILURE)

@@ -1,7 +1,8 @@
 """``scripts/mutate [--sample N] [--seed S] [--jobs J] [--keep DIR] [PATHS...]``: mutation-test
-PATHS (default ``sim/`` and ``helper/proto/``) against the fast backend-independent tests;
-print the score per path and every survivor not listed in ``equivalent.toml``. Exit 0 when there
-is none, 1 when there is, 2 when the run could not give an answer."""
+PATHS (default ``sim/``, ``helper/proto/``, ``helper/executors/status.py``) against the fast
+backend-independent tests; print the score per path and every survivor not listed in
+``equivalent.toml``. Exit 0 when there is none, 1 when there is, 2 when the run could not give
+an answer."""
 
 from __future__ import annotations
 

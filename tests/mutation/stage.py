@@ -26,9 +26,10 @@ TEST_SELECTION = (
     "tests/conformance",
     "tests/helper/test_proto.py",
     "tests/helper/test_proto_client.py",
+    "tests/helper/test_status.py",
 )
 #: What the mutants are made of unless the caller names paths (checkout-relative).
-DEFAULT_TARGETS = ("sim/", "helper/proto/")
+DEFAULT_TARGETS = ("sim/", "helper/proto/", "helper/executors/status.py")
 #: pytest arguments for every run: hypothesis with a fixed seed, so a mutant's verdict does not
 #: depend on luck, and no cache writes.
 PYTEST_ARGS = ("-p", "no:cacheprovider", "--hypothesis-seed=0")

@@ -1,7 +1,8 @@
 """The host tier's bounded mutation run (issue 12): a seeded random sample of the mutants of
-``sim/`` and ``helper/proto/``, each checked against the fast backend-independent tests. It fails
-when a sampled mutant survives that ``equivalent.toml`` does not list, and prints it as
-``scripts/mutate`` does (``scripts/mutate --sample N --seed S`` reproduces the run).
+``sim/``, ``helper/proto/`` and ``helper/executors/status.py``, each checked against the fast
+backend-independent tests. It fails when a sampled mutant survives that ``equivalent.toml`` does
+not list, and prints it as ``scripts/mutate`` does (``scripts/mutate --sample N --seed S``
+reproduces the run).
 
 SCSI_PR_MUTATION_SAMPLE and SCSI_PR_MUTATION_SEED change the sample (size 12, seed 12 by
 default: about three minutes on two busy cores, most of it mutmut's one traced run of the
