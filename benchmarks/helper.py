@@ -138,11 +138,6 @@ def _worker(args: tuple[str, str, int, float]) -> int:
     return done
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process so far (OSError once it is gone)."""
-    return guest_cpu.usage(pid).own
-
-
 def throughput(path: str, image: str, clients: int) -> float:
     """Requests/s over DURATION; 64 connections are spread over up to 4 client processes."""
     procs = 1 if clients == 1 else min(clients, 4)
@@ -177,9 +172,9 @@ def main() -> int:
         proc = start_helper(sock)
         try:
             for clients in (1, 64):
-                before = cpu_seconds(proc.pid)
+                before = guest_cpu.usage(proc.pid).own
                 rate = throughput(str(sock), str(image), clients)
-                per_request = (cpu_seconds(proc.pid) - before) / (rate * DURATION)
+                per_request = (guest_cpu.usage(proc.pid).own - before) / (rate * DURATION)
                 print(
                     f"helper: {rate:,.0f} requests/s with {clients} concurrent client(s); "
                     f"helper CPU {per_request * 1e6:.0f} us/request "

@@ -69,8 +69,14 @@ def _pr_in(cdb: bytes, data: bytes) -> str:
     return f"PR IN {_name(PersistentReserveInAction, action)} alloc={allocation_length}"
 
 
+def _command_name(opcode: int) -> str:
+    """READ_10 -> READ(10), PERSISTENT_RESERVE_OUT -> PERSISTENT RESERVE OUT (ValueError for
+    an opcode the model does not know)."""
+    return re.sub(r" (\d+)$", r"(\1)", Opcode(opcode).name.replace("_", " "))
+
+
 def _rw(cdb: bytes, data: bytes) -> str:
-    name = Opcode(cdb[0]).name.replace("_", "(") + ")"
+    name = _command_name(cdb[0])
     if cdb[0] in (Opcode.READ_16, Opcode.WRITE_16):
         lba, blocks = int.from_bytes(cdb[2:10], "big"), int.from_bytes(cdb[10:14], "big")
     else:
@@ -111,6 +117,6 @@ def describe(cdb: bytes, data: bytes = b"") -> str:
     try:
         if describer is not None and len(cdb) >= needs:
             return describer(bytes(cdb), bytes(data))
-        return re.sub(r" (\d+)$", r"(\1)", Opcode(cdb[0]).name.replace("_", " "))
+        return _command_name(cdb[0])
     except ValueError:
         return f"OPCODE {cdb[0]:#04x} ({len(cdb)}-byte CDB)"

@@ -159,8 +159,9 @@ class LogicalUnit:
             if isinstance(fault, Stall):
                 stall = fault.seconds
         try:
-            # A CDB is only read, by index and slice, so any bytes-like one will do; the
-            # data-out may be kept (WRITE), so a caller's reusable buffer is copied.
+            # A CDB is only read, by index and slice, so any bytes-like one will do. The
+            # data-out is sliced and kept (WRITE) and padded with bytes' methods: a
+            # memoryview's slices would alias the caller's reusable buffer.
             if type(data) is not bytes:
                 data = bytes(data)
             data_in = self._execute(nexus, cdb, data)

@@ -188,9 +188,6 @@ def test_hostile_device_names_parse_back_exactly(helper: Helper, tmp_path: Path)
 
 
 # -- item 2: SIGTERM is honoured in every state, and accept() never spins -----------------------
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process so far (OSError once it is gone)."""
-    return guest_cpu.usage(pid).own
 
 
 def test_sigterm_while_accept_is_out_of_fds(helper: Helper, device: int) -> None:
@@ -204,9 +201,10 @@ def test_sigterm_while_accept_is_out_of_fds(helper: Helper, device: int) -> None
             assert time.monotonic() < deadline, f"no EMFILE: {helper.output()}"
             clients.append(connect(helper))  # ...and these wait in the backlog
             time.sleep(0.1)
-        before = cpu_seconds(helper.proc.pid)
+        before = guest_cpu.usage(helper.proc.pid).own
         time.sleep(1.0)
-        assert cpu_seconds(helper.proc.pid) - before < 0.5, "accept() spins while out of fds"
+        spent = guest_cpu.usage(helper.proc.pid).own - before
+        assert spent < 0.5, "accept() spins while out of fds"
         code, _took = helper.terminate_within()
         assert code == 0, helper.output()
         assert helper.output().count("Too many open files") == 1  # reported once, not per retry
@@ -245,7 +243,7 @@ def test_a_bad_activation_fd_is_a_clear_error_not_a_busy_loop(tmp_path: Path, ki
     try:
         code = proc.wait(DEADLINE)
     except subprocess.TimeoutExpired:
-        busy = cpu_seconds(proc.pid)
+        busy = guest_cpu.usage(proc.pid).own
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(DEADLINE)

@@ -225,7 +225,7 @@ def ar_holder_passes_on(u: Lu) -> object:
 
 def ar_preempt_by_key(u: Lu) -> object:
     """The registrant that reserved is preempted; on a fresh LU, it leaves first."""
-    return ar_takes_over(u), ar_holder_passes_on(Lu(u.lu.profile.name))
+    return ar_takes_over(u), ar_holder_passes_on(Lu(u.lu.profile))
 
 
 def preempt_keeps_issuer(u: Lu) -> object:
@@ -236,7 +236,7 @@ def preempt_keeps_issuer(u: Lu) -> object:
     g0 = u.keys()[0]
     r = u.out(1, SA.PREEMPT, B, B, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS)
     g, keys = u.keys()
-    fresh = Lu(u.lu.profile.name)
+    fresh = Lu(u.lu.profile)
     fresh.reg(0, A)
     fresh.reg(1, B)
     unreserved = triple(fresh.out(1, SA.PREEMPT, B, B, T.WRITE_EXCLUSIVE)), fresh.keys()[1]

@@ -8,7 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scsi_pr.sim import ITNexus, LogicalUnit, SenseKey, Status
+from scsi_pr.sim import cdb as C
 from scsi_pr.sim.commands import first_difference
+from scsi_pr.sim.constants import PersistentReserveOutAction as SA
+from scsi_pr.sim.constants import ReservationType as T
 
 NEXUS = ITNexus.named("iqn.2024-01.test:host,i,0x000000000001")
 
@@ -165,10 +168,6 @@ def test_read_6_ignores_the_bits_above_its_lba() -> None:
 
 def test_a_persistent_reservation_holders_reserve_6_returns_no_data() -> None:
     """SPC-5 5.14.3: the holder's RESERVE(6) completes with GOOD and changes nothing."""
-    from scsi_pr.sim import cdb as C
-    from scsi_pr.sim.constants import PersistentReserveOutAction as SA
-    from scsi_pr.sim.constants import ReservationType as T
-
     lu = LogicalUnit()
     assert lu.execute(NEXUS, *C.prout(SA.REGISTER, 0, 0xA)).status == Status.GOOD
     assert lu.execute(NEXUS, *C.prout(SA.RESERVE, 0xA, 0, T.WRITE_EXCLUSIVE)).status == Status.GOOD
