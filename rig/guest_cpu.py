@@ -26,12 +26,14 @@ _INSTANCE = re.compile(r"/.*$")
 
 
 class Usage(NamedTuple):
-    """CPU seconds of one process or kernel thread (``children``: the ones it reaped)."""
+    """CPU seconds of one process or kernel thread (``children``: the ones it reaped), and
+    its state letter (``R``, ``S``, ``Z`` for a zombie not yet reaped...)."""
 
     command: str
     kernel_thread: bool
     own: float
     children: float
+    state: str = "R"
 
 
 def parse_proc_stat(text: str, ticks: int) -> dict[str, float]:
@@ -51,9 +53,8 @@ def parse_pid_stat(text: str, ticks: int) -> Usage:
     rest = text[text.rindex(")") + 2 :].split()
     # rest[0] is field 3 (state): field N is rest[N - 3]
     flags, utime, stime, cutime, cstime = (int(rest[i - 3]) for i in (9, 14, 15, 16, 17))
-    return Usage(
-        command, bool(flags & PF_KTHREAD), (utime + stime) / ticks, (cutime + cstime) / ticks
-    )
+    own, children = (utime + stime) / ticks, (cutime + cstime) / ticks
+    return Usage(command, bool(flags & PF_KTHREAD), own, children, rest[0])
 
 
 def by_command(usages: Iterable[Usage]) -> Counter[str]:
@@ -83,7 +84,9 @@ def report(
 
 def usage(pid: int, proc: Path = Path("/proc")) -> Usage:
     """``pid``'s usage now (OSError once it is gone). The one reader of ``/proc/PID/stat``:
-    ``rig.processes.cpu_seconds``, the hostile-input tests and the helper bench use it too."""
+    ``rig.processes.cpu_seconds``, the hostile-input tests, the VM tier's tests and the helper
+    bench use it too (``helper.fuzz`` reads the state itself: ``helper`` imports nothing from
+    ``rig``)."""
     return parse_pid_stat((proc / str(pid) / "stat").read_text(), CLOCK_TICKS)
 
 

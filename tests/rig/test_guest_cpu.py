@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,12 @@ TICKS = 100
 PROC_STAT = "cpu  1000 50 300 9000 150 0 30 0 0 0\ncpu0 500 25 150 4500 10 0 15 0 0 0\n"
 
 
-def pid_stat(command: str, flags: int, utime: int, stime: int, cutime: int, cstime: int) -> str:
+def pid_stat(
+    command: str, flags: int, utime: int, stime: int, cutime: int, cstime: int, state: str = "S"
+) -> str:
     # fields 3..17 after "PID (comm)": state, ppid, pgrp, session, tty, tpgid, flags, minflt,
     # cminflt, majflt, cmajflt, utime, stime, cutime, cstime; then the rest
-    after = ["S", "1", "1", "1", "0", "-1", str(flags), "7", "0", "0", "0"]
+    after = [state, "1", "1", "1", "0", "-1", str(flags), "7", "0", "0", "0"]
     times = [str(utime), str(stime), str(cutime), str(cstime)]
     return f"42 ({command}) " + " ".join([*after, *times, "20", "0", "1", "0", "15"])
 
@@ -35,14 +38,19 @@ def test_proc_stat_without_the_aggregate_line_is_refused() -> None:
 
 def test_pid_stat_own_and_children_split_and_kernel_thread_flag() -> None:
     u = guest_cpu.parse_pid_stat(pid_stat("python", 0x400000, 150, 50, 300, 100), TICKS)
-    assert u == guest_cpu.Usage("python", False, 2.0, 4.0)
+    assert u == guest_cpu.Usage("python", False, 2.0, 4.0, "S")
     k = guest_cpu.parse_pid_stat(pid_stat("kworker/0:1H-kblockd", 0x208040, 7, 3, 0, 0), TICKS)
-    assert k == guest_cpu.Usage("kworker/0:1H-kblockd", True, 0.1, 0.0)
+    assert k == guest_cpu.Usage("kworker/0:1H-kblockd", True, 0.1, 0.0, "S")
 
 
 def test_a_command_with_spaces_and_parentheses_is_read_to_the_last_one() -> None:
-    u = guest_cpu.parse_pid_stat(pid_stat("a) (b c", 0, 100, 0, 0, 200), TICKS)
-    assert (u.command, u.own, u.children) == ("a) (b c", 1.0, 2.0)
+    u = guest_cpu.parse_pid_stat(pid_stat("a) (b c", 0, 100, 0, 0, 200, state="Z"), TICKS)
+    assert (u.command, u.own, u.children, u.state) == ("a) (b c", 1.0, 2.0, "Z")
+
+
+def test_a_live_process_is_read_from_proc() -> None:
+    me = guest_cpu.usage(os.getpid())
+    assert me.state == "R" and not me.kernel_thread and me.own > 0  # it is running this test
 
 
 def test_kernel_threads_merge_by_name_processes_do_not() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scsi_pr.rig import vm_tier
+from scsi_pr.rig import guest_cpu, vm_tier
 
 pytest_plugins = ["pytester"]
 
@@ -124,7 +124,7 @@ def test_a_terminated_vm_run_takes_its_vm_with_it(tmp_path: Path) -> None:
     assert runner.wait() == 128 + signal.SIGTERM
     # it waited for the group it killed: the stand-in is gone, or a zombie not yet reaped
     try:
-        state = Path(f"/proc/{vm_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = guest_cpu.usage(vm_pid).state
     except FileNotFoundError:
         state = "gone"
     assert state in ("gone", "Z"), f"the VM stand-in is still running ({state})"
