@@ -22,7 +22,6 @@ from scsi_pr.sim.constants import INTERNAL_TARGET_FAILURE, SenseKey
 from scsi_pr.sim.describe import describe
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
-from scsi_pr.sim.transportid import TransportIdError
 from scsi_pr.target import task_management
 from scsi_pr.target.lus import Answer
 from scsi_pr.target.proto import (
@@ -188,12 +187,8 @@ class ConnectionHandler:
 
     def _logged_in(self, event: LoginCompleted) -> None:
         params = event.parameters
-        try:
-            nexus = nexus_of(params, self.server.config.target_port)
-        except TransportIdError as e:
-            log.warning("%s: login refused after the fact: %s", self.peer, e)
-            self.conn.close(f"initiator name unusable as a TransportID: {e}")
-            return
+        # the login refused names a TransportID cannot carry (proto.login), so this builds
+        nexus = nexus_of(params, self.server.config.target_port)
         self.session = session = Session(params, nexus, self, self.peer)
         old = self.server.sessions.add(session)
         digests = f"header {(params.header_digest and 'CRC32C') or 'None'}, data " + (
@@ -236,7 +231,7 @@ class ConnectionHandler:
             answer = Answer(failure)
         if log.isEnabledFor(logging.DEBUG):  # which nexus saw which answer (a lost UA's trail)
             told = "aborted before it ran" if answer is None else str(answer.result)
-            log.debug("command: %s lun %d %s -> %s%s", self.session, event.lun,
+            log.debug("command: %s lun %s %s -> %s%s", self.session, event.lun,
                       describe(event.cdb, event.data), told,
                       " (aborted: not delivered)" if flight.aborted else "")  # fmt: skip
         if answer is not None and answer.result.stall and not flight.aborted:

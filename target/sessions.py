@@ -53,7 +53,7 @@ class Session:
 
 def nexus_of(params: SessionParameters, target_port: int) -> ITNexus | None:
     """The I_T nexus of a session (None for discovery); TransportIdError for a name the
-    TransportID cannot carry."""
+    TransportID cannot carry (the login refuses those: ``proto.login``)."""
     if params.discovery:
         return None
     return ITNexus(TransportId.iscsi(params.initiator_name, params.isid), target_port)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import Enum
 
+from scsi_pr.sim.transportid import TransportId, TransportIdError
 from scsi_pr.target.proto.chap import CHAP_KEYS, AuthenticationFailed, ChapAuthenticator, ChapPolicy
 from scsi_pr.target.proto.constants import ISCSI_VERSION, LoginStatus, Stage
 from scsi_pr.target.proto.errors import LocalProtocolError, RemoteProtocolError
@@ -211,6 +212,13 @@ class Login:
         if len(name.encode()) > MAX_NAME_LENGTH:
             raise LoginFailed(LoginStatus.INITIATOR_ERROR, "InitiatorName over 223 bytes")
         session_type = keys.get("SessionType", "Normal")
+        if session_type == "Normal":
+            # a normal session's I_T nexus is named by a TransportID (PR registrations): a
+            # name it cannot carry is refused here, not after a Login Response said success
+            try:
+                TransportId.iscsi(name)
+            except TransportIdError as e:
+                raise LoginFailed(LoginStatus.INITIATOR_ERROR, str(e)[:80]) from None
         if session_type not in SESSION_TYPES or (
             session_type == "Discovery" and not self.settings.allow_discovery
         ):

@@ -65,7 +65,9 @@ class WriteCollector:
         self.command = command
         self.params = params
         self.length = command.expected_data_transfer_length
-        self.buffer = bytearray(self.length)
+        # Grown as data arrive, not EXPECTED DATA TRANSFER LENGTH up front: a command that
+        # never sends its data must not hold its whole buffer (every queued write would)
+        self.buffer = bytearray()
         self.corrupted = False  # a Data-Out failed its data digest (7.8: fail the command)
         immediate = command.data
         if immediate and not params.immediate_data:
@@ -74,7 +76,7 @@ class WriteCollector:
         unsolicited = 0 if params.initial_r2t else first_burst
         if len(immediate) > first_burst:
             raise DataOutError(f"{len(immediate)} bytes of immediate data exceed the first burst")
-        self.buffer[: len(immediate)] = immediate
+        self.buffer += immediate
         self.received = len(immediate)
         self._unsolicited: _Burst | None = None
         if not command.final:  # 11.3.4: unsolicited Data-Out PDUs follow
@@ -137,10 +139,13 @@ class WriteCollector:
         ends = burst.received + size == burst.length
         if pdu.final != ends and not (pdu.final and burst is self._unsolicited):
             raise DataOutError("the F bit does not mark the end of the burst (11.7.1)")
+        end = pdu.buffer_offset + size
+        if end > len(self.buffer):
+            self.buffer += bytes(end - len(self.buffer))
         if corrupted:
             self.corrupted = True
         else:
-            self.buffer[pdu.buffer_offset : pdu.buffer_offset + size] = pdu.data
+            self.buffer[pdu.buffer_offset : end] = pdu.data
         burst.received += size
         burst.next_data_sn += 1
         self.received += size

@@ -196,6 +196,11 @@ FAILURES = [
     ({}, (SEC, OP, True), {**NAMES, "MaxBurstLength": "512"}, {}, LoginStatus.INITIATOR_ERROR),
     ({}, (SEC, OP, True), {**NAMES, "InitiatorName": "iqn." + "x" * 220}, {},
      LoginStatus.INITIATOR_ERROR),
+    # names a TransportID cannot carry (a normal session's nexus is one)
+    ({}, (SEC, OP, True), {**NAMES, "InitiatorName": "iqn.2024-01.org.example:a,b"}, {},
+     LoginStatus.INITIATOR_ERROR),
+    ({}, (SEC, OP, True), {**NAMES, "InitiatorName": "iqn.2024-01.\u00fcber:x"}, {},
+     LoginStatus.INITIATOR_ERROR),
     ({}, (OP, FFP, True), {**NAMES, "MaxRecvDataSegmentLength": "1"}, {},
      LoginStatus.INITIATOR_ERROR),
 ]  # fmt: skip

@@ -123,6 +123,10 @@ def test_debug_log_traces_every_command_with_its_session_and_answer(
     caplog.clear()
     assert a.command(cdb.test_unit_ready()).status == GOOD  # INFO: no trace
     assert not [r for r in caplog.records if r.getMessage().startswith("command: ")]
+    with caplog.at_level(logging.DEBUG, logger="scsi_pr.target"):  # a LUN it cannot decode
+        assert a.command(cdb.test_unit_ready(), lun=0xC000).status == CHECK_CONDITION
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("command: ")]
+    assert " lun None TEST UNIT READY -> CHECK CONDITION (ILLEGAL REQUEST" in line
 
 
 def until(

@@ -193,3 +193,15 @@ def test_any_write_is_collected_whole(
             assert r2t.desired_data_transfer_length <= p.max_burst_length
             burst(r2t.target_transfer_tag, r2t.buffer_offset, r2t.desired_data_transfer_length)
     assert collector.data == payload
+
+
+def test_the_buffer_grows_with_the_data_not_with_the_announced_length() -> None:
+    """A write that never sends its data holds none of its EXPECTED DATA TRANSFER LENGTH; a
+    later burst's data arriving first still lands at its offset."""
+    collector = WriteCollector(write(16 << 20), params(max_outstanding_r2t=2))
+    assert len(collector.buffer) == 0
+    collector.next_r2ts(tags())
+    collector.receive(data_out(101, 4096, b"b" * 4096))
+    assert collector.buffer == bytes(4096) + b"b" * 4096
+    collector.receive(data_out(100, 0, b"a" * 4096))
+    assert collector.buffer == b"a" * 4096 + b"b" * 4096
