@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="MaxRecvDataSegmentLength the target declares (default 65536)")  # fmt: skip
     add("--max-burst", type=_positive, default=262144, help="MaxBurstLength (default 262144)")
     add("--max-write", type=_positive, default=16 << 20,
-        help="largest write buffered, bytes (default 16 MiB)")  # fmt: skip
+        help="largest write buffered and READ served, bytes (default 16 MiB)")  # fmt: skip
     add("--target-port", type=_positive, default=1,
         help="RELATIVE TARGET PORT IDENTIFIER of the sessions (default 1)")  # fmt: skip
     add("--target-ports", type=_positive, default=2,

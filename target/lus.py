@@ -47,6 +47,10 @@ SELECT_REPORT = {0x00: True, 0x01: False, 0x02: True}
 NO_LU_PERIPHERAL = 0x7F
 #: where WRITE(6/10/16) keep their TRANSFER LENGTH (SBC-4): (start, end) of the field
 TRANSFER_LENGTH = {Opcode.WRITE_6: (4, 5), Opcode.WRITE_10: (7, 9), Opcode.WRITE_16: (10, 14)}
+#: ... and READ(6/10/16), whose data-in the target caps (``ServedLUs.max_read``)
+READ_TRANSFER_LENGTH = {Opcode.READ_6: (4, 5), Opcode.READ_10: (7, 9), Opcode.READ_16: (10, 14)}
+#: the largest READ served unless told (as the largest write, target.server.TargetConfig)
+DEFAULT_MAX_READ = 16 << 20
 #: SAM-5: a data-out buffer that does not fit the command (less than one logical block)
 INVALID_FIELD_IN_INFORMATION_UNIT = AdditionalSense(0x0E, 0x03, "INVALID FIELD IN INFORMATION UNIT")
 
@@ -88,6 +92,15 @@ def data_out_length(cdb: bytes, block_size: int = LU_BLOCK_SIZE) -> int | None:
     return None
 
 
+def read_length(cdb: bytes, block_size: int = LU_BLOCK_SIZE) -> int | None:
+    """The data-in bytes a READ(6/10/16) asks for (None for other commands)."""
+    field = READ_TRANSFER_LENGTH.get(cdb[0] if cdb else -1)
+    if field is None or len(cdb) < field[1]:
+        return None
+    blocks = int.from_bytes(cdb[field[0] : field[1]], "big")
+    return (blocks or 256 if cdb[0] == Opcode.READ_6 else blocks) * block_size
+
+
 def fit_write(cdb: bytes, received: int, block_size: int = LU_BLOCK_SIZE) -> bytes | None:
     """A WRITE whose data-out is shorter than its TRANSFER LENGTH writes only the whole blocks
     that came (the rest is the residual overflow, RFC 7143 11.4.5.1); None when not even the
@@ -114,7 +127,12 @@ class ServedLUs:
         size: int,
         target_ports: int = 2,
         profile: str = "spc5",
+        max_read: int = DEFAULT_MAX_READ,
     ) -> None:
+        #: READs asking for more bytes are refused (INVALID FIELD IN CDB, as LIO refuses one
+        #: over its max_sectors): the model reads a command's whole TRANSFER LENGTH whatever
+        #: the initiator's EXPECTED DATA TRANSFER LENGTH, on the loop's thread
+        self.max_read = max_read
         if not 1 <= count <= MAX_LUNS:
             raise LunConfigError(f"{count} LUNs: serve 1..{MAX_LUNS}")
         self.state_dir = Path(state_dir)
@@ -148,6 +166,10 @@ class ServedLUs:
         if lun not in self.images:
             return Answer(self._no_such_lun(opcode, cdb))
         assert lun is not None
+        if (asked := read_length(cdb)) is not None and asked > self.max_read:
+            pointer = FieldPointer(True, READ_TRANSFER_LENGTH[Opcode(opcode)][0])
+            return Answer(CommandResult.check_condition(SenseKey.ILLEGAL_REQUEST,
+                                                        INVALID_FIELD_IN_CDB, pointer))  # fmt: skip
         needed = data_out_length(cdb)
         transferred = needed if needed is not None else (0 if write else None)
         if needed is not None and len(data) < needed and opcode in TRANSFER_LENGTH:

@@ -64,7 +64,7 @@ class TargetConfig:
     command_window: int = 32  # commands outstanding per session (MaxCmdSN - ExpCmdSN + 1)
     max_recv_data_segment_length: int = 65536  # what one PDU may carry to the target
     max_burst_length: int = 262144
-    max_write_length: int = 16 << 20  # the largest write buffered
+    max_write_length: int = 16 << 20  # the largest write buffered, and the largest READ
     target_port: int = 1  # the RELATIVE TARGET PORT IDENTIFIER sessions come through
     target_ports: int = 2  # the LUs' ports: as many as the helpers sharing the state dir use
     nop_interval: float = 15.0
@@ -115,8 +115,9 @@ class TargetServer:
             )
         self.config = config
         self.lus = ServedLUs(
-            config.state_dir, config.luns, config.size, config.target_ports, config.profile
-        )
+            config.state_dir, config.luns, config.size, config.target_ports, config.profile,
+            max_read=config.max_write_length,
+        )  # fmt: skip
         self.sessions = SessionTable()
         self.handlers: set[ConnectionHandler] = set()
         self.addresses: list[tuple[str, int]] = []  # where it listens (port 0 resolved)

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from scsi_pr.sim import ITNexus, cdb
-from scsi_pr.target.lus import LunConfigError, ServedLUs, data_out_length, fit_write, parse_size
+from scsi_pr.target.lus import (
+    LunConfigError,
+    ServedLUs,
+    data_out_length,
+    fit_write,
+    parse_size,
+    read_length,
+)
 
 NEXUS = ITNexus.named("iqn.2024-01.test:host,i,0x000000000001")
 
@@ -73,3 +80,22 @@ def test_write_residuals(lus: ServedLUs) -> None:
     partial = lus.execute(0, NEXUS, cdb.write_10(0, 1), bytes(200), write=True)
     assert partial.result.sense[12:14] == b"\x0e\x03" and partial.transferred == 512
     assert lus.execute(0, NEXUS, cdb.test_unit_ready(), bytes(8), write=True).transferred == 0
+
+
+def test_read_length_of_each_read_form() -> None:
+    assert read_length(cdb.read_10(0, 3)) == 1536
+    assert read_length(cdb.read_16(0, 1 << 21)) == 1 << 30
+    assert read_length(bytes([0x08, 0, 0, 0, 0, 0])) == 256 * 512  # READ(6): 0 is 256
+    assert read_length(bytes([0x08, 0, 0, 0, 2, 0])) == 1024
+    assert read_length(cdb.write_10(0, 3)) is None
+    assert read_length(bytes([0x28, 0, 0])) is None  # too short to hold the field
+
+
+def test_a_read_over_the_largest_transfer_is_refused_without_reading(tmp_path: Path) -> None:
+    """The model would read the whole TRANSFER LENGTH (not the initiator's EDTL) first."""
+    lus = ServedLUs(tmp_path, 1, 1 << 20, max_read=4096)
+    assert lus.execute(0, NEXUS, cdb.read_10(0, 8)).result.status == 0  # 4096 bytes: served
+    refused = lus.execute(0, NEXUS, cdb.read_16(0, 9)).result
+    assert refused.status == 2 and refused.sense.hex() == "700005000000000a00000000240000c0000a"
+    six = lus.execute(0, NEXUS, bytes([0x08, 0, 0, 0, 0, 0])).result  # 256 blocks
+    assert six.sense[12] == 0x24 and six.sense[15:18] == bytes([0xC0, 0, 4])
