@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--allow-initiator", action="append", metavar="IQN",
         help="accept only these initiator names, repeatable (default: any)")  # fmt: skip
     add("--max-sessions", type=_positive, default=64,
-        help="connections at once; more fail their login (default 64)")  # fmt: skip
+        help="sessions at once; more fail their login (default 64)")  # fmt: skip
     add("--max-commands", type=_positive, default=32,
         help="commands outstanding per session (the CmdSN window, default 32)")  # fmt: skip
     add("--max-data-segment", type=_positive, default=65536,

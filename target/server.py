@@ -7,7 +7,9 @@ within a session and arrival order across sessions; when it is idle and the LU's
 command runs on the loop's thread instead: ``run_on_one_lu``), the session table (TSIHs,
 reinstatement), the limits, and a clock that ticks every connection (NOP-In pings, login and
 ping timeouts).
-A connection over ``max_sessions`` fails its login with OUT OF RESOURCES (RFC 7143 11.13.5).
+A login over ``max_sessions`` sessions fails with OUT OF RESOURCES (RFC 7143 11.13.5);
+connections still logging in do not count, and past ``MAX_LOGINS_PENDING`` of them the oldest
+is closed.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ log = logging.getLogger("scsi_pr.target")
 TICK = 1.0  # seconds between ticks of every connection
 PORTAL_GROUP_TAG = 1
 STOP_TIMEOUT = 10.0  # seconds connections get to close when the target stops
+#: connections not logged in at once; a new one past this closes the oldest of them
+MAX_LOGINS_PENDING = 16
 MAX_24 = (1 << 24) - 1  # RFC 7143 13.12-13.14: data segment and burst lengths
 
 
@@ -60,7 +64,7 @@ class TargetConfig:
     chap: ChapPolicy | None = None
     discovery_chap: ChapPolicy | None = None
     allowed_initiators: frozenset[str] | None = None
-    max_sessions: int = 64  # connections at once, logins in progress and discovery included
+    max_sessions: int = 64  # sessions at once, discovery included (logins in progress: not)
     command_window: int = 32  # commands outstanding per session (MaxCmdSN - ExpCmdSN + 1)
     max_recv_data_segment_length: int = 65536  # what one PDU may carry to the target
     max_burst_length: int = 262144
@@ -119,7 +123,8 @@ class TargetServer:
             max_read=config.max_write_length,
         )  # fmt: skip
         self.sessions = SessionTable()
-        self.handlers: set[ConnectionHandler] = set()
+        #: every connection, in the order they came (a dict as an ordered set)
+        self.handlers: dict[ConnectionHandler, None] = {}
         self.addresses: list[tuple[str, int]] = []  # where it listens (port 0 resolved)
         self._login = config.login_settings()
         self._settings: dict[tuple[str, int], ConnectionSettings] = {}
@@ -240,10 +245,20 @@ class TargetServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         refusal = None
-        if len(self.handlers) >= self.config.max_sessions:
+        # Only sessions count against --max-sessions: connections that never log in must not
+        # lock real initiators out. They end at the login timeout; past MAX_LOGINS_PENDING of
+        # them the oldest goes, so holding the target's slots costs a connection a second.
+        logging_in = [h for h in self.handlers if h.session is None]
+        if len(logging_in) >= MAX_LOGINS_PENDING:
+            log.warning("closing %s: %d connections not logged in", logging_in[0].peer,
+                        len(logging_in))  # fmt: skip
+            logging_in[0].conn.close("too many connections not logged in")
+            logging_in[0].pump()
+        sessions = len(self.handlers) - len(logging_in)
+        if sessions >= self.config.max_sessions:
             refusal = LoginStatus.OUT_OF_RESOURCES
             log.warning("refusing a login from %s: %d sessions open (--max-sessions %d)",
-                        writer.get_extra_info("peername"), len(self.handlers),
+                        writer.get_extra_info("peername"), sessions,
                         self.config.max_sessions)  # fmt: skip
         try:
             tsih = self.sessions.reserve_tsih()
@@ -251,12 +266,12 @@ class TargetServer:
             writer.close()
             return
         handler = ConnectionHandler(self, reader, writer, tsih=tsih, refusal=refusal)
-        self.handlers.add(handler)
+        self.handlers[handler] = None
         log.debug("connection from %s", handler.peer)
         try:
             await handler.run()
         finally:
-            self.handlers.discard(handler)
+            self.handlers.pop(handler, None)
             self.sessions.release_tsih(tsih)
 
     async def _tick(self) -> None:

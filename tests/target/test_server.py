@@ -31,6 +31,7 @@ from scsi_pr.sim.constants import ProtocolIdentifier, ReservationType
 from scsi_pr.sim.pr_in_data import parse_read_full_status, parse_read_keys
 from scsi_pr.target.lus import ServedLUs
 from scsi_pr.target.proto import LoginStatus, ScsiCommand, TaskManagementFunction
+from scsi_pr.target.server import MAX_LOGINS_PENDING
 
 HOST_A, HOST_B = "iqn.2024-01.test:host-a", "iqn.2024-01.test:host-b"
 LOOP, WORKER = "live-target", "scsi-pr-lu_0"  # the target's loop thread, its LU worker
@@ -204,6 +205,23 @@ def test_session_limit_fails_logins_with_out_of_resources(tmp_path: Path) -> Non
         second = Initiator(target.address, HOST_B)
         assert second.login(TARGET).status == LoginStatus.OUT_OF_RESOURCES
         assert first.command(cdb.test_unit_ready()).status in (GOOD, CHECK_CONDITION)
+
+
+def test_connections_that_never_log_in_neither_count_nor_pile_up(tmp_path: Path) -> None:
+    """Only sessions count against --max-sessions; past MAX_LOGINS_PENDING silent
+    connections the oldest is closed."""
+    with LiveTarget(tmp_path, max_sessions=1) as target:
+        silent = [socket.create_connection(target.address) for _ in range(MAX_LOGINS_PENDING)]
+        count = lambda: target.call(lambda: len(target.server.handlers))  # type: ignore[union-attr]  # noqa: E731
+        until(lambda: count() == MAX_LOGINS_PENDING, 10, "the target did not see them all")
+        first = connect(target.address, HOST_A, TARGET)  # the 17th: the oldest silent one goes
+        silent[0].settimeout(10)
+        assert silent[0].recv(1) == b""
+        assert first.command(cdb.test_unit_ready()).status in (GOOD, CHECK_CONDITION)
+        second = Initiator(target.address, HOST_B)
+        assert second.login(TARGET).status == LoginStatus.OUT_OF_RESOURCES  # one session: full
+        for s in silent:
+            s.close()
 
 
 def test_send_targets_names_the_portal_used(target: LiveTarget) -> None:
