@@ -267,6 +267,12 @@ def no_data(lu: LuState, nexus: ITNexus, cdb: bytes, data: bytes) -> bytes:
     return b""
 
 
+def start_stop_access(cdb: bytes) -> Access:
+    """SBC-4 4.18 (the reservations table): START STOP UNIT with START=1 and POWER CONDITION
+    0h is allowed under every reservation; a stop or a power condition changes device state."""
+    return Access.ALWAYS if cdb[4] & 0xF1 == 0x01 else Access.WRITE
+
+
 # -- RESERVE/RELEASE(6/10) with Compatible Reservation Handling (SPC-5 5.14.3) ---------------
 #: CDB byte 1 bits asking for extent or third-party reservations, which the model refuses
 SPC2_RESERVE_UNSUPPORTED_BITS = {Opcode.RESERVE_6: 0x1F, Opcode.RESERVE_10: 0x13}
@@ -312,6 +318,9 @@ class CommandSpec:
     handler: Handler
     access: Access
     data_out: bool = False
+    #: where the standard's class depends on the CDB: its class for this CDB (the lio
+    #: profiles, which file by data direction, replace ``access`` and skip this)
+    access_of: Callable[[bytes], Access] | None = None
 
 
 COMMANDS: dict[int, CommandSpec] = {
@@ -332,7 +341,7 @@ COMMANDS: dict[int, CommandSpec] = {
     Opcode.WRITE_16: CommandSpec(write, Access.WRITE, data_out=True),
     Opcode.SYNCHRONIZE_CACHE_10: CommandSpec(no_data, Access.WRITE),
     Opcode.SYNCHRONIZE_CACHE_16: CommandSpec(no_data, Access.WRITE),
-    Opcode.START_STOP_UNIT: CommandSpec(no_data, Access.WRITE),
+    Opcode.START_STOP_UNIT: CommandSpec(no_data, Access.WRITE, access_of=start_stop_access),
     Opcode.RESERVE_6: CommandSpec(reserve_spc2, Access.OWN_RULES),
     Opcode.RESERVE_10: CommandSpec(reserve_spc2, Access.OWN_RULES),
     Opcode.RELEASE_6: CommandSpec(release_spc2, Access.OWN_RULES),

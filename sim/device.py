@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from scsi_pr.sim import pr_in, pr_out, profiles
-from scsi_pr.sim.commands import COMMANDS, access_table, cdb_length
+from scsi_pr.sim.commands import COMMANDS, access_table, cdb_length, start_stop_access
 from scsi_pr.sim.conflict import Access, allowed
 from scsi_pr.sim.constants import (
     BUS_DEVICE_RESET_FUNCTION_OCCURRED,
@@ -79,17 +79,23 @@ UA_EXEMPT = frozenset({Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE}
 SPC2_ALLOWED = frozenset(
     {Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE, Opcode.RELEASE_6, Opcode.RELEASE_10}
 )
-#: Commands a lost-reservation LU still runs (SPC-5 5.14.5, informative).
-PR_LOST_ALLOWED = frozenset(
-    {
-        Opcode.INQUIRY,
-        Opcode.REPORT_LUNS,
-        Opcode.REQUEST_SENSE,
-        Opcode.TEST_UNIT_READY,
-        Opcode.PERSISTENT_RESERVE_IN,
-        Opcode.PERSISTENT_RESERVE_OUT,
-    }
-)
+
+
+#: Commands an LU with a recoverable lost persistent reservation still runs (SPC-5 5.14.5):
+#: those allowed while nonvolatile memory is not ready (the model has INQUIRY, REPORT LUNS,
+#: REQUEST SENSE and START STOP UNIT that starts), and REPLACE LOST RESERVATION; opcode ->
+#: whether this CDB of it runs.
+def _never(cdb: bytes) -> bool:
+    return False
+
+
+PR_LOST_ALLOWED: dict[int, Callable[[bytes], bool]] = {
+    Opcode.INQUIRY: lambda cdb: True,
+    Opcode.REPORT_LUNS: lambda cdb: True,
+    Opcode.REQUEST_SENSE: lambda cdb: True,
+    Opcode.START_STOP_UNIT: lambda cdb: start_stop_access(cdb) is Access.ALWAYS,
+    Opcode.PERSISTENT_RESERVE_OUT: lambda cdb: cdb[1] & 0x1F == _REPLACE_LOST_RESERVATION,
+}
 
 
 class LogicalUnitConfigError(SimError, ValueError):
@@ -208,10 +214,10 @@ class LogicalUnit:
             is_pr or (self.spc2_holder != nexus and opcode not in SPC2_ALLOWED)
         ):
             raise CommandTerminated(CommandResult.reservation_conflict())
-        if self.reservation_lost and opcode not in PR_LOST_ALLOWED:
+        if self.reservation_lost and not PR_LOST_ALLOWED.get(opcode, _never)(cdb):
             raise CommandTerminated(
                 CommandResult.check_condition(
-                    SenseKey.HARDWARE_ERROR, PERSISTENT_RESERVATION_INFORMATION_LOST
+                    SenseKey.DATA_PROTECT, PERSISTENT_RESERVATION_INFORMATION_LOST
                 )
             )
         if opcode == _PR_OUT:
@@ -222,6 +228,8 @@ class LogicalUnit:
         assert spec is not None
         res = self.pr.reservation
         access = self.access[opcode]
+        if spec.access_of is not None and access is spec.access:
+            access = spec.access_of(cdb)
         if (
             res is not None
             and access is not Access.OWN_RULES

@@ -35,8 +35,9 @@ from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.profiles import (
     AR_PREEMPT_TAKES_OVER,
     MOVE_FILES_TYPE_AS_SCOPE,
-    MOVE_WITHOUT_RESERVATION,
+    MOVE_LIST_BEFORE_HOLDER,
     PREEMPT_AND_ABORT_STALLS,
+    PREEMPT_CHECKS_TYPE_AND_SCOPE,
     PREEMPT_KEEPS_ISSUER,
     RELEASE_SKIPS_KEY_CHECK,
     RELEASE_WRONG_TYPE,
@@ -343,18 +344,28 @@ class PrOut:
 
     # -- PREEMPT / PREEMPT AND ABORT (SPC-5 5.14.11, preempting) -----------------------------
     def preempt(self, abort: bool) -> None:
-        type_ = self.check_key_and_type()
         pr, sa_key = self.pr, self.params.sa_key
         res = pr.reservation
+        holder_key = None if res is None or res.holder is None else pr.key_of(res.holder)
+        # Removing registrations (SARK not the holder's) ignores SCOPE and TYPE; LIO checks
+        # both for every PREEMPT
+        removing = sa_key != 0 and sa_key != holder_key
+        if removing and not self.profile.choose(PREEMPT_CHECKS_TYPE_AND_SCOPE, False, True):
+            self.check_key()
+            type_ = None
+        else:
+            type_ = self.check_key_and_type()
         if res is not None and res.type.all_registrants and sa_key == 0:
             # all-registrants and SARK 0: the others' registrations go, the issuer reserves anew
             removed = self.others()
+            assert type_ is not None
             self.establish(type_)
         elif sa_key == 0:
             raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
-        elif res is not None and res.holder is not None and pr.key_of(res.holder) == sa_key:
+        elif not removing:
             # preempting the holder moves the reservation to the issuer (LIO: also the holder
             # it files for an all-registrants type, see ``establish``)
+            assert res is not None and type_ is not None
             removed = [
                 n for n, r in pr.registrations.items() if r.key == sa_key and n != self.nexus
             ]
@@ -388,9 +399,15 @@ class PrOut:
         if lio_first and self.lio_refuses_non_holder():  # LIO's check of a non-holder: first
             raise reservation_conflict()
         self.check_key()
-        # The parameter list before the reservation: SPC-5 orders none of these checks, and
-        # this is LIO's order (the lockstep differential found a zero SARK answered 26h with
-        # no reservation to move, on 6.1).
+        res = pr.reservation
+        # SPC-5's table of REGISTER AND MOVE behaviours: a registered non-holder's parameter
+        # list is ignored (LIO checks the list first)
+        not_holder = res is not None and (res.type.all_registrants or res.holder != self.nexus)
+        if not_holder and not self.profile.choose(MOVE_LIST_BEFORE_HOLDER, False, True):
+            raise reservation_conflict()
+        # The parameter list before "no reservation": SPC-5 does not order these, and this is
+        # LIO's order (the lockstep differential found a zero SARK answered 26h with no
+        # reservation to move, on 6.1).
         if p.sa_key == 0:
             raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
         if p.relative_target_port not in self.target_ports:
@@ -400,14 +417,9 @@ class PrOut:
             raise illegal_request(
                 INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PR_OUT_BASIC_PARAMETER_LIST_LENGTH
             )
-        res = pr.reservation
         if res is None:
-            raise self.profile.choose(
-                MOVE_WITHOUT_RESERVATION,
-                reservation_conflict(),
-                illegal_request(INVALID_FIELD_IN_CDB),
-            )
-        if res.type.all_registrants or res.holder != self.nexus:
+            raise illegal_request(INVALID_FIELD_IN_CDB)  # SPC-5 5.14.8; LIO alike
+        if not_holder:
             raise reservation_conflict()
         if dest in pr.registrations:
             pr.registrations[dest].key = p.sa_key
@@ -422,18 +434,20 @@ class PrOut:
             del pr.registrations[self.nexus]
         pr.aptpl = p.aptpl
 
-    # -- REPLACE LOST RESERVATION (SPC-5 5.14.5, 6.17.2) -------------------------------------
+    # -- REPLACE LOST RESERVATION (SPC-5 5.14.5, 5.14.11, 6.17.2) ----------------------------
     def replace_lost_reservation(self) -> None:
-        """Only meaningful after the LU lost its PR information (``LogicalUnit.
-        lose_reservations``); the issuer becomes the only registrant and the holder."""
+        """Only after the LU lost its PR information (``LogicalUnit.lose_reservations``;
+        otherwise INVALID RELEASE OF PERSISTENT RESERVATION): the prior registrations go
+        without unit attentions, the issuer becomes the only registrant and the holder."""
         if not self.reservation_lost:
-            raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SERVICE_ACTION, bit=4)
+            raise illegal_request(INVALID_RELEASE_OF_PERSISTENT_RESERVATION)
         type_ = self.reservation_type()
         if self.params.sa_key == 0:
             raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
         self.pr.registrations.clear()
         self.pr.registrations[self.nexus] = Registration(self.nexus, self.params.sa_key)
         self.establish(type_)
+        self.pr.generation = 0  # SPC-5: PRgeneration starts again
 
 
 @dataclass(frozen=True)
@@ -456,9 +470,8 @@ SERVICE_ACTIONS: dict[SA, ServiceActionRule] = {
     SA.REGISTER_AND_MOVE: ServiceActionRule(
         PrOut.register_and_move, parse_move, bumps_generation=True
     ),
-    SA.REPLACE_LOST_RESERVATION: ServiceActionRule(
-        PrOut.replace_lost_reservation, bumps_generation=True
-    ),
+    # it sets PRgeneration to zero itself (SPC-5 5.14.11, replacing lost reservations)
+    SA.REPLACE_LOST_RESERVATION: ServiceActionRule(PrOut.replace_lost_reservation),
 }
 
 

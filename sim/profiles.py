@@ -142,14 +142,18 @@ UNREGISTER_GENERATION = Deviation(
     ),
     measured_on=BOTH_KERNELS,
 )
-MOVE_WITHOUT_RESERVATION = Deviation(
-    "register-and-move-no-pr-invalid-cdb",
-    "REGISTER AND MOVE by a registered I_T nexus while no reservation exists",
-    "SPC-5 5.14.8",
-    "RESERVATION CONFLICT (the issuer is not the reservation holder, SPC-5 5.14.10)",
-    "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05h/24h/00h)",
+MOVE_LIST_BEFORE_HOLDER = Deviation(
+    "register-and-move-list-before-holder",
+    "REGISTER AND MOVE with a bad parameter list (SERVICE ACTION RESERVATION KEY zero, a "
+    "TransportID naming the issuer) from a registered I_T nexus that does not hold the "
+    "reservation, under a registrants-only or all-registrants type",
+    "SPC-5 5.14.8 (the table of REGISTER AND MOVE behaviours)",
+    "RESERVATION CONFLICT: on a registered I_T nexus that is not the reservation holder every "
+    "parameter list field is ignored",
+    "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST (05h/26h/00h): the "
+    "parameter list is checked before the holder (under WE and EA LIO's own check of a "
+    "non-holder answers RESERVATION CONFLICT first, see reserved-type-before-registration)",
     _tests(
-        "test_conf_pr_out.py::test_register_and_move_without_reservation_conflicts",
         "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
     ),
     measured_on=BOTH_KERNELS,
@@ -181,6 +185,17 @@ SCOPE_IN_PARAMETER_LIST = Deviation(
     "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST (05h/26h/00h)",
     _tests("test_conf_pr_out.py::test_reserve_with_reserved_scope"),
     note="RELEASE by the holder with another SCOPE is release-wrong-type-conflict.",
+    measured_on=BOTH_KERNELS,
+)
+PREEMPT_CHECKS_TYPE_AND_SCOPE = Deviation(
+    "preempt-checks-type-and-scope",
+    "PREEMPT or PREEMPT AND ABORT that only removes registrations (its SERVICE ACTION "
+    "RESERVATION KEY is not the holder's) with a reserved TYPE or a SCOPE other than LU_SCOPE",
+    "SPC-5 5.14.11 (preempting: removing registrations)",
+    "the SCOPE and TYPE fields are ignored: the registrations with that key go (GOOD)",
+    "CHECK CONDITION, ILLEGAL REQUEST: INVALID FIELD IN CDB (05h/24h/00h) for the TYPE, "
+    "INVALID FIELD IN PARAMETER LIST (05h/26h/00h) for the SCOPE; nothing is removed",
+    _tests("test_conf_pr_out.py::test_preempt_removing_registrations_ignores_type_and_scope"),
     measured_on=BOTH_KERNELS,
 )
 ALLOCATION_LENGTH_MINIMUM = Deviation(
@@ -372,9 +387,10 @@ REGISTRY: tuple[Deviation, ...] = (
     RELEASE_WRONG_TYPE,
     UNREGISTERED_NOT_READY,
     UNREGISTER_GENERATION,
-    MOVE_WITHOUT_RESERVATION,
+    MOVE_LIST_BEFORE_HOLDER,
     MOVE_FILES_TYPE_AS_SCOPE,
     SCOPE_IN_PARAMETER_LIST,
+    PREEMPT_CHECKS_TYPE_AND_SCOPE,
     ALLOCATION_LENGTH_MINIMUM,
     FULL_STATUS_TRUNCATION,
     UA_CLEARS_ALL,

@@ -77,7 +77,7 @@ IOCTL_NO_REGISTER_AND_MOVE = PathLimit(
         "test_conf_pr_out.py::test_register_and_move",
         "test_conf_pr_out.py::test_register_and_move_by_non_holder_conflicts",
         "test_conf_pr_out.py::test_register_and_move_all_registrants_conflicts",
-        "test_conf_pr_out.py::test_register_and_move_without_reservation_conflicts",
+        "test_conf_pr_out.py::test_register_and_move_without_reservation_is_an_invalid_field",
         "test_conf_pr_out.py::test_unregistered_register_and_move_conflicts",
         "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
         "test_conf_pr_out.py::test_register_and_move_invalid_parameters",
@@ -102,11 +102,13 @@ IOCTL_FIELDS_CHECKED_FIRST = PathLimit(
     "SCOPE and TYPE: the ioctls carry no SCOPE and only the six types, so the helper checks "
     "both before the device sees the command",
     "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05/24/00) for a SCOPE other than "
-    "LU_SCOPE or a TYPE that does not exist, whatever the device would have checked first",
+    "LU_SCOPE or a TYPE that does not exist, whatever the device would have checked first (even "
+    "for a PREEMPT that only removes registrations, where SPC-5 ignores both)",
     INVALID_FIELD,
     _tests(
         "test_conf_pr_out.py::test_reserve_with_reserved_scope",
         "test_conf_pr_out.py::test_reserved_type_from_a_nexus_without_the_key",
+        "test_conf_pr_out.py::test_preempt_removing_registrations_ignores_type_and_scope",
     ),
 )
 IOCTL_SENSE_LOST = PathLimit(
@@ -181,8 +183,9 @@ MPATH_REGISTRATION_PER_PATH = PathLimit(
         "test_conf_pr_out.py::test_preempt_removes_every_registration_with_the_key",
         "test_conf_pr_out.py::test_preempt_all_registrants_by_own_key_removes_issuer",
         "test_conf_pr_out.py::test_preempt_by_own_key_removes_issuer",
+        "test_conf_pr_out.py::test_preempt_removing_registrations_ignores_type_and_scope",
         "test_conf_pr_out.py::test_register_and_move",
-        "test_conf_pr_out.py::test_register_and_move_without_reservation_conflicts",
+        "test_conf_pr_out.py::test_register_and_move_without_reservation_is_an_invalid_field",
         "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
         "test_conf_machine.py::test_pr_machine",
     ),
@@ -259,6 +262,7 @@ MPATH_ILLEGAL_REQUEST_GUESSED = PathLimit(
     _tests(
         "test_conf_pr_out.py::test_reserve_with_reserved_type",
         "test_conf_pr_out.py::test_a_reserved_type_is_pointed_at",
+        "test_conf_pr_out.py::test_preempt_removing_registrations_ignores_type_and_scope",
     ),
 )
 MPATH_RELEASE_BY_THE_LIBRARY = PathLimit(

@@ -732,6 +732,46 @@ def test_preempt_by_own_key_removes_issuer(nexuses: list, held_by: str) -> None:
     assert drain(b) == []
 
 
+@pytest.mark.lio_deviation(P.PREEMPT_CHECKS_TYPE_AND_SCOPE.name)
+@pytest.mark.path_limit(L.IOCTL_FIELDS_CHECKED_FIRST.name)
+@PER_PATH
+@GUESSED
+@pytest.mark.parametrize("field", ["type", "scope"])
+@pytest.mark.parametrize("held_by", ["nobody", "issuer-WE"])
+def test_preempt_removing_registrations_ignores_type_and_scope(
+    nexuses: list, field: str, held_by: str, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
+    """SPC-5 5.14.11: a PREEMPT whose SERVICE ACTION RESERVATION KEY is not the holder's only
+    removes registrations, and ignores the SCOPE and TYPE fields (here a TYPE that does not
+    exist, or SCOPE 1); LIO checks both first and removes nothing."""
+    a, b, _ = nexuses
+    register(a, A)
+    register(b, B)
+    if held_by == "issuer-WE":
+        reserve(a, A, WE)
+    gen, _ = read_keys(b)
+    type_, scope = (RESERVED_TYPE, 0) if field == "type" else (WE, 1)
+    r = prout(a, SA.PREEMPT, A, B, type_, scope=scope)
+    removed = False
+    if L.IOCTL_FIELDS_CHECKED_FIRST.name in path_limits:
+        expect_refused(r, L.IOCTL_FIELDS_CHECKED_FIRST)
+    elif P.PREEMPT_CHECKS_TYPE_AND_SCOPE in device_profile:
+        scope_code = device_profile.choose(
+            P.SCOPE_IN_PARAMETER_LIST, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_PARAMETER_LIST
+        )
+        if field == "type":
+            expect_invalid_field_in_cdb(r, path_limits)
+        else:
+            expect_check(r, ILLEGAL, scope_code)
+    else:
+        expect_good(r)
+        removed = True
+    mine = [A] * paths(a)
+    assert read_keys(a) == ((gen + 1, mine) if removed else (gen, sorted([*mine, B])))
+    assert read_reservation(a)[1] == (None if held_by == "nobody" else (A, WE))
+    assert drain(b) == ([(0x2A, 0x05)] if removed else [])  # REGISTRATIONS PREEMPTED
+
+
 def test_self_preempt_changes_type(nexuses: list) -> None:
     a, b, _ = nexuses
     register(a, A)
@@ -810,21 +850,17 @@ def test_register_and_move_all_registrants_conflicts(
         expect_conflict(r)  # type: ignore[arg-type]
 
 
-@pytest.mark.lio_deviation(P.MOVE_WITHOUT_RESERVATION.name)
 @MOVES
 @PER_PATH
-def test_register_and_move_without_reservation_conflicts(
-    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+def test_register_and_move_without_reservation_is_an_invalid_field(
+    nexuses: list, path_limits: frozenset[str]
 ) -> None:
+    """SPC-5 5.14.8: with no reservation to move, INVALID FIELD IN CDB (LIO alike)."""
     a, b, _ = nexuses
     register(a, A)
     r = _move(a, A, B, b)
-    if path_refuses_moves(r, path_limits):
-        pass
-    elif P.MOVE_WITHOUT_RESERVATION in device_profile:
+    if not path_refuses_moves(r, path_limits):
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)  # type: ignore[arg-type]
-    else:
-        expect_conflict(r)  # type: ignore[arg-type]
     assert read_keys(a)[1] == [A] * paths(a)
 
 
@@ -847,7 +883,7 @@ def test_unregistered_register_and_move_conflicts(
 @MOVES
 @PER_PATH
 @MOVE_FROM_HOLDER
-@pytest.mark.lio_deviation(P.MOVE_WITHOUT_RESERVATION.name)
+@pytest.mark.lio_deviation(P.MOVE_LIST_BEFORE_HOLDER.name)
 def test_the_move_parameter_list_is_checked_before_the_reservation(
     nexuses: list,
     to_self: bool,
@@ -855,10 +891,11 @@ def test_the_move_parameter_list_is_checked_before_the_reservation(
     device_profile: Profile,
     path_limits: frozenset[str],
 ) -> None:
-    """With no reservation to move, or a reservation the issuer does not hold, a bad parameter
-    list answers INVALID FIELD IN PARAMETER LIST (the model's order, and LIO's); except that
-    LIO's own check of a non-holder comes first: RESERVATION CONFLICT while another I_T nexus
-    holds a reservation that is not registrants-only."""
+    """With no reservation to move, a bad parameter list answers INVALID FIELD IN PARAMETER
+    LIST (SPC-5 orders neither check; LIO's order). While another I_T nexus holds the
+    reservation, the issuer is a registered non-holder, whose parameter list SPC-5 ignores:
+    RESERVATION CONFLICT; LIO checks the list first, after its own check of a non-holder
+    (which conflicts while the reservation is not registrants-only)."""
     a, b, c = nexuses
     register(a, A)
     if held_by != "nobody":
@@ -867,15 +904,15 @@ def test_the_move_parameter_list_is_checked_before_the_reservation(
     r = _move(a, A, B, a) if to_self else _move(a, A, 0, b)
     if path_refuses_moves(r, path_limits):
         pass
-    elif held_by == "another-WE" and P.TYPE_BEFORE_REGISTRATION in device_profile:
+    elif held_by != "nobody" and (
+        P.MOVE_LIST_BEFORE_HOLDER not in device_profile  # SPC-5: the list is ignored
+        or (held_by == "another-WE" and P.TYPE_BEFORE_REGISTRATION in device_profile)
+    ):
         expect_conflict(r)
     elif to_self and held_by == "nobody" and not first_path_is_own(a):
         # sent by a path the TransportID does not name: a move to another I_T nexus, with
         # no reservation to move
-        if P.MOVE_WITHOUT_RESERVATION in device_profile:
-            expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
-        else:
-            expect_conflict(r)
+        expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
     else:
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
     assert sorted(read_keys(a)[1]) == [A] * paths(a) + ([] if held_by == "nobody" else [C3])

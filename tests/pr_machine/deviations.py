@@ -22,6 +22,7 @@ import copy
 from pr_machine.oracle import (
     CONFLICT,
     GOOD,
+    INVALID_FIELD_IN_PARAMETER_LIST,
     REGISTRATIONS_PREEMPTED,
     RESERVATIONS_RELEASED,
     Branch,
@@ -37,7 +38,7 @@ from scsi_pr.sim.constants import ReservationType, SenseKey, Status
 DEV_RELEASE_WRONG_TYPE = P.RELEASE_WRONG_TYPE.name
 DEV_UNREGISTERED_NOT_READY = P.UNREGISTERED_NOT_READY.name
 DEV_UNREGISTER_GENERATION = P.UNREGISTER_GENERATION.name
-DEV_MOVE_WITHOUT_RESERVATION = P.MOVE_WITHOUT_RESERVATION.name
+DEV_MOVE_LIST_BEFORE_HOLDER = P.MOVE_LIST_BEFORE_HOLDER.name
 DEV_UA_CLEARS_ALL = P.UA_CLEARS_ALL.name
 DEV_PREEMPT_KEEPS_ISSUER = P.PREEMPT_KEEPS_ISSUER.name
 DEV_READ_CAPACITY_10_CONFLICT = P.READ_CAPACITY_10_CONFLICT.name
@@ -48,7 +49,6 @@ DEV_MOVE_FILES_TYPE_AS_SCOPE = P.MOVE_FILES_TYPE_AS_SCOPE.name
 LIO_DEVIATIONS = frozenset(d.name for d in P.REGISTRY)
 
 # Answers only LIO gives where SPC-5 wants another.
-INVALID_FIELD_IN_CDB = Outcome(Status.CHECK_CONDITION, (SenseKey.ILLEGAL_REQUEST, 0x24, 0x00))
 LU_COMMUNICATION_FAILURE = Outcome(Status.CHECK_CONDITION, (SenseKey.NOT_READY, 0x08, 0x00))
 
 
@@ -162,10 +162,13 @@ class OracleWithDeviations(Oracle):
     def register_and_move(
         cls, s: PRState, i: int, rk: int, sark: int, dest: int, unreg: bool, aptpl: bool
     ) -> list[Branch]:
-        """LIO: INVALID FIELD IN CDB when there is no reservation to move."""
+        """LIO: a registered non-holder's bad parameter list is refused before the holder
+        check (under WE and EA LIO's own check of a non-holder conflicts first)."""
         out = super().register_and_move(s, i, rk, sark, dest, unreg, aptpl)
-        if cls._key_check(s, i, rk) is None and s.reservation is None:
-            out.append(Branch(INVALID_FIELD_IN_CDB, s, DEV_MOVE_WITHOUT_RESERVATION))
+        res = s.reservation
+        bad_list = sark == 0 or dest == i
+        if cls._key_check(s, i, rk) is None and res is not None and res[0] != i and bad_list:
+            out.append(Branch(INVALID_FIELD_IN_PARAMETER_LIST, s, DEV_MOVE_LIST_BEFORE_HOLDER))
         moved = [b for b in out if b.outcome == GOOD]
         if moved and not unreg:
             filed = copy.deepcopy(moved[0].state)

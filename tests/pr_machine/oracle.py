@@ -39,6 +39,7 @@ class Outcome:
 
 GOOD = Outcome(Status.GOOD)
 CONFLICT = Outcome(Status.RESERVATION_CONFLICT)
+INVALID_FIELD_IN_CDB = Outcome(Status.CHECK_CONDITION, (SenseKey.ILLEGAL_REQUEST, 0x24, 0x00))
 INVALID_FIELD_IN_PARAMETER_LIST = Outcome(
     Status.CHECK_CONDITION, (SenseKey.ILLEGAL_REQUEST, 0x26, 0x00)
 )
@@ -250,16 +251,19 @@ class Oracle:
     def register_and_move(
         cls, s: PRState, i: int, rk: int, sark: int, dest: int, unreg: bool, aptpl: bool
     ) -> list[Branch]:
-        """REGISTER AND MOVE (SPC-5 5.14.10). Several errors can apply at once and SPC does not
-        order all of them, so any applicable one is admissible."""
+        """REGISTER AND MOVE (SPC-5 5.14.8). A registered non-holder conflicts whatever its
+        parameter list (the table of REGISTER AND MOVE behaviours); otherwise several errors
+        can apply at once and SPC does not order them, so any applicable one is admissible."""
         if (err := cls._key_check(s, i, rk)) is not None:
             return err
+        res = s.reservation
+        if res is not None and (res[1].all_registrants or res[0] != i):
+            return [Branch(CONFLICT, s)]
         errors: list[Branch] = []
         if sark == 0 or dest == i:
             errors.append(Branch(INVALID_FIELD_IN_PARAMETER_LIST, s))
-        res = s.reservation
-        if res is None or res[1].all_registrants or res[0] != i:
-            errors.append(Branch(CONFLICT, s))
+        if res is None:
+            errors.append(Branch(INVALID_FIELD_IN_CDB, s))
         if errors:
             return errors
         assert res is not None

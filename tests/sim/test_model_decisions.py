@@ -11,6 +11,7 @@ from modeltest import out
 
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim import pr_in
+from scsi_pr.sim.constants import PersistentReserveOutAction as SA
 from scsi_pr.sim.constants import ReservationType, Status
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
@@ -50,15 +51,53 @@ def lu() -> LogicalUnit:
 
 
 # -- REPLACE LOST RESERVATION (SPC-5 5.14.5, 6.17.2) -----------------------------------------
-def test_replace_lost_reservation_leaves_the_issuer_the_only_registrant(lu: LogicalUnit) -> None:
-    """Registrations made after the loss do not survive it: the issuer becomes the only
-    registrant, with SERVICE ACTION RESERVATION KEY as its key, and the holder."""
+#: fixed sense: DATA PROTECT, PERSISTENT RESERVATION INFORMATION LOST (44h/01h)
+LOST = "700007000000000a00000000440100000000"
+
+
+@pytest.mark.parametrize(
+    ("cdb", "runs"),
+    [
+        (C.inquiry(), True),
+        (C.report_luns(), True),
+        (C.request_sense(), True),
+        (bytes([0x1B, 0, 0, 0, 0x01, 0]), True),  # START STOP UNIT that starts
+        (bytes([0x1B, 0, 0, 0, 0x00, 0]), False),  # ... that stops
+        (C.test_unit_ready(), False),
+        (C.read_10(0, 1), False),
+        (C.persistent_reserve_in(0), False),
+        (C.prout(SA.REGISTER, 0, B)[0], False),
+        (C.prout(SA.CLEAR, A)[0], False),
+    ],
+    ids=["inquiry", "report-luns", "request-sense", "start", "stop", "tur", "read", "pr-in",
+         "register", "clear"],
+)  # fmt: skip
+def test_a_lost_reservation_stops_all_but_a_few_commands(
+    lu: LogicalUnit, cdb: bytes, runs: bool
+) -> None:
+    """SPC-5 5.14.5 (recoverable loss): DATA PROTECT, PERSISTENT RESERVATION INFORMATION LOST
+    for every command but those allowed while nonvolatile memory is not ready, and REPLACE
+    LOST RESERVATION."""
     lu.lose_reservations()
-    assert out(lu, I2, 0, 0, B).status == Status.GOOD  # PR OUT still runs
-    gen = lu.pr.generation
+    data = bytes(24) if cdb[0] == 0x5F else b""
+    r = lu.execute(I2, cdb, data)
+    if runs:
+        assert r.status == Status.GOOD, str(r)
+    else:
+        check(r, LOST)
+    assert lu.reservation_lost
+
+
+def test_replace_lost_reservation_leaves_the_issuer_the_only_registrant(lu: LogicalUnit) -> None:
+    """The issuer becomes the only registrant, with SERVICE ACTION RESERVATION KEY as its key,
+    and the holder; PRgeneration starts again at zero; nobody hears a unit attention."""
+    out(lu, I2, SA.REGISTER, 0, B)
+    out(lu, I2, SA.REGISTER, B, A)
+    lu.lose_reservations()
+    assert lu.pr.generation == 2
     assert out(lu, I1, 8, 0, K, T.WRITE_EXCLUSIVE).status == Status.GOOD
     status = parse_read_full_status(lu.execute(I2, C.persistent_reserve_in(3)).data)
-    assert status.generation == gen + 1
+    assert status.generation == 0
     assert [(d.key, d.r_holder, d.type, d.initiator()) for d in status.descriptors] == [
         (K, True, T.WRITE_EXCLUSIVE, I1.initiator)
     ]
@@ -69,9 +108,10 @@ def test_replace_lost_reservation_leaves_the_issuer_the_only_registrant(lu: Logi
 
 
 def test_replace_lost_reservation_only_after_a_loss(lu: LogicalUnit) -> None:
+    """SPC-5 5.14.11: INVALID RELEASE OF PERSISTENT RESERVATION when nothing was lost."""
     assert out(lu, I1, 0, 0, A).status == Status.GOOD
-    check(out(lu, I1, 8, A, K, T.WRITE_EXCLUSIVE), sense_bytes(5, 0x24, in_cdb=True, byte=1, bit=4))
-    assert lu.pr.reservation is None and lu.pr.key_of(I1) == A
+    check(out(lu, I1, 8, A, K, T.WRITE_EXCLUSIVE), "700005000000000a00000000260400000000")
+    assert lu.pr.reservation is None and lu.pr.key_of(I1) == A and lu.pr.generation == 1
 
 
 def test_replace_lost_reservation_needs_a_key(lu: LogicalUnit) -> None:
@@ -225,3 +265,21 @@ def test_power_cycle_without_a_store() -> None:
     lu.power_loss()
     lu.power_on()
     assert lu.pr == PersistentReservations()
+
+
+@pytest.mark.parametrize(
+    ("byte4", "allowed"),
+    [(0x01, True), (0x03, True), (0x05, True), (0x00, False), (0x02, False), (0x11, False),
+     (0x10, False), (0xF1, False)],
+    ids=["start", "start-loej", "start-no-flush", "stop", "eject", "active", "pc-1-stop",
+         "pc-f"],
+)  # fmt: skip
+def test_start_stop_unit_starting_is_allowed_under_every_reservation(
+    lu: LogicalUnit, byte4: int, allowed: bool
+) -> None:
+    """SBC-4 4.18: START STOP UNIT with START=1 and POWER CONDITION 0h is allowed to every
+    I_T nexus; a stop or a power condition changes device state (write access)."""
+    out(lu, I1, SA.REGISTER, sa_key=A)
+    out(lu, I1, SA.RESERVE, key=A, type_=T.EXCLUSIVE_ACCESS)
+    r = lu.execute(I2, bytes([0x1B, 0, 0, 0, byte4, 0]))
+    assert r.status == (Status.GOOD if allowed else Status.RESERVATION_CONFLICT)

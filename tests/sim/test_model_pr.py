@@ -229,6 +229,7 @@ def test_replace_lost_reservation(lu: LogicalUnit) -> None:
     lu.lose_reservations()
     got = lu.execute(I1, C.read_10(0, 1))
     assert got.status == Status.CHECK_CONDITION and got.sense[12:14] == b"\x44\x01"
+    assert got.sense[2] == 0x07  # DATA PROTECT
     results_equal(out(lu, I1, 8, 0, A, T.EXCLUSIVE_ACCESS), GOOD)
     assert lu.pr.is_holder(I1) and lu.pr.reservation.type == T.EXCLUSIVE_ACCESS  # type: ignore[union-attr]
     results_equal(lu.execute(I2, C.read_10(0, 1)), CONFLICT)

@@ -143,18 +143,40 @@ def unregister_generation(u: Lu) -> object:
     return g1 - g0, u.keys()[0] - g1
 
 
-def move_without_reservation(u: Lu) -> object:
-    u.reg(0, A)
-    cdb, data = C.register_and_move(A, B, 2, u.n[1].initiator)
-    return triple(u.lu.execute(u.n[0], cdb, data))
-
-
 def reserved_scope(u: Lu) -> object:
+    """RESERVE, and PREEMPT of the holder (where SCOPE counts), with SCOPE 1."""
     u.reg(0, A)
     u.reg(1, B)
     reserve = u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE, scope=1)
+    u.out(1, SA.RESERVE, B, 0, T.WRITE_EXCLUSIVE)
     preempt = u.out(0, SA.PREEMPT, A, B, T.WRITE_EXCLUSIVE, scope=1)
-    return triple(reserve), triple(preempt)
+    return triple(reserve), triple(preempt), u.reservation()
+
+
+def preempt_removing_registrations(u: Lu) -> object:
+    """A holds WE and preempts registrants that do not hold it: with TYPE 0, then SCOPE 1."""
+    u.reg(0, A)
+    u.reg(1, B)
+    u.reg(2, K3)
+    u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE)
+    bad_type = u.out(0, SA.PREEMPT, A, K3, 0)
+    bad_scope = u.out(0, SA.PREEMPT_AND_ABORT, A, B, T.WRITE_EXCLUSIVE, scope=1)
+    return triple(bad_type), triple(bad_scope), u.keys()[1], u.reservation()
+
+
+def move_by_a_registered_non_holder(u: Lu) -> object:
+    """Nexus 2 holds WE-RO, then WE-AR; registered nexus 0 moves with SARK 0, then to itself."""
+    u.reg(0, A)
+    u.reg(2, K3)
+    answers = []
+    for type_ in (T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS):
+        u.out(2, SA.RESERVE, K3, 0, type_)
+        answers += [move(u, 0, A, 1, 0), move(u, 0, A, 0, B)]
+        u.out(2, SA.RELEASE, K3, 0, type_)
+        u.drain(0)
+    cdb, data = C.register_and_move(A, B, 2, u.n[1].initiator)
+    answers.append(triple(u.lu.execute(u.n[0], cdb, data)))  # no reservation to move
+    return answers
 
 
 def allocation_lengths(u: Lu) -> object:
@@ -312,13 +334,13 @@ def held_by_another(u: Lu) -> list[object]:
         triple(u.out(2, SA.PREEMPT, 0, B, 0x2)),  # unregistered: conflict either way
         triple(u.out(0, SA.RESERVE, A, 0, 0x2)),  # registered non-holder RESERVE: LIO conflicts
         triple(u.out(0, SA.PREEMPT, A, B, 0x2)),  # its PREEMPT is looked at: 24h either way
-        move(u, 0, A, 2, 0),  # its REGISTER AND MOVE, SARK 0: 26h, LIO conflicts
+        move(u, 0, A, 2, 0),  # its REGISTER AND MOVE, SARK 0: a non-holder's, conflicts
     ]
     u.out(1, SA.RELEASE, B, 0, T.WRITE_EXCLUSIVE)
     u.out(1, SA.RESERVE, B, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
     answers.append(triple(u.out(0, SA.RESERVE, A, 0, 0x2)))  # a registrant under RO: looked at
     answers.append(triple(u.out(2, SA.RESERVE, 0, 0, 0x2)))  # unregistered under RO: conflict
-    answers.append(move(u, 0, A, 2, 0))  # a registrant's move under RO: 26h either way
+    answers.append(move(u, 0, A, 2, 0))  # a registrant's move under RO: LIO 26h, SPC conflict
     u.out(1, SA.RELEASE, B, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
     u.out(1, SA.RESERVE, B, 0, T.WRITE_EXCLUSIVE)
     answers.append(move(u, 1, B, 2, K3))  # the holder moves WE: GOOD either way
@@ -394,8 +416,8 @@ CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
         reserved_type_without_key,
         [CONFLICT] * 3
         + [INVALID_FIELD_IN_CDB]
-        + [CONFLICT, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_PARAMETER_LIST]
-        + [INVALID_FIELD_IN_CDB, CONFLICT, INVALID_FIELD_IN_PARAMETER_LIST, GOOD, (K3, WE)],
+        + [CONFLICT, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, CONFLICT]
+        + [INVALID_FIELD_IN_CDB, CONFLICT, CONFLICT, GOOD, (K3, WE)],
         [INVALID_FIELD_IN_CDB] * 4
         + [CONFLICT, CONFLICT, INVALID_FIELD_IN_CDB, CONFLICT]
         + [INVALID_FIELD_IN_CDB, CONFLICT, INVALID_FIELD_IN_PARAMETER_LIST, GOOD, (K3, WE)],
@@ -412,11 +434,20 @@ CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
         [NOT_READY] * 4 + [CONFLICT] * 2,
     ),
     P.UNREGISTER_GENERATION: (unregister_generation, (2, 1), (1, 0)),
-    P.MOVE_WITHOUT_RESERVATION: (move_without_reservation, CONFLICT, INVALID_FIELD_IN_CDB),
+    P.MOVE_LIST_BEFORE_HOLDER: (
+        move_by_a_registered_non_holder,
+        [CONFLICT] * 4 + [INVALID_FIELD_IN_CDB],
+        [INVALID_FIELD_IN_PARAMETER_LIST] * 4 + [INVALID_FIELD_IN_CDB],
+    ),
     P.SCOPE_IN_PARAMETER_LIST: (
         reserved_scope,
-        (INVALID_FIELD_IN_CDB,) * 2,
-        (INVALID_FIELD_IN_PARAMETER_LIST,) * 2,
+        (INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, (B, WE)),
+        (INVALID_FIELD_IN_PARAMETER_LIST, INVALID_FIELD_IN_PARAMETER_LIST, (B, WE)),
+    ),
+    P.PREEMPT_CHECKS_TYPE_AND_SCOPE: (
+        preempt_removing_registrations,
+        (GOOD, GOOD, [A], (A, WE)),
+        (INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_PARAMETER_LIST, [A, B, K3], (A, WE)),
     ),
     P.ALLOCATION_LENGTH_MINIMUM: (
         allocation_lengths,
@@ -457,7 +488,7 @@ CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
     ),
     P.READ_CAPACITY_16_CONFLICT: (
         verify_and_mode_sense,
-        answers("GG GG GG GG CC CC  GG GG CC CC CC CC"),
+        answers("GG GG GG GG CC GG  GG GG CC CC CC GG"),
         answers("GG GG GG CG CG CG  CC CC GC CC CC CC"),
     ),
     P.CRH_HOLDER_ONLY: (
