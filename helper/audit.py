@@ -24,6 +24,7 @@ control sequence. ``parse_audit_line`` reads a line back into exactly the fields
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import re
@@ -208,4 +209,7 @@ def error_report(message: str, verbose: int) -> None:
     """Connection errors go to stderr only when verbose, as in qemu-pr-helper."""
     if verbose:
         name = os.path.basename(sys.argv[0] or "scsi-pr-helper")
-        print(f"{name}: {message}", file=sys.stderr)
+        # as qemu-pr-helper's: a stderr nobody reads (libvirt closes its end) is no reason to
+        # stop serving
+        with contextlib.suppress(OSError, ValueError):
+            print(f"{name}: {message}", file=sys.stderr)

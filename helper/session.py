@@ -154,7 +154,7 @@ class ClientHandler:
             while not self.stopping:
                 event = conn.next_event()
                 if event is NEED_DATA:
-                    data, fds = self._recv(sock, conn.bytes_needed, deadline)
+                    data, fds = self._recv(sock, conn.bytes_needed, deadline, conn.accepts_fds)
                     conn.receive_data(data, fds)
                     if refused := conn.release_fds():
                         close_fds(refused)
@@ -206,15 +206,17 @@ class ClientHandler:
     def _idle(self, what: str) -> IdleTimeout:
         return IdleTimeout(f"idle timeout ({self.idle_timeout:g} s){what}")
 
-    def _recv(self, sock: socket.socket, n: int, deadline: float | None) -> tuple[bytes, list[int]]:
-        """Up to ``n`` bytes and the fds sent with them (``b""`` = EOF). Never more than the
-        codec asks for: fds ride on the first byte of a ``sendmsg``, so a read must not
-        straddle frame parts (``scsi_pr.helper.unix_io``)."""
-        if deadline is None:  # no idle timeout: the blocking socket waits as long as it takes
-            return recv_with_fds(sock, n)
-        self._wait_budget(sock, deadline, "")
+    def _recv(
+        self, sock: socket.socket, n: int, deadline: float | None, with_fds: bool
+    ) -> tuple[bytes, list[int]]:
+        """Up to ``n`` bytes and, ``with_fds``, the fds sent with them (``b""`` = EOF); without,
+        the kernel drops any fds sent (``Connection.accepts_fds``). Never more than the codec
+        asks for: fds ride on the first byte of a ``sendmsg``, so a read must not straddle
+        frame parts (``scsi_pr.helper.unix_io``)."""
+        if deadline is not None:  # else the blocking socket waits as long as it takes
+            self._wait_budget(sock, deadline, "")
         try:
-            return recv_with_fds(sock, n)
+            return recv_with_fds(sock, n) if with_fds else (sock.recv(n), [])
         except TimeoutError:
             raise self._idle("") from None
 

@@ -13,6 +13,7 @@ the ioctl fails with ENOTTY, which the status table maps to CHECK CONDITION 0B/0
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 import time
@@ -65,6 +66,8 @@ class SimExecutor(Executor):
 
     @staticmethod
     def lu_key(fd: int) -> tuple[LuKey, int]:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_PATH:  # no I/O through it: SG_IO fails so
+            raise NotASimulatedLU(f"fd {fd} is an O_PATH fd", errno.EBADF)
         key, st = identify(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = stat.filemode(st.st_mode)[0]

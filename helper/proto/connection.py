@@ -114,6 +114,13 @@ class Connection:
             want = 0
         return max(want - len(self._buf), 0) if want else 0
 
+    @property
+    def accepts_fds(self) -> bool:
+        """Whether the part being read may carry fds: only a request's CDB bytes (qemu-pr-helper
+        passes a control buffer only for those). The edge reads every other part without one,
+        so the kernel drops fds sent with it (a client cannot make the helper hold them)."""
+        return self.role is Role.HELPER and self.state is State.IDLE
+
     def next_event(self) -> Event | _NeedData | _Paused:
         """Parse the next event from the buffer, or return ``NEED_DATA`` / ``PAUSED``."""
         if self._error is not None:

@@ -14,6 +14,7 @@ from scsi_pr.helper.audit import (
     EVENTS,
     Audit,
     AuditFormatError,
+    error_report,
     format_audit_line,
     parse_audit_line,
     quote_value,
@@ -131,3 +132,18 @@ def test_parser_refuses_what_audit_never_writes(line: str) -> None:
 def test_keys_outside_the_grammar_are_a_programming_error() -> None:
     with pytest.raises(ValueError, match="audit key"):
         Audit(io.StringIO(), frozenset({"prh_error"}))("prh_error", **{"bad key": 1})
+
+
+class _NobodyReads(io.StringIO):
+    def write(self, s: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_an_error_report_to_a_stderr_nobody_reads_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libvirt closes its end of the helper's stderr once the socket is up: the accept loop's
+    report of EMFILE must not take the daemon down (it stopped with BrokenPipeError)."""
+    monkeypatch.setattr("sys.stderr", _NobodyReads())
+    error_report("accept failed: Too many open files", 1)
+    error_report("not verbose: not even tried", 0)

@@ -152,6 +152,36 @@ def test_fds_of_broken_connections_are_closed(helper: Helper, device: int, case:
         assert c.execute(device, READ_KEYS).status == GOOD
 
 
+def _until_read(s: socket.socket) -> None:
+    """Until the peer has read everything sent on ``s`` (SIOCOUTQ: bytes it has not taken)."""
+    deadline = time.monotonic() + DEADLINE
+    while int.from_bytes(fcntl.ioctl(s, SIOCOUTQ, bytes(4)), "little"):
+        assert time.monotonic() < deadline, "the helper stopped reading"
+        time.sleep(0.01)
+
+
+SIOCOUTQ = 0x5411  # <linux/sockios.h>, the same number as TIOCOUTQ
+
+
+def test_fds_sent_outside_a_cdb_are_never_held(helper: Helper, device: int) -> None:
+    """Fds ride only with a CDB: sent with the features word or a PR OUT parameter list the
+    kernel drops them (those parts are read without a control buffer, as qemu-pr-helper
+    reads them), so a client cannot make the helper hold fds for as long as it likes."""
+    baseline = baseline_fds(helper, device)
+    with connect(helper) as s:
+        assert s.recv(4) == FEATURES
+        send_with_fds(s, FEATURES, [device] * 8)
+        send_with_fds(s, CDB_REGISTER, [device])
+        params = pr_out_parameters(0, 1)
+        for i in range(len(params) - 1):  # every byte but the last, 8 fds with each
+            send_with_fds(s, params[i : i + 1], [device] * 8)
+        _until_read(s)
+        assert helper.fds() <= baseline + 2, "held: its socket and the request's fd only"
+        s.sendall(params[-1:])
+        assert s.recv(4) == bytes(4)  # GOOD
+    assert helper.settle_fds(baseline) == baseline
+
+
 # -- item 4: client-controlled text cannot forge audit lines -----------------------------------
 FORGED = b'x\n2026-11-25T14:35:45 prh_command pid=1 uid=0 device=/dev/sdb command="PR OUT CLEAR'
 HOSTILE_NAMES = [

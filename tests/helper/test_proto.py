@@ -165,6 +165,27 @@ def test_fd_sent_with_handshake_or_data_is_dropped_not_used() -> None:
     assert conn.release_fds() == [FD + 1]
 
 
+def test_only_cdb_bytes_are_read_with_a_control_buffer() -> None:
+    """The edge reads fds only where the codec takes them; elsewhere it reads without a
+    control buffer and the kernel drops them, as for qemu-pr-helper."""
+    conn = Connection(Role.HELPER)
+    assert not conn.accepts_fds  # its features word to send
+    conn.send(Features(0))
+    assert not conn.accepts_fds  # the client's features word
+    conn.receive_data(b"\0\0\0\0")
+    assert isinstance(conn.next_event(), Features) and conn.accepts_fds  # a CDB, fds with it
+    conn.receive_data(REGISTER[:5], [FD])
+    assert conn.next_event() is NEED_DATA and conn.accepts_fds  # the rest of the CDB
+    conn.receive_data(REGISTER[5:])
+    assert conn.next_event() is NEED_DATA and not conn.accepts_fds  # the parameter list
+    conn.receive_data(PARAMS)
+    assert conn.next_event() == Request(REGISTER, PARAMS, FD) and not conn.accepts_fds  # answer
+    conn.send(Response(0, bytes(96), b""))
+    assert conn.accepts_fds
+    client = Connection(Role.CLIENT)
+    assert not client.accepts_fds  # the helper never sends fds
+
+
 @pytest.mark.parametrize("word", [1, 0x80000000, 0xFFFFFFFF])
 def test_handshake_with_unsupported_features_closes(word: int) -> None:
     conn = Connection(Role.HELPER)
