@@ -51,7 +51,13 @@ from scsi_pr.target.proto.scsi_pdus import (
     TaskManagementFunctionResponse,
 )
 from scsi_pr.target.proto.sequencing import CommandWindow, StatusSequence, TagPool
-from scsi_pr.target.proto.text import NOT_UNDERSTOOD, REJECT, Pairs
+from scsi_pr.target.proto.text import (
+    NOT_UNDERSTOOD,
+    REJECT,
+    Pairs,
+    ValueFormatError,
+    parse_number,
+)
 from scsi_pr.target.proto.transfer import DataOutError, UnknownTransfer, WriteCollector
 
 CHECK_CONDITION = 0x02
@@ -67,6 +73,9 @@ LUN_WIDE = {
     TaskManagementFunction.LOGICAL_UNIT_RESET,
 }
 UNTAKEN = {SnackRequest: RejectReason.SNACK_REJECT}
+#: the one key an initiator may declare again in full feature phase (the others stay as
+#: negotiated at login)
+MRDSL = KEYS["MaxRecvDataSegmentLength"]
 TARGET_WIDE = {TaskManagementFunction.TARGET_WARM_RESET, TaskManagementFunction.TARGET_COLD_RESET}
 
 
@@ -408,6 +417,13 @@ class FullFeatureSession:
                     session_target=self.params.target_name,
                     discovery=self.params.discovery,
                 )
+            elif key == MRDSL.key:  # 13.12: declarative, "Use: ALL": it may change now
+                try:
+                    declared = parse_number(value, MRDSL.low, MRDSL.high)
+                except ValueFormatError:
+                    out.append((key, REJECT))
+                    continue
+                self.params = replace(self.params, max_recv_data_segment_length=declared)
             else:  # no renegotiation in full feature phase: the old values stay
                 out.append((key, REJECT if key in KEYS else NOT_UNDERSTOOD))
         return out

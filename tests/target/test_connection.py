@@ -137,6 +137,23 @@ def test_login_then_read_with_digests() -> None:
     assert (pdu.stat_sn, pdu.exp_cmd_sn, pdu.max_cmd_sn) == (1, 101, 108)
 
 
+def test_max_recv_data_segment_length_declared_again_in_full_feature_phase() -> None:
+    """13.12: the key is declarative and usable in every phase: later Data-In segments follow
+    the new value; a value out of range is answered Reject and changes nothing."""
+    ini = Initiator()
+    ini.login()
+    for itt, value, answer in ((2, "100", [("MaxRecvDataSegmentLength", "Reject")]),
+                               (3, "512", [])):  # fmt: skip
+        text = f"MaxRecvDataSegmentLength={value}\0".encode()
+        (response,) = ini.send(TextRequest(initiator_task_tag=itt, cmd_sn=ini.cmd_sn, data=text))
+        ini.cmd_sn += 1
+        assert isinstance(response, TextResponse) and list(parse_text(response.data)) == answer
+    ini.command(4, READ_10, 4096, read=True)
+    ini.conn.complete_command(4, 0, data=bytes(4096))
+    pdus = ini.pull()
+    assert [len(p.data) for p in pdus] == [512] * 8 and pdus[-1].status_present
+
+
 def test_write_solicited_with_r2t() -> None:
     ini = Initiator(InitialR2T="Yes", MaxBurstLength="4096", FirstBurstLength="4096")
     ini.login()
