@@ -266,6 +266,13 @@ class ConnectionHandler:
             flight.abort()
         return hit
 
+    def abort_collecting(self, lun: int | None) -> bool:
+        """Abort this connection's writes still collecting data on ``lun`` (None: every LUN)
+        for another session's function; whether there were any."""
+        aborted = self.conn.abort_collecting(lun)
+        self.pump()
+        return bool(aborted)
+
     # -- task management --------------------------------------------------------------------
     def _task_management(self, event: TaskManagementReceived) -> None:
         self.spawn(self._apply(event))

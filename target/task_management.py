@@ -42,8 +42,15 @@ async def _settle(flights: list[Flight]) -> None:
 
 
 def _everywhere(handler: ConnectionHandler, lun: int | None) -> list[Flight]:
-    """Abort the tasks on ``lun`` (None: all LUNs) of every session of the target."""
-    return [f for other in list(handler.server.handlers) for f in other.abort_flights(lun)]
+    """Abort the tasks on ``lun`` (None: all LUNs) of every session of the target: the
+    commands handed to the LU, and the other sessions' writes still collecting data (the
+    issuing session's own the codec ended already)."""
+    flights = []
+    for other in list(handler.server.handlers):
+        flights += other.abort_flights(lun)
+        if other is not handler:
+            other.abort_collecting(lun)
+    return flights
 
 
 def _lun_exists(handler: ConnectionHandler, lun: int | None) -> bool:
@@ -79,7 +86,8 @@ async def _clear_task_set(handler: ConnectionHandler, event: TaskManagementRecei
     for other in list(handler.server.handlers):
         hit = other.abort_flights(event.lun)
         cleared += hit
-        if hit and other is not handler and other.nexus is not None:
+        collecting = other is not handler and other.abort_collecting(event.lun)
+        if other is not handler and (collecting or hit) and other.nexus is not None:
             others.append(other.nexus)
     await _settle(cleared)
     await handler.server.run_on_one_lu(handler.server.lus.commands_cleared, event.lun, others)

@@ -147,6 +147,13 @@ class TargetConnection:
         if self.session is not None and not self.should_close:
             self.session.abort_command(itt)
 
+    def abort_collecting(self, lun: int | None) -> list[int]:
+        """Another session's LUN- or target-wide function: end this session's writes still
+        collecting data on ``lun`` (None: every LUN), without replies. Their ITTs."""
+        if self.session is not None and not self.should_close:
+            return self.session.abort_collecting(lun)
+        return []
+
     def complete_task_management(self, itt: int, response: TaskManagementResponseCode) -> None:
         """The reply to a ``TaskManagementReceived``."""
         if self.session is not None and not self.should_close:

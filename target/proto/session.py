@@ -364,21 +364,18 @@ class FullFeatureSession:
                 ),
             )
             return
-        aborted = []
-        for itt, task in list(self._tasks.items()):
-            collecting = isinstance(task.request, ScsiCommand) and task.collector is not None
-            if collecting and (
+
+        def hit(itt: int, command: ScsiCommand) -> bool:
+            return (
                 function in TARGET_WIDE
-                or (function in LUN_WIDE and task.request.lun == request.lun)
+                or (function in LUN_WIDE and command.lun == request.lun)
                 or (
                     function == TaskManagementFunction.ABORT_TASK
                     and itt == request.referenced_task_tag
                 )
-            ):
-                del self._tasks[itt]
-                self._release(task)
-                self._finish(task.request)  # no response for an aborted task
-                aborted.append(itt)
+            )
+
+        aborted = self._abort_collecting(hit)
         self._tasks[request.initiator_task_tag] = _Task(request)
         self._emit(
             TaskManagementReceived(
@@ -389,6 +386,28 @@ class FullFeatureSession:
                 aborted=tuple(aborted),
             )
         )
+
+    def _abort_collecting(self, hit: Callable[[int, ScsiCommand], bool]) -> list[int]:
+        """End the writes still collecting data that ``hit`` names: no response for an aborted
+        task, their CmdSN slots open. Their ITTs."""
+        aborted = []
+        for itt, task in list(self._tasks.items()):
+            command = task.request
+            collecting = isinstance(command, ScsiCommand) and task.collector is not None
+            if collecting and hit(itt, command):
+                del self._tasks[itt]
+                self._release(task)
+                self._finish(command)
+                aborted.append(itt)
+        return aborted
+
+    def abort_collecting(self, lun: int | None) -> list[int]:
+        """Another session's CLEAR TASK SET, LOGICAL UNIT RESET or TARGET WARM RESET: end this
+        session's writes still collecting data on ``lun`` (None: every LUN), as the issuing
+        session's own are (SAM-5 7.5, 7.6, 7.9: every I_T nexus's tasks). Their ITTs."""
+        aborted = self._abort_collecting(lambda _, c: lun is None or decode_lun(c.lun) == lun)
+        self._run_ready()
+        return aborted
 
     def complete_task_management(self, itt: int, response: TaskManagementResponseCode) -> None:
         task = self._tasks.get(itt)

@@ -30,7 +30,14 @@ from scsi_pr.sim.constants import PersistentReserveOutAction as Out
 from scsi_pr.sim.constants import ProtocolIdentifier, ReservationType
 from scsi_pr.sim.pr_in_data import parse_read_full_status, parse_read_keys
 from scsi_pr.target.lus import ServedLUs
-from scsi_pr.target.proto import LoginStatus, ScsiCommand, TaskManagementFunction
+from scsi_pr.target.proto import (
+    LoginStatus,
+    ReadyToTransfer,
+    Reject,
+    ScsiCommand,
+    ScsiDataOut,
+    TaskManagementFunction,
+)
 from scsi_pr.target.server import MAX_LOGINS_PENDING
 
 HOST_A, HOST_B = "iqn.2024-01.test:host-a", "iqn.2024-01.test:host-b"
@@ -188,6 +195,37 @@ def test_lun_reset_reaches_every_nexus_of_that_lun(target: LiveTarget) -> None:
     assert until_good(b) == [LUN_RESET_UA] and until_good(a) == [LUN_RESET_UA]
     assert until_good(b, lun=1) == []  # another LU
     assert a.task_management(TaskManagementFunction.ABORT_TASK, referenced=999) == 1
+
+
+@pytest.mark.parametrize(
+    ("function", "told"),
+    [(TaskManagementFunction.CLEAR_TASK_SET, (UNIT_ATTENTION, 0x2F, 0x00)),
+     (TaskManagementFunction.LOGICAL_UNIT_RESET, LUN_RESET_UA)],
+    ids=["clear-task-set", "lun-reset"],
+)  # fmt: skip
+def test_another_sessions_write_awaiting_its_data_is_cleared(
+    target: LiveTarget, function: int, told: tuple[int, int, int]
+) -> None:
+    """SAM-5: CLEAR TASK SET and LOGICAL UNIT RESET end every I_T nexus's tasks on the LU,
+    a write still waiting for its data included: its data, sent after, write nothing."""
+    a = connect(target.address, HOST_A, TARGET)
+    b = connect(target.address, HOST_B, TARGET)
+    until_good(a), until_good(b)
+    itt = b.next_itt()
+    write = cdb.write_10(100, 1).ljust(16, b"\0")
+    b.send(ScsiCommand(final=True, write=True, initiator_task_tag=itt, cdb=write,
+                       expected_data_transfer_length=512, cmd_sn=b.cmd_sn,
+                       exp_stat_sn=b.exp_stat_sn))  # fmt: skip
+    b.cmd_sn += 1
+    r2t = b.receive()
+    assert isinstance(r2t, ReadyToTransfer)
+    assert a.task_management(function) == 0  # FUNCTION COMPLETE
+    b.send(ScsiDataOut(final=True, initiator_task_tag=itt, exp_stat_sn=b.exp_stat_sn,
+                       target_transfer_tag=r2t.target_transfer_tag, data=b"Z" * 512))  # fmt: skip
+    assert isinstance(b.receive(), Reject)  # no such transfer any more
+    assert until_good(b) == [told]
+    until_good(a)  # its own LUN reset's unit attention
+    assert a.command(cdb.read_10(100, 1), read=512).data == bytes(512)
 
 
 def test_reinstatement_ends_the_old_session(target: LiveTarget) -> None:
