@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import platform
 from pathlib import Path
 from typing import ClassVar
 
@@ -49,7 +50,7 @@ class HelperLioIoctlBackend(HelperLioBackend):
 
     name = "helper-lio-ioctl"
     executor = "ioctl"
-    path_limits = limits.of_backend("ioctl")
+    path_limits = limits.of_backend("ioctl", platform.release())
 
     def __init__(self, initiators: int = 2) -> None:
         super().__init__(initiators)

@@ -22,6 +22,7 @@ from scsi_pr.helper.executors.status import (
     NOT_READY,
     SenseCode,
 )
+from scsi_pr.sim.profiles import kernel_series
 
 CONF = "tests/conformance/"
 
@@ -41,6 +42,9 @@ class PathLimit:
     #: where the helper answers CHECK CONDITION itself: the sense it builds
     sense: SenseCode | None
     tests: tuple[str, ...]
+    #: the first kernel series (major, minor) the limit applies on, where that depends on the
+    #: kernel (None: every kernel)
+    since: tuple[int, int] | None = None
 
     @property
     def refusal(self) -> SenseCode:
@@ -110,6 +114,21 @@ IOCTL_FIELDS_CHECKED_FIRST = PathLimit(
         "test_conf_pr_out.py::test_reserved_type_from_a_nexus_without_the_key",
         "test_conf_pr_out.py::test_preempt_removing_registrations_ignores_type_and_scope",
     ),
+)
+IOCTL_ILLEGAL_REQUEST_AS_EINVAL = PathLimit(
+    "ioctl-illegal-request-as-einval",
+    "ioctl",
+    "An ILLEGAL REQUEST with INVALID FIELD IN CDB or IN PARAMETER LIST: sd turns both into "
+    "EINVAL (6.12 measured; 6.1 returns the status, ioctl-sense-lost)",
+    "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05/24/00), the helper's answer to "
+    "EINVAL, whichever of the two the device gave",
+    INVALID_FIELD,
+    _tests(
+        "test_conf_machine.py::test_pr_machine",
+        "test_conf_pr_out.py::test_preempt_zero_key_without_all_registrants",
+    ),
+    # sd's PR error conversion came between the two kernels measured (6.1 lacks it)
+    since=(6, 12),
 )
 IOCTL_SENSE_LOST = PathLimit(
     "ioctl-sense-lost",
@@ -331,6 +350,7 @@ LIMITS: dict[str, PathLimit] = {
         IOCTL_NO_SPEC_I_PT_ALL_TG_PT,
         IOCTL_FIELDS_CHECKED_FIRST,
         IOCTL_SENSE_LOST,
+        IOCTL_ILLEGAL_REQUEST_AS_EINVAL,
         IOCTL_UNIT_ATTENTION_LOST,
         IOCTL_CAPABILITIES_OF_THE_PATH,
         IOCTL_REGISTER_ALWAYS_APTPL,
@@ -348,6 +368,13 @@ LIMITS: dict[str, PathLimit] = {
 }
 
 
-def of_backend(backend: str) -> frozenset[str]:
-    """The limits of the way ``backend`` to the device (by name)."""
-    return frozenset(name for name, limit in LIMITS.items() if limit.backend == backend)
+def of_backend(backend: str, release: str | None = None) -> frozenset[str]:
+    """The limits of the way ``backend`` to the device (by name) on the kernel ``release``
+    (``platform.release()``; None: only the limits every kernel has)."""
+    series = None if release is None else tuple(int(n) for n in kernel_series(release).split("."))
+    return frozenset(
+        name
+        for name, limit in LIMITS.items()
+        if limit.backend == backend
+        and (limit.since is None or (series is not None and series >= limit.since))
+    )

@@ -22,6 +22,7 @@ DEFAULT_EXAMPLES = 20
 @pytest.mark.path_limit(L.IOCTL_NO_READ_FULL_STATUS.name)
 @pytest.mark.path_limit(L.IOCTL_NO_REGISTER_AND_MOVE.name)
 @pytest.mark.path_limit(L.IOCTL_SENSE_LOST.name)
+@pytest.mark.path_limit(L.IOCTL_ILLEGAL_REQUEST_AS_EINVAL.name)
 @pytest.mark.path_limit(L.IOCTL_UNIT_ATTENTION_LOST.name)
 @pytest.mark.path_limit(L.MPATH_REGISTRATION_PER_PATH.name)
 def test_pr_machine(

@@ -645,6 +645,7 @@ def test_preempt_unknown_key_conflicts(nexuses: list) -> None:
 
 
 @SENSE_LOST
+@pytest.mark.path_limit(L.IOCTL_ILLEGAL_REQUEST_AS_EINVAL.name)
 @pytest.mark.parametrize("reserved", [False, True], ids=["no-reservation", "WE"])
 def test_preempt_zero_key_without_all_registrants(
     nexuses: list, reserved: bool, path_limits: frozenset[str]
@@ -655,7 +656,9 @@ def test_preempt_zero_key_without_all_registrants(
     if reserved:
         reserve(b, B, WE)
     r = prout(a, SA.PREEMPT, A, 0, WE)
-    if L.IOCTL_SENSE_LOST.name in path_limits:
+    if L.IOCTL_ILLEGAL_REQUEST_AS_EINVAL.name in path_limits:
+        expect_refused(r, L.IOCTL_ILLEGAL_REQUEST_AS_EINVAL)
+    elif L.IOCTL_SENSE_LOST.name in path_limits:
         expect_refused(r, L.IOCTL_SENSE_LOST)
     else:
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from scsi_pr.helper.executors import block_pr, ioctl
+from scsi_pr.helper.executors import block_pr, ioctl, limits
 from scsi_pr.helper.executors.sg import SgIoResult
 from scsi_pr.helper.executors.status import (
     INVALID_FIELD,
@@ -254,3 +254,13 @@ def test_every_path_limit_is_in_the_helper_docs() -> None:
     text = (Path(__file__).parents[2] / "docs" / "helper.md").read_text()
     named = set(re.findall(r"^\| `((?:ioctl|mpath)-[a-z-]+)` \|", text, re.M))
     assert named == set(limits.LIMITS)
+
+
+def test_a_limit_of_some_kernels_only_applies_from_its_series() -> None:
+    einval = limits.IOCTL_ILLEGAL_REQUEST_AS_EINVAL.name
+    assert einval not in limits.of_backend("ioctl")
+    assert einval not in limits.of_backend("ioctl", "6.1.0-57-amd64")
+    assert einval in limits.of_backend("ioctl", "6.12.118+deb12-amd64")
+    assert einval in limits.of_backend("ioctl", "7.0.1")
+    assert limits.IOCTL_SENSE_LOST.name in limits.of_backend("ioctl", "6.12.118+deb12-amd64")
+    assert einval not in limits.of_backend("multipath", "6.12.118+deb12-amd64")

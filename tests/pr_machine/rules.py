@@ -71,6 +71,12 @@ def _triple(code: SenseCode) -> tuple[int, int, int]:
     return code.key, code.asc, code.ascq
 
 
+#: the senses sd returns as EINVAL (``limits.IOCTL_ILLEGAL_REQUEST_AS_EINVAL``)
+_INVALID_FIELDS = {
+    (SenseKey.ILLEGAL_REQUEST, 0x24, 0x00),
+    (SenseKey.ILLEGAL_REQUEST, 0x26, 0x00),
+}
+
 #: SPC-5 plus LIO's tagged answers: ``PRMachine._apply`` drops the tags the target does not list
 ORACLE = OracleWithDeviations
 
@@ -223,6 +229,16 @@ class PRMachine(RuleBasedStateMachine):
         full = seen.full_status is None or want.full_status == seen.full_status
         return same_gen and full and (want.keys, want.reservation) == (seen.keys, seen.reservation)
 
+    def _through_ioctl(self, outcome: Outcome) -> Outcome:
+        """What a PR OUT's answer becomes through the block layer's ioctls: a CHECK CONDITION
+        loses its sense, but for an invalid field on kernels whose sd says EINVAL."""
+        if outcome.status != Status.CHECK_CONDITION:
+            return outcome
+        einval = L.IOCTL_ILLEGAL_REQUEST_AS_EINVAL
+        if einval.name in self.t.path_limits and outcome.sense in _INVALID_FIELDS:
+            return Outcome(Status.CHECK_CONDITION, _triple(einval.refusal))
+        return Outcome(Status.CHECK_CONDITION, _triple(L.IOCTL_SENSE_LOST.refusal))
+
     def _apply(self, i: int, what: str, cdb: bytes, data: bytes, branches: list[Branch]) -> None:
         """Send one PR OUT command and pick the branch the device took."""
         result = self._execute(i, cdb, data)
@@ -239,11 +255,7 @@ class PRMachine(RuleBasedStateMachine):
             return
         allowed = [b for b in branches if b.deviation is None or b.deviation in self.t.deviations]
         if L.IOCTL_SENSE_LOST.name in self.t.path_limits:
-            senseless = Outcome(Status.CHECK_CONDITION, _triple(L.IOCTL_SENSE_LOST.refusal))
-            allowed = [
-                replace(b, outcome=senseless) if b.outcome.status == Status.CHECK_CONDITION else b
-                for b in allowed
-            ]
+            allowed = [replace(b, outcome=self._through_ioctl(b.outcome)) for b in allowed]
         fitting = [b for b in allowed if b.outcome == outcome]
         assert fitting, (
             f"initiator {i}: {what} returned {outcome}; SPC-5 expects "
