@@ -266,8 +266,9 @@ class LogicalUnit:
         rule.apply(command)
         if rule.bumps_generation and command.bumps_generation:
             self.pr.bump_generation()
-        if self.reservation_lost and action == _REPLACE_LOST_RESERVATION:
-            self.reservation_lost = False
+        # a lost reservation lets only REPLACE LOST RESERVATION through (``PR_LOST_ALLOWED``):
+        # done, it ends the condition
+        self.reservation_lost = False
         self.last_aborted = command.aborted
         self._save_aptpl(aptpl_was)
 

@@ -352,20 +352,19 @@ class PrOut:
         removing = sa_key != 0 and sa_key != holder_key
         if removing and not self.profile.choose(PREEMPT_CHECKS_TYPE_AND_SCOPE, False, True):
             self.check_key()
-            type_ = None
         else:
-            type_ = self.check_key_and_type()
+            self.check_key_and_type()  # the branches below read the fields it checked
         if res is not None and res.type.all_registrants and sa_key == 0:
             # all-registrants and SARK 0: the others' registrations go, the issuer reserves anew
             removed = self.others()
-            assert type_ is not None
-            self.establish(type_)
+            self.establish(self.reservation_type())
         elif sa_key == 0:
             raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
         elif not removing:
             # preempting the holder moves the reservation to the issuer (LIO: also the holder
             # it files for an all-registrants type, see ``establish``)
-            assert res is not None and type_ is not None
+            assert res is not None
+            type_ = self.reservation_type()
             removed = [
                 n for n, r in pr.registrations.items() if r.key == sa_key and n != self.nexus
             ]

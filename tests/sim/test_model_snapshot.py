@@ -153,6 +153,7 @@ def test_snapshot_names_its_fields() -> None:
     snap = lu.snapshot()
     assert snap["pr"] == lu.pr.to_dict() and snap["ua"] == lu.ua.to_dict()
     assert (snap["spc2_holder"], snap["powered"], snap["reservation_lost"]) == (None, False, False)
+    assert LogicalUnit().snapshot()["reservation_lost"] is False  # before any PR OUT too
     lu = LogicalUnit()
     assert lu.execute(I3, C.reserve_6()).status == Status.GOOD
     lu.lose_reservations()
