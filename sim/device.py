@@ -81,14 +81,14 @@ SPC2_ALLOWED = frozenset(
 )
 
 
-#: Commands an LU with a recoverable lost persistent reservation still runs (SPC-5 5.14.5):
-#: those allowed while nonvolatile memory is not ready (the model has INQUIRY, REPORT LUNS,
-#: REQUEST SENSE and START STOP UNIT that starts), and REPLACE LOST RESERVATION; opcode ->
-#: whether this CDB of it runs.
 def _never(cdb: bytes) -> bool:
     return False
 
 
+#: Commands an LU with a recoverable lost persistent reservation still runs (SPC-5 5.14.5):
+#: those allowed while nonvolatile memory is not ready (the model has INQUIRY, REPORT LUNS,
+#: REQUEST SENSE and START STOP UNIT that starts), and REPLACE LOST RESERVATION; opcode ->
+#: whether this CDB of it runs.
 PR_LOST_ALLOWED: dict[int, Callable[[bytes], bool]] = {
     Opcode.INQUIRY: lambda cdb: True,
     Opcode.REPORT_LUNS: lambda cdb: True,
