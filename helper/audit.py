@@ -28,12 +28,13 @@ import contextlib
 import fnmatch
 import os
 import re
+import select
 import sys
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Reply
@@ -42,6 +43,8 @@ from scsi_pr.sim.result import SenseData
 # Trace events (the audit log). ``-T`` patterns select among them, as QEMU's -T does.
 EVENTS = ("prh_command", "prh_refused", "prh_connect", "prh_disconnect", "prh_error")
 DEFAULT_EVENTS = frozenset({"prh_command", "prh_refused", "prh_error"})
+#: written before the next line once lines had to be dropped (whatever ``-T`` selects)
+DROPPED_EVENT = "prh_dropped"
 
 STATUS_NAMES = {
     0x00: "GOOD",
@@ -58,8 +61,12 @@ class Audit:
 
     stream: TextIO | None = sys.stderr
     enabled: frozenset[str] = DEFAULT_EVENTS
+    #: lines not written since the last one that was: the stream's reader had stopped reading
+    dropped: int = 0
     #: connections write from threads of their own: one line at a time
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: (the stream, a poll object registered for its descriptor)
+    _polled: tuple[TextIO, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_patterns(cls, patterns: Iterable[str], stream: TextIO | None = sys.stderr) -> Audit:
@@ -83,11 +90,31 @@ class Audit:
             return
         line = format_audit_line(event, fields)
         with self._lock:
+            if not self._takes_a_line(stream):
+                self.dropped += 1
+                return
             try:
+                if self.dropped:
+                    stream.write(format_audit_line(DROPPED_EVENT, {"lines": self.dropped}))
+                    self.dropped = 0
                 stream.write(line)
                 stream.flush()
             except (OSError, ValueError):
                 pass  # a closed log must never take the helper down
+
+    def _takes_a_line(self, stream: TextIO) -> bool:
+        """Whether a line written to ``stream`` now cannot block. Every connection writes here
+        under one lock, so a full pipe nobody reads (stderr left open, unread) would stop them
+        all: a pipe or socket is polled, the line dropped (and counted) when it has no room."""
+        if self._polled is None or self._polled[0] is not stream:
+            try:
+                fd = stream.fileno()
+            except (OSError, ValueError):  # no descriptor (a StringIO): it always takes one
+                return True
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            self._polled = (stream, poller)
+        return bool(self._polled[1].poll(0))
 
 
 class AuditFormatError(HelperError):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import re
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -147,3 +150,44 @@ def test_an_error_report_to_a_stderr_nobody_reads_is_dropped(
     monkeypatch.setattr("sys.stderr", _NobodyReads())
     error_report("accept failed: Too many open files", 1)
     error_report("not verbose: not even tried", 0)
+
+
+def test_a_pipe_nobody_reads_drops_lines_instead_of_stopping_the_helper() -> None:
+    """Every connection writes its audit lines under one lock: a full stderr pipe that stays
+    open and unread must not block them (it stopped every connection after ~400 commands).
+    Lines that find no room are counted, and reported once the reader catches up."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    stream = os.fdopen(write_end, "w", buffering=1)
+    audit = Audit(stream)
+    try:
+        done, sent = threading.Event(), [0]
+
+        def flood() -> None:
+            for i in range(5000):
+                audit("prh_error", pid=i, device="/dev/sdz", error="x" * 100)
+                sent[0] = i
+            done.set()
+
+        threading.Thread(target=flood, daemon=True).start()
+        last = -1
+        while not done.wait(10):  # a hang is ten seconds without one more line
+            assert sent[0] != last, f"the audit blocked on a pipe nobody reads ({sent[0]} lines)"
+            last = sent[0]
+        dropped = audit.dropped
+        assert dropped > 0
+        while True:  # the reader catches up
+            try:
+                if not os.read(read_end, 1 << 16):
+                    break
+            except BlockingIOError:
+                break
+        audit("prh_error", pid=1, device="/dev/sdz", error="after")
+        lines = os.read(read_end, 1 << 16).decode().splitlines()
+        first = parse_audit_line(lines[0])
+        assert (first.event, first.fields) == ("prh_dropped", {"lines": str(dropped)})
+        assert parse_audit_line(lines[1]).fields["error"] == "after" and audit.dropped == 0
+    finally:
+        os.close(read_end)  # first: a write still blocked on the pipe fails instead
+        with contextlib.suppress(OSError):
+            stream.close()
