@@ -49,6 +49,8 @@ NO_LU_PERIPHERAL = 0x7F
 TRANSFER_LENGTH = {Opcode.WRITE_6: (4, 5), Opcode.WRITE_10: (7, 9), Opcode.WRITE_16: (10, 14)}
 #: ... and READ(6/10/16), whose data-in the target caps (``ServedLUs.max_read``)
 READ_TRANSFER_LENGTH = {Opcode.READ_6: (4, 5), Opcode.READ_10: (7, 9), Opcode.READ_16: (10, 14)}
+#: the 6-byte forms, whose TRANSFER LENGTH 0 means 256 blocks (SBC-4)
+SIX_BYTE_FORMS = frozenset({Opcode.READ_6, Opcode.WRITE_6})
 #: the largest READ served unless told (as the largest write, target.server.TargetConfig)
 DEFAULT_MAX_READ = 16 << 20
 #: SAM-5: a data-out buffer that does not fit the command (less than one logical block)
@@ -81,10 +83,8 @@ class Answer:
 def data_out_length(cdb: bytes, block_size: int = LU_BLOCK_SIZE) -> int | None:
     """The data-out bytes a CDB asks for, for the commands the model takes data-out with."""
     opcode = cdb[0] if cdb else -1
-    field = TRANSFER_LENGTH.get(opcode)
-    if field is not None and len(cdb) >= field[1]:
-        blocks = int.from_bytes(cdb[field[0] : field[1]], "big")
-        return (blocks or 256 if opcode == Opcode.WRITE_6 else blocks) * block_size
+    if (blocks := _transfer_blocks(cdb, TRANSFER_LENGTH)) is not None:
+        return blocks * block_size
     if opcode == Opcode.VERIFY_10 and len(cdb) >= 9 and (cdb[1] >> 1) & 0x03 == 0b01:
         return int.from_bytes(cdb[7:9], "big") * block_size  # BYTCHK 01b: compare data-out
     if opcode == Opcode.PERSISTENT_RESERVE_OUT and len(cdb) >= 9:
@@ -94,11 +94,18 @@ def data_out_length(cdb: bytes, block_size: int = LU_BLOCK_SIZE) -> int | None:
 
 def read_length(cdb: bytes, block_size: int = LU_BLOCK_SIZE) -> int | None:
     """The data-in bytes a READ(6/10/16) asks for (None for other commands)."""
-    field = READ_TRANSFER_LENGTH.get(cdb[0] if cdb else -1)
+    blocks = _transfer_blocks(cdb, READ_TRANSFER_LENGTH)
+    return None if blocks is None else blocks * block_size
+
+
+def _transfer_blocks(cdb: bytes, fields: dict[int, tuple[int, int]]) -> int | None:
+    """The TRANSFER LENGTH of a CDB whose opcode ``fields`` locates (None: another opcode, or
+    a CDB too short to hold the field)."""
+    field = fields.get(cdb[0] if cdb else -1)
     if field is None or len(cdb) < field[1]:
         return None
     blocks = int.from_bytes(cdb[field[0] : field[1]], "big")
-    return (blocks or 256 if cdb[0] == Opcode.READ_6 else blocks) * block_size
+    return blocks or 256 if cdb[0] in SIX_BYTE_FORMS else blocks
 
 
 def fit_write(cdb: bytes, received: int, block_size: int = LU_BLOCK_SIZE) -> bytes | None:

@@ -86,8 +86,9 @@ async def _clear_task_set(handler: ConnectionHandler, event: TaskManagementRecei
     for other in list(handler.server.handlers):
         hit = other.abort_flights(event.lun)
         cleared += hit
-        collecting = other is not handler and other.abort_collecting(event.lun)
-        if other is not handler and (collecting or hit) and other.nexus is not None:
+        # the issuer's own writes still collecting data the codec ended already
+        told = other is not handler and (other.abort_collecting(event.lun) or hit)
+        if told and other.nexus is not None:
             others.append(other.nexus)
     await _settle(cleared)
     await handler.server.run_on_one_lu(handler.server.lus.commands_cleared, event.lun, others)
