@@ -445,6 +445,12 @@ def kernel_series(release: str) -> str:
     return ".".join(re.split(r"[-+]", release, maxsplit=1)[0].split(".")[:2])
 
 
+def kernel_version(release: str) -> tuple[int, ...]:
+    """``(6, 12)`` for ``6.12.107+deb12-amd64``: a kernel series to compare (ValueError for a
+    release that does not start with numbers)."""
+    return tuple(int(part) for part in kernel_series(release).split("."))
+
+
 def lio_profile_for(release: str) -> Profile | None:
     """The LIO profile for a kernel release string (``platform.release()``, e.g.
     ``6.1.0-57-amd64``); None when no profile stands for that kernel."""

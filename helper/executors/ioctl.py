@@ -44,7 +44,7 @@ from scsi_pr.helper.executors.status import (
 from scsi_pr.helper.proto import PR_HELPER_DATA_SIZE
 from scsi_pr.sim import pr_in
 from scsi_pr.sim.constants import Opcode, PersistentReserveInAction, Status
-from scsi_pr.sim.profiles import kernel_series
+from scsi_pr.sim.profiles import kernel_version
 
 IN = PersistentReserveInAction
 #: keys one READ KEYS ioctl asks for: as many as fit the helper's 8,192-byte data buffer
@@ -63,7 +63,7 @@ def capabilities_for(release: str) -> frozenset[str]:
     """What the ioctl executor needs on kernel ``release`` (``platform.release()``); an
     unparsable release is treated as old."""
     try:
-        version = tuple(int(x) for x in kernel_series(release).split("."))
+        version = kernel_version(release)
     except ValueError:
         version = (0, 0)
     return frozenset(cap for until, cap in CAPABILITY_UNTIL if version < until)

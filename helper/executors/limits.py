@@ -22,7 +22,7 @@ from scsi_pr.helper.executors.status import (
     NOT_READY,
     SenseCode,
 )
-from scsi_pr.sim.profiles import kernel_series
+from scsi_pr.sim.profiles import kernel_version
 
 CONF = "tests/conformance/"
 
@@ -371,7 +371,7 @@ LIMITS: dict[str, PathLimit] = {
 def of_backend(backend: str, release: str | None = None) -> frozenset[str]:
     """The limits of the way ``backend`` to the device (by name) on the kernel ``release``
     (``platform.release()``; None: only the limits every kernel has)."""
-    series = None if release is None else tuple(int(n) for n in kernel_series(release).split("."))
+    series = None if release is None else kernel_version(release)
     return frozenset(
         name
         for name, limit in LIMITS.items()

@@ -577,3 +577,11 @@ def test_a_short_allocation_length_is_pointed_at_where_field_pointers_are_kept()
         r = u.lu.execute(u.n[0], C.persistent_reserve_in(action, 4))
         assert triple(r) == INVALID_FIELD_IN_CDB
         assert r.sense[15:18] == bytes([0xC0, 0, 7])  # C/D=1, CDB byte 7
+
+
+def test_kernel_version_compares_series() -> None:
+    assert P.kernel_version("6.12.107+deb12-amd64") == (6, 12)
+    assert P.kernel_version("6.1.0-57-amd64") == (6, 1) < (6, 5)
+    assert P.kernel_version("7.0") == (7, 0)
+    with pytest.raises(ValueError):
+        P.kernel_version("unknown-kernel")
