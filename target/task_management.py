@@ -58,7 +58,9 @@ def _lun_exists(handler: ConnectionHandler, lun: int | None) -> bool:
 
 
 async def _abort_task(handler: ConnectionHandler, event: TaskManagementReceived) -> Outcome:
-    """RFC 7143 11.6.1: a task that is not there (any more) 'does not exist'."""
+    """RFC 7143 11.6.1 for a task the session handed out: one that is not there (any more)
+    'does not exist' (the session answers for tasks it never handed out: a lost CmdSN, a
+    command waiting behind a gap)."""
     flight = handler.flights.get(event.referenced_task_tag)
     if flight is not None:
         flight.abort()

@@ -5,13 +5,14 @@ they wrap. ``CommandWindow`` orders the initiator's commands: non-immediate comm
 a CmdSN within ExpCmdSN..MaxCmdSN (others are silently dropped, 4.2.2.1), arrive possibly out of
 order and are delivered in CmdSN order; immediate commands skip the queue. The window is the
 target's queue depth: MaxCmdSN = ExpCmdSN + depth - (commands not finished) - 1, which never
-moves backwards. ``StatusSequence`` numbers the responses of one connection; ``TagPool`` hands
-out Target Transfer Tags.
+moves backwards. A rejected command leaves a gap at its CmdSN; an ABORT TASK may close one
+(RFC 7143 11.6.1): ``reject``, ``plug``, ``withdraw``. ``StatusSequence`` numbers the
+responses of one connection; ``TagPool`` hands out Target Transfer Tags.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Generic, TypeVar
@@ -56,9 +57,24 @@ class Verdict(Enum):
     DROP = "drop"  # outside the window or a duplicate: ignored silently (4.2.2.1)
 
 
+class _Plugged:
+    """A CmdSN considered received with nothing to run (an aborted held command, or a lost
+    one an ABORT TASK named): ExpCmdSN passes it without taking a slot."""
+
+    def __repr__(self) -> str:
+        return "PLUGGED"
+
+
+PLUGGED = _Plugged()
+
+
 @dataclass
 class CommandWindow(Generic[T]):
-    """CmdSN ordering for one session; ``T`` is whatever the caller queues (usually a PDU)."""
+    """CmdSN ordering for one session; ``T`` is whatever the caller queues (usually a PDU).
+
+    Non-immediate requests are handed out one at a time by ``take``, so a request the caller
+    then rejects can give its CmdSN back (``reject``) before any later one has run.
+    """
 
     exp_cmd_sn: int
     depth: int = 32
@@ -67,8 +83,8 @@ class CommandWindow(Generic[T]):
     def __post_init__(self) -> None:
         if not 1 <= self.depth < SERIAL_HALF or self.max_immediate < 1:
             raise LocalProtocolError("queue depth must be 1..2**31-1 and immediate limit >= 1")
-        self._held: dict[int, T] = {}
-        self.outstanding = 0  # delivered non-immediate commands not finished yet
+        self._held: dict[int, T | _Plugged] = {}
+        self.outstanding = 0  # taken non-immediate commands not finished yet
         self.immediate_outstanding = 0
         self.dropped = 0
 
@@ -77,60 +93,97 @@ class CommandWindow(Generic[T]):
         """The highest CmdSN the target accepts now (ExpCmdSN - 1 when the window is shut)."""
         return sn_add(self.exp_cmd_sn, self.depth - self.outstanding - 1)
 
+    def in_window(self, cmd_sn: int) -> bool:
+        """ExpCmdSN <= ``cmd_sn`` <= MaxCmdSN: "the valid CmdSN window"."""
+        return sn_in_window(cmd_sn, self.exp_cmd_sn, self.max_cmd_sn)
+
     def classify(self, cmd_sn: int, immediate: bool) -> Verdict:
-        if immediate or cmd_sn == self.exp_cmd_sn:
+        if immediate:
             return Verdict.DELIVER
-        if cmd_sn in self._held or not sn_in_window(cmd_sn, self.exp_cmd_sn, self.max_cmd_sn):
+        if cmd_sn in self._held:  # a duplicate, or a CmdSN plugged or withdrawn
+            return Verdict.DROP
+        if cmd_sn == self.exp_cmd_sn:
+            return Verdict.DELIVER
+        if not self.in_window(cmd_sn):
             return Verdict.DROP
         return Verdict.HOLD
 
-    def admit(self, cmd_sn: int, immediate: bool, item: T) -> list[T]:
-        """Queue ``item``; return the items now deliverable, in CmdSN order.
-
-        An immediate command is delivered at once (it does not advance ExpCmdSN, 4.2.2.1), unless
-        ``max_immediate`` are outstanding: ``ImmediateCommandRejected``. A non-immediate command
-        outside the window, or a duplicate, is dropped: ``[]`` and ``dropped`` counts it.
+    def admit(self, cmd_sn: int, immediate: bool, item: T) -> T | None:
+        """Take in a request. An immediate one comes back, to run at once (it does not advance
+        ExpCmdSN, 4.2.2.1), unless ``max_immediate`` are outstanding:
+        ``ImmediateCommandRejected``. A non-immediate one waits for ``take`` (None); outside
+        the window, a duplicate, or at ExpCmdSN with every slot taken it is dropped and
+        ``dropped`` counts it.
         """
         if immediate:
             if self.immediate_outstanding >= self.max_immediate:
                 raise ImmediateCommandRejected(f"{self.max_immediate} immediate commands pending")
             self.immediate_outstanding += 1
-            return [item]
+            return item
         verdict = self.classify(cmd_sn, immediate)
         if verdict is Verdict.DROP or (
             verdict is Verdict.DELIVER and self.outstanding >= self.depth
         ):
             self.dropped += 1
-            return []
+            return None
         self._held[cmd_sn] = item
-        return list(self._release())
+        return None
 
-    def _release(self) -> Iterator[T]:
-        while self.exp_cmd_sn in self._held and self.outstanding < self.depth:
-            item = self._held.pop(self.exp_cmd_sn)
+    def take(self) -> T | None:
+        """The request at ExpCmdSN if it has come and a slot is free; ExpCmdSN moves past it
+        (and past plugged CmdSNs before it)."""
+        while (item := self._held.get(self.exp_cmd_sn)) is PLUGGED:
+            del self._held[self.exp_cmd_sn]
             self.exp_cmd_sn = sn_add(self.exp_cmd_sn, 1)
-            self.outstanding += 1
-            yield item
+        if item is None or self.outstanding >= self.depth:
+            return None
+        del self._held[self.exp_cmd_sn]
+        self.exp_cmd_sn = sn_add(self.exp_cmd_sn, 1)
+        self.outstanding += 1
+        return item  # type: ignore[return-value]  # PLUGGED was skipped above
 
-    def finished(self, immediate: bool = False) -> list[T]:
-        """A delivered command is done (its response sent): the window opens by one.
-
-        Returns held commands that become deliverable (only when the window had been full).
-        """
+    def finished(self, immediate: bool = False) -> None:
+        """A taken command is done (its response sent): the window opens by one."""
         if immediate:
             if self.immediate_outstanding == 0:
                 raise LocalProtocolError("no immediate command is outstanding")
             self.immediate_outstanding -= 1
-            return []
+            return
         if self.outstanding == 0:
             raise LocalProtocolError("no command is outstanding")
         self.outstanding -= 1
-        return list(self._release())
+
+    def reject(self, cmd_sn: int) -> None:
+        """The request just taken at ``cmd_sn`` is answered with a Reject: its CmdSN "MUST NOT
+        be considered received" (RFC 3720 6.3, kept in RFC 7143): ExpCmdSN goes back to it, a
+        gap the initiator plugs by sending that CmdSN again or by aborting the task. If a later
+        request was taken since (a reply sent while it was handled let the next one run), the
+        CmdSN stays used: going back would deliver that later one twice."""
+        self.finished()
+        if sn_add(cmd_sn, 1) == self.exp_cmd_sn:
+            self.exp_cmd_sn = cmd_sn
+
+    def plug(self, cmd_sn: int) -> bool:
+        """Consider a CmdSN in the window received (an ABORT TASK of a task that never
+        arrived, RFC 7143 11.6.1 b); False, and nothing done, when it is outside."""
+        if not self.in_window(cmd_sn):
+            return False
+        self._held.setdefault(cmd_sn, PLUGGED)
+        return True
+
+    def withdraw(self, match: Callable[[T], bool]) -> T | None:
+        """Remove a held request ``match`` picks (an ABORT TASK of a command waiting behind a
+        gap); its CmdSN stays received, so the gap's end does not wait for it again."""
+        for cmd_sn, item in self._held.items():
+            if item is not PLUGGED and match(item):  # type: ignore[arg-type]
+                self._held[cmd_sn] = PLUGGED
+                return item  # type: ignore[return-value]
+        return None
 
     @property
     def held(self) -> int:
         """Commands received ahead of a CmdSN gap."""
-        return len(self._held)
+        return sum(item is not PLUGGED for item in self._held.values())
 
 
 class StatusSequence:

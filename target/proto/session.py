@@ -50,7 +50,7 @@ from scsi_pr.target.proto.scsi_pdus import (
     TaskManagementFunctionRequest,
     TaskManagementFunctionResponse,
 )
-from scsi_pr.target.proto.sequencing import CommandWindow, StatusSequence, TagPool
+from scsi_pr.target.proto.sequencing import CommandWindow, StatusSequence, TagPool, sn_lt
 from scsi_pr.target.proto.text import (
     NOT_UNDERSTOOD,
     REJECT,
@@ -127,7 +127,7 @@ class FullFeatureSession:
         self._targets, self._portals = targets, portals
         self._send, self._emit, self._refuse = send, emit, refuse
         self._tasks: dict[int, _Task] = {}
-        self._ready: list[Any] = []  # requests the window released while a reply was going out
+        self._ready: list[Any] = []  # immediate requests admitted, not run yet
         self._text = TextExchange(self._answer_text, self.tags.allocate, self.tags.release)
         self.ping: tuple[int, float] | None = None  # (TTT, time sent) of our NOP-In
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -153,21 +153,30 @@ class FullFeatureSession:
         if self.params.discovery and isinstance(pdu, (ScsiCommand, TaskManagementFunctionRequest)):
             raise NotInThisSession("a discovery session takes only Text and Logout (13.21)")
         immediate, cmd_sn = pdu.immediate, pdu.cmd_sn  # type: ignore[attr-defined]
-        self._ready += self.window.admit(cmd_sn, immediate, pdu)
+        if (now := self.window.admit(cmd_sn, immediate, pdu)) is not None:
+            self._ready.append(now)
         self._run_ready()
 
     def _run_ready(self) -> None:
-        while self._ready:
-            request = self._ready.pop(0)
+        """Run the immediate requests admitted, then the queued ones in CmdSN order, one at a
+        time: a request rejected here gives its CmdSN back before the next one is taken."""
+        while True:
+            if self._ready:
+                request = self._ready.pop(0)
+            elif (request := self.window.take()) is None:
+                return
             try:
                 self._handlers[type(request)](request)
             except RemoteProtocolError as e:
-                self._finish(request)
+                if request.immediate:
+                    self._finish(request)
+                else:  # not received (RFC 3720 6.3): a gap the initiator has to plug
+                    self.window.reject(request.cmd_sn)
                 self._refuse(e.with_header(e.header or request.bhs()))
 
     def _finish(self, request: Any) -> None:
         """The request's reply is going out: its CmdSN slot opens (4.2.2.1)."""
-        self._ready += self.window.finished(request.immediate)
+        self.window.finished(request.immediate)
 
     def numbers(self, take: bool = True) -> SequenceNumbers:
         stat_sn = self.status.take() if take else self.status.peek()
@@ -354,16 +363,16 @@ class FullFeatureSession:
     def _task_management(self, request: TaskManagementFunctionRequest) -> None:
         if request.initiator_task_tag in self._tasks:
             raise TaskInProgress(f"ITT {request.initiator_task_tag:#x} is in use")
-        function = request.function
+        function, code = request.function, None
         if function == TaskManagementFunction.TASK_REASSIGN:  # ErrorRecoveryLevel 0 (6.2.2)
             code = TaskManagementResponseCode.TASK_ALLEGIANCE_REASSIGNMENT_NOT_SUPPORTED
-            self._reply(
-                request,
-                TaskManagementFunctionResponse(
-                    response=code, initiator_task_tag=request.initiator_task_tag
-                ),
-            )
-            return
+        elif (
+            function == TaskManagementFunction.ABORT_TASK
+            and request.referenced_task_tag not in self._tasks
+        ):
+            code = self._abort_absent_task(request)
+        if code is not None:
+            return self._answer_function(request, code)
 
         def hit(itt: int, command: ScsiCommand) -> bool:
             return (
@@ -386,6 +395,22 @@ class FullFeatureSession:
                 aborted=tuple(aborted),
             )
         )
+
+    def _abort_absent_task(self, request: TaskManagementFunctionRequest) -> int:
+        """ABORT TASK of a task neither running nor collecting data (RFC 7143 11.6.1): one
+        waiting behind a CmdSN gap is aborted (no response, its CmdSN counts as received);
+        otherwise a RefCmdSN in the window and before the request's own CmdSN is considered
+        received, closing the gap a lost command left ("Function complete"); else "Task does
+        not exist"."""
+        rtt = request.referenced_task_tag
+        held = self.window.withdraw(
+            lambda item: isinstance(item, ScsiCommand) and item.initiator_task_tag == rtt
+        )
+        if held is not None or (
+            sn_lt(request.ref_cmd_sn, request.cmd_sn) and self.window.plug(request.ref_cmd_sn)
+        ):
+            return TaskManagementResponseCode.FUNCTION_COMPLETE
+        return TaskManagementResponseCode.TASK_DOES_NOT_EXIST
 
     def _abort_collecting(self, hit: Callable[[int, ScsiCommand], bool]) -> list[int]:
         """End the writes still collecting data that ``hit`` names: no response for an aborted
@@ -414,10 +439,14 @@ class FullFeatureSession:
         if task is None or not isinstance(task.request, TaskManagementFunctionRequest):
             raise LocalProtocolError(f"no task management function with ITT {itt:#x} is pending")
         del self._tasks[itt]
-        self._reply(
-            task.request, TaskManagementFunctionResponse(response=response, initiator_task_tag=itt)
-        )
+        self._answer_function(task.request, response)
         self._run_ready()
+
+    def _answer_function(self, request: TaskManagementFunctionRequest, code: int) -> None:
+        pdu = TaskManagementFunctionResponse(
+            response=code, initiator_task_tag=request.initiator_task_tag
+        )
+        self._reply(request, pdu)
 
     # -- text and logout ------------------------------------------------------------------------
     def _text_request(self, request: TextRequest) -> None:

@@ -28,6 +28,13 @@ TEST_SELECTION = (
     "tests/helper/test_proto_client.py",
     "tests/helper/test_status.py",
 )
+#: The sans-IO tests of the iSCSI target's protocol core, run only when a path under
+#: ``target/proto/`` is mutated (the live-server tests bind sockets and take minutes).
+TARGET_PROTO_TESTS = tuple(
+    f"tests/target/test_{name}.py"
+    for name in ("chap", "connection", "datain", "discovery", "framer", "login", "negotiation",
+                 "pdus", "sequencing", "text", "transfer")
+)  # fmt: skip
 #: What the mutants are made of unless the caller names paths (checkout-relative).
 DEFAULT_TARGETS = ("sim/", "helper/proto/", "helper/executors/status.py")
 #: pytest arguments for every run: hypothesis with a fixed seed, so a mutant's verdict does not
@@ -110,10 +117,19 @@ def build(root: Path, stage: Path, targets: Sequence[str]) -> None:
         raise StageError("tests/conftest.py exists: the stage's hypothesis profile needs a home")
     (stage / "tests" / "conftest.py").write_text(STAGE_CONFTEST)
     shutil.copy2(root / "pyproject.toml", stage / "pyproject.toml")
-    (stage / "setup.cfg").write_text(_config(mapping, mutate_patterns(root, targets)))
+    (stage / "setup.cfg").write_text(
+        _config(mapping, mutate_patterns(root, targets), tests_for(targets))
+    )
 
 
-def _config(mapping: dict[str, str], patterns: list[str]) -> str:
+def tests_for(targets: Iterable[str]) -> tuple[str, ...]:
+    """The tests that judge mutants of ``targets``."""
+    if any(t.strip("/").startswith("target/proto") for t in targets):
+        return TEST_SELECTION + TARGET_PROTO_TESTS
+    return TEST_SELECTION
+
+
+def _config(mapping: dict[str, str], patterns: list[str], tests: Iterable[str]) -> str:
     root_package = min(mapping, key=len).replace(".", "/")
 
     def listing(values: Iterable[str]) -> str:
@@ -123,6 +139,6 @@ def _config(mapping: dict[str, str], patterns: list[str]) -> str:
         "[mutmut]\n"
         f"source_paths ={listing([root_package])}\n"
         f"only_mutate ={listing(patterns)}\n"
-        f"pytest_add_cli_args_test_selection ={listing(TEST_SELECTION)}\n"
+        f"pytest_add_cli_args_test_selection ={listing(tests)}\n"
         f"pytest_add_cli_args ={listing(PYTEST_ARGS)}\n"
     )

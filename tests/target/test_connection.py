@@ -274,6 +274,68 @@ def test_reused_task_tag_is_task_in_progress() -> None:
     ini.command(2, WRITE_10, 512, write=True)
     (reject,) = ini.command(2, READ_10, 512, read=True)
     assert isinstance(reject, Reject) and reject.reason == RejectReason.TASK_IN_PROGRESS
+    # RFC 3720 6.3: the rejected command's CmdSN (101) is not received; the next waits for it
+    assert reject.exp_cmd_sn == 101
+    assert ini.command(4, READ_10, 512, read=True) == []
+    ini.cmd_sn = 101
+    ini.command(3, READ_10, 512, read=True)  # the gap plugged by sending CmdSN 101 again
+    received = [e.initiator_task_tag for e in ini.events if isinstance(e, CommandReceived)]
+    assert received == [3, 4]
+
+
+def abort_task(ini: Initiator, rtt: int, ref_cmd_sn: int) -> TaskManagementFunctionResponse:
+    """An immediate ABORT TASK, as initiators send one; the target's answer."""
+    (response,) = ini.send(TaskManagementFunctionRequest(
+        immediate=True, function=TaskManagementFunction.ABORT_TASK, initiator_task_tag=90 + rtt,
+        referenced_task_tag=rtt, ref_cmd_sn=ref_cmd_sn, cmd_sn=ini.cmd_sn))  # fmt: skip
+    assert isinstance(response, TaskManagementFunctionResponse)
+    return response
+
+
+def test_abort_task_of_a_lost_command_closes_its_cmd_sn_gap() -> None:
+    """RFC 7143 11.6.1 b: RefCmdSN in the window, before the function's own CmdSN."""
+    ini = Initiator()
+    ini.login()
+    ini.cmd_sn = 101  # CmdSN 100 (ITT 1) never reached the target
+    ini.command(2, READ_10, 512, read=True)
+    assert not any(isinstance(e, CommandReceived) for e in ini.events)
+    response = abort_task(ini, 1, 100)
+    assert response.response == TaskManagementResponseCode.FUNCTION_COMPLETE
+    assert ini.last(CommandReceived).initiator_task_tag == 2
+    assert not any(isinstance(e, TaskManagementReceived) for e in ini.events)
+
+
+@pytest.mark.parametrize(
+    ("ref_cmd_sn", "why"),
+    [(99, "before ExpCmdSN"), (108, "past MaxCmdSN"), (102, "not before the function's CmdSN")],
+)
+def test_abort_task_of_an_unknown_task_outside_the_window(ref_cmd_sn: int, why: str) -> None:
+    """RFC 7143 11.6.1 c: "Task does not exist", and the gap stays."""
+    ini = Initiator()
+    ini.login()
+    ini.cmd_sn = 101
+    ini.command(2, READ_10, 512, read=True)
+    response = abort_task(ini, 1, ref_cmd_sn)
+    assert response.response == TaskManagementResponseCode.TASK_DOES_NOT_EXIST, why
+    assert response.exp_cmd_sn == 100
+    assert not any(isinstance(e, CommandReceived) for e in ini.events)
+
+
+def test_abort_task_of_a_command_waiting_behind_a_gap() -> None:
+    """RFC 7143 11.6.1 a: it exists, so it is aborted (never run, no response) and its CmdSN
+    counts as received when the gap before it closes."""
+    ini = Initiator()
+    ini.login()
+    ini.cmd_sn = 101
+    ini.command(2, READ_10, 512, read=True)
+    response = abort_task(ini, 2, 101)
+    assert response.response == TaskManagementResponseCode.FUNCTION_COMPLETE
+    ini.cmd_sn = 100
+    ini.command(1, READ_10, 512, read=True)
+    assert [e.initiator_task_tag for e in ini.events if isinstance(e, CommandReceived)] == [1]
+    ini.conn.complete_command(1, 0, data=bytes(512))
+    (data_in,) = ini.pull()
+    assert isinstance(data_in, ScsiDataIn) and data_in.exp_cmd_sn == 102
 
 
 def test_commands_outside_the_window_are_dropped() -> None:
