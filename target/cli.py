@@ -20,6 +20,7 @@ from scsi_pr.sim.profiles import DEFAULT_PROFILE, PROFILES
 from scsi_pr.target.errors import TargetError
 from scsi_pr.target.lus import MAX_LUNS, LunConfigError, parse_size
 from scsi_pr.target.proto import ChapCredentials, ChapPolicy, LocalProtocolError
+from scsi_pr.target.proto.constants import DEFAULT_MAX_TRANSFER
 from scsi_pr.target.server import TargetConfig, TargetConfigError, TargetServer
 
 log = logging.getLogger("scsi_pr.target")
@@ -100,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-data-segment", type=_positive, default=65536,
         help="MaxRecvDataSegmentLength the target declares (default 65536)")  # fmt: skip
     add("--max-burst", type=_positive, default=262144, help="MaxBurstLength (default 262144)")
-    add("--max-write", type=_positive, default=16 << 20,
-        help="largest write buffered and READ served, bytes (default 16 MiB)")  # fmt: skip
+    add("--max-write", type=_positive, default=DEFAULT_MAX_TRANSFER,
+        help="largest write buffered and READ served, bytes (default %(default)s)")  # fmt: skip
     add("--target-port", type=_positive, default=1,
         help="RELATIVE TARGET PORT IDENTIFIER of the sessions (default 1)")  # fmt: skip
     add("--target-ports", type=_positive, default=2,

@@ -36,6 +36,7 @@ from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult, FieldPointer, fixed_sense
 from scsi_pr.target.errors import TargetError
+from scsi_pr.target.proto.constants import DEFAULT_MAX_TRANSFER
 
 T = TypeVar("T")
 IMAGE_NAME = "lun{}.img"
@@ -51,8 +52,6 @@ TRANSFER_LENGTH = {Opcode.WRITE_6: (4, 5), Opcode.WRITE_10: (7, 9), Opcode.WRITE
 READ_TRANSFER_LENGTH = {Opcode.READ_6: (4, 5), Opcode.READ_10: (7, 9), Opcode.READ_16: (10, 14)}
 #: the 6-byte forms, whose TRANSFER LENGTH 0 means 256 blocks (SBC-4)
 SIX_BYTE_FORMS = frozenset({Opcode.READ_6, Opcode.WRITE_6})
-#: the largest READ served unless told (as the largest write, target.server.TargetConfig)
-DEFAULT_MAX_READ = 16 << 20
 #: SAM-5: a data-out buffer that does not fit the command (less than one logical block)
 INVALID_FIELD_IN_INFORMATION_UNIT = AdditionalSense(0x0E, 0x03, "INVALID FIELD IN INFORMATION UNIT")
 
@@ -134,7 +133,7 @@ class ServedLUs:
         size: int,
         target_ports: int = 2,
         profile: str = "spc5",
-        max_read: int = DEFAULT_MAX_READ,
+        max_read: int = DEFAULT_MAX_TRANSFER,
     ) -> None:
         #: READs asking for more bytes are refused (INVALID FIELD IN CDB, as LIO refuses one
         #: over its max_sectors): the model reads a command's whole TRANSFER LENGTH whatever

@@ -35,6 +35,7 @@ from scsi_pr.target.proto import (
     Portal,
     TargetNode,
 )
+from scsi_pr.target.proto.constants import DEFAULT_MAX_TRANSFER, MAX_24
 from scsi_pr.target.sessions import NoTsihLeft, SessionTable
 
 T = TypeVar("T")
@@ -44,7 +45,6 @@ PORTAL_GROUP_TAG = 1
 STOP_TIMEOUT = 10.0  # seconds connections get to close when the target stops
 #: connections not logged in at once; a new one past this closes the oldest of them
 MAX_LOGINS_PENDING = 16
-MAX_24 = (1 << 24) - 1  # RFC 7143 13.12-13.14: data segment and burst lengths
 
 
 class TargetConfigError(TargetError, ValueError):
@@ -68,7 +68,7 @@ class TargetConfig:
     command_window: int = 32  # commands outstanding per session (MaxCmdSN - ExpCmdSN + 1)
     max_recv_data_segment_length: int = 65536  # what one PDU may carry to the target
     max_burst_length: int = 262144
-    max_write_length: int = 16 << 20  # the largest write buffered, and the largest READ
+    max_write_length: int = DEFAULT_MAX_TRANSFER  # the largest write buffered, and READ
     target_port: int = 1  # the RELATIVE TARGET PORT IDENTIFIER sessions come through
     target_ports: int = 2  # the LUs' ports: as many as the helpers sharing the state dir use
     nop_interval: float = 15.0

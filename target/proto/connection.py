@@ -25,7 +25,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import Enum
 
-from scsi_pr.target.proto.constants import LoginStatus, TaskManagementResponseCode
+from scsi_pr.target.proto.constants import (
+    DEFAULT_MAX_TRANSFER,
+    LoginStatus,
+    TaskManagementResponseCode,
+)
 from scsi_pr.target.proto.discovery import Portal
 from scsi_pr.target.proto.errors import RemoteProtocolError
 from scsi_pr.target.proto.events import (
@@ -65,7 +69,7 @@ class ConnectionSettings:
     nop_interval: float = 15.0  # seconds of silence before the target pings (11.19)
     nop_timeout: float = 30.0  # seconds a ping may stay unanswered before the connection ends
     login_timeout: float = 30.0  # seconds from connect to full feature phase
-    max_write_length: int = 16 << 20  # the largest write this target buffers
+    max_write_length: int = DEFAULT_MAX_TRANSFER  # the largest write this target buffers
     max_immediate: int = 8  # immediate commands pending at once (11.17.1 reason 0x06)
 
 

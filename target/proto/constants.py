@@ -18,7 +18,13 @@ class CodeEnum(IntEnum):
 
 BHS_SIZE = 48  # 11.2.1: the Basic Header Segment
 DIGEST_SIZE = 4  # 11.2.4 / 13.1: CRC32C
-MAX_DATA_SEGMENT_LENGTH = (1 << 24) - 1  # 11.2.1.3: a 24-bit field
+#: 2**24 - 1: the 24-bit DataSegmentLength field (11.2.1.3), and so the ceiling of the length
+#: keys MaxRecvDataSegmentLength, MaxBurstLength and FirstBurstLength (13.12-13.14)
+MAX_24 = (1 << 24) - 1
+MAX_DATA_SEGMENT_LENGTH = MAX_24
+#: the largest write this target buffers and the largest READ it serves, unless configured
+#: otherwise (``scsi-pr target serve --max-write``)
+DEFAULT_MAX_TRANSFER = 16 << 20
 RESERVED_TAG = 0xFFFFFFFF  # 11.2.1.8 / 11.18.4: "no task" / "no transfer" tag
 ISCSI_VERSION = 0x00  # 11.12.3: the only version defined
 DEFAULT_MAX_RECV_DATA_SEGMENT_LENGTH = 8192  # 13.12: also the limit during login

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any
 
-from scsi_pr.target.proto.constants import DEFAULT_MAX_RECV_DATA_SEGMENT_LENGTH
+from scsi_pr.target.proto.constants import DEFAULT_MAX_RECV_DATA_SEGMENT_LENGTH, MAX_24
 from scsi_pr.target.proto.errors import LocalProtocolError
 from scsi_pr.target.proto.text import (
     IRRELEVANT,
@@ -29,7 +29,6 @@ from scsi_pr.target.proto.text import (
 )
 
 NONE, CRC32C = "None", "CRC32C"
-MAX_24 = (1 << 24) - 1
 ISCSI_PROTOCOL_LEVEL = 1  # RFC 7144 2.1: the level of RFC 7143
 #: keys RFC 7143 13.25 obsoletes: answered "No" (markers) or "Reject" (intervals), never
 #: "NotUnderstood"
