@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         "initiator (default 15)")  # fmt: skip
     add("--nop-timeout", type=float, default=30.0,
         help="seconds a ping may stay unanswered (default 30)")  # fmt: skip
+    add("--data-out-timeout", type=float, default=30.0,
+        help="seconds a write waiting for data may get none before its connection ends "
+        "(default 30)")  # fmt: skip
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -156,6 +159,7 @@ def config_from(args: argparse.Namespace) -> TargetConfig:
             target_ports=args.target_ports,
             nop_interval=args.nop_interval,
             nop_timeout=args.nop_timeout,
+            data_out_timeout=args.data_out_timeout,
             profile=args.profile,
         )
     except LunConfigError as e:

@@ -74,6 +74,7 @@ class TargetConfig:
     nop_interval: float = 15.0
     nop_timeout: float = 30.0
     login_timeout: float = 30.0
+    data_out_timeout: float = 30.0
     profile: str = "spc5"  # how the LUs answer (scsi_pr.sim.profiles); the helpers' --profile
 
     def __post_init__(self) -> None:
@@ -90,8 +91,10 @@ class TargetConfig:
         for name, (value, low, high) in limits.items():
             if not low <= value <= high:
                 raise TargetConfigError(f"{name} {value}: must be {low}..{high}")
-        if min(self.nop_interval, self.nop_timeout, self.login_timeout) <= 0:
-            raise TargetConfigError("NOP interval, NOP timeout and login timeout must be > 0")
+        if min(self.nop_interval, self.nop_timeout, self.login_timeout, self.data_out_timeout) <= 0:
+            raise TargetConfigError(
+                "NOP interval and the NOP, login and Data-Out timeouts must be > 0"
+            )
 
     def login_settings(self) -> LoginSettings:
         node = TargetNode(self.iqn, self.alias, self.allowed_initiators, self.chap)
@@ -229,6 +232,7 @@ class TargetServer:
                 portals=(Portal(host, port, PORTAL_GROUP_TAG),),
                 nop_interval=config.nop_interval,
                 nop_timeout=config.nop_timeout,
+                data_out_timeout=config.data_out_timeout,
                 login_timeout=config.login_timeout,
                 max_write_length=config.max_write_length,
             )

@@ -69,6 +69,10 @@ class ConnectionSettings:
     nop_interval: float = 15.0  # seconds of silence before the target pings (11.19)
     nop_timeout: float = 30.0  # seconds a ping may stay unanswered before the connection ends
     login_timeout: float = 30.0  # seconds from connect to full feature phase
+    #: seconds a write waiting for data may go without a Data-Out before the connection ends
+    #: (ErrorRecoveryLevel 0 cannot recover a lost Data-Out; LIO does the same after its
+    #: dataout_timeout, 3 s by default: ours is as long as a ping may go unanswered)
+    data_out_timeout: float = 30.0
     max_write_length: int = DEFAULT_MAX_TRANSFER  # the largest write this target buffers
     max_immediate: int = 8  # immediate commands pending at once (11.17.1 reason 0x06)
 
@@ -96,6 +100,7 @@ class TargetConnection:
         self._events: deque[Event] = deque()
         self._received = False
         self._last_activity = self._started = now
+        self._data_wait: tuple[int, float] | None = None  # (Data-Outs taken, since when)
         #: the edge is out of room (e.g. too many sessions): fail the first login request
         self._refusal = refusal
 
@@ -164,8 +169,8 @@ class TargetConnection:
             self.session.complete_task_management(itt, response)
 
     def tick(self, now: float) -> None:
-        """Advance time: ping an idle initiator, end the connection if a ping goes unanswered
-        or the login takes too long."""
+        """Advance time: ping an idle initiator, end the connection if a ping goes unanswered,
+        the login takes too long or a write's data stop coming."""
         if self._received:
             self._received, self._last_activity = False, now
         session = self.session
@@ -175,11 +180,23 @@ class TargetConnection:
             if now - self._started >= self.settings.login_timeout:
                 self._close(f"login not complete within {self.settings.login_timeout} s")
             return
-        if session.ping is not None:
+        if self._data_stalled(session, now):
+            self._close(f"a write got no Data-Out for {self.settings.data_out_timeout} s")
+        elif session.ping is not None:
             if now - session.ping[1] >= self.settings.nop_timeout:
                 self._close(f"no NOP-Out answered our ping within {self.settings.nop_timeout} s")
         elif now - self._last_activity >= self.settings.nop_interval:
             session.send_ping(now)
+
+    def _data_stalled(self, session: FullFeatureSession, now: float) -> bool:
+        """Whether writes have waited for data ``data_out_timeout`` with no Data-Out coming."""
+        if not session.waiting_for_data:
+            self._data_wait = None
+            return False
+        if self._data_wait is None or self._data_wait[0] != session.data_outs:
+            self._data_wait = (session.data_outs, now)
+            return False
+        return now - self._data_wait[1] >= self.settings.data_out_timeout
 
     def close(self, reason: str) -> None:
         """The edge ends the connection (e.g. a newer login reinstated this session)."""

@@ -15,21 +15,27 @@ back (empty) to fetch the next part.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scsi_pr.target.proto.constants import RESERVED_TAG, RejectReason
 from scsi_pr.target.proto.errors import LocalProtocolError, RemoteProtocolError
 from scsi_pr.target.proto.login import TargetNode
+from scsi_pr.target.proto.negotiation import KEYS, SessionParameters
 from scsi_pr.target.proto.pdus import TextRequest, TextResponse
 from scsi_pr.target.proto.text import (
+    NOT_UNDERSTOOD,
     REJECT,
     Pairs,
     TextAccumulator,
+    ValueFormatError,
     build_text,
+    parse_number,
     split_text,
 )
 
 ISCSI_PORT = 3260  # IANA
+#: the one key an initiator may declare again in full feature phase
+MRDSL = KEYS["MaxRecvDataSegmentLength"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,39 @@ def send_targets(
         out.append(("TargetName", name))
         out += [("TargetAddress", portal.address) for portal in portals]
     return out
+
+
+def answer_text(
+    pairs: Pairs,
+    params: SessionParameters,
+    targets: Sequence[TargetNode],
+    portals: Sequence[Portal],
+) -> tuple[list[tuple[str, str]], SessionParameters]:
+    """The answer to a Text Request's keys in full feature phase, and the session's parameters
+    after it: SendTargets; MaxRecvDataSegmentLength, declarative and "Use: ALL" (13.12), may
+    change now; every other key stays as negotiated at login (``Reject``, or
+    ``NotUnderstood`` for a key this target does not know)."""
+    out: list[tuple[str, str]] = []
+    for key, value in pairs:
+        if key == "SendTargets":
+            out += send_targets(
+                value,
+                targets=targets,
+                portals=portals,
+                initiator_name=params.initiator_name,
+                session_target=params.target_name,
+                discovery=params.discovery,
+            )
+        elif key == MRDSL.key:
+            try:
+                declared = parse_number(value, MRDSL.low, MRDSL.high)
+            except ValueFormatError:
+                out.append((key, REJECT))
+                continue
+            params = replace(params, max_recv_data_segment_length=declared)
+        else:
+            out.append((key, REJECT if key in KEYS else NOT_UNDERSTOOD))
+    return out, params
 
 
 class TextExchangeError(RemoteProtocolError):

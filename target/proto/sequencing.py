@@ -61,9 +61,6 @@ class _Plugged:
     """A CmdSN considered received with nothing to run (an aborted held command, or a lost
     one an ABORT TASK named): ExpCmdSN passes it without taking a slot."""
 
-    def __repr__(self) -> str:
-        return "PLUGGED"
-
 
 PLUGGED = _Plugged()
 

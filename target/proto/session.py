@@ -15,6 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from scsi_pr.sim.constants import (
+    INSUFFICIENT_RESOURCES,
+    PROTOCOL_SERVICE_CRC_ERROR,
+    SenseKey,
+    Status,
+)
+from scsi_pr.sim.result import fixed_sense
 from scsi_pr.target.proto.constants import (
     RESERVED_TAG,
     LogoutReason,
@@ -24,7 +31,7 @@ from scsi_pr.target.proto.constants import (
     TaskManagementResponseCode,
 )
 from scsi_pr.target.proto.datain import Residual, SequenceNumbers, read_reply, scsi_response
-from scsi_pr.target.proto.discovery import Portal, TextExchange, send_targets
+from scsi_pr.target.proto.discovery import Portal, TextExchange, answer_text
 from scsi_pr.target.proto.errors import LocalProtocolError, RemoteProtocolError
 from scsi_pr.target.proto.events import (
     CommandReceived,
@@ -34,7 +41,7 @@ from scsi_pr.target.proto.events import (
 )
 from scsi_pr.target.proto.layout import Pdu, decode_lun
 from scsi_pr.target.proto.login import TargetNode
-from scsi_pr.target.proto.negotiation import KEYS, SessionParameters
+from scsi_pr.target.proto.negotiation import SessionParameters
 from scsi_pr.target.proto.pdus import (
     LogoutRequest,
     LogoutResponse,
@@ -52,20 +59,15 @@ from scsi_pr.target.proto.scsi_pdus import (
 )
 from scsi_pr.target.proto.sequencing import CommandWindow, StatusSequence, TagPool, sn_lt
 from scsi_pr.target.proto.text import (
-    NOT_UNDERSTOOD,
-    REJECT,
     Pairs,
-    ValueFormatError,
-    parse_number,
 )
 from scsi_pr.target.proto.transfer import DataOutError, UnknownTransfer, WriteCollector
 
-CHECK_CONDITION = 0x02
-ABORTED_COMMAND, ILLEGAL_REQUEST = 0x0B, 0x05
-#: SPC-5 sense for a write whose data failed the digest (RFC 7143 7.8: "protocol service CRC
-#: error", 47h/05h) and for a write larger than this target buffers (55h/03h)
-CRC_ERROR_SENSE = (ABORTED_COMMAND, 0x47, 0x05)
-NO_RESOURCES_SENSE = (ILLEGAL_REQUEST, 0x55, 0x03)
+CHECK_CONDITION = Status.CHECK_CONDITION
+#: the sense of a write whose data failed the digest (RFC 7143 7.8) and of a write larger than
+#: this target buffers
+CRC_ERROR_SENSE = fixed_sense(SenseKey.ABORTED_COMMAND, PROTOCOL_SERVICE_CRC_ERROR)
+NO_RESOURCES_SENSE = fixed_sense(SenseKey.ILLEGAL_REQUEST, INSUFFICIENT_RESOURCES)
 #: functions that end every write still collecting data on the LUN (or the whole target)
 LUN_WIDE = {
     TaskManagementFunction.ABORT_TASK_SET,
@@ -73,15 +75,7 @@ LUN_WIDE = {
     TaskManagementFunction.LOGICAL_UNIT_RESET,
 }
 UNTAKEN = {SnackRequest: RejectReason.SNACK_REJECT}
-#: the one key an initiator may declare again in full feature phase (the others stay as
-#: negotiated at login)
-MRDSL = KEYS["MaxRecvDataSegmentLength"]
 TARGET_WIDE = {TaskManagementFunction.TARGET_WARM_RESET, TaskManagementFunction.TARGET_COLD_RESET}
-
-
-def fixed_sense(key: int, asc: int, ascq: int) -> bytes:
-    """SPC-5 4.4.3 fixed-format sense data, current error."""
-    return bytes([0x70, 0, key, 0, 0, 0, 0, 10, 0, 0, 0, 0, asc, ascq, 0, 0, 0, 0])
 
 
 class TaskInProgress(RemoteProtocolError):
@@ -130,6 +124,7 @@ class FullFeatureSession:
         self._ready: list[Any] = []  # immediate requests admitted, not run yet
         self._text = TextExchange(self._answer_text, self.tags.allocate, self.tags.release)
         self.ping: tuple[int, float] | None = None  # (TTT, time sent) of our NOP-In
+        self.data_outs = 0  # Data-Out PDUs taken: the edge's measure of a write's progress
         self._handlers: dict[type, Callable[[Any], None]] = {
             NopOut: self._nop_out,
             ScsiCommand: self._scsi_command,
@@ -235,7 +230,7 @@ class FullFeatureSession:
                     command.initiator_task_tag,
                     CHECK_CONDITION,
                     self.numbers(take=False),
-                    sense=fixed_sense(*NO_RESOURCES_SENSE),
+                    sense=NO_RESOURCES_SENSE,
                 ),
             )
             return
@@ -247,6 +242,7 @@ class FullFeatureSession:
         self._collected(task)
 
     def _data_out(self, pdu: ScsiDataOut, *, corrupted: bool = False, length: int = 0) -> None:
+        self.data_outs += 1
         task = self._tasks.get(pdu.initiator_task_tag)
         if task is None or task.collector is None:
             raise UnknownTransfer(f"Data-Out for no write (ITT {pdu.initiator_task_tag:#x})")
@@ -278,9 +274,10 @@ class FullFeatureSession:
                     )
                 )
             return
+        task.collector = None  # all its data came: no longer collecting, whatever follows
         if collector is not None and collector.corrupted:
             self.complete_command(
-                command.initiator_task_tag, CHECK_CONDITION, sense=fixed_sense(*CRC_ERROR_SENSE)
+                command.initiator_task_tag, CHECK_CONDITION, sense=CRC_ERROR_SENSE
             )
             return
         self._emit(
@@ -454,26 +451,7 @@ class FullFeatureSession:
         self._reply(request, response)
 
     def _answer_text(self, pairs: Pairs) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        for key, value in pairs:
-            if key == "SendTargets":
-                out += send_targets(
-                    value,
-                    targets=self._targets,
-                    portals=self._portals,
-                    initiator_name=self.params.initiator_name,
-                    session_target=self.params.target_name,
-                    discovery=self.params.discovery,
-                )
-            elif key == MRDSL.key:  # 13.12: declarative, "Use: ALL": it may change now
-                try:
-                    declared = parse_number(value, MRDSL.low, MRDSL.high)
-                except ValueFormatError:
-                    out.append((key, REJECT))
-                    continue
-                self.params = replace(self.params, max_recv_data_segment_length=declared)
-            else:  # no renegotiation in full feature phase: the old values stay
-                out.append((key, REJECT if key in KEYS else NOT_UNDERSTOOD))
+        out, self.params = answer_text(pairs, self.params, self._targets, self._portals)
         return out
 
     def _logout(self, request: LogoutRequest) -> None:
@@ -491,6 +469,11 @@ class FullFeatureSession:
                 self._release(task)
             self._tasks.clear()
             self._emit(LogoutReceived(reason))
+
+    @property
+    def waiting_for_data(self) -> bool:
+        """Whether a write is still collecting its data."""
+        return any(t.collector is not None for t in self._tasks.values())
 
     @property
     def tasks(self) -> list[int]:

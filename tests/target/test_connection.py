@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import count
 from typing import Any
 
@@ -62,6 +63,20 @@ READ_10 = bytes.fromhex("28000000000000000800") + bytes(6)
 WRITE_10 = bytes.fromhex("2a000000000000000800") + bytes(6)
 
 
+def abort_task(ini: Initiator, rtt: int, ref_cmd_sn: int, *, answered: bool = True) -> Any:
+    """An immediate ABORT TASK (ITT 90 + ``rtt``), as initiators send one; the target's
+    answer when it gives one at once."""
+    out = ini.send(TaskManagementFunctionRequest(
+        immediate=True, function=TaskManagementFunction.ABORT_TASK, initiator_task_tag=90 + rtt,
+        referenced_task_tag=rtt, ref_cmd_sn=ref_cmd_sn, cmd_sn=ini.cmd_sn))  # fmt: skip
+    if not answered:
+        assert out == []
+        return None
+    (response,) = out
+    assert isinstance(response, TaskManagementFunctionResponse)
+    return response
+
+
 class Initiator:
     """The initiator's side: encodes requests, decodes whatever the target sends back."""
 
@@ -77,6 +92,14 @@ class Initiator:
 
     def send_bytes(self, data: bytes) -> list[Pdu]:
         self.conn.receive_data(data)
+        return self.drain()
+
+    def tick(self, now: float) -> list[Pdu]:
+        self.conn.tick(now)
+        return self.drain()
+
+    def drain(self) -> list[Pdu]:
+        """Collect the target's events, and return the PDUs it queued."""
         while (event := self.conn.next_event()) not in (NEED_DATA, CLOSED):
             self.events.append(event)
         return self.pull()
@@ -233,6 +256,59 @@ def test_abort_task_of_a_write_still_collecting() -> None:
     assert ini.conn.session is not None and ini.conn.session.tasks == []
 
 
+def test_abort_task_of_a_write_handed_out_is_left_to_the_lu() -> None:
+    """A write whose data all came is no longer collecting: the LU's side aborts it (its
+    flight), and the session keeps it until then."""
+    ini = Initiator()
+    ini.login()
+    ini.command(2, WRITE_10, 512, write=True, data=b"x" * 512)
+    assert ini.last(CommandReceived).initiator_task_tag == 2
+    abort_task(ini, 2, 100, answered=False)
+    assert ini.last(TaskManagementReceived).aborted == ()
+    assert ini.conn.session is not None and sorted(ini.conn.session.tasks) == [2, 92]
+    ini.conn.abort_command(2)
+    assert ini.conn.session.tasks == [92]
+
+
+def stalling_initiator(timeout: float) -> tuple[Initiator, int]:
+    """Logged in, with a write waiting for 1024 bytes after its R2T; and the R2T's TTT."""
+    ini, counter = Initiator(InitialR2T="Yes"), count()
+    settings = replace(SETTINGS, data_out_timeout=timeout)
+    source = lambda n: bytes(next(counter) for _ in range(n))  # noqa: E731
+    ini.conn = TargetConnection(settings, tsih=5, random_bytes=source)
+    ini.login()
+    (r2t,) = ini.command(2, WRITE_10, 1024, write=True)
+    assert isinstance(r2t, ReadyToTransfer)
+    return ini, r2t.target_transfer_tag
+
+
+def test_a_write_whose_data_stop_coming_ends_the_connection() -> None:
+    """ErrorRecoveryLevel 0 cannot recover a lost Data-Out: after ``data_out_timeout`` with
+    none, the connection ends (as LIO's dataout_timeout does); each Data-Out restarts it."""
+    ini, ttt = stalling_initiator(3.0)
+    ini.tick(1.0)
+    ini.tick(3.9)
+    assert not ini.conn.should_close
+    ini.send(ScsiDataOut(initiator_task_tag=2, target_transfer_tag=ttt, data=b"x" * 512))
+    ini.tick(4.5)
+    ini.tick(7.4)
+    assert not ini.conn.should_close
+    ini.tick(7.5)
+    assert ini.conn.should_close
+    closed = ini.last(ConnectionClosed)
+    assert "Data-Out" in closed.reason and not closed.clean
+
+
+def test_a_write_handed_to_the_lu_is_not_waiting_for_data() -> None:
+    ini, ttt = stalling_initiator(3.0)
+    ini.send(ScsiDataOut(final=True, initiator_task_tag=2, target_transfer_tag=ttt,
+                         data=b"x" * 1024))  # fmt: skip
+    assert ini.last(CommandReceived).initiator_task_tag == 2
+    ini.tick(1.0)
+    ini.tick(9.0)  # the LU takes its time; the initiator has nothing more to send
+    assert not ini.conn.should_close
+
+
 def test_data_digest_error_on_write_data_fails_the_command() -> None:
     ini = Initiator(digests=True, InitialR2T="Yes")
     ini.login()
@@ -281,15 +357,6 @@ def test_reused_task_tag_is_task_in_progress() -> None:
     ini.command(3, READ_10, 512, read=True)  # the gap plugged by sending CmdSN 101 again
     received = [e.initiator_task_tag for e in ini.events if isinstance(e, CommandReceived)]
     assert received == [3, 4]
-
-
-def abort_task(ini: Initiator, rtt: int, ref_cmd_sn: int) -> TaskManagementFunctionResponse:
-    """An immediate ABORT TASK, as initiators send one; the target's answer."""
-    (response,) = ini.send(TaskManagementFunctionRequest(
-        immediate=True, function=TaskManagementFunction.ABORT_TASK, initiator_task_tag=90 + rtt,
-        referenced_task_tag=rtt, ref_cmd_sn=ref_cmd_sn, cmd_sn=ini.cmd_sn))  # fmt: skip
-    assert isinstance(response, TaskManagementFunctionResponse)
-    return response
 
 
 def test_abort_task_of_a_lost_command_closes_its_cmd_sn_gap() -> None:

@@ -27,7 +27,8 @@ T = TypeVar("T")
 @pytest.mark.parametrize(
     ("a", "b", "less"),
     [(1, 2, True), (2, 1, False), (5, 5, False), (0xFFFFFFFF, 0, True), (0, 0xFFFFFFFF, False),
-     (0xFFFFFFF0, 0x10, True), (0, 1 << 31, False), (1 << 31, 0, False)],
+     (0xFFFFFFF0, 0x10, True), (0, 1 << 31, False), (1 << 31, 0, False),
+     (0x7FFFFFF0, 0x80000010, True), (0x80000010, 0x7FFFFFF0, False)],
 )  # fmt: skip
 def test_serial_less_than(a: int, b: int, less: bool) -> None:
     assert sn_lt(a, b) is less
@@ -85,9 +86,21 @@ def test_full_window_drops_even_exp_cmd_sn() -> None:
     send(window, 0, 0)
     send(window, 1, 1)
     assert window.max_cmd_sn == 1  # == ExpCmdSN - 1: shut
-    assert send(window, 2, 2) == []
+    assert send(window, 2, 2) == [] and window.dropped == 1
     window.finished()
     assert send(window, 2, 2) == [2]
+    assert send(window, 2, 2) == [] and window.dropped == 2  # now a duplicate
+
+
+@pytest.mark.parametrize(("depth", "max_immediate"), [(0, 8), (1 << 31, 8), (4, 0)])
+def test_window_bounds(depth: int, max_immediate: int) -> None:
+    with pytest.raises(LocalProtocolError, match=r"^queue depth must be 1\.\.2\*\*31-1 and imm"):
+        CommandWindow(exp_cmd_sn=0, depth=depth, max_immediate=max_immediate)
+
+
+def test_window_bounds_are_inclusive() -> None:
+    assert CommandWindow(exp_cmd_sn=0, depth=1, max_immediate=1).max_cmd_sn == 0
+    assert CommandWindow(exp_cmd_sn=0, depth=(1 << 31) - 1).max_cmd_sn == (1 << 31) - 2
 
 
 def test_immediate_commands_skip_the_queue_up_to_a_limit() -> None:
@@ -95,11 +108,15 @@ def test_immediate_commands_skip_the_queue_up_to_a_limit() -> None:
     assert window.admit(10, True, "i1") == "i1"
     assert window.admit(99, True, "i2") == "i2"  # any CmdSN: not checked
     assert window.exp_cmd_sn == 10
-    with pytest.raises(ImmediateCommandRejected) as caught:
+    with pytest.raises(ImmediateCommandRejected, match=r"^2 immediate commands pending$") as caught:
         window.admit(10, True, "i3")
     assert caught.value.reject_reason is RejectReason.IMMEDIATE_COMMAND_REJECT
     window.finished(immediate=True)
+    assert window.immediate_outstanding == 1
     assert window.admit(10, True, "i3") == "i3"
+    window.finished(immediate=True)
+    window.finished(immediate=True)
+    assert window.immediate_outstanding == 0
 
 
 def test_window_wraps_around() -> None:
@@ -186,9 +203,9 @@ def test_a_withdrawn_command_never_runs_and_its_cmd_sn_is_received() -> None:
 
 
 def test_finishing_nothing_is_a_local_error() -> None:
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(LocalProtocolError, match=r"^no command is outstanding$"):
         CommandWindow(exp_cmd_sn=0).finished()
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(LocalProtocolError, match=r"^no immediate command is outstanding$"):
         CommandWindow(exp_cmd_sn=0).finished(immediate=True)
 
 
@@ -202,6 +219,28 @@ def test_status_sequence() -> None:
     assert seq.unacknowledged == 1
     assert not seq.acknowledge(5)  # beyond what was sent: ignored
     assert seq.exp_stat_sn == 0
+
+
+def test_tag_pool_counts_up_from_one() -> None:
+    pool = TagPool()
+    assert [pool.allocate(), pool.allocate()] == [1, 2]
+
+
+class _Full:
+    """Stands in for a pool's tags in use: every one of them (2**32 - 1 tags would not fit)."""
+
+    def __len__(self) -> int:
+        return 0xFFFFFFFF
+
+    def __contains__(self, tag: object) -> bool:
+        return True
+
+
+def test_tag_pool_refuses_when_every_tag_is_in_use() -> None:
+    pool = TagPool()
+    pool._used = _Full()  # type: ignore[assignment]
+    with pytest.raises(LocalProtocolError, match=r"^every Target Transfer Tag is in use$"):
+        pool.allocate()
 
 
 def test_tag_pool_skips_the_reserved_tag_and_tags_in_use() -> None:

@@ -305,6 +305,20 @@ def test_a_peer_that_stops_reading_is_dropped(tmp_path: Path) -> None:
         ini.close()
 
 
+def test_a_write_whose_data_never_come_ends_its_connection(tmp_path: Path) -> None:
+    """The server passes ``data_out_timeout`` on: an R2T left unanswered closes the
+    connection (no ping comes first: only the missing Data-Out can end it)."""
+    with LiveTarget(tmp_path, nop_interval=600, data_out_timeout=1.0) as target:
+        ini = Initiator(target.address, HOST_A)
+        assert ini.login(TARGET).status == 0
+        ini.send(ScsiCommand(final=True, write=True, initiator_task_tag=ini.next_itt(),
+                             expected_data_transfer_length=512, cmd_sn=ini.cmd_sn,
+                             cdb=cdb.write_10(0, 1).ljust(16, b"\0")))  # fmt: skip
+        assert isinstance(ini.receive(), ReadyToTransfer)
+        with pytest.raises(TargetGone):
+            ini.receive()
+
+
 def test_commands_run_on_the_loop_unless_the_lu_is_locked_elsewhere(
     target: LiveTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

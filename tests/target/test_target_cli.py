@@ -30,6 +30,7 @@ IQN = "iqn.2024-01.test.scsi-pr:disk"
         (["--target-port", "3"], "target port 3"),
         (["--max-data-segment", "100"], "512"),
         (["--allow-initiator", "bob"], "not an iSCSI name"),
+        (["--data-out-timeout", "0"], "Data-Out timeouts must be > 0"),
     ],
 )
 def test_bad_options(
@@ -47,12 +48,13 @@ def test_options_become_the_config(tmp_path: Path) -> None:
         ["serve", "--iqn", IQN, "--state-dir", str(tmp_path), "--portal", "[::1]:3261",
          "--portal", "192.0.2.1", "--luns", "3", "--size", "8M", "--chap", "host:host-secret-1",
          "--mutual-chap", "disk:disk-secret-1", "--allow-initiator", "iqn.2024-01.test:a",
-         "--max-sessions", "5", "--max-commands", "4"]
+         "--max-sessions", "5", "--max-commands", "4", "--data-out-timeout", "7.5"]
     )  # fmt: skip
     config = config_from(args)
     assert config.portals == (("::1", 3261), ("192.0.2.1", 3260))
     assert (config.luns, config.size, config.max_sessions, config.command_window) == (
         3, 8 << 20, 5, 4)  # fmt: skip
+    assert config.data_out_timeout == 7.5
     assert config.chap is not None and config.chap.target is not None
     assert config.chap.initiator.secret == b"host-secret-1" and config.discovery_chap is None
     assert config.allowed_initiators == frozenset({"iqn.2024-01.test:a"})
