@@ -58,9 +58,7 @@ from scsi_pr.target.proto.scsi_pdus import (
     TaskManagementFunctionResponse,
 )
 from scsi_pr.target.proto.sequencing import CommandWindow, StatusSequence, TagPool, sn_lt
-from scsi_pr.target.proto.text import (
-    Pairs,
-)
+from scsi_pr.target.proto.text import Pairs
 from scsi_pr.target.proto.transfer import DataOutError, UnknownTransfer, WriteCollector
 
 CHECK_CONDITION = Status.CHECK_CONDITION
@@ -124,7 +122,7 @@ class FullFeatureSession:
         self._ready: list[Any] = []  # immediate requests admitted, not run yet
         self._text = TextExchange(self._answer_text, self.tags.allocate, self.tags.release)
         self.ping: tuple[int, float] | None = None  # (TTT, time sent) of our NOP-In
-        self.data_outs = 0  # Data-Out PDUs taken: the edge's measure of a write's progress
+        self.data_outs = 0  # Data-Outs for a waiting write: the edge's measure of progress
         self._handlers: dict[type, Callable[[Any], None]] = {
             NopOut: self._nop_out,
             ScsiCommand: self._scsi_command,
@@ -242,10 +240,10 @@ class FullFeatureSession:
         self._collected(task)
 
     def _data_out(self, pdu: ScsiDataOut, *, corrupted: bool = False, length: int = 0) -> None:
-        self.data_outs += 1
         task = self._tasks.get(pdu.initiator_task_tag)
         if task is None or task.collector is None:
             raise UnknownTransfer(f"Data-Out for no write (ITT {pdu.initiator_task_tag:#x})")
+        self.data_outs += 1
         task.collector.receive(pdu, corrupted=corrupted, length=length if corrupted else None)
         self._collected(task)
 

@@ -291,6 +291,8 @@ def test_a_write_whose_data_stop_coming_ends_the_connection() -> None:
     assert not ini.conn.should_close
     ini.send(ScsiDataOut(initiator_task_tag=2, target_transfer_tag=ttt, data=b"x" * 512))
     ini.tick(4.5)
+    (reject,) = ini.send(ScsiDataOut(initiator_task_tag=77, target_transfer_tag=ttt, data=b"y"))
+    assert isinstance(reject, Reject)  # a Data-Out for no write is no progress
     ini.tick(7.4)
     assert not ini.conn.should_close
     ini.tick(7.5)
