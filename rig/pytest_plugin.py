@@ -64,6 +64,21 @@ from scsi_pr.rig.watchdog import last_progress, note_progress
 from scsi_pr.sim import profiles
 from scsi_pr.sim.profiles import PREEMPT_AND_ABORT_STALLS, Profile
 
+
+def _no_hypothesis_deadlines() -> None:
+    """Hypothesis fails an example that takes over 200 ms: a wall-clock limit, which a loaded
+    machine breaks with nothing wrong (timings belong in ``scripts/bench``). Done at import,
+    before any conftest, so a conftest loading a profile of its own still wins; nothing
+    without hypothesis (a user's other project)."""
+    try:
+        from hypothesis import settings
+    except ImportError:
+        return
+    settings.register_profile("scsi-pr", deadline=None)
+    settings.load_profile("scsi-pr")
+
+
+_no_hypothesis_deadlines()
 ENV_BACKENDS = "SCSI_PR_BACKENDS"
 ENV_RESULT_LOG = "SCSI_PR_RESULT_LOG"
 DEFAULT_BACKENDS = ("sim",)

@@ -222,7 +222,7 @@ class TargetConnection:
             if not isinstance(pdu, LoginRequest):
                 raise LoginFailed(LoginStatus.INVALID_DURING_LOGIN, f"{type(pdu).__name__}")
             self._login_step(pdu)
-        elif self.session is not None and not self.should_close:
+        elif self.session is not None:  # (never called once closing: next_event stops first)
             self.session.receive(pdu)
 
     def _login_step(self, request: LoginRequest) -> None:

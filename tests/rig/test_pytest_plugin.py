@@ -171,3 +171,11 @@ def test_the_multipath_backends_tests_go_last(pytester: pytest.Pytester) -> None
         "test_one[helper-lio-mpath]",
         "test_two[helper-lio-mpath]",
     ]
+
+
+def test_hypothesis_examples_have_no_wall_clock_deadline() -> None:
+    """The plugin's profile: a loaded machine must not fail a property test (timings belong
+    in scripts/bench)."""
+    from hypothesis import settings
+
+    assert settings.default.deadline is None

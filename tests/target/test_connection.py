@@ -82,6 +82,7 @@ def test_write_solicited_with_r2t() -> None:
                                    target_transfer_tag=r2t.target_transfer_tag,
                                    buffer_offset=1000, data=b"b" * 4096))  # fmt: skip
     assert isinstance(r2t2, ReadyToTransfer) and r2t2.desired_data_transfer_length == 904
+    assert r2t2.r2t_sn == 1
     ini.send(ScsiDataOut(final=True, initiator_task_tag=2,
                          target_transfer_tag=r2t2.target_transfer_tag, buffer_offset=5096,
                          data=b"c" * 904))  # fmt: skip

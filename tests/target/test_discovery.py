@@ -9,6 +9,7 @@ import pytest
 from scsi_pr.target.proto import TextRequest
 from scsi_pr.target.proto.constants import RESERVED_TAG
 from scsi_pr.target.proto.discovery import Portal, TextExchange, TextExchangeError, send_targets
+from scsi_pr.target.proto.errors import LocalProtocolError
 from scsi_pr.target.proto.login import TargetNode
 from scsi_pr.target.proto.text import Pairs, build_text
 
@@ -128,3 +129,49 @@ def test_stale_ttt_without_exchange_is_refused() -> None:
     with pytest.raises(TextExchangeError) as caught:
         text.receive(request(ttt=5), 8192)
     assert not caught.value.close_connection
+
+
+def test_continuation_requests_and_the_initiators_own_continuation() -> None:
+    """C=1 is acknowledged by an empty response with C=0 and F=0 (11.10.2); a request with
+    F=0 (the initiator has more to say) gets an answer with F=0 and a TTT (11.10.1); each
+    response echoes the request's LUN."""
+    text, _ = exchange()
+    ack = text.receive(request(b"SendTar", continues=True, final=False), 8192)
+    assert (ack.final, ack.continues, ack.data) == (False, False, b"")
+    more = text.receive(request(b"gets=All\0", final=False), 8192)
+    assert not more.final and more.target_transfer_tag == 50
+    text, _ = exchange()
+    echoed = text.receive(TextRequest(lun=7 << 48, initiator_task_tag=4,
+                                      data=b"SendTargets=All\0"), 8192)  # fmt: skip
+    assert (echoed.lun, echoed.initiator_task_tag) == (7 << 48, 4)
+
+
+def test_exchange_errors_say_why() -> None:
+    text, _ = exchange()
+    with pytest.raises(TextExchangeError, match=r"^TTT 0x5 names no exchange$"):
+        text.receive(request(ttt=5), 8192)
+    text.receive(request(b"SendTargets=All\0"), 64)
+    with pytest.raises(TextExchangeError, match=r"^a continuation must echo the TTT with no data$"):
+        text.receive(request(ttt=77), 64)
+
+
+def test_an_empty_send_targets_value_in_a_discovery_session_is_rejected() -> None:
+    """Appendix C: the empty value names the session's own target, which a discovery session
+    has not (whatever the caller says its target is)."""
+    answer = send_targets("", targets=TARGETS, portals=PORTALS, initiator_name="iqn.me",
+                          session_target=DISK0, discovery=True)  # fmt: skip
+    assert answer == [("SendTargets", "Reject")]
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "tag"),
+    [("", 3260, 1), ("h", 0, 1), ("h", 65536, 1), ("h", 3260, -1), ("h", 3260, 0x10000)],
+)
+def test_bad_portals(host: str, port: int, tag: int) -> None:
+    with pytest.raises(LocalProtocolError, match=rf"^bad portal {host!r}:{port},{tag}$"):
+        Portal(host, port, tag)
+
+
+def test_portal_bounds_are_inclusive() -> None:
+    assert Portal("h", 1, 0).address == "h:1,0"
+    assert Portal("h", 65535, 0xFFFF).address == "h:65535,65535"

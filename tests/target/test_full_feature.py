@@ -13,6 +13,8 @@ from wire import INITIATOR, READ_10, SETTINGS, TARGET, WRITE_10, Initiator, abor
 from scsi_pr.sim.constants import INSUFFICIENT_RESOURCES, SenseKey
 from scsi_pr.sim.result import fixed_sense
 from scsi_pr.target.proto import (
+    LoginRequest,
+    LoginResponse,
     LogoutRequest,
     LogoutResponse,
     NopIn,
@@ -34,7 +36,7 @@ from scsi_pr.target.proto import (
 )
 from scsi_pr.target.proto.connection import ConnectionState
 from scsi_pr.target.proto.constants import LoginStatus, LogoutReason, LogoutResponseCode
-from scsi_pr.target.proto.errors import LocalProtocolError
+from scsi_pr.target.proto.errors import LocalProtocolError, RemoteProtocolError
 from scsi_pr.target.proto.events import (
     CommandReceived,
     ConnectionClosed,
@@ -100,6 +102,7 @@ def test_an_r2t_names_its_task_and_carries_stat_sn_without_taking_it() -> None:
     ini.conn.complete_command(2, 0)
     (response,) = ini.pull()
     assert isinstance(response, ScsiResponse) and response.stat_sn == 1  # the R2T took none
+    assert response.data == b""  # no sense
     assert r2t.target_transfer_tag not in session.tags  # released with the task
 
 
@@ -121,6 +124,7 @@ def test_a_write_larger_than_the_target_buffers_is_refused_with_its_sense() -> N
 def test_read_data_sense_and_residuals() -> None:
     ini = logged_in()
     ini.command(2, READ_10, 4096, read=True)
+    assert ini.last(CommandReceived).data == b""  # a read carries no data out
     ini.conn.complete_command(2, 0x02, data=b"r" * 1024, sense=b"\x70" + bytes(17))
     *data_in, response = ini.pull()
     assert [len(p.data) for p in data_in] == [1024]
@@ -140,8 +144,9 @@ def test_read_data_sense_and_residuals() -> None:
     assert isinstance(response, ScsiResponse) and response.status == 0x18
     assert response.residual_underflow and response.residual_count == 512
     send_data(ini, 6, write(ini, 6, 512), 512)
-    ini.conn.complete_command(6, 0)  # a write that used what it got: no residual
-    (response,) = ini.pull()
+    ini.conn.complete_command(6, 0, data=b"ignored")  # a write that used what it got
+    (response,) = ini.pull()  # no Data-In: the command reads nothing; no residual
+    assert isinstance(response, ScsiResponse) and response.data == b""
     assert not response.residual_underflow and response.residual_count == 0
 
 
@@ -169,7 +174,10 @@ def test_nop_in_echoes_the_lun_and_carries_the_window() -> None:
     (nop_in,) = ini.send(NopOut(lun=LUN_3, initiator_task_tag=9, cmd_sn=100, exp_stat_sn=1))
     assert isinstance(nop_in, NopIn) and nop_in.lun == LUN_3
     assert (nop_in.stat_sn, nop_in.exp_cmd_sn, nop_in.max_cmd_sn) == (1, 101, 108)
-    assert ini.conn.session is not None and ini.conn.session.status.exp_stat_sn == 1
+    session = ini.conn.session
+    assert session is not None and session.status.exp_stat_sn == 1
+    ini.send(NopOut(immediate=True, initiator_task_tag=10, cmd_sn=101, exp_stat_sn=2))
+    assert session.status.exp_stat_sn == 2  # the initiator acknowledged StatSN 1
 
 
 def test_a_ping_carries_stat_sn_without_taking_it_and_its_echo_frees_its_tag() -> None:
@@ -249,8 +257,10 @@ def test_another_sessions_reset_ends_the_writes_on_its_lun() -> None:
     assert ini.conn.abort_collecting(3) == [3]
     assert ini.conn.abort_collecting(5) == []
     assert ini.conn.abort_collecting(None) == [2]
+    write(ini, 4, 1024)
     ini.conn.close("done")
     assert ini.conn.abort_collecting(None) == []
+    assert ini.conn.session is not None and 4 in ini.conn.session.tasks
 
 
 def test_task_reassign_is_not_supported_at_error_recovery_level_0() -> None:
@@ -292,14 +302,14 @@ def test_text_keys_in_full_feature_phase_each_get_their_answer() -> None:
 
 def test_send_targets_hides_targets_the_initiator_may_not_see() -> None:
     hidden = TargetNode("iqn.2024-01.test:other", allowed_initiators=frozenset({"iqn.x:y"}))
-    shown = TargetNode("iqn.2024-01.test:third")
+    shown = TargetNode("iqn.2024-01.test:third", allowed_initiators=frozenset({INITIATOR}))
     login = replace(SETTINGS.login, targets=(*SETTINGS.login.targets, hidden, shown))
     ini = Initiator()
     ini.conn = type(ini.conn)(replace(SETTINGS, login=login), tsih=5, random_bytes=bytes)
     ini.login("Discovery")
     (text,) = ini.send(TextRequest(initiator_task_tag=3, cmd_sn=100, data=b"SendTargets=All\0"))
     names = [v for k, v in pairs(text.data) if k == "TargetName"]
-    assert names == [TARGET, "iqn.2024-01.test:third"] and INITIATOR not in names
+    assert names == [TARGET, "iqn.2024-01.test:third"]
 
 
 def test_a_long_text_answer_takes_a_transfer_tag_and_gives_it_back() -> None:
@@ -383,3 +393,170 @@ def test_a_failed_login_reports_why() -> None:
     rejected = ini.last(Rejected)
     assert isinstance(rejected.error, LoginFailed)
     assert rejected.error.status == LoginStatus.MISSING_PARAMETER == response.status
+
+
+def test_the_window_is_the_configured_depth_and_immediate_commands_have_their_own_limit() -> None:
+    ini = Initiator()
+    settings = replace(SETTINGS, login=replace(SETTINGS.login, command_window=4), max_immediate=2)
+    ini.conn = type(ini.conn)(settings, tsih=5, random_bytes=bytes)
+    assert ini.login().max_cmd_sn == 103
+    for itt in (1, 2):
+        ini.command(itt, READ_10, 512, read=True, immediate=True)
+    (reject,) = ini.command(3, READ_10, 512, read=True, immediate=True)
+    assert isinstance(reject, Reject) and reject.reason == RejectReason.IMMEDIATE_COMMAND_REJECT
+
+
+def test_a_new_login_naming_a_live_session_is_refused() -> None:
+    """The edge's list of live sessions reaches the login: TSIH 7 is one, TSIH 8 is not."""
+    from scsi_pr.target.proto import LoginRequest
+    from scsi_pr.target.proto.text import build_text
+
+    keys = build_text({"InitiatorName": INITIATOR, "TargetName": TARGET}.items())
+    for tsih, status in ((7, LoginStatus.TOO_MANY_CONNECTIONS),
+                         (8, LoginStatus.SESSION_DOES_NOT_EXIST)):  # fmt: skip
+        ini = Initiator()
+        ini.conn = type(ini.conn)(SETTINGS, tsih=5, random_bytes=bytes, existing_sessions=(7,))
+        (response,) = ini.send(LoginRequest(transit=True, csg=1, nsg=3, isid=1, tsih=tsih,
+                                            data=keys))  # fmt: skip
+        assert response.status == status  # type: ignore[attr-defined]
+
+
+def test_the_chap_challenge_comes_from_the_connections_random_source() -> None:
+    from scsi_pr.target.proto import ChapCredentials, ChapPolicy, LoginRequest
+    from scsi_pr.target.proto.text import build_text
+
+    chap = ChapPolicy(ChapCredentials("host1", b"host1-secret"))
+    node = TargetNode(TARGET, chap=chap)
+    ini = Initiator()
+    source = bytes(range(200, 256))
+    ini.conn = type(ini.conn)(replace(SETTINGS, login=replace(SETTINGS.login, targets=(node,))),
+                              tsih=5, random_bytes=lambda n: source[:n])  # fmt: skip
+    keys = {"InitiatorName": INITIATOR, "TargetName": TARGET, "AuthMethod": "CHAP"}
+    ini.send(LoginRequest(transit=True, csg=0, nsg=1, isid=1, data=build_text(keys.items())))
+    (response,) = ini.send(LoginRequest(transit=True, csg=0, nsg=1, isid=1,
+                                        data=build_text([("CHAP_A", "5")])))  # fmt: skip
+    challenge = dict(parse_text(response.data))["CHAP_C"]  # type: ignore[attr-defined]
+    assert bytes.fromhex(challenge[2:]) == source[: len(challenge[2:]) // 2]
+
+
+def test_a_data_out_timer_starts_afresh_for_the_next_write() -> None:
+    """Between two writes no write waits: the second one's wait is its own."""
+    ini = logged_in()
+    (r2t,) = write(ini, 2, 512)
+    ini.tick(1.0)
+    send_data(ini, 2, [r2t], 512)
+    ini.tick(2.0)  # nothing waits now
+    ini.conn.complete_command(2, 0)
+    write(ini, 3, 512)
+    ini.tick(20.0)
+    ini.tick(49.9)
+    assert not ini.conn.should_close
+    ini.tick(50.0)
+    assert ini.conn.should_close
+
+
+@pytest.mark.parametrize(
+    ("pdu", "reason"),
+    [
+        (SnackRequest(), "SnackRequest is not taken"),
+        (ScsiCommand(read=True, initiator_task_tag=2, cmd_sn=101, cdb=READ_10,
+                     expected_data_transfer_length=512), "ITT 0x2 is in use"),
+        (TaskManagementFunctionRequest(function=TaskManagementFunction.ABORT_TASK_SET,
+                                       initiator_task_tag=2), "ITT 0x2 is in use"),
+        (ScsiCommand(read=True, initiator_task_tag=4, cmd_sn=101, cdb=READ_10, data=b"x",
+                     expected_data_transfer_length=512),
+         "immediate data with a command that writes nothing"),
+        (ScsiDataOut(initiator_task_tag=9, data=b"x"), "Data-Out for no write (ITT 0x9)"),
+        (NopOut(immediate=True, target_transfer_tag=5), "NOP-Out echoes TTT 0x5"),
+    ],
+)  # fmt: skip
+def test_each_refusal_says_why(pdu: object, reason: str) -> None:
+    ini = logged_in()
+    write(ini, 2, 1024)
+    (reject,) = ini.send(pdu)  # type: ignore[arg-type]
+    assert isinstance(reject, Reject)
+    assert str(ini.last(Rejected).error) == reason
+
+
+def test_a_discovery_session_says_why_it_takes_no_command() -> None:
+    ini = Initiator()
+    ini.login("Discovery")
+    ini.command(2, READ_10, 512, read=True)
+    assert str(ini.last(Rejected).error) == "a discovery session takes only Text and Logout (13.21)"
+
+
+def test_timeouts_say_which() -> None:
+    ini = Initiator()
+    ini.tick(30.0)
+    assert ini.last(ConnectionClosed).reason == "login not complete within 30.0 s"
+    ini = logged_in()
+    ini.tick(1.0)
+    ini.tick(11.0)
+    ini.tick(16.0)
+    assert ini.last(ConnectionClosed).reason == "no NOP-Out answered our ping within 5 s"
+
+
+def _with_ahs(pdu: bytes) -> bytes:
+    """``pdu`` with a 4-byte Additional Header Segment no Login Request may carry."""
+    return pdu[:4] + b"\x01" + pdu[5:48] + bytes(4) + pdu[48:]
+
+
+@pytest.mark.parametrize(
+    ("wire", "status", "reason"),
+    [
+        (b"\x1c" + encode_pdu(NopOut())[1:], LoginStatus.INVALID_DURING_LOGIN,
+         "login failed: INVALID_DURING_LOGIN: opcode 0x1c is not defined"),
+        (encode_pdu(NopIn()), LoginStatus.INVALID_DURING_LOGIN,
+         "login failed: INVALID_DURING_LOGIN: Opcode.NOP_IN is not sent by the peer"),
+        (encode_pdu(NopOut()), LoginStatus.INVALID_DURING_LOGIN,
+         "login failed: INVALID_DURING_LOGIN: NopOut"),
+        (_with_ahs(encode_pdu(LoginRequest())), LoginStatus.INITIATOR_ERROR,
+         "login failed: INITIATOR_ERROR: LoginRequest carries no Additional Header Segment"),
+        (encode_pdu(LoginRequest(data=b"a=b\0" * 3000)), None,
+         "login failed: data segment of 12000 bytes exceeds MaxRecvDataSegmentLength 8192"),
+    ],
+)  # fmt: skip
+def test_protocol_errors_during_login_fail_it(wire: bytes, status: int | None, reason: str) -> None:
+    """No Reject during login (11.13.5): a Login Response with the status the error calls for,
+    none when the stream itself cannot be trusted (the connection just closes)."""
+    ini = Initiator()
+    out = ini.send_bytes(wire)
+    if status is None:
+        assert out == []
+    else:
+        (response,) = out
+        assert isinstance(response, LoginResponse) and response.status == status
+    assert isinstance(ini.last(Rejected).error, RemoteProtocolError)
+    assert ini.last(ConnectionClosed).reason == reason and ini.conn.should_close
+
+
+def test_a_refused_login_says_the_target_refused_it() -> None:
+    ini = Initiator()
+    ini.conn = type(ini.conn)(SETTINGS, tsih=5, random_bytes=bytes,
+                              refusal=LoginStatus.OUT_OF_RESOURCES)  # fmt: skip
+    ini.login_request = LoginRequest(transit=True, csg=1, nsg=3)
+    ini.send(ini.login_request)
+    assert str(ini.last(Rejected).error) == "OUT_OF_RESOURCES: refused by the target"
+    assert (
+        ini.last(ConnectionClosed).reason == "login failed: OUT_OF_RESOURCES: refused by the target"
+    )
+
+
+def test_an_error_that_ends_the_connection_says_so() -> None:
+    ini = logged_in()
+    ini.send(NopOut(immediate=True, initiator_task_tag=1, data=b"x" * 70000))
+    assert ini.last(ConnectionClosed).reason.startswith("protocol error: data segment of 70000")
+
+
+def test_a_lost_data_out_for_no_write_is_rejected_once_and_reported_twice() -> None:
+    """Its data digest failed, and it named no write either: one Reject on the wire, both
+    errors in the events."""
+    ini = Initiator(digests=True)
+    ini.login()
+    wire = bytearray(encode_pdu(ScsiDataOut(initiator_task_tag=77, data=b"x" * 64),
+                                header_digest=True, data_digest=True))  # fmt: skip
+    wire[60] ^= 1
+    (reject,) = ini.send_bytes(bytes(wire))
+    assert isinstance(reject, Reject) and reject.reason == RejectReason.DATA_DIGEST_ERROR
+    errors = [type(e.error).__name__ for e in ini.events if isinstance(e, Rejected)]
+    assert errors == ["DataDigestError", "UnknownTransfer"]
