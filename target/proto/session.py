@@ -239,18 +239,19 @@ class FullFeatureSession:
         self._tasks[command.initiator_task_tag] = task
         self._collected(task)
 
-    def _data_out(self, pdu: ScsiDataOut, *, corrupted: bool = False, length: int = 0) -> None:
+    def _data_out(self, pdu: ScsiDataOut, lost: int | None = None) -> None:
+        """A Data-Out's data, or (``lost``: its length) the news that a digest error lost it."""
         task = self._tasks.get(pdu.initiator_task_tag)
         if task is None or task.collector is None:
             raise UnknownTransfer(f"Data-Out for no write (ITT {pdu.initiator_task_tag:#x})")
         self.data_outs += 1
-        task.collector.receive(pdu, corrupted=corrupted, length=length if corrupted else None)
+        task.collector.receive(pdu, corrupted=lost is not None, length=lost)
         self._collected(task)
 
     def data_digest_error(self, pdu: Pdu | None, length: int) -> None:
         """A Data-Out lost to a digest error still ends its burst; the write then fails (7.8)."""
         if isinstance(pdu, ScsiDataOut):
-            self._data_out(pdu, corrupted=True, length=length)
+            self._data_out(pdu, lost=length)
 
     def _collected(self, task: _Task) -> None:
         collector, command = task.collector, task.request

@@ -171,6 +171,7 @@ def test_bad_pdus_are_rejected_and_the_session_goes_on(wire: bytes, reason: Reje
     (reject,) = ini.send_bytes(wire)
     assert isinstance(reject, Reject) and reject.reason == reason
     assert reject.data == wire[:48] and reject.stat_sn == 1
+    assert (reject.exp_cmd_sn, reject.max_cmd_sn) == (100, 107)
     assert isinstance(ini.events[-1], Rejected) and not ini.conn.should_close
     (nop_in,) = ini.send(NopOut(initiator_task_tag=9, cmd_sn=100))
     assert isinstance(nop_in, NopIn) and nop_in.stat_sn == 2
