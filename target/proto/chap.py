@@ -144,7 +144,7 @@ class ChapAuthenticator:
 
     def _response(self, keys: Mapping[str, str]) -> list[tuple[str, str]]:
         mutual = {"CHAP_I", "CHAP_C"} & set(keys)
-        if not {"CHAP_N", "CHAP_R"} <= set(keys) or set(keys) - CHAP_KEYS - {"CHAP_A"}:
+        if not {"CHAP_N", "CHAP_R"} <= set(keys) or set(keys) - CHAP_KEYS:
             raise AuthenticationFailed(f"expected CHAP_N and CHAP_R, got {sorted(keys)}")
         if "CHAP_A" in keys or mutual not in (set(), {"CHAP_I", "CHAP_C"}):
             raise AuthenticationFailed("CHAP_I and CHAP_C come together, CHAP_A only once")
@@ -156,10 +156,9 @@ class ChapAuthenticator:
         name_ok = keys["CHAP_N"] == self.policy.initiator.name
         if not (hmac.compare_digest(response, expected) and name_ok):
             raise AuthenticationFailed(f"CHAP response of {keys['CHAP_N']!r} does not match")
-        self._step = _Step.DONE
-        if not mutual:
-            return []
-        return self._prove_target(keys["CHAP_I"], keys["CHAP_C"])
+        proof = self._prove_target(keys["CHAP_I"], keys["CHAP_C"]) if mutual else []
+        self._step = _Step.DONE  # only once both directions succeeded
+        return proof
 
     def _prove_target(self, identifier_text: str, challenge_text: str) -> list[tuple[str, str]]:
         if self.policy.target is None:
