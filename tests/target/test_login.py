@@ -310,3 +310,82 @@ def test_small_max_burst_without_first_burst_logs_in() -> None:
         16384,
         16384,
     )
+
+
+def test_an_initiator_in_the_acl_logs_in() -> None:
+    """The ACL is checked against the name the initiator gave (the refusing case is in
+    FAILURES)."""
+    d = Driver(settings(allowed_initiators=frozenset({INITIATOR})))
+    d.send(OP, FFP, True, NAMES)
+    assert d.status == LoginStatus.SUCCESS
+
+
+def test_the_session_parameters_record_alias_portal_group_and_cid() -> None:
+    d = Driver(settings(portal_group_tag=9))
+    d.send(SEC, OP, True, {**NAMES, "InitiatorAlias": "node-a"}, cid=4)
+    d.send(OP, FFP, True, cid=4)
+    params = d.login.parameters
+    assert params is not None
+    assert (params.initiator_alias, params.target_portal_group_tag, params.cid) == ("node-a", 9, 4)
+
+
+def test_the_alias_may_come_in_the_operational_stage() -> None:
+    d = Driver()
+    answers = d.send(OP, FFP, True, {**NAMES, "InitiatorAlias": "node-b"})
+    assert "InitiatorAlias" not in answers  # declarative: no answer
+    assert d.login.parameters is not None and d.login.parameters.initiator_alias == "node-b"
+
+
+def test_unknown_security_keys_are_not_understood() -> None:
+    d = Driver()
+    answers = d.send(SEC, OP, False, {**NAMES, "X-vendor-key": "1", "InitiatorAlias": "a"})
+    assert answers == {"X-vendor-key": "NotUnderstood", "TargetPortalGroupTag": "1"}
+
+
+def test_a_response_that_does_not_transit_names_stage_zero_and_the_version() -> None:
+    d = Driver()
+    d.send(SEC, OP, False, NAMES)
+    response = d.response
+    assert response is not None and not response.transit and response.nsg == 0
+    assert (response.version_max, response.version_active, response.isid) == (0, 0, ISID)
+
+
+def test_transit_to_the_same_stage_fails() -> None:
+    d = Driver()
+    d.send(SEC, SEC, True, NAMES)
+    assert d.status == LoginStatus.INITIATOR_ERROR
+
+
+def test_name_length_limit_is_inclusive() -> None:
+    name = "iqn.2024-01.test:" + "n" * (223 - len("iqn.2024-01.test:"))
+    d = Driver()
+    d.send(OP, FFP, True, {**NAMES, "InitiatorName": name})
+    assert d.status == LoginStatus.SUCCESS
+
+
+def test_the_request_limit_is_64() -> None:
+    d = Driver()
+    d.send(SEC, OP, False, NAMES)
+    for _ in range(63):
+        d.send(SEC, OP, False)
+    assert d.login.state is LoginState.IN_PROGRESS  # 64 requests
+    d.send(SEC, OP, False)
+    assert d.status == LoginStatus.INITIATOR_ERROR
+
+
+@pytest.mark.parametrize(("tsih", "ok"), [(0, False), (1, True), (0xFFFF, True), (0x10000, False)])
+def test_tsih_bounds(tsih: int, ok: bool) -> None:
+    if ok:
+        assert Login(settings(), tsih=tsih, random_bytes=bytes).state is LoginState.IN_PROGRESS
+        return
+    with pytest.raises(LocalProtocolError, match=r"^a new session's TSIH must be 1\.\.65535$"):
+        Login(settings(), tsih=tsih, random_bytes=bytes)
+
+
+def test_a_failure_response_answers_the_request_it_failed() -> None:
+    d = Driver()
+    d.send(SEC, OP, True, {**NAMES, "SessionType": "Bogus"}, initiator_task_tag=33)
+    response = d.response
+    assert response is not None and response.status == LoginStatus.SESSION_TYPE_NOT_SUPPORTED
+    assert (response.initiator_task_tag, response.isid) == (33, ISID)
+    assert str(d.login.error) == "SESSION_TYPE_NOT_SUPPORTED: Bogus"
