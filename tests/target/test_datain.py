@@ -7,7 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scsi_pr.target.proto import ScsiDataIn, ScsiResponse
+from scsi_pr.target.proto.constants import ScsiResponseCode
 from scsi_pr.target.proto.datain import Residual, SequenceNumbers, read_reply, scsi_response
+from scsi_pr.target.proto.errors import LocalProtocolError
 from scsi_pr.target.proto.layout import Pdu
 
 NUMBERS = SequenceNumbers(stat_sn=40, exp_cmd_sn=41, max_cmd_sn=72)
@@ -99,3 +101,46 @@ def test_any_read_reply(length: int, expected: int, segment: int, burst: int, se
             sequence = 0
     with_status = [p for p in pdus if isinstance(p, ScsiResponse) or p.status_present]  # type: ignore[attr-defined]
     assert len(with_status) == 1 and with_status[0] is pdus[-1]
+
+
+def test_every_field_of_a_data_in() -> None:
+    """Status, StatSN and the residual only where the status rides; the LUN, the task tag and
+    the reserved TTT in each."""
+    first, last = read_reply(initiator_task_tag=5, lun=3 << 48, expected_length=8192,
+                             data=b"d" * 6000, status=0x04, numbers=NUMBERS, max_segment=4096,
+                             max_burst=8192)  # fmt: skip
+    assert isinstance(first, ScsiDataIn) and isinstance(last, ScsiDataIn)
+    fields = ("lun", "initiator_task_tag", "target_transfer_tag", "status", "stat_sn",
+              "residual_underflow", "residual_count")  # fmt: skip
+    assert [getattr(first, f) for f in fields] == [3 << 48, 5, 0xFFFFFFFF, 0, 0, False, 0]
+    assert [getattr(last, f) for f in fields] == [3 << 48, 5, 0xFFFFFFFF, 0x04, 40, True, 2192]
+
+
+def test_every_field_of_a_scsi_response() -> None:
+    response = scsi_response(9, CHECK_CONDITION, NUMBERS, sense=SENSE,
+                             residual=Residual.of(512, 1024), exp_data_sn=3,
+                             response=ScsiResponseCode.TARGET_FAILURE)  # fmt: skip
+    assert (response.residual_overflow, response.residual_underflow) == (True, False)
+    assert (response.residual_count, response.response, response.status) == (512, 1, 2)
+    assert (response.stat_sn, response.exp_cmd_sn, response.max_cmd_sn) == (40, 41, 72)
+    assert (response.exp_data_sn, response.sense, response.initiator_task_tag) == (3, SENSE, 9)
+    plain = scsi_response(9, GOOD, NUMBERS)
+    assert (plain.exp_data_sn, plain.data, plain.response) == (0, b"", 0)
+
+
+def test_sense_without_data_rides_in_the_response() -> None:
+    (response,) = reply(b"", 512, CHECK_CONDITION, SENSE)
+    assert isinstance(response, ScsiResponse) and response.sense == SENSE
+
+
+@pytest.mark.parametrize(("segment", "burst", "status"), [(0, 1, 0), (1, 0, 0), (1, 1, 256),
+                                                          (1, 1, -1)])  # fmt: skip
+def test_read_reply_arguments_are_checked(segment: int, burst: int, status: int) -> None:
+    with pytest.raises(LocalProtocolError, match=r"^segment and burst sizes must be positive"):
+        reply(b"x", 1, status, segment=segment, burst=burst)
+
+
+def test_smallest_segment_and_burst_and_the_largest_status() -> None:
+    pdus = reply(b"xy", 2, 0xFF, segment=1, burst=1)
+    assert [len(p.data) for p in pdus if isinstance(p, ScsiDataIn)] == [1, 1]
+    assert isinstance(pdus[-1], ScsiResponse) and pdus[-1].status == 0xFF

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from scsi_pr.target.proto import RejectReason, ScsiCommand, ScsiDataOut
 from scsi_pr.target.proto.constants import RESERVED_TAG
+from scsi_pr.target.proto.errors import LocalProtocolError
 from scsi_pr.target.proto.negotiation import SessionParameters
 from scsi_pr.target.proto.transfer import (
     DataOutError,
@@ -97,40 +98,46 @@ def test_everything_in_immediate_data_needs_no_r2t() -> None:
     assert collector.complete and collector.next_r2ts(tags()) == []
 
 
+F_BIT = r"^the F bit does not mark the end of the burst \(11\.7\.1\)$"
+NOT_ALLOWED = r"^unsolicited Data-Out announced but not allowed \(13\.10\)$"
+
+
 @pytest.mark.parametrize(
-    ("command", "p"),
+    ("command", "p", "why"),
     [
-        (write(1000, b"x"), params(immediate_data=False)),  # 13.11
-        (write(8192, bytes(4097)), params()),  # beyond FirstBurstLength
-        (write(10, bytes(11)), params()),  # beyond the Expected Data Transfer Length
-        (write(8192, final=False), params()),  # unsolicited Data-Out with InitialR2T=Yes
-        (write(4096, bytes(4096), final=False), params(initial_r2t=False)),  # nothing left
+        (write(1000, b"x"), params(immediate_data=False),
+         r"^immediate data with ImmediateData=No \(13\.11\)$"),
+        (write(8192, bytes(4097)), params(), "^4097 bytes of immediate data exceed the first"),
+        (write(10, bytes(11)), params(), "^11 bytes of immediate data exceed"),  # beyond the EDTL
+        (write(8192, final=False), params(), NOT_ALLOWED),  # with InitialR2T=Yes
+        (write(4096, bytes(4096), final=False), params(initial_r2t=False), NOT_ALLOWED),
     ],
-)
-def test_command_breaking_the_rules(command: ScsiCommand, p: SessionParameters) -> None:
-    with pytest.raises(DataOutError) as caught:
+)  # fmt: skip
+def test_command_breaking_the_rules(command: ScsiCommand, p: SessionParameters, why: str) -> None:
+    with pytest.raises(DataOutError, match=why) as caught:
         WriteCollector(command, p)
     assert caught.value.reject_reason is RejectReason.PROTOCOL_ERROR
 
 
 @pytest.mark.parametrize(
-    ("pdu", "error"),
+    ("pdu", "error", "why"),
     [
-        (data_out(RESERVED_TAG, 0, bytes(16)), DataOutError),  # unsolicited, not expected
-        (data_out(999, 0, bytes(16)), UnknownTransfer),  # no such R2T
-        (data_out(100, 0, bytes(16), data_sn=1), DataOutError),  # DataSN gap
-        (data_out(100, 16, bytes(16)), DataOutError),  # offset gap
-        (data_out(100, 0, bytes(4097)), DataOutError),  # overruns the R2T
-        (data_out(100, 0, bytes(16), final=True), DataOutError),  # F before the burst's end
-        (data_out(100, 0, bytes(4096), final=False), DataOutError),  # no F at the end
+        (data_out(RESERVED_TAG, 0, bytes(16)), DataOutError, "^unsolicited Data-Out not expected"),
+        (data_out(999, 0, bytes(16)), UnknownTransfer, "^no R2T with TTT 0x3e7$"),
+        (data_out(100, 0, bytes(16), data_sn=1), DataOutError, "^DataSN 1, expected 0$"),
+        (data_out(100, 16, bytes(16)), DataOutError, r"^offset 16 out of order \(13\.18\)$"),
+        (data_out(100, 0, bytes(4097), final=False), DataOutError,
+         "^4097 bytes overrun the burst at 0$"),
+        (data_out(100, 0, bytes(16), final=True), DataOutError, F_BIT),  # before the end
+        (data_out(100, 0, bytes(4096), final=False), DataOutError, F_BIT),  # none at the end
         (ScsiDataOut(final=True, lun=1 << 48, target_transfer_tag=100, data=bytes(4096)),
-         UnknownTransfer),  # another LUN
+         UnknownTransfer, "^Data-Out LUN differs from the command's$"),
     ],
 )  # fmt: skip
-def test_bad_data_out(pdu: ScsiDataOut, error: type[DataOutError]) -> None:
+def test_bad_data_out(pdu: ScsiDataOut, error: type[DataOutError], why: str) -> None:
     collector = WriteCollector(write(8192), params())
     collector.next_r2ts(tags())
-    with pytest.raises(error) as caught:
+    with pytest.raises(error, match=why) as caught:
         collector.receive(pdu)
     assert type(caught.value) is error
     expected = (
@@ -205,3 +212,25 @@ def test_the_buffer_grows_with_the_data_not_with_the_announced_length() -> None:
     assert collector.buffer == bytes(4096) + b"b" * 4096
     collector.receive(data_out(100, 0, b"a" * 4096))
     assert collector.buffer == b"a" * 4096 + b"b" * 4096
+
+
+def test_immediate_data_shorten_the_unsolicited_burst() -> None:
+    """FirstBurstLength covers immediate and unsolicited data together (13.14)."""
+    collector = WriteCollector(write(8192, bytes(1000), final=False), params(initial_r2t=False))
+    with pytest.raises(DataOutError, match=r"^3097 bytes overrun the burst at 1000$"):
+        collector.receive(data_out(RESERVED_TAG, 1000, bytes(3097), final=False))
+    collector.receive(data_out(RESERVED_TAG, 1000, bytes(3096)))
+    assert collector.received == 4096
+
+
+@pytest.mark.parametrize("bad", [RESERVED_TAG, 100])
+def test_a_tag_that_cannot_name_a_transfer_is_a_local_error(bad: int) -> None:
+    collector = WriteCollector(write(16384), params(max_outstanding_r2t=2))
+    handed = iter([100, bad])
+    with pytest.raises(LocalProtocolError, match=f"^tag {bad:#x} cannot name a transfer$"):
+        collector.next_r2ts(lambda: next(handed))
+
+
+def test_a_collector_is_for_writes() -> None:
+    with pytest.raises(LocalProtocolError, match=r"^a WriteCollector is for commands with the W"):
+        WriteCollector(ScsiCommand(read=True), params())
