@@ -343,12 +343,9 @@ class Negotiator:
                 if spec.attribute.endswith("digest"):
                     result = result == CRC32C
             values[spec.attribute] = result
-        if not self._declared:  # never declared: the initiator assumes the default
-            values["target_max_recv_data_segment_length"] = DEFAULT_MAX_RECV_DATA_SEGMENT_LENGTH
-        else:
-            values["target_max_recv_data_segment_length"] = (
-                self.settings.max_recv_data_segment_length
-            )
+        if self._declared:  # else the initiator assumes the default, as SessionParameters does
+            declared = self.settings.max_recv_data_segment_length
+            values["target_max_recv_data_segment_length"] = declared
         names = {f.name for f in fields(SessionParameters)}
         try:
             return SessionParameters(**{k: v for k, v in values.items() if k in names}, **identity)

@@ -81,11 +81,12 @@ def test_header_digest_error_closes_and_stays_fatal() -> None:
     wire = bytearray(encode_pdu(NopOut(), header_digest=True))
     wire[49] ^= 1
     framer = framer_with(bytes(wire), header_digest=True)
-    with pytest.raises(HeaderDigestError) as caught:
+    with pytest.raises(HeaderDigestError, match=r"^header digest mismatch$") as caught:
         framer.next_pdu()
-    assert reaction(caught.value) == (None, True)
-    with pytest.raises(HeaderDigestError):
+    assert reaction(caught.value) == (None, True) and caught.value.header == bytes(wire[:48])
+    with pytest.raises(HeaderDigestError) as again:
         framer.next_pdu()
+    assert again.value is caught.value  # remembered, not found again
 
 
 def test_data_digest_error_rejects_and_goes_on() -> None:
@@ -93,7 +94,7 @@ def test_data_digest_error_rejects_and_goes_on() -> None:
     bad[50] ^= 0x40
     good = encode_pdu(NopOut(initiator_task_tag=2), data_digest=True)
     framer = framer_with(bytes(bad) + good, data_digest=True)
-    with pytest.raises(DataDigestError) as caught:
+    with pytest.raises(DataDigestError, match=r"^data digest mismatch$") as caught:
         framer.next_pdu()
     assert reaction(caught.value) == (RejectReason.DATA_DIGEST_ERROR, False)
     assert caught.value.header == bytes(bad[:48])
@@ -178,9 +179,13 @@ def test_eof_between_pdus_is_closed_and_inside_one_is_truncated() -> None:
     assert framer.next_pdu() == NopOut()
     assert framer.next_pdu() is CLOSED
     framer = framer_with(encode_pdu(NopOut(data=b"abcd"))[:50], b"")
-    with pytest.raises(TruncatedPdu) as caught:
+    with pytest.raises(TruncatedPdu, match=r"^the stream ended 50 bytes into a PDU$") as caught:
         framer.next_pdu()
     assert reaction(caught.value) == (None, True)
+    for chunk, digest in ((encode_pdu(NopOut())[:10], False), (encode_pdu(NopOut())[:50], True)):
+        framer = framer_with(chunk, b"", header_digest=digest)  # in the BHS; in its digest
+        with pytest.raises(TruncatedPdu, match=f"^the stream ended {len(chunk)} bytes into"):
+            framer.next_pdu()
 
 
 def test_need_data_until_the_pdu_is_whole() -> None:
@@ -200,3 +205,24 @@ def test_digests_switch_on_between_pdus() -> None:
     framer.set_digests(True, False)
     assert framer.next_pdu() == NopOut()
     assert framer.send(NopIn()) == encode_pdu(NopIn(), header_digest=True)
+
+
+def test_an_extended_cdb_travels_in_the_additional_header() -> None:
+    """A 32-byte CDB: 16 bytes in the BHS, the rest in an AHS that TotalAHSLength counts; a
+    data digest error still names the whole command (it is decoded with its AHS)."""
+    cdb = bytes(range(32))
+    command = ScsiCommand(write=True, initiator_task_tag=3, cdb=cdb, data=b"abcd",
+                          expected_data_transfer_length=4)  # fmt: skip
+    wire = encode_pdu(command)
+    assert wire[4] == 5  # 20 bytes: length, type, reserved byte and 16 CDB bytes
+    assert framer_with(wire).next_pdu() == command
+    bad = bytearray(encode_pdu(command, data_digest=True))
+    bad[-5] ^= 1
+    with pytest.raises(DataDigestError) as caught:
+        framer_with(bytes(bad), data_digest=True).next_pdu()
+    assert isinstance(caught.value.pdu, ScsiCommand) and caught.value.pdu.cdb == cdb
+
+
+def test_sentinels_and_roles_say_what_they_are() -> None:
+    assert (repr(NEED_DATA), repr(CLOSED)) == ("NEED_DATA", "CLOSED")
+    assert Framer(Role.INITIATOR).role is Role.INITIATOR and Framer().role is Role.TARGET

@@ -197,7 +197,7 @@ def test_first_burst_over_a_later_max_burst_fails_at_the_end() -> None:
     negotiator = Negotiator(DEFAULTS)
     negotiator.respond("FirstBurstLength", "4096")
     negotiator.respond("MaxBurstLength", "1024")
-    with pytest.raises(NegotiationError):
+    with pytest.raises(NegotiationError, match=r"^FirstBurstLength exceeds MaxBurstLength"):
         negotiator.parameters(initiator_name="iqn.i", isid=1)
 
 
@@ -238,3 +238,49 @@ def test_a_required_digest_refused_by_the_initiator_fails() -> None:
 def test_impossible_settings(kwargs: dict[str, object]) -> None:
     with pytest.raises(LocalProtocolError):
         OperationalSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_required_digest_is_offered_and_its_answer_checked() -> None:
+    """The initiator never named HeaderDigest: the target offers the one it takes, and the
+    answer must be in that offer."""
+    for answer, ok in (("CRC32C", True), ("None", False)):
+        negotiator = Negotiator(OperationalSettings(header_digest=("CRC32C",)))
+        assert ("HeaderDigest", "CRC32C") in negotiator.offers()
+        assert negotiator.offers() == []  # offered once: not again while it waits
+        if ok:
+            negotiator.respond("HeaderDigest", answer)
+            assert negotiator.parameters(initiator_name="iqn.i", isid=1).header_digest
+            continue
+        with pytest.raises(NegotiationError, match=r"^HeaderDigest=None does not answer our"):
+            negotiator.respond("HeaderDigest", answer)
+
+
+def test_an_answer_out_of_the_keys_range_is_a_bad_answer() -> None:
+    negotiator = Negotiator(OperationalSettings(max_burst_length=4096, first_burst_length=4096))
+    negotiator.offers()
+    with pytest.raises(NegotiationError, match=r"^bad answer MaxBurstLength='16777216'$"):
+        negotiator.respond("MaxBurstLength", "16777216")
+
+
+def test_discovery_offers_what_it_still_needs_after_the_irrelevant_keys() -> None:
+    """Session keys are skipped in discovery (MaxConnections comes early in the table), the
+    connection keys after them are still offered."""
+    settings = OperationalSettings(max_connections=1, default_time2retain=0)
+    offers = dict(Negotiator(settings, discovery=True).offers())
+    assert offers.get("DefaultTime2Retain") == "0" and "MaxConnections" not in offers
+
+
+def test_limits_of_the_settings_are_inclusive() -> None:
+    OperationalSettings(max_burst_length=(1 << 24) - 1, first_burst_length=(1 << 24) - 1)
+    SessionParameters(initiator_name="iqn.i", isid=1, max_burst_length=(1 << 24) - 1)
+    with pytest.raises(LocalProtocolError):
+        OperationalSettings(max_burst_length=1 << 24)
+
+
+def test_a_long_bad_declaration_is_quoted_up_to_40_characters() -> None:
+    """A bad negotiated value is answered Reject; a bad declaration fails the login."""
+    negotiator = Negotiator(DEFAULTS)
+    assert negotiator.respond("MaxBurstLength", "x" * 50) == "Reject"
+    with pytest.raises(NegotiationError) as caught:
+        negotiator.respond("MaxRecvDataSegmentLength", "x" * 50)
+    assert str(caught.value).startswith("MaxRecvDataSegmentLength='" + "x" * 40 + "': ")
