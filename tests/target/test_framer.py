@@ -216,6 +216,8 @@ def test_an_extended_cdb_travels_in_the_additional_header() -> None:
     wire = encode_pdu(command)
     assert wire[4] == 5  # 20 bytes: length, type, reserved byte and 16 CDB bytes
     assert framer_with(wire).next_pdu() == command
+    longest = ScsiCommand(initiator_task_tag=4, cdb=bytes(260))  # SPC-5's longest CDB
+    assert framer_with(encode_pdu(longest)).next_pdu() == longest
     bad = bytearray(encode_pdu(command, data_digest=True))
     bad[-5] ^= 1
     with pytest.raises(DataDigestError) as caught:
