@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from scsi_pr.target.proto.constants import RejectReason
 from scsi_pr.target.proto.errors import LocalProtocolError, RemoteProtocolError
@@ -185,7 +185,3 @@ def parse_list(value: str) -> list[str]:
     if any(not item for item in items):
         raise ValueFormatError(f"{value[:40]!r} has an empty list item")
     return items
-
-
-def join_list(items: Sequence[str]) -> str:
-    return ",".join(items)

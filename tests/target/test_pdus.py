@@ -14,6 +14,7 @@ import scsi_pr.target.proto as proto
 from scsi_pr.target.proto import (
     AsyncEvent,
     AsynchronousMessage,
+    InvalidPduField,
     LocalProtocolError,
     LoginRequest,
     LoginResponse,
@@ -255,3 +256,45 @@ def test_every_pdu_type_is_generated() -> None:
         "TextResponse", "ScsiDataOut", "ScsiDataIn", "LogoutRequest", "LogoutResponse",
         "ReadyToTransfer", "AsynchronousMessage", "Reject", "SnackRequest",
     }  # fmt: skip
+
+
+def _command_with_ahs(ahs: bytes) -> Pdu:
+    """A SCSI Command's BHS (TotalAHSLength set to fit) and the given AHS bytes."""
+    bhs = bytearray(encode_pdu(ScsiCommand(initiator_task_tag=2))[:48])
+    bhs[4] = (len(ahs) + 3) // 4
+    return Pdu.from_segments(bytes(bhs), ahs)
+
+
+def test_additional_header_segments_decoded_field_by_field() -> None:
+    """A 1-byte extended-CDB AHS (only its reserved byte) is well formed; the bidirectional
+    length is the whole 32-bit word after the reserved byte."""
+    plain = _command_with_ahs(words("0001 01 00"))
+    assert isinstance(plain, ScsiCommand) and len(plain.cdb) == 16
+    bidi = _command_with_ahs(words("0005 02 00 12345678"))
+    assert bidi.bidirectional_read_expected_data_transfer_length == 0x12345678  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("ahs", "why"),
+    [
+        (words("0001 01 00") + words("000001"), "^truncated AHS header$"),  # a second, cut short
+        (words("0000 01 00"), "^AHS type 1 malformed or repeated$"),  # no body at all
+        (words("0005 03 00 00000001"), "^AHS type 3 is not understood$"),
+        (words("0004 02 00 000001 00"), "^AHS type 2 is not understood$"),  # 3-byte bidi
+    ],
+)
+def test_malformed_additional_header_segments(ahs: bytes, why: str) -> None:
+    with pytest.raises(InvalidPduField, match=why):
+        _command_with_ahs(ahs)
+
+
+@pytest.mark.parametrize("length", [0, 0xFFFFFFFF])
+def test_bidirectional_length_bounds_are_inclusive(length: int) -> None:
+    command = ScsiCommand(bidirectional_read_expected_data_transfer_length=length)
+    assert command.bidirectional_read_expected_data_transfer_length == length
+
+
+@pytest.mark.parametrize("length", [-1, 1 << 32])
+def test_bidirectional_length_out_of_range(length: int) -> None:
+    with pytest.raises(LocalProtocolError):
+        ScsiCommand(bidirectional_read_expected_data_transfer_length=length)

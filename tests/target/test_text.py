@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from strategies import text_pairs
 
+from scsi_pr.target.proto.errors import LocalProtocolError
 from scsi_pr.target.proto.text import (
     MAX_TEXT_LENGTH,
     TextAccumulator,
@@ -152,3 +153,52 @@ def test_booleans_and_lists() -> None:
     assert parse_list("CRC32C,None") == ["CRC32C", "None"]
     with pytest.raises(ValueFormatError):
         parse_list("CRC32C,,None")
+
+
+def test_limits_are_inclusive() -> None:
+    """A text segment of exactly the limit, a 63-character key, a segment split into 1-byte
+    chunks, a 1024-byte binary value: all allowed."""
+    exact = b"A=" + b"x" * 97 + b"\0"  # 100 bytes
+    assert parse_text(exact, limit=100) == (("A", "x" * 97),)
+    key = "K" * 63
+    assert parse_text(build_text([(key, "1")])) == ((key, "1"),)
+    with pytest.raises(LocalProtocolError):
+        build_text([("K" * 64, "1")])
+    assert split_text(b"A=1\0", 1)[0] == (b"A", True)
+    with pytest.raises(LocalProtocolError, match=r"^chunk size must be positive$"):
+        split_text(b"A=1\0", 0)
+    assert len(parse_binary("0x" + "ab" * 1024)) == 1024
+    acc = TextAccumulator(limit=100)
+    assert acc.add(exact, continues=False) == (("A", "x" * 97),)
+
+
+def test_an_accumulator_parses_with_its_own_limit() -> None:
+    big = b"".join(b"K%d=%s\0" % (i, b"v" * 200) for i in range(400))  # over the default
+    acc = TextAccumulator(limit=len(big))
+    assert acc.add(big, continues=False) is not None
+
+
+def test_base64_must_be_clean_and_prefixed() -> None:
+    for text in ("0bAQ*I=", "12AQI="):  # a stray character; no 0b prefix
+        with pytest.raises(ValueFormatError, match=r"is not a binary value$"):
+            parse_binary(text)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: parse_text(("K" * 100 + "\0").encode()), repr("K" * 64) + " has no '='"),
+        (lambda: parse_text(("1" * 100 + "=x\0").encode()),
+         repr("1" * 80) + " is not a valid key name (6.1)"),
+        (lambda: parse_number("n" * 50, 0, 1), repr("n" * 40) + " is not a number"),
+        (lambda: parse_boolean("y" * 50), repr("y" * 40) + " is not Yes or No"),
+        (lambda: parse_binary("0x" + "z" * 50), repr("0x" + "z" * 38) + " is not a binary value"),
+        (lambda: parse_binary("q" * 50), repr("q" * 40) + " is not a binary value"),
+        (lambda: parse_list("a," * 30), repr("a," * 20) + " has an empty list item"),
+        (lambda: parse_text(b"A=\xff\0"), "text is not UTF-8"),
+    ],
+)  # fmt: skip
+def test_text_errors_quote_a_bounded_prefix(call, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TextError) as caught:
+        call()
+    assert str(caught.value) == message
