@@ -9,7 +9,7 @@ are written as zero and ignored on receipt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 from scsi_pr.target.proto.constants import (
@@ -226,8 +226,3 @@ class Pdu:
             raise e.with_header(bytes(bhs)) from None
         except LocalProtocolError as e:
             raise InvalidPduField(str(e), header=bytes(bhs)) from e
-
-
-def field_names(pdu: Pdu) -> list[str]:
-    """The dataclass fields of a PDU, in order (for tests and generic tools)."""
-    return [f.name for f in fields(pdu)]

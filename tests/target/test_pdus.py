@@ -298,3 +298,51 @@ def test_bidirectional_length_bounds_are_inclusive(length: int) -> None:
 def test_bidirectional_length_out_of_range(length: int) -> None:
     with pytest.raises(LocalProtocolError):
         ScsiCommand(bidirectional_read_expected_data_transfer_length=length)
+
+
+ITT = "NopOut.initiator_task_tag"
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: NopOut(initiator_task_tag=True), f"{ITT} must be an int, not True"),
+        (lambda: NopOut(initiator_task_tag=-1), f"{ITT}=-1 is outside 0..0xffffffff"),
+        (lambda: NopOut(immediate=1), "NopOut.immediate must be a bool, not 1"),
+        (lambda: ScsiCommand(cdb="x"), "ScsiCommand.cdb must be bytes, not str"),
+        (lambda: ScsiCommand(cdb=bytes(15)), "ScsiCommand.cdb must be 16 bytes, not 15"),
+    ],
+)  # fmt: skip
+def test_construction_errors_name_the_field(build, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(LocalProtocolError) as caught:
+        build()
+    assert str(caught.value) == message
+
+
+def test_the_largest_data_segment_is_allowed() -> None:
+    assert len(NopIn(data=bytes((1 << 24) - 1)).data) == (1 << 24) - 1
+
+
+def test_from_segments_defaults_to_no_additional_header() -> None:
+    assert Pdu.from_segments(encode_pdu(NopOut(initiator_task_tag=3))[:48]) == NopOut(
+        initiator_task_tag=3
+    )
+
+
+def test_undecodable_headers_are_invalid_pdu_fields_that_carry_the_header() -> None:
+    unknown = b"\x1c" + bytes(47)
+    with pytest.raises(InvalidPduField, match=r"^opcode 0x1c is not defined$") as caught:
+        Pdu.from_segments(unknown)
+    assert caught.value.header == unknown
+    data_in = bytearray(encode_pdu(ScsiDataIn(final=True, status_present=True))[:48])
+    data_in[1] &= 0x7F  # S without F
+    with pytest.raises(
+        InvalidPduField, match=r"^the S bit needs the F bit \(11\.7\.3\)$"
+    ) as caught:
+        Pdu.from_segments(bytes(data_in))
+    assert caught.value.header == bytes(data_in)
+
+
+def test_a_lun_field_with_anything_below_the_first_level_is_not_ours() -> None:
+    assert decode_lun(3 << 48) == 3
+    assert decode_lun((3 << 48) | 1) is None
