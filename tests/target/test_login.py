@@ -389,3 +389,74 @@ def test_a_failure_response_answers_the_request_it_failed() -> None:
     assert response is not None and response.status == LoginStatus.SESSION_TYPE_NOT_SUPPORTED
     assert (response.initiator_task_tag, response.isid) == (33, ISID)
     assert str(d.login.error) == "SESSION_TYPE_NOT_SUPPORTED: Bogus"
+
+
+#: what each of FAILURES says, in the same order
+FAILURE_MESSAGES = [
+    "MISSING_PARAMETER: no InitiatorName (13.5)",
+    "MISSING_PARAMETER: no TargetName (13.4)",
+    "NOT_FOUND: no target 'iqn.x:nope'",
+    "SESSION_TYPE_NOT_SUPPORTED: Discovery",
+    "SESSION_TYPE_NOT_SUPPORTED: Bogus",
+    "UNSUPPORTED_VERSION: version_min above 0x00",
+    "SESSION_DOES_NOT_EXIST: TSIH 9: MaxConnections is 1",
+    "TOO_MANY_CONNECTIONS: TSIH 3: MaxConnections is 1",
+    "INITIATOR_ERROR: T and C both set (11.12.2)",
+    "INITIATOR_ERROR: CSG 3 in Stage.SECURITY_NEGOTIATION",
+    "INITIATOR_ERROR: NSG 2 after 0",
+    "INITIATOR_ERROR: NSG 0 after 1",
+    "AUTHORIZATION_FAILURE: not in the target's ACL",
+    "AUTHENTICATION_FAILURE: AuthMethod=None: this target needs CHAP",
+    "AUTHENTICATION_FAILURE: AuthMethod=None: this target needs CHAP",
+    "AUTHENTICATION_FAILURE: AuthMethod=None: this target needs CHAP",
+    "AUTHENTICATION_FAILURE: CHAP keys without AuthMethod=CHAP",
+    "INITIATOR_ERROR: MaxBurstLength in the security stage",
+    "INITIATOR_ERROR: InitiatorName over 223 bytes",
+    "INITIATOR_ERROR: bad iSCSI name: 'iqn.2024-01.org.example:a,b'",
+    "INITIATOR_ERROR: bad iSCSI name: 'iqn.2024-01.\u00fcber:x'",
+    "INITIATOR_ERROR: MaxRecvDataSegmentLength='1': 1 is outside 512..16777215",
+]
+
+
+@pytest.mark.parametrize(("failure", "message"), list(zip(FAILURES, FAILURE_MESSAGES, strict=True)))
+def test_first_request_failures_say_why(failure: tuple[Any, ...], message: str) -> None:
+    config, stages, keys, fields, _ = failure
+    d = Driver(settings(**config), existing_sessions={3})
+    d.send(*stages, keys, **fields)
+    assert str(d.login.error) == message
+
+
+@pytest.mark.parametrize(
+    ("second", "fields", "message"),
+    [
+        ((SEC, OP, True, {"InitiatorName": "iqn.again"}), {}, "identity keys redeclared (13.4)"),
+        ((SEC, OP, True, {}), {"isid": ISID + 1}, "ISID, TSIH or CID changed in login"),
+        ((SEC, OP, True, {"AuthMethod": "None"}), {}, "AuthMethod negotiated twice"),
+        ((OP, FFP, True, {}), {}, "CSG 1 in Stage.SECURITY_NEGOTIATION"),
+    ],
+)
+def test_later_request_failures_say_why(
+    second: tuple[Any, ...], fields: dict[str, Any], message: str
+) -> None:
+    d = Driver()
+    d.send(SEC, OP, False, {**NAMES, "AuthMethod": "None"})
+    csg, nsg, transit, keys = second
+    d.login.receive(LoginRequest(transit=transit, csg=csg, nsg=nsg, isid=fields.get("isid", ISID),
+                                 data=build_text(keys.items())))  # fmt: skip
+    assert str(d.login.error) == f"INITIATOR_ERROR: {message}"
+
+
+def test_other_login_errors_say_why() -> None:
+    d = Driver()
+    d.send(SEC, OP, True, NAMES)
+    d.send(OP, FFP, False, {"AuthMethod": "None"})
+    assert str(d.login.error) == "INITIATOR_ERROR: AuthMethod after the security stage"
+    d = Driver()
+    d.send(SEC, OP, False, NAMES)
+    for _ in range(64):
+        d.send(SEC, OP, False)
+    assert str(d.login.error) == "INITIATOR_ERROR: too many login requests"
+    d = Driver()
+    d.send(OP, FFP, True, NAMES)
+    with pytest.raises(LocalProtocolError, match=r"^login is complete$"):
+        d.send(OP, FFP, True)

@@ -227,17 +227,34 @@ def test_a_required_digest_refused_by_the_initiator_fails() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "why"),
     [
-        {"first_burst_length": 1 << 20, "max_burst_length": 1 << 19},
-        {"error_recovery_level": 1},
-        {"max_recv_data_segment_length": 100},
-        {"data_pdu_in_order": False},
+        ({"first_burst_length": 1 << 20, "max_burst_length": 1 << 19},
+         r"^FirstBurstLength must not exceed MaxBurstLength \(13\.14\)$"),
+        ({"error_recovery_level": 1}, "^this target implements ErrorRecoveryLevel 0, data in"),
+        ({"max_recv_data_segment_length": 100}, "^MaxRecvDataSegmentLength=100 is outside its"),
+        ({"data_pdu_in_order": False}, "^this target implements ErrorRecoveryLevel 0"),
     ],
-)
-def test_impossible_settings(kwargs: dict[str, object]) -> None:
-    with pytest.raises(LocalProtocolError):
+)  # fmt: skip
+def test_impossible_settings(kwargs: dict[str, object], why: str) -> None:
+    with pytest.raises(LocalProtocolError, match=why):
         OperationalSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_impossible_session_parameters() -> None:
+    with pytest.raises(LocalProtocolError, match=r"^FirstBurstLength exceeds MaxBurstLength"):
+        SessionParameters(initiator_name="i", isid=1, first_burst_length=8192,
+                          max_burst_length=4096)  # fmt: skip
+    why = r"^max_recv_data_segment_length is outside 512\.\.2\*\*24-1$"
+    with pytest.raises(LocalProtocolError, match=why):
+        SessionParameters(initiator_name="i", isid=1, max_recv_data_segment_length=1 << 24)
+
+
+def test_a_key_twice_says_so() -> None:
+    negotiator = Negotiator(DEFAULTS)
+    negotiator.respond("MaxBurstLength", "4096")
+    with pytest.raises(NegotiationError, match=r"^MaxBurstLength negotiated twice in one login"):
+        negotiator.respond("MaxBurstLength", "4096")
 
 
 def test_a_required_digest_is_offered_and_its_answer_checked() -> None:
@@ -272,7 +289,9 @@ def test_discovery_offers_what_it_still_needs_after_the_irrelevant_keys() -> Non
 
 def test_limits_of_the_settings_are_inclusive() -> None:
     OperationalSettings(max_burst_length=(1 << 24) - 1, first_burst_length=(1 << 24) - 1)
-    SessionParameters(initiator_name="iqn.i", isid=1, max_burst_length=(1 << 24) - 1)
+    SessionParameters(
+        initiator_name="iqn.i", isid=1, target_max_recv_data_segment_length=(1 << 24) - 1
+    )
     with pytest.raises(LocalProtocolError):
         OperationalSettings(max_burst_length=1 << 24)
 
