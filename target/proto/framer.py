@@ -47,7 +47,7 @@ from scsi_pr.target.proto import pdus, scsi_pdus  # noqa: F401  isort: skip
 
 class _Sentinel:
     def __init__(self, name: str) -> None:
-        self._name = name
+        self._name = name  # pragma: no mutate  (made at import only: NEED_DATA, CLOSED)
 
     def __repr__(self) -> str:
         return self._name

@@ -32,8 +32,8 @@ TEST_SELECTION = (
 #: ``target/proto/`` is mutated (the live-server tests bind sockets and take minutes).
 TARGET_PROTO_TESTS = tuple(
     f"tests/target/test_{name}.py"
-    for name in ("chap", "connection", "datain", "discovery", "framer", "full_feature", "login",
-                 "negotiation", "pdus", "sequencing", "tasks", "text", "transfer")
+    for name in ("chap", "connection", "datain", "discovery", "errors", "framer", "full_feature",
+                 "login", "negotiation", "pdus", "sequencing", "tasks", "text", "transfer")
 )  # fmt: skip
 #: What the mutants are made of unless the caller names paths (checkout-relative).
 DEFAULT_TARGETS = ("sim/", "helper/proto/", "helper/executors/status.py")

@@ -25,7 +25,7 @@ from scsi_pr.target.proto import (
     crc32c_digest,
     encode_pdu,
 )
-from scsi_pr.target.proto.errors import RemoteProtocolError
+from scsi_pr.target.proto.errors import LocalProtocolError, RemoteProtocolError
 
 
 def words(text: str) -> bytes:
@@ -228,3 +228,9 @@ def test_an_extended_cdb_travels_in_the_additional_header() -> None:
 def test_sentinels_and_roles_say_what_they_are() -> None:
     assert (repr(NEED_DATA), repr(CLOSED)) == ("NEED_DATA", "CLOSED")
     assert Framer(Role.INITIATOR).role is Role.INITIATOR and Framer().role is Role.TARGET
+
+
+def test_nothing_after_the_end_of_the_stream() -> None:
+    framer = framer_with(b"")
+    with pytest.raises(LocalProtocolError, match=r"^data received after the end of the stream$"):
+        framer.receive_data(b"x")

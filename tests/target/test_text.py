@@ -202,3 +202,28 @@ def test_text_errors_quote_a_bounded_prefix(call, message: str) -> None:  # type
     with pytest.raises(TextError) as caught:
         call()
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: parse_text(b"A=1\0" * 30, limit=100), "text segment of 120 bytes exceeds 100"),
+        (lambda: parse_text(b"A=1"), "the last key=value pair is not followed by a null (6.1)"),
+        (lambda: parse_text(b"A=" + b"v" * 300 + b"\0"), "the value of A is longer than allowed"),
+        (lambda: parse_text(b"A=1\0A=2\0"), "A appears twice in one text segment"),
+        (lambda: parse_number("5", 6, 9), "5 is outside 6..9"),
+        (lambda: parse_binary("0x" + "00" * 1025), "binary value of 1025 bytes is outside 1..1024"),
+    ],
+)  # fmt: skip
+def test_text_errors_say_why(call, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TextError) as caught:
+        call()
+    assert str(caught.value) == message
+
+
+def test_refusals_to_encode_and_to_accumulate_say_why() -> None:
+    with pytest.raises(LocalProtocolError, match=r"^cannot encode 'Key'='a\\x00b'$"):
+        build_text([("Key", "a\0b")])
+    acc = TextAccumulator(limit=10)
+    with pytest.raises(TextError, match=r"^text across PDUs exceeds 10 bytes$"):
+        acc.add(b"A=" + b"x" * 20, continues=True)
