@@ -281,7 +281,7 @@ class Negotiator:
             declared = self.settings.max_recv_data_segment_length
             out.append(("MaxRecvDataSegmentLength", str(declared)))
         for spec in KEYS.values():
-            if spec.key in self._seen or spec.key in self._offered or spec.rule is Rule.DECLARATIVE:
+            if spec.key in self._seen or spec.rule is Rule.DECLARATIVE:  # offered: seen too
                 continue
             if self.discovery and spec.discovery_irrelevant:
                 continue

@@ -526,6 +526,7 @@ def test_protocol_errors_during_login_fail_it(wire: bytes, status: int | None, r
     else:
         (response,) = out
         assert isinstance(response, LoginResponse) and response.status == status
+        assert response.stat_sn == 0  # before any request named an ExpStatSN
     assert isinstance(ini.last(Rejected).error, RemoteProtocolError)
     assert ini.last(ConnectionClosed).reason == reason and ini.conn.should_close
 

@@ -460,3 +460,53 @@ def test_other_login_errors_say_why() -> None:
     d.send(OP, FFP, True, NAMES)
     with pytest.raises(LocalProtocolError, match=r"^login is complete$"):
         d.send(OP, FFP, True)
+
+
+def test_a_fresh_login_has_no_parameters_and_no_error() -> None:
+    login = Login(settings(), tsih=1, random_bytes=bytes)
+    assert login.parameters is None and login.error is None
+
+
+def test_a_later_request_is_answered_as_itself() -> None:
+    """An acknowledgement of C=1 text and a failure answer the request they follow, not the
+    first one of the login."""
+    d = Driver()
+    d.send(SEC, OP, False, NAMES, initiator_task_tag=1)
+    d.send(SEC, OP, False, {"X": "1"}, initiator_task_tag=2, continues=True)
+    assert d.response is not None and d.response.initiator_task_tag == 2
+    d.send(OP, FFP, True, {"AuthMethod": "None"}, initiator_task_tag=3)  # after security: fails
+    assert d.response.initiator_task_tag == 3 and d.response.csg == OP
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({**NAMES, "TargetName": "iqn.2024-01.test:" + "t" * 90},
+         "NOT_FOUND: no target " + repr(("iqn.2024-01.test:" + "t" * 90)[:80])),
+        ({**NAMES, "SessionType": "S" * 50}, "SESSION_TYPE_NOT_SUPPORTED: " + "S" * 40),
+        ({**NAMES, "InitiatorName": "iqn.2024-01.test:" + "," * 90},
+         "INITIATOR_ERROR: " + ("bad iSCSI name: " + repr("iqn.2024-01.test:" + "," * 90))[:80]),
+    ],
+)  # fmt: skip
+def test_long_names_are_quoted_shortened(keys: dict[str, str], message: str) -> None:
+    d = Driver()
+    d.send(SEC, OP, True, keys)
+    assert str(d.login.error) == message
+
+
+def test_a_long_auth_method_offer_is_quoted_shortened() -> None:
+    d = Driver(settings(chap=CHAP))
+    offer = ",".join(["None"] * 20)  # 99 characters
+    d.send(SEC, OP, True, {**NAMES, "AuthMethod": offer})
+    assert (
+        str(d.login.error)
+        == f"AUTHENTICATION_FAILURE: AuthMethod={offer[:60]}: this target needs CHAP"
+    )
+
+
+def test_a_refused_required_digest_fails_the_login_as_an_initiator_error() -> None:
+    required = OperationalSettings(header_digest=("CRC32C",))
+    d = Driver(LoginSettings(targets=(TargetNode(TARGET),), operational=required))
+    d.send(OP, FFP, True, {**NAMES, "HeaderDigest": "None"})
+    assert d.status == LoginStatus.INITIATOR_ERROR
+    assert str(d.login.error) == "INITIATOR_ERROR: HeaderDigest=None is not acceptable here"

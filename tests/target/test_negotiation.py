@@ -303,3 +303,11 @@ def test_a_long_bad_declaration_is_quoted_up_to_40_characters() -> None:
     with pytest.raises(NegotiationError) as caught:
         negotiator.respond("MaxRecvDataSegmentLength", "x" * 50)
     assert str(caught.value).startswith("MaxRecvDataSegmentLength='" + "x" * 40 + "': ")
+
+
+def test_a_long_bad_answer_is_quoted_shortened() -> None:
+    negotiator = Negotiator(OperationalSettings(max_burst_length=4096, first_burst_length=4096))
+    negotiator.offers()
+    with pytest.raises(NegotiationError) as caught:
+        negotiator.respond("MaxBurstLength", "x" * 50)
+    assert str(caught.value) == "bad answer MaxBurstLength=" + repr("x" * 40)

@@ -360,3 +360,9 @@ def test_undecodable_headers_are_invalid_pdu_fields_that_carry_the_header() -> N
 def test_a_lun_field_with_anything_below_the_first_level_is_not_ours() -> None:
     assert decode_lun(3 << 48) == 3
     assert decode_lun((3 << 48) | 1) is None
+
+
+def test_data_for_a_pdu_that_carries_none_is_an_invalid_field() -> None:
+    bhs = encode_pdu(ReadyToTransfer(target_transfer_tag=1))[:48]
+    with pytest.raises(InvalidPduField, match=r"^ReadyToTransfer carries no data segment$"):
+        Pdu.from_segments(bhs, b"", b"x")
