@@ -510,3 +510,18 @@ def test_a_refused_required_digest_fails_the_login_as_an_initiator_error() -> No
     d.send(OP, FFP, True, {**NAMES, "HeaderDigest": "None"})
     assert d.status == LoginStatus.INITIATOR_ERROR
     assert str(d.login.error) == "INITIATOR_ERROR: HeaderDigest=None is not acceptable here"
+
+
+def test_later_authentication_and_text_failures_answer_their_own_request() -> None:
+    d = Driver(settings(chap=CHAP))
+    d.send(SEC, OP, True, {**NAMES, "AuthMethod": "CHAP"}, initiator_task_tag=1)
+    d.send(SEC, OP, True, {"CHAP_A": "5"}, initiator_task_tag=2)
+    d.send(SEC, OP, True, {"CHAP_N": "host1", "CHAP_R": "0x" + bytes(16).hex()},
+           initiator_task_tag=3)  # fmt: skip
+    assert d.response is not None and d.response.initiator_task_tag == 3
+    assert str(d.login.error) == "AUTHENTICATION_FAILURE: CHAP response of 'host1' does not match"
+    d = Driver()
+    d.send(SEC, OP, False, NAMES, initiator_task_tag=1)
+    bad = LoginRequest(csg=SEC, isid=ISID, initiator_task_tag=2, data=b"NoEquals\0")
+    assert d.login.receive(bad).initiator_task_tag == 2
+    assert str(d.login.error) == "INITIATOR_ERROR: 'NoEquals' has no '='"
