@@ -245,7 +245,7 @@ class FullFeatureSession:
         if task is None or task.collector is None:
             raise UnknownTransfer(f"Data-Out for no write (ITT {pdu.initiator_task_tag:#x})")
         self.data_outs += 1
-        task.collector.receive(pdu, corrupted=lost is not None, length=lost)
+        task.collector.receive(pdu, lost=lost)
         self._collected(task)
 
     def data_digest_error(self, pdu: Pdu | None, length: int) -> None:

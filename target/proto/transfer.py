@@ -120,15 +120,13 @@ class WriteCollector:
             self._solicited_to += length
         return out
 
-    def receive(
-        self, pdu: ScsiDataOut, *, corrupted: bool = False, length: int | None = None
-    ) -> None:
-        """Take one Data-Out. ``corrupted``: its data failed the digest (``length`` bytes lost).
+    def receive(self, pdu: ScsiDataOut, *, lost: int | None = None) -> None:
+        """Take one Data-Out. ``lost``: its data failed the digest, this many bytes were lost.
 
         A corrupted PDU still advances the bookkeeping so the command can end with CHECK
         CONDITION once every burst is over (7.8, option b).
         """
-        size = len(pdu.data) if length is None else length
+        size = len(pdu.data) if lost is None else lost
         burst = self._burst_of(pdu)
         if pdu.data_sn != burst.next_data_sn:
             raise DataOutError(f"DataSN {pdu.data_sn}, expected {burst.next_data_sn}")
@@ -142,7 +140,7 @@ class WriteCollector:
         end = pdu.buffer_offset + size
         if end > len(self.buffer):
             self.buffer += bytes(end - len(self.buffer))
-        if corrupted:
+        if lost is not None:
             self.corrupted = True
         else:
             self.buffer[pdu.buffer_offset : end] = pdu.data

@@ -149,7 +149,7 @@ def test_bad_data_out(pdu: ScsiDataOut, error: type[DataOutError], why: str) -> 
 def test_corrupted_data_out_still_completes_the_burst() -> None:
     collector = WriteCollector(write(4096), params())
     collector.next_r2ts(tags())
-    collector.receive(data_out(100, 0, b"", final=False), corrupted=True, length=2048)
+    collector.receive(data_out(100, 0, b"", final=False), lost=2048)
     collector.receive(data_out(100, 2048, b"y" * 2048, data_sn=1))
     assert collector.complete and collector.corrupted
 
