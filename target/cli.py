@@ -107,13 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="RELATIVE TARGET PORT IDENTIFIER of the sessions (default 1)")  # fmt: skip
     add("--target-ports", type=_positive, default=2,
         help="ports of the LUs, as the helpers sharing the state dir say (default 2)")  # fmt: skip
-    add("--nop-interval", type=float, default=15.0, help="seconds before pinging an idle "
-        "initiator (default 15)")  # fmt: skip
-    add("--nop-timeout", type=float, default=30.0,
-        help="seconds a ping may stay unanswered (default 30)")  # fmt: skip
-    add("--data-out-timeout", type=float, default=30.0,
+    add("--nop-interval", type=float, default=TargetConfig.nop_interval,
+        help="seconds before pinging an idle initiator (default %(default)s)")  # fmt: skip
+    add("--nop-timeout", type=float, default=TargetConfig.nop_timeout,
+        help="seconds a ping may stay unanswered (default %(default)s)")  # fmt: skip
+    add("--data-out-timeout", type=float, default=TargetConfig.data_out_timeout,
         help="seconds a write waiting for data may get none before its connection ends "
-        "(default 30)")  # fmt: skip
+        "(default %(default)s)")  # fmt: skip
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 

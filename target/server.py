@@ -71,10 +71,11 @@ class TargetConfig:
     max_write_length: int = DEFAULT_MAX_TRANSFER  # the largest write buffered, and READ
     target_port: int = 1  # the RELATIVE TARGET PORT IDENTIFIER sessions come through
     target_ports: int = 2  # the LUs' ports: as many as the helpers sharing the state dir use
-    nop_interval: float = 15.0
-    nop_timeout: float = 30.0
-    login_timeout: float = 30.0
-    data_out_timeout: float = 30.0
+    # the connection's own defaults (seconds), written once there
+    nop_interval: float = ConnectionSettings.nop_interval
+    nop_timeout: float = ConnectionSettings.nop_timeout
+    login_timeout: float = ConnectionSettings.login_timeout
+    data_out_timeout: float = ConnectionSettings.data_out_timeout
     profile: str = "spc5"  # how the LUs answer (scsi_pr.sim.profiles); the helpers' --profile
 
     def __post_init__(self) -> None:
