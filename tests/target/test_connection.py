@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import pdus
-from wire import INITIATOR, READ_10, SETTINGS, TARGET, WRITE_10, Initiator
+from wire import INITIATOR, READ_10, TARGET, WRITE_10, Initiator
 
 from scsi_pr.sim.constants import PROTOCOL_SERVICE_CRC_ERROR, SenseKey
 from scsi_pr.sim.result import fixed_sense
@@ -29,7 +29,7 @@ from scsi_pr.target.proto import (
     TextResponse,
     encode_pdu,
 )
-from scsi_pr.target.proto.connection import ConnectionState, TargetConnection
+from scsi_pr.target.proto.connection import ConnectionState
 from scsi_pr.target.proto.events import (
     CommandReceived,
     ConnectionClosed,
@@ -242,12 +242,13 @@ def test_random_pdus_never_raise(sequence: list[Pdu]) -> None:
 
 
 def test_refused_connection_fails_its_login_with_the_given_status() -> None:
-    ini = Initiator()
-    ini.conn = TargetConnection(SETTINGS, tsih=5, random_bytes=bytes,
-                                refusal=LoginStatus.OUT_OF_RESOURCES)  # fmt: skip
+    ini = Initiator(target={"refusal": LoginStatus.OUT_OF_RESOURCES})
     keys = {"InitiatorName": INITIATOR, "TargetName": TARGET}
     (response,) = ini.send(LoginRequest(transit=True, csg=1, nsg=3, initiator_task_tag=4,
                                         data=build_text(keys.items())))  # fmt: skip
     assert isinstance(response, LoginResponse) and response.initiator_task_tag == 4
     assert response.status == LoginStatus.OUT_OF_RESOURCES and ini.conn.should_close
     assert isinstance(ini.events[0], Rejected) and isinstance(ini.events[-1], ConnectionClosed)
+    why = "OUT_OF_RESOURCES: refused by the target"
+    assert str(ini.last(Rejected).error) == why
+    assert ini.last(ConnectionClosed).reason == f"login failed: {why}"

@@ -107,9 +107,7 @@ def test_an_r2t_names_its_task_and_carries_stat_sn_without_taking_it() -> None:
 
 
 def test_a_write_larger_than_the_target_buffers_is_refused_with_its_sense() -> None:
-    ini = Initiator()
-    ini.conn = type(ini.conn)(replace(SETTINGS, max_write_length=4096), tsih=5,
-                              random_bytes=bytes)  # fmt: skip
+    ini = Initiator(settings=replace(SETTINGS, max_write_length=4096))
     ini.login()
     (r2t,) = write(ini, 2, 4096)
     assert isinstance(r2t, ReadyToTransfer)  # exactly the limit: taken
@@ -211,8 +209,7 @@ def test_an_idle_initiator_is_pinged_a_full_interval_after_its_last_bytes() -> N
 
 
 def test_the_login_timeout_counts_from_the_connection() -> None:
-    ini = Initiator()
-    ini.conn = type(ini.conn)(SETTINGS, tsih=5, random_bytes=bytes, now=100.0)
+    ini = Initiator(target={"now": 100.0})
     ini.tick(129.9)
     assert not ini.conn.should_close
     ini.tick(130.0)
@@ -304,8 +301,7 @@ def test_send_targets_hides_targets_the_initiator_may_not_see() -> None:
     hidden = TargetNode("iqn.2024-01.test:other", allowed_initiators=frozenset({"iqn.x:y"}))
     shown = TargetNode("iqn.2024-01.test:third", allowed_initiators=frozenset({INITIATOR}))
     login = replace(SETTINGS.login, targets=(*SETTINGS.login.targets, hidden, shown))
-    ini = Initiator()
-    ini.conn = type(ini.conn)(replace(SETTINGS, login=login), tsih=5, random_bytes=bytes)
+    ini = Initiator(settings=replace(SETTINGS, login=login))
     ini.login("Discovery")
     (text,) = ini.send(TextRequest(initiator_task_tag=3, cmd_sn=100, data=b"SendTargets=All\0"))
     names = [v for k, v in pairs(text.data) if k == "TargetName"]
@@ -314,9 +310,8 @@ def test_send_targets_hides_targets_the_initiator_may_not_see() -> None:
 
 def test_a_long_text_answer_takes_a_transfer_tag_and_gives_it_back() -> None:
     many = tuple(TargetNode(f"iqn.2024-01.test:disk-{i:03}") for i in range(40))
-    ini = Initiator(MaxRecvDataSegmentLength="512")
-    ini.conn = type(ini.conn)(replace(SETTINGS, login=replace(SETTINGS.login, targets=many)),
-                              tsih=5, random_bytes=bytes)  # fmt: skip
+    settings = replace(SETTINGS, login=replace(SETTINGS.login, targets=many))
+    ini = Initiator(settings=settings, MaxRecvDataSegmentLength="512")
     ini.login("Discovery")
     (first,) = ini.send(TextRequest(initiator_task_tag=3, cmd_sn=100, data=b"SendTargets=All\0"))
     assert isinstance(first, TextResponse) and not first.final
@@ -396,9 +391,8 @@ def test_a_failed_login_reports_why() -> None:
 
 
 def test_the_window_is_the_configured_depth_and_immediate_commands_have_their_own_limit() -> None:
-    ini = Initiator()
     settings = replace(SETTINGS, login=replace(SETTINGS.login, command_window=4), max_immediate=2)
-    ini.conn = type(ini.conn)(settings, tsih=5, random_bytes=bytes)
+    ini = Initiator(settings=settings)
     assert ini.login().max_cmd_sn == 103
     for itt in (1, 2):
         ini.command(itt, READ_10, 512, read=True, immediate=True)
@@ -414,8 +408,7 @@ def test_a_new_login_naming_a_live_session_is_refused() -> None:
     keys = build_text({"InitiatorName": INITIATOR, "TargetName": TARGET}.items())
     for tsih, status in ((7, LoginStatus.TOO_MANY_CONNECTIONS),
                          (8, LoginStatus.SESSION_DOES_NOT_EXIST)):  # fmt: skip
-        ini = Initiator()
-        ini.conn = type(ini.conn)(SETTINGS, tsih=5, random_bytes=bytes, existing_sessions=(7,))
+        ini = Initiator(target={"existing_sessions": (7,)})
         (response,) = ini.send(LoginRequest(transit=True, csg=1, nsg=3, isid=1, tsih=tsih,
                                             data=keys))  # fmt: skip
         assert response.status == status  # type: ignore[attr-defined]
@@ -427,10 +420,9 @@ def test_the_chap_challenge_comes_from_the_connections_random_source() -> None:
 
     chap = ChapPolicy(ChapCredentials("host1", b"host1-secret"))
     node = TargetNode(TARGET, chap=chap)
-    ini = Initiator()
     source = bytes(range(200, 256))
-    ini.conn = type(ini.conn)(replace(SETTINGS, login=replace(SETTINGS.login, targets=(node,))),
-                              tsih=5, random_bytes=lambda n: source[:n])  # fmt: skip
+    ini = Initiator(settings=replace(SETTINGS, login=replace(SETTINGS.login, targets=(node,))),
+                    target={"random_bytes": lambda n: source[:n]})  # fmt: skip
     keys = {"InitiatorName": INITIATOR, "TargetName": TARGET, "AuthMethod": "CHAP"}
     ini.send(LoginRequest(transit=True, csg=0, nsg=1, isid=1, data=build_text(keys.items())))
     (response,) = ini.send(LoginRequest(transit=True, csg=0, nsg=1, isid=1,
@@ -529,18 +521,6 @@ def test_protocol_errors_during_login_fail_it(wire: bytes, status: int | None, r
         assert response.stat_sn == 0  # before any request named an ExpStatSN
     assert isinstance(ini.last(Rejected).error, RemoteProtocolError)
     assert ini.last(ConnectionClosed).reason == reason and ini.conn.should_close
-
-
-def test_a_refused_login_says_the_target_refused_it() -> None:
-    ini = Initiator()
-    ini.conn = type(ini.conn)(SETTINGS, tsih=5, random_bytes=bytes,
-                              refusal=LoginStatus.OUT_OF_RESOURCES)  # fmt: skip
-    ini.login_request = LoginRequest(transit=True, csg=1, nsg=3)
-    ini.send(ini.login_request)
-    assert str(ini.last(Rejected).error) == "OUT_OF_RESOURCES: refused by the target"
-    assert (
-        ini.last(ConnectionClosed).reason == "login failed: OUT_OF_RESOURCES: refused by the target"
-    )
 
 
 def test_an_error_that_ends_the_connection_says_so() -> None:

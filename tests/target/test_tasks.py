@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from itertools import count
 
 import pytest
 from wire import READ_10, SETTINGS, WRITE_10, Initiator, abort_task
@@ -20,7 +19,6 @@ from scsi_pr.target.proto import (
     TaskManagementFunctionResponse,
     TaskManagementResponseCode,
 )
-from scsi_pr.target.proto.connection import TargetConnection
 from scsi_pr.target.proto.events import CommandReceived, ConnectionClosed, TaskManagementReceived
 
 
@@ -55,10 +53,7 @@ def test_abort_task_of_a_write_handed_out_is_left_to_the_lu() -> None:
 
 def stalling_initiator(timeout: float) -> tuple[Initiator, int]:
     """Logged in, with a write waiting for 1024 bytes after its R2T; and the R2T's TTT."""
-    ini, counter = Initiator(InitialR2T="Yes"), count()
-    settings = replace(SETTINGS, data_out_timeout=timeout)
-    source = lambda n: bytes(next(counter) for _ in range(n))  # noqa: E731
-    ini.conn = TargetConnection(settings, tsih=5, random_bytes=source)
+    ini = Initiator(settings=replace(SETTINGS, data_out_timeout=timeout), InitialR2T="Yes")
     ini.login()
     (r2t,) = ini.command(2, WRITE_10, 1024, write=True)
     assert isinstance(r2t, ReadyToTransfer)

@@ -54,10 +54,20 @@ def abort_task(ini: Initiator, rtt: int, ref_cmd_sn: int, *, answered: bool = Tr
 class Initiator:
     """The initiator's side: encodes requests, decodes whatever the target sends back."""
 
-    def __init__(self, digests: bool = False, **keys: str) -> None:
+    def __init__(
+        self,
+        digests: bool = False,
+        *,
+        settings: ConnectionSettings = SETTINGS,
+        target: dict[str, Any] | None = None,
+        **keys: str,
+    ) -> None:
+        """``keys``: login keys to send; ``settings`` and ``target`` (further arguments of
+        ``TargetConnection``: ``now``, ``refusal``...) make the target's side."""
         counter = count()
         source = lambda n: bytes(next(counter) for _ in range(n))  # noqa: E731
-        self.conn = TargetConnection(SETTINGS, tsih=5, random_bytes=source)
+        options: dict[str, Any] = {"tsih": 5, "random_bytes": source, **(target or {})}
+        self.conn = TargetConnection(settings, **options)
         self.framer = Framer(Role.INITIATOR)
         self.digests = digests
         self.cmd_sn = 100
