@@ -20,7 +20,6 @@ from scsi_pr.sim.profiles import DEFAULT_PROFILE, PROFILES
 from scsi_pr.target.errors import TargetError
 from scsi_pr.target.lus import MAX_LUNS, LunConfigError, parse_size
 from scsi_pr.target.proto import ChapCredentials, ChapPolicy, LocalProtocolError
-from scsi_pr.target.proto.constants import DEFAULT_MAX_TRANSFER
 from scsi_pr.target.server import TargetConfig, TargetConfigError, TargetServer
 
 log = logging.getLogger("scsi_pr.target")
@@ -83,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--iqn", required=True, help="the target's iSCSI name")
     add("--state-dir", required=True, type=Path,
         help="LUN images lunN.img and the model's state (the helper's --state-dir)")  # fmt: skip
-    add("--luns", type=_positive, default=1, help=f"LUNs to serve, 1..{MAX_LUNS} (default 1)")
+    add("--luns", type=_positive, default=TargetConfig.luns,
+        help=f"LUNs to serve, 1..{MAX_LUNS} (default %(default)s)")  # fmt: skip
     add("--size", default="1G", help="size of LUN images created now (default 1G)")
     add("--profile", default=DEFAULT_PROFILE,
         help=f"how the LUs answer: {', '.join(PROFILES)} (default {DEFAULT_PROFILE}; the "
@@ -94,19 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     add("--discovery-chap", action="store_true", help="require --chap for discovery too")
     add("--allow-initiator", action="append", metavar="IQN",
         help="accept only these initiator names, repeatable (default: any)")  # fmt: skip
-    add("--max-sessions", type=_positive, default=64,
-        help="sessions at once; more fail their login (default 64)")  # fmt: skip
-    add("--max-commands", type=_positive, default=32,
-        help="commands outstanding per session (the CmdSN window, default 32)")  # fmt: skip
-    add("--max-data-segment", type=_positive, default=65536,
-        help="MaxRecvDataSegmentLength the target declares (default 65536)")  # fmt: skip
-    add("--max-burst", type=_positive, default=262144, help="MaxBurstLength (default 262144)")
-    add("--max-write", type=_positive, default=DEFAULT_MAX_TRANSFER,
+    add("--max-sessions", type=_positive, default=TargetConfig.max_sessions,
+        help="sessions at once; more fail their login (default %(default)s)")  # fmt: skip
+    add("--max-commands", type=_positive, default=TargetConfig.command_window,
+        help="commands outstanding per session (CmdSN window; default %(default)s)")  # fmt: skip
+    add("--max-data-segment", type=_positive, default=TargetConfig.max_recv_data_segment_length,
+        help="MaxRecvDataSegmentLength the target declares (default %(default)s)")  # fmt: skip
+    add("--max-burst", type=_positive, default=TargetConfig.max_burst_length,
+        help="MaxBurstLength (default %(default)s)")  # fmt: skip
+    add("--max-write", type=_positive, default=TargetConfig.max_write_length,
         help="largest write buffered and READ served, bytes (default %(default)s)")  # fmt: skip
-    add("--target-port", type=_positive, default=1,
-        help="RELATIVE TARGET PORT IDENTIFIER of the sessions (default 1)")  # fmt: skip
-    add("--target-ports", type=_positive, default=2,
-        help="ports of the LUs, as the helpers sharing the state dir say (default 2)")  # fmt: skip
+    add("--target-port", type=_positive, default=TargetConfig.target_port,
+        help="RELATIVE TARGET PORT IDENTIFIER of the sessions (default %(default)s)")  # fmt: skip
+    add("--target-ports", type=_positive, default=TargetConfig.target_ports,
+        help="ports of the LUs, as the helpers sharing the state dir say "
+        "(default %(default)s)")  # fmt: skip
     add("--nop-interval", type=float, default=TargetConfig.nop_interval,
         help="seconds before pinging an idle initiator (default %(default)s)")  # fmt: skip
     add("--nop-timeout", type=float, default=TargetConfig.nop_timeout,
