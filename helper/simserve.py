@@ -155,10 +155,13 @@ class _Slot:
         return LuDocument(self.lu.snapshot(), self.store.load())
 
     def pristine(self) -> bool:
-        return self.lu is None or (
-            self.store.load() is None
-            and self.lu.snapshot() == FRESH_SNAPSHOTS[self.lu.profile.name]
-        )
+        """Nothing a fresh LU would not hold, but the I_T nexuses it has seen: an unused LU
+        is dropped even so (a bounded cache), forgetting the nexuses LIO's profiles consult
+        for SPEC_I_PT and REGISTER AND MOVE until they send a command again."""
+        if self.lu is None:
+            return True
+        state = {**self.lu.snapshot(), "nexuses": []}
+        return self.store.load() is None and state == FRESH_SNAPSHOTS[self.lu.profile.name]
 
 
 class SharedLUs:

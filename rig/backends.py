@@ -258,6 +258,8 @@ class SimBackend(Backend):
             SimInitiator(self.lu, ITNexus.named(name, i + 1))
             for i, name in enumerate(initiator_names(initiators, names))
         ]
+        for it in self.sim_initiators:  # their I_T nexuses exist from the start, as on LIO
+            self.lu.attach(it.nexus)
         self.initiators: list[Initiator] = list(self.sim_initiators)
 
     @property

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from scsi_pr.sim import pr_in, pr_out, profiles
+from scsi_pr.sim import pr_in, pr_out, pr_out_data, profiles
 from scsi_pr.sim.commands import COMMANDS, access_table, cdb_length, start_stop_access
 from scsi_pr.sim.conflict import Access, allowed
 from scsi_pr.sim.constants import (
@@ -36,6 +36,7 @@ from scsi_pr.sim.constants import (
     INVALID_FIELD_IN_CDB,
     LOGICAL_UNIT_NOT_SUPPORTED,
     LUN_NOT_READY_CAUSE_NOT_REPORTABLE,
+    PARAMETER_LIST_LENGTH_ERROR,
     PERSISTENT_RESERVATION_INFORMATION_LOST,
     POWER_ON_OCCURRED,
     POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED,
@@ -98,6 +99,11 @@ PR_LOST_ALLOWED: dict[int, Callable[[bytes], bool]] = {
 }
 
 
+def _nexus_order(d: dict[str, Any]) -> tuple[Any, ...]:
+    """A snapshot lists the I_T nexuses in one order, so equal states compare equal."""
+    return (d["protocol"], d["name"], d["isid"] or "", d["target_port"])
+
+
 class LogicalUnitConfigError(SimError, ValueError):
     """A LogicalUnit was asked to be something SCSI does not allow (no or out-of-range target
     ports, no blocks)."""
@@ -143,9 +149,15 @@ class LogicalUnit:
         self.max_registrations = max_registrations
         self.fault = fault
         self.medium: Medium = medium or SparseMedium(block_size)
-        self.capabilities = pr_in.Capabilities(replace_lost_reservation)
+        self.capabilities = pr_in.Capabilities(
+            replace_lost_reservation,
+            all_tg_pt_port_zero=profiles.ALL_TG_PT_ISSUING_PORT_ONLY in self.profile,
+        )
         self.pr = PersistentReservations()
         self.ua = UnitAttentions()
+        #: the I_T nexuses that exist (attached, or seen in a command): where LIO's profiles
+        #: find an initiator for SPEC_I_PT and REGISTER AND MOVE (LIO's ACLs)
+        self.nexuses: set[ITNexus] = set()
         self.spc2_holder: ITNexus | None = None
         self.powered = True
         self.reservation_lost = False
@@ -206,6 +218,7 @@ class LogicalUnit:
             )
         if nexus.target_port not in self.target_ports:
             raise illegal_request(LOGICAL_UNIT_NOT_SUPPORTED)
+        self.nexuses.add(nexus)
         if opcode not in UA_EXEMPT and self.ua.pending(nexus):
             code = self.ua.pop(nexus, clear_all=self.profile.choose(UA_CLEARS_ALL, False, True))
             assert code is not None
@@ -241,10 +254,10 @@ class LogicalUnit:
 
     def _persistent_reserve_out(self, nexus: ITNexus, cdb: bytes, data: bytes) -> None:
         action, rule = pr_out.rule_for(cdb)
-        (length,) = _PARAMETER_LIST_LENGTH.unpack_from(cdb, pr_out.CDB_PARAMETER_LIST_LENGTH)
+        (length,) = _PARAMETER_LIST_LENGTH.unpack_from(cdb, pr_out_data.CDB_PARAMETER_LIST_LENGTH)
         if len(data) < length:
             raise illegal_request(
-                pr_out.PARAMETER_LIST_LENGTH_ERROR, cdb_byte=pr_out.CDB_PARAMETER_LIST_LENGTH
+                PARAMETER_LIST_LENGTH_ERROR, cdb_byte=pr_out_data.CDB_PARAMETER_LIST_LENGTH
             )
         params = rule.parse(data[:length], action)
         aptpl_was = self.pr.aptpl
@@ -260,12 +273,13 @@ class LogicalUnit:
             self.reservation_lost,
             profile=self.profile,
             action=action,
+            nexuses=self.nexuses,
         )
         # Every handler checks everything before it changes anything, so a command that ends
         # in an error or a conflict leaves the state untouched (SPC-5 5.14.1).
         rule.apply(command)
-        if rule.bumps_generation and command.bumps_generation:
-            self.pr.bump_generation()
+        if rule.bumps_generation:
+            self.pr.bump_generation(command.generations)
         # a lost reservation lets only REPLACE LOST RESERVATION through (``PR_LOST_ALLOWED``):
         # done, it ends the condition
         self.reservation_lost = False
@@ -292,6 +306,11 @@ class LogicalUnit:
         self.pr = pr
 
     # -- events -----------------------------------------------------------------------------
+    def attach(self, nexus: ITNexus) -> None:
+        """An I_T nexus now exists (a login, a loopback nexus) before it sends anything: LIO
+        registers a SPEC_I_PT TransportID, and moves a reservation, only where one does."""
+        self.nexuses.add(nexus)
+
     def power_loss(self) -> None:
         """Everything volatile is gone; the LU answers nothing useful until ``power_on``."""
         self.powered = False
@@ -338,6 +357,7 @@ class LogicalUnit:
             "spc2_holder": None if self.spc2_holder is None else nexus_to_dict(self.spc2_holder),
             "powered": self.powered,
             "reservation_lost": self.reservation_lost,
+            "nexuses": sorted((nexus_to_dict(n) for n in self.nexuses), key=_nexus_order),
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
@@ -352,10 +372,12 @@ class LogicalUnit:
             spc2_holder = None if holder is None else nexus_from_dict(holder)
             powered = bool(snapshot.get("powered", True))
             reservation_lost = bool(snapshot.get("reservation_lost", False))
+            nexuses = {nexus_from_dict(n) for n in snapshot.get("nexuses", ())}
         if saved != self.profile.name:
             raise ProfileMismatch(saved, self.profile.name)
         self.pr, self.ua, self.spc2_holder = pr, ua, spc2_holder
         self.powered, self.reservation_lost = powered, reservation_lost
+        self.nexuses = nexuses
 
     @classmethod
     def from_snapshot(cls, snapshot: dict[str, Any], **kwargs: Any) -> LogicalUnit:

@@ -94,8 +94,13 @@ class Capabilities:
     #: ALLOW COMMANDS 001b: TEST UNIT READY is allowed through WE and EA reservations
     allow_commands = 0b001
 
-    def __init__(self, replace_lost_reservation: bool) -> None:
+    def __init__(
+        self, replace_lost_reservation: bool, *, all_tg_pt_port_zero: bool = False
+    ) -> None:
         self.rlr_c = replace_lost_reservation
+        #: READ FULL STATUS gives an ALL_TG_PT registration RELATIVE TARGET PORT IDENTIFIER 0
+        #: (SPC-5 6.16.5 leaves the field undefined there; LIO writes 0)
+        self.all_tg_pt_port_zero = all_tg_pt_port_zero
 
 
 def _type_mask() -> bytes:
@@ -130,9 +135,8 @@ def read_full_status(pr: PersistentReservations, caps: Capabilities) -> bytes:
         tid = reg.nexus.initiator.encode()
         flags = (ALL_TG_PT if reg.all_tg_pt else 0) | (R_HOLDER if holder else 0)
         st = scope_type(res.scope, res.type) if holder and res is not None else 0
-        out.append(
-            FULL_STATUS_DESCRIPTOR.pack(reg.key, flags, st, reg.nexus.target_port, len(tid)) + tid
-        )
+        port = 0 if reg.all_tg_pt and caps.all_tg_pt_port_zero else reg.nexus.target_port
+        out.append(FULL_STATUS_DESCRIPTOR.pack(reg.key, flags, st, port, len(tid)) + tid)
     body = b"".join(out)
     return HEADER.pack(pr.generation, len(body)) + body
 

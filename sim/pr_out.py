@@ -8,10 +8,8 @@ are the numbered steps of the clauses named in their docstrings.
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
 
 from scsi_pr.sim.constants import (
     INSUFFICIENT_REGISTRATION_RESOURCES,
@@ -20,7 +18,6 @@ from scsi_pr.sim.constants import (
     INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
     LU_SCOPE,
     LUN_COMMUNICATION_FAILURE,
-    PARAMETER_LIST_LENGTH_ERROR,
     PR_OUT_BASIC_PARAMETER_LIST_LENGTH,
     REGISTRATIONS_PREEMPTED,
     RESERVATIONS_PREEMPTED,
@@ -32,10 +29,27 @@ from scsi_pr.sim.constants import (
     PersistentReserveOutAction as SA,
 )
 from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.pr_out_data import (
+    BIT_ALL_TG_PT,
+    BIT_SPEC_I_PT,
+    CDB_SCOPE_TYPE,
+    CDB_SERVICE_ACTION,
+    MOVE_RTPI,
+    PARAM_FLAGS,
+    PARAM_SA_KEY,
+    PARAM_TRANSPORTID_LENGTH,
+    ParameterList,
+    parse_basic,
+    parse_move,
+)
 from scsi_pr.sim.profiles import (
+    ALL_TG_PT_ISSUING_PORT_ONLY,
+    ALL_TG_PT_KEPT,
     AR_PREEMPT_TAKES_OVER,
+    GENERATION_PER_REGISTRATION,
     MOVE_FILES_TYPE_AS_SCOPE,
     MOVE_LIST_BEFORE_HOLDER,
+    MOVE_NEEDS_NEXUS,
     PREEMPT_AND_ABORT_STALLS,
     PREEMPT_CHECKS_TYPE_AND_SCOPE,
     PREEMPT_KEEPS_ISSUER,
@@ -43,6 +57,8 @@ from scsi_pr.sim.profiles import (
     RELEASE_WRONG_TYPE,
     SCOPE_IN_PARAMETER_LIST,
     SPC5,
+    SPEC_I_PT_SKIPS_REGISTERED,
+    SPEC_I_PT_WHERE_KNOWN,
     TYPE_BEFORE_REGISTRATION,
     UNREGISTER_GENERATION,
     UNREGISTERED_NOT_READY,
@@ -55,14 +71,9 @@ from scsi_pr.sim.result import (
     reservation_conflict,
 )
 from scsi_pr.sim.state import PersistentReservations, Registration, Reservation
-from scsi_pr.sim.transportid import TransportId, TransportIdError, decode_transport_id_list
+from scsi_pr.sim.transportid import TransportId
 from scsi_pr.sim.unit_attention import UnitAttentions
 
-# Byte offsets named for field pointers (SPC-5 6.17.1 CDB, 6.17.3 and 6.17.4 parameter lists).
-CDB_SERVICE_ACTION, CDB_SCOPE_TYPE, CDB_PARAMETER_LIST_LENGTH = 1, 2, 5
-PARAM_SA_KEY, PARAM_FLAGS, PARAM_TRANSPORTID_LENGTH = 8, 20, 24
-MOVE_RTPI, MOVE_TRANSPORTID_LENGTH = 18, 20
-BIT_SPEC_I_PT, BIT_ALL_TG_PT = 3, 2
 #: LIO (``UNREGISTERED_NOT_READY``): what these answer an unregistered I_T nexus while no
 #: reservation exists; PREEMPT gets RESERVATION CONFLICT there too
 NOT_READY_WHEN_UNREGISTERED = frozenset({SA.RESERVE, SA.RELEASE, SA.CLEAR, SA.REGISTER_AND_MOVE})
@@ -72,76 +83,6 @@ NOT_READY_WHEN_UNREGISTERED = frozenset({SA.RESERVE, SA.RELEASE, SA.CLEAR, SA.RE
 #: REGISTER AND MOVE consult it (``PrOut.lio_refuses_non_holder``): the registers pass it, and
 #: a RELEASE or CLEAR it refuses (from an unregistered nexus) conflicts on its key anyway.
 LIO_REGISTERED_NON_HOLDER_MAY = frozenset({SA.RELEASE, SA.CLEAR, SA.PREEMPT, SA.PREEMPT_AND_ABORT})
-
-
-class ParameterList(NamedTuple):
-    """The basic PR OUT parameter list (SPC-5 6.17.3), or REGISTER AND MOVE's (6.17.4).
-
-    A NamedTuple rather than a frozen dataclass: one is built per PR OUT, and a frozen
-    dataclass's field-by-field ``object.__setattr__`` made that a visible share of the model's
-    time."""
-
-    key: int
-    sa_key: int
-    aptpl: bool = False
-    all_tg_pt: bool = False
-    spec_i_pt: bool = False
-    transport_ids: tuple[TransportId, ...] = ()
-    unreg: bool = False
-    relative_target_port: int = 0
-
-
-def parse_basic(data: bytes, action: SA) -> ParameterList:
-    if len(data) < PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
-        raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
-    key, sa_key, flags = struct.unpack_from(">QQ4xB", data)
-    spec_i_pt = bool(flags & 0x08)
-    if spec_i_pt and action != SA.REGISTER:
-        # SPC-5 6.17.3: SPEC_I_PT is valid only for REGISTER.
-        raise illegal_request(
-            INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_FLAGS, bit=BIT_SPEC_I_PT
-        )
-    tids: tuple[TransportId, ...] = ()
-    if not spec_i_pt:
-        if len(data) != PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
-            raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
-    else:
-        if len(data) < PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4:
-            raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
-        (tid_length,) = struct.unpack_from(">I", data, PARAM_TRANSPORTID_LENGTH)
-        if PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4 + tid_length != len(data):
-            raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
-        try:
-            tids = tuple(decode_transport_id_list(data[PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4 :]))
-        except TransportIdError:
-            raise illegal_request(
-                INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_TRANSPORTID_LENGTH + 4
-            ) from None
-    return ParameterList(key, sa_key, bool(flags & 0x01), bool(flags & 0x04), spec_i_pt, tids)
-
-
-def parse_move(data: bytes, action: SA) -> ParameterList:
-    if len(data) < PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
-        raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
-    key, sa_key, flags, rtpi, tid_length = struct.unpack_from(">QQxBHI", data)
-    if PR_OUT_BASIC_PARAMETER_LIST_LENGTH + tid_length != len(data):
-        raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
-    try:
-        tids = decode_transport_id_list(data[PR_OUT_BASIC_PARAMETER_LIST_LENGTH:])
-    except TransportIdError:
-        tids = []
-    if len(tids) != 1:
-        raise illegal_request(
-            INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PR_OUT_BASIC_PARAMETER_LIST_LENGTH
-        )
-    return ParameterList(
-        key,
-        sa_key,
-        bool(flags & 0x01),
-        transport_ids=(tids[0],),
-        unreg=bool(flags & 0x02),
-        relative_target_port=rtpi,
-    )
 
 
 @dataclass(slots=True)
@@ -164,8 +105,11 @@ class PrOut:
     #: which deviations from SPC-5 the LU reproduces (``scsi_pr.sim.profiles``)
     profile: Profile = SPC5
     action: SA | None = None
-    #: cleared where the profile does not count a successful command (LIO's unregister)
-    bumps_generation: bool = True
+    #: how often success increments PRGENERATION where the rule says it does: once (SPC-5
+    #: 6.16.2 counts commands); LIO: not for an unregister, once per registration made
+    generations: int = 1
+    #: the I_T nexuses that exist (``LogicalUnit.nexuses``)
+    nexuses: Collection[ITNexus] = ()
 
     # -- shared steps ----------------------------------------------------------------------
     def check_key(self) -> Registration:
@@ -264,9 +208,31 @@ class PrOut:
             )
 
     def nexuses_for(self, initiator: TransportId) -> list[ITNexus]:
-        """I_T nexuses a new registration covers: this port only, or every target port."""
-        ports = self.target_ports if self.params.all_tg_pt else (self.nexus.target_port,)
+        """I_T nexuses a new registration covers: this port only, or every target port (LIO
+        on tcm_loop: this port, the registration flagged ALL_TG_PT all the same)."""
+        every = self.profile.choose(ALL_TG_PT_ISSUING_PORT_ONLY, self.params.all_tg_pt, False)
+        ports = self.target_ports if every else (self.nexus.target_port,)
         return [ITNexus(initiator, port) for port in ports]
+
+    def ports_of(self, initiator: TransportId) -> set[int]:
+        """The target ports where an I_T nexus of ``initiator``'s device exists (LIO keeps an
+        ACL per initiator name, whatever the ISID)."""
+        return {
+            n.target_port
+            for n in self.nexuses
+            if n.initiator.name == initiator.name and n.initiator.protocol == initiator.protocol
+        }
+
+    def named_nexuses(self, tid: TransportId) -> list[ITNexus]:
+        """The I_T nexuses a SPEC_I_PT TransportID registers (LIO: where its initiator is)."""
+        if SPEC_I_PT_WHERE_KNOWN not in self.profile:
+            return self.nexuses_for(tid)
+        ports = self.ports_of(tid)
+        if not ports:
+            raise illegal_request(
+                INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_TRANSPORTID_LENGTH
+            )
+        return [ITNexus(tid, port) for port in sorted(ports)]
 
     # -- REGISTER / REGISTER AND IGNORE EXISTING KEY (SPC-5 5.14.7) -------------------------
     def register(self, ignore_existing_key: bool) -> None:
@@ -276,11 +242,16 @@ class PrOut:
             if not ignore_existing_key and p.key != 0:
                 raise reservation_conflict()
             if p.sa_key == 0:  # nothing to do; APTPL is ignored (5.14.7)
-                self.bumps_generation = self.profile.choose(UNREGISTER_GENERATION, True, False)
+                self.generations = self.profile.choose(UNREGISTER_GENERATION, 1, 0)
                 return
             new = self.nexuses_for(self.nexus.initiator)
+            skip_registered = SPEC_I_PT_SKIPS_REGISTERED in self.profile
             for tid in p.transport_ids:  # SPEC_I_PT (5.14.7)
-                new += [n for n in self.nexuses_for(tid) if n not in new]
+                new += [
+                    n
+                    for n in self.named_nexuses(tid)
+                    if n not in new and not (skip_registered and n in pr.registrations)
+                ]
             if any(n in pr.registrations for n in new):
                 raise illegal_request(
                     INVALID_FIELD_IN_PARAMETER_LIST,
@@ -290,6 +261,7 @@ class PrOut:
             self.check_capacity(len(new))
             for n in new:
                 pr.registrations[n] = Registration(n, p.sa_key, p.all_tg_pt)
+            self.generations = self.profile.choose(GENERATION_PER_REGISTRATION, 1, len(new))
         else:
             if not ignore_existing_key and p.key != reg.key:
                 raise reservation_conflict()
@@ -297,9 +269,11 @@ class PrOut:
                 raise illegal_request(
                     INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_FLAGS, bit=BIT_SPEC_I_PT
                 )
+            if self.profile.choose(ALL_TG_PT_KEPT, False, reg.all_tg_pt and not p.all_tg_pt):
+                raise illegal_request(INVALID_FIELD_IN_CDB)  # LIO: the bit is in the list
             if p.sa_key == 0:
                 self.unregister(self.nexus)
-                self.bumps_generation = self.profile.choose(UNREGISTER_GENERATION, True, False)
+                self.generations = self.profile.choose(UNREGISTER_GENERATION, 1, 0)
             else:
                 reg.key = p.sa_key
         pr.aptpl = p.aptpl
@@ -412,7 +386,18 @@ class PrOut:
         if p.relative_target_port not in self.target_ports:
             raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=MOVE_RTPI)
         dest = ITNexus(p.transport_ids[0], p.relative_target_port)
-        if dest == self.nexus:
+        # A TransportID "the same as the initiator port of the I_T nexus for the command
+        # received" is refused whatever target port it names: the initiator port is compared,
+        # not the I_T nexus (SPC-4's REGISTER AND MOVE parameter list clause as LIO quotes it;
+        # LIO alike). A format 00b iSCSI TransportID names every port of its device, the
+        # issuer's among them (LIO: 26h for the name alone).
+        if p.transport_ids[0].matches(self.nexus.initiator):
+            raise illegal_request(
+                INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PR_OUT_BASIC_PARAMETER_LIST_LENGTH
+            )
+        if MOVE_NEEDS_NEXUS in self.profile and dest.target_port not in self.ports_of(
+            dest.initiator
+        ):
             raise illegal_request(
                 INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PR_OUT_BASIC_PARAMETER_LIST_LENGTH
             )

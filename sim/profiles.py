@@ -383,6 +383,87 @@ PREEMPT_AND_ABORT_STALLS = Deviation(
     measured_on=BOTH_KERNELS,
 )
 
+ALL_TG_PT_ISSUING_PORT_ONLY = Deviation(
+    "all-tg-pt-registers-the-issuing-port-only",
+    "REGISTER or REGISTER AND IGNORE EXISTING KEY with ALL_TG_PT set, from an unregistered I_T "
+    "nexus (tcm_loop fabric)",
+    "SPC-5 5.14.7",
+    "the initiator port is registered with every target port of the LU: one registration per "
+    "I_T nexus, each reported by READ KEYS and READ FULL STATUS",
+    "only the I_T nexus the command came through is registered (LIO copies the registration "
+    "only to target ports where an explicit LUN ACL of that initiator maps the LU, and "
+    "tcm_loop's ACLs are generated); READ FULL STATUS reports it with ALL_TG_PT set and "
+    "RELATIVE TARGET PORT IDENTIFIER 0",
+    _tests("test_conf_ports.py::test_register_all_target_ports"),
+    measured_on=BOTH_KERNELS,
+)
+ALL_TG_PT_KEPT = Deviation(
+    "all-tg-pt-registration-needs-all-tg-pt",
+    "REGISTER or REGISTER AND IGNORE EXISTING KEY with ALL_TG_PT clear from an I_T nexus "
+    "registered with ALL_TG_PT set",
+    "SPC-5 5.14.7",
+    "the key is replaced, or with SERVICE ACTION RESERVATION KEY zero the registration "
+    "removed: for a registered I_T nexus the REGISTER behaviours do not look at ALL_TG_PT",
+    "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05h/24h/00h), nothing changed "
+    "(the key check and SPEC_I_PT's refusal come first); with ALL_TG_PT set the same command "
+    "is GOOD",
+    _tests("test_conf_ports.py::test_register_all_target_ports"),
+    measured_on=BOTH_KERNELS,
+    note="LIO's source checks this after the key and SPEC_I_PT; the SPC text read for this "
+    "model ties no rule to a registered I_T nexus's ALL_TG_PT bit (the whole clause was not "
+    "at hand: the standard's answer is the model's reading)",
+)
+
+SPEC_I_PT_WHERE_KNOWN = Deviation(
+    "spec-i-pt-registers-where-the-initiator-is",
+    "REGISTER with SPEC_I_PT naming another initiator port (tcm_loop fabric)",
+    "SPC-5 5.14.7",
+    "each TransportID is registered with the target port the command came through (with "
+    "every target port under ALL_TG_PT), whether or not that initiator port has an I_T nexus "
+    "there",
+    "each TransportID is registered with the target ports where an I_T nexus of its initiator "
+    "exists (LIO's ACLs; on tcm_loop the port of the loopback nexus with that name), not with "
+    "the one the command came through; a TransportID whose initiator has none is INVALID "
+    "FIELD IN PARAMETER LIST (05h/26h/00h), nothing registered",
+    _tests("test_conf_ports.py::test_spec_i_pt_registers_the_named_initiator"),
+    measured_on=BOTH_KERNELS,
+)
+MOVE_NEEDS_NEXUS = Deviation(
+    "register-and-move-needs-an-existing-nexus",
+    "REGISTER AND MOVE to an initiator port that has no I_T nexus with the target port its "
+    "RELATIVE TARGET PORT IDENTIFIER names (tcm_loop fabric)",
+    "SPC-5 5.14.8",
+    "the reservation moves to that I_T nexus, registered with the SERVICE ACTION RESERVATION KEY",
+    "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST (05h/26h/00h), nothing "
+    "changed: LIO finds no ACL of that initiator on that target port",
+    _tests("test_conf_ports.py::test_register_and_move_to_an_initiator_not_on_that_port"),
+    measured_on=BOTH_KERNELS,
+)
+
+SPEC_I_PT_SKIPS_REGISTERED = Deviation(
+    "spec-i-pt-skips-registered",
+    "REGISTER with SPEC_I_PT naming an I_T nexus that is already registered",
+    "SPC-5 5.14.7",
+    "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST (05h/26h/00h), nothing "
+    "registered",
+    "that TransportID is skipped (the registration and its key stay as they were), the rest "
+    "registered: GOOD",
+    _tests("test_conf_ports.py::test_spec_i_pt_registers_the_named_initiator"),
+    measured_on=BOTH_KERNELS,
+    note="SPC-5's answer is the model's reading of the clause (the reference notes mark it "
+    "unverified); found by the lockstep differential once it generated SPEC_I_PT",
+)
+GENERATION_PER_REGISTRATION = Deviation(
+    "spec-i-pt-generation-per-registration",
+    "REGISTER with SPEC_I_PT that registers more than one I_T nexus",
+    "SPC-5 6.16.2",
+    "PRGENERATION incremented once: it counts successful commands",
+    "PRGENERATION incremented once per registration made (the issuer's and each TransportID's)",
+    _tests("test_conf_ports.py::test_spec_i_pt_registers_the_named_initiator"),
+    measured_on=BOTH_KERNELS,
+    note="found by the lockstep differential once it generated SPEC_I_PT (6.12)",
+)
+
 REGISTRY: tuple[Deviation, ...] = (
     RELEASE_WRONG_TYPE,
     UNREGISTERED_NOT_READY,
@@ -406,6 +487,12 @@ REGISTRY: tuple[Deviation, ...] = (
     NO_FIELD_POINTER,
     READ_RESERVATION_CUT,
     PREEMPT_AND_ABORT_STALLS,
+    ALL_TG_PT_ISSUING_PORT_ONLY,
+    ALL_TG_PT_KEPT,
+    SPEC_I_PT_WHERE_KNOWN,
+    MOVE_NEEDS_NEXUS,
+    SPEC_I_PT_SKIPS_REGISTERED,
+    GENERATION_PER_REGISTRATION,
 )
 DEVIATIONS: dict[str, Deviation] = {d.name: d for d in REGISTRY}
 

@@ -87,8 +87,8 @@ class PersistentReservations:
             return 0
         return self.registrations[res.holder].key
 
-    def bump_generation(self) -> None:
-        self.generation = (self.generation + 1) & 0xFFFFFFFF
+    def bump_generation(self, by: int = 1) -> None:
+        self.generation = (self.generation + by) & 0xFFFFFFFF
 
     # -- serialisation (APTPL store, shared simulated LUs) --------------------------------
     def to_dict(self) -> dict[str, Any]:

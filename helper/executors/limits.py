@@ -86,6 +86,8 @@ IOCTL_NO_REGISTER_AND_MOVE = PathLimit(
         "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
         "test_conf_pr_out.py::test_register_and_move_invalid_parameters",
         "test_conf_pr_out.py::test_a_reservation_moved_back_to_its_issuer",
+        "test_conf_ports.py::test_register_and_move_to_its_initiator_port_through_another_target_port",
+        "test_conf_ports.py::test_register_and_move_to_an_initiator_not_on_that_port",
     ),
 )
 IOCTL_NO_SPEC_I_PT_ALL_TG_PT = PathLimit(
@@ -98,6 +100,8 @@ IOCTL_NO_SPEC_I_PT_ALL_TG_PT = PathLimit(
     _tests(
         "test_conf_pr_out.py::test_spec_i_pt_only_with_register",
         "test_conf_pr_out.py::test_spec_i_pt_from_registered_nexus_is_invalid",
+        "test_conf_ports.py::test_register_all_target_ports",
+        "test_conf_ports.py::test_spec_i_pt_registers_the_named_initiator",
     ),
 )
 IOCTL_FIELDS_CHECKED_FIRST = PathLimit(
@@ -190,6 +194,7 @@ MPATH_REGISTRATION_PER_PATH = PathLimit(
     None,
     _tests(
         "test_conf_pr_in.py::test_read_keys_lists_every_registration",
+        "test_conf_ports.py::test_register_all_target_ports",
         "test_conf_pr_in.py::test_read_keys_truncated_keeps_full_additional_length",
         "test_conf_pr_in.py::test_read_full_status_names_each_nexus",
         "test_conf_pr_out.py::test_register_then_change_key",
@@ -282,6 +287,7 @@ MPATH_ILLEGAL_REQUEST_GUESSED = PathLimit(
         "test_conf_pr_out.py::test_reserve_with_reserved_type",
         "test_conf_pr_out.py::test_a_reserved_type_is_pointed_at",
         "test_conf_pr_out.py::test_preempt_removing_registrations_ignores_type_and_scope",
+        "test_conf_ports.py::test_register_all_target_ports",
     ),
 )
 MPATH_RELEASE_BY_THE_LIBRARY = PathLimit(

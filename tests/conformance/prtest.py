@@ -6,10 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from scsi_pr.helper.executors.limits import MPATH_UNIT_ATTENTION_OF_EVERY_PATH, PathLimit
+from scsi_pr.helper.executors.limits import (
+    IOCTL_NO_REGISTER_AND_MOVE,
+    MPATH_ILLEGAL_REQUEST_GUESSED,
+    MPATH_UNIT_ATTENTION_OF_EVERY_PATH,
+    PathLimit,
+)
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim import pr_in_data
 from scsi_pr.sim.constants import (
+    INVALID_FIELD_IN_CDB,
     AdditionalSense,
     PersistentReserveInAction,
     PersistentReserveOutAction,
@@ -30,13 +36,16 @@ __all__ = [
     "expect_check",
     "expect_conflict",
     "expect_good",
+    "expect_invalid_field_in_cdb",
     "expect_ua",
     "first_path_is_own",
     "full_status",
     "io_path_holds",
     "io_path_told",
+    "move",
     "mpath_release_outcomes",
     "nexus_paths",
+    "path_refuses_moves",
     "paths",
     "prout",
     "read_keys",
@@ -85,6 +94,32 @@ def expect_refused(r: CommandResult, limit: PathLimit) -> None:
     assert sense is not None, f"unparseable sense {r.sense.hex()}"
     want = (limit.refusal.key, limit.refusal.asc, limit.refusal.ascq)
     assert sense.triple == want, f"expected {limit.name}'s answer, got {r}"
+
+
+def expect_invalid_field_in_cdb(r: CommandResult, path_limits: frozenset[str]) -> None:
+    """05/24/00; through libmpathpersist, the C helper's guess at the lost code."""
+    if MPATH_ILLEGAL_REQUEST_GUESSED.name in path_limits:
+        expect_refused(r, MPATH_ILLEGAL_REQUEST_GUESSED)
+    else:
+        expect_check(r, SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB)
+
+
+def move(it: Any, key: int, sa_key: int, dest: Any, unreg: bool = False) -> CommandResult:
+    """REGISTER AND MOVE to ``dest``'s TransportID through its RELATIVE TARGET PORT IDENTIFIER
+    (``dest``: an initiator, or anything with those two attributes)."""
+    cdb, data = C.register_and_move(
+        key, sa_key, dest.relative_target_port, dest.transport_id, unreg=unreg
+    )
+    return it.execute(cdb, data)
+
+
+def path_refuses_moves(r: CommandResult, path_limits: frozenset[str]) -> bool:
+    """On a path without REGISTER AND MOVE, assert the helper's refusal of ``r`` (the test then
+    ends: nothing moved)."""
+    if IOCTL_NO_REGISTER_AND_MOVE.name not in path_limits:
+        return False
+    expect_refused(r, IOCTL_NO_REGISTER_AND_MOVE)
+    return True
 
 
 def expect_ua(r: CommandResult, code: AdditionalSense) -> None:

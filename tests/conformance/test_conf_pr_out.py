@@ -13,12 +13,15 @@ from prtest import (
     expect_check,
     expect_conflict,
     expect_good,
+    expect_invalid_field_in_cdb,
     expect_refused,
     expect_ua,
     first_path_is_own,
     full_status,
     io_path_told,
+    move,
     mpath_release_outcomes,
+    path_refuses_moves,
     paths,
     prout,
     read_keys,
@@ -86,15 +89,6 @@ def expect_wrong_key(r: CommandResult, path_limits: frozenset[str]) -> None:
         expect_refused(r, L.MPATH_KEY_CHECKED_BY_LIBRARY)
     else:
         expect_conflict(r)
-
-
-def path_refuses_moves(r: object, path_limits: frozenset[str]) -> bool:
-    """On a path without REGISTER AND MOVE, assert the helper's refusal of ``r`` (the test then
-    ends: nothing moved)."""
-    if L.IOCTL_NO_REGISTER_AND_MOVE.name not in path_limits:
-        return False
-    expect_refused(r, L.IOCTL_NO_REGISTER_AND_MOVE)  # type: ignore[arg-type]
-    return True
 
 
 def ids(t: T) -> str:
@@ -306,14 +300,6 @@ def test_reserve_with_wrong_key_conflicts(nexuses: list, path_limits: frozenset[
 
 
 GUESSED = pytest.mark.path_limit(L.MPATH_ILLEGAL_REQUEST_GUESSED.name)
-
-
-def expect_invalid_field_in_cdb(r: CommandResult, path_limits: frozenset[str]) -> None:
-    """05/24/00; through libmpathpersist, the C helper's guess at the lost code."""
-    if L.MPATH_ILLEGAL_REQUEST_GUESSED.name in path_limits:
-        expect_refused(r, L.MPATH_ILLEGAL_REQUEST_GUESSED)
-    else:
-        expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
 
 
 @GUESSED
@@ -794,17 +780,6 @@ def test_unregistered_preempt_conflicts(nexuses: list) -> None:
 
 
 # -- REGISTER AND MOVE -----------------------------------------------------------------------
-def _move(it: object, key: int, sa_key: int, dest: object, unreg: bool = False) -> object:
-    cdb, data = C.register_and_move(
-        key,
-        sa_key,
-        dest.relative_target_port,
-        dest.transport_id,
-        unreg=unreg,  # type: ignore[attr-defined]
-    )
-    return it.execute(cdb, data)  # type: ignore[attr-defined]
-
-
 @MOVES
 @PER_PATH
 @pytest.mark.parametrize("unreg", [False, True], ids=["keep", "unreg"])
@@ -813,7 +788,7 @@ def test_register_and_move(nexuses: list, unreg: bool, path_limits: frozenset[st
     register(a, A)
     reserve(a, A, EA)
     gen, _ = read_keys(a)
-    r = _move(a, A, B, b, unreg=unreg)
+    r = move(a, A, B, b, unreg=unreg)
     if path_refuses_moves(r, path_limits):
         return
     expect_good(r)  # type: ignore[arg-type]
@@ -835,7 +810,7 @@ def test_register_and_move_by_non_holder_conflicts(
     register(a, A)
     register(b, B)
     reserve(a, A, WE)
-    r = _move(b, B, C3, c)
+    r = move(b, B, C3, c)
     if not path_refuses_moves(r, path_limits):
         expect_conflict(r)  # type: ignore[arg-type]
 
@@ -848,7 +823,7 @@ def test_register_and_move_all_registrants_conflicts(
     a, b, _ = nexuses
     register(a, A)
     reserve(a, A, type_)
-    r = _move(a, A, B, b)
+    r = move(a, A, B, b)
     if not path_refuses_moves(r, path_limits):
         expect_conflict(r)  # type: ignore[arg-type]
 
@@ -861,7 +836,7 @@ def test_register_and_move_without_reservation_is_an_invalid_field(
     """SPC-5 5.14.8: with no reservation to move, INVALID FIELD IN CDB (LIO alike)."""
     a, b, _ = nexuses
     register(a, A)
-    r = _move(a, A, B, b)
+    r = move(a, A, B, b)
     if not path_refuses_moves(r, path_limits):
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)  # type: ignore[arg-type]
     assert read_keys(a)[1] == [A] * paths(a)
@@ -874,7 +849,7 @@ def test_unregistered_register_and_move_conflicts(
 ) -> None:
     a, b, c = nexuses
     register(b, B)
-    r = _move(a, 0, C3, c)
+    r = move(a, 0, C3, c)
     if not path_refuses_moves(r, path_limits):
         expect_unregistered(r, device_profile)  # type: ignore[arg-type]
     assert read_keys(b)[1] == [B]
@@ -904,7 +879,7 @@ def test_the_move_parameter_list_is_checked_before_the_reservation(
     if held_by != "nobody":
         register(c, C3)
         reserve(c, C3, WE_RO if held_by == "another-WE-RO" else WE)
-    r = _move(a, A, B, a) if to_self else _move(a, A, 0, b)
+    r = move(a, A, B, a) if to_self else move(a, A, 0, b)
     if path_refuses_moves(r, path_limits):
         pass
     elif held_by != "nobody" and (
@@ -930,7 +905,7 @@ def test_register_and_move_invalid_parameters(
     a, b, _ = nexuses
     register(a, A)
     reserve(a, A, WE)
-    r = _move(a, A, B, a) if to_self else _move(a, A, 0, b)
+    r = move(a, A, B, a) if to_self else move(a, A, 0, b)
     if to_self and not first_path_is_own(a) and not path_refuses_moves(r, path_limits):
         # the holding path moves it to the path the TransportID names, a registered I_T nexus
         # whose key becomes the SERVICE ACTION RESERVATION KEY (SPC-5 5.14.8): B holds WE
@@ -959,11 +934,11 @@ def test_a_reservation_moved_back_to_its_issuer(
     register(a, A)
     register(c, C3)
     reserve(a, A, WE_RO)
-    r = _move(a, A, B, b)
+    r = move(a, A, B, b)
     if path_refuses_moves(r, path_limits):
         return
     expect_good(r)  # type: ignore[arg-type]
-    expect_good(_move(b, B, A, a))
+    expect_good(move(b, B, A, a))
     assert read_reservation(c)[1] == (A, WE_RO)
     other_path = not first_path_is_own(a)  # the first move came from another of A's paths
     lio = P.MOVE_FILES_TYPE_AS_SCOPE in device_profile and not other_path

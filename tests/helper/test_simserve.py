@@ -20,7 +20,13 @@ import pytest
 from scsi_pr.helper.executors.sim import SimExecutor
 from scsi_pr.helper.lu_identity import identify_path
 from scsi_pr.helper.simserve import LuBusy, LuFiles, SharedLUs, no_waiting
-from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
+from scsi_pr.sim import cdb as C
+from scsi_pr.sim.cdb import (
+    persistent_reserve_in,
+    persistent_reserve_out,
+    pr_out_parameters,
+)
+from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
 
 ROUNDS = 25
@@ -123,12 +129,19 @@ def test_the_lu_cache_is_bounded_and_the_disk_stays_the_truth(tmp_path: Path) ->
 
 def test_in_memory_lus_with_state_are_kept_and_pristine_ones_freed(tmp_path: Path) -> None:
     """9b: without a state dir the process is the only copy: an LU holding PR state is kept
-    whatever the cache size; one a fresh LU would equal is freed beyond it."""
+    whatever the cache size; one a fresh LU would equal is freed beyond it, also when it has
+    seen an I_T nexus (a TEST UNIT READY)."""
     lus = SharedLUs(cache_size=4)
     images = _images(tmp_path, 30)
     for n, image in enumerate(images[:10]):
         _register(lus, image, n + 1)
-    refs = [lus.run_on_file(image, weakref.ref) for image in images[10:]]
+    nexus = ITNexus.named("naa.5001405000000002")
+
+    def probe(lu: LogicalUnit) -> weakref.ref[LogicalUnit]:
+        assert lu.execute(nexus, C.test_unit_ready()).status == 0 and nexus in lu.nexuses
+        return weakref.ref(lu)
+
+    refs = [lus.run_on_file(image, probe) for image in images[10:]]
     gc.collect()
     assert sum(ref() is not None for ref in refs) <= 4
     assert lus.cached <= 14

@@ -210,6 +210,31 @@ def test_register_and_move_to_itself_points_at_the_transport_id(lu: LogicalUnit)
     check(got, sense_bytes(5, 0x26, in_cdb=False, byte=24))
 
 
+@pytest.mark.parametrize(
+    "tid",
+    [
+        pytest.param("iqn.2024-01.org.example:host1,i,0x23d000000001", id="its-own-port"),
+        pytest.param("iqn.2024-01.org.example:host1", id="its-device-by-name"),
+    ],
+)
+def test_register_and_move_to_its_initiator_port_through_another_target_port(tid: str) -> None:
+    """The initiator port is compared, not the I_T nexus: a move to the issuer's own port by
+    another target port is INVALID FIELD IN PARAMETER LIST, and so is a format 00b TransportID
+    naming the issuer's iSCSI device. A move to another ISID of the same device moves."""
+    issuer = ITNexus.named("iqn.2024-01.org.example:host1,i,0x23d000000001", 1)
+    lu = LogicalUnit(target_ports=(1, 2))
+    assert out(lu, issuer, 0, 0, A).status == Status.GOOD
+    assert out(lu, issuer, 1, A, 0, T.WRITE_EXCLUSIVE).status == Status.GOOD
+    dest = ITNexus.named(tid, 2).initiator
+    got = lu.execute(issuer, *C.register_and_move(A, B, 2, dest))
+    check(got, sense_bytes(5, 0x26, in_cdb=False, byte=24))
+    assert lu.pr.reservation is not None and lu.pr.reservation.holder == issuer
+    assert list(lu.pr.registrations) == [issuer]
+    sibling = ITNexus.named("iqn.2024-01.org.example:host1,i,0x23d000000002", 2)
+    assert lu.execute(issuer, *C.register_and_move(A, B, 2, sibling.initiator)).status == 0
+    assert lu.pr.reservation is not None and lu.pr.reservation.holder == sibling
+
+
 def test_register_and_move_needs_room_for_one_registration() -> None:
     lu = LogicalUnit(target_ports=(1, 2), max_registrations=2)
     assert out(lu, I1, 0, 0, A).status == Status.GOOD

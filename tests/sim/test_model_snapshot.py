@@ -231,3 +231,25 @@ def test_unit_attentions_report_in_order_and_the_reset_first() -> None:
 def test_key_of() -> None:
     lu = rich_lu()
     assert (lu.pr.key_of(I1), lu.pr.key_of(I2), lu.pr.key_of(I4)) == (A, B, None)
+
+
+def test_the_nexuses_an_lu_knows() -> None:
+    """Attached, or seen in a command (not one through a target port the LU lacks); a
+    snapshot lists them in one order, a restore replaces them, an older snapshot has none."""
+    lu = LogicalUnit(target_ports=(1, 2))
+    assert lu.snapshot()["nexuses"] == []
+    lu.attach(I2)
+    assert lu.execute(I3, C.test_unit_ready()).status == Status.GOOD
+    assert lu.execute(ITNexus(I1.initiator, 3), C.test_unit_ready()).status != Status.GOOD
+    assert lu.nexuses == {I2, I3}
+    two = {"protocol": 5, "name": "iqn.2024-01.test:two", "isid": None, "target_port": 2}
+    three = {"protocol": 6, "name": "naa.5000c50000000003", "isid": None, "target_port": 1}
+    snap = lu.snapshot()
+    assert snap["nexuses"] == [two, three]
+    assert LogicalUnit.from_snapshot(json.loads(json.dumps(snap))).nexuses == {I2, I3}
+    lu.restore({**snap, "nexuses": [three]})
+    assert lu.nexuses == {I3}
+    lu.restore({"pr": {}, "ua": {}})
+    assert lu.nexuses == set()
+    with pytest.raises(StateFormatError, match="malformed I_T nexus"):
+        lu.restore({"pr": {}, "ua": {}, "nexuses": [{"protocol": 6}]})

@@ -21,9 +21,14 @@ from scsi_pr.sim.constants import ReservationType as T
 from scsi_pr.sim.constants import SenseKey, Status
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
-from scsi_pr.sim.pr_in_data import parse_read_keys, parse_read_reservation
+from scsi_pr.sim.pr_in_data import (
+    parse_read_full_status,
+    parse_read_keys,
+    parse_read_reservation,
+)
 from scsi_pr.sim.result import NEVER, CommandResult
 from scsi_pr.sim.state import PersistentReservations, StateFormatError
+from scsi_pr.sim.transportid import TransportId
 
 A, B, K3 = 0xA, 0xB, 0xC
 
@@ -76,7 +81,8 @@ class Lu:
     def __init__(self, profile: str | P.Profile) -> None:
         self.lu = LogicalUnit(target_ports=(1, 2, 3, 4), profile=profile)
         self.n = [ITNexus.named(f"naa.50014050000000{i + 1:02x}", i + 1) for i in range(4)]
-        for n in self.n:
+        for n in self.n:  # as on the rig: every nexus exists and has nothing to report
+            self.lu.attach(n)
             self.lu.ua.clear(n)
 
     def out(self, i: int, action: SA, key: int = 0, sa_key: int = 0, type_: int = 0, **kw: object):
@@ -395,6 +401,66 @@ def moved_back(u: Lu) -> object:
     return answers, snapshot, u.reservation()
 
 
+def all_target_ports(u: Lu) -> object:
+    """Nexus 0 registers with ALL_TG_PT: whose registrations READ FULL STATUS lists."""
+    answer = triple(u.out(0, SA.REGISTER, 0, A, all_tg_pt=True))
+    r = u.lu.execute(u.n[3], C.persistent_reserve_in(IN.READ_FULL_STATUS))
+    listed = [
+        (d.key, d.all_tg_pt, d.relative_target_port)
+        for d in parse_read_full_status(r.data).descriptors
+    ]
+    return answer, u.keys(), listed
+
+
+def all_tg_pt_kept(u: Lu) -> object:
+    """Nexus 0, registered with ALL_TG_PT: a wrong key, SPEC_I_PT, then a new key and an
+    unregister without the bit, the unregister with it."""
+    u.out(0, SA.REGISTER, 0, A, all_tg_pt=True)
+    riek = SA.REGISTER_AND_IGNORE_EXISTING_KEY
+    return [
+        triple(u.out(0, SA.REGISTER, B, K3)),
+        triple(u.out(0, SA.REGISTER, A, K3, spec_i_pt=True, transport_ids=[u.n[1].initiator])),
+        triple(u.out(0, riek, 0, B)),
+        triple(u.out(0, riek, 0, 0)),
+        u.keys()[1],
+        triple(u.out(0, riek, 0, 0, all_tg_pt=True)),
+        u.keys()[1],
+    ]
+
+
+def spec_i_pt_named(u: Lu) -> object:
+    """Nexus 2 (target port 3) registers naming nexus 1's initiator (port 2), then nexus 0
+    names an initiator that has no I_T nexus at all."""
+    first = triple(u.out(2, SA.REGISTER, 0, K3, spec_i_pt=True, transport_ids=[u.n[1].initiator]))
+    r = u.lu.execute(u.n[3], C.persistent_reserve_in(IN.READ_FULL_STATUS))
+    listed = [(d.key, d.relative_target_port) for d in parse_read_full_status(r.data).descriptors]
+    nobody = TransportId.sas(0x50014050000000FF)
+    second = triple(u.out(0, SA.REGISTER, 0, A, spec_i_pt=True, transport_ids=[nobody]))
+    return first, listed, second, u.keys()[1]
+
+
+def move_to_another_port(u: Lu) -> object:
+    """Nexus 0 moves its reservation to nexus 2's initiator on nexus 1's target port."""
+    u.reg(0, A)
+    u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE)
+    cdb, data = C.register_and_move(A, K3, 2, u.n[2].initiator)
+    return triple(u.lu.execute(u.n[0], cdb, data)), u.reservation()
+
+
+def spec_i_pt_registered(u: Lu) -> object:
+    """Nexus 0 (port 1) registers; another initiator on port 1 names it with SPEC_I_PT."""
+    u.reg(0, A)
+    other = ITNexus.named("naa.50014050000000aa", 1)
+    cdb, data = C.prout(SA.REGISTER, 0, K3, spec_i_pt=True, transport_ids=[u.n[0].initiator])
+    return triple(u.lu.execute(other, cdb, data)), u.keys()
+
+
+def spec_i_pt_generation(u: Lu) -> object:
+    """Nexus 2 registers itself and, with SPEC_I_PT, nexus 1's initiator."""
+    u.out(2, SA.REGISTER, 0, K3, spec_i_pt=True, transport_ids=[u.n[1].initiator])
+    return u.keys()
+
+
 CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
     P.MOVE_FILES_TYPE_AS_SCOPE: (
         moved_back,
@@ -496,6 +562,32 @@ CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
         [GOOD, GOOD, GOOD, GOOD, CONFLICT, CONFLICT] * 2,
         [CONFLICT, CONFLICT, GOOD, GOOD, CONFLICT, CONFLICT] * 2,
     ),
+    P.ALL_TG_PT_ISSUING_PORT_ONLY: (
+        all_target_ports,
+        (GOOD, (1, [A] * 4), [(A, True, port) for port in (1, 2, 3, 4)]),
+        (GOOD, (1, [A]), [(A, True, 0)]),
+    ),
+    P.ALL_TG_PT_KEPT: (
+        all_tg_pt_kept,
+        [CONFLICT, INVALID_FIELD_IN_PARAMETER_LIST, GOOD, GOOD, [A] * 3, GOOD, [A] * 3],
+        [CONFLICT, INVALID_FIELD_IN_PARAMETER_LIST, *[INVALID_FIELD_IN_CDB] * 2, [A], GOOD, []],
+    ),
+    P.SPEC_I_PT_WHERE_KNOWN: (
+        spec_i_pt_named,
+        (GOOD, [(K3, 3), (K3, 3)], GOOD, [K3, K3, A, A]),
+        (GOOD, [(K3, 3), (K3, 2)], INVALID_FIELD_IN_PARAMETER_LIST, [K3, K3]),
+    ),
+    P.MOVE_NEEDS_NEXUS: (
+        move_to_another_port,
+        (GOOD, (K3, WE)),
+        (INVALID_FIELD_IN_PARAMETER_LIST, (A, WE)),
+    ),
+    P.SPEC_I_PT_SKIPS_REGISTERED: (
+        spec_i_pt_registered,
+        (INVALID_FIELD_IN_PARAMETER_LIST, (1, [A])),
+        (GOOD, (2, [A, K3])),
+    ),
+    P.GENERATION_PER_REGISTRATION: (spec_i_pt_generation, (1, [K3, K3]), (2, [K3, K3])),
     P.PREEMPT_AND_ABORT_STALLS: (
         preempt_and_abort,
         (True, False, (B, WE), CONFLICT, True),
