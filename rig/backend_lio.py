@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import subprocess
 import sys
 import threading
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,8 @@ from scsi_pr.sim.transportid import TransportId
 COMMAND_TIMEOUT_MS = 8_000
 #: how long we wait for the ioctl to return after its own timeout (EH abort, LUN reset)
 GRACE_SECONDS = 4.0
+#: how long the end of a process waits for a rig's removal (about 10 s under TCG, measured)
+REMOVAL_WAIT_SECONDS = 120.0
 #: The first rig generation of this process (default 0, the rig's). The VM tier's paths and
 #: mpath phases run beside the phases that share the rig, mpath and the hang phase leave LUs
 #: behind (a broken PR reference count, wedged LUs): with generations of their own they build
@@ -265,8 +267,25 @@ def _teardown() -> None:
                 file=sys.stderr,
             )
             continue
-        with suppress(Exception):
-            lio.down(_name(generation), generation)
+        _remove(generation)
+
+
+def _remove(generation: int) -> None:
+    """``lio.down`` in a child process, waited for ``REMOVAL_WAIT_SECONDS`` at most: a removal
+    LIO blocks never returns (a task in D state), and this process must still end. Seen at the
+    end of a VM-tier phase after the lockstep differential found a difference (both kernels,
+    cause not traced). The bound decides only whether to wait, never a test's outcome."""
+    name = _name(generation)
+    code = "import sys; from scsi_pr.rig import lio; lio.down(sys.argv[1], int(sys.argv[2]))"
+    child = subprocess.Popen([sys.executable, "-c", code, name, str(generation)])
+    try:
+        child.wait(REMOVAL_WAIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        print(
+            f"scsi-pr rig: removing LIO LU {name} did not end in {REMOVAL_WAIT_SECONDS:g} s "
+            "(LIO blocks it): left to the VM's end",
+            file=sys.stderr,
+        )
 
 
 def clear_pr_state(its: list[LioInitiator]) -> None:

@@ -2,13 +2,12 @@
 
 Small pools make the steps meet: four keys (0 among them), the six reservation types plus two
 that do not exist, three initiators, eight blocks. Generated: every PR OUT service action but
-PREEMPT AND ABORT (which wedges tcm_loop: the ``lio_hangs`` tests check it; REGISTER AND MOVE
-names an initiator of the run and its own target port, the only I_T nexuses the LIO rig has),
-every PR IN service action with short and long allocation lengths, TEST UNIT READY,
-READ(10) and WRITE(10). APTPL is never set (it writes files under LIO's dbroot), nor is
-ALL_TG_PT: LIO registers such an initiator on every target port it has an ACL on and then
-refuses a REGISTER without ALL_TG_PT on that registration (INVALID FIELD IN CDB, seen when
-the first lockstep run left one behind); the model does neither yet (a note in issue 12).
+PREEMPT AND ABORT (which wedges tcm_loop: the ``lio_hangs`` tests check it), REGISTER with
+SPEC_I_PT and REGISTER AND MOVE naming an initiator of the run (SPEC_I_PT: others than the
+issuer, each once) or one the LU has no I_T nexus of (a move: through any target port of the
+run), every PR IN service action with short and long allocation lengths, TEST UNIT READY,
+READ(10) and WRITE(10). ALL_TG_PT is set at random in the basic parameter list. APTPL is never
+set (it writes files under LIO's dbroot).
 """
 
 from __future__ import annotations
@@ -37,20 +36,35 @@ ALLOCATION_LENGTHS = (0, 4, 8, 16, 40, 512)
 def steps(initiators: int) -> st.SearchStrategy[Step]:
     who = st.integers(0, initiators - 1)
     key = st.sampled_from(KEYS)
+    # an initiator of the run, or one no I_T nexus of the LU has
+    names = [initiator_name(i) for i in range(initiators + 1)]
+    transport_id = st.sampled_from([TransportId.from_name(n) for n in names])
 
     @st.composite
     def pr_out(draw: st.DrawFn) -> Step:
         action = draw(st.sampled_from(OUT_ACTIONS))
-        cdb, data = C.prout(action, draw(key), draw(key), draw(st.sampled_from(TYPES)))
+        type_, all_tg_pt = draw(st.sampled_from(TYPES)), draw(st.booleans())
+        cdb, data = C.prout(action, draw(key), draw(key), type_, all_tg_pt=all_tg_pt)
         return Step(draw(who), cdb, data)
 
     @st.composite
     def move(draw: st.DrawFn) -> Step:
-        dest = draw(who)
-        tid = TransportId.from_name(initiator_name(dest))
+        tid = draw(transport_id)
         unreg = draw(st.booleans())
-        cdb, data = C.register_and_move(draw(key), draw(key), port_of(dest), tid, unreg=unreg)
+        port = port_of(draw(who))
+        cdb, data = C.register_and_move(draw(key), draw(key), port, tid, unreg=unreg)
         return Step(draw(who), cdb, data)
+
+    @st.composite
+    def spec_i_pt(draw: st.DrawFn) -> Step:
+        issuer = draw(who)
+        # never the issuer's own, never one twice: LIO then files a second registration of
+        # the same I_T nexus (READ KEYS lists the key twice), which a model keyed by I_T
+        # nexus cannot hold
+        others = transport_id.filter(lambda t: t.name != initiator_name(issuer))
+        tids = draw(st.lists(others, min_size=1, max_size=2, unique_by=lambda t: t.name))
+        cdb, data = C.prout(Out.REGISTER, draw(key), draw(key), spec_i_pt=True, transport_ids=tids)
+        return Step(issuer, cdb, data)
 
     @st.composite
     def pr_in(draw: st.DrawFn) -> Step:
@@ -68,7 +82,7 @@ def steps(initiators: int) -> st.SearchStrategy[Step]:
         return Step(draw(who), C.read_10(lba, blocks))
 
     tur = who.map(lambda i: Step(i, C.test_unit_ready()))
-    return st.one_of(pr_out(), pr_out(), move(), pr_in(), media(), tur)
+    return st.one_of(pr_out(), pr_out(), move(), spec_i_pt(), pr_in(), media(), tur)
 
 
 class StepCounter:

@@ -5,6 +5,8 @@ recorded from there."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -90,3 +92,23 @@ def test_a_bad_first_generation_is_refused(
     monkeypatch.setenv(backend_lio.ENV_FIRST_GENERATION, value)
     with pytest.raises(RigError, match=why):
         backend_lio.generations()
+
+
+def test_the_end_of_a_process_waits_a_bounded_time_for_a_removal_lio_blocks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A removal that never returns (LIO blocks it in the kernel) must not keep the process
+    from ending: it is waited for a while, then left with a message; one that ends says
+    nothing."""
+    backend_lio._remove(7)  # no LIO here: lio.down finds nothing and ends at once
+    assert capsys.readouterr().err == ""
+    blocked = tmp_path / "python"
+    blocked.write_text("#!/bin/sh\nsleep 5\n")
+    blocked.chmod(0o755)
+    monkeypatch.setattr(backend_lio.sys, "executable", str(blocked))
+    monkeypatch.setattr(backend_lio, "REMOVAL_WAIT_SECONDS", 0.2)
+    started = time.monotonic()
+    backend_lio._remove(7)
+    assert time.monotonic() - started < 4
+    err = capsys.readouterr().err
+    assert "removing LIO LU scsipr7 did not end in 0.2 s" in err and "left to the VM's end" in err

@@ -22,7 +22,7 @@ from scsi_pr.sim.constants import PersistentReserveInAction as In
 from scsi_pr.sim.constants import PersistentReserveOutAction as Out
 from scsi_pr.sim.constants import ReservationType as T
 from scsi_pr.sim.result import CommandResult, FieldPointer
-from scsi_pr.sim.transportid import decode_transport_id
+from scsi_pr.sim.transportid import decode_transport_id, decode_transport_id_list
 
 READ_KEYS = C.persistent_reserve_in(In.READ_KEYS, 512)
 REPORT_CAPABILITIES = C.persistent_reserve_in(In.REPORT_CAPABILITIES, 512)
@@ -132,18 +132,31 @@ def test_the_machine_generates_every_kind_of_step_for_every_initiator() -> None:
         if action == Out.REGISTER_AND_MOVE and step.cdb[0] == Opcode.PERSISTENT_RESERVE_OUT:
             assert not step.data[17] & 0x01  # APTPL never set: no files under LIO's dbroot
             unreg.add(bool(step.data[17] & 0x02))
-            # to an initiator of the run, through that initiator's own target port
+            # through a target port of the run, to its initiators or one the LU does not have
             port = int.from_bytes(step.data[18:20], "big")
             tid = decode_transport_id(step.data, 24)[0]
-            assert (tid.name, port) in {(initiator_name(i), port_of(i)) for i in range(3)}
+            assert port in {port_of(i) for i in range(3)}
+            named.add(tid.name)
+            moves.add(port == port_of(int(tid.name[-2:], 16) - 1))
         elif step.cdb[0] == Opcode.PERSISTENT_RESERVE_OUT:
             assert not step.data[20] & 0x01  # APTPL never set: no files under LIO's dbroot
-            assert not step.data[20] & 0x04  # nor ALL_TG_PT (see the machine's docstring)
+            all_tg_pt.add(bool(step.data[20] & 0x04))
             assert action != Out.PREEMPT_AND_ABORT
+            if step.data[20] & 0x08:  # SPEC_I_PT: REGISTER only, one or two other initiators
+                assert action == Out.REGISTER
+                tids = decode_transport_id_list(step.data[28:])
+                names = [t.name for t in tids]
+                assert initiator_name(step.initiator) not in names
+                assert len(set(names)) == len(names)
+                named.update(t.name for t in tids)
 
     unreg: set[bool] = set()
+    all_tg_pt: set[bool] = set()
+    moves: set[bool] = set()  # to the initiator's own target port, or another
+    named: set[str] = set()
     collect()
-    assert unreg == {False, True}
+    assert unreg == all_tg_pt == moves == {False, True}
+    assert named == {initiator_name(i) for i in range(4)}  # the run's three, and a stranger
     want = {(0x5F, int(a)) for a in (*OUT_ACTIONS, Out.REGISTER_AND_MOVE)}
     want |= {(0x5E, int(a)) for a in IN_ACTIONS}
     want |= {(Opcode.TEST_UNIT_READY, 0), (Opcode.READ_10, 0), (Opcode.WRITE_10, 0)}
