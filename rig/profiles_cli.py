@@ -2,7 +2,7 @@
 from them.
 
 ``scsi-pr profiles`` lists the profiles, ``scsi-pr profiles show NAME`` one profile's entries,
-``scsi-pr profiles doc`` writes ``docs/lio-deviations.md`` from ``scsi_pr.sim.profiles.REGISTRY``
+``scsi-pr profiles doc`` writes ``docs/lio-deviations.md`` from ``scsi_pr.sim.deviations.REGISTRY``
 (``--check``: exit 1 if the committed file differs), so the doc says what the model and the
 conformance suite do, not what someone typed.
 """
@@ -23,12 +23,12 @@ LIO_PROFILES = tuple(p for p in PROFILES.values() if p.kernel is not None)
 HEADER = """\
 # LIO deviations and device profiles
 
-<!-- Generated from scsi_pr.sim.profiles.REGISTRY by `scsi-pr profiles doc`: edit the registry,
+<!-- Generated from scsi_pr.sim.deviations.REGISTRY by `scsi-pr profiles doc`: edit the registry,
 not this file (tests/rig/test_profiles_cli.py fails when they differ). -->
 
 Where Linux LIO answers a persistent-reservation command differently from SPC-5 (revision 17,
 [docs/model.md](model.md)), the difference is one named entry of the registry in
-`sim/profiles.py`: the clause, what SPC-5 requires, what LIO answers and on which kernel, and
+`sim/deviations.py`: the clause, what SPC-5 requires, what LIO answers and on which kernel, and
 the conformance test that asserts LIO's answer on the real LUN. A *profile* is a set of these
 entries; the model reproduces the entries of the profile its LU runs:
 

@@ -10,7 +10,7 @@ NAME an entry of ``scsi_pr.helper.executors.limits.LIMITS``, and asserts that en
 on backends whose ``path_limits`` have it.
 
 Where LIO answers differently, the test is marked ``@pytest.mark.lio_deviation(NAME)`` with the
-name of the deviation's entry in ``scsi_pr.sim.profiles.REGISTRY`` (the entry lists the test
+name of the deviation's entry in ``scsi_pr.sim.deviations.REGISTRY`` (the entry lists the test
 back), and asserts one answer or the other by the plugin's ``device_profile``: LIO's measured
 answer where the device's profile has the deviation (lio and helper-lio, or the model under
 ``--profile lio-6.1``), the standard's otherwise. A kernel whose LIO answers otherwise fails the
@@ -35,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "lio_deviation(name): LIO answers differently from SPC-5 here; NAME is the entry of "
-        "scsi_pr.sim.profiles.REGISTRY whose answer the test asserts where the device has it",
+        "scsi_pr.sim.deviations.REGISTRY whose answer the test asserts where the device has it",
     )
     config.addinivalue_line(
         "markers",
@@ -75,7 +75,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     alone, and that entry lists the test (a path limit's tests carry its mark): the registries
     and the suite cannot drift apart."""
     registries: dict[str, tuple[str, dict[str, Deviation] | dict[str, PathLimit]]] = {
-        "lio_deviation": ("scsi_pr.sim.profiles.REGISTRY", DEVIATIONS),
+        "lio_deviation": ("scsi_pr.sim.deviations.REGISTRY", DEVIATIONS),
         "path_limit": ("scsi_pr.helper.executors.limits.LIMITS", LIMITS),
     }
     for item in items:

@@ -122,7 +122,7 @@ def test_register_and_move_to_its_initiator_port_through_another_target_port(
         SimpleNamespace(transport_id=a.transport_id, relative_target_port=b.relative_target_port),
     )
     if not path_refuses_moves(r, path_limits):
-        expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)  # type: ignore[arg-type]
+        expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
     assert read_reservation(a)[1] == (A, WE)
     assert read_keys(a)[1] == [A] * paths(a)
 

@@ -18,7 +18,7 @@ ROOT = CHECKOUT or Path(__file__).resolve().parents[2]
 
 
 def test_committed_doc_is_the_registrys() -> None:
-    """Edit sim/profiles.py, then run ``scsi-pr profiles doc``: this fails until you do."""
+    """Edit sim/deviations.py, then run ``scsi-pr profiles doc``: this fails until you do."""
     assert (ROOT / DOC_NAME).read_text() == render_markdown(), "run: scsi-pr profiles doc"
 
 

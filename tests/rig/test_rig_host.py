@@ -401,7 +401,9 @@ def test_a_rig_a_multipath_map_was_built_over_is_left_at_exit(
     _fake_lio(tmp_path, monkeypatch, fault=True)
     removed: list[tuple[str, int | None]] = []
     monkeypatch.setattr(
-        lio, "down", lambda name, generation=None: removed.append((name, generation))
+        backend_lio,
+        "_remove",
+        lambda generation: removed.append((f"scsipr{generation}", generation)),
     )
     monkeypatch.setattr(backend_lio, "_shared", backend_lio._Shared(built_here={0, 1}))
     if multipath:
