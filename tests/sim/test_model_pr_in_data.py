@@ -250,3 +250,17 @@ def test_unreadable_transport_id_is_a_typed_error(tid: bytes) -> None:
     (d,) = parse_full_status_descriptors(struct.pack(">Q4xBB4xHI", 1, 0, 0, 1, len(tid)) + tid)
     with pytest.raises(PrInDataError):
         d.initiator()
+
+
+def test_an_all_tg_pt_registration_reports_its_port_unless_the_lu_writes_zero() -> None:
+    """SPC-5 leaves RELATIVE TARGET PORT IDENTIFIER undefined under ALL_TG_PT: the model
+    reports the port, an LU told to (LIO's profiles) reports 0."""
+    nexus = ITNexus.named("naa.5001405000000001", 2)
+    pr = PersistentReservations()
+    pr.registrations[nexus] = Registration(nexus, 0xA, True)
+    for caps, port in (
+        (pr_in.Capabilities(True), 2),
+        (pr_in.Capabilities(True, all_tg_pt_port_zero=True), 0),
+    ):
+        (d,) = parse_read_full_status(pr_in.read_full_status(pr, caps)).descriptors
+        assert (d.all_tg_pt, d.relative_target_port) == (True, port)

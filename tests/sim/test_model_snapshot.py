@@ -253,3 +253,12 @@ def test_the_nexuses_an_lu_knows() -> None:
     assert lu.nexuses == set()
     with pytest.raises(StateFormatError, match="malformed I_T nexus"):
         lu.restore({"pr": {}, "ua": {}, "nexuses": [{"protocol": 6}]})
+
+
+def test_a_snapshot_lists_an_isid_less_nexus_before_its_ports() -> None:
+    """The order is total even where one name has ports with and without an ISID."""
+    lu = LogicalUnit(target_ports=(1, 2))
+    device = ITNexus(TransportId.iscsi("iqn.2024-01.test:one"), 1)
+    lu.attach(I1)
+    lu.attach(device)
+    assert [n["isid"] for n in lu.snapshot()["nexuses"]] == [None, "23d000000001"]

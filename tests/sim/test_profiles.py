@@ -143,11 +143,11 @@ def unregistered(u: Lu) -> object:
 
 def unregister_generation(u: Lu) -> object:
     g0 = u.keys()[0]
-    u.out(0, SA.REGISTER, 0, 0)  # unregistered, key zero: nothing to do
+    zero = triple(u.out(0, SA.REGISTER, 0, 0))  # unregistered, key zero: nothing to do
     u.reg(0, A)
     g1 = u.keys()[0]
     u.out(0, SA.REGISTER, A, 0)
-    return g1 - g0, u.keys()[0] - g1
+    return zero, g1 - g0, u.keys()[0] - g1
 
 
 def reserved_scope(u: Lu) -> object:
@@ -500,7 +500,7 @@ CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
         [CONFLICT] * 6,
         [NOT_READY] * 4 + [CONFLICT] * 2,
     ),
-    P.UNREGISTER_GENERATION: (unregister_generation, (2, 1), (1, 0)),
+    P.UNREGISTER_GENERATION: (unregister_generation, (GOOD, 2, 1), (GOOD, 1, 0)),
     P.MOVE_LIST_BEFORE_HOLDER: (
         move_by_a_registered_non_holder,
         [CONFLICT] * 4 + [INVALID_FIELD_IN_CDB],
@@ -678,3 +678,23 @@ def test_kernel_version_compares_series() -> None:
     assert P.kernel_version("7.0") == (7, 0)
     with pytest.raises(ValueError):
         P.kernel_version("unknown-kernel")
+
+
+@pytest.mark.parametrize(
+    "deviation", [P.SPEC_I_PT_WHERE_KNOWN, P.MOVE_NEEDS_NEXUS], ids=lambda d: d.name
+)
+def test_a_transport_id_without_a_nexus_is_pointed_at_where_field_pointers_are_kept(
+    deviation: P.Deviation,
+) -> None:
+    """LIO's profiles drop field pointers: a profile with the deviation alone shows where the
+    refusal of an initiator without an I_T nexus points, the TransportID (byte 24)."""
+    u = Lu(P.Profile("one", "one deviation", frozenset({deviation})))
+    nobody = TransportId.sas(0x50014050000000FF)
+    if deviation is P.SPEC_I_PT_WHERE_KNOWN:
+        r = u.out(0, SA.REGISTER, 0, A, spec_i_pt=True, transport_ids=[nobody])
+    else:
+        u.reg(0, A)
+        u.out(0, SA.RESERVE, A, 0, T.WRITE_EXCLUSIVE)
+        r = u.lu.execute(u.n[0], *C.register_and_move(A, K3, 2, nobody))
+    assert triple(r) == INVALID_FIELD_IN_PARAMETER_LIST
+    assert r.sense[15:18] == bytes([0x80, 0, 24])  # SKSV, C/D=0: parameter list byte 24
