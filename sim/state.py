@@ -87,7 +87,7 @@ class PersistentReservations:
             return 0
         return self.registrations[res.holder].key
 
-    def bump_generation(self, by: int = 1) -> None:
+    def bump_generation(self, by: int) -> None:
         self.generation = (self.generation + by) & 0xFFFFFFFF
 
     # -- serialisation (APTPL store, shared simulated LUs) --------------------------------
