@@ -191,6 +191,8 @@ class ConnectionHandler:
         nexus = nexus_of(params, self.server.config.target_port)
         self.session = session = Session(params, nexus, self, self.peer)
         old = self.server.sessions.add(session)
+        if nexus is not None:  # before any command of the session: the worker runs in order
+            self.server.submit(self.server.lus.attach, nexus)
         digests = f"header {(params.header_digest and 'CRC32C') or 'None'}, data " + (
             "CRC32C" if params.data_digest else "None"
         )

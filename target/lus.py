@@ -222,6 +222,13 @@ class ServedLUs:
         return _not_supported()
 
     # -- events that are not commands -------------------------------------------------------
+    def attach(self, nexus: ITNexus) -> None:
+        """A session logged in: its I_T nexus exists on every LU from now, before it sends a
+        command (LIO's profiles register a SPEC_I_PT TransportID only where one exists, as
+        LIO only where the initiator has an ACL, which it has from its login)."""
+        for lun in self.images:
+            self.run(lun, lambda lu: lu.attach(nexus))
+
     def nexus_loss(self, nexus: ITNexus) -> None:
         """SAM-5 6.3.4 I_T nexus loss, on every LU of the target."""
         for lun in self.images:

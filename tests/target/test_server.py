@@ -29,6 +29,7 @@ from scsi_pr.sim.constants import PersistentReserveInAction as In
 from scsi_pr.sim.constants import PersistentReserveOutAction as Out
 from scsi_pr.sim.constants import ProtocolIdentifier, ReservationType
 from scsi_pr.sim.pr_in_data import parse_read_full_status, parse_read_keys
+from scsi_pr.sim.transportid import TransportId
 from scsi_pr.target.lus import ServedLUs
 from scsi_pr.target.proto import (
     LoginStatus,
@@ -400,3 +401,18 @@ def test_a_reset_of_every_lu_runs_on_the_worker_once_per_lu(
     reset.join(30)
     assert answers == [0]  # FUNCTION COMPLETE
     assert calls == [(0, WORKER), (1, WORKER)]
+
+
+@pytest.mark.parametrize("profile", ["lio-6.1", "spc5"])
+def test_a_login_is_an_i_t_nexus_before_its_first_command(tmp_path: Path, profile: str) -> None:
+    """SPEC_I_PT naming a session that has sent nothing yet: under a LIO profile the model
+    registers a TransportID only where its I_T nexus exists (LIO: where the initiator has an
+    ACL), and a logged-in session's does from its login, as on LIO."""
+    with LiveTarget(tmp_path, profile=profile) as live:
+        a = connect(live.address, HOST_A, TARGET, isid=0x23D000000001)
+        connect(live.address, HOST_B, TARGET, isid=0x23D000000002)  # logs in, sends nothing
+        b_port = TransportId.iscsi(HOST_B, "23d000000002")
+        command, data = cdb.prout(Out.REGISTER, sa_key=0xA, spec_i_pt=True,
+                                  transport_ids=[b_port])  # fmt: skip
+        assert a.command(command, data=data).status == GOOD
+        assert sorted(read_keys(a)) == [0xA, 0xA]  # the issuer's and B's
