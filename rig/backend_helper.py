@@ -37,6 +37,7 @@ from scsi_pr.rig.helper_processes import SharedHelpers, helper_executable, pool
 from scsi_pr.rig.watchdog import note_progress
 from scsi_pr.sim import profiles
 from scsi_pr.sim.constants import Opcode, Status
+from scsi_pr.sim.deviations import PREEMPT_AND_ABORT_STALLS
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.pr_out import never_completes
@@ -131,7 +132,7 @@ class HelperSimBackend(Backend):
         self.fd = os.open(self.image, os.O_RDWR)
         # A profile that never completes some command (LIO's PREEMPT AND ABORT) makes the helper
         # withhold its answer: the client gives up as on a hung LIO LUN, a TimeoutError.
-        stalls = profiles.PREEMPT_AND_ABORT_STALLS in profiles.get(profile)
+        stalls = PREEMPT_AND_ABORT_STALLS in profiles.get(profile)
         timeout = HELPER_COMMAND_TIMEOUT if stalls else None
         self.helper_initiators = [
             HelperSimInitiator(

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from scsi_pr import CHECKOUT
 from scsi_pr.sim import profiles
-from scsi_pr.sim.profiles import PROFILES, REGISTRY, Deviation, Profile
+from scsi_pr.sim.deviations import REGISTRY, Deviation
+from scsi_pr.sim.profiles import PROFILES, Profile
 
 DOC_NAME = Path("docs") / "lio-deviations.md"
 LIO_PROFILES = tuple(p for p in PROFILES.values() if p.kernel is not None)

@@ -62,7 +62,8 @@ from scsi_pr.rig.backends import (
 from scsi_pr.rig.ci import in_ci
 from scsi_pr.rig.watchdog import last_progress, note_progress
 from scsi_pr.sim import profiles
-from scsi_pr.sim.profiles import PREEMPT_AND_ABORT_STALLS, Profile
+from scsi_pr.sim.deviations import PREEMPT_AND_ABORT_STALLS
+from scsi_pr.sim.profiles import Profile
 
 
 def _no_hypothesis_deadlines() -> None:

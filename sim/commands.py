@@ -22,9 +22,7 @@ from scsi_pr.sim.constants import (
     ServiceActionIn16,
     Status,
 )
-from scsi_pr.sim.lu_state import LuState
-from scsi_pr.sim.nexus import ITNexus
-from scsi_pr.sim.profiles import (
+from scsi_pr.sim.deviations import (
     CRH_HOLDER_ONLY,
     MODE_SENSE_ALLOWED,
     NO_DATA_BY_DIRECTION,
@@ -32,8 +30,10 @@ from scsi_pr.sim.profiles import (
     READ_CAPACITY_16_CONFLICT,
     UA_CLEARS_ALL,
     Deviation,
-    Profile,
 )
+from scsi_pr.sim.lu_state import LuState
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.profiles import Profile
 from scsi_pr.sim.result import (
     CommandResult,
     CommandTerminated,

@@ -44,11 +44,12 @@ from scsi_pr.sim.constants import (
     SenseKey,
     Status,
 )
+from scsi_pr.sim.deviations import ALL_TG_PT_ISSUING_PORT_ONLY, NO_FIELD_POINTER, UA_CLEARS_ALL
 from scsi_pr.sim.errors import SimError
 from scsi_pr.sim.faults import Fail, FaultHook, Stall
 from scsi_pr.sim.medium import Medium, SparseMedium
 from scsi_pr.sim.nexus import ITNexus
-from scsi_pr.sim.profiles import NO_FIELD_POINTER, UA_CLEARS_ALL, Profile, ProfileMismatch
+from scsi_pr.sim.profiles import Profile, ProfileMismatch
 from scsi_pr.sim.result import (
     NEVER,
     CommandResult,
@@ -151,7 +152,7 @@ class LogicalUnit:
         self.medium: Medium = medium or SparseMedium(block_size)
         self.capabilities = pr_in.Capabilities(
             replace_lost_reservation,
-            all_tg_pt_port_zero=profiles.ALL_TG_PT_ISSUING_PORT_ONLY in self.profile,
+            all_tg_pt_port_zero=ALL_TG_PT_ISSUING_PORT_ONLY in self.profile,
         )
         self.pr = PersistentReservations()
         self.ua = UnitAttentions()

@@ -19,13 +19,12 @@ from scsi_pr.sim.constants import (
     PersistentReserveInAction,
     ReservationType,
 )
-from scsi_pr.sim.profiles import (
+from scsi_pr.sim.deviations import (
     ALLOCATION_LENGTH_MINIMUM,
     FULL_STATUS_TRUNCATION,
     READ_RESERVATION_CUT,
-    SPC5,
-    Profile,
 )
+from scsi_pr.sim.profiles import SPC5, Profile
 from scsi_pr.sim.result import illegal_request
 from scsi_pr.sim.state import PersistentReservations
 

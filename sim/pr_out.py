@@ -28,6 +28,26 @@ from scsi_pr.sim.constants import (
 from scsi_pr.sim.constants import (
     PersistentReserveOutAction as SA,
 )
+from scsi_pr.sim.deviations import (
+    ALL_TG_PT_ISSUING_PORT_ONLY,
+    ALL_TG_PT_KEPT,
+    AR_PREEMPT_TAKES_OVER,
+    GENERATION_PER_REGISTRATION,
+    MOVE_FILES_TYPE_AS_SCOPE,
+    MOVE_LIST_BEFORE_HOLDER,
+    MOVE_NEEDS_NEXUS,
+    PREEMPT_AND_ABORT_STALLS,
+    PREEMPT_CHECKS_TYPE_AND_SCOPE,
+    PREEMPT_KEEPS_ISSUER,
+    RELEASE_SKIPS_KEY_CHECK,
+    RELEASE_WRONG_TYPE,
+    SCOPE_IN_PARAMETER_LIST,
+    SPEC_I_PT_SKIPS_REGISTERED,
+    SPEC_I_PT_WHERE_KNOWN,
+    TYPE_BEFORE_REGISTRATION,
+    UNREGISTER_GENERATION,
+    UNREGISTERED_NOT_READY,
+)
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.pr_out_data import (
     BIT_ALL_TG_PT,
@@ -42,28 +62,7 @@ from scsi_pr.sim.pr_out_data import (
     parse_basic,
     parse_move,
 )
-from scsi_pr.sim.profiles import (
-    ALL_TG_PT_ISSUING_PORT_ONLY,
-    ALL_TG_PT_KEPT,
-    AR_PREEMPT_TAKES_OVER,
-    GENERATION_PER_REGISTRATION,
-    MOVE_FILES_TYPE_AS_SCOPE,
-    MOVE_LIST_BEFORE_HOLDER,
-    MOVE_NEEDS_NEXUS,
-    PREEMPT_AND_ABORT_STALLS,
-    PREEMPT_CHECKS_TYPE_AND_SCOPE,
-    PREEMPT_KEEPS_ISSUER,
-    RELEASE_SKIPS_KEY_CHECK,
-    RELEASE_WRONG_TYPE,
-    SCOPE_IN_PARAMETER_LIST,
-    SPC5,
-    SPEC_I_PT_SKIPS_REGISTERED,
-    SPEC_I_PT_WHERE_KNOWN,
-    TYPE_BEFORE_REGISTRATION,
-    UNREGISTER_GENERATION,
-    UNREGISTERED_NOT_READY,
-    Profile,
-)
+from scsi_pr.sim.profiles import SPC5, Profile
 from scsi_pr.sim.result import (
     CommandResult,
     CommandTerminated,

@@ -20,9 +20,6 @@ import re
 from dataclasses import dataclass
 from typing import TypeVar
 
-# The registry's entries are named through this module too (``profiles.UA_CLEARS_ALL``): the
-# decision points and the tests read them here, beside the profiles made of them.
-from scsi_pr.sim.deviations import *  # noqa: F403
 from scsi_pr.sim.deviations import (
     KERNEL_6_1,
     KERNEL_6_12,

@@ -43,7 +43,7 @@ class Registration:
     all_tg_pt: bool = False
     #: the scope LIO files on the registration itself (its ``pr_res_scope``): LU_SCOPE, except
     #: after this I_T nexus issued a REGISTER AND MOVE under an LIO profile, which files the
-    #: reservation's TYPE there (``profiles.MOVE_FILES_TYPE_AS_SCOPE``); never reported
+    #: reservation's TYPE there (``deviations.MOVE_FILES_TYPE_AS_SCOPE``); never reported
     lio_scope: int = LU_SCOPE
 
 
@@ -51,7 +51,7 @@ class Registration:
 class Reservation:
     """The persistent reservation. ``holder`` is None for all-registrants types, where every
     registered I_T nexus is a holder (SPC-5 5.14.10); the LIO profiles keep the registrant LIO
-    files as "the" holder there (``profiles.AR_PREEMPT_TAKES_OVER``)."""
+    files as "the" holder there (``deviations.AR_PREEMPT_TAKES_OVER``)."""
 
     holder: ITNexus | None
     type: ReservationType

@@ -28,7 +28,7 @@ import pytest
 from prtest import drain
 
 from scsi_pr.helper.executors.limits import LIMITS, PathLimit
-from scsi_pr.sim.profiles import DEVIATIONS, Deviation
+from scsi_pr.sim.deviations import DEVIATIONS, Deviation
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -27,6 +27,7 @@ from prtest import (
 
 from scsi_pr.helper.executors import limits as L
 from scsi_pr.sim import cdb as C
+from scsi_pr.sim import deviations as D
 from scsi_pr.sim import profiles as P
 from scsi_pr.sim.constants import (
     REGISTRATIONS_PREEMPTED,
@@ -36,7 +37,8 @@ from scsi_pr.sim.constants import (
     SenseKey,
     Status,
 )
-from scsi_pr.sim.profiles import Deviation, Profile
+from scsi_pr.sim.deviations import Deviation
+from scsi_pr.sim.profiles import Profile
 
 T = ReservationType
 A, B = 0xA, 0xB
@@ -93,14 +95,14 @@ def lio_exception(command: str, type_: T, registered: bool) -> Deviation | None:
         and (type_ == T.EXCLUSIVE_ACCESS or not registered)
     ):
         if command == "READ CAPACITY(10)":  # a plain read to LIO 6.1; 6.12 allows it
-            return P.READ_CAPACITY_10_CONFLICT
-        return P.READ_CAPACITY_16_CONFLICT
+            return D.READ_CAPACITY_10_CONFLICT
+        return D.READ_CAPACITY_16_CONFLICT
     if command.startswith("MODE SENSE") and type_ == T.EXCLUSIVE_ACCESS and registered:
-        return P.MODE_SENSE_ALLOWED
+        return D.MODE_SENSE_ALLOWED
     if command.startswith("SYNCHRONIZE CACHE") and we_family and not registered:
-        return P.NO_DATA_BY_DIRECTION
+        return D.NO_DATA_BY_DIRECTION
     if command == "VERIFY(10)" and type_ == T.WRITE_EXCLUSIVE and registered:
-        return P.NO_DATA_BY_DIRECTION
+        return D.NO_DATA_BY_DIRECTION
     return None
 
 
@@ -254,7 +256,7 @@ def test_pr_out_reports_pending_unit_attention(nexuses: list, path_limits: froze
     expect_good(prout(b, SA.REGISTER, 0, B))
 
 
-@pytest.mark.lio_deviation(P.UA_CLEARS_ALL.name)
+@pytest.mark.lio_deviation(D.UA_CLEARS_ALL.name)
 def test_unit_attentions_reported_one_at_a_time(nexuses: list, device_profile: Profile) -> None:
     a, b, c = nexuses
     register(a, A)
@@ -263,7 +265,7 @@ def test_unit_attentions_reported_one_at_a_time(nexuses: list, device_profile: P
     expect_good(prout(a, SA.RELEASE, A, 0, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY))
     expect_good(prout(a, SA.CLEAR, A))
     seen = drain(b)
-    if P.UA_CLEARS_ALL in device_profile:
+    if D.UA_CLEARS_ALL in device_profile:
         assert seen == [(0x2A, 0x04)], "LIO: the oldest is reported, both are cleared"
     else:
         assert sorted(seen) == sorted([(0x2A, 0x04), (0x2A, 0x03)])
@@ -329,7 +331,7 @@ def test_reserve_6_conflicts_once_registrations_exist(spc2: list) -> None:
     expect_conflict(b.execute(C.reserve_6()))
 
 
-@pytest.mark.lio_deviation(P.CRH_HOLDER_ONLY.name)
+@pytest.mark.lio_deviation(D.CRH_HOLDER_ONLY.name)
 @pytest.mark.parametrize(
     "type_",
     [T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY, T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY,
@@ -347,7 +349,7 @@ def test_reserve_6_by_registrant_under_registrants_types(
     register(a, A)
     register(b, B)
     reserve(a, A, type_)
-    want = device_profile.choose(P.CRH_HOLDER_ONLY, Status.GOOD, Status.RESERVATION_CONFLICT)
+    want = device_profile.choose(D.CRH_HOLDER_ONLY, Status.GOOD, Status.RESERVATION_CONFLICT)
     assert b.execute(C.reserve_6()).status == want
     assert b.execute(C.release_6()).status == want
     # the holder is exempt on both (a multipath host's I/O path may be a mere registrant)

@@ -34,7 +34,7 @@ from prtest import (
 
 from scsi_pr.helper.executors import limits as L
 from scsi_pr.sim import cdb as C
-from scsi_pr.sim import profiles as P
+from scsi_pr.sim import deviations as D
 from scsi_pr.sim.constants import (
     ReservationType,
     Status,
@@ -62,7 +62,7 @@ def spc2(nexuses: list) -> Iterator[list]:
     [T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY, T.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY],
     ids=lambda t: t.abbreviation,
 )
-@pytest.mark.lio_deviation(P.CRH_HOLDER_ONLY.name)
+@pytest.mark.lio_deviation(D.CRH_HOLDER_ONLY.name)
 def test_registrant_under_registrants_only_reserve_6_is_good_and_changes_nothing(
     spc2: list, type_: T, device_profile: Profile
 ) -> None:
@@ -73,7 +73,7 @@ def test_registrant_under_registrants_only_reserve_6_is_good_and_changes_nothing
     register(a, A)
     register(b, B)
     reserve(a, A, type_)
-    want = device_profile.choose(P.CRH_HOLDER_ONLY, Status.GOOD, Status.RESERVATION_CONFLICT)
+    want = device_profile.choose(D.CRH_HOLDER_ONLY, Status.GOOD, Status.RESERVATION_CONFLICT)
     assert b.execute(C.reserve_6()).status == want
     # no SPC-2 reservation: B's fellow registrant and the holder still get through
     expect_good(a.execute(C.write_10(0, 1), bytes(BLOCK)))

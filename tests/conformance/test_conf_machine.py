@@ -12,7 +12,8 @@ from pr_machine import PRMachine, Target
 
 from scsi_pr.helper.executors import limits as L
 from scsi_pr.rig.pytest_plugin import KERNEL_BACKENDS
-from scsi_pr.sim.profiles import PREEMPT_AND_ABORT_STALLS, Profile
+from scsi_pr.sim.deviations import PREEMPT_AND_ABORT_STALLS
+from scsi_pr.sim.profiles import Profile
 
 #: few examples: on a real LUN every step is several SG_IO round trips in a TCG VM
 EXAMPLES = {"sim": 60, "helper-sim": 20}

@@ -32,7 +32,7 @@ from prtest import (
 )
 
 from scsi_pr.helper.executors import limits as L
-from scsi_pr.sim import profiles as P
+from scsi_pr.sim import deviations as D
 from scsi_pr.sim.constants import (
     INVALID_FIELD_IN_PARAMETER_LIST,
     ProtocolIdentifier,
@@ -54,8 +54,8 @@ GUESSED = pytest.mark.path_limit(L.MPATH_ILLEGAL_REQUEST_GUESSED.name)
 @SPEC_I_PT_ALL_TG_PT
 @PER_PATH
 @GUESSED
-@pytest.mark.lio_deviation(P.ALL_TG_PT_ISSUING_PORT_ONLY.name)
-@pytest.mark.lio_deviation(P.ALL_TG_PT_KEPT.name)
+@pytest.mark.lio_deviation(D.ALL_TG_PT_ISSUING_PORT_ONLY.name)
+@pytest.mark.lio_deviation(D.ALL_TG_PT_KEPT.name)
 def test_register_all_target_ports(
     nexuses: list, device_profile: Profile, path_limits: frozenset[str]
 ) -> None:
@@ -75,7 +75,7 @@ def test_register_all_target_ports(
     mine = full_status(b).descriptors
     assert all(d.key == A and d.all_tg_pt and not d.r_holder for d in mine), mine
     issuing = paths(a)  # the registrations a REGISTER without ALL_TG_PT makes
-    lio = P.ALL_TG_PT_ISSUING_PORT_ONLY in device_profile
+    lio = D.ALL_TG_PT_ISSUING_PORT_ONLY in device_profile
     if lio:
         got = sorted((d.transport_id, d.relative_target_port) for d in mine)
         assert got == sorted((tid.encode(), 0) for tid, _ in nexus_paths(a))
@@ -87,7 +87,7 @@ def test_register_all_target_ports(
     others = len(mine) - issuing  # registrations on the target ports a did not come through
 
     r = prout(a, SA.REGISTER_AND_IGNORE_EXISTING_KEY, 0, B)
-    if P.ALL_TG_PT_KEPT in device_profile:
+    if D.ALL_TG_PT_KEPT in device_profile:
         expect_invalid_field_in_cdb(r, path_limits)
         assert read_keys(b)[1] == [A] * issuing
         expect_good(prout(a, SA.REGISTER_AND_IGNORE_EXISTING_KEY, 0, B, all_tg_pt=True))
@@ -96,7 +96,7 @@ def test_register_all_target_ports(
     assert sorted(read_keys(b)[1]) == sorted([B] * issuing + [A] * others)
 
     r = prout(a, SA.REGISTER, B, 0)
-    if P.ALL_TG_PT_KEPT in device_profile:
+    if D.ALL_TG_PT_KEPT in device_profile:
         expect_invalid_field_in_cdb(r, path_limits)
         assert read_keys(b)[1] == [B] * issuing
         r = prout(a, SA.REGISTER, B, 0, all_tg_pt=True)
@@ -140,9 +140,9 @@ def _nobody(tid: TransportId) -> TransportId:
 
 
 @SPEC_I_PT_ALL_TG_PT
-@pytest.mark.lio_deviation(P.SPEC_I_PT_WHERE_KNOWN.name)
-@pytest.mark.lio_deviation(P.SPEC_I_PT_SKIPS_REGISTERED.name)
-@pytest.mark.lio_deviation(P.GENERATION_PER_REGISTRATION.name)
+@pytest.mark.lio_deviation(D.SPEC_I_PT_WHERE_KNOWN.name)
+@pytest.mark.lio_deviation(D.SPEC_I_PT_SKIPS_REGISTERED.name)
+@pytest.mark.lio_deviation(D.GENERATION_PER_REGISTRATION.name)
 @pytest.mark.parametrize("named", ["another-initiator", "registered", "nobody"])
 def test_spec_i_pt_registers_the_named_initiator(
     nexuses: list, named: str, device_profile: Profile, path_limits: frozenset[str]
@@ -165,7 +165,7 @@ def test_spec_i_pt_registers_the_named_initiator(
         expect_refused(r, L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT)
         assert read_keys(b) == (generation, [B] * len(before))
         return
-    lio = P.SPEC_I_PT_WHERE_KNOWN in device_profile
+    lio = D.SPEC_I_PT_WHERE_KNOWN in device_profile
     if lio:
         ports = {port for t, port in _nexuses_of(nexuses) if t.name == tid.name}
     else:
@@ -173,7 +173,7 @@ def test_spec_i_pt_registers_the_named_initiator(
     issuer = {(t.encode(), port) for t, port in nexus_paths(c)}
     named_ones = {(tid.encode(), port) for port in ports}
     taken = {(t, port) for _, t, port in before}
-    if not ports or (taken & named_ones and P.SPEC_I_PT_SKIPS_REGISTERED not in device_profile):
+    if not ports or (taken & named_ones and D.SPEC_I_PT_SKIPS_REGISTERED not in device_profile):
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
         assert read_keys(b) == (generation, [B] * len(before))
         return
@@ -183,12 +183,12 @@ def test_spec_i_pt_registers_the_named_initiator(
         (d.key, d.transport_id, d.relative_target_port) for d in full_status(b).descriptors
     )
     assert listed == sorted(before + [(C3, t, port) for t, port in made])
-    counted = len(made) if P.GENERATION_PER_REGISTRATION in device_profile else 1
+    counted = len(made) if D.GENERATION_PER_REGISTRATION in device_profile else 1
     assert read_keys(b)[0] == generation + counted
 
 
 @MOVES
-@pytest.mark.lio_deviation(P.MOVE_NEEDS_NEXUS.name)
+@pytest.mark.lio_deviation(D.MOVE_NEEDS_NEXUS.name)
 def test_register_and_move_to_an_initiator_not_on_that_port(
     nexuses: list, device_profile: Profile, path_limits: frozenset[str]
 ) -> None:
@@ -204,7 +204,7 @@ def test_register_and_move_to_an_initiator_not_on_that_port(
     if path_refuses_moves(r, path_limits):
         return
     exists = (c.transport_id, b.relative_target_port) in _nexuses_of(nexuses)
-    if P.MOVE_NEEDS_NEXUS in device_profile and not exists:
+    if D.MOVE_NEEDS_NEXUS in device_profile and not exists:
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_PARAMETER_LIST)
         assert read_reservation(a)[1] == (A, WE)
         return

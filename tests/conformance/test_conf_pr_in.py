@@ -22,7 +22,7 @@ from prtest import (
 
 from scsi_pr.helper.executors import limits as L
 from scsi_pr.sim import cdb as C
-from scsi_pr.sim import profiles as P
+from scsi_pr.sim import deviations as D
 from scsi_pr.sim.constants import INVALID_FIELD_IN_CDB, LU_SCOPE, ReservationType, SenseKey
 from scsi_pr.sim.pr_in_data import FullStatusDescriptor
 from scsi_pr.sim.profiles import Profile
@@ -65,7 +65,7 @@ def test_read_keys_truncated_keeps_full_additional_length(nexuses: list) -> None
     assert r.data[4:8] == whole.to_bytes(4, "big"), "ADDITIONAL LENGTH counts the whole list"
 
 
-@pytest.mark.lio_deviation(P.ALLOCATION_LENGTH_MINIMUM.name)
+@pytest.mark.lio_deviation(D.ALLOCATION_LENGTH_MINIMUM.name)
 @READ_WHOLE
 @pytest.mark.parametrize(
     ("action", "length"),
@@ -80,7 +80,7 @@ def test_read_keys_allocation_length_below_header(
     register(nexuses[0], A)
     r = nexuses[0].execute(C.persistent_reserve_in(action, allocation_length=length))
     read_whole = L.MPATH_PR_IN_READ_WHOLE.name in path_limits  # then cut by the helper
-    if P.ALLOCATION_LENGTH_MINIMUM in device_profile and not read_whole:
+    if D.ALLOCATION_LENGTH_MINIMUM in device_profile and not read_whole:
         expect_check(r, SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB)
         assert len(r.sense) < 18 or not r.sense[15] & 0x80, "LIO points at no field"
         return
@@ -89,7 +89,7 @@ def test_read_keys_allocation_length_below_header(
     assert r.data == full.data[:length], "an allocation length only truncates"
 
 
-@pytest.mark.lio_deviation(P.READ_RESERVATION_CUT.name)
+@pytest.mark.lio_deviation(D.READ_RESERVATION_CUT.name)
 @READ_WHOLE
 @pytest.mark.parametrize("length", [8, 16, 21, 22])
 def test_read_reservation_below_the_whole_descriptor(
@@ -100,7 +100,7 @@ def test_read_reservation_below_the_whole_descriptor(
     reserve(a, A, ReservationType.WRITE_EXCLUSIVE)
     full = expect_good(a.execute(C.persistent_reserve_in(IN.READ_RESERVATION))).data
     r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_RESERVATION, length)))
-    lio_cut = P.READ_RESERVATION_CUT in device_profile
+    lio_cut = D.READ_RESERVATION_CUT in device_profile
     if lio_cut and length < 22 and L.MPATH_PR_IN_READ_WHOLE.name not in path_limits:
         assert r.data == full[:8] + bytes(length - 8), "LIO: the header, then zeros"
     else:
@@ -207,7 +207,7 @@ def test_read_full_status_names_each_nexus(
     assert set(status.descriptors) == want
 
 
-@pytest.mark.lio_deviation(P.FULL_STATUS_TRUNCATION.name)
+@pytest.mark.lio_deviation(D.FULL_STATUS_TRUNCATION.name)
 @pytest.mark.path_limit(L.IOCTL_NO_READ_FULL_STATUS.name)
 @READ_WHOLE
 def test_read_full_status_header_counts_whole_list(
@@ -226,7 +226,7 @@ def test_read_full_status_header_counts_whole_list(
     assert first > 32, "the first descriptor does not fit in 40 bytes"
     r = expect_good(a.execute(C.persistent_reserve_in(IN.READ_FULL_STATUS, allocation_length=40)))
     assert len(r.data) == 40
-    lio_cut = P.FULL_STATUS_TRUNCATION in device_profile
+    lio_cut = D.FULL_STATUS_TRUNCATION in device_profile
     if L.MPATH_PR_IN_READ_WHOLE.name in path_limits:
         lio_cut = False  # read whole, then cut by the helper
     if lio_cut:

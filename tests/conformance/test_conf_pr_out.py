@@ -32,7 +32,7 @@ from prtest import (
 
 from scsi_pr.helper.executors import limits as L
 from scsi_pr.sim import cdb as C
-from scsi_pr.sim import profiles as P
+from scsi_pr.sim import deviations as D
 from scsi_pr.sim.constants import (
     INVALID_FIELD_IN_CDB,
     INVALID_FIELD_IN_PARAMETER_LIST,
@@ -57,7 +57,7 @@ WE_AR, EA_AR = T.WRITE_EXCLUSIVE_ALL_REGISTRANTS, T.EXCLUSIVE_ACCESS_ALL_REGISTR
 A, B, C3 = 0xA, 0xB, 0xC
 ILLEGAL = SenseKey.ILLEGAL_REQUEST
 
-UNREGISTERED_NOT_READY = pytest.mark.lio_deviation(P.UNREGISTERED_NOT_READY.name)
+UNREGISTERED_NOT_READY = pytest.mark.lio_deviation(D.UNREGISTERED_NOT_READY.name)
 SENSE_LOST = pytest.mark.path_limit(L.IOCTL_SENSE_LOST.name)
 MOVES = pytest.mark.path_limit(L.IOCTL_NO_REGISTER_AND_MOVE.name)
 PER_PATH = pytest.mark.path_limit(L.MPATH_REGISTRATION_PER_PATH.name)
@@ -72,11 +72,11 @@ def expect_unregistered(
 ) -> None:
     """RESERVATION CONFLICT; LIO: NOT READY, LOGICAL UNIT COMMUNICATION FAILURE (whose sense
     the ioctl path loses, and libmpathpersist cuts to its key)."""
-    if P.UNREGISTERED_NOT_READY in profile and L.IOCTL_SENSE_LOST.name in path_limits:
+    if D.UNREGISTERED_NOT_READY in profile and L.IOCTL_SENSE_LOST.name in path_limits:
         expect_refused(r, L.IOCTL_SENSE_LOST)
-    elif P.UNREGISTERED_NOT_READY in profile and L.MPATH_NOT_READY_REBUILT.name in path_limits:
+    elif D.UNREGISTERED_NOT_READY in profile and L.MPATH_NOT_READY_REBUILT.name in path_limits:
         expect_refused(r, L.MPATH_NOT_READY_REBUILT)
-    elif P.UNREGISTERED_NOT_READY in profile:
+    elif D.UNREGISTERED_NOT_READY in profile:
         expect_check(r, SenseKey.NOT_READY, LUN_COMMUNICATION_FAILURE)
     else:
         expect_conflict(r)
@@ -108,18 +108,18 @@ def test_register_then_change_key(nexuses: list) -> None:
     assert read_keys(a) == (gen + 2 * n, [B] * n)
 
 
-@pytest.mark.lio_deviation(P.UNREGISTER_GENERATION.name)
+@pytest.mark.lio_deviation(D.UNREGISTER_GENERATION.name)
 @pytest.mark.parametrize("action", [SA.REGISTER, SA.REGISTER_AND_IGNORE_EXISTING_KEY])
 def test_unregister_bumps_generation(nexuses: list, device_profile: Profile, action: SA) -> None:
     a = nexuses[0]
     register(a, A)
     gen, _ = read_keys(a)
     expect_good(prout(a, action, A, 0))
-    bump = device_profile.choose(P.UNREGISTER_GENERATION, 1, 0)
+    bump = device_profile.choose(D.UNREGISTER_GENERATION, 1, 0)
     assert read_keys(a) == (gen + bump, [])
 
 
-@pytest.mark.lio_deviation(P.UNREGISTER_GENERATION.name)
+@pytest.mark.lio_deviation(D.UNREGISTER_GENERATION.name)
 @pytest.mark.parametrize("action", [SA.REGISTER, SA.REGISTER_AND_IGNORE_EXISTING_KEY])
 def test_register_zero_key_unregistered_bumps_generation(
     nexuses: list, device_profile: Profile, action: SA
@@ -127,7 +127,7 @@ def test_register_zero_key_unregistered_bumps_generation(
     a = nexuses[0]
     gen, _ = read_keys(a)
     expect_good(prout(a, action, 0, 0))  # nothing to register: GOOD, nothing changes
-    bump = device_profile.choose(P.UNREGISTER_GENERATION, 1, 0)
+    bump = device_profile.choose(D.UNREGISTER_GENERATION, 1, 0)
     assert read_keys(a) == (gen + bump, [])
 
 
@@ -310,7 +310,7 @@ def test_reserve_with_reserved_type(nexuses: list, type_: int, path_limits: froz
     expect_invalid_field_in_cdb(prout(a, SA.RESERVE, A, 0, type_), path_limits)
 
 
-@pytest.mark.lio_deviation(P.SCOPE_IN_PARAMETER_LIST.name)
+@pytest.mark.lio_deviation(D.SCOPE_IN_PARAMETER_LIST.name)
 @pytest.mark.path_limit(L.IOCTL_FIELDS_CHECKED_FIRST.name)
 def test_reserve_with_reserved_scope(
     nexuses: list, device_profile: Profile, path_limits: frozenset[str]
@@ -322,7 +322,7 @@ def test_reserve_with_reserved_scope(
         expect_refused(r, L.IOCTL_FIELDS_CHECKED_FIRST)  # SPC-5's answer, whatever the device
     else:
         code = device_profile.choose(
-            P.SCOPE_IN_PARAMETER_LIST, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_PARAMETER_LIST
+            D.SCOPE_IN_PARAMETER_LIST, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_PARAMETER_LIST
         )
         expect_check(r, ILLEGAL, code)
     assert read_reservation(a)[1] is None
@@ -363,7 +363,7 @@ def test_release_without_reservation(nexuses: list) -> None:
     expect_good(prout(a, SA.RELEASE, A, 0, WE))
 
 
-@pytest.mark.lio_deviation(P.RELEASE_WRONG_TYPE.name)
+@pytest.mark.lio_deviation(D.RELEASE_WRONG_TYPE.name)
 @LIBRARY_RELEASE
 def test_release_with_wrong_type(
     nexuses: list, device_profile: Profile, path_limits: frozenset[str]
@@ -377,7 +377,7 @@ def test_release_with_wrong_type(
         observed = (read_reservation(a)[1], read_keys(a)[1])
         assert observed == (None, [A] * paths(a)), observed
         return
-    if P.RELEASE_WRONG_TYPE in device_profile:
+    if D.RELEASE_WRONG_TYPE in device_profile:
         expect_conflict(r)
     else:
         expect_check(r, ILLEGAL, INVALID_RELEASE_OF_PERSISTENT_RESERVATION)
@@ -387,7 +387,7 @@ def test_release_with_wrong_type(
 RESERVED_TYPE = 0x2  # SPC-5 table 169: obsolete, not a reservation type
 
 
-@pytest.mark.lio_deviation(P.TYPE_BEFORE_REGISTRATION.name)
+@pytest.mark.lio_deviation(D.TYPE_BEFORE_REGISTRATION.name)
 @pytest.mark.path_limit(L.IOCTL_FIELDS_CHECKED_FIRST.name)
 @KEY_CHECKED
 @PER_PATH
@@ -411,7 +411,7 @@ def test_reserved_type_from_a_nexus_without_the_key(
             expect_refused(r, L.IOCTL_FIELDS_CHECKED_FIRST)
         elif key_checked and i < 2:  # a's wrong key: the library's refusal first
             expect_refused(r, L.MPATH_KEY_CHECKED_BY_LIBRARY)
-        elif P.TYPE_BEFORE_REGISTRATION in device_profile:
+        elif D.TYPE_BEFORE_REGISTRATION in device_profile:
             expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
         else:
             expect_conflict(r)
@@ -421,7 +421,7 @@ def test_reserved_type_from_a_nexus_without_the_key(
     r = prout(a, SA.RESERVE, A, 0, RESERVED_TYPE)
     if helper_first:
         expect_refused(r, L.IOCTL_FIELDS_CHECKED_FIRST)
-    elif P.TYPE_BEFORE_REGISTRATION in device_profile:
+    elif D.TYPE_BEFORE_REGISTRATION in device_profile:
         expect_conflict(r)
     else:
         expect_check(r, ILLEGAL, INVALID_FIELD_IN_CDB)
@@ -432,7 +432,7 @@ def test_reserved_type_from_a_nexus_without_the_key(
         expect_conflict(r)
 
 
-@pytest.mark.lio_deviation(P.NO_FIELD_POINTER.name)
+@pytest.mark.lio_deviation(D.NO_FIELD_POINTER.name)
 @GUESSED
 def test_a_reserved_type_is_pointed_at(
     nexuses: list, device_profile: Profile, path_limits: frozenset[str]
@@ -441,7 +441,7 @@ def test_a_reserved_type_is_pointed_at(
     register(a, A)
     r = prout(a, SA.RESERVE, A, 0, RESERVED_TYPE)
     expect_invalid_field_in_cdb(r, path_limits)
-    if P.NO_FIELD_POINTER in device_profile or L.MPATH_ILLEGAL_REQUEST_GUESSED.name in path_limits:
+    if D.NO_FIELD_POINTER in device_profile or L.MPATH_ILLEGAL_REQUEST_GUESSED.name in path_limits:
         assert r.sense[15:18] == bytes(3), "LIO sends no sense-key specific data"
     else:  # SKSV, C/D=1 (CDB), BPV, bit 3 of byte 2: the TYPE field
         assert r.sense[15:18] == bytes([0xCB, 0x00, 0x02])
@@ -457,13 +457,13 @@ def test_release_with_wrong_key_conflicts(nexuses: list, path_limits: frozenset[
 
 def expect_conflict_unless_key_skipped(r: CommandResult, profile: Profile) -> None:
     """RESERVATION CONFLICT; LIO: GOOD (it compares a non-holder's key only after the fact)."""
-    if P.RELEASE_SKIPS_KEY_CHECK in profile:
+    if D.RELEASE_SKIPS_KEY_CHECK in profile:
         expect_good(r)
     else:
         expect_conflict(r)
 
 
-@pytest.mark.lio_deviation(P.RELEASE_SKIPS_KEY_CHECK.name)
+@pytest.mark.lio_deviation(D.RELEASE_SKIPS_KEY_CHECK.name)
 @KEY_CHECKED
 @PER_PATH
 def test_release_with_wrong_key_without_reservation_conflicts(
@@ -480,7 +480,7 @@ def test_release_with_wrong_key_without_reservation_conflicts(
     assert read_keys(a) == (gen, [A] * paths(a))
 
 
-@pytest.mark.lio_deviation(P.RELEASE_SKIPS_KEY_CHECK.name)
+@pytest.mark.lio_deviation(D.RELEASE_SKIPS_KEY_CHECK.name)
 def test_release_by_non_holder_with_wrong_key_conflicts(
     nexuses: list, device_profile: Profile
 ) -> None:
@@ -549,7 +549,7 @@ PREEMPTS = [
         id="PREEMPT_AND_ABORT",
         marks=[
             pytest.mark.lio_hangs(reason="PREEMPT AND ABORT never completes on tcm_loop"),
-            pytest.mark.lio_deviation(P.PREEMPT_AND_ABORT_STALLS.name),
+            pytest.mark.lio_deviation(D.PREEMPT_AND_ABORT_STALLS.name),
         ],
     ),
 ]
@@ -558,7 +558,7 @@ PREEMPTS = [
 def expect_preempt_completed(r: CommandResult, action: SA, profile: Profile) -> None:
     """GOOD. Where the profile says PREEMPT AND ABORT never completes, the plugin reports the
     hang as xfail "LIO hangs"; an answer at all is then a change in LIO, a failure."""
-    stalls = action == SA.PREEMPT_AND_ABORT and P.PREEMPT_AND_ABORT_STALLS in profile
+    stalls = action == SA.PREEMPT_AND_ABORT and D.PREEMPT_AND_ABORT_STALLS in profile
     assert not stalls, f"PREEMPT AND ABORT completed ({r}); {profile.name} says it never does"
     expect_good(r)
 
@@ -663,7 +663,7 @@ def test_preempt_all_registrants_with_zero_key(nexuses: list, type_: T) -> None:
     assert drain(b) == [(0x2A, 0x05)] and drain(c) == [(0x2A, 0x05)]
 
 
-@pytest.mark.lio_deviation(P.AR_PREEMPT_TAKES_OVER.name)
+@pytest.mark.lio_deviation(D.AR_PREEMPT_TAKES_OVER.name)
 def test_preempt_all_registrants_by_key_removes_registrations_only(
     nexuses: list, device_profile: Profile
 ) -> None:
@@ -676,7 +676,7 @@ def test_preempt_all_registrants_by_key_removes_registrations_only(
     expect_good(prout(b, SA.PREEMPT, B, A, WE))
     assert read_keys(b) == (gen + 1, [B, C3])
     assert drain(a) == [(0x2A, 0x05)]
-    if P.AR_PREEMPT_TAKES_OVER in device_profile:
+    if D.AR_PREEMPT_TAKES_OVER in device_profile:
         assert read_reservation(b)[1] == (B, WE), "LIO: b preempted the holder it files"
         assert drain(c) == [(0x2A, 0x04)], "the TYPE changed: RESERVATIONS RELEASED"
     else:
@@ -684,7 +684,7 @@ def test_preempt_all_registrants_by_key_removes_registrations_only(
         assert drain(c) == []
 
 
-@pytest.mark.lio_deviation(P.PREEMPT_KEEPS_ISSUER.name)
+@pytest.mark.lio_deviation(D.PREEMPT_KEEPS_ISSUER.name)
 @PER_PATH
 def test_preempt_all_registrants_by_own_key_removes_issuer(
     nexuses: list, device_profile: Profile
@@ -697,7 +697,7 @@ def test_preempt_all_registrants_by_own_key_removes_issuer(
     gen, _ = read_keys(a)
     expect_good(prout(b, SA.PREEMPT, B, B, WE_AR))
     others = [A] * paths(a)
-    kept = device_profile.choose(P.PREEMPT_KEEPS_ISSUER, [*others, C3], [*others, B, C3])
+    kept = device_profile.choose(D.PREEMPT_KEEPS_ISSUER, [*others, C3], [*others, B, C3])
     assert read_keys(a) == (gen + 1, kept)
     assert read_reservation(a)[1] == (0, WE_AR)
     assert drain(a) == [] and drain(b) == [] and drain(c) == [], "the issuer is not told"
@@ -721,7 +721,7 @@ def test_preempt_by_own_key_removes_issuer(nexuses: list, held_by: str) -> None:
     assert drain(b) == []
 
 
-@pytest.mark.lio_deviation(P.PREEMPT_CHECKS_TYPE_AND_SCOPE.name)
+@pytest.mark.lio_deviation(D.PREEMPT_CHECKS_TYPE_AND_SCOPE.name)
 @pytest.mark.path_limit(L.IOCTL_FIELDS_CHECKED_FIRST.name)
 @PER_PATH
 @GUESSED
@@ -744,9 +744,9 @@ def test_preempt_removing_registrations_ignores_type_and_scope(
     removed = False
     if L.IOCTL_FIELDS_CHECKED_FIRST.name in path_limits:
         expect_refused(r, L.IOCTL_FIELDS_CHECKED_FIRST)
-    elif P.PREEMPT_CHECKS_TYPE_AND_SCOPE in device_profile:
+    elif D.PREEMPT_CHECKS_TYPE_AND_SCOPE in device_profile:
         scope_code = device_profile.choose(
-            P.SCOPE_IN_PARAMETER_LIST, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_PARAMETER_LIST
+            D.SCOPE_IN_PARAMETER_LIST, INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_PARAMETER_LIST
         )
         if field == "type":
             expect_invalid_field_in_cdb(r, path_limits)
@@ -855,13 +855,13 @@ def test_unregistered_register_and_move_conflicts(
     assert read_keys(b)[1] == [B]
 
 
-@pytest.mark.lio_deviation(P.TYPE_BEFORE_REGISTRATION.name)
+@pytest.mark.lio_deviation(D.TYPE_BEFORE_REGISTRATION.name)
 @pytest.mark.parametrize("held_by", ["nobody", "another-WE", "another-WE-RO"])
 @pytest.mark.parametrize("to_self", [False, True], ids=["zero-sa-key", "to-itself"])
 @MOVES
 @PER_PATH
 @MOVE_FROM_HOLDER
-@pytest.mark.lio_deviation(P.MOVE_LIST_BEFORE_HOLDER.name)
+@pytest.mark.lio_deviation(D.MOVE_LIST_BEFORE_HOLDER.name)
 def test_the_move_parameter_list_is_checked_before_the_reservation(
     nexuses: list,
     to_self: bool,
@@ -883,8 +883,8 @@ def test_the_move_parameter_list_is_checked_before_the_reservation(
     if path_refuses_moves(r, path_limits):
         pass
     elif held_by != "nobody" and (
-        P.MOVE_LIST_BEFORE_HOLDER not in device_profile  # SPC-5: the list is ignored
-        or (held_by == "another-WE" and P.TYPE_BEFORE_REGISTRATION in device_profile)
+        D.MOVE_LIST_BEFORE_HOLDER not in device_profile  # SPC-5: the list is ignored
+        or (held_by == "another-WE" and D.TYPE_BEFORE_REGISTRATION in device_profile)
     ):
         expect_conflict(r)
     elif to_self and held_by == "nobody" and not first_path_is_own(a):
@@ -917,7 +917,7 @@ def test_register_and_move_invalid_parameters(
     assert read_reservation(a)[1] == (A, WE)
 
 
-@pytest.mark.lio_deviation(P.MOVE_FILES_TYPE_AS_SCOPE.name)
+@pytest.mark.lio_deviation(D.MOVE_FILES_TYPE_AS_SCOPE.name)
 @MOVES
 @MOVE_FROM_HOLDER
 @LIBRARY_RELEASE
@@ -941,7 +941,7 @@ def test_a_reservation_moved_back_to_its_issuer(
     expect_good(move(b, B, A, a))
     assert read_reservation(c)[1] == (A, WE_RO)
     other_path = not first_path_is_own(a)  # the first move came from another of A's paths
-    lio = P.MOVE_FILES_TYPE_AS_SCOPE in device_profile and not other_path
+    lio = D.MOVE_FILES_TYPE_AS_SCOPE in device_profile and not other_path
     if action == SA.RESERVE:
         r = prout(a, SA.RESERVE, A, 0, WE_RO)  # a multipath host's goes by its first path
         expect_conflict(r) if lio or other_path else expect_good(r)  # type: ignore[func-returns-value]

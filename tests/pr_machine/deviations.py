@@ -30,23 +30,23 @@ from pr_machine.oracle import (
     Outcome,
     PRState,
 )
-from scsi_pr.sim import profiles as P
+from scsi_pr.sim import deviations as D
 from scsi_pr.sim.constants import ReservationType, SenseKey, Status
 
 # Tags are the names of the deviations' entries in the registry (scsi_pr.sim.profiles), where
 # each has its clause, LIO's measured answer and the conformance test that asserts it.
-DEV_RELEASE_WRONG_TYPE = P.RELEASE_WRONG_TYPE.name
-DEV_UNREGISTERED_NOT_READY = P.UNREGISTERED_NOT_READY.name
-DEV_UNREGISTER_GENERATION = P.UNREGISTER_GENERATION.name
-DEV_MOVE_LIST_BEFORE_HOLDER = P.MOVE_LIST_BEFORE_HOLDER.name
-DEV_UA_CLEARS_ALL = P.UA_CLEARS_ALL.name
-DEV_PREEMPT_KEEPS_ISSUER = P.PREEMPT_KEEPS_ISSUER.name
-DEV_READ_CAPACITY_10_CONFLICT = P.READ_CAPACITY_10_CONFLICT.name
-DEV_RELEASE_SKIPS_KEY_CHECK = P.RELEASE_SKIPS_KEY_CHECK.name
-DEV_AR_PREEMPT_TAKES_OVER = P.AR_PREEMPT_TAKES_OVER.name
-DEV_MOVE_FILES_TYPE_AS_SCOPE = P.MOVE_FILES_TYPE_AS_SCOPE.name
+DEV_RELEASE_WRONG_TYPE = D.RELEASE_WRONG_TYPE.name
+DEV_UNREGISTERED_NOT_READY = D.UNREGISTERED_NOT_READY.name
+DEV_UNREGISTER_GENERATION = D.UNREGISTER_GENERATION.name
+DEV_MOVE_LIST_BEFORE_HOLDER = D.MOVE_LIST_BEFORE_HOLDER.name
+DEV_UA_CLEARS_ALL = D.UA_CLEARS_ALL.name
+DEV_PREEMPT_KEEPS_ISSUER = D.PREEMPT_KEEPS_ISSUER.name
+DEV_READ_CAPACITY_10_CONFLICT = D.READ_CAPACITY_10_CONFLICT.name
+DEV_RELEASE_SKIPS_KEY_CHECK = D.RELEASE_SKIPS_KEY_CHECK.name
+DEV_AR_PREEMPT_TAKES_OVER = D.AR_PREEMPT_TAKES_OVER.name
+DEV_MOVE_FILES_TYPE_AS_SCOPE = D.MOVE_FILES_TYPE_AS_SCOPE.name
 #: every tag a LIO profile may allow (the machine itself allows the device profile's own)
-LIO_DEVIATIONS = frozenset(d.name for d in P.REGISTRY)
+LIO_DEVIATIONS = frozenset(d.name for d in D.REGISTRY)
 
 # Answers only LIO gives where SPC-5 wants another.
 LU_COMMUNICATION_FAILURE = Outcome(Status.CHECK_CONDITION, (SenseKey.NOT_READY, 0x08, 0x00))

@@ -12,7 +12,8 @@ import pytest
 from scsi_pr import CHECKOUT
 from scsi_pr.rig.cli import main as umbrella
 from scsi_pr.rig.profiles_cli import DOC_NAME, main, render_markdown
-from scsi_pr.sim.profiles import LIO_6_12, REGISTRY
+from scsi_pr.sim.deviations import REGISTRY
+from scsi_pr.sim.profiles import LIO_6_12
 
 ROOT = CHECKOUT or Path(__file__).resolve().parents[2]
 

@@ -11,6 +11,7 @@ import pytest
 
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim import deviations
+from scsi_pr.sim import deviations as D
 from scsi_pr.sim import profiles as P
 from scsi_pr.sim.constants import (
     PersistentReserveInAction as IN,
@@ -35,9 +36,9 @@ A, B, K3 = 0xA, 0xB, 0xC
 
 
 def test_registry_names_are_unique_and_every_entry_has_a_test() -> None:
-    names = [d.name for d in P.REGISTRY]
-    assert len(names) == len(set(names)) == len(P.DEVIATIONS)
-    for d in P.REGISTRY:
+    names = [d.name for d in D.REGISTRY]
+    assert len(names) == len(set(names)) == len(D.DEVIATIONS)
+    for d in D.REGISTRY:
         assert d.tests and all(t.startswith("tests/conformance/test_conf_") for t in d.tests)
         assert d.clause.startswith(("SPC-5 ", "SAM-5 ")), d.clause
     # the registry is built at import, before a mutant is switched on: call its helper here
@@ -46,13 +47,13 @@ def test_registry_names_are_unique_and_every_entry_has_a_test() -> None:
 
 def test_profiles() -> None:
     assert P.get("spc5") is P.SPC5 and not P.SPC5.deviations
-    assert P.LIO_6_1.deviations == frozenset(P.REGISTRY)
-    assert P.LIO_6_12.deviations == P.LIO_6_1.deviations - {P.READ_CAPACITY_10_CONFLICT}
-    assert all(P.LIO_6_1.measured(d) for d in P.REGISTRY)
+    assert P.LIO_6_1.deviations == frozenset(D.REGISTRY)
+    assert P.LIO_6_12.deviations == P.LIO_6_1.deviations - {D.READ_CAPACITY_10_CONFLICT}
+    assert all(P.LIO_6_1.measured(d) for d in D.REGISTRY)
     assert all(P.LIO_6_12.measured(d) for d in P.LIO_6_12.deviations)
-    assert not P.SPC5.measured(P.UA_CLEARS_ALL)
+    assert not P.SPC5.measured(D.UA_CLEARS_ALL)
     # a kernel's profile has not measured what its kernel no longer does
-    assert not P.LIO_6_12.measured(P.READ_CAPACITY_10_CONFLICT)
+    assert not P.LIO_6_12.measured(D.READ_CAPACITY_10_CONFLICT)
     assert P.get(P.LIO_6_1) is P.LIO_6_1
     with pytest.raises(P.UnknownProfile, match=r"known profiles: spc5, lio-6\.1, lio-6\.12"):
         P.get("lio-9")
@@ -70,9 +71,9 @@ def test_lio_profile_for_kernel_release(release: str, name: str | None) -> None:
 
 
 def test_choose_names_the_deviation() -> None:
-    assert P.SPC5.choose(P.UA_CLEARS_ALL, "standard", "lio") == "standard"
-    assert P.LIO_6_1.choose(P.UA_CLEARS_ALL, "standard", "lio") == "lio"
-    assert P.UA_CLEARS_ALL in P.LIO_6_1 and P.UA_CLEARS_ALL not in P.SPC5
+    assert P.SPC5.choose(D.UA_CLEARS_ALL, "standard", "lio") == "standard"
+    assert P.LIO_6_1.choose(D.UA_CLEARS_ALL, "standard", "lio") == "lio"
+    assert D.UA_CLEARS_ALL in P.LIO_6_1 and D.UA_CLEARS_ALL not in P.SPC5
 
 
 # -- the model, one deviation at a time --------------------------------------------------------
@@ -462,13 +463,13 @@ def spec_i_pt_generation(u: Lu) -> object:
     return u.keys()
 
 
-CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
-    P.MOVE_FILES_TYPE_AS_SCOPE: (
+CASES: dict[D.Deviation, tuple[Callable[[Lu], object], object, object]] = {
+    D.MOVE_FILES_TYPE_AS_SCOPE: (
         moved_back,
         ([GOOD] * 8, True, (A, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)),
         ([GOOD] * 7 + [CONFLICT], True, (A, T.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)),
     ),
-    P.READ_RESERVATION_CUT: (
+    D.READ_RESERVATION_CUT: (
         read_reservation_cut,
         [UNRESERVED.hex()] + [WHOLE_RESERVATION[:n].hex() for n in (8, 16, 21, 22)],
         [
@@ -479,7 +480,7 @@ CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
             WHOLE_RESERVATION[:22].hex(),
         ],
     ),
-    P.TYPE_BEFORE_REGISTRATION: (
+    D.TYPE_BEFORE_REGISTRATION: (
         reserved_type_without_key,
         [CONFLICT] * 3
         + [INVALID_FIELD_IN_CDB]
@@ -489,55 +490,55 @@ CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
         + [CONFLICT, CONFLICT, INVALID_FIELD_IN_CDB, CONFLICT]
         + [INVALID_FIELD_IN_CDB, CONFLICT, INVALID_FIELD_IN_PARAMETER_LIST, GOOD, (K3, WE)],
     ),
-    P.NO_FIELD_POINTER: (
+    D.NO_FIELD_POINTER: (
         field_pointer,
         [(INVALID_FIELD_IN_CDB, "cb0002"), (INVALID_FIELD_IN_CDB, "cc0001"), (GOOD, "")],
         [(INVALID_FIELD_IN_CDB, "000000"), (INVALID_FIELD_IN_CDB, "000000"), (GOOD, "")],
     ),
-    P.RELEASE_WRONG_TYPE: (release_wrong_type, (INVALID_RELEASE, (A, WE)), (CONFLICT, (A, WE))),
-    P.UNREGISTERED_NOT_READY: (
+    D.RELEASE_WRONG_TYPE: (release_wrong_type, (INVALID_RELEASE, (A, WE)), (CONFLICT, (A, WE))),
+    D.UNREGISTERED_NOT_READY: (
         unregistered,
         [CONFLICT] * 6,
         [NOT_READY] * 4 + [CONFLICT] * 2,
     ),
-    P.UNREGISTER_GENERATION: (unregister_generation, (GOOD, 2, 1), (GOOD, 1, 0)),
-    P.MOVE_LIST_BEFORE_HOLDER: (
+    D.UNREGISTER_GENERATION: (unregister_generation, (GOOD, 2, 1), (GOOD, 1, 0)),
+    D.MOVE_LIST_BEFORE_HOLDER: (
         move_by_a_registered_non_holder,
         [CONFLICT] * 4 + [INVALID_FIELD_IN_CDB],
         [INVALID_FIELD_IN_PARAMETER_LIST] * 4 + [INVALID_FIELD_IN_CDB],
     ),
-    P.SCOPE_IN_PARAMETER_LIST: (
+    D.SCOPE_IN_PARAMETER_LIST: (
         reserved_scope,
         (INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, (B, WE)),
         (INVALID_FIELD_IN_PARAMETER_LIST, INVALID_FIELD_IN_PARAMETER_LIST, (B, WE)),
     ),
-    P.PREEMPT_CHECKS_TYPE_AND_SCOPE: (
+    D.PREEMPT_CHECKS_TYPE_AND_SCOPE: (
         preempt_removing_registrations,
         (GOOD, GOOD, [A], (A, WE)),
         (INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_PARAMETER_LIST, [A, B, K3], (A, WE)),
     ),
-    P.ALLOCATION_LENGTH_MINIMUM: (
+    D.ALLOCATION_LENGTH_MINIMUM: (
         allocation_lengths,
         [GOOD] * 5,
         [INVALID_FIELD_IN_CDB, INVALID_FIELD_IN_CDB, GOOD, INVALID_FIELD_IN_CDB, GOOD],
     ),
     # two descriptors of 24 + a 24-byte SAS TransportID: 104 bytes in all
-    P.FULL_STATUS_TRUNCATION: (
+    D.FULL_STATUS_TRUNCATION: (
         full_status,
         [(20, 96), (24, 96), (40, 96), (72, 96), (104, 96)],
         [(8, 0), (24, 48), (40, 48), (72, 96), (104, 96)],
     ),
-    P.UA_CLEARS_ALL: (
+    D.UA_CLEARS_ALL: (
         ua_clears_all,
         (((0x2A, 0x04), [(0x2A, 0x03)]), [(0x2A, 0x04), (0x2A, 0x03)]),
         (((0x2A, 0x04), []), [(0x2A, 0x04)]),
     ),
-    P.RELEASE_SKIPS_KEY_CHECK: (
+    D.RELEASE_SKIPS_KEY_CHECK: (
         release_skips_key_check,
         (CONFLICT, CONFLICT, CONFLICT, (A, EA)),
         (GOOD, GOOD, CONFLICT, (A, EA)),
     ),
-    P.AR_PREEMPT_TAKES_OVER: (
+    D.AR_PREEMPT_TAKES_OVER: (
         ar_preempt_by_key,
         (
             (GOOD, [B, K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS), [(0x2A, 0x05)], [], []),
@@ -548,64 +549,64 @@ CASES: dict[P.Deviation, tuple[Callable[[Lu], object], object, object]] = {
             (GOOD, [K3], (K3, WE)),
         ),
     ),
-    P.PREEMPT_KEEPS_ISSUER: (
+    D.PREEMPT_KEEPS_ISSUER: (
         preempt_keeps_issuer,
         (GOOD, 1, [A, K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS), (GOOD, [A])),
         (GOOD, 1, [A, B, K3], (0, T.WRITE_EXCLUSIVE_ALL_REGISTRANTS), (GOOD, [A])),
     ),
-    P.READ_CAPACITY_16_CONFLICT: (
+    D.READ_CAPACITY_16_CONFLICT: (
         verify_and_mode_sense,
         answers("GG GG GG GG CC GG  GG GG CC CC CC GG"),
         answers("GG GG GG CG CG CG  CC CC GC CC CC CC"),
     ),
-    P.CRH_HOLDER_ONLY: (
+    D.CRH_HOLDER_ONLY: (
         crh,
         [GOOD, GOOD, GOOD, GOOD, CONFLICT, CONFLICT] * 2,
         [CONFLICT, CONFLICT, GOOD, GOOD, CONFLICT, CONFLICT] * 2,
     ),
-    P.ALL_TG_PT_ISSUING_PORT_ONLY: (
+    D.ALL_TG_PT_ISSUING_PORT_ONLY: (
         all_target_ports,
         (GOOD, (1, [A] * 4), [(A, True, port) for port in (1, 2, 3, 4)]),
         (GOOD, (1, [A]), [(A, True, 0)]),
     ),
-    P.ALL_TG_PT_KEPT: (
+    D.ALL_TG_PT_KEPT: (
         all_tg_pt_kept,
         [CONFLICT, INVALID_FIELD_IN_PARAMETER_LIST, GOOD, GOOD, [A] * 3, GOOD, [A] * 3],
         [CONFLICT, INVALID_FIELD_IN_PARAMETER_LIST, *[INVALID_FIELD_IN_CDB] * 2, [A], GOOD, []],
     ),
-    P.SPEC_I_PT_WHERE_KNOWN: (
+    D.SPEC_I_PT_WHERE_KNOWN: (
         spec_i_pt_named,
         (GOOD, [(K3, 3), (K3, 3)], GOOD, [K3, K3, A, A]),
         (GOOD, [(K3, 3), (K3, 2)], INVALID_FIELD_IN_PARAMETER_LIST, [K3, K3]),
     ),
-    P.MOVE_NEEDS_NEXUS: (
+    D.MOVE_NEEDS_NEXUS: (
         move_to_another_port,
         (GOOD, (K3, WE)),
         (INVALID_FIELD_IN_PARAMETER_LIST, (A, WE)),
     ),
-    P.SPEC_I_PT_SKIPS_REGISTERED: (
+    D.SPEC_I_PT_SKIPS_REGISTERED: (
         spec_i_pt_registered,
         (INVALID_FIELD_IN_PARAMETER_LIST, (1, [A])),
         (GOOD, (2, [A, K3])),
     ),
-    P.GENERATION_PER_REGISTRATION: (spec_i_pt_generation, (1, [K3, K3]), (2, [K3, K3])),
-    P.PREEMPT_AND_ABORT_STALLS: (
+    D.GENERATION_PER_REGISTRATION: (spec_i_pt_generation, (1, [K3, K3]), (2, [K3, K3])),
+    D.PREEMPT_AND_ABORT_STALLS: (
         preempt_and_abort,
         (True, False, (B, WE), CONFLICT, True),
         (False, True, (B, WE), CONFLICT, True),
     ),
 }
 # MODE SENSE and the no-data commands are answered in the READ CAPACITY case above.
-COVERED_TOGETHER = {P.MODE_SENSE_ALLOWED, P.NO_DATA_BY_DIRECTION, P.READ_CAPACITY_10_CONFLICT}
+COVERED_TOGETHER = {D.MODE_SENSE_ALLOWED, D.NO_DATA_BY_DIRECTION, D.READ_CAPACITY_10_CONFLICT}
 
 
 def test_every_deviation_has_a_model_case() -> None:
-    assert set(CASES) | COVERED_TOGETHER == set(P.REGISTRY)
+    assert set(CASES) | COVERED_TOGETHER == set(D.REGISTRY)
 
 
 @pytest.mark.parametrize("deviation", list(CASES), ids=lambda d: d.name)
 @pytest.mark.parametrize("profile", ["spc5", "lio-6.1"])
-def test_the_model_answers_as_the_profile_says(deviation: P.Deviation, profile: str) -> None:
+def test_the_model_answers_as_the_profile_says(deviation: D.Deviation, profile: str) -> None:
     situation, standard, lio = CASES[deviation]
     assert situation(Lu(profile)) == (lio if profile == "lio-6.1" else standard)
 
@@ -664,7 +665,7 @@ def test_snapshot_with_a_malformed_profile_is_a_format_error() -> None:
 def test_a_short_allocation_length_is_pointed_at_where_field_pointers_are_kept() -> None:
     """LIO's profiles drop field pointers (``NO_FIELD_POINTER``), which would hide where the
     ALLOCATION LENGTH refusal points: a profile with that deviation alone shows it."""
-    only = P.Profile("minimum-only", "one deviation", frozenset({P.ALLOCATION_LENGTH_MINIMUM}))
+    only = P.Profile("minimum-only", "one deviation", frozenset({D.ALLOCATION_LENGTH_MINIMUM}))
     u = Lu(only)
     for action in (IN.READ_KEYS, IN.REPORT_CAPABILITIES):
         r = u.lu.execute(u.n[0], C.persistent_reserve_in(action, 4))
@@ -681,16 +682,16 @@ def test_kernel_version_compares_series() -> None:
 
 
 @pytest.mark.parametrize(
-    "deviation", [P.SPEC_I_PT_WHERE_KNOWN, P.MOVE_NEEDS_NEXUS], ids=lambda d: d.name
+    "deviation", [D.SPEC_I_PT_WHERE_KNOWN, D.MOVE_NEEDS_NEXUS], ids=lambda d: d.name
 )
 def test_a_transport_id_without_a_nexus_is_pointed_at_where_field_pointers_are_kept(
-    deviation: P.Deviation,
+    deviation: D.Deviation,
 ) -> None:
     """LIO's profiles drop field pointers: a profile with the deviation alone shows where the
     refusal of an initiator without an I_T nexus points, the TransportID (byte 24)."""
     u = Lu(P.Profile("one", "one deviation", frozenset({deviation})))
     nobody = TransportId.sas(0x50014050000000FF)
-    if deviation is P.SPEC_I_PT_WHERE_KNOWN:
+    if deviation is D.SPEC_I_PT_WHERE_KNOWN:
         r = u.out(0, SA.REGISTER, 0, A, spec_i_pt=True, transport_ids=[nobody])
     else:
         u.reg(0, A)
