@@ -410,6 +410,25 @@ GENERATION_PER_REGISTRATION = Deviation(
     measured_on=BOTH_KERNELS,
     note="found by the lockstep differential once it generated SPEC_I_PT (6.12)",
 )
+SPEC_I_PT_REGISTERS_TWICE = Deviation(
+    "spec-i-pt-registers-twice",
+    "REGISTER with SPEC_I_PT whose TransportIDs name the issuer's own initiator port, or name "
+    "one initiator port twice",
+    "SPC-5 5.14.7",
+    "one registration per I_T nexus (the model's reading: an I_T nexus named again is "
+    "registered once)",
+    "a second registration of that I_T nexus (one per mention): READ KEYS and READ FULL STATUS "
+    "list it again, PRGENERATION counts it; a REGISTER changes and an unregister removes the "
+    "first one only (the next then answers for that I_T nexus), a PREEMPT or CLEAR removes "
+    "every registration with the key",
+    _tests(
+        "test_conf_ports.py::test_spec_i_pt_naming_the_issuer_registers_it_twice",
+        "test_conf_ports.py::test_spec_i_pt_naming_a_port_twice_registers_it_twice",
+    ),
+    measured_on=BOTH_KERNELS,
+    note="LIO checks a TransportID against the registrations made before the command, not "
+    "against the issuer's or the list's own; found by the lockstep differential",
+)
 
 REGISTRY: tuple[Deviation, ...] = (
     RELEASE_WRONG_TYPE,
@@ -440,5 +459,6 @@ REGISTRY: tuple[Deviation, ...] = (
     MOVE_NEEDS_NEXUS,
     SPEC_I_PT_SKIPS_REGISTERED,
     GENERATION_PER_REGISTRATION,
+    SPEC_I_PT_REGISTERS_TWICE,
 )
 DEVIATIONS: dict[str, Deviation] = {d.name: d for d in REGISTRY}

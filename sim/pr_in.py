@@ -63,7 +63,7 @@ def scope_type(scope: int, type_: int) -> int:
 
 def read_keys(pr: PersistentReservations, caps: Capabilities) -> bytes:
     """SPC-5 6.16.2: PRGENERATION and every registered I_T nexus's key, in registration order."""
-    return keys_data(pr.generation, [r.key for r in pr.registrations.values()])
+    return keys_data(pr.generation, [r.key for r in pr.registrations.entries()])
 
 
 def keys_data(generation: int, keys: list[int]) -> bytes:
@@ -129,8 +129,12 @@ def read_full_status(pr: PersistentReservations, caps: Capabilities) -> bytes:
     """SPC-5 6.16.5: one descriptor per registered I_T nexus, with its TransportID."""
     res = pr.reservation
     out = []
-    for reg in pr.registrations.values():
-        holder = pr.is_holder(reg.nexus)
+    regs = pr.registrations
+    for reg in regs.entries():
+        # LIO's second registration of an I_T nexus holds nothing but under all-registrants
+        holder = pr.is_holder(reg.nexus) and (
+            regs[reg.nexus] is reg or (res is not None and res.type.all_registrants)
+        )
         tid = reg.nexus.initiator.encode()
         flags = (ALL_TG_PT if reg.all_tg_pt else 0) | (R_HOLDER if holder else 0)
         st = scope_type(res.scope, res.type) if holder and res is not None else 0

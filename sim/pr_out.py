@@ -42,6 +42,7 @@ from scsi_pr.sim.deviations import (
     RELEASE_SKIPS_KEY_CHECK,
     RELEASE_WRONG_TYPE,
     SCOPE_IN_PARAMETER_LIST,
+    SPEC_I_PT_REGISTERS_TWICE,
     SPEC_I_PT_SKIPS_REGISTERED,
     SPEC_I_PT_WHERE_KNOWN,
     TYPE_BEFORE_REGISTRATION,
@@ -199,7 +200,7 @@ class PrOut:
                 self.ua.establish(self.pr.registrations, RESERVATIONS_RELEASED)
 
     def check_capacity(self, new: int) -> None:
-        if len(self.pr.registrations) + new > self.max_registrations:
+        if self.pr.registrations.count + new > self.max_registrations:
             raise CommandTerminated(
                 CommandResult.check_condition(
                     SenseKey.ILLEGAL_REQUEST, INSUFFICIENT_REGISTRATION_RESOURCES
@@ -245,11 +246,12 @@ class PrOut:
                 return
             new = self.nexuses_for(self.nexus.initiator)
             skip_registered = SPEC_I_PT_SKIPS_REGISTERED in self.profile
+            twice = SPEC_I_PT_REGISTERS_TWICE in self.profile  # LIO: each mention registers
             for tid in p.transport_ids:  # SPEC_I_PT (5.14.7)
                 new += [
                     n
                     for n in self.named_nexuses(tid)
-                    if n not in new and not (skip_registered and n in pr.registrations)
+                    if (twice or n not in new) and not (skip_registered and n in pr.registrations)
                 ]
             if any(n in pr.registrations for n in new):
                 raise illegal_request(
@@ -259,7 +261,7 @@ class PrOut:
                 )
             self.check_capacity(len(new))
             for n in new:
-                pr.registrations[n] = Registration(n, p.sa_key, p.all_tg_pt)
+                pr.registrations.add(Registration(n, p.sa_key, p.all_tg_pt))
             self.generations = self.profile.choose(GENERATION_PER_REGISTRATION, 1, len(new))
         else:
             if not ignore_existing_key and p.key != reg.key:
@@ -327,9 +329,13 @@ class PrOut:
             self.check_key()
         else:
             self.check_key_and_type()  # the branches below read the fields it checked
+        # Registrations, not I_T nexuses, are removed: under a LIO profile an I_T nexus may
+        # hold two (``SPEC_I_PT_REGISTERS_TWICE``), and only the issuer's first one is its own.
+        mine = pr.registrations.get(self.nexus)
+        entries = pr.registrations.entries()
         if res is not None and res.type.all_registrants and sa_key == 0:
             # all-registrants and SARK 0: the others' registrations go, the issuer reserves anew
-            removed = self.others()
+            removed = [r for r in entries if r is not mine]
             self.establish(self.reservation_type())
         elif sa_key == 0:
             raise illegal_request(INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_SA_KEY)
@@ -338,31 +344,32 @@ class PrOut:
             # it files for an all-registrants type, see ``establish``)
             assert res is not None
             type_ = self.reservation_type()
-            removed = [
-                n for n, r in pr.registrations.items() if r.key == sa_key and n != self.nexus
-            ]
+            removed = [r for r in entries if r.key == sa_key and r is not mine]
             changed = res.type != type_ or not self.same_scope(res)
             self.establish(type_)
             if changed:
-                survivors = [n for n in self.others() if n not in removed]
+                gone = {id(r) for r in removed}
+                kept = {r.nexus for r in entries if id(r) not in gone}
+                survivors = [n for n in self.others() if n in kept]
                 self.ua.establish(survivors, RESERVATIONS_RELEASED)
         else:
             # removing registrations: only registrations go; the reservation (if any) stays
-            removed = [n for n, r in pr.registrations.items() if r.key == sa_key]
+            removed = [r for r in entries if r.key == sa_key]
             if not removed:
                 raise reservation_conflict()
-            if res is not None and res.type.all_registrants and self.nexus in removed:
+            if res is not None and res.type.all_registrants and any(r is mine for r in removed):
                 removed = self.profile.choose(
-                    PREEMPT_KEEPS_ISSUER, removed, [n for n in removed if n != self.nexus]
+                    PREEMPT_KEEPS_ISSUER, removed, [r for r in removed if r is not mine]
                 )
-        for nexus in removed:
-            del pr.registrations[nexus]
+        for reg in removed:
+            pr.registrations.remove(reg)
         left = pr.reservation
         if left is not None and left.type.all_registrants and not pr.registrations:
             pr.reservation = None
-        self.ua.establish([n for n in removed if n != self.nexus], REGISTRATIONS_PREEMPTED)
+        preempted = list(dict.fromkeys(r.nexus for r in removed if r is not mine))
+        self.ua.establish(preempted, REGISTRATIONS_PREEMPTED)
         if abort:
-            self.aborted = [n for n in removed if n != self.nexus]
+            self.aborted = [n for n in preempted if n != self.nexus]
 
     # -- REGISTER AND MOVE (SPC-5 5.14.8) ----------------------------------------------------
     def register_and_move(self) -> None:

@@ -45,6 +45,103 @@ class Registration:
     #: after this I_T nexus issued a REGISTER AND MOVE under an LIO profile, which files the
     #: reservation's TYPE there (``deviations.MOVE_FILES_TYPE_AS_SCOPE``); never reported
     lio_scope: int = LU_SCOPE
+    #: registration order (``Registrations`` assigns it): READ KEYS and READ FULL STATUS
+    #: report in this order, second registrations of an I_T nexus among the others
+    seq: int = field(default=0, compare=False)
+
+
+class Registrations(dict[ITNexus, Registration]):
+    """The registrations, by I_T nexus, in registration order.
+
+    A dict of each registered I_T nexus's registration, plus LIO's second registrations of an
+    I_T nexus (``seconds``): LIO files one per TransportID of a SPEC_I_PT list without checking
+    the list against itself or the issuer (``deviations.SPEC_I_PT_REGISTERS_TWICE``). Only a
+    LIO profile makes them. Every rule that looks up "the" registration of an I_T nexus finds
+    the first, as LIO's lookup does; removing it makes the next one the first. The dict itself
+    stays a plain dict for lookups (``get``, ``in``: the model's hot path); only changes go
+    through the methods here, which keep the dict in registration order.
+    """
+
+    __slots__ = ("_next_seq", "seconds")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[Registration] = []
+        self._next_seq = 0
+
+    def add(self, reg: Registration) -> None:
+        """Register ``reg`` after every registration there is (a second one of its I_T nexus
+        when that nexus is registered already)."""
+        reg.seq, self._next_seq = self._next_seq, self._next_seq + 1
+        if reg.nexus in self:
+            self.seconds.append(reg)
+        else:
+            dict.__setitem__(self, reg.nexus, reg)
+
+    def __setitem__(self, nexus: ITNexus, reg: Registration) -> None:
+        """A new I_T nexus's registration goes last; a registered one's keeps its place."""
+        old = self.get(nexus)
+        if old is None:
+            self.add(reg)
+        else:
+            reg.seq = old.seq
+            dict.__setitem__(self, nexus, reg)
+
+    def __delitem__(self, nexus: ITNexus) -> None:
+        """Remove the first registration of ``nexus``; its next one (if any) takes its place."""
+        dict.__delitem__(self, nexus)
+        following = [r for r in self.seconds if r.nexus == nexus]
+        if following:
+            promoted = following[0]
+            self.seconds = [r for r in self.seconds if r is not promoted]
+            ordered = sorted([*self.values(), promoted], key=_by_seq)
+            dict.clear(self)
+            dict.update(self, ((r.nexus, r) for r in ordered))
+
+    def remove(self, reg: Registration) -> None:
+        """Remove this one registration (a first or a second one)."""
+        if self.get(reg.nexus) is reg:
+            del self[reg.nexus]
+        else:
+            self.seconds = [r for r in self.seconds if r is not reg]
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self.seconds = []
+
+    def entries(self) -> list[Registration]:
+        """Every registration, second ones included, in registration order."""
+        if not self.seconds:
+            return list(self.values())
+        return sorted([*self.values(), *self.seconds], key=_by_seq)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Registrations):
+            return self.entries() == other.entries()
+        return dict.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dict
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copies and pickles are rebuilt in registration order (a dict subclass's default
+        would re-add the dict's items after restoring ``seconds``, out of order)."""
+        return (_rebuilt, (self.entries(),))
+
+    @property
+    def count(self) -> int:
+        """How many registrations the LU holds (each second one counts)."""
+        return len(self) + len(self.seconds)
+
+
+def _by_seq(reg: Registration) -> int:
+    return reg.seq
+
+
+def _rebuilt(entries: list[Registration]) -> Registrations:
+    regs = Registrations()
+    for reg in entries:
+        regs.add(reg)
+    return regs
 
 
 @dataclass
@@ -62,10 +159,17 @@ class Reservation:
 class PersistentReservations:
     generation: int = 0
     #: insertion order = registration order, which READ KEYS and READ FULL STATUS report
-    registrations: dict[ITNexus, Registration] = field(default_factory=dict)
+    registrations: Registrations = field(default_factory=Registrations)
     reservation: Reservation | None = None
     #: PTPL_A: the APTPL bit of the last successful register-type command (SPC-5 5.14.5)
     aptpl: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.registrations, Registrations):  # built from a plain dict
+            regs = Registrations()
+            for reg in self.registrations.values():
+                regs.add(reg)
+            self.registrations = regs
 
     def key_of(self, nexus: ITNexus) -> int | None:
         reg = self.registrations.get(nexus)
@@ -103,7 +207,7 @@ class PersistentReservations:
                     "all_tg_pt": r.all_tg_pt,
                     **({"lio_scope": r.lio_scope} if r.lio_scope != LU_SCOPE else {}),
                 }
-                for r in self.registrations.values()
+                for r in self.registrations.entries()
             ],
             "reservation": None
             if res is None
@@ -118,14 +222,15 @@ class PersistentReservations:
     def from_dict(cls, d: dict[str, Any]) -> PersistentReservations:
         """Inverse of ``to_dict``; StateFormatError for anything it did not write."""
         with reading_state("PR state"):
-            regs = {}
+            regs = Registrations()
             for r in d.get("registrations", []):
-                nexus = nexus_from_dict(r)
-                regs[nexus] = Registration(
-                    nexus,
-                    int(r["key"]),
-                    bool(r.get("all_tg_pt", False)),
-                    int(r.get("lio_scope", LU_SCOPE)),
+                regs.add(
+                    Registration(
+                        nexus_from_dict(r),
+                        int(r["key"]),
+                        bool(r.get("all_tg_pt", False)),
+                        int(r.get("lio_scope", LU_SCOPE)),
+                    )
                 )
             res = d.get("reservation")
             reservation = None

@@ -102,6 +102,8 @@ IOCTL_NO_SPEC_I_PT_ALL_TG_PT = PathLimit(
         "test_conf_pr_out.py::test_spec_i_pt_from_registered_nexus_is_invalid",
         "test_conf_ports.py::test_register_all_target_ports",
         "test_conf_ports.py::test_spec_i_pt_registers_the_named_initiator",
+        "test_conf_ports.py::test_spec_i_pt_naming_the_issuer_registers_it_twice",
+        "test_conf_ports.py::test_spec_i_pt_naming_a_port_twice_registers_it_twice",
     ),
 )
 IOCTL_FIELDS_CHECKED_FIRST = PathLimit(

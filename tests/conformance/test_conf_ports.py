@@ -214,3 +214,77 @@ def test_register_and_move_to_an_initiator_not_on_that_port(
         (d.transport_id, d.relative_target_port) for d in full_status(b).descriptors if d.r_holder
     ]
     assert holder == [(c.transport_id.encode(), b.relative_target_port)]
+
+
+def _named(nexuses: list, tid: TransportId, issuer: object, profile: Profile) -> list:
+    """(TransportID, port) pairs a SPEC_I_PT TransportID names: with the issuer's target
+    ports (SPC-5), or wherever its initiator has an I_T nexus (LIO, ``spec-i-pt-registers-
+    where-the-initiator-is``)."""
+    if D.SPEC_I_PT_WHERE_KNOWN in profile:
+        ports = sorted({port for t, port in _nexuses_of(nexuses) if t.name == tid.name})
+    else:
+        ports = [port for _, port in nexus_paths(issuer)]
+    return [(tid.encode(), port) for port in ports]
+
+
+@SPEC_I_PT_ALL_TG_PT
+@pytest.mark.lio_deviation(D.SPEC_I_PT_REGISTERS_TWICE.name)
+def test_spec_i_pt_naming_the_issuer_registers_it_twice(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
+    """SPC-5 5.14.7: a TransportID naming the issuing I_T nexus adds nothing to its own
+    registration (the model's reading: one registration per I_T nexus). LIO files a second
+    registration of it: READ KEYS lists the key twice and PRGENERATION counts both; a
+    REGISTER changes the first one's key, an unregister removes the first one, and the second
+    then answers for that I_T nexus."""
+    _, b, c = nexuses
+    generation = read_keys(b)[0]
+    r = prout(c, SA.REGISTER, 0, C3, spec_i_pt=True, transport_ids=[c.transport_id])
+    if L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT.name in path_limits:
+        expect_refused(r, L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT)
+        return
+    expect_good(r)
+    own = [(t.encode(), port) for t, port in nexus_paths(c)]
+    named = _named(nexuses, c.transport_id, c, device_profile)
+    twice = D.SPEC_I_PT_REGISTERS_TWICE in device_profile
+    made = own + (named if twice else [n for n in named if n not in own])
+    listed = [(d.transport_id, d.relative_target_port) for d in full_status(b).descriptors]
+    assert sorted(listed) == sorted(made)
+    counted = len(made) if D.GENERATION_PER_REGISTRATION in device_profile else 1
+    assert read_keys(b) == (generation + counted, [C3] * len(made))
+    seconds = len(made) - len(own)
+
+    expect_good(prout(c, SA.REGISTER, C3, A))
+    assert read_keys(b)[1] == [A] * len(own) + [C3] * seconds
+    expect_good(prout(c, SA.REGISTER, A, 0))
+    assert read_keys(b)[1] == [C3] * seconds
+    if seconds:
+        expect_good(prout(c, SA.REGISTER, C3, 0))
+        assert read_keys(b)[1] == []
+
+
+@SPEC_I_PT_ALL_TG_PT
+@pytest.mark.lio_deviation(D.SPEC_I_PT_REGISTERS_TWICE.name)
+def test_spec_i_pt_naming_a_port_twice_registers_it_twice(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
+    """SPC-5 5.14.7: one TransportID listed twice registers its I_T nexus once (the model's
+    reading). LIO registers it once per mention; a PREEMPT of the key removes every
+    registration holding it."""
+    a, b, c = nexuses
+    tids = [b.transport_id, b.transport_id]
+    r = prout(c, SA.REGISTER, 0, C3, spec_i_pt=True, transport_ids=tids)
+    if L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT.name in path_limits:
+        expect_refused(r, L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT)
+        return
+    expect_good(r)
+    own = [(t.encode(), port) for t, port in nexus_paths(c)]
+    named = _named(nexuses, b.transport_id, c, device_profile)
+    made = own + named * (2 if D.SPEC_I_PT_REGISTERS_TWICE in device_profile else 1)
+    listed = [(d.transport_id, d.relative_target_port) for d in full_status(a).descriptors]
+    assert sorted(listed) == sorted(made)
+    assert read_keys(a)[1] == [C3] * len(made)
+
+    register(a, A)
+    expect_good(prout(a, SA.PREEMPT, A, C3, WE))
+    assert read_keys(a)[1] == [A] * paths(a)

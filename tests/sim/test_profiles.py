@@ -463,6 +463,16 @@ def spec_i_pt_generation(u: Lu) -> object:
     return u.keys()
 
 
+def registered_twice(u: Lu) -> object:
+    """Nexus 2 registers naming itself with SPEC_I_PT, changes its key, then unregisters."""
+    u.out(2, SA.REGISTER, 0, K3, spec_i_pt=True, transport_ids=[u.n[2].initiator])
+    named = u.keys()
+    u.out(2, SA.REGISTER, K3, A)
+    changed = u.keys()
+    u.out(2, SA.REGISTER, A, 0)
+    return named, changed, u.keys()
+
+
 CASES: dict[D.Deviation, tuple[Callable[[Lu], object], object, object]] = {
     D.MOVE_FILES_TYPE_AS_SCOPE: (
         moved_back,
@@ -590,6 +600,11 @@ CASES: dict[D.Deviation, tuple[Callable[[Lu], object], object, object]] = {
         (GOOD, (2, [A, K3])),
     ),
     D.GENERATION_PER_REGISTRATION: (spec_i_pt_generation, (1, [K3, K3]), (2, [K3, K3])),
+    D.SPEC_I_PT_REGISTERS_TWICE: (
+        registered_twice,
+        ((1, [K3]), (2, [A]), (3, [])),
+        ((2, [K3, K3]), (3, [A, K3]), (3, [K3])),
+    ),
     D.PREEMPT_AND_ABORT_STALLS: (
         preempt_and_abort,
         (True, False, (B, WE), CONFLICT, True),
