@@ -233,7 +233,12 @@ class HelperLioInitiator:
             mark_hung()
             raise
         note_progress()
-        return result_from_reply(reply)
+        result = result_from_reply(reply)
+        if self.pr_fd < 0:  # the helper sent it to LIO (its ioctl path refuses SPEC_I_PT)
+            from scsi_pr.rig.backend_lio import note_answer
+
+            note_answer(cdb, data, result)
+        return result
 
 
 class _SgPath:

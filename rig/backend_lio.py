@@ -31,6 +31,7 @@ from scsi_pr.rig.watchdog import note_progress
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import (
     INVALID_FIELD_IN_CDB,
+    Opcode,
     PersistentReserveOutAction,
     SenseKey,
     Status,
@@ -133,7 +134,12 @@ class SgInitiator:
                 f"host_status={r.host_status:#x} driver_status={r.driver_status:#x}"
             )
         sense = r.sense[: r.sb_len_wr] if r.status == Status.CHECK_CONDITION else b""
-        return CommandResult(r.status, sense, r.data)
+        result = CommandResult(r.status, sense, r.data)
+        self.on_answer(cdb, data, result)
+        return result
+
+    def on_answer(self, cdb: bytes, data: bytes, result: CommandResult) -> None:
+        """What an answer means for this backend's device (nothing by default)."""
 
 
 SCSI_DEVICES = Path("/sys/class/scsi_device")
@@ -170,6 +176,9 @@ class LioInitiator(SgInitiator):
     def on_hang(self) -> None:
         mark_hung()  # the next backend builds a new LU generation beside the wedged one
 
+    def on_answer(self, cdb: bytes, data: bytes, result: CommandResult) -> None:
+        note_answer(cdb, data, result)
+
 
 @dataclass
 class _Shared:
@@ -182,6 +191,8 @@ class _Shared:
     #: a dm-multipath map was built over the rig in this process (``backend_paths``)
     multipath_used: bool = False
     hung_generations: set[int] = field(default_factory=set)
+    #: generations LIO will not let go of (``spec_i_pt_refused``): left without waiting
+    pinned_generations: set[int] = field(default_factory=set)
     hung: bool = False
 
 
@@ -243,6 +254,29 @@ def mark_hung() -> None:
         _shared.hung_generations.add(_shared.rig.spec.generation)
 
 
+def spec_i_pt_refused(cdb: bytes, data: bytes, result: CommandResult) -> bool:
+    """A REGISTER with SPEC_I_PT that LIO refused. Measured on 6.1 and 6.12 (2026-12-05): one
+    naming an initiator with no ACL (INVALID FIELD IN PARAMETER LIST, the kernel logs "Unable
+    to locate dest_tpg") leaves a reference on the issuer's LUN mapping that nothing drops;
+    removing the LUN then waits for ever in ``core_disable_device_list_for_node``, even after
+    the PR state was cleared. Every refused one counts: leaving an LU in place costs nothing,
+    waiting for a removal that never ends costs ``REMOVAL_WAIT_SECONDS``."""
+    return (
+        len(cdb) > 1
+        and cdb[0] == Opcode.PERSISTENT_RESERVE_OUT
+        and cdb[1] & 0x1F == PersistentReserveOutAction.REGISTER
+        and len(data) > 20
+        and bool(data[20] & 0x08)
+        and result.status == Status.CHECK_CONDITION
+    )
+
+
+def note_answer(cdb: bytes, data: bytes, result: CommandResult) -> None:
+    """An answer of the shared rig's LU (every backend that sends to it calls this)."""
+    if spec_i_pt_refused(cdb, data, result) and _shared.rig is not None:
+        _shared.pinned_generations.add(_shared.rig.spec.generation)
+
+
 def mark_multipath_used() -> None:
     """A dm-multipath map is built over the rig's ports (``backend_paths``): see ``_teardown``."""
     _shared.multipath_used = True
@@ -258,6 +292,13 @@ def _teardown() -> None:
     for generation in sorted(s.built_here):
         if generation in s.hung_generations:
             continue
+        if generation in s.pinned_generations:
+            print(
+                f"scsi-pr rig: LIO LU {_name(generation)} left in place: LIO refused a "
+                "SPEC_I_PT registration on it, and removing it then blocks",
+                file=sys.stderr,
+            )
+            continue
         if s.multipath_used:
             faults = kmsg.lio_refcount_faults(kmsg.records())
             why = f"; the kernel logged {faults[0]}" if faults else ""
@@ -272,9 +313,9 @@ def _teardown() -> None:
 
 def _remove(generation: int) -> None:
     """``lio.down`` in a child process, waited for ``REMOVAL_WAIT_SECONDS`` at most: a removal
-    LIO blocks never returns (a task in D state), and this process must still end. Seen at the
-    end of a VM-tier phase after the lockstep differential found a difference (both kernels,
-    cause not traced). The bound decides only whether to wait, never a test's outcome."""
+    LIO blocks never returns (a task in D state), and this process must still end: after a
+    refused SPEC_I_PT (``spec_i_pt_refused``; those the rig saw are left without waiting) or
+    a cause not known yet. The bound decides only whether to wait, never a test's outcome."""
     name = _name(generation)
     code = "import sys; from scsi_pr.rig import lio; lio.down(sys.argv[1], int(sys.argv[2]))"
     child = subprocess.Popen([sys.executable, "-c", code, name, str(generation)])

@@ -19,6 +19,8 @@ import pytest
 from scsi_pr.rig import lio, lio_cli, vm, vm_kernel, vm_tier, vm_tier_results
 from scsi_pr.rig.backends import initiator_name
 from scsi_pr.rig.lio_cli import parse_size
+from scsi_pr.sim.constants import INVALID_FIELD_IN_PARAMETER_LIST, SenseKey
+from scsi_pr.sim.constants import PersistentReserveOutAction as Out
 from scsi_pr.sim.transportid import decode_transport_id
 
 
@@ -415,6 +417,50 @@ def test_a_rig_a_multipath_map_was_built_over_is_left_at_exit(
         assert "scsipr0 left in place" in err and "addition on 0" in err
     else:
         assert removed == [("scsipr0", 0), ("scsipr1", 1)]
+
+
+def test_a_rig_lio_refused_a_spec_i_pt_on_is_left_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A refused SPEC_I_PT leaves a reference LIO never drops (measured on 6.1 and 6.12): its
+    LU is left at once, not waited for; the others are removed."""
+    from scsi_pr.rig import backend_lio
+    from scsi_pr.sim import cdb as C
+    from scsi_pr.sim.result import CommandResult
+
+    _fake_lio(tmp_path, monkeypatch, fault=False)
+    removed: list[int] = []
+    monkeypatch.setattr(backend_lio, "_remove", removed.append)
+    shared = backend_lio._Shared(built_here={0, 1})
+    shared.rig = SimpleNamespace(spec=SimpleNamespace(generation=1))  # type: ignore[assignment]
+    monkeypatch.setattr(backend_lio, "_shared", shared)
+    refused = CommandResult.check_condition(
+        SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_PARAMETER_LIST
+    )
+    cdb, data = C.prout(Out.REGISTER, 0, 0xC3, spec_i_pt=True, transport_ids=[b"\x00" * 24])
+    backend_lio.note_answer(cdb, data, CommandResult.good())
+    assert shared.pinned_generations == set()
+    backend_lio.note_answer(cdb, data, refused)
+    backend_lio._teardown()
+    assert removed == [0]
+    assert "scsipr1 left in place: LIO refused a SPEC_I_PT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("action", "spec_i_pt", "status", "refused"),
+    [(0, True, 2, True), (0, True, 0, False), (0, False, 2, False), (6, True, 2, False),
+     (1, True, 2, False)],
+)  # fmt: skip
+def test_which_answers_count_as_a_refused_spec_i_pt(
+    action: int, spec_i_pt: bool, status: int, refused: bool
+) -> None:
+    from scsi_pr.rig.backend_lio import spec_i_pt_refused
+    from scsi_pr.sim import cdb as C
+    from scsi_pr.sim.result import CommandResult
+
+    cdb, data = C.prout(action, 0, 0xC3, spec_i_pt=spec_i_pt)
+    assert spec_i_pt_refused(cdb, data, CommandResult(status, b"", b"")) is refused
+    assert not spec_i_pt_refused(C.test_unit_ready(), data, CommandResult(2, b"", b""))
 
 
 @pytest.mark.parametrize("fault", [False, True], ids=["healthy", "refcount-broken"])
