@@ -227,6 +227,22 @@ def _named(nexuses: list, tid: TransportId, issuer: object, profile: Profile) ->
     return [(tid.encode(), port) for port in ports]
 
 
+def _registered_naming(issuer: object, tids: list, path_limits: frozenset[str]) -> bool:
+    """``issuer`` registers C3 with SPEC_I_PT naming ``tids``: True when GOOD, False when the
+    path cannot carry SPEC_I_PT (and refused it, as it says)."""
+    r = prout(issuer, SA.REGISTER, 0, C3, spec_i_pt=True, transport_ids=tids)
+    if L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT.name in path_limits:
+        expect_refused(r, L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT)
+        return False
+    expect_good(r)
+    return True
+
+
+def _listed(it: object) -> list:
+    """(TransportID, RELATIVE TARGET PORT IDENTIFIER) of every registration, sorted."""
+    return sorted((d.transport_id, d.relative_target_port) for d in full_status(it).descriptors)
+
+
 @SPEC_I_PT_ALL_TG_PT
 @pytest.mark.lio_deviation(D.SPEC_I_PT_REGISTERS_TWICE.name)
 def test_spec_i_pt_naming_the_issuer_registers_it_twice(
@@ -239,17 +255,13 @@ def test_spec_i_pt_naming_the_issuer_registers_it_twice(
     then answers for that I_T nexus."""
     _, b, c = nexuses
     generation = read_keys(b)[0]
-    r = prout(c, SA.REGISTER, 0, C3, spec_i_pt=True, transport_ids=[c.transport_id])
-    if L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT.name in path_limits:
-        expect_refused(r, L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT)
+    if not _registered_naming(c, [c.transport_id], path_limits):
         return
-    expect_good(r)
     own = [(t.encode(), port) for t, port in nexus_paths(c)]
     named = _named(nexuses, c.transport_id, c, device_profile)
     twice = D.SPEC_I_PT_REGISTERS_TWICE in device_profile
     made = own + (named if twice else [n for n in named if n not in own])
-    listed = [(d.transport_id, d.relative_target_port) for d in full_status(b).descriptors]
-    assert sorted(listed) == sorted(made)
+    assert _listed(b) == sorted(made)
     counted = len(made) if D.GENERATION_PER_REGISTRATION in device_profile else 1
     assert read_keys(b) == (generation + counted, [C3] * len(made))
     seconds = len(made) - len(own)
@@ -272,17 +284,12 @@ def test_spec_i_pt_naming_a_port_twice_registers_it_twice(
     reading). LIO registers it once per mention; a PREEMPT of the key removes every
     registration holding it."""
     a, b, c = nexuses
-    tids = [b.transport_id, b.transport_id]
-    r = prout(c, SA.REGISTER, 0, C3, spec_i_pt=True, transport_ids=tids)
-    if L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT.name in path_limits:
-        expect_refused(r, L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT)
+    if not _registered_naming(c, [b.transport_id, b.transport_id], path_limits):
         return
-    expect_good(r)
     own = [(t.encode(), port) for t, port in nexus_paths(c)]
     named = _named(nexuses, b.transport_id, c, device_profile)
     made = own + named * (2 if D.SPEC_I_PT_REGISTERS_TWICE in device_profile else 1)
-    listed = [(d.transport_id, d.relative_target_port) for d in full_status(a).descriptors]
-    assert sorted(listed) == sorted(made)
+    assert _listed(a) == sorted(made)
     assert read_keys(a)[1] == [C3] * len(made)
 
     register(a, A)
