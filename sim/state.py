@@ -118,7 +118,7 @@ class Registrations(dict[ITNexus, Registration]):
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Registrations):
             return self.entries() == other.entries()
-        return dict.__eq__(self, other)
+        return NotImplemented  # a plain dict then compares as dicts do
 
     __hash__ = None  # type: ignore[assignment]  # mutable, as a dict
 

@@ -132,6 +132,10 @@ def test_a_second_registration_keeps_its_place_when_it_becomes_the_first() -> No
     assert list(regs) == [B, C, A], "the dict follows registration order"
     regs[B] = Registration(B, 5)  # a registered I_T nexus keeps its place
     assert [r.key for r in regs.entries()] == [5, 3, 4]
+    regs.add(Registration(A, 6))  # with a second registration listed among them too
+    regs[C] = Registration(C, 7)
+    assert [r.key for r in regs.entries()] == [5, 7, 4, 6]
+    assert Registrations() == {} and regs != {}, "compared with a plain dict, as a dict"
 
 
 def test_removing_one_registration_leaves_its_twin() -> None:
