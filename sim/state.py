@@ -90,6 +90,8 @@ class Registrations(dict[ITNexus, Registration]):
     def __delitem__(self, nexus: ITNexus) -> None:
         """Remove the first registration of ``nexus``; its next one (if any) takes its place."""
         dict.__delitem__(self, nexus)
+        if not self.seconds:  # the usual case: nothing to promote
+            return
         following = [r for r in self.seconds if r.nexus == nexus]
         if following:
             promoted = following[0]
