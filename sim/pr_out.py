@@ -333,6 +333,7 @@ class PrOut:
         # hold two (``SPEC_I_PT_REGISTERS_TWICE``), and only the issuer's first one is its own.
         mine = pr.registrations.get(self.nexus)
         entries = pr.registrations.entries()
+        changed = False  # preempting the holder with another TYPE or SCOPE
         if res is not None and res.type.all_registrants and sa_key == 0:
             # all-registrants and SARK 0: the others' registrations go, the issuer reserves anew
             removed = [r for r in entries if r is not mine]
@@ -347,11 +348,6 @@ class PrOut:
             removed = [r for r in entries if r.key == sa_key and r is not mine]
             changed = res.type != type_ or not self.same_scope(res)
             self.establish(type_)
-            if changed:
-                gone = {id(r) for r in removed}
-                kept = {r.nexus for r in entries if id(r) not in gone}
-                survivors = [n for n in self.others() if n in kept]
-                self.ua.establish(survivors, RESERVATIONS_RELEASED)
         else:
             # removing registrations: only registrations go; the reservation (if any) stays
             removed = [r for r in entries if r.key == sa_key]
@@ -366,6 +362,8 @@ class PrOut:
         left = pr.reservation
         if left is not None and left.type.all_registrants and not pr.registrations:
             pr.reservation = None
+        if changed:  # the survivors: every I_T nexus still registered but the issuer
+            self.ua.establish(self.others(), RESERVATIONS_RELEASED)
         preempted = list(dict.fromkeys(r.nexus for r in removed if r is not mine))
         self.ua.establish(preempted, REGISTRATIONS_PREEMPTED)
         if abort:

@@ -92,9 +92,8 @@ class Registrations(dict[ITNexus, Registration]):
         dict.__delitem__(self, nexus)
         if not self.seconds:  # the usual case: nothing to promote
             return
-        following = [r for r in self.seconds if r.nexus == nexus]
-        if following:
-            promoted = following[0]
+        promoted = next((r for r in self.seconds if r.nexus == nexus), None)
+        if promoted is not None:
             self.seconds = [r for r in self.seconds if r is not promoted]
             ordered = sorted([*self.values(), promoted], key=_by_seq)
             dict.clear(self)

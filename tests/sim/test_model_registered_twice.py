@@ -138,6 +138,14 @@ def test_a_second_registration_keeps_its_place_when_it_becomes_the_first() -> No
     assert Registrations() == {} and regs != {}, "compared with a plain dict, as a dict"
 
 
+def test_deleting_a_registration_without_a_second_leaves_the_others_seconds() -> None:
+    regs = Registrations()
+    for nexus, key in ((C, 1), (B, 2), (C, 3)):
+        regs.add(Registration(nexus, key))
+    del regs[B]
+    assert [(r.nexus, r.key) for r in regs.entries()] == [(C, 1), (C, 3)]
+
+
 def test_removing_one_registration_leaves_its_twin() -> None:
     regs = Registrations()
     first, second = Registration(C, 7), Registration(C, 7)
