@@ -36,6 +36,7 @@ from scsi_pr.sim.constants import (
     SenseKey,
     Status,
 )
+from scsi_pr.sim.pr_out_data import BIT_SPEC_I_PT, CDB_SERVICE_ACTION, PARAM_FLAGS
 from scsi_pr.sim.result import CommandResult
 from scsi_pr.sim.transportid import TransportId
 
@@ -262,11 +263,11 @@ def spec_i_pt_refused(cdb: bytes, data: bytes, result: CommandResult) -> bool:
     the PR state was cleared. Every refused one counts: leaving an LU in place costs nothing,
     waiting for a removal that never ends costs ``REMOVAL_WAIT_SECONDS``."""
     return (
-        len(cdb) > 1
+        len(cdb) > CDB_SERVICE_ACTION
         and cdb[0] == Opcode.PERSISTENT_RESERVE_OUT
-        and cdb[1] & 0x1F == PersistentReserveOutAction.REGISTER
-        and len(data) > 20
-        and bool(data[20] & 0x08)
+        and cdb[CDB_SERVICE_ACTION] & 0x1F == PersistentReserveOutAction.REGISTER
+        and len(data) > PARAM_FLAGS
+        and bool(data[PARAM_FLAGS] & (1 << BIT_SPEC_I_PT))
         and result.status == Status.CHECK_CONDITION
     )
 

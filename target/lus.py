@@ -226,13 +226,11 @@ class ServedLUs:
         """A session logged in: its I_T nexus exists on every LU from now, before it sends a
         command (LIO's profiles register a SPEC_I_PT TransportID only where one exists, as
         LIO only where the initiator has an ACL, which it has from its login)."""
-        for lun in self.images:
-            self.run(lun, lambda lu: lu.attach(nexus))
+        self._on_every_lu(lambda lu: lu.attach(nexus))
 
     def nexus_loss(self, nexus: ITNexus) -> None:
         """SAM-5 6.3.4 I_T nexus loss, on every LU of the target."""
-        for lun in self.images:
-            self.run(lun, lambda lu: lu.nexus_loss(nexus))
+        self._on_every_lu(lambda lu: lu.nexus_loss(nexus))
 
     def lun_reset(self, lun: int) -> None:
         """SAM-5 7.7 LOGICAL UNIT RESET."""
@@ -240,8 +238,7 @@ class ServedLUs:
 
     def hard_reset(self) -> None:
         """TARGET WARM RESET: a hard reset of every LU (SAM-5 6.3.2)."""
-        for lun in self.images:
-            self.run(lun, lambda lu: lu.hard_reset())
+        self._on_every_lu(LogicalUnit.hard_reset)
 
     def power_cycle(self) -> None:
         """TARGET COLD RESET: like power off and on (RFC 7143 11.5.1); APTPL state survives."""
@@ -250,8 +247,12 @@ class ServedLUs:
             lu.power_loss()
             lu.power_on()
 
+        self._on_every_lu(cycle)
+
+    def _on_every_lu(self, fn: Callable[[LogicalUnit], object]) -> None:
+        """``fn`` on each LU of the target in turn (each with its state current and saved)."""
         for lun in self.images:
-            self.run(lun, cycle)
+            self.run(lun, fn)
 
     def commands_cleared(self, lun: int, nexuses: list[ITNexus]) -> None:
         """CLEAR TASK SET aborted tasks of other I_T nexuses: they get a unit attention
