@@ -15,7 +15,9 @@ from types import SimpleNamespace
 import pytest
 from prtest import (
     SA,
+    drain,
     expect_check,
+    expect_conflict,
     expect_good,
     expect_invalid_field_in_cdb,
     expect_refused,
@@ -295,3 +297,29 @@ def test_spec_i_pt_naming_a_port_twice_registers_it_twice(
     register(a, A)
     expect_good(prout(a, SA.PREEMPT, A, C3, WE))
     assert read_keys(a)[1] == [A] * paths(a)
+
+
+@SPEC_I_PT_ALL_TG_PT
+@pytest.mark.lio_deviation(D.SPEC_I_PT_REGISTERS_TWICE.name)
+def test_preempting_its_own_second_registration_tells_the_issuer(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
+    """LIO: only an I_T nexus's first registration is its own. When the issuer's PREEMPT
+    removes its second one (``spec-i-pt-registers-twice``: same nexus, the key it had before a
+    REGISTER changed the first), the first stays and the issuer is told REGISTRATIONS
+    PREEMPTED, as any nexus that lost a registration. SPC-5 (one registration per I_T nexus):
+    nobody holds that key any more, RESERVATION CONFLICT."""
+    _, b, c = nexuses
+    if not _registered_naming(c, [c.transport_id], path_limits):
+        return
+    expect_good(prout(c, SA.REGISTER, C3, A))  # changes the first registrations only
+    first = [A] * paths(c)
+    r = prout(c, SA.PREEMPT, A, C3, WE)
+    if D.SPEC_I_PT_REGISTERS_TWICE not in device_profile:
+        expect_conflict(r)
+        assert read_keys(b)[1] == first
+        assert drain(c) == []
+        return
+    expect_good(r)
+    assert read_keys(b)[1] == first
+    assert drain(c) == [(0x2A, 0x05)]
