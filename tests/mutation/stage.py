@@ -35,6 +35,14 @@ TARGET_PROTO_TESTS = tuple(
     for name in ("chap", "connection", "datain", "discovery", "errors", "framer", "full_feature",
                  "login", "negotiation", "pdus", "sequencing", "tasks", "text", "transfer")
 )  # fmt: skip
+#: The tests of the target's I/O edge (the asyncio server, its sessions, task management and
+#: LUs), with the protocol core's, for a path under ``target/`` outside ``proto/``: they bind
+#: sockets on the host and take seconds; libiscsi's suites (half a minute) and the layout checks
+#: (they read the checkout, not the stage) stay out.
+TARGET_EDGE_TESTS = tuple(
+    f"tests/target/test_{name}.py"
+    for name in ("server", "lus", "target_profile", "fuzz_live", "target_cli")
+)
 #: What the mutants are made of unless the caller names paths (checkout-relative).
 DEFAULT_TARGETS = ("sim/", "helper/proto/", "helper/executors/status.py")
 #: pytest arguments for every run: hypothesis with a fixed seed, so a mutant's verdict does not
@@ -124,7 +132,11 @@ def build(root: Path, stage: Path, targets: Sequence[str]) -> None:
 
 def tests_for(targets: Iterable[str]) -> tuple[str, ...]:
     """The tests that judge mutants of ``targets``."""
-    if any(t.strip("/").startswith("target/proto") for t in targets):
+    paths = [t.strip("/") for t in targets]
+    if any(p == "target" or (p.startswith("target/") and not p.startswith("target/proto"))
+           for p in paths):  # fmt: skip
+        return TEST_SELECTION + TARGET_PROTO_TESTS + TARGET_EDGE_TESTS
+    if any(p.startswith("target/proto") for p in paths):
         return TEST_SELECTION + TARGET_PROTO_TESTS
     return TEST_SELECTION
 

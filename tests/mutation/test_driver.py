@@ -35,6 +35,24 @@ def test_paths_outside_the_package_are_refused() -> None:
         stage.stage_path(ROOT, "docs/model.md")
 
 
+@pytest.mark.parametrize(
+    ("targets", "extra"),
+    [
+        (["sim/", "helper/proto/"], ()),
+        (["target/proto/framer.py"], stage.TARGET_PROTO_TESTS),
+        (["target/server.py"], stage.TARGET_PROTO_TESTS + stage.TARGET_EDGE_TESTS),
+        (["target/"], stage.TARGET_PROTO_TESTS + stage.TARGET_EDGE_TESTS),
+        (["sim/", "target/proto/", "target/lus.py"],
+         stage.TARGET_PROTO_TESTS + stage.TARGET_EDGE_TESTS),
+    ],
+)  # fmt: skip
+def test_the_target_s_tests_judge_only_its_mutants(targets: list[str], extra: tuple) -> None:
+    """Sockets and live servers only for the target's edge; the sans-IO core's own tests for
+    any path under ``target/``; neither for the model's mutants (they would only cost time)."""
+    assert stage.tests_for(targets) == stage.TEST_SELECTION + extra
+    assert all((ROOT / t).exists() for t in stage.tests_for(targets))
+
+
 def test_mutate_patterns() -> None:
     assert stage.mutate_patterns(ROOT, ["sim/", "helper/proto", "sim/pr_out.py"]) == [
         "scsi_pr/sim/*",
