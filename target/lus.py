@@ -199,7 +199,8 @@ class ServedLUs:
                 SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB, pointer
             )
         if checked is None and (len(cdb) < 12 or int.from_bytes(cdb[6:10], "big") < 16):
-            pointer = FieldPointer(True, 6)
+            # a CDB cut short points at its first missing byte, as the model's LUs do
+            pointer = FieldPointer(True, 6 if len(cdb) >= 12 else len(cdb))
             return CommandResult.check_condition(
                 SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB, pointer
             )

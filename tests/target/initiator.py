@@ -198,3 +198,14 @@ def connect(address: tuple[str, int], name: str, target: str, **kwargs: Any) -> 
     response = initiator.login(target, **kwargs)
     assert response.status == 0, f"login failed: {response.status:#06x}"
     return initiator
+
+
+def until_good(ini: Initiator, lun: int = 0) -> list[tuple[int, int, int] | None]:
+    """TEST UNIT READY until GOOD: the unit attentions reported on the way."""
+    seen = []
+    for _ in range(8):
+        reply = ini.command(bytes(6), lun=lun)  # TEST UNIT READY
+        if reply.status == 0:
+            return seen
+        seen.append(reply.key_asc_ascq)
+    raise AssertionError(f"no GOOD after {seen}")

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import fcntl
+import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from scsi_pr.helper.lu_identity import identify_path
+from scsi_pr.target.lus import ServedLUs
 from scsi_pr.target.server import TargetConfig, TargetServer
 
 T = TypeVar("T")
@@ -68,3 +74,26 @@ class LiveTarget:
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(STARTUP_TIMEOUT)
         self.loop.close()
+
+
+def until(
+    condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition never held"
+) -> None:
+    """Poll ``condition`` until it holds (the deadline only catches a hang)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def locked_elsewhere(lus: ServedLUs, image: Path) -> Iterator[None]:
+    """Within: the LU of ``image`` locked as another process sharing the state dir would lock
+    it (an open file description of our own holds the flock). A command on it then waits on
+    the target's worker thread, and every command after it behind it: commands in flight."""
+    lock = os.open(lus.shared.files(identify_path(image)[0]).lock, os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)  # releases the flock

@@ -29,8 +29,9 @@ def test_parse_size(text: str, size: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "0", "100", "1X", "-1M", "1.5G"])
 def test_parse_size_refuses(text: str) -> None:
-    with pytest.raises(LunConfigError):
+    with pytest.raises(LunConfigError) as refused:
         parse_size(text)
+    assert repr(text) in str(refused.value)  # the user sees what was wrong
 
 
 def test_data_out_length_and_fitting_writes() -> None:
@@ -99,3 +100,80 @@ def test_a_read_over_the_largest_transfer_is_refused_without_reading(tmp_path: P
     assert refused.status == 2 and refused.sense.hex() == "700005000000000a00000000240000c0000a"
     six = lus.execute(0, NEXUS, bytes([0x08, 0, 0, 0, 0, 0])).result  # 256 blocks
     assert six.sense[12] == 0x24 and six.sense[15:18] == bytes([0xC0, 0, 4])
+
+
+def _report_luns(select: int, allocation_length: int) -> bytes:
+    report = bytearray(cdb.report_luns(allocation_length))
+    report[2] = select
+    return bytes(report)
+
+
+LISTED = bytes([0, 0, 0, 24, 0, 0, 0, 0]) + b"".join(bytes([0, n]) + bytes(6) for n in range(3))
+
+
+@pytest.mark.parametrize("lun", [0, 7])  # the LU answers, or the target for an absent LUN
+@pytest.mark.parametrize(("select", "data"), [(0x00, LISTED), (0x02, LISTED), (0x01, bytes(8))],
+                         ids=["all", "all-but-well-known", "well-known"])  # fmt: skip
+def test_report_luns_select_report(lus: ServedLUs, lun: int, select: int, data: bytes) -> None:
+    """SPC-5 REPORT LUNS SELECT REPORT: 00h and 02h list every LUN of the target, 01h (the
+    well-known LUs, of which there are none) an empty list; the list is cut at ALLOCATION
+    LENGTH."""
+    assert lus.execute(lun, NEXUS, _report_luns(select, 64)).result.data == data
+    assert lus.execute(lun, NEXUS, _report_luns(select, 20)).result.data == data[:20]
+
+
+@pytest.mark.parametrize("lun", [0, 7])
+@pytest.mark.parametrize(("report", "byte"), [
+    (_report_luns(0x03, 64), 2),  # a SELECT REPORT no one defined
+    (_report_luns(0x00, 15), 6),  # ALLOCATION LENGTH below 16
+    (_report_luns(0x00, 64)[:11], 11),  # a CDB cut short: its first missing byte
+], ids=["select-report", "allocation-length", "short-cdb"])  # fmt: skip
+def test_report_luns_refusals_point_at_the_field(
+    lus: ServedLUs, lun: int, report: bytes, byte: int
+) -> None:
+    """CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB with the field's byte in the
+    sense-key specific bytes (SKSV, C/D), from a LUN that exists or not."""
+    r = lus.execute(lun, NEXUS, report).result
+    assert (r.status, r.sense[2], r.sense[12:14]) == (2, 0x05, b"\x24\x00"), r
+    assert r.sense[15:18] == bytes([0xC0, 0, byte]), r
+
+
+def test_absent_lun_inquiry_and_request_sense_bytes(lus: ServedLUs) -> None:
+    """For a LUN that does not exist: standard INQUIRY data with PERIPHERAL QUALIFIER 011b
+    and DEVICE TYPE 1Fh (SPC-5 6.7.2), cut at ALLOCATION LENGTH; REQUEST SENSE data saying
+    LOGICAL UNIT NOT SUPPORTED, cut at its ALLOCATION LENGTH; a vital product data page or
+    any other command: CHECK CONDITION, LOGICAL UNIT NOT SUPPORTED."""
+    inquiry = lus.execute(7, NEXUS, cdb.inquiry()).result
+    assert inquiry.status == 0 and inquiry.data == (
+        bytes([0x7F, 0, 0x07, 0x02, 31, 0, 0, 0x02]) + b"SCSI-PR NO LU           0001"
+    )
+    assert lus.execute(7, NEXUS, cdb.inquiry(allocation_length=5)).result.data == inquiry.data[:5]
+    sense = lus.execute(7, NEXUS, cdb.request_sense()).result
+    assert sense.status == 0
+    assert sense.data == bytes.fromhex("700005000000000a00000000250000000000")
+    assert lus.execute(7, NEXUS, cdb.request_sense(8)).result.data == sense.data[:8]
+    for refused in (cdb.inquiry(evpd=True, page=0x83), cdb.inquiry()[:5],
+                    cdb.request_sense()[:5], cdb.read_10(0, 1), b""):  # fmt: skip
+        r = lus.execute(7, NEXUS, refused).result
+        assert (r.status, r.sense[2], r.sense[12:14]) == (2, 0x05, b"\x25\x00"), refused
+
+
+def _verify_10(bytchk: int, blocks: int) -> bytes:
+    return bytes([0x2F, bytchk << 1, 0, 0, 0, 0, 0]) + blocks.to_bytes(2, "big") + bytes(1)
+
+
+def test_data_out_length_of_every_form_that_takes_data() -> None:
+    """What the target must collect before it runs a command: WRITE's TRANSFER LENGTH in
+    blocks (0 is 0 blocks but for WRITE(6)), VERIFY(10)'s only with BYTCHK 01b (SBC-4: the
+    others compare nothing sent), PERSISTENT RESERVE OUT's 4-byte PARAMETER LIST LENGTH; a
+    CDB too short to hold the field, or none at all, asks for nothing."""
+    assert data_out_length(cdb.write_10(0, 0)) == 0
+    assert data_out_length(cdb.write_10(0, 3)[:9]) == 1536  # just long enough
+    assert data_out_length(cdb.write_10(0, 3)[:8]) is None
+    assert data_out_length(_verify_10(0b01, 0x0102)) == 0x0102 * 512
+    assert [data_out_length(_verify_10(b, 3)) for b in (0b00, 0b10, 0b11)] == [None] * 3
+    assert data_out_length(_verify_10(0b01, 3)[:8]) is None
+    prout = bytes([0x5F, 0, 0, 0, 0, 0x01, 0x02, 0x03, 0x04, 0])
+    assert data_out_length(prout) == 0x01020304
+    assert data_out_length(prout[:9]) == 0x01020304 and data_out_length(prout[:8]) is None
+    assert data_out_length(b"") is None and read_length(b"") is None

@@ -7,30 +7,26 @@ session limit, SendTargets, and one LU shared with the helper's ``--backend sim`
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from initiator import Initiator, TargetGone, connect
-from live import TARGET, LiveTarget
+from initiator import Initiator, TargetGone, connect, until_good
+from live import TARGET, LiveTarget, locked_elsewhere, until
 
 from scsi_pr.helper.executors.sim import SimExecutor
-from scsi_pr.helper.lu_identity import identify_path
 from scsi_pr.sim import cdb
 from scsi_pr.sim.constants import PersistentReserveInAction as In
 from scsi_pr.sim.constants import PersistentReserveOutAction as Out
 from scsi_pr.sim.constants import ProtocolIdentifier, ReservationType
 from scsi_pr.sim.pr_in_data import parse_read_full_status, parse_read_keys
 from scsi_pr.sim.transportid import TransportId
-from scsi_pr.target.lus import ServedLUs
 from scsi_pr.target.proto import (
     LoginStatus,
     ReadyToTransfer,
@@ -64,17 +60,6 @@ def read_keys(ini: Initiator) -> tuple[int, ...]:
     reply = ini.command(cdb.persistent_reserve_in(In.READ_KEYS, 512), read=512)
     assert reply.status == GOOD
     return parse_read_keys(reply.data).keys
-
-
-def until_good(ini: Initiator, lun: int = 0) -> list[tuple[int, int, int] | None]:
-    """TEST UNIT READY until GOOD: the unit attentions reported on the way."""
-    seen = []
-    for _ in range(8):
-        reply = ini.command(cdb.test_unit_ready(), lun=lun)
-        if reply.status == GOOD:
-            return seen
-        seen.append(reply.key_asc_ascq)
-    raise AssertionError(f"no GOOD after {seen}")
 
 
 def test_write_then_read_through_the_lun_image(target: LiveTarget, tmp_path: Path) -> None:
@@ -138,33 +123,11 @@ def test_debug_log_traces_every_command_with_its_session_and_answer(
     assert " lun None TEST UNIT READY -> CHECK CONDITION (ILLEGAL REQUEST" in line
 
 
-def until(
-    condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition never held"
-) -> None:
-    """Poll ``condition`` until it holds (the deadline only catches a hang)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def _wait_sessions(target: LiveTarget, count: int) -> None:
     def dropped() -> bool:
         return target.call(lambda: len(target.server.sessions)) <= count  # type: ignore[union-attr]
 
     until(dropped, 10, "the target did not notice the dropped connection")
-
-
-@contextlib.contextmanager
-def _locked_elsewhere(lus: ServedLUs, image: Path) -> Iterator[None]:
-    """Within: the LU of ``image`` locked as another process sharing the state dir would lock
-    it (an open file description of our own holds the flock)."""
-    lock = os.open(lus.shared.files(identify_path(image)[0]).lock, os.O_RDWR)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(lock)  # releases the flock
 
 
 def test_dropped_connection_is_nexus_loss(target: LiveTarget) -> None:
@@ -320,7 +283,7 @@ def test_a_write_whose_data_never_come_ends_its_connection(tmp_path: Path) -> No
             ini.receive()
 
 
-def test_commands_run_on_the_loop_unless_the_lu_is_locked_elsewhere(
+def test_commands_run_on_the_loop_unless_the_lu_islocked_elsewhere(
     target: LiveTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An idle worker and a free LU: a command runs on the loop's own thread (no hand-over).
@@ -355,7 +318,7 @@ def test_commands_run_on_the_loop_unless_the_lu_is_locked_elsewhere(
         thread.start()
         return thread
 
-    with _locked_elsewhere(lus, tmp_path / "lun0.img"):
+    with locked_elsewhere(lus, tmp_path / "lun0.img"):
         threads.clear()
         first = tur(a, 0)
         until(lambda: threads == [(0, LOOP), (0, WORKER)])  # gave way, then waits for the lock
@@ -392,7 +355,7 @@ def test_a_reset_of_every_lu_runs_on_the_worker_once_per_lu(
     a = connect(target.address, HOST_A, TARGET)
     until_good(a)
     answers: list[int] = []
-    with _locked_elsewhere(lus, tmp_path / "lun1.img"):
+    with locked_elsewhere(lus, tmp_path / "lun1.img"):
         calls.clear()
         reset = threading.Thread(target=lambda: answers.append(
             a.task_management(TaskManagementFunction.TARGET_WARM_RESET)))  # fmt: skip
