@@ -69,6 +69,8 @@ BACKSTORES = ("ramdisk", "fileio", "block")
 TUR_TIMEOUT_MS = 10_000
 #: how many commands may answer UNIT ATTENTION before a device counts as not settling
 MAX_STARTUP_UAS = 8
+#: How often a backstore's removal scans configfs again after a removal beside it raced the scan.
+SCAN_RACE_RETRIES = 8
 DEVICE_WAIT_SECONDS = 60.0
 
 
@@ -273,6 +275,25 @@ def new_storage_object(make: Callable[[], T]) -> T:
         return make()
 
 
+def delete_storage_object(so: Any) -> None:
+    """``so.delete()``, scanning again when configfs changed under rtslib's scan.
+
+    rtslib finds a backstore's LUNs by listing every fabric's targets, TPGs and LUN directories
+    one after another, across all of configfs; a LUN removed meanwhile (another lane of the VM
+    tier tearing its rig down, or a removal of ours the kernel is still finishing) makes a
+    listing raise FileNotFoundError. Measured in CI, 6.1, guest-e2e phase: the scan listed
+    ``tpgt_1/lun/lun_0`` and found it gone. The scan only reads, so it is run again, a moment
+    later each time; a removal that keeps failing is raised."""
+    for attempt in range(SCAN_RACE_RETRIES):
+        try:
+            so.delete()
+            return
+        except FileNotFoundError:
+            if attempt == SCAN_RACE_RETRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))  # the removal beside ours finishing
+
+
 def _describe_port(index: int, generation: int) -> InitiatorPort:
     tpg_dir = LOOPBACK / target_wwn(index, generation) / "tpgt_1"
     hctl = _wait_for_hctl(tpg_dir)
@@ -381,7 +402,7 @@ def down(name: str = DEFAULT_NAME, generation: int | None = None) -> list[str]:
                 removed.append(f"loopback/{target.wwn}")
         for so in list(root.storage_objects):
             if so.name == name:
-                so.delete()
+                delete_storage_object(so)
                 removed.append(f"{so.plugin}/{name}")
     if _remove_aptpl(unit_serial(name)):
         removed.append(f"aptpl_{unit_serial(name)}")

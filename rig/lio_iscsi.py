@@ -68,7 +68,7 @@ class LioIscsiTarget:
     def delete(self) -> None:
         if self.target is not None:
             self.target.delete()
-        self.storage.delete()
+        lio.delete_storage_object(self.storage)
 
 
 def _iscsiadm(*args: str) -> None:

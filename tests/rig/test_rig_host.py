@@ -601,3 +601,44 @@ def test_a_driver_error_in_one_lane_is_a_failed_phase_not_a_lost_summary(
     text = capsys.readouterr().out
     assert "driver error: OSError: no space left" in text
     assert "== VM tier summary ==" in text
+
+
+class RacedStorageObject(FakeObject):
+    """A backstore whose rtslib scan finds a LUN directory gone ``races`` times before it
+    completes, as when another rig's LUN is removed during the scan."""
+
+    def __init__(self, rts: FakeRtslib, races: int) -> None:
+        super().__init__(rts, "scsipr3", rts.storage_objects)
+        self.races = races
+
+    def delete(self) -> None:
+        if self.races:
+            self.races -= 1
+            raise FileNotFoundError(2, "No such file or directory", "lun/lun_0")
+        super().delete()
+
+
+@pytest.mark.parametrize("races", [1, lio.SCAN_RACE_RETRIES - 1])
+def test_a_backstore_removal_scans_again_when_configfs_changed_under_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, races: int
+) -> None:
+    rts = _fake_lio(tmp_path, monkeypatch, fault=False)
+    rts.configfs.mkdir()
+    naps: list[float] = []
+    monkeypatch.setattr(lio.time, "sleep", naps.append)
+    RacedStorageObject(rts, races)
+    assert lio.down("scsipr3", 3) == ["rd_mcp/scsipr3"]
+    assert rts.storage_objects == [] and rts.deleted == ["scsipr3"]
+    assert len(naps) == races and naps == sorted(naps)  # a moment longer each time
+
+
+def test_a_backstore_removal_that_keeps_failing_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rts = _fake_lio(tmp_path, monkeypatch, fault=False)
+    rts.configfs.mkdir()
+    monkeypatch.setattr(lio.time, "sleep", lambda seconds: None)
+    so = RacedStorageObject(rts, lio.SCAN_RACE_RETRIES)
+    with pytest.raises(FileNotFoundError):
+        lio.down("scsipr3", 3)
+    assert rts.storage_objects == [so] and so.races == 0  # every retry was spent
