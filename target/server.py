@@ -117,10 +117,6 @@ class TargetServer:
     """Serve ``config`` until ``close``; see the module docstring."""
 
     def __init__(self, config: TargetConfig) -> None:
-        if not 1 <= config.target_port <= config.target_ports:
-            raise ValueError(
-                f"target port {config.target_port} is not one of 1..{config.target_ports}"
-            )
         self.config = config
         self.lus = ServedLUs(
             config.state_dir, config.luns, config.size, config.target_ports, config.profile,

@@ -41,8 +41,8 @@ TARGET_PROTO_TESTS = tuple(
 #: (they read the checkout, not the stage) stay out.
 TARGET_EDGE_TESTS = tuple(
     f"tests/target/test_{name}.py"
-    for name in ("server", "handler", "task_management", "sessions", "lus", "target_profile",
-                 "fuzz_live", "target_cli")
+    for name in ("server", "handler", "task_management", "sessions", "config", "operator_log",
+                 "lus", "target_profile", "fuzz_live", "target_cli")
 )  # fmt: skip
 #: What the mutants are made of unless the caller names paths (checkout-relative).
 DEFAULT_TARGETS = ("sim/", "helper/proto/", "helper/executors/status.py")

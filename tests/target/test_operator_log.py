@@ -1,0 +1,200 @@
+"""The target's log at INFO and above is how its operator learns what happened to each
+session: logins with their digests, reinstatements, task management, logouts, closed
+connections, I_T nexus losses, refusals, internal errors. These tests pin its lines exactly,
+through the live server, so a line that names the wrong session or drops a cause fails."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from initiator import Initiator, TargetGone, connect, until_good
+from live import TARGET, LiveTarget, until
+
+from scsi_pr.target import handler as handler_module
+from scsi_pr.target.handler import peer_name
+from scsi_pr.target.lus import ServedLUs
+from scsi_pr.target.proto import LoginStatus
+from scsi_pr.target.proto.constants import TaskManagementFunction as Tmf
+
+HOST = "iqn.2024-01.test:host-a"
+ISID = 0x400001
+LOGGER = "scsi_pr.target"
+
+
+@pytest.fixture
+def log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        yield caplog
+
+
+def lines(log: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in log.records if r.name.startswith(LOGGER)]
+
+
+def logged(log: pytest.LogCaptureFixture, line: str) -> None:
+    """Wait for ``line`` (the server logs on its own thread)."""
+    until(lambda: line in lines(log), 30, f"never logged: {line!r}; logged: {lines(log)}")
+
+
+def session(ini: Initiator, isid: int = ISID) -> str:
+    """How the log names ``ini``'s session: its I_T nexus' initiator port, TSIH and peer."""
+    host, port = ini.sock.getsockname()[:2]
+    return f"{HOST},i,{isid:#014x} TSIH {ini.tsih} from {host}:{port}"
+
+
+@pytest.mark.parametrize(("host", "port", "name"), [
+    ("127.0.0.1", 3260, "127.0.0.1:3260"),
+    ("::1", 3260, "[::1]:3260"),
+    ("fe80::1", 860, "[fe80::1]:860"),
+])  # fmt: skip
+def test_a_peer_is_named_host_colon_port_with_ipv6_in_brackets(
+    host: str, port: int, name: str
+) -> None:
+    assert peer_name((host, port)) == name
+    assert peer_name((host, port, 0, 0)) == name  # IPv6 sockets give four
+    assert peer_name("/run/a.sock") == "/run/a.sock"  # anything else as it is
+    assert peer_name((host,)) == f"('{host}',)"
+
+
+def test_start_and_stop_say_where_what_and_with_which_limits(
+    tmp_path: Path, log: pytest.LogCaptureFixture
+) -> None:
+    with LiveTarget(tmp_path, luns=2, max_sessions=9, command_window=7,
+                    max_recv_data_segment_length=8192, max_burst_length=131072,
+                    max_write_length=1 << 20) as target:  # fmt: skip
+        host, port = target.address
+    images = f"0: {tmp_path / 'lun0.img'}, 1: {tmp_path / 'lun1.img'}"
+    assert lines(log) == [
+        f"target {TARGET} listening on {host}:{port},1; LUNs {images}",  # portal, group tag
+        "limits: 9 sessions, 7 commands per session, 8192-byte data segments, "
+        "131072-byte bursts, 1048576-byte writes",
+        f"target {TARGET} stopped",
+    ]
+
+
+@pytest.mark.parametrize(("keys", "digests"), [
+    ({}, "header None, data None"),
+    ({"HeaderDigest": "CRC32C"}, "header CRC32C, data None"),
+    ({"DataDigest": "CRC32C"}, "header None, data CRC32C"),
+    ({"HeaderDigest": "CRC32C", "DataDigest": "CRC32C"}, "header CRC32C, data CRC32C"),
+])  # fmt: skip
+def test_a_login_names_the_session_its_type_and_its_digests(
+    tmp_path: Path, log: pytest.LogCaptureFixture, keys: dict[str, str], digests: str
+) -> None:
+    with LiveTarget(tmp_path) as target:
+        ini = Initiator(target.address, HOST, ISID)
+        assert ini.login(TARGET, **keys).status == 0
+        logged(log, f"login: {session(ini)} (Normal session, {digests} digest)")
+        finder = Initiator(target.address, HOST, ISID + 1)
+        assert finder.login(None).status == 0
+        host, port = finder.sock.getsockname()[:2]
+        who = f"discovery TSIH {finder.tsih} from {host}:{port}"
+        logged(log, f"login: {who} (Discovery session, header None, data None digest)")
+        finder.close()
+        logged(log, f"connection closed: {who}: the initiator closed the connection")
+        ini.close()
+    assert not [line for line in lines(log) if line.startswith("I_T nexus loss: discovery")]
+
+
+def test_a_reinstatement_names_both_sessions_and_ends_the_old_one_as_a_nexus_loss(
+    tmp_path: Path, log: pytest.LogCaptureFixture
+) -> None:
+    with LiveTarget(tmp_path) as target:
+        old = connect(target.address, HOST, TARGET)
+        logged(log, f"login: {session(old)} (Normal session, header None, data None digest)")
+        new = connect(target.address, HOST, TARGET)
+        logged(log, f"session reinstatement: {session(new)} replaces TSIH {old.tsih}")
+        logged(log, f"I_T nexus loss: {session(old)} (session reinstated by a new login)")
+        new.close()
+        old.close()
+
+
+def test_task_management_and_logout_name_the_session_and_the_outcome(
+    tmp_path: Path, log: pytest.LogCaptureFixture
+) -> None:
+    with LiveTarget(tmp_path) as target:
+        ini = connect(target.address, HOST, TARGET)
+        until_good(ini)
+        who = session(ini)
+        assert ini.task_management(Tmf.LOGICAL_UNIT_RESET) == 0
+        logged(log, f"task management: {who} LOGICAL_UNIT_RESET -> FUNCTION_COMPLETE")
+        assert ini.task_management(Tmf.ABORT_TASK_SET) == 0
+        logged(log, f"task management: {who} ABORT_TASK_SET -> FUNCTION_COMPLETE")
+        assert ini.task_management(0x3F) == 5
+        logged(log, f"task management: {who} function 0x3f -> "
+                    "TASK_MANAGEMENT_FUNCTION_NOT_SUPPORTED")  # fmt: skip
+        ini.logout()
+        logged(log, f"logout: {who}")
+        logged(log, f"I_T nexus loss: {who} (logout)")
+    assert lines(log).count(f"I_T nexus loss: {who} (logout)") == 1  # not again at the close
+
+
+def test_a_dropped_connection_and_a_stopping_target_are_each_one_nexus_loss(
+    tmp_path: Path, log: pytest.LogCaptureFixture
+) -> None:
+    with LiveTarget(tmp_path) as target:
+        dropped = connect(target.address, HOST, TARGET)
+        who = session(dropped)
+        dropped.close()
+        logged(log, f"connection closed: {who}: the initiator closed the connection")
+        logged(log, f"I_T nexus loss: {who} (the initiator closed the connection)")
+        kept = connect(target.address, HOST, TARGET, isid=ISID + 1)
+        kept_name = session(kept, ISID + 1)
+        logged(log, f"login: {kept_name} (Normal session, header None, data None digest)")
+    assert f"I_T nexus loss: {kept_name} (target stopping)" in lines(log)
+    assert lines(log).count(f"I_T nexus loss: {who} (the initiator closed the connection)") == 1
+
+
+def test_a_refused_login_says_who_and_how_full_the_target_is(
+    tmp_path: Path, log: pytest.LogCaptureFixture
+) -> None:
+    with LiveTarget(tmp_path, max_sessions=1) as target:
+        first = connect(target.address, HOST, TARGET)
+        second = Initiator(target.address, "iqn.2024-01.test:host-b")
+        assert second.login(TARGET).status == LoginStatus.OUT_OF_RESOURCES
+        host, port = second.sock.getsockname()[:2]
+        logged(log, f"refusing a login from ('{host}', {port}): 1 sessions open "
+                    "(--max-sessions 1)")  # fmt: skip
+        first.close()
+        second.close()
+
+
+def test_an_internal_error_names_the_peer_and_its_cause(
+    tmp_path: Path, log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: object, event: object) -> None:
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(handler_module.ConnectionHandler, "_apply", broken)
+    with LiveTarget(tmp_path) as target:
+        ini = connect(target.address, HOST, TARGET)
+        who = session(ini)
+        host, port = ini.sock.getsockname()[:2]
+        with pytest.raises((TargetGone, OSError)):  # no answer: the session ends instead
+            ini.task_management(Tmf.LOGICAL_UNIT_RESET)
+        logged(log, f"{host}:{port}: internal error")
+        logged(log, f"I_T nexus loss: {who} (internal error)")
+    (record,) = [r for r in log.records if r.getMessage() == f"{host}:{port}: internal error"]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert str(record.exc_info[1]) == "broken on purpose"
+
+
+def test_failed_lu_work_nobody_waits_for_is_logged_with_its_cause(
+    tmp_path: Path, log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login's attach runs on the worker without a waiter: its failure would vanish."""
+
+    def broken(self: object, nexus: object) -> None:
+        raise RuntimeError("attach broken on purpose")
+
+    monkeypatch.setattr(ServedLUs, "attach", broken)
+    with LiveTarget(tmp_path) as target:
+        ini = connect(target.address, HOST, TARGET)
+        logged(log, "LU work failed")
+        ini.close()
+    (record,) = [r for r in log.records if r.getMessage() == "LU work failed"]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert str(record.exc_info[1]) == "attach broken on purpose"
