@@ -3,12 +3,14 @@ REPORT LUNS, and LUNs that do not exist."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
 
 from scsi_pr.sim import ITNexus, cdb
 from scsi_pr.target.lus import (
+    MAX_LUNS,
     LunConfigError,
     ServedLUs,
     data_out_length,
@@ -152,7 +154,10 @@ def test_absent_lun_inquiry_and_request_sense_bytes(lus: ServedLUs) -> None:
     assert sense.status == 0
     assert sense.data == bytes.fromhex("700005000000000a00000000250000000000")
     assert lus.execute(7, NEXUS, cdb.request_sense(8)).result.data == sense.data[:8]
-    for refused in (cdb.inquiry(evpd=True, page=0x83), cdb.inquiry()[:5],
+    full = lus.execute(7, NEXUS, cdb.inquiry(allocation_length=0x100)).result
+    assert full.data == inquiry.data  # ALLOCATION LENGTH is two bytes: 0100h is 256
+    for refused in (cdb.inquiry(evpd=True, page=0x83), cdb.inquiry(evpd=True, page=0x00),
+                    cdb.inquiry()[:5],
                     cdb.request_sense()[:5], cdb.read_10(0, 1), b""):  # fmt: skip
         r = lus.execute(7, NEXUS, refused).result
         assert (r.status, r.sense[2], r.sense[12:14]) == (2, 0x05, b"\x25\x00"), refused
@@ -177,3 +182,56 @@ def test_data_out_length_of_every_form_that_takes_data() -> None:
     assert data_out_length(prout) == 0x01020304
     assert data_out_length(prout[:9]) == 0x01020304 and data_out_length(prout[:8]) is None
     assert data_out_length(b"") is None and read_length(b"") is None
+
+
+@pytest.mark.parametrize("count", [1, MAX_LUNS])
+def test_one_to_max_luns_are_served_each_a_private_sparse_image(tmp_path: Path, count: int) -> None:
+    state = tmp_path / "not" / "yet"  # made, parents too
+    lus = ServedLUs(state, count, 1 << 20)
+    assert lus.created == list(range(count))
+    image = state / "lun0.img"
+    assert stat.S_IMODE(image.stat().st_mode) == 0o600  # the disk's data is the owner's
+    assert image.stat().st_blocks * 512 < 1 << 20  # sparse
+
+
+@pytest.mark.parametrize("count", [0, MAX_LUNS + 1])
+def test_a_lun_count_outside_one_to_max_is_refused(tmp_path: Path, count: int) -> None:
+    with pytest.raises(LunConfigError) as refused:
+        ServedLUs(tmp_path, count, 1 << 20)
+    assert str(refused.value) == f"{count} LUNs: serve 1..{MAX_LUNS}"
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_image_that_cannot_be_a_disk_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "lun0.img").mkdir()
+    (tmp_path / "lun1.img").write_bytes(bytes(511))
+    for luns, image in ((1, "lun0.img"), (2, "lun0.img")):
+        with pytest.raises(LunConfigError) as refused:
+            ServedLUs(tmp_path, luns, 1 << 20)
+        assert str(refused.value).startswith(f"{tmp_path / image} is not a usable LUN image")
+    (tmp_path / "lun0.img").rmdir()
+    with pytest.raises(LunConfigError, match=r"lun1\.img is not a usable LUN image"):
+        ServedLUs(tmp_path, 2, 1 << 20)  # a file shorter than one block
+    (tmp_path / "lun1.img").write_bytes(bytes(512))
+    kept = ServedLUs(tmp_path, 2, 1 << 20)  # one block is a disk: kept as it is
+    assert kept.created == [] and kept.size(1) == 512  # lun0: made by the refused start
+
+
+def test_a_state_dir_that_cannot_be_made_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(LunConfigError) as refused:
+        ServedLUs(tmp_path / "file" / "state", 1, 1 << 20)
+    assert str(refused.value).startswith(f"cannot prepare the LUN images in {tmp_path}/file/state:")
+
+
+@pytest.mark.parametrize(("ports", "served"), [(2, False), (3, True)])
+def test_the_lus_have_as_many_target_ports_as_configured(
+    tmp_path: Path, ports: int, served: bool
+) -> None:
+    """A session through port 3 reaches an LU of three ports; an LU of two does not know it."""
+    lus = ServedLUs(tmp_path, 1, 1 << 20, target_ports=ports)
+    nexus = ITNexus.named("iqn.2024-01.test:host,i,0x000000000001", target_port=3)
+    result = lus.execute(0, nexus, cdb.inquiry()).result
+    assert (result.status == 0) is served
+    if not served:
+        assert (result.sense[2], result.sense[12:14]) == (0x05, b"\x25\x00")

@@ -244,3 +244,18 @@ def test_a_write_whose_session_cleared_it_is_rejected_and_never_written(
     assert isinstance(a.receive(), Reject)
     assert a.command(cdb.read_10(7, 1), read=512).data == bytes(512)
     assert until_good(a) == []
+
+
+def test_abort_task_of_a_write_collecting_data_completes_and_the_data_is_refused(
+    target: LiveTarget, a_and_b: tuple[Initiator, Initiator]
+) -> None:
+    """ABORT TASK (SAM-5 7.2) of a write still waiting for its data: the codec ends it, the
+    function is FUNCTION COMPLETE (the task existed), and the data sent after is refused
+    and writes nothing."""
+    a, _ = a_and_b
+    itt, ttt = _write_collecting(a, lun=0)
+    assert a.task_management(F.ABORT_TASK, referenced=itt) == 0
+    _send_data(a, itt, ttt, lun=0)
+    assert isinstance(a.receive(), Reject)
+    assert a.command(cdb.read_10(7, 1), read=512).data == bytes(512)
+    assert a.task_management(F.ABORT_TASK, referenced=itt) == 1  # TASK DOES NOT EXIST now
