@@ -8,6 +8,7 @@ so a target that stops answering fails the test instead of hanging it.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,22 @@ from scsi_pr.target.proto import (
 from scsi_pr.target.proto.text import build_text, parse_text
 
 TIMEOUT = 10.0
+SECURITY, OPERATIONAL, FULL_FEATURE = 0, 1, 3  # login stages (RFC 7143 11.12.3)
+MUTUAL_IDENTIFIER, MUTUAL_CHALLENGE = 9, bytes.fromhex("00112233445566778899aabbccddeeff")
 MAX_RECV = 262144  # the MaxRecvDataSegmentLength this initiator declares
+
+
+@dataclass(frozen=True)
+class Chap:
+    """The initiator's CHAP name and secret, and the target's for mutual CHAP."""
+
+    name: str
+    secret: bytes
+    mutual: tuple[str, bytes] | None = None
+
+
+def _md5(identifier: int, secret: bytes, challenge: bytes) -> str:
+    return hashlib.md5(bytes([identifier]) + secret + challenge).hexdigest()
 
 
 class TargetGone(Exception):
@@ -98,33 +114,61 @@ class Initiator:
         return self.itt
 
     # -- login and logout ---------------------------------------------------------------------
-    def login(self, target: str | None, digests: bool = False, **keys: str) -> LoginResponse:
-        """Security stage skipped, operational stage with the given keys, to full feature."""
-        pairs: dict[str, str] = {"InitiatorName": self.name}
+    def login(self, target: str | None, digests: bool = False, *, chap: Chap | None = None,
+              tsih: int = 0, **keys: str) -> LoginResponse:  # fmt: skip
+        """The security stage skipped (or CHAP with ``chap``), then the operational stage with
+        the given keys, to full feature phase; ``tsih`` nonzero asks to join that session."""
+        identity: dict[str, str] = {"InitiatorName": self.name}
         if target is None:
-            pairs["SessionType"] = "Discovery"
+            identity["SessionType"] = "Discovery"
         else:
-            pairs |= {"TargetName": target, "SessionType": "Normal"}
+            identity |= {"TargetName": target, "SessionType": "Normal"}
+        pairs: dict[str, str] = identity
+        if chap is not None:
+            response = self._chap(identity, chap, tsih)
+            if response.status != 0:
+                return response
+            pairs = {}  # the identity went with the security stage
         digest = "CRC32C" if digests else "None"
         pairs |= {"HeaderDigest": digest, "DataDigest": digest, "InitialR2T": "Yes",
                   "ImmediateData": "No", "MaxRecvDataSegmentLength": str(MAX_RECV)}  # fmt: skip
         pairs |= keys
-        request = LoginRequest(transit=True, csg=1, nsg=3, isid=self.isid, cmd_sn=self.cmd_sn,
-                               initiator_task_tag=self.next_itt(),
-                               data=build_text(pairs.items()))  # fmt: skip
-        self.send(request)
-        response = self.receive()
-        assert isinstance(response, LoginResponse)
+        response = self.login_step(OPERATIONAL, FULL_FEATURE, pairs, tsih)
         while response.status == 0 and not response.transit:  # the target offers keys
             answers = {k: v for k, v in parse_text(response.data) if k == "FirstBurstLength"}
-            self.send(LoginRequest(transit=True, csg=1, nsg=3, isid=self.isid, cmd_sn=self.cmd_sn,
-                                   initiator_task_tag=self.itt,
-                                   data=build_text(answers.items())))  # fmt: skip
-            response = self.receive()
-            assert isinstance(response, LoginResponse)
+            response = self.login_step(OPERATIONAL, FULL_FEATURE, answers, tsih)
         if response.status == 0:
             self.tsih = response.tsih
             self.framer.set_digests(digests, digests)
+        return response
+
+    def login_step(self, csg: int, nsg: int, pairs: dict[str, str], tsih: int) -> LoginResponse:
+        if not self.itt:
+            self.next_itt()  # one task tag for the whole login
+        self.send(LoginRequest(transit=True, csg=csg, nsg=nsg, isid=self.isid, tsih=tsih,
+                               cmd_sn=self.cmd_sn, initiator_task_tag=self.itt,
+                               data=build_text(pairs.items())))  # fmt: skip
+        response = self.receive()
+        assert isinstance(response, LoginResponse)
+        return response
+
+    def _chap(self, identity: dict[str, str], chap: Chap, tsih: int) -> LoginResponse:
+        """RFC 7143 12.1.3 from the initiator's side, MD5 computed here (RFC 1994), not with
+        the target's code; a mutual proof the target sends back is checked."""
+        first = self.login_step(SECURITY, OPERATIONAL, identity | {"AuthMethod": "CHAP"}, tsih)
+        if first.status != 0:
+            return first
+        offered = dict(parse_text(self.login_step(SECURITY, OPERATIONAL, {"CHAP_A": "5"},
+                                                   tsih).data))  # fmt: skip
+        identifier, challenge = int(offered["CHAP_I"]), bytes.fromhex(offered["CHAP_C"][2:])
+        keys = {"CHAP_N": chap.name, "CHAP_R": "0x" + _md5(identifier, chap.secret, challenge)}
+        if chap.mutual is not None:
+            keys |= {"CHAP_I": str(MUTUAL_IDENTIFIER), "CHAP_C": "0x" + MUTUAL_CHALLENGE.hex()}
+        response = self.login_step(SECURITY, OPERATIONAL, keys, tsih)
+        if response.status == 0 and chap.mutual is not None:
+            name, secret = chap.mutual
+            proof = _md5(MUTUAL_IDENTIFIER, secret, MUTUAL_CHALLENGE)
+            assert dict(parse_text(response.data)) == {"CHAP_N": name, "CHAP_R": "0x" + proof}
         return response
 
     def logout(self) -> LogoutResponse:
