@@ -42,8 +42,7 @@ TARGET_PROTO_TESTS = tuple(
 TARGET_EDGE_TESTS = tuple(
     f"tests/target/test_{name}.py"
     for name in ("server", "handler", "task_management", "sessions", "config", "operator_log",
-                 "live_login",
-                 "lus", "target_profile", "fuzz_live", "target_cli")
+                 "live_login", "lus", "target_profile", "fuzz_live", "target_cli")
 )  # fmt: skip
 #: What the mutants are made of unless the caller names paths (checkout-relative).
 DEFAULT_TARGETS = ("sim/", "helper/proto/", "helper/executors/status.py")
