@@ -34,6 +34,10 @@ class LiveTarget:
         self._thread = threading.Thread(target=self._run, name="live-target", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        #: what the loop reported unhandled (a callback's or a task's exception): a test
+        #: whose target failed inside fails too, even when the socket side looked fine
+        self.unhandled: list[dict[str, Any]] = []
+        self.loop.set_exception_handler(lambda loop, context: self.unhandled.append(context))
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -74,6 +78,9 @@ class LiveTarget:
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(STARTUP_TIMEOUT)
         self.loop.close()
+        if self.unhandled and exc[0] is None:
+            messages = [f"{c.get('message')}: {c.get('exception')!r}" for c in self.unhandled]
+            raise AssertionError(f"the target's loop had unhandled errors: {messages}")
 
 
 def until(
