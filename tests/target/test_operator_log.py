@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from initiator import Initiator, TargetGone, connect, until_good
+from initiator import Chap, Initiator, TargetGone, connect, until_good
 from live import TARGET, LiveTarget, until
 
 from scsi_pr.target import handler as handler_module
 from scsi_pr.target.handler import peer_name
 from scsi_pr.target.lus import ServedLUs
-from scsi_pr.target.proto import LoginStatus
+from scsi_pr.target.proto import ChapCredentials, ChapPolicy, LoginStatus
 from scsi_pr.target.proto.constants import TaskManagementFunction as Tmf
 
 HOST = "iqn.2024-01.test:host-a"
@@ -198,3 +198,19 @@ def test_failed_lu_work_nobody_waits_for_is_logged_with_its_cause(
     (record,) = [r for r in log.records if r.getMessage() == "LU work failed"]
     assert record.levelno == logging.ERROR and record.exc_info is not None
     assert str(record.exc_info[1]) == "attach broken on purpose"
+
+
+def test_a_failed_login_names_the_peer_the_error_and_why(
+    tmp_path: Path, log: pytest.LogCaptureFixture
+) -> None:
+    policy = ChapPolicy(ChapCredentials("host-a-user", b"host-a-secret-1"))
+    with LiveTarget(tmp_path, chap=policy) as target:
+        ini = Initiator(target.address, HOST)
+        assert ini.login(TARGET, chap=Chap("host-a-user", b"wrong-secret-1")).status != 0
+        host, port = ini.sock.getsockname()[:2]
+        why = "AUTHENTICATION_FAILURE: CHAP response of 'host-a-user' does not match"
+        logged(log, f"{host}:{port}: LoginFailed: {why}")
+        logged(log, f"connection closed: {host}:{port}: login failed: {why}")
+        (record,) = [r for r in log.records if "LoginFailed" in r.getMessage()]
+        assert record.levelno == logging.WARNING
+        ini.close()
