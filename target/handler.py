@@ -269,8 +269,9 @@ class ConnectionHandler:
         return hit
 
     def abort_collecting(self, lun: int | None) -> bool:
-        """Abort this connection's writes still collecting data on ``lun`` (None: every LUN)
-        for another session's function; whether there were any."""
+        """Abort this connection's writes still collecting data, and its commands waiting
+        behind a CmdSN gap, on ``lun`` (None: every LUN) for another session's function;
+        whether there were any."""
         aborted = self.conn.abort_collecting(lun)
         self.pump()
         return bool(aborted)

@@ -158,7 +158,8 @@ class TargetConnection:
 
     def abort_collecting(self, lun: int | None) -> list[int]:
         """Another session's LUN- or target-wide function: end this session's writes still
-        collecting data on ``lun`` (None: every LUN), without replies. Their ITTs."""
+        collecting data on ``lun`` (None: every LUN) and its commands waiting behind a CmdSN
+        gap there, without replies. Their ITTs."""
         if self.session is not None and not self.should_close:
             return self.session.abort_collecting(lun)
         return []

@@ -168,14 +168,16 @@ class CommandWindow(Generic[T]):
         self._held.setdefault(cmd_sn, PLUGGED)
         return True
 
-    def withdraw(self, match: Callable[[T], bool]) -> T | None:
-        """Remove a held request ``match`` picks (an ABORT TASK of a command waiting behind a
-        gap); its CmdSN stays received, so the gap's end does not wait for it again."""
+    def withdraw(self, match: Callable[[T], bool]) -> list[T]:
+        """Remove the held requests ``match`` picks (aborted while waiting behind a gap: by an
+        ABORT TASK naming one, or a function over their task set); their CmdSNs stay
+        received, so the gap's end does not wait for them again."""
+        taken: list[T] = []
         for cmd_sn, item in self._held.items():
             if item is not PLUGGED and match(item):  # type: ignore[arg-type]
                 self._held[cmd_sn] = PLUGGED
-                return item  # type: ignore[return-value]
-        return None
+                taken.append(item)  # type: ignore[arg-type]
+        return taken
 
     @property
     def held(self) -> int:

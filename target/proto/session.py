@@ -380,7 +380,11 @@ class FullFeatureSession:
                 )
             )
 
-        aborted = self._abort_collecting(hit)
+        # RFC 7143 11.5.1: a function acts on every command of the session with a CmdSN
+        # lower than its own, those still waiting behind a CmdSN gap too
+        aborted = self._abort_collecting(hit) + self._withdraw_held(
+            lambda itt, command: sn_lt(command.cmd_sn, request.cmd_sn) and hit(itt, command)
+        )
         self._tasks[request.initiator_task_tag] = _Task(request)
         self._emit(
             TaskManagementReceived(
@@ -399,10 +403,8 @@ class FullFeatureSession:
         received, closing the gap a lost command left ("Function complete"); else "Task does
         not exist"."""
         rtt = request.referenced_task_tag
-        held = self.window.withdraw(
-            lambda item: isinstance(item, ScsiCommand) and item.initiator_task_tag == rtt
-        )
-        if held is not None or (
+        held = self._withdraw_held(lambda itt, _: itt == rtt)
+        if held or (
             sn_lt(request.ref_cmd_sn, request.cmd_sn) and self.window.plug(request.ref_cmd_sn)
         ):
             return TaskManagementResponseCode.FUNCTION_COMPLETE
@@ -422,11 +424,24 @@ class FullFeatureSession:
                 aborted.append(itt)
         return aborted
 
+    def _withdraw_held(self, hit: Callable[[int, ScsiCommand], bool]) -> list[int]:
+        """End the commands waiting behind a CmdSN gap that ``hit`` names: never run, no
+        response (an aborted task), their CmdSNs received. Their ITTs."""
+        held = self.window.withdraw(
+            lambda item: isinstance(item, ScsiCommand) and hit(item.initiator_task_tag, item)
+        )
+        return [command.initiator_task_tag for command in held]
+
     def abort_collecting(self, lun: int | None) -> list[int]:
         """Another session's CLEAR TASK SET, LOGICAL UNIT RESET or TARGET WARM RESET: end this
-        session's writes still collecting data on ``lun`` (None: every LUN), as the issuing
-        session's own are (SAM-5 7.5, 7.6, 7.9: every I_T nexus's tasks). Their ITTs."""
-        aborted = self._abort_collecting(lambda _, c: lun is None or decode_lun(c.lun) == lun)
+        session's writes still collecting data on ``lun`` (None: every LUN), and its commands
+        waiting behind a CmdSN gap there, as the issuing session's own are (SAM-5 7.5, 7.6,
+        7.9: every I_T nexus's tasks). Their ITTs."""
+
+        def hit(_: int, command: ScsiCommand) -> bool:
+            return lun is None or decode_lun(command.lun) == lun
+
+        aborted = self._abort_collecting(hit) + self._withdraw_held(hit)
         self._run_ready()
         return aborted
 

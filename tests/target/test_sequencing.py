@@ -195,11 +195,20 @@ def test_a_withdrawn_command_never_runs_and_its_cmd_sn_is_received() -> None:
     window: CommandWindow[str] = CommandWindow(exp_cmd_sn=10, depth=4)
     send(window, 11, "b")
     send(window, 12, "c")
-    assert window.withdraw(lambda item: item == "x") is None
-    assert window.withdraw(lambda item: item == "b") == "b" and window.held == 1
-    assert window.withdraw(lambda item: item == "b") is None
+    assert window.withdraw(lambda item: item == "x") == []
+    assert window.withdraw(lambda item: item == "b") == ["b"] and window.held == 1
+    assert window.withdraw(lambda item: item == "b") == []
     assert send(window, 10, "a") == ["a", "c"]
     assert window.exp_cmd_sn == 13 and window.outstanding == 2
+
+
+def test_every_held_command_a_function_covers_is_withdrawn() -> None:
+    window: CommandWindow[str] = CommandWindow(exp_cmd_sn=10, depth=8)
+    for cmd_sn, item in ((11, "b1"), (12, "c"), (13, "b2")):
+        send(window, cmd_sn, item)
+    assert window.withdraw(lambda item: item.startswith("b")) == ["b1", "b2"]
+    assert window.held == 1
+    assert send(window, 10, "a") == ["a", "c"] and window.exp_cmd_sn == 14
 
 
 def test_finishing_nothing_is_a_local_error() -> None:

@@ -12,6 +12,7 @@ from scsi_pr.target.proto import (
     ReadyToTransfer,
     Reject,
     RejectReason,
+    ScsiCommand,
     ScsiDataIn,
     ScsiDataOut,
     TaskManagementFunction,
@@ -172,3 +173,73 @@ def test_aborted_command_gets_no_reply_and_frees_its_slot() -> None:
     ini.conn.complete_command(1, 0, data=bytes(512))
     (pdu,) = ini.pull()
     assert isinstance(pdu, ScsiDataIn) and pdu.max_cmd_sn == 109  # two slots opened
+
+
+LUN_3 = 3 << 48  # single level, peripheral addressing
+
+
+def _held_reads(ini: Initiator, *luns: int) -> None:
+    """CmdSN 100 lost: reads numbered 101, 102, ... (ITT 11, 12, ...) on ``luns`` wait."""
+    ini.cmd_sn = 101
+    for n, lun in enumerate(luns, start=1):
+        ini.send(ScsiCommand(read=True, lun=lun, initiator_task_tag=10 + n, cmd_sn=ini.cmd_sn,
+                             expected_data_transfer_length=512, cdb=READ_10))  # fmt: skip
+        ini.cmd_sn += 1
+    assert not any(isinstance(e, CommandReceived) for e in ini.events)
+
+
+def _received(ini: Initiator) -> list[int]:
+    return [e.initiator_task_tag for e in ini.events if isinstance(e, CommandReceived)]
+
+
+@pytest.mark.parametrize(
+    ("function", "lun", "aborted"),
+    [
+        (TaskManagementFunction.ABORT_TASK_SET, LUN_3, (12,)),
+        (TaskManagementFunction.CLEAR_TASK_SET, 0, (11, 13)),
+        (TaskManagementFunction.LOGICAL_UNIT_RESET, LUN_3, (12,)),
+        (TaskManagementFunction.TARGET_WARM_RESET, 0, (11, 12, 13)),
+    ],
+)
+def test_a_function_aborts_the_commands_it_covers_waiting_behind_a_gap(
+    function: int, lun: int, aborted: tuple[int, ...]
+) -> None:
+    """RFC 7143 11.5.1: it acts on every command of the session with a lower CmdSN, the ones
+    held behind a CmdSN gap too. They never run and get no response; the others run once
+    the gap closes, in CmdSN order."""
+    ini = Initiator()
+    ini.login()
+    _held_reads(ini, 0, LUN_3, 0)
+    ini.send(TaskManagementFunctionRequest(immediate=True, function=function, lun=lun,
+                                           initiator_task_tag=9, cmd_sn=ini.cmd_sn))  # fmt: skip
+    assert ini.last(TaskManagementReceived).aborted == aborted
+    ini.conn.complete_task_management(9, TaskManagementResponseCode.FUNCTION_COMPLETE)
+    ini.pull()
+    ini.cmd_sn = 100
+    ini.command(10, READ_10, 512, read=True)
+    assert _received(ini) == [10] + [itt for itt in (11, 12, 13) if itt not in aborted]
+
+
+def test_a_command_numbered_after_the_function_is_not_covered() -> None:
+    """Only commands with a CmdSN lower than the function's: one at or after it came later."""
+    ini = Initiator()
+    ini.login()
+    _held_reads(ini, LUN_3, LUN_3)  # CmdSN 101 and 102
+    ini.send(TaskManagementFunctionRequest(immediate=True, lun=LUN_3, initiator_task_tag=9,
+                                           function=TaskManagementFunction.ABORT_TASK_SET,
+                                           cmd_sn=102))  # fmt: skip
+    assert ini.last(TaskManagementReceived).aborted == (11,)
+    ini.cmd_sn = 100
+    ini.command(10, READ_10, 512, read=True)
+    assert _received(ini) == [10, 12]
+
+
+def test_another_sessions_function_aborts_the_commands_held_on_its_lun() -> None:
+    ini = Initiator()
+    ini.login()
+    _held_reads(ini, 0, LUN_3)
+    assert ini.conn.abort_collecting(3) == [12]
+    assert ini.conn.abort_collecting(3) == []
+    ini.cmd_sn = 100
+    ini.command(10, READ_10, 512, read=True)
+    assert _received(ini) == [10, 11]
