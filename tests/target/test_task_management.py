@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from initiator import Initiator, connect, until_good
+from initiator import Initiator, TargetGone, connect, until_good
 from live import TARGET, LiveTarget, locked_elsewhere, until
 
 from scsi_pr.sim import cdb
@@ -37,6 +37,8 @@ GOOD, RESERVATION_CONFLICT = 0x00, 0x18
 RESERVE_6, RELEASE_6 = bytes([0x16, 0, 0, 0, 0, 0]), bytes([0x17, 0, 0, 0, 0, 0])
 COMMANDS_CLEARED = (0x06, 0x2F, 0x00)  # COMMANDS CLEARED BY ANOTHER INITIATOR
 LUN_RESET_UA = (0x06, 0x29, 0x03)
+RESET_UA = (0x06, 0x29, 0x00)  # POWER ON, RESET, OR BUS DEVICE RESET OCCURRED
+POWER_ON_UA = (0x06, 0x29, 0x01)  # POWER ON OCCURRED
 F = TaskManagementFunction
 
 
@@ -259,3 +261,41 @@ def test_abort_task_of_a_write_collecting_data_completes_and_the_data_is_refused
     assert isinstance(a.receive(), Reject)
     assert a.command(cdb.read_10(7, 1), read=512).data == bytes(512)
     assert a.task_management(F.ABORT_TASK, referenced=itt) == 1  # TASK DOES NOT EXIST now
+
+
+def test_target_warm_reset_is_a_hard_reset_of_every_lu_and_sessions_go_on(
+    target: LiveTarget, a_and_b: tuple[Initiator, Initiator]
+) -> None:
+    """TARGET WARM RESET (SAM-5 6.3.2): on every LU, the SPC-2 reservation is released and
+    every nexus gets POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29h/00h); persistent
+    reservations and the sessions stay."""
+    a, b = a_and_b
+    assert a.command(RESERVE_6, lun=1).status == GOOD
+    command, data = cdb.prout(0x00, 0, 0xA)  # REGISTER key A
+    assert a.command(command, data=data).status == GOOD
+    assert b.task_management(F.TARGET_WARM_RESET) == 0
+    for ini in (a, b):
+        assert until_good(ini) == [RESET_UA] and until_good(ini, lun=1) == [RESET_UA]
+    assert b.command(RESERVE_6, lun=1).status == GOOD  # a's was released
+    reply = a.command(cdb.persistent_reserve_in(0x00, 64), read=64)
+    assert reply.data[8:16] == (0xA).to_bytes(8, "big")  # registrations survive
+
+
+def test_target_cold_reset_power_cycles_every_lu_then_ends_every_session(
+    target: LiveTarget, a_and_b: tuple[Initiator, Initiator]
+) -> None:
+    """TARGET COLD RESET (RFC 7143 11.5.1): a power cycle of every LU (registrations without
+    APTPL go), answered, then every session ends; a new session is told POWER ON OCCURRED
+    (29h/01h) on each LU, and nothing else (no I_T nexus loss on top: the power cycle
+    already told every nexus)."""
+    a, b = a_and_b
+    command, data = cdb.prout(0x00, 0, 0xA)
+    assert a.command(command, data=data).status == GOOD
+    assert a.task_management(F.TARGET_COLD_RESET) == 0
+    for ini in (a, b):
+        with pytest.raises((TargetGone, OSError)):
+            ini.receive()
+    again = connect(target.address, HOST_A, TARGET)  # a's I_T nexus again
+    assert until_good(again) == [POWER_ON_UA] and until_good(again, lun=1) == [POWER_ON_UA]
+    reply = again.command(cdb.persistent_reserve_in(0x00, 64), read=64)
+    assert reply.data[4:8] == bytes(4)  # no registrations: APTPL was off
