@@ -84,7 +84,7 @@ def data_out_length(cdb: bytes, block_size: int = LU_BLOCK_SIZE) -> int | None:
     opcode = cdb[0] if cdb else -1
     if (blocks := _transfer_blocks(cdb, TRANSFER_LENGTH)) is not None:
         return blocks * block_size
-    if opcode == Opcode.VERIFY_10 and len(cdb) >= 9 and (cdb[1] >> 1) & 0x03 == 0b01:
+    if opcode == Opcode.VERIFY_10 and len(cdb) >= 10 and (cdb[1] >> 1) & 0x03 == 0b01:
         return int.from_bytes(cdb[7:9], "big") * block_size  # BYTCHK 01b: compare data-out
     if opcode == Opcode.PERSISTENT_RESERVE_OUT and len(cdb) >= 9:
         return int.from_bytes(cdb[5:9], "big")  # PARAMETER LIST LENGTH

@@ -235,3 +235,40 @@ def test_the_lus_have_as_many_target_ports_as_configured(
     assert (result.status == 0) is served
     if not served:
         assert (result.sense[2], result.sense[12:14]) == (0x05, b"\x25\x00")
+
+
+def test_an_absent_luns_report_luns_reads_the_whole_cdb_and_never_raises(lus: ServedLUs) -> None:
+    """ALLOCATION LENGTH is four bytes (16 is enough, 2**24 too); SELECT REPORT is byte 2; a
+    CDB cut anywhere is refused at its first missing byte, never an exception."""
+    listed = bytes([0, 0, 0, 24, 0, 0, 0, 0]) + b"".join(bytes([0, n]) + bytes(6) for n in range(3))
+    assert lus.execute(7, NEXUS, cdb.report_luns(16)).result.data == listed[:16]
+    assert lus.execute(7, NEXUS, cdb.report_luns(1 << 24)).result.data == listed
+    for length in range(1, 12):
+        r = lus.execute(7, NEXUS, cdb.report_luns(64)[:length]).result
+        assert (r.status, r.sense[12], r.sense[16:18]) == (2, 0x24, length.to_bytes(2, "big"))
+    bad_select = lus.execute(7, NEXUS, bytes([0xA0, 0, 0x05])).result
+    assert bad_select.sense[16:18] == (2).to_bytes(2, "big")  # SELECT REPORT, not the length
+
+
+def test_a_write_with_more_data_than_its_blocks_writes_only_its_blocks(lus: ServedLUs) -> None:
+    answer = lus.execute(0, NEXUS, cdb.write_10(3, 1), b"W" * 1024, write=True)
+    assert (answer.result.status, answer.transferred) == (0, 512)  # an overflow residual
+    assert lus.execute(0, NEXUS, cdb.read_10(3, 2)).result.data == b"W" * 512 + bytes(512)
+
+
+def test_a_command_without_data_out_has_no_residual_unless_data_came(lus: ServedLUs) -> None:
+    assert lus.execute(0, NEXUS, cdb.test_unit_ready()).transferred is None
+    assert lus.execute(0, NEXUS, cdb.test_unit_ready(), b"", write=True).transferred == 0
+
+
+def test_the_default_lus_have_two_target_ports(tmp_path: Path) -> None:
+    """As many as the helper's default --target-ports: port 3 is not one of them."""
+    lus = ServedLUs(tmp_path, 1, 1 << 20)
+    for port, status in ((2, 0), (3, 2)):
+        nexus = ITNexus.named("iqn.2024-01.test:host,i,0x000000000001", target_port=port)
+        assert lus.execute(0, nexus, cdb.inquiry()).result.status == status
+
+
+@pytest.mark.parametrize(("length", "size"), [(9, None), (10, 1024)])
+def test_verify_10_takes_its_data_from_a_whole_cdb(length: int, size: int | None) -> None:
+    assert data_out_length(_verify_10(1, 2)[:length]) == size

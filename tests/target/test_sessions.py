@@ -33,7 +33,7 @@ def test_tsihs_are_unique_among_connections_and_reused_once_released(
     assert [table.reserve_tsih() for _ in range(3)] == [1, 2, 3]
     table.release_tsih(2)
     assert [table.reserve_tsih(), table.reserve_tsih()] == [4, 2]
-    with pytest.raises(S.NoTsihLeft):
+    with pytest.raises(S.NoTsihLeft, match=r"^every TSIH is in use$"):
         table.reserve_tsih()
     table.release_tsih(3)
     assert table.reserve_tsih() == 3
@@ -78,3 +78,14 @@ def test_a_session_names_its_initiator_port_or_says_discovery() -> None:
         f"{HOST.lower()},i,0x23d000000001 TSIH 3 from 127.0.0.1:4000"  # names compare lower
     )
     assert str(_session(4, discovery=True)) == "discovery TSIH 4 from 127.0.0.1:4000"
+
+
+@pytest.mark.parametrize("port", [1, 2, 0xFFFF])
+def test_a_sessions_nexus_is_its_initiator_port_through_the_configured_target_port(
+    port: int,
+) -> None:
+    params = SessionParameters(initiator_name=HOST, isid=0x23D000001, tsih=1,
+                               session_type="Normal")  # fmt: skip
+    nexus = nexus_of(params, port)
+    assert nexus is not None and nexus.target_port == port
+    assert str(nexus.initiator) == f"{HOST.lower()},i,0x00023d000001"  # names compare lowercased
