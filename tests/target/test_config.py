@@ -119,3 +119,16 @@ def test_a_connection_gets_the_configured_timers_and_names_the_portal_it_came_to
         assert unknown.portals == (Portal("0.0.0.0", 3260, PORTAL_GROUP_TAG),)
     finally:
         server._worker.shutdown()
+
+
+def test_the_lus_are_served_with_the_configured_profile_ports_and_read_limit(
+    tmp_path: Path,
+) -> None:
+    server = TargetServer(config(state_dir=tmp_path, size=1 << 20, profile="lio-6.12",
+                                 target_ports=3, max_write_length=4096))  # fmt: skip
+    try:
+        shared = server.lus.shared
+        assert shared.profile is not None and shared.profile.name == "lio-6.12"
+        assert shared.target_ports == (1, 2, 3) and server.lus.max_read == 4096
+    finally:
+        server._worker.shutdown()

@@ -29,6 +29,8 @@ from scsi_pr.sim.pr_in_data import parse_read_full_status, parse_read_keys
 from scsi_pr.sim.transportid import TransportId
 from scsi_pr.target.proto import (
     LoginStatus,
+    LogoutRequest,
+    LogoutResponse,
     ReadyToTransfer,
     Reject,
     ScsiCommand,
@@ -379,3 +381,41 @@ def test_a_login_is_an_i_t_nexus_before_its_first_command(tmp_path: Path, profil
                                   transport_ids=[b_port])  # fmt: skip
         assert a.command(command, data=data).status == GOOD
         assert sorted(read_keys(a)) == [0xA, 0xA]  # the issuer's and B's
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_each_portal_is_listened_on_and_a_restart_takes_its_port_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The configured port, not any; every portal; and after sessions the target closed
+    (their TIME_WAIT on the target's side), a new target binds the same port at once
+    (SO_REUSEADDR), as a restarted service must."""
+    port = _free_port()
+    with (
+        caplog.at_level(logging.INFO, logger="scsi_pr.target"),
+        LiveTarget(tmp_path, portals=(("127.0.0.1", port), ("127.0.0.1", 0))) as target,
+    ):
+        assert target.server is not None
+        first, second = target.server.addresses
+        assert first == ("127.0.0.1", port) and second[1] not in (0, port)
+        for address in (first, second):
+            ini = connect(address, HOST_A, TARGET)
+            ini.send(LogoutRequest(immediate=True, initiator_task_tag=ini.next_itt(),
+                                   cmd_sn=ini.cmd_sn, exp_stat_sn=ini.exp_stat_sn))  # fmt: skip
+            assert isinstance(ini.receive(), LogoutResponse)
+            assert ini.sock.recv(1) == b""  # the target closed first: TIME_WAIT is its
+            ini.close()
+    listening = [r.getMessage() for r in caplog.records if " listening on " in r.getMessage()]
+    assert (
+        listening[0]
+        .split(" listening on ")[1]
+        .startswith(f"127.0.0.1:{port},1, 127.0.0.1:{second[1]},1; LUNs ")
+    )
+    with LiveTarget(tmp_path, portals=(("127.0.0.1", port),)) as again:
+        assert again.address == ("127.0.0.1", port)
+        until_good(connect(again.address, HOST_A, TARGET))
