@@ -4,6 +4,7 @@ error ends the session instead of leaving it waiting."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +45,10 @@ def _stall(target: LiveTarget, tmp_path: Path, seconds: float) -> None:
 
 
 def test_a_failing_lu_is_a_hardware_error_not_a_dropped_command(
-    target: LiveTarget, a: Initiator, monkeypatch: pytest.MonkeyPatch
+    target: LiveTarget,
+    a: Initiator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A state dir the LUs cannot use (here: any exception) still answers as SCSI: CHECK
     CONDITION, HARDWARE ERROR, INTERNAL TARGET FAILURE; the session goes on."""
@@ -54,8 +58,14 @@ def test_a_failing_lu_is_a_hardware_error_not_a_dropped_command(
         raise OSError("state dir gone")
 
     monkeypatch.setattr(target.server.lus, "execute", broken)
-    reply = a.command(cdb.test_unit_ready())
+    with caplog.at_level(logging.ERROR, logger="scsi_pr.target"):
+        reply = a.command(cdb.inquiry())
     assert (reply.status, reply.key_asc_ascq) == (CHECK_CONDITION, (0x04, 0x44, 0x00))
+    host, port = a.sock.getsockname()[:2]
+    who = f"{HOST_A},i,{a.isid:#014x} TSIH {a.tsih} from {host}:{port}"
+    (record,) = caplog.records  # the operator learns which session, which opcode, and why
+    assert record.getMessage() == f"{who}: command 12 failed"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "state dir gone"
     monkeypatch.undo()
     assert a.command(cdb.test_unit_ready()).status == GOOD
 

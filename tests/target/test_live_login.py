@@ -6,6 +6,7 @@ server hands the codec: a random source, the live sessions, the clock."""
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,12 @@ def test_a_connection_that_never_logs_in_is_closed_at_the_login_timeout(tmp_path
         silent.settimeout(10)
         assert silent.recv(1) == b""
         silent.close()
+
+
+def test_a_slow_login_within_its_timeout_is_served(tmp_path: Path) -> None:
+    """The login timeout counts from the connection: one that sends its first Login Request
+    after a few of the target's ticks (one a second) still logs in."""
+    with LiveTarget(tmp_path, login_timeout=60.0) as target:
+        ini = Initiator(target.address, HOST)
+        time.sleep(2.5)  # two ticks or more pass; far below the timeout
+        assert ini.login(TARGET).status == 0

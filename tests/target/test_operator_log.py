@@ -6,6 +6,8 @@ through the live server, so a line that names the wrong session or drops a cause
 from __future__ import annotations
 
 import logging
+import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,6 +179,7 @@ def test_an_internal_error_names_the_peer_and_its_cause(
             ini.task_management(Tmf.LOGICAL_UNIT_RESET)
         logged(log, f"{host}:{port}: internal error")
         logged(log, f"I_T nexus loss: {who} (internal error)")
+        logged(log, f"connection closed: {who}: internal error")
     (record,) = [r for r in log.records if r.getMessage() == f"{host}:{port}: internal error"]
     assert record.levelno == logging.ERROR and record.exc_info is not None
     assert str(record.exc_info[1]) == "broken on purpose"
@@ -214,3 +217,16 @@ def test_a_failed_login_names_the_peer_the_error_and_why(
         (record,) = [r for r in log.records if "LoginFailed" in r.getMessage()]
         assert record.levelno == logging.WARNING
         ini.close()
+
+
+def test_a_connection_reset_by_the_peer_is_a_closed_connection_and_a_nexus_loss(
+    tmp_path: Path, log: pytest.LogCaptureFixture
+) -> None:
+    """A crashed host's RST (not a FIN): the read fails; that is the end of the stream."""
+    with LiveTarget(tmp_path) as target:
+        ini = connect(target.address, HOST, TARGET)
+        who = session(ini)
+        ini.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ini.close()  # linger 0: the close sends RST
+        logged(log, f"connection closed: {who}: the initiator closed the connection")
+        logged(log, f"I_T nexus loss: {who} (the initiator closed the connection)")
