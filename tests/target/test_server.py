@@ -109,10 +109,12 @@ def test_debug_log_traces_every_command_with_its_session_and_answer(
     with caplog.at_level(logging.DEBUG, logger="scsi_pr.target"):
         assert until_good(a) == [LUN_RESET_UA]
         assert a.command(cdb.read_10(8, 1), read=512).status == GOOD
+        assert prout(a, Out.REGISTER, sa_key=0x5) == GOOD
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("command: ")]
     session = f"{HOST_A},i,0x23d000000001"
     assert all(session in line and " lun 0 " in line for line in lines)
-    assert len(lines) == 3
+    assert len(lines) == 4
+    assert lines[3].endswith("PR OUT REGISTER key=0x0 sa_key=0x5 -> GOOD")  # its parameters
     assert "TEST UNIT READY -> CHECK CONDITION (UNIT ATTENTION" in lines[0]
     assert lines[1].endswith("TEST UNIT READY -> GOOD")
     assert lines[2].endswith("READ(10) lba=8 blocks=1 -> GOOD")

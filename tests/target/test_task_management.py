@@ -12,6 +12,7 @@ task it ended has settled (RFC 7143 4.2.3.3: no aborted task answers after it).
 
 from __future__ import annotations
 
+import logging
 import select
 from collections.abc import Iterator
 from pathlib import Path
@@ -299,3 +300,30 @@ def test_target_cold_reset_power_cycles_every_lu_then_ends_every_session(
     assert until_good(again) == [POWER_ON_UA] and until_good(again, lun=1) == [POWER_ON_UA]
     reply = again.command(cdb.persistent_reserve_in(0x00, 64), read=64)
     assert reply.data[4:8] == bytes(4)  # no registrations: APTPL was off
+
+
+def test_the_debug_trace_says_which_aborted_commands_ran_and_that_none_was_answered(
+    target: LiveTarget,
+    a_and_b: tuple[Initiator, Initiator],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A unit attention lost to an aborted command is found in this trace: the command that
+    ran shows its answer, the one that never ran says so, and both that nobody got them."""
+    a, _ = a_and_b
+    assert target.server is not None
+    with caplog.at_level(logging.DEBUG, logger="scsi_pr.target"):
+        with locked_elsewhere(target.server.lus, tmp_path / "lun0.img"):
+            _send(a, cdb.test_unit_ready())
+            _in_flight(target, 1)
+            _send(a, RESERVE_6)
+            _in_flight(target, 2)
+            function = _send_function(a, F.ABORT_TASK_SET)
+            until(lambda: _aborted(target) == [True, True])
+        assert _answers(a, 1) == {function: COMPLETE}  # both settled, traced
+    lines = [r.getMessage().split(" lun 0 ")[1] for r in caplog.records
+             if r.getMessage().startswith("command: ")]  # fmt: skip
+    assert lines == [
+        "TEST UNIT READY -> GOOD (aborted: not delivered)",
+        "RESERVE(6) -> aborted before it ran (aborted: not delivered)",
+    ]
