@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import socket
 from pathlib import Path
 
 import pytest
 
 from scsi_pr.rig.cli import main as scsi_pr
-from scsi_pr.target.cli import build_parser, config_from, parse_portal
+from scsi_pr.target.cli import build_parser, config_from, parse_portal, serve
+from scsi_pr.target.server import TargetConfig
 
 IQN = "iqn.2024-01.test.scsi-pr:disk"
 
@@ -65,3 +69,19 @@ def test_options_become_the_config(tmp_path: Path) -> None:
 def test_parse_portal() -> None:
     assert parse_portal("0.0.0.0") == ("0.0.0.0", 3260)
     assert parse_portal("[fe80::1%eth0]:3262") == ("fe80::1%eth0", 3262)
+
+
+def test_a_portal_that_cannot_be_bound_exits_1_saying_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/target.md: exit status 1, the bind error in the log, nothing left listening."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = TargetConfig(iqn="iqn.2024-01.test:disk", state_dir=tmp_path, size=1 << 20,
+                              portals=(("127.0.0.1", port),))  # fmt: skip
+        with caplog.at_level(logging.ERROR, logger="scsi_pr.target"):
+            assert asyncio.run(serve(config)) == 1
+    (record,) = caplog.records
+    assert record.getMessage().startswith("cannot listen: ") and "in use" in record.getMessage()
