@@ -259,6 +259,8 @@ def test_a_write_with_more_data_than_its_blocks_writes_only_its_blocks(lus: Serv
 def test_a_command_without_data_out_has_no_residual_unless_data_came(lus: ServedLUs) -> None:
     assert lus.execute(0, NEXUS, cdb.test_unit_ready()).transferred is None
     assert lus.execute(0, NEXUS, cdb.test_unit_ready(), b"", write=True).transferred == 0
+    nothing = lus.execute(0, NEXUS, cdb.write_10(3, 1))  # no data at all: no block written
+    assert (nothing.result.status, nothing.transferred) == (0, 512)  # what its CDB asked for
 
 
 def test_the_default_lus_have_two_target_ports(tmp_path: Path) -> None:
