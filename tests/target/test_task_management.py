@@ -283,7 +283,7 @@ def test_target_warm_reset_is_a_hard_reset_of_every_lu_and_sessions_go_on(
 
 
 def test_target_cold_reset_power_cycles_every_lu_then_ends_every_session(
-    target: LiveTarget, a_and_b: tuple[Initiator, Initiator]
+    target: LiveTarget, a_and_b: tuple[Initiator, Initiator], caplog: pytest.LogCaptureFixture
 ) -> None:
     """TARGET COLD RESET (RFC 7143 11.5.1): a power cycle of every LU (registrations without
     APTPL go), answered, then every session ends; a new session is told POWER ON OCCURRED
@@ -292,10 +292,15 @@ def test_target_cold_reset_power_cycles_every_lu_then_ends_every_session(
     a, b = a_and_b
     command, data = cdb.prout(0x00, 0, 0xA)
     assert a.command(command, data=data).status == GOOD
-    assert a.task_management(F.TARGET_COLD_RESET) == 0
-    for ini in (a, b):
-        with pytest.raises((TargetGone, OSError)):
-            ini.receive()
+    with caplog.at_level(logging.INFO, logger="scsi_pr.target"):
+        assert a.task_management(F.TARGET_COLD_RESET) == 0
+        for ini in (a, b):
+            with pytest.raises((TargetGone, OSError)):
+                ini.receive()
+        closed = lambda: [m for r in caplog.records  # noqa: E731
+                          if (m := r.getMessage()).startswith("connection closed: ")]  # fmt: skip
+        until(lambda: len(closed()) == 2)
+    assert all(line.endswith(": target cold reset") for line in closed())  # the log says why
     again = connect(target.address, HOST_A, TARGET)  # a's I_T nexus again
     assert until_good(again) == [POWER_ON_UA] and until_good(again, lun=1) == [POWER_ON_UA]
     reply = again.command(cdb.persistent_reserve_in(0x00, 64), read=64)
