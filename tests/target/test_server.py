@@ -424,11 +424,12 @@ def test_each_portal_is_listened_on_and_a_restart_takes_its_port_at_once(
 
 
 def test_a_closing_connection_gets_its_time_to_flush_what_it_wrote(tmp_path: Path) -> None:
-    """A session ended (here: its ping unanswered) while its peer was slow to read: what the
-    target wrote before still reaches a peer that reads within the close timeout, then the
-    stream ends cleanly (FIN, not RST). Only a peer that never reads is cut."""
+    """A session ended (here by the target, once every read was answered) while its peer
+    was slow to read: what the target wrote still reaches a peer that reads within the close
+    timeout, then the stream ends cleanly (FIN, not RST). Only a peer that never reads is cut
+    (test_a_peer_that_stops_reading_is_dropped)."""
     reads, size = 32, 1 << 20  # the whole command window; far more than the kernel buffers
-    with LiveTarget(tmp_path, nop_interval=0.5, nop_timeout=1.0) as target:
+    with LiveTarget(tmp_path, nop_interval=3600.0) as target:
         server = target.server
         assert server is not None
         ini = Initiator(target.address, HOST_A)
@@ -438,8 +439,13 @@ def test_a_closing_connection_gets_its_time_to_flush_what_it_wrote(tmp_path: Pat
                                  expected_data_transfer_length=size, cmd_sn=ini.cmd_sn,
                                  cdb=cdb.read_10(0, size // 512).ljust(16, b"\0")))  # fmt: skip
             ini.cmd_sn += 1
-        closing = lambda: target.call(lambda: [h.writer.is_closing() for h in server.handlers])  # noqa: E731
-        until(lambda: closing() == [True], what="the unanswered ping never ended the session")
+        (handler,) = target.call(lambda: list(server.handlers))
+        session = handler.conn.session
+        assert session is not None
+        answered = lambda: (session.window.exp_cmd_sn, session.window.outstanding)  # noqa: E731
+        until(lambda: target.call(answered) == (ini.cmd_sn, 0), what="reads left unanswered")
+        target.call(lambda: handler.end("ended by the test"))
+        assert target.call(handler.writer.is_closing)
         time.sleep(1.5)  # a tick or more of the target's clock passes while the peer is away
         received = 0
         while chunk := ini.sock.recv(1 << 20):  # raises ConnectionResetError if cut
