@@ -66,7 +66,10 @@ def test_a_target_port_the_lus_do_not_have_is_refused(port: int, ports: int) -> 
 @pytest.mark.parametrize("name", TIMEOUTS)
 @pytest.mark.parametrize("value", [0.0, -1.0])
 def test_each_interval_and_timeout_must_be_positive(name: str, value: float) -> None:
-    with pytest.raises(TargetConfigError, match="must be > 0"):
+    with pytest.raises(
+        TargetConfigError,
+        match=r"^NOP interval and the NOP, login and Data-Out timeouts must be > 0$",
+    ):
         config(**{name: value})
     assert getattr(config(**{name: 0.001}), name) == 0.001
 
