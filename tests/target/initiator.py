@@ -86,6 +86,18 @@ class Initiator:
         self.tsih = 0
         self.rejects: list[Reject] = []
 
+    @property
+    def peer(self) -> str:
+        """This end of the connection as the target names it (``host:port``)."""
+        host, port = self.sock.getsockname()[:2]
+        return f"{host}:{port}"
+
+    @property
+    def session_name(self) -> str:
+        """How the target's log names this normal session: its initiator port (the name
+        lowercased, as TransportIDs compare), TSIH and peer."""
+        return f"{self.name.lower()},i,{self.isid:#014x} TSIH {self.tsih} from {self.peer}"
+
     # -- bytes ------------------------------------------------------------------------------
     def send(self, pdu: Pdu) -> None:
         self.sock.sendall(self.framer.send(pdu))

@@ -61,10 +61,8 @@ def test_a_failing_lu_is_a_hardware_error_not_a_dropped_command(
     with caplog.at_level(logging.ERROR, logger="scsi_pr.target"):
         reply = a.command(cdb.inquiry())
     assert (reply.status, reply.key_asc_ascq) == (CHECK_CONDITION, (0x04, 0x44, 0x00))
-    host, port = a.sock.getsockname()[:2]
-    who = f"{HOST_A},i,{a.isid:#014x} TSIH {a.tsih} from {host}:{port}"
     (record,) = caplog.records  # the operator learns which session, which opcode, and why
-    assert record.getMessage() == f"{who}: command 12 failed"
+    assert record.getMessage() == f"{a.session_name}: command 12 failed"
     assert record.exc_info is not None and str(record.exc_info[1]) == "state dir gone"
     monkeypatch.undo()
     assert a.command(cdb.test_unit_ready()).status == GOOD

@@ -41,10 +41,11 @@ def logged(log: pytest.LogCaptureFixture, line: str) -> None:
     until(lambda: line in lines(log), 30, f"never logged: {line!r}; logged: {lines(log)}")
 
 
-def session(ini: Initiator, isid: int = ISID) -> str:
-    """How the log names ``ini``'s session: its I_T nexus' initiator port, TSIH and peer."""
-    host, port = ini.sock.getsockname()[:2]
-    return f"{HOST},i,{isid:#014x} TSIH {ini.tsih} from {host}:{port}"
+def error_logged(log: pytest.LogCaptureFixture, line: str, cause: str) -> None:
+    """``line`` was logged once, as an ERROR carrying the exception ``cause``."""
+    (record,) = [r for r in log.records if r.getMessage() == line]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert str(record.exc_info[1]) == cause
 
 
 @pytest.mark.parametrize(("host", "port", "name"), [
@@ -89,11 +90,10 @@ def test_a_login_names_the_session_its_type_and_its_digests(
     with LiveTarget(tmp_path) as target:
         ini = Initiator(target.address, HOST, ISID)
         assert ini.login(TARGET, **keys).status == 0
-        logged(log, f"login: {session(ini)} (Normal session, {digests} digest)")
+        logged(log, f"login: {ini.session_name} (Normal session, {digests} digest)")
         finder = Initiator(target.address, HOST, ISID + 1)
         assert finder.login(None).status == 0
-        host, port = finder.sock.getsockname()[:2]
-        who = f"discovery TSIH {finder.tsih} from {host}:{port}"
+        who = f"discovery TSIH {finder.tsih} from {finder.peer}"
         logged(log, f"login: {who} (Discovery session, header None, data None digest)")
         finder.close()
         logged(log, f"connection closed: {who}: the initiator closed the connection")
@@ -106,10 +106,10 @@ def test_a_reinstatement_names_both_sessions_and_ends_the_old_one_as_a_nexus_los
 ) -> None:
     with LiveTarget(tmp_path) as target:
         old = connect(target.address, HOST, TARGET)
-        logged(log, f"login: {session(old)} (Normal session, header None, data None digest)")
+        logged(log, f"login: {old.session_name} (Normal session, header None, data None digest)")
         new = connect(target.address, HOST, TARGET)
-        logged(log, f"session reinstatement: {session(new)} replaces TSIH {old.tsih}")
-        logged(log, f"I_T nexus loss: {session(old)} (session reinstated by a new login)")
+        logged(log, f"session reinstatement: {new.session_name} replaces TSIH {old.tsih}")
+        logged(log, f"I_T nexus loss: {old.session_name} (session reinstated by a new login)")
         new.close()
         old.close()
 
@@ -120,7 +120,7 @@ def test_task_management_and_logout_name_the_session_and_the_outcome(
     with LiveTarget(tmp_path) as target:
         ini = connect(target.address, HOST, TARGET)
         until_good(ini)
-        who = session(ini)
+        who = ini.session_name
         assert ini.task_management(Tmf.LOGICAL_UNIT_RESET) == 0
         logged(log, f"task management: {who} LOGICAL_UNIT_RESET -> FUNCTION_COMPLETE")
         assert ini.task_management(Tmf.ABORT_TASK_SET) == 0
@@ -134,17 +134,22 @@ def test_task_management_and_logout_name_the_session_and_the_outcome(
     assert lines(log).count(f"I_T nexus loss: {who} (logout)") == 1  # not again at the close
 
 
+@pytest.mark.parametrize("reset", [False, True], ids=["FIN", "RST"])
 def test_a_dropped_connection_and_a_stopping_target_are_each_one_nexus_loss(
-    tmp_path: Path, log: pytest.LogCaptureFixture
+    tmp_path: Path, log: pytest.LogCaptureFixture, reset: bool
 ) -> None:
+    """A host that closes, or crashes (RST: the target's read fails, which ends the stream
+    as well), is one closed connection and one nexus loss."""
     with LiveTarget(tmp_path) as target:
         dropped = connect(target.address, HOST, TARGET)
-        who = session(dropped)
+        who = dropped.session_name
+        if reset:  # linger 0: the close sends RST
+            dropped.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         dropped.close()
         logged(log, f"connection closed: {who}: the initiator closed the connection")
         logged(log, f"I_T nexus loss: {who} (the initiator closed the connection)")
         kept = connect(target.address, HOST, TARGET, isid=ISID + 1)
-        kept_name = session(kept, ISID + 1)
+        kept_name = kept.session_name
         logged(log, f"login: {kept_name} (Normal session, header None, data None digest)")
     assert f"I_T nexus loss: {kept_name} (target stopping)" in lines(log)
     assert lines(log).count(f"I_T nexus loss: {who} (the initiator closed the connection)") == 1
@@ -157,7 +162,7 @@ def test_a_refused_login_says_who_and_how_full_the_target_is(
         first = connect(target.address, HOST, TARGET)
         second = Initiator(target.address, "iqn.2024-01.test:host-b")
         assert second.login(TARGET).status == LoginStatus.OUT_OF_RESOURCES
-        host, port = second.sock.getsockname()[:2]
+        host, port = second.sock.getsockname()[:2]  # the address as asyncio gives it
         logged(log, f"refusing a login from ('{host}', {port}): 1 sessions open "
                     "(--max-sessions 1)")  # fmt: skip
         first.close()
@@ -173,16 +178,13 @@ def test_an_internal_error_names_the_peer_and_its_cause(
     monkeypatch.setattr(handler_module.ConnectionHandler, "_apply", broken)
     with LiveTarget(tmp_path) as target:
         ini = connect(target.address, HOST, TARGET)
-        who = session(ini)
-        host, port = ini.sock.getsockname()[:2]
+        who = ini.session_name
         with pytest.raises((TargetGone, OSError)):  # no answer: the session ends instead
             ini.task_management(Tmf.LOGICAL_UNIT_RESET)
-        logged(log, f"{host}:{port}: internal error")
+        logged(log, f"{ini.peer}: internal error")
         logged(log, f"I_T nexus loss: {who} (internal error)")
         logged(log, f"connection closed: {who}: internal error")
-    (record,) = [r for r in log.records if r.getMessage() == f"{host}:{port}: internal error"]
-    assert record.levelno == logging.ERROR and record.exc_info is not None
-    assert str(record.exc_info[1]) == "broken on purpose"
+    error_logged(log, f"{ini.peer}: internal error", "broken on purpose")
 
 
 def test_failed_lu_work_nobody_waits_for_is_logged_with_its_cause(
@@ -198,9 +200,7 @@ def test_failed_lu_work_nobody_waits_for_is_logged_with_its_cause(
         ini = connect(target.address, HOST, TARGET)
         logged(log, "LU work failed")
         ini.close()
-    (record,) = [r for r in log.records if r.getMessage() == "LU work failed"]
-    assert record.levelno == logging.ERROR and record.exc_info is not None
-    assert str(record.exc_info[1]) == "attach broken on purpose"
+    error_logged(log, "LU work failed", "attach broken on purpose")
 
 
 def test_a_failed_login_names_the_peer_the_error_and_why(
@@ -210,23 +210,9 @@ def test_a_failed_login_names_the_peer_the_error_and_why(
     with LiveTarget(tmp_path, chap=policy) as target:
         ini = Initiator(target.address, HOST)
         assert ini.login(TARGET, chap=Chap("host-a-user", b"wrong-secret-1")).status != 0
-        host, port = ini.sock.getsockname()[:2]
         why = "AUTHENTICATION_FAILURE: CHAP response of 'host-a-user' does not match"
-        logged(log, f"{host}:{port}: LoginFailed: {why}")
-        logged(log, f"connection closed: {host}:{port}: login failed: {why}")
+        logged(log, f"{ini.peer}: LoginFailed: {why}")
+        logged(log, f"connection closed: {ini.peer}: login failed: {why}")
         (record,) = [r for r in log.records if "LoginFailed" in r.getMessage()]
         assert record.levelno == logging.WARNING
         ini.close()
-
-
-def test_a_connection_reset_by_the_peer_is_a_closed_connection_and_a_nexus_loss(
-    tmp_path: Path, log: pytest.LogCaptureFixture
-) -> None:
-    """A crashed host's RST (not a FIN): the read fails; that is the end of the stream."""
-    with LiveTarget(tmp_path) as target:
-        ini = connect(target.address, HOST, TARGET)
-        who = session(ini)
-        ini.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        ini.close()  # linger 0: the close sends RST
-        logged(log, f"connection closed: {who}: the initiator closed the connection")
-        logged(log, f"I_T nexus loss: {who} (the initiator closed the connection)")

@@ -21,6 +21,7 @@ from initiator import Initiator, TargetGone, connect, until_good
 from live import TARGET, LiveTarget, locked_elsewhere, until
 
 from scsi_pr.helper.executors.sim import SimExecutor
+from scsi_pr.rig.processes import free_port
 from scsi_pr.sim import cdb
 from scsi_pr.sim.constants import PersistentReserveInAction as In
 from scsi_pr.sim.constants import PersistentReserveOutAction as Out
@@ -385,19 +386,13 @@ def test_a_login_is_an_i_t_nexus_before_its_first_command(tmp_path: Path, profil
         assert sorted(read_keys(a)) == [0xA, 0xA]  # the issuer's and B's
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_each_portal_is_listened_on_and_a_restart_takes_its_port_at_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The configured port, not any; every portal; and after sessions the target closed
     (their TIME_WAIT on the target's side), a new target binds the same port at once
     (SO_REUSEADDR), as a restarted service must."""
-    port = _free_port()
+    port = free_port()
     with (
         caplog.at_level(logging.INFO, logger="scsi_pr.target"),
         LiveTarget(tmp_path, portals=(("127.0.0.1", port), ("127.0.0.1", 0))) as target,
