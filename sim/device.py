@@ -71,6 +71,7 @@ from scsi_pr.sim.unit_attention import UnitAttentions
 _PR_IN, _PR_OUT = Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT
 _GOOD = Status.GOOD
 _REPLACE_LOST_RESERVATION = pr_out.SA.REPLACE_LOST_RESERVATION
+_PREEMPT_AND_ABORT = pr_out.SA.PREEMPT_AND_ABORT
 _PARAMETER_LIST_LENGTH = struct.Struct(">I")  # SPC-5 6.17.1, CDB bytes 5..8
 #: every successful command without data-in answers this (a frozen value, shared)
 _GOOD_NO_DATA = CommandResult(_GOOD)
@@ -164,6 +165,12 @@ class LogicalUnit:
         self.reservation_lost = False
         #: I_T nexuses whose tasks the last PREEMPT AND ABORT aborted (for observers)
         self.last_aborted: list[ITNexus] = []
+        # Deviations consulted for every command, decided once: an LU's profile is fixed.
+        self._ua_clears_all = self.profile.choose(UA_CLEARS_ALL, False, True)
+        self._no_field_pointer = self.profile.choose(NO_FIELD_POINTER, False, True)
+        self._preempt_and_abort_never_completes = pr_out.never_completes(
+            self.profile, pr_out.SA.PREEMPT_AND_ABORT
+        )
         if store is not None:
             self._load_aptpl()
 
@@ -189,12 +196,13 @@ class LogicalUnit:
             result = e.result
         except Exception:  # a model bug must still look like a SCSI answer
             result = CommandResult.check_condition(SenseKey.HARDWARE_ERROR, INTERNAL_TARGET_FAILURE)
-        if result.sense and self.profile.choose(NO_FIELD_POINTER, False, True):
+        if result.sense and self._no_field_pointer:
             result = without_field_pointer(result)
         if (
-            result is _GOOD_NO_DATA
+            self._preempt_and_abort_never_completes
+            and result is _GOOD_NO_DATA
             and cdb[0] == _PR_OUT
-            and pr_out.never_completes(self.profile, cdb[1] & 0x1F)
+            and cdb[1] & 0x1F == _PREEMPT_AND_ABORT
         ):
             result = replace(result, stall=NEVER)  # it took effect; the answer never comes
         elif stall:
@@ -221,7 +229,7 @@ class LogicalUnit:
             raise illegal_request(LOGICAL_UNIT_NOT_SUPPORTED)
         self.nexuses.add(nexus)
         if opcode not in UA_EXEMPT and self.ua.pending(nexus):
-            code = self.ua.pop(nexus, clear_all=self.profile.choose(UA_CLEARS_ALL, False, True))
+            code = self.ua.pop(nexus, self._ua_clears_all)
             assert code is not None
             raise CommandTerminated(CommandResult.check_condition(SenseKey.UNIT_ATTENTION, code))
         if self.spc2_holder is not None and (
@@ -272,10 +280,12 @@ class LogicalUnit:
             self.target_ports,
             self.max_registrations,
             self.reservation_lost,
-            profile=self.profile,
-            action=action,
-            nexuses=self.nexuses,
-        )
+            [],  # aborted
+            self.profile,
+            action,
+            1,  # generations
+            self.nexuses,
+        )  # positional: keywords cost a visible share of a PR OUT here
         # Every handler checks everything before it changes anything, so a command that ends
         # in an error or a conflict leaves the state untouched (SPC-5 5.14.1).
         rule.apply(command)
@@ -285,7 +295,8 @@ class LogicalUnit:
         # done, it ends the condition
         self.reservation_lost = False
         self.last_aborted = command.aborted
-        self._save_aptpl(aptpl_was)
+        if self.store is not None:
+            self._save_aptpl(aptpl_was)
 
     # -- APTPL ------------------------------------------------------------------------------
     def _save_aptpl(self, aptpl_was: bool) -> None:

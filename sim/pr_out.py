@@ -20,6 +20,7 @@ from scsi_pr.sim.constants import (
     LUN_COMMUNICATION_FAILURE,
     PR_OUT_BASIC_PARAMETER_LIST_LENGTH,
     REGISTRATIONS_PREEMPTED,
+    RESERVATION_TYPE_BY_CODE,
     RESERVATIONS_PREEMPTED,
     RESERVATIONS_RELEASED,
     ReservationType,
@@ -146,10 +147,10 @@ class PrOut:
         return not (self.action in LIO_REGISTERED_NON_HOLDER_MAY or res.type.registrants_only)
 
     def known_type(self) -> ReservationType:
-        try:
-            return ReservationType(self.type_code)
-        except ValueError:
-            raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SCOPE_TYPE, bit=3) from None
+        type_ = RESERVATION_TYPE_BY_CODE.get(self.type_code)
+        if type_ is None:
+            raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=CDB_SCOPE_TYPE, bit=3)
+        return type_
 
     def reservation_type(self) -> ReservationType:
         type_ = self.known_type()
@@ -211,6 +212,8 @@ class PrOut:
         """I_T nexuses a new registration covers: this port only, or every target port (LIO
         on tcm_loop: this port, the registration flagged ALL_TG_PT all the same)."""
         every = self.profile.choose(ALL_TG_PT_ISSUING_PORT_ONLY, self.params.all_tg_pt, False)
+        if not every and initiator is self.nexus.initiator:
+            return [self.nexus]  # the issuer's own: no new ITNexus (a third of a REGISTER's time)
         ports = self.target_ports if every else (self.nexus.target_port,)
         return [ITNexus(initiator, port) for port in ports]
 
@@ -245,14 +248,8 @@ class PrOut:
                 self.generations = self.profile.choose(UNREGISTER_GENERATION, 1, 0)
                 return
             new = self.nexuses_for(self.nexus.initiator)
-            skip_registered = SPEC_I_PT_SKIPS_REGISTERED in self.profile
-            twice = SPEC_I_PT_REGISTERS_TWICE in self.profile  # LIO: each mention registers
-            for tid in p.transport_ids:  # SPEC_I_PT (5.14.7)
-                new += [
-                    n
-                    for n in self.named_nexuses(tid)
-                    if (twice or n not in new) and not (skip_registered and n in pr.registrations)
-                ]
+            if p.transport_ids:
+                self.add_specified(new)
             if any(n in pr.registrations for n in new):
                 raise illegal_request(
                     INVALID_FIELD_IN_PARAMETER_LIST,
@@ -278,6 +275,18 @@ class PrOut:
             else:
                 reg.key = p.sa_key
         pr.aptpl = p.aptpl
+
+    def add_specified(self, new: list[ITNexus]) -> None:
+        """SPEC_I_PT (5.14.7): the I_T nexuses the TransportIDs name join ``new``."""
+        skip_registered = SPEC_I_PT_SKIPS_REGISTERED in self.profile
+        twice = SPEC_I_PT_REGISTERS_TWICE in self.profile  # LIO: each mention registers
+        registrations = self.pr.registrations
+        for tid in self.params.transport_ids:
+            new += [
+                n
+                for n in self.named_nexuses(tid)
+                if (twice or n not in new) and not (skip_registered and n in registrations)
+            ]
 
     # -- RESERVE (SPC-5 5.14.9) --------------------------------------------------------------
     def reserve(self) -> None:

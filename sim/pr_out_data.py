@@ -45,10 +45,15 @@ class ParameterList(NamedTuple):
     relative_target_port: int = 0
 
 
+_BASIC = struct.Struct(">QQ4xB")  # RESERVATION KEY, SERVICE ACTION RESERVATION KEY, flags
+_MOVE = struct.Struct(">QQxBHI")  # ... reserved, UNREG/APTPL, RTPI, TRANSPORTID LENGTH
+_TRANSPORTID_LENGTH = struct.Struct(">I")
+
+
 def parse_basic(data: bytes, action: SA) -> ParameterList:
     if len(data) < PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
         raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
-    key, sa_key, flags = struct.unpack_from(">QQ4xB", data)
+    key, sa_key, flags = _BASIC.unpack_from(data)
     spec_i_pt = bool(flags & 0x08)
     if spec_i_pt and action != SA.REGISTER:
         # SPC-5 6.17.3: SPEC_I_PT is valid only for REGISTER.
@@ -62,7 +67,7 @@ def parse_basic(data: bytes, action: SA) -> ParameterList:
     else:
         if len(data) < PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4:
             raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
-        (tid_length,) = struct.unpack_from(">I", data, PARAM_TRANSPORTID_LENGTH)
+        (tid_length,) = _TRANSPORTID_LENGTH.unpack_from(data, PARAM_TRANSPORTID_LENGTH)
         if PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4 + tid_length != len(data):
             raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
         try:
@@ -77,7 +82,7 @@ def parse_basic(data: bytes, action: SA) -> ParameterList:
 def parse_move(data: bytes, action: SA) -> ParameterList:
     if len(data) < PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
         raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
-    key, sa_key, flags, rtpi, tid_length = struct.unpack_from(">QQxBHI", data)
+    key, sa_key, flags, rtpi, tid_length = _MOVE.unpack_from(data)
     if PR_OUT_BASIC_PARAMETER_LIST_LENGTH + tid_length != len(data):
         raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
     try:

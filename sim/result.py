@@ -108,11 +108,18 @@ class CommandResult:
     def check_condition(
         cls, key: SenseKey, code: AdditionalSense, pointer: FieldPointer | None = None
     ) -> CommandResult:
-        return cls(Status.CHECK_CONDITION, fixed_sense(key, code, pointer))
+        # One shared (frozen) value per answer: the model ends every unit attention and
+        # refused command with one, and building a frozen dataclass and its sense costs
+        # about 1.5 us, a tenth of a PR OUT. The answers are a small fixed set.
+        answer = _CHECK_CONDITIONS.get((key, code, pointer))
+        if answer is None:
+            answer = cls(Status.CHECK_CONDITION, fixed_sense(key, code, pointer))
+            _CHECK_CONDITIONS[key, code, pointer] = answer
+        return answer
 
     @classmethod
     def reservation_conflict(cls) -> CommandResult:
-        return cls(Status.RESERVATION_CONFLICT)
+        return _RESERVATION_CONFLICT
 
     @property
     def completes(self) -> bool:
@@ -132,13 +139,18 @@ class CommandResult:
         return f"{status} ({sense})" if sense else status
 
 
+_CHECK_CONDITIONS: dict[tuple[SenseKey, AdditionalSense, FieldPointer | None], CommandResult] = {}
+_RESERVATION_CONFLICT = CommandResult(Status.RESERVATION_CONFLICT)
+
+
 class CommandTerminated(SimError):
     """Raised inside the model to end a command with ``result``; ``execute`` catches it."""
 
     def __init__(self, result: CommandResult) -> None:
         # The message is built only when somebody prints it: the model raises this for every
         # conflict and unit attention, and formatting sense there cost ~6% of its PR OUT rate.
-        super().__init__()
+        # BaseException's constructor has already kept ``(result,)`` as args (what a copy or a
+        # pickle rebuilds it from), so its __init__ is not called again.
         self.result = result
 
     def __str__(self) -> str:
@@ -154,12 +166,20 @@ def illegal_request(
 ) -> CommandTerminated:
     """CHECK CONDITION, ILLEGAL REQUEST with a field pointer to the offending CDB or
     parameter-list byte (the sense-key specific FIELD POINTER)."""
-    pointer = None
-    if cdb_byte is not None:
-        pointer = FieldPointer(True, cdb_byte, bit)
-    elif param_byte is not None:
-        pointer = FieldPointer(False, param_byte, bit)
-    return CommandTerminated(CommandResult.check_condition(SenseKey.ILLEGAL_REQUEST, code, pointer))
+    answer = _ILLEGAL_REQUESTS.get((code, cdb_byte, param_byte, bit))
+    if answer is None:  # the first of its kind: hashing a FieldPointer costs what building does
+        pointer = None
+        if cdb_byte is not None:
+            pointer = FieldPointer(True, cdb_byte, bit)
+        elif param_byte is not None:
+            pointer = FieldPointer(False, param_byte, bit)
+        answer = CommandResult.check_condition(SenseKey.ILLEGAL_REQUEST, code, pointer)
+        _ILLEGAL_REQUESTS[code, cdb_byte, param_byte, bit] = answer
+    return CommandTerminated(answer)
+
+
+_ILLEGAL_REQUESTS: dict[tuple[AdditionalSense, int | None, int | None, int | None], CommandResult]
+_ILLEGAL_REQUESTS = {}
 
 
 def sense_key_specific(sense: bytes) -> bytes:
@@ -180,4 +200,4 @@ def without_field_pointer(result: CommandResult) -> CommandResult:
 
 
 def reservation_conflict() -> CommandTerminated:
-    return CommandTerminated(CommandResult.reservation_conflict())
+    return CommandTerminated(_RESERVATION_CONFLICT)
