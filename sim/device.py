@@ -70,6 +70,7 @@ from scsi_pr.sim.unit_attention import UnitAttentions
 # several times a global one.
 _PR_IN, _PR_OUT = Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT
 _GOOD = Status.GOOD
+_UNIT_ATTENTION = SenseKey.UNIT_ATTENTION
 _REPLACE_LOST_RESERVATION = pr_out.SA.REPLACE_LOST_RESERVATION
 _PREEMPT_AND_ABORT = pr_out.SA.PREEMPT_AND_ABORT
 _PARAMETER_LIST_LENGTH = struct.Struct(">I")  # SPC-5 6.17.1, CDB bytes 5..8
@@ -231,7 +232,7 @@ class LogicalUnit:
         if opcode not in UA_EXEMPT and self.ua.pending(nexus):
             code = self.ua.pop(nexus, self._ua_clears_all)
             assert code is not None
-            raise CommandTerminated(CommandResult.check_condition(SenseKey.UNIT_ATTENTION, code))
+            raise CommandTerminated(CommandResult.check_condition(_UNIT_ATTENTION, code))
         if self.spc2_holder is not None and (
             is_pr or (self.spc2_holder != nexus and opcode not in SPC2_ALLOWED)
         ):

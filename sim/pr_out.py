@@ -250,7 +250,7 @@ class PrOut:
             new = self.nexuses_for(self.nexus.initiator)
             if p.transport_ids:
                 self.add_specified(new)
-            if any(n in pr.registrations for n in new):
+            if not pr.registrations.keys().isdisjoint(new):
                 raise illegal_request(
                     INVALID_FIELD_IN_PARAMETER_LIST,
                     param_byte=PARAM_TRANSPORTID_LENGTH if p.spec_i_pt else PARAM_FLAGS,

@@ -34,7 +34,7 @@ def reading_state(what: str) -> Iterator[None]:
         raise StateFormatError(f"malformed {what}: {e!r}") from e
 
 
-@dataclass
+@dataclass(slots=True)
 class Registration:
     """One registered I_T nexus and its reservation key (SPC-5 5.14.1, 5.14.7)."""
 
@@ -145,7 +145,7 @@ def _rebuilt(entries: list[Registration]) -> Registrations:
     return regs
 
 
-@dataclass
+@dataclass(slots=True)
 class Reservation:
     """The persistent reservation. ``holder`` is None for all-registrants types, where every
     registered I_T nexus is a holder (SPC-5 5.14.10); the LIO profiles keep the registrant LIO

@@ -53,7 +53,8 @@ class UnitAttentions:
     def pop(self, nexus: ITNexus, clear_all: bool = False) -> AdditionalSense | None:
         """Report (and so clear) the highest-priority condition for ``nexus``; with
         ``clear_all`` every queued one goes with it (LIO, ``deviations.UA_CLEARS_ALL``)."""
-        self._materialise(nexus)
+        if self._epoch:
+            self._materialise(nexus)
         queue = self._queues.get(nexus)
         if not queue:
             return None
