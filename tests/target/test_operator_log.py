@@ -20,6 +20,7 @@ from scsi_pr.target.handler import peer_name
 from scsi_pr.target.lus import ServedLUs
 from scsi_pr.target.proto import ChapCredentials, ChapPolicy, LoginStatus
 from scsi_pr.target.proto.constants import TaskManagementFunction as Tmf
+from scsi_pr.target.server import MAX_LOGINS_PENDING
 
 HOST = "iqn.2024-01.test:host-a"
 ISID = 0x400001
@@ -215,4 +216,34 @@ def test_a_failed_login_names_the_peer_the_error_and_why(
         logged(log, f"connection closed: {ini.peer}: login failed: {why}")
         (record,) = [r for r in log.records if "LoginFailed" in r.getMessage()]
         assert record.levelno == logging.WARNING
+        ini.close()
+
+
+def test_too_many_connections_not_logged_in_close_the_oldest_and_say_so(
+    tmp_path: Path, log: pytest.LogCaptureFixture
+) -> None:
+    with LiveTarget(tmp_path) as target:
+        silent = [socket.create_connection(target.address) for _ in range(MAX_LOGINS_PENDING)]
+        try:
+            count = lambda: target.call(lambda: len(target.server.handlers))  # type: ignore[union-attr]  # noqa: E731
+            until(lambda: count() == MAX_LOGINS_PENDING, 30, "the target did not see them all")
+            silent.append(socket.create_connection(target.address))
+            oldest = peer_name(silent[0].getsockname())
+            logged(log, f"closing {oldest}: {MAX_LOGINS_PENDING} connections not logged in")
+            logged(log, f"connection closed: {oldest}: too many connections not logged in")
+            (record,) = [r for r in log.records if r.getMessage().startswith("closing ")]
+            assert record.levelno == logging.WARNING
+        finally:
+            for s in silent:
+                s.close()
+
+
+def test_each_connection_is_logged_at_debug_with_its_peer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger=LOGGER), LiveTarget(tmp_path) as target:
+        ini = Initiator(target.address, HOST)
+        logged(caplog, f"connection from {ini.peer}")
+        (record,) = [r for r in caplog.records if r.getMessage().startswith("connection from")]
+        assert record.levelno == logging.DEBUG
         ini.close()
