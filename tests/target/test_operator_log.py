@@ -15,10 +15,12 @@ import pytest
 from initiator import Chap, Initiator, TargetGone, connect, until_good
 from live import TARGET, LiveTarget, until
 
+from scsi_pr.sim import cdb
 from scsi_pr.target import handler as handler_module
 from scsi_pr.target.handler import peer_name
 from scsi_pr.target.lus import ServedLUs
 from scsi_pr.target.proto import ChapCredentials, ChapPolicy, LoginStatus
+from scsi_pr.target.proto.connection import TargetConnection
 from scsi_pr.target.proto.constants import TaskManagementFunction as Tmf
 from scsi_pr.target.server import MAX_LOGINS_PENDING
 
@@ -247,3 +249,24 @@ def test_each_connection_is_logged_at_debug_with_its_peer(
         (record,) = [r for r in caplog.records if r.getMessage().startswith("connection from")]
         assert record.levelno == logging.DEBUG
         ini.close()
+
+
+def test_a_handler_that_dies_of_a_bug_still_ends_its_session_as_a_nexus_loss(
+    tmp_path: Path, log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read loop's own failure (here the codec raising) is a bug, reported by the loop;
+    the session still ends as an I_T nexus loss with a reason, and the socket is closed."""
+    with LiveTarget(tmp_path) as target:
+        ini = connect(target.address, HOST, TARGET)
+        who = ini.session_name
+
+        def broken(self: object, data: bytes) -> None:
+            raise RuntimeError("codec broken on purpose")
+
+        monkeypatch.setattr(TargetConnection, "receive_data", broken)
+        with pytest.raises((TargetGone, OSError)):
+            ini.command(cdb.test_unit_ready())
+        logged(log, f"I_T nexus loss: {who} (connection handler stopped)")
+        until(lambda: bool(target.unhandled), 30, "the loop never reported the failure")
+        assert [str(c.get("exception")) for c in target.unhandled] == ["codec broken on purpose"]
+        target.unhandled.clear()  # reported, and expected
