@@ -50,43 +50,37 @@ _MOVE = struct.Struct(">QQxBHI")  # ... reserved, UNREG/APTPL, RTPI, TRANSPORTID
 _TRANSPORTID_LENGTH = struct.Struct(">I")
 
 
-_new_list = tuple.__new__  # builds a ParameterList without its Python-level __new__
+_new_list = tuple.__new__
 
 
 def parse_basic(data: bytes, action: SA) -> ParameterList:
-    if len(data) == PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
-        # Nearly every PR OUT: exactly the basic list, no SPEC_I_PT. Built here in one step,
-        # a third of the general path's cost (the model's PR OUT rate, issue 14).
-        key, sa_key, flags = _BASIC.unpack_from(data)
-        if not flags & 0x08:
-            return _new_list(ParameterList, (key, sa_key, bool(flags & 0x01), bool(flags & 0x04),
-                                             False, (), False, 0))  # fmt: skip
-    if len(data) < PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
+    length = len(data)
+    if length < PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
         raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
     key, sa_key, flags = _BASIC.unpack_from(data)
-    spec_i_pt = bool(flags & 0x08)
-    if spec_i_pt and action != SA.REGISTER:
+    if not flags & 0x08:  # no SPEC_I_PT: nearly every PR OUT
+        if length != PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
+            raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
+        # tuple.__new__ skips the NamedTuple's Python-level __new__ (a few % of a PR OUT)
+        return _new_list(ParameterList, (key, sa_key, bool(flags & 0x01), bool(flags & 0x04),
+                                         False, (), False, 0))  # fmt: skip
+    if action != SA.REGISTER:
         # SPC-5 6.17.3: SPEC_I_PT is valid only for REGISTER.
         raise illegal_request(
             INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_FLAGS, bit=BIT_SPEC_I_PT
         )
-    tids: tuple[TransportId, ...] = ()
-    if not spec_i_pt:
-        if len(data) != PR_OUT_BASIC_PARAMETER_LIST_LENGTH:
-            raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
-    else:
-        if len(data) < PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4:
-            raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
-        (tid_length,) = _TRANSPORTID_LENGTH.unpack_from(data, PARAM_TRANSPORTID_LENGTH)
-        if PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4 + tid_length != len(data):
-            raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
-        try:
-            tids = tuple(decode_transport_id_list(data[PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4 :]))
-        except TransportIdError:
-            raise illegal_request(
-                INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_TRANSPORTID_LENGTH + 4
-            ) from None
-    return ParameterList(key, sa_key, bool(flags & 0x01), bool(flags & 0x04), spec_i_pt, tids)
+    if length < PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4:
+        raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
+    (tid_length,) = _TRANSPORTID_LENGTH.unpack_from(data, PARAM_TRANSPORTID_LENGTH)
+    if PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4 + tid_length != length:
+        raise illegal_request(PARAMETER_LIST_LENGTH_ERROR, cdb_byte=CDB_PARAMETER_LIST_LENGTH)
+    try:
+        tids = tuple(decode_transport_id_list(data[PR_OUT_BASIC_PARAMETER_LIST_LENGTH + 4 :]))
+    except TransportIdError:
+        raise illegal_request(
+            INVALID_FIELD_IN_PARAMETER_LIST, param_byte=PARAM_TRANSPORTID_LENGTH + 4
+        ) from None
+    return ParameterList(key, sa_key, bool(flags & 0x01), bool(flags & 0x04), True, tids)
 
 
 def parse_move(data: bytes, action: SA) -> ParameterList:

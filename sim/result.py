@@ -7,6 +7,7 @@ wrong.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -108,14 +109,7 @@ class CommandResult:
     def check_condition(
         cls, key: SenseKey, code: AdditionalSense, pointer: FieldPointer | None = None
     ) -> CommandResult:
-        # One shared (frozen) value per answer: the model ends every unit attention and
-        # refused command with one, and building a frozen dataclass and its sense costs
-        # about 1.5 us, a tenth of a PR OUT. The answers are a small fixed set.
-        answer = _CHECK_CONDITIONS.get((key, code, pointer))
-        if answer is None:
-            answer = cls(Status.CHECK_CONDITION, fixed_sense(key, code, pointer))
-            _CHECK_CONDITIONS[key, code, pointer] = answer
-        return answer
+        return _check_condition(key, code, pointer)
 
     @classmethod
     def reservation_conflict(cls) -> CommandResult:
@@ -139,7 +133,17 @@ class CommandResult:
         return f"{status} ({sense})" if sense else status
 
 
-_CHECK_CONDITIONS: dict[tuple[SenseKey, AdditionalSense, FieldPointer | None], CommandResult] = {}
+# One shared (frozen) value per answer: the model ends every unit attention and refused
+# command with one, and building a frozen dataclass and its sense cost about 1.5 us, a tenth
+# of a PR OUT. The answers are a small fixed set. (The mutation tests' stage clears these
+# memos before each test, so a mutant in the code that fills them is seen.)
+@functools.cache
+def _check_condition(
+    key: SenseKey, code: AdditionalSense, pointer: FieldPointer | None
+) -> CommandResult:
+    return CommandResult(Status.CHECK_CONDITION, fixed_sense(key, code, pointer))
+
+
 _RESERVATION_CONFLICT = CommandResult(Status.RESERVATION_CONFLICT)
 
 
@@ -166,20 +170,19 @@ def illegal_request(
 ) -> CommandTerminated:
     """CHECK CONDITION, ILLEGAL REQUEST with a field pointer to the offending CDB or
     parameter-list byte (the sense-key specific FIELD POINTER)."""
-    answer = _ILLEGAL_REQUESTS.get((code, cdb_byte, param_byte, bit))
-    if answer is None:  # the first of its kind: hashing a FieldPointer costs what building does
-        pointer = None
-        if cdb_byte is not None:
-            pointer = FieldPointer(True, cdb_byte, bit)
-        elif param_byte is not None:
-            pointer = FieldPointer(False, param_byte, bit)
-        answer = CommandResult.check_condition(SenseKey.ILLEGAL_REQUEST, code, pointer)
-        _ILLEGAL_REQUESTS[code, cdb_byte, param_byte, bit] = answer
-    return CommandTerminated(answer)
+    return CommandTerminated(_illegal_request(code, cdb_byte, param_byte, bit))
 
 
-_ILLEGAL_REQUESTS: dict[tuple[AdditionalSense, int | None, int | None, int | None], CommandResult]
-_ILLEGAL_REQUESTS = {}
+@functools.cache  # keyed by the numbers: hashing a FieldPointer costs what building one does
+def _illegal_request(
+    code: AdditionalSense, cdb_byte: int | None, param_byte: int | None, bit: int | None
+) -> CommandResult:
+    pointer = None
+    if cdb_byte is not None:
+        pointer = FieldPointer(True, cdb_byte, bit)
+    elif param_byte is not None:
+        pointer = FieldPointer(False, param_byte, bit)
+    return _check_condition(SenseKey.ILLEGAL_REQUEST, code, pointer)
 
 
 def sense_key_specific(sense: bytes) -> bytes:

@@ -53,12 +53,30 @@ _IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".hypothesis", ".p
 #: The stage's own ``tests/conftest.py``: hypothesis without deadlines (traced calls under
 #: mutmut run several times slower, and a deadline would "kill" a mutant or fail the clean
 #: run by timing alone) and without its example database (a failure one mutant found must
-#: not be replayed against the next).
+#: not be replayed against the next); and the package's ``functools`` memos emptied before
+#: every test (filled by an earlier test, or by mutmut's clean run in the process every
+#: mutant's run forks from, they would answer for the mutated code that fills them).
 STAGE_CONFTEST = """\
+import sys
+
+import pytest
 from hypothesis import settings
 
 settings.register_profile("mutation", deadline=None, database=None)
 settings.load_profile("mutation")
+
+
+def clear_memos() -> None:
+    for name, module in list(sys.modules.items()):
+        if name.startswith("scsi_pr."):
+            for value in list(vars(module).values()):
+                if hasattr(value, "cache_info") and not isinstance(value, type):
+                    value.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memos() -> None:
+    clear_memos()
 """
 
 

@@ -3,7 +3,10 @@ equivalents file, the sample, and reading a mutant back from mutmut's files."""
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -73,6 +76,30 @@ def test_stage_holds_the_package_tests_and_config(tmp_path: Path) -> None:
     assert "only_mutate =\n    scsi_pr/sim/*\n" in config
     assert "--hypothesis-seed=0" in config
     assert "deadline=None" in (tmp_path / "tests" / "conftest.py").read_text()
+
+
+def test_the_stage_empties_the_package_memos_before_each_test(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A memo the clean run filled would answer for a mutant of the code that fills it."""
+    calls: list[int] = []
+
+    @functools.cache
+    def memo(x: int) -> int:
+        calls.append(x)
+        return x
+
+    probe = types.ModuleType("scsi_pr._memo_probe")
+    # a class with the attributes is not a memo: the stage must not call it
+    probe.memo, probe.Kind = memo, type("Kind", (), {"cache_info": 0, "cache_clear": 0})  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, probe.__name__, probe)
+    namespace: dict[str, object] = {}
+    exec(stage.STAGE_CONFTEST, namespace)  # the stage conftest as pytest runs it
+    memo(1), memo(1)
+    assert calls == [1]
+    namespace["clear_memos"]()  # type: ignore[operator]
+    memo(1)
+    assert calls == [1, 1]
 
 
 def test_equivalents_file_is_well_formed() -> None:

@@ -12,9 +12,11 @@ import pytest
 from modeltest import out
 
 from scsi_pr.sim import cdb as C
+from scsi_pr.sim.constants import PersistentReserveOutAction as SA
 from scsi_pr.sim.constants import Status
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.pr_out_data import ParameterList, parse_basic, parse_move
 from scsi_pr.sim.result import CommandResult
 
 A, B = 0xA, 0xB
@@ -104,3 +106,34 @@ def test_register_and_move_without_aptpl_turns_it_off(lu: LogicalUnit) -> None:
     got = reserved(lu).execute(I1, *C.register_and_move(A, B, 2, I2.initiator))
     assert got.status == Status.GOOD
     assert lu.pr.aptpl is False
+
+
+# -- what the parsers hand the handlers: every field -------------------------------------------
+@pytest.mark.parametrize("flags", range(16))
+def test_the_basic_list_parses_to_every_field(flags: int) -> None:
+    """APTPL (bit 0), ALL_TG_PT (bit 2), SPEC_I_PT (bit 3); bit 1 is reserved in the basic
+    list and ignored. A SPEC_I_PT list carries its (here empty) TransportID list."""
+    head = struct.pack(">QQ4xB3x", A, B, flags)
+    spec_i_pt = bool(flags & 0x08)
+    data = head + bytes(4) if spec_i_pt else head
+    parsed = parse_basic(data, SA.REGISTER)
+    assert parsed == ParameterList(A, B, bool(flags & 1), bool(flags & 4), spec_i_pt, ())
+    assert (parsed.unreg, parsed.relative_target_port) == (False, 0)
+
+
+def test_a_spec_i_pt_list_parses_its_transport_ids() -> None:
+    tids = I1.initiator.encode() + I2.initiator.encode()
+    parsed = parse_basic(spec_i_pt_list(tids), SA.REGISTER)
+    assert parsed.transport_ids == (I1.initiator, I2.initiator) and parsed.spec_i_pt
+
+
+def test_a_spec_i_pt_list_of_24_bytes_has_no_length_field(lu: LogicalUnit) -> None:
+    data = spec_i_pt_list(b"")[:24]
+    assert illegal(register_with(lu, data)) == LENGTH_ERROR
+
+
+def test_the_move_list_parses_to_every_field() -> None:
+    tid = I2.initiator.encode()
+    data = struct.pack(">QQxBHI", A, B, 0x03, 2, len(tid)) + tid
+    parsed = parse_move(data, SA.REGISTER_AND_MOVE)
+    assert parsed == ParameterList(A, B, True, False, False, (I2.initiator,), True, 2)

@@ -175,6 +175,8 @@ def test_preempt_and_abort_records_aborted_nexuses(lu: LogicalUnit) -> None:
     assert lu.last_aborted == [I2]
     assert lu.pr.is_holder(I1) and I2 not in lu.pr.registrations
     results_equal(lu.execute(I2, C.test_unit_ready()), check(UNIT_ATTENTION, 0x2A, 0x05))
+    out(lu, I1, 6, A, A)  # the next PR OUT aborts nothing
+    assert lu.last_aborted == []
 
 
 def test_register_and_move_sa_key_zero(lu: LogicalUnit) -> None:
