@@ -89,8 +89,7 @@ LIO_REGISTERED_NON_HOLDER_MAY = frozenset({SA.RELEASE, SA.CLEAR, SA.PREEMPT, SA.
 @dataclass(slots=True)
 class PrOut:
     """One PR OUT command being applied to the LU's state (slots: handlers read its fields
-    many times per command). The LU keeps one and sets its per-command fields for each PR OUT
-    (``LogicalUnit._persistent_reserve_out``) rather than building one per command."""
+    many times per command)."""
 
     pr: PersistentReservations
     ua: UnitAttentions
