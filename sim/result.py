@@ -106,9 +106,10 @@ class CommandResult:
         return cls(Status.GOOD, b"", data)
 
     @classmethod
-    def check_condition(cls, key: SenseKey, code: AdditionalSense) -> CommandResult:
-        """A field pointer comes with ILLEGAL REQUEST only: ``illegal_request``."""
-        return _check_condition(key, code, None)
+    def check_condition(
+        cls, key: SenseKey, code: AdditionalSense, pointer: FieldPointer | None = None
+    ) -> CommandResult:
+        return _check_condition(key, code, pointer)
 
     @classmethod
     def reservation_conflict(cls) -> CommandResult:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from scsi_pr.sim.constants import SenseKey, Status
+from scsi_pr.sim.constants import INVALID_FIELD_IN_CDB, SenseKey, Status
 from scsi_pr.sim.result import (
     NEVER,
     CommandResult,
+    FieldPointer,
     SenseData,
     sense_key_specific,
     without_field_pointer,
@@ -88,3 +89,14 @@ def test_unknown_codes_are_printed_as_numbers() -> None:
     assert str(CommandResult(Status.CHECK_CONDITION, fixed())) == (
         f"CHECK CONDITION ({SenseData(0x05, 0x24, 0x01)})"
     )
+
+
+def test_a_check_condition_carries_the_field_pointer_it_is_given() -> None:
+    """The target and the rig build ILLEGAL REQUESTs with pointers of their own this way."""
+    got = CommandResult.check_condition(
+        SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB, FieldPointer(True, 1, 4)
+    )
+    assert got.status == Status.CHECK_CONDITION
+    assert got.sense[15:18] == bytes([0x80 | 0x40 | 0x08 | 4, 0, 1])  # SKSV, C/D, BPV, bit 4
+    plain = CommandResult.check_condition(SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB)
+    assert plain.sense[15:18] == bytes(3)
