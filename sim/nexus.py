@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from scsi_pr.sim.transportid import TransportId
 
 
-@dataclass(frozen=True, order=True)
-class ITNexus:
+class ITNexus(NamedTuple):
     """An initiator port talking to one target port, named by its RELATIVE TARGET PORT
-    IDENTIFIER (SPC-5 Device Identification VPD page)."""
+    IDENTIFIER (SPC-5 Device Identification VPD page).
+
+    A NamedTuple of a ``TransportId`` (itself one) and an int: nexuses key every PR table, and
+    a tuple's hash and equality run in C (a frozen dataclass's hash was a Python call five
+    times a command, and its equality compared the TransportIds field by field in Python)."""
 
     initiator: TransportId
     target_port: int = 1
-
-    def __post_init__(self) -> None:
-        # Nexuses key every PR table; hashing the nested dataclasses each time is the model's
-        # hottest path, so the hash is computed once.
-        object.__setattr__(self, "_hash", hash((self.initiator, self.target_port)))
-
-    def __hash__(self) -> int:
-        return self._hash  # type: ignore[attr-defined]
 
     @classmethod
     def named(cls, initiator: str, target_port: int = 1) -> ITNexus:

@@ -10,7 +10,7 @@ and a format 00b TransportID names every port of that iSCSI device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from scsi_pr.sim.constants import ProtocolIdentifier
 from scsi_pr.sim.errors import SimError
@@ -24,12 +24,15 @@ class TransportIdError(SimError, ValueError):
     """The bytes (or text) do not form a TransportID this model understands."""
 
 
-@dataclass(frozen=True, order=True)
-class TransportId:
+class TransportId(NamedTuple):
     """One initiator port identity.
 
     ``name`` is the canonical text: ``naa.<16 hex>`` for SAS, ``<16 hex>`` for FC and the iSCSI
     name for iSCSI; ``isid`` is the 12-hex-digit ISID of an iSCSI port (format 01b) or None.
+
+    A NamedTuple, as ``ITNexus`` is: I_T nexuses key every PR table, and a tuple hashes and
+    compares in C where a frozen dataclass runs Python for each (the model's PR OUT rate,
+    issue 14). Build one with the constructors below, which check and canonicalise.
     """
 
     protocol: ProtocolIdentifier

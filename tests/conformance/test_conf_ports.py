@@ -9,7 +9,6 @@ shows.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -137,8 +136,8 @@ def _nexuses_of(nexuses: list) -> set[tuple[object, int]]:
 def _nobody(tid: TransportId) -> TransportId:
     """A TransportID of the same protocol whose initiator has no I_T nexus with the LU."""
     if tid.protocol == ProtocolIdentifier.ISCSI:
-        return replace(tid, name=f"{tid.name}-nobody")
-    return replace(tid, name=tid.name[:-2] + "ff")  # SAS naa.<hex>, FC <hex>: the rig's end 0x
+        return tid._replace(name=f"{tid.name}-nobody")
+    return tid._replace(name=tid.name[:-2] + "ff")  # SAS naa.<hex>, FC <hex>: the rig's end 0x
 
 
 @SPEC_I_PT_ALL_TG_PT
