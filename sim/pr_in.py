@@ -183,25 +183,27 @@ def lio_full_status_cut(data: bytes, allocation_length: int) -> bytes:
     return HEADER.pack(generation, kept) + data[HEADER.size : HEADER.size + kept]
 
 
+_READ_FULL_STATUS = PersistentReserveInAction.READ_FULL_STATUS
+_READ_RESERVATION = PersistentReserveInAction.READ_RESERVATION
+
+
 def persistent_reserve_in(
     cdb: bytes, pr: PersistentReservations, caps: Capabilities, profile: Profile = SPC5
 ) -> bytes:
-    action = cdb[1] & 0x1F
-    try:
-        service_action = PersistentReserveInAction(action)
-        builder = SERVICE_ACTIONS[service_action]
-    except ValueError:
-        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=4) from None
+    # The tables are keyed by the enum, whose members hash and compare as their codes: looked
+    # up by the code itself (calling the enum costs a microsecond, a quarter of a READ KEYS).
+    service_action = cdb[1] & 0x1F
+    builder = SERVICE_ACTIONS.get(service_action)  # type: ignore[call-overload]
+    if builder is None:
+        raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=1, bit=4)
     allocation_length = int.from_bytes(cdb[7:9], "big")
-    minimum = LIO_MINIMUM_ALLOCATION_LENGTH[service_action]
+    minimum = LIO_MINIMUM_ALLOCATION_LENGTH[service_action]  # type: ignore[index]
     if allocation_length < profile.choose(ALLOCATION_LENGTH_MINIMUM, 0, minimum):
         raise illegal_request(INVALID_FIELD_IN_CDB, cdb_byte=7)
     data = builder(pr, caps)
-    if service_action == PersistentReserveInAction.READ_FULL_STATUS and (
-        FULL_STATUS_TRUNCATION in profile
-    ):
+    if service_action == _READ_FULL_STATUS and FULL_STATUS_TRUNCATION in profile:
         data = lio_full_status_cut(data, allocation_length)
-    if service_action == PersistentReserveInAction.READ_RESERVATION and profile.choose(
+    if service_action == _READ_RESERVATION and profile.choose(
         READ_RESERVATION_CUT, False, allocation_length < LIO_READ_RESERVATION_WHOLE
     ):
         data = data[: HEADER.size] + bytes(len(data) - HEADER.size)
