@@ -40,7 +40,7 @@ from scsi_pr.sim.constants import Opcode, Status
 from scsi_pr.sim.deviations import PREEMPT_AND_ABORT_STALLS
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
-from scsi_pr.sim.pr_out import never_completes
+from scsi_pr.sim.pr_out import never_completing
 from scsi_pr.sim.result import CommandResult
 from scsi_pr.sim.transportid import TransportId
 
@@ -96,7 +96,7 @@ class HelperSimInitiator(NexusIdentity):
                 self.stalled |= (
                     len(cdb) > 1
                     and cdb[0] == Opcode.PERSISTENT_RESERVE_OUT
-                    and (never_completes(self.profile, cdb[1] & 0x1F))
+                    and cdb[1] & 0x1F in never_completing(self.profile)
                 )
                 raise
             return result_from_reply(reply)

@@ -72,7 +72,6 @@ _PR_IN, _PR_OUT = Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT
 _GOOD = Status.GOOD
 _UNIT_ATTENTION = SenseKey.UNIT_ATTENTION
 _REPLACE_LOST_RESERVATION = pr_out.SA.REPLACE_LOST_RESERVATION
-_PREEMPT_AND_ABORT = pr_out.SA.PREEMPT_AND_ABORT
 _PARAMETER_LIST_LENGTH = struct.Struct(">I")  # SPC-5 6.17.1, CDB bytes 5..8
 #: every successful command without data-in answers this (a frozen value, shared)
 _GOOD_NO_DATA = CommandResult(_GOOD)
@@ -169,9 +168,7 @@ class LogicalUnit:
         # Deviations consulted for every command, decided once: an LU's profile is fixed.
         self._ua_clears_all = self.profile.choose(UA_CLEARS_ALL, False, True)
         self._no_field_pointer = self.profile.choose(NO_FIELD_POINTER, False, True)
-        self._preempt_and_abort_never_completes = pr_out.never_completes(
-            self.profile, pr_out.SA.PREEMPT_AND_ABORT
-        )
+        self._never_completing = pr_out.never_completing(self.profile)
         if store is not None:
             self._load_aptpl()
 
@@ -200,10 +197,9 @@ class LogicalUnit:
         if result.sense and self._no_field_pointer:
             result = without_field_pointer(result)
         if (
-            self._preempt_and_abort_never_completes
-            and result is _GOOD_NO_DATA
+            result is _GOOD_NO_DATA
             and cdb[0] == _PR_OUT
-            and cdb[1] & 0x1F == _PREEMPT_AND_ABORT
+            and cdb[1] & 0x1F in self._never_completing
         ):
             result = replace(result, stall=NEVER)  # it took effect; the answer never comes
         elif stall:
