@@ -64,6 +64,12 @@ class LiveTarget:
 
         return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(STARTUP_TIMEOUT)
 
+    def connections(self) -> int:
+        """How many connections the target is serving now (logged in or not)."""
+        server = self.server
+        assert server is not None
+        return self.call(lambda: len(server.handlers))
+
     def __enter__(self) -> LiveTarget:
         self._thread.start()
         self._ready.wait(STARTUP_TIMEOUT)

@@ -126,7 +126,7 @@ def test_attacks_leave_the_target_and_a_good_session_unharmed(tmp_path: Path) ->
         wrong_digests()
 
         deadline = time.monotonic() + TIMEOUT
-        while target.call(lambda: len(target.server.handlers)) > 1:  # type: ignore[union-attr]
+        while target.connections() > 1:
             assert time.monotonic() < deadline, "connections left behind"
             time.sleep(0.05)
         good.check()

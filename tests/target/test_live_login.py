@@ -86,11 +86,9 @@ def test_a_login_naming_a_tsih_cannot_add_a_connection(tmp_path: Path) -> None:
 def test_a_connection_that_never_logs_in_is_closed_at_the_login_timeout(tmp_path: Path) -> None:
     with LiveTarget(tmp_path, login_timeout=1.0) as target:
         silent = socket.create_connection(target.address)
-        server = target.server
-        assert server is not None
-        count = lambda: target.call(lambda: len(server.handlers))  # noqa: E731
-        until(lambda: count() == 1, what="the target never saw the connection")
-        until(lambda: count() == 0, what="the silent connection was kept past its login timeout")
+        until(lambda: target.connections() == 1, what="the target never saw the connection")
+        until(lambda: target.connections() == 0,
+              what="the silent connection was kept past its login timeout")  # fmt: skip
         silent.settimeout(10)
         assert silent.recv(1) == b""
         silent.close()

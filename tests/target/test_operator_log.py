@@ -227,8 +227,8 @@ def test_too_many_connections_not_logged_in_close_the_oldest_and_say_so(
     with LiveTarget(tmp_path) as target:
         silent = [socket.create_connection(target.address) for _ in range(MAX_LOGINS_PENDING)]
         try:
-            count = lambda: target.call(lambda: len(target.server.handlers))  # type: ignore[union-attr]  # noqa: E731
-            until(lambda: count() == MAX_LOGINS_PENDING, 30, "the target did not see them all")
+            until(lambda: target.connections() == MAX_LOGINS_PENDING, 30,
+                  "the target did not see them all")  # fmt: skip
             silent.append(socket.create_connection(target.address))
             oldest = peer_name(silent[0].getsockname())
             logged(log, f"closing {oldest}: {MAX_LOGINS_PENDING} connections not logged in")

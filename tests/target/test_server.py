@@ -219,8 +219,8 @@ def test_connections_that_never_log_in_neither_count_nor_pile_up(tmp_path: Path)
     connections the oldest is closed."""
     with LiveTarget(tmp_path, max_sessions=1) as target:
         silent = [socket.create_connection(target.address) for _ in range(MAX_LOGINS_PENDING)]
-        count = lambda: target.call(lambda: len(target.server.handlers))  # type: ignore[union-attr]  # noqa: E731
-        until(lambda: count() == MAX_LOGINS_PENDING, 10, "the target did not see them all")
+        until(lambda: target.connections() == MAX_LOGINS_PENDING, 10,
+              "the target did not see them all")  # fmt: skip
         first = connect(target.address, HOST_A, TARGET)  # the 17th: the oldest silent one goes
         silent[0].settimeout(10)
         assert silent[0].recv(1) == b""
@@ -268,7 +268,7 @@ def test_a_peer_that_stops_reading_is_dropped(tmp_path: Path) -> None:
                                  cdb=cdb.read_10(0, 512).ljust(16, b"\0")))  # fmt: skip
             ini.cmd_sn += 1
         deadline = time.monotonic() + 30
-        while target.call(lambda: len(target.server.handlers)) > 0:  # type: ignore[union-attr]
+        while target.connections() > 0:
             assert time.monotonic() < deadline, "the target kept a peer that does not read"
             time.sleep(0.2)
         ini.close()

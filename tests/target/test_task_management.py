@@ -230,7 +230,7 @@ def test_a_session_that_drops_does_not_stop_another_s_clear_task_set(
         function = _send_function(a, F.CLEAR_TASK_SET)
         until(lambda: _aborted(target) == [True])
         b.close()
-        until(lambda: target.call(lambda: len(server.handlers)) == 1, what="b never dropped")
+        until(lambda: target.connections() == 1, what="b never dropped")
     assert _answers(a, 1) == {function: COMPLETE}
     assert a.command(cdb.test_unit_ready()).status == GOOD
 
