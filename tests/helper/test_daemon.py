@@ -482,7 +482,13 @@ def test_a_stale_socket_is_replaced(tmp_path: Path, open_image: Callable[[int], 
 
 # -- the limit options ------------------------------------------------------------------------
 def test_max_clients_option(tmp_path: Path, open_image: Callable[[int], int]) -> None:
-    h = Helper(tmp_path, "max", "--max-clients", "2", "-T", "prh_refused")
+    h = Helper(tmp_path, "max", "--max-clients", "2", "-T", "prh_refused", "-T", "prh_disconnect")
+    # Readiness was a connect(): that probe is a client until its thread has seen it go, and
+    # on a busy machine it could still hold one of the two places when c2 connects.
+    deadline = time.monotonic() + 30
+    while "prh_disconnect" not in h.log_text():
+        assert time.monotonic() < deadline, "the readiness probe's connection never ended"
+        time.sleep(0.01)
     fd = open_image(os.O_RDWR)
     try:
         with Client(str(h.sock)) as c1, Client(str(h.sock)) as c2:
