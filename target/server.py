@@ -156,11 +156,11 @@ class TargetServer:
         """Stop listening, end every session (an I_T nexus loss each), finish the LU work."""
         for server in self._servers:
             server.close()
+        self.end_all("target stopping")
+        if self._connections:  # the ticker cuts a closing socket its peer does not read
+            await asyncio.wait(self._connections, timeout=STOP_TIMEOUT)
         if self._ticker is not None:
             self._ticker.cancel()
-        self.end_all("target stopping")
-        if self._connections:
-            await asyncio.wait(self._connections, timeout=STOP_TIMEOUT)
         for server in self._servers:
             await server.wait_closed()
         await asyncio.get_running_loop().run_in_executor(None, self._worker.shutdown)

@@ -81,12 +81,29 @@ class LiveTarget:
         if self.server is not None and self.loop.is_running():
             future = asyncio.run_coroutine_threadsafe(self.server.close(), self.loop)
             future.result(STARTUP_TIMEOUT)
+            left = asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self.loop).result(
+                STARTUP_TIMEOUT
+            )
             self.loop.call_soon_threadsafe(self.loop.stop)
+        else:
+            left = []
         self._thread.join(STARTUP_TIMEOUT)
         self.loop.close()
+        if left and exc[0] is None:
+            raise AssertionError(f"the target stopped and left tasks running: {left}")
         if self.unhandled and exc[0] is None:
             messages = [f"{c.get('message')}: {c.get('exception')!r}" for c in self.unhandled]
             raise AssertionError(f"the target's loop had unhandled errors: {messages}")
+
+
+async def _cancel_the_rest() -> list[str]:
+    """Cancel and finish the loop's other tasks; what they were. A task left pending when the
+    loop closes is finalised later by the garbage collector, in whatever test runs then."""
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)
+    return [repr(t.get_coro()) for t in left]
 
 
 def until(

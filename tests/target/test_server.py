@@ -429,11 +429,7 @@ def test_a_closing_connection_gets_its_time_to_flush_what_it_wrote(tmp_path: Pat
         assert server is not None
         ini = Initiator(target.address, HOST_A)
         assert ini.login(TARGET).status == 0
-        for _ in range(reads):
-            ini.send(ScsiCommand(final=True, read=True, initiator_task_tag=ini.next_itt(),
-                                 expected_data_transfer_length=size, cmd_sn=ini.cmd_sn,
-                                 cdb=cdb.read_10(0, size // 512).ljust(16, b"\0")))  # fmt: skip
-            ini.cmd_sn += 1
+        send_reads_at_once(ini, reads, size)
         (handler,) = target.call(lambda: list(server.handlers))
         session = handler.conn.session
         assert session is not None
@@ -447,3 +443,35 @@ def test_a_closing_connection_gets_its_time_to_flush_what_it_wrote(tmp_path: Pat
             received += len(chunk)
         assert received > reads * size  # every Data-In with its headers, not what fit the kernel
         ini.close()
+
+
+def send_reads_at_once(ini: Initiator, reads: int, size: int) -> None:
+    """``reads`` READ(10)s of ``size`` bytes in one write: the target reads them all before its
+    first answer fills the socket (sent one by one, a busy machine let the target read a few,
+    answer them into a peer that does not read, and stop reading the rest behind its drain)."""
+    pdus = []
+    for _ in range(reads):
+        command = ScsiCommand(final=True, read=True, initiator_task_tag=ini.next_itt(),
+                              expected_data_transfer_length=size, cmd_sn=ini.cmd_sn,
+                              cdb=cdb.read_10(0, size // 512).ljust(16, b"\0"))  # fmt: skip
+        pdus.append(ini.framer.send(command))
+        ini.cmd_sn += 1
+    ini.sock.sendall(b"".join(pdus))
+
+
+def test_a_target_stopping_cuts_a_peer_that_does_not_read(tmp_path: Path) -> None:
+    """The target stops while its writes to a peer that never reads fill the socket: the
+    stop still ends that connection (its closing socket is cut after its flush time) instead
+    of leaving its handler waiting on the loop (LiveTarget fails on a task left behind)."""
+    with LiveTarget(tmp_path, nop_interval=3600.0) as target:
+        ini = Initiator(target.address, HOST_A)
+        ini.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        assert ini.login(TARGET).status == 0
+        send_reads_at_once(ini, 8, 1 << 20)
+        server = target.server
+        assert server is not None
+        (handler,) = target.call(lambda: list(server.handlers))
+        until(lambda: target.call(handler.writer.transport.get_write_buffer_size) > 1 << 20,
+              what="the target never had more to write than the peer took")  # fmt: skip
+    assert not server.handlers  # the loop has stopped: nothing reads it now
+    ini.close()
