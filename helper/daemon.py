@@ -18,6 +18,7 @@ import contextlib
 import errno
 import resource
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -64,6 +65,10 @@ ACCEPT_ERRORS: dict[int, AcceptFailure] = {
     errno.EINTR: AcceptFailure.RETRY,
     errno.EAGAIN: AcceptFailure.RETRY,
 }
+
+
+def _nothing() -> None:
+    pass
 
 
 def default_max_clients() -> int:
@@ -126,14 +131,18 @@ class HelperServer:
         """Connections being served now."""
         return len(self._tasks)
 
-    async def serve(self, listener: socket.socket, stop: asyncio.Event) -> None:
+    async def serve(
+        self, listener: socket.socket, stop: asyncio.Event, ready: Callable[[], None] = _nothing
+    ) -> None:
         """Accept until ``stop``; then close the listener, let in-flight requests finish
         (idle connections do not delay exit), and return. ListenerError if the listener is
-        unusable, at once or when accept() says so."""
+        unusable, at once or when accept() says so. ``ready()`` once it is known usable (the
+        service manager's ``READY=1``)."""
         stopper = asyncio.ensure_future(stop.wait())
         try:
             check_listener(listener)
             listener.setblocking(False)
+            ready()
             await self._accept_loop(listener, stopper)
         finally:
             stopper.cancel()

@@ -32,19 +32,12 @@ from scsi_pr.helper.daemon import Audit, HelperServer, ListenerError
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor
 from scsi_pr.helper.options import Exit, Options, parse, parse_trace
-
-FIRST_SOCKET_ACTIVATION_FD = 3
-
-
-def socket_activation() -> int:
-    """Number of sockets systemd passed (LISTEN_PID must be us), as QEMU checks it."""
-    try:
-        if int(os.environ.get("LISTEN_PID", "")) != os.getpid():
-            return 0
-        count = int(os.environ.get("LISTEN_FDS", ""))
-    except ValueError:
-        return 0
-    return max(count, 0)
+from scsi_pr.helper.systemd import (
+    FIRST_SOCKET_ACTIVATION_FD,
+    NotifyError,
+    ServiceNotifier,
+    socket_activation,
+)
 
 
 class SocketInUse(HelperError):
@@ -182,12 +175,21 @@ def drop_privileges(opts: Options, executor: Executor) -> None:
     caps.drop_privileges(opts.uid, opts.gid, caps.numbers(executor.capabilities))
 
 
-async def _run(server: HelperServer, listener: socket.socket) -> None:
+async def _run(server: HelperServer, listener: socket.socket, notifier: ServiceNotifier) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def stopping() -> None:
+        notifier.stopping()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop.set)
-    await server.serve(listener, stop)
+        loop.add_signal_handler(sig, stopping)
+
+    def ready() -> None:  # once serve() has found the listener usable
+        notifier.ready(f"serving {listener.getsockname() or 'an unnamed socket'}")
+
+    await server.serve(listener, stop, ready)
 
 
 def invoked_name(path: str) -> str:
@@ -262,7 +264,12 @@ def _main(argv: list[str], name: str) -> int:
         except OSError as e:
             raise fail(f"Failed to use socket activation: {e.strerror}") from None
     pid_fd = None
+    notifier = ServiceNotifier(None)
     try:
+        try:  # after fd 3 is adopted: the notifier's socket must not take a free fd 3
+            notifier = ServiceNotifier.from_environment()
+        except NotifyError as e:
+            raise fail(str(e)) from None
         if opts.daemonize:
             try:
                 daemonize()
@@ -280,11 +287,12 @@ def _main(argv: list[str], name: str) -> int:
         except OSError as e:
             raise fail(f"Failed to drop privileges: {e.strerror}") from None
         try:
-            asyncio.run(_run(make_server(opts, executor, audit), listener))
-        except ListenerError as e:
+            asyncio.run(_run(make_server(opts, executor, audit), listener, notifier))
+        except (ListenerError, NotifyError) as e:
             raise fail(str(e)) from None
     finally:
         listener.close()
+        notifier.close()
         if created_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(created_path)

@@ -180,7 +180,7 @@ class HelperSimBackend(Backend):
         for helper in self.helpers:
             helper.spawn()
         for helper in self.helpers:
-            helper.wait_listening()
+            helper.wait_ready()
 
     def __exit__(self, *exc: object) -> None:
         for it in self.helper_initiators:

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from scsi_pr.helper import executable
 from scsi_pr.rig.backends import BackendUnavailable
-from scsi_pr.rig.processes import NotListening, wait_listening
+from scsi_pr.rig.processes import NotifySocket, NotListening, wait_ready
 from scsi_pr.sim import profiles
 
 
@@ -33,7 +33,7 @@ def helper_executable() -> str:
         raise BackendUnavailable(str(e)) from e
 
 
-START_QUIET = 20.0  # seconds a starting helper may go without using CPU (processes.wait_listening)
+START_QUIET = 20.0  # seconds a starting helper may go without using CPU (processes.wait_ready)
 KILL_WAIT = 5.0
 
 
@@ -46,29 +46,40 @@ class HelperProcess:
     log: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
+    notify: NotifySocket | None = field(default=None, repr=False)
+
     def start(self) -> None:
         self.spawn()
-        self.wait_listening()
+        self.wait_ready()
 
     def spawn(self) -> None:
+        if self.notify is not None:  # spawned before and never waited for
+            self.notify.close()
+        self.notify = NotifySocket()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [*self.argv, "-k", str(self.sock)], stdout=log, stderr=subprocess.STDOUT
-            )
+                [*self.argv, "-k", str(self.sock)], stdout=log, stderr=subprocess.STDOUT,
+                env=self.notify.env(),
+            )  # fmt: skip
 
-    def wait_listening(self) -> None:
-        assert self.proc is not None
+    def wait_ready(self) -> None:
+        """Until the helper says READY=1 (it serves its socket; no probing connection)."""
+        assert self.proc is not None and self.notify is not None
         try:
-            wait_listening(
+            wait_ready(
                 self.proc,
-                self.sock,
+                self.notify.ready,
                 START_QUIET,
                 name="scsi-pr-helper",
+                what=f"say it serves {self.sock}",
                 output=lambda: self.log.read_text(errors="replace")[-2000:],
             )
         except NotListening as e:
             self.kill()
             raise BackendUnavailable(str(e)) from None
+        finally:
+            self.notify.close()
+            self.notify = None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -146,7 +157,7 @@ class HelperPool:
                 helper.spawn()  # all start in parallel; waited for below
             out.append(helper)
         for helper in out:
-            helper.wait_listening()
+            helper.wait_ready()
         return out
 
     def close(self) -> None:

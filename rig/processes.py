@@ -4,12 +4,19 @@ The backends, the benchmark, the guest end-to-end run and the tests all start
 ``scsi-pr-helper`` (or the C helper) and must know when its Unix socket accepts connections;
 QEMU refuses to start against a socket that does not, so "listening" means a connect()
 succeeded, not that the file exists. (The connection makes the helper send its handshake to a
-client that leaves at once; both helpers take that in stride.) Our iSCSI target
-(``scsi-pr target serve``) likewise: ``start_target`` waits for its TCP portal.
+client that leaves at once; both helpers take that in stride.)
+
+Our own daemons say when they are ready, as a ``Type=notify`` systemd service does
+(``scsi_pr.helper.systemd``): ``NotifySocket`` is the service manager's end of that, so the
+rig's helpers (``rig.helper_processes``) and ``start_target`` wait for ``READY=1`` and never
+connect to probe, which the daemon would count as a client (a helper's ``--max-clients``, a
+target's connections not logged in) and which a port someone else took would also answer.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -45,21 +52,50 @@ def unix_listening(sock: Path) -> bool:
     return True
 
 
+class NotifySocket:
+    """A ``NOTIFY_SOCKET`` (sd_notify(3)) of our own, in the abstract namespace (no file, no
+    path-length limit): ``env()`` for the process to start, ``ready()`` once it said
+    ``READY=1``. One per started process; ``with`` closes it."""
+
+    def __init__(self) -> None:
+        self.name = f"@scsi-pr-notify-{os.getpid()}-{secrets.token_hex(6)}"
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._sock.bind("\0" + self.name[1:])
+        self._sock.setblocking(False)
+        #: every datagram received so far, in order
+        self.messages: list[str] = []
+
+    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        return {**(os.environ if base is None else base), "NOTIFY_SOCKET": self.name}
+
+    def poll(self) -> list[str]:
+        """``messages``, with what arrived since the last call."""
+        while True:
+            try:
+                self.messages.append(self._sock.recv(4096).decode(errors="replace"))
+            except BlockingIOError:
+                return self.messages
+
+    def ready(self) -> bool:
+        """Has the process said ``READY=1`` (in any datagram so far)?"""
+        return any("READY=1" in message.splitlines() for message in self.poll())
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> NotifySocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on ``host`` that nobody listens on now (the kernel's pick), for a server
     started next."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def tcp_listening(host: str, port: int) -> bool:
-    """Does a TCP connect() to ``host``:``port`` succeed?"""
-    try:
-        socket.create_connection((host, port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def wait_ready(
@@ -121,13 +157,14 @@ def spawn_ready(
     name: str,
     what: str,
     new_session: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` with its output appended to ``log``; return it once ``ready()``. If it
     does not get there (``wait_ready``), it is stopped and NotListening says why, with the
     log's tail. ``new_session``: its own session, out of reach of our terminal's signals."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=new_session
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=new_session, env=env
         )
     try:
         wait_ready(proc, ready, quiet_limit, name=name, what=what, output=lambda: log_tail(log))
@@ -162,9 +199,10 @@ def start_target(
     host, port = portal
     argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", iqn, "--portal",
             f"{host}:{port}", "--state-dir", str(state_dir), "--size", size, *extra]  # fmt: skip
-    return spawn_ready(argv, log, lambda: tcp_listening(host, port), quiet_limit,
-                       name="scsi-pr target serve", what=f"listen on {host}:{port}",
-                       new_session=new_session)  # fmt: skip
+    with NotifySocket() as notify:
+        return spawn_ready(argv, log, notify.ready, quiet_limit, name="scsi-pr target serve",
+                           what=f"say it listens on {host}:{port}", new_session=new_session,
+                           env=notify.env())  # fmt: skip
 
 
 def log_tail(log: Path, size: int = 2000) -> str:

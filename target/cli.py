@@ -16,10 +16,11 @@ import signal
 import sys
 from pathlib import Path
 
+from scsi_pr.helper.systemd import NotifyError, ServiceNotifier
 from scsi_pr.sim.profiles import DEFAULT_PROFILE, PROFILES
 from scsi_pr.target.errors import TargetError
 from scsi_pr.target.lus import MAX_LUNS, LunConfigError, parse_size
-from scsi_pr.target.proto import ChapCredentials, ChapPolicy, LocalProtocolError
+from scsi_pr.target.proto import ChapCredentials, ChapPolicy, LocalProtocolError, Portal
 from scsi_pr.target.server import TargetConfig, TargetConfigError, TargetServer
 
 log = logging.getLogger("scsi_pr.target")
@@ -168,18 +169,30 @@ def config_from(args: argparse.Namespace) -> TargetConfig:
         raise UsageError(f"--{e}") from e
 
 
-async def serve(config: TargetConfig) -> int:
+async def serve(config: TargetConfig, notifier: ServiceNotifier) -> int:
     server = TargetServer(config)
     # Before listening: a SIGTERM sent as soon as a client can connect (a test's set-up that
     # fails at once) would otherwise kill it by default action, without the orderly close.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
+        notifier.stopping()
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stopping)
     try:
         await server.start()
     except OSError as e:
         log.error("cannot listen: %s", e)
+        await server.close()
+        return 1
+    portals = ", ".join(Portal(host, port).address for host, port in server.addresses)
+    try:
+        notifier.ready(f"{config.iqn} on {portals}")
+    except NotifyError as e:
+        log.error("%s", e)
         await server.close()
         return 1
     await stop.wait()
@@ -198,7 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")  # fmt: skip
     try:
-        return asyncio.run(serve(config))
+        notifier = ServiceNotifier.from_environment()
+    except NotifyError as e:
+        print(f"scsi-pr target: {e}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(serve(config, notifier))
     except TargetError as e:  # e.g. an unusable LUN image in the state dir
         print(f"scsi-pr target: {e}", file=sys.stderr)
         return 1
+    finally:
+        notifier.close()

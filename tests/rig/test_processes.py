@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,6 @@ from scsi_pr.rig.processes import (
     spawn_listening,
     start_target,
     stop,
-    tcp_listening,
 )
 
 LISTENS = (
@@ -95,7 +95,7 @@ def test_our_target_is_returned_once_it_accepts_connections(tmp_path: Path) -> N
                         "1M", log, 30, new_session=True)  # fmt: skip
     try:
         assert proc.poll() is None
-        assert tcp_listening("127.0.0.1", port)
+        socket.create_connection(("127.0.0.1", port)).close()  # listening when returned
         assert os.getsid(proc.pid) == proc.pid
     finally:
         assert stop(proc) == 0  # it ends cleanly on SIGTERM

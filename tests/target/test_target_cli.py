@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from scsi_pr.helper.systemd import ServiceNotifier, notify_address
 from scsi_pr.rig.cli import main as scsi_pr
+from scsi_pr.rig.processes import NotifySocket, free_port, stop, wait_ready
 from scsi_pr.target.cli import build_parser, config_from, parse_portal, serve
 from scsi_pr.target.server import TargetConfig
 
@@ -82,6 +87,50 @@ def test_a_portal_that_cannot_be_bound_exits_1_saying_why(
         config = TargetConfig(iqn="iqn.2024-01.test:disk", state_dir=tmp_path, size=1 << 20,
                               portals=(("127.0.0.1", port),))  # fmt: skip
         with caplog.at_level(logging.ERROR, logger="scsi_pr.target"):
-            assert asyncio.run(serve(config)) == 1
+            assert asyncio.run(serve(config, ServiceNotifier(None))) == 1
     (record,) = caplog.records
     assert record.getMessage().startswith("cannot listen: ") and "in use" in record.getMessage()
+
+
+def test_a_target_run_by_a_service_manager_says_ready_then_stopping(tmp_path: Path) -> None:
+    """As a ``Type=notify`` unit (systemd/scsi-pr-target.service): READY=1 once every portal
+    listens, its name and portal in STATUS; STOPPING=1 when SIGTERM begins the orderly stop."""
+    port = free_port()
+    argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", IQN, "--portal",
+            f"127.0.0.1:{port}", "--state-dir", str(tmp_path), "--size", "1M"]  # fmt: skip
+    with NotifySocket() as notify:
+        proc = subprocess.Popen(argv, env=notify.env(), stderr=subprocess.DEVNULL)
+        try:
+            wait_ready(proc, notify.ready, 30, name="target")
+            with socket.create_connection(("127.0.0.1", port)):
+                pass  # listening when it said so
+        finally:
+            assert stop(proc) == 0
+        status = f"STATUS={IQN} on 127.0.0.1:{port},1"  # the portal as SendTargets names it
+        assert notify.poll() == [f"READY=1\n{status}", "STOPPING=1"]
+
+
+def test_a_notify_socket_the_target_cannot_use_is_refused(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", IQN,
+            "--state-dir", str(tmp_path), "--size", "1M"]  # fmt: skip
+    env = {**os.environ, "NOTIFY_SOCKET": "notify"}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("scsi-pr target: NOTIFY_SOCKET='notify': not an absolute path")
+
+
+def test_a_manager_gone_before_ready_stops_the_target_with_exit_1(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """READY=1 cannot be sent: the target says why and stops, rather than serving while its
+    manager waits for a word that never comes (and kills it at the start timeout)."""
+    manager = NotifySocket()
+    notifier = ServiceNotifier(notify_address(manager.name))
+    manager.close()
+    config = TargetConfig(iqn=IQN, state_dir=tmp_path, size=1 << 20,
+                          portals=(("127.0.0.1", 0),))  # fmt: skip
+    with caplog.at_level(logging.ERROR, logger="scsi_pr.target"):
+        assert asyncio.run(serve(config, notifier)) == 1
+    notifier.close()
+    (record,) = caplog.records
+    assert record.getMessage().startswith("NOTIFY_SOCKET: READY=1 not sent to @scsi-pr-notify-")
