@@ -28,6 +28,7 @@ import asyncio, signal, socket, sys
 from scsi_pr.helper.audit import Audit
 from scsi_pr.helper.daemon import HelperServer
 from scsi_pr.helper.executors.sim import SimExecutor
+from scsi_pr.helper.systemd import ServiceNotifier
 
 path, trace, max_clients, idle_timeout, grace, state_dir = (sys.argv[1:] + ["-"] * 6)[:6]
 
@@ -45,7 +46,7 @@ async def main() -> None:
             idle_timeout=float(idle_timeout) if idle_timeout != "-" else None,
             shutdown_grace=float(grace) if grace != "-" else 30.0,
         )
-        await server.serve(listener, stop)
+        await server.serve(listener, stop, lambda: ServiceNotifier.from_environment().ready(path))
 
 asyncio.run(main())
 """
@@ -64,13 +65,15 @@ class Helper:
             argv = [sys.executable, "-c", SERVE, str(self.sock), str(self.trace)]
         else:
             argv = [EXE, "--backend", "sim", "-k", str(self.sock), "-T", f"prh_*,file={self.trace}"]
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([*argv, *extra], stdout=out, stderr=subprocess.STDOUT)
-        try:
-            processes.wait_listening(self.proc, self.sock, DEADLINE, output=self.output)
-        except processes.NotListening as e:
-            processes.kill(self.proc)
-            raise AssertionError(str(e)) from None
+        # ready when it says READY=1: a probing connect() would count as a client
+        with processes.NotifySocket() as notify, open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([*argv, *extra], stdout=out, stderr=subprocess.STDOUT,
+                                         env=notify.env())  # fmt: skip
+            try:
+                processes.wait_ready(self.proc, notify.ready, DEADLINE, output=self.output)
+            except processes.NotListening as e:
+                processes.kill(self.proc)
+                raise AssertionError(str(e)) from None
 
     def output(self) -> str:
         return processes.log_tail(self.log)
