@@ -70,8 +70,11 @@ def clear_memos() -> None:
     for name, module in list(sys.modules.items()):
         if name.startswith("scsi_pr."):
             for value in list(vars(module).values()):
-                if hasattr(value, "cache_info") and not isinstance(value, type):
-                    value.cache_clear()
+                # a module's memos, and its classes' (a memoised method)
+                found = list(vars(value).values()) if isinstance(value, type) else [value]
+                for memo in found:
+                    if hasattr(memo, "cache_info") and not isinstance(memo, type):
+                        memo.cache_clear()
 
 
 @pytest.fixture(autouse=True)

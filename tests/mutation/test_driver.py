@@ -89,17 +89,25 @@ def test_the_stage_empties_the_package_memos_before_each_test(
         calls.append(x)
         return x
 
+    class Lookup:
+        @functools.lru_cache(maxsize=4)  # noqa: B019 - as helper/simserve.py's LU cache
+        def find(self, x: int) -> int:
+            calls.append(-x)
+            return x
+
     probe = types.ModuleType("scsi_pr._memo_probe")
     # a class with the attributes is not a memo: the stage must not call it
     probe.memo, probe.Kind = memo, type("Kind", (), {"cache_info": 0, "cache_clear": 0})  # type: ignore[attr-defined]
+    probe.Lookup = Lookup  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, probe.__name__, probe)
     namespace: dict[str, object] = {}
     exec(stage.STAGE_CONFTEST, namespace)  # the stage conftest as pytest runs it
-    memo(1), memo(1)
-    assert calls == [1]
+    lookup = Lookup()
+    memo(1), memo(1), lookup.find(2), lookup.find(2)
+    assert calls == [1, -2]
     namespace["clear_memos"]()  # type: ignore[operator]
-    memo(1)
-    assert calls == [1, 1]
+    memo(1), lookup.find(2)
+    assert calls == [1, -2, 1, -2]
 
 
 def test_equivalents_file_is_well_formed() -> None:
