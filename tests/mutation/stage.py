@@ -160,7 +160,14 @@ def tests_for(targets: Iterable[str]) -> tuple[str, ...]:
         return TEST_SELECTION + TARGET_PROTO_TESTS + TARGET_EDGE_TESTS
     if any(p.startswith("target/proto") for p in paths):
         return TEST_SELECTION + TARGET_PROTO_TESTS
-    return TEST_SELECTION
+    # a helper module with a test module of its own name (helper/systemd.py:
+    # tests/helper/test_systemd.py) is judged by that too
+    own = [f"tests/helper/test_{p[len('helper/') : -len('.py')]}.py" for p in paths
+           if p.startswith("helper/") and p.endswith(".py") and p.count("/") == 1]  # fmt: skip
+    checkout = Path(__file__).resolve().parents[2]
+    return TEST_SELECTION + tuple(
+        t for t in own if t not in TEST_SELECTION and (checkout / t).is_file()
+    )
 
 
 def _config(mapping: dict[str, str], patterns: list[str], tests: Iterable[str]) -> str:

@@ -47,11 +47,14 @@ def test_paths_outside_the_package_are_refused() -> None:
         (["target/"], stage.TARGET_PROTO_TESTS + stage.TARGET_EDGE_TESTS),
         (["sim/", "target/proto/", "target/lus.py"],
          stage.TARGET_PROTO_TESTS + stage.TARGET_EDGE_TESTS),
+        (["helper/systemd.py", "helper/main.py"], ("tests/helper/test_systemd.py",)),
+        (["helper/proto/"], ()),
     ],
 )  # fmt: skip
 def test_the_target_s_tests_judge_only_its_mutants(targets: list[str], extra: tuple) -> None:
-    """Sockets and live servers only for the target's edge; the sans-IO core's own tests for
-    any path under ``target/``; neither for the model's mutants (they would only cost time)."""
+    """A helper module's own test module for its mutants; sockets and live servers only for
+    the target's edge; the sans-IO core's own tests for any path under ``target/``; none of
+    these for the model's mutants (they would only cost time)."""
     assert stage.tests_for(targets) == stage.TEST_SELECTION + extra
     assert all((ROOT / t).exists() for t in stage.tests_for(targets))
 
