@@ -4,7 +4,6 @@ starts it."""
 
 from __future__ import annotations
 
-import configparser
 import os
 import signal
 import socket
@@ -21,7 +20,6 @@ from scsi_pr.helper.systemd import NotifyError, ServiceNotifier, notify_address
 from scsi_pr.rig.processes import NotifySocket, wait_ready
 
 EXE = helper_executable()
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Manager:
@@ -208,12 +206,3 @@ def test_an_activated_helper_says_ready_only_for_a_listener_it_can_serve(
         manager.sock.setblocking(False)
         with pytest.raises(BlockingIOError):
             manager.sock.recv(4096)  # it exited without a word: no READY=1 for a dead listener
-
-
-@pytest.mark.parametrize("unit", ["scsi-pr-helper.service", "scsi-pr-target.service"])
-def test_the_shipped_units_wait_for_ready(unit: str) -> None:
-    """Both daemons notify, so their units are ``Type=notify``: with ``simple`` systemd would
-    start what is ordered after them before they serve."""
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.read_string((ROOT / "systemd" / unit).read_text())
-    assert parser["Service"]["Type"] == "notify"

@@ -1,12 +1,14 @@
 """The layout is the product's map: checks that keep it one.
 
 One concept per module (none over the size where they start to mix), the sans-IO cores free of
-I/O, and every package folder shipped in the wheel.
+I/O, every package folder shipped in the wheel, and the shipped systemd units that fit the
+daemons.
 """
 
 from __future__ import annotations
 
 import ast
+import configparser
 import importlib
 import tomllib
 from pathlib import Path
@@ -110,3 +112,12 @@ def test_every_error_a_part_defines_is_under_its_root(part: str) -> None:
             ):
                 strays.append(f"{name}.{value.__qualname__}")
     assert strays == []
+
+
+@pytest.mark.parametrize("unit", ["scsi-pr-helper.service", "scsi-pr-target.service"])
+def test_the_shipped_units_wait_for_ready(unit: str) -> None:
+    """Both daemons notify, so their units are ``Type=notify``: with ``simple`` systemd would
+    start what is ordered after them before they serve."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string((ROOT / "systemd" / unit).read_text())
+    assert parser["Service"]["Type"] == "notify"
