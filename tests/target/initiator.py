@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from scsi_pr.target.proto import (
     Framer,
@@ -74,10 +74,14 @@ class Reply:
 
 
 class Initiator:
-    """One connection, one session."""
+    """One connection, one session. ``close_all()`` closes every one still open (the target
+    tests' conftest does after each test: a test about the target need not tidy its hosts)."""
+
+    _open: ClassVar[list[Initiator]] = []  # held until close_all: none is finalised mid-test
 
     def __init__(self, address: tuple[str, int], name: str, isid: int = 0x400001) -> None:
         self.sock = socket.create_connection(address, timeout=TIMEOUT)
+        Initiator._open.append(self)
         self.name, self.isid = name, isid
         self.framer = Framer(Role.INITIATOR, max_recv_data_segment_length=MAX_RECV)
         self.cmd_sn = 1
@@ -194,6 +198,12 @@ class Initiator:
     def close(self) -> None:
         """Drop the connection without a logout."""
         self.sock.close()
+
+    @classmethod
+    def close_all(cls) -> None:
+        for ini in cls._open:
+            ini.sock.close()
+        cls._open.clear()
 
     # -- requests -------------------------------------------------------------------------------
     def command(self, cdb: bytes, *, lun: int = 0, read: int = 0, data: bytes = b"",

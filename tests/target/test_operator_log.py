@@ -154,6 +154,7 @@ def test_a_dropped_connection_and_a_stopping_target_are_each_one_nexus_loss(
         kept = connect(target.address, HOST, TARGET, isid=ISID + 1)
         kept_name = kept.session_name
         logged(log, f"login: {kept_name} (Normal session, header None, data None digest)")
+    kept.close()
     assert f"I_T nexus loss: {kept_name} (target stopping)" in lines(log)
     assert lines(log).count(f"I_T nexus loss: {who} (the initiator closed the connection)") == 1
 
@@ -187,7 +188,9 @@ def test_an_internal_error_names_the_peer_and_its_cause(
         logged(log, f"{ini.peer}: internal error")
         logged(log, f"I_T nexus loss: {who} (internal error)")
         logged(log, f"connection closed: {who}: internal error")
-    error_logged(log, f"{ini.peer}: internal error", "broken on purpose")
+    peer = ini.peer
+    ini.close()
+    error_logged(log, f"{peer}: internal error", "broken on purpose")
 
 
 def test_failed_lu_work_nobody_waits_for_is_logged_with_its_cause(
@@ -270,3 +273,4 @@ def test_a_handler_that_dies_of_a_bug_still_ends_its_session_as_a_nexus_loss(
         until(lambda: bool(target.unhandled), 30, "the loop never reported the failure")
         assert [str(c.get("exception")) for c in target.unhandled] == ["codec broken on purpose"]
         target.unhandled.clear()  # reported, and expected
+    ini.close()
