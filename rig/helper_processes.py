@@ -63,8 +63,11 @@ class HelperProcess:
             )  # fmt: skip
 
     def wait_ready(self) -> None:
-        """Until the helper says READY=1 (it serves its socket; no probing connection)."""
-        assert self.proc is not None and self.notify is not None
+        """Until the helper says READY=1 (it serves its socket; no probing connection). A
+        helper that has said it already (no NotifySocket left) is ready."""
+        assert self.proc is not None
+        if self.notify is None:
+            return
         try:
             wait_ready(
                 self.proc,

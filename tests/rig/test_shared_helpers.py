@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from scsi_pr.rig.helper_processes import SharedHelpers, helper_executable
+from scsi_pr.rig.helper_processes import HelperPool, SharedHelpers, helper_executable
 
 
 @pytest.fixture
@@ -40,3 +40,18 @@ def test_discard_kills_it(helpers: type[SharedHelpers]) -> None:
     helpers.discard("test-a")
     assert helper.proc is not None and helper.proc.poll() is not None
     assert "test-a" not in helpers.helpers
+
+
+def test_the_pool_hands_out_running_helpers_again_and_starts_only_new_ones() -> None:
+    """``HelperPool.helpers_for`` (the helper-sim backends'): a second call for the same
+    initiators returns the same processes without waiting for a READY=1 they said before;
+    a new name gets a process of its own, started and waited for."""
+    pool = HelperPool()
+    try:
+        first = pool.helpers_for(["iqn.test:a"], ports=1)
+        again = pool.helpers_for(["iqn.test:a", "iqn.test:b"], ports=1)
+        assert again[0] is first[0] and again[1] is not first[0]
+        assert all(h.proc is not None and h.proc.poll() is None for h in again)
+        assert all(h.sock.is_socket() for h in again)  # each serves its socket
+    finally:
+        pool.close()
