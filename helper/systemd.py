@@ -90,7 +90,7 @@ class ServiceNotifier:
             self._send("STOPPING=1")
 
     def _send(self, message: str) -> None:
-        if self._sock is None:
+        if self._sock is None or self.address is None:
             return
         try:
             self._sock.send(message.encode())
@@ -104,5 +104,6 @@ class ServiceNotifier:
             self._sock = None
 
 
-def _shown(address: str | None) -> str:
-    return "" if address is None else "@" + address[1:] if address.startswith("\0") else address
+def _shown(address: str) -> str:
+    """An address as ``NOTIFY_SOCKET`` writes it (``@name`` for the abstract namespace)."""
+    return "@" + address[1:] if address.startswith("\0") else address

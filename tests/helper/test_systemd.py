@@ -16,7 +16,12 @@ import pytest
 
 from scsi_pr.helper.client import Client
 from scsi_pr.helper.executable import helper_executable
-from scsi_pr.helper.systemd import NotifyError, ServiceNotifier, notify_address
+from scsi_pr.helper.systemd import (
+    NotifyError,
+    ServiceNotifier,
+    notify_address,
+    socket_activation,
+)
 from scsi_pr.rig.processes import NotifySocket, wait_ready
 
 EXE = helper_executable()
@@ -44,10 +49,28 @@ def manager(tmp_path: Path) -> Iterator[Manager]:
 
 @pytest.mark.parametrize(
     ("value", "address"),
-    [("/run/systemd/notify", "/run/systemd/notify"), ("@name", "\0name")],
+    [("/run/systemd/notify", "/run/systemd/notify"), ("@name", "\0name"), ("@n", "\0n")],
 )
 def test_notify_socket_names_a_path_or_an_abstract_socket(value: str, address: str) -> None:
     assert notify_address(value) == address
+
+
+@pytest.mark.parametrize(
+    ("pid", "fds", "count"),
+    [("ours", "1", 1), ("ours", "2", 2), ("ours", "0", 0), ("ours", "-1", 0), ("ours", "x", 0),
+     ("ours", None, 0), ("other", "1", 0), ("x", "1", 0), (None, "1", 0)],
+)  # fmt: skip
+def test_socket_activation_counts_the_fds_passed_to_us(
+    monkeypatch: pytest.MonkeyPatch, pid: str | None, fds: str | None, count: int
+) -> None:
+    """sd_listen_fds(3) as QEMU checks it: LISTEN_PID must be our pid, LISTEN_FDS a number."""
+    values = {"ours": str(os.getpid()), "other": str(os.getpid() + 1)}
+    for name, value in (("LISTEN_PID", pid), ("LISTEN_FDS", fds)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, values.get(value, value))
+    assert socket_activation() == count
 
 
 @pytest.mark.parametrize("value", ["run/notify", "@", "", "vsock:2:1234"])
@@ -100,15 +123,25 @@ def test_an_abstract_manager_socket_is_reached() -> None:
 
 
 def test_an_unreachable_manager_is_an_error_at_once(tmp_path: Path) -> None:
-    with pytest.raises(NotifyError, match=r"NOTIFY_SOCKET: cannot reach .*/gone: No such file"):
-        ServiceNotifier(str(tmp_path / "gone"))
+    gone = tmp_path / "gone"
+    with pytest.raises(NotifyError) as raised:
+        ServiceNotifier(str(gone))
+    assert str(raised.value) == f"NOTIFY_SOCKET: cannot reach {gone}: No such file or directory"
+    with pytest.raises(NotifyError) as raised:
+        ServiceNotifier("\0scsi-pr-test-nobody-binds-this")
+    assert str(raised.value) == (
+        "NOTIFY_SOCKET: cannot reach @scsi-pr-test-nobody-binds-this: Connection refused"
+    )
 
 
 def test_a_manager_gone_after_the_start_fails_ready_but_not_stopping(manager: Manager) -> None:
     notifier = ServiceNotifier(str(manager.path))
     manager.sock.close()
-    with pytest.raises(NotifyError, match=r"READY=1 not sent to .*/notify: Connection refused"):
+    with pytest.raises(NotifyError) as raised:
         notifier.ready("up")
+    assert str(raised.value) == (
+        f"NOTIFY_SOCKET: READY=1 not sent to {manager.path}: Connection refused"
+    )
     notifier.stopping()  # best effort
     notifier.close()
 
