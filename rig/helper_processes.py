@@ -45,7 +45,7 @@ class HelperProcess:
     sock: Path
     log: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
+    #: where the helper spawned last says READY=1; None once it has
     notify: NotifySocket | None = field(default=None, repr=False)
 
     def start(self) -> None:
