@@ -21,11 +21,11 @@ from scsi_pr.sim.profiles import DEFAULT_PROFILE, PROFILES
 from scsi_pr.target.errors import TargetError
 from scsi_pr.target.lus import MAX_LUNS, LunConfigError, parse_size
 from scsi_pr.target.proto import ChapCredentials, ChapPolicy, LocalProtocolError, Portal
+from scsi_pr.target.proto.text import MAX_NAME_LENGTH
 from scsi_pr.target.server import TargetConfig, TargetConfigError, TargetServer
 
 log = logging.getLogger("scsi_pr.target")
 ISCSI_NAME = re.compile(r"(iqn\.\d{4}-\d{2}\.[^\s,]+|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})")
-MAX_NAME_LENGTH = 223  # RFC 7143 6.6.1 (iSCSI names), bytes
 
 
 class UsageError(TargetError, ValueError):
