@@ -34,7 +34,7 @@ class UsageError(TargetError, ValueError):
 
 def parse_portal(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``HOST`` (port 3260) or ``[IPv6]:PORT``."""
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.%\w]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", text)
+    match = re.fullmatch(r"\[([\w:.%]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", text)
     if match is None:
         raise UsageError(f"--portal {text!r}: use HOST:PORT or [IPv6]:PORT")
     host = match[1] or match[3]

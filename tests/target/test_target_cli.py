@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -274,8 +275,9 @@ def test_one_is_the_least_positive_number() -> None:
 def test_serve_says_ready_then_stops_cleanly_on_sigterm(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    ports = free_port(), free_port()
     config = TargetConfig(iqn=IQN, state_dir=tmp_path, size=1 << 20,
-                          portals=(("127.0.0.1", 0), ("127.0.0.1", 0)))  # fmt: skip
+                          portals=tuple(("127.0.0.1", port) for port in ports))  # fmt: skip
     with NotifySocket() as manager:
         notifier = ServiceNotifier(notify_address(manager.name))
 
@@ -292,9 +294,7 @@ def test_serve_says_ready_then_stops_cleanly_on_sigterm(
         notifier.close()
         ready, stopping = manager.poll()
     assert stopping == "STOPPING=1"
-    portals = re.fullmatch(rf"READY=1\nSTATUS={re.escape(IQN)} on (.*)", ready)
-    assert portals is not None
-    assert re.fullmatch(r"127\.0\.0\.1:\d+,1, 127\.0\.0\.1:\d+,1", portals[1]), portals[1]
+    assert ready == f"READY=1\nSTATUS={IQN} on 127.0.0.1:{ports[0]},1, 127.0.0.1:{ports[1]},1"
     messages = [r.getMessage() for r in caplog.records]
     assert "stopping on a signal" in messages
     assert messages[-1] == f"target {IQN} stopped"
@@ -310,3 +310,31 @@ def test_main_refuses_a_notify_socket_it_cannot_use(
         "@abstract name\n"
     )
     assert not list(tmp_path.iterdir())  # refused before anything was made
+
+
+def test_main_serves_until_sigterm_and_exits_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``main`` in this process, as a service manager runs it: READY=1, then SIGTERM."""
+    with NotifySocket() as manager:
+        monkeypatch.setenv("NOTIFY_SOCKET", manager.name)
+        returned = threading.Event()
+
+        def stop_when_ready() -> None:
+            while not returned.is_set():
+                if manager.ready():
+                    os.kill(os.getpid(), signal.SIGTERM)  # main's loop handles it
+                    return
+                time.sleep(0.01)
+
+        stopper = threading.Thread(target=stop_when_ready)
+        stopper.start()
+        try:
+            code = main(["serve", "--iqn", IQN, "--state-dir", str(tmp_path), "--size", "1M",
+                         "--portal", f"127.0.0.1:{free_port()}"])  # fmt: skip
+        finally:
+            returned.set()
+            stopper.join()
+        assert code == 0
+        assert manager.poll()[-1] == "STOPPING=1"
+    assert (tmp_path / "lun0.img").stat().st_size == 1 << 20
