@@ -36,6 +36,7 @@ from scsi_pr.helper.systemd import (
     FIRST_SOCKET_ACTIVATION_FD,
     NotifyError,
     ServiceNotifier,
+    listener_name,
     socket_activation,
 )
 
@@ -187,7 +188,7 @@ async def _run(server: HelperServer, listener: socket.socket, notifier: ServiceN
         loop.add_signal_handler(sig, stopping)
 
     def ready() -> None:  # once serve() has found the listener usable
-        notifier.ready(f"serving {listener.getsockname() or 'an unnamed socket'}")
+        notifier.ready(f"serving {listener_name(listener)}")
 
     await server.serve(listener, stop, ready)
 

@@ -107,3 +107,14 @@ class ServiceNotifier:
 def _shown(address: str) -> str:
     """An address as ``NOTIFY_SOCKET`` writes it (``@name`` for the abstract namespace)."""
     return "@" + address[1:] if address.startswith("\0") else address
+
+
+def listener_name(listener: socket.socket) -> str:
+    """What a STATUS line calls the socket served: its path, ``@name`` for an abstract one
+    (a ``ListenStream=@name`` unit; Python gives those as bytes), ``host:port`` for TCP."""
+    name = listener.getsockname()
+    if isinstance(name, bytes):
+        return "@" + name[1:].decode(errors="replace") if name else "an unnamed socket"
+    if isinstance(name, tuple):
+        return f"{name[0]}:{name[1]}"
+    return name or "an unnamed socket"

@@ -19,6 +19,7 @@ from scsi_pr.helper.executable import helper_executable
 from scsi_pr.helper.systemd import (
     NotifyError,
     ServiceNotifier,
+    listener_name,
     notify_address,
     socket_activation,
 )
@@ -239,3 +240,15 @@ def test_an_activated_helper_says_ready_only_for_a_listener_it_can_serve(
         manager.sock.setblocking(False)
         with pytest.raises(BlockingIOError):
             manager.sock.recv(4096)  # it exited without a word: no READY=1 for a dead listener
+
+
+def test_a_listener_is_named_as_a_unit_would_name_it(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as path, socket.socket(socket.AF_UNIX) as abstract, \
+            socket.socket(socket.AF_UNIX) as unnamed, socket.socket() as tcp:  # fmt: skip
+        path.bind(str(tmp_path / "h.sock"))
+        abstract.bind("\0scsi-pr-test-listener")
+        tcp.bind(("127.0.0.1", 0))
+        assert listener_name(path) == str(tmp_path / "h.sock")
+        assert listener_name(abstract) == "@scsi-pr-test-listener"
+        assert listener_name(unnamed) == "an unnamed socket"
+        assert listener_name(tcp) == f"127.0.0.1:{tcp.getsockname()[1]}"
