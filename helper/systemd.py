@@ -113,8 +113,8 @@ def listener_name(listener: socket.socket) -> str:
     """What a STATUS line calls the socket served: its path, ``@name`` for an abstract one
     (a ``ListenStream=@name`` unit; Python gives those as bytes), ``host:port`` for TCP."""
     name = listener.getsockname()
-    if isinstance(name, bytes):
-        return "@" + name[1:].decode(errors="replace") if name else "an unnamed socket"
     if isinstance(name, tuple):
         return f"{name[0]}:{name[1]}"
-    return name or "an unnamed socket"
+    if isinstance(name, bytes):
+        name = name.decode(errors="replace")
+    return _shown(name) if name else "an unnamed socket"

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from scsi_pr.helper import executable
 from scsi_pr.rig.backends import BackendUnavailable
-from scsi_pr.rig.processes import NotifySocket, NotListening, wait_ready
+from scsi_pr.rig.processes import NotifySocket, NotListening, log_tail, wait_ready
 from scsi_pr.sim import profiles
 
 
@@ -75,7 +75,7 @@ class HelperProcess:
                 START_QUIET,
                 name="scsi-pr-helper",
                 what=f"say it serves {self.sock}",
-                output=lambda: self.log.read_text(errors="replace")[-2000:],
+                output=lambda: log_tail(self.log),
             )
         except NotListening as e:
             self.kill()

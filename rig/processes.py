@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from scsi_pr.helper.systemd import NOTIFY_ENV, notify_address
 from scsi_pr.rig import guest_cpu
 from scsi_pr.rig.errors import RigError
 
@@ -60,13 +61,14 @@ class NotifySocket:
     def __init__(self) -> None:
         self.name = f"@scsi-pr-notify-{os.getpid()}-{secrets.token_hex(6)}"
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self._sock.bind("\0" + self.name[1:])
+        self._sock.bind(notify_address(self.name))
         self._sock.setblocking(False)
         #: every datagram received so far, in order
         self.messages: list[str] = []
 
-    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        return {**(os.environ if base is None else base), "NOTIFY_SOCKET": self.name}
+    def env(self) -> dict[str, str]:
+        """This process's environment, with ``NOTIFY_SOCKET`` naming this socket."""
+        return {**os.environ, NOTIFY_ENV: self.name}
 
     def poll(self) -> list[str]:
         """``messages``, with what arrived since the last call."""

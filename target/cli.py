@@ -210,14 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")  # fmt: skip
+    notifier = ServiceNotifier(None)
     try:
         notifier = ServiceNotifier.from_environment()
-    except NotifyError as e:
-        print(f"scsi-pr target: {e}", file=sys.stderr)
-        return 1
-    try:
         return asyncio.run(serve(config, notifier))
-    except TargetError as e:  # e.g. an unusable LUN image in the state dir
+    except (NotifyError, TargetError) as e:  # e.g. an unusable LUN image in the state dir
         print(f"scsi-pr target: {e}", file=sys.stderr)
         return 1
     finally:
