@@ -207,6 +207,9 @@ def qemu_guest_args(initramfs: Initramfs, memory_mb: int = 256) -> list[str]:
     """The guest half of a QEMU command line (no disk): TCG, serial console on stdio.
 
     ``-no-reboot`` plus ``panic=-1`` makes a guest panic end QEMU instead of hanging it.
+    ``cryptomgr.notests``: the kernel's crypto self-tests cost about a ninth of its boot under TCG
+    (2.88 -> 2.55 s to the guest's disk on the host's TCG, three boots each, 2026-12-05), and
+    nested in the LIO VM that boot is minutes; this guest's kernel does no cryptography.
     """
     return [
         "-machine", "q35,accel=tcg",
@@ -217,5 +220,5 @@ def qemu_guest_args(initramfs: Initramfs, memory_mb: int = 256) -> list[str]:
         "-no-reboot",
         "-kernel", str(initramfs.kernel),
         "-initrd", str(initramfs.path),
-        "-append", "console=ttyS0 quiet panic=-1 rdinit=/init",
+        "-append", "console=ttyS0 quiet panic=-1 rdinit=/init cryptomgr.notests",
     ]  # fmt: skip
