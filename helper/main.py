@@ -8,7 +8,8 @@ multipath build does) or ``--backend sim`` (regular files are simulated LUs; ``-
 ``--state-dir``), and set the server's limits.
 
 Where it deliberately differs (docs/helper.md, "Known differences"): a socket file at the
-``-k`` path is replaced only when nobody answers on it, the capabilities kept are the ones the
+``-k`` path is replaced only when nobody answers on it, the ``-d`` parent returns once the daemon
+serves (``scsi_pr.helper.background``), the capabilities kept are the ones the
 executor declares (none for sim), NoNewPrivs is set, and the sim state dir is handed to the
 ``-u``/``-g`` user before the drop (``scsi_pr.helper.state_owner``).
 """
@@ -24,10 +25,11 @@ import signal
 import socket
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from scsi_pr.helper import caps, state_owner
+from scsi_pr.helper.background import detach
 from scsi_pr.helper.daemon import Audit, HelperServer, ListenerError
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executors.base import Executor
@@ -100,19 +102,6 @@ def write_pidfile(path: str) -> int:
     return fd
 
 
-def daemonize() -> None:
-    """``daemon(0, 0)``: fork (the parent exits 0), new session, cwd /, stdio to /dev/null."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    os.chdir("/")
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    if null > 2:
-        os.close(null)
-
-
 def make_executor(opts: Options) -> Executor:
     if opts.backend == "sim":
         from scsi_pr.helper.executors.sim import DEFAULT_INITIATOR, SimExecutor
@@ -176,7 +165,14 @@ def drop_privileges(opts: Options, executor: Executor) -> None:
     caps.drop_privileges(opts.uid, opts.gid, caps.numbers(executor.capabilities))
 
 
-async def _run(server: HelperServer, listener: socket.socket, notifier: ServiceNotifier) -> None:
+async def _run(
+    server: HelperServer,
+    listener: socket.socket,
+    notifier: ServiceNotifier,
+    announce: Callable[[str], None],
+) -> None:
+    """Serve until a signal. ``announce`` tells whoever waits for our start that we serve: the
+    service manager (``notifier.ready``) or, under ``-d``, the parent (``Daemon.ready``)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -188,7 +184,7 @@ async def _run(server: HelperServer, listener: socket.socket, notifier: ServiceN
         loop.add_signal_handler(sig, stopping)
 
     def ready() -> None:  # once serve() has found the listener usable
-        notifier.ready(f"serving {listener_name(listener)}")
+        announce(f"serving {listener_name(listener)}")
 
     await server.serve(listener, stop, ready)
 
@@ -271,9 +267,10 @@ def _main(argv: list[str], name: str) -> int:
             notifier = ServiceNotifier.from_environment()
         except NotifyError as e:
             raise fail(str(e)) from None
+        announce = notifier.ready
         if opts.daemonize:
             try:
-                daemonize()
+                announce = detach(name, notifier).ready
             except OSError as e:
                 raise fail(f"Failed to daemonize: {e.strerror}") from None
         if opts.daemonize or opts.pidfile_given:
@@ -288,7 +285,7 @@ def _main(argv: list[str], name: str) -> int:
         except OSError as e:
             raise fail(f"Failed to drop privileges: {e.strerror}") from None
         try:
-            asyncio.run(_run(make_server(opts, executor, audit), listener, notifier))
+            asyncio.run(_run(make_server(opts, executor, audit), listener, notifier, announce))
         except (ListenerError, NotifyError) as e:
             raise fail(str(e)) from None
     finally:

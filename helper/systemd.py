@@ -78,10 +78,12 @@ class ServiceNotifier:
         value = os.environ.pop(NOTIFY_ENV, None)
         return cls(None if value is None else notify_address(value))
 
-    def ready(self, status: str) -> None:
-        """``READY=1`` with a status line for ``systemctl status``. NotifyError if it cannot
-        be sent: a manager that never hears it kills the service at its start timeout."""
-        self._send(f"READY=1\nSTATUS={status}")
+    def ready(self, status: str, main_pid: int | None = None) -> None:
+        """``READY=1`` with a status line for ``systemctl status``, and ``MAINPID=`` when the
+        process serving is not us (``-d``: our daemon child). NotifyError if it cannot be
+        sent: a manager that never hears it kills the service at its start timeout."""
+        pid = "" if main_pid is None else f"\nMAINPID={main_pid}"
+        self._send(f"READY=1\nSTATUS={status}{pid}")
 
     def stopping(self) -> None:
         """``STOPPING=1``: what follows is the orderly shutdown, not a hang. Best effort: a

@@ -547,32 +547,6 @@ def test_shutdown_grace_option(
         busy.close()
 
 
-def test_daemon_mode_forks_writes_pidfile_and_serves(
-    tmp_path: Path, open_image: Callable[[int], int]
-) -> None:
-    sock, pidfile = tmp_path / "d.sock", tmp_path / "d.pid"
-    r = subprocess.run(
-        [str(EXE), "-d", "-f", str(pidfile), "--backend", "sim", "-k", str(sock)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert r.returncode == 0 and r.stdout == r.stderr == ""
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() or not pidfile.read_text().endswith("\n"):
-        assert time.monotonic() < deadline, "daemon wrote no pidfile"
-        time.sleep(0.02)
-    pid = int(pidfile.read_text())
-    try:
-        assert Path(f"/proc/{pid}/status").exists()
-        with Client(str(sock)) as c:
-            assert c.execute(open_image(os.O_RDWR), READ_KEYS).status == GOOD
-    finally:
-        os.kill(pid, signal.SIGTERM)
-    while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
-        assert time.monotonic() < deadline + 10, "daemon did not exit on SIGTERM"
-        time.sleep(0.02)
-    assert not sock.exists() and not pidfile.exists()
-
-
 def test_trace_patterns_select_audit_events_and_file(
     tmp_path: Path, open_image: Callable[[int], int]
 ) -> None:
