@@ -176,6 +176,23 @@ def spawn_ready(
     return proc
 
 
+def spawn_notifying(
+    argv: list[str],
+    log: Path,
+    quiet_limit: float,
+    *,
+    name: str,
+    what: str = "say READY=1",
+    new_session: bool = False,
+) -> subprocess.Popen[bytes]:
+    """``spawn_ready`` for a daemon that speaks sd_notify (our helper and target): ready once
+    it says ``READY=1`` on a ``NotifySocket`` of its own; no probing connect, which it would
+    count as a client."""
+    with NotifySocket() as notify:
+        return spawn_ready(argv, log, notify.ready, quiet_limit, name=name, what=what,
+                           new_session=new_session, env=notify.env())  # fmt: skip
+
+
 def spawn_listening(
     argv: list[str], sock: Path, log: Path, quiet_limit: float, *, name: str = "helper"
 ) -> subprocess.Popen[bytes]:
@@ -201,10 +218,10 @@ def start_target(
     host, port = portal
     argv = [sys.executable, "-m", "scsi_pr", "target", "serve", "--iqn", iqn, "--portal",
             f"{host}:{port}", "--state-dir", str(state_dir), "--size", size, *extra]  # fmt: skip
-    with NotifySocket() as notify:
-        return spawn_ready(argv, log, notify.ready, quiet_limit, name="scsi-pr target serve",
-                           what=f"say it listens on {host}:{port}", new_session=new_session,
-                           env=notify.env())  # fmt: skip
+    what = f"say it listens on {host}:{port}"
+    return spawn_notifying(
+        argv, log, quiet_limit, name="scsi-pr target serve", what=what, new_session=new_session
+    )
 
 
 def log_tail(log: Path, size: int = 2000) -> str:

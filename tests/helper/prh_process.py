@@ -65,15 +65,10 @@ class Helper:
             argv = [sys.executable, "-c", SERVE, str(self.sock), str(self.trace)]
         else:
             argv = [EXE, "--backend", "sim", "-k", str(self.sock), "-T", f"prh_*,file={self.trace}"]
-        # ready when it says READY=1: a probing connect() would count as a client
-        with processes.NotifySocket() as notify, open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([*argv, *extra], stdout=out, stderr=subprocess.STDOUT,
-                                         env=notify.env())  # fmt: skip
-            try:
-                processes.wait_ready(self.proc, notify.ready, DEADLINE, output=self.output)
-            except processes.NotListening as e:
-                processes.kill(self.proc)
-                raise AssertionError(str(e)) from None
+        try:
+            self.proc = processes.spawn_notifying([*argv, *extra], self.log, DEADLINE, name=name)
+        except processes.NotListening as e:
+            raise AssertionError(str(e)) from None
 
     def output(self) -> str:
         return processes.log_tail(self.log)

@@ -51,14 +51,11 @@ class Helper:
         self.log = tmp / f"{name}.log"
         self.argv = [str(EXE), "--backend", "sim", "--initiator", initiator, "-k", str(self.sock)]
         self.argv += list(extra)
-        # ready when it says so (READY=1): a probing connect() would be a client of its own
-        with processes.NotifySocket() as notify, open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                         env=notify.env())  # fmt: skip
-            try:
-                processes.wait_ready(self.proc, notify.ready, 20)
-            except processes.NotListening as e:
-                raise AssertionError(str(e)) from None
+        self.log.unlink(missing_ok=True)  # a restarted helper's log starts afresh
+        try:
+            self.proc = processes.spawn_notifying(self.argv, self.log, 20, name=name)
+        except processes.NotListening as e:
+            raise AssertionError(str(e)) from None
 
     def stop(self) -> int:
         return stop(self.proc, timeout=15)
