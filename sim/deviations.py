@@ -56,7 +56,7 @@ RELEASE_WRONG_TYPE = Deviation(
     "SPC-5 5.14.11.2",
     "CHECK CONDITION, ILLEGAL REQUEST, INVALID RELEASE OF PERSISTENT RESERVATION (05h/26h/04h)",
     "RESERVATION CONFLICT; the reservation stays",
-    _tests("test_conf_pr_out.py::test_release_with_wrong_type"),
+    _tests("test_conf_reserve.py::test_release_with_wrong_type"),
     measured_on=BOTH_KERNELS,
 )
 UNREGISTERED_NOT_READY = Deviation(
@@ -68,10 +68,10 @@ UNREGISTERED_NOT_READY = Deviation(
     "CHECK CONDITION, NOT READY, LOGICAL UNIT COMMUNICATION FAILURE (02h/08h/00h); while a "
     "reservation exists, RESERVATION CONFLICT as SPC-5 says",
     _tests(
-        "test_conf_pr_out.py::test_unregistered_reserve_conflicts",
-        "test_conf_pr_out.py::test_unregistered_release_conflicts",
-        "test_conf_pr_out.py::test_unregistered_clear_conflicts",
-        "test_conf_pr_out.py::test_unregistered_register_and_move_conflicts",
+        "test_conf_reserve.py::test_unregistered_reserve_conflicts",
+        "test_conf_reserve.py::test_unregistered_release_conflicts",
+        "test_conf_reserve.py::test_unregistered_clear_conflicts",
+        "test_conf_move.py::test_unregistered_register_and_move_conflicts",
     ),
     note="PREEMPT from an unregistered I_T nexus gets RESERVATION CONFLICT on LIO too.",
     measured_on=BOTH_KERNELS,
@@ -84,8 +84,8 @@ UNREGISTER_GENERATION = Deviation(
     "PRGENERATION unchanged, both when a registration is removed and when an unregistered "
     "I_T nexus registers key zero (nothing to do)",
     _tests(
-        "test_conf_pr_out.py::test_unregister_bumps_generation",
-        "test_conf_pr_out.py::test_register_zero_key_unregistered_bumps_generation",
+        "test_conf_register.py::test_unregister_bumps_generation",
+        "test_conf_register.py::test_register_zero_key_unregistered_bumps_generation",
     ),
     measured_on=BOTH_KERNELS,
 )
@@ -101,7 +101,7 @@ MOVE_LIST_BEFORE_HOLDER = Deviation(
     "parameter list is checked before the holder (under WE and EA LIO's own check of a "
     "non-holder answers RESERVATION CONFLICT first, see reserved-type-before-registration)",
     _tests(
-        "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
+        "test_conf_move.py::test_the_move_parameter_list_is_checked_before_the_reservation",
     ),
     measured_on=BOTH_KERNELS,
 )
@@ -116,9 +116,9 @@ MOVE_FILES_TYPE_AS_SCOPE = Deviation(
     "RESERVATION CONFLICT, and a PREEMPT of it tells the survivors RESERVATIONS RELEASED (2Ah/04h) "
     "as for a changed scope; a RESERVE or PREEMPT by that nexus ends it",
     _tests(
-        "test_conf_pr_out.py::test_a_reservation_moved_back_to_its_issuer[RESERVE]",
-        "test_conf_pr_out.py::test_a_reservation_moved_back_to_its_issuer[RELEASE]",
-        "test_conf_pr_out.py::test_a_reservation_moved_back_to_its_issuer[PREEMPT]",
+        "test_conf_move.py::test_a_reservation_moved_back_to_its_issuer[RESERVE]",
+        "test_conf_move.py::test_a_reservation_moved_back_to_its_issuer[RELEASE]",
+        "test_conf_move.py::test_a_reservation_moved_back_to_its_issuer[PREEMPT]",
     ),
     note="found by CI's PR state machine on LIO; the register-and-move code stores the "
     "reservation TYPE where the SCOPE belongs, on the issuer's registration",
@@ -130,7 +130,7 @@ SCOPE_IN_PARAMETER_LIST = Deviation(
     "SPC-5 6.17.1",
     "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (05h/24h/00h): SCOPE is a CDB field",
     "CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST (05h/26h/00h)",
-    _tests("test_conf_pr_out.py::test_reserve_with_reserved_scope"),
+    _tests("test_conf_reserve.py::test_reserve_with_reserved_scope"),
     note="RELEASE by the holder with another SCOPE is release-wrong-type-conflict.",
     measured_on=BOTH_KERNELS,
 )
@@ -142,7 +142,7 @@ PREEMPT_CHECKS_TYPE_AND_SCOPE = Deviation(
     "the SCOPE and TYPE fields are ignored: the registrations with that key go (GOOD)",
     "CHECK CONDITION, ILLEGAL REQUEST: INVALID FIELD IN CDB (05h/24h/00h) for the TYPE, "
     "INVALID FIELD IN PARAMETER LIST (05h/26h/00h) for the SCOPE; nothing is removed",
-    _tests("test_conf_pr_out.py::test_preempt_removing_registrations_ignores_type_and_scope"),
+    _tests("test_conf_preempt.py::test_preempt_removing_registrations_ignores_type_and_scope"),
     measured_on=BOTH_KERNELS,
 )
 ALLOCATION_LENGTH_MINIMUM = Deviation(
@@ -182,8 +182,8 @@ RELEASE_SKIPS_KEY_CHECK = Deviation(
     "RESERVATION CONFLICT",
     "GOOD, nothing changes (the key is compared only for the holder)",
     _tests(
-        "test_conf_pr_out.py::test_release_with_wrong_key_without_reservation_conflicts",
-        "test_conf_pr_out.py::test_release_by_non_holder_with_wrong_key_conflicts",
+        "test_conf_reserve.py::test_release_with_wrong_key_without_reservation_conflicts",
+        "test_conf_reserve.py::test_release_by_non_holder_with_wrong_key_conflicts",
     ),
     measured_on=BOTH_KERNELS,
 )
@@ -197,7 +197,7 @@ AR_PREEMPT_TAKES_OVER = Deviation(
     "remaining registrant): its key preempts like a holder's: those registrations go "
     "(REGISTRATIONS PREEMPTED), the issuer holds a reservation of the CDB's TYPE, and if the "
     "TYPE changed every other registrant gets RESERVATIONS RELEASED",
-    _tests("test_conf_pr_out.py::test_preempt_all_registrants_by_key_removes_registrations_only"),
+    _tests("test_conf_preempt.py::test_preempt_all_registrants_by_key_removes_registrations_only"),
     measured_on=BOTH_KERNELS,
 )
 PREEMPT_KEEPS_ISSUER = Deviation(
@@ -208,7 +208,7 @@ PREEMPT_KEEPS_ISSUER = Deviation(
     "every registration with that key is removed, the issuer's included",
     "the issuer keeps its registration (GOOD, PRGENERATION incremented even when nothing else "
     "had the key)",
-    _tests("test_conf_pr_out.py::test_preempt_all_registrants_by_own_key_removes_issuer"),
+    _tests("test_conf_preempt.py::test_preempt_all_registrants_by_own_key_removes_issuer"),
     measured_on=BOTH_KERNELS,
 )
 READ_CAPACITY_16_CONFLICT = Deviation(
@@ -295,8 +295,8 @@ TYPE_BEFORE_REGISTRATION = Deviation(
     "nexus's RELEASE, CLEAR or PREEMPT, or a registrant's command under a registrants-only type "
     "(so a non-holder's REGISTER AND MOVE with a bad parameter list conflicts too)",
     _tests(
-        "test_conf_pr_out.py::test_reserved_type_from_a_nexus_without_the_key",
-        "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
+        "test_conf_reserve.py::test_reserved_type_from_a_nexus_without_the_key",
+        "test_conf_move.py::test_the_move_parameter_list_is_checked_before_the_reservation",
     ),
     note="found by the lockstep differential (docs/lockstep.md)",
     measured_on=BOTH_KERNELS,
@@ -309,7 +309,7 @@ NO_FIELD_POINTER = Deviation(
     "a FIELD POINTER to the offending byte (SKSV=1): the model's standard answer (SPC-5 makes "
     "it optional)",
     "no sense-key specific data: bytes 15-17 of the fixed-format sense are zero",
-    _tests("test_conf_pr_out.py::test_a_reserved_type_is_pointed_at"),
+    _tests("test_conf_reserve.py::test_a_reserved_type_is_pointed_at"),
     note="found by the lockstep differential (docs/lockstep.md)",
     measured_on=BOTH_KERNELS,
 )
@@ -322,8 +322,8 @@ PREEMPT_AND_ABORT_STALLS = Deviation(
     "may hang too; the model applies the preempt and withholds the answer (a command that "
     "never completes: the rig and the scenario engine report it as hung)",
     _tests(
-        "test_conf_pr_out.py::test_preempt_holder_takes_reservation[PREEMPT_AND_ABORT]",
-        "test_conf_pr_out.py::test_preempt_with_type_change_tells_survivors[PREEMPT_AND_ABORT]",
+        "test_conf_preempt.py::test_preempt_holder_takes_reservation[PREEMPT_AND_ABORT]",
+        "test_conf_preempt.py::test_preempt_with_type_change_tells_survivors[PREEMPT_AND_ABORT]",
     ),
     note="docs/rig.md: the VM tier runs lio_hangs tests last, in its second VM (--run-lio-hangs); "
     "on 6.12 too (scripts/test --kernel 6.12)",

@@ -78,14 +78,14 @@ IOCTL_NO_REGISTER_AND_MOVE = PathLimit(
     INVALID_FIELD,
     _tests(
         "test_conf_machine.py::test_pr_machine",
-        "test_conf_pr_out.py::test_register_and_move",
-        "test_conf_pr_out.py::test_register_and_move_by_non_holder_conflicts",
-        "test_conf_pr_out.py::test_register_and_move_all_registrants_conflicts",
-        "test_conf_pr_out.py::test_register_and_move_without_reservation_is_an_invalid_field",
-        "test_conf_pr_out.py::test_unregistered_register_and_move_conflicts",
-        "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
-        "test_conf_pr_out.py::test_register_and_move_invalid_parameters",
-        "test_conf_pr_out.py::test_a_reservation_moved_back_to_its_issuer",
+        "test_conf_move.py::test_register_and_move",
+        "test_conf_move.py::test_register_and_move_by_non_holder_conflicts",
+        "test_conf_move.py::test_register_and_move_all_registrants_conflicts",
+        "test_conf_move.py::test_register_and_move_without_reservation_is_an_invalid_field",
+        "test_conf_move.py::test_unregistered_register_and_move_conflicts",
+        "test_conf_move.py::test_the_move_parameter_list_is_checked_before_the_reservation",
+        "test_conf_move.py::test_register_and_move_invalid_parameters",
+        "test_conf_move.py::test_a_reservation_moved_back_to_its_issuer",
         "test_conf_ports.py::test_register_and_move_to_its_initiator_port_through_another_target_port",
         "test_conf_ports.py::test_register_and_move_to_an_initiator_not_on_that_port",
     ),
@@ -98,8 +98,8 @@ IOCTL_NO_SPEC_I_PT_ALL_TG_PT = PathLimit(
     "device; where SPC-5 refuses the field anyway the answers agree",
     INVALID_PARAM,
     _tests(
-        "test_conf_pr_out.py::test_spec_i_pt_only_with_register",
-        "test_conf_pr_out.py::test_spec_i_pt_from_registered_nexus_is_invalid",
+        "test_conf_register.py::test_spec_i_pt_only_with_register",
+        "test_conf_register.py::test_spec_i_pt_from_registered_nexus_is_invalid",
         "test_conf_ports.py::test_register_all_target_ports",
         "test_conf_ports.py::test_spec_i_pt_registers_the_named_initiator",
         "test_conf_ports.py::test_spec_i_pt_naming_the_issuer_registers_it_twice",
@@ -117,9 +117,9 @@ IOCTL_FIELDS_CHECKED_FIRST = PathLimit(
     "for a PREEMPT that only removes registrations, where SPC-5 ignores both)",
     INVALID_FIELD,
     _tests(
-        "test_conf_pr_out.py::test_reserve_with_reserved_scope",
-        "test_conf_pr_out.py::test_reserved_type_from_a_nexus_without_the_key",
-        "test_conf_pr_out.py::test_preempt_removing_registrations_ignores_type_and_scope",
+        "test_conf_reserve.py::test_reserve_with_reserved_scope",
+        "test_conf_reserve.py::test_reserved_type_from_a_nexus_without_the_key",
+        "test_conf_preempt.py::test_preempt_removing_registrations_ignores_type_and_scope",
     ),
 )
 IOCTL_ILLEGAL_REQUEST_AS_EINVAL = PathLimit(
@@ -132,7 +132,7 @@ IOCTL_ILLEGAL_REQUEST_AS_EINVAL = PathLimit(
     INVALID_FIELD,
     _tests(
         "test_conf_machine.py::test_pr_machine",
-        "test_conf_pr_out.py::test_preempt_zero_key_without_all_registrants",
+        "test_conf_preempt.py::test_preempt_zero_key_without_all_registrants",
     ),
     # sd's PR error conversion came between the two kernels measured (6.1 lacks it)
     since=(6, 12),
@@ -147,10 +147,10 @@ IOCTL_SENSE_LOST = PathLimit(
     IO_ERROR,
     _tests(
         "test_conf_machine.py::test_pr_machine",
-        "test_conf_pr_out.py::test_unregistered_reserve_conflicts",
-        "test_conf_pr_out.py::test_unregistered_release_conflicts",
-        "test_conf_pr_out.py::test_unregistered_clear_conflicts",
-        "test_conf_pr_out.py::test_preempt_zero_key_without_all_registrants",
+        "test_conf_reserve.py::test_unregistered_reserve_conflicts",
+        "test_conf_reserve.py::test_unregistered_release_conflicts",
+        "test_conf_reserve.py::test_unregistered_clear_conflicts",
+        "test_conf_preempt.py::test_preempt_zero_key_without_all_registrants",
     ),
 )
 IOCTL_UNIT_ATTENTION_LOST = PathLimit(
@@ -200,20 +200,20 @@ MPATH_REGISTRATION_PER_PATH = PathLimit(
         "test_conf_ports.py::test_register_all_target_ports",
         "test_conf_pr_in.py::test_read_keys_truncated_keeps_full_additional_length",
         "test_conf_pr_in.py::test_read_full_status_names_each_nexus",
-        "test_conf_pr_out.py::test_register_then_change_key",
-        "test_conf_pr_out.py::test_register_with_wrong_key_conflicts",
-        "test_conf_pr_out.py::test_register_and_ignore_existing_key",
-        "test_conf_pr_out.py::test_reserved_type_from_a_nexus_without_the_key",
-        "test_conf_pr_out.py::test_release_with_wrong_key_without_reservation_conflicts",
-        "test_conf_pr_out.py::test_clear_with_wrong_key_conflicts",
-        "test_conf_pr_out.py::test_preempt_non_holder_removes_registration_only",
-        "test_conf_pr_out.py::test_preempt_removes_every_registration_with_the_key",
-        "test_conf_pr_out.py::test_preempt_all_registrants_by_own_key_removes_issuer",
-        "test_conf_pr_out.py::test_preempt_by_own_key_removes_issuer",
-        "test_conf_pr_out.py::test_preempt_removing_registrations_ignores_type_and_scope",
-        "test_conf_pr_out.py::test_register_and_move",
-        "test_conf_pr_out.py::test_register_and_move_without_reservation_is_an_invalid_field",
-        "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
+        "test_conf_register.py::test_register_then_change_key",
+        "test_conf_register.py::test_register_with_wrong_key_conflicts",
+        "test_conf_register.py::test_register_and_ignore_existing_key",
+        "test_conf_reserve.py::test_reserved_type_from_a_nexus_without_the_key",
+        "test_conf_reserve.py::test_release_with_wrong_key_without_reservation_conflicts",
+        "test_conf_reserve.py::test_clear_with_wrong_key_conflicts",
+        "test_conf_preempt.py::test_preempt_non_holder_removes_registration_only",
+        "test_conf_preempt.py::test_preempt_removes_every_registration_with_the_key",
+        "test_conf_preempt.py::test_preempt_all_registrants_by_own_key_removes_issuer",
+        "test_conf_preempt.py::test_preempt_by_own_key_removes_issuer",
+        "test_conf_preempt.py::test_preempt_removing_registrations_ignores_type_and_scope",
+        "test_conf_move.py::test_register_and_move",
+        "test_conf_move.py::test_register_and_move_without_reservation_is_an_invalid_field",
+        "test_conf_move.py::test_the_move_parameter_list_is_checked_before_the_reservation",
         "test_conf_machine.py::test_pr_machine",
     ),
 )
@@ -245,7 +245,7 @@ MPATH_UNIT_ATTENTION_OF_EVERY_PATH = PathLimit(
     _tests(
         "test_conf_conflicts.py::test_unit_attention_is_per_i_t_nexus",
         "test_conf_decisions.py::test_the_same_unit_attention_is_not_queued_twice",
-        "test_conf_pr_out.py::test_release_by_holder",
+        "test_conf_reserve.py::test_release_by_holder",
     ),
 )
 MPATH_KEY_CHECKED_BY_LIBRARY = PathLimit(
@@ -257,12 +257,12 @@ MPATH_KEY_CHECKED_BY_LIBRARY = PathLimit(
     "libmpathpersist's MPATH_PR_SYNTAX_ERROR, answered as the C helper answers it",
     LUN_COMM_FAILURE,
     _tests(
-        "test_conf_pr_out.py::test_register_with_wrong_key_conflicts",
-        "test_conf_pr_out.py::test_reserve_with_wrong_key_conflicts",
-        "test_conf_pr_out.py::test_reserved_type_from_a_nexus_without_the_key",
-        "test_conf_pr_out.py::test_release_with_wrong_key_conflicts",
-        "test_conf_pr_out.py::test_release_with_wrong_key_without_reservation_conflicts",
-        "test_conf_pr_out.py::test_clear_with_wrong_key_conflicts",
+        "test_conf_register.py::test_register_with_wrong_key_conflicts",
+        "test_conf_reserve.py::test_reserve_with_wrong_key_conflicts",
+        "test_conf_reserve.py::test_reserved_type_from_a_nexus_without_the_key",
+        "test_conf_reserve.py::test_release_with_wrong_key_conflicts",
+        "test_conf_reserve.py::test_release_with_wrong_key_without_reservation_conflicts",
+        "test_conf_reserve.py::test_clear_with_wrong_key_conflicts",
     ),
 )
 MPATH_NOT_READY_REBUILT = PathLimit(
@@ -274,8 +274,8 @@ MPATH_NOT_READY_REBUILT = PathLimit(
     "RESERVE or CLEAR is lost)",
     NOT_READY,
     _tests(
-        "test_conf_pr_out.py::test_unregistered_reserve_conflicts",
-        "test_conf_pr_out.py::test_unregistered_clear_conflicts",
+        "test_conf_reserve.py::test_unregistered_reserve_conflicts",
+        "test_conf_reserve.py::test_unregistered_clear_conflicts",
     ),
 )
 MPATH_ILLEGAL_REQUEST_GUESSED = PathLimit(
@@ -287,9 +287,9 @@ MPATH_ILLEGAL_REQUEST_GUESSED = PathLimit(
     "TYPE) and with no field pointer",
     INVALID_PARAM,
     _tests(
-        "test_conf_pr_out.py::test_reserve_with_reserved_type",
-        "test_conf_pr_out.py::test_a_reserved_type_is_pointed_at",
-        "test_conf_pr_out.py::test_preempt_removing_registrations_ignores_type_and_scope",
+        "test_conf_reserve.py::test_reserve_with_reserved_type",
+        "test_conf_reserve.py::test_a_reserved_type_is_pointed_at",
+        "test_conf_preempt.py::test_preempt_removing_registrations_ignores_type_and_scope",
         "test_conf_ports.py::test_register_all_target_ports",
     ),
 )
@@ -304,9 +304,9 @@ MPATH_RELEASE_BY_THE_LIBRARY = PathLimit(
     "the other registrants told RESERVATIONS PREEMPTED)",
     None,
     _tests(
-        "test_conf_pr_out.py::test_release_with_wrong_type",
-        "test_conf_pr_out.py::test_unregistered_release_conflicts",
-        "test_conf_pr_out.py::test_a_reservation_moved_back_to_its_issuer",
+        "test_conf_reserve.py::test_release_with_wrong_type",
+        "test_conf_reserve.py::test_unregistered_release_conflicts",
+        "test_conf_move.py::test_a_reservation_moved_back_to_its_issuer",
     ),
 )
 MPATH_PARAMETER_LIST_REBUILT = PathLimit(
@@ -317,8 +317,8 @@ MPATH_PARAMETER_LIST_REBUILT = PathLimit(
     "registered host (the library registers the named TransportIDs itself)",
     None,
     _tests(
-        "test_conf_pr_out.py::test_parameter_list_length_must_be_24",
-        "test_conf_pr_out.py::test_spec_i_pt_from_registered_nexus_is_invalid",
+        "test_conf_register.py::test_parameter_list_length_must_be_24",
+        "test_conf_register.py::test_spec_i_pt_from_registered_nexus_is_invalid",
     ),
 )
 MPATH_MOVE_FROM_THE_HOLDING_PATH = PathLimit(
@@ -331,9 +331,9 @@ MPATH_MOVE_FROM_THE_HOLDING_PATH = PathLimit(
     "RESERVATION KEY; with no reservation to move, LIO's answer to such a move",
     None,
     _tests(
-        "test_conf_pr_out.py::test_register_and_move_invalid_parameters",
-        "test_conf_pr_out.py::test_the_move_parameter_list_is_checked_before_the_reservation",
-        "test_conf_pr_out.py::test_a_reservation_moved_back_to_its_issuer",
+        "test_conf_move.py::test_register_and_move_invalid_parameters",
+        "test_conf_move.py::test_the_move_parameter_list_is_checked_before_the_reservation",
+        "test_conf_move.py::test_a_reservation_moved_back_to_its_issuer",
     ),
 )
 MPATH_PR_IN_READ_WHOLE = PathLimit(

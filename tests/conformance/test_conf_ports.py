@@ -12,6 +12,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from prout_common import GUESSED
 from prtest import (
     SA,
     drain,
@@ -49,7 +50,6 @@ ILLEGAL = SenseKey.ILLEGAL_REQUEST
 MOVES = pytest.mark.path_limit(L.IOCTL_NO_REGISTER_AND_MOVE.name)
 SPEC_I_PT_ALL_TG_PT = pytest.mark.path_limit(L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT.name)
 PER_PATH = pytest.mark.path_limit(L.MPATH_REGISTRATION_PER_PATH.name)
-GUESSED = pytest.mark.path_limit(L.MPATH_ILLEGAL_REQUEST_GUESSED.name)
 
 
 @SPEC_I_PT_ALL_TG_PT
