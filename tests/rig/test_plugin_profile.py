@@ -69,7 +69,8 @@ def test_the_conformance_suite_passes_on_the_model_as_lio() -> None:
 
     assert CHECKOUT is not None
     suite = [f"tests/conformance/test_conf_{part}.py"
-             for part in ("pr_out", "pr_in", "conflicts", "machine")]  # fmt: skip
+             for part in ("register", "reserve", "preempt", "move", "pr_in", "conflicts",
+                          "machine")]  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suite,
          "--backend", "sim", "--profile", "lio-6.1", "-rfEx"],
