@@ -27,6 +27,8 @@ def _fake_phases(monkeypatch: pytest.MonkeyPatch, outcome: dict[str, str]) -> li
         return vm_tier.Phase(name, rc=0, seconds=1.0, results=[result], start_cpu=2.0, cpu=10.0)
 
     monkeypatch.setattr(vm_tier, "run_phase", fake_run_phase)
+    # never this machine's udevd: a VM without a phase that needs it stops it
+    monkeypatch.setattr(vm_tier.udev, "stop", lambda: ran.append("udev stopped") or True)
     return ran
 
 
@@ -45,10 +47,16 @@ def test_the_hang_phase_asks_for_a_vm_of_its_own(
 def test_each_vm_runs_only_its_own_phases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ran = _fake_phases(monkeypatch, {})
     assert vm_tier.main(["--workdir", str(tmp_path), "--vm", "1"]) == 0
-    assert ran == ["lio-hangs"]
+    assert ran == ["udev stopped", "lio-hangs"]  # nothing there needs udev
     ran.clear()
     assert vm_tier.main(["--workdir", str(tmp_path), "--vm", "0"]) == 0
-    assert sorted(ran) == ["guest-e2e", "iscsi", "main", "mpath", "paths"]
+    assert sorted(ran) == ["guest-e2e", "iscsi", "main", "mpath", "paths"]  # udev kept
+
+
+def test_one_vm_for_every_phase_keeps_udev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = _fake_phases(monkeypatch, {})
+    assert vm_tier.main(["--workdir", str(tmp_path), "--phases", "mpath,lio-hangs"]) == 0
+    assert ran == ["mpath", "lio-hangs"]
 
 
 def test_two_vms_results_merge_into_one_summary_and_status(
