@@ -1,6 +1,11 @@
 """What the PERSISTENT RESERVE OUT test modules share: the types and keys they use, the marks
 of the deviations and path limits several of them carry, and the expectations that differ by
-device profile or path (``test_conf_register``, ``_reserve``, ``_preempt``, ``_move``)."""
+device profile or path (``test_conf_register``, ``_reserve``, ``_preempt``, ``_move``).
+
+Those modules check each result's status and sense key/ASC/ASCQ, the PR state read back,
+PRgeneration and unit attentions. A test marked ``lio_deviation(NAME)`` asserts LIO's measured
+answer where ``device_profile`` has that registry entry (``scsi_pr.sim.profiles``), the
+standard's elsewhere."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""REGISTER AND MOVE on every backend (SPC-5 5.14.8).
-
-Each result's status and sense key/ASC/ASCQ, the PR state read back, PRgeneration and unit
-attentions. A test marked ``lio_deviation(NAME)`` asserts LIO's measured answer where
-``device_profile`` has that registry entry (``scsi_pr.sim.profiles``), the standard's
-elsewhere."""
+"""REGISTER AND MOVE on every backend (SPC-5 5.14.8). What every test checks:
+``prout_common``."""
 
 from __future__ import annotations
 

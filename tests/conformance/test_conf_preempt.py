@@ -1,9 +1,5 @@
 """PREEMPT and PREEMPT AND ABORT on every backend (SPC-5 5.14.10.4, 5.14.10.5).
-
-Each result's status and sense key/ASC/ASCQ, the PR state read back, PRgeneration and unit
-attentions. A test marked ``lio_deviation(NAME)`` asserts LIO's measured answer where
-``device_profile`` has that registry entry (``scsi_pr.sim.profiles``), the standard's
-elsewhere."""
+What every test checks: ``prout_common``."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
 """REGISTER and REGISTER AND IGNORE EXISTING KEY on every backend (SPC-5 5.14.7): keys,
 unregistering, the parameter list's length, SPEC_I_PT, the reserved service action codes.
-
-Each result's status and sense key/ASC/ASCQ, the PR state read back, PRgeneration and unit
-attentions. A test marked ``lio_deviation(NAME)`` asserts LIO's measured answer where
-``device_profile`` has that registry entry (``scsi_pr.sim.profiles``), the standard's
-elsewhere."""
+What every test checks: ``prout_common``."""
 
 from __future__ import annotations
 
