@@ -12,6 +12,9 @@ A rule turns blkid and the watch off for the matched disks only; the INQUIRY-onl
 since multipathd takes a path's WWID from them. Each rule sorts after 60-block.rules (which
 sets the watch) and before 60-persistent-storage.rules (which reads the blkid flag). Rules live
 in /run: nothing survives a reboot.
+
+Where no test needs udev at all (the VM tier's hang VM), ``stop`` ends udevd: there its probes
+of every LU the tests build were all it did, with more CPU than the tests (docs/performance.md).
 """
 
 from __future__ import annotations
