@@ -313,8 +313,10 @@ MPATH_PARAMETER_LIST_REBUILT = PathLimit(
     "mpath-parameter-list-rebuilt",
     "multipath",
     "The PR OUT parameter list: libmpathpersist builds its own from the fields it knows",
-    "GOOD for a 28-byte list with no TransportIDs (sent as 24 bytes) and for SPEC_I_PT from a "
-    "registered host (the library registers the named TransportIDs itself)",
+    "GOOD for a 28-byte list with no TransportIDs (sent as 24 bytes); SPEC_I_PT from a "
+    "registered host: GOOD, or INVALID FIELD IN PARAMETER LIST from the first path, by a race "
+    "in the library (its per-path threads share one list, whose SPEC_I_PT it clears for the "
+    "second path while the first path's thread may not have read it yet)",
     None,
     _tests(
         "test_conf_register.py::test_parameter_list_length_must_be_24",

@@ -42,6 +42,7 @@ NOT_READY_REBUILT = pytest.mark.path_limit(L.MPATH_NOT_READY_REBUILT.name)
 LIBRARY_RELEASE = pytest.mark.path_limit(L.MPATH_RELEASE_BY_THE_LIBRARY.name)
 MOVE_FROM_HOLDER = pytest.mark.path_limit(L.MPATH_MOVE_FROM_THE_HOLDING_PATH.name)
 GUESSED = pytest.mark.path_limit(L.MPATH_ILLEGAL_REQUEST_GUESSED.name)
+SPEC_I_PT_ALL_TG_PT = pytest.mark.path_limit(L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT.name)
 
 RESERVED_TYPE = 0x2  # SPC-5 table 169: obsolete, not a reservation type
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from prout_common import GUESSED
+from prout_common import GUESSED, SPEC_I_PT_ALL_TG_PT
 from prtest import (
     SA,
     drain,
@@ -48,7 +48,6 @@ A, B, C3 = 0xA1, 0xB2, 0xC3
 WE = ReservationType.WRITE_EXCLUSIVE
 ILLEGAL = SenseKey.ILLEGAL_REQUEST
 MOVES = pytest.mark.path_limit(L.IOCTL_NO_REGISTER_AND_MOVE.name)
-SPEC_I_PT_ALL_TG_PT = pytest.mark.path_limit(L.IOCTL_NO_SPEC_I_PT_ALL_TG_PT.name)
 PER_PATH = pytest.mark.path_limit(L.MPATH_REGISTRATION_PER_PATH.name)
 
 
