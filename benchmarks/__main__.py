@@ -1,5 +1,5 @@
-"""``scripts/bench [--model] [--helper] [--iscsi] [--vm]``: run the chosen benchmarks (default:
-all but ``--iscsi`` and ``--vm``, which boot a VM and take minutes).
+"""``scripts/bench [--model] [--helper] [--iscsi] [--vm] [--rig]``: run the chosen benchmarks
+(default: all but ``--iscsi``, ``--vm`` and ``--rig``, which boot a VM and take minutes).
 
 Benchmarks print rates and latencies; they are never timed tests (timings vary per machine).
 """
@@ -17,9 +17,10 @@ BENCHMARKS = {
     "helper": "benchmarks.helper",
     "iscsi": "benchmarks.iscsi",
     "vm": "benchmarks.helper_vm",
+    "rig": "benchmarks.rig_vm",
 }
 #: run only when named: they need the VM
-ON_REQUEST = frozenset({"iscsi", "vm"})
+ON_REQUEST = frozenset({"iscsi", "vm", "rig"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,6 @@ import atexit
 import os
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from scsi_pr.helper.executors.sg import SgIoResult, sg_io
 from scsi_pr.rig import kmsg, lio
 from scsi_pr.rig.backends import Backend, BackendUnavailable, Capability, Initiator, drain
+from scsi_pr.rig.command_thread import CallTimeout, CommandThread, call_once
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.watchdog import note_progress
 from scsi_pr.sim import cdb as C
@@ -71,26 +71,29 @@ class ResetFailed(RigError):
 
 
 def execute_with_timeout(
-    fd: int, cdb: bytes, data: bytes, what: str, timeout_ms: int = COMMAND_TIMEOUT_MS
+    fd: int,
+    cdb: bytes,
+    data: bytes,
+    what: str,
+    timeout_ms: int | None = None,
+    thread: CommandThread | None = None,
 ) -> SgIoResult:
-    """sg_io in a daemon thread; raise CommandTimeout if it has not returned in time."""
-    box: list[SgIoResult | BaseException] = []
+    """sg_io on ``thread`` (a new one when None) with ``timeout_ms`` (``COMMAND_TIMEOUT_MS``
+    when None); CommandTimeout if it has not returned in time."""
+    ms = COMMAND_TIMEOUT_MS if timeout_ms is None else timeout_ms
 
-    def work() -> None:
-        try:
-            box.append(sg_io(fd, cdb, data, C.data_in_length(cdb), timeout_ms))
-        except BaseException as e:  # handed to the caller below
-            box.append(e)
+    def send() -> SgIoResult:
+        return sg_io(fd, cdb, data, C.data_in_length(cdb), ms)
 
-    t = threading.Thread(target=work, name=f"sg_io {what}", daemon=True)
-    t.start()
-    t.join(timeout_ms / 1000 + GRACE_SECONDS)
-    if not box:
-        raise CommandTimeout(f"{what}: {cdb.hex()} did not complete in {timeout_ms} ms")
+    wait = ms / 1000 + GRACE_SECONDS
+    try:
+        if thread is None:
+            result = call_once(f"sg_io {what}", send, wait)
+        else:
+            result = thread.call(send, wait)
+    except CallTimeout:
+        raise CommandTimeout(f"{what}: {cdb.hex()} did not complete in {ms} ms") from None
     note_progress()
-    result = box[0]
-    if isinstance(result, BaseException):
-        raise result
     return result
 
 
@@ -102,6 +105,8 @@ class SgInitiator:
     port: Any
     fd: int
     hung: bool
+    #: the thread this initiator's commands run on, made by the first one
+    commands: CommandThread | None = None
 
     @property
     def name(self) -> str:
@@ -116,6 +121,9 @@ class SgInitiator:
         if self.fd >= 0 and not self.hung:
             os.close(self.fd)
         self.fd = -1
+        if self.commands is not None:
+            self.commands.close()
+            self.commands = None
 
     def on_hang(self) -> None:
         """What else a timed-out command means for this backend (nothing by default)."""
@@ -124,7 +132,9 @@ class SgInitiator:
         if self.hung:
             raise CommandTimeout(f"{self.name}: LUN already hung by an earlier command")
         try:
-            r = execute_with_timeout(self.fd, cdb, data, self.name)
+            if self.commands is None:
+                self.commands = CommandThread(f"sg_io {self.name}")
+            r = execute_with_timeout(self.fd, cdb, data, self.name, thread=self.commands)
         except CommandTimeout:
             self.hung = True
             self.on_hang()

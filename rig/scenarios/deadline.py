@@ -8,11 +8,11 @@ client's socket timeout) counts the same.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from scsi_pr.rig.command_thread import CallTimeout, CommandThread, call_once
 from scsi_pr.rig.errors import RigError
 
 #: Seconds a command may take before the run is declared hung. LIO in a TCG VM answers in
@@ -30,30 +30,25 @@ class BackendFault(RigError):
     """The backend raised instead of answering (socket closed, helper died, ...)."""
 
 
-def call_with_deadline(fn: Callable[[], T], timeout: float) -> tuple[T, float]:
-    """Run ``fn`` in a daemon thread; (its value, seconds taken) or Hung after ``timeout``.
+def call_with_deadline(
+    fn: Callable[[], T], timeout: float, thread: CommandThread | None = None
+) -> tuple[T, float]:
+    """Run ``fn`` on ``thread`` (a new one when None); (its value, seconds taken) or Hung
+    after ``timeout``.
 
     A thread blocked in the kernel cannot be cancelled; it is left behind as a daemon so the
-    process can still report and exit.
+    process can still report and exit (``rig.command_thread``).
     """
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # handed to the caller below
-            box["error"] = e
-
     started = time.monotonic()
-    worker = threading.Thread(target=work, name="scenario-command", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    took = time.monotonic() - started
-    if worker.is_alive():
-        raise Hung(f"did not complete within {timeout:g}s")
-    if "error" in box:
-        error = box["error"]
-        if isinstance(error, TimeoutError):  # e.g. scsi_pr.rig.backend_lio.CommandTimeout
-            raise Hung(str(error) or "timed out") from error
+    try:
+        if thread is None:
+            value = call_once("scenario-command", fn, timeout)
+        else:
+            value = thread.call(fn, timeout)
+    except CallTimeout:
+        raise Hung(f"did not complete within {timeout:g}s") from None
+    except TimeoutError as error:  # e.g. scsi_pr.rig.backend_lio.CommandTimeout
+        raise Hung(str(error) or "timed out") from error
+    except Exception as error:
         raise BackendFault(f"{type(error).__name__}: {error}") from error
-    return box["value"], took
+    return value, time.monotonic() - started

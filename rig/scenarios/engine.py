@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from scsi_pr.rig.backends import Backend, Capability, Initiator
+from scsi_pr.rig.command_thread import CommandThread
 from scsi_pr.rig.scenarios import checks, race
 from scsi_pr.rig.scenarios.checks import MAX_UA_REPORTS, is_unit_attention
 from scsi_pr.rig.scenarios.commands import Target, TestUnitReady
@@ -122,6 +123,8 @@ class Runner:
         self.roles: dict[str, str] = {}
         self.clock = 0.0
         self.rows: list[Row] = []
+        #: the thread the run's commands are sent from (races send from threads of their own)
+        self.commands = CommandThread("scenario-command")
 
     # -- the device the current item addresses ---------------------------------------------
     @property
@@ -173,10 +176,18 @@ class Runner:
     def send(
         self, initiator: Initiator, cdb: bytes, data: bytes = b""
     ) -> tuple[CommandResult, float]:
-        return call_with_deadline(lambda: self._execute(initiator, cdb, data), self.timeout)
+        return call_with_deadline(
+            lambda: self._execute(initiator, cdb, data), self.timeout, self.commands
+        )
 
     # -- the run ----------------------------------------------------------------------------
     def run(self) -> Run:
+        try:
+            return self._run()
+        finally:
+            self.commands.close()
+
+    def _run(self) -> Run:
         missing = sorted(self.scenario.needs - self.backend.capabilities)
         if missing:
             return self._finish(
