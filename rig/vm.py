@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from scsi_pr import CHECKOUT
-from scsi_pr.rig import vm_kernel
+from scsi_pr.rig import hypothesis_cache, vm_kernel
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.watchdog import run_watched
@@ -155,6 +155,17 @@ def warm_bytecode(root: Path) -> None:
     compileall.compile_dir(root, rx=_NOT_COMPILED, quiet=2, workers=0)
 
 
+def _not_in_image(directory: str, names: list[str]) -> set[str]:
+    """What of the checkout the image leaves out: VCS, outputs, caches; of hypothesis's storage
+    all but the constants cache the host filled (``hypothesis_cache``)."""
+    skipped = {n for n in names if n in (".git", "out", ".ruff_cache")}
+    if Path(directory) == ROOT / hypothesis_cache.STORAGE:
+        skipped |= {n for n in names if n != hypothesis_cache.CONSTANTS}
+    elif Path(directory) != ROOT:
+        skipped |= {n for n in names if n == hypothesis_cache.STORAGE}
+    return skipped
+
+
 def build_image(path: Path) -> dict[str, str]:
     """An ext4 image with this checkout (venv included) and the interpreter's stdlib.
 
@@ -168,12 +179,7 @@ def build_image(path: Path) -> dict[str, str]:
     stage = path.with_suffix(".stage")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    shutil.copytree(
-        ROOT,
-        stage / "main",
-        symlinks=True,
-        ignore=shutil.ignore_patterns(".git", "out", ".hypothesis", ".ruff_cache"),
-    )
+    shutil.copytree(ROOT, stage / "main", symlinks=True, ignore=_not_in_image)
     shutil.copytree(
         stdlib,
         stage / "stdlib",
@@ -205,6 +211,8 @@ def vng_command(
     extra: list[str] = []
     if binds and image is not None:
         env.append("SCSI_PR_IMAGE_BINDS=" + ",".join(f"{k}:{v}" for k, v in binds.items()))
+        if "HYPOTHESIS_STORAGE_DIRECTORY" not in os.environ:  # the image's constants cache
+            env.append(f"HYPOTHESIS_STORAGE_DIRECTORY={ROOT / hypothesis_cache.STORAGE}")
         drive = f"file={image},if=virtio,format=raw,readonly=on"
         extra = [f"--qemu-opts=-drive {drive}"]
     # read-write at the same path in the guest: where host processes and the guest exchange files
@@ -250,6 +258,8 @@ def run(
     Path("/etc/multipath").mkdir(parents=True, exist_ok=True)  # the multipath rig's, likewise
     if CHECKOUT is not None:
         warm_bytecode(CHECKOUT)  # before the image copies it
+        if image:
+            hypothesis_cache.warm(CHECKOUT)
     # One image per run: several VMs may run side by side (each needs its own copy).
     path = IMAGE_DIR / f"scsi-pr-vm-{os.getpid()}.ext4"
     binds = build_image(path) if image else None
