@@ -22,6 +22,7 @@ from scsi_pr.rig.guest.cpio import S_IFDIR, S_IFLNK, S_IFREG, Entry, newc_archiv
 from scsi_pr.rig.guest.init_script import GUEST_DEVICE, render_init
 from scsi_pr.rig.guest.steps import Step
 from scsi_pr.rig.guest.vmlinux import boot_kernel
+from scsi_pr.rig.vm import NO_ASLR
 
 #: modules the guest needs for a virtio-scsi disk seen as /dev/sdX and /dev/sgN
 GUEST_MODULES: tuple[str, ...] = ("virtio_pci", "virtio_scsi", "sd_mod", "sg")
@@ -210,6 +211,8 @@ def qemu_guest_args(initramfs: Initramfs, memory_mb: int = 256) -> list[str]:
     ``cryptomgr.notests``: the kernel's crypto self-tests cost about a ninth of its boot under TCG
     (2.88 -> 2.55 s to the guest's disk on the host's TCG, three boots each, 2026-12-05), and
     nested in the LIO VM that boot is minutes; this guest's kernel does no cryptography.
+    ``norandmaps`` (``vm.NO_ASLR``): each ``sg_persist`` step is a new process, translated anew
+    under TCG at new addresses; at the same addresses a step costs a quarter.
     """
     return [
         "-machine", "q35,accel=tcg",
@@ -220,5 +223,5 @@ def qemu_guest_args(initramfs: Initramfs, memory_mb: int = 256) -> list[str]:
         "-no-reboot",
         "-kernel", str(initramfs.kernel),
         "-initrd", str(initramfs.path),
-        "-append", "console=ttyS0 quiet panic=-1 rdinit=/init cryptomgr.notests",
+        "-append", f"console=ttyS0 quiet panic=-1 rdinit=/init cryptomgr.notests {NO_ASLR}",
     ]  # fmt: skip

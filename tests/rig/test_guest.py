@@ -227,6 +227,7 @@ def test_guest_boots_and_reports_through_the_console(tmp_path: Path) -> None:
         Pause("mid"),
         Command("keys", ("sg_persist", "-n", "-H", "-k", "{dev}")),
         Command("exit3", ("sh", "-c", "echo 'two words'; exit 3")),
+        Command("aslr", ("cat", "/proc/sys/kernel/randomize_va_space")),
     ]
     built = build_initramfs(steps, tmp_path / "initramfs.gz", release)
     disk = tmp_path / "disk.img"
@@ -250,3 +251,4 @@ def test_guest_boots_and_reports_through_the_console(tmp_path: Path) -> None:
     assert con.steps["tur"].rc == 0
     assert con.steps["keys"].rc == 9  # SG_LIB_CAT_INVALID_OP
     assert con.steps["exit3"].rc == 3 and con.steps["exit3"].out == ["two words"]
+    assert con.steps["aslr"].out == ["0"]  # norandmaps: each step's program at the same place

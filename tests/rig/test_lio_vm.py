@@ -103,3 +103,8 @@ def test_down_is_idempotent_and_removes_stale_aptpl_state(spec: lio.LunSpec) -> 
         assert keys[4:8] == bytes(4), "no registrations survive a down/up cycle"
     finally:
         lio.down(NAME, GENERATION)
+
+
+def test_the_vm_runs_without_address_randomisation() -> None:
+    """``vm.NO_ASLR``: under TCG a program mapped at new addresses is translated anew."""
+    assert Path("/proc/sys/kernel/randomize_va_space").read_text().strip() == "0"

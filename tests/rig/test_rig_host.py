@@ -94,6 +94,7 @@ def test_vng_command_boots_tcg_as_root_with_tsc_and_the_image() -> None:
     assert "--disable-kvm" in argv
     assert argv[argv.index("--user") + 1] == "root"
     assert "clocksource=tsc" in argv[argv.index("--append") + 1]
+    assert vm.NO_ASLR in argv[argv.index("--append") + 1].split()
     assert "--qemu-opts=-drive file=/var/tmp/i,if=virtio,format=raw,readonly=on" in argv
     tail = argv[argv.index("--") + 1 :]
     assert tail[:2] == ["sh", str(vm.GUEST_SCRIPT)]
