@@ -160,10 +160,12 @@ def tests_for(targets: Iterable[str]) -> tuple[str, ...]:
         return TEST_SELECTION + TARGET_PROTO_TESTS + TARGET_EDGE_TESTS
     if any(p.startswith("target/proto") for p in paths):
         return TEST_SELECTION + TARGET_PROTO_TESTS
-    # a helper module with a test module of its own name (helper/systemd.py:
-    # tests/helper/test_systemd.py) is judged by that too
-    own = [f"tests/helper/test_{p[len('helper/') : -len('.py')]}.py" for p in paths
-           if p.startswith("helper/") and p.endswith(".py") and p.count("/") == 1]  # fmt: skip
+    # a helper or rig module with a test module of its own name (helper/systemd.py:
+    # tests/helper/test_systemd.py, rig/command_thread.py: tests/rig/test_command_thread.py)
+    # is judged by that too
+    own = [f"tests/{part}/test_{name.removesuffix('.py')}.py"
+           for part, _, name in (p.partition("/") for p in paths)
+           if part in ("helper", "rig") and name.endswith(".py") and "/" not in name]  # fmt: skip
     checkout = Path(__file__).resolve().parents[2]
     return TEST_SELECTION + tuple(
         t for t in own if t not in TEST_SELECTION and (checkout / t).is_file()

@@ -48,11 +48,12 @@ def test_paths_outside_the_package_are_refused() -> None:
         (["sim/", "target/proto/", "target/lus.py"],
          stage.TARGET_PROTO_TESTS + stage.TARGET_EDGE_TESTS),
         (["helper/systemd.py", "helper/main.py"], ("tests/helper/test_systemd.py",)),
+        (["rig/command_thread.py", "rig/vm.py"], ("tests/rig/test_command_thread.py",)),
         (["helper/proto/"], ()),
     ],
 )  # fmt: skip
 def test_the_target_s_tests_judge_only_its_mutants(targets: list[str], extra: tuple) -> None:
-    """A helper module's own test module for its mutants; sockets and live servers only for
+    """A helper or rig module's own test module for its mutants; sockets and live servers only for
     the target's edge; the sans-IO core's own tests for any path under ``target/``; none of
     these for the model's mutants (they would only cost time)."""
     assert stage.tests_for(targets) == stage.TEST_SELECTION + extra

@@ -82,9 +82,9 @@ def test_a_call_made_while_another_is_in_flight_runs_beside_it(thread: CommandTh
 
     def second() -> str:  # queued behind ``first`` this would wait out its deadline
         release.set()
-        return "second"
+        return threading.current_thread().name
 
-    assert thread.call(second, PATIENT) == "second"
+    assert thread.call(second, PATIENT) == "test"  # a one-off thread, named as the kept one
     caller.join(PATIENT)
     assert answers == ["first"]
 
@@ -167,3 +167,39 @@ def test_a_scenario_sends_from_the_runs_thread_and_a_miss_is_hung(thread: Comman
     with pytest.raises(Hung, match=r"did not complete within 0\.05s"):
         call_with_deadline(lambda: release.wait(PATIENT), 0.05, thread)
     release.set()
+
+
+def test_the_threads_are_daemons_named_for_their_initiator() -> None:
+    """A thread blocked in the kernel must not keep the process alive at its end, and its name
+    is what a stack dump (faulthandler, py-spy) shows for it."""
+    thread = CommandThread("sg_io naa.5001405000000001")
+    worker = thread.call(threading.current_thread, PATIENT)
+    assert worker.daemon and worker.name == "sg_io naa.5001405000000001"
+    one_off = call_once("sg_io once", threading.current_thread, PATIENT)
+    assert one_off.daemon and one_off.name == "sg_io once"
+    release = threading.Event()
+    with pytest.raises(CallTimeout, match=r"^sg_io naa\.5001405000000001: no answer in 0\.05 s$"):
+        thread.call(lambda: release.wait(PATIENT), 0.05)
+    release.set()
+
+
+def test_a_one_off_call_keeps_its_deadline_too() -> None:
+    release = threading.Event()
+    with pytest.raises(CallTimeout):
+        call_once("test", lambda: release.wait(PATIENT), 0.05)
+    release.set()
+
+
+def test_a_call_beside_one_in_flight_keeps_its_deadline(thread: CommandThread) -> None:
+    started, release = threading.Event(), threading.Event()
+    caller = threading.Thread(
+        target=thread.call, args=(lambda: started.set() or release.wait(PATIENT), PATIENT)
+    )
+    caller.start()
+    assert started.wait(PATIENT)
+    beside = threading.Event()
+    with pytest.raises(CallTimeout):
+        thread.call(lambda: beside.wait(PATIENT), 0.05)
+    beside.set()
+    release.set()
+    caller.join(PATIENT)
