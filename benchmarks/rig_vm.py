@@ -28,7 +28,8 @@ from benchmarks import in_vm
 from benchmarks.helper_vm import Latency, turn_order
 from scsi_pr.helper.executors.sg import sg_io
 from scsi_pr.rig import lio
-from scsi_pr.rig.command_thread import CommandThread
+from scsi_pr.rig.backend_lio import GRACE_SECONDS
+from scsi_pr.rig.command_thread import CommandThread, call_once
 from scsi_pr.sim.cdb import data_in_length, persistent_reserve_in, test_unit_ready
 from scsi_pr.sim.constants import PersistentReserveInAction as InSA
 
@@ -43,17 +44,27 @@ COMMANDS = {
 Way = Callable[[Callable[[], object]], object]
 
 
-def ways() -> dict[str, Way]:
-    kept = CommandThread("bench kept")
+#: how long a way waits for an answer: the rig's own deadline (SG_IO timeout plus grace)
+WAIT = TIMEOUT_MS / 1000 + GRACE_SECONDS
+
+
+def ways(kept: CommandThread) -> dict[str, Way]:
     return {
         "direct": lambda fn: fn(),
-        "thread per command": lambda fn: CommandThread("bench one-off").call(fn, 12.0),
-        "kept thread": lambda fn: kept.call(fn, 12.0),
+        "thread per command": lambda fn: call_once("bench one-off", fn, WAIT),
+        "kept thread": lambda fn: kept.call(fn, WAIT),
     }
 
 
 def measure(fd: int, rounds: int) -> dict[str, dict[str, Latency]]:
-    chosen = ways()
+    kept = CommandThread("bench kept")
+    try:
+        return _measure(fd, rounds, ways(kept))
+    finally:
+        kept.close()
+
+
+def _measure(fd: int, rounds: int, chosen: dict[str, Way]) -> dict[str, dict[str, Latency]]:
     seconds: dict[str, dict[str, list[float]]] = {w: {c: [] for c in COMMANDS} for w in chosen}
     for r in range(rounds):
         for way in turn_order(list(chosen), r):

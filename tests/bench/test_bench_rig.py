@@ -11,6 +11,8 @@ from rich.console import Console
 from benchmarks import rig_vm
 from benchmarks.__main__ import BENCHMARKS, ON_REQUEST
 from scsi_pr.helper.executors.sg import SgIoResult
+from scsi_pr.rig.backend_lio import GRACE_SECONDS
+from scsi_pr.rig.command_thread import CommandThread
 
 GOOD = SgIoResult(0, 0, 0, b"", b"", 0)
 
@@ -20,13 +22,19 @@ def test_the_rig_benchmark_runs_only_when_named() -> None:
 
 
 def test_each_way_sends_on_the_thread_it_names() -> None:
-    ways = rig_vm.ways()
+    kept_thread = CommandThread("test")
+    ways = rig_vm.ways(kept_thread)
     here = threading.current_thread()
     assert ways["direct"](threading.current_thread) is here
     kept = {ways["kept thread"](threading.current_thread) for _ in range(3)}
     assert len(kept) == 1 and here not in kept
     one_off = [ways["thread per command"](threading.current_thread) for _ in range(2)]
     assert one_off[0] is not one_off[1] and here not in one_off
+    for thread in one_off:  # a thread per command ends with its command, as the rig's did
+        thread.join(60)
+        assert not thread.is_alive()
+    kept_thread.close()
+    assert rig_vm.WAIT == rig_vm.TIMEOUT_MS / 1000 + GRACE_SECONDS
 
 
 def test_every_way_sends_every_command_per_round_and_the_table_has_a_row_each(
@@ -40,7 +48,7 @@ def test_every_way_sends_every_command_per_round_and_the_table_has_a_row_each(
 
     monkeypatch.setattr(rig_vm, "sg_io", fake_sg_io)
     latency = rig_vm.measure(-1, rounds=2)
-    assert set(latency) == set(rig_vm.ways())
+    assert set(latency) == {"direct", "thread per command", "kept thread"}
     for per in latency.values():
         assert set(per) == set(rig_vm.COMMANDS)
         assert all(lat.count == 2 * rig_vm.PER_ROUND for lat in per.values())
