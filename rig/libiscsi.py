@@ -27,7 +27,7 @@ from pathlib import Path
 
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.processes import free_port, log_tail, start_target, stop
-from scsi_pr.rig.watchdog import POLL_SECONDS, Watchdog, heartbeat, run_watched
+from scsi_pr.rig.watchdog import heartbeat, run_watched, wait_for_result
 
 ISCSI_TEST_CU = Path("/usr/bin/iscsi-test-cu")
 START_QUIET = 30.0  # seconds the starting target may go without using CPU
@@ -161,28 +161,12 @@ def wait_record(
 
     Hung only when nothing in the directory grows for ``quiet_limit`` seconds (the suites'
     report grows as each test ends), so a slow host is waited for and a dead one is not."""
-    if not directory.is_dir():
-        raise LibiscsiError(f"{directory}: no such directory, so no record will come")
-    dog = Watchdog(quiet_limit, started=clock())
-    seen = -1
-    while True:
-        if (directory / RECORD_ERROR).exists():
-            why = (directory / RECORD_ERROR).read_text()
-            raise LibiscsiError(f"the record of ours failed: {why}")
-        if (directory / RECORD).exists():
-            body = json.loads((directory / RECORD).read_text())
-            return OursRun(body["outcomes"], body["target_exit"], body["target_log"])
-        size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
-        now = clock()
-        if size != seen:
-            seen = size
-            dog.progress(now, f"{size} bytes")
-            heartbeat(f"libiscsi record: {size} bytes")
-        if dog.hung(now):
-            raise LibiscsiError(
-                f"no record of ours in {directory}: nothing there grew for {quiet_limit:.0f}s"
-            )
-        sleep(POLL_SECONDS)
+    path = wait_for_result(
+        directory, RECORD, RECORD_ERROR, quiet_limit, "libiscsi record", LibiscsiError,
+        clock=clock, sleep=sleep,
+    )  # fmt: skip
+    body = json.loads(path.read_text())
+    return OursRun(body["outcomes"], body["target_exit"], body["target_log"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -239,3 +239,40 @@ def run_watched(
         last_what=dog.last_what,
         started_up=dog.steps > 0,
     )
+
+
+def wait_for_result(
+    directory: Path,
+    done: str,
+    failed: str,
+    quiet_limit: float,
+    what: str,
+    error: Callable[[str], Exception],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Path:
+    """The file ``done`` another process leaves in ``directory`` (on another machine too: the
+    VM tier's shared directory), once it is there; it writes the file whole (renamed into
+    place), or ``failed`` with its reason, which raises ``error(reason)``.
+
+    Hung only when nothing in the directory grows for ``quiet_limit`` seconds, so a slow
+    writer is waited for and a dead one is not."""
+    if not directory.is_dir():
+        raise error(f"{directory}: no such directory, so no {what} will come")
+    dog = Watchdog(quiet_limit, started=clock())
+    seen = -1
+    while True:
+        if (directory / failed).exists():
+            raise error(f"the {what} failed: {(directory / failed).read_text()}")
+        if (directory / done).exists():
+            return directory / done
+        size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+        now = clock()
+        if size != seen:
+            seen = size
+            dog.progress(now, f"{size} bytes")
+            heartbeat(f"{what}: {size} bytes")
+        if dog.hung(now):
+            raise error(f"no {what} in {directory}: nothing there grew for {quiet_limit:.0f}s")
+        sleep(POLL_SECONDS)

@@ -12,8 +12,15 @@ from typing import Any
 
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.guest_e2e import __doc__ as OVERVIEW
+from scsi_pr.rig.guest_e2e.booted import save_booted
 from scsi_pr.rig.guest_e2e.checks import RunResult
-from scsi_pr.rig.guest_e2e.driver import GUEST_CPU_BUDGET, HELPERS, run
+from scsi_pr.rig.guest_e2e.driver import (
+    ENV_SAVED_GUEST,
+    GUEST_CPU_BUDGET,
+    HELPERS,
+    run,
+    saved_guest_from_env,
+)
 from scsi_pr.rig.guest_e2e.sequence import SEQUENCE
 
 
@@ -25,6 +32,17 @@ def _parser() -> argparse.ArgumentParser:
         "--helper", action="append", choices=list(HELPERS),
         help="helper to test (repeatable; default: qemu-pr-helper then scsi-pr-helper; the "
         "first is the reference the others are compared with)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--save-booted", type=Path, metavar="DIR",
+        help="only boot the guest for these helpers to its boot pause and save it in DIR, for "
+        "a run elsewhere to resume (needs neither root nor LIO: scripts/vm-tier does this on "
+        "the host, where TCG is not nested)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--saved", type=Path, metavar="DIR",
+        help=f"resume the guest saved in DIR (waiting for it to appear) instead of booting one; "
+        f"default: ${ENV_SAVED_GUEST} when set",
     )  # fmt: skip
     ap.add_argument("--json", type=Path, help="write all observations and problems here")
     ap.add_argument("--workdir", type=Path, help="keep the initramfs, sockets and helper logs here")
@@ -59,14 +77,23 @@ def summary(runs: list[RunResult], differences: list[str]) -> tuple[bool, list[s
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    helpers = args.helper or list(HELPERS)
+    if args.save_booted:
+        try:
+            state = save_booted(args.save_booted, helpers, args.workdir)
+        except RigError as e:
+            print(f"guest e2e: could not save a booted guest: {e}", file=sys.stderr)
+            return 1
+        print(f"guest e2e: booted guest saved in {state}")
+        return 0
     if os.geteuid() != 0:
         print("guest_e2e: needs root inside the LIO VM (scsi-pr vm run -- ...)", file=sys.stderr)
         return 2
-    helpers = args.helper or list(HELPERS)
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     try:
-        runs, differences = run(helpers, args.workdir, args.cpu_budget)
+        saved = args.saved or saved_guest_from_env()
+        runs, differences = run(helpers, args.workdir, args.cpu_budget, saved)
     except RigError as e:  # a tool, a helper, QEMU or the LU itself could not be set up
         print(f"guest e2e: FAIL: {e}")
         return 1

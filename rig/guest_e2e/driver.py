@@ -7,6 +7,7 @@ names (``HELPERS``), and ``scsi_pr.rig.lio`` only inside ``run``.
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import subprocess
@@ -22,7 +23,9 @@ from typing import IO
 from scsi_pr.helper.executable import helper_executable
 from scsi_pr.rig import processes
 from scsi_pr.rig.errors import RigError
-from scsi_pr.rig.guest.console import Console, StepResult
+from scsi_pr.rig.guest import snapshot
+from scsi_pr.rig.guest.console import RESUME, Console, StepResult
+from scsi_pr.rig.guest.init_script import BOOT_PAUSE
 from scsi_pr.rig.guest.initramfs import Initramfs, build_initramfs, qemu_guest_args
 from scsi_pr.rig.guest.steps import Command
 from scsi_pr.rig.guest_e2e.checks import Port, RunResult, evaluate
@@ -54,6 +57,14 @@ HELPER_START_TIMEOUT = 30.0
 HOST_COMMAND_TIMEOUT = 60.0
 QEMU_EXIT_TIMEOUT = 30.0
 QEMU = "qemu-system-x86_64"
+#: the environment variable naming a directory where a guest booted elsewhere is saved (or
+#: will be: ``scripts/vm-tier`` boots it on the host beside the VM), to resume instead of booting
+ENV_SAVED_GUEST = "SCSI_PR_E2E_SAVED_GUEST"
+#: seconds the saved guest's directory may stay unchanged before its writer is taken as dead
+SAVED_GUEST_QUIET_LIMIT = 300.0
+#: the guest's disk, hot-plugged at its boot pause: a scsi-block on the LU, through the
+#: pr-manager the command line creates
+DISK_DEVICE = {"driver": "scsi-block", "drive": "lun0", "bus": "scsi0.0", "id": "disk0"}
 #: name → argv before ``-k SOCKET``; the first is the reference the others are compared with
 HELPERS: dict[str, Callable[[], list[str]]] = {
     "qemu-pr-helper": lambda: [shutil.which("qemu-pr-helper") or "/usr/bin/qemu-pr-helper"],
@@ -63,6 +74,18 @@ HELPERS: dict[str, Callable[[], list[str]]] = {
 
 class E2EError(RigError):
     """The end-to-end run could not be carried out (missing tool, helper died, timeout)."""
+
+
+def machine_argv(initramfs: Initramfs) -> list[str]:
+    """QEMU with the guest's machine: what a saved guest and the QEMU resuming it share
+    (``snapshot.identity``). No disk: it is hot-plugged at the guest's boot pause."""
+    return [QEMU, *qemu_guest_args(initramfs), "-device", "virtio-scsi-pci,id=scsi0"]
+
+
+def saved_guest_from_env() -> Path | None:
+    """The directory ``ENV_SAVED_GUEST`` names, if it is set."""
+    value = os.environ.get(ENV_SAVED_GUEST)
+    return Path(value) if value else None
 
 
 def start_helper(name: str, sock: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -124,7 +147,17 @@ class Runner:
             self.log(f"{name} stopped: exit {processes.stop(proc)}")
             self.helper = None
 
+    def attach_disk(self) -> None:
+        """Hot-plug the guest's disk (``DISK_DEVICE``), as libvirt attaches one to a running
+        guest."""
+        assert self.qmp is not None
+        self.qmp.execute("device_add", **DISK_DEVICE)
+        self.log(f"disk attached: {DISK_DEVICE['driver']} on {self.guest_disk}")
+
     def on_pause(self, name: str) -> None:
+        if name == BOOT_PAUSE:
+            self.attach_disk()
+            return
         index, what = parse_pause(name)
         if what == "start":
             self.start_helper(index)
@@ -137,38 +170,53 @@ class Runner:
             self.host_steps[r.name] = r
 
     def qemu_argv(self, initramfs: Initramfs) -> list[str]:
+        """The machine, and the disk's back end (the pr-manager and the block node are no part
+        of a saved guest's state, so a resumed guest may have them where its saver had none)."""
         return [
-            QEMU, *qemu_guest_args(initramfs),
+            *machine_argv(initramfs),
             "-object", f"pr-manager-helper,id=pr0,path={self.sock}",
             "-blockdev",
             f"node-name=lun0,driver=raw,file.driver=host_device,file.filename={self.guest_disk},"
             "file.pr-manager=pr0",
-            "-device", "virtio-scsi-pci,id=scsi0",
-            "-device", "scsi-block,drive=lun0,bus=scsi0.0",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
         ]  # fmt: skip
 
-    def boot(self, initramfs: Initramfs, cpu_budget: float) -> Console:
-        """Run the guest to the end; every pause is answered after the host has acted."""
+    def resume(self, qemu: subprocess.Popen[bytes], saved: Path, initramfs: Initramfs) -> None:
+        """Load the guest saved at its boot pause, attach its disk, and let it go on."""
+        assert self.qmp is not None and qemu.stdin is not None
+        ident = snapshot.identity(machine_argv(initramfs), initramfs)
+        snapshot.load(self.qmp, qemu.pid, saved, ident)
+        self.log(f"resumed the guest saved in {saved}")
+        self.attach_disk()
+        self.qmp.execute("cont")
+        qemu.stdin.write(RESUME)  # the answer to its boot pause, where it was saved
+        qemu.stdin.flush()
+
+    def boot(self, initramfs: Initramfs, cpu_budget: float, saved: Path | None = None) -> Console:
+        """Run the guest to the end; every pause is answered after the host has acted.
+        ``saved``: resume the guest saved there (``snapshot``) instead of booting one."""
         self.start_helper(0)
         if self.helper is None:
             raise E2EError(f"{self.helpers[0]} did not start: {self.results[0].problems}")
+        incoming = ["-incoming", "defer"] if saved is not None else []
         qemu = subprocess.Popen(
-            self.qemu_argv(initramfs),
+            [*self.qemu_argv(initramfs), *incoming],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
             assert qemu.stdout is not None and qemu.stdin is not None
-            lines = _pump(qemu.stdout)
+            lines = pump_output(qemu.stdout)
             try:
                 self.qmp = Qmp(self.qmp_path)
             except (OSError, QmpError) as e:
                 with suppress(subprocess.TimeoutExpired):
                     qemu.wait(5)
-                said = _drain(lines)
+                said = drain_output(lines)
                 raise E2EError(f"QEMU did not start (exit {qemu.poll()}): {e}: {said}") from e
+            if saved is not None:
+                self.resume(qemu, saved, initramfs)
             console = Console().follow(
-                _until(lines, qemu.pid, cpu_budget),
+                until_finished(lines, qemu.pid, cpu_budget),
                 qemu.stdin,
                 on_pause=self.on_pause,
                 on_line=self.log,
@@ -183,7 +231,7 @@ class Runner:
         return console
 
 
-def _pump(stream: IO[bytes]) -> queue.Queue[bytes | None]:
+def pump_output(stream: IO[bytes]) -> queue.Queue[bytes | None]:
     """QEMU's output lines, read by a thread so the reader can give up at a deadline; None
     marks the end."""
     lines: queue.Queue[bytes | None] = queue.Queue()
@@ -197,7 +245,7 @@ def _pump(stream: IO[bytes]) -> queue.Queue[bytes | None]:
     return lines
 
 
-def _drain(lines: queue.Queue[bytes | None]) -> str:
+def drain_output(lines: queue.Queue[bytes | None]) -> str:
     """What QEMU printed so far (it explains why it refused to start)."""
     out = []
     while True:
@@ -211,7 +259,7 @@ def _drain(lines: queue.Queue[bytes | None]) -> str:
     return b"".join(out).decode(errors="replace")[-2000:]
 
 
-def _until(
+def until_finished(
     lines: queue.Queue[bytes | None],
     pid: int,
     cpu_budget: float,
@@ -255,10 +303,15 @@ def _until(
 
 
 def run(
-    helpers: Sequence[str], workdir: Path | None = None, cpu_budget: float = GUEST_CPU_BUDGET
+    helpers: Sequence[str],
+    workdir: Path | None = None,
+    cpu_budget: float = GUEST_CPU_BUDGET,
+    saved: Path | None = None,
 ) -> tuple[list[RunResult], list[str]]:
-    """One guest boot, one round per helper on one fresh LU; returns each helper's result and
-    the steps where a helper differs from the first (the reference)."""
+    """One guest, one round per helper on one fresh LU; returns each helper's result and the
+    steps where a helper differs from the first (the reference). ``saved``: a directory where
+    a guest for these helpers is (or will be) saved at its boot pause (``booted.save_booted``),
+    resumed instead of booting one here."""
     from scsi_pr.rig import lio  # root + LIO kernel only; never imported on the host tier
 
     for tool in (QEMU, "sg_persist", "sg_turs"):
@@ -269,6 +322,8 @@ def run(
         raise E2EError(f"helpers must be among {', '.join(HELPERS)}, got {list(helpers)}")
     work = workdir or Path(tempfile.mkdtemp(prefix="scsi-pr-e2e-"))
     initramfs = build_initramfs(guest_steps(len(helpers)), work / "initramfs.gz")
+    if saved is not None:
+        snapshot.wait_saved(saved, SAVED_GUEST_QUIET_LIMIT)
     spec = lio.LunSpec(initiators=2, size=LU_SIZE, name=LU_NAME, generation=LU_GENERATION)
     desc = lio.up(spec, record=False)
     try:
@@ -276,7 +331,7 @@ def run(
         runner = Runner(helpers, work, a.sd, b.sg)
         runner.log(f"LU up: guest disk {a.sd} (rtpi {a.relative_target_port}), "
                    f"host {b.sg} (rtpi {b.relative_target_port})")  # fmt: skip
-        console = runner.boot(initramfs, cpu_budget)
+        console = runner.boot(initramfs, cpu_budget, saved)
     finally:
         lio.down(LU_NAME, desc.spec.generation)  # what this run built, nothing beside it
     guest = Port(a.relative_target_port, a.transport_id)

@@ -161,11 +161,11 @@ def tests_for(targets: Iterable[str]) -> tuple[str, ...]:
     if any(p.startswith("target/proto") for p in paths):
         return TEST_SELECTION + TARGET_PROTO_TESTS
     # a helper or rig module with a test module of its own name (helper/systemd.py:
-    # tests/helper/test_systemd.py, rig/command_thread.py: tests/rig/test_command_thread.py)
-    # is judged by that too
-    own = [f"tests/{part}/test_{name.removesuffix('.py')}.py"
+    # tests/helper/test_systemd.py, rig/command_thread.py: tests/rig/test_command_thread.py,
+    # rig/guest/snapshot.py: tests/rig/test_guest_snapshot.py) is judged by that too
+    own = [f"tests/{part}/test_{name.removesuffix('.py').replace('/', '_')}.py"
            for part, _, name in (p.partition("/") for p in paths)
-           if part in ("helper", "rig") and name.endswith(".py") and "/" not in name]  # fmt: skip
+           if part in ("helper", "rig") and name.endswith(".py")]  # fmt: skip
     checkout = Path(__file__).resolve().parents[2]
     return TEST_SELECTION + tuple(
         t for t in own if t not in TEST_SELECTION and (checkout / t).is_file()

@@ -49,6 +49,8 @@ def test_paths_outside_the_package_are_refused() -> None:
          stage.TARGET_PROTO_TESTS + stage.TARGET_EDGE_TESTS),
         (["helper/systemd.py", "helper/main.py"], ("tests/helper/test_systemd.py",)),
         (["rig/command_thread.py", "rig/vm.py"], ("tests/rig/test_command_thread.py",)),
+        (["rig/guest/snapshot.py", "rig/guest/cpio.py"], ("tests/rig/test_guest_snapshot.py",)),
+        (["rig/guest_e2e/booted.py"], ("tests/rig/test_guest_e2e_booted.py",)),
         (["helper/proto/"], ()),
     ],
 )  # fmt: skip

@@ -19,18 +19,20 @@ from needs import unavailable
 
 from scsi_pr.rig.guest.console import Console, ConsoleError, parse_hex_dump
 from scsi_pr.rig.guest.cpio import S_IFDIR, S_IFLNK, S_IFREG, Entry, newc_archive, read_newc
-from scsi_pr.rig.guest.init_script import render_init
+from scsi_pr.rig.guest.init_script import BOOT_PAUSE, DEVICE_WAIT_SECONDS, render_init
 from scsi_pr.rig.guest.initramfs import (
     GuestBuildError,
+    Initramfs,
     build_initramfs,
     default_kernel_release,
     kernel_image,
     module_load_order,
     qemu_guest_args,
 )
-from scsi_pr.rig.guest.steps import Command, Pause
+from scsi_pr.rig.guest.steps import BadSequence, Command, Pause
 from scsi_pr.rig.guest.vmlinux import has_pvh_entry
 from scsi_pr.rig.processes import kill
+from scsi_pr.rig.qmp import Qmp
 
 MODULES_DEP = """\
 kernel/drivers/scsi/sd_mod.ko: kernel/block/t10-pi.ko kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko
@@ -117,6 +119,22 @@ def test_init_runs_steps_in_order_with_device_and_quoting() -> None:
     assert body.index("pause host") < body.index("step odd sh -c '")
     assert "for m in scsi_mod sd_mod; do" in init
     assert init.rstrip().endswith("halt_guest")
+
+
+def test_init_pauses_for_its_disk_once_its_drivers_are_loaded() -> None:
+    """The host attaches the disk at the boot pause (a guest saved there has none yet): after
+    every module, before the wait for the disk node and any step."""
+    init = render_init([Command("tur", ("sg_turs", "{dev}"))], ["scsi_mod", "sg"])
+    main = init[init.index("for m in scsi_mod sg; do") :]
+    pause = main.index(f"pause {BOOT_PAUSE}\n")
+    assert main.index("insmod") < pause < main.index("while [ ! -b /dev/sda ]")
+    assert main.index('echo "@@READY /dev/sda"') < main.index("step tur sg_turs /dev/sda")
+    # the node is polled every 0.1 s for DEVICE_WAIT_SECONDS in all
+    assert f'[ "$i" -gt {DEVICE_WAIT_SECONDS * 10} ]' in main and "sleep 0.1" in main
+    with pytest.raises(BadSequence):
+        render_init([Pause(BOOT_PAUSE)], [])
+    with pytest.raises(BadSequence):
+        render_init([Command(BOOT_PAUSE, ("true",))], [])
 
 
 def test_bad_sequences_are_refused() -> None:
@@ -216,38 +234,63 @@ def test_build_initramfs_from_this_machine(tmp_path: Path) -> None:
 
 
 def test_guest_boots_and_reports_through_the_console(tmp_path: Path) -> None:
-    """Boot the real initramfs on an emulated (non-PR) scsi-hd disk: QEMU's own disk model
-    rejects PERSISTENT RESERVE IN as an invalid opcode, which must come back as sg_persist's
-    exit status 9 through the whole console protocol, pause included."""
+    """Boot the real initramfs and hot-plug an emulated (non-PR) scsi-hd disk at its boot pause:
+    QEMU's own disk model rejects PERSISTENT RESERVE IN as an invalid opcode, which must come
+    back as sg_persist's exit status 9 through the whole console protocol, pauses included."""
     release = _release_or_skip()
     if shutil.which("qemu-system-x86_64") is None:
         unavailable("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
-    steps = [
-        Command("tur", ("sg_turs", "{dev}")),
-        Pause("mid"),
-        Command("keys", ("sg_persist", "-n", "-H", "-k", "{dev}")),
-        Command("exit3", ("sh", "-c", "echo 'two words'; exit 3")),
-        Command("aslr", ("cat", "/proc/sys/kernel/randomize_va_space")),
-    ]
-    built = build_initramfs(steps, tmp_path / "initramfs.gz", release)
-    disk = tmp_path / "disk.img"
-    disk.write_bytes(bytes(1 << 20))
-    argv = [
-        "qemu-system-x86_64", *qemu_guest_args(built),
-        "-device", "virtio-scsi-pci,id=scsi0",
-        "-drive", f"if=none,id=d0,file={disk},format=raw",
-        "-device", "scsi-hd,drive=d0",
-    ]  # fmt: skip
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    built = build_initramfs(GUEST_STEPS, tmp_path / "initramfs.gz", release)
+    proc = start_guest(built, tmp_path)
     host_acted: list[str] = []
     try:
         assert proc.stdout is not None and proc.stdin is not None
-        con = Console().follow(proc.stdout, proc.stdin, on_pause=host_acted.append)
+        qmp = Qmp(tmp_path / "qmp.sock")
+
+        def on_pause(name: str) -> None:
+            host_acted.append(name)
+            if name == BOOT_PAUSE:
+                qmp.execute("device_add", **SCSI_HD)
+
+        con = Console().follow(proc.stdout, proc.stdin, on_pause=on_pause)
         proc.wait(60)
+        qmp.close()
     finally:
         kill(proc)
+    assert con.pauses == host_acted == [BOOT_PAUSE, "mid"]
+    check_guest_steps(con)
+
+
+# What a guest on QEMU's scsi-hd runs (tests/rig/test_guest_snapshot.py resumes the same guest).
+GUEST_STEPS = [
+    Command("tur", ("sg_turs", "{dev}")),
+    Pause("mid"),
+    Command("keys", ("sg_persist", "-n", "-H", "-k", "{dev}")),
+    Command("exit3", ("sh", "-c", "echo 'two words'; exit 3")),
+    Command("aslr", ("cat", "/proc/sys/kernel/randomize_va_space")),
+]
+SCSI_HD = {"driver": "scsi-hd", "drive": "d0", "bus": "scsi0.0"}
+
+
+def guest_machine(built: Initramfs) -> list[str]:
+    """The guest's machine: a virtio-scsi controller, no disk (it is hot-plugged)."""
+    return ["qemu-system-x86_64", *qemu_guest_args(built), "-device", "virtio-scsi-pci,id=scsi0"]
+
+
+def start_guest(built: Initramfs, work: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """The guest's QEMU with a 1 MiB raw image as drive ``d0`` and QMP on ``work/qmp.sock``."""
+    disk = work / "disk.img"
+    disk.write_bytes(bytes(1 << 20))
+    argv = [
+        *guest_machine(built),
+        "-drive", f"if=none,id=d0,file={disk},format=raw",
+        "-qmp", f"unix:{work / 'qmp.sock'},server=on,wait=off", *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def check_guest_steps(con: Console) -> None:
     assert con.errors == [] and con.ready and con.done, con.other[-20:]
-    assert con.pauses == host_acted == ["mid"]
     assert con.steps["tur"].rc == 0
     assert con.steps["keys"].rc == 9  # SG_LIB_CAT_INVALID_OP
     assert con.steps["exit3"].rc == 3 and con.steps["exit3"].out == ["two words"]

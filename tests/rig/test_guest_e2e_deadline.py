@@ -1,4 +1,4 @@
-"""The nested guest's deadline follows its progress (``scsi_pr.rig.guest_e2e.driver._until``):
+"""The nested guest's deadline follows its progress (``guest_e2e.driver.until_finished``):
 QEMU's CPU time is the guest's work under TCG, so a slow machine never fails a guest that is
 working, while a guest that waits for nothing or spins is caught. A fake clock and CPU reader
 stand in for the wall and ``/proc``."""
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from scsi_pr.rig.guest_e2e import driver
-from scsi_pr.rig.guest_e2e.driver import E2EError, _until
+from scsi_pr.rig.guest_e2e.driver import E2EError, until_finished
 
 PID = 4242
 POLL = 10.0  # wall seconds one empty poll stands for
@@ -49,7 +49,7 @@ class Console(queue.Queue[bytes | None]):
         return self.script.pop(0)
 
     def lines(self, budget: float, stall: float) -> Iterator[bytes]:
-        return _until(self, PID, budget, stall, cpu=self.cpu, clock=self.clock, poll=0)
+        return until_finished(self, PID, budget, stall, cpu=self.cpu, clock=self.clock, poll=0)
 
 
 def test_a_silent_guest_that_works_is_not_cut_off_by_the_wall_clock() -> None:

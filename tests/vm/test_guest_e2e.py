@@ -1,7 +1,9 @@
 """The real client end to end: a nested QEMU guest's sg_persist through each helper, on LIO.
 
-Runs inside the LIO VM (``scsi-pr vm run``), once per CI run: the nested TCG guest takes minutes
-to boot, so one guest runs the whole sequence once per helper (``scsi_pr.rig.guest_e2e``). The C
+Runs inside the LIO VM (``scsi-pr vm run``), once per CI run: the nested TCG guest takes a minute
+to boot, so one guest runs the whole sequence once per helper (``scsi_pr.rig.guest_e2e``), and the
+VM tier boots it on the host and saves it for this test to resume (``SCSI_PR_E2E_SAVED_GUEST``,
+``rig/guest/snapshot.py``); without that variable the test boots its own. The C
 ``qemu-pr-helper`` goes first as the reference; ours must give the guest exactly the same
 results, and both must match the values SPC-5 (with LIO's known deviations) gives for the
 sequence. See docs/guest-e2e.md.
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 from needs import unavailable
 
-from scsi_pr.rig.guest_e2e.driver import HELPERS, run
+from scsi_pr.rig.guest_e2e.driver import HELPERS, run, saved_guest_from_env
 from scsi_pr.rig.guest_e2e.sequence import step_names
 
 pytestmark = [pytest.mark.vm, pytest.mark.guest_e2e]
@@ -29,7 +31,7 @@ def test_guest_sees_the_same_through_both_helpers(tmp_path: Path) -> None:
         unavailable(f"needs the LIO VM: {e}")
     helpers = ["qemu-pr-helper", "scsi-pr-helper"]
     assert list(HELPERS) == helpers  # the reference first
-    runs, differences = run(helpers, tmp_path)
+    runs, differences = run(helpers, tmp_path, saved=saved_guest_from_env())
     assert [r.helper for r in runs] == helpers
     for r in runs:
         # every step of the round produced an exit status (guest steps and host steps)
