@@ -2,7 +2,7 @@
 
 The real client of a PR helper is QEMU: a guest's PERSISTENT RESERVE IN/OUT on a ``scsi-block``
 disk reaches QEMU, which forwards it to the helper over the socket of its ``pr-manager-helper``
-object. To test that path without a distribution image, the guest is a single gzip'd newc
+object. To test that path without a distribution image, the guest is a single newc
 initramfs holding:
 
 * ``busybox`` (static) as the shell and every small tool,

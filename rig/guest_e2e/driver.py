@@ -321,9 +321,10 @@ def run(
     if not helpers or unknown:
         raise E2EError(f"helpers must be among {', '.join(HELPERS)}, got {list(helpers)}")
     work = workdir or Path(tempfile.mkdtemp(prefix="scsi-pr-e2e-"))
-    initramfs = build_initramfs(guest_steps(len(helpers)), work / "initramfs.gz")
-    if saved is not None:
+    if saved is not None:  # its directory holds the boot kernel the saver extracted, too
         snapshot.wait_saved(saved, SAVED_GUEST_QUIET_LIMIT)
+    steps = guest_steps(len(helpers))
+    initramfs = build_initramfs(steps, work / "initramfs.cpio", kernel_dir=saved)
     spec = lio.LunSpec(initiators=2, size=LU_SIZE, name=LU_NAME, generation=LU_GENERATION)
     desc = lio.up(spec, record=False)
     try:

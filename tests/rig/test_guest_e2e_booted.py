@@ -55,8 +55,16 @@ def test_the_saved_guest_resumes_on_an_initramfs_built_again(
     assert cli.main(["--save-booted", str(saved), "--workdir", str(tmp_path / "host")]) == 0
     assert f"saved in {saved / snapshot.STATE}" in capsys.readouterr().out
     snapshot.wait_saved(saved, 30.0)
-    # the resuming side builds its own, elsewhere, as the VM does
-    built = build_initramfs(guest_steps(len(HELPERS)), tmp_path / "vm" / "initramfs.gz", release)
+    # the boot kernel was extracted beside the saved guest, where the VM's run takes it
+    elf = {p.name for p in saved.iterdir()} - {snapshot.STATE, snapshot.MANIFEST}
+    assert len(elf) == 1 and elf.pop().endswith(".pvh.elf")
+    mtimes = {p: p.stat().st_mtime_ns for p in saved.iterdir()}
+    # the resuming side builds its own initramfs, elsewhere, as the VM does
+    built = build_initramfs(
+        guest_steps(len(HELPERS)), tmp_path / "vm" / "initramfs.cpio", release, kernel_dir=saved
+    )
+    assert built.kernel.parent == saved
+    assert {p: p.stat().st_mtime_ns for p in saved.iterdir()} == mtimes  # found, not rewritten
     disk = tmp_path / "disk.img"
     disk.write_bytes(bytes(1 << 20))
     qmp_path = tmp_path / "vm" / "qmp.sock"

@@ -106,9 +106,9 @@ class FakeQemu:
 
 
 def _initramfs(tmp_path: Path, content: bytes = b"archive") -> Initramfs:
-    (tmp_path / "initramfs.gz").write_bytes(content)
+    (tmp_path / "initramfs.cpio").write_bytes(content)
     (tmp_path / "vmlinuz-x-1-2.pvh.elf").write_bytes(b"ELF")
-    return Initramfs(tmp_path / "initramfs.gz", tmp_path / "vmlinuz-x-1-2.pvh.elf")
+    return Initramfs(tmp_path / "initramfs.cpio", tmp_path / "vmlinuz-x-1-2.pvh.elf")
 
 
 # -- identity -------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_a_guest_saved_at_its_boot_pause_resumes_in_another_qemu(tmp_path: Path)
     release = _release_or_skip()
     if shutil.which("qemu-system-x86_64") is None:
         unavailable("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
-    built = build_initramfs(GUEST_STEPS, tmp_path / "initramfs.gz", release)
+    built = build_initramfs(GUEST_STEPS, tmp_path / "initramfs.cpio", release)
     ident = identity(guest_machine(built), built)
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     saved = tmp_path / "saved"
