@@ -17,11 +17,13 @@ import compileall
 import glob
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -273,12 +275,24 @@ def run(
     binds = build_image(path) if image else None
     argv = vng_command(cmd, kernel, memory, cpus, binds, path, shares)
     env = dict(os.environ, PATH=f"{_venv_bin()}:{os.environ.get('PATH', '')}")
+    before, started = _children_cpu(), time.monotonic()
     try:
         if quiet_timeout is not None:
             return _boot_watched(argv, env, quiet_timeout, out)
         return _boot(argv, env, timeout)
     finally:
         path.unlink(missing_ok=True)
+        used, wall = _children_cpu() - before, time.monotonic() - started
+        print(f"scsi-pr vm: the VM used {used:.0f} s of the host's CPU in {wall:.0f} s "
+              f"({used / max(wall, 1e-9):.2f} cores)", file=sys.stderr)  # fmt: skip
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the children this process has waited for, theirs included: the VM's
+    QEMU under vng. Under TCG this is the VM's work, which its wall time on a shared machine
+    is not, and which the guest's own accounting inflates (TCG has no steal time)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _boot(argv: list[str], env: dict[str, str], timeout: float | None) -> int:
