@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from scsi_pr.helper.systemd import NOTIFY_ENV, notify_address
@@ -250,3 +251,14 @@ def kill(proc: subprocess.Popen[bytes]) -> int:
         proc.kill()
         proc.wait()
     return proc.returncode
+
+
+def lower_priority(pid: int, nice: int) -> None:
+    """Run process ``pid``, a session leader, at ``nice``; what it starts later inherits it.
+
+    Where the kernel groups each session for scheduling (``CONFIG_SCHED_AUTOGROUP``, on in
+    Debian's), a process's own nice value only ranks it inside its session, and a VM runs in a
+    session of its own: the session's group gets the value too."""
+    os.setpriority(os.PRIO_PROCESS, pid, nice)
+    with suppress(FileNotFoundError):  # a kernel without autogroups
+        Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")

@@ -31,6 +31,7 @@ from typing import BinaryIO
 from scsi_pr import CHECKOUT
 from scsi_pr.rig import hypothesis_cache, vm_kernel
 from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.processes import lower_priority
 from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.watchdog import run_watched
 
@@ -253,9 +254,11 @@ def run(
     image: bool = True,
     out: BinaryIO | None = None,
     shares: tuple[Path, ...] = (),
+    nice: int = 0,
 ) -> int:
     """Boot, run ``cmd`` in the guest, stream its output (to ``out`` when a quiet timeout
-    watches it, else our stdout), return its exit status."""
+    watches it, else our stdout), return its exit status. ``nice``: the VM's scheduling
+    priority on the host (``processes.lower_priority``), for a VM beside one that matters more."""
     if not cmd:
         raise VmError("no command: scsi-pr vm run -- CMD [ARGS…]")
     for share in shares:
@@ -278,12 +281,12 @@ def run(
     before, started = _children_cpu(), time.monotonic()
     try:
         if quiet_timeout is not None:
-            return _boot_watched(argv, env, quiet_timeout, out)
-        return _boot(argv, env, timeout)
+            return _boot_watched(argv, env, quiet_timeout, out, nice)
+        return _boot(argv, env, timeout, nice)
     finally:
         path.unlink(missing_ok=True)
         used, wall = _children_cpu() - before, time.monotonic() - started
-        print(f"scsi-pr vm: the VM used {used:.0f} s of the host's CPU in {wall:.0f} s "
+        print(f"scsi-pr vm: the VM used {used:.1f} s of the host's CPU in {wall:.0f} s "
               f"({used / max(wall, 1e-9):.2f} cores)", file=sys.stderr)  # fmt: skip
 
 
@@ -295,8 +298,10 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _boot(argv: list[str], env: dict[str, str], timeout: float | None) -> int:
+def _boot(argv: list[str], env: dict[str, str], timeout: float | None, nice: int = 0) -> int:
     proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    if nice:
+        lower_priority(proc.pid, nice)
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -311,7 +316,7 @@ def _boot(argv: list[str], env: dict[str, str], timeout: float | None) -> int:
 
 
 def _boot_watched(
-    argv: list[str], env: dict[str, str], quiet: float, out: BinaryIO | None = None
+    argv: list[str], env: dict[str, str], quiet: float, out: BinaryIO | None = None, nice: int = 0
 ) -> int:
     """Boot with a deadline that follows progress: the VM is killed only when the guest prints
     nothing for ``quiet`` seconds (a busy machine makes a run slow, not hung)."""
@@ -325,6 +330,7 @@ def _boot_watched(
             exit_marker=GUEST_DONE,
             exit_grace=POWER_OFF_GRACE,
             on_progress=lambda _: boot.stop(),
+            nice=nice,
         )
     if run.hung:
         print(f"scsi-pr vm: {run.verdict}, VM killed after {run.seconds:.0f}s", file=sys.stderr)
@@ -365,6 +371,13 @@ def main(argv: list[str]) -> int:
         metavar="DIR",
         help="a host directory the guest sees read-write at the same path (repeatable)",
     )
+    r.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run the VM at this nice value on the host (its session's scheduling group too): "
+        "for a VM beside another whose run is the critical path",
+    )
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS…]")
     c = sub.add_parser("check", help="say what the VM tier lacks on this machine")
     c.add_argument("--kernel", help=KERNEL_HELP)
@@ -393,6 +406,7 @@ def main(argv: list[str]) -> int:
             timeout=args.timeout,
             quiet_timeout=args.quiet_timeout,
             shares=tuple(args.share),
+            nice=args.nice,
         )
     except (VmError, vm_kernel.KernelNotFound) as e:
         print(f"scsi-pr vm: {e}", file=sys.stderr)

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from scsi_pr.rig.processes import lower_priority
+
 #: environment variable naming the file that ``heartbeat`` appends to
 ENV_PROGRESS = "SCSI_PR_PROGRESS_FILE"
 POLL_SECONDS = 1.0
@@ -148,6 +150,7 @@ def run_watched(
     cwd: Path | None = None,
     exit_marker: re.Pattern[bytes] | None = None,
     exit_grace: float = 60.0,
+    nice: int = 0,
 ) -> WatchedRun:
     """Run ``cmd`` (its own process group), forward its output to ``out`` (default: our stdout),
     and kill the group once it makes no progress for ``quiet_limit`` seconds.
@@ -156,7 +159,8 @@ def run_watched(
     ``heartbeat`` so that its own watcher sees the inner command's progress too.
     ``exit_marker``: a line saying the work is done, its exit status in group 1; should the
     process not end within ``exit_grace`` seconds after it, the group is killed and that status
-    returned (a VM whose power-off blocks on a wedged LU has done its work)."""
+    returned (a VM whose power-off blocks on a wedged LU has done its work). ``nice``: the
+    command's scheduling priority (``processes.lower_priority``)."""
     sink = out if out is not None else sys.stdout.buffer
     start = time.monotonic()
     dog = Watchdog(quiet_limit, start, startup_limit)
@@ -171,6 +175,8 @@ def run_watched(
         list(cmd), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
+    if nice:
+        lower_priority(proc.pid, nice)
     assert proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), False)
     sel = selectors.DefaultSelector()

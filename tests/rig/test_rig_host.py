@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -120,6 +123,42 @@ def test_a_share_that_is_no_absolute_directory_is_refused_before_booting(
     with pytest.raises(vm.VmError, match="not an absolute path to a directory"):
         vm.run(["true"], image=False, shares=(Path(share),))
     assert booted == []
+
+
+def test_vm_run_reports_the_host_cpu_its_vm_used(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the VM's QEMU (a child waited for, under vng) cost the host: a child that burns
+    CPU stands for it."""
+    monkeypatch.setattr(vm, "ensure_tools", lambda: None)
+    monkeypatch.setattr(vm.vm_kernel, "find", lambda kernel: "/boot/vmlinuz-x")
+    monkeypatch.setattr(vm, "CHECKOUT", None)
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+
+    def boot(*args: object) -> int:
+        return subprocess.run([sys.executable, "-c", burn], check=True).returncode
+
+    monkeypatch.setattr(vm, "_boot", boot)
+    assert vm.run(["true"], image=False) == 0
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    m = re.fullmatch(r"scsi-pr vm: the VM used (\d+\.\d) s of the host's CPU in (\d+) s "
+                     r"\((\d+\.\d\d) cores\)", line)  # fmt: skip
+    assert m is not None, line
+    assert 0.3 <= float(m.group(1)) < 3.0  # its 0.3 s and a Python start, nothing before it
+    assert float(m.group(3)) > 0.2  # busy most of the wall time
+
+
+def test_scsi_pr_vm_run_nice_reaches_the_boot(monkeypatch: pytest.MonkeyPatch) -> None:
+    booted: list[tuple[object, ...]] = []
+    monkeypatch.setattr(vm, "ensure_tools", lambda: None)
+    monkeypatch.setattr(vm.vm_kernel, "find", lambda kernel: "/boot/vmlinuz-x")
+    monkeypatch.setattr(vm, "CHECKOUT", None)
+    monkeypatch.setattr(vm, "_boot_watched", lambda *a: booted.append(a) or 0)
+    monkeypatch.setattr(vm.signal, "signal", lambda *a: None)  # not this process's SIGTERM
+    assert vm.main(["run", "--no-image", "--quiet-timeout", "9", "--nice", "10", "--", "x"]) == 0
+    assert booted[0][2] == 9 and booted[0][-1] == 10
+    assert vm.main(["run", "--no-image", "--quiet-timeout", "9", "--", "x"]) == 0
+    assert booted[1][-1] == 0
 
 
 KERNELS = [

@@ -148,3 +148,28 @@ def test_note_progress_moves_the_clock_and_beats_at_most_every_interval(
         watchdog.note_progress("cmd")
     assert watchdog.last_progress() >= before
     assert len(beat.read_text().splitlines()) == 1
+
+
+def test_a_niced_run_and_what_it_starts_run_at_that_priority_in_their_group() -> None:
+    """A VM runs in a session of its own (``start_new_session``), and with autogroups the
+    kernel ranks a process's nice value only inside its session: the run's group is niced too,
+    and a child started later (QEMU under vng) inherits both."""
+    out = io.BytesIO()
+    code = (
+        "import os, subprocess, sys, time\n"
+        "time.sleep(0.2)\n"  # the parent sets the priority after the fork
+        "child = 'import os; print(\"child\", os.getpriority(os.PRIO_PROCESS, 0))'\n"
+        "subprocess.run([sys.executable, '-c', child])\n"
+        "print('self', os.getpriority(os.PRIO_PROCESS, 0))\n"
+        "if os.path.exists('/proc/self/autogroup'):\n"
+        "    print('group', open('/proc/self/autogroup').read().split()[-1])\n"
+    )
+    run = run_watched(_python(code), quiet_limit=30.0, out=out, poll=0.1, nice=7)
+    assert run.rc == 0
+    lines = out.getvalue().decode().split("\n")
+    assert "child 7" in lines and "self 7" in lines
+    if Path("/proc/self/autogroup").exists():
+        assert "group 7" in lines
+    plain = io.BytesIO()
+    run_watched(_python(code), quiet_limit=30.0, out=plain, poll=0.1)
+    assert "self 0" in plain.getvalue().decode().split("\n")
