@@ -405,6 +405,7 @@ def main(argv: list[str]) -> int:
             cpus=args.cpus,
             timeout=args.timeout,
             quiet_timeout=args.quiet_timeout,
+            image=not args.no_image,
             shares=tuple(args.share),
             nice=args.nice,
         )

@@ -155,10 +155,12 @@ def test_scsi_pr_vm_run_nice_reaches_the_boot(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(vm, "CHECKOUT", None)
     monkeypatch.setattr(vm, "_boot_watched", lambda *a: booted.append(a) or 0)
     monkeypatch.setattr(vm.signal, "signal", lambda *a: None)  # not this process's SIGTERM
+    images: list[Path] = []
+    monkeypatch.setattr(vm, "build_image", lambda path: images.append(path) or {})
     assert vm.main(["run", "--no-image", "--quiet-timeout", "9", "--nice", "10", "--", "x"]) == 0
-    assert booted[0][2] == 9 and booted[0][-1] == 10
-    assert vm.main(["run", "--no-image", "--quiet-timeout", "9", "--", "x"]) == 0
-    assert booted[1][-1] == 0
+    assert booted[0][2] == 9 and booted[0][-1] == 10 and images == []  # --no-image: 9p only
+    assert vm.main(["run", "--quiet-timeout", "9", "--", "x"]) == 0
+    assert booted[1][-1] == 0 and len(images) == 1
 
 
 KERNELS = [
