@@ -22,12 +22,14 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.guest.console import RESUME
 from scsi_pr.rig.guest.initramfs import Initramfs
 from scsi_pr.rig.processes import cpu_seconds
 from scsi_pr.rig.qmp import Qmp
@@ -136,6 +138,21 @@ def load(qmp: Qmp, pid: int, directory: Path, ident: dict[str, Any]) -> None:
     check_identity(saved, ident)
     qmp.execute("migrate-incoming", uri=f"exec:cat {shlex.quote(str(directory / STATE))}")
     wait_migration(qmp, pid)
+
+
+def resume(
+    qmp: Qmp, qemu: subprocess.Popen[bytes], directory: Path, ident: dict[str, Any],
+    disk: dict[str, Any],
+) -> None:  # fmt: skip
+    """Load the guest saved in ``directory`` into ``qemu`` (``load``), hot-plug its disk
+    (``disk``: ``device_add``'s arguments), let it run, and answer the boot pause it was saved
+    at (a line on its console, QEMU's stdin), so that it goes on to wait for the disk."""
+    assert qemu.stdin is not None
+    load(qmp, qemu.pid, directory, ident)
+    qmp.execute("device_add", **disk)
+    qmp.execute("cont")
+    qemu.stdin.write(RESUME)
+    qemu.stdin.flush()
 
 
 def record_error(directory: Path, text: str) -> None:

@@ -24,7 +24,7 @@ from scsi_pr.helper.executable import helper_executable
 from scsi_pr.rig import processes
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.guest import snapshot
-from scsi_pr.rig.guest.console import RESUME, Console, StepResult
+from scsi_pr.rig.guest.console import Console, StepResult
 from scsi_pr.rig.guest.init_script import BOOT_PAUSE
 from scsi_pr.rig.guest.initramfs import Initramfs, build_initramfs, qemu_guest_args
 from scsi_pr.rig.guest.steps import Command
@@ -183,14 +183,10 @@ class Runner:
 
     def resume(self, qemu: subprocess.Popen[bytes], saved: Path, initramfs: Initramfs) -> None:
         """Load the guest saved at its boot pause, attach its disk, and let it go on."""
-        assert self.qmp is not None and qemu.stdin is not None
+        assert self.qmp is not None
         ident = snapshot.identity(machine_argv(initramfs), initramfs)
-        snapshot.load(self.qmp, qemu.pid, saved, ident)
-        self.log(f"resumed the guest saved in {saved}")
-        self.attach_disk()
-        self.qmp.execute("cont")
-        qemu.stdin.write(RESUME)  # the answer to its boot pause, where it was saved
-        qemu.stdin.flush()
+        snapshot.resume(self.qmp, qemu, saved, ident, DISK_DEVICE)
+        self.log(f"resumed the guest saved in {saved}, disk attached: {self.guest_disk}")
 
     def boot(self, initramfs: Initramfs, cpu_budget: float, saved: Path | None = None) -> Console:
         """Run the guest to the end; every pause is answered after the host has acted.

@@ -19,7 +19,7 @@ from needs import unavailable
 from test_guest import SCSI_HD, _release_or_skip
 
 from scsi_pr.rig.guest import snapshot
-from scsi_pr.rig.guest.console import RESUME, Console
+from scsi_pr.rig.guest.console import Console
 from scsi_pr.rig.guest.initramfs import GuestBuildError, build_initramfs
 from scsi_pr.rig.guest_e2e import booted, cli
 from scsi_pr.rig.guest_e2e.driver import HELPERS, machine_argv
@@ -77,11 +77,8 @@ def test_the_saved_guest_resumes_on_an_initramfs_built_again(
     try:
         assert proc.stdout is not None and proc.stdin is not None
         qmp = Qmp(qmp_path)
-        snapshot.load(qmp, proc.pid, saved, snapshot.identity(machine_argv(built), built))
-        qmp.execute("device_add", **SCSI_HD)
-        qmp.execute("cont")
-        proc.stdin.write(RESUME)
-        proc.stdin.flush()
+        ident = snapshot.identity(machine_argv(built), built)
+        snapshot.resume(qmp, proc, saved, ident, SCSI_HD)
         con = Console().follow(proc.stdout, proc.stdin)
         proc.wait(60)
         qmp.close()

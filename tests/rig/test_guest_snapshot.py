@@ -12,11 +12,11 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_time import FakeTime
 from needs import unavailable
 from test_guest import (
     GUEST_STEPS,
@@ -28,7 +28,7 @@ from test_guest import (
 )
 
 from scsi_pr.rig.guest import snapshot
-from scsi_pr.rig.guest.console import RESUME, Console
+from scsi_pr.rig.guest.console import Console
 from scsi_pr.rig.guest.init_script import BOOT_PAUSE
 from scsi_pr.rig.guest.initramfs import Initramfs, build_initramfs
 from scsi_pr.rig.guest.snapshot import (
@@ -40,6 +40,7 @@ from scsi_pr.rig.guest.snapshot import (
     check_identity,
     identity,
     load,
+    resume,
     save,
     wait_migration,
     wait_saved,
@@ -48,24 +49,6 @@ from scsi_pr.rig.processes import kill
 from scsi_pr.rig.qmp import Qmp
 
 PID = 4242
-
-
-class FakeTime:
-    """A clock that ``sleep`` advances; ``on_sleep`` acts as another process would meanwhile."""
-
-    def __init__(self, on_sleep: Callable[[int], None] | None = None) -> None:
-        self.now = 1000.0
-        self.sleeps = 0
-        self.on_sleep = on_sleep
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        self.sleeps += 1
-        if self.on_sleep is not None:
-            self.on_sleep(self.sleeps)
 
 
 class FakeQemu:
@@ -284,12 +267,9 @@ def test_a_guest_saved_at_its_boot_pause_resumes_in_another_qemu(tmp_path: Path)
     try:
         assert b.stdout is not None and b.stdin is not None
         qb = Qmp(tmp_path / "b" / "qmp.sock")
-        load(qb, b.pid, saved, ident)
-        assert qb.execute("query-status")["status"] == "paused"  # as it was saved
-        qb.execute("device_add", **SCSI_HD)
-        qb.execute("cont")
-        b.stdin.write(RESUME)
-        b.stdin.flush()
+        resume(qb, b, saved, ident, SCSI_HD)
+        assert qb.execute("query-status")["status"] == "running"  # it was saved stopped
+        assert any(blk.get("qdev") for blk in qb.execute("query-block"))  # the disk is plugged
         second = Console().follow(b.stdout, b.stdin)
         b.wait(60)
         qb.close()

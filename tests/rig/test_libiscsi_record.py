@@ -8,33 +8,15 @@ is under test.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fake_time import FakeTime
 
 from scsi_pr.rig import libiscsi
 from scsi_pr.rig.libiscsi import LibiscsiError, OursRun, record, wait_record
 
 RUN = OursRun({"ALL.ProutRegister.Simple": [], "ALL.Inquiry.Standard": ["x.c:1 v"]}, 0, "log")
-
-
-class FakeTime:
-    """A clock that ``sleep`` advances; ``on_sleep`` acts as the host would meanwhile."""
-
-    def __init__(self, on_sleep: Callable[[int], None] | None = None) -> None:
-        self.now = 1000.0
-        self.sleeps = 0
-        self.on_sleep = on_sleep
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        self.sleeps += 1
-        if self.on_sleep is not None:
-            self.on_sleep(self.sleeps)
 
 
 def _ran(monkeypatch: pytest.MonkeyPatch, outcome: OursRun | Exception) -> list[Path]:
