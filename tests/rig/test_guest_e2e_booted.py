@@ -35,10 +35,11 @@ def test_a_guest_that_cannot_be_built_leaves_its_reason(
         raise GuestBuildError("busybox not found")
 
     monkeypatch.setattr(booted, "build_initramfs", no_busybox)
+    saved = tmp_path / "share" / "a"  # its parent is made too
     with pytest.raises(GuestBuildError):
-        booted.save_booted(tmp_path / "a", list(HELPERS), tmp_path / "work")
-    assert [p.name for p in (tmp_path / "a").iterdir()] == [snapshot.ERROR]
-    assert "GuestBuildError: busybox not found" in (tmp_path / "a" / snapshot.ERROR).read_text()
+        booted.save_booted(saved, list(HELPERS), tmp_path / "work")
+    assert [p.name for p in saved.iterdir()] == [snapshot.ERROR]
+    assert (saved / snapshot.ERROR).read_text() == "GuestBuildError: busybox not found"
     assert cli.main(["--save-booted", str(tmp_path / "b")]) == 1  # no root needed to get here
     assert "could not save a booted guest" in capsys.readouterr().err
     with pytest.raises(snapshot.SnapshotError):  # what the VM's run then hears

@@ -120,6 +120,11 @@ def test_identity_finds_the_program_on_path(tmp_path: Path) -> None:
     found = shutil.which("sh")
     assert found is not None
     assert identity(["sh"], _initramfs(tmp_path))["qemu"][0] == str(Path(found).resolve())
+    # a path that is no program on PATH is taken as it is
+    plain = tmp_path / "qemu-copy"
+    plain.write_bytes(b"not executable")
+    ident = identity([str(plain), "-m", "256"], _initramfs(tmp_path))
+    assert ident["qemu"] == [str(plain.resolve()), 14, plain.stat().st_mtime_ns]
 
 
 def test_check_identity_names_what_differs() -> None:
@@ -170,12 +175,14 @@ IDENT = {"qemu": ["/usr/bin/q", 1, 2], "argv": ["-m", "256"]}
 
 def test_save_stops_the_guest_and_leaves_state_then_manifest(tmp_path: Path) -> None:
     q = FakeQemu([{"status": "active"}, {"status": "completed"}])
-    # this process stands for QEMU: its CPU time is real (one poll, one real 50 ms sleep)
-    state = save(q, os.getpid(), tmp_path / "saved", IDENT)  # type: ignore[arg-type]
+    # this process stands for QEMU: its CPU time is real (one poll, one real 50 ms sleep);
+    # the directory is made, its parent too
+    state = save(q, os.getpid(), tmp_path / "share" / "saved", IDENT)  # type: ignore[arg-type]
     assert q.names()[:2] == ["stop", "migrate"] and set(q.names()[2:]) == {"query-migrate"}
-    assert state == tmp_path / "saved" / STATE and state.read_bytes() == b"QEVM stream"
-    assert json.loads((tmp_path / "saved" / MANIFEST).read_text()) == IDENT
-    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted([MANIFEST, STATE])
+    saved = tmp_path / "share" / "saved"
+    assert state == saved / STATE and state.read_bytes() == b"QEVM stream"
+    assert json.loads((saved / MANIFEST).read_text()) == IDENT
+    assert sorted(p.name for p in saved.iterdir()) == sorted([MANIFEST, STATE])
 
 
 def test_a_failed_save_leaves_no_manifest(tmp_path: Path) -> None:
@@ -223,10 +230,10 @@ def test_wait_saved_returns_once_the_manifest_is_there(tmp_path: Path) -> None:
 
 
 def test_wait_saved_reports_why_the_guest_was_not_saved(tmp_path: Path) -> None:
-    snapshot.record_error(tmp_path / "d", "GuestBuildError: no busybox")
-    assert [p.name for p in (tmp_path / "d").iterdir()] == [ERROR]
+    snapshot.record_error(tmp_path / "share" / "d", "GuestBuildError: no busybox")
+    assert [p.name for p in (tmp_path / "share" / "d").iterdir()] == [ERROR]
     with pytest.raises(SnapshotError, match="no busybox"):
-        wait_saved(tmp_path / "d", 30.0, clock=FakeTime().clock, sleep=FakeTime().sleep)
+        wait_saved(tmp_path / "share" / "d", 30.0, clock=FakeTime().clock, sleep=FakeTime().sleep)
 
 
 def test_wait_saved_gives_up_when_nothing_grows(tmp_path: Path) -> None:
