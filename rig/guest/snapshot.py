@@ -123,7 +123,7 @@ def save(qmp: Qmp, pid: int, directory: Path, ident: dict[str, Any]) -> Path:
     qmp.execute("migrate", uri=f"exec:cat > {shlex.quote(str(partial))}")
     wait_migration(qmp, pid)
     os.replace(partial, state)
-    _write_whole(directory / MANIFEST, json.dumps(ident, indent=1))
+    _write_whole(directory / MANIFEST, json.dumps(ident))
     return state
 
 

@@ -134,6 +134,10 @@ def test_check_identity_names_what_differs() -> None:
                   {"argv": ["-m", "256"]}, {**ident, "extra": 1}):  # fmt: skip
         with pytest.raises(SnapshotMismatch):
             check_identity(saved, ident)
+    # what a person reads: the part, and both values
+    with pytest.raises(SnapshotMismatch) as e:
+        check_identity({**ident, "argv": ["-m", "512"]}, ident)
+    assert str(e.value) == "the saved guest's argv is ['-m', '512'], this one's ['-m', '256']"
 
 
 # -- the migration's wait -------------------------------------------------------------------
@@ -209,8 +213,9 @@ def test_load_streams_the_state_in_and_waits(tmp_path: Path) -> None:
 
 
 def test_load_without_a_readable_manifest_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(SnapshotError):
+    with pytest.raises(SnapshotError) as e:
         load(FakeQemu([{}]), PID, tmp_path, IDENT)  # type: ignore[arg-type]
+    assert str(tmp_path / MANIFEST) in str(e.value)  # which file, for the person reading
     (tmp_path / MANIFEST).write_text("{not json")
     with pytest.raises(SnapshotError):
         load(FakeQemu([{}]), PID, tmp_path, IDENT)  # type: ignore[arg-type]
