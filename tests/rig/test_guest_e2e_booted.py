@@ -53,6 +53,7 @@ def test_the_saved_guest_resumes_on_an_initramfs_built_again(
     if shutil.which("qemu-system-x86_64") is None:
         unavailable("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
     saved = tmp_path / "saved"
+    saved.mkdir()  # as scripts/vm-tier makes it, before the saver starts
     assert cli.main(["--save-booted", str(saved), "--workdir", str(tmp_path / "host")]) == 0
     assert f"saved in {saved / snapshot.STATE}" in capsys.readouterr().out
     snapshot.wait_saved(saved, 30.0)
