@@ -243,8 +243,9 @@ def test_wait_saved_reports_why_the_guest_was_not_saved(tmp_path: Path) -> None:
 
 def test_wait_saved_gives_up_when_nothing_grows(tmp_path: Path) -> None:
     t = FakeTime(lambda n: (tmp_path / "booting").write_bytes(b"x" * n) if n < 20 else None)
-    with pytest.raises(SnapshotError):
+    with pytest.raises(SnapshotError) as e:
         wait_saved(tmp_path, 30.0, clock=t.clock, sleep=t.sleep)
+    assert str(e.value) == f"no saved guest in {tmp_path}: nothing there grew for 30s"
     assert 19 + 30 <= t.sleeps <= 19 + 32  # waited while it grew, then the quiet limit
     with pytest.raises(SnapshotError):
         wait_saved(tmp_path / "absent", 30.0, clock=t.clock, sleep=t.sleep)
