@@ -21,15 +21,9 @@ from scsi_pr.rig.guest import snapshot
 from scsi_pr.rig.guest.console import Console
 from scsi_pr.rig.guest.init_script import BOOT_PAUSE
 from scsi_pr.rig.guest.initramfs import build_initramfs
-from scsi_pr.rig.guest_e2e.driver import (
-    E2EError,
-    drain_output,
-    machine_argv,
-    pump_output,
-    until_finished,
-)
+from scsi_pr.rig.guest_e2e.driver import E2EError, machine_argv, start_qemu, until_finished
 from scsi_pr.rig.guest_e2e.sequence import guest_steps
-from scsi_pr.rig.qmp import Qmp, QmpError
+from scsi_pr.rig.qmp import Qmp
 
 #: QEMU CPU seconds the host's boot may take: about 3 s on the host's TCG, so a guest that
 #: spends a minute without reaching its pause is spinning
@@ -53,19 +47,10 @@ def _save(directory: Path, rounds: int, work: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     initramfs = build_initramfs(guest_steps(rounds), work / "initramfs.cpio", kernel_dir=directory)
     argv = machine_argv(initramfs)
-    qmp_path = work / "qmp.sock"
-    qemu = subprocess.Popen(
-        [*argv, "-qmp", f"unix:{qmp_path},server=on,wait=off"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    qemu: subprocess.Popen[bytes] | None = None
     qmp: Qmp | None = None
     try:
-        assert qemu.stdout is not None
-        lines = pump_output(qemu.stdout)
-        try:
-            qmp = Qmp(qmp_path)
-        except (OSError, QmpError) as e:
-            raise E2EError(f"QEMU did not start (exit {qemu.poll()}): {drain_output(lines)}") from e
+        qemu, lines, qmp = start_qemu(argv, work / "qmp.sock")
         console = Console()
         for raw in until_finished(lines, qemu.pid, BOOT_CPU_BUDGET):
             if console.feed(raw.decode(errors="replace")) == BOOT_PAUSE:
@@ -76,4 +61,5 @@ def _save(directory: Path, rounds: int, work: Path) -> Path:
     finally:
         if qmp is not None:
             qmp.close()
-        processes.kill(qemu)
+        if qemu is not None:
+            processes.kill(qemu)

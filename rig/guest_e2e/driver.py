@@ -178,7 +178,6 @@ class Runner:
             "-blockdev",
             f"node-name=lun0,driver=raw,file.driver=host_device,file.filename={self.guest_disk},"
             "file.pr-manager=pr0",
-            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
         ]  # fmt: skip
 
     def resume(self, qemu: subprocess.Popen[bytes], saved: Path, initramfs: Initramfs) -> None:
@@ -195,20 +194,12 @@ class Runner:
         if self.helper is None:
             raise E2EError(f"{self.helpers[0]} did not start: {self.results[0].problems}")
         incoming = ["-incoming", "defer"] if saved is not None else []
-        qemu = subprocess.Popen(
-            [*self.qemu_argv(initramfs), *incoming],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        qemu: subprocess.Popen[bytes] | None = None
         try:
-            assert qemu.stdout is not None and qemu.stdin is not None
-            lines = pump_output(qemu.stdout)
-            try:
-                self.qmp = Qmp(self.qmp_path)
-            except (OSError, QmpError) as e:
-                with suppress(subprocess.TimeoutExpired):
-                    qemu.wait(5)
-                said = drain_output(lines)
-                raise E2EError(f"QEMU did not start (exit {qemu.poll()}): {e}: {said}") from e
+            qemu, lines, self.qmp = start_qemu(
+                [*self.qemu_argv(initramfs), *incoming], self.qmp_path
+            )
+            assert qemu.stdin is not None
             if saved is not None:
                 self.resume(qemu, saved, initramfs)
             console = Console().follow(
@@ -219,12 +210,35 @@ class Runner:
             )
             qemu.wait(QEMU_EXIT_TIMEOUT)
         finally:
-            processes.kill(qemu)
+            if qemu is not None:
+                processes.kill(qemu)
             if self.qmp is not None:
                 self.qmp.close()
             if self.helper is not None:
                 processes.stop(self.helper[1])
         return console
+
+
+def start_qemu(
+    argv: Sequence[str], qmp_path: Path
+) -> tuple[subprocess.Popen[bytes], queue.Queue[bytes | None], Qmp]:
+    """QEMU started with ``argv`` and its monitor on ``qmp_path``: the process (its stdin is the
+    guest's console input), its output lines (``pump_output``) and the connected monitor. When
+    the monitor cannot be reached, QEMU is ended and ``E2EError`` carries what it printed."""
+    qemu = subprocess.Popen(
+        [*argv, "-qmp", f"unix:{qmp_path},server=on,wait=off"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert qemu.stdout is not None
+    lines = pump_output(qemu.stdout)
+    try:
+        return qemu, lines, Qmp(qmp_path)
+    except (OSError, QmpError) as e:
+        with suppress(subprocess.TimeoutExpired):
+            qemu.wait(5)
+        said = drain_output(lines)
+        processes.kill(qemu)
+        raise E2EError(f"QEMU did not start (exit {qemu.poll()}): {e}: {said}") from e
 
 
 def pump_output(stream: IO[bytes]) -> queue.Queue[bytes | None]:
