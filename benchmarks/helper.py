@@ -4,6 +4,9 @@ a stalled device does not delay other clients.
 * 1 client: one connection, one request at a time (QEMU's pattern per pr-manager object).
 * 64 clients: 64 connections spread over several client processes (so the client's own
   Python does not become the bottleneck before the helper does).
+* Both for the helper's default ``--cpus auto`` (its threads on one CPU) and ``--cpus all``
+  (the scheduler's choice), in alternating rounds, with the ratio; and one client on the
+  helper's own CPU, where no request needs a cross-CPU wake-up (scsi_pr.helper.cpus).
 * Stall: ``scsi-pr sim stall`` makes one LU answer after 1 s; one client keeps hitting it while
   16 others use another LU. Their latency must stay in milliseconds.
 
@@ -33,6 +36,8 @@ from scsi_pr.rig.processes import NotListening, wait_listening
 from scsi_pr.sim.cdb import persistent_reserve_in
 
 DURATION = 3.0
+ROUNDS = 2  # of each CPU choice, alternating
+CPU_CHOICES = ("auto", "all")
 READ_KEYS = persistent_reserve_in(0, 64).ljust(16, b"\0")
 HEADER = struct.Struct(">ii")
 EXE = helper_executable()
@@ -138,14 +143,66 @@ def _worker(args: tuple[str, str, int, float]) -> int:
     return done
 
 
-def throughput(path: str, image: str, clients: int) -> float:
-    """Requests/s over DURATION; 64 connections are spread over up to 4 client processes."""
+def throughput(path: str, image: str, clients: int, cpus: set[int] | None = None) -> float:
+    """Requests/s over DURATION; 64 connections are spread over up to 4 client processes;
+    ``cpus``: the client processes run there."""
     procs = 1 if clients == 1 else min(clients, 4)
     shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
-    if procs == 1:
+    if procs == 1 and cpus is None:
         return _worker((path, image, clients, DURATION)) / DURATION
-    with multiprocessing.get_context("fork").Pool(procs) as pool:
+    init = None if cpus is None else os.sched_setaffinity
+    with multiprocessing.get_context("fork").Pool(procs, init, (0, cpus)) as pool:
         return sum(pool.map(_worker, [(path, image, n, DURATION) for n in shares])) / DURATION
+
+
+def _measure(
+    proc: subprocess.Popen[bytes], sock: Path, image: Path, clients: int, cpus: set[int] | None
+) -> tuple[float, float]:
+    """(requests/s, helper CPU seconds per request)."""
+    before = guest_cpu.usage(proc.pid).own
+    rate = throughput(str(sock), str(image), clients, cpus)
+    return rate, (guest_cpu.usage(proc.pid).own - before) / (rate * DURATION)
+
+
+def _line(label: str, rate: float, per_request: float) -> str:
+    return (
+        f"helper: {rate:,.0f} requests/s {label}; helper CPU {per_request * 1e6:.0f} us/request "
+        f"(= {1 / per_request:,.0f} requests/s per core; {os.cpu_count()} cores shared with "
+        "the clients)"
+    )
+
+
+def cpu_choices(root: Path, image: Path) -> None:
+    """Each --cpus choice with 1 and 64 clients, ROUNDS alternating rounds (medians)."""
+    sock = root / "helper.sock"
+    runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    on_its_cpu: list[tuple[float, float]] = []
+    for _ in range(ROUNDS):
+        for choice in CPU_CHOICES:
+            proc = start_helper(sock, "--cpus", choice)
+            try:
+                for clients in (1, 64):
+                    runs.setdefault((choice, clients), []).append(
+                        _measure(proc, sock, image, clients, None)
+                    )
+                if choice == "auto":  # the one client beside it, on the helper's CPU
+                    helper_cpus = os.sched_getaffinity(proc.pid)
+                    on_its_cpu.append(_measure(proc, sock, image, 1, helper_cpus))
+            finally:
+                proc.terminate()
+                proc.wait()
+    rates: dict[tuple[str, int], float] = {}
+    for (choice, clients), samples in runs.items():
+        rate = statistics.median(r for r, _ in samples)
+        rates[choice, clients] = rate
+        per_request = statistics.median(c for _, c in samples)
+        print(_line(f"with {clients} concurrent client(s), --cpus {choice}", rate, per_request))
+    rate = statistics.median(r for r, _ in on_its_cpu)
+    per_request = statistics.median(c for _, c in on_its_cpu)
+    print(_line("with 1 client on the helper's CPU, --cpus auto", rate, per_request))
+    for clients in (1, 64):
+        ratio = rates["auto", clients] / rates["all", clients]
+        print(f"helper: --cpus auto / --cpus all, {clients} client(s): {ratio:.2f}")
 
 
 async def _stall_run(path: str, slow: str, fast: str) -> tuple[int, list[float], int]:
@@ -169,21 +226,7 @@ def main() -> int:
         image = root / "lu.img"
         image.write_bytes(bytes(1 << 16))
         sock = root / "helper.sock"
-        proc = start_helper(sock)
-        try:
-            for clients in (1, 64):
-                before = guest_cpu.usage(proc.pid).own
-                rate = throughput(str(sock), str(image), clients)
-                per_request = (guest_cpu.usage(proc.pid).own - before) / (rate * DURATION)
-                print(
-                    f"helper: {rate:,.0f} requests/s with {clients} concurrent client(s); "
-                    f"helper CPU {per_request * 1e6:.0f} us/request "
-                    f"(= {1 / per_request:,.0f} requests/s per core; "
-                    f"{os.cpu_count()} cores shared with the clients)"
-                )
-        finally:
-            proc.terminate()
-            proc.wait()
+        cpu_choices(root, image)
         state = root / "state"
         slow, fast = root / "slow.img", root / "fast.img"
         slow.write_bytes(bytes(1 << 16))

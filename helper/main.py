@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from scsi_pr.helper import caps, state_owner
+from scsi_pr.helper import caps, cpus, state_owner
 from scsi_pr.helper.background import detach
 from scsi_pr.helper.daemon import Audit, HelperServer, ListenerError
 from scsi_pr.helper.errors import HelperError
@@ -231,6 +231,10 @@ def _main(argv: list[str], name: str) -> int:
     if opts.quiet and not opts.traces:
         stream = None
     audit = Audit.from_patterns(patterns, stream)
+    try:  # before any thread starts: the ones started later inherit the mask
+        cpus.confine(opts.cpus)
+    except cpus.CpuListError as e:
+        raise fail(str(e)) from None
     try:
         executor = make_executor(opts)
     except (OSError, ValueError) as e:

@@ -17,6 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from scsi_pr.helper.cpus import AUTO as CPUS_AUTO
+from scsi_pr.helper.cpus import CpuListError
+from scsi_pr.helper.cpus import parse as parse_cpus
 from scsi_pr.helper.daemon import MAX_CLIENTS_CAP, SHUTDOWN_GRACE, default_max_clients
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.getopt import GetoptError, GetoptLong, LongOption, OptionTable
@@ -50,6 +53,7 @@ OPTIONS = OptionTable(
         LongOption("max-clients", True, "max-clients"),
         LongOption("idle-timeout", True, "idle-timeout"),
         LongOption("shutdown-grace", True, "shutdown-grace"),
+        LongOption("cpus", True, "cpus"),
     ),
 )
 
@@ -88,6 +92,9 @@ scsi-pr extensions:
                             QEMU keeps its connection idle for hours)
       --shutdown-grace=SECONDS  after SIGTERM, time for requests in flight
                             (default {grace:g})
+      --cpus=auto|all|LIST  CPUs the helper's threads run on (default 'auto': the one
+                            it starts on, as threads of one Python process take turns;
+                            'all': the scheduler's choice; LIST: e.g. 0,2-3)
   -v, --verbose / -q, --quiet   more / no diagnostics; trace events: prh_command,
                             prh_refused, prh_error, prh_connect, prh_disconnect
 
@@ -136,6 +143,7 @@ class Options:
     max_clients: int | None = None  # None: HelperServer's default, from RLIMIT_NOFILE
     idle_timeout: float | None = None  # None: off, as in the C helper
     shutdown_grace: float = SHUTDOWN_GRACE
+    cpus: frozenset[int] | str = CPUS_AUTO  # scsi_pr.helper.cpus
 
     @property
     def verbose(self) -> int:
@@ -209,6 +217,13 @@ def _seconds(attr: str, zero_allowed: bool) -> Callable[[Options, str], None]:
     return take
 
 
+def _cpus(opts: Options, value: str) -> None:
+    try:
+        opts.cpus = parse_cpus(value)
+    except CpuListError as e:
+        raise InvalidOption(f"invalid cpus: {e}") from None
+
+
 # What each option does to Options (the argument is "" for options without one).
 _TAKE: dict[str, Callable[[Options, str], None]] = {
     "k": _socket,
@@ -228,6 +243,7 @@ _TAKE: dict[str, Callable[[Options, str], None]] = {
     "max-clients": _max_clients,
     "idle-timeout": _seconds("idle_timeout", zero_allowed=False),
     "shutdown-grace": _seconds("shutdown_grace", zero_allowed=True),
+    "cpus": _cpus,
 }
 
 
