@@ -6,15 +6,17 @@ Paths, all on the same /dev/sdX (the fd QEMU's ``scsi-block`` passes is the disk
 * ``direct``: SG_IO from this Python process (``executors.sg.sg_io``): the floor.
 * ``C``: the C ``qemu-pr-helper`` over its socket, the fd passed with every request.
 * ``sg``, ``ioctl``: ``scsi-pr-helper --backend sg`` / ``--backend ioctl``, the same way.
+* ``sg --cpus all``: ``--backend sg`` with its threads on every CPU instead of one (the
+  default, ``scsi_pr.helper.cpus``): what that choice is worth, side by side.
 
 Operations: READ KEYS (PR IN) and REGISTER AND IGNORE EXISTING KEY of one fixed key (PR OUT: the
 same answer every time, GOOD). The paths take turns in rounds (the order rotating each round) so
 that every path sees the same machine load; each answer's status is checked. Then 64 clients
-(two load processes, ``helper.loadgen``) drive READ KEYS through ours and the C helper in
-turns, twice each. Printed: a table of median and p99 per path and operation, the ratios
-ours/C and ours/direct against the issue's aims, and one JSON document (also written to
-``out/bench/helper-vm.json`` by the host). Aims are reported, never enforced: the exit status
-says only whether the measurement ran.
+(two load processes, ``helper.loadgen``) drive READ KEYS through ours (``sg``, both CPU
+choices) and the C helper in turns, twice each. Printed: a table of median and p99 per path and
+operation, the ratios ours/C and ours/direct against the issue's aims, and one JSON document
+(also written to ``out/bench/helper-vm.json`` by the host). Aims are reported, never enforced:
+the exit status says only whether the measurement ran.
 
 The client side is the leanest we can write (one ``sendmsg``, one ``recv_into``) so that the
 ratio is of the helpers, not of the client. ``SCSI_PR_BENCH_ROUNDS`` overrides the rounds.
@@ -65,7 +67,15 @@ JSON_FILE = Path(__file__).resolve().parents[1] / "out" / "bench" / "helper-vm.j
 #: a LUN of its own: never the suites' rig (its name and generation are the benchmark's)
 LUN = lio.LunSpec(initiators=1, name="scsi_pr_bench", generation=0xBE)
 DIRECT, C_HELPER = "direct", "C"
-OURS = ("sg", "ioctl")
+#: our helper's paths and the options each is started with: the backends, and ``sg`` with its
+#: threads free to use every CPU (``--cpus all``) beside the default (one CPU)
+OUR_ARGV = {
+    "sg": ("--backend", "sg"),
+    "ioctl": ("--backend", "ioctl"),
+    "sg --cpus all": ("--backend", "sg", "--cpus", "all"),
+}
+OURS = tuple(OUR_ARGV)
+SG_ALL_CPUS = "sg --cpus all"
 
 
 @dataclass(frozen=True)
@@ -299,10 +309,11 @@ def run(rounds: int) -> Measured:
         lio.clear_unit_attentions(rig.initiators[0].sg)
         fd = os.open(device, os.O_RDWR)
         stack.callback(os.close, fd)
-        socks = {C_HELPER: Path(tmp, "c.sock"), **{b: Path(tmp, f"{b}.sock") for b in OURS}}
+        socks = {C_HELPER: Path(tmp, "c.sock")}
+        socks.update({name: Path(tmp, f"ours{i}.sock") for i, name in enumerate(OURS)})
         stack.enter_context(helper_process([c_helper], socks[C_HELPER]))
-        for backend in OURS:
-            stack.enter_context(helper_process([ours, "-q", "--backend", backend], socks[backend]))
+        for name, argv in OUR_ARGV.items():
+            stack.enter_context(helper_process([ours, "-q", *argv], socks[name]))
         paths: dict[str, Callable[[Operation], None]] = {DIRECT: direct_path(fd)}
         for name, sock in socks.items():
             conn = HelperPath(sock, fd)
@@ -310,7 +321,8 @@ def run(rounds: int) -> Measured:
             paths[name] = conn
         print(f"device {device}; {rounds} rounds x {PER_ROUND} of each operation per path")
         latency = measure_latency(paths, rounds)
-        load = measure_load({"sg": socks["sg"], C_HELPER: socks[C_HELPER]}, device)
+        loaded = ("sg", SG_ALL_CPUS, C_HELPER)
+        load = measure_load({name: socks[name] for name in loaded}, device)
     meta = {"kernel": os.uname().release, "cpus": str(os.cpu_count()), "device": device}
     return Measured(latency, load, meta)
 
