@@ -36,7 +36,7 @@ class Reply(Response):
         if len(self.sense) != PR_HELPER_SENSE_SIZE:
             padded = self.sense[:PR_HELPER_SENSE_SIZE].ljust(PR_HELPER_SENSE_SIZE, b"\0")
             object.__setattr__(self, "sense", padded)
-        super().__post_init__()
+        Response.__post_init__(self)  # not super(): its lookup costs as much as the checks
 
 
 class Executor(ABC):

@@ -125,31 +125,31 @@ def sg_io(
 
     At most one of ``data_out`` / ``data_in_length`` may be given (SG_IO has one direction).
     """
-    if not 6 <= len(cdb) <= MAX_CDB_LENGTH:
-        raise SgIoError(f"CDB length {len(cdb)} outside 6..{MAX_CDB_LENGTH}")
+    cmd_len = len(cdb)
+    if not 6 <= cmd_len <= MAX_CDB_LENGTH:
+        raise SgIoError(f"CDB length {cmd_len} outside 6..{MAX_CDB_LENGTH}")
     if data_out and data_in_length:
         raise SgIoError("SG_IO moves data one way: give data_out or data_in_length, not both")
     if data_in_length < 0 or timeout_ms < 0 or not 0 < sense_length <= MAX_SENSE_LENGTH:
         raise SgIoError("negative data_in_length/timeout or sense_length outside 1..255")
-    bufs = _thread_buffers(max(data_in_length, len(data_out)))
-    hdr = bufs.hdr
-    cmd_len = len(cdb)
-    bufs.cdb[:cmd_len] = cdb
     if data_out:
-        direction = SG_DXFER_TO_DEV
-        length = len(data_out)
-        bufs.data[:length] = data_out
+        direction, length = SG_DXFER_TO_DEV, len(data_out)
     elif data_in_length:
         direction, length = SG_DXFER_FROM_DEV, data_in_length
     else:
         direction, length = SG_DXFER_NONE, 0
+    bufs = _thread_buffers(length)
+    hdr = bufs.hdr
+    bufs.cdb[:cmd_len] = cdb
+    if data_out:
+        bufs.data[:length] = data_out
     hdr.dxferp = bufs.data_address if length else None
     hdr.dxfer_direction = direction
     hdr.cmd_len = cmd_len
     hdr.mx_sb_len = sense_length
     hdr.dxfer_len = length
     hdr.timeout = timeout_ms
-    bufs.sense[:sense_length] = _NO_SENSE[:sense_length]  # the caller gets the whole buffer back
+    bufs.sense_view[:sense_length] = _NO_SENSE_VIEW[:sense_length]  # all of it goes back
     try:
         fcntl.ioctl(fd, SG_IO, hdr)
     except OSError as e:
@@ -172,6 +172,7 @@ def sg_io(
 
 
 _NO_SENSE = bytes(MAX_SENSE_LENGTH)
+_NO_SENSE_VIEW = memoryview(_NO_SENSE)  # sliced without a copy
 
 
 class _Buffers:
@@ -189,6 +190,7 @@ class _Buffers:
         self.cdb = bytearray(MAX_CDB_LENGTH)
         self.sense = bytearray(MAX_SENSE_LENGTH)
         self.data = bytearray(data_size)
+        self.data_size = data_size
         self.sense_view, self.data_view = memoryview(self.sense), memoryview(self.data)
         self._pins = [ctypes.c_char.from_buffer(b) for b in (self.cdb, self.sense, self.data)]
         cdb_at, sense_at, self.data_address = (ctypes.addressof(pin) for pin in self._pins)
@@ -198,10 +200,11 @@ class _Buffers:
 _local = threading.local()
 
 
-def _thread_buffers(data_in_length: int) -> _Buffers:
+def _thread_buffers(data_length: int) -> _Buffers:
+    """This thread's buffers, with room for ``data_length`` bytes of data either way."""
     bufs: _Buffers | None = getattr(_local, "buffers", None)
-    if bufs is None or len(bufs.data) < data_in_length:
-        bufs = _local.buffers = _Buffers(max(data_in_length, PR_HELPER_DATA_SIZE))
+    if bufs is None or bufs.data_size < data_length:
+        bufs = _local.buffers = _Buffers(max(data_length, PR_HELPER_DATA_SIZE))
     return bufs
 
 

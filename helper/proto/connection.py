@@ -53,6 +53,14 @@ NEED_DATA: Final = _NeedData()
 PAUSED: Final = _Paused()
 """``next_event`` result: it is this side's turn to ``send``; nothing is read meanwhile."""
 
+_PR_OUT = int(Opcode.PERSISTENT_RESERVE_OUT)  # a plain int: compared once per request
+# The members read for every frame part, as module globals: reading a member off its Enum
+# class costs several times a global's lookup, and under TCG every step of the request path
+# shows in the helper's round trip (docs/performance.md).
+_HELPER = Role.HELPER
+_IDLE, _CLOSED, _ERROR = State.IDLE, State.CLOSED, State.ERROR
+_AWAIT_FEATURES, _AWAIT_PROUT_DATA = State.AWAIT_FEATURES, State.AWAIT_PROUT_DATA
+_AWAIT_RESPONSE = State.AWAIT_RESPONSE
 SUPPORTED_FEATURES = 0  # no feature is defined in released QEMU (protocol note 1.2)
 
 
@@ -73,6 +81,7 @@ class Connection:
         self._request_fds: list[int] = []
         self._discarded: list[int] = []
         self._pending_cdb: bytes | None = None
+        self._pending_length = 0  # its transfer length, read once
         self._error: ProtocolError | None = None
         # Dispatch tables, built once: next_event and bytes_needed run for every frame part.
         self._parsers = {
@@ -102,13 +111,13 @@ class Connection:
     def bytes_needed(self) -> int:
         """How many bytes complete the frame part being read (0 when nothing is being read)."""
         state = self.state
-        if state is State.IDLE:
-            want = PR_HELPER_CDB_SIZE if self.role is Role.HELPER else 0
-        elif state is State.AWAIT_FEATURES:
+        if state is _IDLE:
+            want = PR_HELPER_CDB_SIZE if self.role is _HELPER else 0
+        elif state is _AWAIT_FEATURES:
             want = FEATURES_SIZE
-        elif state is State.AWAIT_PROUT_DATA:
-            want = transfer_length(self._pending_cdb or bytes(PR_HELPER_CDB_SIZE))
-        elif state is State.AWAIT_RESPONSE:
+        elif state is _AWAIT_PROUT_DATA:
+            want = self._pending_length
+        elif state is _AWAIT_RESPONSE:
             want = self._response_size()
         else:
             want = 0
@@ -119,13 +128,13 @@ class Connection:
         """Whether the part being read may carry fds: only a request's CDB bytes (qemu-pr-helper
         passes a control buffer only for those). The edge reads every other part without one,
         so the kernel drops fds sent with it (a client cannot make the helper hold them)."""
-        return self.role is Role.HELPER and self.state is State.IDLE
+        return self.role is _HELPER and self.state is _IDLE
 
     def next_event(self) -> Event | _NeedData | _Paused:
         """Parse the next event from the buffer, or return ``NEED_DATA`` / ``PAUSED``."""
         if self._error is not None:
             raise self._error
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return ConnectionClosed()
         try:
             event = self._parse()
@@ -143,7 +152,7 @@ class Connection:
                 self._fail(errors.ShortRead(self._short_read_reason()))
                 raise self._error  # type: ignore[misc]
             return NEED_DATA
-        assert not isinstance(event, _NeedData | _Paused)
+        assert not isinstance(event, (_NeedData, _Paused))  # a tuple: `A | B` is built per call
         self.state = next_state(self.role, self.state, type(event), "recv")
         return event
 
@@ -171,7 +180,7 @@ class Connection:
     def release_fds(self) -> list[int]:
         """Fds the edge must close now: extras, fds sent outside a CDB, all of them on error."""
         out, self._discarded = self._discarded, []
-        if self.state in (State.ERROR, State.CLOSED):
+        if self.state in (_ERROR, _CLOSED):
             out += self._request_fds
             self._request_fds = []
             for _, fds in self._fd_queue:
@@ -194,7 +203,7 @@ class Connection:
         self._discarded, self._request_fds = [], []
         self._fd_queue.clear()
         self._pending_cdb = None
-        if self.state not in (State.CLOSED, State.ERROR):
+        if self.state not in (_CLOSED, _ERROR):
             self._fail(LocalProtocolError(f"connection abandoned in state {self.state.value}"))
         return out
 
@@ -207,7 +216,7 @@ class Connection:
     # -- internals ---------------------------------------------------------------------------
     def _fail(self, error: ProtocolError) -> None:
         self._error = error
-        self.state = State.ERROR
+        self.state = _ERROR
 
     def _consume(self, n: int) -> bytes | None:
         part = take(self._buf, n)
@@ -238,7 +247,7 @@ class Connection:
         self._consumed += FEATURES_SIZE
         self._claim_fds(start, self._consumed, keep=False)
         self.peer_features = flags
-        if self.role is Role.HELPER and flags & ~self.supported_features:
+        if self.role is _HELPER and flags & ~self.supported_features:
             raise errors.UnsupportedFeatures(f"client requested unsupported features {flags:#010x}")
         return Features(flags)
 
@@ -271,16 +280,16 @@ class Connection:
         if length > PR_HELPER_DATA_SIZE:
             raise errors.TransferTooLong(f"transfer length {length} exceeds {PR_HELPER_DATA_SIZE}")
         self._pending_cdb = cdb
-        if cdb[0] == Opcode.PERSISTENT_RESERVE_OUT:
-            self.state = State.AWAIT_PROUT_DATA
+        self._pending_length = length
+        if cdb[0] == _PR_OUT:
+            self.state = _AWAIT_PROUT_DATA
             return self._parse_prout_data()
         return self._finish_request(b"")
 
     def _parse_prout_data(self) -> Event | _NeedData:
         assert self._pending_cdb is not None
         start = self._consumed
-        length = transfer_length(self._pending_cdb)
-        data = self._consume(length)
+        data = self._consume(self._pending_length)
         if data is None:
             return NEED_DATA
         self._claim_fds(start, self._consumed, keep=False)
@@ -290,7 +299,7 @@ class Connection:
         assert self._pending_cdb is not None
         (fd,) = self._request_fds
         self._request_fds = []
-        request = Request(self._pending_cdb, data, fd)
+        request = Request.parsed(self._pending_cdb, data, fd, self._pending_length)
         self._pending_cdb = None
         self.pending = request
         return request
