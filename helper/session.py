@@ -159,9 +159,7 @@ class ClientHandler:
                     if refused := conn.release_fds():
                         close_fds(refused)
                     continue
-                if isinstance(event, ConnectionClosed):
-                    break
-                if isinstance(event, Request):
+                if isinstance(event, Request):  # the common event first
                     self.busy.add(task)
                     try:
                         response = self._answer(sock, event, peer, logging)
@@ -170,6 +168,8 @@ class ClientHandler:
                         self.busy.discard(task)
                     deadline = self._deadline()
                     continue
+                if isinstance(event, ConnectionClosed):
+                    break
                 assert event is PAUSED or isinstance(event, Features)
             if self.stopping:
                 reason = "shutdown"

@@ -21,6 +21,7 @@ _UCRED = struct.Struct("3i")
 
 
 _CMSG_SPACE = socket.CMSG_SPACE(MAX_FDS_PER_READ * 4)
+_SOL_SOCKET, _SCM_RIGHTS = socket.SOL_SOCKET, socket.SCM_RIGHTS  # read for every request
 
 
 def recv_with_fds(sock: socket.socket, n: int) -> tuple[bytes, list[int]]:
@@ -29,9 +30,9 @@ def recv_with_fds(sock: socket.socket, n: int) -> tuple[bytes, list[int]]:
     data, ancdata, _flags, _addr = sock.recvmsg(n, _CMSG_SPACE, socket.MSG_CMSG_CLOEXEC)
     fds: list[int] = []
     for level, kind, payload in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
             usable = len(payload) - len(payload) % 4
-            fds += struct.unpack(f"{usable // 4}i", payload[:usable])
+            fds += memoryview(payload)[:usable].cast("i").tolist()  # C ints, native order
     return data, fds
 
 

@@ -10,6 +10,7 @@ import io
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -162,6 +163,28 @@ def test_recv_with_fds_reads_no_more_than_asked(device: int) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_recv_with_fds_takes_every_fd_of_a_message_in_order(device: int) -> None:
+    a, b = socket.socketpair()
+    r, w = os.pipe()
+    sent = [device, r, w]
+    try:
+        with a, b:
+            rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in sent)
+            a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+            data, fds = recv_with_fds(b, 16)
+        try:
+            assert data == b"x" and len(fds) == 3
+            same = [os.path.sameopenfile(got, fd) for got, fd in zip(fds, sent, strict=True)]
+            assert same == [True] * 3
+            assert not os.path.sameopenfile(fds[1], fds[2])  # the pipe's two ends, not one twice
+        finally:
+            for fd in fds:
+                os.close(fd)
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def _open_fds() -> set[int]:
