@@ -4,6 +4,8 @@ structs: test_mpath_lib.py; against a real map: tests/vm/test_multipath_vm.py)."
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 
 import pytest
@@ -14,6 +16,8 @@ from scsi_pr.helper.executors.dm import (
     DM_TABLE_STATUS,
     DM_TARGET_SPEC,
     DM_VERSION,
+    DeviceMapper,
+    block_major,
     encode_dev,
     first_target_type,
     is_multipath_answer,
@@ -82,6 +86,40 @@ def test_a_multipath_table_names_its_paths_in_order() -> None:
 )
 def test_detection_reads_the_first_target_type(types: tuple[bytes, ...], expected: bool) -> None:
     assert is_multipath_answer(answer(*types)) is expected
+
+
+PROC_DEVICES = """Character devices:
+  1 mem
+240 device-mapper
+Block devices:
+  8 sd
+ 65 sd
+252 virtblk
+254 device-mapper
+259 blkext
+"""
+
+
+def test_the_device_mapper_major_is_read_from_the_block_section() -> None:
+    assert block_major(PROC_DEVICES, "device-mapper") == 254  # not the character 240
+    assert block_major(PROC_DEVICES, "sd") == 8
+    assert block_major(PROC_DEVICES, "mem") is None
+    assert block_major(PROC_DEVICES.replace("254 device-mapper\n", ""), "device-mapper") is None
+    assert block_major("", "device-mapper") is None
+
+
+def test_only_devices_of_the_device_mapper_major_are_asked_about() -> None:
+    """The kernel answers ENXIO for any other major; a control fd that is no control node
+    (/dev/null: ENOTTY) shows whether the question was asked."""
+    null = os.open(os.devnull, os.O_RDWR)  # a character device, major 1
+    try:
+        assert DeviceMapper(null, major=254).is_multipath(null) is False  # not asked
+        for asked in (DeviceMapper(null, major=1), DeviceMapper(null, major=None)):
+            with pytest.raises(OSError) as caught:
+                asked.is_multipath(null)
+            assert caught.value.errno == errno.ENOTTY
+    finally:
+        os.close(null)
 
 
 def test_request_header_fields() -> None:
