@@ -34,6 +34,7 @@ import functools
 import hashlib
 import os
 import struct
+import sys
 import threading
 from typing import Any, NamedTuple
 
@@ -65,6 +66,10 @@ _name_to_handle_at = _libc_function(
     ctypes.POINTER(ctypes.c_int),
     ctypes.c_int,
 )
+if _name_to_handle_at is not None:
+    # Called for every command of the sim backend: without argtypes ctypes passes the int,
+    # the bytes and the two buffers as they are, skipping a conversion step per argument.
+    _name_to_handle_at.argtypes = None
 
 
 def _btime(fd: int) -> str | None:
@@ -87,21 +92,32 @@ class _HandleBuffers(threading.local):
     def __init__(self) -> None:
         self.handle = ctypes.create_string_buffer(8 + MAX_HANDLE_SZ)  # + f_handle[]
         self.mount_id = ctypes.c_int()
+        self.mount_id_ref = ctypes.byref(self.mount_id)
 
 
 _buffers = _HandleBuffers()
+_HANDLE_ROOM = struct.pack("=I", MAX_HANDLE_SZ)  # handle_bytes in: the room f_handle has
 
 
-def _file_handle(fd: int) -> str | None:
-    """The file handle's type and bytes in hex; None if the filesystem has no handles."""
+def _file_handle(fd: int) -> bytes | None:
+    """The file handle as the kernel wrote it (its size, type and bytes); None if the
+    filesystem has no handles."""
     if _name_to_handle_at is None:
         return None
-    buf, mount_id = _buffers.handle, _buffers.mount_id
-    struct.pack_into("=I", buf, 0, MAX_HANDLE_SZ)
-    if _name_to_handle_at(fd, b"", buf, ctypes.byref(mount_id), AT_EMPTY_PATH) != 0:
+    buf = _buffers.handle
+    buf[0:4] = _HANDLE_ROOM
+    if _name_to_handle_at(fd, b"", buf, _buffers.mount_id_ref, AT_EMPTY_PATH) != 0:
         return None
-    size, kind = struct.unpack_from("=Ii", buf, 0)
-    return f"{kind}:{buf.raw[8 : 8 + size].hex()}"
+    raw = buf.raw
+    return raw[: 8 + int.from_bytes(raw[:4], sys.byteorder)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _handle_birth(handle: bytes) -> str:
+    """``_birth`` of a file handle (``_file_handle``'s bytes), memoised by those bytes: the
+    text it hashes is built only for a handle not seen before."""
+    size, kind = struct.unpack_from("=Ii", handle)
+    return _birth(f"{kind}:{handle[8 : 8 + size].hex()}")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -137,9 +153,10 @@ class LuKey(NamedTuple):
 def identify(fd: int) -> tuple[LuKey, os.stat_result]:
     """The LU the open file ``fd`` stands for, and its ``fstat``."""
     st = os.fstat(fd)
-    source = _file_handle(fd)
-    if source is None:
-        source = _btime(fd)
+    handle = _file_handle(fd)
+    if handle is not None:
+        return LuKey(st.st_dev, st.st_ino, _handle_birth(handle)), st
+    source = _btime(fd)
     birth = "" if source is None else _birth(source)
     return LuKey(st.st_dev, st.st_ino, birth), st
 

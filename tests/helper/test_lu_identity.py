@@ -4,7 +4,10 @@ filesystem hands it the same inode number."""
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +96,31 @@ def test_a_filesystem_without_birth_falls_back_to_device_and_inode(
     assert key.stem == f"lu-{st.st_dev:x}-{st.st_ino:x}"
     if with_birth.birth:  # this filesystem tells a birth: the LU names differ
         assert with_birth.stem.startswith(key.stem + "-") and with_birth != key
+
+
+def test_the_birth_of_a_file_handle_is_the_hash_of_its_type_and_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """State files are named by it: the text hashed is ``TYPE:HEX`` of the handle the kernel
+    wrote (its first 4 bytes give the size used, the next 4 the type), whatever the memo."""
+    handle = bytes.fromhex("0a0b0c0d11121314")  # 8 bytes of f_handle
+
+    def kernel(fd: int, path: bytes, buf: ctypes.Array, mount_id: object, flags: int) -> int:
+        assert (path, flags) == (b"", lu_identity.AT_EMPTY_PATH)
+        room = int.from_bytes(bytes(buf[0:4]), sys.byteorder)
+        assert room == lu_identity.MAX_HANDLE_SZ  # the room is offered anew for every call
+        kind = (-7).to_bytes(4, sys.byteorder, signed=True)
+        buf[0:16] = len(handle).to_bytes(4, sys.byteorder) + kind + handle
+        return 0
+
+    monkeypatch.setattr(lu_identity, "_name_to_handle_at", kernel)
+    image = tmp_path / "lu.img"
+    image.write_bytes(bytes(4096))
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        lu_identity._buffers.handle[0:4] = bytes(4)  # a size left by an earlier call
+        expected = hashlib.blake2b(b"-7:0a0b0c0d11121314", digest_size=8).hexdigest()
+        assert identify(fd)[0].birth == expected
+        assert identify(fd)[0].birth == expected  # from the memo
+    finally:
+        os.close(fd)
