@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,11 @@ class QmpError(RigError):
 class Qmp:
     """Greeting, ``qmp_capabilities``, then commands; events that arrive meanwhile are kept."""
 
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: Path, timeout: float = 30.0, alive: Callable[[], bool] | None = None
+    ) -> None:
+        """Connect to the monitor at ``path`` as soon as it listens, for ``timeout`` seconds;
+        ``alive`` (QEMU's process still runs) ends the wait at once when QEMU has exited."""
         deadline = time.monotonic() + timeout
         while True:
             self.sock = socket.socket(socket.AF_UNIX)
@@ -32,6 +37,8 @@ class Qmp:
                 break
             except OSError:
                 self.sock.close()
+                if alive is not None and not alive():
+                    raise QmpError("QEMU exited before its monitor listened") from None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)

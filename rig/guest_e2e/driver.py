@@ -224,7 +224,8 @@ def start_qemu(
 ) -> tuple[subprocess.Popen[bytes], queue.Queue[bytes | None], Qmp]:
     """QEMU started with ``argv`` and its monitor on ``qmp_path``: the process (its stdin is the
     guest's console input), its output lines (``pump_output``) and the connected monitor. When
-    the monitor cannot be reached, QEMU is ended and ``E2EError`` carries what it printed."""
+    the monitor cannot be reached (QEMU exited at once: no wait for the monitor's timeout),
+    QEMU is ended and ``E2EError`` carries what it printed."""
     qemu = subprocess.Popen(
         [*argv, "-qmp", f"unix:{qmp_path},server=on,wait=off"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -232,7 +233,7 @@ def start_qemu(
     assert qemu.stdout is not None
     lines = pump_output(qemu.stdout)
     try:
-        return qemu, lines, Qmp(qmp_path)
+        return qemu, lines, Qmp(qmp_path, alive=lambda: qemu.poll() is None)
     except (OSError, QmpError) as e:
         with suppress(subprocess.TimeoutExpired):
             qemu.wait(5)
