@@ -131,6 +131,18 @@ def test_confine_moves_every_thread_and_skips_ended_ones(
     assert confine(ALL) == kept  # "all" is what the process may use now: nothing moves
 
 
+def test_auto_keeps_the_cpu_the_helper_runs_on(
+    restored_affinity: frozenset[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    last = max(restored_affinity)
+    for task in _thread_masks():  # now every thread runs on the last CPU...
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(task, {last})
+    # ...while the process may use all of them: auto keeps the one it runs on, not the first
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(restored_affinity))
+    assert confine(AUTO) == {last}
+
+
 def test_a_refused_auto_leaves_the_mask_and_a_refused_list_fails(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
