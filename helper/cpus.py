@@ -5,10 +5,11 @@ Spread over several CPUs, every hand-over of that lock to a thread on another CP
 wake-up of a thread parked on an idle CPU, is a cross-CPU wake-up: an inter-processor interrupt,
 which on a virtual machine is an exit to the hypervisor. The woken thread then waits for the
 lock anyway. On one CPU the same hand-overs are plain context switches. Measured with
-``scripts/bench --helper`` on a 2-CPU VM (docs/performance.md): 64 clients 7.7k -> 25k requests/s,
-helper CPU 171 -> 40 us per request; one client unchanged. A second CPU buys a GIL-bound process
-only the time its threads spend in the kernel with the lock released, which for PR commands is
-short.
+``scripts/bench --helper`` on a 2-CPU VM (docs/performance.md): 64 clients 2.6-3.4 times the
+requests/s of ``all``, 40-55 us of helper CPU per request instead of 181-186; one client about
+the same; in the VM under TCG, 64 clients twice the requests/s. A second CPU buys a GIL-bound
+process only the time its threads spend in the kernel with the lock released, which for PR
+commands is short.
 
 ``auto`` keeps the CPU the helper was started on, among those it may use (systemd's
 ``CPUAffinity=``, a cpuset, ``taskset``): an administrator who keeps CPUs for guests keeps them.
@@ -87,7 +88,7 @@ def confine(spec: frozenset[int] | str) -> frozenset[int]:
     """Keep every thread of this process (and those it starts later, which inherit the mask)
     on the CPUs ``spec`` chooses; returns them. An explicit list that cannot be applied raises
     CpuListError; ``auto`` is an optimisation, so a kernel that refuses it (a seccomp filter,
-    a cpuset changing under us) leaves the mask as it was."""
+    a cpuset changing under us) leaves the threads it could not move where they were."""
     allowed = frozenset(os.sched_getaffinity(0))
     with open("/proc/self/stat") as f:
         running_on = current_cpu(f.read())
