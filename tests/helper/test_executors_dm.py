@@ -7,9 +7,11 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from pathlib import Path
 
 import pytest
 
+from scsi_pr.helper.executors import dm
 from scsi_pr.helper.executors.dm import (
     DM_IOCTL,
     DM_TABLE_STATUS,
@@ -108,3 +110,46 @@ def test_request_header_fields() -> None:
     assert fields[3] == 312 + 1024 and fields[4] == 312
     assert fields[7] == 1 << 11
     assert first_target_type(buf) is None
+
+
+def test_the_major_is_read_from_proc_devices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    devices = tmp_path / "devices"
+    devices.write_text(PROC_DEVICES)
+    monkeypatch.setattr(dm, "PROC_DEVICES", str(devices))
+    assert dm._dm_major() == 254
+    devices.write_text(PROC_DEVICES.replace("device-mapper", "DEVICE-MAPPER"))
+    assert dm._dm_major() is None  # the driver's name as the kernel writes it
+    monkeypatch.setattr(dm, "PROC_DEVICES", str(tmp_path / "absent"))
+    assert dm._dm_major() is None  # unreadable: every device is asked
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [(None, False), (answer(b"linear"), False), (answer(b"multipath"), True)],
+    ids=["not dm (ENXIO)", "linear map", "multipath map"],
+)
+def test_a_device_of_the_major_is_judged_by_its_table(
+    monkeypatch: pytest.MonkeyPatch, table: bytes | None, expected: bool
+) -> None:
+    asked: list[tuple[int, int, int]] = []
+
+    def status(self: DeviceMapper, rdev: int, flags: int, size: int) -> bytes | None:
+        asked.append((rdev, flags, size))
+        return table
+
+    monkeypatch.setattr(DeviceMapper, "_table", status)
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        rdev = os.fstat(null).st_rdev
+        assert DeviceMapper(null, major=os.major(rdev)).is_multipath(null) is expected
+    finally:
+        os.close(null)
+    assert asked == [(rdev, dm.DM_NOFLUSH_FLAG, dm.DM_DATA_SIZE)]
+
+
+def test_a_device_number_is_encoded_as_the_kernel_decodes_it() -> None:
+    # huge_encode_dev: minor's low byte, the major, then the minor's high bits above bit 20
+    assert encode_dev(os.makedev(253, 0x1234)) == 0x34 | (253 << 8) | (0x1200 << 12)
+    assert encode_dev(os.makedev(8, 16)) == 0x0810
