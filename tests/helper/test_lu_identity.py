@@ -124,3 +124,19 @@ def test_the_birth_of_a_file_handle_is_the_hash_of_its_type_and_bytes(
         assert identify(fd)[0].birth == expected  # from the memo
     finally:
         os.close(fd)
+
+
+def test_a_real_file_is_named_by_its_file_handle(tmp_path: Path) -> None:
+    """The test directory's filesystem (ext4 or tmpfs here) gives handles: the birth is the
+    handle's, whole (its size as the kernel wrote it), not the btime's."""
+    image = tmp_path / "lu.img"
+    image.write_bytes(bytes(4096))
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        handle = lu_identity._file_handle(fd)
+        assert handle is not None
+        assert len(handle) == 8 + int.from_bytes(handle[:4], sys.byteorder) > 8
+        assert identify(fd)[0].birth == lu_identity._handle_birth(handle)
+        assert identify(fd)[0].birth != lu_identity._birth(lu_identity._btime(fd) or "")
+    finally:
+        os.close(fd)
