@@ -75,11 +75,16 @@ class Request:
         length = transfer_length(cdb)
         if length > PR_HELPER_DATA_SIZE:
             raise LocalProtocolError(f"transfer length {length} exceeds {PR_HELPER_DATA_SIZE}")
-        pr_out = cdb[0] == _PR_OUT
-        wanted = length if pr_out else 0
+        wanted = length if cdb[0] == _PR_OUT else 0
         if len(self.data) != wanted:
             raise LocalProtocolError(f"data is {len(self.data)} bytes, the CDB says {wanted}")
-        setattr_ = object.__setattr__  # frozen: the derived fields are set once, here
+        self._derive(length)
+
+    def _derive(self, length: int) -> None:
+        """Set the fields read from the CDB (frozen: once, here); ``length`` is its transfer
+        length."""
+        setattr_ = object.__setattr__
+        pr_out = self.cdb[0] == _PR_OUT
         setattr_(self, "is_pr_out", pr_out)
         setattr_(self, "transfer_length", length)
         setattr_(self, "allocation_length", 0 if pr_out else length)
@@ -92,13 +97,10 @@ class Request:
         TCG every Python step of the helper's request path shows in its round trip."""
         self = object.__new__(cls)
         setattr_ = object.__setattr__
-        pr_out = cdb[0] == _PR_OUT
         setattr_(self, "cdb", cdb)
         setattr_(self, "data", data)
         setattr_(self, "fd", fd)
-        setattr_(self, "is_pr_out", pr_out)
-        setattr_(self, "transfer_length", transfer)
-        setattr_(self, "allocation_length", 0 if pr_out else transfer)
+        self._derive(transfer)
         return self
 
     @classmethod

@@ -403,3 +403,24 @@ def test_every_fd_sent_with_parameter_data_is_dropped() -> None:
     chunks = [(REGISTER, [FD]), (PARAMS[:8], [FD + 1]), (PARAMS[8:], [FD + 2])]
     assert feed(conn, chunks) == [Request(REGISTER, PARAMS, FD)]
     assert conn.release_fds() == [FD + 1, FD + 2]
+
+
+@pytest.mark.parametrize(
+    ("cdb", "data"),
+    [
+        (persistent_reserve_in(0, 300).ljust(16, b"\0"), b""),
+        (persistent_reserve_out(6, 24).ljust(16, b"\0"), pr_out_parameters(0, 0x51)),
+    ],
+    ids=["PR IN", "PR OUT"],
+)
+def test_a_parsed_request_is_the_checked_one(cdb: bytes, data: bytes) -> None:
+    """The codec builds requests without checking them again (``Request.parsed``): every field,
+    those read from the CDB included, must be what the checked constructor gives."""
+    checked = Request(cdb, data, 9)
+    parsed = Request.parsed(cdb, data, 9, checked.transfer_length)
+
+    def fields(r: Request) -> tuple[object, ...]:
+        return (r.cdb, r.data, r.fd, r.is_pr_out, r.transfer_length, r.allocation_length)
+
+    assert fields(parsed) == fields(checked)
+    assert fields(checked)[3:] in ((False, 300, 300), (True, 24, 0))
