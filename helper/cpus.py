@@ -27,6 +27,9 @@ from scsi_pr.helper.errors import HelperError
 
 AUTO = "auto"
 ALL = "all"
+#: above any kernel's NR_CPUS (8192 on x86-64): a bound, so that a list cannot ask for a set of
+#: millions
+MAX_CPU = 65535
 #: field 39 of /proc/PID/stat (proc(5)): the CPU the task last ran on; 36th after the comm
 _PROCESSOR_AFTER_COMM = 36
 
@@ -47,6 +50,8 @@ def parse(text: str) -> frozenset[int] | str:
         low, high = int(first), int(last) if dash else int(first)
         if low > high:
             raise CpuListError(f"'{item}' is an empty CPU range")
+        if high > MAX_CPU:
+            raise CpuListError(f"'{item}': CPU numbers go up to {MAX_CPU}")
         cpus.update(range(low, high + 1))
     return frozenset(cpus)
 

@@ -37,6 +37,7 @@ ALLOWED = frozenset({0, 1, 2, 3})
         ("1,4-5,7", frozenset({1, 4, 5, 7})),
         ("2-2", frozenset({2})),
         ("12", frozenset({12})),
+        ("65535", frozenset({65535})),
     ],
 )
 def test_cpu_lists_read_as_taskset_writes_them(text: str, expected: object) -> None:
@@ -55,6 +56,8 @@ def test_cpu_lists_read_as_taskset_writes_them(text: str, expected: object) -> N
         ("Auto", "'Auto' is not auto, all or a CPU list such as 0,2-3"),
         ("3-1", "'3-1' is an empty CPU range"),
         ("0,5-4", "'5-4' is an empty CPU range"),
+        ("0-99999999", "'0-99999999': CPU numbers go up to 65535"),
+        ("65536", "'65536': CPU numbers go up to 65535"),
     ],
 )
 def test_bad_cpu_lists_are_clear_errors(text: str, message: str) -> None:
