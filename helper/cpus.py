@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterable
 
 from scsi_pr.helper.errors import HelperError
+from scsi_pr.helper.getopt import is_decimal
 
 AUTO = "auto"
 ALL = "all"
@@ -45,7 +46,7 @@ def parse(text: str) -> frozenset[int] | str:
     cpus: set[int] = set()
     for item in text.split(","):
         first, dash, last = item.partition("-")
-        if not first.isdigit() or (dash and not last.isdigit()):
+        if not is_decimal(first) or (dash and not is_decimal(last)):
             raise CpuListError(f"'{text}' is not auto, all or a CPU list such as 0,2-3")
         low, high = int(first), int(last) if dash else int(first)
         if low > high:

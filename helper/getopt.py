@@ -26,6 +26,12 @@ from scsi_pr.helper.errors import HelperError
 Option = tuple[str, str | None]
 
 
+def is_decimal(text: str) -> bool:
+    """Whether an option's argument is a plain number, ASCII digits only: ``str.isdigit`` also
+    accepts superscripts and other digits that ``int`` then refuses with a traceback."""
+    return text.isascii() and text.isdigit()
+
+
 class GetoptError(HelperError):
     """glibc's complaint, worded as it prints it but without the ``PROGRAM: `` prefix."""
 

@@ -22,7 +22,7 @@ from scsi_pr.helper.cpus import CpuListError
 from scsi_pr.helper.cpus import parse as parse_cpus
 from scsi_pr.helper.daemon import MAX_CLIENTS_CAP, SHUTDOWN_GRACE, default_max_clients
 from scsi_pr.helper.errors import HelperError
-from scsi_pr.helper.getopt import GetoptError, GetoptLong, LongOption, OptionTable
+from scsi_pr.helper.getopt import GetoptError, GetoptLong, LongOption, OptionTable, is_decimal
 from scsi_pr.sim.profiles import DEFAULT_PROFILE, PROFILES
 
 DEFAULT_SOCKET = "/var/run/qemu-pr-helper.sock"  # qemu: <localstatedir>/run/qemu-pr-helper.sock
@@ -159,7 +159,7 @@ def _lookup_id(kind: str, text: str) -> int:
         return pwd.getpwnam(text).pw_uid if kind == "user" else grp.getgrnam(text).gr_gid
     except KeyError:
         pass
-    if text.isdigit() and int(text) < 2**32 - 1:
+    if is_decimal(text) and int(text) < 2**32 - 1:
         return int(text)
     raise InvalidOption(f"invalid {kind} '{text}'")
 
@@ -188,7 +188,7 @@ def _profile(opts: Options, value: str) -> None:
 
 def _port_number(attr: str) -> Callable[[Options, str], None]:
     def take(opts: Options, value: str) -> None:
-        if not value.isdigit() or not 1 <= int(value) <= 0xFFFF:
+        if not is_decimal(value) or not 1 <= int(value) <= 0xFFFF:
             raise InvalidOption(f"invalid {attr.replace('_', '-')} '{value}' (1..65535)")
         setattr(opts, attr, int(value))
 
@@ -196,7 +196,7 @@ def _port_number(attr: str) -> Callable[[Options, str], None]:
 
 
 def _max_clients(opts: Options, value: str) -> None:
-    if not value.isdigit() or not 1 <= int(value) <= MAX_CLIENTS_CAP:
+    if not is_decimal(value) or not 1 <= int(value) <= MAX_CLIENTS_CAP:
         raise InvalidOption(f"invalid max-clients '{value}' (a whole number, 1..{MAX_CLIENTS_CAP})")
     opts.max_clients = int(value)
 

@@ -146,6 +146,13 @@ def test_limit_options_are_taken() -> None:
         (["--idle-timeout", "soon"], "invalid idle-timeout 'soon' (seconds, more than 0)"),
         (["--shutdown-grace", "-0.1"], "invalid shutdown-grace '-0.1' (seconds, 0 or more)"),
         (["--shutdown-grace", ""], "invalid shutdown-grace '' (seconds, 0 or more)"),
+        # digits str.isdigit accepts and int refuses: a message, not a traceback
+        (["--max-clients", "²"], "invalid max-clients '²' (a whole number, 1..65536)"),
+        (["--target-port", "³"], "invalid target-port '³' (1..65535)"),
+        (["--target-ports", "٣"], "invalid target-ports '٣' (1..65535)"),
+        (["-u", "²"], "invalid user '²'"),
+        (["-g", "²"], "invalid group '²'"),
+        (["--cpus", "²"], "invalid cpus: '²' is not auto, all or a CPU list such as 0,2-3"),
     ],
 )
 def test_bad_limit_values_are_clear_errors(args: list[str], message: str) -> None:
