@@ -201,16 +201,22 @@ def _max_clients(opts: Options, value: str) -> None:
     opts.max_clients = int(value)
 
 
+#: the longest wait an option may ask for (about 31 years): a socket timeout beyond ~9.2e9 s
+#: does not fit the kernel's time_t in nanoseconds, and every connection's thread would die
+MAX_SECONDS = 1e9
+
+
 def _seconds(attr: str, zero_allowed: bool) -> Callable[[Options, str], None]:
-    """A finite number of seconds, more than 0 (or also 0 when ``zero_allowed``)."""
-    bound = "0 or more" if zero_allowed else "more than 0"
+    """A finite number of seconds up to MAX_SECONDS, more than 0 (or also 0 when
+    ``zero_allowed``)."""
+    bound = f"{'0 or more' if zero_allowed else 'more than 0'}, at most {MAX_SECONDS:g}"
 
     def take(opts: Options, value: str) -> None:
         try:
             seconds = float(value)
         except ValueError:
             seconds = math.nan
-        if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_allowed):
+        if not 0 <= seconds <= MAX_SECONDS or (seconds == 0 and not zero_allowed):
             raise InvalidOption(f"invalid {attr.replace('_', '-')} '{value}' (seconds, {bound})")
         setattr(opts, attr, seconds)
 

@@ -129,6 +129,15 @@ def test_limit_options_are_taken() -> None:
     assert (opts.max_clients, opts.idle_timeout, opts.shutdown_grace) == (7, 2.5, 0.0)
     opts = parse(["x", "--max-c=65536", "--idle-t", "600"], io.StringIO(), io.StringIO())
     assert (opts.max_clients, opts.idle_timeout) == (65536, 600.0)
+    opts = parse(["x", "--idle-timeout=1e9", "--shutdown-grace=1e9"], io.StringIO(), io.StringIO())
+    assert (opts.idle_timeout, opts.shutdown_grace) == (1e9, 1e9)  # the longest allowed
+
+
+POSITIVE, NON_NEGATIVE = "more than 0", "0 or more"
+
+
+def seconds(option: str, value: str, bound: str) -> str:
+    return f"invalid {option} '{value}' (seconds, {bound}, at most 1e+09)"
 
 
 @pytest.mark.parametrize(
@@ -138,14 +147,16 @@ def test_limit_options_are_taken() -> None:
         (["--max-clients", "65537"], "invalid max-clients '65537' (a whole number, 1..65536)"),
         (["--max-clients", "-1"], "invalid max-clients '-1' (a whole number, 1..65536)"),
         (["--max-clients", "2.5"], "invalid max-clients '2.5' (a whole number, 1..65536)"),
-        (["--idle-timeout", "0"], "invalid idle-timeout '0' (seconds, more than 0)"),
-        (["--idle-timeout", "-3"], "invalid idle-timeout '-3' (seconds, more than 0)"),
-        (["--idle-timeout", "nan"], "invalid idle-timeout 'nan' (seconds, more than 0)"),
-        (["--idle-timeout", "inf"], "invalid idle-timeout 'inf' (seconds, more than 0)"),
-        (["--idle-timeout", "1e400"], "invalid idle-timeout '1e400' (seconds, more than 0)"),
-        (["--idle-timeout", "soon"], "invalid idle-timeout 'soon' (seconds, more than 0)"),
-        (["--shutdown-grace", "-0.1"], "invalid shutdown-grace '-0.1' (seconds, 0 or more)"),
-        (["--shutdown-grace", ""], "invalid shutdown-grace '' (seconds, 0 or more)"),
+        (["--idle-timeout", "0"], seconds("idle-timeout", "0", POSITIVE)),
+        (["--idle-timeout", "-3"], seconds("idle-timeout", "-3", POSITIVE)),
+        (["--idle-timeout", "nan"], seconds("idle-timeout", "nan", POSITIVE)),
+        (["--idle-timeout", "inf"], seconds("idle-timeout", "inf", POSITIVE)),
+        (["--idle-timeout", "1e400"], seconds("idle-timeout", "1e400", POSITIVE)),
+        (["--idle-timeout", "soon"], seconds("idle-timeout", "soon", POSITIVE)),
+        (["--idle-timeout", "1e18"], seconds("idle-timeout", "1e18", POSITIVE)),
+        (["--shutdown-grace", "1000000001"], seconds("shutdown-grace", "1000000001", NON_NEGATIVE)),
+        (["--shutdown-grace", "-0.1"], seconds("shutdown-grace", "-0.1", NON_NEGATIVE)),
+        (["--shutdown-grace", ""], seconds("shutdown-grace", "", NON_NEGATIVE)),
         # digits str.isdigit accepts and int refuses: a message, not a traceback
         (["--max-clients", "²"], "invalid max-clients '²' (a whole number, 1..65536)"),
         (["--target-port", "³"], "invalid target-port '³' (1..65535)"),
