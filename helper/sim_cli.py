@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -123,6 +124,22 @@ LU_ACTIONS: dict[str, Callable[[SharedLUs, str, float], int]] = {
 }
 
 
+#: a stall is a test's slow device: a day is more than any test waits (and time.sleep refuses
+#: what does not fit its clock); serve's helpers are processes, not to be started by the million
+MAX_STALL = 86400.0
+MAX_INITIATORS = 64
+
+
+def _stall_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= MAX_STALL:  # nan and inf fail too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds 0..{MAX_STALL:g}")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     """``scsi-pr sim {serve,show,power-cycle,stall,forget} ...``."""
     parser = argparse.ArgumentParser(
@@ -135,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("image", nargs="?", help="the image file that stands for the LU")
     parser.add_argument("--state-dir", required=True, help="the helpers' --state-dir")
     parser.add_argument(
-        "--seconds", type=float, default=0.0, help="stall: delay every command (0 = stop)"
-    )
+        "--seconds", type=_stall_seconds, default=0.0,
+        help=f"stall: delay every command (0 = stop; at most {MAX_STALL:g})",
+    )  # fmt: skip
     parser.add_argument("--socket-dir", help="serve: where hostN.sock go (default: state dir)")
     parser.add_argument("--initiators", type=int, default=2, help="serve: helpers to start")
     parser.add_argument("--target-ports", type=int, default=2, help="serve: LU target ports")
@@ -149,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.action == "serve":
-        if args.initiators < 1:
-            parser.error("--initiators must be at least 1")
+        if not 1 <= args.initiators <= MAX_INITIATORS:
+            parser.error(f"--initiators must be 1..{MAX_INITIATORS}")
         return serve(args.state_dir, args.socket_dir or args.state_dir, args.initiators,
                      args.target_ports, args.profile)  # fmt: skip
     if args.image is None:

@@ -195,3 +195,27 @@ def test_a_stalled_and_locked_lu_does_not_delay_another_lu_of_the_helper(tmp_pat
         waiter.join(30)
         stop(proc)
     assert waiting and waiting[0][0] == 0 and waiting[0][1] >= 2.5  # A: the lock, then 2 s
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "-1", "1e300", "86400.5", "soon"])
+def test_a_stall_is_a_number_of_seconds_up_to_a_day(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], seconds: str
+) -> None:
+    image = tmp_path / "lu.img"
+    image.write_bytes(bytes(4096))
+    stall = ["stall", str(image), "--state-dir", str(tmp_path / "s"), "--seconds"]
+    with pytest.raises(SystemExit) as caught:
+        main([*stall, seconds])
+    assert caught.value.code == 2
+    assert f"'{seconds}' is not a number of seconds 0..86400" in capsys.readouterr().err
+    assert main([*stall, "86400"]) == 0  # a day is the longest
+
+
+@pytest.mark.parametrize("count", ["0", "65"])
+def test_serve_starts_1_to_64_helpers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], count: str
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", "--state-dir", str(tmp_path), "--initiators", count])
+    assert caught.value.code == 2
+    assert "--initiators must be 1..64" in capsys.readouterr().err
