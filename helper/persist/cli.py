@@ -29,13 +29,22 @@ def execute(
     """Everything but writing the text: parse, open DEVICE, run the command, decode."""
     out = Outcome()
     environ = dict(os.environ) if env is None else env
-    stdin_reader = read_stdin or (lambda: sys.stdin.readlines())
+    stdin_reader = read_stdin or _stdin_lines
     try:
         op = parse_options(argv, out, environ, stdin_reader)
         out.code = _run(op, out, transport_factory)
     except Done as done:
         out.code = done.code
     return out
+
+
+def _stdin_lines() -> list[str]:
+    """``-X -``'s lines, read as bytes: sg_persist takes any bytes, and a strict locale must not
+    turn one that is not UTF-8 into a traceback (the TransportID parser refuses it instead)."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # a text-only stand-in (already decoded)
+        return sys.stdin.readlines()
+    return raw.read().decode("utf-8", "surrogateescape").splitlines(keepends=True)
 
 
 def _run(op: Options, out: Outcome, transport_factory: TransportFactory) -> int:

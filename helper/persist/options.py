@@ -125,7 +125,9 @@ def _transport_id_arg(value: str, out: Outcome, read_stdin: Callable[[], list[st
                 lines = read_stdin()
             else:
                 try:
-                    with open(value[5:], encoding="latin-1") as f:
+                    # as argv and stdin are read, so a name's bytes reach the TransportID
+                    # once, whichever way it was given
+                    with open(value[5:], encoding="utf-8", errors="surrogateescape") as f:
                         lines = f.readlines()
                 except OSError:
                     raise TransportIdSyntax(

@@ -30,6 +30,18 @@ DECODERS: dict[int, Callable[[int, int, bytes, int], str]] = {
 }
 
 
+# What the decoders read before ADDITIONAL LENGTH says more: PRGENERATION and ADDITIONAL
+# LENGTH, or REPORT CAPABILITIES' whole 8-byte parameter data.
+PRIN_FIXED_LEN = 8
+
+
+def zero_filled(data: bytes, alloc_len: int) -> bytes:
+    """The response as sg_persist decodes it: from a zero-filled buffer, so bytes the device
+    did not send (a short answer, or ``-l`` under 8) read as zeros instead of running off the
+    end. Padding here once keeps every decoder free of its own length checks."""
+    return data.ljust(max(alloc_len, 4096 if alloc_len == 0 else 0, PRIN_FIXED_LEN), b"\0")
+
+
 def prin_work(transport: Transport, op: Options, out: Outcome) -> int:
     """Run ``op.prin_sa`` and print its response; the exit category."""
     action = op.prin_sa
@@ -39,7 +51,7 @@ def prin_work(transport: Transport, op: Options, out: Outcome) -> int:
     if code:
         out.err(failure_text("in", PRIN_SA_TEXT[action], code, op.verbose))
         return code
-    buf = data.ljust(max(op.alloc_len, 4096 if op.alloc_len == 0 else 0), b"\0")
+    buf = zero_filled(data, op.alloc_len)
     if action == PersistentReserveInAction.REPORT_CAPABILITIES:
         if buf[1] != 8:
             out.err("Unexpected response for PRIN Report Capabilities\n")

@@ -27,6 +27,16 @@ def _hex_pairs(text: str, count: int) -> bytes:
     return bytes(int(text[i : i + 2], 16) for i in range(0, count, 2))
 
 
+def _shown(text: str) -> str:
+    """``text`` printable as the user typed it: undecodable bytes (surrogate escapes) as
+    ``\\xNN``, so the message itself cannot fail to be written."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 # Forms that carry an 8-byte name as 16 hex digits: PROTOCOL IDENTIFIER and where the name
 # goes. sg_persist checks "srp," for 16 digits too, though an RDMA port identifier has 16
 # bytes: the check is kept and what is there is read.
@@ -72,7 +82,12 @@ def symbolic_transport_id(text: str, messages: list[str]) -> bytes | None:
         return bytes(tid)
     if head == "iqn.":
         end = min((i for i in (text.find(" "), text.find("\t")) if i >= 0), default=len(text))
-        name = text[:end].encode()
+        try:
+            name = text[:end].encode()
+        except UnicodeEncodeError:
+            # bytes that are not UTF-8 (surrogate escapes from argv or stdin): no iSCSI name
+            messages.append(f"badly formed symbolic iSCSI TransportID: {_shown(text[:end])}")
+            return None
         isid = text.find(",i,0x")
         has_isid = 0 <= isid < end
         alen = max(20, -(-(len(name) + 1) // 4) * 4)
