@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from scsi_pr import CHECKOUT
+from scsi_pr.rig.errors import RigError
 from scsi_pr.sim import profiles
 from scsi_pr.sim.deviations import REGISTRY, Deviation
 from scsi_pr.sim.profiles import PROFILES, Profile
@@ -131,6 +132,35 @@ def doc_path() -> Path:
     return root / DOC_NAME
 
 
+class DocFileError(RigError):
+    """``--output`` cannot be read or written (a directory, a missing parent, a name too long,
+    not UTF-8 text): one line naming the path and the reason, exit status 1, no traceback."""
+
+
+def _reason(error: OSError | UnicodeDecodeError) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)
+
+
+def read_doc(path: Path) -> str:
+    """The doc at ``path``; "" when there is none yet (``--check`` then says it is stale)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise DocFileError(f"cannot read {path}: {_reason(e)}") from e
+
+
+def write_doc(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as UTF-8 (the doc is not ASCII, whatever the locale)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise DocFileError(f"cannot write {path}: {_reason(e)}") from e
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="scsi-pr profiles",
@@ -150,13 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "doc":
         path = args.output or doc_path()
         text = render_markdown()
-        if args.check:
-            current = path.read_text() if path.exists() else ""
-            if current != text:
-                print(f"{path} is stale: run scsi-pr profiles doc", file=sys.stderr)
-                return 1
-            return 0
-        path.write_text(text)
+        try:
+            if args.check:
+                if read_doc(path) != text:
+                    print(f"{path} is stale: run scsi-pr profiles doc", file=sys.stderr)
+                    return 1
+                return 0
+            write_doc(path, text)
+        except DocFileError as e:
+            print(f"scsi-pr profiles: {e}", file=sys.stderr)
+            return 1
         print(f"wrote {path}")
         return 0
     for p in PROFILES.values():

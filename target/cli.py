@@ -44,19 +44,38 @@ def parse_portal(text: str) -> tuple[str, int]:
     return host, port
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` can go on the wire: iSCSI text values are UTF-8 (RFC 7143 6.1), and an
+    argument that was not (bytes Python kept as surrogate escapes) would otherwise fail to
+    encode only when a login sends it, or here as an uncaught UnicodeEncodeError."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_name(text: str, option: str) -> str:
-    if not ISCSI_NAME.fullmatch(text) or len(text.encode()) > MAX_NAME_LENGTH:
+    """``text`` if it is an iSCSI name of at most MAX_NAME_LENGTH UTF-8 bytes."""
+    if (
+        not ISCSI_NAME.fullmatch(text)
+        or not is_utf8(text)
+        or len(text.encode("utf-8")) > MAX_NAME_LENGTH
+    ):
         raise UsageError(f"{option} {text!r}: not an iSCSI name (iqn.YYYY-MM.domain[:id], eui.…)")
     return text
 
 
 def parse_chap(text: str, option: str) -> ChapCredentials:
+    """``USER:SECRET`` as credentials; the message never repeats the secret."""
     user, sep, secret = text.partition(":")
     if not sep or not user or not secret:
         raise UsageError(f"{option}: use USER:SECRET")
-    if not 12 <= len(secret.encode()) <= 255:  # RFC 7143 9.2.1: at least 96 bits
+    if not is_utf8(text):
+        raise UsageError(f"{option}: USER and SECRET must be UTF-8 text")
+    if not 12 <= len(secret.encode("utf-8")) <= 255:  # RFC 7143 9.2.1: at least 96 bits
         raise UsageError(f"{option}: the secret must be 12 to 255 bytes (RFC 7143 9.2.1)")
-    return ChapCredentials(user, secret.encode())
+    return ChapCredentials(user, secret.encode("utf-8"))
 
 
 def _positive(text: str) -> int:
@@ -138,6 +157,8 @@ def config_from(args: argparse.Namespace) -> TargetConfig:
             raise UsageError(f"--mutual-chap: {e}") from e
     elif args.discovery_chap:
         raise UsageError("--discovery-chap needs --chap")
+    if args.alias is not None and not is_utf8(args.alias):
+        raise UsageError(f"--alias {args.alias!r}: not UTF-8 text")
     allowed = args.allow_initiator
     try:
         size = parse_size(args.size)

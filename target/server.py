@@ -51,6 +51,13 @@ class TargetConfigError(TargetError, ValueError):
     """The configuration cannot be served (e.g. a target port the LUs do not have)."""
 
 
+class PortalUnusable(TargetError, OSError):
+    """A portal host the resolver refuses to encode (not UTF-8, an IDNA label over 63 bytes).
+
+    An ``OSError`` so that it takes the path of every other portal that cannot be bound
+    ("cannot listen", exit status 1) instead of escaping as the codec's ``UnicodeError``."""
+
+
 @dataclass(frozen=True)
 class TargetConfig:
     """Everything ``scsi-pr target serve`` decides."""
@@ -136,9 +143,13 @@ class TargetServer:
 
     # -- life cycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Listen on every portal (OSError when one cannot be bound)."""
+        """Listen on every portal (OSError, PortalUnusable included, when one cannot be bound)."""
         for host, port in self.config.portals:
-            server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+            try:
+                server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+            except UnicodeError as e:  # getaddrinfo encodes the host (IDNA) before resolving
+                shown = repr(host) if len(host) <= 64 else f"{host[:64]!r}… ({len(host)} chars)"
+                raise PortalUnusable(f"host {shown}: not a host name ({e})") from e
             self._servers.append(server)
             for sock in server.sockets:
                 address = sock.getsockname()

@@ -23,12 +23,15 @@ from pathlib import Path
 from scsi_pr.rig.backends import BACKENDS, Backend, BackendUnavailable, SimBackend, open_backend
 from scsi_pr.rig.lockstep.abort import run_preempt_and_abort
 from scsi_pr.rig.lockstep.run import PER_SESSION, Report, run
-from scsi_pr.rig.lockstep.session import Session, replay
+from scsi_pr.rig.lockstep.session import LockstepError, Session, replay
 from scsi_pr.rig.lockstep.steps import ReplayError, read_replay
 from scsi_pr.sim import profiles
 
 DEFAULT_STEPS = 2000
 DEFAULT_INITIATORS = 3
+#: the LIO rig's bound (``lio.LunSpec``: one tcm_loop target per initiator, 1..32); the model
+#: side mirrors that layout, and an unbounded count would build the model's ports for ever
+MAX_INITIATORS = 32
 
 
 def default_profile(device: str, device_profile: str | None) -> str:
@@ -51,7 +54,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"steps to compare at least (default {DEFAULT_STEPS})")  # fmt: skip
     p.add_argument("--per-session", type=int, default=PER_SESSION,
                    help=f"steps between fresh starts (default {PER_SESSION})")  # fmt: skip
-    p.add_argument("--initiators", type=int, default=DEFAULT_INITIATORS)
+    p.add_argument("--initiators", type=int, default=DEFAULT_INITIATORS,
+                   help=f"initiators on each side, 2..{MAX_INITIATORS} "
+                   f"(default {DEFAULT_INITIATORS})")  # fmt: skip
     p.add_argument("--replay", type=Path, help="run this replay script instead of generating")
     p.add_argument("--save", type=Path, help="write the replay script of a difference here")
     p.add_argument("--preempt-and-abort", type=int, metavar="RUNS",
@@ -64,11 +69,20 @@ def _positive(p: argparse.ArgumentParser, name: str, value: int, least: int = 1)
         p.error(f"--{name} must be at least {least}")
 
 
+def _at_most(p: argparse.ArgumentParser, name: str, value: int, most: int) -> None:
+    if value > most:
+        p.error(f"--{name} must be at most {most}")
+
+
 def _print_difference(session: Session, header: list[str], save: Path | None) -> None:
     text = session.replay(header)
     print(text, end="")
     if save is not None:
-        save.write_text(text, encoding="utf-8")
+        try:
+            save.write_text(text, encoding="utf-8")
+        except OSError as e:  # the script is printed above: the difference is not lost
+            print(f"scsi-pr lockstep: cannot write {save}: {e.strerror or e}", file=sys.stderr)
+            return
         print(f"replay script written to {save}", file=sys.stderr)
 
 
@@ -78,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     _positive(p, "steps", args.steps)
     _positive(p, "per-session", args.per_session)
     _positive(p, "initiators", args.initiators, 2)
+    _at_most(p, "initiators", args.initiators, MAX_INITIATORS)
     if args.preempt_and_abort is not None:
         _positive(p, "preempt-and-abort", args.preempt_and_abort)
         if args.replay is not None:
@@ -102,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
               "each step: the decoded command, both answers, then the step itself"]  # fmt: skip
     try:
         if args.replay is not None:
-            steps = read_replay(args.replay)
+            steps = read_replay(args.replay, args.initiators)
             session = replay(open_model, open_device, steps)
             if session.history[-1].differs is None:
                 print(f"lockstep: the replay of {len(steps)} steps shows no difference")
@@ -123,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ReplayError as e:
         p.error(str(e))
+    except LockstepError as e:  # a side could not be brought to the start: it cannot run
+        print(f"scsi-pr lockstep: {e}", file=sys.stderr)
+        return 2
     if report.minimal is not None:
         _print_difference(report.minimal, header, args.save)
     print(report.summary(model_profile, device))

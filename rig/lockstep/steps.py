@@ -60,16 +60,32 @@ def replay_text(steps: Iterable[tuple[Step, str]], header: Iterable[str] = ()) -
     return "\n".join(lines) + "\n"
 
 
-def read_replay(path: Path) -> list[Step]:
+def read_replay(path: Path, initiators: int | None = None) -> list[Step]:
+    """The steps of the replay file at ``path``; ReplayError for any file that is not one
+    (unreadable, not UTF-8, a bad line), so the CLI refuses it in one line, not a traceback.
+
+    ``initiators``: the run's count; a step naming an initiator beyond it is refused here, by
+    its line, rather than as a LockstepError half-way through the replay."""
+    try:
+        content = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ReplayError(f"cannot read {path}: {reason}") from e
     steps = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(content.splitlines(), 1):
         text = raw.strip()
         if not text or text.startswith("#"):
             continue
         try:
-            steps.append(Step.from_json(text))
+            step = Step.from_json(text)
         except (ValueError, TypeError, KeyError) as e:
             raise ReplayError(f"{path}:{number}: {e}") from e
+        if initiators is not None and step.initiator >= initiators:
+            raise ReplayError(
+                f"{path}:{number}: initiator {step.initiator}, but the run has {initiators} "
+                "(see --initiators)"
+            )
+        steps.append(step)
     if not steps:
         raise ReplayError(f"{path}: no steps")
     return steps

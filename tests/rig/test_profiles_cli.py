@@ -42,6 +42,66 @@ def test_doc_check_and_write(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert doc.read_text() == render_markdown()
 
 
+def _hostile_output(tmp_path: Path, kind: str) -> str:
+    """An ``--output`` found by fuzzing: none of them is a file the doc can go to."""
+    return {
+        "empty": "",  # Path("") is ".", a directory
+        "directory": str(tmp_path),
+        "missing parent": str(tmp_path / "no" / "doc.md"),
+        "name too long": str(tmp_path / ("n" * 300)),
+    }[kind]
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("empty", "Is a directory"),
+        ("directory", "Is a directory"),
+        ("missing parent", "No such file or directory"),
+        ("name too long", "File name too long"),
+    ],
+)
+def test_doc_output_that_cannot_be_written_is_one_line_and_exit_1(
+    kind: str, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = _hostile_output(tmp_path, kind)
+    assert main(["doc", "--output", output]) == 1
+    assert capsys.readouterr().err == f"scsi-pr profiles: cannot write {Path(output)}: {reason}\n"
+
+
+def test_doc_output_in_proc_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """/proc/version refuses a write (EIO, or EACCES when not root): the reason is the OS's."""
+    assert main(["doc", "--output", "/proc/version"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("scsi-pr profiles: cannot write /proc/version: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("empty", "Is a directory"), ("directory", "Is a directory"),
+     ("name too long", "File name too long")],
+)  # fmt: skip
+def test_doc_check_of_a_path_that_cannot_be_read_is_one_line_and_exit_1(
+    kind: str, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = _hostile_output(tmp_path, kind)
+    assert main(["doc", "--check", "--output", output]) == 1
+    assert capsys.readouterr().err == f"scsi-pr profiles: cannot read {Path(output)}: {reason}\n"
+
+
+def test_doc_check_of_a_binary_file_or_a_missing_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = tmp_path / "doc.bin"
+    binary.write_bytes(b"\x00\xff\xfe binary")
+    assert main(["doc", "--check", "--output", str(binary)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"scsi-pr profiles: cannot read {binary}: 'utf-8' codec can't decode")
+    # a doc not written yet is stale, as before: not an error
+    assert main(["doc", "--check", "--output", str(tmp_path / "no" / "doc.md")]) == 1
+    assert "is stale" in capsys.readouterr().err
+
+
 def test_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
     assert umbrella(["profiles"]) == 0
     out = capsys.readouterr().out
