@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from enum import IntEnum
+from typing import Any, NoReturn, TypeVar
 
 from scsi_pr.sim.constants import LU_SCOPE, ProtocolIdentifier, ReservationType
 from scsi_pr.sim.errors import SimError
@@ -19,19 +20,120 @@ from scsi_pr.sim.transportid import TransportId
 
 class StateFormatError(SimError, ValueError):
     """A snapshot or saved APTPL state that ``to_dict`` did not write (a field missing or of the
-    wrong kind); the message names what was being read."""
+    wrong kind); the message names what was being read.
+
+    ``field`` is the path of the offending value inside what was read (``registrations[0].key``)
+    when a field check found it, so a caller or test can tell which value without parsing the
+    message; None for a structural fault (a list where an object belongs). ``what`` is the
+    part of the state being read, set once by the innermost ``reading_state``."""
+
+    def __init__(self, message: str, field: str | None = None, what: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.what = what
 
 
 @contextmanager
 def reading_state(what: str) -> Iterator[None]:
     """Turn the KeyError/TypeError/ValueError of reading a malformed dict into one typed error,
-    so a caller restoring a snapshot or an APTPL state has one exception to handle."""
+    so a caller restoring a snapshot or an APTPL state has one exception to handle. A field
+    check's error gets ``what`` here (the innermost reader knows best what it was reading)."""
     try:
         yield
-    except StateFormatError:
-        raise
+    except StateFormatError as e:
+        if e.what is not None:
+            raise
+        raise StateFormatError(f"malformed {what}: {e}", e.field, what) from e
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise StateFormatError(f"malformed {what}: {e!r}") from e
+        raise StateFormatError(f"malformed {what}: {e!r}", what=what) from e
+
+
+# -- field checks ---------------------------------------------------------------------------
+# The state files are JSON that a person may edit, and ``json`` reads Infinity and NaN as
+# floats, 1e3 as a float and true as a bool: ``int()`` would overflow, round or accept them,
+# and a number where a name belongs would only fail much later (formatting the I_T nexus).
+# Every value is checked here for its kind and range as it is restored, one function per kind.
+
+#: the ranges SPC-5 gives the fields: an 8-byte RESERVATION KEY, a 4-byte PRGENERATION, the
+#: 4-bit SCOPE and TYPE (LIO files a TYPE as a registration's scope), a 2-byte RELATIVE TARGET
+#: PORT IDENTIFIER (0 is reserved; ``LogicalUnit`` refuses it too)
+KEY_RANGE = range(1 << 64)
+GENERATION_RANGE = range(1 << 32)
+SCOPE_RANGE = range(0x10)
+TARGET_PORT_RANGE = range(1, 1 << 16)
+
+_MISSING: Any = object()
+E = TypeVar("E", bound=IntEnum)
+
+
+def field_path(where: str, name: str) -> str:
+    """``where.name``, or ``name`` at the top of what is read."""
+    return f"{where}.{name}" if where else name
+
+
+def field_value(d: object, name: str, where: str, default: Any = _MISSING) -> Any:
+    """``d[name]`` unchecked (``default`` if absent and one is given): the one place a missing
+    field or a non-object becomes an error naming it, for the typed readers below."""
+    if not isinstance(d, dict):
+        raise StateFormatError(f"{where or 'the state'}: {d!r} is not an object", where or None)
+    if name in d:
+        return d[name]
+    if default is _MISSING:
+        raise StateFormatError(f"{field_path(where, name)}: missing", field_path(where, name))
+    return default
+
+
+def checked_int(value: object, field: str, valid: range) -> int:
+    """``value`` if it is an int (not a bool, not a float) in ``valid``; else the error naming
+    ``field``."""
+    if type(value) is not int or value not in valid:
+        bounds = f"{valid.start}..{valid.stop - 1}"
+        raise StateFormatError(f"{field}: {value!r} is not an integer in {bounds}", field)
+    return value
+
+
+def int_field(d: object, name: str, where: str, valid: range, default: int | None = None) -> int:
+    """The int ``d[name]`` in ``valid`` (``default`` if absent and one is given)."""
+    value = field_value(d, name, where, _MISSING if default is None else default)
+    return checked_int(value, field_path(where, name), valid)
+
+
+def enum_field(d: object, name: str, where: str, kind: type[E]) -> E:
+    """The member of ``kind`` whose value the int ``d[name]`` is."""
+    value = field_value(d, name, where)
+    if type(value) is int and value in kind._value2member_map_:
+        return kind(value)
+    field = field_path(where, name)
+    raise StateFormatError(f"{field}: {value!r} is not a {kind.__name__} value", field)
+
+
+def bool_field(d: object, name: str, where: str, default: bool) -> bool:
+    """The bool ``d[name]`` (``bool()`` would take any number or string as true)."""
+    value = field_value(d, name, where, default)
+    if type(value) is not bool:
+        field = field_path(where, name)
+        raise StateFormatError(f"{field}: {value!r} is not true or false", field)
+    return value
+
+
+def str_field(d: object, name: str, where: str) -> str:
+    """The string ``d[name]``."""
+    value = field_value(d, name, where)
+    if not isinstance(value, str):
+        _not_a_string(value, field_path(where, name))
+    return value
+
+
+def optional_str_field(d: object, name: str, where: str) -> str | None:
+    """The string ``d[name]``, or None where it is null or absent."""
+    value = field_value(d, name, where, None)
+    if value is not None and not isinstance(value, str):
+        _not_a_string(value, field_path(where, name))
+    return value
+
+
+def _not_a_string(value: object, field: str) -> NoReturn:
+    raise StateFormatError(f"{field}: {value!r} is not a string", field)
 
 
 @dataclass(slots=True)
@@ -224,21 +326,31 @@ class PersistentReservations:
         """Inverse of ``to_dict``; StateFormatError for anything it did not write."""
         with reading_state("PR state"):
             regs = Registrations()
-            for r in d.get("registrations", []):
+            for i, r in enumerate(field_value(d, "registrations", "", [])):
+                where = f"registrations[{i}]"
                 regs.add(
                     Registration(
-                        nexus_from_dict(r),
-                        int(r["key"]),
-                        bool(r.get("all_tg_pt", False)),
-                        int(r.get("lio_scope", LU_SCOPE)),
+                        nexus_from_dict(r, where),
+                        int_field(r, "key", where, KEY_RANGE),
+                        bool_field(r, "all_tg_pt", where, False),
+                        int_field(r, "lio_scope", where, SCOPE_RANGE, LU_SCOPE),
                     )
                 )
-            res = d.get("reservation")
+            res = field_value(d, "reservation", "", None)
             reservation = None
             if res is not None:
-                holder = None if res["holder"] is None else nexus_from_dict(res["holder"])
-                reservation = Reservation(holder, ReservationType(res["type"]), int(res["scope"]))
-            return cls(int(d.get("generation", 0)), regs, reservation, bool(d.get("aptpl", False)))
+                holder = field_value(res, "holder", "reservation")
+                reservation = Reservation(
+                    None if holder is None else nexus_from_dict(holder, "reservation.holder"),
+                    enum_field(res, "type", "reservation", ReservationType),
+                    int_field(res, "scope", "reservation", SCOPE_RANGE),
+                )
+            return cls(
+                int_field(d, "generation", "", GENERATION_RANGE, 0),
+                regs,
+                reservation,
+                bool_field(d, "aptpl", "", False),
+            )
 
 
 def nexus_to_dict(nexus: ITNexus) -> dict[str, Any]:
@@ -251,7 +363,13 @@ def nexus_to_dict(nexus: ITNexus) -> dict[str, Any]:
     }
 
 
-def nexus_from_dict(d: dict[str, Any]) -> ITNexus:
+def nexus_from_dict(d: dict[str, Any], where: str = "") -> ITNexus:
+    """Inverse of ``nexus_to_dict``; ``where`` is the path of ``d`` in the state that is read,
+    so an error names the field (``registrations[0].name``)."""
     with reading_state("I_T nexus"):
-        tid = TransportId(ProtocolIdentifier(d["protocol"]), d["name"], d.get("isid"))
-        return ITNexus(tid, int(d["target_port"]))
+        tid = TransportId(
+            enum_field(d, "protocol", where, ProtocolIdentifier),
+            str_field(d, "name", where),
+            optional_str_field(d, "isid", where),
+        )
+        return ITNexus(tid, int_field(d, "target_port", where, TARGET_PORT_RANGE))

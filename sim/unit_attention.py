@@ -14,7 +14,15 @@ from typing import Any
 
 from scsi_pr.sim.constants import ADDITIONAL_SENSE_BY_CODE, AdditionalSense
 from scsi_pr.sim.nexus import ITNexus
-from scsi_pr.sim.state import nexus_from_dict, nexus_to_dict, reading_state
+from scsi_pr.sim.state import (
+    StateFormatError,
+    checked_int,
+    field_value,
+    int_field,
+    nexus_from_dict,
+    nexus_to_dict,
+    reading_state,
+)
 
 
 class UnitAttentions:
@@ -87,12 +95,34 @@ class UnitAttentions:
         """Inverse of ``to_dict``; StateFormatError for anything it did not write."""
         ua = cls()
         with reading_state("unit attention state"):
-            ua._epoch = int(d.get("epoch", 0))
-            code = d.get("epoch_code")
-            ua._epoch_code = None if code is None else ADDITIONAL_SENSE_BY_CODE[tuple(code)]
-            ua._seen_epoch = {nexus_from_dict(n): int(e) for n, e in d.get("seen", [])}
+            ua._epoch = int_field(d, "epoch", "", EPOCH_RANGE, 0)
+            code = field_value(d, "epoch_code", "", None)
+            ua._epoch_code = None if code is None else _sense(code, "epoch_code")
+            ua._seen_epoch = {
+                nexus_from_dict(n, f"seen[{i}][0]"): checked_int(e, f"seen[{i}][1]", EPOCH_RANGE)
+                for i, (n, e) in enumerate(field_value(d, "seen", "", []))
+            }
             ua._queues = {
-                nexus_from_dict(n): deque(ADDITIONAL_SENSE_BY_CODE[tuple(c)] for c in codes)
-                for n, codes in d.get("queues", [])
+                nexus_from_dict(n, f"queues[{i}][0]"): deque(
+                    _sense(c, f"queues[{i}][1][{j}]") for j, c in enumerate(codes)
+                )
+                for i, (n, codes) in enumerate(field_value(d, "queues", "", []))
             }
         return ua
+
+
+#: how many resets an LU has seen: a counter no LU takes past 64 bits, so anything beyond is
+#: a damaged state rather than a long-lived LU
+EPOCH_RANGE = range(1 << 64)
+_BYTE = range(0x100)
+
+
+def _sense(value: object, field: str) -> AdditionalSense:
+    """The condition an ``[asc, ascq]`` pair names: two ints of a byte each (a float would
+    find its condition by hash equality), one of the conditions the model establishes."""
+    if isinstance(value, list) and len(value) == 2:
+        asc, ascq = checked_int(value[0], field, _BYTE), checked_int(value[1], field, _BYTE)
+        code = ADDITIONAL_SENSE_BY_CODE.get((asc, ascq))
+        if code is not None:
+            return code
+    raise StateFormatError(f"{field}: {value!r} is not a unit attention condition", field)

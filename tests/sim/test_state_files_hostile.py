@@ -1,0 +1,252 @@
+"""Hand-edited state files: every value is checked for its kind and range where a snapshot or
+an APTPL image is restored, and a bad one is a StateFormatError naming the field.
+
+Fuzzing the helper's state files found values ``json`` reads without complaint that crashed
+later with a traceback: ``Infinity`` (a float) for the PR generation, a reservation key or the
+unit attention epoch (OverflowError in ``int()``), a number for an initiator name (TypeError
+formatting the I_T nexus), and keys outside the 8 bytes a RESERVATION KEY has (loaded as they
+were). The same values in the APTPL image crashed ``power-cycle``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from modeltest import out
+
+from scsi_pr.helper.executors.sim import SimExecutor
+from scsi_pr.helper.lu_identity import identify_path
+from scsi_pr.helper.lu_state_file import StateFileError
+from scsi_pr.helper.sim_cli import main
+from scsi_pr.helper.simserve import SharedLUs
+from scsi_pr.sim.cdb import persistent_reserve_out, pr_out_parameters
+from scsi_pr.sim.constants import RESERVATIONS_PREEMPTED, ReservationType, Status
+from scsi_pr.sim.constants import PersistentReserveOutAction as SA
+from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.nexus import ITNexus
+from scsi_pr.sim.state import PersistentReservations, StateFormatError
+from scsi_pr.sim.store import MemoryAptplStore
+from scsi_pr.sim.transportid import TransportId
+
+INF, NAN = float("inf"), float("nan")
+I1 = ITNexus(TransportId.iscsi("iqn.2024-01.test:one", 0x23D000000001), 1)
+I2 = ITNexus(TransportId.sas(0x5000C50000000002), 2)
+
+
+def busy_lu(store: MemoryAptplStore | None = None) -> LogicalUnit:
+    """Every field a damaged file can reach: two registrations (APTPL on), a reservation, an
+    SPC-2-less LU with a reset epoch, a seen epoch and a queued unit attention."""
+    lu = LogicalUnit(target_ports=(1, 2), store=store)
+    assert out(lu, I1, SA.REGISTER, 0, 0xA, aptpl=True).status == Status.GOOD
+    assert out(lu, I2, SA.REGISTER, 0, 0xB, aptpl=True).status == Status.GOOD
+    assert out(lu, I1, SA.RESERVE, 0xA, 0, ReservationType.WRITE_EXCLUSIVE).status == 0
+    lu.hard_reset()
+    lu.ua.pop(I1)
+    lu.ua.establish([I2], RESERVATIONS_PREEMPTED)
+    return lu
+
+
+def set_at(doc: Any, path: str, value: object) -> None:
+    """Set ``doc``'s value at ``path`` (dotted keys and list indexes: ``a.b.0.c``)."""
+    *parents, last = path.split(".")
+    for step in parents:
+        doc = doc[int(step)] if isinstance(doc, list) else doc[step]
+    if isinstance(doc, list):
+        doc[int(last)] = value
+    else:
+        doc[last] = value
+
+
+def damaged(state: dict[str, Any], path: str, value: object) -> dict[str, Any]:
+    """``state`` with ``value`` at ``path``, through JSON text as a file holds it (``json``
+    writes a float infinity as ``Infinity`` and reads it back as a float)."""
+    doc = json.loads(json.dumps(state))
+    set_at(doc, path, value)
+    text = json.dumps(doc)
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+#: (where in the PR state, the bad value, the field the error names)
+PR_DAMAGE = [
+    ("generation", INF, "generation"),
+    ("generation", NAN, "generation"),
+    ("generation", 1 << 32, "generation"),
+    ("generation", 1.0, "generation"),
+    ("registrations.0.key", INF, "registrations[0].key"),
+    ("registrations.1.key", -1, "registrations[1].key"),
+    ("registrations.0.key", 1 << 80, "registrations[0].key"),
+    ("registrations.0.key", 1 << 64, "registrations[0].key"),
+    ("registrations.0.key", True, "registrations[0].key"),
+    ("registrations.0.key", "10", "registrations[0].key"),
+    ("registrations.0.name", 5, "registrations[0].name"),
+    ("registrations.0.isid", 5, "registrations[0].isid"),
+    ("registrations.0.protocol", INF, "registrations[0].protocol"),
+    ("registrations.0.protocol", 5.0, "registrations[0].protocol"),
+    ("registrations.0.target_port", INF, "registrations[0].target_port"),
+    ("registrations.0.target_port", 0, "registrations[0].target_port"),
+    ("registrations.0.all_tg_pt", "false", "registrations[0].all_tg_pt"),
+    ("registrations.0.lio_scope", INF, "registrations[0].lio_scope"),
+    ("reservation.type", INF, "reservation.type"),
+    ("reservation.scope", INF, "reservation.scope"),
+    ("reservation.holder.name", 5, "reservation.holder.name"),
+    ("aptpl", 1, "aptpl"),
+]
+
+#: (where in the unit attention state, the bad value, the field the error names)
+UA_DAMAGE = [
+    ("epoch", INF, "epoch"),
+    ("epoch", -1, "epoch"),
+    ("seen.0.1", INF, "seen[0][1]"),
+    ("seen.0.0.name", 5, "seen[0][0].name"),
+    ("queues.0.1.0", [INF, 3], "queues[0][1][0]"),
+    ("queues.0.1.0", [42.0, 3.0], "queues[0][1][0]"),
+    ("epoch_code", [0x29, INF], "epoch_code"),
+]
+
+
+def ids(cases: list[tuple[str, object, str]]) -> list[str]:
+    return [f"{path}={value!r}" for path, value, _ in cases]
+
+
+@pytest.mark.parametrize(("path", "value", "field"), PR_DAMAGE, ids=ids(PR_DAMAGE))
+def test_a_bad_pr_value_in_a_snapshot_is_a_format_error_naming_the_field(
+    path: str, value: object, field: str
+) -> None:
+    lu = busy_lu()
+    before = lu.snapshot()
+    with pytest.raises(StateFormatError) as caught:
+        lu.restore(damaged(before, f"pr.{path}", value))
+    assert caught.value.field == field
+    assert field in str(caught.value)
+    assert lu.snapshot() == before  # nothing changed
+
+
+@pytest.mark.parametrize(("path", "value", "field"), UA_DAMAGE, ids=ids(UA_DAMAGE))
+def test_a_bad_unit_attention_value_is_a_format_error_naming_the_field(
+    path: str, value: object, field: str
+) -> None:
+    lu = busy_lu()
+    before = lu.snapshot()
+    with pytest.raises(StateFormatError) as caught:
+        lu.restore(damaged(before, f"ua.{path}", value))
+    assert caught.value.field == field
+    assert field in str(caught.value)
+    assert lu.snapshot() == before
+
+
+def test_a_bad_spc2_holder_or_known_nexus_names_its_field() -> None:
+    lu = busy_lu()
+    snap = lu.snapshot()
+    for path in ("spc2_holder", "nexuses.0"):
+        nexus = {"protocol": 5, "name": 5, "isid": None, "target_port": 1}
+        with pytest.raises(StateFormatError) as caught:
+            lu.restore(damaged(snap, path, nexus))
+        assert caught.value.field == "name"
+        assert "malformed I_T nexus" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [case for case in PR_DAMAGE if case[0] != "aptpl"],
+    ids=ids([case for case in PR_DAMAGE if case[0] != "aptpl"]),
+)
+def test_a_bad_value_in_the_aptpl_image_is_a_format_error_at_power_on(
+    path: str, value: object, field: str
+) -> None:
+    """The APTPL image is read at power on (a power cycle) and when an LU is built on it."""
+    store = MemoryAptplStore()
+    lu = busy_lu(store)
+    image = store.load()
+    assert image is not None and image["aptpl"] is True
+    bad = damaged(image, path, value)
+    with pytest.raises(StateFormatError) as caught:
+        LogicalUnit(target_ports=(1, 2), store=MemoryAptplStore(bad))
+    assert caught.value.field == field
+    lu.store = MemoryAptplStore(bad)
+    lu.power_loss()
+    with pytest.raises(StateFormatError) as caught:
+        lu.power_on()
+    assert caught.value.field == field and field in str(caught.value)
+
+
+def test_the_widest_values_the_fields_hold_still_restore() -> None:
+    """Only what SPC-5 cannot hold is refused: an all-ones key and generation, the last
+    RELATIVE TARGET PORT IDENTIFIER, an absent ISID, all round trip."""
+    far = ITNexus(TransportId.sas(0x5000C500000000FF), 0xFFFF)
+    lu = LogicalUnit(target_ports=(1, 0xFFFF))
+    assert out(lu, far, SA.REGISTER, 0, (1 << 64) - 1).status == Status.GOOD
+    snap = damaged(lu.snapshot(), "pr.generation", (1 << 32) - 1)
+    back = LogicalUnit(target_ports=(1, 0xFFFF))
+    back.restore(snap)
+    assert back.snapshot() == snap
+    assert back.pr.key_of(far) == (1 << 64) - 1
+    pr = PersistentReservations.from_dict({"registrations": snap["pr"]["registrations"]})
+    assert pr.registrations[far].key == (1 << 64) - 1
+
+
+def test_a_structural_fault_is_still_the_format_error() -> None:
+    """A list where an object belongs names where it was found; a missing field names it."""
+    with pytest.raises(StateFormatError) as caught:
+        PersistentReservations.from_dict({"registrations": [[1, 2]]})
+    assert caught.value.field == "registrations[0]"
+    with pytest.raises(StateFormatError) as caught:
+        PersistentReservations.from_dict({"registrations": [{"protocol": 6, "name": "x"}]})
+    assert caught.value.field == "registrations[0].target_port"
+
+
+# -- through the helper's state file, as ``scsi-pr sim`` reads it -----------------------------
+def _edit(path: str, value: object) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: set_at(doc, path, value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        pytest.param(_edit("state.pr.generation", INF), "generation", id="generation"),
+        pytest.param(_edit("state.pr.registrations.0.key", INF), "registrations[0].key", id="key"),
+        pytest.param(_edit("state.ua.epoch", INF), "epoch", id="ua epoch"),
+        pytest.param(_edit("state.pr.registrations.0.name", 5), "registrations[0].name", id="name"),
+        pytest.param(_edit("aptpl.registrations.0.key", -1), "registrations[0].key", id="aptpl"),
+        pytest.param(
+            _edit("aptpl.registrations.0.name", 5), "registrations[0].name", id="aptpl name"
+        ),
+    ],
+)
+def test_scsi_pr_sim_names_the_file_and_the_field(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    edit: Callable[[dict[str, Any]], None],
+    field: str,
+) -> None:
+    """``show`` and ``power-cycle`` exit 1 with one line naming the file and the field (they
+    printed a traceback); the helper's loader raises its StateFileError caused by ours."""
+    image = tmp_path / "lu.img"
+    image.write_bytes(bytes(4096))
+    state = tmp_path / "state"
+    fd = os.open(image, os.O_RDWR)
+    try:
+        ex = SimExecutor("naa.5001405000000001", state)
+        data = pr_out_parameters(0, 9, aptpl=True)
+        assert ex.run(fd, persistent_reserve_out(6, 24), data, 0).status == Status.GOOD
+    finally:
+        os.close(fd)
+    doc_path = SharedLUs(state).files(identify_path(image)[0]).state
+    doc = json.loads(doc_path.read_bytes())
+    edit(doc)
+    doc_path.write_text(json.dumps(doc))
+    capsys.readouterr()
+    for action in ("show", "power-cycle"):
+        assert main([action, str(image), "--state-dir", str(state)]) == 1
+        err = capsys.readouterr().err
+        assert re.fullmatch(r"scsi-pr sim: [^\n]+\n", err), err
+        assert str(doc_path) in err and field in err, err
+    with pytest.raises(StateFileError) as caught:
+        SharedLUs(state).run_on_file(image, lambda lu: lu)
+    cause = caught.value.__cause__
+    assert isinstance(cause, StateFormatError) and cause.field == field
