@@ -37,7 +37,14 @@ from scsi_pr.rig.scenarios.fileread import load, loads, read_text
 from scsi_pr.rig.scenarios.filewrite import dumps
 from scsi_pr.rig.scenarios.library import ALIASES, SCENARIOS, builtin_text, get
 from scsi_pr.rig.scenarios.model import Scenario, ScenarioError
-from scsi_pr.rig.scenarios.render import print_timeline, to_json, write_svg
+from scsi_pr.rig.scenarios.render import (
+    SvgTargetError,
+    print_timeline,
+    shown_name,
+    svg_target,
+    to_json,
+    write_svg,
+)
 from scsi_pr.rig.scenarios.results import EXIT_CODES, Run, Verdict
 from scsi_pr.sim.profiles import PROFILES
 
@@ -71,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
         help=f"how the model answers on {' and '.join(sorted(PROFILED_BACKENDS))} "
         "(default spc5; lio-6.1: as LIO on 6.1, docs/lio-deviations.md)",
     )
-    p.add_argument("--svg", type=Path, metavar="FILE", help="write the sequence chart here")
+    # a string, not a Path: Path("") is ".", and an empty name must be refused as one
+    p.add_argument("--svg", metavar="FILE", help="write the sequence chart here")
     p.add_argument("--json", action="store_true", help="print the run as JSON, not a table")
     p.add_argument(
         "--timeout",
@@ -148,10 +156,18 @@ def _builtin(name: str) -> bool:
 
 
 def _file(name: str) -> Path:
+    """``name`` as a scenario file's path. A name no file can have (longer than the file
+    system allows) makes ``Path.exists`` raise rather than answer False: it is no scenario
+    just the same, and is refused as one (with the system's reason)."""
     path = Path(name)
-    if not path.exists():
+    try:
+        found, why = path.exists(), ""
+    except OSError as e:
+        found, why = False, f" ({e.strerror or e})"
+    if not found:
         raise ScenarioError(
-            f"{name!r} is neither a built-in scenario ({', '.join(SCENARIOS)}) nor a file"
+            f"no scenario {shown_name(name)}: neither a built-in"
+            f" ({', '.join(SCENARIOS)}) nor a file{why}"
         )
     return path
 
@@ -228,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scsi-pr scenario: --timeout must be positive, not {args.timeout}", file=sys.stderr)
         return 2
     try:
+        svg = None if args.svg is None else svg_target(args.svg)
+    except SvgTargetError as e:
+        print(f"scsi-pr scenario: --svg: {e}", file=sys.stderr)
+        return EXIT_CODES[Verdict.ERROR]
+    try:
         scenario = resolve(args.name)
     except ScenarioError as e:
         print(f"scsi-pr scenario: {e}", file=sys.stderr)
@@ -251,10 +272,14 @@ def main(argv: list[str] | None = None) -> int:
         print(to_json(run))
     else:
         print_timeline(run, Console())
-    if args.svg is not None:
-        write_svg(run, args.svg)
+    if svg is not None:
+        try:
+            write_svg(run, svg)
+        except SvgTargetError as e:  # checked before the run, but the disk may still refuse
+            print(f"scsi-pr scenario: --svg: {e}", file=sys.stderr)
+            return EXIT_CODES[Verdict.ERROR]
         if not args.json:
-            print(f"sequence chart: {args.svg}")
+            print(f"sequence chart: {svg}")
     return run.exit_code
 
 

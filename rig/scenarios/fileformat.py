@@ -50,6 +50,9 @@ from scsi_pr.sim.transportid import TransportId, TransportIdError
 #: The file's version: a file saying another one is refused rather than half understood.
 FORMAT = 1
 MAX_KEY = (1 << 64) - 1
+#: The largest LBA READ(16) and WRITE(16) can carry (an 8-byte CDB field): a bigger one is the
+#: file's mistake, refused when it is read rather than when the CDB is packed mid-run.
+MAX_LBA = (1 << 64) - 1
 #: Who else an action or event may be shown beside (its row's initiator column): the LU, or
 #: the PR helper process a fault hits.
 ACTION_LANES = ("LUN", "helper")
@@ -85,6 +88,13 @@ def _bool(value: Any) -> bool:
 def _count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueProblem(f"a non-negative integer is needed, not {value!r}")
+    return value
+
+
+def _lba(value: Any) -> int:
+    """A logical block address that fits the 16-byte CDBs' 64-bit LBA field."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LBA:
+        raise ValueProblem(f"an LBA is an integer 0..0x{MAX_LBA:x}, not {value!r}")
     return value
 
 
@@ -161,6 +171,7 @@ KEY = Kind(_key, hexkey)
 KEYS = Kind(_keys, lambda v: "[" + ", ".join(hexkey(k) for k in v) + "]")
 BOOL = Kind(_bool, lambda v: "true" if v else "false")
 COUNT = Kind(_count, str)
+LBA_VALUE = Kind(_lba, str)
 TYPE = Kind(_type, lambda v: toml_string(v.abbreviation))
 HOLDER_KEY = Kind(_holder_key, _write_holder_key)
 HEX = Kind(_hex, lambda v: toml_string(v.hex(" ")))
@@ -211,7 +222,7 @@ RK = Field("param-rk", "key", KEY)
 SARK = Field("param-sark", "sa_key", KEY)
 PROUT_TYPE = Field("prout-type", "type_", TYPE)
 APTPL = Field("param-aptpl", "aptpl", BOOL)
-LBA = Field("lba", "lba", COUNT)
+LBA = Field("lba", "lba", LBA_VALUE)
 
 #: Every command a step may send, by its name in the file.
 COMMANDS: dict[str, CommandSpec] = {
@@ -375,7 +386,13 @@ ACTION_NAMES: dict[str, Capability] = {c.value.replace("_", "-"): c for c in ACT
 
 
 def read_action(value: Any) -> Capability:
-    name = value.replace("_", "-") if isinstance(value, str) else value
+    """The capability an action's name asks for; TOML may give any value (a list, a table),
+    so one that is not a string is refused before it is looked up (it may not be hashable)."""
+    if not isinstance(value, str):
+        raise ValueProblem(
+            f"an action is a name, not {value!r}; choose from {', '.join(ACTION_NAMES)}"
+        )
+    name = value.replace("_", "-")
     if name not in ACTION_NAMES:
         raise ValueProblem(f"unknown action {value!r}; choose from {', '.join(ACTION_NAMES)}")
     return ACTION_NAMES[name]

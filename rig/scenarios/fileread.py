@@ -170,6 +170,10 @@ class ScenarioReader(Reader):
     actors: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
     raced = False
+    #: the actors of the latest race: who a role (winner, loser) can turn out to be
+    racers: tuple[str, ...] = ()
+    #: each actor's ``key``, as far as the file has given them
+    keys: dict[str, int]
 
     def scenario(self, doc: dict[str, Any]) -> Scenario:
         top: Path_ = ()
@@ -201,6 +205,7 @@ class ScenarioReader(Reader):
         if not actors:
             raise self.error(top, "a scenario needs at least one [[actor]]")
         self.actors = tuple(actors)
+        self.keys = keys
         self.devices = self.device_names(doc)
         items: list[Item] = []
         for path, phase in self.tables(doc, top, "phase"):
@@ -268,6 +273,23 @@ class ScenarioReader(Reader):
             raise self.error(where, f"unknown actor {who!r}; actors: {', '.join(self.actors)}")
         return who
 
+    def keyed_actor(self, who: Any, where: Path_) -> str:
+        """``who`` for a ``registered`` check, which compares each actor's registration with
+        its ``key``: an actor without one (the key is optional) would leave nothing to compare,
+        so the file is refused here rather than the run failing at that step. A role may turn
+        out to be any actor of the race that decided it, so each of those needs a key."""
+        who = self.known_actor(who, where)
+        keyless = [a for a in (self.racers if who in ROLES else (who,)) if a not in self.keys]
+        if keyless:
+            named = " or ".join(repr(a) for a in keyless)
+            raise self.error(
+                where,
+                f"{who!r} may be {named}, without key = ... under [[actor]] to check"
+                if who in ROLES
+                else f"actor {who!r} has no key = ... under [[actor]] to check",
+            )
+        return who
+
     def item(self, path: Path_, table: dict[str, Any], phase: str) -> Item:
         kinds = [k for k in ("race", "action", "event", "command") if k in table]
         if len(kinds) != 1:
@@ -310,6 +332,12 @@ class ScenarioReader(Reader):
             raise self.error((*path, "race"), "a race needs two or more distinct actors")
         losers = self.outcomes(table, path, "losers-expect", (CONFLICT,))
         self.raced = True  # its own state check may name the winner
+        # a racer may itself be a role of the race before: it can be any of that race's actors
+        self.racers = tuple(
+            dict.fromkeys(
+                a for s in steps for a in (self.racers if s.actor in ROLES else (s.actor,))
+            )
+        )
         return Race(tuple(steps), losers, state=self.state(table, path), **common)
 
     def lun_or_actor(self, table: dict[str, Any], path: Path_) -> str:
@@ -389,7 +417,7 @@ class ScenarioReader(Reader):
             names = check["registered"]
             if not isinstance(names, list):
                 raise self.error((*where, "registered"), "a list of actors is needed")
-            registered = tuple(self.known_actor(n, (*where, "registered")) for n in names)
+            registered = tuple(self.keyed_actor(n, (*where, "registered")) for n in names)
         unchanged = self.value(check, where, "unchanged", ff.BOOL.read, False)
         return StateCheck(holder, registered, unchanged)
 

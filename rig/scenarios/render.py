@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.scenarios.model import ALL_REGISTRANTS
 from scsi_pr.rig.scenarios.observe import PrState
 from scsi_pr.rig.scenarios.results import Row, RowKind, Run, Verdict
@@ -414,9 +415,51 @@ def _text(
     return el
 
 
+class SvgTargetError(RigError):
+    """The SVG chart cannot be written where asked: ``cannot write SVG to 'PATH': why``."""
+
+    def __init__(self, target: str | Path, why: str) -> None:
+        self.target, self.why = str(target), why
+        super().__init__(f"cannot write SVG to {shown_name(self.target)}: {why}")
+
+
+def shown_name(name: str, limit: int = 80) -> str:
+    """``name`` (a file or scenario name) quoted, cut to ``limit`` characters: a
+    10,000-character name must not bury the error it is in."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}… ({len(name)} characters)"
+
+
+def svg_target(name: str) -> Path:
+    """The path ``--svg name`` writes, checked before the run so that a long run is not lost to
+    a name no file can have: empty (``Path("")`` would be the current directory), a directory,
+    too long, or under a path that is not a directory. A missing parent is fine (created)."""
+    if not name:
+        raise SvgTargetError(name, "no file name given")
+    path = Path(name)
+    try:
+        if path.is_dir():
+            raise SvgTargetError(name, "it is a directory")
+        path.stat()
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as e:  # ENAMETOOLONG, ENOTDIR, EACCES; ValueError: a NUL byte
+        raise SvgTargetError(name, _reason(e)) from None
+    return path
+
+
+def _reason(e: Exception) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+
+
 def write_svg(run: Run, path: Path) -> None:
-    """Write the chart atomically enough for a CLI: parent directories are created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the chart atomically enough for a CLI: parent directories are created.
+
+    Raises SvgTargetError when the file or its directory cannot be written, so the CLI reports
+    it as an error of its own instead of a traceback after the timeline."""
     tree = ET.ElementTree(svg_chart(run))
     ET.indent(tree)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tree.write(path, encoding="utf-8", xml_declaration=True)
+    except (OSError, ValueError) as e:
+        raise SvgTargetError(path, _reason(e)) from None

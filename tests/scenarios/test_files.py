@@ -133,7 +133,7 @@ def every_kind() -> Scenario:
         ("a", "b"),
         tuple(items),
         Source("sw", ()),
-        {"a": 0x1234},
+        {"a": 0x1234, "b": 0x5678},  # "loser" may be either: a registered check needs both
         initiators={"b": "iqn.2026-12.org.example:b,i,0x23d000000001"},
     )
 
