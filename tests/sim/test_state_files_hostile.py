@@ -114,30 +114,25 @@ def ids(cases: list[tuple[str, object, str]]) -> list[str]:
     return [f"{path}={value!r}" for path, value, _ in cases]
 
 
-@pytest.mark.parametrize(("path", "value", "field"), PR_DAMAGE, ids=ids(PR_DAMAGE))
-def test_a_bad_pr_value_in_a_snapshot_is_a_format_error_naming_the_field(
-    path: str, value: object, field: str
+SNAPSHOT_DAMAGE = [("pr", *case) for case in PR_DAMAGE] + [("ua", *case) for case in UA_DAMAGE]
+
+
+@pytest.mark.parametrize(
+    ("part", "path", "value", "field"),
+    SNAPSHOT_DAMAGE,
+    ids=[f"{part}.{path}={value!r}" for part, path, value, _ in SNAPSHOT_DAMAGE],
+)
+def test_a_bad_value_in_a_snapshot_is_a_format_error_naming_the_field(
+    part: str, path: str, value: object, field: str
 ) -> None:
+    """PR state and unit attentions alike: the error names the field, and nothing changed."""
     lu = busy_lu()
     before = lu.snapshot()
     with pytest.raises(StateFormatError) as caught:
-        lu.restore(damaged(before, f"pr.{path}", value))
+        lu.restore(damaged(before, f"{part}.{path}", value))
     assert caught.value.field == field
     assert field in str(caught.value)
     assert lu.snapshot() == before  # nothing changed
-
-
-@pytest.mark.parametrize(("path", "value", "field"), UA_DAMAGE, ids=ids(UA_DAMAGE))
-def test_a_bad_unit_attention_value_is_a_format_error_naming_the_field(
-    path: str, value: object, field: str
-) -> None:
-    lu = busy_lu()
-    before = lu.snapshot()
-    with pytest.raises(StateFormatError) as caught:
-        lu.restore(damaged(before, f"ua.{path}", value))
-    assert caught.value.field == field
-    assert field in str(caught.value)
-    assert lu.snapshot() == before
 
 
 def test_a_bad_spc2_holder_or_known_nexus_names_its_field() -> None:
