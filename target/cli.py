@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import re
 import signal
 import sys
@@ -88,6 +89,23 @@ def _positive(text: str) -> int:
     return value
 
 
+#: the longest of the connection timers: a day (nan and inf are no timer, and a timer beyond
+#: what the event loop's clock holds would never fire)
+MAX_TIMER = 86400.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_TIMER:  # nan fails too
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds, more than 0 and at most {MAX_TIMER:g}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scsi-pr target",
@@ -129,11 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--target-ports", type=_positive, default=TargetConfig.target_ports,
         help="ports of the LUs, as the helpers sharing the state dir say "
         "(default %(default)s)")  # fmt: skip
-    add("--nop-interval", type=float, default=TargetConfig.nop_interval,
+    add("--nop-interval", type=_seconds, default=TargetConfig.nop_interval,
         help="seconds before pinging an idle initiator (default %(default)s)")  # fmt: skip
-    add("--nop-timeout", type=float, default=TargetConfig.nop_timeout,
+    add("--nop-timeout", type=_seconds, default=TargetConfig.nop_timeout,
         help="seconds a ping may stay unanswered (default %(default)s)")  # fmt: skip
-    add("--data-out-timeout", type=float, default=TargetConfig.data_out_timeout,
+    add("--data-out-timeout", type=_seconds, default=TargetConfig.data_out_timeout,
         help="seconds a write waiting for data may get none before its connection ends "
         "(default %(default)s)")  # fmt: skip
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -12,7 +12,15 @@ import pytest
 
 from scsi_pr.helper.systemd import ServiceNotifier
 from scsi_pr.rig.cli import main as scsi_pr
-from scsi_pr.target.cli import UsageError, is_utf8, main, parse_chap, parse_name, serve
+from scsi_pr.target.cli import (
+    UsageError,
+    build_parser,
+    is_utf8,
+    main,
+    parse_chap,
+    parse_name,
+    serve,
+)
 from scsi_pr.target.errors import TargetError
 from scsi_pr.target.server import PortalUnusable, TargetConfig
 
@@ -92,3 +100,20 @@ def test_main_exits_1_on_a_host_it_cannot_encode(
     with caplog.at_level(logging.ERROR, logger="scsi_pr.target"):
         assert main(argv) == 1
     assert any(r.getMessage().startswith("cannot listen: host ") for r in caplog.records)
+
+
+SERVE = ["serve", "--iqn", "iqn.2026-12.org.example:t", "--state-dir", "/nonexistent"]
+
+
+@pytest.mark.parametrize("option", ["--nop-interval", "--nop-timeout", "--data-out-timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "86401", "soon"])
+def test_connection_timers_are_seconds_up_to_a_day(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args([*SERVE, option, value])
+    assert caught.value.code == 2
+    expected = f"{value!r} is not a number of seconds, more than 0 and at most 86400"
+    assert expected in capsys.readouterr().err
+    taken = build_parser().parse_args([*SERVE, option, "86400"])  # a day is the longest
+    assert getattr(taken, option[2:].replace("-", "_")) == 86400.0
