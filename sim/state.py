@@ -116,9 +116,9 @@ def bool_field(d: object, name: str, where: str, default: bool) -> bool:
     return value
 
 
-def str_field(d: object, name: str, where: str) -> str:
-    """The string ``d[name]``."""
-    value = field_value(d, name, where)
+def str_field(d: object, name: str, where: str, default: Any = _MISSING) -> str:
+    """The string ``d[name]`` (``default`` if absent and one is given)."""
+    value = field_value(d, name, where, default)
     if not isinstance(value, str):
         _not_a_string(value, field_path(where, name))
     return value

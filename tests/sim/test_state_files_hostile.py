@@ -245,3 +245,19 @@ def test_scsi_pr_sim_names_the_file_and_the_field(
         SharedLUs(state).run_on_file(image, lambda lu: lu)
     cause = caught.value.__cause__
     assert isinstance(cause, StateFormatError) and cause.field == field
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("powered", "no"), ("powered", 0), ("reservation_lost", "yes"), ("profile", 5)],
+)
+def test_the_lus_own_fields_are_checked_too(name: str, value: object) -> None:
+    """``bool()`` took any string as true and ``str()`` any number as a profile's name."""
+    lu = busy_lu()
+    before = lu.snapshot()
+    with pytest.raises(StateFormatError) as caught:
+        lu.restore(damaged(before, name, value))
+    assert caught.value.field == name
+    assert lu.snapshot() == before
+    lu.restore(damaged(before, "powered", False))  # a real boolean still loads
+    assert lu.powered is False
