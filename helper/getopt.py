@@ -26,6 +26,20 @@ from scsi_pr.helper.errors import HelperError
 Option = tuple[str, str | None]
 
 
+def seconds_within(text: str, most: float, *, zero_allowed: bool) -> float | None:
+    """An option's argument as a number of seconds more than 0 (or also 0 when
+    ``zero_allowed``) and at most ``most``; None for anything else, nan, inf and garbage
+    included (``float`` takes "nan" and "inf", which no timer can wait). Callers word the
+    refusal as their command line does."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    if not 0 <= seconds <= most or (seconds == 0 and not zero_allowed):  # nan fails too
+        return None
+    return seconds
+
+
 def is_decimal(text: str) -> bool:
     """Whether an option's argument is a plain number, ASCII digits only: ``str.isdigit`` also
     accepts superscripts and other digits that ``int`` then refuses with a traceback."""

@@ -10,7 +10,6 @@ daemon. Options are acted on in the order ``getopt_long`` returns them, as QEMU'
 from __future__ import annotations
 
 import grp
-import math
 import os
 import pwd
 from collections.abc import Callable, Sequence
@@ -22,7 +21,14 @@ from scsi_pr.helper.cpus import CpuListError
 from scsi_pr.helper.cpus import parse as parse_cpus
 from scsi_pr.helper.daemon import MAX_CLIENTS_CAP, SHUTDOWN_GRACE, default_max_clients
 from scsi_pr.helper.errors import HelperError
-from scsi_pr.helper.getopt import GetoptError, GetoptLong, LongOption, OptionTable, is_decimal
+from scsi_pr.helper.getopt import (
+    GetoptError,
+    GetoptLong,
+    LongOption,
+    OptionTable,
+    is_decimal,
+    seconds_within,
+)
 from scsi_pr.sim.profiles import DEFAULT_PROFILE, PROFILES
 
 DEFAULT_SOCKET = "/var/run/qemu-pr-helper.sock"  # qemu: <localstatedir>/run/qemu-pr-helper.sock
@@ -212,11 +218,8 @@ def _seconds(attr: str, zero_allowed: bool) -> Callable[[Options, str], None]:
     bound = f"{'0 or more' if zero_allowed else 'more than 0'}, at most {MAX_SECONDS:g}"
 
     def take(opts: Options, value: str) -> None:
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = math.nan
-        if not 0 <= seconds <= MAX_SECONDS or (seconds == 0 and not zero_allowed):
+        seconds = seconds_within(value, MAX_SECONDS, zero_allowed=zero_allowed)
+        if seconds is None:
             raise InvalidOption(f"invalid {attr.replace('_', '-')} '{value}' (seconds, {bound})")
         setattr(opts, attr, seconds)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 
 from scsi_pr.helper.errors import HelperError
 from scsi_pr.helper.executable import helper_executable
+from scsi_pr.helper.getopt import seconds_within
 from scsi_pr.helper.lu_identity import identify_path
 from scsi_pr.helper.simserve import SharedLUs
 from scsi_pr.sim import profiles
@@ -131,11 +131,8 @@ MAX_INITIATORS = 64
 
 
 def _stall_seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 <= seconds <= MAX_STALL:  # nan and inf fail too
+    seconds = seconds_within(text, MAX_STALL, zero_allowed=True)  # 0 stops a stall
+    if seconds is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds 0..{MAX_STALL:g}")
     return seconds
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import re
 import signal
 import sys
 from pathlib import Path
 
+from scsi_pr.helper.getopt import seconds_within
 from scsi_pr.helper.systemd import NotifyError, ServiceNotifier
 from scsi_pr.sim.profiles import DEFAULT_PROFILE, PROFILES
 from scsi_pr.target.errors import TargetError
@@ -95,11 +95,8 @@ MAX_TIMER = 86400.0
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= MAX_TIMER:  # nan fails too
+    value = seconds_within(text, MAX_TIMER, zero_allowed=False)
+    if value is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a number of seconds, more than 0 and at most {MAX_TIMER:g}"
         )

@@ -14,7 +14,7 @@ from needs import tool
 
 from scsi_pr.helper.daemon import SHUTDOWN_GRACE
 from scsi_pr.helper.errors import HelperError
-from scsi_pr.helper.getopt import GetoptError, GetoptLong, LongOption, OptionTable
+from scsi_pr.helper.getopt import GetoptError, GetoptLong, LongOption, OptionTable, seconds_within
 from scsi_pr.helper.options import Exit, InvalidOption, parse
 
 TABLE = OptionTable(
@@ -183,3 +183,26 @@ def test_help_describes_the_limit_options() -> None:
     for option in ("--max-clients=N", "--idle-timeout=SECONDS", "--shutdown-grace=SECONDS"):
         assert option in text
     assert "(default 30)" in text and "(default off" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "zero_allowed", "expected"),
+    [
+        ("2.5", False, 2.5),
+        ("10", False, 10.0),  # the bound itself
+        ("0", True, 0.0),
+        ("0", False, None),
+        ("10.5", True, None),
+        ("-1", True, None),
+        ("nan", True, None),
+        ("inf", True, None),
+        ("soon", True, None),
+        ("", True, None),
+    ],
+)
+def test_seconds_are_finite_and_within_the_bound(
+    text: str, zero_allowed: bool, expected: float | None
+) -> None:
+    """The one reading of a number of seconds that the helper's, sim's and target's options
+    share; each words its own refusal."""
+    assert seconds_within(text, 10, zero_allowed=zero_allowed) == expected
