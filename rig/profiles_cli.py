@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from scsi_pr import CHECKOUT
-from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.errors import RigError, reason
 from scsi_pr.sim import profiles
 from scsi_pr.sim.deviations import REGISTRY, Deviation
 from scsi_pr.sim.profiles import PROFILES, Profile
@@ -137,12 +137,6 @@ class DocFileError(RigError):
     not UTF-8 text): one line naming the path and the reason, exit status 1, no traceback."""
 
 
-def _reason(error: OSError | UnicodeDecodeError) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error)
-
-
 def read_doc(path: Path) -> str:
     """The doc at ``path``; "" when there is none yet (``--check`` then says it is stale)."""
     try:
@@ -150,7 +144,7 @@ def read_doc(path: Path) -> str:
     except FileNotFoundError:
         return ""
     except (OSError, UnicodeDecodeError) as e:
-        raise DocFileError(f"cannot read {path}: {_reason(e)}") from e
+        raise DocFileError(f"cannot read {path}: {reason(e)}") from e
 
 
 def write_doc(path: Path, text: str) -> None:
@@ -158,7 +152,7 @@ def write_doc(path: Path, text: str) -> None:
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as e:
-        raise DocFileError(f"cannot write {path}: {_reason(e)}") from e
+        raise DocFileError(f"cannot write {path}: {reason(e)}") from e
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from scsi_pr.rig.backends import BACKENDS, Backend, BackendUnavailable, SimBackend, open_backend
+from scsi_pr.rig.errors import reason
 from scsi_pr.rig.lockstep.abort import run_preempt_and_abort
 from scsi_pr.rig.lockstep.run import PER_SESSION, Report, run
 from scsi_pr.rig.lockstep.session import LockstepError, Session, replay
@@ -81,7 +82,7 @@ def _print_difference(session: Session, header: list[str], save: Path | None) ->
         try:
             save.write_text(text, encoding="utf-8")
         except OSError as e:  # the script is printed above: the difference is not lost
-            print(f"scsi-pr lockstep: cannot write {save}: {e.strerror or e}", file=sys.stderr)
+            print(f"scsi-pr lockstep: cannot write {save}: {reason(e)}", file=sys.stderr)
             return
         print(f"replay script written to {save}", file=sys.stderr)
 

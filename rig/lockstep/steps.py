@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.errors import RigError, reason
 from scsi_pr.sim.describe import describe
 
 
@@ -69,8 +69,7 @@ def read_replay(path: Path, initiators: int | None = None) -> list[Step]:
     try:
         content = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise ReplayError(f"cannot read {path}: {reason}") from e
+        raise ReplayError(f"cannot read {path}: {reason(e)}") from e
     steps = []
     for number, raw in enumerate(content.splitlines(), 1):
         text = raw.strip()

@@ -29,6 +29,7 @@ from scsi_pr.rig.backends import (
     backend_factory,
     open_backend,
 )
+from scsi_pr.rig.errors import reason
 from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.scenarios.commands import hexkey
 from scsi_pr.rig.scenarios.deadline import DEFAULT_TIMEOUT, call_with_deadline
@@ -163,7 +164,7 @@ def _file(name: str) -> Path:
     try:
         found, why = path.exists(), ""
     except OSError as e:
-        found, why = False, f" ({e.strerror or e})"
+        found, why = False, f" ({reason(e)})"
     if not found:
         raise ScenarioError(
             f"no scenario {shown_name(name)}: neither a built-in"

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.errors import RigError, reason
 from scsi_pr.rig.scenarios.model import ALL_REGISTRANTS
 from scsi_pr.rig.scenarios.observe import PrState
 from scsi_pr.rig.scenarios.results import Row, RowKind, Run, Verdict
@@ -443,12 +443,8 @@ def svg_target(name: str) -> Path:
     except FileNotFoundError:
         pass
     except (OSError, ValueError) as e:  # ENAMETOOLONG, ENOTDIR, EACCES; ValueError: a NUL byte
-        raise SvgTargetError(name, _reason(e)) from None
+        raise SvgTargetError(name, reason(e)) from None
     return path
-
-
-def _reason(e: Exception) -> str:
-    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
 
 
 def write_svg(run: Run, path: Path) -> None:
@@ -462,4 +458,4 @@ def write_svg(run: Run, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tree.write(path, encoding="utf-8", xml_declaration=True)
     except (OSError, ValueError) as e:
-        raise SvgTargetError(path, _reason(e)) from None
+        raise SvgTargetError(path, reason(e)) from None
