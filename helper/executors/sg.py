@@ -190,7 +190,6 @@ class _Buffers:
         self.cdb = bytearray(MAX_CDB_LENGTH)
         self.sense = bytearray(MAX_SENSE_LENGTH)
         self.data = bytearray(data_size)
-        self.data_size = data_size
         self.sense_view, self.data_view = memoryview(self.sense), memoryview(self.data)
         self._pins = [ctypes.c_char.from_buffer(b) for b in (self.cdb, self.sense, self.data)]
         cdb_at, sense_at, self.data_address = (ctypes.addressof(pin) for pin in self._pins)
@@ -203,7 +202,7 @@ _local = threading.local()
 def _thread_buffers(data_length: int) -> _Buffers:
     """This thread's buffers, with room for ``data_length`` bytes of data either way."""
     bufs: _Buffers | None = getattr(_local, "buffers", None)
-    if bufs is None or bufs.data_size < data_length:
+    if bufs is None or len(bufs.data) < data_length:
         bufs = _local.buffers = _Buffers(max(data_length, PR_HELPER_DATA_SIZE))
     return bufs
 
