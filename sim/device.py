@@ -59,6 +59,7 @@ from scsi_pr.sim.result import (
 )
 from scsi_pr.sim.state import (
     PersistentReservations,
+    StateFormatError,
     bool_field,
     nexus_from_dict,
     nexus_to_dict,
@@ -310,7 +311,10 @@ class LogicalUnit:
 
     def _load_aptpl(self) -> None:
         saved = self.store.load() if self.store is not None else None
-        pr = PersistentReservations() if not saved else PersistentReservations.from_dict(saved)
+        try:
+            pr = PersistentReservations() if not saved else PersistentReservations.from_dict(saved)
+        except StateFormatError as e:  # said apart from the same fault in the live state
+            raise StateFormatError(f"APTPL image: {e}", e.field, e.what) from e
         pr.generation = 0  # PRGENERATION is not preserved (SPC-5 6.16.2)
         if not pr.aptpl:
             pr = PersistentReservations()

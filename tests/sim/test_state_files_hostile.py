@@ -168,6 +168,7 @@ def test_a_bad_value_in_the_aptpl_image_is_a_format_error_at_power_on(
     with pytest.raises(StateFormatError) as caught:
         lu.power_on()
     assert caught.value.field == field and field in str(caught.value)
+    assert str(caught.value).startswith("APTPL image: "), caught.value
 
 
 def test_the_widest_values_the_fields_hold_still_restore() -> None:
@@ -218,9 +219,11 @@ def test_scsi_pr_sim_names_the_file_and_the_field(
     capsys: pytest.CaptureFixture[str],
     edit: Callable[[dict[str, Any]], None],
     field: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     """``show`` and ``power-cycle`` exit 1 with one line naming the file and the field (they
     printed a traceback); the helper's loader raises its StateFileError caused by ours."""
+    edit_aptpl = request.node.callspec.id.startswith("aptpl")
     image = tmp_path / "lu.img"
     image.write_bytes(bytes(4096))
     state = tmp_path / "state"
@@ -241,6 +244,8 @@ def test_scsi_pr_sim_names_the_file_and_the_field(
         err = capsys.readouterr().err
         assert re.fullmatch(r"scsi-pr sim: [^\n]+\n", err), err
         assert str(doc_path) in err and field in err, err
+        # which part of the file: the APTPL image or the live state, whose fields share names
+        assert ("APTPL image: " in err) == edit_aptpl, err
     with pytest.raises(StateFileError) as caught:
         SharedLUs(state).run_on_file(image, lambda lu: lu)
     cause = caught.value.__cause__
