@@ -107,7 +107,7 @@ def make_executor(opts: Options) -> Executor:
         from scsi_pr.helper.executors.sim import DEFAULT_INITIATOR, SimExecutor
 
         return SimExecutor(
-            opts.initiator or DEFAULT_INITIATOR,
+            DEFAULT_INITIATOR if opts.initiator is None else opts.initiator,
             opts.state_dir,
             opts.target_port,
             max(opts.target_ports, opts.target_port),

@@ -30,6 +30,7 @@ from scsi_pr.helper.getopt import (
     seconds_within,
 )
 from scsi_pr.sim.profiles import DEFAULT_PROFILE, PROFILES
+from scsi_pr.sim.transportid import TransportId, TransportIdError
 
 DEFAULT_SOCKET = "/var/run/qemu-pr-helper.sock"  # qemu: <localstatedir>/run/qemu-pr-helper.sock
 DEFAULT_PIDFILE = "/var/run/qemu-pr-helper.pid"
@@ -186,6 +187,16 @@ def _backend(opts: Options, value: str) -> None:
     opts.backend = value
 
 
+def _initiator(opts: Options, value: str) -> None:
+    """Checked when given, so that a bad name (an empty one included: it is not "no name")
+    stops the helper before it listens, as the other options' values do."""
+    try:
+        TransportId.from_name(value)
+    except TransportIdError as e:
+        raise InvalidOption(f"invalid initiator: {e}") from None
+    opts.initiator = value
+
+
 def _profile(opts: Options, value: str) -> None:
     if value not in PROFILES:
         raise InvalidOption(f"invalid profile '{value}' (choose from {', '.join(PROFILES)})")
@@ -244,7 +255,7 @@ _TAKE: dict[str, Callable[[Options, str], None]] = {
     "v": lambda opts, value: setattr(opts, "loglevel", opts.loglevel + 1),
     "T": lambda opts, value: opts.traces.append(value),
     "backend": _backend,
-    "initiator": lambda opts, value: setattr(opts, "initiator", value),
+    "initiator": _initiator,
     "state-dir": lambda opts, value: setattr(opts, "state_dir", value),
     "target-port": _port_number("target_port"),
     "target-ports": _port_number("target_ports"),

@@ -134,6 +134,10 @@ def test_limit_options_are_taken() -> None:
 
 
 POSITIVE, NON_NEGATIVE = "more than 0", "0 or more"
+CANNOT_TELL = (
+    "cannot tell the protocol of initiator '{}': "
+    "use naa.<16 hex> (SAS), fc.<16 hex> (FC) or iqn.… (iSCSI)"
+)
 
 
 def seconds(option: str, value: str, bound: str) -> str:
@@ -164,6 +168,10 @@ def seconds(option: str, value: str, bound: str) -> str:
         (["-u", "²"], "invalid user '²'"),
         (["-g", "²"], "invalid group '²'"),
         (["--cpus", "²"], "invalid cpus: '²' is not auto, all or a CPU list such as 0,2-3"),
+        # an empty name was taken as "not given" (the default initiator)
+        (["--initiator", ""], f"invalid initiator: {CANNOT_TELL.format('')}"),
+        (["--initiator=bogus"], f"invalid initiator: {CANNOT_TELL.format('bogus')}"),
+        (["--initiator", "iqn.2024-01.x,i,0xzz"], "invalid initiator: bad ISID: 'zz'"),
     ],
 )
 def test_bad_limit_values_are_clear_errors(args: list[str], message: str) -> None:
