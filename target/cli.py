@@ -161,11 +161,14 @@ def config_from(args: argparse.Namespace) -> TargetConfig:
         raise UsageError(f"--profile {args.profile!r}: known profiles: {', '.join(PROFILES)}")
     if args.luns > MAX_LUNS:
         raise UsageError(f"--luns {args.luns}: at most {MAX_LUNS}")
-    if args.mutual_chap and not args.chap:
+    # ``is None``, not falsehood: an empty value is a bad value, not "not given"
+    if args.mutual_chap is not None and args.chap is None:
         raise UsageError("--mutual-chap needs --chap")
     chap = None
-    if args.chap:
-        mutual = parse_chap(args.mutual_chap, "--mutual-chap") if args.mutual_chap else None
+    if args.chap is not None:
+        mutual = None
+        if args.mutual_chap is not None:
+            mutual = parse_chap(args.mutual_chap, "--mutual-chap")
         try:
             chap = ChapPolicy(parse_chap(args.chap, "--chap"), mutual)
         except LocalProtocolError as e:

@@ -40,6 +40,10 @@ NOT_UTF8 = b"\xff".decode("utf-8", "surrogateescape")  # how argv holds a byte t
             "--mutual-chap: USER and SECRET must be UTF-8",
         ),
         (["--alias", f"disk{NOT_UTF8}"], "--alias 'disk\\udcff': not UTF-8 text"),
+        # an empty value was taken as "not given": a target without CHAP, or without mutual CHAP
+        (["--chap", ""], "--chap: use USER:SECRET"),
+        (["--chap", "u:secret-secret", "--mutual-chap", ""], "--mutual-chap: use USER:SECRET"),
+        (["--mutual-chap", ""], "--mutual-chap needs --chap"),
     ],
 )
 def test_text_that_is_not_utf8_is_a_usage_error(
