@@ -162,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         help="serve: how the LUs answer (default %(default)s; lio-6.1: as LIO on 6.1, see "
         "docs/lio-deviations.md); the other actions use the profile each LU was saved with",
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options between ACTION and IMAGE too
     if args.action == "serve":
+        if args.image is not None:  # it would be ignored: serve's helpers take any image's fd
+            parser.error(f"serve takes no IMAGE (got {args.image!r})")
         if not 1 <= args.initiators <= MAX_INITIATORS:
             parser.error(f"--initiators must be 1..{MAX_INITIATORS}")
         return serve(args.state_dir, args.socket_dir or args.state_dir, args.initiators,

@@ -219,3 +219,26 @@ def test_serve_starts_1_to_64_helpers(
         main(["serve", "--state-dir", str(tmp_path), "--initiators", count])
     assert caught.value.code == 2
     assert "--initiators must be 1..64" in capsys.readouterr().err
+
+
+def test_options_may_stand_between_the_action_and_the_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``scsi-pr sim show --state-dir D IMAGE`` was "unrecognized arguments: IMAGE"."""
+    image = tmp_path / "lu.img"
+    image.write_bytes(bytes(4096))
+    state = str(tmp_path / "s")
+    assert main(["show", "--state-dir", state, str(image)]) == 0
+    after = capsys.readouterr().out
+    assert main(["show", str(image), "--state-dir", state]) == 0
+    assert capsys.readouterr().out == after and '"generation": 0' in after
+
+
+def test_serve_refuses_an_image_it_would_ignore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", "--state-dir", str(tmp_path), "lu.img"])
+    assert caught.value.code == 2
+    assert "serve takes no IMAGE (got 'lu.img')" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before any helper started
