@@ -30,7 +30,15 @@ from scsi_pr.sim.constants import RESERVATIONS_PREEMPTED, ReservationType, Statu
 from scsi_pr.sim.constants import PersistentReserveOutAction as SA
 from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
-from scsi_pr.sim.state import PersistentReservations, StateFormatError
+from scsi_pr.sim.state import (
+    KEY_RANGE,
+    PersistentReservations,
+    StateFormatError,
+    bool_field,
+    int_field,
+    optional_str_field,
+    str_field,
+)
 from scsi_pr.sim.store import MemoryAptplStore
 from scsi_pr.sim.transportid import TransportId
 
@@ -266,3 +274,27 @@ def test_the_lus_own_fields_are_checked_too(name: str, value: object) -> None:
     assert lu.snapshot() == before
     lu.restore(damaged(before, "powered", False))  # a real boolean still loads
     assert lu.powered is False
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda d, where: bool_field(d, "all_tg_pt", where, False),
+        lambda d, where: int_field(d, "key", where, KEY_RANGE),
+        lambda d, where: str_field(d, "name", where),
+        lambda d, where: optional_str_field(d, "isid", where),
+    ],
+    ids=["bool", "int", "str", "optional str"],
+)
+def test_each_reader_names_where_a_value_that_is_no_object_was(
+    read: Callable[[object, str], object],
+) -> None:
+    """A registration that is a number, not an object, is named by its place in the list, by
+    whichever reader meets it first (today the key's; the readers may be reordered)."""
+    with pytest.raises(StateFormatError) as caught:
+        read(5, "registrations[1]")
+    assert caught.value.field == "registrations[1]"
+    assert str(caught.value) == "registrations[1]: 5 is not an object"
+    with pytest.raises(StateFormatError) as caught:
+        read([], "")
+    assert caught.value.field is None and str(caught.value) == "the state: [] is not an object"
