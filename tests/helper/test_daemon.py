@@ -1,10 +1,10 @@
 """The real ``scsi-pr-helper --backend sim`` process over real Unix sockets.
 
 Covers: concurrent clients, two helpers (two initiators) sharing one LU, fd checks, every
-protocol violation closing only that connection, the audit log, the limit options, SIGTERM
-shutdown, socket activation, pidfile locking and a second helper on a live socket. The
-privilege drop is in test_privileges.py, the command line against the C helper's in
-test_cli_vs_c_helper.py.
+protocol violation closing only that connection, the audit log, SIGTERM shutdown, socket
+activation, pidfile locking and a second helper on a live socket. The limit options and the
+client's reconnect are in test_daemon_options.py, the privilege drop in test_privileges.py, the
+command line against the C helper's in test_cli_vs_c_helper.py.
 """
 
 from __future__ import annotations
@@ -16,85 +16,30 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from daemon_process import (
+    CHECK,
+    CONFLICT,
+    EXE,
+    GOOD,
+    NODE1,
+    NODE2,
+    READ_KEYS,
+    READ_RESERVATION,
+    Helper,
+    closed_without_answer,
+    raw,
+    register,
+    send_cdb,
+    sense_triple,
+)
 from fd_kinds import non_device_fds
 
-from scsi_pr.helper.client import Client, InvalidRequest
-from scsi_pr.helper.executable import helper_executable
-from scsi_pr.helper.executors.base import Reply
-from scsi_pr.rig import processes
-from scsi_pr.rig.processes import stop
-from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out, pr_out_parameters
-
-EXE = Path(helper_executable())
-NODE1, NODE2 = "naa.5001405000000001", "naa.5001405000000002"
-GOOD, CHECK, CONFLICT = 0x00, 0x02, 0x18
-READ_KEYS = persistent_reserve_in(0, 256)
-READ_RESERVATION = persistent_reserve_in(1, 256)
-
-
-def sense_triple(reply: Reply) -> tuple[int, int, int]:
-    return reply.sense[2] & 0x0F, reply.sense[12], reply.sense[13]
-
-
-def register(key: int) -> tuple[bytes, bytes]:
-    return persistent_reserve_out(6, 24), pr_out_parameters(0, key)
-
-
-class Helper:
-    def __init__(self, tmp: Path, name: str, *extra: str, initiator: str = NODE1) -> None:
-        self.sock = tmp / f"{name}.sock"
-        self.log = tmp / f"{name}.log"
-        self.argv = [str(EXE), "--backend", "sim", "--initiator", initiator, "-k", str(self.sock)]
-        self.argv += list(extra)
-        self.log.unlink(missing_ok=True)  # a restarted helper's log starts afresh
-        try:
-            self.proc = processes.spawn_notifying(self.argv, self.log, 20, name=name)
-        except processes.NotListening as e:
-            raise AssertionError(str(e)) from None
-
-    def stop(self) -> int:
-        return stop(self.proc, timeout=15)
-
-    def log_text(self) -> str:
-        return self.log.read_text()
-
-
-@pytest.fixture
-def image(tmp_path: Path) -> Path:
-    path = tmp_path / "lu.img"
-    path.write_bytes(bytes(1 << 16))
-    return path
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "state"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def helper(tmp_path: Path, state_dir: Path) -> Iterator[Helper]:
-    h = Helper(tmp_path, "h1", "--state-dir", str(state_dir))
-    yield h
-    h.stop()
-
-
-@pytest.fixture
-def open_image(image: Path) -> Iterator[Callable[[int], int]]:
-    fds: list[int] = []
-
-    def opener(flags: int = os.O_RDWR) -> int:
-        fds.append(os.open(image, flags))
-        return fds[-1]
-
-    yield opener
-    for fd in fds:
-        os.close(fd)
+from scsi_pr.helper.client import Client
+from scsi_pr.sim.cdb import persistent_reserve_out, pr_out_parameters
 
 
 # -- happy paths ------------------------------------------------------------------------------
@@ -182,26 +127,6 @@ def test_pr_out_on_read_only_fd_is_invalid_opcode(
         assert c.execute(open_image(os.O_RDONLY), READ_KEYS).status == GOOD
 
 
-def _raw(helper: Helper) -> socket.socket:
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10)
-    s.connect(str(helper.sock))
-    assert s.recv(4) == b"\0\0\0\0"
-    return s
-
-
-def _closed_without_answer(s: socket.socket) -> bool:
-    try:
-        return s.recv(200) == b""
-    except ConnectionResetError:
-        return True
-
-
-def _send_cdb(s: socket.socket, cdb: bytes, fds: list[int]) -> None:
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"".join(f.to_bytes(4, "little") for f in fds))]
-    s.sendmsg([cdb], anc if fds else [])
-
-
 @pytest.mark.parametrize(
     "case",
     [
@@ -220,7 +145,7 @@ def test_protocol_violations_close_only_that_connection(
 ) -> None:
     fd = open_image(os.O_RDWR)
     rk = READ_KEYS.ljust(16, b"\0")
-    with Client(str(helper.sock)) as bystander, _raw(helper) as s:
+    with Client(str(helper.sock)) as bystander, raw(helper) as s:
         assert bystander.execute(fd, READ_KEYS).status == GOOD
         if case == "features-1":
             s.sendall(b"\0\0\0\1")
@@ -230,21 +155,21 @@ def test_protocol_violations_close_only_that_connection(
         else:
             s.sendall(b"\0\0\0\0")
             if case == "no-fd":
-                _send_cdb(s, rk, [])
+                send_cdb(s, rk, [])
             elif case == "two-fds":
-                _send_cdb(s, rk, [fd, fd])
+                send_cdb(s, rk, [fd, fd])
             elif case == "not-pr-opcode":
-                _send_cdb(s, b"\x12" + bytes(15), [fd])
+                send_cdb(s, b"\x12" + bytes(15), [fd])
             elif case == "too-long":
-                _send_cdb(s, b"\x5e" + bytes(6) + b"\x20\x01" + bytes(7), [fd])
+                send_cdb(s, b"\x5e" + bytes(6) + b"\x20\x01" + bytes(7), [fd])
             elif case == "short-cdb":
-                _send_cdb(s, rk[:9], [fd])
+                send_cdb(s, rk[:9], [fd])
                 s.shutdown(socket.SHUT_WR)
             elif case == "short-data":
-                _send_cdb(s, persistent_reserve_out(6, 24).ljust(16, b"\0"), [fd])
+                send_cdb(s, persistent_reserve_out(6, 24).ljust(16, b"\0"), [fd])
                 s.sendall(pr_out_parameters(0, 5)[:10])
                 s.shutdown(socket.SHUT_WR)
-        assert _closed_without_answer(s)
+        assert closed_without_answer(s)
         # the other client was not disturbed, and no state changed
         r = bystander.execute(fd, READ_KEYS)
         assert (r.status, r.data[:8]) == (GOOD, bytes(8))
@@ -390,127 +315,3 @@ def test_a_stale_socket_is_replaced(tmp_path: Path, open_image: Callable[[int], 
             assert c.execute(open_image(os.O_RDWR), READ_KEYS).status == GOOD
     finally:
         assert h.stop() == 0
-
-
-# -- the limit options ------------------------------------------------------------------------
-def test_max_clients_option(tmp_path: Path, open_image: Callable[[int], int]) -> None:
-    h = Helper(tmp_path, "max", "--max-clients", "2", "-T", "prh_refused")
-    fd = open_image(os.O_RDWR)
-    try:
-        with Client(str(h.sock)) as c1, Client(str(h.sock)) as c2:
-            assert c1.execute(fd, READ_KEYS).status == GOOD
-            assert c2.execute(fd, READ_KEYS).status == GOOD
-            with socket.socket(socket.AF_UNIX) as third:
-                third.settimeout(10)
-                third.connect(str(h.sock))
-                assert _closed_without_answer(third)  # closed before the handshake
-            assert c1.execute(fd, READ_KEYS).status == GOOD
-    finally:
-        assert h.stop() == 0
-    assert 'reason="too many clients (2)"' in h.log_text()
-
-
-def test_idle_timeout_option(tmp_path: Path, open_image: Callable[[int], int]) -> None:
-    h = Helper(tmp_path, "idle", "--idle-timeout", "0.3")
-    fd = open_image(os.O_RDWR)
-    try:
-        with _raw(h) as idle:  # handshake read, then nothing
-            start = time.monotonic()
-            assert _closed_without_answer(idle)
-            assert time.monotonic() - start < 8
-        with Client(str(h.sock)) as busy:
-            for _ in range(3):
-                assert busy.execute(fd, READ_KEYS).status == GOOD
-    finally:
-        assert h.stop() == 0
-
-
-def test_shutdown_grace_option(
-    tmp_path: Path, state_dir: Path, image: Path, open_image: Callable[[int], int]
-) -> None:
-    """A request stuck in a 30 s stall: SIGTERM ends the helper after the 0.5 s grace."""
-    from scsi_pr.helper import sim_cli
-
-    h = Helper(tmp_path, "grace", "--state-dir", str(state_dir), "--shutdown-grace", "0.5")
-    fd = open_image(os.O_RDWR)
-    busy = Client(str(h.sock))
-    try:
-        assert busy.execute(fd, READ_KEYS).status == GOOD
-        stall = ["stall", str(image), "--state-dir", str(state_dir), "--seconds", "30"]
-        assert sim_cli.main(stall) == 0
-        ended: list[str] = []
-
-        def stuck() -> None:
-            try:
-                busy.execute(fd, READ_KEYS)
-                ended.append("answered")
-            except OSError:  # HelperConnectionError: the helper gave up on it
-                ended.append("cut off")
-
-        worker = threading.Thread(target=stuck, daemon=True)
-        worker.start()
-        time.sleep(0.5)  # the request is in the stalled LU now
-        start = time.monotonic()
-        h.proc.send_signal(signal.SIGTERM)
-        assert h.proc.wait(20) == 0
-        assert time.monotonic() - start < 10
-        worker.join(10)
-        assert ended == ["cut off"]  # not answered: the 30 s stall outlived the grace
-    finally:
-        h.stop()
-        busy.close()
-
-
-def test_trace_patterns_select_audit_events_and_file(
-    tmp_path: Path, open_image: Callable[[int], int]
-) -> None:
-    trace = tmp_path / "trace.log"
-    events = tmp_path / "events"
-    events.write_text("# connection events only\nprh_conn*\n")
-    h = Helper(tmp_path, "tr", "-T", f"events={events},file={trace}", "-T", "prh_refused")
-    try:
-        with Client(str(h.sock)) as c:
-            assert c.execute(open_image(os.O_RDWR), READ_KEYS).status == GOOD
-        with _raw(h) as s:
-            s.sendall(b"\0\0\0\0")
-            _send_cdb(s, READ_KEYS.ljust(16, b"\0"), [])
-            assert _closed_without_answer(s)
-    finally:
-        assert h.stop() == 0
-    text = trace.read_text()
-    assert "prh_connect pid=" in text and "prh_refused" in text
-    assert 'reason="No file descriptor in request."' in text
-    assert "prh_command" not in text and "prh_disconnect" not in text
-    assert "prh_" not in h.log_text().replace("No file descriptor in request.", "")
-
-
-def test_client_reconnects_once_after_a_helper_restart(
-    tmp_path: Path, state_dir: Path, open_image: Callable[[int], int]
-) -> None:
-    h = Helper(tmp_path, "r", "--state-dir", str(state_dir))
-    fd = open_image(os.O_RDWR)
-    with Client(str(h.sock)) as c:
-        assert c.execute(fd, *register(0x77)).status == GOOD
-        h.proc.kill()
-        h.proc.wait()
-        h = Helper(tmp_path, "r", "--state-dir", str(state_dir))  # same socket path
-        try:
-            keys = c.execute(fd, READ_KEYS)  # the old connection is dead: one reconnect
-            assert keys.status == GOOD and keys.data[8:16] == (0x77).to_bytes(8, "big")
-        finally:
-            h.stop()
-        with pytest.raises(OSError):
-            c.execute(fd, READ_KEYS)  # nobody listening any more: the error surfaces
-
-
-def test_client_refuses_what_qemu_refuses_locally(helper: Helper) -> None:
-    with Client(str(helper.sock)) as c:
-        with pytest.raises(InvalidRequest, match="CDB length"):
-            c.execute(0, bytes(17))
-        with pytest.raises(InvalidRequest, match="not PERSISTENT RESERVE"):
-            c.execute(0, b"\x12" + bytes(5))
-        with pytest.raises(InvalidRequest, match="exceeds 8192"):
-            c.execute(0, persistent_reserve_in(0, 8193))
-        with pytest.raises(ValueError, match="data-in buffer"):  # still a ValueError
-            c.execute(0, persistent_reserve_in(0, 100), allocation_length=50)
-        assert not c.connected  # refused before touching the socket

@@ -33,7 +33,8 @@ TEST_SELECTION = (
 TARGET_PROTO_TESTS = tuple(
     f"tests/target/test_{name}.py"
     for name in ("chap", "connection", "datain", "discovery", "errors", "framer", "full_feature",
-                 "login", "negotiation", "pdus", "sequencing", "tasks", "text", "transfer")
+                 "full_feature_errors", "login", "login_errors", "negotiation", "pdus",
+                 "sequencing", "tasks", "text", "transfer")
 )  # fmt: skip
 #: The tests of the target's I/O edge (the asyncio server, its sessions, task management and
 #: LUs), with the protocol core's, for a path under ``target/`` outside ``proto/``: they bind
@@ -44,6 +45,8 @@ TARGET_EDGE_TESTS = tuple(
     for name in ("server", "handler", "task_management", "sessions", "config", "operator_log",
                  "live_login", "lus", "target_profile", "fuzz_live", "target_cli")
 )  # fmt: skip
+#: A helper or rig module's own test module split in parts: the other parts judge its mutants too.
+OWN_TEST_PARTS = {"tests/helper/test_daemon.py": ("tests/helper/test_daemon_options.py",)}
 #: What the mutants are made of unless the caller names paths (checkout-relative).
 DEFAULT_TARGETS = ("sim/", "helper/proto/", "helper/executors/status.py")
 #: pytest arguments for every run: hypothesis with a fixed seed, so a mutant's verdict does not
@@ -162,10 +165,12 @@ def tests_for(targets: Iterable[str]) -> tuple[str, ...]:
         return TEST_SELECTION + TARGET_PROTO_TESTS
     # a helper or rig module with a test module of its own name (helper/systemd.py:
     # tests/helper/test_systemd.py, rig/command_thread.py: tests/rig/test_command_thread.py,
-    # rig/guest/snapshot.py: tests/rig/test_guest_snapshot.py) is judged by that too
+    # rig/guest/snapshot.py: tests/rig/test_guest_snapshot.py) is judged by that too, and by
+    # that test module's other parts (OWN_TEST_PARTS)
     own = [f"tests/{part}/test_{name.removesuffix('.py').replace('/', '_')}.py"
            for part, _, name in (p.partition("/") for p in paths)
            if part in ("helper", "rig") and name.endswith(".py")]  # fmt: skip
+    own += [t for o in own for t in OWN_TEST_PARTS.get(o, ())]
     checkout = Path(__file__).resolve().parents[2]
     return TEST_SELECTION + tuple(
         t for t in own if t not in TEST_SELECTION and (checkout / t).is_file()

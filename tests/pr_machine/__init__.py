@@ -4,7 +4,9 @@ Reusable on every backend: the machine reaches the device only through one calla
 ``execute(initiator_index, cdb, data) -> CommandResult`` (plus an optional ``power_cycle``), so
 the same rules can drive the in-process model or, step by step, a LIO LUN in a VM.
 
-- ``rules``: the state machine (``PRMachine``): commands, invariants, branch picking.
+- ``rules``: the state machine (``PRMachine``): commands, invariants.
+- ``plumbing``: how the machine sends a step and checks it (``PRMachine``'s base): unit
+  attentions, the PR state read back, branch picking.
 - ``oracle``: the second reading of SPC-5 the machine compares against, independent of ``sim/``.
 - ``deviations``: LIO's known deviations, as tagged branches accepted only where the harness
   lists them (``LIO_DEVIATIONS``).

@@ -1,7 +1,7 @@
 """Logins through the live server: CHAP (one-way and mutual) with secrets the initiator
 proves with its own MD5, a TSIH that asks to join a session, and a connection that never logs
-in. The codec's login rules are tested without sockets (test_login.py); these pin what the
-server hands the codec: a random source, the live sessions, the clock."""
+in. The codec's login rules are tested without sockets (test_login.py, test_login_errors.py);
+these pin what the server hands the codec: a random source, the live sessions, the clock."""
 
 from __future__ import annotations
 

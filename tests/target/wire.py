@@ -12,9 +12,12 @@ from scsi_pr.target.proto import (
     Framer,
     LoginRequest,
     LoginResponse,
+    NopIn,
+    NopOut,
     Pdu,
     Role,
     ScsiCommand,
+    ScsiDataOut,
     TaskManagementFunction,
     TaskManagementFunctionRequest,
     TaskManagementFunctionResponse,
@@ -128,3 +131,35 @@ class Initiator:
 
     def last(self, kind: type) -> Any:
         return next(e for e in reversed(self.events) if isinstance(e, kind))
+
+
+# -- the steps the full feature phase tests take (test_full_feature*.py) ------------------------
+def pairs(data: bytes) -> list[tuple[str, str]]:
+    """key=value pairs as a SendTargets answer lists them (a key may repeat)."""
+    return [tuple(p.split("=", 1)) for p in data.decode().split("\0") if p]  # type: ignore[misc]
+
+
+def logged_in(**keys: str) -> Initiator:
+    ini = Initiator(**keys)
+    ini.login()
+    return ini
+
+
+def write(ini: Initiator, itt: int, length: int, *, lun: int = 0) -> list:
+    pdu = ScsiCommand(write=True, lun=lun, initiator_task_tag=itt, cmd_sn=ini.cmd_sn,
+                      expected_data_transfer_length=length, cdb=WRITE_10)  # fmt: skip
+    ini.cmd_sn += 1
+    return ini.send(pdu)
+
+
+def send_data(ini: Initiator, itt: int, r2ts: list, length: int, lun: int = 0) -> None:
+    """All of a write's data, for the one R2T in ``r2ts``."""
+    (r2t,) = r2ts
+    ini.send(ScsiDataOut(final=True, lun=lun, initiator_task_tag=itt, data=b"w" * length,
+                         target_transfer_tag=r2t.target_transfer_tag))  # fmt: skip
+
+
+def nop(ini: Initiator, itt: int = 50) -> NopIn:
+    (nop_in,) = ini.send(NopOut(immediate=True, initiator_task_tag=itt, cmd_sn=ini.cmd_sn))
+    assert isinstance(nop_in, NopIn)
+    return nop_in

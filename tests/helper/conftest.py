@@ -1,0 +1,45 @@
+"""Fixtures of the helper daemon tests (test_daemon*.py): an LU image, fds on it, a state
+directory and a running sim helper."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from daemon_process import Helper
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "lu.img"
+    path.write_bytes(bytes(1 << 16))
+    return path
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def helper(tmp_path: Path, state_dir: Path) -> Iterator[Helper]:
+    h = Helper(tmp_path, "h1", "--state-dir", str(state_dir))
+    yield h
+    h.stop()
+
+
+@pytest.fixture
+def open_image(image: Path) -> Iterator[Callable[[int], int]]:
+    fds: list[int] = []
+
+    def opener(flags: int = os.O_RDWR) -> int:
+        fds.append(os.open(image, flags))
+        return fds[-1]
+
+    yield opener
+    for fd in fds:
+        os.close(fd)
