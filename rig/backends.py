@@ -166,17 +166,20 @@ PER_NEXUS = frozenset({Capability.NEXUS_LOSS})
 MAX_UAS = 16
 
 
-def drain(initiator: Initiator, error: Callable[[str], Exception]) -> None:
+def drain(initiator: Initiator, error: Callable[[str], Exception]) -> list[tuple[int, int]]:
     """TEST UNIT READY until GOOD, so that no unit attention an earlier user left is pending;
-    ``error(why)`` is raised (each caller's own type) when the LU never answers GOOD."""
+    returns the unit attentions (ASC, ASCQ) reported on the way, in order. ``error(why)`` is
+    raised (each caller's own type) when the LU never answers GOOD."""
+    seen: list[tuple[int, int]] = []
     for _ in range(MAX_UAS):
         r = initiator.execute(test_unit_ready())
         if r.status == Status.GOOD:
-            return
+            return seen
         sense = r.sense_data
         if sense is None or sense.key != SenseKey.UNIT_ATTENTION:
             raise error(f"{initiator.name}: TEST UNIT READY answered {r}")
-    raise error(f"{initiator.name}: unit attentions do not stop")
+        seen.append((sense.asc, sense.ascq))
+    raise error(f"{initiator.name}: unit attentions do not stop: {seen}")
 
 
 def initiator_name(index: int) -> str:

@@ -12,6 +12,7 @@ from scsi_pr.helper.executors.limits import (
     MPATH_UNIT_ATTENTION_OF_EVERY_PATH,
     PathLimit,
 )
+from scsi_pr.rig import backends
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim import pr_in_data
 from scsi_pr.sim.constants import (
@@ -27,7 +28,6 @@ from scsi_pr.sim.result import CommandResult
 
 SA = PersistentReserveOutAction
 IN = PersistentReserveInAction
-MAX_UNIT_ATTENTIONS = 16
 
 __all__ = [
     "IN",
@@ -56,18 +56,9 @@ __all__ = [
 
 
 def drain(it: Any) -> list[tuple[int, int]]:
-    """TEST UNIT READY until GOOD; return the unit attentions (ASC, ASCQ) reported on the way."""
-    seen: list[tuple[int, int]] = []
-    for _ in range(MAX_UNIT_ATTENTIONS):
-        r = it.execute(C.test_unit_ready())
-        if r.status == Status.GOOD:
-            return seen
-        sense = r.sense_data
-        assert sense is not None and sense.key == SenseKey.UNIT_ATTENTION, (
-            f"{it.name}: TEST UNIT READY returned {r}"
-        )
-        seen.append((sense.asc, sense.ascq))
-    raise AssertionError(f"{it.name}: unit attentions never stop: {seen}")
+    """TEST UNIT READY until GOOD; return the unit attentions (ASC, ASCQ) reported on the way
+    (the rig's own drain, a failure of the device under test raised as an assertion)."""
+    return backends.drain(it, AssertionError)
 
 
 def expect_good(r: CommandResult) -> CommandResult:

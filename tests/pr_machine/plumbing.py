@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 from hypothesis import note
 
@@ -11,6 +12,7 @@ from pr_machine.device import Observed, Target
 from pr_machine.oracle import Branch, Outcome, PRState
 from scsi_pr.helper.executors import limits as L
 from scsi_pr.helper.executors.status import SenseCode
+from scsi_pr.rig.backends import drain
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim import pr_in_data
 from scsi_pr.sim.constants import PersistentReserveInAction, SenseKey, Status
@@ -26,8 +28,6 @@ _INVALID_FIELDS = {
     (SenseKey.ILLEGAL_REQUEST, 0x24, 0x00),
     (SenseKey.ILLEGAL_REQUEST, 0x26, 0x00),
 }
-
-MAX_DRAIN = 16
 
 
 class Plumbing:
@@ -55,18 +55,12 @@ class Plumbing:
 
     def _drain(self, i: int) -> list[tuple[int, int]]:
         """TEST UNIT READY until GOOD; return the unit attentions reported on the way."""
-        seen = []
-        for _ in range(MAX_DRAIN):
-            r = self._execute(i, C.test_unit_ready())
-            if r.status == Status.GOOD:
-                self.s.unit_attentions[i] = set()
-                return seen
-            sense = r.sense_data
-            assert sense is not None and sense.key == SenseKey.UNIT_ATTENTION, (
-                f"TEST UNIT READY from initiator {i}: {r}"
-            )
-            seen.append((sense.asc, sense.ascq))
-        raise AssertionError(f"initiator {i}: unit attentions never cleared: {seen}")
+        initiator = SimpleNamespace(
+            name=f"initiator {i}", execute=lambda cdb, data=b"": self._execute(i, cdb, data)
+        )
+        seen = drain(initiator, AssertionError)  # type: ignore[arg-type]
+        self.s.unit_attentions[i] = set()
+        return seen
 
     def _ua_gate(self, i: int, outcome: Outcome, exempt: bool = False) -> bool:
         """Check unit attention reporting (SAM-5 5.14); True when the command was stopped by
