@@ -8,10 +8,12 @@ system or run programs; ``module_load_order`` is pure.
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +36,15 @@ class GuestBuildError(RigError):
     """The initramfs cannot be built on this machine (a program, library or module is missing)."""
 
 
-def module_load_order(modules_dep: str, wanted: Iterable[str]) -> list[str]:
+def module_load_order(modules_dep: str, wanted: Iterable[str], builtin: str = "") -> list[str]:
     """Paths (relative to /lib/modules/<ver>) of ``wanted`` and their dependencies, each after
     everything it needs, as ``insmod`` requires (it resolves nothing itself).
 
-    ``modules_dep`` is the text of ``modules.dep``; names compare with '-' and '_' equal, as
-    the kernel does.
+    ``modules_dep`` is the text of ``modules.dep``, ``builtin`` that of ``modules.builtin``: a
+    wanted module built into the kernel has nothing to load (Debian's 6.12 builds virtio_pci
+    in, 6.1 as a module). Names compare with '-' and '_' equal, as the kernel does.
     """
+    built_in = {_module_name(line) for line in builtin.split()}
     deps: dict[str, list[str]] = {}
     by_name: dict[str, str] = {}
     for line in modules_dep.splitlines():
@@ -62,10 +66,35 @@ def module_load_order(modules_dep: str, wanted: Iterable[str]) -> list[str]:
 
     for name in wanted:
         path = by_name.get(_module_name(name))
+        if path is None and _module_name(name) in built_in:
+            continue
         if path is None:
-            raise GuestBuildError(f"module {name!r} not found in modules.dep")
+            raise GuestBuildError(f"module {name!r} not found in modules.dep or modules.builtin")
         visit(path, ())
     return order
+
+
+#: how a kernel module file may be compressed: busybox ``insmod`` loads only a plain ``.ko``,
+#: so the archive holds each module decompressed (Debian's 6.1 ships plain modules, 6.12 xz)
+_DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    ".ko": lambda data: data,
+    ".xz": lzma.decompress,
+    ".gz": gzip.decompress,
+}
+
+
+def module_bytes(path: Path) -> bytes:
+    """The plain ELF object of the module file ``path``, decompressed if it is compressed."""
+    decompress = _DECOMPRESS.get(path.suffix)
+    if decompress is None:  # .zst: the standard library has no zstd before Python 3.14
+        raise GuestBuildError(f"{path}: a module compressed as {path.suffix!r} cannot be read")
+    try:
+        data = decompress(path.read_bytes())
+    except (lzma.LZMAError, OSError, EOFError) as e:  # gzip's BadGzipFile is an OSError
+        raise GuestBuildError(f"{path}: not a readable module ({e})") from e
+    if not data.startswith(b"\x7fELF"):
+        raise GuestBuildError(f"{path}: not a kernel module (no ELF header)")
+    return data
 
 
 def _module_name(path: str) -> str:
@@ -151,7 +180,9 @@ def initramfs_entries(
     dep_file = moddir / "modules.dep"
     if not dep_file.exists():
         raise GuestBuildError(f"{dep_file} is missing; apt-get install linux-image-{release}")
-    order = module_load_order(dep_file.read_text(), modules)
+    builtin_file = moddir / "modules.builtin"
+    builtin = builtin_file.read_text() if builtin_file.exists() else ""
+    order = module_load_order(dep_file.read_text(), modules, builtin)
     stems = [_module_name(p) for p in order]
 
     dirs = ["bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules"]
@@ -168,11 +199,8 @@ def initramfs_entries(
             # follow symlinks (/lib64/ld-linux… → /lib/x86_64-linux-gnu/…): store the content
             files[member] = Entry(member, S_IFREG | 0o755, lib.resolve().read_bytes())
     for rel, stem in zip(order, stems, strict=True):
-        src = moddir / rel
-        if src.suffix != ".ko":
-            raise GuestBuildError(f"{src}: compressed modules are not supported by insmod here")
         files[f"lib/modules/{stem}.ko"] = Entry(
-            f"lib/modules/{stem}.ko", S_IFREG | 0o644, src.read_bytes()
+            f"lib/modules/{stem}.ko", S_IFREG | 0o644, module_bytes(moddir / rel)
         )
     init = render_init(steps, stems, device)
     files["init"] = Entry("init", S_IFREG | 0o755, init.encode())
