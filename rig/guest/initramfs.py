@@ -8,8 +8,6 @@ system or run programs; ``module_load_order`` is pure.
 
 from __future__ import annotations
 
-import gzip
-import lzma
 import re
 import shutil
 import subprocess
@@ -19,6 +17,7 @@ from pathlib import Path
 
 from scsi_pr.rig import vm_kernel
 from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.guest import vmlinux
 from scsi_pr.rig.guest.cpio import S_IFDIR, S_IFLNK, S_IFREG, Entry, newc_archive
 from scsi_pr.rig.guest.init_script import GUEST_DEVICE, render_init
 from scsi_pr.rig.guest.steps import Step
@@ -76,22 +75,23 @@ def module_load_order(modules_dep: str, wanted: Iterable[str], builtin: str = ""
 
 #: how a kernel module file may be compressed: busybox ``insmod`` loads only a plain ``.ko``,
 #: so the archive holds each module decompressed (Debian's 6.1 ships plain modules, 6.12 xz)
-_DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
+_DECOMPRESS: dict[str, Callable[[bytes], bytes | None]] = {
     ".ko": lambda data: data,
-    ".xz": lzma.decompress,
-    ".gz": gzip.decompress,
+    ".xz": vmlinux.decompress,
+    ".gz": vmlinux.decompress,
+    ".zst": vmlinux.decompress,
 }
 
 
 def module_bytes(path: Path) -> bytes:
     """The plain ELF object of the module file ``path``, decompressed if it is compressed."""
     decompress = _DECOMPRESS.get(path.suffix)
-    if decompress is None:  # .zst: the standard library has no zstd before Python 3.14
+    if decompress is None:
         raise GuestBuildError(f"{path}: a module compressed as {path.suffix!r} cannot be read")
-    try:
-        data = decompress(path.read_bytes())
-    except (lzma.LZMAError, OSError, EOFError) as e:  # gzip's BadGzipFile is an OSError
-        raise GuestBuildError(f"{path}: not a readable module ({e})") from e
+    data = decompress(path.read_bytes())
+    if data is None:
+        raise GuestBuildError(f"{path}: not a readable module (a damaged or cut stream, or zstd "
+                              "without the zstandard package: pip install -e '.[vm]')")  # fmt: skip
     if not data.startswith(b"\x7fELF"):
         raise GuestBuildError(f"{path}: not a kernel module (no ELF header)")
     return data

@@ -34,12 +34,29 @@ from scsi_pr.rig.guest.initramfs import Initramfs
 from scsi_pr.rig.processes import cpu_seconds
 from scsi_pr.rig.qmp import Qmp
 from scsi_pr.rig.watchdog import Watchdog, wait_for_result
+from scsi_pr.sim.profiles import kernel_series
 
 STATE, MANIFEST, ERROR = "guest.state", "manifest.json", "error.txt"
 #: seconds a migration may go without QEMU using CPU time before it is taken as hung: saving or
 #: loading the stream is QEMU's own work, so its CPU time is the progress, whatever the load
 MIGRATION_STALL_LIMIT = 120.0
 MIGRATION_POLL = 0.05
+
+
+#: kernel series whose guest, saved at its boot pause on the host's TCG, does not survive being
+#: resumed under the VM's nested TCG (QEMU 7.2), with what was measured. Such a guest is booted
+#: in the VM instead (minutes instead of seconds), which runs it correctly. Not understood: the
+#: CPU model QEMU gives is the same in both places (``query-cpu-model-expansion`` of ``max``).
+NESTED_RESUME_FAILS: dict[str, str] = {
+    "6.12": "Debian's 6.12.118 double-faults in the kernel within seconds of being resumed in "
+    "the VM (twice, 2026-12-06), where the same guest booted in the VM runs every step",
+}
+
+
+def not_resumable(release: str) -> str | None:
+    """Why a guest of kernel ``release`` saved on the host cannot be resumed in the VM; None
+    when it can."""
+    return NESTED_RESUME_FAILS.get(kernel_series(release))
 
 
 class SnapshotError(RigError):

@@ -22,7 +22,12 @@ from scsi_pr.rig.guest import snapshot
 from scsi_pr.rig.guest.console import Console
 from scsi_pr.rig.guest.initramfs import GuestBuildError, build_initramfs
 from scsi_pr.rig.guest_e2e import booted, cli
-from scsi_pr.rig.guest_e2e.driver import HELPERS, machine_argv
+from scsi_pr.rig.guest_e2e.driver import (
+    ENV_SAVED_GUEST,
+    HELPERS,
+    machine_argv,
+    saved_guest_from_env,
+)
 from scsi_pr.rig.guest_e2e.sequence import guest_steps
 from scsi_pr.rig.processes import kill
 from scsi_pr.rig.qmp import Qmp
@@ -35,6 +40,7 @@ def test_a_guest_that_cannot_be_built_leaves_its_reason(
         raise GuestBuildError("busybox not found")
 
     monkeypatch.setattr(booted, "build_initramfs", no_busybox)
+    monkeypatch.setattr(snapshot, "NESTED_RESUME_FAILS", {})  # whatever kernel this host boots
     saved = tmp_path / "share" / "a"  # its parent is made too
     with pytest.raises(GuestBuildError):
         booted.save_booted(saved, list(HELPERS), tmp_path / "work")
@@ -46,9 +52,43 @@ def test_a_guest_that_cannot_be_built_leaves_its_reason(
         snapshot.wait_saved(tmp_path / "b", 30.0)
 
 
-def test_the_saved_guest_resumes_on_an_initramfs_built_again(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_kernel_whose_saved_guest_the_vm_cannot_resume_is_not_booted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """On 6.12 the saver declines (the VM boots its own guest), and says why; the VM's run on
+    the same kernel does not wait for a saved guest."""
+    monkeypatch.setattr(booted, "default_kernel_release", lambda: "6.12.118+deb12-amd64")
+    monkeypatch.setattr(booted, "build_initramfs", lambda *a, **k: pytest.fail("booted"))
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    declined = booted.save_booted(saved, list(HELPERS), tmp_path / "work")
+    assert declined == booted.NotResumable(snapshot.NESTED_RESUME_FAILS["6.12"])
+    assert not list(saved.iterdir())
+    assert cli.main(["--save-booted", str(saved)]) == 0
+    out = capsys.readouterr().out
+    assert out == f"guest e2e: no guest saved (the VM boots its own): {declined.reason}\n"
+    monkeypatch.setenv(ENV_SAVED_GUEST, str(saved))
+    assert saved_guest_from_env("6.12.118+deb12-amd64") is None
+    assert "booting the guest here, not resuming one: Debian's 6.12" in capsys.readouterr().err
+    assert saved_guest_from_env("6.1.0-57-amd64") == saved
+    monkeypatch.delenv(ENV_SAVED_GUEST)
+    assert saved_guest_from_env("6.1.0-57-amd64") is None
+
+
+@pytest.mark.parametrize(
+    ("release", "resumable"),
+    [("6.1.0-57-amd64", True), ("6.12.118+deb12-amd64", False), ("6.12.107+deb12-amd64", False),
+     ("6.13.1", True), ("6.1.170", True)],
+)  # fmt: skip
+def test_which_kernels_saved_guests_resume_in_the_vm(release: str, resumable: bool) -> None:
+    assert (snapshot.not_resumable(release) is None) == resumable
+
+
+def test_the_saved_guest_resumes_on_an_initramfs_built_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # here both QEMUs run on the host, where a guest of every kernel resumes (6.12's too)
+    monkeypatch.setattr(snapshot, "NESTED_RESUME_FAILS", {})
     release = _release_or_skip()
     if shutil.which("qemu-system-x86_64") is None:
         unavailable("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import gzip
 import lzma
 import struct
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from needs import unavailable
 
 from scsi_pr.rig.guest.vmlinux import boot_kernel, decompress, has_pvh_entry, payload
 
@@ -51,11 +54,35 @@ def test_the_pvh_note_is_found_among_others_and_only_with_its_type() -> None:
     assert not has_pvh_entry(PVH[:4] + b"\x01" + PVH[5:])  # ELF32
 
 
-@pytest.mark.parametrize("compress", [lzma.compress, gzip.compress], ids=["xz", "gzip"])
+def zstd_compress(data: bytes) -> bytes:
+    """As the kernel's build packs it: one frame, its size not in the header (streamed)."""
+    obj = zstandard_or_unavailable().ZstdCompressor(write_content_size=False).compressobj()
+    return bytes(obj.compress(data) + obj.flush())
+
+
+def zstandard_or_unavailable() -> Any:
+    try:
+        import zstandard
+    except ImportError:
+        unavailable("zstandard is not installed (pip install -e '.[vm]')")
+    return zstandard
+
+
+@pytest.mark.parametrize(
+    "compress", [lzma.compress, gzip.compress, zstd_compress], ids=["xz", "gzip", "zstd"]
+)
 def test_the_payload_is_cut_by_the_boot_header_and_decompressed(compress) -> None:
+    """Debian's 6.1 packs its kernel with xz, its 6.12 with zstd."""
     packed = compress(PVH)
     assert payload(bzimage(packed)) == packed
     assert decompress(packed) == PVH
+    assert decompress(packed + b"\x11\x22\x33\x44") == PVH  # the size word after the stream
+
+
+def test_zstd_without_the_package_keeps_the_bzimage(monkeypatch: pytest.MonkeyPatch) -> None:
+    packed = zstd_compress(PVH)
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # import fails
+    assert decompress(packed) is None
 
 
 def test_not_a_bzimage_or_too_old_or_unknown_compression_gives_nothing() -> None:
@@ -63,8 +90,10 @@ def test_not_a_bzimage_or_too_old_or_unknown_compression_gives_nothing() -> None
     assert payload(bytes(4096)) is None
     assert payload(bzimage(packed, version=0x0207)) is None
     assert payload(bzimage(packed)[:-10]) is None  # cut short
-    assert decompress(b"\x28\xb5\x2f\xfd" + packed) is None  # zstd: not in the stdlib
+    assert decompress(b"\x04\x22\x4d\x18" + packed) is None  # lz4: not read
+    assert decompress(b"\x28\xb5\x2f\xfd" + packed) is None  # zstd magic, no zstd frame
     assert decompress(lzma.compress(PVH)[:40]) is None  # truncated stream
+    assert decompress(zstd_compress(PVH)[:40]) is None
 
 
 def test_setup_sects_zero_means_four() -> None:
