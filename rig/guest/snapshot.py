@@ -43,20 +43,21 @@ MIGRATION_STALL_LIMIT = 120.0
 MIGRATION_POLL = 0.05
 
 
-#: kernel series whose guest, saved at its boot pause on the host's TCG, does not survive being
-#: resumed under the VM's nested TCG (QEMU 7.2), with what was measured. Such a guest is booted
-#: in the VM instead (minutes instead of seconds), which runs it correctly. Not understood: the
-#: CPU model QEMU gives is the same in both places (``query-cpu-model-expansion`` of ``max``).
-NESTED_RESUME_FAILS: dict[str, str] = {
-    "6.12": "Debian's 6.12.118 double-faults in the kernel within seconds of being resumed in "
-    "the VM (twice, 2026-12-06), where the same guest booted in the VM runs every step",
+#: kernel series whose guest, booted from its bzImage and saved on the host's TCG, does not
+#: survive being resumed under the VM's nested TCG (QEMU 7.2). Measured on Debian's 6.12.118
+#: (2026-12-06): the bzImage-booted guest double-faulted in the kernel within seconds of the
+#: resume, twice; the same kernel booted by its PVH entry (``vmlinux``) resumed and ran every
+#: step. Not understood: the CPU model is the same in both places (``query-cpu-model-expansion``).
+BZIMAGE_RESUME_FAILS: dict[str, str] = {
+    "6.12": "a 6.12 guest booted from its bzImage double-faults when the VM resumes it; "
+    "install zstandard (pip install -e '.[vm]') so that its zstd kernel boots by PVH",
 }
 
 
-def not_resumable(release: str) -> str | None:
-    """Why a guest of kernel ``release`` saved on the host cannot be resumed in the VM; None
-    when it can."""
-    return NESTED_RESUME_FAILS.get(kernel_series(release))
+def bzimage_resume_fails(release: str) -> str | None:
+    """Why a guest of kernel ``release`` booted from its bzImage (no PVH ELF could be made) may
+    not be saved for the VM to resume; None when it may."""
+    return BZIMAGE_RESUME_FAILS.get(kernel_series(release))
 
 
 class SnapshotError(RigError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from scsi_pr.rig import processes
@@ -21,7 +20,7 @@ from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.guest import snapshot
 from scsi_pr.rig.guest.console import Console
 from scsi_pr.rig.guest.init_script import BOOT_PAUSE
-from scsi_pr.rig.guest.initramfs import build_initramfs, default_kernel_release
+from scsi_pr.rig.guest.initramfs import build_initramfs, default_kernel_release, kernel_image
 from scsi_pr.rig.guest_e2e.driver import E2EError, machine_argv, start_qemu, until_finished
 from scsi_pr.rig.guest_e2e.sequence import guest_steps
 from scsi_pr.rig.qmp import Qmp
@@ -31,17 +30,10 @@ from scsi_pr.rig.qmp import Qmp
 BOOT_CPU_BUDGET = 60.0
 
 
-def save_booted(
-    directory: Path, helpers: Sequence[str], workdir: Path | None = None
-) -> Path | NotResumable:
+def save_booted(directory: Path, helpers: Sequence[str], workdir: Path | None = None) -> Path:
     """Boot the guest for ``helpers`` to its boot pause and save it in ``directory``; on failure
-    leave the reason there (``snapshot.ERROR``) for the reader, and raise. A kernel whose saved
-    guest the VM cannot resume (``snapshot.not_resumable``) is not booted: the VM's run, on the
-    same kernel, knows it too and boots its own."""
+    leave the reason there (``snapshot.ERROR``) for the reader, and raise."""
     try:
-        reason = snapshot.not_resumable(default_kernel_release())
-        if reason is not None:
-            return NotResumable(reason)
         work = workdir or Path(tempfile.mkdtemp(prefix="e2e-boot-"))
         return _save(directory, len(helpers), work)
     except (RigError, OSError) as e:
@@ -49,18 +41,17 @@ def save_booted(
         raise
 
 
-@dataclass(frozen=True)
-class NotResumable:
-    """No guest saved: the reason a saved one would not resume in the VM."""
-
-    reason: str
-
-
 def _save(directory: Path, rounds: int, work: Path) -> Path:
     # the boot kernel goes beside the saved guest: extracting it from the bzImage is 1 s of CPU
     # here and about 25 s under the VM's TCG, which finds it there (``vmlinux.boot_kernel``)
     directory.mkdir(parents=True, exist_ok=True)
-    initramfs = build_initramfs(guest_steps(rounds), work / "initramfs.cpio", kernel_dir=directory)
+    release = default_kernel_release()
+    initramfs = build_initramfs(
+        guest_steps(rounds), work / "initramfs.cpio", release, kernel_dir=directory
+    )
+    refused = snapshot.bzimage_resume_fails(release)
+    if refused is not None and initramfs.kernel == kernel_image(release):
+        raise E2EError(refused)  # before a boot the VM would only crash on
     argv = machine_argv(initramfs)
     qemu: subprocess.Popen[bytes] | None = None
     qmp: Qmp | None = None

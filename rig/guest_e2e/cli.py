@@ -12,7 +12,7 @@ from typing import Any
 
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.guest_e2e import __doc__ as OVERVIEW
-from scsi_pr.rig.guest_e2e.booted import NotResumable, save_booted
+from scsi_pr.rig.guest_e2e.booted import save_booted
 from scsi_pr.rig.guest_e2e.checks import RunResult
 from scsi_pr.rig.guest_e2e.driver import (
     ENV_SAVED_GUEST,
@@ -84,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         except RigError as e:
             print(f"guest e2e: could not save a booted guest: {e}", file=sys.stderr)
             return 1
-        if isinstance(state, NotResumable):
-            print(f"guest e2e: no guest saved (the VM boots its own): {state.reason}")
-        else:
-            print(f"guest e2e: booted guest saved in {state}")
+        print(f"guest e2e: booted guest saved in {state}")
         return 0
     if os.geteuid() != 0:
         print("guest_e2e: needs root inside the LIO VM (scsi-pr vm run -- ...)", file=sys.stderr)

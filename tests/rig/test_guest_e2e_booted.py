@@ -20,14 +20,9 @@ from test_guest import SCSI_HD, _release_or_skip
 
 from scsi_pr.rig.guest import snapshot
 from scsi_pr.rig.guest.console import Console
-from scsi_pr.rig.guest.initramfs import GuestBuildError, build_initramfs
+from scsi_pr.rig.guest.initramfs import GuestBuildError, Initramfs, build_initramfs
 from scsi_pr.rig.guest_e2e import booted, cli
-from scsi_pr.rig.guest_e2e.driver import (
-    ENV_SAVED_GUEST,
-    HELPERS,
-    machine_argv,
-    saved_guest_from_env,
-)
+from scsi_pr.rig.guest_e2e.driver import HELPERS, E2EError, machine_argv
 from scsi_pr.rig.guest_e2e.sequence import guest_steps
 from scsi_pr.rig.processes import kill
 from scsi_pr.rig.qmp import Qmp
@@ -40,7 +35,6 @@ def test_a_guest_that_cannot_be_built_leaves_its_reason(
         raise GuestBuildError("busybox not found")
 
     monkeypatch.setattr(booted, "build_initramfs", no_busybox)
-    monkeypatch.setattr(snapshot, "NESTED_RESUME_FAILS", {})  # whatever kernel this host boots
     saved = tmp_path / "share" / "a"  # its parent is made too
     with pytest.raises(GuestBuildError):
         booted.save_booted(saved, list(HELPERS), tmp_path / "work")
@@ -52,43 +46,49 @@ def test_a_guest_that_cannot_be_built_leaves_its_reason(
         snapshot.wait_saved(tmp_path / "b", 30.0)
 
 
-def test_a_kernel_whose_saved_guest_the_vm_cannot_resume_is_not_booted(
+def test_a_6_12_guest_booted_from_its_bzimage_is_not_saved(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """On 6.12 the saver declines (the VM boots its own guest), and says why; the VM's run on
-    the same kernel does not wait for a saved guest."""
-    monkeypatch.setattr(booted, "default_kernel_release", lambda: "6.12.118+deb12-amd64")
-    monkeypatch.setattr(booted, "build_initramfs", lambda *a, **k: pytest.fail("booted"))
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    declined = booted.save_booted(saved, list(HELPERS), tmp_path / "work")
-    assert declined == booted.NotResumable(snapshot.NESTED_RESUME_FAILS["6.12"])
-    assert not list(saved.iterdir())
-    assert cli.main(["--save-booted", str(saved)]) == 0
-    out = capsys.readouterr().out
-    assert out == f"guest e2e: no guest saved (the VM boots its own): {declined.reason}\n"
-    monkeypatch.setenv(ENV_SAVED_GUEST, str(saved))
-    assert saved_guest_from_env("6.12.118+deb12-amd64") is None
-    assert "booting the guest here, not resuming one: Debian's 6.12" in capsys.readouterr().err
-    assert saved_guest_from_env("6.1.0-57-amd64") == saved
-    monkeypatch.delenv(ENV_SAVED_GUEST)
-    assert saved_guest_from_env("6.1.0-57-amd64") is None
+    """Measured: such a guest double-faults when the VM resumes it; by PVH (its zstd kernel
+    decompressed) it resumes. The saver says so and what to install, and the VM's run fails
+    with that reason instead of a guest's oops."""
+    release = "6.12.118+deb12-amd64"
+    bzimage = tmp_path / f"vmlinuz-{release}"
+
+    def built(steps: object, out: Path, rel: str, kernel_dir: Path) -> Initramfs:
+        assert rel == release and kernel_dir.parent == tmp_path
+        return Initramfs(out, kernel, (), ())
+
+    monkeypatch.setattr(booted, "default_kernel_release", lambda: release)
+    monkeypatch.setattr(booted, "kernel_image", lambda rel: bzimage)
+    monkeypatch.setattr(booted, "build_initramfs", built)
+    monkeypatch.setattr(booted, "start_qemu", lambda *a: pytest.fail("booted anyway"))
+    kernel = bzimage  # no PVH ELF: refused
+    with pytest.raises(E2EError, match="install zstandard"):
+        booted.save_booted(tmp_path / "saved", list(HELPERS), tmp_path / "work")
+    reason = (tmp_path / "saved" / snapshot.ERROR).read_text()
+    assert reason == f"E2EError: {snapshot.BZIMAGE_RESUME_FAILS['6.12']}"
+    kernel = tmp_path / "saved" / "k.pvh.elf"  # by PVH: booted (here: the fake QEMU refuses)
+    with pytest.raises(pytest.fail.Exception, match="booted anyway"):
+        booted.save_booted(tmp_path / "saved2", list(HELPERS), tmp_path / "work")
+    monkeypatch.setattr(booted, "default_kernel_release", lambda: "6.1.0-57-amd64")
+    monkeypatch.setattr(booted, "build_initramfs", lambda *a, **k: Initramfs(a[1], bzimage, (), ()))
+    with pytest.raises(pytest.fail.Exception, match="booted anyway"):  # 6.1's bzImage resumes
+        booted.save_booted(tmp_path / "saved3", list(HELPERS), tmp_path / "work")
 
 
 @pytest.mark.parametrize(
-    ("release", "resumable"),
-    [("6.1.0-57-amd64", True), ("6.12.118+deb12-amd64", False), ("6.12.107+deb12-amd64", False),
-     ("6.13.1", True), ("6.1.170", True)],
+    ("release", "refused"),
+    [("6.1.0-57-amd64", False), ("6.12.118+deb12-amd64", True), ("6.12.107+deb12-amd64", True),
+     ("6.13.1", False)],
 )  # fmt: skip
-def test_which_kernels_saved_guests_resume_in_the_vm(release: str, resumable: bool) -> None:
-    assert (snapshot.not_resumable(release) is None) == resumable
+def test_which_kernels_bzimage_guests_are_not_saved(release: str, refused: bool) -> None:
+    assert (snapshot.bzimage_resume_fails(release) is not None) == refused
 
 
 def test_the_saved_guest_resumes_on_an_initramfs_built_again(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # here both QEMUs run on the host, where a guest of every kernel resumes (6.12's too)
-    monkeypatch.setattr(snapshot, "NESTED_RESUME_FAILS", {})
     release = _release_or_skip()
     if shutil.which("qemu-system-x86_64") is None:
         unavailable("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
