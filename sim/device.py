@@ -380,14 +380,14 @@ class LogicalUnit:
         write, ProfileMismatch for a snapshot of an LU with another profile (a snapshot from
         before profiles existed is an ``spc5`` LU's)."""
         with reading_state("LU snapshot"):
-            saved = str_field(snapshot, "profile", "", profiles.DEFAULT_PROFILE)
+            saved = str_field(snapshot, "profile", profiles.DEFAULT_PROFILE)
             pr = PersistentReservations.from_dict(snapshot["pr"])
             ua = UnitAttentions.from_dict(snapshot["ua"])
             holder = snapshot.get("spc2_holder")
             spc2_holder = None if holder is None else nexus_from_dict(holder)
             # not bool(): a hand-edited "no" would read as true
-            powered = bool_field(snapshot, "powered", "", True)
-            reservation_lost = bool_field(snapshot, "reservation_lost", "", False)
+            powered = bool_field(snapshot, "powered", True)
+            reservation_lost = bool_field(snapshot, "reservation_lost", False)
             nexuses = {nexus_from_dict(n) for n in snapshot.get("nexuses", ())}
         if saved != self.profile.name:
             raise ProfileMismatch(saved, self.profile.name)

@@ -71,9 +71,11 @@ def field_path(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
 
-def field_value(d: object, name: str, where: str, default: Any = _MISSING) -> Any:
+def field_value(d: object, name: str, default: Any = _MISSING, *, where: str = "") -> Any:
     """``d[name]`` unchecked (``default`` if absent and one is given): the one place a missing
-    field or a non-object becomes an error naming it, for the typed readers below."""
+    field or a non-object becomes an error naming it, for the typed readers below. ``where``:
+    the path of ``d`` in what is read (keyword-only, empty at its top: no reader passes an
+    argument whose every value names the same place)."""
     if not isinstance(d, dict):
         raise StateFormatError(f"{where or 'the state'}: {d!r} is not an object", where or None)
     if name in d:
@@ -92,41 +94,43 @@ def checked_int(value: object, field: str, valid: range) -> int:
     return value
 
 
-def int_field(d: object, name: str, where: str, valid: range, default: int | None = None) -> int:
+def int_field(
+    d: object, name: str, valid: range, default: int | None = None, *, where: str = ""
+) -> int:
     """The int ``d[name]`` in ``valid`` (``default`` if absent and one is given)."""
-    value = field_value(d, name, where, _MISSING if default is None else default)
+    value = field_value(d, name, _MISSING if default is None else default, where=where)
     return checked_int(value, field_path(where, name), valid)
 
 
-def enum_field(d: object, name: str, where: str, kind: type[E]) -> E:
+def enum_field(d: object, name: str, kind: type[E], *, where: str = "") -> E:
     """The member of ``kind`` whose value the int ``d[name]`` is."""
-    value = field_value(d, name, where)
+    value = field_value(d, name, where=where)
     if type(value) is int and value in kind._value2member_map_:
         return kind(value)
     field = field_path(where, name)
     raise StateFormatError(f"{field}: {value!r} is not a {kind.__name__} value", field)
 
 
-def bool_field(d: object, name: str, where: str, default: bool) -> bool:
+def bool_field(d: object, name: str, default: bool, *, where: str = "") -> bool:
     """The bool ``d[name]`` (``bool()`` would take any number or string as true)."""
-    value = field_value(d, name, where, default)
+    value = field_value(d, name, default, where=where)
     if type(value) is not bool:
         field = field_path(where, name)
         raise StateFormatError(f"{field}: {value!r} is not true or false", field)
     return value
 
 
-def str_field(d: object, name: str, where: str, default: Any = _MISSING) -> str:
+def str_field(d: object, name: str, default: Any = _MISSING, *, where: str = "") -> str:
     """The string ``d[name]`` (``default`` if absent and one is given)."""
-    value = field_value(d, name, where, default)
+    value = field_value(d, name, default, where=where)
     if not isinstance(value, str):
         _not_a_string(value, field_path(where, name))
     return value
 
 
-def optional_str_field(d: object, name: str, where: str) -> str | None:
+def optional_str_field(d: object, name: str, *, where: str = "") -> str | None:
     """The string ``d[name]``, or None where it is null or absent."""
-    value = field_value(d, name, where, None)
+    value = field_value(d, name, None, where=where)
     if value is not None and not isinstance(value, str):
         _not_a_string(value, field_path(where, name))
     return value
@@ -326,30 +330,30 @@ class PersistentReservations:
         """Inverse of ``to_dict``; StateFormatError for anything it did not write."""
         with reading_state("PR state"):
             regs = Registrations()
-            for i, r in enumerate(field_value(d, "registrations", "", [])):
+            for i, r in enumerate(field_value(d, "registrations", [])):
                 where = f"registrations[{i}]"
                 regs.add(
                     Registration(
                         nexus_from_dict(r, where),
-                        int_field(r, "key", where, KEY_RANGE),
-                        bool_field(r, "all_tg_pt", where, False),
-                        int_field(r, "lio_scope", where, SCOPE_RANGE, LU_SCOPE),
+                        int_field(r, "key", KEY_RANGE, where=where),
+                        bool_field(r, "all_tg_pt", False, where=where),
+                        int_field(r, "lio_scope", SCOPE_RANGE, LU_SCOPE, where=where),
                     )
                 )
-            res = field_value(d, "reservation", "", None)
+            res = field_value(d, "reservation", None)
             reservation = None
             if res is not None:
-                holder = field_value(res, "holder", "reservation")
+                holder = field_value(res, "holder", where="reservation")
                 reservation = Reservation(
                     None if holder is None else nexus_from_dict(holder, "reservation.holder"),
-                    enum_field(res, "type", "reservation", ReservationType),
-                    int_field(res, "scope", "reservation", SCOPE_RANGE),
+                    enum_field(res, "type", ReservationType, where="reservation"),
+                    int_field(res, "scope", SCOPE_RANGE, where="reservation"),
                 )
             return cls(
-                int_field(d, "generation", "", GENERATION_RANGE, 0),
+                int_field(d, "generation", GENERATION_RANGE, 0),
                 regs,
                 reservation,
-                bool_field(d, "aptpl", "", False),
+                bool_field(d, "aptpl", False),
             )
 
 
@@ -368,8 +372,8 @@ def nexus_from_dict(d: dict[str, Any], where: str = "") -> ITNexus:
     so an error names the field (``registrations[0].name``)."""
     with reading_state("I_T nexus"):
         tid = TransportId(
-            enum_field(d, "protocol", where, ProtocolIdentifier),
-            str_field(d, "name", where),
-            optional_str_field(d, "isid", where),
+            enum_field(d, "protocol", ProtocolIdentifier, where=where),
+            str_field(d, "name", where=where),
+            optional_str_field(d, "isid", where=where),
         )
-        return ITNexus(tid, int_field(d, "target_port", where, TARGET_PORT_RANGE))
+        return ITNexus(tid, int_field(d, "target_port", TARGET_PORT_RANGE, where=where))

@@ -95,18 +95,18 @@ class UnitAttentions:
         """Inverse of ``to_dict``; StateFormatError for anything it did not write."""
         ua = cls()
         with reading_state("unit attention state"):
-            ua._epoch = int_field(d, "epoch", "", EPOCH_RANGE, 0)
-            code = field_value(d, "epoch_code", "", None)
+            ua._epoch = int_field(d, "epoch", EPOCH_RANGE, 0)
+            code = field_value(d, "epoch_code", None)
             ua._epoch_code = None if code is None else _sense(code, "epoch_code")
             ua._seen_epoch = {
                 nexus_from_dict(n, f"seen[{i}][0]"): checked_int(e, f"seen[{i}][1]", EPOCH_RANGE)
-                for i, (n, e) in enumerate(field_value(d, "seen", "", []))
+                for i, (n, e) in enumerate(field_value(d, "seen", []))
             }
             ua._queues = {
                 nexus_from_dict(n, f"queues[{i}][0]"): deque(
                     _sense(c, f"queues[{i}][1][{j}]") for j, c in enumerate(codes)
                 )
-                for i, (n, codes) in enumerate(field_value(d, "queues", "", []))
+                for i, (n, codes) in enumerate(field_value(d, "queues", []))
             }
         return ua
 

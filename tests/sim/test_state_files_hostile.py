@@ -41,6 +41,7 @@ from scsi_pr.sim.state import (
 )
 from scsi_pr.sim.store import MemoryAptplStore
 from scsi_pr.sim.transportid import TransportId
+from scsi_pr.sim.unit_attention import UnitAttentions
 
 INF, NAN = float("inf"), float("nan")
 I1 = ITNexus(TransportId.iscsi("iqn.2024-01.test:one", 0x23D000000001), 1)
@@ -279,10 +280,10 @@ def test_the_lus_own_fields_are_checked_too(name: str, value: object) -> None:
 @pytest.mark.parametrize(
     "read",
     [
-        lambda d, where: bool_field(d, "all_tg_pt", where, False),
-        lambda d, where: int_field(d, "key", where, KEY_RANGE),
-        lambda d, where: str_field(d, "name", where),
-        lambda d, where: optional_str_field(d, "isid", where),
+        lambda d, where: bool_field(d, "all_tg_pt", False, where=where),
+        lambda d, where: int_field(d, "key", KEY_RANGE, where=where),
+        lambda d, where: str_field(d, "name", where=where),
+        lambda d, where: optional_str_field(d, "isid", where=where),
     ],
     ids=["bool", "int", "str", "optional str"],
 )
@@ -298,3 +299,99 @@ def test_each_reader_names_where_a_value_that_is_no_object_was(
     with pytest.raises(StateFormatError) as caught:
         read([], "")
     assert caught.value.field is None and str(caught.value) == "the state: [] is not an object"
+
+
+# -- the exact errors: a person reads them to mend the file -----------------------------------
+SAS_NEXUS = {"protocol": 6, "name": "naa.5000c50000000002", "isid": None, "target_port": 2}
+
+
+PR, NEXUS = "PR state", "I_T nexus"
+
+
+@pytest.mark.parametrize(
+    ("state", "field", "what", "message"),
+    [
+        ([], None, PR, "the state: [] is not an object"),
+        ({"registrations": [{}]}, "registrations[0].protocol", NEXUS, "[0].protocol: missing"),
+        ({"registrations": [SAS_NEXUS]}, "registrations[0].key", PR, "[0].key: missing"),
+        (
+            {"registrations": [{**SAS_NEXUS, "key": -1}]},
+            "registrations[0].key",
+            PR,
+            "[0].key: -1 is not an integer in 0..18446744073709551615",
+        ),
+        (
+            {"registrations": [{**SAS_NEXUS, "name": 5, "key": 1}]},
+            "registrations[0].name",
+            NEXUS,
+            "[0].name: 5 is not a string",
+        ),
+        (
+            {"registrations": [{**SAS_NEXUS, "isid": 5, "key": 1}]},
+            "registrations[0].isid",
+            NEXUS,
+            "[0].isid: 5 is not a string",
+        ),
+        ({"reservation": {}}, "reservation.holder", PR, "reservation.holder: missing"),
+        (
+            {"generation": 1 << 32},
+            "generation",
+            PR,
+            "generation: 4294967296 is not an integer in 0..4294967295",
+        ),
+    ],
+)
+def test_each_pr_state_error_names_its_field_exactly(
+    state: object, field: str | None, what: str, message: str
+) -> None:
+    """A required key that is absent is "missing" (not "None is not an integer"); a bound is
+    the field's last valid value; ``what`` is the innermost part being read."""
+    with pytest.raises(StateFormatError) as caught:
+        PersistentReservations.from_dict(state)  # type: ignore[arg-type]
+    assert caught.value.field == field
+    assert caught.value.what == what
+    text = f"malformed {what}: " + ("registrations" if message.startswith("[") else "") + message
+    assert str(caught.value) == text
+
+
+def test_an_aptpl_image_error_keeps_its_field_and_part() -> None:
+    lu = LogicalUnit()
+    lu.store = MemoryAptplStore({"aptpl": True, "generation": -1})
+    lu.power_loss()
+    with pytest.raises(StateFormatError) as caught:
+        lu.power_on()
+    assert (caught.value.field, caught.value.what) == ("generation", "PR state")
+    assert str(caught.value).startswith("APTPL image: malformed PR state: generation: -1 ")
+
+
+@pytest.mark.parametrize(
+    ("ua", "field", "message"),
+    [
+        ({"epoch_code": "ab"}, "epoch_code", "epoch_code: 'ab' is not a unit attention condition"),
+        ({"epoch_code": [41, 1, 0]}, "epoch_code", "is not a unit attention condition"),
+        ({"epoch_code": [255, 255]}, "epoch_code", "epoch_code: [255, 255] is not a unit"),
+        (
+            {"queues": [[{**SAS_NEXUS, "name": 5}, []]]},
+            "queues[0][0].name",
+            "queues[0][0].name: 5 is not a string",
+        ),
+        (
+            {"queues": [[SAS_NEXUS, [[41, 1], "ab"]]]},
+            "queues[0][1][1]",
+            "queues[0][1][1]: 'ab' is not a unit attention condition",
+        ),
+        (
+            {"seen": [[{**SAS_NEXUS, "target_port": 0}, 1]]},
+            "seen[0][0].target_port",
+            "seen[0][0].target_port: 0 is not an integer in 1..65535",
+        ),
+    ],
+)
+def test_each_unit_attention_state_error_names_its_field(
+    ua: dict[str, Any], field: str, message: str
+) -> None:
+    """A two-character string is no [ASC, ASCQ] pair (it has a length of 2, as a pair has)."""
+    with pytest.raises(StateFormatError) as caught:
+        UnitAttentions.from_dict(ua)
+    assert caught.value.field == field
+    assert message in str(caught.value), caught.value
