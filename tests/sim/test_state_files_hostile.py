@@ -32,9 +32,11 @@ from scsi_pr.sim.device import LogicalUnit
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.state import (
     KEY_RANGE,
+    SCOPE_RANGE,
     PersistentReservations,
     StateFormatError,
     bool_field,
+    enum_field,
     int_field,
     optional_str_field,
     str_field,
@@ -395,3 +397,21 @@ def test_each_unit_attention_state_error_names_its_field(
         UnitAttentions.from_dict(ua)
     assert caught.value.field == field
     assert message in str(caught.value), caught.value
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda d: enum_field(d, "type", ReservationType),
+        lambda d: optional_str_field(d, "type"),
+        lambda d: str_field(d, "type"),
+        lambda d: bool_field(d, "type", False),
+        lambda d: int_field(d, "type", SCOPE_RANGE),
+    ],
+    ids=["enum", "optional str", "str", "bool", "int"],
+)
+def test_a_field_at_the_top_names_itself_alone(read: Callable[[object], object]) -> None:
+    """Without ``where`` a reader is at the top of what is read: the field is its bare name."""
+    with pytest.raises(StateFormatError) as caught:
+        read({"type": 1.5})
+    assert caught.value.field == "type" and str(caught.value).startswith("type: 1.5 is not ")
