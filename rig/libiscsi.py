@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scsi_pr.rig.errors import RigError
-from scsi_pr.rig.processes import free_port, log_tail, start_target, stop
+from scsi_pr.rig.processes import exit_on_sigterm, free_port, log_tail, start_target, stop
 from scsi_pr.rig.watchdog import heartbeat, run_watched, wait_for_result
 
 ISCSI_TEST_CU = Path("/usr/bin/iscsi-test-cu")
@@ -180,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--quiet-limit", type=float, default=120.0,
                    help="seconds without a test ending that make the run hung")  # fmt: skip
     args = p.parse_args(argv)
+    exit_on_sigterm()  # scripts/vm-tier's SIGTERM stops iscsi-test-cu and the target too
     return record(args.directory, args.quiet_limit)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from scsi_pr import CHECKOUT
-from scsi_pr.rig import hypothesis_cache, vm_kernel
+from scsi_pr.rig import hypothesis_cache, processes, vm_kernel
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.processes import lower_priority
 from scsi_pr.rig.progress import Tracker
@@ -339,10 +339,6 @@ def _boot_watched(
     return run.rc
 
 
-def _terminated(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="scsi-pr vm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -397,7 +393,7 @@ def main(argv: list[str]) -> int:
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         # scripts/vm-tier stops a VM it booted beside another with SIGTERM; as an exception it
         # takes the `finally` that kills the VM's process group (the default would leave QEMU).
-        signal.signal(signal.SIGTERM, _terminated)
+        processes.exit_on_sigterm()
         return run(
             cmd,
             kernel=args.kernel,

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from scsi_pr.rig import processes
 from scsi_pr.rig.errors import RigError
 from scsi_pr.rig.guest_e2e import __doc__ as OVERVIEW
 from scsi_pr.rig.guest_e2e.booted import save_booted
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     helpers = args.helper or list(HELPERS)
     if args.save_booted:
+        processes.exit_on_sigterm()  # scripts/vm-tier's SIGTERM stops the booting QEMU too
         try:
             state = save_booted(args.save_booted, helpers, args.workdir)
         except RigError as e:

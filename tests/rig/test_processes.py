@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,73 @@ def test_a_target_refusing_its_options_is_reported_with_its_log(tmp_path: Path) 
     with pytest.raises(NotListening, match=said):
         start_target(("127.0.0.1", free_port()), "iqn.2024-01.org.scsi-pr:t",
                      tmp_path / "state", "1M", log, 30, extra=("--no-such",))  # fmt: skip
+
+
+# -- SIGTERM and what a process started in groups of their own ---------------------------------
+_WATCHING_CHILD = """
+import sys
+from scsi_pr.rig.processes import exit_on_sigterm
+from scsi_pr.rig.watchdog import run_watched
+if sys.argv[2] == "handled":
+    exit_on_sigterm()
+run_watched(["sh", "-c", "echo $$ > " + sys.argv[1] + "; exec sleep 600"], quiet_limit=600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+@pytest.mark.parametrize("handled", [True, False], ids=["exit_on_sigterm", "default"])
+def test_sigterm_stops_what_a_watched_run_started_only_when_handled(
+    tmp_path: Path, handled: bool
+) -> None:
+    """``run_watched`` puts its command in a session of its own; Python's default SIGTERM ends
+    the watcher at once and leaves it running (how an ``iscsi-test-cu`` outlived its recorder
+    by 80 minutes). With ``exit_on_sigterm`` the watcher's ``finally`` kills the group."""
+    pidfile = tmp_path / "pid"
+    argv = [sys.executable, "-c", _WATCHING_CHILD, str(pidfile), "handled" if handled else "no"]
+    child = subprocess.Popen(argv)
+    inner = -1
+    try:
+        while not (pidfile.exists() and pidfile.read_text().strip()):  # the child's start
+            assert child.poll() is None, "the watcher ended before its command started"
+            time.sleep(0.05)
+        inner = int(pidfile.read_text())
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == (143 if handled else -signal.SIGTERM)
+        # the watcher's ``finally`` killed and reaped the group before it exited
+        assert _alive(inner) is not handled
+    finally:
+        child.kill()
+        if inner > 0 and _alive(inner):
+            os.kill(inner, signal.SIGKILL)
+
+
+def test_the_recorders_stop_their_work_on_sigterm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m scsi_pr.rig.libiscsi record`` and ``guest_e2e --save-booted``, which
+    ``scripts/vm-tier`` stops with SIGTERM, turn it into SystemExit before they start work."""
+    from scsi_pr.rig import libiscsi
+    from scsi_pr.rig.guest_e2e import cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        seen: list[object] = []
+        monkeypatch.setattr(libiscsi, "record", lambda *a: seen.append(signal.getsignal(15)) or 0)
+        assert libiscsi.main(["record", str(tmp_path)]) == 0
+        signal.signal(signal.SIGTERM, before)
+        monkeypatch.setattr(cli, "save_booted", lambda *a: seen.append(signal.getsignal(15)) or 0)
+        assert cli.main(["--save-booted", str(tmp_path)]) == 0
+        assert seen and all(h is not before and callable(h) for h in seen), seen
+        with pytest.raises(SystemExit) as caught:
+            seen[0](signal.SIGTERM, None)  # type: ignore[operator]
+        assert caught.value.code == 143
+    finally:
+        signal.signal(signal.SIGTERM, before)
