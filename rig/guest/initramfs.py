@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +65,7 @@ def module_load_order(modules_dep: str, wanted: Iterable[str], builtin: str = ""
 
     for name in wanted:
         path = by_name.get(_module_name(name))
-        if path is None and _module_name(name) in built_in:
+        if path is None and _module_name(name) in built_in:  # nothing to load
             continue
         if path is None:
             raise GuestBuildError(f"module {name!r} not found in modules.dep or modules.builtin")
@@ -73,33 +73,29 @@ def module_load_order(modules_dep: str, wanted: Iterable[str], builtin: str = ""
     return order
 
 
-#: how a kernel module file may be compressed: busybox ``insmod`` loads only a plain ``.ko``,
-#: so the archive holds each module decompressed (Debian's 6.1 ships plain modules, 6.12 xz)
-_DECOMPRESS: dict[str, Callable[[bytes], bytes | None]] = {
-    ".ko": lambda data: data,
-    ".xz": vmlinux.decompress,
-    ".gz": vmlinux.decompress,
-    ".zst": vmlinux.decompress,
-}
+#: how a kernel module file may be compressed (``vmlinux.decompress`` tells them by their magic):
+#: busybox ``insmod`` loads only a plain ``.ko``, so the archive holds each module decompressed
+#: (Debian's 6.1 ships plain modules, 6.12 xz)
+COMPRESSED_MODULE_SUFFIXES = (".xz", ".gz", ".zst")
 
 
 def module_bytes(path: Path) -> bytes:
     """The plain ELF object of the module file ``path``, decompressed if it is compressed."""
-    decompress = _DECOMPRESS.get(path.suffix)
-    if decompress is None:
+    raw = path.read_bytes() if path.suffix in (".ko", *COMPRESSED_MODULE_SUFFIXES) else None
+    if raw is None:
         raise GuestBuildError(f"{path}: a module compressed as {path.suffix!r} cannot be read")
-    data = decompress(path.read_bytes())
+    data = raw if path.suffix == ".ko" else vmlinux.decompress(raw)
     if data is None:
         raise GuestBuildError(f"{path}: not a readable module (a damaged or cut stream, or zstd "
                               "without the zstandard package: pip install -e '.[vm]')")  # fmt: skip
-    if not data.startswith(b"\x7fELF"):
+    if not data.startswith(vmlinux.ELF_MAGIC):
         raise GuestBuildError(f"{path}: not a kernel module (no ELF header)")
     return data
 
 
 def _module_name(path: str) -> str:
     stem = path.rsplit("/", 1)[-1]
-    stem = re.sub(r"\.ko(\.(xz|gz|zst))?$", "", stem)
+    stem = re.sub(r"\.ko(\.(xz|gz|zst))?$", "", stem)  # COMPRESSED_MODULE_SUFFIXES
     return stem.replace("-", "_")
 
 
