@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from scsi_pr.helper.executable import helper_executable
 from scsi_pr.helper.sim_cli import main as sim_main
@@ -101,9 +102,10 @@ async def _clients(path: str, image: str, count: int, seconds: float) -> tuple[i
     return sum(counts), latencies
 
 
-def _worker(args: tuple[str, str, int, float]) -> int:
+def _worker(args: tuple[str, str, int, float]) -> tuple[int, float]:
     """``count`` connections driven by one epoll loop: the cheapest Python client we can
-    write, so that the helper, not the load generator, is what gets measured."""
+    write, so that the helper, not the load generator, is what gets measured. (Requests
+    answered, this process's CPU seconds while it sent them.)"""
     path, image, count, seconds = args
     fd = os.open(image, os.O_RDWR)
     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))]
@@ -120,6 +122,7 @@ def _worker(args: tuple[str, str, int, float]) -> int:
         pending[s] = bytearray()
         sel.register(s, selectors.EVENT_READ)
     done = 0
+    cpu = time.process_time()
     until = time.monotonic() + seconds
     while time.monotonic() < until:
         for key, _ in sel.select(0.5):
@@ -137,69 +140,97 @@ def _worker(args: tuple[str, str, int, float]) -> int:
             del buf[: 104 + sz]
             done += 1
             s.sendmsg([READ_KEYS], anc)
+    cpu = time.process_time() - cpu
     for s in pending:
         s.close()
     os.close(fd)
-    return done
+    return done, cpu
 
 
-def throughput(path: str, image: str, clients: int, cpus: set[int] | None = None) -> float:
-    """Requests/s over DURATION; 64 connections are spread over up to 4 client processes;
-    ``cpus``: the client processes run there."""
+def throughput(
+    path: str, image: str, clients: int, cpus: set[int] | None = None
+) -> tuple[float, float]:
+    """(requests/s over DURATION, the load generator's CPU seconds); 64 connections are
+    spread over up to 4 client processes; ``cpus``: the client processes run there."""
     procs = 1 if clients == 1 else min(clients, 4)
     shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     if procs == 1 and cpus is None:
-        return _worker((path, image, clients, DURATION)) / DURATION
+        done, cpu = _worker((path, image, clients, DURATION))
+        return done / DURATION, cpu
     init = None if cpus is None else os.sched_setaffinity
     with multiprocessing.get_context("fork").Pool(procs, init, (0, cpus)) as pool:
-        return sum(pool.map(_worker, [(path, image, n, DURATION) for n in shares])) / DURATION
+        results = pool.map(_worker, [(path, image, n, DURATION) for n in shares])
+    return sum(done for done, _ in results) / DURATION, sum(cpu for _, cpu in results)
+
+
+class Sample(NamedTuple):
+    """One measurement: requests/s, and the CPU seconds one request cost the helper and the
+    load generator (each process's own clock, so neither is charged the other's work)."""
+
+    rate: float
+    helper: float
+    load: float
+
+
+def ceiling(sample: Sample, helper_cpus: int, cores: int) -> float:
+    """The most requests/s this machine can give at the sample's costs: the helper's CPUs
+    bound its share (``--cpus auto``: one), and every request costs the helper's and the
+    load generator's CPU out of ``cores``. Issue 14's 64-client aim is measured against
+    this: no helper change that leaves both costs reaches past it."""
+    return min(helper_cpus / sample.helper, cores / (sample.helper + sample.load))
 
 
 def _measure(
     proc: subprocess.Popen[bytes], sock: Path, image: Path, clients: int, cpus: set[int] | None
-) -> tuple[float, float]:
-    """(requests/s, helper CPU seconds per request)."""
+) -> Sample:
     before = guest_cpu.usage(proc.pid).own
-    rate = throughput(str(sock), str(image), clients, cpus)
-    return rate, (guest_cpu.usage(proc.pid).own - before) / (rate * DURATION)
+    rate, load = throughput(str(sock), str(image), clients, cpus)
+    requests = rate * DURATION
+    return Sample(rate, (guest_cpu.usage(proc.pid).own - before) / requests, load / requests)
 
 
-def _line(label: str, rate: float, per_request: float) -> str:
+def _line(label: str, sample: Sample, helper_cpus: int) -> str:
+    cores = os.cpu_count() or 1
     return (
-        f"helper: {rate:,.0f} requests/s {label}; helper CPU {per_request * 1e6:.0f} us/request "
-        f"(= {1 / per_request:,.0f} requests/s per core; {os.cpu_count()} cores shared with "
-        "the clients)"
+        f"helper: {sample.rate:,.0f} requests/s {label}; CPU per request: helper "
+        f"{sample.helper * 1e6:.0f} us, load generator {sample.load * 1e6:.0f} us; ceiling "
+        f"at these costs {ceiling(sample, helper_cpus, cores):,.0f} requests/s (the helper on "
+        f"{helper_cpus} of {cores} cores, shared with the load generator)"
     )
+
+
+def _median(samples: list[Sample]) -> Sample:
+    return Sample(*(statistics.median(field) for field in zip(*samples, strict=True)))
 
 
 def cpu_choices(root: Path, image: Path) -> None:
     """Each --cpus choice with 1 and 64 clients, ROUNDS alternating rounds (medians)."""
     sock = root / "helper.sock"
-    runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
-    on_its_cpu: list[tuple[float, float]] = []
+    runs: dict[tuple[str, int], list[Sample]] = {}
+    helper_cpus: dict[str, set[int]] = {}
+    on_its_cpu: list[Sample] = []
     for _ in range(ROUNDS):
         for choice in CPU_CHOICES:
             proc = start_helper(sock, "--cpus", choice)
             try:
+                helper_cpus[choice] = os.sched_getaffinity(proc.pid)
                 for clients in (1, 64):
                     runs.setdefault((choice, clients), []).append(
                         _measure(proc, sock, image, clients, None)
                     )
                 if choice == "auto":  # the one client beside it, on the helper's CPU
-                    helper_cpus = os.sched_getaffinity(proc.pid)
-                    on_its_cpu.append(_measure(proc, sock, image, 1, helper_cpus))
+                    on_its_cpu.append(_measure(proc, sock, image, 1, helper_cpus[choice]))
             finally:
                 proc.terminate()
                 proc.wait()
     rates: dict[tuple[str, int], float] = {}
     for (choice, clients), samples in runs.items():
-        rate = statistics.median(r for r, _ in samples)
-        rates[choice, clients] = rate
-        per_request = statistics.median(c for _, c in samples)
-        print(_line(f"with {clients} concurrent client(s), --cpus {choice}", rate, per_request))
-    rate = statistics.median(r for r, _ in on_its_cpu)
-    per_request = statistics.median(c for _, c in on_its_cpu)
-    print(_line("with 1 client on the helper's CPU, --cpus auto", rate, per_request))
+        sample = _median(samples)
+        rates[choice, clients] = sample.rate
+        label = f"with {clients} concurrent client(s), --cpus {choice}"
+        print(_line(label, sample, len(helper_cpus[choice])))
+    label = "with 1 client on the helper's CPU, --cpus auto"
+    print(_line(label, _median(on_its_cpu), len(helper_cpus["auto"])))
     for clients in (1, 64):
         ratio = rates["auto", clients] / rates["all", clients]
         print(f"helper: --cpus auto / --cpus all, {clients} client(s): {ratio:.2f}")
