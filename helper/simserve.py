@@ -210,13 +210,13 @@ class SharedLUs:
 
         def hook(nexus: ITNexus, cdb: bytes) -> Stall | None:
             try:
-                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(name, os.O_RDONLY)  # close-on-exec: Python's fds are (PEP 446)
             except OSError:
                 return None  # no fault file: no fault
             try:
                 doc = json.loads(os.read(fd, FAULT_FILE_MAX))
-                stall = float(doc.get("stall", 0))
-            except (OSError, ValueError, AttributeError, TypeError):
+                stall = float(doc["stall"])
+            except (OSError, ValueError, KeyError, TypeError):
                 return None  # one ``set_stall`` did not write: no fault
             finally:
                 os.close(fd)

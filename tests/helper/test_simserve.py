@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
+import json
 import multiprocessing
 import os
 import threading
@@ -19,14 +20,24 @@ import pytest
 
 from scsi_pr.helper.executors.sim import SimExecutor
 from scsi_pr.helper.lu_identity import identify_path
-from scsi_pr.helper.simserve import LuBusy, LuFiles, SharedLUs, no_waiting
+from scsi_pr.helper.lu_state_file import StateFileError
+from scsi_pr.helper.simserve import (
+    FileMedium,
+    LuBusy,
+    LuFiles,
+    LuProfileMismatch,
+    SharedLUs,
+    no_waiting,
+)
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.cdb import (
     persistent_reserve_in,
     persistent_reserve_out,
     pr_out_parameters,
 )
+from scsi_pr.sim.constants import PersistentReserveOutAction as SA
 from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.faults import Stall
 from scsi_pr.sim.nexus import ITNexus
 
 ROUNDS = 25
@@ -207,3 +218,160 @@ def test_no_waiting_refuses_a_held_lu_before_running_anything(tmp_path: Path) ->
     with no_waiting():
         lus.run_on_file(image, lambda lu: ran.append("free"))
     assert ran == ["w", "free"]
+
+
+# -- the LU a SharedLUs builds: geometry, profile, medium, faults ---------------------------------
+I1 = ITNexus.named("naa.5001405000000001")
+
+
+def _image(tmp_path: Path, size: int, name: str = "lu.img") -> Path:
+    image = tmp_path / name
+    image.write_bytes(bytes(size))
+    return image
+
+
+@pytest.mark.parametrize(
+    ("size", "blocks"), [(4096, 8), (4096 + 300, 8), (100, 1)], ids=["exact", "tail", "tiny"]
+)
+@pytest.mark.parametrize("state", [True, False], ids=["state-dir", "in-memory"])
+def test_the_lu_is_built_from_the_image_and_the_options(
+    tmp_path: Path, size: int, blocks: int, state: bool
+) -> None:
+    """Whole 512-byte blocks of the image (at least one), the configured ports, profile and the
+    key's serial: what INQUIRY and READ CAPACITY report must match in every process."""
+    image = _image(tmp_path, size)
+    lus = SharedLUs(tmp_path / "state" if state else None, target_ports=3, profile="lio-6.1")
+    lu = lus.run_on_file(image, lambda lu: lu)
+    assert type(lu.blocks) is int and lu.blocks == blocks
+    assert lu.block_size == 512
+    assert lu.target_ports == (1, 2, 3)
+    assert lu.profile.name == "lio-6.1"
+    assert lu.serial == identify_path(image)[0].serial
+    default = SharedLUs(tmp_path / "other" if state else None).run_on_file(image, lambda lu: lu)
+    assert (default.target_ports, default.profile.name) == ((1, 2), "spc5")
+
+
+def test_the_state_dir_is_made_with_its_parents(tmp_path: Path) -> None:
+    """``--state-dir`` may name a directory nobody made yet, however deep."""
+    state = tmp_path / "a" / "b" / "state"
+    SharedLUs(state)
+    assert state.is_dir()
+    SharedLUs(state)  # an existing one is fine
+
+
+def test_without_a_state_dir_there_are_no_files(tmp_path: Path) -> None:
+    key = identify_path(_image(tmp_path, 4096))[0]
+    with pytest.raises(ValueError, match=r"^simulated LUs without a state dir keep no files$"):
+        SharedLUs().files(key)
+
+
+def test_a_profile_less_process_adopts_the_state_files_profile(tmp_path: Path) -> None:
+    """``scsi-pr sim`` (profile None) reads an LU as its helpers wrote it, ``spc5`` if new; a
+    helper running another profile is refused with the file and both profiles named."""
+    image, other = _image(tmp_path, 4096), _image(tmp_path, 4096, "new.img")
+    state = tmp_path / "state"
+    lio = SharedLUs(state, profile="lio-6.12")
+    assert (
+        lio.run_on_file(image, lambda lu: lu.execute(I1, *C.prout(SA.REGISTER, 0, 9))).status == 0
+    )
+    inspect = SharedLUs(state, profile=None)
+    lu = inspect.run_on_file(image, lambda lu: lu)
+    assert lu.profile.name == "lio-6.12"
+    assert [r.key for r in lu.pr.registrations.values()] == [9]
+    assert inspect.run_on_file(other, lambda lu: lu.profile.name) == "spc5"
+    files = lio.files(identify_path(image)[0])
+    with pytest.raises(LuProfileMismatch) as caught:
+        SharedLUs(state).run_on_file(image, lambda lu: lu)
+    assert str(caught.value) == (
+        f"{files.state}: the LU's state was written under profile 'lio-6.12', this LU runs "
+        "'spc5' (every process sharing a state dir must use the same --profile)"
+    )
+
+
+def test_a_state_file_with_a_non_string_profile_is_refused_as_malformed(tmp_path: Path) -> None:
+    """Only a string names a profile; anything else is a damaged file, said as such."""
+    image = _image(tmp_path, 4096)
+    state = tmp_path / "state"
+    lus = SharedLUs(state, profile=None)
+    assert (
+        lus.run_on_file(image, lambda lu: lu.execute(I1, *C.prout(SA.REGISTER, 0, 9))).status == 0
+    )
+    files = lus.files(identify_path(image)[0])
+    doc = json.loads(files.state.read_text())
+    doc["state"]["profile"] = 5
+    files.state.write_text(json.dumps(doc))
+    with pytest.raises(StateFileError) as caught:
+        SharedLUs(state, profile=None).run_on_file(image, lambda lu: lu)
+    assert str(caught.value) == f"{files.state}: malformed LU snapshot: profile: 5 is not a string"
+
+
+def test_a_file_medium_reads_and_writes_the_images_bytes(tmp_path: Path) -> None:
+    """Blocks past the end of the file read as zeros, a partial last block is zero-padded."""
+    image = tmp_path / "lu.img"
+    image.write_bytes(b"\xab" * 700)
+    medium = FileMedium(image)
+    assert (medium.path, medium.block_size) == (str(image), 512)
+    assert medium.read(1, 2) == b"\xab" * 188 + bytes(512 - 188 + 512)
+    medium.write(2, b"\xcd" * 512)
+    assert image.read_bytes() == b"\xab" * 700 + bytes(1024 - 700) + b"\xcd" * 512
+    assert medium.read(0, 1) == b"\xab" * 512
+    assert FileMedium(image, 1024).read(1, 1) == b"\xcd" * 512 + bytes(512)
+
+
+@pytest.mark.parametrize("state", [True, False], ids=["state-dir", "in-memory"])
+def test_read_and_write_through_run_on_file_use_the_image(tmp_path: Path, state: bool) -> None:
+    """Every process sees the same data: WRITE lands in the image file, READ reads it. The
+    medium is kept while the path stays, and follows another path of the same file."""
+    image = _image(tmp_path, 4096)
+    link = tmp_path / "link.img"
+    os.link(image, link)
+    lus = SharedLUs(tmp_path / "state" if state else None)
+    data = bytes(range(256)) * 2
+    wrote = lus.run_on_file(image, lambda lu: lu.execute(I1, C.write_10(3, 1), data))
+    assert wrote.status == 0
+    assert image.read_bytes()[3 * 512 : 4 * 512] == data
+    with open(image, "r+b") as f:
+        f.seek(5 * 512)
+        f.write(b"\x5a" * 512)  # another process writes the image
+    read = lus.run_on_file(image, lambda lu: lu.execute(I1, C.read_10(3, 3)))
+    assert read.data == data + bytes(512) + b"\x5a" * 512
+    medium = lus.run_on_file(image, lambda lu: lu.medium)
+    assert lus.run_on_file(image, lambda lu: lu.medium) is medium
+    assert lus.run_on_file(link, lambda lu: lu.medium.path) == str(link)
+
+
+def test_without_a_state_dir_an_aptpl_registration_survives_a_power_cycle(
+    tmp_path: Path,
+) -> None:
+    """The in-memory LU keeps its APTPL image in its slot's store, as a shared one on disk."""
+    image = _image(tmp_path, 4096)
+    lus = SharedLUs()
+    register = C.prout(SA.REGISTER, 0, 0x42, aptpl=True)
+    assert lus.run_on_file(image, lambda lu: lu.execute(I1, *register)).status == 0
+
+    def power_cycle(lu: LogicalUnit) -> list[int]:
+        lu.power_loss()
+        lu.power_on()
+        return [r.key for r in lu.pr.registrations.values()]
+
+    assert lus.run_on_file(image, power_cycle) == [0x42]
+
+
+def test_a_stall_is_read_from_the_fault_file_per_command(tmp_path: Path) -> None:
+    """Any positive stall, however short, delays; zero, none or a file without one does not."""
+    image = _image(tmp_path, 4096)
+    lus = SharedLUs(tmp_path / "state")
+    key = identify_path(image)[0]
+    hook = lus.run_on_file(image, lambda lu: lu.fault)
+    tur = C.test_unit_ready()
+    assert hook(I1, tur) is None  # no fault file
+    lus.set_stall(key, 0.25)
+    assert hook(I1, tur) == Stall(0.25)
+    lus.set_stall(key, 0)
+    assert hook(I1, tur) is None
+    lus.files(key).fault.write_text("{}")
+    assert hook(I1, tur) is None
+    lus.files(key).fault.write_text('{"stall": "x"}')
+    assert hook(I1, tur) is None
+    lus.files(key).fault.write_text('{"stall": 3}')
+    assert hook(I1, tur) == Stall(3.0)
