@@ -6,7 +6,9 @@ import contextlib
 import io
 import os
 import re
+import socket
 import threading
+from typing import TextIO
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +24,7 @@ from scsi_pr.helper.audit import (
     parse_audit_line,
     quote_value,
     sense_text,
+    status_name,
 )
 from scsi_pr.helper.executors.base import Reply
 
@@ -34,6 +37,7 @@ from scsi_pr.helper.executors.base import Reply
         (["prh_*", "-prh_command"], set(EVENTS) - {"prh_command"}),
         (["-prh_command"], set()),  # a pattern given: the defaults are off
         (["no_such_event"], set()),
+        (["Xprh_command"], set()),  # only a leading "-" is taken off a pattern
     ],
 )
 def test_patterns_select_events_as_qemu_trace_does(patterns: list[str], enabled: set[str]) -> None:
@@ -51,6 +55,27 @@ def test_one_line_per_enabled_event() -> None:
         r'reason="No file descriptor in request." empty=""\n',
         log.getvalue(),
     )
+
+
+def test_from_patterns_writes_to_the_stream_it_is_given() -> None:
+    log = io.StringIO()
+    Audit.from_patterns(["prh_error"], log)("prh_error", error="x")
+    assert parse_audit_line(log.getvalue()).fields == {"error": "x"}
+
+
+def test_a_line_is_stamped_with_the_given_time_in_utc() -> None:
+    assert format_audit_line("prh_error", {}, when=0) == "1970-01-01T00:00:00 prh_error\n"
+    record = parse_audit_line(format_audit_line("prh_error", {"pid": 1}, when=86_399))
+    assert (record.time, record.event) == ("1970-01-01T23:59:59", "prh_error")
+
+
+@pytest.mark.parametrize(
+    ("status", "name"),
+    [(0x00, "GOOD"), (0x02, "CHECK_CONDITION"), (0x08, "BUSY"),
+     (0x18, "RESERVATION_CONFLICT"), (0x28, "TASK_SET_FULL"), (0x04, "0x04"), (0x22, "0x22")],
+)  # fmt: skip
+def test_status_names_and_the_hex_of_any_other(status: int, name: str) -> None:
+    assert status_name(status) == name
 
 
 def test_a_closed_log_is_ignored() -> None:
@@ -108,28 +133,51 @@ def test_bare_and_quoted_values() -> None:
     assert quote_value("") == '""' and quote_value("a b") == '"a b"'
     assert quote_value('a"b') == '"a\\"b"' and quote_value("a\nb") == '"a\\nb"'
     assert quote_value("\x7f") == '"\\x7f"' and quote_value("é") == '"\\xc3\\xa9"'
+    assert quote_value("a\\b") == '"a\\\\b"'  # printable ASCII, but a backslash is escaped
+
+
+def test_a_lone_surrogate_stays_visible_as_its_escape() -> None:
+    """No OS path holds a high surrogate (surrogateescape makes only U+DC80-DCFF), but a value
+    may: it is written as the text ``\\ud800``, not lost and not an encoding error."""
+    assert quote_value("\ud800") == '"\\\\ud800"'
+    assert parse_audit_line(format_audit_line("prh_error", {"d": "a\ud800"})).fields == {
+        "d": "a\\ud800"
+    }
+
+
+LONG = "x" * 100
 
 
 @pytest.mark.parametrize(
-    "line",
+    ("line", "error"),
     [
-        "",
-        "not an audit line",
-        "2026-11-25T14:35:45 prh_command pid",
-        "2026-11-25T14:35:45 prh_command pid=1 ",
-        '2026-11-25T14:35:45 prh_command device="unterminated',
-        '2026-11-25T14:35:45 prh_command device="bad \\q escape"',
-        '2026-11-25T14:35:45 prh_command device="bad \\x4 escape"',
-        '2026-11-25T14:35:45 prh_command device="raw \x1b escape"',
-        "2026-11-25T14:35:45 prh_command device=needs'quoting",
-        "2026-11-25T14:35:45 prh_command pid=1 pid=2",
-        "2026-11-25T14:35:45 prh_command pid=1\nsecond line",
-        "2026-11-25T14:35:45 Prh_command pid=1",
+        ("", "not an audit line: ''"),
+        ("not an audit line", "not an audit line: 'not an audit line'"),
+        (LONG, f"not an audit line: '{LONG[:80]}'"),  # the line's first 80 characters
+        ("2026-11-25T14:35:45 prh_command pid", "bad field at 31: ' pid'"),
+        ("2026-11-25T14:35:45 prh_command pid=1 ", "bad field at 37: ' '"),
+        (f'2026-11-25T14:35:45 prh_command p="{LONG}', f"bad field at 31: ' p=\"{LONG[:36]}'"),
+        ('2026-11-25T14:35:45 prh_command device="unterminated',
+         "bad field at 31: ' device=\"unterminated'"),
+        ('2026-11-25T14:35:45 prh_command device="bad \\q escape"', "bad escape '\\\\q e'"),
+        ('2026-11-25T14:35:45 prh_command device="bad \\x4 escape"', "bad escape '\\\\x4 '"),
+        ('2026-11-25T14:35:45 prh_command device="raw \x1b escape"',
+         "unescaped character '\\x1b' in a quoted value"),
+        ('2026-11-25T14:35:45 prh_command device="raw \x7f delete"',
+         "unescaped character '\\x7f' in a quoted value"),
+        ("2026-11-25T14:35:45 prh_command device=needs'quoting",
+         "value \"needs'quoting\" must be quoted"),
+        ("2026-11-25T14:35:45 prh_command pid=1 pid=2", "field pid repeated"),
+        ("2026-11-25T14:35:45 prh_command pid=1\nsecond line",
+         "not an audit line: '2026-11-25T14:35:45 prh_command pid=1\\nsecond line'"),
+        ("2026-11-25T14:35:45 Prh_command pid=1",
+         "not an audit line: '2026-11-25T14:35:45 Prh_command pid=1'"),
     ],
-)
-def test_parser_refuses_what_audit_never_writes(line: str) -> None:
-    with pytest.raises(AuditFormatError):
+)  # fmt: skip
+def test_parser_refuses_what_audit_never_writes(line: str, error: str) -> None:
+    with pytest.raises(AuditFormatError) as caught:
         parse_audit_line(line)
+    assert str(caught.value) == error
 
 
 def test_keys_outside_the_grammar_are_a_programming_error() -> None:
@@ -191,3 +239,104 @@ def test_a_pipe_nobody_reads_drops_lines_instead_of_stopping_the_helper() -> Non
         os.close(read_end)  # first: a write still blocked on the pipe fails instead
         with contextlib.suppress(OSError):
             stream.close()
+
+
+def _full_pipe() -> tuple[int, TextIO]:
+    """A pipe whose buffer is full, its write end as a text stream, and its read end."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write_end, bytes(1 << 16))
+    return read_end, os.fdopen(write_end, "w", buffering=1)
+
+
+def _drain(read_end: int) -> bytes:
+    data = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(read_end, 1 << 16):
+            data += chunk
+    return data
+
+
+def test_every_line_with_no_room_is_counted_and_reported_once_there_is() -> None:
+    read_end, stream = _full_pipe()
+    try:
+        audit = Audit(stream, frozenset({"prh_error"}))
+        for n in range(3):
+            audit("prh_error", n=n)
+        assert audit.dropped == 3
+        _drain(read_end)
+        audit("prh_error", n=9)
+        lines = [parse_audit_line(line) for line in _drain(read_end).decode().splitlines()]
+        assert [(r.event, r.fields) for r in lines] == [
+            ("prh_dropped", {"lines": "3"}),
+            ("prh_error", {"n": "9"}),
+        ]
+        assert audit.dropped == 0
+    finally:
+        os.close(read_end)
+        with contextlib.suppress(OSError):
+            stream.close()
+
+
+def test_a_new_stream_is_judged_by_its_own_room() -> None:
+    """The poll object is kept per stream: after the stream changes, a full pipe that was the
+    old stream must not make the new one drop lines."""
+    read_end, full = _full_pipe()
+    try:
+        audit = Audit(full, frozenset({"prh_error"}))
+        audit("prh_error", n=1)
+        assert audit.dropped == 1
+        audit.stream = log = io.StringIO()
+        audit("prh_error", n=2)
+        lines = [parse_audit_line(line) for line in log.getvalue().splitlines()]
+        assert [(r.event, r.fields) for r in lines] == [
+            ("prh_dropped", {"lines": "1"}),
+            ("prh_error", {"n": "2"}),
+        ]
+    finally:
+        os.close(read_end)
+        with contextlib.suppress(OSError):
+            full.close()
+
+
+@pytest.mark.parametrize(
+    ("argv0", "name"),
+    [("/usr/libexec/qemu-pr-helper", "qemu-pr-helper"), ("", "scsi-pr-helper")],
+)
+def test_an_error_report_is_the_program_name_and_the_message(
+    argv0: str, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.argv", [argv0, "-k", "/run/sock"])
+    error_report("accept: Too many open files", 1)
+    assert capsys.readouterr().err == f"{name}: accept: Too many open files\n"
+
+
+def test_an_error_report_to_a_closed_stderr_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    closed = io.StringIO()
+    closed.close()  # print() to it raises ValueError, not OSError
+    monkeypatch.setattr("sys.stderr", closed)
+    error_report("accept: Too many open files", 1)
+
+
+def test_a_socket_with_data_to_read_but_no_room_drops_the_line() -> None:
+    """Room to write is what is asked (POLLOUT alone): a stream socket whose peer has sent
+    something is readable, which says nothing about room for a line."""
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            ours.send(bytes(1 << 16))
+    peer.send(b"?")  # readable now
+    stream = ours.makefile("w", buffering=1)
+    try:
+        audit = Audit(stream, frozenset({"prh_error"}))
+        audit("prh_error", n=1)
+        assert audit.dropped == 1
+    finally:
+        with contextlib.suppress(OSError):
+            stream.close()
+        ours.close()
+        peer.close()

@@ -29,6 +29,18 @@ TABLE = OptionTable(
 )
 
 
+def test_permutation_is_the_default_as_in_glibc_without_posixly_correct() -> None:
+    getopt = GetoptLong(TABLE, ["x", "-a"])
+    assert list(getopt) == [("a", None)] and getopt.operands == ["x"]
+
+
+def test_a_letter_named_twice_in_the_optstring_is_read_at_its_first_place() -> None:
+    """glibc finds a letter with strchr: its first occurrence decides whether it takes an
+    argument."""
+    table = OptionTable("ab:a:", ())
+    assert table.takes_argument("a") is False and table.takes_argument("b") is True
+
+
 def parse_all(args: list[str], posixly_correct: bool = False) -> tuple[list, list[str]]:
     getopt = GetoptLong(TABLE, args, posixly_correct=posixly_correct)
     return list(getopt), getopt.operands
@@ -45,6 +57,7 @@ def parse_all(args: list[str], posixly_correct: bool = False) -> tuple[list, lis
         (["--al", "--brav=3"], [("a", None), ("b", "3")], []),  # same option: no ambiguity
         (["--chart="], [("chart", "")], []),
         (["-", "-a"], [("a", None)], ["-"]),
+        (["-b", "1", "-a", "x"], [("b", "1"), ("a", None)], ["x"]),  # the word after goes on
     ],
 )
 def test_glibc_semantics(args: list[str], options: list, operands: list[str]) -> None:

@@ -46,7 +46,36 @@ TARGET_EDGE_TESTS = tuple(
                  "live_login", "lus", "target_profile", "fuzz_live", "target_cli")
 )  # fmt: skip
 #: A helper or rig module's own test module split in parts: the other parts judge its mutants too.
-OWN_TEST_PARTS = {"tests/helper/test_daemon.py": ("tests/helper/test_daemon_options.py",)}
+OWN_TEST_PARTS = {
+    "tests/helper/test_daemon.py": (
+        "tests/helper/test_daemon_options.py",
+        "tests/helper/test_daemon_server.py",
+    ),
+    "tests/helper/test_session.py": ("tests/helper/test_session_paths.py",),
+    "tests/helper/test_simserve.py": (
+        "tests/helper/test_simserve_commit.py",
+        "tests/helper/test_simserve_locks.py",
+    ),
+}
+#: A module whose tests live under other names than its own (``test_<module>.py``): they judge
+#: its mutants too.
+TESTS_ELSEWHERE = {
+    "helper/executors/sim.py": (
+        "tests/helper/test_sim_executor.py",
+        "tests/helper/test_sim_profile.py",
+    ),
+    "helper/executors/block_pr.py": ("tests/helper/test_ioctl_backend.py",),
+    "helper/executors/ioctl.py": ("tests/helper/test_ioctl_backend.py",),
+    "helper/executors/multipath.py": ("tests/helper/test_multipath.py",),
+    "helper/executors/sg.py": ("tests/rig/test_sg.py", "tests/helper/test_ioctl_backend.py"),
+    "helper/options.py": (
+        "tests/helper/test_getopt.py",
+        "tests/helper/test_cpus.py",
+        "tests/helper/test_sim_profile.py",
+        "tests/helper/test_persist_sim.py",
+    ),
+    "helper/unix_io.py": ("tests/helper/test_session.py", "tests/helper/test_session_paths.py"),
+}
 #: What the mutants are made of unless the caller names paths (checkout-relative).
 DEFAULT_TARGETS = ("sim/", "helper/proto/", "helper/executors/status.py")
 #: pytest arguments for every run: hypothesis with a fixed seed, so a mutant's verdict does not
@@ -166,14 +195,16 @@ def tests_for(targets: Iterable[str]) -> tuple[str, ...]:
     # a helper or rig module with a test module of its own name (helper/systemd.py:
     # tests/helper/test_systemd.py, rig/command_thread.py: tests/rig/test_command_thread.py,
     # rig/guest/snapshot.py: tests/rig/test_guest_snapshot.py) is judged by that too, and by
-    # that test module's other parts (OWN_TEST_PARTS)
+    # that test module's other parts (OWN_TEST_PARTS), and by the tests it has elsewhere
+    # (TESTS_ELSEWHERE)
     own = [f"tests/{part}/test_{name.removesuffix('.py').replace('/', '_')}.py"
            for part, _, name in (p.partition("/") for p in paths)
            if part in ("helper", "rig") and name.endswith(".py")]  # fmt: skip
     own += [t for o in own for t in OWN_TEST_PARTS.get(o, ())]
+    own += [t for p in paths for t in TESTS_ELSEWHERE.get(p, ())]
     checkout = Path(__file__).resolve().parents[2]
     return TEST_SELECTION + tuple(
-        t for t in own if t not in TEST_SELECTION and (checkout / t).is_file()
+        dict.fromkeys(t for t in own if t not in TEST_SELECTION and (checkout / t).is_file())
     )
 
 
