@@ -165,7 +165,8 @@ def mutate_patterns(root: Path, targets: Iterable[str]) -> list[str]:
 
 
 def build(root: Path, stage: Path, targets: Sequence[str]) -> None:
-    """Copy the package (mapping undone) and the tests into ``stage`` and write mutmut's
+    """Copy the package (mapping undone), the tests and the docs (some tests hold the docs to
+    the code, e.g. every path limit named in docs/helper.md) into ``stage`` and write mutmut's
     configuration there (``setup.cfg``: the copied pyproject.toml keeps its pytest settings
     and has no ``[tool.mutmut]``, so mutmut falls back to ``setup.cfg``)."""
     mapping = package_dirs(root)
@@ -175,6 +176,7 @@ def build(root: Path, stage: Path, targets: Sequence[str]) -> None:
         )
     shutil.copytree(root / "tests", stage / "tests", ignore=_IGNORE)
     shutil.rmtree(stage / "tests" / "mutation")  # never mutation-test the mutation tests
+    shutil.copytree(root / "docs", stage / "docs", ignore=_IGNORE)
     if (stage / "tests" / "conftest.py").exists():
         raise StageError("tests/conftest.py exists: the stage's hypothesis profile needs a home")
     (stage / "tests" / "conftest.py").write_text(STAGE_CONFTEST)

@@ -82,6 +82,9 @@ def test_stage_holds_the_package_tests_and_config(tmp_path: Path) -> None:
     assert (tmp_path / "scsi_pr" / "helper" / "proto" / "events.py").is_file()
     assert (tmp_path / "tests" / "conformance" / "conftest.py").is_file()
     assert not (tmp_path / "tests" / "mutation").exists()
+    assert (tmp_path / "docs" / "helper.md").read_bytes() == (
+        ROOT / "docs" / "helper.md"
+    ).read_bytes()
     config = (tmp_path / "setup.cfg").read_text()
     assert "only_mutate =\n    scsi_pr/sim/*\n" in config
     assert "--hypothesis-seed=0" in config
