@@ -248,7 +248,7 @@ class ClientHandler:
         poller.register(sock, _HANG_UP)
         while not self.stopping and not poller.poll(1000):
             pass
-        raise _Gone("the client hung up while its answer was withheld")
+        raise _Gone  # its reason is decided by ``stopping``, not by a message
 
     def _answer(
         self, sock: socket.socket, request: Request, peer: tuple[int, int, int], logging: bool
