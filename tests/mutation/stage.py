@@ -72,7 +72,6 @@ TESTS_ELSEWHERE = {
         "tests/helper/test_getopt.py",
         "tests/helper/test_cpus.py",
         "tests/helper/test_sim_profile.py",
-        "tests/helper/test_persist_sim.py",
     ),
     "helper/unix_io.py": ("tests/helper/test_session.py", "tests/helper/test_session_paths.py"),
 }
@@ -222,4 +221,5 @@ def _config(mapping: dict[str, str], patterns: list[str], tests: Iterable[str]) 
         f"only_mutate ={listing(patterns)}\n"
         f"pytest_add_cli_args_test_selection ={listing(tests)}\n"
         f"pytest_add_cli_args ={listing(PYTEST_ARGS)}\n"
+        f"also_copy ={listing(['docs'])}\n"  # mutmut's own copy of the stage takes them too
     )

@@ -88,6 +88,7 @@ def test_stage_holds_the_package_tests_and_config(tmp_path: Path) -> None:
     config = (tmp_path / "setup.cfg").read_text()
     assert "only_mutate =\n    scsi_pr/sim/*\n" in config
     assert "--hypothesis-seed=0" in config
+    assert "also_copy =\n    docs\n" in config
     assert "deadline=None" in (tmp_path / "tests" / "conftest.py").read_text()
 
 
