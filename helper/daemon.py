@@ -157,7 +157,7 @@ class HelperServer:
             await asyncio.wait({accept, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if not accept.done():
                 accept.cancel()
-                with contextlib.suppress(asyncio.CancelledError, OSError):
+                with contextlib.suppress(asyncio.CancelledError):  # not done when cancelled
                     await accept
                 return
             try:
