@@ -1,5 +1,5 @@
-"""Fixtures of the helper daemon tests (test_daemon*.py): an LU image, fds on it, a state
-directory and a running sim helper."""
+"""Fixtures of the helper tests: an LU image, fds on it, a state directory and a running sim
+helper."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ def image(tmp_path: Path) -> Path:
     path = tmp_path / "lu.img"
     path.write_bytes(bytes(1 << 16))
     return path
+
+
+@pytest.fixture
+def device(image: Path) -> Iterator[int]:
+    """The image opened read-write: the fd a client passes with its requests."""
+    fd = os.open(image, os.O_RDWR)
+    yield fd
+    os.close(fd)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from scsi_pr.helper.audit import EVENTS, parse_audit_line
 from scsi_pr.helper.executors.base import CommandNeverCompletes, Executor, Reply
 from scsi_pr.helper.session import ClientHandler
+from scsi_pr.helper.unix_io import recv_exactly
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out
 
 HANDSHAKE = b"\0\0\0\0"
@@ -42,13 +43,6 @@ def answer(status: int, sense: bytes = b"", data: bytes = b"") -> bytes:
 def send(sock: socket.socket, data: bytes, fds: tuple[int, ...] = ()) -> None:
     rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
     sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)] if fds else [])
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n and (part := sock.recv(n - len(data))):
-        data += part
-    return data
 
 
 def recv_answer(sock: socket.socket) -> bytes:

@@ -31,6 +31,7 @@ from scsi_pr.helper import daemon
 from scsi_pr.helper.audit import EVENTS, Audit, parse_audit_line
 from scsi_pr.helper.daemon import HelperServer, ListenerError, check_listener, default_max_clients
 from scsi_pr.helper.executors.base import Executor, Reply
+from scsi_pr.helper.unix_io import recv_exactly
 from scsi_pr.sim.cdb import persistent_reserve_in
 
 DEADLINE = 10.0  # only against hangs: every wait below ends long before on a working server
@@ -152,7 +153,7 @@ class Served:
     def client(self) -> socket.socket:
         """A client past the handshake (the helper speaks first)."""
         s = self.connect()
-        assert recv_exact(s, 4) == HANDSHAKE
+        assert recv_exactly(s, 4) == HANDSHAKE
         s.sendall(HANDSHAKE)
         return s
 
@@ -195,13 +196,6 @@ def serve(listener: socket.socket) -> Iterator[Callable[..., Served]]:
             s.finished.wait(DEADLINE)
         for c in s.clients:
             c.close()
-
-
-def recv_exact(s: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n and (part := s.recv(n - len(data))):
-        data += part
-    return data
 
 
 def rest(s: socket.socket) -> bytes:
@@ -399,7 +393,7 @@ def test_a_client_is_served_until_stop_then_all_is_closed(
     assert served.ready.wait(DEADLINE) and served.timeout_when_ready == 0.0
     c = served.client()
     send_request(c, device)
-    assert recv_exact(c, len(ANSWER)) == ANSWER
+    assert recv_exactly(c, len(ANSWER)) == ANSWER
     assert log.wait_for("prh_command")[0]["command"] == "PR IN READ KEYS alloc=8"
     no_fd = served.client()
     no_fd.sendall(READ_KEYS)

@@ -37,20 +37,6 @@ FEATURES = b"\0\0\0\0"
 
 
 @pytest.fixture
-def image(tmp_path: Path) -> Path:
-    path = tmp_path / "lu.img"
-    path.write_bytes(bytes(4096))
-    return path
-
-
-@pytest.fixture
-def device(image: Path) -> Iterator[int]:
-    fd = os.open(image, os.O_RDWR)
-    yield fd
-    os.close(fd)
-
-
-@pytest.fixture
 def helper(tmp_path: Path) -> Iterator[Helper]:
     h = Helper(tmp_path)
     yield h

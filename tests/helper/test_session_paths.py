@@ -15,7 +15,6 @@ import struct
 import threading
 import time
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,26 +54,12 @@ from scsi_pr.helper.session import ClientHandler, wake
 from scsi_pr.sim.cdb import persistent_reserve_in, pr_out_parameters
 
 
-@pytest.fixture
-def lu(tmp_path: Path) -> Path:
-    path = tmp_path / "lu.img"
-    path.write_bytes(bytes(1 << 16))
-    return path
-
-
-@pytest.fixture
-def device(lu: Path) -> Iterator[int]:
-    fd = os.open(lu, os.O_RDWR)
-    yield fd
-    os.close(fd)
-
-
-def test_a_session_is_audited_field_by_field(lu: Path) -> None:
+def test_a_session_is_audited_field_by_field(image: Path) -> None:
     """Connect, three requests on one connection (the read-only fd's PR OUT fabricated as the
     C helper does, its PR IN run), EOF: every answer and every audit field exact."""
     log = io.StringIO()
-    handler = ClientHandler(SimExecutor(state_dir=lu.parent / "state"), Audit(log, ALL_EVENTS))
-    rw, ro = os.open(lu, os.O_RDWR), os.open(lu, os.O_RDONLY)
+    handler = ClientHandler(SimExecutor(state_dir=image.parent / "state"), Audit(log, ALL_EVENTS))
+    rw, ro = os.open(image, os.O_RDWR), os.open(image, os.O_RDONLY)
     before = open_fds()
     started = time.perf_counter()
     try:
@@ -102,7 +87,7 @@ def test_a_session_is_audited_field_by_field(lu: Path) -> None:
     assert got[-1][1] == {"pid": pid, "reason": "closed"}
     durations = [int(fields.pop("duration_us")) for _, fields in got[1:4]]
     assert all(0 < d <= elapsed_us for d in durations)
-    common = {"pid": pid, "uid": uid, "device": str(lu)}
+    common = {"pid": pid, "uid": uid, "device": str(image)}
     register = "PR OUT REGISTER AND IGNORE EXISTING KEY sa_key="
     assert [fields for _, fields in got[1:4]] == [
         {**common, "command": register + "0x1234", "status": "GOOD", "sense": "-", "bytes_in": "0"},
@@ -136,7 +121,7 @@ def test_a_refusal_is_audited_with_the_peer_and_its_reason() -> None:
     ids=["bug", "oserror"],
 )
 def test_an_executor_exception_is_answered_logged_and_the_fd_closed(
-    lu: Path, device: int, logged: bool, error: Exception, err: int
+    image: Path, device: int, logged: bool, error: Exception, err: int
 ) -> None:
     """Any exception: the errno's answer (EIO when it has none), a ``prh_error`` line naming the
     device whether or not ``prh_command`` is written, and the connection goes on."""
@@ -153,7 +138,7 @@ def test_an_executor_exception_is_answered_logged_and_the_fd_closed(
     assert open_fds() - before == set()
     message = f"{type(error).__name__}: {error}"
     errors = [fields for event, fields in records(log) if event == "prh_error"]
-    assert errors == [{"pid": str(os.getpid()), "device": str(lu), "error": message}] * 2
+    assert errors == [{"pid": str(os.getpid()), "device": str(image), "error": message}] * 2
     assert disconnect_reason(log) == "closed"
 
 
