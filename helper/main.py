@@ -242,8 +242,10 @@ def _main(argv: list[str], name: str) -> int:
 
     # Until the loop's own handlers take over (_run), a SIGTERM or SIGHUP that arrives once the
     # socket exists would end us by default action, leaving the socket file and the pidfile
-    # behind; as KeyboardInterrupt (what SIGINT already is) it takes the cleanup below.
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    # behind; as KeyboardInterrupt it takes the cleanup below. SIGINT too: Python leaves it
+    # ignored when we were started with it ignored (a shell's background job), and the C
+    # helper, like our loop, stops on all three whatever it inherited.
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _interrupted)
     activated = socket_activation()
     created_path: str | None = None

@@ -194,9 +194,8 @@ STOPPED_AT_START = """
 import os, signal, sys
 from scsi_pr.helper import main as helper_main
 
-# as started from a terminal: a shell's background job (a test run started with &) inherits
-# SIGINT ignored, and a signal ignored when it arrives is rightly lost
-signal.signal(signal.SIGINT, signal.default_int_handler)
+# started as a shell's background job is: SIGINT ignored, which the helper must not keep
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 # the signal arrives once the socket and the pidfile exist, before the server's loop runs
 helper_main.drop_privileges = lambda opts, executor: os.kill(os.getpid(), int(sys.argv[1]))
