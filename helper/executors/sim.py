@@ -74,14 +74,15 @@ class SimExecutor(Executor):
             raise NotASimulatedLU(f"fd {fd} is not a regular file (mode {kind!r})")
         return key, st.st_size
 
-    def run(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> CommandResult:
-        """The model's answer (raises NotASimulatedLU for a non-file fd)."""
+    def run(self, fd: int, cdb: bytes, data_out: bytes) -> CommandResult:
+        """The model's answer, before QEMU's allocation-length clamp (``execute`` applies it);
+        raises NotASimulatedLU for a non-file fd."""
         key, size = self.lu_key(fd)
         return self.lus.run(key, size, lambda lu: lu.execute(self.nexus, cdb, data_out))
 
     def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation_length: int) -> Reply:
         try:
-            result = self.run(fd, cdb, data_out, allocation_length)
+            result = self.run(fd, cdb, data_out)
         except NotASimulatedLU as e:
             return Reply(*from_errno(e.errno))
         if not result.completes:

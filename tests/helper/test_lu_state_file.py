@@ -5,6 +5,7 @@ it. The commit under kills is in ``test_simserve_commit.py``."""
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from scsi_pr.helper.lu_identity import identify_path
 from scsi_pr.helper.lu_state_file import (
     LuDocument,
     StateFileError,
+    _sync_directory,
     commit,
     read_document,
 )
@@ -101,3 +103,81 @@ def test_bad_file_is_a_typed_error_naming_it(tmp_path: Path, content: bytes) -> 
     with pytest.raises(StateFileError, match=r"lu\.json") as caught:
         read_document(tmp_path / "lu.json")
     assert isinstance(caught.value, HelperError)
+
+
+def test_the_document_is_encoded_canonically() -> None:
+    """Keys sorted at every level: the same document is the same bytes in every helper."""
+    doc = LuDocument({"pr": {"b": 1, "a": [2, 1]}, "lba": 0}, {"z": None, "aptpl": True})
+    assert doc.encode() == (
+        b'{"aptpl": {"aptpl": true, "z": null}, "format": 2, '
+        b'"state": {"lba": 0, "pr": {"a": [2, 1], "b": 1}}}'
+    )
+
+
+def test_an_unreadable_file_is_a_typed_error_naming_it_and_why(tmp_path: Path) -> None:
+    path = tmp_path / "lu.json"
+    path.mkdir()
+    with pytest.raises(StateFileError) as caught:
+        read_document(path)
+    assert str(caught.value) == f"{path}: cannot read the simulated LU state (Is a directory)"
+    assert isinstance(caught.value.__cause__, IsADirectoryError)
+
+
+def test_a_killed_writers_longer_temp_file_is_overwritten(tmp_path: Path) -> None:
+    """The temporary file has a fixed name: the next commit truncates what a killed writer
+    left there, so no tail of the older, longer document follows the new one."""
+    path, temp = tmp_path / "lu.json", tmp_path / "lu.json.tmp"
+    temp.write_bytes(LuDocument({"v": "x" * 100}, None).encode())
+    new = LuDocument({"v": 1}, None)
+    commit(path, temp, new, None, lambda: None)
+    assert path.read_bytes() == new.encode()
+
+
+def test_only_a_directory_is_synced_as_the_directory(tmp_path: Path) -> None:
+    """``_sync_directory`` opens with O_DIRECTORY: syncing a file instead of the directory
+    holding the renamed name would leave the rename unsynced, so it is refused."""
+    (tmp_path / "f").write_bytes(b"")
+    _sync_directory(tmp_path)
+    with pytest.raises(NotADirectoryError):
+        _sync_directory(tmp_path / "f")
+
+
+HOLDS_APTPL = {"aptpl": True}  # an APTPL image a power cycle restores
+NO_APTPL = {"aptpl": False}  # an image, but nothing for a power cycle to restore
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "synced"),
+    [(None, None, []),  # no document before, none of the image now
+     (NO_APTPL, NO_APTPL, []),  # unchanged, restores nothing
+     (None, NO_APTPL, ["lu.json.tmp", "dir"]),  # a new image
+     (NO_APTPL, HOLDS_APTPL, ["lu.json.tmp", "dir"]),  # a changed image
+     (HOLDS_APTPL, None, ["lu.json.tmp", "dir"]),  # the image dropped
+     (HOLDS_APTPL, HOLDS_APTPL, ["lu.json.tmp"])],  # unchanged APTPL state: the file only
+)  # fmt: skip
+def test_only_the_aptpl_image_pays_for_fsync(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    old: dict[str, bool] | None,
+    new: dict[str, bool] | None,
+    synced: list[str],
+) -> None:
+    """The module's durability rules: a changed image syncs the file before the rename and the
+    directory after it; an unchanged image holding APTPL state syncs the file only (no empty
+    file after a power loss); no APTPL state, no fsync."""
+    path, temp = tmp_path / "lu.json", tmp_path / "lu.json.tmp"
+    before = None if old is None else LuDocument({"v": 1}, old)
+    if before is not None:
+        commit(path, temp, before, None, lambda: None)
+    seen: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        seen.append("dir" if is_dir else Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    commit(path, temp, LuDocument({"v": 2}, new), before, lambda: None)
+    assert seen == synced
+    assert read_document(path) == LuDocument({"v": 2}, new)

@@ -36,10 +36,10 @@ def test_stall_fault_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     fd = os.open(image, os.O_RDWR)
     try:
         assert main(["stall", str(image), "--state-dir", str(state), "--seconds", "2.5"]) == 0
-        result = ex.run(fd, persistent_reserve_in(0, 64), b"", 64)
+        result = ex.run(fd, persistent_reserve_in(0, 64), b"")
         assert result.stall == 2.5
         assert main(["stall", str(image), "--state-dir", str(state), "--seconds", "0"]) == 0
-        assert ex.run(fd, persistent_reserve_out(6, 24), pr_out_parameters(0, 9), 0).stall == 0
+        assert ex.run(fd, persistent_reserve_out(6, 24), pr_out_parameters(0, 9)).stall == 0
     finally:
         os.close(fd)
     capsys.readouterr()
@@ -60,7 +60,7 @@ def test_stall_fault_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     fd = os.open(image, os.O_RDWR)
     try:
         fresh = SimExecutor("naa.5001405000000002", state)
-        assert fresh.run(fd, persistent_reserve_out(6, 24), pr_out_parameters(0, 4), 0).stall == 0
+        assert fresh.run(fd, persistent_reserve_out(6, 24), pr_out_parameters(0, 4)).stall == 0
     finally:
         os.close(fd)
     assert main(["show", str(image), "--state-dir", str(state)]) == 0
@@ -142,7 +142,7 @@ def test_a_damaged_state_file_is_a_clear_error_naming_it(
     fd = os.open(image, os.O_RDWR)
     try:
         with pytest.raises(StateFileError, match=re.escape(str(doc))) as caught:
-            SimExecutor(state_dir=state).run(fd, persistent_reserve_in(0, 64), b"", 64)
+            SimExecutor(state_dir=state).run(fd, persistent_reserve_in(0, 64), b"")
         assert isinstance(caught.value, HelperError)
     finally:
         os.close(fd)

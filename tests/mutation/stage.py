@@ -60,10 +60,7 @@ OWN_TEST_PARTS = {
 #: A module whose tests live under other names than its own (``test_<module>.py``): they judge
 #: its mutants too.
 TESTS_ELSEWHERE = {
-    "helper/executors/sim.py": (
-        "tests/helper/test_sim_executor.py",
-        "tests/helper/test_sim_profile.py",
-    ),
+    "helper/executors/sim.py": ("tests/helper/test_sim_profile.py",),
     "helper/executors/block_pr.py": ("tests/helper/test_ioctl_backend.py",),
     "helper/executors/ioctl.py": ("tests/helper/test_ioctl_backend.py",),
     "helper/executors/multipath.py": ("tests/helper/test_multipath.py",),

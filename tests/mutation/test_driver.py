@@ -53,9 +53,10 @@ def test_paths_outside_the_package_are_refused() -> None:
         (["rig/guest_e2e/booted.py"], ("tests/rig/test_guest_e2e_booted.py",)),
         (["helper/proto/"], ()),
         (["helper/executors/sim.py"],
-         ("tests/helper/test_sim_executor.py", "tests/helper/test_sim_profile.py")),
+         ("tests/helper/test_executors_sim.py", "tests/helper/test_sim_profile.py")),
         (["helper/executors/block_pr.py", "helper/executors/ioctl.py"],
-         ("tests/helper/test_ioctl_backend.py",)),  # named once
+         ("tests/helper/test_executors_block_pr.py", "tests/helper/test_executors_ioctl.py",
+          "tests/helper/test_ioctl_backend.py")),  # named once
     ],
 )  # fmt: skip
 def test_the_target_s_tests_judge_only_its_mutants(targets: list[str], extra: tuple) -> None:

@@ -242,7 +242,7 @@ def test_scsi_pr_sim_names_the_file_and_the_field(
     try:
         ex = SimExecutor("naa.5001405000000001", state)
         data = pr_out_parameters(0, 9, aptpl=True)
-        assert ex.run(fd, persistent_reserve_out(6, 24), data, 0).status == Status.GOOD
+        assert ex.run(fd, persistent_reserve_out(6, 24), data).status == Status.GOOD
     finally:
         os.close(fd)
     doc_path = SharedLUs(state).files(identify_path(image)[0]).state

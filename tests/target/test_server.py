@@ -246,9 +246,9 @@ def test_helper_client_and_iscsi_session_share_one_lu(target: LiveTarget, tmp_pa
     fd = os.open(tmp_path / "lun0.img", os.O_RDWR)
     try:
         command, data = cdb.prout(Out.REGISTER, 0, 0x5)
-        assert helper.run(fd, command, data, 0).status == GOOD
+        assert helper.run(fd, command, data).status == GOOD
         command, data = cdb.prout(Out.RESERVE, 0x5, 0, ReservationType.EXCLUSIVE_ACCESS)
-        assert helper.run(fd, command, data, 0).status == GOOD
+        assert helper.run(fd, command, data).status == GOOD
     finally:
         os.close(fd)
     assert sorted(read_keys(a)) == [0x5, 0xA]
