@@ -64,6 +64,7 @@ TESTS_ELSEWHERE = {
     "helper/executors/block_pr.py": ("tests/helper/test_ioctl_backend.py",),
     "helper/executors/ioctl.py": ("tests/helper/test_ioctl_backend.py",),
     "helper/executors/multipath.py": ("tests/helper/test_multipath.py",),
+    "helper/executors/mpath_lib.py": ("tests/helper/test_mpath_lib.py",),
     "helper/executors/sg.py": ("tests/rig/test_sg.py", "tests/helper/test_ioctl_backend.py"),
     "helper/options.py": (
         "tests/helper/test_getopt.py",
