@@ -65,6 +65,11 @@ TESTS_ELSEWHERE = {
     "helper/executors/ioctl.py": ("tests/helper/test_ioctl_backend.py",),
     "helper/executors/multipath.py": ("tests/helper/test_multipath.py",),
     "helper/executors/mpath_lib.py": ("tests/helper/test_mpath_lib.py",),
+    "helper/persist": (  # scsi-pr persist, sg_persist's command line
+        "tests/helper/test_persist_cli.py",
+        "tests/helper/test_persist_hostile.py",
+        "tests/helper/test_persist_oracle.py",
+    ),
     "helper/executors/sg.py": ("tests/rig/test_sg.py", "tests/helper/test_ioctl_backend.py"),
     "helper/options.py": (
         "tests/helper/test_getopt.py",
