@@ -57,8 +57,8 @@ OWN_TEST_PARTS = {
         "tests/helper/test_simserve_locks.py",
     ),
 }
-#: A module whose tests live under other names than its own (``test_<module>.py``): they judge
-#: its mutants too.
+#: A module (or a folder's modules) whose tests live under other names than its own
+#: (``test_<module>.py``): they judge its mutants too.
 TESTS_ELSEWHERE = {
     "helper/executors/sim.py": ("tests/helper/test_sim_profile.py",),
     "helper/executors/block_pr.py": ("tests/helper/test_ioctl_backend.py",),
@@ -69,6 +69,8 @@ TESTS_ELSEWHERE = {
         "tests/helper/test_persist_cli.py",
         "tests/helper/test_persist_hostile.py",
         "tests/helper/test_persist_oracle.py",
+        "tests/helper/test_persist_sense.py",
+        "tests/helper/test_persist_transport_id.py",
     ),
     "helper/executors/sg.py": ("tests/rig/test_sg.py", "tests/helper/test_ioctl_backend.py"),
     "helper/options.py": (
@@ -205,7 +207,8 @@ def tests_for(targets: Iterable[str]) -> tuple[str, ...]:
            for part, _, name in (p.partition("/") for p in paths)
            if part in ("helper", "rig") and name.endswith(".py")]  # fmt: skip
     own += [t for o in own for t in OWN_TEST_PARTS.get(o, ())]
-    own += [t for p in paths for t in TESTS_ELSEWHERE.get(p, ())]
+    own += [t for p in paths for key, tests in TESTS_ELSEWHERE.items()
+            if p == key or p.startswith(key + "/") for t in tests]  # fmt: skip
     checkout = Path(__file__).resolve().parents[2]
     return TEST_SELECTION + tuple(
         dict.fromkeys(t for t in own if t not in TEST_SELECTION and (checkout / t).is_file())
