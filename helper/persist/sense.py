@@ -251,7 +251,9 @@ def _fixed_sense_fields(header: SenseHeader, sense: bytes, n: int, valid: bool) 
         text += "".join(word for bit, word in flags if sense[2] & bit) + "\n"
     elif valid or info > 0:
         text += "\n"
-    if n >= 14 and sense[14]:
+    # as sg3_utils: counted from the ADDITIONAL SENSE LENGTH, read from the buffer (a 14-byte
+    # buffer has no byte 14; sg3_utils' own buffer is zeroed past what the device wrote)
+    if n >= 14 and len(sense) > 14 and sense[14]:
         text += f"  Field replaceable unit code: {sense[14]}\n"
     if n >= 18 and sense[15] & 0x80:
         text += _sense_key_specific(header.key, sense)
