@@ -7,6 +7,7 @@ sg_persist's, so scripts that feed it TransportIDs see what they saw before.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from scsi_pr.helper.errors import HelperError
@@ -131,6 +132,9 @@ def hex_list_transport_id(text: str) -> bytes:
     return bytes(out)
 
 
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]+")
+
+
 def file_transport_ids(lines: Sequence[str], messages: list[str]) -> list[bytes]:
     """decode_file_tids: one TransportID per line, ``#`` comments, hex or symbolic forms.
 
@@ -154,12 +158,12 @@ def file_transport_ids(lines: Sequence[str], messages: list[str]) -> list[bytes]
                     f"decode_file_tids: syntax error at line {lineno}, pos {col + bad + 1}"
                 )
             out = bytearray()
-            for v in body.replace(",", " ").split():
-                number = int(v, 16)
-                if number > 0xFF:
+            for v in _HEX_RUN.finditer(body):  # the body holds hex runs and separators only
+                number = int(v[0], 16)
+                if number > 0xFF:  # sg_persist names where that number starts
                     raise TransportIdSyntax(
                         f"decode_file_tids: hex number larger than 0xff "
-                        f"in line {lineno}, pos {col + 1}"
+                        f"in line {lineno}, pos {col + v.start() + 1}"
                     )
                 out.append(number)
             tids.append(bytes(out))

@@ -57,9 +57,10 @@ def test_paths_outside_the_package_are_refused() -> None:
         (["helper/executors/block_pr.py", "helper/executors/ioctl.py"],
          ("tests/helper/test_executors_block_pr.py", "tests/helper/test_executors_ioctl.py",
           "tests/helper/test_ioctl_backend.py")),  # named once
-        (["helper/persist/sense.py"],  # a module of a folder listed whole
-         ("tests/helper/test_persist_cli.py", "tests/helper/test_persist_hostile.py",
-          "tests/helper/test_persist_oracle.py")),
+        (["helper/persist/sense.py"],  # its own name first, then its folder's, named once
+         ("tests/helper/test_persist_sense.py", "tests/helper/test_persist_cli.py",
+          "tests/helper/test_persist_hostile.py", "tests/helper/test_persist_oracle.py",
+          "tests/helper/test_persist_transport_id.py")),
     ],
 )  # fmt: skip
 def test_the_target_s_tests_judge_only_its_mutants(targets: list[str], extra: tuple) -> None:
