@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from scsi_pr.helper.executable import helper_executable
@@ -60,6 +62,8 @@ def closed_without_answer(s: socket.socket) -> bool:
         return True
 
 
-def send_cdb(s: socket.socket, cdb: bytes, fds: list[int]) -> None:
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"".join(f.to_bytes(4, "little") for f in fds))]
-    s.sendmsg([cdb], anc if fds else [])
+def send_cdb(s: socket.socket, data: bytes, fds: Sequence[int] = ()) -> None:
+    """``data`` (a CDB, or any part of a frame) in one ``sendmsg``, ``fds`` riding on it (C
+    ints, native order)."""
+    rights = b"".join(f.to_bytes(4, sys.byteorder) for f in fds)
+    s.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)] if fds else [])

@@ -12,11 +12,12 @@ import io
 import os
 import socket
 import struct
-import sys
 import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
+
+from daemon_process import send_cdb as send
 
 from scsi_pr.helper.audit import EVENTS, parse_audit_line
 from scsi_pr.helper.executors.base import CommandNeverCompletes, Executor, Reply
@@ -38,11 +39,6 @@ PEER_IDS = (1234, 4321) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
 def answer(status: int, sense: bytes = b"", data: bytes = b"") -> bytes:
     """One response frame as the helper sends it."""
     return struct.pack(">ii", status, len(data)) + sense.ljust(96, b"\0") + data
-
-
-def send(sock: socket.socket, data: bytes, fds: tuple[int, ...] = ()) -> None:
-    rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
-    sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)] if fds else [])
 
 
 def recv_answer(sock: socket.socket) -> bytes:

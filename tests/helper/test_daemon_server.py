@@ -19,13 +19,13 @@ import io
 import os
 import socket
 import struct
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from daemon_process import send_cdb
 
 from scsi_pr.helper import daemon
 from scsi_pr.helper.audit import EVENTS, Audit, parse_audit_line
@@ -210,8 +210,7 @@ def rest(s: socket.socket) -> bytes:
 
 
 def send_request(s: socket.socket, device: int) -> None:
-    rights = device.to_bytes(4, sys.byteorder)
-    s.sendmsg([READ_KEYS], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+    send_cdb(s, READ_KEYS, (device,))
 
 
 def full_audit() -> tuple[Log, Audit]:
