@@ -19,7 +19,8 @@ Beyond the C helper, which refuses both on multipath maps:
 * REGISTER AND MOVE: only the reservation holder's I_T nexus may move it (SPC-5 5.14.7), and
   the holder is one of the map's paths; the library has no such service action. The command
   goes down the paths in table order until one is not answered RESERVATION CONFLICT: the
-  holder's path takes it, every other path refuses without changing anything.
+  holder's path takes it, every other path refuses without changing anything. A map none of
+  whose paths can be opened is answered as the library answers it for the other actions.
 """
 
 from __future__ import annotations
@@ -236,7 +237,8 @@ class MultipathExecutor(Executor):
         """Down each path until the holder's I_T nexus takes it (see the module docstring)."""
         from scsi_pr.helper.executors.sg import HELPER_TIMEOUT_MS, sg_io
 
-        reply = Reply(Status.RESERVATION_CONFLICT)
+        # No path reached: what the library answers for a map with none (MPATH_PR_OTHER).
+        reply = check_condition(RESULT_DEFAULT[1])
         for node in self.dm.path_nodes(fd):
             # Read-only, as libmpathpersist opens paths: closing a disk opened for writing
             # makes udev probe it, and the probe would take unit attentions meant for the

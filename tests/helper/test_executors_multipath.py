@@ -27,6 +27,7 @@ from scsi_pr.helper.executors.status import (
     INVALID_FIELD,
     INVALID_PARAM,
     INVALID_PARAM_LEN,
+    LUN_COMM_FAILURE,
     NOT_READY,
     SenseCode,
     check_condition,
@@ -324,11 +325,12 @@ def test_register_and_move_skips_a_path_gone_since_the_table_was_read(
 
 
 @pytest.mark.parametrize("gone", [False, True])
-def test_register_and_move_without_a_usable_path_is_a_conflict(
+def test_register_and_move_without_a_usable_path_is_the_librarys_no_path_answer(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gone: bool
 ) -> None:
     reply, _, _, fake_sg = move(monkeypatch, [str(tmp_path / "gone")] if gone else [])
-    assert reply == CONFLICT
+    assert reply == check_condition(LUN_COMM_FAILURE)
+    assert reply == mp.reply_for_result(mp.MPATH_PR_OTHER, lambda: GOOD)
     assert fake_sg.calls == []
 
 
