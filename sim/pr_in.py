@@ -66,10 +66,11 @@ def read_keys(pr: PersistentReservations, caps: Capabilities) -> bytes:
     return keys_data(pr.generation, [r.key for r in pr.registrations.entries()])
 
 
-def keys_data(generation: int, keys: list[int]) -> bytes:
-    """The READ KEYS layout (also what the helper's ioctl path builds from the kernel's list)."""
+def keys_data(generation: int, keys: list[int], count: int | None = None) -> bytes:
+    """The READ KEYS layout (also what the helper's ioctl path builds from the kernel's list);
+    ``count``: how many keys the device holds when ``keys`` is only the first of them."""
     body = b"".join(KEY.pack(k) for k in keys)
-    return HEADER.pack(generation, len(body)) + body
+    return HEADER.pack(generation, KEY.size * (len(keys) if count is None else count)) + body
 
 
 def read_reservation(pr: PersistentReservations, caps: Capabilities) -> bytes:

@@ -163,9 +163,12 @@ def pr_out(cdb: bytes, data: bytes) -> Ioctl | Refusal:
     return Ioctl(request, PREEMPT.pack(key, sa_key, type_, 0), action.name)
 
 
-def read_keys_data(generation: int, keys: list[int]) -> bytes:
-    """READ KEYS parameter data (SPC-5 6.16.2) from what IOC_PR_READ_KEYS returned."""
-    return pr_in.keys_data(generation, keys)
+def read_keys_data(generation: int, count: int, keys: list[int]) -> bytes:
+    """READ KEYS parameter data (SPC-5 6.16.2) from what IOC_PR_READ_KEYS returned: ``count``
+    is its ``num_keys``, the device's whole count (sd reads it from the ADDITIONAL LENGTH),
+    and ``keys`` the ones it copied, at most as many as asked. The ADDITIONAL LENGTH is the
+    device's, so a guest is told the list goes on past the helper's buffer, as SG_IO tells it."""
+    return pr_in.keys_data(generation, keys, count)
 
 
 def read_reservation_data(key: int, generation: int, pr_type: int) -> bytes:

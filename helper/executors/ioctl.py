@@ -138,7 +138,7 @@ def _read_keys(fd: int) -> bytes:
     argument = bytearray(block_pr.READ_KEYS.pack(0, MAX_KEYS, ctypes.addressof(keys)))
     fcntl.ioctl(fd, block_pr.IOC_PR_READ_KEYS, argument, True)
     generation, count, _ = block_pr.READ_KEYS.unpack(argument)
-    return block_pr.read_keys_data(generation, list(keys[: min(count, MAX_KEYS)]))
+    return block_pr.read_keys_data(generation, count, list(keys[: min(count, MAX_KEYS)]))
 
 
 def _read_reservation(fd: int) -> bytes:

@@ -176,8 +176,15 @@ def test_read_reservation_data_maps_the_type_back_to_scsi() -> None:
 
 
 def test_read_keys_data_lists_every_key() -> None:
-    assert block_pr.read_keys_data(7, [HIGH1, K1]) == bytes.fromhex(
+    assert block_pr.read_keys_data(7, 2, [HIGH1, K1]) == bytes.fromhex(
         "00000007 00000010 fedcba9876543210 0000000000001111"
+    )
+
+
+def test_read_keys_data_of_a_cut_list_keeps_the_devices_additional_length() -> None:
+    """num_keys 1,500 with one key copied: ADDITIONAL LENGTH 12,000 (0x2ee0), one key."""
+    assert block_pr.read_keys_data(7, 1500, [K1]) == bytes.fromhex(
+        "00000007 00002ee0 0000000000001111"
     )
 
 

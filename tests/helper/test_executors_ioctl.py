@@ -243,6 +243,27 @@ def test_read_keys_by_its_ioctl_asks_for_as_many_keys_as_fit(kernel: Kernel) -> 
     assert [c[:2] + c[3:] for c in kernel.calls] == [(FD, block_pr.IOC_PR_READ_KEYS, True)]
 
 
+def test_read_keys_past_the_helpers_buffer_tells_the_devices_whole_length(
+    kernel: Kernel,
+) -> None:
+    """2,000 keys registered: the kernel copies the 1,023 asked for and returns num_keys 2,000
+    (the device's count); the data holds the 1,023 and an ADDITIONAL LENGTH of 16,000, cut to
+    the guest's allocation length as the device's own answer would be."""
+    registered = [0x1000 + i for i in range(2000)]
+
+    def device(request: int, argument: bytearray) -> int:
+        _, room, pointer = block_pr.READ_KEYS.unpack(argument)
+        ctypes.memmove(pointer, struct.pack(f"={room}Q", *registered[:room]), 8 * room)
+        argument[:] = block_pr.READ_KEYS.pack(9, len(registered), pointer)
+        return 0
+
+    kernel.device = device
+    data = pr_in(IN.READ_KEYS)[1].data
+    assert data[:8] == bytes.fromhex("00000009 00003e80") and len(data) == 8 + 8 * 1023
+    assert data[8:] == struct.pack(">1023Q", *registered[:1023])
+    assert pr_in(IN.READ_KEYS, 24)[1].data == data[:24]
+
+
 @pytest.mark.parametrize(
     ("err", "reply"),
     [(E.ENODEV, check(TARGET_FAILURE)), (E.EBADE, Reply(Status.RESERVATION_CONFLICT))],

@@ -95,7 +95,7 @@ def test_what_no_ioctl_can_say_is_refused_as_a_device_would(
 
 
 def test_read_keys_data_is_spc_layout() -> None:
-    got = parse_read_keys(block_pr.read_keys_data(9, [K1, K2]))
+    got = parse_read_keys(block_pr.read_keys_data(9, 2, [K1, K2]))
     assert (got.generation, list(got.keys)) == (9, [K1, K2])
     none = parse_read_reservation(block_pr.read_reservation_data(0, 9, 0))
     assert none.generation == 9 and none.reservation is None
