@@ -70,6 +70,7 @@ TESTS_ELSEWHERE = {
         "tests/helper/test_persist_hostile.py",
         "tests/helper/test_persist_oracle.py",
         "tests/helper/test_persist_sense.py",
+        "tests/helper/test_persist_sim.py",
         "tests/helper/test_persist_transport_id.py",
     ),
     "helper/executors/sg.py": ("tests/rig/test_sg.py", "tests/helper/test_ioctl_backend.py"),
@@ -168,11 +169,16 @@ def mutate_patterns(root: Path, targets: Iterable[str]) -> list[str]:
     return patterns
 
 
+#: Folders of the checkout the tests read besides the package and themselves: the docs (some
+#: tests hold them to the code, e.g. every path limit named in docs/helper.md) and the scripts
+#: (a test runs ``scripts/sg_persist-via-helper``).
+ALSO_COPIED = ("docs", "scripts")
+
+
 def build(root: Path, stage: Path, targets: Sequence[str]) -> None:
-    """Copy the package (mapping undone), the tests and the docs (some tests hold the docs to
-    the code, e.g. every path limit named in docs/helper.md) into ``stage`` and write mutmut's
-    configuration there (``setup.cfg``: the copied pyproject.toml keeps its pytest settings
-    and has no ``[tool.mutmut]``, so mutmut falls back to ``setup.cfg``)."""
+    """Copy the package (mapping undone), the tests and ``ALSO_COPIED`` into ``stage`` and
+    write mutmut's configuration there (``setup.cfg``: the copied pyproject.toml keeps its
+    pytest settings and has no ``[tool.mutmut]``, so mutmut falls back to ``setup.cfg``)."""
     mapping = package_dirs(root)
     for pkg in sorted(mapping, key=len):  # parents first: the root package holds the others
         shutil.copytree(
@@ -180,7 +186,8 @@ def build(root: Path, stage: Path, targets: Sequence[str]) -> None:
         )
     shutil.copytree(root / "tests", stage / "tests", ignore=_IGNORE)
     shutil.rmtree(stage / "tests" / "mutation")  # never mutation-test the mutation tests
-    shutil.copytree(root / "docs", stage / "docs", ignore=_IGNORE)
+    for folder in ALSO_COPIED:
+        shutil.copytree(root / folder, stage / folder, ignore=_IGNORE)
     if (stage / "tests" / "conftest.py").exists():
         raise StageError("tests/conftest.py exists: the stage's hypothesis profile needs a home")
     (stage / "tests" / "conftest.py").write_text(STAGE_CONFTEST)
@@ -227,5 +234,5 @@ def _config(mapping: dict[str, str], patterns: list[str], tests: Iterable[str]) 
         f"only_mutate ={listing(patterns)}\n"
         f"pytest_add_cli_args_test_selection ={listing(tests)}\n"
         f"pytest_add_cli_args ={listing(PYTEST_ARGS)}\n"
-        f"also_copy ={listing(['docs'])}\n"  # mutmut's own copy of the stage takes them too
+        f"also_copy ={listing(ALSO_COPIED)}\n"  # mutmut's own copy of the stage takes them too
     )

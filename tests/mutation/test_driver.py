@@ -60,7 +60,7 @@ def test_paths_outside_the_package_are_refused() -> None:
         (["helper/persist/sense.py"],  # its own name first, then its folder's, named once
          ("tests/helper/test_persist_sense.py", "tests/helper/test_persist_cli.py",
           "tests/helper/test_persist_hostile.py", "tests/helper/test_persist_oracle.py",
-          "tests/helper/test_persist_transport_id.py")),
+          "tests/helper/test_persist_sim.py", "tests/helper/test_persist_transport_id.py")),
     ],
 )  # fmt: skip
 def test_the_target_s_tests_judge_only_its_mutants(targets: list[str], extra: tuple) -> None:
@@ -93,7 +93,10 @@ def test_stage_holds_the_package_tests_and_config(tmp_path: Path) -> None:
     config = (tmp_path / "setup.cfg").read_text()
     assert "only_mutate =\n    scsi_pr/sim/*\n" in config
     assert "--hypothesis-seed=0" in config
-    assert "also_copy =\n    docs\n" in config
+    assert "also_copy =\n    docs\n    scripts\n" in config
+    assert (tmp_path / "scripts" / "sg_persist-via-helper").read_bytes() == (
+        ROOT / "scripts" / "sg_persist-via-helper"
+    ).read_bytes()
     assert "deadline=None" in (tmp_path / "tests" / "conftest.py").read_text()
 
 
