@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from daemon_process import send_cdb
 from prh_process import DEADLINE, EXE, Helper
 
 from scsi_pr.helper.client import Client
@@ -48,11 +49,6 @@ def connect(helper: Helper) -> socket.socket:
     s.settimeout(DEADLINE)
     s.connect(str(helper.sock))
     return s
-
-
-def send_with_fds(s: socket.socket, data: bytes, fds: list[int]) -> None:
-    raw = b"".join(fd.to_bytes(4, "little") for fd in fds)
-    s.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)] if fds else [])
 
 
 def baseline_fds(helper: Helper, device: int) -> int:
@@ -83,38 +79,38 @@ def _features_arrived(s: socket.socket) -> None:
 
 def _partial_cdb_reset(s: socket.socket, fds: list[int]) -> None:
     _features_arrived(s)
-    send_with_fds(s, FEATURES + CDB_RK[:9], [])
-    send_with_fds(s, CDB_RK[9:12], fds)
+    send_cdb(s, FEATURES + CDB_RK[:9], [])
+    send_cdb(s, CDB_RK[9:12], fds)
 
 
 def _prout_without_data_reset(s: socket.socket, fds: list[int]) -> None:
     _features_arrived(s)
     s.sendall(FEATURES)
-    send_with_fds(s, CDB_REGISTER, fds)
+    send_cdb(s, CDB_REGISTER, fds)
 
 
 def _partial_cdb_eof(s: socket.socket, fds: list[int]) -> None:
     assert s.recv(4) == FEATURES
     s.sendall(FEATURES)
-    send_with_fds(s, CDB_RK[:5], fds)
+    send_cdb(s, CDB_RK[:5], fds)
 
 
 def _prout_without_data_eof(s: socket.socket, fds: list[int]) -> None:
     assert s.recv(4) == FEATURES
     s.sendall(FEATURES)
-    send_with_fds(s, CDB_REGISTER, fds)
+    send_cdb(s, CDB_REGISTER, fds)
     s.sendall(pr_out_parameters(0, 1)[:7])
 
 
 def _fds_on_the_features_word(s: socket.socket, fds: list[int]) -> None:
     _features_arrived(s)
-    send_with_fds(s, FEATURES[:2], fds)
+    send_cdb(s, FEATURES[:2], fds)
 
 
 def _many_fds_mid_cdb(s: socket.socket, fds: list[int]) -> None:
     _features_arrived(s)
     s.sendall(FEATURES)
-    send_with_fds(s, CDB_RK[:3], fds * 12)  # more than the helper reads at once
+    send_cdb(s, CDB_RK[:3], fds * 12)  # more than the helper reads at once
 
 
 HOSTILE = {
@@ -156,11 +152,11 @@ def test_fds_sent_outside_a_cdb_are_never_held(helper: Helper, device: int) -> N
     baseline = baseline_fds(helper, device)
     with connect(helper) as s:
         assert s.recv(4) == FEATURES
-        send_with_fds(s, FEATURES, [device] * 8)
-        send_with_fds(s, CDB_REGISTER, [device])
+        send_cdb(s, FEATURES, [device] * 8)
+        send_cdb(s, CDB_REGISTER, [device])
         params = pr_out_parameters(0, 1)
         for i in range(len(params) - 1):  # every byte but the last, 8 fds with each
-            send_with_fds(s, params[i : i + 1], [device] * 8)
+            send_cdb(s, params[i : i + 1], [device] * 8)
         _until_read(s)
         assert helper.fds() <= baseline + 2, "held: its socket and the request's fd only"
         s.sendall(params[-1:])
@@ -351,7 +347,7 @@ def handshake(helper: Helper) -> socket.socket:
 
 def read_keys(s: socket.socket, fd: int) -> int:
     """One READ KEYS on an open connection; its status."""
-    send_with_fds(s, CDB_RK, [fd])
+    send_cdb(s, CDB_RK, [fd])
     header = b""
     while len(header) < 104:
         part = s.recv(104 - len(header))
@@ -408,7 +404,7 @@ def test_idle_timeout_closes_idle_and_slow_clients_only(tmp_path: Path, device: 
         for i in range(8):  # a request every 0.2 s: never idle for 0.5 s
             assert read_keys(busy, device) == GOOD
             if i < 3:
-                send_with_fds(slow, CDB_RK[i : i + 1], [device] if i == 0 else [])
+                send_cdb(slow, CDB_RK[i : i + 1], [device] if i == 0 else [])
             time.sleep(0.2)
         assert closed_at_once(idle) and closed_at_once(slow)  # slowloris: the frame is timed
         assert read_keys(busy, device) == GOOD
@@ -449,7 +445,7 @@ def test_sigterm_with_a_request_stuck_in_a_worker_thread(tmp_path: Path, image: 
         held = os.open(lock, os.O_RDWR)
         fcntl.flock(held, fcntl.LOCK_EX)  # the helper's next command waits for it for ever
         stuck = handshake(h)
-        send_with_fds(stuck, CDB_RK, [fd])
+        send_cdb(stuck, CDB_RK, [fd])
         time.sleep(0.5)
         code, took = h.terminate_within()
         assert code == 0, h.output()

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from daemon_process import send_cdb
 
 from scsi_pr.helper.audit import Audit
 from scsi_pr.helper.executors.base import Executor, Reply
@@ -62,9 +63,7 @@ def exchange(executor: Executor, chunks: list[tuple[bytes, list[int]]], audit: A
         handler = ClientHandler(executor, audit, verbose=1)
         task = asyncio.create_task(handler.handle(served))
         for data, fds in chunks:
-            raw = b"".join(f.to_bytes(4, "little") for f in fds)
-            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)] if fds else []
-            client.sendmsg([data], anc)
+            send_cdb(client, data, fds)
             await asyncio.sleep(0.01)  # one recvmsg per chunk: fds stay on their chunk
         client.shutdown(socket.SHUT_WR)
         await asyncio.wait_for(task, 10)
@@ -213,8 +212,7 @@ def test_a_reset_mid_frame_closes_the_fds_received(
         await asyncio.sleep(0.05)  # the handler sends the word, which stays unread
         assert client.recv(4, socket.MSG_PEEK) == HANDSHAKE
         for data, fds in chunks:
-            raw = b"".join(device.to_bytes(4, "little") for _ in fds)
-            client.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)] if fds else [])
+            send_cdb(client, data, [device for _ in fds])
             await asyncio.sleep(0.02)  # let the handler read it
         client.close()
         await asyncio.wait_for(task, 10)
@@ -232,8 +230,7 @@ def test_idle_timeout_closes_a_silent_connection_and_its_fds(device: int) -> Non
     async def main() -> float:
         handler = ClientHandler(Recorder(), audit, verbose=0, idle_timeout=0.3)
         task = asyncio.create_task(handler.handle(served))
-        raw = device.to_bytes(4, "little")
-        client.sendmsg([HANDSHAKE + READ_KEYS[:5]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)])
+        send_cdb(client, HANDSHAKE + READ_KEYS[:5], [device])
         start = time.monotonic()
         await asyncio.wait_for(task, 10)
         return time.monotonic() - start
@@ -264,10 +261,9 @@ def test_a_command_that_never_completes_is_withheld_until_the_client_hangs_up(
     async def main() -> tuple[bytes, float]:
         handler = ClientHandler(NeverCompletes(), audit, verbose=0)
         task = asyncio.create_task(handler.handle(served))
-        raw = device.to_bytes(4, "little")
         client.sendall(HANDSHAKE)
         await asyncio.sleep(0.05)  # the fd must ride on the CDB's first byte
-        client.sendmsg([READ_KEYS], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, raw)])
+        send_cdb(client, READ_KEYS, [device])
         await asyncio.sleep(0.5)
         client.settimeout(0.1)
         got = client.recv(200)
