@@ -143,6 +143,8 @@ def sg_io(
     bufs.cdb[:cmd_len] = cdb
     if data_out:
         bufs.data[:length] = data_out
+    elif length:  # what the device leaves unwritten reads as zeros, not as an earlier answer
+        bufs.data_view[:length] = bufs.zeros[:length]
     hdr.dxferp = bufs.data_address if length else None
     hdr.dxfer_direction = direction
     hdr.cmd_len = cmd_len
@@ -191,6 +193,7 @@ class _Buffers:
         self.sense = bytearray(MAX_SENSE_LENGTH)
         self.data = bytearray(data_size)
         self.sense_view, self.data_view = memoryview(self.sense), memoryview(self.data)
+        self.zeros = memoryview(bytes(data_size))  # sliced without a copy
         self._pins = [ctypes.c_char.from_buffer(b) for b in (self.cdb, self.sense, self.data)]
         cdb_at, sense_at, self.data_address = (ctypes.addressof(pin) for pin in self._pins)
         self.hdr = SgIoHdr(interface_id=SG_INTERFACE_ID, cmdp=cdb_at, sbp=sense_at)

@@ -206,6 +206,19 @@ def test_the_sense_buffer_is_cleared_before_each_command(kernel: FakeKernel) -> 
     assert sg_io(3, bytes(6), sense_length=255).sense == bytes(255)
 
 
+def test_the_data_buffer_is_cleared_before_each_data_in_command(kernel: FakeKernel) -> None:
+    """A device that writes less than it reports (resid 0, nothing written: an answer QEMU's
+    status mapping may turn GOOD) leaves zeros, not the thread's earlier answer."""
+    kernel.answer = Answer(data=b"\xee" * 8192)
+    assert sg_io(3, bytes(10), data_in_length=8192).data == b"\xee" * 8192
+    kernel.answer = Answer(data=b"\x11" * 4)
+    assert sg_io(3, bytes(10), data_in_length=8192).data == b"\x11" * 4 + bytes(8188)
+    kernel.answer = Answer(data=b"\xee" * 9000)  # the grown buffers are cleared as well
+    assert sg_io(3, bytes(10), data_in_length=9000).data == b"\xee" * 9000
+    kernel.answer = Answer()
+    assert sg_io(3, bytes(10), data_in_length=9000).data == bytes(9000)
+
+
 def test_the_longest_cdb_is_sent_whole(kernel: FakeKernel) -> None:
     cdb = bytes(range(252))
     sg_io(3, cdb)
