@@ -1,5 +1,4 @@
-"""A helper process for the hostile-client and fuzz tests: ``scsi-pr-helper --backend sim`` (or a
-``HelperServer`` run directly, for parameters the command line does not have yet) with every
+"""The helper process of the hostile-client and fuzz tests: ``daemon_process.Helper`` with every
 audit event traced to a file, its fd count, and a SIGTERM with a deadline."""
 
 from __future__ import annotations
@@ -7,68 +6,29 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from daemon_process import EXE
+from daemon_process import Helper as DaemonHelper
 
 from scsi_pr.helper.audit import parse_audit_line
-from scsi_pr.helper.executable import helper_executable
 from scsi_pr.rig import processes
 
-EXE = helper_executable()
+__all__ = ["DEADLINE", "EXE", "Helper"]
+
 # A deadline for exits and settling that catches a hang, not slowness: the machine is shared.
 DEADLINE = 20.0
 
 
-# The limits are HelperServer parameters (the CLI flags come later): run one directly.
-SERVE = """
-import asyncio, signal, socket, sys
-from scsi_pr.helper.audit import Audit
-from scsi_pr.helper.daemon import HelperServer
-from scsi_pr.helper.executors.sim import SimExecutor
-from scsi_pr.helper.systemd import ServiceNotifier
+class Helper(DaemonHelper):
+    """``scsi-pr-helper --backend sim`` with ``extra`` options and its audit trace in
+    ``trace`` (every event)."""
 
-path, trace, max_clients, idle_timeout, grace, state_dir = (sys.argv[1:] + ["-"] * 6)[:6]
-
-async def main() -> None:
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(path)
-    listener.listen(128)
-    with open(trace, "a") as log:
-        server = HelperServer(
-            SimExecutor(state_dir=state_dir if state_dir != "-" else None),
-            Audit.from_patterns(["prh_*"], log),
-            max_clients=int(max_clients) if max_clients != "-" else None,
-            idle_timeout=float(idle_timeout) if idle_timeout != "-" else None,
-            shutdown_grace=float(grace) if grace != "-" else 30.0,
-        )
-        await server.serve(listener, stop, lambda: ServiceNotifier.from_environment().ready(path))
-
-asyncio.run(main())
-"""
-
-
-class Helper:
-    """One helper process with its audit trace in ``trace`` (every event)."""
-
-    def __init__(self, tmp: Path, name: str = "h", *extra: str, server: bool = False) -> None:
-        """``scsi-pr-helper --backend sim`` with ``extra`` options, or with ``server`` a
-        ``HelperServer`` run directly with ``extra`` as its limits (see ``SERVE``)."""
-        self.sock = tmp / f"{name}.sock"
-        self.log = tmp / f"{name}.log"
+    def __init__(self, tmp: Path, name: str = "h", *extra: str) -> None:
         self.trace = tmp / f"{name}.trace"
-        if server:
-            argv = [sys.executable, "-c", SERVE, str(self.sock), str(self.trace)]
-        else:
-            argv = [EXE, "--backend", "sim", "-k", str(self.sock), "-T", f"prh_*,file={self.trace}"]
-        try:
-            self.proc = processes.spawn_notifying([*argv, *extra], self.log, DEADLINE, name=name)
-        except processes.NotListening as e:
-            raise AssertionError(str(e)) from None
+        super().__init__(tmp, name, "-T", f"prh_*,file={self.trace}", *extra)
 
     def output(self) -> str:
         return processes.log_tail(self.log)
@@ -96,9 +56,6 @@ class Helper:
             processes.kill(self.proc)
             pytest.fail(f"helper ignored SIGTERM for {limit}s; log: {self.output()}")
         return code, time.monotonic() - start
-
-    def stop(self) -> int:
-        return processes.stop(self.proc, timeout=DEADLINE)
 
     def audit(self) -> list[tuple[str, dict[str, str]]]:
         """Every trace line parsed (a line that does not parse fails the test)."""

@@ -362,7 +362,7 @@ def read_keys(s: socket.socket, fd: int) -> int:
 def test_clients_beyond_the_limit_are_refused_and_the_others_served(
     tmp_path: Path, device: int
 ) -> None:
-    h = Helper(tmp_path, "limit", "3", "-", server=True)
+    h = Helper(tmp_path, "limit", "--max-clients", "3")
     served = []
     try:
         for _ in range(3):  # no probe came before (READY=1): the three places are free
@@ -397,7 +397,7 @@ def test_clients_beyond_the_limit_are_refused_and_the_others_served(
 
 
 def test_idle_timeout_closes_idle_and_slow_clients_only(tmp_path: Path, device: int) -> None:
-    h = Helper(tmp_path, "idle", "-", "0.5", server=True)
+    h = Helper(tmp_path, "idle", "--idle-timeout", "0.5")
     try:
         idle, busy, slow = handshake(h), handshake(h), handshake(h)
         start = time.monotonic()
@@ -435,7 +435,7 @@ def test_sigterm_with_a_request_stuck_in_a_worker_thread(tmp_path: Path, image: 
     helper SG_IO on a dead path) gets the shutdown grace, then the helper exits anyway."""
     state = tmp_path / "state"
     state.mkdir()
-    h = Helper(tmp_path, "stuck", "-", "-", "1", str(state), server=True)
+    h = Helper(tmp_path, "stuck", "--shutdown-grace", "1", "--state-dir", str(state))
     fd = os.open(image, os.O_RDWR)
     held = None
     try:
