@@ -26,6 +26,7 @@ from scsi_pr.helper.executors.status import (
     IO_ERROR,
     TARGET_FAILURE,
     SenseCode,
+    map_sg_io,
 )
 from scsi_pr.sim import cdb as C
 from scsi_pr.sim.constants import PersistentReserveInAction as IN
@@ -162,7 +163,11 @@ def test_the_returned_status_and_host_byte_are_the_answer(kernel: Kernel) -> Non
     assert run(*C.prout(SA.RESERVE, K1, 0, T.WRITE_EXCLUSIVE)) == Reply(0x18, NO_SENSE)
     kernel.device = lambda request, argument: 0x0002_0000  # DID_BUSY
     assert run(*C.prout(SA.RESERVE, K1, 0, T.WRITE_EXCLUSIVE)) == Reply(Status.BUSY, NO_SENSE)
-    assert len(kernel.calls) == 2 and kernel.sg == []
+    kernel.device = lambda request, argument: 0x000E_0000  # DID_TRANSPORT_DISRUPTED
+    nexus_loss = map_sg_io(host_status=0x0E)
+    assert nexus_loss[1][2] & 0x0F == 0x0B and nexus_loss[1][12:14] == bytes([0x29, 0x07])
+    assert run(*C.prout(SA.RESERVE, K1, 0, T.WRITE_EXCLUSIVE)) == Reply(*nexus_loss)
+    assert len(kernel.calls) == 3 and kernel.sg == []
 
 
 def test_a_check_condition_asks_the_same_fd_for_the_pending_condition(kernel: Kernel) -> None:
