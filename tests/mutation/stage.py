@@ -67,7 +67,10 @@ TESTS_ELSEWHERE = {
     "helper/executors/mpath_lib.py": ("tests/helper/test_mpath_lib.py",),
     "helper/persist": (  # scsi-pr persist, sg_persist's command line
         "tests/helper/test_persist_cli.py",
+        "tests/helper/test_persist_exit_codes.py",
+        "tests/helper/test_persist_hexdump.py",
         "tests/helper/test_persist_hostile.py",
+        "tests/helper/test_persist_numbers.py",
         "tests/helper/test_persist_oracle.py",
         "tests/helper/test_persist_sense.py",
         "tests/helper/test_persist_sim.py",

@@ -59,7 +59,9 @@ def test_paths_outside_the_package_are_refused() -> None:
           "tests/helper/test_ioctl_backend.py")),  # named once
         (["helper/persist/sense.py"],  # its own name first, then its folder's, named once
          ("tests/helper/test_persist_sense.py", "tests/helper/test_persist_cli.py",
-          "tests/helper/test_persist_hostile.py", "tests/helper/test_persist_oracle.py",
+          "tests/helper/test_persist_exit_codes.py", "tests/helper/test_persist_hexdump.py",
+          "tests/helper/test_persist_hostile.py", "tests/helper/test_persist_numbers.py",
+          "tests/helper/test_persist_oracle.py",
           "tests/helper/test_persist_sim.py", "tests/helper/test_persist_transport_id.py")),
     ],
 )  # fmt: skip
