@@ -1,5 +1,5 @@
-"""Fixtures of the helper tests: an LU image, fds on it, a state directory and a running sim
-helper."""
+"""Fixtures of the helper tests: an LU image, fds on it, a state directory, a running sim
+helper, and the real sg_persist on recorded answers (``sg_persist_oracle``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from daemon_process import Helper
+from sg_persist_oracle import oracle, shim  # noqa: F401 (fixtures of the sg_persist oracle)
 
 
 @pytest.fixture
