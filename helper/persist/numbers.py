@@ -92,6 +92,12 @@ def get_num(text: str) -> int:
     return -1
 
 
+def field_at(buf: bytes, start: int, length: int) -> bytes:
+    """``length`` bytes of a response from ``start``, zeros past its end: sg_persist decodes
+    from a zeroed buffer, so what the device did not send reads as zeros."""
+    return buf[start : start + length].ljust(length, b"\0")
+
+
 def signed32(data: bytes) -> int:
     """A big-endian 4-byte field as sg_persist's ``int`` sees it (lengths can go negative)."""
     return struct.unpack(">i", data)[0]

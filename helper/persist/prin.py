@@ -9,7 +9,7 @@ from scsi_pr.helper.persist.build import prin_cdb
 from scsi_pr.helper.persist.command import Transport, failure_text, run_command
 from scsi_pr.helper.persist.exit_codes import Exit
 from scsi_pr.helper.persist.hexdump import hex_dump
-from scsi_pr.helper.persist.numbers import signed32
+from scsi_pr.helper.persist.numbers import field_at, signed32
 from scsi_pr.helper.persist.options import Options
 from scsi_pr.helper.persist.outcome import Outcome
 from scsi_pr.helper.persist.read_full_status import format_full_status
@@ -39,7 +39,7 @@ def zero_filled(data: bytes, alloc_len: int) -> bytes:
     """The response as sg_persist decodes it: from a zero-filled buffer, so bytes the device
     did not send (a short answer, or ``-l`` under 8) read as zeros instead of running off the
     end. Padding here once keeps every decoder free of its own length checks."""
-    return data.ljust(max(alloc_len, 4096 if alloc_len == 0 else 0, PRIN_FIXED_LEN), b"\0")
+    return data.ljust(max(alloc_len, PRIN_FIXED_LEN), b"\0")
 
 
 def prin_work(transport: Transport, op: Options, out: Outcome) -> int:
@@ -73,7 +73,7 @@ def _hex_prin(generation: int, add_len: int, buf: bytes, op: Options) -> str:
     """``-H``: the header decoded, the rest in hex; ``-HH``/``-HHH``: all of it in hex."""
 
     def window(start: int, length: int) -> bytes:
-        return buf[start : start + max(length, 0)].ljust(max(length, 0), b"\0")
+        return field_at(buf, start, max(length, 0))
 
     if op.hex > 1:
         return hex_dump(window(0, add_len + 8), 1 if op.hex == 2 else -1)

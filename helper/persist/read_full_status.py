@@ -3,7 +3,7 @@ nexus, with its TransportID decoded."""
 
 from __future__ import annotations
 
-from scsi_pr.helper.persist.numbers import signed32
+from scsi_pr.helper.persist.numbers import field_at, signed32
 from scsi_pr.helper.persist.pr_type import scope_type_text
 from scsi_pr.helper.persist.transport_id import transport_id_text
 
@@ -17,8 +17,8 @@ def format_full_status(generation: int, add_len: int, buf: bytes, verbose: int) 
             out.append("  So there are no registered IT nexuses\n")
     k, offset = 0, 8
     while k < add_len:
-        d = buf[offset : offset + 24].ljust(24, b"\0")
-        desc_len = signed32(d[20:24])
+        d = field_at(buf, offset, 24)
+        desc_len = signed32(d[20:])
         num = 24 + desc_len
         out.append(f"    Key=0x{int.from_bytes(d[:8], 'big'):x}\n")
         if d[12] & 0x02:
@@ -31,10 +31,9 @@ def format_full_status(generation: int, add_len: int, buf: bytes, verbose: int) 
             out.append(f"      {scope_type_text(d[13])}")
         else:
             out.append("      not reservation holder\n")
-        if desc_len > 0:
-            out.append(transport_id_text("      ", buf[offset + 24 : offset + num], desc_len))
-        if num <= 0:  # a descriptor claiming a negative length would loop forever in C
+        if desc_len < 0:  # sg_persist loops for ever or crashes on these: the list ends here
             break
+        out.append(transport_id_text("      ", buf[offset + 24 : offset + num], desc_len))
         k += num
         offset += num
     return "".join(out)

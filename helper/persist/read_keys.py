@@ -3,6 +3,8 @@ expression over these lines."""
 
 from __future__ import annotations
 
+from scsi_pr.helper.persist.numbers import field_at
+
 
 def format_keys(generation: int, add_len: int, buf: bytes) -> str:
     """The generation and one ``0x<key>`` line per key in ADDITIONAL LENGTH."""
@@ -15,7 +17,6 @@ def format_keys(generation: int, add_len: int, buf: bytes) -> str:
         if num == 1
         else f"{num} registered reservation keys follow:\n"
     )
-    keys = buf[8 : 8 + 8 * num].ljust(8 * num, b"\0")
     return text + "".join(
-        f"    0x{int.from_bytes(keys[k : k + 8], 'big'):x}\n" for k in range(0, 8 * num, 8)
+        f"    0x{int.from_bytes(field_at(buf, k, 8), 'big'):x}\n" for k in range(8, 8 + 8 * num, 8)
     )

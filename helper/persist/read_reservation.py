@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scsi_pr.helper.persist.numbers import field_at
 from scsi_pr.helper.persist.pr_type import scope_type_text
 
 
@@ -10,7 +11,7 @@ def format_reservation(generation: int, add_len: int, buf: bytes) -> str:
     text = f"  PR generation=0x{generation:x}, "
     if int(add_len / 16) <= 0:
         return text + "there is NO reservation held\n"
-    d = buf[8:24].ljust(16, b"\0")
+    d = field_at(buf, 8, 16)
     return (
         text + "Reservation follows:\n"
         f"    Key=0x{int.from_bytes(d[:8], 'big'):x}\n    {scope_type_text(d[13])}"

@@ -61,8 +61,9 @@ def test_paths_outside_the_package_are_refused() -> None:
          ("tests/helper/test_persist_sense.py", "tests/helper/test_persist_cli.py",
           "tests/helper/test_persist_exit_codes.py", "tests/helper/test_persist_hexdump.py",
           "tests/helper/test_persist_hostile.py", "tests/helper/test_persist_numbers.py",
-          "tests/helper/test_persist_oracle.py",
-          "tests/helper/test_persist_sim.py", "tests/helper/test_persist_transport_id.py")),
+          "tests/helper/test_persist_oracle.py", "tests/helper/test_persist_outcome.py",
+          "tests/helper/test_persist_prin.py", "tests/helper/test_persist_sim.py",
+          "tests/helper/test_persist_transport.py", "tests/helper/test_persist_transport_id.py")),
     ],
 )  # fmt: skip
 def test_the_target_s_tests_judge_only_its_mutants(targets: list[str], extra: tuple) -> None:
