@@ -66,11 +66,11 @@ QUIET_CATEGORIES = {
 }  # fmt: skip
 
 
-def _resid_line(leadin: str, data_in: bool, requested: int, got: int) -> str:
-    kind = "in), got" if data_in else "out) but reported"
+def _resid_line(leadin: str, requested: int, got: int) -> str:
+    """libsgutils' residual line for data-in (its "got" twice is its own format string; a PR
+    OUT never prints the data-out form: sg_persist asks for no residual there)."""
     return (
-        f"    {leadin}: pass-through requested {requested} bytes (data-{kind}  got {got} "
-        f"bytes{'' if data_in else ' sent'}\n"
+        f"    {leadin}: pass-through requested {requested} bytes (data-in), got  got {got} bytes\n"
     )
 
 
@@ -105,11 +105,13 @@ def run_command(
             elapsed = int((time.monotonic() - started) * 1000)
         out.err(f"      duration={elapsed} ms\n")
     data = response.data[:allocation] if cdb[0] == Opcode.PERSISTENT_RESERVE_IN else b""
+    # named and tested for GOOD / CHECK CONDITION without the reserved bits, but categorised
+    # as received: sg3_utils does both (RESERVATION CONFLICT with bit 0 set is only named)
     status = response.status & 0x7E
     sense = response.sense[: sense_length(response.sense)]
     if status == Status.GOOD:
         if verbose > 1 and allocation and len(data) != allocation:
-            out.err(_resid_line(leadin, True, allocation, len(data)))
+            out.err(_resid_line(leadin, allocation, len(data)))
         if verbose > 2 and data:
             out.err(f"    {leadin}: response")
             if verbose == 3:
@@ -126,10 +128,10 @@ def run_command(
             out.err(f"{leadin}:\n")
             out.err(sense_text(sense, verbose > 1))
             if allocation and len(data) != allocation and (verbose > 2 or check_data_in or data):
-                out.err(_resid_line(leadin, True, allocation, len(data)))
+                out.err(_resid_line(leadin, allocation, len(data)))
         return (Exit.OK if category in (Exit.RECOVERED, Exit.NO_SENSE) else category), data
-    if status in STATUS_CATEGORY:
-        return STATUS_CATEGORY[Status(status)], b""
+    if response.status in STATUS_CATEGORY:
+        return STATUS_CATEGORY[Status(response.status)], b""
     text = STATUS_TEXT.get(status, f"Unknown status [0x{status:x}]")
     out.err(f"{leadin}: scsi status: {text}\n")
     # sg3_utils then converts "no OS error" (0) into its exit status: the command "succeeds"
