@@ -5,6 +5,7 @@ status. ``execute`` does everything but writing (tests call it with their own tr
 from __future__ import annotations
 
 import errno
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -38,13 +39,19 @@ def execute(
     return out
 
 
+def fgets_lines(text: str) -> list[str]:
+    """``text`` in lines as C's ``fgets`` reads them: ended by ``\\n`` only (``splitlines``
+    would also end one at ``\\r``, a form feed or a file separator, which sg_persist keeps)."""
+    return io.StringIO(text, newline="\n").readlines()
+
+
 def _stdin_lines() -> list[str]:
     """``-X -``'s lines, read as bytes: sg_persist takes any bytes, and a strict locale must not
     turn one that is not UTF-8 into a traceback (the TransportID parser refuses it instead)."""
     raw = getattr(sys.stdin, "buffer", None)
     if raw is None:  # a text-only stand-in (already decoded)
         return sys.stdin.readlines()
-    return raw.read().decode("utf-8", "surrogateescape").splitlines(keepends=True)
+    return fgets_lines(raw.read().decode("utf-8", "surrogateescape"))
 
 
 def _run(op: Options, out: Outcome, transport_factory: TransportFactory) -> int:

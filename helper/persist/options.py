@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from scsi_pr.helper.getopt import GetoptError, GetoptLong, LongOption, OptionTable
 from scsi_pr.helper.persist.exit_codes import Exit
@@ -127,7 +128,10 @@ def _transport_id_arg(value: str, out: Outcome, read_stdin: Callable[[], list[st
                 try:
                     # as argv and stdin are read, so a name's bytes reach the TransportID
                     # once, whichever way it was given
-                    with open(value[5:], encoding="utf-8", errors="surrogateescape") as f:
+                    # and its lines end at "\n" only, as fgets ends them
+                    with open(
+                        value[5:], encoding="utf-8", errors="surrogateescape", newline="\n"
+                    ) as f:
                         lines = f.readlines()
                 except OSError:
                     raise TransportIdSyntax(
@@ -211,6 +215,7 @@ def _take(
     read_stdin: Callable[[], list[str]],
 ) -> None:
     """One pass of main()'s getopt loop: the option's effect, or Done after its complaint."""
+    arg = cast(str, value)  # getopt gives every option that takes an argument its text
     if key in PRIN_FLAGS:
         op.prin_sa = PRIN_FLAGS[key]
         given.prin_sa += 1
@@ -219,14 +224,14 @@ def _take(
         given.prout_sa += 1
     elif key in HEX_ARGS:
         attr, long_name, bits = HEX_ARGS[key]
-        number = scan_hex(value or "", bits)
+        number = scan_hex(arg, bits)
         if number is None:
             out.err(f"bad argument to '--{long_name}'\n")
             raise Done(Exit.SYNTAX_ERROR)
         setattr(op, attr, number)
     elif key in ("l", "m"):
         name = "maxlen" if key == "m" else "alloc-length"
-        number = get_num(value or "") if key == "m" else scan_hex(value or "", 32)
+        number = get_num(arg) if key == "m" else scan_hex(arg)  # both masked to 32 bits below
         if number is None or number == -1:
             out.err(f"bad argument to '--{name}'\n")
             raise Done(Exit.SYNTAX_ERROR)
@@ -235,7 +240,7 @@ def _take(
             out.err(f"'--{name}' argument exceeds maximum value ({MX_ALLOC_LEN})\n")
             raise Done(Exit.SYNTAX_ERROR)
     elif key == "Q":
-        number = scan_hex(value or "", 32)
+        number = scan_hex(arg, 32)
         if number is None:
             out.err("bad argument to '--relative-target-port'\n")
             raise Done(Exit.SYNTAX_ERROR)
@@ -244,7 +249,7 @@ def _take(
             raise Done(Exit.SYNTAX_ERROR)
         op.param_rtp = number
     elif key == "X":
-        op.transport_ids = _transport_id_arg(value or "", out, read_stdin)
+        op.transport_ids = _transport_id_arg(arg, out, read_stdin)
     elif key == "y":
         if not op.readwrite_force:
             op.readwrite_force, op.readonly = op.readonly, not op.readonly

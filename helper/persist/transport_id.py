@@ -223,7 +223,9 @@ def _scsi_rdma(leadin: str, bp: bytes, fmt: int, normal: int) -> str:
 
 def _iscsi(leadin: str, bp: bytes, fmt: int, normal: int) -> str:
     num = _word(bp[2:4])
-    name = bp[4 : 4 + num].split(b"\0", 1)[0].decode("latin-1")
+    # the name's bytes as sg_persist writes them: UTF-8 reads back as typed; bytes that are
+    # not UTF-8 (a device's) show as \xNN, so the text can always be written
+    name = _shown(bp[4 : 4 + num].partition(b"\0")[0].decode("utf-8", "surrogateescape"))
     if fmt == 0:
         return f"{leadin}  iSCSI name: {name}\n"
     if fmt == 1:

@@ -287,8 +287,10 @@ def test_text_iscsi_name() -> None:
     assert t.transport_id_text(L, tid, 48) == f"{HEAD}{L}  iSCSI name: iqn.2001-04.com.exam\n"
     tid = b"\x45\x00\x00\x14iqn.a\0zz" + z(12)
     assert t.transport_id_text(L, tid, 24) == f"{HEAD}{L}  iSCSI world wide unique port id: iqn.a\n"
-    tid = b"\x05\x00\x00\x14iqn.\xe9" + z(15)
-    assert t.transport_id_text(L, tid, 24) == f"{HEAD}{L}  iSCSI name: iqn.\xe9\n"
+    tid = b"\x05\x00\x00\x14iqn.caf\xc3\xa9" + z(12)  # UTF-8, as RFC 3722 names are
+    assert t.transport_id_text(L, tid, 24) == f"{HEAD}{L}  iSCSI name: iqn.café\n"
+    tid = b"\x05\x00\x00\x14iqn.\xe9" + z(15)  # not UTF-8: the byte shown, never a wrong letter
+    assert t.transport_id_text(L, tid, 24) == f"{HEAD}{L}  iSCSI name: iqn.\\xe9\n"
 
 
 def test_text_iscsi_long_length() -> None:
