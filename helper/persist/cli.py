@@ -42,7 +42,7 @@ def execute(
 def fgets_lines(text: str) -> list[str]:
     """``text`` in lines as C's ``fgets`` reads them: ended by ``\\n`` only (``splitlines``
     would also end one at ``\\r``, a form feed or a file separator, which sg_persist keeps)."""
-    return io.StringIO(text, newline="\n").readlines()
+    return io.StringIO(text).readlines()  # StringIO's own newline is "\n": no translation
 
 
 def _stdin_lines() -> list[str]:

@@ -106,6 +106,9 @@ def test_same_as_sg_persist(sg_persist: str, line: str) -> None:
         ("FILE=", b"sas,5001405000000002\n5,0,0,14,69,71,6e,2e # \x80\n"),
         # a UTF-8 iSCSI name is read as the bytes it is
         ("file=", "iqn.café\n".encode()),
+        # lines end at "\n" only (fgets): a "\r" or form feed stays inside the comment
+        ("file=", b"# comment\r1 2 zz\nsas,5001405000000002\n"),
+        ("file=", b"# comment\x0c1 2 zz\r\nsas,5001405000000002\r\n"),
     ],
 )
 def test_transport_id_files_same_as_sg_persist(
