@@ -14,7 +14,7 @@ import shutil
 import struct
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,9 @@ from needs import unavailable
 
 from scsi_pr.helper.persist.cli import execute
 from scsi_pr.helper.persist.command import Response, Transport
+from scsi_pr.sim.constants import Opcode
 from scsi_pr.sim.device import LogicalUnit
+from scsi_pr.sim.faults import Fail
 from scsi_pr.sim.nexus import ITNexus
 from scsi_pr.sim.result import CommandResult
 
@@ -184,6 +186,18 @@ def oracle(shim: Path, tmp_path: Path) -> Iterator[Oracle]:
     for nexus in (A, B):
         lu.execute(nexus, bytes(6))
     yield Oracle(shim, tmp_path, lu)
+
+
+def answering(shim: Path, workdir: Path, result: CommandResult) -> Oracle:
+    """An oracle whose LU answers every command with ``result``, a PR IN's data cut to the
+    CDB's ALLOCATION LENGTH as a device cuts it: the device answers the model never gives."""
+
+    def answer(nexus: ITNexus, cdb: bytes) -> Fail:
+        if cdb[0] != Opcode.PERSISTENT_RESERVE_IN:
+            return Fail(result)
+        return Fail(replace(result, data=result.data[: int.from_bytes(cdb[7:9], "big")]))
+
+    return Oracle(shim, workdir, LogicalUnit(fault=answer))
 
 
 def full_status_descriptor(key: int, flags: int, scope_type: int, port: int, tid: bytes) -> bytes:

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from sg_persist_oracle import Oracle, fixed_sense
+from sg_persist_oracle import answering, fixed_sense
 
 from scsi_pr.helper.persist import command
 from scsi_pr.helper.persist.command import Response, Transport, _resid_line, run_command
@@ -26,8 +26,6 @@ from scsi_pr.helper.persist.exit_codes import Exit
 from scsi_pr.helper.persist.outcome import Outcome
 from scsi_pr.sim.cdb import persistent_reserve_in, persistent_reserve_out
 from scsi_pr.sim.constants import Status
-from scsi_pr.sim.device import LogicalUnit
-from scsi_pr.sim.faults import Fail
 from scsi_pr.sim.result import CommandResult
 
 UNIT_ATTENTION = fixed_sense(0x06, 0x29, 0x00)
@@ -42,11 +40,6 @@ HOST_PROBES = ("found sg_bsg_major=", "check_file_type: ")
 def keys_answer(size: int) -> bytes:
     """A READ KEYS answer of exactly ``size`` bytes (ADDITIONAL LENGTH says the rest)."""
     return struct.pack(">II", 5, size - 8) + bytes((i * 7) & 0xFF for i in range(size - 8))
-
-
-def answering(shim: Path, tmp_path: Path, result: CommandResult) -> Oracle:
-    """An oracle whose LU answers every command with ``result``."""
-    return Oracle(shim, tmp_path, LogicalUnit(fault=lambda nexus, cdb: Fail(result)))
 
 
 @pytest.mark.parametrize(

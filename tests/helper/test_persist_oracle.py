@@ -13,11 +13,9 @@ import struct
 from pathlib import Path
 
 import pytest
-from sg_persist_oracle import A, B, Oracle, fixed_sense, full_status_descriptor
+from sg_persist_oracle import A, B, Oracle, answering, fixed_sense, full_status_descriptor
 
 from scsi_pr.sim.constants import Status
-from scsi_pr.sim.device import LogicalUnit
-from scsi_pr.sim.faults import Fail
 from scsi_pr.sim.result import CommandResult
 from scsi_pr.sim.transportid import TransportId
 
@@ -137,8 +135,7 @@ def test_full_status_transport_id_decoding(shim: Path, tmp_path: Path) -> None:
     ]
     body = b"".join(descriptors)
     data = struct.pack(">II", 7, len(body)) + body
-    lu = LogicalUnit(fault=lambda nexus, cdb: Fail(CommandResult(Status.GOOD, b"", data)))
-    oracle = Oracle(shim, tmp_path, lu)
+    oracle = answering(shim, tmp_path, CommandResult(Status.GOOD, b"", data))
     for argv in (["-n", "-s"], ["-n", "-s", "-v"], ["-n", "-s", "-H"], ["-n", "-k"], ["-n", "-r"]):
         oracle.check(argv, code=0)
     decoded = oracle.check(["-n", "-s"]).stdout
@@ -185,5 +182,4 @@ def test_full_status_transport_id_decoding(shim: Path, tmp_path: Path) -> None:
 def test_device_failures(
     shim: Path, tmp_path: Path, result: CommandResult, argv: list[str]
 ) -> None:
-    lu = LogicalUnit(fault=lambda nexus, cdb: Fail(result))
-    Oracle(shim, tmp_path, lu).check(argv)
+    answering(shim, tmp_path, result).check(argv)

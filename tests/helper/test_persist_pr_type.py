@@ -9,12 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sg_persist_oracle import Oracle, full_status_descriptor
+from sg_persist_oracle import answering, full_status_descriptor
 
 from scsi_pr.helper.persist.pr_type import scope_type_text
 from scsi_pr.sim.constants import Status
-from scsi_pr.sim.device import LogicalUnit
-from scsi_pr.sim.faults import Fail
 from scsi_pr.sim.result import CommandResult
 from scsi_pr.sim.transportid import TransportId
 
@@ -59,6 +57,5 @@ def test_scope_in_decoded_responses(
 ) -> None:
     """Both decoders print the SCOPE/TYPE byte as sg_persist does, whatever the scope."""
     data = answer(scope_type)
-    lu = LogicalUnit(fault=lambda nexus, cdb: Fail(CommandResult(Status.GOOD, b"", data)))
-    run = Oracle(shim, tmp_path, lu).check(argv, code=0)
+    run = answering(shim, tmp_path, CommandResult(Status.GOOD, b"", data)).check(argv, code=0)
     assert scope_type_text(scope_type).rstrip("\n") in run.stdout

@@ -9,23 +9,16 @@ import struct
 from pathlib import Path
 
 import pytest
-from sg_persist_oracle import Oracle
+from sg_persist_oracle import answering
 
 from scsi_pr.helper.persist.read_full_status import format_full_status
 from scsi_pr.sim.constants import Status
-from scsi_pr.sim.device import LogicalUnit
-from scsi_pr.sim.faults import Fail
 from scsi_pr.sim.result import CommandResult
 
 
-def answered(data: bytes, shim: Path, tmp_path: Path) -> Oracle:
-    """An oracle whose LU answers every command GOOD with ``data``, cut to the CDB's
-    ALLOCATION LENGTH as a device cuts it."""
-
-    def answer(nexus: object, cdb: bytes) -> Fail:
-        return Fail(CommandResult(Status.GOOD, b"", data[: int.from_bytes(cdb[7:9], "big")]))
-
-    return Oracle(shim, tmp_path, LogicalUnit(fault=answer))
+def good(data: bytes) -> CommandResult:
+    """GOOD with ``data``."""
+    return CommandResult(Status.GOOD, b"", data)
 
 
 #: forty keys after the header: every length below that is inside what the device sends
@@ -53,7 +46,7 @@ HEADERS = [
 def test_pr_in_headers_print_as_sg_persist_prints_them(
     shim: Path, tmp_path: Path, generation: int, length: int, argvs: list[str]
 ) -> None:
-    oracle = answered(struct.pack(">II", generation, length) + KEYS, shim, tmp_path)
+    oracle = answering(shim, tmp_path, good(struct.pack(">II", generation, length) + KEYS))
     for argv in argvs:
         oracle.check(["-n", *argv.split()], code=0)
 
@@ -69,7 +62,7 @@ CAPABILITIES = [
 def test_report_capabilities_answers_print_as_sg_persist_prints_them(
     shim: Path, tmp_path: Path, data: str
 ) -> None:
-    oracle = answered(bytes.fromhex(data), shim, tmp_path)
+    oracle = answering(shim, tmp_path, good(bytes.fromhex(data)))
     for argv in (["-n", "-c"], ["-n", "-c", "-H"], ["-n", "-c", "-v"], ["-n", "-c", "-HH"]):
         oracle.check(argv)
 
@@ -84,7 +77,7 @@ def test_read_reservation_scopes_and_types_print_as_sg_persist_prints_them(
     shim: Path, tmp_path: Path, scope_type: int
 ) -> None:
     descriptor = reservation(0xABCD, scope_type)
-    oracle = answered(struct.pack(">II", 3, len(descriptor)) + descriptor, shim, tmp_path)
+    oracle = answering(shim, tmp_path, good(struct.pack(">II", 3, len(descriptor)) + descriptor))
     for argv in (["-n", "-r"], ["-n", "-r", "-v"], ["-n", "-r", "-H"]):
         oracle.check(argv)
 
@@ -98,7 +91,7 @@ SINGLE_BITS = [f"0008{1 << bit:02x}00" + "0000" for bit in range(8)] + [
 
 @pytest.mark.parametrize("data", SINGLE_BITS)
 def test_each_capability_bit_prints_alone(shim: Path, tmp_path: Path, data: str) -> None:
-    oracle = answered(bytes.fromhex(data), shim, tmp_path)
+    oracle = answering(shim, tmp_path, good(bytes.fromhex(data)))
     for argv in (["-n", "-c"], ["-n", "-c", "-v"]):
         oracle.check(argv, code=0)
 
@@ -106,7 +99,7 @@ def test_each_capability_bit_prints_alone(shim: Path, tmp_path: Path, data: str)
 @pytest.mark.parametrize("argv", [["-k"], ["-r"], ["-s"], ["-c"], ["-k", "-HH"], ["-c", "-H"]])
 def test_an_allocation_length_of_zero(shim: Path, tmp_path: Path, argv: list[str]) -> None:
     """``-l 0``: the device sends nothing; both programs decode an empty (zeroed) buffer."""
-    oracle = answered(struct.pack(">II", 7, 24) + KEYS, shim, tmp_path)
+    oracle = answering(shim, tmp_path, good(struct.pack(">II", 7, 24) + KEYS))
     oracle.check(["-n", *argv, "-l", "0"])
 
 
@@ -138,7 +131,7 @@ FULL_STATUS = [
 def test_full_status_descriptors_print_as_sg_persist_prints_them(
     shim: Path, tmp_path: Path, data: bytes
 ) -> None:
-    oracle = answered(data + bytes(64), shim, tmp_path)
+    oracle = answering(shim, tmp_path, good(data + bytes(64)))
     for argv in (["-n", "-s"], ["-n", "-s", "-v"]):
         oracle.check(argv, code=0)
 
@@ -163,7 +156,7 @@ def test_bytes_the_device_did_not_send_read_as_zeros(
     reads its heap there: docs/persist.md), so the text is sg_persist's own for a complete
     response whose missing bytes are zeros."""
     complete = struct.pack(">II", 7, add_len) + KEYS[:12] + bytes(add_len - 12)
-    oracle = answered(complete, shim, tmp_path)
+    oracle = answering(shim, tmp_path, good(complete))
     expected = oracle.check(["-n", *argv], code=0).stdout
     mine, _ = oracle.both(["-n", *argv, "-l", "14"])
     assert (mine.code, mine.stdout) == (0, expected)

@@ -7,11 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sg_persist_oracle import Oracle, fixed_sense
+from sg_persist_oracle import answering, fixed_sense
 
 from scsi_pr.sim.constants import Status
-from scsi_pr.sim.device import LogicalUnit
-from scsi_pr.sim.faults import Fail
 from scsi_pr.sim.result import CommandResult
 
 MOVE = ["-n", "-o", "-M", "-K", "aa", "-S", "ee", "-Q", "2", "-T", "1",
@@ -39,6 +37,5 @@ def test_register_and_move_outcome(
     shim: Path, tmp_path: Path, result: CommandResult, verbose: list[str], code: int, line: str
 ) -> None:
     """Each outcome of REGISTER AND MOVE in sg_persist's words and exit status."""
-    lu = LogicalUnit(fault=lambda nexus, cdb: Fail(result))
-    run = Oracle(shim, tmp_path, lu).check([*MOVE, *verbose], code=code)
+    run = answering(shim, tmp_path, result).check([*MOVE, *verbose], code=code)
     assert line in run.stderr.splitlines(keepends=True)
