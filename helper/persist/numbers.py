@@ -67,7 +67,7 @@ def get_num(text: str) -> int:
         value, rest = scan_hex_prefix(s[2:])
         return -1 if value is None or rest else _c_int(value)  # all of it a hex number
     if s[-1] in "hH":
-        value = scan_hex_prefix(s)[0]
+        value = scan_hex(s)
         return -1 if value is None else _c_int(value)
     body = s.lstrip(C_SPACE)  # "%d" skips what the terminators left of the white space
     body = body[1:] if body[:1] == "+" else body

@@ -36,9 +36,9 @@ PRIN_FIXED_LEN = 8
 
 
 def zero_filled(data: bytes, alloc_len: int) -> bytes:
-    """The response as sg_persist decodes it: from a zero-filled buffer, so bytes the device
-    did not send (a short answer, or ``-l`` under 8) read as zeros instead of running off the
-    end. Padding here once keeps every decoder free of its own length checks."""
+    """The response as sg_persist holds it: in a zero-filled buffer of the allocation length
+    (at least the 8-byte header), so the header, REPORT CAPABILITIES and its ``-H`` dump read
+    zeros where the device sent nothing. Fields past that go through ``field_at``."""
     return data.ljust(max(alloc_len, PRIN_FIXED_LEN), b"\0")
 
 
