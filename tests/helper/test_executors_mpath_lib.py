@@ -14,6 +14,7 @@ import types
 from typing import Any
 
 import pytest
+from mpath_layout import ProutParamDescriptor
 
 from scsi_pr.helper.executors import mpath_lib as M
 from scsi_pr.sim.constants import PR_HELPER_DATA_SIZE
@@ -22,23 +23,6 @@ from scsi_pr.sim.transportid import TransportId
 FC = TransportId.fibre_channel(0x21000024FF123456).encode()
 SAS = TransportId.sas(0x5001405F00000001).encode()
 ISCSI = TransportId.iscsi("iqn.2020-01.example:node1", 0x23D000000001).encode()
-
-
-class _TransportId(ctypes.Structure):
-    _fields_ = [("format_code", ctypes.c_uint8), ("protocol_id", ctypes.c_uint8),
-                ("name", ctypes.c_uint8 * 256)]  # fmt: skip
-
-
-class _Prout(ctypes.Structure):
-    """``struct prout_param_descriptor`` with the pointer array the caller sized (32)."""
-
-    _fields_ = [
-        ("key", ctypes.c_uint8 * 8), ("sa_key", ctypes.c_uint8 * 8), ("_obsolete", ctypes.c_uint32),
-        ("sa_flags", ctypes.c_uint8), ("_reserved", ctypes.c_uint8),
-        ("_obsolete1", ctypes.c_uint16), ("private_buffer", ctypes.c_uint8 * 8192),
-        ("num_transportid", ctypes.c_uint32),
-        ("trnptid_list", ctypes.POINTER(_TransportId) * M.MAX_TRANSPORT_IDS),
-    ]  # fmt: skip
 
 
 # -- PR OUT: TransportIDs in the library's form ---------------------------------------------------
@@ -113,7 +97,7 @@ class FakeLibrary:
         self, fd: int, action: int, scope: int, type_: int, desc: Any, noisy: int, verbose: int
     ) -> int:
         self.calls.append(("out", fd, action, scope, type_, ctypes.sizeof(desc), noisy, verbose))
-        prout = ctypes.cast(desc, ctypes.POINTER(_Prout)).contents
+        prout = ctypes.cast(desc, ctypes.POINTER(ProutParamDescriptor)).contents
         n = prout.num_transportid
         self.seen = {
             "key": bytes(prout.key),

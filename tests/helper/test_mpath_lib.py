@@ -10,6 +10,7 @@ import ctypes
 import struct
 
 import pytest
+from mpath_layout import MAX_TRANSPORT_IDS, ProutParamDescriptor, TransportIdStruct
 
 from scsi_pr.helper.executors import mpath_lib as M
 from scsi_pr.sim import pr_in
@@ -17,39 +18,26 @@ from scsi_pr.sim.constants import ReservationType
 from scsi_pr.sim.transportid import TransportId
 
 
-class _TransportId(ctypes.Structure):
-    _fields_ = [("format_code", ctypes.c_uint8), ("protocol_id", ctypes.c_uint8),
-                ("name", ctypes.c_uint8 * 256)]  # fmt: skip
-
-
-class _ProutParamDescriptor(ctypes.Structure):
-    _fields_ = [
-        ("key", ctypes.c_uint8 * 8), ("sa_key", ctypes.c_uint8 * 8), ("_obsolete", ctypes.c_uint32),
-        ("sa_flags", ctypes.c_uint8), ("_reserved", ctypes.c_uint8),
-        ("_obsolete1", ctypes.c_uint16), ("private_buffer", ctypes.c_uint8 * 8192),
-        ("num_transportid", ctypes.c_uint32),
-        ("trnptid_list", ctypes.POINTER(_TransportId) * 0),
-    ]  # fmt: skip
-
-
 class _FullDescriptor(ctypes.Structure):
     _fields_ = [("key", ctypes.c_uint8 * 8), ("flag", ctypes.c_uint8),
                 ("scope_type", ctypes.c_uint8), ("rtpi", ctypes.c_uint16),
-                ("trnptid", _TransportId)]  # fmt: skip
+                ("trnptid", TransportIdStruct)]  # fmt: skip
 
 
 def test_offsets_follow_the_c_layout() -> None:
-    assert ctypes.sizeof(_TransportId) == M.TRANSPORT_ID_SIZE == 258
+    assert ctypes.sizeof(TransportIdStruct) == M.TRANSPORT_ID_SIZE == 258
     assert ctypes.sizeof(_FullDescriptor) == M.FULL_DESCRIPTOR_SIZE == 270
-    assert _ProutParamDescriptor.sa_flags.offset == 20
-    assert _ProutParamDescriptor.num_transportid.offset == M.NUM_TRANSPORT_IDS_OFFSET
-    assert _ProutParamDescriptor.trnptid_list.offset == M.TRANSPORT_ID_LIST_OFFSET
+    assert ProutParamDescriptor.sa_flags.offset == 20
+    assert ProutParamDescriptor.num_transportid.offset == M.NUM_TRANSPORT_IDS_OFFSET
+    assert ProutParamDescriptor.trnptid_list.offset == M.TRANSPORT_ID_LIST_OFFSET
+    assert ctypes.sizeof(ProutParamDescriptor) == M.PROUT_SIZE
+    assert M.MAX_TRANSPORT_IDS == MAX_TRANSPORT_IDS
     assert M.MAX_FULL_DESCRIPTORS == 30
 
 
 def test_prout_descriptor_fixed_fields() -> None:
     buf = M.prout_descriptor((1).to_bytes(8, "big"), (2).to_bytes(8, "big"), 0x0D)
-    view = _ProutParamDescriptor.from_buffer(buf)
+    view = ProutParamDescriptor.from_buffer(buf)
     assert bytes(view.key) == (1).to_bytes(8, "big")
     assert bytes(view.sa_key) == (2).to_bytes(8, "big")
     assert view.sa_flags == 0x0D and view.num_transportid == 0
