@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import select
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from initiator import Initiator, TargetGone, connect, until_good
@@ -43,15 +45,45 @@ POWER_ON_UA = (0x06, 0x29, 0x01)  # POWER ON OCCURRED
 F = TaskManagementFunction
 
 
+class HeldTarget(LiveTarget):
+    """A live target that counts the calls inside its LUs' ``run``: a command there is past
+    its aborted check (``ConnectionHandler._run_command``), so it has started and completes
+    on the model whatever ends it. Queued is not started: under load the worker may not have
+    taken a queued command yet when a function aborts it, and then it never runs."""
+
+    def __init__(self, state_dir: Path, **config: Any) -> None:
+        super().__init__(state_dir, **config)
+        self.inside = 0
+        self._counting = threading.Lock()
+
+    def __enter__(self) -> HeldTarget:
+        super().__enter__()
+        assert self.server is not None
+        lus = self.server.lus
+        run = lus.run
+
+        def counted(lun: int, fn: Any) -> Any:
+            with self._counting:
+                self.inside += 1
+            try:
+                return run(lun, fn)
+            finally:
+                with self._counting:
+                    self.inside -= 1
+
+        lus.run = counted  # type: ignore[method-assign]
+        return self
+
+
 @pytest.fixture
-def target(tmp_path: Path) -> Iterator[LiveTarget]:
+def target(tmp_path: Path) -> Iterator[HeldTarget]:
     # no NOP-In pings: a test reads "nothing answered yet" as no bytes at all
-    with LiveTarget(tmp_path, luns=2, nop_interval=3600.0) as live:
+    with HeldTarget(tmp_path, luns=2, nop_interval=3600.0) as live:
         yield live
 
 
 @pytest.fixture
-def a_and_b(target: LiveTarget) -> tuple[Initiator, Initiator]:
+def a_and_b(target: HeldTarget) -> tuple[Initiator, Initiator]:
     """Two sessions (two I_T nexuses), their unit attentions of the login taken."""
     a = connect(target.address, HOST_A, TARGET)
     b = connect(target.address, HOST_B, TARGET)
@@ -103,13 +135,16 @@ def _silent(ini: Initiator) -> bool:
     return not select.select([ini.sock], [], [], 0.3)[0]
 
 
-def _in_flight(target: LiveTarget, count: int) -> None:
+def _in_flight(target: HeldTarget, count: int) -> None:
+    """``count`` commands handed to the worker, the first of them started and waiting for
+    the lock (read on the loop's thread, so never during its own no-waiting try)."""
     server = target.server
     assert server is not None
-    until(lambda: target.call(lambda: server.queued) == count, what="commands never queued")
+    until(lambda: target.call(lambda: (server.queued, target.inside)) == (count, 1),
+          what="commands never queued")  # fmt: skip
 
 
-def _aborted(target: LiveTarget) -> list[bool]:
+def _aborted(target: HeldTarget) -> list[bool]:
     """Whether each command in flight, session by session, is marked aborted."""
     server = target.server
     assert server is not None
@@ -117,7 +152,7 @@ def _aborted(target: LiveTarget) -> list[bool]:
 
 
 def test_abort_task_set_ends_the_session_s_tasks_on_that_lun_once_settled(
-    target: LiveTarget, a_and_b: tuple[Initiator, Initiator], tmp_path: Path
+    target: HeldTarget, a_and_b: tuple[Initiator, Initiator], tmp_path: Path
 ) -> None:
     """ABORT TASK SET (SAM-5 7.3): this I_T nexus's tasks on this LU, no other session's and
     no other LU's. Answered only after the running one completed; the queued RESERVE(6)
@@ -142,7 +177,7 @@ def test_abort_task_set_ends_the_session_s_tasks_on_that_lun_once_settled(
 
 
 def test_clear_task_set_ends_every_session_s_tasks_and_tells_the_others(
-    target: LiveTarget, a_and_b: tuple[Initiator, Initiator], tmp_path: Path
+    target: HeldTarget, a_and_b: tuple[Initiator, Initiator], tmp_path: Path
 ) -> None:
     """CLEAR TASK SET (SAM-5 7.5): every I_T nexus's tasks on this LU; the others whose tasks
     it ended (a command or a write still collecting its data) get COMMANDS CLEARED BY
@@ -183,7 +218,7 @@ def _send_data(ini: Initiator, itt: int, ttt: int, lun: int) -> None:
 @pytest.mark.parametrize("function", [F.CLEAR_TASK_SET, F.LOGICAL_UNIT_RESET],
                          ids=["clear-task-set", "lun-reset"])  # fmt: skip
 def test_another_lun_s_write_collecting_data_goes_on(
-    target: LiveTarget, a_and_b: tuple[Initiator, Initiator], function: int
+    target: HeldTarget, a_and_b: tuple[Initiator, Initiator], function: int
 ) -> None:
     """A function on LUN 0 leaves a write to LUN 1 that waits for its data alone: the data
     sent after it is written, and its session is told nothing."""
@@ -197,7 +232,7 @@ def test_another_lun_s_write_collecting_data_goes_on(
 
 
 def test_lun_reset_ends_every_session_s_tasks_on_that_lun_once_settled(
-    target: LiveTarget, a_and_b: tuple[Initiator, Initiator], tmp_path: Path
+    target: HeldTarget, a_and_b: tuple[Initiator, Initiator], tmp_path: Path
 ) -> None:
     """LOGICAL UNIT RESET (SAM-5 7.7): every I_T nexus's tasks on the LU, answered after the
     running one completed; another LU's go on and see no reset."""
@@ -217,7 +252,7 @@ def test_lun_reset_ends_every_session_s_tasks_on_that_lun_once_settled(
 
 
 def test_a_session_that_drops_does_not_stop_another_s_clear_task_set(
-    target: LiveTarget, a_and_b: tuple[Initiator, Initiator], tmp_path: Path
+    target: HeldTarget, a_and_b: tuple[Initiator, Initiator], tmp_path: Path
 ) -> None:
     """CLEAR TASK SET waits for the other session's task it ended; that session's connection
     dropping meanwhile (its tasks cancelled with it) ends the wait, not the function."""
@@ -236,7 +271,7 @@ def test_a_session_that_drops_does_not_stop_another_s_clear_task_set(
 
 
 def test_a_write_whose_session_cleared_it_is_rejected_and_never_written(
-    target: LiveTarget, a_and_b: tuple[Initiator, Initiator]
+    target: HeldTarget, a_and_b: tuple[Initiator, Initiator]
 ) -> None:
     """The issuer's own write collecting data ends with its CLEAR TASK SET (the codec ends
     it): the data sent after it is refused and writes nothing; the issuer is not told."""
@@ -250,7 +285,7 @@ def test_a_write_whose_session_cleared_it_is_rejected_and_never_written(
 
 
 def test_abort_task_of_a_write_collecting_data_completes_and_the_data_is_refused(
-    target: LiveTarget, a_and_b: tuple[Initiator, Initiator]
+    target: HeldTarget, a_and_b: tuple[Initiator, Initiator]
 ) -> None:
     """ABORT TASK (SAM-5 7.2) of a write still waiting for its data: the codec ends it, the
     function is FUNCTION COMPLETE (the task existed), and the data sent after is refused
@@ -265,7 +300,7 @@ def test_abort_task_of_a_write_collecting_data_completes_and_the_data_is_refused
 
 
 def test_target_warm_reset_is_a_hard_reset_of_every_lu_and_sessions_go_on(
-    target: LiveTarget, a_and_b: tuple[Initiator, Initiator]
+    target: HeldTarget, a_and_b: tuple[Initiator, Initiator]
 ) -> None:
     """TARGET WARM RESET (SAM-5 6.3.2): on every LU, the SPC-2 reservation is released and
     every nexus gets POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29h/00h); persistent
@@ -283,7 +318,7 @@ def test_target_warm_reset_is_a_hard_reset_of_every_lu_and_sessions_go_on(
 
 
 def test_target_cold_reset_power_cycles_every_lu_then_ends_every_session(
-    target: LiveTarget, a_and_b: tuple[Initiator, Initiator], caplog: pytest.LogCaptureFixture
+    target: HeldTarget, a_and_b: tuple[Initiator, Initiator], caplog: pytest.LogCaptureFixture
 ) -> None:
     """TARGET COLD RESET (RFC 7143 11.5.1): a power cycle of every LU (registrations without
     APTPL go), answered, then every session ends; a new session is told POWER ON OCCURRED
@@ -308,7 +343,7 @@ def test_target_cold_reset_power_cycles_every_lu_then_ends_every_session(
 
 
 def test_the_debug_trace_says_which_aborted_commands_ran_and_that_none_was_answered(
-    target: LiveTarget,
+    target: HeldTarget,
     a_and_b: tuple[Initiator, Initiator],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
