@@ -17,7 +17,7 @@ from scsi_pr.helper.persist.options import Options, parse_options
 from scsi_pr.helper.persist.outcome import Done, Outcome
 from scsi_pr.helper.persist.prin import prin_work
 from scsi_pr.helper.persist.prout import prout_work
-from scsi_pr.helper.persist.transport import TransportFactory, helper_transport
+from scsi_pr.helper.persist.transport import TransportFactory, helper_transport, socket_path
 from scsi_pr.helper.persist.usage import ME
 
 
@@ -33,6 +33,7 @@ def execute(
     stdin_reader = read_stdin or _stdin_lines
     try:
         op = parse_options(argv, out, environ, stdin_reader)
+        op.socket = socket_path(op, environ)  # the factory sees the environment given here
         out.code = _run(op, out, transport_factory)
     except Done as done:
         out.code = done.code

@@ -21,6 +21,7 @@ from scsi_pr.helper.persist.command import Transport
 from scsi_pr.helper.persist.exit_codes import Exit
 from scsi_pr.helper.persist.options import Options
 from scsi_pr.helper.persist.outcome import Done, Outcome
+from scsi_pr.helper.persist.transport import SOCKET_ENV
 
 MISSING = "/nonexistent/scsi-pr-execute-device"
 #: -X - with every given TransportID decoded back (-vvv), then an open error (exit 52)
@@ -168,3 +169,15 @@ def test_a_transport_factory_that_gives_up_leaves_device_closed(image: Path) -> 
     with pytest.raises(OSError) as closed:
         os.fstat(given[0])
     assert closed.value.errno == errno.EBADF
+
+
+def test_the_socket_comes_from_the_environment_given_to_execute(
+    image: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``execute(env=...)`` is the environment the run sees, the helper socket's variable
+    included: the default transport connects where it names, not where the process's says."""
+    monkeypatch.setenv(SOCKET_ENV, str(tmp_path / "process.sock"))
+    given = tmp_path / "given.sock"
+    outcome = execute(["-n", "-k", str(image)], env={SOCKET_ENV: str(given)})
+    text = "".join(outcome.stderr)
+    assert str(given) in text and "process.sock" not in text
