@@ -86,6 +86,16 @@ TESTS_ELSEWHERE = {
         "tests/helper/test_persist_transport_id.py",
     ),
     "helper/executors/sg.py": ("tests/rig/test_sg.py", "tests/helper/test_ioctl_backend.py"),
+    "rig/scenarios": (  # the scenario engine and files; test_vm.py needs the VM tier
+        "tests/scenarios/test_backends.py",
+        "tests/scenarios/test_cli.py",
+        "tests/scenarios/test_docs.py",
+        "tests/scenarios/test_engine.py",
+        "tests/scenarios/test_files.py",
+        "tests/scenarios/test_files_hostile.py",
+        "tests/scenarios/test_profile.py",
+        "tests/scenarios/test_scenarios.py",
+    ),
     "helper/options.py": (
         "tests/helper/test_getopt.py",
         "tests/helper/test_cpus.py",

@@ -57,6 +57,7 @@ def test_paths_outside_the_package_are_refused() -> None:
         (["helper/executors/block_pr.py", "helper/executors/ioctl.py"],
          ("tests/helper/test_executors_block_pr.py", "tests/helper/test_executors_ioctl.py",
           "tests/helper/test_ioctl_backend.py")),  # named once
+        (["rig/scenarios/fileread.py"], stage.TESTS_ELSEWHERE["rig/scenarios"]),
         (["helper/persist/sense.py"],  # its own name first, then its folder's, named once
          ("tests/helper/test_persist_sense.py",
           *(t for t in stage.TESTS_ELSEWHERE["helper/persist"]
