@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scsi_pr import CHECKOUT
+from scsi_pr import checkout_root
 from scsi_pr.rig.errors import RigError, reason
 from scsi_pr.sim import profiles
 from scsi_pr.sim.deviations import REGISTRY, Deviation
@@ -128,8 +128,7 @@ def describe(profile: Profile) -> str:
 
 
 def doc_path() -> Path:
-    root = CHECKOUT if CHECKOUT is not None else Path.cwd()
-    return root / DOC_NAME
+    return checkout_root() / DOC_NAME
 
 
 class DocFileError(RigError):

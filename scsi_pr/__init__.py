@@ -24,3 +24,10 @@ CHECKOUT: Path | None = (
 )
 if CHECKOUT is not None:
     __path__.append(str(CHECKOUT))  # type: ignore[name-defined]
+
+
+def checkout_root() -> Path:
+    """Where a checkout's own files (``docs/``, ``scripts/``) are for a developer command that
+    reads or rewrites them: the checkout, else the current directory (an installed wheel run
+    in a copy of the tree, as the mutation stage is)."""
+    return CHECKOUT if CHECKOUT is not None else Path.cwd()

@@ -12,13 +12,13 @@ import re
 import sys
 from pathlib import Path
 
+from scsi_pr import checkout_root
 from scsi_pr.rig.backends import BackendUnavailable
 from scsi_pr.rig.scenarios.cli import run_scenario
 from scsi_pr.rig.scenarios.library import SCENARIOS
 from scsi_pr.rig.scenarios.render import timeline_text, write_svg
 
-ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "scenarios.md"
+DOC = checkout_root() / "docs" / "scenarios.md"
 WIDTH = 168
 #: scenarios the model alone cannot run: they need a helper process to restart
 BACKEND_FOR = {"helper-restart": "helper-sim"}

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from scsi_pr import CHECKOUT
+import scsi_pr
+from scsi_pr import CHECKOUT, checkout_root
 from scsi_pr.rig.cli import main as umbrella
-from scsi_pr.rig.profiles_cli import DOC_NAME, main, render_markdown
+from scsi_pr.rig.profiles_cli import DOC_NAME, doc_path, main, render_markdown
 from scsi_pr.sim.deviations import REGISTRY
 from scsi_pr.sim.profiles import LIO_6_12
 
@@ -133,3 +134,15 @@ def test_every_registry_test_is_a_marked_conformance_test() -> None:
             if param:
                 hits = [m for m in hits if param.rstrip("]") in m]
             assert hits, f"{d.name}: {test} is not a conformance test marked lio_deviation"
+
+
+def test_the_doc_is_the_checkout_s_else_the_working_directory_s(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A checkout's docs are its own wherever the command runs; an installed wheel (the
+    mutation stage's copy of the tree) takes the directory it runs in."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(scsi_pr, "CHECKOUT", tmp_path / "checkout")
+    assert doc_path() == tmp_path / "checkout" / DOC_NAME
+    monkeypatch.setattr(scsi_pr, "CHECKOUT", None)
+    assert checkout_root() == tmp_path and doc_path() == tmp_path / DOC_NAME
