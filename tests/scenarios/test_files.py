@@ -28,6 +28,7 @@ from scsi_pr.rig.scenarios.commands import (
     Release,
     TestUnitReady,
 )
+from scsi_pr.rig.scenarios.docs import DOC
 from scsi_pr.rig.scenarios.engine import Runner, Verdict
 from scsi_pr.rig.scenarios.fileformat import read_outcome
 from scsi_pr.rig.scenarios.fileread import ScenarioFileError, load, loads
@@ -335,7 +336,7 @@ def test_every_kind_is_dataclass_equal_not_just_text_equal() -> None:
 
 
 def doc_example() -> str:
-    text = (Path(cli.__file__).parents[2] / "docs" / "scenarios.md").read_text()
+    text = DOC.read_text()
     match = re.search(
         r"<!-- BEGIN example scenario file -->\n```toml\n(.*?)```\n<!-- END", text, re.S
     )
