@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+from needs import unavailable
 
 from scsi_pr.rig.scenarios.docs import DOC, regenerate
 from scsi_pr.rig.scenarios.library import SCENARIOS
@@ -31,3 +34,20 @@ def test_generator_replaces_blocks_with_real_runs(tmp_path: Path) -> None:
     assert "stale" not in text and text.startswith("intro\n") and text.endswith("end\n")
     assert "PREEMPT WE-RO" in text and "PASS: all" in text
     assert ET.parse(tmp_path / "scenarios" / "failover.svg").getroot().tag.endswith("svg")
+
+
+def test_the_docs_show_what_the_code_renders_now(tmp_path: Path) -> None:
+    """Every committed timeline and chart is what a run renders today, to the byte: a change
+    to what a run shows (a column, a word, a colour, an arrow) fails here until the docs are
+    regenerated (``python -m scsi_pr.rig.scenarios.docs``), so the docs stay true and every
+    rendering decision is pinned."""
+    doc = tmp_path / "scenarios.md"
+    shutil.copy(DOC, doc)
+    done, kept = regenerate(doc)
+    if kept:
+        unavailable(f"cannot run {kept} here (helper-sim)")
+    assert sorted(done) == sorted(SCENARIOS)
+    assert doc.read_text() == DOC.read_text(), "run: python -m scsi_pr.rig.scenarios.docs"
+    for name in SCENARIOS:
+        chart = f"scenarios/{name}.svg"
+        assert (tmp_path / chart).read_bytes() == (DOC.parent / chart).read_bytes(), chart
