@@ -129,3 +129,59 @@ def test_svg_is_well_formed_and_names_every_initiator(
     commands = [r for r in doc["timeline"] if r["kind"] in ("command", "ua")]
     lines = [ln for ln in root.iter(f"{SVG_NS}line") if ln.get("marker-end")]
     assert len(lines) == len(commands)
+
+
+def test_json_is_the_run_field_by_field(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--json`` as docs/scenarios.md gives it to scripts: every field of the run and of each
+    row under its own name, keys and generation as numbers are read, elapsed milliseconds to
+    the microsecond, and each failure labelled with its step and actor."""
+    wrong = Scenario(
+        "wrong",
+        "a wrong expectation",
+        "",
+        ("a", "b"),
+        (Step("a", Write(0), expect=(CONFLICT,), phase="the write", note="no reservation"),),
+        Source("a test", ("tests/scenarios/test_cli.py", "docs/scenarios.md"), "nothing"),
+        keys={"a": 0xABC},
+    )
+    monkeypatch.setitem(library.SCENARIOS, "wrong", wrong)
+    assert main(["wrong", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    row = doc["timeline"][-1]
+    assert doc == {
+        "scenario": "wrong",
+        "title": "a wrong expectation",
+        "backend": "sim",
+        "verdict": "fail",
+        "exit_code": 1,
+        "message": doc["message"],
+        "initiators": doc["initiators"],
+        "keys": {"a": "0xabc"},
+        "source": {
+            "software": "a test",
+            "files": ["tests/scenarios/test_cli.py", "docs/scenarios.md"],
+            "assumed": "nothing",
+        },
+        "failures": ["step 1 (a): WRITE(16) lba=0: expected RESERVATION CONFLICT, got GOOD"],
+        "timeline": doc["timeline"],
+    }
+    assert set(doc["initiators"]) == {"a", "b", "observer"} and doc["message"]
+    elapsed = row["elapsed_ms"]
+    assert isinstance(elapsed, float) and elapsed > 0 and round(elapsed, 3) == elapsed
+    assert row == {
+        "step": 1,
+        "time": 0.0,
+        "actor": "a",
+        "command": "WRITE(16) lba=0",
+        "result": "GOOD",
+        "kind": "command",
+        "ok": False,
+        "expected": "RESERVATION CONFLICT",
+        "failures": ["WRITE(16) lba=0: expected RESERVATION CONFLICT, got GOOD"],
+        "state": {"generation": 0, "keys": {}, "holder": None, "type": None},
+        "elapsed_ms": elapsed,
+        "phase": "the write",
+        "note": "no reservation",
+    }
