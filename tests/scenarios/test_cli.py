@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from scsi_pr.rig.backends import Capability
 from scsi_pr.rig.cli import main as umbrella
 from scsi_pr.rig.scenarios import library
 from scsi_pr.rig.scenarios.cli import main
 from scsi_pr.rig.scenarios.commands import Write
-from scsi_pr.rig.scenarios.model import CONFLICT, Scenario, Source, Step
+from scsi_pr.rig.scenarios.fileread import loads
+from scsi_pr.rig.scenarios.model import CONFLICT, Action, Scenario, Source, Step
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -185,3 +187,76 @@ def test_json_is_the_run_field_by_field(
         "phase": "the write",
         "note": "no reservation",
     }
+
+
+def test_show_describes_a_scenario_line_by_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``show NAME``: the title, the summary, where the sequence comes from and what was
+    assumed, each actor with its key where it has one, the phases in order (each once), and
+    what a backend must be able to do."""
+    scenario = Scenario(
+        "described",
+        "a title",
+        "a summary",
+        ("a", "b"),
+        (
+            Step("a", Write(0), phase="one"),
+            Action("power cycle", Capability.POWER_CYCLE, phase="two"),
+            Step("b", Write(0), phase="one"),
+        ),
+        Source("cluster software", ("src/a.c", "src/b.c"), "the order of two steps"),
+        keys={"b": 0xB0B},
+    )
+    monkeypatch.setitem(library.SCENARIOS, "described", scenario)
+    assert main(["show", "described"]) == 0
+    assert capsys.readouterr().out == (
+        "described: a title\n\na summary\n\nsource: cluster software\n  src/a.c\n  src/b.c\n"
+        "assumed: the order of two steps\n\nactors: a, b (key 0xb0b)\nsteps: 3, in phases:\n"
+        "  one\n  two\nneeds a backend that can: power_cycle\n"
+    )
+    bare = Scenario("bare", "t", "s", ("a",), (Step("a", Write(0)),), Source("x", ()))
+    monkeypatch.setitem(library.SCENARIOS, "bare", bare)
+    assert main(["show", "bare"]) == 0
+    assert (
+        capsys.readouterr().out == "bare: t\n\ns\n\nsource: x\n\nactors: a\nsteps: 1, in phases:\n"
+    )
+
+
+def test_show_as_file_prints_a_file_as_it_is_once_it_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``show FILE --as-file`` gives the file's own text, byte for byte (no newline added); a
+    file that would not run is refused with its place, as ``run`` refuses it."""
+    path = tmp_path / "mine.toml"
+    path.write_text(library.builtin_text("failover") + "# my own comment")
+    assert main(["show", str(path), "--as-file"]) == 0
+    assert capsys.readouterr().out == path.read_text()
+    path.write_text(library.builtin_text("failover").replace('"WE-RO"', '"WE-R0"', 1))
+    assert main(["show", str(path), "--as-file"]) == 2
+    assert capsys.readouterr().err.startswith(f"scsi-pr scenario show: {path}:")
+
+
+def test_a_name_that_is_neither_says_which_built_ins_there_are(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Neither a built-in nor a file: the message lists the built-ins and adds no reason of
+    its own (a name the file system cannot even hold adds the system's reason)."""
+    assert main(["show", "no-such"]) == 2
+    assert capsys.readouterr().err == (
+        f"scsi-pr scenario show: no scenario 'no-such': neither a built-in"
+        f" ({', '.join(library.SCENARIOS)}) nor a file\n"
+    )
+    assert main(["show", "x" * 5000]) == 2
+    assert "nor a file (" in capsys.readouterr().err
+
+
+def test_show_as_file_writes_a_built_in_that_has_no_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A built-in added in code has no shipped file: ``--as-file`` writes it, and what it
+    writes reads back as that scenario."""
+    scenario = Scenario("in-code", "t", "s", ("a",), (Step("a", Write(0)),), Source("x", ()))
+    monkeypatch.setitem(library.SCENARIOS, "in-code", scenario)
+    assert main(["show", "in-code", "--as-file"]) == 0
+    assert loads(capsys.readouterr().out) == scenario
