@@ -22,8 +22,12 @@ DOC = checkout_root() / "docs" / "scenarios.md"
 WIDTH = 168
 #: scenarios the model alone cannot run: they need a helper process to restart
 BACKEND_FOR = {"helper-restart": "helper-sim"}
+#: a block ``timeline NAME`` (at ``WIDTH`` columns, with its chart) or ``timeline-COLUMNS
+#: NAME`` (the table alone at that width: the narrow form, for the section that explains it)
 BLOCK = re.compile(
-    r"(<!-- BEGIN timeline (?P<name>[\w-]+) -->\n).*?(<!-- END timeline (?P=name) -->)", re.S
+    r"(<!-- BEGIN timeline(?P<columns>-\d+)? (?P<name>[\w-]+) -->\n).*?"
+    r"(<!-- END timeline(?P=columns)? (?P=name) -->)",
+    re.S,
 )
 
 
@@ -45,10 +49,13 @@ def regenerate(doc: Path = DOC) -> tuple[list[str], list[str]]:
             print(f"{name}: kept the old timeline, {backend} unavailable: {e}", file=sys.stderr)
             kept.append(name)
             return m.group(0)
-        write_svg(run, doc.parent / "scenarios" / f"{name}.svg")
-        table = "\n".join(line.rstrip() for line in timeline_text(run, WIDTH).splitlines())
-        done.append(name)
-        return f"{m.group(1)}```text\n{table}\n```\n{m.group(3)}"
+        columns = m.group("columns")
+        if columns is None:
+            write_svg(run, doc.parent / "scenarios" / f"{name}.svg")
+            done.append(name)
+        width = WIDTH if columns is None else int(columns[1:])
+        table = "\n".join(line.rstrip() for line in timeline_text(run, width).splitlines())
+        return f"{m.group(1)}```text\n{table}\n```\n{m.group(4)}"
 
     doc.write_text(BLOCK.sub(replace, text))
     return done, kept

@@ -51,3 +51,16 @@ def test_the_docs_show_what_the_code_renders_now(tmp_path: Path) -> None:
     for name in SCENARIOS:
         chart = f"scenarios/{name}.svg"
         assert (tmp_path / chart).read_bytes() == (DOC.parent / chart).read_bytes(), chart
+
+
+def test_a_block_with_columns_is_the_table_alone_at_that_width(tmp_path: Path) -> None:
+    """``timeline-80 NAME``: the narrow table, no chart written and not counted as the
+    scenario's section (that is the full block's)."""
+    doc = tmp_path / "scenarios.md"
+    doc.write_text("<!-- BEGIN timeline-80 failover -->\n<!-- END timeline-80 failover -->\n")
+    assert regenerate(doc) == ([], [])
+    lines = doc.read_text().splitlines()
+    assert lines[1] == "```text" and lines[-2] == "```"
+    assert max(len(line) for line in lines) <= 80
+    assert lines[4].startswith("┃ # ┃ who   ┃ command")  # the narrow form's columns
+    assert not (tmp_path / "scenarios").exists()
