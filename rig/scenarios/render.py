@@ -142,7 +142,9 @@ def timeline_table(run: Run, width: int = WIDE) -> Table:
             table.add_row(*[Text(phase, style="bold cyan") if c[0] == "command" else ""
                             for c in shown])  # fmt: skip
         mark = {True: ("✓ ", "green"), False: ("✗ ", "bold red"), None: ("  ", "dim")}[row.ok]
-        result = Text(mark[0], style=mark[1]) + Text(short(row.result), style=_rich_style(row))
+        # assembled, not added: ``a + b`` gives the whole cell a's style (a dim mark dimmed a
+        # hang's answer, a failed row's answer turned bold)
+        result = Text.assemble(mark, (short(row.result), _rich_style(row)))
         if row.failures:
             result += Text("\n" + "\n".join(row.failures), style="red")
         command = Text(short(row.command), style="dim" if row.kind == RowKind.UA else "")
