@@ -176,7 +176,7 @@ def print_timeline(run: Run, console: Console | None = None) -> None:
     console.print(Text(f"{run.verdict.value.upper()}: {run.message}", style=style))
 
 
-def timeline_text(run: Run, width: int = 160) -> str:
+def timeline_text(run: Run, width: int) -> str:
     """The table as plain text (for docs): what ``print_timeline`` shows, without colour."""
     console = Console(record=True, width=width, color_system=None, file=io.StringIO())
     print_timeline(run, console)

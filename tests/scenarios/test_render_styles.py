@@ -15,7 +15,7 @@ from scsi_pr.rig.scenarios import library
 from scsi_pr.rig.scenarios.cli import run_scenario
 from scsi_pr.rig.scenarios.commands import Write
 from scsi_pr.rig.scenarios.model import CONFLICT, Scenario, Source, Step
-from scsi_pr.rig.scenarios.render import print_timeline
+from scsi_pr.rig.scenarios.render import print_timeline, shown_name
 from scsi_pr.rig.scenarios.results import Row, RowKind, Run, Verdict
 
 GREEN, RED, ORANGE, MAGENTA = "\x1b[32m", "\x1b[31m", "\x1b[38;5;208m", "\x1b[35m"
@@ -76,3 +76,8 @@ def test_the_other_verdicts_colours(verdict: Verdict, code: str) -> None:
     scenario = Scenario("v", "t", "s", ("a",), (Step("a", Write(0)),), Source("x", ()))
     text = styled(Run(scenario, "sim", verdict, "why", [], {}))
     assert text.splitlines()[-1] == f"{code}{verdict.value.upper()}: why{RESET}"
+
+
+def test_a_name_is_shown_whole_up_to_80_characters_then_cut_with_its_length() -> None:
+    assert shown_name("x" * 80) == repr("x" * 80)
+    assert shown_name("x" * 81) == f"{'x' * 80!r}… (81 characters)"
