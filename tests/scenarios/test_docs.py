@@ -6,9 +6,10 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 from needs import unavailable
 
-from scsi_pr.rig.scenarios.docs import DOC, regenerate
+from scsi_pr.rig.scenarios.docs import DOC, main, regenerate
 from scsi_pr.rig.scenarios.library import SCENARIOS
 
 
@@ -64,3 +65,25 @@ def test_a_block_with_columns_is_the_table_alone_at_that_width(tmp_path: Path) -
     assert max(len(line) for line in lines) <= 80
     assert lines[4].startswith("┃ # ┃ who   ┃ command")  # the narrow form's columns
     assert not (tmp_path / "scenarios").exists()
+
+
+def test_the_generator_s_command_says_what_it_refreshed_and_what_has_no_block(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m scsi_pr.rig.scenarios.docs --doc FILE``: exit 0 when every scenario has
+    its block, else 1 naming those without; a block for a scenario that does not exist stops
+    it with the file's name."""
+    doc = tmp_path / "scenarios.md"
+    shutil.copy(DOC, doc)
+    assert main(["--doc", str(doc)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"refreshed: {', '.join(SCENARIOS)}\n" and err == ""
+    doc.write_text("<!-- BEGIN timeline failover -->\n<!-- END timeline failover -->\n")
+    assert main(["--doc", str(doc)]) == 1
+    out, err = capsys.readouterr()
+    others = sorted(set(SCENARIOS) - {"failover"})
+    assert (out, err) == ("refreshed: failover\n", f"no timeline block for: {', '.join(others)}\n")
+    doc.write_text("<!-- BEGIN timeline nope -->\n<!-- END timeline nope -->\n")
+    with pytest.raises(SystemExit) as e:
+        main(["--doc", str(doc)])
+    assert str(e.value) == f"{doc}: timeline block for unknown scenario 'nope'"
