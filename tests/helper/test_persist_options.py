@@ -9,12 +9,11 @@ they are what the rest of the program acts on.
 
 from __future__ import annotations
 
-import locale
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from locales import ascii_locale  # noqa: F401 (a fixture, used by name)
 from needs import tool
 
 from scsi_pr.helper.persist.cli import execute
@@ -129,18 +128,6 @@ def test_decoded_utf8_iscsi_name_same_as_sg_persist(sg_persist: str, tmp_path: P
     for tid in ("iqn.café", f"file={tids}"):
         argv = ["-vvv", "-n", "-o", "-G", "-X", tid, MISSING]
         assert run_mine(argv) == run_real(sg_persist, argv)
-
-
-@pytest.fixture
-def ascii_locale() -> Iterator[None]:
-    """LC_CTYPE "C" for the test: open()'s default encoding becomes ASCII (unless Python runs
-    in UTF-8 mode, where the default stays UTF-8)."""
-    saved = locale.setlocale(locale.LC_CTYPE)
-    locale.setlocale(locale.LC_CTYPE, "C")
-    try:
-        yield
-    finally:
-        locale.setlocale(locale.LC_CTYPE, saved)
 
 
 @pytest.mark.usefixtures("ascii_locale")

@@ -8,8 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
+from locales import ascii_locale  # noqa: F401 (a fixture, used by name)
 
+from scsi_pr.rig.scenarios import cli
 from scsi_pr.rig.scenarios.fileread import ScenarioFileError, load, loads
+from scsi_pr.rig.scenarios.library import builtin_text
 
 HEAD = """\
 name = "places"
@@ -127,3 +130,15 @@ def test_no_file_by_that_name_is_an_unreadable_file(tmp_path: Path) -> None:
         f"{missing}: cannot read it: [Errno 2] No such file or directory: '{missing}'"
     )
     assert not os.path.exists(missing)
+
+
+@pytest.mark.usefixtures("ascii_locale")
+def test_files_are_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    """A user's file and the shipped built-ins (two hold non-ASCII text) read as UTF-8 under
+    an ASCII locale too."""
+    mine = tmp_path / "café.toml"
+    mine.write_bytes((HEAD + '\n[[phase.step]]\nevent = "café"\n').encode())
+    assert load(mine).items[0].label == "café"
+    for name in ("wsfc-same-key", "fence-scsi-devices"):
+        shipped = Path(cli.__file__).parent / "builtin" / f"{name}.toml"
+        assert builtin_text(name) == shipped.read_bytes().decode("utf-8")
