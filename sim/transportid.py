@@ -42,7 +42,10 @@ class TransportId(NamedTuple):
     # -- constructors -------------------------------------------------------------------
     @classmethod
     def sas(cls, address: int | str) -> TransportId:
-        value = int(address.removeprefix("naa."), 16) if isinstance(address, str) else address
+        try:
+            value = int(address.removeprefix("naa."), 16) if isinstance(address, str) else address
+        except ValueError:
+            raise TransportIdError(f"bad SAS address: {address!r}") from None
         if not 0 <= value < 1 << 64:
             raise TransportIdError(f"SAS address out of range: {address!r}")
         return cls(ProtocolIdentifier.SAS, f"naa.{value:016x}")

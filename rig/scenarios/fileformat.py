@@ -85,12 +85,6 @@ def _bool(value: Any) -> bool:
     return value
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueProblem(f"a non-negative integer is needed, not {value!r}")
-    return value
-
-
 def _lba(value: Any) -> int:
     """A logical block address that fits the 16-byte CDBs' 64-bit LBA field."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LBA:
@@ -170,7 +164,6 @@ def toml_string(text: str) -> str:
 KEY = Kind(_key, hexkey)
 KEYS = Kind(_keys, lambda v: "[" + ", ".join(hexkey(k) for k in v) + "]")
 BOOL = Kind(_bool, lambda v: "true" if v else "false")
-COUNT = Kind(_count, str)
 LBA_VALUE = Kind(_lba, str)
 TYPE = Kind(_type, lambda v: toml_string(v.abbreviation))
 HOLDER_KEY = Kind(_holder_key, _write_holder_key)

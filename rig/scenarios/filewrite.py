@@ -8,6 +8,8 @@ it — none of which a generic TOML writer does.
 
 from __future__ import annotations
 
+import re
+
 from scsi_pr.rig.scenarios import fileformat as ff
 from scsi_pr.rig.scenarios.commands import hexkey
 from scsi_pr.rig.scenarios.model import Action, Item, Race, Scenario, StateCheck, Step
@@ -15,26 +17,36 @@ from scsi_pr.rig.scenarios.model import Action, Item, Race, Scenario, StateCheck
 WIDTH = 96
 
 
-def value(text: str, before: int) -> str:
-    """``text`` as a TOML string for a line that has ``before`` columns ahead of it: a basic
-    string when it fits in ``WIDTH``, else a multi-line string with line-ending backslashes.
+def value(text: str, before: int, after: int = 0) -> str:
+    """``text`` as a TOML string for a line with ``before`` columns ahead of it and ``after``
+    behind it (a list entry's comma): a basic string when it fits in ``WIDTH``, else a
+    multi-line string with line-ending backslashes.
 
-    The backslash joins lines without the newline, so the text reads back unchanged; lines are
-    broken only after a space, which stays at the end of its line.
+    The backslash joins lines without the newline, and the reader drops the white space that
+    starts the next line: so a line ends after a word's spaces (kept, ahead of the backslash)
+    and the next starts at a word, and spaces that start the text are escaped. Each line holds
+    its backslash, the last its closing quotes and ``after``, within ``WIDTH``.
     """
     one = ff.toml_string(text)
-    if before + len(one) <= WIDTH or " " not in text:
+    words = _WORDS.findall(text)
+    if before + len(one) + after <= WIDTH or len(words) < 2:
         return one
-    lines, line = [], ""
-    for word in text.split(" "):
+    lead = len(text) - len(text.lstrip(" "))
+    lines, line = [], "\\u0020" * lead
+    for i, word in enumerate(words):
         piece = ff.toml_string(word)[1:-1]
-        if line and len(line) + len(piece) + 3 > WIDTH:
-            lines.append(line + " \\")
+        ending = 1 if i < len(words) - 1 else 3 + after  # the backslash, or the quotes
+        if i and len(line) + len(piece) + ending > WIDTH:
+            lines.append(line + "\\")
             line = piece
         else:
-            line = f"{line} {piece}" if line else piece
+            line += piece
     lines.append(line)
     return '"""\\\n' + "\n".join(lines) + '"""'
+
+
+#: a word and the spaces after it: the places a long text may be broken
+_WORDS = re.compile(r"[^ ]+ *")
 
 
 def string(key: str, text: str) -> str:
@@ -137,7 +149,7 @@ def dumps(scenario: Scenario) -> str:
         "",
         "[source]",
         string("software", scenario.source.software),
-        "files = [" + "".join(f"\n  {value(f, 2)}," for f in scenario.source.files) + "\n]",
+        "files = [" + "".join(f"\n  {value(f, 2, 1)}," for f in scenario.source.files) + "\n]",
     ]
     if scenario.source.assumed:
         out.append(string("assumed", scenario.source.assumed))

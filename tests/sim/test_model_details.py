@@ -161,6 +161,8 @@ def test_transport_id_constructors_check_their_ranges() -> None:
     for make, message in (
         (lambda: TransportId.fibre_channel(1 << 64), "^N_Port name out of range: "),
         (lambda: TransportId.fibre_channel("21:00:zz"), "^bad N_Port name: '21:00:zz'$"),
+        (lambda: TransportId.sas("naa.zz"), "^bad SAS address: 'naa.zz'$"),
+        (lambda: TransportId.from_name("naa."), "^bad SAS address: 'naa.'$"),
         (lambda: TransportId.iscsi("iqn.x", 1 << 48), "^ISID out of range: "),
         (lambda: TransportId.iscsi("iqn.x,i,0x1"), "^bad iSCSI name: "),
         (lambda: TransportId.iscsi("iqn.x\0"), "^bad iSCSI name: "),
