@@ -111,6 +111,10 @@ DEFAULT_TARGETS = ("sim/", "helper/proto/", "helper/executors/status.py")
 #: pytest arguments for every run: hypothesis with a fixed seed, so a mutant's verdict does not
 #: depend on luck, and no cache writes.
 PYTEST_ARGS = ("-p", "no:cacheprovider", "--hypothesis-seed=0")
+#: More pytest arguments for a target's run. The scenario tests also run each scenario on
+#: ``helper-sim``, whose helper processes import the checkout, not the mutant: those cases
+#: cannot tell a mutant of ``rig/scenarios/`` apart, and they made its run four times longer.
+TARGET_PYTEST_ARGS = {"rig/scenarios": ("-k", "not helper-sim")}
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".hypothesis", ".pytest_cache")
 #: The stage's own ``tests/conftest.py``: hypothesis without deadlines (traced calls under
 #: mutmut run several times slower, and a deadline would "kill" a mutant or fail the clean
@@ -218,7 +222,7 @@ def build(root: Path, stage: Path, targets: Sequence[str]) -> None:
     (stage / "tests" / "conftest.py").write_text(STAGE_CONFTEST)
     shutil.copy2(root / "pyproject.toml", stage / "pyproject.toml")
     (stage / "setup.cfg").write_text(
-        _config(mapping, mutate_patterns(root, targets), tests_for(targets))
+        _config(mapping, mutate_patterns(root, targets), tests_for(targets), args_for(targets))
     )
 
 
@@ -247,7 +251,18 @@ def tests_for(targets: Iterable[str]) -> tuple[str, ...]:
     )
 
 
-def _config(mapping: dict[str, str], patterns: list[str], tests: Iterable[str]) -> str:
+def args_for(targets: Iterable[str]) -> tuple[str, ...]:
+    """pytest's arguments for mutants of ``targets``: ``PYTEST_ARGS`` and any of
+    ``TARGET_PYTEST_ARGS`` (once, for the first target under its key)."""
+    paths = [t.strip("/") for t in targets]
+    extra = [args for key, args in TARGET_PYTEST_ARGS.items()
+             if any(p == key or p.startswith(key + "/") for p in paths)]  # fmt: skip
+    return PYTEST_ARGS + tuple(a for args in extra for a in args)
+
+
+def _config(
+    mapping: dict[str, str], patterns: list[str], tests: Iterable[str], args: Iterable[str]
+) -> str:
     root_package = min(mapping, key=len).replace(".", "/")
 
     def listing(values: Iterable[str]) -> str:
@@ -258,6 +273,6 @@ def _config(mapping: dict[str, str], patterns: list[str], tests: Iterable[str]) 
         f"source_paths ={listing([root_package])}\n"
         f"only_mutate ={listing(patterns)}\n"
         f"pytest_add_cli_args_test_selection ={listing(tests)}\n"
-        f"pytest_add_cli_args ={listing(PYTEST_ARGS)}\n"
+        f"pytest_add_cli_args ={listing(args)}\n"
         f"also_copy ={listing(ALSO_COPIED)}\n"  # mutmut's own copy of the stage takes them too
     )

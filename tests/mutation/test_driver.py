@@ -93,7 +93,7 @@ def test_stage_holds_the_package_tests_and_config(tmp_path: Path) -> None:
     ).read_bytes()
     config = (tmp_path / "setup.cfg").read_text()
     assert "only_mutate =\n    scsi_pr/sim/*\n" in config
-    assert "--hypothesis-seed=0" in config
+    assert "--hypothesis-seed=0\nalso_copy" in config  # and nothing for sim/ after it
     assert "also_copy =\n    docs\n    scripts\n" in config
     assert (tmp_path / "scripts" / "sg_persist-via-helper").read_bytes() == (
         ROOT / "scripts" / "sg_persist-via-helper"
@@ -208,3 +208,19 @@ def test_score_leaves_equivalents_out() -> None:
     tally = report.Tally("sim/", total=10, killed=8, equivalent=2)
     assert tally.score == 100.0
     assert report.Tally("sim/", total=4, killed=1).score == 25.0
+
+
+def test_scenario_mutants_skip_the_helper_process_cases() -> None:
+    """The helper-sim cases run the checkout in another process: for ``rig/scenarios/`` they
+    are deselected; every other target keeps the plain arguments."""
+    assert stage.args_for(["rig/scenarios/engine.py"]) == (
+        *stage.PYTEST_ARGS,
+        "-k",
+        "not helper-sim",
+    )
+    assert stage.args_for(["rig/scenarios/", "rig/scenarios/cli.py"]) == (
+        *stage.PYTEST_ARGS,
+        "-k",
+        "not helper-sim",
+    )
+    assert stage.args_for(["sim/", "rig/scenarios_x.py"]) == stage.PYTEST_ARGS
