@@ -99,6 +99,7 @@ def run_scenario(
     timeout: float = DEFAULT_TIMEOUT,
     profile: str | None = None,
     on_item: Callable[[int, str], None] | None = None,
+    races_in_order: bool = False,
 ) -> Run:
     """Open ``backend_name`` (with ``profile``, sim backends only) with one initiator per actor
     plus the observer — once per device of the scenario when the backend can give independent
@@ -121,7 +122,7 @@ def run_scenario(
         for _ in range(count):
             backend = open_backend(backend_name, len(scenario.actors) + 1, profile, names)
             opened.append(backend.__enter__())
-        run = Runner(scenario, opened[0], timeout, opened[1:], on_item).run()
+        run = Runner(scenario, opened[0], timeout, opened[1:], on_item, races_in_order).run()
         return run
     finally:
         for backend in reversed(opened):

@@ -44,7 +44,8 @@ def regenerate(doc: Path = DOC) -> tuple[list[str], list[str]]:
             raise SystemExit(f"{doc}: timeline block for unknown scenario {name!r}")
         backend = BACKEND_FOR.get(name, "sim")
         try:
-            run = run_scenario(SCENARIOS[name], backend)
+            # races in order: the docs must not change with which racer a run's threads favour
+            run = run_scenario(SCENARIOS[name], backend, races_in_order=True)
         except BackendUnavailable as e:
             print(f"{name}: kept the old timeline, {backend} unavailable: {e}", file=sys.stderr)
             kept.append(name)

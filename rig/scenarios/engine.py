@@ -91,6 +91,7 @@ class Runner:
         timeout: float = DEFAULT_TIMEOUT,
         more: Sequence[Backend] = (),
         on_item: Callable[[int, str], None] | None = None,
+        races_in_order: bool = False,
     ):
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
@@ -108,6 +109,8 @@ class Runner:
         self.scenario, self.backend, self.timeout = scenario, backend, timeout
         #: told (items done, the next one's label) before each item: a progress bar's feed
         self.on_item = on_item
+        #: a race's contenders one after another (``race.send_in_order``): the docs' runs
+        self.send_race = race.send_in_order if races_in_order else race.send_at_once
         self.devices = {
             name: Device(
                 name,
@@ -331,7 +334,7 @@ class Runner:
         built = [(step, step.command.build(self, step.actor)) for step in item.steps]
         calls = [partial(self._execute, self.actors[s.actor], *sent) for s, sent in built]
         rows = []
-        for (step, sent), answer in zip(built, race.send_at_once(calls, self.timeout), strict=True):
+        for (step, sent), answer in zip(built, self.send_race(calls, self.timeout), strict=True):
             expect, note = race.expectation(answer[0], item)
             row = self._command_row(number, step, step.actor, expect, sent, answer)
             row.note = note

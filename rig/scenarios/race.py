@@ -56,6 +56,15 @@ def send_at_once(
     return answers
 
 
+def send_in_order(
+    calls: list[Callable[[], CommandResult]], timeout: float
+) -> list[tuple[CommandResult, float]]:
+    """One call after another, in call order, so the first contender that can win does: for
+    output that must be the same on every run (the docs' timelines), never for judging a
+    device, whose own order is what a race is for."""
+    return [call_with_deadline(call, timeout) for call in calls]
+
+
 def expectation(result: CommandResult, race: Race) -> tuple[tuple[Outcome, ...], str]:
     """What a contender's answer must be, and its row's note: a GOOD answer won."""
     if int(result.status) == Status.GOOD:

@@ -16,6 +16,7 @@ import pytest
 from scsi_pr.rig.backends import Capability, SimBackend
 from scsi_pr.rig.command_thread import CommandThread
 from scsi_pr.rig.scenarios import checks, engine
+from scsi_pr.rig.scenarios.cli import run_scenario
 from scsi_pr.rig.scenarios.commands import (
     Clear,
     RawCdb,
@@ -337,3 +338,26 @@ def test_state_json_names_the_reservation_type() -> None:
     held = PrState(4, {"a": 0x1A}, "a", WE)
     assert held.to_json() == {"generation": 4, "keys": {"a": "0x1a"}, "holder": "a", "type": "WE"}
     assert PrState(4, {}, None, None).to_json()["type"] is None
+
+
+@pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
+def test_races_in_order_let_the_first_contender_win_every_time(order: tuple[str, str]) -> None:
+    """The docs' runs send a race's contenders one after another: the first listed reserves,
+    the other conflicts, on every run (a real race's winner is the threads' choice)."""
+    keys = {"a": 1, "b": 2}
+    s = scenario(
+        ("a", "b"),
+        *registered("a", "b"),
+        Race(tuple(Step(who, Reserve(keys[who], WE)) for who in order)),
+        keys=keys,
+    )
+    for _ in range(3):
+        run = run_scenario(s, "sim", races_in_order=True)
+        assert run.verdict == Verdict.PASS, run.message
+        first, second = run.rows[-2:]
+        assert (first.actor, first.note, second.actor, second.note) == (
+            order[0],
+            "won the race",
+            order[1],
+            "lost the race",
+        )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scenario_texts import file_head, line_of
 
 from scsi_pr.rig.backends import ACTIONS, Capability
 from scsi_pr.rig.scenarios import fileformat as ff
@@ -45,32 +46,10 @@ UA_FORMS = (
     'an additional sense name (e.g. RESERVATIONS PREEMPTED) or "ASC xxh" for any ASCQ of that ASC'
 )
 
-BASE = """\
-name = "values"
-title = "t"
-summary = "s"
-
-[[actor]]
-name = "a"
-key = 0x10
-ACTOR
-
-[[phase]]
-name = "p"
-
-[[phase.step]]
-STEP
-"""
-
 
 def scenario_text(step: str, actor: str = "") -> str:
     """A one-actor, one-step file with ``step``'s lines (and ``actor``'s under [[actor]])."""
-    return BASE.replace("ACTOR\n", actor + "\n" if actor else "").replace("STEP\n", step + "\n")
-
-
-def line_of(text: str, fragment: str) -> int:
-    """The 1-based line of ``fragment``'s first occurrence in ``text``."""
-    return text[: text.index(fragment)].count("\n") + 1
+    return file_head({"a": 0x10}, actor) + f"\n[[phase.step]]\n{step}\n"
 
 
 def only_step(text: str) -> Step:

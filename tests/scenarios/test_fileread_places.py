@@ -9,30 +9,13 @@ from pathlib import Path
 
 import pytest
 from locales import ascii_locale  # noqa: F401 (a fixture, used by name)
+from scenario_texts import file_head
 
 from scsi_pr.rig.scenarios import cli
 from scsi_pr.rig.scenarios.fileread import ScenarioFileError, load, loads
 from scsi_pr.rig.scenarios.library import builtin_text
 
-HEAD = """\
-name = "places"
-title = "t"
-summary = "s"
-
-[[actor]]
-name = "a"
-key = 0x10
-
-[[actor]]
-name = "b"
-key = 0x20
-
-[[actor]]
-name = "c"
-
-[[phase]]
-name = "p"
-"""
+HEAD = file_head({"a": 0x10, "b": 0x20, "c": None})
 
 
 def _refusal(text: str) -> ScenarioFileError:

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from scenario_texts import line_of
 
 from scsi_pr.rig.scenarios import cli
 from scsi_pr.rig.scenarios.commands import Read, Write
@@ -23,11 +24,6 @@ from scsi_pr.rig.scenarios.model import Step
 from scsi_pr.rig.scenarios.render import SvgTargetError, svg_target, write_svg
 
 BUILTINS = ", ".join(SCENARIOS)
-
-
-def line_of(text: str, fragment: str) -> int:
-    """The 1-based line of ``fragment``'s first occurrence in ``text``."""
-    return text[: text.index(fragment)].count("\n") + 1
 
 
 def run_file(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
