@@ -97,6 +97,7 @@ TESTS_ELSEWHERE = {
         "tests/scenarios/test_files.py",
         "tests/scenarios/test_files_hostile.py",
         "tests/scenarios/test_profile.py",
+        "tests/scenarios/test_render_styles.py",
         "tests/scenarios/test_scenarios.py",
     ),
     "helper/options.py": (

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from scsi_pr.rig.backends import Capability
+from scsi_pr.rig.backends import BACKENDS, Capability
 from scsi_pr.rig.cli import main as umbrella
-from scsi_pr.rig.scenarios import library
+from scsi_pr.rig.scenarios import cli, library
 from scsi_pr.rig.scenarios.cli import main
 from scsi_pr.rig.scenarios.commands import Write
 from scsi_pr.rig.scenarios.fileread import loads
@@ -260,3 +260,45 @@ def test_show_as_file_writes_a_built_in_that_has_no_file(
     monkeypatch.setitem(library.SCENARIOS, "in-code", scenario)
     assert main(["show", "in-code", "--as-file"]) == 0
     assert loads(capsys.readouterr().out) == scenario
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse's wrapping aside
+
+
+def test_help_names_every_option_and_the_exit_statuses(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--help`` is where a user learns the command: its forms, every option with its
+    argument and default, the built-ins, and what each exit status means."""
+    monkeypatch.setenv("COLUMNS", "400")
+    text = _help(["--help"], capsys)
+    builtins = ", ".join([*library.SCENARIOS, *cli.ALIASES])
+    for part in (
+        "usage: scsi-pr scenario [run] NAME|FILE [options] | scsi-pr scenario show NAME|FILE "
+        "[--as-file] | scsi-pr scenario --list",
+        "Run a reservation-conflict scenario — a built-in or a scenario file (docs/scenarios.md)"
+        " — and show its timeline. 'show NAME --as-file' prints a built-in as a file to copy and"
+        " edit.",
+        f"NAME|FILE a built-in ({builtins}) or a scenario file (TOML)",
+        "--backend {" + ",".join(BACKENDS) + "} device to run on (default: sim)",
+        "--profile {spc5,lio-6.1,lio-6.12} how the model answers on helper-sim and sim (default "
+        "spc5; lio-6.1: as LIO on 6.1, docs/lio-deviations.md)",
+        "--svg FILE write the sequence chart here",
+        "--json print the run as JSON, not a table",
+        "--timeout SECONDS per-command deadline before the run is declared hung (default 30)",
+        "--list list the scenarios and exit",
+        "exit status: 0 pass, 1 expectation failed, 2 could not run, 3 device hung, 4 backend "
+        "lacks a needed capability",
+    ):
+        assert part in text, part
+    show = _help(["show", "--help"], capsys)
+    assert show == (
+        "usage: scsi-pr scenario show [-h] [--as-file] NAME|FILE Describe a scenario, or print "
+        "the scenario file that defines it. positional arguments: NAME|FILE a built-in or a "
+        "scenario file options: -h, --help show this help message and exit --as-file print it "
+        "as a scenario file (TOML) to copy, edit and run with 'scenario run FILE'"
+    )

@@ -484,3 +484,40 @@ def test_any_text_reads_back_and_its_lines_keep_to_96_columns(
     lead = 6 * (len(text) - len(text.lstrip(" ")))  # each written as \\u0020
     longest_word = max((len(ff.toml_string(w)) for w in text.split(" ")), default=0)
     assert max(widths) <= max(96, lead + longest_word + before + after + 4)
+
+
+def test_a_text_fits_with_what_stands_behind_it() -> None:
+    """A one-line string counts ``after`` (a list entry's comma) within the 96 columns."""
+    text = "w " * 45  # 90 characters: 92 quoted
+    assert value(text, 4, 0) == f'"{text}"'
+    assert value(text, 3, 1) == f'"{text}"'
+    assert value(text, 4, 1).startswith('"""')
+
+
+def test_the_last_wrapped_line_keeps_its_closing_quotes_and_comma_within_96() -> None:
+    """A middle line ends with its backslash (1 column), the last with the closing quotes (3)
+    and ``after``: a last word that would pass 96 with them goes on a line of its own."""
+    first = "a" * 50 + " "
+    for after in (0, 1):
+        fits = first + "b" * (96 - len(first) - 3 - after)  # the last line exactly 96
+        assert value(fits, 90, after).split("\n")[1:] == [f'{fits}"""']
+        wider = fits + "b"
+        assert value(wider, 90, after).split("\n")[1:] == [
+            f"{first}\\",
+            "b" * len(wider[len(first) :]) + '"""',
+        ]
+
+
+def test_a_source_file_entry_counts_its_indent_and_comma() -> None:
+    """``files = [`` entries are written ``  "…",``: one of exactly 96 columns stays on its
+    line, one column more wraps."""
+
+    def entry_lines(name: str) -> list[str]:
+        text = dumps(Scenario("f", "t", "s", ("a",), (Step("a", TestUnitReady()),),
+                              Source("sw", (name,))))  # fmt: skip
+        start = text.index("files = [\n") + len("files = [\n")
+        return text[start : text.index("\n]", start)].split("\n")
+
+    fits = "doc " + "x" * 87  # 2 + 1 + 91 + 1 + 1 = 96
+    assert entry_lines(fits) == [f'  "{fits}",']
+    assert entry_lines(fits + "x")[0] == '  """\\'

@@ -7,6 +7,7 @@ Checked in the terminal's own escape codes (256 colours), which is what a user s
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from rich.console import Console
@@ -15,7 +16,7 @@ from scsi_pr.rig.scenarios import library
 from scsi_pr.rig.scenarios.cli import run_scenario
 from scsi_pr.rig.scenarios.commands import Write
 from scsi_pr.rig.scenarios.model import CONFLICT, Scenario, Source, Step
-from scsi_pr.rig.scenarios.render import print_timeline, shown_name
+from scsi_pr.rig.scenarios.render import print_timeline, shown_name, to_json
 from scsi_pr.rig.scenarios.results import Row, RowKind, Run, Verdict
 
 GREEN, RED, ORANGE, MAGENTA = "\x1b[32m", "\x1b[31m", "\x1b[38;5;208m", "\x1b[35m"
@@ -81,3 +82,13 @@ def test_the_other_verdicts_colours(verdict: Verdict, code: str) -> None:
 def test_a_name_is_shown_whole_up_to_80_characters_then_cut_with_its_length() -> None:
     assert shown_name("x" * 80) == repr("x" * 80)
     assert shown_name("x" * 81) == f"{'x' * 80!r}… (81 characters)"
+
+
+def test_json_is_indented_by_two_and_a_row_without_state_has_null() -> None:
+    """``--json`` for people as well as scripts: two-space indents; a row that observed no
+    state (a hang) says ``null`` rather than leaving the field out."""
+    scenario = Scenario("hung", "t", "s", ("a",), (Step("a", Write(0)),), Source("x", ()))
+    hang = Row(1, 0.0, "a", "WRITE(16) lba=0", "no answer", RowKind.HANG)
+    text = to_json(Run(scenario, "sim", Verdict.HUNG, "it hung", [hang], {}))
+    assert text.startswith('{\n  "scenario": "hung",\n  "title": "t",\n')
+    assert json.loads(text)["timeline"][0]["state"] is None
