@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -10,11 +12,13 @@ import pytest
 
 from scsi_pr.rig.backends import BACKENDS, Capability
 from scsi_pr.rig.cli import main as umbrella
+from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.scenarios import cli, library
 from scsi_pr.rig.scenarios.cli import main
 from scsi_pr.rig.scenarios.commands import Write
 from scsi_pr.rig.scenarios.fileread import loads
 from scsi_pr.rig.scenarios.model import CONFLICT, Action, Scenario, Source, Step
+from scsi_pr.rig.scenarios.render import SvgTargetError
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -302,3 +306,67 @@ def test_help_names_every_option_and_the_exit_statuses(
         "scenario file options: -h, --help show this help message and exit --as-file print it "
         "as a scenario file (TOML) to copy, edit and run with 'scenario run FILE'"
     )
+
+
+def test_usage_errors_say_what_is_wrong(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each refusal on stderr, whole, with exit status 2; a timeout under a second is fine."""
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("scsi-pr scenario: a scenario NAME or FILE is required (see --list)\n")
+    assert err.startswith("usage: scsi-pr scenario ")
+    assert main(["failover", "--timeout", "0"]) == 2
+    assert capsys.readouterr().err == "scsi-pr scenario: --timeout must be positive, not 0.0\n"
+    assert main(["failover", "--timeout", "0.5", "--json"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["scsi-pr-scenario", "--list"])
+    assert main() == 0  # argv from the command line
+    assert capsys.readouterr().out.startswith("fence-scsi ")
+
+
+def test_the_chart_is_announced_and_a_disk_that_refuses_it_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--svg``: the timeline ends with where the chart went; a write that fails after the
+    run (checked before, the disk may still refuse) is an error of its own, status 2."""
+    monkeypatch.setenv("COLUMNS", "240")
+    chart = tmp_path / "c.svg"
+    assert main(["failover", "--svg", str(chart)]) == 0
+    assert capsys.readouterr().out.endswith(f"\nsequence chart: {chart}\n") and chart.is_file()
+
+    def refuse(run: object, path: Path) -> None:
+        raise SvgTargetError(path, "No space left on device")
+
+    monkeypatch.setattr(cli, "write_svg", refuse)
+    assert main(["failover", "--svg", str(chart)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"scsi-pr scenario: --svg: cannot write SVG to {str(chart)!r}: No space left on device\n"
+    )
+    assert "sequence chart" not in captured.out
+
+
+def test_the_progress_bar_is_fed_each_item_as_it_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bar on stderr names the scenario and its backend, knows how many items there are,
+    and is told each one's label as it starts."""
+    seen: list[tuple[str, float | None, list[tuple[float | None, str | None]]]] = []
+
+    class Recording(Tracker):
+        def __init__(self, description: str, total: float | None = None) -> None:
+            super().__init__(description, total, bar=False, file=io.StringIO())
+            seen.append((description, total, []))
+
+        def update(self, done: float | None = None, what: str | None = None,
+                   total: float | None = None) -> None:  # fmt: skip
+            seen[-1][2].append((done, what))
+
+    monkeypatch.setattr(cli, "Tracker", Recording)
+    assert main(["failover", "--json"]) == 0
+    items = library.SCENARIOS["failover"].items
+    ((description, total, updates),) = seen
+    assert (description, total) == ("failover on sim", len(items))
+    assert [done for done, _ in updates] == list(range(len(items)))
+    assert updates[0][1] and all(isinstance(what, str) for _, what in updates)
