@@ -36,7 +36,7 @@ from scsi_pr.rig.scenarios.deadline import DEFAULT_TIMEOUT, call_with_deadline
 from scsi_pr.rig.scenarios.engine import Runner
 from scsi_pr.rig.scenarios.fileread import load, loads, read_text
 from scsi_pr.rig.scenarios.filewrite import dumps
-from scsi_pr.rig.scenarios.library import ALIASES, SCENARIOS, builtin_text, get
+from scsi_pr.rig.scenarios.library import SCENARIOS, builtin_text, get
 from scsi_pr.rig.scenarios.model import Scenario, ScenarioError
 from scsi_pr.rig.scenarios.render import (
     SvgTargetError,
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
         "name",
         nargs="?",
         metavar="NAME|FILE",
-        help=f"a built-in ({', '.join([*SCENARIOS, *ALIASES])}) or a scenario file (TOML)",
+        help=f"a built-in ({', '.join(SCENARIOS)}) or a scenario file (TOML)",
     )
     p.add_argument(
         "--backend", default="sim", choices=list(BACKENDS), help="device to run on (default: sim)"
@@ -154,7 +154,7 @@ def show_parser() -> argparse.ArgumentParser:
 
 
 def _builtin(name: str) -> bool:
-    return name in SCENARIOS or name in ALIASES
+    return name in SCENARIOS
 
 
 def _file(name: str) -> Path:

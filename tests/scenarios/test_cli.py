@@ -280,7 +280,7 @@ def test_help_names_every_option_and_the_exit_statuses(
     argument and default, the built-ins, and what each exit status means."""
     monkeypatch.setenv("COLUMNS", "400")
     text = _help(["--help"], capsys)
-    builtins = ", ".join([*library.SCENARIOS, *cli.ALIASES])
+    builtins = ", ".join(library.SCENARIOS)
     for part in (
         "usage: scsi-pr scenario [run] NAME|FILE [options] | scsi-pr scenario show NAME|FILE "
         "[--as-file] | scsi-pr scenario --list",

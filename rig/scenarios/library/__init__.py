@@ -15,7 +15,7 @@ from scsi_pr.rig.scenarios.fileread import loads
 from scsi_pr.rig.scenarios.library.common import WE_RO
 from scsi_pr.rig.scenarios.model import Scenario
 
-__all__ = ["ALIASES", "BUILTIN_ORDER", "SCENARIOS", "WE_RO", "builtin_text", "get"]
+__all__ = ["BUILTIN_ORDER", "SCENARIOS", "WE_RO", "builtin_text", "get"]
 
 #: The built-ins in the order ``--list`` and the docs show them (a file's name is its scenario's).
 BUILTIN_ORDER = (
@@ -48,13 +48,10 @@ def builtin_text(name: str) -> str:
 SCENARIOS: dict[str, Scenario] = {
     name: loads(builtin_text(name), f"builtin/{name}.toml") for name in BUILTIN_ORDER
 }
-ALIASES: dict[str, str] = {}
 
 
 def get(name: str) -> Scenario:
     try:
-        return SCENARIOS[ALIASES.get(name, name)]
+        return SCENARIOS[name]
     except KeyError:
-        raise KeyError(
-            f"unknown scenario {name!r}; choose from {', '.join([*SCENARIOS, *ALIASES])}"
-        ) from None
+        raise KeyError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}") from None
