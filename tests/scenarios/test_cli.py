@@ -207,7 +207,7 @@ def test_show_describes_a_scenario_line_by_line(
         (
             Step("a", Write(0), phase="one"),
             Action("power cycle", Capability.POWER_CYCLE, phase="two"),
-            Step("b", Write(0), phase="one"),
+            Step("b", Write(0), phase="one", stall=1.0),
         ),
         Source("cluster software", ("src/a.c", "src/b.c"), "the order of two steps"),
         keys={"b": 0xB0B},
@@ -217,7 +217,7 @@ def test_show_describes_a_scenario_line_by_line(
     assert capsys.readouterr().out == (
         "described: a title\n\na summary\n\nsource: cluster software\n  src/a.c\n  src/b.c\n"
         "assumed: the order of two steps\n\nactors: a, b (key 0xb0b)\nsteps: 3, in phases:\n"
-        "  one\n  two\nneeds a backend that can: power_cycle\n"
+        "  one\n  two\nneeds a backend that can: power_cycle, stall\n"
     )
     bare = Scenario("bare", "t", "s", ("a",), (Step("a", Write(0)),), Source("x", ()))
     monkeypatch.setitem(library.SCENARIOS, "bare", bare)
