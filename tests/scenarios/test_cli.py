@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from scsi_pr.rig.backends import BACKENDS, Capability
+from scsi_pr.rig.backends import BACKENDS, BackendUnavailable, Capability
 from scsi_pr.rig.cli import main as umbrella
 from scsi_pr.rig.progress import Tracker
 from scsi_pr.rig.scenarios import cli, library
 from scsi_pr.rig.scenarios.cli import main
 from scsi_pr.rig.scenarios.commands import Write
 from scsi_pr.rig.scenarios.fileread import loads
-from scsi_pr.rig.scenarios.model import CONFLICT, Action, Scenario, Source, Step
+from scsi_pr.rig.scenarios.model import CONFLICT, Action, Scenario, ScenarioError, Source, Step
 from scsi_pr.rig.scenarios.render import SvgTargetError
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -370,3 +370,40 @@ def test_the_progress_bar_is_fed_each_item_as_it_starts(
     assert (description, total) == ("failover on sim", len(items))
     assert [done for done, _ in updates] == list(range(len(items)))
     assert updates[0][1] and all(isinstance(what, str) for _, what in updates)
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (BackendUnavailable("no LIO here"), "backend sim unavailable: no LIO here"),
+        (ScenarioError("t has 2 devices, not 1"), "t has 2 devices, not 1"),
+    ],
+)
+def test_a_run_that_cannot_start_says_why(
+    error: Exception, shown: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A backend that is not there, or a scenario it cannot take: one line on stderr, status 2,
+    nothing on stdout."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(cli, "run_scenario", refuse)
+    assert main(["failover"]) == 2
+    assert capsys.readouterr() == ("", f"scsi-pr scenario: {shown}\n")
+
+
+def test_each_actor_and_the_observer_get_an_initiator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backend is opened with one initiator per actor plus the observer, no more."""
+    asked: list[int] = []
+    real = cli.open_backend
+
+    def recording(name: str, initiators: int, *rest: object) -> object:
+        asked.append(initiators)
+        return real(name, initiators, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "open_backend", recording)
+    scenario = library.SCENARIOS["failover"]
+    assert cli.run_scenario(scenario, "sim").verdict == "pass"
+    assert asked == [len(scenario.actors) + 1]
