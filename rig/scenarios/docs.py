@@ -17,6 +17,7 @@ from scsi_pr.rig.backends import BackendUnavailable
 from scsi_pr.rig.scenarios.cli import run_scenario
 from scsi_pr.rig.scenarios.library import SCENARIOS
 from scsi_pr.rig.scenarios.render import timeline_text, write_svg
+from scsi_pr.rig.scenarios.results import Run
 
 DOC = checkout_root() / "docs" / "scenarios.md"
 WIDTH = 168
@@ -37,6 +38,7 @@ def regenerate(doc: Path = DOC) -> tuple[list[str], list[str]]:
     text = doc.read_text()
     done: list[str] = []
     kept: list[str] = []
+    runs: dict[str, Run] = {}  # one run per scenario, for its full and its narrow block
 
     def replace(m: re.Match[str]) -> str:
         name = m.group("name")
@@ -45,7 +47,8 @@ def regenerate(doc: Path = DOC) -> tuple[list[str], list[str]]:
         backend = BACKEND_FOR.get(name, "sim")
         try:
             # races in order: the docs must not change with which racer a run's threads favour
-            run = run_scenario(SCENARIOS[name], backend, races_in_order=True)
+            run = runs.get(name) or run_scenario(SCENARIOS[name], backend, races_in_order=True)
+            runs[name] = run
         except BackendUnavailable as e:
             print(f"{name}: kept the old timeline, {backend} unavailable: {e}", file=sys.stderr)
             kept.append(name)
