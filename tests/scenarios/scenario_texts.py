@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from scsi_pr.rig.scenarios import cli
+
+#: where the built-in scenario files are shipped
+BUILTIN_DIR = Path(cli.__file__).parent / "builtin"
+
 
 def file_head(actors: dict[str, int | None], extra: str = "") -> str:
     """A scenario file up to its first phase (named "p", no step yet): an [[actor]] table per

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 from locales import ascii_locale  # noqa: F401 (a fixture, used by name)
-from scenario_texts import file_head
+from scenario_texts import BUILTIN_DIR, file_head
 
-from scsi_pr.rig.scenarios import cli
 from scsi_pr.rig.scenarios.fileread import ScenarioFileError, load, loads
 from scsi_pr.rig.scenarios.library import builtin_text
 
@@ -123,5 +122,5 @@ def test_files_are_utf8_whatever_the_locale(tmp_path: Path) -> None:
     mine.write_bytes((HEAD + '\n[[phase.step]]\nevent = "café"\n').encode())
     assert load(mine).items[0].label == "café"
     for name in ("wsfc-same-key", "fence-scsi-devices"):
-        shipped = Path(cli.__file__).parent / "builtin" / f"{name}.toml"
+        shipped = BUILTIN_DIR / f"{name}.toml"
         assert builtin_text(name) == shipped.read_bytes().decode("utf-8")

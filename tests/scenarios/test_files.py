@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from needs import unavailable
+from scenario_texts import BUILTIN_DIR
 
 from scsi_pr.rig.backends import BackendUnavailable, Capability, SimBackend
 from scsi_pr.rig.scenarios import cli
@@ -54,8 +55,6 @@ from scsi_pr.sim.constants import (
     SenseKey,
     Status,
 )
-
-BUILTIN_DIR = Path(cli.__file__).parent / "builtin"
 
 
 def test_every_builtin_is_a_shipped_file_and_every_file_is_listed() -> None:
