@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from daemon_process import Helper
+from main_driver import main_process, privileges  # noqa: F401 (fixtures of main in process)
 from sg_persist_oracle import oracle, shim  # noqa: F401 (fixtures of the sg_persist oracle)
 
 

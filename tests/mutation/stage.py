@@ -51,6 +51,7 @@ OWN_TEST_PARTS = {
         "tests/helper/test_daemon_options.py",
         "tests/helper/test_daemon_server.py",
     ),
+    "tests/helper/test_main.py": ("tests/helper/test_main_run.py",),
     "tests/helper/test_session.py": ("tests/helper/test_session_paths.py",),
     "tests/helper/test_simserve.py": (
         "tests/helper/test_simserve_commit.py",

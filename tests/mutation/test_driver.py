@@ -47,7 +47,9 @@ def test_paths_outside_the_package_are_refused() -> None:
         (["target/"], stage.TARGET_PROTO_TESTS + stage.TARGET_EDGE_TESTS),
         (["sim/", "target/proto/", "target/lus.py"],
          stage.TARGET_PROTO_TESTS + stage.TARGET_EDGE_TESTS),
-        (["helper/systemd.py", "helper/main.py"], ("tests/helper/test_systemd.py",)),
+        (["helper/systemd.py", "helper/main.py"],  # a test module's other parts with it
+         ("tests/helper/test_systemd.py", "tests/helper/test_main.py",
+          "tests/helper/test_main_run.py")),
         (["rig/command_thread.py", "rig/vm.py"], ("tests/rig/test_command_thread.py",)),
         (["rig/guest/snapshot.py", "rig/guest/cpio.py"], ("tests/rig/test_guest_snapshot.py",)),
         (["rig/guest_e2e/booted.py"], ("tests/rig/test_guest_e2e_booted.py",)),
