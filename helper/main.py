@@ -32,6 +32,7 @@ from scsi_pr.helper import caps, cpus, state_owner
 from scsi_pr.helper.background import detach
 from scsi_pr.helper.daemon import Audit, HelperServer, ListenerError
 from scsi_pr.helper.errors import HelperError
+from scsi_pr.helper.executable import PROGRAM
 from scsi_pr.helper.executors.base import Executor
 from scsi_pr.helper.options import Exit, Options, parse, parse_trace
 from scsi_pr.helper.systemd import (
@@ -201,8 +202,9 @@ def invoked_name(path: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv if argv is None else argv)
-    if argv and argv[0]:
+    # An empty argv (execve allows it) runs as the program's own name would, with no options.
+    argv = list(sys.argv if argv is None else argv) or [PROGRAM]
+    if argv[0]:
         argv[0] = invoked_name(argv[0])
     name = os.path.basename(argv[0])
     try:

@@ -57,6 +57,22 @@ def test_main_reads_sys_argv_when_given_none(
     assert capsys.readouterr().out.startswith("/nowhere/scsi-pr-helper scsi-pr ")
 
 
+def test_main_without_argv_runs_as_its_program_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An empty argv (execve allows one) is the bare program: no options, its own name."""
+    seen: list[list[str]] = []
+
+    def parse(argv: list[str], out: object, err: object) -> Options:
+        seen.append(list(argv))
+        raise helper_main.Exit(5)
+
+    monkeypatch.setattr(helper_main, "parse", parse)
+    assert run_main([]) == 5
+    assert run_main(["", "-v"]) == 5  # an empty argv[0] stays as it is
+    assert seen == [["scsi-pr-helper"], ["", "-v"]]
+
+
 def test_main_names_itself_as_typed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -472,3 +488,21 @@ def test_main_with_cpus_all_leaves_the_mask(
     run = serve(sim_argv(tmp_path), tmp_path / "h.sock", work)
     assert run.error is None and run.code == 0
     assert seen == [allowed]
+
+
+def test_main_ends_cleanly_when_its_socket_and_pidfile_were_removed_under_it(
+    tmp_path: Path, device: int, privileges: Privileges
+) -> None:
+    """An administrator's cleanup (or tmpfiles.d) removed both while it served: its own removal
+    at exit finds nothing, which is not an error."""
+    sock, pidfile = tmp_path / "h.sock", tmp_path / "h.pid"
+
+    def work(c: Client) -> list[Reply]:
+        replies = read_keys(device)(c)
+        sock.unlink()
+        pidfile.unlink()
+        return replies
+
+    run = serve([*sim_argv(tmp_path), "-f", str(pidfile)], sock, work)
+    assert run.error is None and run.code == 0
+    assert [(r.status, r.data) for r in run.replies] == [(0, bytes(8))]
