@@ -10,6 +10,7 @@ once). Once the CDB is out, a broken connection fails the command: PR OUT is not
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 from types import TracebackType
 
@@ -18,9 +19,7 @@ from scsi_pr.helper.executors.base import Reply
 from scsi_pr.helper.proto import (
     NEED_DATA,
     PR_HELPER_CDB_SIZE,
-    PR_HELPER_DATA_SIZE,
     Connection,
-    ConnectionClosed,
     Features,
     ProtocolError,
     Request,
@@ -28,7 +27,7 @@ from scsi_pr.helper.proto import (
     Role,
 )
 
-RECV_CHUNK = 65536
+_FD = struct.Struct("i")  # an SCM_RIGHTS fd: a C int in native order
 
 
 class HelperConnectionError(HelperError, ConnectionError):
@@ -46,12 +45,12 @@ class Client:
         self.path = path
         self.timeout = timeout
         self.helper_features: int | None = None
-        self._sock: socket.socket | None = None
-        self._conn: Connection | None = None
+        # the kept connection: its socket and the codec's state of it, set and cleared together
+        self._link: tuple[socket.socket, Connection] | None = None
         self._lock = threading.Lock()  # QEMU's per-object mutex: one request at a time
 
     # -- connection --------------------------------------------------------------------------
-    def connect(self) -> None:
+    def connect(self) -> tuple[socket.socket, Connection]:
         """Connect and handshake (read the helper's word first, then answer 0)."""
         self.close()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -60,23 +59,28 @@ class Client:
             sock.connect(self.path)
             conn = Connection(Role.CLIENT)
             event = self._next(sock, conn)
-            if not isinstance(event, Features):
-                raise HelperConnectionError("helper closed the connection during the handshake")
+            assert isinstance(event, Features)  # the codec's only event here (EOF raises)
             sock.sendall(conn.send(Features(0)))
         except BaseException:
             sock.close()
             raise
         self.helper_features = event.flags
-        self._sock, self._conn = sock, conn
+        self._link = sock, conn
+        return self._link
 
     @property
     def connected(self) -> bool:
-        return self._sock is not None
+        return self._link is not None
+
+    @property
+    def socket(self) -> socket.socket | None:
+        """The kept connection's socket (None when not connected)."""
+        return None if self._link is None else self._link[0]
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-        self._sock = self._conn = None
+        if self._link is not None:
+            self._link[0].close()
+        self._link = None
 
     def __enter__(self) -> Client:
         return self
@@ -95,8 +99,8 @@ class Client:
                 raise HelperConnectionError(f"helper protocol error: {e}") from e
             if event is not NEED_DATA:
                 return event
-            data = sock.recv(max(conn.bytes_needed, 1) if conn.bytes_needed else RECV_CHUNK)
-            conn.receive_data(data)
+            # never past the frame part: what follows it is no answer of ours
+            conn.receive_data(sock.recv(max(conn.bytes_needed, 1)))
 
     # -- commands ----------------------------------------------------------------------------
     def execute(
@@ -113,37 +117,35 @@ class Client:
         """
         request = self._request(fd, cdb, data_out, allocation_length)
         with self._lock:
-            cdb_sent = False
-            for attempt in range(2):
+            try:
+                sock, conn = self._send_cdb(request)
+            except OSError:
+                # a kept connection found broken (the helper restarted): reconnect once, at once
+                self.close()
                 try:
-                    if self._sock is None:
-                        self.connect()
-                    assert self._sock is not None and self._conn is not None
-                    wire = self._conn.send(request)
-                    sent = self._sock.sendmsg(
-                        [wire[:PR_HELPER_CDB_SIZE]],
-                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, "little"))],
-                    )
-                    cdb_sent = True
-                    if sent < PR_HELPER_CDB_SIZE:
-                        self._sock.sendall(wire[sent:PR_HELPER_CDB_SIZE])
-                    break
+                    sock, conn = self._send_cdb(request)
                 except OSError:
                     self.close()
-                    if attempt == 1:
-                        raise
-            assert self._sock is not None and self._conn is not None and cdb_sent
+                    raise
             try:
                 if request.data:
-                    self._sock.sendall(request.data)
-                event = self._next(self._sock, self._conn)
+                    sock.sendall(request.data)
+                event = self._next(sock, conn)
             except (OSError, HelperConnectionError):
                 self.close()
                 raise
-            if isinstance(event, ConnectionClosed) or not isinstance(event, Response):
-                self.close()
-                raise HelperConnectionError("helper closed the connection before answering")
+            assert isinstance(event, Response)  # the codec's only event here (EOF raises)
             return Reply(event.status, event.sense, event.data)
+
+    def _send_cdb(self, request: Request) -> tuple[socket.socket, Connection]:
+        """Connect if need be and send the CDB frame with the fd. Until this returns nothing
+        of the command has reached the helper, so a failure here may be retried."""
+        sock, conn = self.connect() if self._link is None else self._link
+        wire = conn.send(request)[:PR_HELPER_CDB_SIZE]
+        sent = sock.sendmsg([wire], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _FD.pack(request.fd))])
+        if sent < len(wire):
+            sock.sendall(wire[sent:])
+        return sock, conn
 
     @staticmethod
     def _request(fd: int, cdb: bytes, data_out: bytes, allocation_length: int | None) -> Request:
@@ -153,9 +155,8 @@ class Client:
             request = Request.build(cdb, data_out, fd)
         except ProtocolError as e:
             raise InvalidRequest(str(e)) from e
-        if allocation_length is not None and request.allocation_length > min(
-            allocation_length, PR_HELPER_DATA_SIZE
-        ):
+        # (above PR_HELPER_DATA_SIZE the codec has refused it already)
+        if allocation_length is not None and request.allocation_length > allocation_length:
             raise InvalidRequest(
                 f"ALLOCATION LENGTH {request.allocation_length} exceeds the data-in buffer "
                 f"({allocation_length})"
