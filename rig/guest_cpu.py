@@ -41,8 +41,8 @@ def parse_proc_stat(text: str, ticks: int) -> dict[str, float]:
     for line in text.splitlines():
         fields = line.split()
         if fields and fields[0] == "cpu":
-            values = [int(v) / ticks for v in fields[1 : 1 + len(STAT_COLUMNS)]]
-            return dict(zip(STAT_COLUMNS, values, strict=False))
+            # an older kernel's line has fewer columns: zip stops at the shorter
+            return {name: int(v) / ticks for name, v in zip(STAT_COLUMNS, fields[1:], strict=False)}
     raise ValueError("no aggregate cpu line in /proc/stat")
 
 

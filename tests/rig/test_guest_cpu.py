@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PosixPath
 
 import pytest
 
@@ -88,3 +89,64 @@ def test_read_this_system() -> None:
     totals, usages = guest_cpu.read()
     assert sum(totals[c] for c in guest_cpu.BUSY_COLUMNS) > 0
     assert any(u.own > 0 for u in usages)
+
+
+def test_proc_stat_from_an_older_kernel_gives_the_columns_it_has() -> None:
+    """Kernels before 2.6.11 give no ``steal`` column: the columns there are read, not the
+    line refused (``zip`` is not strict on purpose)."""
+    assert guest_cpu.parse_proc_stat("cpu  100 0 200 300 0 0 50\n", TICKS) == {
+        "user": 1.0, "nice": 0.0, "system": 2.0, "idle": 3.0,
+        "iowait": 0.0, "irq": 0.0, "softirq": 0.5,
+    }  # fmt: skip
+
+
+def test_proc_stat_refusal_says_what_is_missing() -> None:
+    with pytest.raises(ValueError) as refused:
+        guest_cpu.parse_proc_stat("intr 1 2\n\ncpu0 1 2 3 4\n", TICKS)
+    assert str(refused.value) == "no aggregate cpu line in /proc/stat"
+
+
+def test_report_ranks_eight_commands_unless_told_otherwise() -> None:
+    """The ``top`` commands by CPU seconds, most first; the rest are left out even when they
+    would show (one second or more)."""
+    totals = guest_cpu.parse_proc_stat(PROC_STAT, TICKS)
+    usages = [guest_cpu.Usage(f"c{n}", False, float(n), 0.0) for n in range(1, 11)]
+    assert guest_cpu.report(totals, usages)[1] == (
+        "  most: c10 10s, c9 9s, c8 8s, c7 7s, c6 6s, c5 5s, c4 4s, c3 3s"
+    )
+    assert guest_cpu.report(totals, usages, top=3)[1] == "  most: c10 10s, c9 9s, c8 8s"
+
+
+class _Listed(PosixPath):
+    """A ``/proc`` stand-in whose listing comes in name order, so that a test can put an entry
+    that fails before the ones that read (a real directory's order is the filesystem's)."""
+
+    def iterdir(self) -> Iterator[_Listed]:
+        return iter(sorted(super().iterdir(), key=lambda p: p.name))
+
+
+def test_read_takes_every_task_of_the_proc_it_is_given(tmp_path: Path) -> None:
+    """Tasks that end between the listing and the read (no stat, an empty one, a truncated
+    one) are skipped, and the ones after them still read; entries that are not PIDs are not
+    tasks."""
+    proc = _Listed(tmp_path)
+    (proc / "stat").write_text(PROC_STAT)
+    (proc / "1").mkdir()  # gone: no stat file
+    (proc / "2").mkdir()
+    (proc / "2" / "stat").write_text("")  # ValueError: no parentheses
+    (proc / "3").mkdir()
+    (proc / "3" / "stat").write_text("3 (cut) S 1 1")  # IndexError: fields missing
+    (proc / "4").mkdir()
+    (proc / "4" / "stat").write_text(pid_stat("init", 0, 100, 100, 0, 0))
+    (proc / "5").mkdir()
+    (proc / "5" / "stat").write_text(pid_stat("kthreadd", 0x200000, 1, 0, 0, 0))
+    (proc / "self").mkdir()
+    (proc / "self" / "stat").write_text(pid_stat("not a task", 0, 9, 9, 9, 9))
+    totals, usages = guest_cpu.read(proc)
+    ticks = guest_cpu.CLOCK_TICKS  # what read() divides by
+    assert totals == guest_cpu.parse_proc_stat(PROC_STAT, ticks)
+    assert usages == [
+        guest_cpu.Usage("init", False, 200 / ticks, 0.0, "S"),
+        guest_cpu.Usage("kthreadd", True, 1 / ticks, 0.0, "S"),
+    ]
+    assert guest_cpu.usage(4, proc) == usages[0]
