@@ -87,6 +87,12 @@ TESTS_ELSEWHERE = {
         "tests/helper/test_persist_transport_id.py",
     ),
     "helper/executors/sg.py": ("tests/rig/test_sg.py", "tests/helper/test_ioctl_backend.py"),
+    "rig/vm_tier.py": (
+        "tests/rig/test_vm_tier_driver.py",
+        "tests/rig/test_vm_tier_paths.py",
+        "tests/rig/test_vm_tier_vms.py",
+    ),
+    "rig/vm_tier_results.py": ("tests/rig/test_vm_tier_driver.py",),
     "rig/scenarios": (  # the scenario engine and files; test_vm.py needs the VM tier
         "tests/scenarios/test_backends.py",
         "tests/scenarios/test_cli.py",
