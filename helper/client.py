@@ -73,7 +73,7 @@ class Client:
         return self._link is not None
 
     @property
-    def socket(self) -> socket.socket | None:
+    def kept_socket(self) -> socket.socket | None:
         """The kept connection's socket (None when not connected)."""
         return None if self._link is None else self._link[0]
 

@@ -237,7 +237,7 @@ def test_connect_reads_the_helpers_word_then_answers_zero(
     assert not client.connected and client.helper_features is None
     client.connect()
     assert client.connected and client.helper_features == 0x80000001
-    assert client.socket is not None and client.socket.gettimeout() == 7.5
+    assert client.kept_socket is not None and client.kept_socket.gettimeout() == 7.5
     client.close()
     assert not client.connected
     f.wait(0)
@@ -253,7 +253,7 @@ def test_without_a_timeout_the_socket_blocks(
     with Client(sock_path) as client:
         assert client.timeout is None
         client.connect()
-        assert client.socket is not None and client.socket.gettimeout() is None
+        assert client.kept_socket is not None and client.kept_socket.gettimeout() is None
         assert client.helper_features == 0
 
 
