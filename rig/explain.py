@@ -88,18 +88,24 @@ STATUS_MEANING: dict[int, str] = {
     Status.TASK_SET_FULL: "the device queue is full: retry",
 }
 
+#: a PR IN reply shorter than its ADDITIONAL LENGTH (SPC-5 6.16.1: the device stops at it)
+CUT = "cut off by ALLOCATION LENGTH"
+
 
 def _keys(blob: bytes) -> list[str]:
     got = parse_read_keys(blob, allow_truncated=True)
     keys = ", ".join(f"{k:#x}" for k in got.keys) or "none"
-    return [f"READ KEYS: PRGENERATION {got.generation}, {len(got.keys)} registered: {keys}"]
+    count = got.additional_length // 8  # what ADDITIONAL LENGTH says, not what arrived
+    cut = "" if got.complete else f" ({len(got.keys)} of {count} arrived, the rest {CUT})"
+    return [f"READ KEYS: PRGENERATION {got.generation}, {count} registered: {keys}{cut}"]
 
 
 def _reservation(blob: bytes) -> list[str]:
     got = parse_read_reservation(blob, allow_truncated=True)
     res = got.reservation
     if res is None:
-        return [f"READ RESERVATION: PRGENERATION {got.generation}, no reservation"]
+        what = "no reservation" if got.complete else f"reserved (its descriptor {CUT})"
+        return [f"READ RESERVATION: PRGENERATION {got.generation}, {what}"]
     key = "every registrant holds it (key 0)" if res.type.all_registrants else f"key {res.key:#x}"
     return [f"READ RESERVATION: PRGENERATION {got.generation}, {res.type.abbreviation}, {key}"]
 
@@ -115,8 +121,11 @@ def _capabilities(blob: bytes) -> list[str]:
 
 def _full_status(blob: bytes) -> list[str]:
     got = parse_read_full_status(blob, allow_truncated=True)
-    lines = [f"READ FULL STATUS: PRGENERATION {got.generation}, "
-             f"{len(got.descriptors)} registered I_T nexuses"]  # fmt: skip
+    count = len(got.descriptors)
+    length = got.additional_length
+    cut = "" if got.complete else f" arrived of ADDITIONAL LENGTH {length} bytes (the rest {CUT})"
+    lines = [f"READ FULL STATUS: PRGENERATION {got.generation}, {count} registered I_T "
+             f"{'nexus' if count == 1 else 'nexuses'}{cut}"]  # fmt: skip
     for d in got.descriptors:
         try:
             who = str(decode_transport_id(d.transport_id)[0])

@@ -64,12 +64,15 @@ class Tracker:
 
     def __enter__(self) -> Tracker:
         if self.bar:
-            columns = [SpinnerColumn(), TextColumn("{task.description}")]
+            columns = [SpinnerColumn(), TextColumn("{task.description}", markup=False)]
             if self.total is not None:
                 columns += [BarColumn(), MofNCompleteColumn()]
             else:
                 columns.append(TextColumn("{task.completed:.0f}"))
-            columns += [TimeElapsedColumn(), TextColumn("[dim]{task.fields[what]}")]
+            columns += [
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[what]}", style="dim", markup=False),
+            ]
             self.progress = Progress(*columns, console=self.console, transient=True)
             self.progress.start()
             self.task = self.progress.add_task(self.description, total=self.total, what="")

@@ -198,8 +198,9 @@ def run_watched(
                     alive(tail.decode(errors="replace")[:120])  # first: a spinner may end here
                     sink.write(chunk)
                     sink.flush()
-                    seen = (seen + chunk)[-4096:]
-                    found = exit_marker.search(seen) if exit_marker and not marked else None
+                    window = seen + chunk  # the tail before: a marker split between reads
+                    found = exit_marker.search(window) if exit_marker and not marked else None
+                    seen = window[-4096:]
                     if found is not None:
                         marked = (time.monotonic(), int(found.group(1)))
             else:

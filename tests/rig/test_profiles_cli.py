@@ -8,13 +8,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from locales import ascii_locale  # noqa: F401 (a fixture, used by name)
 
 import scsi_pr
 from scsi_pr import CHECKOUT, checkout_root
+from scsi_pr.rig import profiles_cli
 from scsi_pr.rig.cli import main as umbrella
-from scsi_pr.rig.profiles_cli import DOC_NAME, doc_path, main, render_markdown
-from scsi_pr.sim.deviations import REGISTRY
-from scsi_pr.sim.profiles import LIO_6_12
+from scsi_pr.rig.profiles_cli import (
+    DOC_NAME,
+    HEADER,
+    describe,
+    doc_path,
+    main,
+    read_doc,
+    render_markdown,
+)
+from scsi_pr.sim.deviations import REGISTRY, Deviation
+from scsi_pr.sim.profiles import LIO_6_12, SPC5, Profile
 
 ROOT = CHECKOUT or Path(__file__).resolve().parents[2]
 
@@ -146,3 +156,123 @@ def test_the_doc_is_the_checkout_s_else_the_working_directory_s(
     assert doc_path() == tmp_path / "checkout" / DOC_NAME
     monkeypatch.setattr(scsi_pr, "CHECKOUT", None)
     assert checkout_root() == tmp_path and doc_path() == tmp_path / DOC_NAME
+
+
+# A registry of two made-up entries and profiles over them: the real registry has every entry
+# measured and no "|" in a title, so the doc's other branches show only here.
+PIPE = Deviation(
+    "pipe-entry", "a | b answer", "SPC-5 1.2", "GOOD", "RESERVATION CONFLICT",
+    ("tests/x.py::test_a", "tests/x.py::test_b"), frozenset({"6.1"}), note="a note",
+)  # fmt: skip
+QUIET = Deviation(
+    "quiet-entry", "quiet", "SPC-5 3", "x", "y", ("tests/y.py::t",), frozenset({"9.9"})
+)
+LIO_X = Profile("lio-x", "LIO | x", frozenset({PIPE, QUIET}), kernel="9.9")
+LIO_Y = Profile("lio-y", "LIO y", frozenset({QUIET}), kernel="6.1")
+
+
+@pytest.fixture
+def made_up_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(profiles_cli, "PROFILES", {"spc5": SPC5, "lio-x": LIO_X, "lio-y": LIO_Y})
+    monkeypatch.setattr(profiles_cli, "LIO_PROFILES", (LIO_X, LIO_Y))
+    monkeypatch.setattr(profiles_cli, "REGISTRY", (PIPE, QUIET))
+
+
+@pytest.mark.usefixtures("made_up_registry")
+def test_doc_of_a_made_up_registry_whole() -> None:
+    """Every part of the doc: a "|" in a title is escaped so the table keeps its columns, an
+    entry a kernel has not been measured on says so, one a profile lacks says the kernel
+    answers as SPC-5 does, and a note is shown only where there is one."""
+    assert render_markdown() == HEADER + "\n" + (
+        "## Profiles\n\n"
+        "| Profile | Stands for | Entries | Measured on its kernel |\n"
+        "|---|---|---|---|\n"
+        "| `spc5` | SPC-5 r17, the standard | 0 | — |\n"
+        "| `lio-x` | LIO \\| x | 2 | 1 of 2 |\n"
+        "| `lio-y` | LIO y | 1 | 0 of 1 |\n\n"
+        "## Deviations\n\n"
+        "| Entry | Situation | In profiles |\n"
+        "|---|---|---|\n"
+        "| [`pipe-entry`](#pipe-entry) | a \\| b answer | `lio-x` |\n"
+        "| [`quiet-entry`](#quiet-entry) | quiet | `lio-x`, `lio-y` |\n\n"
+        "### `pipe-entry`\n\n"
+        "A | b answer.\n\n"
+        "- **Clause:** SPC-5 1.2\n"
+        "- **SPC-5 requires:** GOOD\n"
+        "- **LIO answers:** RESERVATION CONFLICT\n"
+        "- **Kernels:** `lio-x`: not yet measured on 9.9; "
+        "`lio-y`: not in this profile (6.1 answers as SPC-5 requires)\n"
+        "- **Test on the real LUN:** `tests/x.py::test_a`, `tests/x.py::test_b`\n"
+        "- **Note:** a note\n\n"
+        "### `quiet-entry`\n\n"
+        "Quiet.\n\n"
+        "- **Clause:** SPC-5 3\n"
+        "- **SPC-5 requires:** x\n"
+        "- **LIO answers:** y\n"
+        "- **Kernels:** `lio-x`: measured; `lio-y`: not yet measured on 6.1\n"
+        "- **Test on the real LUN:** `tests/y.py::t`\n"
+    )
+
+
+@pytest.mark.usefixtures("made_up_registry")
+def test_show_says_which_entries_are_not_measured() -> None:
+    """``show`` of a profile: its title, then each entry it has with whether its kernel was
+    measured giving that answer; the standard says it has none."""
+    assert describe(LIO_X) == (
+        "lio-x: LIO | x\n"
+        "  pipe-entry (not yet measured): a | b answer\n"
+        "  quiet-entry (measured): quiet"
+    )
+    assert describe(SPC5) == "spc5: SPC-5 r17, the standard\n  (no deviation: the standard)"
+
+
+@pytest.mark.usefixtures("made_up_registry")
+def test_list_whole_with_and_without_the_word_list(capsys: pytest.CaptureFixture[str]) -> None:
+    """One line per profile, its entry count aligned, the default marked once."""
+    expected = (
+        "spc5        0 deviations  SPC-5 r17, the standard (default)\n"
+        "lio-x       2 deviations  LIO | x\n"
+        "lio-y       1 deviations  LIO y\n"
+    )
+    assert main([]) == 0
+    assert capsys.readouterr().out == expected
+    assert main(["list"]) == 0
+    assert capsys.readouterr().out == expected
+
+
+def test_show_of_the_standard_and_of_an_unknown_profile(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An unknown name is refused by argparse with the command's name (exit 2, no traceback)."""
+    assert main(["show", "spc5"]) == 0
+    assert (
+        capsys.readouterr().out == "spc5: SPC-5 r17, the standard\n  (no deviation: the standard)\n"
+    )
+    with pytest.raises(SystemExit) as refused:
+        main(["show", "lio-9"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: scsi-pr profiles show ")
+    assert "\nscsi-pr profiles show: error: argument name: invalid choice: 'lio-9'" in err
+
+
+def test_doc_write_says_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tmp_path / "lio-deviations.md"
+    assert main(["doc", "--output", str(doc)]) == 0
+    assert capsys.readouterr() == (f"wrote {doc}\n", "")
+
+
+@pytest.mark.usefixtures("ascii_locale")
+def test_doc_is_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    """The doc has a non-ASCII dash: under an ASCII locale it is still written, and checked,
+    as UTF-8."""
+    doc = tmp_path / "lio-deviations.md"
+    assert main(["doc", "--output", str(doc)]) == 0
+    assert doc.read_bytes().decode("utf-8") == render_markdown()
+    assert "—" in render_markdown()
+    assert main(["doc", "--check", "--output", str(doc)]) == 0
+
+
+def test_read_doc_of_a_missing_file_is_empty(tmp_path: Path) -> None:
+    """No doc yet reads as "", which no rendering equals: ``--check`` calls it stale."""
+    assert read_doc(tmp_path / "none.md") == ""
