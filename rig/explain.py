@@ -131,7 +131,7 @@ def _full_status(blob: bytes) -> list[str]:
             who = str(decode_transport_id(d.transport_id)[0])
         except TransportIdError:
             who = f"TransportID {d.transport_id.hex()}"
-        holder = f", holds {d.type.abbreviation}" if d.r_holder and d.type else ""
+        holder = "" if d.type is None else f", holds {d.type.abbreviation}"  # R_HOLDER's TYPE
         every = ", ALL_TG_PT" if d.all_tg_pt else ""
         lines.append(f"  key {d.key:#x}: {who} via target port {d.relative_target_port}"
                      f"{every}{holder}")  # fmt: skip
@@ -179,7 +179,7 @@ def explain_sense(sense: bytes) -> list[str]:
     if specific and parsed.key == SenseKey.ILLEGAL_REQUEST:
         where = "CDB" if specific[0] & 0x40 else "parameter list"
         bit = f", bit {specific[0] & 0x07}" if specific[0] & 0x08 else ""
-        lines.append(f"  the field at {where} byte {int.from_bytes(specific[1:3], 'big')}{bit}")
+        lines.append(f"  the field at {where} byte {int.from_bytes(specific[1:], 'big')}{bit}")
     cause = CAUSES.get(parsed.triple)
     if cause:
         lines.append(f"  likely: {cause}")
@@ -222,7 +222,8 @@ def explain(blob: bytes, as_: str | None = None, data: bytes = b"") -> list[str]
             name = Status(blob[0]).name.replace("_", " ")
         except ValueError:
             return [f"status {blob[0]:#04x}: not a SAM-5 status code"]
-        return [f"status {blob[0]:#04x} {name}: {STATUS_MEANING.get(blob[0], '')}".rstrip(": ")]
+        meaning = STATUS_MEANING.get(blob[0])
+        return [f"status {blob[0]:#04x} {name}" + (f": {meaning}" if meaning else "")]
     return [f"{len(blob)} bytes: not sense data, a known CDB or a status; PR IN parameter "
             "data needs --as " + "|".join(PR_IN_READERS)]  # fmt: skip
 
