@@ -209,7 +209,7 @@ def mutate_patterns(root: Path, targets: Iterable[str]) -> list[str]:
 #: Folders of the checkout the tests read besides the package and themselves: the docs (some
 #: tests hold them to the code, e.g. every path limit named in docs/helper.md) and the scripts
 #: (a test runs ``scripts/sg_persist-via-helper``).
-ALSO_COPIED = ("docs", "scripts")
+ALSO_COPIED = ("benchmarks", "docs", "scripts")  # tests/bench imports benchmarks
 
 
 def build(root: Path, stage: Path, targets: Sequence[str]) -> None:

@@ -96,7 +96,7 @@ def test_stage_holds_the_package_tests_and_config(tmp_path: Path) -> None:
     config = (tmp_path / "setup.cfg").read_text()
     assert "only_mutate =\n    scsi_pr/sim/*\n" in config
     assert "--hypothesis-seed=0\nalso_copy" in config  # and nothing for sim/ after it
-    assert "also_copy =\n    docs\n    scripts\n" in config
+    assert "also_copy =\n    benchmarks\n    docs\n    scripts\n" in config
     assert (tmp_path / "scripts" / "sg_persist-via-helper").read_bytes() == (
         ROOT / "scripts" / "sg_persist-via-helper"
     ).read_bytes()

@@ -4,6 +4,7 @@ written for the host, one summary of all, and a VM that is stopped taking QEMU w
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -158,3 +159,16 @@ def test_a_phase_reports_its_cpu_children_included(
     assert phase.counts() == {"passed": 1}
     assert phase.start_cpu is not None and phase.cpu is not None
     assert phase.start_cpu > 0 and phase.cpu - phase.start_cpu >= 1.0
+
+
+def test_each_vm_gets_its_number_and_results_file_before_the_callers_arguments() -> None:
+    """scripts/vm-tier runs the driver once per VM with ``--vm N --results FILE`` and the
+    caller's arguments; after a ``--`` among those (how pytest's own options are passed) the
+    driver's options would be pytest's: that VM would run every phase and leave no results."""
+    script = (Path(__file__).parents[2] / "scripts" / "vm-tier").read_text()
+    starts = [m.start() for m in re.finditer(r"scsi_pr\.rig\.vm_tier", script)]
+    calls = [" ".join(script[i:].split("2>&1")[0].split()) for i in starts]
+    runs = [c for c in calls if "--results" in c]
+    assert len(runs) == 2, calls
+    for call in runs:
+        assert call.index("--vm") < call.index("--results") < call.index('"$@"'), call
