@@ -59,6 +59,19 @@ def test_answers_is_true_for_a_listener_and_false_for_a_stale_file_or_nothing(
     assert answers(str(tmp_path / "absent.sock")) is False
 
 
+def fill_backlog(stack: contextlib.ExitStack, path: str, most: int) -> int:
+    """Connect without blocking, never accepted, until the listener's backlog is full (or
+    ``most`` connections wait); how many were queued. The sockets close with ``stack``."""
+    for queued in range(most):
+        waiting = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+        waiting.setblocking(False)
+        try:
+            waiting.connect(path)
+        except BlockingIOError:
+            return queued
+    return most
+
+
 def test_answers_counts_a_full_backlog_as_someone_listening(tmp_path: Path) -> None:
     """A helper too busy to accept is still alive: EAGAIN from a non-blocking connect."""
     path = str(tmp_path / "busy.sock")
@@ -66,15 +79,7 @@ def test_answers_counts_a_full_backlog_as_someone_listening(tmp_path: Path) -> N
         listener = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
         listener.bind(path)
         listener.listen(0)
-        for _ in range(64):  # fill the backlog: never accepted
-            waiting = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
-            waiting.setblocking(False)
-            try:
-                waiting.connect(path)
-            except BlockingIOError:
-                break
-        else:
-            pytest.fail("the backlog never filled")
+        assert fill_backlog(stack, path, most=64) < 64
         assert answers(path) is True
 
 
@@ -98,16 +103,7 @@ def test_listen_keeps_129_clients_waiting_in_its_backlog(tmp_path: Path) -> None
     path = str(tmp_path / "h.sock")
     with contextlib.ExitStack() as stack:
         stack.enter_context(listen(path))
-        queued = 0
-        for _ in range(200):
-            waiting = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
-            waiting.setblocking(False)
-            try:
-                waiting.connect(path)
-            except BlockingIOError:
-                break
-            queued += 1
-        assert queued == 129
+        assert fill_backlog(stack, path, most=200) == 129
 
 
 def test_listen_replaces_a_stale_socket_file(tmp_path: Path) -> None:

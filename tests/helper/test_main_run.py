@@ -457,9 +457,12 @@ def test_main_audits_to_stderr_by_default(
     ]
 
 
-def test_main_confines_itself_to_one_cpu_by_default(
-    tmp_path: Path, device: int, privileges: Privileges
+@pytest.mark.parametrize("cpus", [None, "all"], ids=["auto", "all"])
+def test_main_s_cpu_mask(
+    tmp_path: Path, device: int, privileges: Privileges, cpus: str | None
 ) -> None:
+    """By default (``auto``) the helper's threads keep to one CPU of those allowed; ``all``
+    leaves the mask as it was. Read from another thread while ``main`` serves."""
     allowed = os.sched_getaffinity(0)
     main_tid = threading.get_native_id()
     seen: list[set[int]] = []
@@ -469,25 +472,12 @@ def test_main_confines_itself_to_one_cpu_by_default(
         return read_keys(device)(c)
 
     argv = [a for a in sim_argv(tmp_path) if a not in ("--cpus", "all")]
-    run = serve(argv, tmp_path / "h.sock", work)
+    run = serve(argv if cpus is None else [*argv, "--cpus", cpus], tmp_path / "h.sock", work)
     assert run.error is None and run.code == 0
-    assert len(seen[0]) == 1 and seen[0] <= allowed
-
-
-def test_main_with_cpus_all_leaves_the_mask(
-    tmp_path: Path, device: int, privileges: Privileges
-) -> None:
-    allowed = os.sched_getaffinity(0)
-    main_tid = threading.get_native_id()
-    seen: list[set[int]] = []
-
-    def work(c: Client) -> list[Reply]:
-        seen.append(os.sched_getaffinity(main_tid))
-        return read_keys(device)(c)
-
-    run = serve(sim_argv(tmp_path), tmp_path / "h.sock", work)
-    assert run.error is None and run.code == 0
-    assert seen == [allowed]
+    if cpus is None:
+        assert len(seen[0]) == 1 and seen[0] <= allowed
+    else:
+        assert seen == [allowed]
 
 
 def test_main_ends_cleanly_when_its_socket_and_pidfile_were_removed_under_it(
