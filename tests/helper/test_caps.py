@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from needs import unavailable
 
 from scsi_pr.helper import caps
 
@@ -414,7 +415,7 @@ def after_drop(**kwargs: Any) -> Callable[[], dict[str, Any]]:
 @pytest.fixture
 def root() -> Iterator[None]:
     if os.geteuid() != 0:
-        pytest.skip("the real drop needs root")
+        unavailable("the real drop needs root")
     yield
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from needs import unavailable
 
 from scsi_pr.helper import state_owner
 
@@ -29,7 +30,7 @@ NOBODY = 65534
 @pytest.fixture(autouse=True)
 def root() -> None:
     if os.geteuid() != 0:
-        pytest.skip("changing owners and effective ids needs root")
+        unavailable("changing owners and effective ids needs root")
 
 
 @pytest.fixture
