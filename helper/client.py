@@ -10,7 +10,6 @@ once). Once the CDB is out, a broken connection fails the command: PR OUT is not
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 from types import TracebackType
 
@@ -26,8 +25,6 @@ from scsi_pr.helper.proto import (
     Response,
     Role,
 )
-
-_FD = struct.Struct("i")  # an SCM_RIGHTS fd: a C int in native order
 
 
 class HelperConnectionError(HelperError, ConnectionError):
@@ -142,7 +139,7 @@ class Client:
         of the command has reached the helper, so a failure here may be retried."""
         sock, conn = self.connect() if self._link is None else self._link
         wire = conn.send(request)[:PR_HELPER_CDB_SIZE]
-        sent = sock.sendmsg([wire], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _FD.pack(request.fd))])
+        sent = socket.send_fds(sock, [wire], [request.fd])  # SCM_RIGHTS, the fd a C int
         if sent < len(wire):
             sock.sendall(wire[sent:])
         return sock, conn

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from scsi_pr.rig.errors import RigError
 from scsi_pr.sim.constants import Opcode, SenseKey, Status
 from scsi_pr.sim.describe import describe
+from scsi_pr.sim.pr_in import KEY
 from scsi_pr.sim.pr_in_data import (
     PrInDataError,
     parse_read_full_status,
@@ -95,7 +96,7 @@ CUT = "cut off by ALLOCATION LENGTH"
 def _keys(blob: bytes) -> list[str]:
     got = parse_read_keys(blob, allow_truncated=True)
     keys = ", ".join(f"{k:#x}" for k in got.keys) or "none"
-    count = got.additional_length // 8  # what ADDITIONAL LENGTH says, not what arrived
+    count = got.additional_length // KEY.size  # what ADDITIONAL LENGTH says, not what arrived
     cut = "" if got.complete else f" ({len(got.keys)} of {count} arrived, the rest {CUT})"
     return [f"READ KEYS: PRGENERATION {got.generation}, {count} registered: {keys}{cut}"]
 
