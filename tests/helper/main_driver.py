@@ -93,10 +93,6 @@ def privileges(monkeypatch: pytest.MonkeyPatch) -> Privileges:
     return p
 
 
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def lock_held_elsewhere(path: Path) -> bool:
     """Whether another process finds ``path`` locked (lockf locks are per process)."""
     probe = (

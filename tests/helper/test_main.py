@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from main_driver import Privileges, fd_count, lock_held_elsewhere
+from main_driver import Privileges, lock_held_elsewhere
+from session_driver import open_fds
 
 from scsi_pr.helper import main as helper_main
 from scsi_pr.helper import state_owner
@@ -123,23 +124,23 @@ def test_listen_refuses_a_live_socket_and_leaves_it(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as running:
         running.bind(str(path))
         running.listen(1)
-        before = fd_count()
+        before = open_fds()
         with pytest.raises(SocketInUse) as refused:
             listen(str(path))
         assert str(refused.value) == "a helper is already listening there"
-        assert fd_count() == before
+        assert open_fds() == before
         assert answers(str(path))  # the running helper keeps its socket file
 
 
 def test_listen_does_not_remove_a_file_that_is_not_a_socket(tmp_path: Path) -> None:
     path = tmp_path / "h.sock"
     path.write_text("not a socket")
-    before = fd_count()
+    before = open_fds()
     with pytest.raises(OSError) as failed:
         listen(str(path))
     assert failed.value.errno == errno.EADDRINUSE
     assert path.read_text() == "not a socket"
-    assert fd_count() == before  # the socket that failed to bind is closed
+    assert open_fds() == before  # the socket that failed to bind is closed
 
 
 # -- the pidfile --------------------------------------------------------------------------------
@@ -191,12 +192,12 @@ def test_write_pidfile_refuses_a_pidfile_locked_by_a_running_helper(tmp_path: Pa
     )  # fmt: skip
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-        before = fd_count()
+        before = open_fds()
         with pytest.raises(OSError) as failed:
             write_pidfile(str(path))
         assert failed.value.errno in (errno.EAGAIN, errno.EACCES)
         assert failed.value.strerror == f"Cannot lock pid file: {os.strerror(failed.value.errno)}"
-        assert fd_count() == before
+        assert open_fds() == before
         assert path.read_text() == "1\n"  # the running helper's pid stays
     finally:
         holder.communicate("")

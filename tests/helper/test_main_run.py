@@ -22,7 +22,6 @@ from main_driver import (
     SIGNALS,
     Privileges,
     activated,
-    fd_count,
     lock_held_elsewhere,
     only_line,
     read_keys,
@@ -30,6 +29,7 @@ from main_driver import (
     serve,
     sim_argv,
 )
+from session_driver import open_fds
 
 from scsi_pr.helper import main as helper_main
 from scsi_pr.helper.audit import parse_audit_line
@@ -266,12 +266,12 @@ def test_main_stops_when_the_privilege_drop_fails_and_cleans_up(
 ) -> None:
     privileges.raises = error
     pidfile = tmp_path / "h.pid"
-    before = fd_count()
+    before = open_fds()
     assert run_main([*sim_argv(tmp_path), "-f", str(pidfile)]) == 1
     assert only_line(capsys.readouterr().err) == f"scsi-pr-helper: {message}"
     assert not pidfile.exists()
     assert not (tmp_path / "h.sock").exists()
-    assert fd_count() == before  # listener and pidfile closed
+    assert open_fds() == before  # listener and pidfile closed
 
 
 def test_main_says_why_an_activated_socket_cannot_serve(
@@ -316,14 +316,14 @@ def test_main_serves_then_stops_on_a_signal_leaving_nothing_behind(
 ) -> None:
     sock, pidfile = tmp_path / "h.sock", tmp_path / "h.pid"
     argv = [*sim_argv(tmp_path), "--state-dir", str(state_dir), "-f", str(pidfile), "-q"]
-    before = fd_count()
+    before = open_fds()
     run = serve(argv, sock, read_keys(device), stop)
     assert run.error is None
     assert run.code == 0
     assert [(r.status, r.data) for r in run.replies] == [(0, bytes(8))]
     assert not sock.exists()
     assert not pidfile.exists()
-    assert fd_count() == before
+    assert open_fds() == before
     assert capsys.readouterr().err == ""  # -q: no audit lines
     # root without -u/-g still drops to the executor's set (none for sim)
     dropped = ("drop_privileges", None, None, []) if os.geteuid() == 0 else ("no_new_privileges",)

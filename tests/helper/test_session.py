@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from daemon_process import send_cdb
+from session_driver import open_fds
 
 from scsi_pr.helper.audit import Audit
 from scsi_pr.helper.executors.base import Executor, Reply
@@ -188,10 +189,6 @@ def test_recv_with_fds_takes_every_fd_of_a_message_in_order(device: int) -> None
         os.close(w)
 
 
-def _open_fds() -> set[int]:
-    return {int(n) for n in os.listdir("/proc/self/fd")}
-
-
 @pytest.mark.parametrize(
     "chunks",
     [
@@ -218,11 +215,11 @@ def test_a_reset_mid_frame_closes_the_fds_received(
         await asyncio.wait_for(task, 10)
 
     audit = Audit(io.StringIO(), frozenset({"prh_disconnect"}))
-    before = _open_fds()
+    before = open_fds()
     client, served = socket.socketpair()
     client.setblocking(False)
     asyncio.run(main())
-    assert _open_fds() - before == set()
+    assert open_fds() - before == set()
     assert "Connection reset by peer" in audit.stream.getvalue()  # type: ignore[union-attr]
 
 
@@ -236,13 +233,13 @@ def test_idle_timeout_closes_a_silent_connection_and_its_fds(device: int) -> Non
         return time.monotonic() - start
 
     audit = Audit(io.StringIO(), frozenset({"prh_disconnect"}))
-    before = _open_fds()
+    before = open_fds()
     client, served = socket.socketpair()
     with client:
         took = asyncio.run(main())
         assert client.recv(100) == HANDSHAKE and client.recv(100) == b""  # closed, no answer
     assert 0.25 < took < 5
-    assert _open_fds() - before == set()
+    assert open_fds() - before == set()
     assert 'reason="idle timeout (0.3 s)"' in audit.stream.getvalue()  # type: ignore[union-attr]
 
 
@@ -279,9 +276,9 @@ def test_a_command_that_never_completes_is_withheld_until_the_client_hangs_up(
         return got, time.monotonic() - start
 
     audit = Audit(io.StringIO(), frozenset({"prh_disconnect"}))
-    before = _open_fds()
+    before = open_fds()
     client, served = socket.socketpair()
     got, took = asyncio.run(main())
     assert got == HANDSHAKE and took < 5
-    assert _open_fds() - before == set()
+    assert open_fds() - before == set()
     assert "reason=closed" in audit.stream.getvalue()  # type: ignore[union-attr]

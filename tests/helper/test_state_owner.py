@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from needs import unavailable
+from session_driver import open_fds
 
 from scsi_pr.helper import state_owner
 
@@ -58,10 +59,6 @@ def ids() -> tuple[int, int, list[int]]:
 def owner(path: Path) -> tuple[int, int]:
     st = path.lstat()
     return st.st_uid, st.st_gid
-
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture
