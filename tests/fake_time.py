@@ -8,19 +8,26 @@ from collections.abc import Callable
 
 
 class FakeTime:
-    """``clock``/``sleep`` for the code under test; ``on_sleep(n)`` acts, after the n-th sleep,
-    as the other process would meanwhile."""
+    """``clock``/``sleep`` for the code under test (``monotonic`` too: it stands in for the
+    ``time`` module as well); ``on_sleep(n)`` acts, after the n-th sleep, as the other process
+    would meanwhile. ``slept`` holds every sleep's seconds, in order."""
 
     def __init__(self, on_sleep: Callable[[int], None] | None = None) -> None:
         self.now = 1000.0
-        self.sleeps = 0
+        self.slept: list[float] = []
         self.on_sleep = on_sleep
+
+    @property
+    def sleeps(self) -> int:
+        return len(self.slept)
 
     def clock(self) -> float:
         return self.now
 
+    monotonic = clock
+
     def sleep(self, seconds: float) -> None:
         self.now += seconds
-        self.sleeps += 1
+        self.slept.append(seconds)
         if self.on_sleep is not None:
             self.on_sleep(self.sleeps)

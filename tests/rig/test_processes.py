@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_time import FakeTime
 
 from scsi_pr.helper.systemd import NOTIFY_ENV
 from scsi_pr.rig import guest_cpu, processes
@@ -194,22 +195,6 @@ def test_the_recorders_stop_their_work_on_sigterm(
 
 
 # -- in process: fake clock, fake processes, real sockets --------------------------------------
-class FakeClock:
-    """``processes.time`` stand-in: ``sleep`` advances ``monotonic`` and is recorded, so the
-    waits are decided by the code's arithmetic, never by how busy the machine is."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 class FakeProc:
     """A ``Popen`` that runs until ``exit_after`` polls (never, with None), then exits with
     ``code``; ``wait`` and the signals are recorded."""
@@ -244,8 +229,8 @@ class FakeProc:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    fake = FakeTime()  # processes.time: sleep advances monotonic, and is recorded
     monkeypatch.setattr(processes, "time", fake)
     return fake
 
@@ -268,15 +253,15 @@ def wait(proc: FakeProc, ready: Callable[[], bool], quiet_limit: float, **kw: An
 
 
 def test_wait_ready_returns_at_the_first_ready_without_sleeping(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    clock: FakeTime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asked = cpu_script(monkeypatch, [1.0])
     wait(FakeProc(), lambda: True, 5)
-    assert clock.sleeps == [] and asked == [4242]
+    assert clock.slept == [] and asked == [4242]
 
 
 def test_wait_ready_sleeps_its_interval_between_looks(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    clock: FakeTime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Polled, then asked, then the CPU time read, at every turn, and ``interval`` (0.02 s
     unless told) between turns."""
@@ -284,28 +269,28 @@ def test_wait_ready_sleeps_its_interval_between_looks(
     answers = iter([False, False, True])
     proc = FakeProc()
     wait(proc, lambda: next(answers), 5)
-    assert clock.sleeps == [0.02, 0.02] and proc.polls == 3 and asked == [4242] * 3
+    assert clock.slept == [0.02, 0.02] and proc.polls == 3 and asked == [4242] * 3
     answers = iter([False, False, True])
     wait(FakeProc(), lambda: next(answers), 5, interval=0.5)
-    assert clock.sleeps[2:] == [0.5, 0.5]
+    assert clock.slept[2:] == [0.5, 0.5]
 
 
 def test_a_process_that_exits_while_waited_for_is_reported_with_its_output(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    clock: FakeTime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its exit is checked before readiness: a process that said READY=1 and died is gone."""
     cpu_script(monkeypatch, [1.0])
     with pytest.raises(processes.NotListening) as caught:
         wait(FakeProc(exit_after=2, code=7), lambda: False, 5, output=lambda: "the log's end")
     assert str(caught.value) == "helper exited with 7: the log's end"
-    assert clock.sleeps == [0.02, 0.02]
+    assert clock.slept == [0.02, 0.02]
     with pytest.raises(processes.NotListening) as caught:
         wait(FakeProc(exit_after=0, code=0), lambda: True, 5, name="qemu")
     assert str(caught.value) == "qemu exited with 0: "
 
 
 def test_no_cpu_progress_for_the_quiet_limit_ends_the_wait(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    clock: FakeTime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """CPU time that stays the same (or cannot be read) is no progress: the wait ends the
     first time *more* than ``quiet_limit`` seconds passed since the start."""
@@ -313,11 +298,11 @@ def test_no_cpu_progress_for_the_quiet_limit_ends_the_wait(
     with pytest.raises(processes.NotListening) as caught:
         wait(FakeProc(), lambda: False, 1.5, interval=0.5)
     assert str(caught.value) == "helper did not become ready: no progress (CPU time) for 1.5s"
-    assert clock.sleeps == [0.5] * 4  # 0, 0.5, 1 and 1.5 past the start are not over the limit
+    assert clock.slept == [0.5] * 4  # 0, 0.5, 1 and 1.5 past the start are not over the limit
 
 
 def test_cpu_progress_restarts_the_quiet_limit(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    clock: FakeTime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Progress is CPU time above what was seen (from nothing when the first read fails): it
     moves the quiet limit's start to when it was seen."""
@@ -327,11 +312,11 @@ def test_cpu_progress_restarts_the_quiet_limit(
         wait(FakeProc(), lambda: False, 2, interval=1, name="slow", what="listen on s")
     assert str(caught.value) == "slow did not listen on s: no progress (CPU time) for 2s"
     # the last progress at +3: +4 and +5 are within 2 s, +6 is not
-    assert clock.sleeps == [1] * 6
+    assert clock.slept == [1] * 6
 
 
 def test_a_process_that_keeps_working_is_waited_for_at_most_max_start(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    clock: FakeTime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Steady progress, never ready: it ends the first time more than ``MAX_START`` (900 s)
     passed, however long the quiet limit."""
@@ -340,11 +325,11 @@ def test_a_process_that_keeps_working_is_waited_for_at_most_max_start(
     with pytest.raises(processes.NotListening) as caught:
         wait(FakeProc(), lambda: False, 3600, interval=100, name="spin", what="say READY=1")
     assert str(caught.value) == "spin did not say READY=1 in 900s"
-    assert clock.sleeps == [100] * 10  # +0 to +900 are not over it, +1000 is
+    assert clock.slept == [100] * 10  # +0 to +900 are not over it, +1000 is
 
 
 def test_wait_listening_waits_for_a_connect(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    clock: FakeTime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A socket file that nobody listens on is not ready; the message names the socket; the
     interval and output go through."""
@@ -353,10 +338,10 @@ def test_wait_listening_waits_for_a_connect(
     with pytest.raises(processes.NotListening) as caught:
         processes.wait_listening(FakeProc(), sock, 1, interval=0.25)  # type: ignore[arg-type]
     assert str(caught.value) == f"helper did not listen on {sock}: no progress (CPU time) for 1s"
-    assert clock.sleeps == [0.25] * 5
+    assert clock.slept == [0.25] * 5
     with pytest.raises(processes.NotListening):  # 0.02 s between looks unless told
         processes.wait_listening(FakeProc(), sock, 0.03)  # type: ignore[arg-type]
-    assert clock.sleeps[5:] == [0.02, 0.02]
+    assert clock.slept[5:] == [0.02, 0.02]
     with pytest.raises(processes.NotListening, match=r"^h exited with 1: out$"):
         processes.wait_listening(
             FakeProc(exit_after=0, code=1),

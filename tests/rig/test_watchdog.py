@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fake_time import FakeTime
 
 from scsi_pr.rig import watchdog
 from scsi_pr.rig.watchdog import (
@@ -202,25 +203,15 @@ class ResultError(Exception):
     """What the caller of ``wait_for_result`` raises (its own error type)."""
 
 
-class Writer:
-    """Another process writing its result into a shared directory, on a fake clock:
-    ``wait_for_result``'s every sleep is a second of the writer's work, ``steps[n]`` what it
-    does in the n-th second (None: nothing)."""
+def writing(steps: list[Callable[[], None] | None]) -> FakeTime:
+    """Another process writing its result into a shared directory, on a fake clock: after
+    ``wait_for_result``'s n-th sleep it does ``steps[n - 1]`` (None: nothing)."""
 
-    def __init__(self, steps: list[Callable[[], None] | None]) -> None:
-        self.now = 500.0
-        self.steps = steps
-        self.slept: list[float] = []
+    def step(n: int) -> None:
+        if n <= len(steps) and (act := steps[n - 1]) is not None:
+            act()
 
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += 1.0
-        n = len(self.slept) - 1
-        if n < len(self.steps) and (step := self.steps[n]) is not None:
-            step()
+    return FakeTime(step)
 
 
 def _append(path: Path, data: str) -> Callable[[], None]:
@@ -247,7 +238,7 @@ def test_a_slow_writer_is_waited_for_as_long_as_its_files_grow(
     steps[4] = _append(shared / "log", "x" * 3)
     steps[14] = _append(shared / "sub" / "part", "y" * 4)
     steps[23] = _append(shared / "result.json", "{}")
-    writer = Writer(steps)
+    writer = writing(steps)
     found = wait_for_result(shared, "result.json", "failed", 10.0, "snapshot", ResultError,
                             clock=writer.clock, sleep=writer.sleep)  # fmt: skip
     assert found == shared / "result.json"
@@ -260,13 +251,13 @@ def test_a_writer_that_stops_growing_is_hung_after_the_quiet_limit(tmp_path: Pat
     """Quiet for exactly the limit is still waited for; a second more is hung."""
     shared = tmp_path / "shared"
     shared.mkdir()
-    writer = Writer([None, None, _append(shared / "log", "x")])
+    writer = writing([None, None, _append(shared / "log", "x")])
     with pytest.raises(ResultError) as raised:
         wait_for_result(shared, "done", "failed", 10.0, "report", ResultError,
                         clock=writer.clock, sleep=writer.sleep)  # fmt: skip
     assert str(raised.value) == f"no report in {shared}: nothing there grew for 10s"
-    # it grew at 503 (the third second): hung at 514, not at 513, quiet for 10 s exactly
-    assert writer.now - 500.0 == len(writer.slept) == 3 + 11
+    # it grew in the third second: hung 14 s in, not 13, quiet for 10 s exactly
+    assert writer.now - 1000.0 == len(writer.slept) == 3 + 11
 
 
 def test_a_failed_writer_says_why_and_a_missing_directory_at_once(tmp_path: Path) -> None:
@@ -274,7 +265,7 @@ def test_a_failed_writer_says_why_and_a_missing_directory_at_once(tmp_path: Path
     directory that is not there will never get a result, so no waiting at all."""
     shared = tmp_path / "shared"
     shared.mkdir()
-    writer = Writer([_append(shared / "failed", "disk full"), _append(shared / "done", "")])
+    writer = writing([_append(shared / "failed", "disk full"), _append(shared / "done", "")])
     with pytest.raises(ResultError) as raised:
         wait_for_result(shared, "done", "failed", 10.0, "snapshot", ResultError,
                         clock=writer.clock, sleep=writer.sleep)  # fmt: skip
