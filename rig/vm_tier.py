@@ -205,6 +205,12 @@ PHASES: dict[str, PhaseSpec] = {
     ),
 }
 DEFAULT_PATHS = ["tests"]
+#: the vCPUs of each VM ``scripts/vm-tier`` boots (``--vm-cpus``). The first runs two lanes. The
+#: hang VM runs one pytest, mostly waiting out command timeouts: its second vCPU only spun (a
+#: TCG guest has no paravirtual spinlocks, and beside the first VM on the host's two cores a
+#: vCPU waits for its preempted sibling in lock, IPI and RCU loops). Measured in full tiers: the
+#: hang VM used 127-141 s of the host's CPU with two, 53-74 s with one (docs/performance.md).
+VM_CPUS: dict[int, int] = {0: 2, 1: 1}
 
 
 def run_phase(
@@ -279,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print the VMs the chosen phases go to, and exit (scripts/vm-tier boots one each)",
     )
+    p.add_argument(
+        "--vm-cpus",
+        type=int,
+        metavar="VM",
+        help="print the vCPUs scripts/vm-tier gives this VM, and exit",
+    )
     p.add_argument("--results", type=Path, help="also write the outcomes here, for --merge")
     p.add_argument(
         "--merge",
@@ -291,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.merge:
         return merge(args.merge)
+    if args.vm_cpus is not None:
+        if args.vm_cpus not in VM_CPUS:
+            p.error(
+                f"--vm-cpus {args.vm_cpus}: no such VM (the VMs: {', '.join(map(str, VM_CPUS))})"
+            )
+        print(VM_CPUS[args.vm_cpus])
+        return 0
     chosen = [n for n in args.phases.split(",") if n]
     unknown = sorted(set(chosen) - set(PHASES))
     if unknown:

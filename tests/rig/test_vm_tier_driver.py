@@ -591,7 +591,8 @@ def test_the_command_lines_options_as_help_shows_them(
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (
         "usage: python -m scsi_pr.rig.vm_tier [-h] [--workdir WORKDIR] [--phases PHASES] "
-        "[--vm VM] [--vm-groups] [--results RESULTS] [--merge RESULTS] [pytest_args ...]"
+        "[--vm VM] [--vm-groups] [--vm-cpus VM] [--results RESULTS] [--merge RESULTS] "
+        "[pytest_args ...]"
     )
     assert out[2].startswith(vm_tier.__doc__.split("\n")[0])
     assert out[out.index("positional arguments:") :] == [
@@ -606,6 +607,7 @@ def test_the_command_lines_options_as_help_shows_them(
         "  --vm VM            run only the chosen phases that go to this VM",
         "  --vm-groups        print the VMs the chosen phases go to, and exit (scripts/vm-tier "
         "boots one each)",
+        "  --vm-cpus VM       print the vCPUs scripts/vm-tier gives this VM, and exit",
         "  --results RESULTS  also write the outcomes here, for --merge",
         "  --merge RESULTS    print one summary of these --results files (repeatable) and exit",
     ]

@@ -45,6 +45,29 @@ def test_the_hang_phase_asks_for_a_vm_of_its_own(
     assert capsys.readouterr().out.split() == groups.split()
 
 
+@pytest.mark.parametrize(("vm", "cpus"), [(0, "2"), (1, "1")])
+def test_the_hang_vm_gets_one_vcpu_and_the_first_two(
+    vm: int, cpus: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two for the first VM's two lanes; one for the hang VM, whose second vCPU only spun
+    beside the first VM (docs/performance.md)."""
+    assert vm_tier.main(["--vm-cpus", str(vm)]) == 0
+    assert capsys.readouterr().out == f"{cpus}\n"
+
+
+def test_a_vm_there_is_not_has_no_vcpus(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        vm_tier.main(["--vm-cpus", "2"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "python -m scsi_pr.rig.vm_tier: error: --vm-cpus 2: no such VM (the VMs: 0, 1)"
+    )
+
+
+def test_every_vm_of_a_phase_has_its_vcpus() -> None:
+    assert {spec.vm for spec in vm_tier.PHASES.values()} == set(vm_tier.VM_CPUS)
+
+
 def test_each_vm_runs_only_its_own_phases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ran = _fake_phases(monkeypatch, {})
     assert vm_tier.main(["--workdir", str(tmp_path), "--vm", "1"]) == 0
@@ -168,7 +191,26 @@ def test_each_vm_gets_its_number_and_results_file_before_the_callers_arguments()
     script = (Path(__file__).parents[2] / "scripts" / "vm-tier").read_text()
     starts = [m.start() for m in re.finditer(r"scsi_pr\.rig\.vm_tier", script)]
     calls = [" ".join(script[i:].split("2>&1")[0].split()) for i in starts]
-    runs = [c for c in calls if "--results" in c]
+    runs = [c for c in calls if "--results" in c and "vm_tier --vm-cpus" not in c[:30]]
     assert len(runs) == 2, calls
     for call in runs:
         assert call.index("--vm") < call.index("--results") < call.index('"$@"'), call
+
+
+def test_each_vm_boots_with_the_vcpus_the_driver_gives_it() -> None:
+    """Every ``scsi-pr vm run`` of a VM's driver asks ``--vm-cpus`` for that same VM: a fixed
+    count there would give the hang VM the two vCPUs that cost the tier a third of its CPU."""
+    script = (Path(__file__).parents[2] / "scripts" / "vm-tier").read_text()
+    runs = [
+        line
+        for line in script.replace("\\\n", " ").splitlines()
+        if "scsi-pr vm run" in line and "--results" in line
+    ]
+    assert len(runs) == 2, runs
+    for line in runs:
+        cpus = re.search(
+            r'--cpus "\$\(python -m scsi_pr\.rig\.vm_tier --vm-cpus ("[^"]+")\)"', line
+        )
+        vm = re.search(r'--vm ("[^"]+")', line)
+        assert cpus is not None and vm is not None, line
+        assert cpus.group(1) == vm.group(1), line
