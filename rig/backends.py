@@ -340,6 +340,14 @@ class ProfileNotApplicable(RigError, ValueError):
     """A profile was asked of a backend that is not the model (LIO answers as LIO does)."""
 
 
+def takes_profile(name: str) -> None:
+    """Raise ProfileNotApplicable unless the backend ``name`` is the model (takes a profile)."""
+    if name not in PROFILED_BACKENDS:
+        raise ProfileNotApplicable(
+            f"backend {name} takes no profile (only {', '.join(sorted(PROFILED_BACKENDS))})"
+        )
+
+
 def open_backend(
     name: str, initiators: int = 2, profile: str | None = None, names: Sequence[str] = ()
 ) -> Backend:
@@ -352,9 +360,6 @@ def open_backend(
     extra = {"names": list(names)} if names else {}
     if profile is None:
         return factory(initiators=initiators, **extra)
-    if name not in PROFILED_BACKENDS:
-        raise ProfileNotApplicable(
-            f"backend {name} takes no profile (only {', '.join(sorted(PROFILED_BACKENDS))})"
-        )
+    takes_profile(name)
     profiles.get(profile)  # UnknownProfile before anything starts
     return factory(initiators=initiators, profile=profile, **extra)

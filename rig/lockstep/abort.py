@@ -46,7 +46,8 @@ class AbortReport:
 
     def summary(self, model: str, device: str) -> str:
         found = "0 differences" if self.failed is None else "a difference"
-        return (f"lockstep PREEMPT AND ABORT: {self.runs} runs, {self.compared} steps compared "
+        runs = f"{self.runs} run" + ("" if self.runs == 1 else "s")
+        return (f"lockstep PREEMPT AND ABORT: {runs}, {self.compared} steps compared "
                 f"(model {model} vs device {device}), {self.stalled} never completed on either "
                 f"side, {found}, {self.seconds:.0f} s")  # fmt: skip
 
@@ -96,6 +97,11 @@ def run_preempt_and_abort(
     @example(*SURE)
     @given(st.lists(steps(initiators), max_size=PREFIX), arrangement(initiators))
     def one_run(prefix: list[Step], tail: list[Step]) -> None:
+        # A difference is recorded, not raised: hypothesis runs a failing example again to
+        # report it, which on LIO wedged one more LU, counted its steps twice, and lost the
+        # report (FlakyFailure) when the second run did not differ. After it, examples pass.
+        if report.failed is not None:
+            return
         session = Session.open(open_model, open_device)
         report.runs += 1
         try:
@@ -104,17 +110,13 @@ def run_preempt_and_abort(
                 report.compared += 1
                 if differs is not None:
                     report.failed = session
-                    raise AssertionError(f"step {len(session.history)}: {differs}")
+                    return
                 if session.history[-1].device.status == NO_ANSWER:
                     report.stalled += 1
-                    break  # the device LU is wedged: nothing after this can be compared
+                    return  # the device LU is wedged: nothing after this can be compared
         finally:
             session.close()
 
-    try:
-        one_run()
-    except AssertionError:
-        if report.failed is None:
-            raise
+    one_run()
     report.seconds = time.monotonic() - started
     return report

@@ -20,7 +20,15 @@ import platform
 import sys
 from pathlib import Path
 
-from scsi_pr.rig.backends import BACKENDS, Backend, BackendUnavailable, SimBackend, open_backend
+from scsi_pr.rig.backends import (
+    BACKENDS,
+    Backend,
+    BackendUnavailable,
+    ProfileNotApplicable,
+    SimBackend,
+    open_backend,
+    takes_profile,
+)
 from scsi_pr.rig.errors import reason
 from scsi_pr.rig.lockstep.abort import run_preempt_and_abort
 from scsi_pr.rig.lockstep.run import PER_SESSION, Report, run
@@ -104,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         ).name
         if args.device_profile is not None:
             profiles.get(args.device_profile)
-    except profiles.UnknownProfile as e:
+            takes_profile(args.device)  # a usage error, not a traceback at the first session
+    except (profiles.UnknownProfile, ProfileNotApplicable) as e:
         p.error(str(e))
 
     def open_model() -> Backend:
