@@ -31,7 +31,7 @@ from scsi_pr.rig.backends import (
 )
 from scsi_pr.rig.errors import reason
 from scsi_pr.rig.lockstep.abort import run_preempt_and_abort
-from scsi_pr.rig.lockstep.run import PER_SESSION, Report, run
+from scsi_pr.rig.lockstep.run import MAX_PER_SESSION, PER_SESSION, Report, run
 from scsi_pr.rig.lockstep.session import LockstepError, Session, replay
 from scsi_pr.rig.lockstep.steps import ReplayError, read_replay
 from scsi_pr.sim import profiles
@@ -62,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                    help=f"steps to compare at least (default {DEFAULT_STEPS})")  # fmt: skip
     p.add_argument("--per-session", type=int, default=PER_SESSION,
-                   help=f"steps between fresh starts (default {PER_SESSION})")  # fmt: skip
+                   help=f"steps between fresh starts, 1..{MAX_PER_SESSION} "
+                   f"(default {PER_SESSION})")  # fmt: skip
     p.add_argument("--initiators", type=int, default=DEFAULT_INITIATORS,
                    help=f"initiators on each side, 2..{MAX_INITIATORS} "
                    f"(default {DEFAULT_INITIATORS})")  # fmt: skip
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     _positive(p, "steps", args.steps)
     _positive(p, "per-session", args.per_session)
+    _at_most(p, "per-session", args.per_session, MAX_PER_SESSION)
     _positive(p, "initiators", args.initiators, 2)
     _at_most(p, "initiators", args.initiators, MAX_INITIATORS)
     if args.preempt_and_abort is not None:

@@ -113,6 +113,14 @@ TESTS_ELSEWHERE = {
         "tests/helper/test_sim_profile.py",
     ),
     "helper/unix_io.py": ("tests/helper/test_session.py", "tests/helper/test_session_paths.py"),
+    # the differential with LIO: its host tests drive it on the model against the model
+    "rig/lockstep": (
+        "tests/rig/test_lockstep.py",
+        "tests/rig/test_lockstep_hostile.py",
+        "tests/rig/test_lockstep_report.py",
+        "tests/rig/test_lockstep_session.py",
+        "tests/rig/test_lockstep_cli.py",
+    ),
 }
 #: What the mutants are made of unless the caller names paths (checkout-relative).
 DEFAULT_TARGETS = ("sim/", "helper/proto/", "helper/executors/status.py")

@@ -39,7 +39,7 @@ options:
   --profile PROFILE     the model's profile (default: the device's)
   --steps STEPS         steps to compare at least (default 2000)
   --per-session PER_SESSION
-                        steps between fresh starts (default 50)
+                        steps between fresh starts, 1..200 (default 50)
   --initiators INITIATORS
                         initiators on each side, 2..32 (default 3)
   --replay REPLAY       run this replay script instead of generating
@@ -110,6 +110,7 @@ def test_a_helper_sim_device_gives_the_model_the_default_profile(
     ("args", "says"),
     [
         (["--per-session", "0"], "--per-session must be at least 1"),
+        (["--per-session", "201"], "--per-session must be at most 200"),
         (["--preempt-and-abort", "0"], "--preempt-and-abort must be at least 1"),
         (
             ["--preempt-and-abort", "1", "--replay", "x.txt"],
