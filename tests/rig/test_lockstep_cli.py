@@ -7,12 +7,11 @@ two sides are model profiles, so everything runs in-process on any host."""
 from __future__ import annotations
 
 import json
-import locale
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from locales import ascii_locale  # noqa: F401 (a fixture, used by name)
 
 from scsi_pr.rig.lockstep import cli
 from scsi_pr.sim import cdb as C
@@ -146,17 +145,6 @@ def test_a_replayed_difference_is_printed_as_saved(
     assert text.startswith(f"{HEADER}#   1  initiator 1: ")
     assert text.count("\n{") == 4 and "… (512 bytes)" in text
     assert captured.err == f"replay script written to {saved}\n"
-
-
-@pytest.fixture
-def ascii_locale() -> Iterator[None]:
-    """A locale whose preferred encoding is ASCII (a host's C locale, seen from Python)."""
-    was = locale.setlocale(locale.LC_CTYPE)
-    locale.setlocale(locale.LC_CTYPE, "C")
-    try:
-        yield
-    finally:
-        locale.setlocale(locale.LC_CTYPE, was)
 
 
 @pytest.mark.usefixtures("ascii_locale")

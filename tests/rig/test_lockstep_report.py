@@ -10,7 +10,6 @@ after the start), as in ``test_lockstep.py``.
 
 from __future__ import annotations
 
-import locale
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,6 +20,7 @@ import hypothesis.core
 import pytest
 from hypothesis import given, settings
 from hypothesis.database import InMemoryExampleDatabase
+from locales import ascii_locale  # noqa: F401 (a fixture, used by name)
 
 from scsi_pr.rig.backends import Backend, SimBackend
 from scsi_pr.rig.lockstep import run as run_module
@@ -158,17 +158,6 @@ def test_a_replay_naming_the_initiator_one_past_the_last_is_refused(tmp_path: Pa
     with pytest.raises(ReplayError) as e:
         read_replay(path, 3)
     assert str(e.value) == f"{path}:1: initiator 3, but the run has 3 (see --initiators)"
-
-
-@pytest.fixture
-def ascii_locale() -> Iterator[None]:
-    """The C locale (ASCII) for text files opened without an encoding, as under LANG=C."""
-    old = locale.setlocale(locale.LC_CTYPE)
-    locale.setlocale(locale.LC_CTYPE, "C")
-    try:
-        yield
-    finally:
-        locale.setlocale(locale.LC_CTYPE, old)
 
 
 @pytest.mark.usefixtures("ascii_locale")
