@@ -94,13 +94,9 @@ def test_a_replay_script_reads_back_as_its_steps(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "says"),
     [
+        # Python's own words after the place (test_lockstep_report.py pins ours exactly)
         ("{not json", "replay.txt:2:"),
-        ('{"initiator": 0, "cdb": "00"}', "initiator, cdb and data"),
-        ('{"initiator": true, "cdb": "00", "data": ""}', "not an index"),
-        ('{"initiator": -1, "cdb": "00", "data": ""}', "not an index"),
-        ('{"initiator": 0, "cdb": "", "data": ""}', "empty CDB"),
         ('{"initiator": 0, "cdb": "zz", "data": ""}', "replay.txt:2:"),
-        ("[1, 2]", "an object"),
     ],
 )
 def test_a_bad_replay_line_is_named(tmp_path: Path, line: str, says: str) -> None:

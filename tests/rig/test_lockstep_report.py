@@ -140,6 +140,8 @@ def test_a_step_line_decodes_its_data_out() -> None:
         ('{"initiator": 0, "cdb": "00"}', "a step is an object with initiator, cdb and data"),
         ('{"initiator": 0, "cdb": "", "data": ""}', "empty CDB"),
         ('{"initiator": -1, "cdb": "00", "data": ""}', "initiator -1 is not an index"),
+        ('{"initiator": true, "cdb": "00", "data": ""}', "initiator True is not an index"),
+        ("[1, 2]", "a step is an object with initiator, cdb and data"),
     ],
 )
 def test_a_bad_replay_line_says_exactly_what_is_wrong(tmp_path: Path, line: str, says: str) -> None:
