@@ -421,11 +421,13 @@ SPEC_I_PT_REGISTERS_TWICE = Deviation(
     "list it again, PRGENERATION counts it; a REGISTER changes and an unregister removes the "
     "first one only (the next then answers for that I_T nexus), a PREEMPT or CLEAR removes "
     "every registration with the key; a PREEMPT that removes the issuer's own second "
-    "registration tells the issuer REGISTRATIONS PREEMPTED (only its first is its own)",
+    "registration tells the issuer REGISTRATIONS PREEMPTED, and a CLEAR by an issuer that "
+    "holds two tells it RESERVATIONS PREEMPTED (only its first is its own)",
     _tests(
         "test_conf_ports.py::test_spec_i_pt_naming_the_issuer_registers_it_twice",
         "test_conf_ports.py::test_spec_i_pt_naming_a_port_twice_registers_it_twice",
         "test_conf_ports.py::test_preempting_its_own_second_registration_tells_the_issuer",
+        "test_conf_ports.py::test_clearing_with_its_own_second_registration_tells_the_issuer",
     ),
     measured_on=BOTH_KERNELS,
     note="LIO checks a TransportID against the registrations made before the command, not "

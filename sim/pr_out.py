@@ -321,7 +321,11 @@ class PrOut:
     # -- CLEAR (SPC-5 5.14.11, clearing) -----------------------------------------------------
     def clear(self) -> None:
         self.check_key()
-        self.ua.establish(self.others(), RESERVATIONS_PREEMPTED)
+        # every registration's I_T nexus but the issuer's first registration: under a LIO
+        # profile the issuer's second one (``SPEC_I_PT_REGISTERS_TWICE``) tells it too
+        mine = self.pr.registrations.get(self.nexus)
+        told = (r.nexus for r in self.pr.registrations.entries() if r is not mine)
+        self.ua.establish(list(dict.fromkeys(told)), RESERVATIONS_PREEMPTED)
         self.pr.registrations.clear()
         self.pr.reservation = None
         self.pr.aptpl = False

@@ -105,6 +105,7 @@ IOCTL_NO_SPEC_I_PT_ALL_TG_PT = PathLimit(
         "test_conf_ports.py::test_spec_i_pt_naming_the_issuer_registers_it_twice",
         "test_conf_ports.py::test_spec_i_pt_naming_a_port_twice_registers_it_twice",
         "test_conf_ports.py::test_preempting_its_own_second_registration_tells_the_issuer",
+        "test_conf_ports.py::test_clearing_with_its_own_second_registration_tells_the_issuer",
     ),
 )
 IOCTL_FIELDS_CHECKED_FIRST = PathLimit(

@@ -321,3 +321,19 @@ def test_preempting_its_own_second_registration_tells_the_issuer(
     expect_good(r)
     assert read_keys(b)[1] == first
     assert drain(c) == [(0x2A, 0x05)]
+
+
+@SPEC_I_PT_ALL_TG_PT
+@pytest.mark.lio_deviation(D.SPEC_I_PT_REGISTERS_TWICE.name)
+def test_clearing_with_its_own_second_registration_tells_the_issuer(
+    nexuses: list, device_profile: Profile, path_limits: frozenset[str]
+) -> None:
+    """LIO: a CLEAR tells every registration but the issuer's first one, so an issuer whose
+    SPEC_I_PT named itself (``spec-i-pt-registers-twice``) is told RESERVATIONS PREEMPTED by
+    its own CLEAR (found by the lockstep differential). SPC-5: the issuer is never told."""
+    _, _, c = nexuses
+    if not _registered_naming(c, [c.transport_id], path_limits):
+        return
+    expect_good(prout(c, SA.CLEAR, C3))
+    told = [(0x2A, 0x03)] if D.SPEC_I_PT_REGISTERS_TWICE in device_profile else []
+    assert drain(c) == told
