@@ -8,7 +8,7 @@ are the numbered steps of the clauses named in their docstrings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 
 from scsi_pr.sim.constants import (
@@ -321,11 +321,10 @@ class PrOut:
     # -- CLEAR (SPC-5 5.14.11, clearing) -----------------------------------------------------
     def clear(self) -> None:
         self.check_key()
-        # every registration's I_T nexus but the issuer's first registration: under a LIO
-        # profile the issuer's second one (``SPEC_I_PT_REGISTERS_TWICE``) tells it too
+        # every registrant but the issuer's own registration (a second one of it is told too)
         mine = self.pr.registrations.get(self.nexus)
-        told = (r.nexus for r in self.pr.registrations.entries() if r is not mine)
-        self.ua.establish(list(dict.fromkeys(told)), RESERVATIONS_PREEMPTED)
+        told = _nexuses_of(self.pr.registrations.entries(), but=mine)
+        self.ua.establish(told, RESERVATIONS_PREEMPTED)
         self.pr.registrations.clear()
         self.pr.reservation = None
         self.pr.aptpl = False
@@ -377,7 +376,7 @@ class PrOut:
             pr.reservation = None
         if changed:  # the survivors: every I_T nexus still registered but the issuer
             self.ua.establish(self.others(), RESERVATIONS_RELEASED)
-        preempted = list(dict.fromkeys(r.nexus for r in removed if r is not mine))
+        preempted = _nexuses_of(removed, but=mine)
         self.ua.establish(preempted, REGISTRATIONS_PREEMPTED)
         if abort:
             self.aborted = [n for n in preempted if n != self.nexus]
@@ -477,6 +476,13 @@ SERVICE_ACTIONS: dict[SA, ServiceActionRule] = {
 
 
 _RULES_BY_CODE = {int(action): (action, rule) for action, rule in SERVICE_ACTIONS.items()}
+
+
+def _nexuses_of(registrations: Iterable[Registration], but: Registration | None) -> list[ITNexus]:
+    """The I_T nexuses of ``registrations``, each once, in order, leaving out the registration
+    ``but`` only (the issuer's own: its nexus is still named for a second registration it holds
+    under a LIO profile, ``SPEC_I_PT_REGISTERS_TWICE``)."""
+    return list(dict.fromkeys(r.nexus for r in registrations if r is not but))
 
 
 def never_completing(profile: Profile) -> frozenset[SA]:
