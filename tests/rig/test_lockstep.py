@@ -91,22 +91,6 @@ def test_a_replay_script_reads_back_as_its_steps(tmp_path: Path) -> None:
     assert read_replay(path) == program
 
 
-@pytest.mark.parametrize(
-    ("line", "says"),
-    [
-        # Python's own words after the place (test_lockstep_report.py pins ours exactly)
-        ("{not json", "replay.txt:2:"),
-        ('{"initiator": 0, "cdb": "zz", "data": ""}', "replay.txt:2:"),
-    ],
-)
-def test_a_bad_replay_line_is_named(tmp_path: Path, line: str, says: str) -> None:
-    path = tmp_path / "replay.txt"
-    path.write_text(f"# comment\n{line}\n")
-    with pytest.raises(ReplayError) as e:
-        read_replay(path)
-    assert says in str(e.value) and "replay.txt:2:" in str(e.value)
-
-
 def test_a_replay_with_no_steps_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "empty.txt"
     path.write_text("# only comments\n\n")

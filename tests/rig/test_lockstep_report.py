@@ -145,11 +145,27 @@ def test_a_step_line_decodes_its_data_out() -> None:
     ],
 )
 def test_a_bad_replay_line_says_exactly_what_is_wrong(tmp_path: Path, line: str, says: str) -> None:
+    path, message = _refusal(tmp_path, line)
+    assert message == f"{path}:2: {says}"
+
+
+@pytest.mark.parametrize(
+    "line", ["{not json", '{"initiator": 0, "cdb": "zz", "data": ""}'], ids=["json", "hex"]
+)
+def test_a_line_python_cannot_parse_is_named_before_pythons_words(
+    tmp_path: Path, line: str
+) -> None:
+    path, message = _refusal(tmp_path, line)
+    assert message.startswith(f"{path}:2: ")
+
+
+def _refusal(tmp_path: Path, line: str) -> tuple[Path, str]:
+    """A replay file whose second line is ``line``, and what ``read_replay`` says of it."""
     path = tmp_path / "replay.txt"
     path.write_text(f"# comment\n{line}\n")
     with pytest.raises(ReplayError) as e:
         read_replay(path)
-    assert str(e.value) == f"{path}:2: {says}"
+    return path, str(e.value)
 
 
 def test_a_replay_naming_the_initiator_one_past_the_last_is_refused(tmp_path: Path) -> None:
