@@ -184,6 +184,7 @@ def run_watched(
     hung = False
     open_pipe = True
     seen = b""
+    said = ""  # the last line with text the command printed
     marked: tuple[float, int] | None = None  # when the exit marker came, and its status
     try:
         while True:
@@ -194,8 +195,11 @@ def run_watched(
                         open_pipe = False
                         sel.unregister(proc.stdout)
                         break
-                    tail = chunk.rstrip().rsplit(b"\n", 1)[-1]
-                    alive(tail.decode(errors="replace")[:120])  # first: a spinner may end here
+                    # what it says: its last line with text (a chunk may be only the end
+                    # of a line written in parts); first: a spinner may end here
+                    if tail := chunk.rstrip().rsplit(b"\n", 1)[-1]:
+                        said = tail.decode(errors="replace")[:120]
+                    alive(said)
                     sink.write(chunk)
                     sink.flush()
                     window = seen + chunk  # the tail before: a marker split between reads
