@@ -18,6 +18,11 @@ from scsi_pr.rig import backend_lio, multipath
 from scsi_pr.rig.backend_helper import HelperLioBackend
 from scsi_pr.rig.backends import BackendUnavailable
 from scsi_pr.rig.errors import RigError
+from scsi_pr.rig.helper_processes import SharedHelpers
+
+#: the shared helper (``SharedHelpers``) of the map's backend: its own, since libmpathpersist
+#: reads multipath.conf once, when the helper starts
+MULTIPATH_HELPER = "sg-multipath"
 
 
 class _HeldOpen:
@@ -77,6 +82,10 @@ class _SharedMap:
                 atexit.register(cls.down)  # after the rig's: atexit runs it first
             backend_lio.mark_multipath_used()  # the rig's LUN is not removed at exit
             cls.found = multipath.up(paths)
+            # a helper started before read the configuration of a map that is gone: its
+            # library then refused every PR OUT (measured: the multipath tests, which remove
+            # their map, and then the conformance suite in one process)
+            SharedHelpers.discard(MULTIPATH_HELPER)
         return cls.found
 
     @classmethod
@@ -145,8 +154,7 @@ class HelperLioMpathBackend(HelperLioBackend):
 
     @property
     def helper_kind(self) -> str:
-        # its own helper: libmpathpersist reads multipath.conf once, when the helper starts
-        return "sg-multipath"
+        return MULTIPATH_HELPER
 
     def prepare(self) -> None:
         """The map, before the helper starts (the helper's library must see its configuration),

@@ -55,3 +55,37 @@ def test_the_pool_hands_out_running_helpers_again_and_starts_only_new_ones() -> 
         assert all(h.sock.is_socket() for h in again)  # each serves its socket
     finally:
         pool.close()
+
+
+def test_a_new_multipath_map_retires_the_helper_that_read_the_old_ones_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libmpathpersist reads multipath.conf once, at the helper's start: after the map was
+    removed (the multipath tests' module does) and another built, the old helper refused every
+    PR OUT (measured in the VM: 184 of the mpath phase's tests). The same map keeps it."""
+    from scsi_pr.rig import backend_paths, multipath
+
+    built: list[tuple[str, ...]] = []
+
+    def fake_up(paths: list[str]) -> multipath.MultipathMap:
+        built.append(tuple(paths))
+        names = tuple(sorted(p.rsplit("/", 1)[-1] for p in paths))
+        return multipath.MultipathMap("mpatha", "/dev/mapper/mpatha", names)
+
+    monkeypatch.setattr(multipath, "up", fake_up)
+    monkeypatch.setattr(backend_paths.backend_lio, "mark_multipath_used", lambda: None)
+    monkeypatch.setattr(backend_paths._SharedMap, "found", None)
+    monkeypatch.setattr(backend_paths.atexit, "register", lambda f: f)
+    kind = backend_paths.MULTIPATH_HELPER
+    assert kind == backend_paths.HelperLioMpathBackend.helper_kind.fget(None)  # type: ignore[attr-defined]
+    try:
+        old = SharedHelpers.running(helper_executable(), "sim", kind)
+        backend_paths._SharedMap.over(["/dev/sdb", "/dev/sdc"])
+        assert old.proc is not None and old.proc.poll() is not None, "the old helper lives on"
+        new = SharedHelpers.running(helper_executable(), "sim", kind)
+        assert backend_paths._SharedMap.over(["/dev/sdc", "/dev/sdb"]).paths == ("sdb", "sdc")
+        assert new.proc is not None and new.proc.poll() is None, "the same map's helper went"
+        assert SharedHelpers.helpers[kind][0] is new
+        assert built == [("/dev/sdb", "/dev/sdc")]
+    finally:
+        SharedHelpers.discard(kind)
