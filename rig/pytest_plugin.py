@@ -182,6 +182,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # Registered here too (tests/vm/conftest.py owns it) so the VM tier's marker expression
     # stays valid when it runs a subset of the test tree.
     config.addinivalue_line("markers", "guest_e2e: boots a nested QEMU guest inside the VM")
+    config.addinivalue_line(
+        "markers", "multipath: configures the VM's one multipathd (the VM tier's mpath phase)"
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -1,34 +1,34 @@
 """The VM tier's driver, run inside the VM by ``scripts/vm-tier``: pytest runs, one summary.
 
 1. Every backend-independent test (``uses_backend``) and every ``vm`` test, on ``lio`` and
-   ``helper-lio``, except those marked ``lio_hangs`` or ``guest_e2e``.
-2. Every backend-independent test on ``iscsi``: the model behind the kernel's iSCSI initiator
-   (``scsi-pr target serve``), ``lio_hangs`` tests included.
-3. The conformance suite on ``helper-lio-ioctl`` (the helper's block-layer ioctl backend).
-4. The nested-guest end-to-end test (``guest_e2e``: minutes under TCG), once, on its own.
-5. The conformance suite through a dm-multipath map (``helper-lio-mpath``).
-6. In a VM of its own, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
+   ``helper-lio``, except those marked ``lio_hangs``, ``guest_e2e`` or ``multipath``.
+2. The conformance suite on ``helper-lio-ioctl`` (the helper's block-layer ioctl backend).
+3. The nested-guest end-to-end test (``guest_e2e``: minutes under TCG), once, on its own.
+4. The conformance suite through a dm-multipath map (``helper-lio-mpath``), and the
+   ``multipath`` tests: the one multipathd is theirs.
+5. In a second VM, every backend-independent test on ``iscsi``: the model behind the kernel's
+   iSCSI initiator (``scsi-pr target serve``), ``lio_hangs`` tests included.
+6. Beside it in that VM, the ``lio_hangs`` tests (PREEMPT AND ABORT wedges the LUN on
    tcm_loop). The rig builds a fresh LU after each hang; should the process itself get stuck,
    it is abandoned and the tests it did not report are counted as hung.
 
-Phases run in lanes (``Lane``, ``plan``), each lane's phases one after another. The rig's
-lane holds main and iscsi, which share the rig (its recorded LIO LU, the iSCSI rig on port 3260
-that main's udev test uses too). Beside it, from the start, runs what builds LUs of its own and
-needs nothing global: paths (generations 20h on, ``backend_lio.ENV_FIRST_GENERATION``: it
+Phases go to VMs (``PhaseSpec.vm``): ``scripts/vm-tier`` asks ``--vm-groups`` which VMs the
+chosen phases need, boots them side by side, each running ``--vm N --results FILE``, and
+prints one summary of the files with ``--merge``. Within a VM they run in two lanes (``Lane``,
+``plan``), each lane's phases one after another. The first VM's rig lane holds main, which
+takes over the rig (its recorded LIO LU; the iSCSI rig on port 3260 for its iSCSI tests); beside it,
+from the start, run paths (generations 20h on, ``backend_lio.ENV_FIRST_GENERATION``: it
 neither takes over nor records the shared rig), the nested guest (generation E2h) and mpath
-(40h on), which waits for main to end (``PhaseSpec.after``): there is one multipathd, and
-main's multipath tests configure it for a map of their own. The VM has two CPUs and one
-pytest run keeps about one busy, so they overlap the rig's phases instead of queueing
-(issue 14). lio-hangs may not run beside them in one kernel: measured, with the hang phase
-beside it main stopped in its udev test and the iSCSI phase's set-ups failed after it (likely:
-a udev probe of a wedged LU never ends, and every later ``udevadm settle`` waits on it). So it
-goes to a VM of its own (``PhaseSpec.vm``): ``scripts/vm-tier`` asks
-``--vm-groups`` which VMs the chosen phases need, boots them side by side, each running ``--vm N
---results FILE``, and prints one summary of the files with ``--merge``. Measured (full tier,
-nothing else running, the host's two cores busy throughout): one VM 786 s; the hangs in a
-second VM 647 s for the first VM, 335 s for the second. What overlaps must be waiting, not
-working (mpath in the second VM made both slower). Run in one VM (no ``--vm``), the hang phase
-is the last lane's, after both others.
+(40h on). The VM has two CPUs and one pytest run keeps about one busy, so they overlap.
+
+The hang phase may not share a kernel with LIO phases: measured, with it beside main, main
+stopped in its udev test and the iSCSI phase's set-ups failed after it (likely: a udev probe of
+a wedged LU never ends, and every later ``udevadm settle`` waits on it). Its VM has no udevd
+(``PhaseSpec.udev``) and nothing else on LIO: the iscsi phase beside it is our target and the
+kernel's iSCSI initiator, which need neither. Its minutes are mostly command timeouts waited
+out, so the iscsi phase's work fills them instead of lengthening the first VM's lanes (issue
+14). Choosing phases of two VMs without ``--vm`` is a usage error: one kernel would run them
+side by side.
 
 A phase is abandoned only when it is *hung*: no progress (a line of output, a test result, a
 heartbeat of a long test) for its quiet limit, which is above the longest single step's own
@@ -87,9 +87,8 @@ PATHS_GENERATIONS, MPATH_GENERATIONS, HANG_GENERATIONS = 0x20, 0x40, 0x80
 class Lane(enum.Enum):
     """When a phase runs: lanes run side by side, the phases of one lane in ``PHASES`` order."""
 
-    RIG = "rig"  # the rig's LIO LU and the iSCSI rig: one after another
-    BESIDE = "beside"  # LUs of their own, nothing global: beside the rig's, from the start
-    LAST = "last"  # once both lanes are done: the LUs it leaves wedged meet nothing running
+    RIG = "rig"  # in the foreground; in the first VM, main, which takes over the rig
+    BESIDE = "beside"  # from the start, in a thread: nothing global, LUs of their own
 
 
 @dataclass(frozen=True)
@@ -112,8 +111,6 @@ class PhaseSpec:
     lane: Lane = Lane.RIG
     #: its own rig generations from this one on (0: the rig's, ``backend_lio.generations``)
     first_generation: int = 0
-    #: phases that must have ended before it starts, whatever lane they are in
-    after: tuple[str, ...] = ()
     #: the paths choose part of what the marks select (e.g. the conformance suite alone);
     #: otherwise they hold every test the marks select (tests/rig/test_vm_tier_paths.py)
     subset: bool = False
@@ -142,21 +139,11 @@ PATHS_PHASE = PhaseSpec(
 )
 PHASES: dict[str, PhaseSpec] = {
     "main": PhaseSpec(
-        "(uses_backend or vm) and not lio_hangs and not guest_e2e",
+        "(uses_backend or vm) and not lio_hangs and not guest_e2e and not multipath",
         ("--durations=15",),
         budget=900.0,
         quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
         paths=VM_TESTS,
-    ),
-    # the same backend-independent suite on the model behind the kernel's iSCSI initiator; the
-    # lio_hangs tests included: PREEMPT AND ABORT completes there
-    "iscsi": PhaseSpec(
-        "uses_backend and not guest_e2e",
-        ("--durations=10",),
-        budget=900.0,
-        quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
-        backends=ISCSI_BACKENDS,
-        paths=BACKEND_TESTS,
     ),
     # the conformance suite through the helper's other ways to the device: the block layer's PR
     # ioctls on /dev/sdX (what the path cannot carry is marked, each asserting its answer)
@@ -171,31 +158,45 @@ PHASES: dict[str, PhaseSpec] = {
         lane=Lane.BESIDE,
         paths=("tests/vm/test_guest_e2e.py",),
     ),
-    # the conformance suite through a dm-multipath map: its own process, so that multipathd's
-    # path checker (its TEST UNIT READYs take unit attentions) runs only while the map's tests
-    # do; its own LU, which it may leave behind (LIO breaks a PR reference count on it:
-    # rig/kmsg.py) and nobody takes over; after main, whose multipath tests configure the one
-    # multipathd for a map of their own (multipathd sees only the disks its configuration
-    # names, so the iSCSI phase's disks beside it do not reach it). Not in the hang phase's VM:
-    # measured there, it ran beside main, paths and the nested guest's start and took 362 s
-    # instead of ~150 s, main 50 % longer (the host's two cores were the limit throughout).
+    # the conformance suite through a dm-multipath map, and the multipath tests: its own process,
+    # so that multipathd's path checker (its TEST UNIT READYs take unit attentions) runs only
+    # while the map's tests do; its own LUs, which it may leave behind (LIO breaks a PR
+    # reference count on them: rig/kmsg.py) and nobody takes over. multipathd sees only the
+    # disks its configuration names, so main's beside it do not reach it. Not in the hang
+    # phase's VM: measured there, it ran beside main, paths and the nested guest's start and
+    # took 362 s instead of ~150 s, main 50 % longer (the host's two cores were the limit).
     "mpath": replace(
         PATHS_PHASE,
         budget=600.0,
         backends=MPATH_BACKENDS,
+        marks="(uses_backend and not lio_hangs) or multipath",
+        paths=("tests/conformance", "tests/vm/test_multipath_vm.py"),
         first_generation=MPATH_GENERATIONS,
-        after=("main",),
+    ),
+    # the same backend-independent suite on the model behind the kernel's iSCSI initiator; the
+    # lio_hangs tests included: PREEMPT AND ABORT completes there. In the hang VM, beside the
+    # hangs: neither LIO nor udev, and in a kernel of its own the iSCSI rig (port 3260) is its
+    # alone. Measured in the first VM's rig lane after main instead, it was the critical path.
+    "iscsi": PhaseSpec(
+        "uses_backend and not guest_e2e",
+        ("--durations=10",),
+        budget=900.0,
+        quiet_limit=DEFAULT_LIO_TEST_TIMEOUT + 60.0,
+        backends=ISCSI_BACKENDS,
+        paths=BACKEND_TESTS,
+        lane=Lane.BESIDE,
+        vm=1,
+        udev=False,
     ),
     # PREEMPT AND ABORT wedges tcm_loop: here a test that hangs is the expected outcome. A VM
-    # of its own (scripts/vm-tier boots it beside the first): the LUs it wedges meet nothing
-    # else there, and its minutes are mostly command timeouts waited out, which need no CPU.
+    # of its own (scripts/vm-tier boots it beside the first): the LUs it wedges meet no other
+    # LIO test, and its minutes are mostly command timeouts waited out, which need no CPU.
     "lio-hangs": PhaseSpec(
         "lio_hangs",
         ("--run-lio-hangs", "--durations=12"),
         budget=180.0,
         quiet_limit=300.0,
         hang_phase=True,
-        lane=Lane.LAST,
         paths=VM_TESTS,
         first_generation=HANG_GENERATIONS,
         vm=1,
@@ -319,18 +320,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.vm is not None:
         chosen = [n for n in chosen if PHASES[n].vm == args.vm]
+    vms = sorted({PHASES[n].vm for n in chosen})
+    if len(vms) > 1:
+        p.error(
+            f"phases of VMs {', '.join(map(str, vms))} chosen: each VM's run in a kernel of its "
+            "own (--vm N, as scripts/vm-tier does)"
+        )
     if chosen and not any(PHASES[n].udev for n in chosen) and udev.stop():
         print("VM tier: udevd stopped: no phase here needs it", flush=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
     done: dict[str, Phase] = {}
-    ended = {name: threading.Event() for name in PHASES}
-    for name in set(PHASES) - set(chosen):
-        ended[name].set()
 
     def run(name: str, out: BinaryIO | None = None) -> None:
         spec = PHASES[name]
-        for first in spec.after:
-            ended[first].wait()
         paths = spec.paths if spec.paths and args.pytest_args == DEFAULT_PATHS else None
         argv_ = [*(paths or args.pytest_args), "-m", spec.marks, *spec.extra]
         try:
@@ -339,8 +341,6 @@ def main(argv: list[str] | None = None) -> int:
             )
         except Exception as e:  # a driver bug in one lane must not lose the others' summary
             phase = Phase(name, rc=-1, verdict=f"driver error: {type(e).__name__}: {e}")
-        finally:
-            ended[name].set()
         done[name] = phase
         report(phase, details=False)  # counts now: a later phase may take long
 
@@ -350,8 +350,6 @@ def main(argv: list[str] | None = None) -> int:
     for name in lanes[Lane.RIG]:
         run(name)
     beside.finish()
-    for name in lanes[Lane.LAST]:
-        run(name)
     phases = [done[n] for n in PHASES if n in done]
     if args.results is not None:
         write_results(args.results, phases)

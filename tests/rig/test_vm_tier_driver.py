@@ -16,7 +16,6 @@ import resource
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -118,11 +117,11 @@ def test_a_phase_hung_before_any_test_is_a_failure(tmp_path: Path) -> None:
 
 
 def test_the_phases_outside_the_rig_lane_build_lus_of_their_own() -> None:
-    """Only main and iscsi share the rig (its LU, the iSCSI rig). paths and mpath run beside
-    them and the hang phase after both lanes, each on generations of its own, which no other
-    process uses (nor the nested guest's LU). mpath waits for main: there is one multipathd.
-    The hangs go last: with them beside main, main stopped in its udev test (measured).
-    mpath: its own process, on the map backend alone, the conformance suite."""
+    """Only main takes over the rig (its LU, the iSCSI rig). paths, guest-e2e and mpath run
+    beside it in the first VM, the hang phase in the second, each on generations of its own,
+    which no other process uses (nor the nested guest's LU). mpath holds the multipath tests:
+    there is one multipathd. The iscsi phase (no LIO, no udev) runs beside the hangs in their
+    VM, which has no udevd: with the hangs beside main, main stopped in its udev test."""
     from scsi_pr.rig import backend_lio
     from scsi_pr.rig.guest_e2e import driver
 
@@ -137,57 +136,63 @@ def test_the_phases_outside_the_rig_lane_build_lus_of_their_own() -> None:
     assert sorted(n for n, spec in vm_tier.PHASES.items() if spec.first_generation) == [
         "lio-hangs", "mpath", "paths",
     ]  # fmt: skip
-    lanes = vm_tier.plan(vm_tier.PHASES)
-    assert lanes == {
-        vm_tier.Lane.RIG: ["main", "iscsi"],
+    by_vm = {vm: [n for n, spec in vm_tier.PHASES.items() if spec.vm == vm] for vm in (0, 1)}
+    assert vm_tier.plan(by_vm[0]) == {
+        vm_tier.Lane.RIG: ["main"],
         vm_tier.Lane.BESIDE: ["paths", "guest-e2e", "mpath"],
-        vm_tier.Lane.LAST: ["lio-hangs"],
     }
-    assert vm_tier.plan(["lio-hangs", "main"])[vm_tier.Lane.LAST] == ["lio-hangs"]
-    assert {n: spec.after for n, spec in vm_tier.PHASES.items() if spec.after} == {
-        "mpath": ("main",)
+    assert vm_tier.plan(by_vm[1]) == {
+        vm_tier.Lane.RIG: ["lio-hangs"],
+        vm_tier.Lane.BESIDE: ["iscsi"],
     }
+    assert [n for n, spec in vm_tier.PHASES.items() if not spec.udev] == ["iscsi", "lio-hangs"]
     mpath = vm_tier.PHASES["mpath"]
-    assert mpath.backends == ("helper-lio-mpath",) and mpath.paths == ("tests/conformance",)
+    assert mpath.backends == ("helper-lio-mpath",)
+    assert mpath.paths == ("tests/conformance", "tests/vm/test_multipath_vm.py")
+    assert mpath.marks == "(uses_backend and not lio_hangs) or multipath"
+    assert "not multipath" in vm_tier.PHASES["main"].marks
     assert "helper-lio-mpath" not in (vm_tier.PHASES["paths"].backends or ())
 
 
-def test_two_lanes_run_side_by_side_and_the_last_phase_after_both(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """main waits until guest-e2e has started (a driver that ran the lanes one after another
-    would never get there); mpath, though its lane gets there first, starts only once main has
-    ended; lio-hangs only once every other phase is done. The beside phases' output comes after
+LANES = [(0, "main", ("paths", "guest-e2e", "mpath")), (1, "lio-hangs", ("iscsi",))]
+
+
+@pytest.mark.parametrize(("vm", "rig", "beside"), LANES)
+def test_a_vms_two_lanes_run_side_by_side(
+    vm: int, rig: str, beside: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The rig lane's phase waits until the beside lane's last phase has started (a driver that
+    ran the lanes one after another would never get there), and that phase until the rig
+    lane's has ended (none waits for another lane's). The beside phases' output comes after
     the rig lane's, whole, not interleaved."""
     started: dict[str, threading.Event] = {n: threading.Event() for n in vm_tier.PHASES}
+    rig_ended = threading.Event()
     finished: list[str] = []
 
     def fake_run_phase(name, argv, spec, workdir, *, backends, out=None):
         started[name].set()
-        if name == "main":
-            assert started["guest-e2e"].wait(60), "guest-e2e did not start beside main"
-            time.sleep(0.3)  # mpath's lane is at it by now: it must still wait
-        if name == "mpath":
-            assert "main" in finished, "mpath started before main ended"
-        if name == "iscsi":
-            time.sleep(0.3)  # the last phase must wait for it
-        if spec.lane is vm_tier.Lane.LAST:
-            assert set(vm_tier.PHASES) - {name} <= set(finished), name
+        if name == rig:
+            assert started[beside[-1]].wait(60), f"{beside[-1]} did not start beside {rig}"
+        if name == beside[-1]:
+            assert rig_ended.wait(60), f"{rig} did not end while {name} ran"
         if spec.lane is vm_tier.Lane.BESIDE:
             assert out is not None
             out.write(f"{name} output\n".encode())
         else:
             print(f"{name} output")
         finished.append(name)
+        if name == rig:
+            rig_ended.set()
         return vm_tier.Phase(name, rc=0)
 
     monkeypatch.setattr(vm_tier, "run_phase", fake_run_phase)
-    assert vm_tier.main(["--workdir", str(tmp_path)]) == 0
-    assert finished[-1] == "lio-hangs"
-    assert finished.index("paths") < finished.index("guest-e2e") < finished.index("mpath")
+    monkeypatch.setattr(vm_tier.udev, "stop", lambda: True)
+    assert vm_tier.main(["--workdir", str(tmp_path), "--vm", str(vm)]) == 0
+    assert finished == [*beside[:-1], rig, beside[-1]]
     text = capsys.readouterr().out
-    assert text.index("iscsi output") < text.index("paths output")
-    assert text.index("mpath output") < text.index("lio-hangs output") < text.index("summary")
+    at = [text.index(f"{name} output") for name in (rig, *beside)]
+    assert at == sorted(at) and at[-1] < text.index("summary")
 
 
 def test_a_driver_error_in_one_lane_is_a_failed_phase_not_a_lost_summary(
@@ -394,7 +399,9 @@ def test_each_phase_runs_its_paths_marks_and_backends(
     """Without paths on the command line a phase collects only its own (collecting the whole
     suite costs each phase ~25x under TCG), on its own backends or the LIO pair."""
     ran = _fake_run_phase(monkeypatch)
-    assert vm_tier.main(["--workdir", str(tmp_path)]) == 0
+    monkeypatch.setattr(vm_tier.udev, "stop", lambda: True)
+    for vm in ("0", "1"):
+        assert vm_tier.main(["--workdir", str(tmp_path), "--vm", vm]) == 0
     assert list(ran.calls) and set(ran.calls) == set(vm_tier.PHASES)
     for name, call in ran.calls.items():
         spec = vm_tier.PHASES[name]
@@ -414,7 +421,7 @@ def test_paths_on_the_command_line_replace_every_phases_own(
         "--workdir",
         str(tmp_path),
         "--phases",
-        "main,,lio-hangs,",
+        "main,,paths,",
         "--",
         "tests/sim",
         "-k",
@@ -424,10 +431,10 @@ def test_paths_on_the_command_line_replace_every_phases_own(
     assert ran.calls["main"]["argv"] == [
         "tests/sim", "-k", "x", "-m", vm_tier.PHASES["main"].marks, "--durations=15",
     ]  # fmt: skip
-    assert ran.calls["lio-hangs"]["argv"] == [
-        "tests/sim", "-k", "x", "-m", "lio_hangs", "--run-lio-hangs", "--durations=12",
+    assert ran.calls["paths"]["argv"] == [
+        "tests/sim", "-k", "x", "-m", "uses_backend and not lio_hangs", "--durations=10",
     ]  # fmt: skip
-    assert ran.order == ["main", "lio-hangs"]
+    assert sorted(ran.order) == ["main", "paths"]
 
 
 def test_a_phase_without_paths_of_its_own_runs_the_default_tests(
@@ -485,45 +492,19 @@ def test_the_beside_lane_is_a_daemon_thread_named_for_its_phases(
 ) -> None:
     """A daemon: a lane stuck for good must not keep the driver (and the VM) from ending."""
     ran = _fake_run_phase(monkeypatch)
-    assert vm_tier.main(["--workdir", str(tmp_path / "new" / "dir")]) == 0
+    monkeypatch.setattr(vm_tier.udev, "stop", lambda: True)
+    assert vm_tier.main(["--workdir", str(tmp_path / "new" / "dir"), "--vm", "0"]) == 0
     lane = ran.calls["paths"]["thread"]
     assert lane.name == "vm-tier-paths+guest-e2e+mpath" and lane.daemon
     assert all(ran.calls[n]["thread"] is lane for n in ("guest-e2e", "mpath"))
     assert ran.calls["main"]["thread"] is threading.main_thread()
-    assert ran.calls["lio-hangs"]["thread"] is threading.main_thread()
     assert ran.calls["main"]["out"] is None
     assert sorted(p.name for p in (tmp_path / "new" / "dir").iterdir()) == [
         "guest-e2e.out", "mpath.out", "paths.out",
     ]  # fmt: skip
-
-
-def test_a_driver_error_in_the_rig_lane_still_lets_mpath_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """mpath waits for main to end: a main that ended by a driver error has ended too (or the
-    beside lane would wait for good). The error is a failed phase, in the summary."""
-
-    def hook(name: str) -> None:
-        if name == "main":
-            raise ValueError("bad spec")
-
-    ran = _fake_run_phase(monkeypatch, hook=hook)
-    assert vm_tier.main(["--workdir", str(tmp_path), "--phases", "main,mpath"]) == 1
-    assert ran.order == ["mpath"]
-    out = capsys.readouterr().out.splitlines()
-    assert out[out.index("== VM tier summary ==") + 1 :] == [
-        "  main       no tests; pytest exit -1; 0s, driver error: ValueError: bad spec",
-        "  mpath      1 passed; pytest exit 0; 1s, in time",
-        "VM tier: 1 passed",
-    ]
-
-
-def test_a_phase_waiting_for_one_not_chosen_does_not_wait(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ran = _fake_run_phase(monkeypatch)
-    assert vm_tier.main(["--workdir", str(tmp_path), "--phases", "mpath"]) == 0
-    assert ran.order == ["mpath"]
+    assert vm_tier.main(["--workdir", str(tmp_path / "hangs"), "--vm", "1"]) == 0
+    assert ran.calls["iscsi"]["thread"].name == "vm-tier-iscsi"
+    assert ran.calls["lio-hangs"]["thread"] is threading.main_thread()
 
 
 def test_no_phase_chosen_runs_nothing_and_leaves_udev_alone(
@@ -602,7 +583,7 @@ def test_the_command_lines_options_as_help_shows_them(
         "options:",
         "  -h, --help         show this help message and exit",
         "  --workdir WORKDIR",
-        "  --phases PHASES    comma separated, from main, iscsi, paths, guest-e2e, mpath, "
+        "  --phases PHASES    comma separated, from main, paths, guest-e2e, mpath, iscsi, "
         "lio-hangs",
         "  --vm VM            run only the chosen phases that go to this VM",
         "  --vm-groups        print the VMs the chosen phases go to, and exit (scripts/vm-tier "

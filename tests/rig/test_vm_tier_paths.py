@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,15 @@ def test_a_phase_collects_in_its_paths_every_test_its_marks_select(name: str) ->
         whole, scoped = pool.map(lambda p: _collect(p, spec), [("tests",), spec.paths])
     assert whole, f"phase {name} selects no test at all"
     assert scoped == whole, f"phase {name} misses {sorted(whole - scoped)[:5]}"
+
+
+def test_every_multipath_test_is_in_the_mpath_phases_paths() -> None:
+    """mpath chooses the conformance suite by its paths (a subset), and holds every
+    ``multipath`` test: the one multipathd is its. A multipath test in another file would
+    be run by no phase (main leaves them out)."""
+    spec = replace(vm_tier.PHASES["mpath"], marks="multipath")
+    with ThreadPoolExecutor(2) as pool:
+        whole, scoped = pool.map(lambda p: _collect(p, spec), [("tests",), spec.paths or ()])
+    assert whole, "no multipath test at all"
+    assert scoped == whole, f"mpath misses {sorted(whole - scoped)[:5]}"
+    assert all(t.startswith("tests/vm/test_multipath_vm.py::") for t in whole)

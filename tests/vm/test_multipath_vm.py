@@ -36,7 +36,7 @@ from scsi_pr.sim.constants import PersistentReserveOutAction as SA
 from scsi_pr.sim.result import CommandResult
 from scsi_pr.sim.transportid import TransportId
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.multipath]
 WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
 HOST_KEY, OTHER_KEY = 0xA1, 0xB2
 
