@@ -89,6 +89,7 @@ TESTS_ELSEWHERE = {
     "helper/executors/sg.py": ("tests/rig/test_sg.py", "tests/helper/test_ioctl_backend.py"),
     "rig/vm_tier.py": (
         "tests/rig/test_vm_tier_driver.py",
+        "tests/rig/test_vm_tier_driver_errors.py",
         "tests/rig/test_vm_tier_paths.py",
         "tests/rig/test_vm_tier_vms.py",
     ),

@@ -1,0 +1,64 @@
+"""What the VM tier's driver (``rig/vm_tier.py``) reports of a phase it could not run: pinned
+because mutation testing found it unchecked (``scripts/mutate rig/vm_tier.py``).
+
+A driver error in a lane (``run_phase`` itself raised) becomes a failed phase with exit status
+-1: no status pytest gives (0-5), nor the watchdog's None for a run it abandoned. The line
+printed as the phase ends, the VM's summary, its ``--results`` file and the host's ``--merge``
+of that file all say -1, so a driver error never reads as pytest's own failure (1) or a hang.
+
+As in tests/rig/test_vm_tier_driver.py, ``run_phase`` is faked and udevd is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from scsi_pr.rig import vm_tier
+
+DRIVER_ERROR_LINE = (
+    "  guest-e2e  no tests; pytest exit -1; 0s, driver error: OSError: no space left"
+)
+
+
+def test_a_driver_error_is_exit_status_minus_one_in_the_vm_and_in_the_merge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The beside lane's guest-e2e cannot be run (its ``run_phase`` raises): its line, as it
+    ends and in the summary, says exit -1; the results file keeps -1 for the host, whose
+    merged summary says it again, and the VM and the merge both fail."""
+
+    def fake_run_phase(
+        name: str,
+        argv: list[str],
+        spec: vm_tier.PhaseSpec,
+        workdir: Path,
+        *,
+        backends: tuple[str, ...],
+        out: BinaryIO | None = None,
+    ) -> vm_tier.Phase:
+        if name == "guest-e2e":
+            raise OSError("no space left")
+        return vm_tier.Phase(name, rc=0)
+
+    monkeypatch.setattr(vm_tier, "run_phase", fake_run_phase)
+    monkeypatch.setattr(vm_tier, "show_guest_cpu", lambda: None)
+    monkeypatch.setattr(vm_tier.udev, "stop", lambda: pytest.fail("udevd stopped"))
+    results = tmp_path / "results-0.json"
+    argv = ["--workdir", str(tmp_path / "work"), "--phases", "main,guest-e2e"]
+    assert vm_tier.main([*argv, "--vm", "0", "--results", str(results)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines.count(DRIVER_ERROR_LINE) == 2, lines  # as it ended, and in the summary
+    assert lines[-1] == "VM tier: no tests ran"
+
+    recorded = {r["name"]: r for r in json.loads(results.read_text())}
+    assert (recorded["guest-e2e"]["rc"], recorded["main"]["rc"]) == (-1, 0)
+    assert recorded["guest-e2e"]["verdict"] == "driver error: OSError: no space left"
+    assert recorded["guest-e2e"]["abandoned"] is False
+
+    assert vm_tier.main(["--merge", str(results)]) == 1
+    merged = capsys.readouterr().out.splitlines()
+    assert DRIVER_ERROR_LINE in merged, merged
