@@ -160,16 +160,23 @@ def test_every_real_kernel_backend_gets_a_per_test_deadline(name: str | None, li
 
 def test_the_multipath_backends_tests_go_last(pytester: pytest.Pytester) -> None:
     """Its map stays up once built (multipathd's TEST UNIT READYs would take other backends'
-    unit attentions): its tests move to the end, nothing else changes order."""
-    pytester.makepyfile("def test_one(backend):\n    pass\n\n\ndef test_two(backend):\n    pass\n")
+    unit attentions): its tests move to the end, the ``multipath`` tests after them (they
+    remove the map), nothing else changes order."""
+    pytester.makepyfile(
+        "import pytest\n\n\n@pytest.mark.multipath\ndef test_map():\n    pass\n\n\n"
+        "def test_one(backend):\n    pass\n\n\ndef test_two(backend):\n    pass\n\n\n"
+        "def test_plain():\n    pass\n"
+    )
     args = ("--collect-only", "-q", "--backend", "helper-lio-mpath", "--backend", "sim")
     result = pytester.runpytest_subprocess(*args)
     ids = [line.split("::")[1] for line in result.stdout.lines if "::" in line]
     assert ids == [
         "test_one[sim]",
         "test_two[sim]",
+        "test_plain",
         "test_one[helper-lio-mpath]",
         "test_two[helper-lio-mpath]",
+        "test_map",  # the multipath tests remove the map the backend's tests share
     ]
 
 
