@@ -16,9 +16,9 @@ Phases go to VMs (``PhaseSpec.vm``): ``scripts/vm-tier`` asks ``--vm-groups`` wh
 chosen phases need, boots them side by side, each running ``--vm N --results FILE``, and
 prints one summary of the files with ``--merge``. Within a VM they run in two lanes (``Lane``,
 ``plan``), each lane's phases one after another. The first VM's rig lane holds main, which
-takes over the rig (its recorded LIO LU; the iSCSI rig on port 3260 for its iSCSI tests); beside it,
-from the start, run paths (generations 20h on, ``backend_lio.ENV_FIRST_GENERATION``: it
-neither takes over nor records the shared rig), the nested guest (generation E2h) and mpath
+takes over the rig (its recorded LIO LU; the iSCSI rig on port 3260 for its iSCSI tests);
+beside it, from the start, run paths (generations 20h on, ``backend_lio.ENV_FIRST_GENERATION``:
+it neither takes over nor records the shared rig), the nested guest (generation E2h) and mpath
 (40h on). The VM has two CPUs and one pytest run keeps about one busy, so they overlap.
 
 The hang phase may not share a kernel with LIO phases: measured, with it beside main, main
@@ -318,10 +318,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown phase(s) {', '.join(unknown)}")
     if args.vm is not None:
         chosen = [n for n in chosen if PHASES[n].vm == args.vm]
-    if args.vm_groups:  # after --vm: scripts/vm-tier boots only the VM a caller named
-        print(" ".join(str(vm) for vm in sorted({PHASES[n].vm for n in chosen})))
-        return 0
     vms = sorted({PHASES[n].vm for n in chosen})
+    if args.vm_groups:  # after --vm: scripts/vm-tier boots only the VM a caller named
+        print(" ".join(map(str, vms)))
+        return 0
     if len(vms) > 1:
         p.error(
             f"phases of VMs {', '.join(map(str, vms))} chosen: each VM's run in a kernel of its "
